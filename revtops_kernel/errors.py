@@ -1,0 +1,77 @@
+"""The project's one error tree.
+
+Every layer translates foreign exceptions at its boundary (``raise StoreError(...) from exc``)
+so callers catch ``RevtopsError`` subclasses and read their fields instead of parsing messages.
+Messages say how to fix the problem where there is a fix.
+
+    RevtopsError
+    ├── SettingsError           a variable in the environment or .env is missing or malformed
+    └── StoreError              the database could not do what was asked
+        ├── DatabaseLockedError another process holds the DuckDB file for too long
+        ├── SchemaError         the schema is missing, too old or too new
+        ├── UpsertError         a batch could not be written (bad columns, wrong key)
+        └── QueryError          a read-only query failed
+            ├── QueryRefusedError  the query tried to write, escape its org or reach outside
+            └── QueryTimeoutError  the query ran past its deadline and was cancelled
+"""
+
+from __future__ import annotations
+
+
+class RevtopsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SettingsError(RevtopsError):
+    """A setting read from the environment (or .env) is invalid.
+
+    ``variable`` names the environment variable, so the message can say exactly what to fix.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class StoreError(RevtopsError):
+    """The store (PostgreSQL or DuckDB) failed."""
+
+
+class DatabaseLockedError(StoreError):
+    def __init__(self, path: str, waited_seconds: float, detail: str) -> None:
+        self.path = path
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"The DuckDB file {path} stayed locked by another process for {waited_seconds:.0f}s "
+            f"({detail}). DuckDB allows one writing process at a time: wait for the running sync "
+            "or notebook to finish, raise REVTOPS_DB_LOCK_TIMEOUT, or use PostgreSQL "
+            "(REVTOPS_DATABASE_URL=postgresql://...) for concurrent writers."
+        )
+
+
+class SchemaError(StoreError):
+    """The database schema does not match what this version expects."""
+
+
+class UpsertError(StoreError):
+    def __init__(self, table: str, problem: str) -> None:
+        self.table = table
+        super().__init__(f"upsert into {table}: {problem}")
+
+
+class QueryError(StoreError):
+    """A read-only query failed; the message is safe to show to the user and to the model."""
+
+
+class QueryRefusedError(QueryError):
+    """The query tried something the read-only path does not allow."""
+
+
+class QueryTimeoutError(QueryError):
+    def __init__(self, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        super().__init__(
+            f"The query ran longer than {timeout_seconds:g}s and was cancelled. "
+            "Narrow it with filters, aggregate, or add a LIMIT."
+        )

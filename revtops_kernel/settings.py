@@ -1,0 +1,202 @@
+"""One ``Settings`` object, read from the environment and an optional ``.env`` file.
+
+It is built once at the edges (CLI, notebook, server extension) with ``load_settings()`` and
+passed down; nothing deeper reads ``os.environ``. A malformed value stops the program at start
+with a ``SettingsError`` that names the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from revtops_kernel.errors import SettingsError
+
+DEFAULT_MODEL = "claude-opus-4-5"
+ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL such as https://host/path, got {value!r}")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+OptionalHttpUrl = Annotated[str | None, AfterValidator(_http_url)]
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the environment variable that sets it.
+
+    Field names map to variables through ``validation_alias``; the README's configuration
+    table lists them all.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- store -----------------------------------------------------------------------------
+    home: Path = Field(default=Path("~/.revtops"), validation_alias="REVTOPS_HOME")
+    database_url_raw: str | None = Field(default=None, validation_alias="REVTOPS_DATABASE_URL")
+    readonly_database_url_raw: str | None = Field(
+        default=None, validation_alias="REVTOPS_READONLY_DATABASE_URL"
+    )
+    org: str = Field(default="default", validation_alias="REVTOPS_ORG")
+    db_lock_timeout: float = Field(default=60.0, gt=0, validation_alias="REVTOPS_DB_LOCK_TIMEOUT")
+    query_timeout: float = Field(default=30.0, gt=0, validation_alias="REVTOPS_QUERY_TIMEOUT")
+    query_max_rows: int = Field(default=10_000, gt=0, validation_alias="REVTOPS_QUERY_MAX_ROWS")
+
+    # --- providers: a plain token for a single user, or Nango --------------------------------
+    hubspot_token: SecretStr | None = Field(default=None, validation_alias="REVTOPS_HUBSPOT_TOKEN")
+    salesforce_token: SecretStr | None = Field(
+        default=None, validation_alias="REVTOPS_SALESFORCE_TOKEN"
+    )
+    slack_token: SecretStr | None = Field(default=None, validation_alias="REVTOPS_SLACK_TOKEN")
+    google_calendar_token: SecretStr | None = Field(
+        default=None, validation_alias="REVTOPS_GOOGLE_CALENDAR_TOKEN"
+    )
+    hubspot_base_url: HttpUrl = Field(
+        default="https://api.hubapi.com", validation_alias="REVTOPS_HUBSPOT_BASE_URL"
+    )
+    salesforce_instance_url: OptionalHttpUrl = Field(
+        default=None, validation_alias="REVTOPS_SALESFORCE_INSTANCE_URL"
+    )
+    slack_base_url: HttpUrl = Field(
+        default="https://slack.com/api", validation_alias="REVTOPS_SLACK_BASE_URL"
+    )
+    google_calendar_base_url: HttpUrl = Field(
+        default="https://www.googleapis.com/calendar/v3",
+        validation_alias="REVTOPS_GOOGLE_CALENDAR_BASE_URL",
+    )
+    nango_base_url: HttpUrl = Field(
+        default="https://api.nango.dev", validation_alias="NANGO_BASE_URL"
+    )
+    nango_secret_key: SecretStr | None = Field(default=None, validation_alias="NANGO_SECRET_KEY")
+    nango_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="NANGO_WEBHOOK_SECRET"
+    )
+
+    # --- the assistant -------------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: OptionalHttpUrl = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, validation_alias="REVTOPS_MODEL")
+
+    # --- sign-in (Supabase) --------------------------------------------------------------------
+    supabase_url: OptionalHttpUrl = Field(default=None, validation_alias="SUPABASE_URL")
+    supabase_anon_key: SecretStr | None = Field(default=None, validation_alias="SUPABASE_ANON_KEY")
+    supabase_jwt_secret: SecretStr | None = Field(
+        default=None, validation_alias="SUPABASE_JWT_SECRET"
+    )
+
+    # --- scheduled work -----------------------------------------------------------------------
+    broker_url: str | None = Field(default=None, validation_alias="REVTOPS_BROKER_URL")
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("org")
+    @classmethod
+    def _org_is_slug(cls, value: str) -> str:
+        if not ORG_ID_PATTERN.match(value):
+            raise ValueError(
+                "an organization id is 1-63 characters of lowercase letters, digits, '-' and '_', "
+                f"starting with a letter or digit; got {value!r}"
+            )
+        return value
+
+    @field_validator("database_url_raw", "readonly_database_url_raw")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        normalize_database_url(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _redis_broker(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if urlsplit(value).scheme not in ("redis", "rediss"):
+            raise ValueError(f"expected redis://host:port/db, got {value!r}")
+        return value
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the store: PostgreSQL if set, else the embedded DuckDB file."""
+        if self.database_url_raw:
+            return normalize_database_url(self.database_url_raw)
+        return f"duckdb:///{self.home / 'revtops.duckdb'}"
+
+    @property
+    def readonly_database_url(self) -> str | None:
+        """Where the assistant's queries connect on PostgreSQL (see ``store.engines``)."""
+        if self.readonly_database_url_raw:
+            return normalize_database_url(self.readonly_database_url_raw)
+        return None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept ``postgres://``, ``postgresql://``, ``duckdb:///path``; pin the psycopg 3 driver."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError(f"a PostgreSQL URL needs a host: {_redact(url)!r}")
+        return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+    if scheme == "duckdb":
+        if not parts.path or parts.path == "/":
+            raise ValueError("a DuckDB URL needs a file path: duckdb:////absolute/path.duckdb")
+        return url
+    raise ValueError(
+        "expected postgresql://user@host:5432/db or duckdb:///path/to/file.duckdb, "
+        f"got {_redact(url)!r}"
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and ``.env``); raise ``SettingsError`` naming the bad variable.
+
+    ``overrides`` are keyed by variable name (``REVTOPS_ORG="acme"``) and win over the
+    environment, which is how the CLI's flags and the tests set values.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else "settings"
+        variable = _variable_for(field_name)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(variable, message) from None
+
+
+def _variable_for(name: str) -> str:
+    field = Settings.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return name

@@ -1,0 +1,222 @@
+"""One ``Database`` per store URL: engines, write transactions, and DuckDB's one-writer rule.
+
+PostgreSQL takes concurrent writers; a DuckDB file takes one process at a time (a writer locks
+it exclusively, and readers in other processes can't open it meanwhile). Kernels, Voila
+sessions, scheduled runs and the CLI all share the embedded file, so on DuckDB:
+
+- every unit of work opens its own connection and closes it when done (``NullPool``), so the
+  file lock is held for one transaction, not for the life of a kernel;
+- opening retries with backoff while another process holds the lock, and gives up with
+  ``DatabaseLockedError`` (naming the holder's PID, as DuckDB reports it) after
+  ``lock_timeout`` seconds;
+- within one process a lock per file serializes units of work, because DuckDB refuses a
+  read-only and a read-write handle on the same file in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import duckdb
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from revtops_kernel.errors import DatabaseLockedError, StoreError
+
+if TYPE_CHECKING:
+    from revtops_kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The PostgreSQL role the assistant's queries run as: SELECT on readable tables only, bound by
+# row-level security to one organization (created by ``revtops db upgrade``).
+READER_ROLE = "revtops_reader"
+
+# Run on every DuckDB handle: times in UTC like the rest of the project. (A SET, not a config
+# entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet.)
+DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'"
+
+T = TypeVar("T")
+
+
+class Backend(StrEnum):
+    DUCKDB = "duckdb"
+    POSTGRESQL = "postgresql"
+
+
+_file_locks: dict[str, threading.RLock] = {}
+_file_locks_guard = threading.Lock()
+
+
+def _file_lock(path: str) -> threading.RLock:
+    with _file_locks_guard:
+        return _file_locks.setdefault(path, threading.RLock())
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def retry_while_locked(open_handle: Callable[[], T], path: str, timeout: float) -> T:
+    """Call ``open_handle`` until the DuckDB file lock is free or ``timeout`` seconds pass."""
+    started = time.monotonic()
+    delay = 0.02
+    announced = False
+    while True:
+        try:
+            return open_handle()
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise DatabaseLockedError(path, waited, _lock_holder(exc)) from exc
+            if not announced and waited > 2:
+                log.info("waiting for the DuckDB file %s, locked by another process", path)
+                announced = True
+            time.sleep(min(delay, timeout - waited) * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
+def _lock_holder(exc: BaseException) -> str:
+    text = str(exc)
+    marker = text.find("PID")
+    return text[marker:].split(")")[0].strip() if marker >= 0 else "held by another process"
+
+
+class Database:
+    """The store at one URL: a SQLAlchemy engine for writes and schema, helpers per backend."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        readonly_url: str | URL | None = None,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.url = make_url(url)
+        backend = self.url.get_backend_name()
+        if backend not in (Backend.DUCKDB, Backend.POSTGRESQL):
+            raise StoreError(f"unsupported database {backend!r}: use PostgreSQL or DuckDB")
+        self.backend = Backend(backend)
+        self.lock_timeout = lock_timeout
+        self._readonly_url = make_url(readonly_url) if readonly_url else None
+        self._engine: Engine | None = None
+        self._reader_engine: Engine | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.database_url,
+            readonly_url=settings.readonly_database_url,
+            lock_timeout=settings.db_lock_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url})"
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.backend is Backend.DUCKDB
+
+    @property
+    def duckdb_path(self) -> str:
+        if not self.is_duckdb or not self.url.database:
+            raise StoreError(f"{self.display_url} is not a DuckDB file")
+        return self.url.database
+
+    # --- engines -----------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        if self.is_duckdb:
+            Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(self.url, poolclass=NullPool)
+            path, timeout = self.duckdb_path, self.lock_timeout
+
+            @event.listens_for(engine, "do_connect")
+            def _connect_when_unlocked(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+                return retry_while_locked(lambda: dialect.connect(*cargs, **cparams), path, timeout)
+
+            @event.listens_for(engine, "connect")
+            def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+                dbapi_connection.execute(DUCKDB_SESSION_SQL)
+
+            return engine
+        return create_engine(
+            self.url,
+            pool_pre_ping=True,
+            connect_args={"options": "-c timezone=UTC"},
+        )
+
+    @property
+    def reader_engine(self) -> Engine:
+        """PostgreSQL engine for the assistant's queries, connected as the reader role."""
+        if self.is_duckdb:
+            raise StoreError("DuckDB reads open their own read-only handle (store.query)")
+        if self._reader_engine is None:
+            url = self._readonly_url or self.url.set(username=READER_ROLE, password=None)
+            self._reader_engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=2,
+                connect_args={"options": "-c timezone=UTC"},
+            )
+        return self._reader_engine
+
+    # --- units of work -------------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold this process's turn on the DuckDB file (no-op on PostgreSQL)."""
+        if not self.is_duckdb:
+            yield
+            return
+        with _file_lock(self.duckdb_path):
+            yield
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on error."""
+        with self.exclusive(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.exclusive(), self.engine.connect() as conn:
+            yield conn
+
+    def open_duckdb_readonly(self, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        """A read-only DuckDB handle with ``config``; call inside ``exclusive()``."""
+        path = self.duckdb_path
+        if not Path(path).exists():
+            raise StoreError(f"no database at {path}: run `revtops db upgrade` first")
+        handle = retry_while_locked(
+            lambda: duckdb.connect(path, read_only=True, config=config),
+            path,
+            self.lock_timeout,
+        )
+        handle.execute(DUCKDB_SESSION_SQL)
+        return handle
+
+    def dispose(self) -> None:
+        for engine in (self._engine, self._reader_engine):
+            if engine is not None:
+                engine.dispose()
+        self._engine = self._reader_engine = None

@@ -1,0 +1,188 @@
+"""``revtops db upgrade``: create or migrate the schema, idempotently, on both backends.
+
+Why not Alembic: DuckDB's ALTER TABLE cannot change constraints or types of indexed columns,
+so Alembic's generated operations fail there half the time, and two backends would need two
+migration histories. Instead the models are the truth and the upgrade reconciles towards them:
+
+1. create missing tables and indexes (``create_all`` only creates what is absent);
+2. add columns the models have and the database lacks, with their comments;
+3. run numbered ``MIGRATIONS`` not yet recorded, for the changes that are not additive
+   (renames, backfills), each in the upgrade's transaction;
+4. on PostgreSQL, (re)grant the reader role and its row-level-security policies.
+
+The applied version is recorded in ``revtops_schema``; a database newer than this code is
+refused rather than silently written to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, Table, Text, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import SetColumnComment
+
+from revtops_kernel.errors import SchemaError
+from revtops_kernel.store.database import READER_ROLE, Database
+from revtops_kernel.store.schema import metadata, readable_tables
+from revtops_kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A change that reconciliation cannot make by itself (rename, backfill, type change)."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+# Version 1 is the common schema as the models define it; later non-additive changes go here.
+BASELINE_VERSION = 1
+MIGRATIONS: list[Migration] = []
+
+_bookkeeping = MetaData()
+schema_versions = Table(
+    "revtops_schema",
+    _bookkeeping,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass
+class UpgradeReport:
+    created_tables: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    applied_migrations: list[str] = field(default_factory=list)
+    version: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created_tables or self.added_columns or self.applied_migrations)
+
+
+def target_version(migrations: list[Migration] | None = None) -> int:
+    steps = MIGRATIONS if migrations is None else migrations
+    return max([BASELINE_VERSION, *(m.version for m in steps)])
+
+
+def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeReport:
+    """Bring the database to this code's schema; safe to run any number of times."""
+    steps = sorted(MIGRATIONS if migrations is None else migrations, key=lambda m: m.version)
+    report = UpgradeReport()
+    with db.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes upgrading at once take turns instead of racing on CREATE TABLE.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('revtops_schema'))"))
+        _bookkeeping.create_all(conn)
+        applied = {row.version for row in conn.execute(schema_versions.select())}
+        newest = max(applied, default=0)
+        if newest > target_version(steps):
+            raise SchemaError(
+                f"the database schema is at version {newest}, newer than this revtops "
+                f"({target_version(steps)}): upgrade the revtops_kernel package"
+            )
+        report.created_tables = _create_missing_tables(conn)
+        report.added_columns = _add_missing_columns(conn)
+        if BASELINE_VERSION not in applied:
+            _record(conn, BASELINE_VERSION, "common schema")
+        for step in steps:
+            if step.version not in applied:
+                log.info("applying migration %s: %s", step.version, step.name)
+                step.apply(conn)
+                _record(conn, step.version, step.name)
+                report.applied_migrations.append(f"{step.version} {step.name}")
+        if conn.dialect.name == "postgresql":
+            report.warnings += _grant_reader(conn)
+        report.version = target_version(steps)
+    return report
+
+
+def current_version(db: Database) -> int | None:
+    """The recorded schema version, or None for a database that was never upgraded."""
+    with db.connect() as conn:
+        if not inspect(conn).has_table(schema_versions.name):
+            return None
+        versions = [row.version for row in conn.execute(schema_versions.select())]
+    return max(versions, default=None)
+
+
+def _record(conn: Connection, version: int, name: str) -> None:
+    conn.execute(schema_versions.insert().values(version=version, name=name, applied_at=utcnow()))
+
+
+def _create_missing_tables(conn: Connection) -> list[str]:
+    existing = set(inspect(conn).get_table_names())
+    missing = [t for t in metadata.sorted_tables if t.name not in existing]
+    metadata.create_all(conn, tables=missing)
+    return [t.name for t in missing]
+
+
+def _add_missing_columns(conn: Connection) -> list[str]:
+    inspector = inspect(conn)
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise SchemaError(
+                    f"cannot add NOT NULL column {table.name}.{column.name} without a default: "
+                    "write a numbered migration for it"
+                )
+            type_sql = column.type.compile(dialect=conn.dialect)
+            preparer = conn.dialect.identifier_preparer
+            conn.execute(
+                text(
+                    f"ALTER TABLE {preparer.format_table(table)} "
+                    f"ADD COLUMN {preparer.format_column(column)} {type_sql}"
+                )
+            )
+            if column.comment:
+                conn.execute(SetColumnComment(column))
+            added.append(f"{table.name}.{column.name}")
+    return added
+
+
+def _grant_reader(conn: Connection) -> list[str]:
+    """The reader role: SELECT on readable tables, one organization at a time (RLS)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                text(
+                    "DO $$ BEGIN "
+                    f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN "
+                    f"CREATE ROLE {READER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; "
+                    "END IF; END $$"
+                )
+            )
+    except DBAPIError as exc:
+        message = (
+            f"could not create the PostgreSQL role {READER_ROLE} ({exc.orig}); the assistant's "
+            "queries need it: run `revtops db upgrade` as a role with CREATEROLE, or create a "
+            "SELECT-only role and set REVTOPS_READONLY_DATABASE_URL"
+        )
+        log.warning(message)
+        return [message]
+    conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {READER_ROLE}"))
+    for name, table in readable_tables().items():
+        scope_column = "id" if name == "organizations" else "organization_id"
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        conn.execute(text(f"GRANT SELECT ON {quoted} TO {READER_ROLE}"))
+        conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
+        conn.execute(text(f"DROP POLICY IF EXISTS revtops_org_scope ON {quoted}"))
+        conn.execute(
+            text(
+                f"CREATE POLICY revtops_org_scope ON {quoted} FOR SELECT TO {READER_ROLE} "
+                f"USING ({scope_column} = current_setting('revtops.org_id', true))"
+            )
+        )
+    return []
