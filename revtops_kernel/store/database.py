@@ -173,11 +173,10 @@ class Database:
             raise StoreError("DuckDB reads open their own read-only handle (store.query)")
         if self._reader_engine is None:
             url = self._readonly_url or self.url.set(username=READER_ROLE, password=None)
+            # A fresh session per query: nothing a query leaves behind (an advisory lock, a
+            # prepared statement) can outlive it, whatever the guard missed.
             self._reader_engine = create_engine(
-                url,
-                pool_pre_ping=True,
-                pool_size=2,
-                connect_args={"options": "-c timezone=UTC"},
+                url, poolclass=NullPool, connect_args={"options": "-c timezone=UTC"}
             )
         return self._reader_engine
 

@@ -1,0 +1,263 @@
+"""The read-only query path under the assistant: ``read_sql`` → a DataFrame and a truncation flag.
+
+The SQL guard (``agent``) checks a query's shape before it gets here; this layer makes sure that
+even a query that slipped past the guard cannot write, cannot leave its organization, cannot
+reach files, URLs or Python objects, and cannot run forever.
+
+PostgreSQL: a connection as the reader role (SELECT on readable tables only, row-level security
+bound to ``revtops.org_id``), a ``READ ONLY`` transaction that is always rolled back (so even a
+``set_config`` is undone), ``statement_timeout``, and the query declared as a server-side cursor,
+which PostgreSQL only accepts for SELECT and VALUES. A timer cancels the query from the client
+if the server's timeout did not stop it.
+
+DuckDB: a separate read-only handle with external access off (no files, URLs, ATTACH or
+extension installs), Python replacement scans off (no DataFrame in scope is reachable), the
+readable tables shadowed by temporary views filtered to the organization, then the configuration
+locked so the query cannot undo any of it. A timer interrupts the query at the deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+import psycopg
+import pyarrow as pa
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
+from revtops_kernel.settings import ORG_ID_PATTERN
+from revtops_kernel.store.database import Database
+from revtops_kernel.store.schema import readable_tables
+
+log = logging.getLogger(__name__)
+
+# Fetch a little past max_rows to know whether the result was cut.
+FETCH_BATCH_ROWS = 2_048
+# Extra time the client allows past the server-side timeout before cancelling on its own.
+CLIENT_GRACE_SECONDS = 0.5
+
+DUCKDB_READONLY_CONFIG: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    frame: pd.DataFrame
+    truncated: bool  # more rows existed than max_rows
+    elapsed_seconds: float
+
+    @property
+    def row_count(self) -> int:
+        return len(self.frame)
+
+
+def read_sql(
+    db: Database,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    org: str,
+    max_rows: int = 10_000,
+    timeout: float = 30.0,
+) -> QueryResult:
+    """Run one read-only query as organization ``org``; at most ``max_rows`` rows come back.
+
+    ``params`` bind ``:name`` placeholders (SQLAlchemy ``text()`` style) on both backends.
+    """
+    if not ORG_ID_PATTERN.match(org):
+        raise QueryRefusedError(f"not an organization id: {org!r}")
+    if max_rows < 1 or timeout <= 0:
+        raise ValueError("max_rows must be >= 1 and timeout > 0")
+    started = time.monotonic()
+    run = _read_duckdb if db.is_duckdb else _read_postgresql
+    frame, truncated = run(db, sql, dict(params or {}), org, max_rows, timeout)
+    elapsed = time.monotonic() - started
+    log.info("read_sql org=%s rows=%d truncated=%s %.3fs", org, len(frame), truncated, elapsed)
+    return QueryResult(frame, truncated, elapsed)
+
+
+@contextmanager
+def _deadline(seconds: float, cancel: Callable[[], None]) -> Iterator[threading.Event]:
+    """Call ``cancel`` if the block is still running after ``seconds``; tell whether it fired."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        cancel()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+def _bind(sql: str, params: dict[str, Any], dialect: Any) -> tuple[str, Any]:
+    """Compile ``:name`` placeholders to the driver's style; SQL without params passes as is."""
+    if not params:
+        return sql, None
+    compiled = text(sql).bindparams(**params).compile(dialect=dialect)
+    if compiled.positiontup:
+        return str(compiled), [compiled.params[name] for name in compiled.positiontup]
+    return str(compiled), compiled.params
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _read_postgresql(
+    db: Database, sql: str, params: dict[str, Any], org: str, max_rows: int, timeout: float
+) -> tuple[pd.DataFrame, bool]:
+    try:
+        connection = db.reader_engine.connect()
+    except OperationalError as exc:
+        raise QueryError(
+            f"cannot connect as the read-only role ({exc.orig}); run `revtops db upgrade` "
+            "or set REVTOPS_READONLY_DATABASE_URL"
+        ) from exc
+    with connection:
+        raw: psycopg.Connection[Any] = connection.connection.driver_connection
+        statement, bound = _bind(sql, params, connection.dialect)
+        try:
+            with raw.cursor() as setup:
+                setup.execute("SET TRANSACTION READ ONLY")
+                setup.execute(
+                    "SELECT set_config('statement_timeout', %s, true), "
+                    "set_config('revtops.org_id', %s, true)",
+                    (f"{int(timeout * 1000)}ms", org),
+                )
+            with (
+                _deadline(timeout + CLIENT_GRACE_SECONDS, raw.cancel_safe) as fired,
+                raw.cursor(name="revtops_read_sql") as cursor,
+            ):
+                try:
+                    cursor.execute(statement, bound)
+                    rows = cursor.fetchmany(max_rows + 1)
+                    names = [column.name for column in cursor.description or []]
+                except psycopg.errors.QueryCanceled as exc:
+                    raise QueryTimeoutError(timeout) from exc
+                except psycopg.OperationalError as exc:
+                    if fired.is_set():
+                        raise QueryTimeoutError(timeout) from exc
+                    raise
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise QueryRefusedError(f"the query tried to write: {exc}") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise QueryRefusedError(f"not allowed: {exc}") from exc
+        except psycopg.errors.SyntaxError as exc:
+            raise QueryRefusedError(
+                f"only a single SELECT (or VALUES) query can run here: {exc}"
+            ) from exc
+        except (psycopg.Error, DBAPIError) as exc:
+            raise QueryError(str(exc).strip()) from exc
+        finally:
+            connection.rollback()  # undoes anything, set_config included
+    truncated = len(rows) > max_rows
+    return pd.DataFrame.from_records(rows[:max_rows], columns=names), truncated
+
+
+# --- DuckDB ----------------------------------------------------------------------------------
+
+
+def _read_duckdb(
+    db: Database, sql: str, params: dict[str, Any], org: str, max_rows: int, timeout: float
+) -> tuple[pd.DataFrame, bool]:
+    statement, bound = _bind(sql, params, db.engine.dialect)
+    with db.exclusive():
+        handle = db.open_duckdb_readonly(DUCKDB_READONLY_CONFIG)
+        try:
+            _require_single_select(handle, statement)
+            _scope_to_org(handle, org)
+            with _deadline(timeout, handle.interrupt) as fired:
+                try:
+                    reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
+                    batches, count = [], 0
+                    for batch in reader:
+                        batches.append(batch)
+                        count += batch.num_rows
+                        if count > max_rows:
+                            break
+                except duckdb.InterruptException as exc:
+                    raise QueryTimeoutError(timeout) from exc
+                except duckdb.Error as exc:
+                    if fired.is_set():
+                        raise QueryTimeoutError(timeout) from exc
+                    raise _duckdb_error(exc) from exc
+                if fired.is_set():
+                    raise QueryTimeoutError(timeout)
+        finally:
+            handle.close()
+    table = (
+        pa.Table.from_batches(batches, schema=reader.schema)
+        if batches
+        else reader.schema.empty_table()
+    )
+    return table.slice(0, max_rows).to_pandas(), count > max_rows
+
+
+def _require_single_select(handle: duckdb.DuckDBPyConnection, sql: str) -> None:
+    # DuckDB runs every statement of a script and returns the last result; PostgreSQL's
+    # server-side cursor refuses anything but one SELECT. Hold DuckDB to the same rule.
+    try:
+        statements = handle.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc).strip()) from exc
+    if len(statements) != 1:
+        raise QueryRefusedError(f"expected one statement, got {len(statements)}")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name
+        raise QueryRefusedError(f"only a single SELECT query can run here, not {kind}")
+
+
+def _duckdb_error(exc: duckdb.Error) -> QueryError:
+    message = str(exc).strip()
+    if isinstance(exc, duckdb.PermissionException) or "read-only mode" in message:
+        return QueryRefusedError(message)
+    if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in message:
+        return QueryRefusedError(message)
+    return QueryError(message)
+
+
+def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
+    """Shadow every table with a view: readable ones filtered to ``org``, the others empty.
+
+    Temporary views win name resolution over the file's tables (``deals`` and ``main.deals``
+    both reach the view); the guard refuses the catalog-qualified names that would not.
+    """
+    handle.execute("SET python_enable_replacements = false")
+    handle.execute("SET python_scan_all_frames = false")
+    catalog = handle.execute("SELECT current_database()").fetchone()[0]
+    readable = readable_tables()
+    stored = {
+        row[0]
+        for row in handle.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    for name in sorted(stored):
+        source = f'"{catalog}".main."{name}"'
+        if name in readable:
+            scope_column = "id" if name == "organizations" else "organization_id"
+            condition = f"{scope_column} = '{org}'"  # org matched ORG_ID_PATTERN: no quotes in it
+        else:
+            condition = "false"
+        handle.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM {source} WHERE {condition}')
+    missing = set(readable) - stored
+    if missing:
+        log.warning("tables missing from %s: %s; run `revtops db upgrade`", catalog, missing)
+    handle.execute("SET lock_configuration = true")
