@@ -249,6 +249,7 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchall()
     }
+    views = []
     for name in sorted(stored):
         source = f'"{catalog}".main."{name}"'
         if name in readable:
@@ -256,7 +257,8 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
             condition = f"{scope_column} = '{org}'"  # org matched ORG_ID_PATTERN: no quotes in it
         else:
             condition = "false"
-        handle.execute(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM {source} WHERE {condition}')
+        views.append(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM {source} WHERE {condition}')
+    handle.execute(";\n".join(views))  # one round through the parser, not one per table
     missing = set(readable) - stored
     if missing:
         log.warning("tables missing from %s: %s; run `revtops db upgrade`", catalog, missing)

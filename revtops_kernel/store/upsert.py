@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,7 @@ def upsert(conn: Connection, table: str | Table, rows: Rows) -> UpsertResult:
     """
     target = _synced_table(table)
     batch = prepare_batch(target, rows)
-    if batch.num_rows == 0:
+    if batch.num_rows == 0 or batch.num_columns == 0:
         return UpsertResult(target.name, 0, 0, 0)
     columns = [name for name in batch.column_names if name != ROW_ORDER]
     unique = len(pc.unique(_key_fingerprint(batch)))
@@ -101,6 +102,8 @@ def _synced_table(table: str | Table) -> Table:
 def prepare_batch(target: Table, rows: Rows) -> pa.Table:
     """Rows as an Arrow table typed like ``target``'s columns, plus their batch order."""
     frame = _as_arrow(target, rows)
+    if frame.num_columns == 0:
+        return frame
     unknown = [name for name in frame.column_names if name not in target.columns]
     if unknown:
         raise UpsertError(target.name, f"unknown column(s) {', '.join(sorted(unknown))}")
@@ -113,7 +116,7 @@ def prepare_batch(target: Table, rows: Rows) -> pa.Table:
             continue
         values = frame.column(column.name)
         try:
-            arrays.append(values.cast(_arrow_type(column.type)))
+            arrays.append(_cast(values, _arrow_type(column.type)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise UpsertError(target.name, f"column {column.name}: {exc}") from exc
         names.append(column.name)
@@ -128,12 +131,16 @@ def prepare_batch(target: Table, rows: Rows) -> pa.Table:
 
 def _as_arrow(target: Table, rows: Rows) -> pa.Table:
     json_columns = {c.name for c in target.columns if isinstance(c.type, JSON)}
+    uuid_columns = {c.name for c in target.columns if isinstance(c.type, Uuid)}
     if isinstance(rows, pa.Table):
-        return _json_to_text(rows, json_columns)
+        return _uuid_to_text(_json_to_text(rows, json_columns), uuid_columns)
     if isinstance(rows, pd.DataFrame):
         frame = rows.copy(deep=False)
         for name in json_columns & set(frame.columns):
             frame[name] = [_dump_json(v) for v in frame[name]]
+        for name in uuid_columns & set(frame.columns):
+            if frame[name].dtype == object:
+                frame[name] = [None if v is None else str(v) for v in frame[name]]
         return pa.Table.from_pandas(frame, preserve_index=False)
     records = list(rows)
     names: dict[str, None] = {}
@@ -162,6 +169,25 @@ def _json_to_text(frame: pa.Table, json_columns: set[str]) -> pa.Table:
     return frame
 
 
+def _uuid_to_text(frame: pa.Table, uuid_columns: set[str]) -> pa.Table:
+    # Arrow holds UUIDs as 16 raw bytes (the uuid extension type); the SQL side wants text.
+    for name in uuid_columns & set(frame.column_names):
+        column = frame.column(name)
+        if isinstance(column.type, pa.ExtensionType) or pa.types.is_fixed_size_binary(column.type):
+            values = column.to_pylist()
+            texts = pa.array(
+                [
+                    None
+                    if v is None
+                    else str(v if isinstance(v, uuid.UUID) else uuid.UUID(bytes=v))
+                    for v in values
+                ],
+                pa.string(),
+            )
+            frame = frame.set_column(frame.column_names.index(name), name, texts)
+    return frame
+
+
 def _dump_json(value: Any) -> str | None:
     if value is None:
         return None
@@ -171,6 +197,17 @@ def _dump_json(value: Any) -> str | None:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     # PostgreSQL's jsonb refuses the NUL character; it carries no meaning in CRM text.
     return text.replace("\\u0000", "")
+
+
+def _cast(values: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    if pa.types.is_decimal(target) and not pa.types.is_decimal(values.type):
+        # Integers need room before they narrow; floats are rounded to the column's scale
+        # first (0.1 + 0.2 is 0.30, not a loss of data). Values that don't fit still fail.
+        if pa.types.is_floating(values.type):
+            values = pc.round(values, target.scale)
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            values = values.cast(pa.decimal128(38, target.scale))
+    return values.cast(target)
 
 
 def _arrow_type(sql_type: TypeEngine[Any]) -> pa.DataType:

@@ -1,0 +1,92 @@
+"""Fixtures shared by every test: an isolated environment, and the store on both backends.
+
+PostgreSQL tests run against a fresh database created for the test session and dropped at the
+end. In CI (``CI`` set) an unreachable server fails the run; locally those tests are skipped,
+saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.schema import metadata
+
+ADMIN_URL = os.environ.get(
+    "REVTOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+ISOLATED_PREFIXES = ("REVTOPS_", "ANTHROPIC_", "NANGO_", "SUPABASE_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """No setting leaks in from the developer's shell, home directory or a stray .env."""
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES) and name != "REVTOPS_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REVTOPS_HOME", str(home / ".revtops"))
+    monkeypatch.chdir(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    admin = make_url(ADMIN_URL).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    try:
+        connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and did not answer at {ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL at {ADMIN_URL} ({exc}); PostgreSQL tests skipped")
+    name = f"revtops_test_{uuid.uuid4().hex[:10]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name, drivername="postgresql+psycopg").render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_db(postgres_url: str) -> Iterator[Database]:
+    db = Database(postgres_url)
+    upgrade(db)
+    yield db
+    db.dispose()
+
+
+def _empty_all_tables(db: Database) -> None:
+    with db.begin() as conn:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names}"))
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The upgraded, empty store on each backend."""
+    if request.param == "duckdb":
+        database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=10)
+        upgrade(database)
+        yield database
+        database.dispose()
+    else:
+        database = request.getfixturevalue("postgres_db")
+        _empty_all_tables(database)
+        yield database

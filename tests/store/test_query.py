@@ -1,0 +1,217 @@
+"""The read-only path refuses what the assistant must never do, on both backends."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
+from revtops_kernel.store import Database
+from revtops_kernel.store.query import read_sql
+from revtops_kernel.store.upsert import upsert
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def loaded(db: Database) -> Database:
+    rows = [
+        {
+            "organization_id": org,
+            "source_system": "hubspot",
+            "source_id": str(i),
+            "name": f"{org} deal {i}",
+            "amount": i * 100,
+            "updated_at": T0,
+        }
+        for org, count in (("acme", 30), ("globex", 7))
+        for i in range(count)
+    ]
+    with db.begin() as conn:
+        upsert(conn, "deals", rows)
+        conn.execute(
+            text(
+                "INSERT INTO organizations (id, name, domain, created_at, updated_at) VALUES "
+                "('acme', 'Acme', 'acme.com', :t, :t), ('globex', 'Globex', 'globex.com', :t, :t)"
+            ),
+            {"t": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO users (id, organization_id, email, role, created_at) VALUES "
+                "('00000000-0000-0000-0000-000000000001', 'acme', 'ana@acme.com', 'admin', :t)"
+            ),
+            {"t": T0},
+        )
+    return db
+
+
+def count_deals(db: Database) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM deals")).scalar_one())
+
+
+def test_a_select_returns_a_frame(loaded: Database) -> None:
+    result = read_sql(
+        loaded,
+        "SELECT name, amount FROM deals WHERE amount >= :low ORDER BY amount DESC",
+        {"low": 2500},
+        org="acme",
+    )
+    assert isinstance(result.frame, pd.DataFrame)
+    assert list(result.frame.columns) == ["name", "amount"]
+    assert result.frame["name"].tolist() == [
+        "acme deal 29",
+        "acme deal 28",
+        "acme deal 27",
+        "acme deal 26",
+        "acme deal 25",
+    ]
+    assert not result.truncated
+
+
+def test_results_are_cut_at_max_rows_and_say_so(loaded: Database) -> None:
+    result = read_sql(loaded, "SELECT * FROM deals", org="acme", max_rows=10)
+    assert (result.row_count, result.truncated) == (10, True)
+    exact = read_sql(loaded, "SELECT * FROM deals", org="acme", max_rows=30)
+    assert (exact.row_count, exact.truncated) == (30, False)
+
+
+def test_only_the_given_organization_is_visible(loaded: Database) -> None:
+    for org, expected in (("acme", 30), ("globex", 7), ("initech", 0)):
+        frame = read_sql(loaded, "SELECT count(*) AS n FROM deals", org=org).frame
+        assert int(frame["n"][0]) == expected
+    # Schema-qualified names reach the same scoped rows.
+    frame = (
+        read_sql(loaded, "SELECT count(*) AS n FROM main.deals", org="globex").frame
+        if loaded.is_duckdb
+        else read_sql(loaded, "SELECT count(*) AS n FROM public.deals", org="globex").frame
+    )
+    assert int(frame["n"][0]) == 7
+    orgs = read_sql(loaded, "SELECT id FROM organizations", org="globex").frame
+    assert orgs["id"].tolist() == ["globex"]
+
+
+def test_tables_outside_the_readable_set_show_nothing(loaded: Database) -> None:
+    try:
+        frame = read_sql(loaded, "SELECT * FROM users", org="acme").frame
+    except QueryRefusedError:
+        return  # PostgreSQL: no privilege at all
+    assert frame.empty  # DuckDB: shadowed by an empty view
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO deals (id, organization_id, source_system, source_id) "
+        "VALUES ('00000000-0000-0000-0000-000000000009', 'acme', 'hubspot', 'x')",
+        "UPDATE deals SET name = 'pwned'",
+        "DELETE FROM deals",
+        "DROP TABLE deals",
+        "CREATE TABLE stolen AS SELECT * FROM deals",
+        "TRUNCATE deals",
+        "WITH gone AS (DELETE FROM deals RETURNING *) SELECT count(*) FROM gone",
+        "SELECT 1; DELETE FROM deals",
+    ],
+)
+def test_writes_are_refused(loaded: Database, sql: str) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, sql, org="acme")
+    assert count_deals(loaded) == 37
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT pg_read_file('/etc/passwd')",
+        "COPY deals TO '/tmp/revtops-stolen.csv'",
+        "SELECT * FROM glob('/etc/*')",
+    ],
+)
+def test_files_are_out_of_reach(loaded: Database, sql: str) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, sql, org="acme")
+
+
+def test_a_dataframe_in_scope_is_out_of_reach(loaded: Database) -> None:
+    secrets = pd.DataFrame({"token": ["sk-live-123"]})  # DuckDB could scan this by name
+    assert not secrets.empty
+    with pytest.raises(QueryError, match="secrets"):
+        read_sql(loaded, "SELECT * FROM secrets", org="acme")
+
+
+def test_attach_is_refused(loaded: Database, tmp_path: object) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, "ATTACH '/tmp/revtops-other.duckdb' AS other", org="acme")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET statement_timeout = 0",
+        "SET threads = 1",
+        "RESET ALL",
+        "SET ROLE postgres",
+        "PRAGMA enable_external_access",
+    ],
+)
+def test_settings_cannot_be_changed(loaded: Database, sql: str) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, sql, org="acme")
+
+
+@pytest.mark.postgres
+def test_a_set_config_inside_a_select_is_rolled_back(postgres_db: Database) -> None:
+    read_sql(postgres_db, "SELECT set_config('statement_timeout', '0', false)", org="acme")
+    read_sql(postgres_db, "SELECT set_config('revtops.org_id', 'globex', false)", org="acme")
+    frame = read_sql(
+        postgres_db,
+        "SELECT current_setting('statement_timeout') AS t, "
+        "current_setting('revtops.org_id') AS org, current_user AS who",
+        org="acme",
+        timeout=7,
+    ).frame
+    assert frame.to_dict("records") == [{"t": "7s", "org": "acme", "who": "revtops_reader"}]
+
+
+@pytest.mark.postgres
+def test_session_state_does_not_outlive_a_query(postgres_db: Database) -> None:
+    read_sql(postgres_db, "SELECT pg_advisory_lock(42)", org="acme")
+    with postgres_db.connect() as conn:
+        held = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
+        assert held.scalar_one() == 0
+
+
+def test_a_runaway_cross_join_stops_at_the_timeout(loaded: Database) -> None:
+    started = time.monotonic()
+    with pytest.raises(QueryTimeoutError) as caught:
+        read_sql(
+            loaded,
+            "SELECT count(*) FROM deals a, deals b, deals c, deals d, deals e, deals f, deals g",
+            org="acme",
+            timeout=1.0,
+        )
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0
+    assert caught.value.timeout_seconds == 1.0
+    # The store is still usable afterwards.
+    assert read_sql(loaded, "SELECT count(*) AS n FROM deals", org="acme").frame["n"][0] == 30
+
+
+def test_a_bad_organization_id_is_refused(loaded: Database) -> None:
+    with pytest.raises(QueryRefusedError):
+        read_sql(loaded, "SELECT 1", org="acme' OR true --")
+
+
+def test_syntax_errors_come_back_as_query_errors(loaded: Database) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, "SELEC name FROM deals", org="acme")
+    with pytest.raises(QueryError, match="no_such_column"):
+        read_sql(loaded, "SELECT no_such_column FROM deals", org="acme")
