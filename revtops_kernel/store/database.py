@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from revtops_kernel.errors import DatabaseLockedError, StoreError
@@ -191,15 +192,20 @@ class Database:
             yield
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on error."""
-        with self.exclusive(), self.engine.begin() as conn:
-            yield conn
+    def connect(self) -> Iterator[Connection]:
+        with self.exclusive():
+            try:
+                connection = self.engine.connect()
+            except OperationalError as exc:
+                raise StoreError(f"cannot connect to {self.display_url}: {exc.orig}") from exc
+            with connection:
+                yield connection
 
     @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self.exclusive(), self.engine.connect() as conn:
-            yield conn
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on error."""
+        with self.connect() as connection, connection.begin():
+            yield connection
 
     def open_duckdb_readonly(self, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
         """A read-only DuckDB handle with ``config``; call inside ``exclusive()``."""

@@ -1,0 +1,77 @@
+"""The `revtops` console script, run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REVTOPS = shutil.which("revtops") or str(Path(os.sys.executable).with_name("revtops"))
+
+
+def revtops(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REVTOPS, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def test_db_upgrade_twice_then_info_on_the_embedded_default(isolated_environment: Path) -> None:
+    first = revtops("db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert "created 20 tables" in first.stdout
+    database = isolated_environment / ".revtops" / "revtops.duckdb"
+    assert database.exists()
+
+    second = revtops("db", "upgrade")
+    assert second.returncode == 0, second.stderr
+    assert "schema already up to date" in second.stdout
+
+    info = revtops("info", "--json")
+    assert info.returncode == 0, info.stderr
+    facts = json.loads(info.stdout)
+    assert facts["backend"] == "duckdb"
+    assert facts["database"] == f"duckdb:///{database}"
+    assert facts["schema_version"] == 1
+    assert facts["tables"]["deals"] == 0
+    assert len(facts["tables"]) == 20
+
+
+def test_info_before_upgrade_says_what_to_run() -> None:
+    info = revtops("info")
+    assert info.returncode == 0
+    assert "run `revtops db upgrade`" in info.stdout
+
+
+@pytest.mark.postgres
+def test_db_upgrade_on_postgresql(postgres_url: str) -> None:
+    env = {"REVTOPS_DATABASE_URL": postgres_url}
+    assert revtops("db", "upgrade", **env).returncode == 0
+    again = revtops("db", "upgrade", **env)
+    assert again.returncode == 0, again.stderr
+    assert "schema already up to date" in again.stdout
+    facts = json.loads(revtops("info", "--json", **env).stdout)
+    assert facts["backend"] == "postgresql"
+    assert facts["schema_version"] == 1
+
+
+def test_a_bad_setting_stops_the_command_naming_the_variable() -> None:
+    result = revtops("info", REVTOPS_DATABASE_URL="mysql://root:pw@localhost/crm")
+    assert result.returncode == 2
+    assert "REVTOPS_DATABASE_URL" in result.stderr
+    assert "pw@" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_a_one_line_error() -> None:
+    result = revtops("info", REVTOPS_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "127.0.0.1" in result.stderr
