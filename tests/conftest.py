@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.migrate import BASELINE_VERSION, schema_versions
 from revtops_kernel.store.schema import metadata
 
 ADMIN_URL = os.environ.get(
@@ -72,10 +73,12 @@ def postgres_db(postgres_url: str) -> Iterator[Database]:
     db.dispose()
 
 
-def _empty_all_tables(db: Database) -> None:
+def _reset(db: Database) -> None:
+    """Empty every table and forget versions that tests recorded past the baseline."""
     with db.begin() as conn:
         names = ", ".join(t.name for t in metadata.sorted_tables)
         conn.execute(text(f"TRUNCATE {names}"))
+        conn.execute(schema_versions.delete().where(schema_versions.c.version > BASELINE_VERSION))
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -88,5 +91,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.dispose()
     else:
         database = request.getfixturevalue("postgres_db")
-        _empty_all_tables(database)
+        _reset(database)
         yield database
+        _reset(database)
