@@ -94,6 +94,14 @@ def _lock_holder(exc: BaseException) -> str:
     return text[marker:].split(")")[0].strip() if marker >= 0 else "held by another process"
 
 
+def driver_connection(connection: Connection) -> Any:
+    """The DB-API connection under a SQLAlchemy connection (psycopg's, or duckdb-engine's)."""
+    raw = connection.connection.driver_connection
+    if raw is None:
+        raise StoreError("the database connection is closed")
+    return raw
+
+
 class Database:
     """The store at one URL: a SQLAlchemy engine for writes and schema, helpers per backend."""
 

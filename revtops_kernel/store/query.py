@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
 from revtops_kernel.settings import ORG_ID_PATTERN
-from revtops_kernel.store.database import Database
+from revtops_kernel.store.database import Database, driver_connection
 from revtops_kernel.store.schema import readable_tables
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _read_postgresql(
             "or set REVTOPS_READONLY_DATABASE_URL"
         ) from exc
     with connection:
-        raw: psycopg.Connection[Any] = connection.connection.driver_connection
+        raw: psycopg.Connection[Any] = driver_connection(connection)
         statement, bound = _bind(sql, params, connection.dialect)
         try:
             with raw.cursor() as setup:
@@ -241,7 +241,7 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
     """
     handle.execute("SET python_enable_replacements = false")
     handle.execute("SET python_scan_all_frames = false")
-    catalog = handle.execute("SELECT current_database()").fetchone()[0]
+    (catalog,) = handle.execute("SELECT current_database()").fetchall()[0]
     readable = readable_tables()
     stored = {
         row[0]

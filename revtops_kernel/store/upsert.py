@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -44,11 +44,12 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from revtops_kernel.errors import UpsertError
+from revtops_kernel.store.database import driver_connection
 from revtops_kernel.store.schema import NATURAL_KEY, synced_tables
 
 log = logging.getLogger(__name__)
 
-Rows = pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]]
+Rows: TypeAlias = pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]]
 
 ROW_ORDER = "__revtops_row"  # position in the batch: the tie-breaker between equal keys
 COPY_CHUNK_ROWS = 50_000
@@ -142,7 +143,7 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
             if frame[name].dtype == object:
                 frame[name] = [None if v is None else str(v) for v in frame[name]]
         return pa.Table.from_pandas(frame, preserve_index=False)
-    records = list(rows)
+    records: list[Mapping[str, Any]] = list(rows)
     names: dict[str, None] = {}
     for record in records:
         names.update(dict.fromkeys(record))
@@ -269,7 +270,7 @@ def _insert_columns(columns: list[str]) -> list[str]:
 def _upsert_postgresql(conn: Connection, target: Table, batch: pa.Table, columns: list[str]) -> int:
     stage = f"_revtops_stage_{target.name}"
     staged = [*columns, ROW_ORDER]
-    raw = conn.connection.driver_connection
+    raw = driver_connection(conn)
     with raw.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
         cursor.execute(
@@ -304,7 +305,7 @@ def _upsert_postgresql(conn: Connection, target: Table, batch: pa.Table, columns
 
 def _upsert_duckdb(conn: Connection, target: Table, batch: pa.Table, columns: list[str]) -> int:
     view = f"_revtops_batch_{target.name}"
-    raw = conn.connection.driver_connection
+    raw = driver_connection(conn)
     casts = ", ".join(
         f"CAST({view}.{c} AS {target.columns[c].type.compile(dialect=conn.dialect)}) AS {c}"
         for c in columns
