@@ -6,6 +6,11 @@ Messages say how to fix the problem where there is a fix.
 
     RevtopsError
     ├── SettingsError           a variable in the environment or .env is missing or malformed
+    ├── ConnectorError          a provider's API refused or failed (provider, endpoint, status)
+    │   ├── ProviderAuthError       401/403 that a fresh token did not fix
+    │   ├── RateLimitError          still rate limited after every retry
+    │   ├── ProviderUnavailableError  5xx or network failures after every retry
+    │   └── CredentialsError        no token configured, or Nango could not give one
     └── StoreError              the database could not do what was asked
         ├── DatabaseLockedError another process holds the DuckDB file for too long
         ├── SchemaError         the schema is missing, too old or too new
@@ -32,6 +37,33 @@ class SettingsError(RevtopsError):
         self.variable = variable
         self.problem = problem
         super().__init__(f"{variable}: {problem}")
+
+
+class ConnectorError(RevtopsError):
+    """A provider call failed. Never carries a token: only provider, endpoint and status."""
+
+    def __init__(self, provider: str, endpoint: str, status: int | None, message: str) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.status = status
+        where = f"{provider} {endpoint}" + (f" -> HTTP {status}" if status is not None else "")
+        super().__init__(f"{where}: {message}")
+
+
+class ProviderAuthError(ConnectorError):
+    """The provider refused the credentials, even after fetching a fresh token."""
+
+
+class RateLimitError(ConnectorError):
+    """Still rate limited after every retry."""
+
+
+class ProviderUnavailableError(ConnectorError):
+    """Server errors or network failures outlasted the retries."""
+
+
+class CredentialsError(ConnectorError):
+    """No usable credentials: a missing token setting, or Nango could not provide one."""
 
 
 class StoreError(RevtopsError):

@@ -1,0 +1,145 @@
+"""Where a connector's token comes from: a token from settings, or a Nango connection.
+
+With Nango the project stores no provider token: it asks Nango for the connection's current
+access token when a sync starts, keeps it in memory for that sync only, and asks again (forcing
+a refresh) once when the provider answers 401.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+
+from revtops_kernel.errors import CredentialsError
+from revtops_kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("hubspot", "salesforce", "slack", "google_calendar")
+TOKEN_VARIABLES = {provider: f"REVTOPS_{provider.upper()}_TOKEN" for provider in PROVIDERS}
+
+
+class StaticToken:
+    """A token from settings (a single user's private app or personal token)."""
+
+    def __init__(self, provider: str, secret: SecretStr | None) -> None:
+        self.provider = provider
+        self._secret = secret
+
+    def token(self) -> str:
+        if self._secret is None or not self._secret.get_secret_value():
+            raise CredentialsError(
+                self.provider,
+                "credentials",
+                None,
+                f"no token: set {TOKEN_VARIABLES[self.provider]}, or connect "
+                f"{self.provider} through Nango (NANGO_SECRET_KEY)",
+            )
+        return self._secret.get_secret_value()
+
+    def refresh(self) -> bool:
+        return False  # nothing to refresh: the 401 stands
+
+
+@dataclass(frozen=True)
+class NangoConnection:
+    connection_id: str
+    provider_config_key: str
+
+
+class NangoToken:
+    """The access token of a Nango connection, fetched on first use and on one 401."""
+
+    def __init__(
+        self,
+        provider: str,
+        connection: NangoConnection,
+        *,
+        base_url: str,
+        secret_key: SecretStr,
+        http: httpx.Client,
+    ) -> None:
+        self.provider = provider
+        self.connection = connection
+        self._base_url = base_url.rstrip("/")
+        self._secret_key = secret_key
+        self._http = http
+        self._token: str | None = None
+        self._refreshed = False
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._fetch(force_refresh=False)
+        return self._token
+
+    def refresh(self) -> bool:
+        if self._refreshed:
+            return False
+        self._refreshed = True
+        previous, self._token = self._token, self._fetch(force_refresh=True)
+        return self._token != previous or previous is None
+
+    def _fetch(self, *, force_refresh: bool) -> str:
+        endpoint = "GET /connections/{id}"
+        params = {"provider_config_key": self.connection.provider_config_key}
+        if force_refresh:
+            params["force_refresh"] = "true"
+        try:
+            response = self._http.get(
+                f"{self._base_url}/connections/{self.connection.connection_id}",
+                params=params,
+                headers={"Authorization": f"Bearer {self._secret_key.get_secret_value()}"},
+            )
+        except httpx.TransportError as exc:
+            raise CredentialsError("nango", endpoint, None, f"Nango unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise CredentialsError("nango", endpoint, response.status_code, _nango_error(response))
+        credentials = response.json().get("credentials") or {}
+        token = credentials.get("access_token") or credentials.get("apiKey")
+        if not token:
+            raise CredentialsError(
+                "nango",
+                endpoint,
+                200,
+                f"connection has no access token ({credentials.get('type')})",
+            )
+        log.info("nango: token for %s connection fetched", self.provider)
+        return str(token)
+
+
+def _nango_error(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        return response.text[:200]
+    if isinstance(error, dict):
+        return f"{error.get('code', 'error')}: {error.get('message', '')}".strip(": ")
+    return str(error)
+
+
+def token_source(
+    settings: Settings,
+    provider: str,
+    *,
+    http: httpx.Client,
+    nango_connection: NangoConnection | None = None,
+) -> StaticToken | NangoToken:
+    """Nango when the integration has a Nango connection; else the token from settings."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+    if nango_connection is not None:
+        if settings.nango_secret_key is None:
+            raise CredentialsError(
+                provider, "credentials", None, "a Nango connection needs NANGO_SECRET_KEY"
+            )
+        return NangoToken(
+            provider,
+            nango_connection,
+            base_url=settings.nango_base_url,
+            secret_key=settings.nango_secret_key,
+            http=http,
+        )
+    return StaticToken(provider, getattr(settings, f"{provider}_token"))

@@ -1,0 +1,301 @@
+"""The one HTTP layer under every connector: pooled client, retries, rate budget, pagination.
+
+Only this module sets timeouts, the user agent, retry and backoff rules. A connector gets a
+``ProviderClient`` and asks it for responses; the client
+
+- waits for its turn in the provider's client-side ``RateBudget`` (so the steady state sees no
+  429 at all), then sends with the current token;
+- on 429 (or what a provider calls a rate limit) waits ``Retry-After`` when the server sent one,
+  else an exponential backoff with jitter, and tries again; 5xx and network failures likewise;
+- on 401 asks its token source for a fresh token once (Nango refreshes) and retries;
+- turns what is left into ``ConnectorError``s naming provider, endpoint and status, never a token;
+- logs one line per request: provider, method, path, status, milliseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from revtops_kernel import __version__
+from revtops_kernel.errors import (
+    ConnectorError,
+    ProviderAuthError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"revtops-workbench/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+ERROR_BODY_CHARS = 300
+
+T = TypeVar("T")
+
+
+def make_http_client(
+    *, transport: httpx.BaseTransport | None = None, max_connections: int = 8
+) -> httpx.Client:
+    """The pooled client every connector shares (one per sync run)."""
+    return httpx.Client(
+        timeout=DEFAULT_TIMEOUT,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+class TokenSource(Protocol):
+    """Where a connector's bearer token comes from (settings, or Nango)."""
+
+    def token(self) -> str: ...
+
+    def refresh(self) -> bool:
+        """Get a new token after a 401; True if there is one worth retrying with."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential, with "equal jitter": half fixed, half random, so clients spread out."""
+        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class RateBudget:
+    """At most ``limit`` requests in any ``window`` seconds, shared by the threads of a client.
+
+    Set a little under the provider's published limit: the provider counts every call of the
+    account, ours included from other processes.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a rate budget needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a request may go; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return waited
+                pause = self.window - (now - self._sent[0])
+            self._sleep(pause)
+            waited += pause
+
+
+@dataclass
+class CallStats:
+    api_calls: int = 0  # responses received
+    rate_limited: int = 0  # 429s (or provider equivalents) received
+    server_errors: int = 0
+    network_errors: int = 0
+    budget_wait_seconds: float = 0.0
+    by_endpoint: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class ProviderClient:
+    """Requests to one provider, with its base URL, token, budgets and retry rules."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        tokens: TokenSource,
+        http: httpx.Client,
+        *,
+        budgets: Mapping[str, RateBudget] | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.http = http
+        self.budgets = dict(budgets or {})
+        self.retry = retry or RetryPolicy()
+        self.stats = CallStats()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    # --- hooks a provider may override ---------------------------------------------------------
+    def is_rate_limited(self, response: httpx.Response) -> bool:
+        return response.status_code == 429
+
+    def error_message(self, response: httpx.Response) -> str:
+        return response.text[:ERROR_BODY_CHARS].strip() or response.reason_phrase
+
+    # --- requests ------------------------------------------------------------------------------
+    def get(
+        self, path: str, *, params: Any = None, budgets: tuple[str, ...] = ()
+    ) -> httpx.Response:
+        return self.request("GET", path, params=params, budgets=budgets)
+
+    def post(
+        self, path: str, *, json: Any = None, params: Any = None, budgets: tuple[str, ...] = ()
+    ) -> httpx.Response:
+        return self.request("POST", path, json=json, params=params, budgets=budgets)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        budgets: tuple[str, ...] = (),
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx/3xx response or raise a ``ConnectorError``."""
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        endpoint = f"{method} {httpx.URL(url).path}"
+        refreshed = False
+        failure: ConnectorError | None = None
+        for attempt in range(self.retry.max_attempts):
+            self._wait_for_budget(("default", *budgets))
+            request_headers = {**(headers or {}), "Authorization": f"Bearer {self.tokens.token()}"}
+            started = time.monotonic()
+            try:
+                response = self.http.request(
+                    method, url, params=params, json=json, headers=request_headers
+                )
+            except httpx.TransportError as exc:
+                self.stats.network_errors += 1
+                failure = ProviderUnavailableError(
+                    self.provider, endpoint, None, f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(
+                    "%s %s failed: %s (attempt %d)", self.provider, endpoint, exc, attempt + 1
+                )
+                self._sleep(self.retry.backoff(attempt, self._rng))
+                continue
+            self._count(endpoint, response, started)
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                if self.tokens.refresh():
+                    continue
+            if self.is_rate_limited(response):
+                self.stats.rate_limited += 1
+                delay = retry_after_seconds(response)
+                failure = RateLimitError(
+                    self.provider, endpoint, response.status_code, self.error_message(response)
+                )
+                if delay is not None and delay > self.retry.max_delay:
+                    raise failure  # a daily quota: retrying now only burns more of it
+                self._sleep(delay if delay is not None else self.retry.backoff(attempt, self._rng))
+                continue
+            if response.status_code >= 500:
+                self.stats.server_errors += 1
+                failure = ProviderUnavailableError(
+                    self.provider, endpoint, response.status_code, self.error_message(response)
+                )
+                self._sleep(self.retry.backoff(attempt, self._rng))
+                continue
+            if response.status_code in (401, 403):
+                raise ProviderAuthError(
+                    self.provider, endpoint, response.status_code, self.error_message(response)
+                )
+            if response.status_code >= 400:
+                raise ConnectorError(
+                    self.provider, endpoint, response.status_code, self.error_message(response)
+                )
+            return response
+        assert failure is not None
+        raise failure
+
+    def _wait_for_budget(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            budget = self.budgets.get(name)
+            if budget is not None:
+                self.stats.budget_wait_seconds += budget.acquire()
+
+    def _count(self, endpoint: str, response: httpx.Response, started: float) -> None:
+        self.stats.api_calls += 1
+        self.stats.by_endpoint[endpoint] += 1
+        log.info(
+            "%s %s -> %d (%.0f ms)",
+            self.provider,
+            endpoint,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), if the server sent one."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def paginate(
+    fetch_page: Callable[[str | None], tuple[T, str | None]],
+    *,
+    provider: str,
+    endpoint: str,
+    start: str | None = None,
+) -> Iterator[T]:
+    """Yield pages while the server hands out a next cursor; stop on a cursor that repeats.
+
+    ``fetch_page(cursor) -> (page, next_cursor)``; ``next_cursor`` None (or "") ends the walk.
+    """
+    cursor = start
+    seen: set[str] = set()
+    while True:
+        page, next_cursor = fetch_page(cursor)
+        yield page
+        if not next_cursor:
+            return
+        if next_cursor in seen:
+            raise ConnectorError(
+                provider, endpoint, None, f"the server repeated the page cursor {next_cursor!r}"
+            )
+        seen.add(next_cursor)
+        cursor = next_cursor
