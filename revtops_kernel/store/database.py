@@ -167,6 +167,11 @@ class Database:
             @event.listens_for(engine, "connect")
             def _utc_session(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.execute(DUCKDB_SESSION_SQL)
+                # Each unit of work closes the file; by default that checkpoints, rewriting
+                # whole compressed columns (raw JSON) for a few changed rows. Leave changes in
+                # the write-ahead log instead and let DuckDB checkpoint once the log passes its
+                # threshold: a 10k-row upsert into a 1M-row table drops from ~0.6 s to ~0.2 s.
+                dbapi_connection.execute("PRAGMA disable_checkpoint_on_shutdown")
 
             return engine
         return create_engine(

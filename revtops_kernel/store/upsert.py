@@ -79,10 +79,12 @@ def upsert(conn: Connection, table: str | Table, rows: Rows) -> UpsertResult:
         return UpsertResult(target.name, 0, 0, 0)
     columns = [name for name in batch.column_names if name != ROW_ORDER]
     unique = len(pc.unique(_key_fingerprint(batch)))
+    # Collapsing equal keys costs a sort; a batch without duplicates (the usual page) skips it.
+    collapse = unique < batch.num_rows
     if conn.dialect.name == "postgresql":
-        written = _upsert_postgresql(conn, target, batch, columns)
+        written = _upsert_postgresql(conn, target, batch, columns, collapse)
     else:
-        written = _upsert_duckdb(conn, target, batch, columns)
+        written = _upsert_duckdb(conn, target, batch, columns, collapse)
     log.debug(
         "upsert %s: %d rows, %d unique, %d written", target.name, batch.num_rows, unique, written
     )
@@ -267,7 +269,9 @@ def _insert_columns(columns: list[str]) -> list[str]:
 # --- PostgreSQL: COPY into staging, then one INSERT … ON CONFLICT -------------------------------
 
 
-def _upsert_postgresql(conn: Connection, target: Table, batch: pa.Table, columns: list[str]) -> int:
+def _upsert_postgresql(
+    conn: Connection, target: Table, batch: pa.Table, columns: list[str], collapse: bool
+) -> int:
     stage = f"_revtops_stage_{target.name}"
     staged = [*columns, ROW_ORDER]
     raw = driver_connection(conn)
@@ -280,19 +284,22 @@ def _upsert_postgresql(conn: Connection, target: Table, batch: pa.Table, columns
         cursor.execute(f"ALTER TABLE {stage} ADD COLUMN {ROW_ORDER} bigint")
         options = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
         with cursor.copy(f"COPY {stage} ({', '.join(staged)}) FROM STDIN (FORMAT csv)") as copy:
-            for chunk in batch.select(staged).to_batches(max_chunksize=COPY_CHUNK_ROWS):
+            for chunk in _naive_utc(batch.select(staged)).to_batches(max_chunksize=COPY_CHUNK_ROWS):
                 sink = pa.BufferOutputStream()
                 pa_csv.write_csv(chunk, sink, write_options=options)
                 copy.write(sink.getvalue().to_pybytes())
         select = ", ".join(columns)
         if "id" not in columns:
             select += f", {_id_expression(target, 'latest')}"
+        source = (
+            f"(SELECT DISTINCT ON ({', '.join(NATURAL_KEY)}) * FROM {stage} "
+            f"ORDER BY {', '.join(NATURAL_KEY)}, {_latest_first(columns)})"
+            if collapse
+            else stage
+        )
         cursor.execute(
             f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns))}) "
-            f"SELECT {select} FROM ("
-            f"  SELECT DISTINCT ON ({', '.join(NATURAL_KEY)}) * FROM {stage}"
-            f"  ORDER BY {', '.join(NATURAL_KEY)}, {_latest_first(columns)}"
-            f") AS latest "
+            f"SELECT {select} FROM {source} AS latest "
             f"{_conflict_clause(target, columns)}"
         )
         written = cursor.rowcount
@@ -303,7 +310,9 @@ def _upsert_postgresql(conn: Connection, target: Table, batch: pa.Table, columns
 # --- DuckDB: scan the Arrow table in place ---------------------------------------------------
 
 
-def _upsert_duckdb(conn: Connection, target: Table, batch: pa.Table, columns: list[str]) -> int:
+def _upsert_duckdb(
+    conn: Connection, target: Table, batch: pa.Table, columns: list[str], collapse: bool
+) -> int:
     view = f"_revtops_batch_{target.name}"
     raw = driver_connection(conn)
     casts = ", ".join(
@@ -313,17 +322,31 @@ def _upsert_duckdb(conn: Connection, target: Table, batch: pa.Table, columns: li
     select = casts if "id" in columns else f"{casts}, {_id_expression(target, view)} AS id"
     raw.register(view, batch)
     try:
-        result = raw.execute(
-            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns))}) "
-            f"SELECT {select} FROM {view} "
+        latest_only = (
             f"QUALIFY row_number() OVER (PARTITION BY {', '.join(NATURAL_KEY)} "
             f"ORDER BY {_latest_first(columns)}) = 1 "
+            if collapse
+            else ""
+        )
+        result = raw.execute(
+            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns))}) "
+            f"SELECT {select} FROM {view} {latest_only}"
             f"{_conflict_clause(target, columns)}"
         )
         written = int(result.fetchone()[0])
     finally:
         raw.unregister(view)
     return written
+
+
+def _naive_utc(batch: pa.Table) -> pa.Table:
+    """Timestamps as UTC wall time: Arrow writes zoned timestamps to CSV ~10x slower, and the
+    staging session's time zone is UTC, so PostgreSQL reads them back as the same instants."""
+    for index, column_type in enumerate(batch.schema.types):
+        if pa.types.is_timestamp(column_type) and column_type.tz is not None:
+            naive = batch.column(index).cast(pa.timestamp(column_type.unit))
+            batch = batch.set_column(index, batch.schema.names[index], naive)
+    return batch
 
 
 def _key_fingerprint(batch: pa.Table) -> pa.Array:
