@@ -18,6 +18,7 @@ from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.migrate import current_version
 from revtops_kernel.store.schema import metadata
+from revtops_kernel.sync import CRM_PROVIDERS, SyncResult, run_sync
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -61,6 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="version, database in use, tables and row counts")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=cmd_info)
+
+    sync = commands.add_parser("sync", help="sync CRM data into the store")
+    sync.add_argument("--org", help="organization id (default: REVTOPS_ORG)")
+    sync.add_argument(
+        "--provider", choices=[*CRM_PROVIDERS, "all"], default="all", help="which CRM to sync"
+    )
+    sync.add_argument("--full-refresh", action="store_true", help="re-read everything")
+    sync.set_defaults(handler=cmd_sync)
+
+    sandbox = commands.add_parser("sandbox", help="the local emulation of the providers' APIs")
+    sandbox_commands = sandbox.add_subparsers(title="sandbox commands", metavar="SANDBOX_COMMAND")
+    serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1")
+    from revtops_kernel.sandbox import add_cli_arguments
+
+    add_cli_arguments(serve)
+    serve.set_defaults(handler=cmd_sandbox_serve)
+
+    demo = commands.add_parser(
+        "demo", help="start the sandbox, connect the default org to it and sync everything"
+    )
+    demo.add_argument("--scale", type=float, default=0.2, help="sandbox size (1 = a 50-rep team)")
+    demo.add_argument("--seed", type=int, default=1, help="sandbox seed")
+    demo.add_argument("--no-app", action="store_true", help="sync only; do not open the app")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
@@ -99,6 +124,59 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
     for name, count in facts["tables"].items():
         shown = "missing" if count is None else f"{count:,}"
         print(f"  {name:<{width}}  {shown:>12}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    db = Database.from_settings(settings)
+    upgrade(db)
+    providers = CRM_PROVIDERS if args.provider == "all" else (args.provider,)
+    failed = False
+    for provider in providers:
+        result = run_sync(
+            db, settings, provider, org=args.org, full_refresh=args.full_refresh, progress=True
+        )
+        print(_summary(result))
+        failed = failed or not result.ok
+    return 1 if failed else 0
+
+
+def _summary(result: SyncResult) -> str:
+    counts = result.counts
+    line = (
+        f"{result.provider}: {result.status} in {result.seconds:.1f}s — {counts.fetched:,} "
+        f"fetched, {counts.upserted:,} written, {counts.deleted:,} deleted, "
+        f"{counts.quarantined:,} quarantined, {counts.api_calls:,} API calls, "
+        f"{counts.rate_limited:,} rate limited"
+    )
+    return line + (f"\n  error: {result.error}" if result.error else "")
+
+
+def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.sandbox import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.sandbox import SandboxServer
+
+    print(f"starting the sandbox (scale {args.scale}, seed {args.seed})…")
+    with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
+        demo_settings = load_settings(
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+        )
+        db = Database.from_settings(demo_settings)
+        upgrade(db)
+        for provider in CRM_PROVIDERS:
+            print(_summary(run_sync(db, demo_settings, provider, progress=True)))
+    cmd_info(argparse.Namespace(json=False), demo_settings)
+    if not args.no_app:
+        print("the web app arrives with a later issue; the data is ready for `revtops info`")
     return 0
 
 
