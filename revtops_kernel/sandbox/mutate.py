@@ -10,6 +10,7 @@ company makes the same changes.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,7 @@ def mutate(
     Salesforce ``queryAll`` with ``IsDeleted``); deleted ones disappear everywhere.
     """
     rng = _rng(company, seed)
-    start = company.clock_ms + 1000
+    start = _next_tick(company)
     result = MutationResult(started_ms=start, finished_ms=start)
     plan: list[tuple[str, Record, str]] = []
     for object_type in object_types:
@@ -115,7 +116,7 @@ def bump(
     rng = _rng(company, seed)
     live = [r for r in company.records(object_type) if r.state == LIVE]
     chosen = rng.sample(live, min(n, len(live)))
-    start = company.clock_ms + 1000
+    start = _next_tick(company)
     result = MutationResult(started_ms=start, finished_ms=start)
     ts = start
     for rec in chosen:
@@ -124,6 +125,16 @@ def bump(
         _apply(rec, "modified", rng, ts)
         result.modified.setdefault(object_type, []).append(str(company.hs_id(object_type, rec)))
     return _finish(company, result, ts)
+
+
+def _next_tick(company: Company) -> int:
+    """When the next edit happens: after the logical clock, and never before the wall clock.
+
+    The generated company is anchored in the past so a seed always gives the same data, but
+    a real API stamps an edit with the time it happens; a connector that hands off from a full
+    listing to "changed since the listing began" relies on that.
+    """
+    return max(company.clock_ms + 1000, int(time.time() * 1000))
 
 
 def _rng(company: Company, seed: int | None) -> random.Random:
