@@ -1,0 +1,501 @@
+"""Salesforce REST (SOQL query) records -> common-schema rows (pure; the contract is in ``base``).
+
+Streams (keys of ``NORMALIZERS``, the sObject names) and the tables they fill:
+
+- ``User`` -> owners (``is_active = IsActive``; users are deactivated, never deleted).
+- ``Account`` -> accounts (``domain`` is the ``Website`` host without ``www.``),
+  ``Contact`` -> contacts, ``Opportunity`` -> deals.
+- ``OpportunityStage`` -> deal_stages, plus the one pipelines row (``source_id "default"``,
+  name "Opportunities"): Salesforce has no pipeline object, every stage belongs to it and each
+  stage record emits the same row (the upsert collapses equal keys). ``stage_map`` keys stages
+  by ``MasterLabel`` and ``ApiName`` because ``Opportunity.StageName`` holds the stage's value.
+- ``Task`` -> activities of type call / email / task (by ``TaskSubtype``), ``Event`` ->
+  meetings; each plus activity_participants for its contact (``WhoId``) and its owner.
+
+Source ids are the 18-character Ids, which are unique across all objects, so activities use the
+bare Id and participants ``"{Id}:contact:{WhoId}"`` / ``"{Id}:owner:{OwnerId}"``. The record id
+field is ``Id``: call ``normalize_page(..., id_field="Id")``.
+
+Values: currency and percent arrive as JSON numbers (``Probability: 75.0`` is stored 0.75),
+datetimes as ``2011-12-16T18:54:00.000+0000``, dates as ``2024-06-30``. ``IsDeleted`` (queryAll)
+sets ``deleted_at = SystemModstamp``. Amounts are rounded to cents and probabilities to 4
+places: the columns are NUMERIC(18,2) and NUMERIC(5,4) and one extra digit would make the
+store's cast fail for the whole batch. ``FIELDS`` lists what each stream's normalizer reads:
+a connector's SELECT list.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from revtops_kernel.ids import record_id
+from revtops_kernel.normalize.base import (
+    NormalizeContext,
+    RecordNormalizer,
+    RecordRejected,
+    Row,
+    Rows,
+    StageInfo,
+    clean_email,
+    parse_bool,
+    parse_decimal,
+    parse_int,
+    parse_time,
+)
+
+PIPELINE_SOURCE_ID = "default"
+PIPELINE_NAME = "Opportunities"
+
+_ZERO, _HUNDRED = Decimal(0), Decimal(100)
+_CENT, _BASIS_POINT = Decimal("0.01"), Decimal("0.0001")
+_MONEY_DIGITS = 16  # NUMERIC(18,2) holds 16 digits before the point
+_INT_LIMIT = 2**31  # INTEGER columns on PostgreSQL
+
+# Key prefixes (the first three characters of an Id) of the objects activities point at.
+_CONTACT_PREFIX, _ACCOUNT_PREFIX, _OPPORTUNITY_PREFIX = "003", "001", "006"
+_TASK_TYPES = {"Call": "call", "Email": "email", "ListEmail": "email"}
+_DIRECTIONS = {"Inbound": "inbound", "Outbound": "outbound"}
+_STATUS_ALIASES = {"canceled": "cancelled"}
+
+_AUDIT = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+_ACTIVITY = (*_AUDIT, "Subject", "Description", "ActivityDate", "WhoId", "WhatId", "AccountId",
+             "OwnerId")  # fmt: skip
+# What each stream's normalizer reads and every org has: a connector's SELECT list. Optional
+# fields (CurrencyIsoCode in multi-currency orgs, CompletedDateTime, MobilePhone) are read when
+# present, but naming a field an org lacks fails the whole query (INVALID_FIELD).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "User": ("Id", "Name", "FirstName", "LastName", "Email", "IsActive", "CreatedDate",
+             "LastModifiedDate", "SystemModstamp"),
+    "Account": (*_AUDIT, "Name", "Website", "Industry", "Type", "NumberOfEmployees",
+                "AnnualRevenue", "BillingCity", "BillingCountry", "OwnerId"),
+    "Contact": (*_AUDIT, "Name", "FirstName", "LastName", "Email", "Title", "Phone",
+                "AccountId", "OwnerId"),
+    "OpportunityStage": ("Id", "MasterLabel", "ApiName", "SortOrder", "DefaultProbability",
+                         "IsClosed", "IsWon", "ForecastCategoryName", "CreatedDate",
+                         "LastModifiedDate", "SystemModstamp"),
+    "Opportunity": (*_AUDIT, "Name", "Amount", "StageName", "Probability", "CloseDate",
+                    "IsClosed", "IsWon", "ForecastCategoryName", "Type", "LeadSource",
+                    "OwnerId", "AccountId"),
+    "Task": (*_ACTIVITY, "Status", "TaskSubtype", "CallType", "CallDurationInSeconds"),
+    "Event": (*_ACTIVITY, "StartDateTime", "EndDateTime", "ActivityDateTime",
+              "DurationInMinutes", "IsAllDayEvent"),
+}  # fmt: skip
+
+
+# --- shared value helpers --------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1 << 15)
+def _linked_id(organization_id: str, source_system: str, table: str, source_id: str) -> uuid.UUID:
+    # Owners and accounts repeat across thousands of records; the MD5 + UUID of record_id is
+    # most of a record's cost, so links are memoized (same value as ctx.id_for).
+    return record_id(organization_id, source_system, table, source_id)
+
+
+def _link(ctx: NormalizeContext, table: str, source_id: Any) -> uuid.UUID | None:
+    if source_id is None or source_id == "":
+        return None
+    return _linked_id(ctx.organization_id, ctx.source_system, table, str(source_id))
+
+
+def _time(value: Any, field: str) -> datetime | None:
+    """``parse_time``, with a fast path for Salesforce's ``...+0000`` strings (3.11's
+    fromisoformat reads the compact offset); anything else, and errors, go to parse_time."""
+    if value.__class__ is str and value.endswith("+0000"):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return parse_time(value, field)
+
+
+def _date(value: Any, field: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if value.__class__ is str and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise RecordRejected(f"{field} is not a date: {value!r}") from None
+    moment = parse_time(value, field)
+    return None if moment is None else moment.date()
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(), UTC)
+
+
+def _money(value: Any, field: str) -> Decimal | None:
+    number = parse_decimal(value, field)
+    if number is None:
+        return None
+    if number.adjusted() >= _MONEY_DIGITS:
+        raise RecordRejected(f"{field} is out of range: {value!r}")
+    return number.quantize(_CENT)
+
+
+def _percent(value: Any, field: str) -> Decimal | None:
+    """A percent field (75.0) as a fraction (0.75)."""
+    number = parse_decimal(value, field)
+    if number is None:
+        return None
+    if number < _ZERO or number > _HUNDRED:  # Decimal constants: no int conversion per compare
+        raise RecordRejected(f"{field} is not a percentage between 0 and 100: {value!r}")
+    return (number / _HUNDRED).quantize(_BASIS_POINT)
+
+
+def _count(value: Any, field: str) -> int | None:
+    number = parse_int(value, field)
+    if number is not None and not -_INT_LIMIT < number < _INT_LIMIT:
+        raise RecordRejected(f"{field} is out of range: {value!r}")
+    return number
+
+
+def _status(value: Any) -> str | None:
+    if not value:
+        return None
+    status = str(value).strip().lower().replace(" ", "_")
+    return _STATUS_ALIASES.get(status, status)
+
+
+def _full_name(name: Any, first: Any, last: Any) -> str | None:
+    return name or " ".join(part for part in (first, last) if part) or None
+
+
+def _domain(value: Any) -> str | None:
+    """A host name, lowercase, without scheme, path, port or ``www.`` (``acme.com``)."""
+    if not value or not isinstance(value, str):
+        return None
+    host = value.strip().lower()
+    if "//" in host:
+        host = host.split("//", 1)[1]
+    host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
+    if host.startswith("www."):
+        host = host[4:]
+    return host or None
+
+
+def _prefixed(value: Any, prefix: str) -> str | None:
+    """``value`` if it is an Id of the object with key prefix ``prefix`` (WhoId/WhatId are
+    polymorphic: a WhoId may be a lead, a WhatId a case)."""
+    if value.__class__ is str and value.startswith(prefix):
+        return str(value)
+    return None
+
+
+# --- record envelope ---------------------------------------------------------------------------
+
+
+def _source_id(record: Mapping[str, Any]) -> str:
+    # JSON objects are dicts: the ABC check is only for other mappings.
+    if record.__class__ is not dict and not isinstance(record, Mapping):
+        raise RecordRejected(f"record is not a JSON object but {type(record).__name__}")
+    value = record.get("Id")
+    if value is None or value == "":
+        raise RecordRejected("missing Id")
+    if value.__class__ is not str:
+        raise RecordRejected(f"Id is not a string: {value!r}")
+    return str(value)
+
+
+def _audit(record: Mapping[str, Any]) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """(created_at, updated_at, deleted_at): SystemModstamp moves on every change, including
+    system ones, so it is the update time; a deleted record (queryAll) was deleted then."""
+    updated_at = _time(record.get("SystemModstamp"), "SystemModstamp") or _time(
+        record.get("LastModifiedDate"), "LastModifiedDate"
+    )
+    deleted = record.get("IsDeleted")
+    if deleted is not None and deleted is not False:
+        deleted = parse_bool(deleted, "IsDeleted")
+    return (
+        _time(record.get("CreatedDate"), "CreatedDate"),
+        updated_at,
+        updated_at if deleted else None,
+    )
+
+
+def _row(table: str, source_id: str, record: Mapping[str, Any], ctx: NormalizeContext) -> Row:
+    created_at, updated_at, deleted_at = _audit(record)
+    row = ctx.base_row(table, source_id)
+    row.update(created_at=created_at, updated_at=updated_at, deleted_at=deleted_at, raw=record)
+    return row
+
+
+# --- users, accounts, contacts -----------------------------------------------------------------
+
+
+def normalize_user(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("owners", _source_id(record), record, ctx)
+    first, last = record.get("FirstName"), record.get("LastName")
+    row.update(
+        email=clean_email(record.get("Email")),
+        first_name=first or None,
+        last_name=last or None,
+        full_name=_full_name(record.get("Name"), first, last),
+        is_active=parse_bool(record.get("IsActive"), "IsActive"),
+    )
+    return {"owners": [row]}
+
+
+def normalize_account(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("accounts", _source_id(record), record, ctx)
+    website = record.get("Website")
+    row.update(
+        name=record.get("Name") or None,
+        domain=_domain(website),
+        industry=record.get("Industry") or None,
+        account_type=record.get("Type") or None,
+        website=website or None,
+        employee_count=_count(record.get("NumberOfEmployees"), "NumberOfEmployees"),
+        annual_revenue=_money(record.get("AnnualRevenue"), "AnnualRevenue"),
+        city=record.get("BillingCity") or None,
+        country=record.get("BillingCountry") or None,
+        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+    )
+    return {"accounts": [row]}
+
+
+def normalize_contact(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("contacts", _source_id(record), record, ctx)
+    first, last = record.get("FirstName"), record.get("LastName")
+    row.update(
+        email=clean_email(record.get("Email")),
+        first_name=first or None,
+        last_name=last or None,
+        full_name=_full_name(record.get("Name"), first, last),
+        title=record.get("Title") or None,
+        phone=record.get("Phone") or record.get("MobilePhone") or None,
+        account_id=_link(ctx, "accounts", record.get("AccountId")),
+        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+    )
+    return {"contacts": [row]}
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def pipeline_row(ctx: NormalizeContext) -> Row:
+    """The one pipeline every Salesforce stage and opportunity belongs to."""
+    row = ctx.base_row("pipelines", PIPELINE_SOURCE_ID)
+    row.update(
+        name=PIPELINE_NAME,
+        display_order=0,
+        is_archived=False,
+        created_at=None,
+        updated_at=None,
+        deleted_at=None,
+        raw=None,  # no provider record behind it
+    )
+    return row
+
+
+def normalize_opportunity_stage(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("deal_stages", _source_id(record), record, ctx)
+    row.update(
+        pipeline_id=_link(ctx, "pipelines", PIPELINE_SOURCE_ID),
+        label=record.get("MasterLabel") or record.get("ApiName") or None,
+        display_order=_count(record.get("SortOrder"), "SortOrder"),
+        probability=_percent(record.get("DefaultProbability"), "DefaultProbability"),
+        is_closed=parse_bool(record.get("IsClosed"), "IsClosed"),
+        is_won=parse_bool(record.get("IsWon"), "IsWon"),
+        forecast_category=record.get("ForecastCategoryName") or None,
+    )
+    return {"pipelines": [pipeline_row(ctx)], "deal_stages": [row]}
+
+
+def stage_map(
+    items: Iterable[Mapping[str, Any]], ctx: NormalizeContext | None = None
+) -> dict[str, StageInfo]:
+    """``NormalizeContext.stages`` for opportunities: ``MasterLabel`` and ``ApiName`` -> stage.
+    ``items`` are raw OpportunityStage records (then ``ctx`` is required; a malformed one
+    raises RecordRejected) or already normalized ``deal_stages`` rows, whose ``raw`` holds the
+    ApiName (the quarantining path: ``normalize_page`` the stages, pass its deal_stages)."""
+    stages: dict[str, StageInfo] = {}
+    for row in _stage_rows(items, ctx):
+        info = StageInfo(
+            stage_id=row["id"],
+            pipeline_id=row.get("pipeline_id"),
+            label=row.get("label") or "",
+            display_order=row.get("display_order"),
+            probability=row.get("probability"),
+            is_closed=bool(row.get("is_closed")),
+            is_won=bool(row.get("is_won")),
+            forecast_category=row.get("forecast_category"),
+        )
+        raw = row.get("raw")
+        api_name = raw.get("ApiName") if isinstance(raw, Mapping) else None
+        for key in (info.label, api_name):
+            if key:
+                stages[key] = info
+    return stages
+
+
+def _stage_rows(
+    items: Iterable[Mapping[str, Any]], ctx: NormalizeContext | None
+) -> Iterable[Mapping[str, Any]]:
+    for item in items:
+        if "MasterLabel" in item or "ApiName" in item:
+            if ctx is None:
+                raise ValueError("stage_map needs ctx to read raw OpportunityStage records")
+            yield from normalize_opportunity_stage(item, ctx)["deal_stages"]
+        elif "source_id" in item:
+            yield item
+        else:
+            raise ValueError("stage_map expects OpportunityStage records or deal_stages rows")
+
+
+# --- opportunities -----------------------------------------------------------------------------
+
+
+def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("deals", _source_id(record), record, ctx)
+    stage_name = record.get("StageName") or None
+    info = ctx.stages.get(stage_name) if stage_name else None
+    is_closed = parse_bool(record.get("IsClosed"), "IsClosed")
+    is_won = parse_bool(record.get("IsWon"), "IsWon")
+    probability = _percent(record.get("Probability"), "Probability")
+    forecast = record.get("ForecastCategoryName") or None
+    if info is not None:  # the opportunity's own values first: they are per record
+        is_closed = info.is_closed if is_closed is None else is_closed
+        is_won = info.is_won if is_won is None else is_won
+        probability = info.probability if probability is None else probability
+        forecast = forecast or info.forecast_category
+    row.update(
+        name=record.get("Name") or None,
+        amount=_money(record.get("Amount"), "Amount"),
+        currency=record.get("CurrencyIsoCode") or None,
+        pipeline_id=_link(ctx, "pipelines", PIPELINE_SOURCE_ID),
+        # Stage rows are keyed by their Id, which an opportunity does not carry: an unknown
+        # stage keeps its name and the opportunity's own flags, and no stage_id.
+        stage_id=None if info is None else info.stage_id,
+        stage_name=stage_name,
+        close_date=_date(record.get("CloseDate"), "CloseDate"),
+        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+        account_id=_link(ctx, "accounts", record.get("AccountId")),
+        is_closed=is_closed,
+        is_won=is_won,
+        probability=probability,
+        forecast_category=forecast,
+        deal_type=record.get("Type") or None,
+        lead_source=record.get("LeadSource") or None,
+    )
+    return {"deals": [row]}
+
+
+# --- tasks and events --------------------------------------------------------------------------
+
+
+def normalize_task(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _activity_row(record, ctx)
+    activity_type = _TASK_TYPES.get(record.get("TaskSubtype") or "", "task")
+    # ActivityDate is the due date (the day of a logged call); a completion time is better.
+    due = _midnight(_date(record.get("ActivityDate"), "ActivityDate"))
+    occurred_at = _time(record.get("CompletedDateTime"), "CompletedDateTime") or due
+    call_type = record.get("CallType")
+    row.update(
+        activity_type=activity_type,
+        occurred_at=occurred_at,
+        ended_at=None,
+        is_all_day=None,
+        duration_seconds=_count(record.get("CallDurationInSeconds"), "CallDurationInSeconds"),
+        direction=_DIRECTIONS.get(call_type) if call_type.__class__ is str else None,
+        status=_status(record.get("Status")),
+    )
+    return _with_participants(row, record, ctx, "participant")
+
+
+def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _activity_row(record, ctx)
+    day = _date(record.get("ActivityDate"), "ActivityDate")
+    start = (
+        _time(record.get("StartDateTime"), "StartDateTime")
+        or _time(record.get("ActivityDateTime"), "ActivityDateTime")
+        or _midnight(day)
+    )
+    minutes = _count(record.get("DurationInMinutes"), "DurationInMinutes")
+    end = _time(record.get("EndDateTime"), "EndDateTime")
+    if end is None and start is not None and minutes is not None:
+        end = start + timedelta(minutes=minutes)
+    if start is not None and end is not None:
+        duration: int | None = int((end - start).total_seconds())
+    else:
+        duration = None if minutes is None else minutes * 60
+    row.update(
+        activity_type="meeting",
+        occurred_at=start,
+        ended_at=end,
+        is_all_day=parse_bool(record.get("IsAllDayEvent"), "IsAllDayEvent"),
+        duration_seconds=duration,
+        direction=None,
+        status=None,  # Events carry no status
+    )
+    return _with_participants(row, record, ctx, "attendee")
+
+
+def _activity_row(record: Mapping[str, Any], ctx: NormalizeContext) -> Row:
+    """The columns Tasks and Events share: text, owner and the links of WhoId/WhatId."""
+    row = _row("activities", _source_id(record), record, ctx)
+    what = record.get("WhatId")
+    account = record.get("AccountId") or _prefixed(what, _ACCOUNT_PREFIX)
+    row.update(
+        subject=record.get("Subject") or None,
+        body=record.get("Description") or None,
+        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+        deal_id=_link(ctx, "deals", _prefixed(what, _OPPORTUNITY_PREFIX)),
+        account_id=_link(ctx, "accounts", account),
+        contact_id=_link(ctx, "contacts", _prefixed(record.get("WhoId"), _CONTACT_PREFIX)),
+        channel=None,
+        thread_id=None,
+    )
+    return row
+
+
+def _with_participants(
+    activity: Row, record: Mapping[str, Any], ctx: NormalizeContext, contact_role: str
+) -> Rows:
+    participants = []
+    contact = _prefixed(record.get("WhoId"), _CONTACT_PREFIX)
+    if contact is not None:
+        participants.append(_participant(activity, ctx, "contact", contact, contact_role))
+    owner = record.get("OwnerId")
+    if owner:
+        participants.append(_participant(activity, ctx, "owner", str(owner), "owner"))
+    return {"activities": [activity], "activity_participants": participants}
+
+
+def _participant(activity: Row, ctx: NormalizeContext, who: str, who_id: str, role: str) -> Row:
+    """A contact or the owner taking part in ``activity`` (its times, so upserts order alike)."""
+    row = ctx.base_row("activity_participants", f"{activity['source_id']}:{who}:{who_id}")
+    internal = who == "owner"
+    row.update(
+        activity_id=activity["id"],
+        email=None,
+        display_name=None,
+        role=role,
+        response_status=None,
+        is_internal=internal,
+        contact_id=None if internal else _link(ctx, "contacts", who_id),
+        account_id=None,
+        owner_id=_link(ctx, "owners", who_id) if internal else None,
+        created_at=activity["created_at"],
+        updated_at=activity["updated_at"],
+        deleted_at=activity["deleted_at"],
+        raw=None,
+    )
+    return row
+
+
+NORMALIZERS: dict[str, RecordNormalizer] = {
+    "User": normalize_user,
+    "Account": normalize_account,
+    "Contact": normalize_contact,
+    "OpportunityStage": normalize_opportunity_stage,
+    "Opportunity": normalize_opportunity,
+    "Task": normalize_task,
+    "Event": normalize_event,
+}

@@ -1,0 +1,236 @@
+"""Syncs over real HTTP against the sandbox into both stores, checked against ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from revtops_kernel.ids import record_id
+from revtops_kernel.sandbox import SandboxServer
+from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE
+from revtops_kernel.sandbox.hubspot_schema import deal_name
+from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.store import Database
+from revtops_kernel.sync import run_sync
+
+ORG = "northwind"
+ENGAGEMENT_TYPES = {
+    "meetings": "meeting",
+    "calls": "call",
+    "emails": "email",
+    "notes": "note",
+    "tasks": "task",
+}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(scale=0.02, seed=3) as server:
+        yield server
+
+
+def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
+    return load_settings(
+        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
+        REVTOPS_ORG=ORG,
+        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+        REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+        REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+        REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+    )
+
+
+def rows(db: Database, sql: str, **params: Any) -> list[Any]:
+    with db.connect() as conn:
+        return list(conn.execute(text(sql), params).all())
+
+
+def live_count(db: Database, table: str, system: str, where: str = "") -> int:
+    extra = f" AND {where}" if where else ""
+    return int(
+        rows(
+            db,
+            f"SELECT count(*) FROM {table} WHERE source_system = :s AND deleted_at IS NULL{extra}",
+            s=system,
+        )[0][0]
+    )
+
+
+def checksum(db: Database, table: str) -> list[Any]:
+    return rows(db, f"SELECT * FROM {table} ORDER BY id")
+
+
+def test_a_full_hubspot_sync_lands_exactly_the_sandbox_records(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    result = run_sync(db, settings_for(sandbox, db), "hubspot")
+    assert result.ok, result.error
+    truth = sandbox.company.counts()
+    assert live_count(db, "owners", "hubspot") == truth["owners"]
+    assert live_count(db, "accounts", "hubspot") == truth["companies"]
+    assert live_count(db, "contacts", "hubspot") == truth["contacts"]
+    assert live_count(db, "deals", "hubspot") == truth["deals"]
+    for stream, activity_type in ENGAGEMENT_TYPES.items():
+        assert (
+            live_count(db, "activities", "hubspot", f"activity_type = '{activity_type}'")
+            == (truth[stream])
+        ), stream
+    assert result.counts.quarantined == 0
+
+    # Field by field, every deal against the company it was rendered from.
+    stored = {
+        r.source_id: r
+        for r in rows(
+            db,
+            "SELECT source_id, name, amount, close_date, stage_name, is_closed, is_won, "
+            "owner_id, account_id FROM deals WHERE source_system = 'hubspot'",
+        )
+    }
+    company = sandbox.company
+    for deal in company.live("deals"):
+        row = stored[str(company.hs_id("deals", deal))]
+        account = company.accounts[deal.account]
+        stage = company.stage(deal)  # type: ignore[arg-type]
+        assert row.name == deal_name(account, deal)  # type: ignore[arg-type]
+        expected_amount = None if deal.amount_cents < 0 else Decimal(deal.amount_cents) / 100
+        assert row.amount == expected_amount
+        assert row.close_date == date(1970, 1, 1) + timedelta(days=deal.close_day)
+        assert (row.stage_name, row.is_closed, row.is_won) == (
+            stage.label,
+            stage.is_closed,
+            stage.is_won,
+        )
+        owner_hs_id = HS_ID_BASE["owners"] + deal.owner
+        assert row.owner_id == record_id(ORG, "hubspot", "owners", str(owner_hs_id))
+        account_hs_id = HS_ID_BASE["companies"] + deal.account
+        assert row.account_id == record_id(ORG, "hubspot", "accounts", str(account_hs_id))
+
+    # The run is recorded with its counts, and the integration is fresh.
+    run = rows(db, "SELECT status, fetched, api_calls FROM sync_runs WHERE provider = 'hubspot'")
+    assert run == [("succeeded", result.counts.fetched, result.counts.api_calls)]
+    freshness = rows(db, "SELECT last_sync_at FROM integrations WHERE provider = 'hubspot'")
+    assert freshness[0].last_sync_at is not None
+
+
+def test_an_immediate_resync_only_looks_and_changes_nothing(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    assert run_sync(db, settings, "hubspot").ok
+    before = {table: checksum(db, table) for table in ("deals", "contacts", "activities")}
+    sandbox.reset_stats()
+    again = run_sync(db, settings, "hubspot")
+    assert again.ok, again.error
+    assert again.counts.upserted == 0
+    # owners (live + archived listing), pipelines, one search and one archived listing per
+    # object stream: nothing re-listed.
+    assert again.counts.api_calls == sandbox.stats.total("hubspot") <= 2 + 1 + 8 * 2
+    assert sandbox.stats.count("hubspot GET /crm/v3/objects/deals") == 1  # archived listing only
+    for table, contents in before.items():
+        assert checksum(db, table) == contents, table
+
+
+def test_an_incremental_sync_picks_up_exactly_what_changed(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    assert run_sync(db, settings, "hubspot").ok
+    untouched_before = {r.source_id: r for r in rows(db, "SELECT * FROM deals")}
+    changed = sandbox.mutate(modified_pct=5.0, archived_pct=2.0, seed=11, object_types=["deals"])
+    modified, archived = set(changed.modified["deals"]), set(changed.archived["deals"])
+    assert modified and archived
+
+    result = run_sync(db, settings, "hubspot")
+    assert result.ok, result.error
+    after = {r.source_id: r for r in rows(db, "SELECT * FROM deals")}
+    company = sandbox.company
+    for source_id in modified - archived:
+        deal = company.find("deals", source_id)
+        assert deal is not None
+        expected = None if deal.amount_cents < 0 else Decimal(deal.amount_cents) / 100  # type: ignore[union-attr]
+        assert after[source_id].amount == expected
+        assert after[source_id].updated_at > untouched_before[source_id].updated_at
+    for source_id in archived:
+        assert after[source_id].deleted_at is not None
+    for source_id, row in untouched_before.items():
+        if source_id not in modified | archived:
+            assert after[source_id] == row  # rows nobody touched are left alone
+    assert result.streams["deals"].upserted == len(modified | archived)
+    assert live_count(db, "deals", "hubspot") == company.counts()["deals"]
+
+
+def test_malformed_records_are_quarantined_not_dropped(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    sandbox.faults.hubspot.malformed_rate = 0.05
+    bad = sandbox.malformed("hubspot")
+    result = run_sync(db, settings_for(sandbox, db), "hubspot")
+    assert result.ok, result.error  # never fatal
+    quarantined = rows(db, "SELECT stream, source_id, reason, raw FROM quarantined_records")
+    # A dangling association is a link to a record that does not exist: well-formed on its
+    # own, so it lands (and shows up as an orphan link), it is not quarantined.
+    expected = {
+        (stream, record_id_)
+        for stream, records in bad.items()
+        for record_id_, kind in records.items()
+        if kind not in ("dangling_association", "missing_id")
+    }
+    got = {(q.stream, q.source_id) for q in quarantined if q.source_id is not None}
+    assert expected <= got
+    missing_ids = sum(1 for r in bad.values() for kind in r.values() if kind == "missing_id")
+    assert len(quarantined) == len(expected) + missing_ids
+    assert result.counts.quarantined == len(quarantined)
+    assert all(q.reason and q.raw for q in quarantined)
+    good = sandbox.company.counts()["deals"] - len(bad.get("deals", {}))
+    dangling = sum(1 for kind in bad.get("deals", {}).values() if kind == "dangling_association")
+    assert live_count(db, "deals", "hubspot") == good + dangling
+
+
+def test_a_full_salesforce_sync_lands_the_same_company(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    result = run_sync(db, settings, "salesforce")
+    assert result.ok, result.error
+    truth = sandbox.company.counts()
+    assert live_count(db, "accounts", "salesforce") == truth["companies"]
+    assert live_count(db, "contacts", "salesforce") == truth["contacts"]
+    assert live_count(db, "deals", "salesforce") == truth["deals"]
+    assert (
+        live_count(db, "activities", "salesforce", "activity_type = 'meeting'")
+        == (truth["meetings"])
+    )
+    # One schema for both CRMs: the same question has the same answer from either.
+    totals = rows(
+        db,
+        "SELECT source_system, count(*) AS n, sum(amount) AS total FROM deals "
+        "WHERE deleted_at IS NULL AND is_won GROUP BY source_system ORDER BY source_system",
+    )
+    if totals:
+        by_system = {t.source_system: (t.n, t.total) for t in totals}
+        assert by_system.get("salesforce") is not None
+    again = run_sync(db, settings, "salesforce")
+    assert again.ok and again.counts.upserted == 0
+
+
+def test_a_provider_failure_is_recorded_not_raised(db: Database, sandbox: SandboxServer) -> None:
+    settings = load_settings(
+        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
+        REVTOPS_ORG=ORG,
+        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+        REVTOPS_HUBSPOT_TOKEN="wrong-token",
+    )
+    result = run_sync(db, settings, "hubspot")
+    assert not result.ok
+    assert "401" in (result.error or "")
+    assert "wrong-token" not in (result.error or "")
+    status = rows(db, "SELECT status, error FROM sync_runs")
+    assert status[0].status == "failed"
+    integration = rows(db, "SELECT status, last_error FROM integrations")
+    assert integration[0].status == "error"
+    assert sandbox.company.deals[0].state == LIVE
