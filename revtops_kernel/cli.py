@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=[*CRM_PROVIDERS, "all"], default="all", help="which CRM to sync"
     )
     sync.add_argument("--full-refresh", action="store_true", help="re-read everything")
+    sync.add_argument(
+        "--stream", action="append", dest="streams", help="only this stream (repeatable)"
+    )
     sync.set_defaults(handler=cmd_sync)
 
     sandbox = commands.add_parser("sandbox", help="the local emulation of the providers' APIs")
@@ -134,7 +137,13 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     for provider in providers:
         result = run_sync(
-            db, settings, provider, org=args.org, full_refresh=args.full_refresh, progress=True
+            db,
+            settings,
+            provider,
+            org=args.org,
+            full_refresh=args.full_refresh,
+            streams=tuple(args.streams) if args.streams else None,
+            progress=True,
         )
         print(_summary(result))
         failed = failed or not result.ok

@@ -123,9 +123,14 @@ def run_sync(
     org: str | None = None,
     full_refresh: bool = False,
     connector: Connector | None = None,
+    streams: tuple[str, ...] | None = None,
     progress: bool = False,
 ) -> SyncResult:
-    """Sync one provider into ``db`` for ``org``; never raises for a provider failure."""
+    """Sync one provider into ``db`` for ``org``; never raises for a provider failure.
+
+    ``streams`` limits the run to some of the provider's streams (in the provider's order;
+    the stage stream is always read when deals are, since deals need it).
+    """
     org = org or settings.org
     spec = provider_spec(provider)
     started = time.monotonic()
@@ -140,7 +145,7 @@ def run_sync(
     try:
         connector = connector or build_connector(settings, provider, _require(http))
         engine = _StreamWriter(db, result, spec, release_quarantine)
-        for stream in connector.streams():
+        for stream in _selected(connector.streams(), streams, spec):
             engine.sync_stream(connector, stream, progress=progress)
         result.status = "succeeded"
     except RevtopsError as exc:
@@ -166,6 +171,18 @@ def run_sync(
             error=result.error,
         )
     return result
+
+
+def _selected(
+    available: tuple[str, ...], wanted: tuple[str, ...] | None, spec: ProviderSpec
+) -> tuple[str, ...]:
+    if wanted is None:
+        return available
+    unknown = set(wanted) - set(available)
+    if unknown:
+        raise ValueError(f"unknown stream(s) {sorted(unknown)}; streams: {', '.join(available)}")
+    chosen = set(wanted) | ({spec.stage_stream} if spec.stage_stream else set())
+    return tuple(stream for stream in available if stream in chosen)
 
 
 def _require(http: httpx.Client | None) -> httpx.Client:

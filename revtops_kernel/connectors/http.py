@@ -104,6 +104,13 @@ class RateBudget:
         self._sent: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
+    def resize(self, limit: int, window: float) -> None:
+        """Adopt a limit the provider announced (e.g. in rate-limit headers)."""
+        if limit < 1 or window <= 0:
+            return
+        with self._lock:
+            self.limit, self.window = limit, window
+
     def acquire(self) -> float:
         """Block until a request may go; return the seconds waited."""
         waited = 0.0
@@ -158,6 +165,9 @@ class ProviderClient:
     # --- hooks a provider may override ---------------------------------------------------------
     def is_rate_limited(self, response: httpx.Response) -> bool:
         return response.status_code == 429
+
+    def observe(self, response: httpx.Response) -> None:
+        """See every response (a provider may read its rate-limit headers here)."""
 
     def error_message(self, response: httpx.Response) -> str:
         return response.text[:ERROR_BODY_CHARS].strip() or response.reason_phrase
@@ -247,6 +257,7 @@ class ProviderClient:
                 self.stats.budget_wait_seconds += budget.acquire()
 
     def _count(self, endpoint: str, response: httpx.Response, started: float) -> None:
+        self.observe(response)
         self.stats.api_calls += 1
         self.stats.by_endpoint[endpoint] += 1
         log.info(

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import httpx
+
 from revtops_kernel.connectors.base import Page, dump_checkpoint, load_checkpoint
 from revtops_kernel.connectors.http import (
     CallStats,
@@ -30,6 +32,7 @@ from revtops_kernel.connectors.http import (
 )
 from revtops_kernel.connectors.hubspot_streams import (
     ASSOCIATION_BATCH_SIZE,
+    BUDGET_SHARE,
     LIST_PAGE_SIZE,
     OBJECT_STREAM_BY_NAME,
     REQUESTS_PER_10_SECONDS,
@@ -55,6 +58,25 @@ def hubspot_budgets() -> dict[str, RateBudget]:
     }
 
 
+class HubSpotClient(ProviderClient):
+    """Follows the limit HubSpot announces on every response (it differs by plan and app)."""
+
+    def observe(self, response: httpx.Response) -> None:
+        budget = self.budgets.get("default")
+        limit = response.headers.get("X-HubSpot-RateLimit-Max")
+        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+        if budget is None or not limit or not interval:
+            return
+        try:
+            window, announced = int(interval) / 1000, int(limit)
+        except ValueError:
+            return
+        target = max(1, int(announced * BUDGET_SHARE))  # leave room for the account's others
+        if (target, window) != (budget.limit, budget.window):
+            log.info("hubspot: %d requests per %gs announced; budget %d", announced, window, target)
+            budget.resize(target, window)
+
+
 class HubSpotConnector:
     provider = "hubspot"
 
@@ -63,7 +85,7 @@ class HubSpotConnector:
 
     @classmethod
     def connect(cls, base_url: str, tokens: TokenSource, http: Any) -> HubSpotConnector:
-        return cls(ProviderClient("hubspot", base_url, tokens, http, budgets=hubspot_budgets()))
+        return cls(HubSpotClient("hubspot", base_url, tokens, http, budgets=hubspot_budgets()))
 
     @property
     def stats(self) -> CallStats:

@@ -15,6 +15,8 @@ ASSOCIATION_BATCH_SIZE = 1_000  # ids per v4 batch association read
 # per second. Stay under both: other tools share the account's budget.
 REQUESTS_PER_10_SECONDS = 170
 SEARCHES_PER_SECOND = 4
+# Share of the announced limit (X-HubSpot-RateLimit-Max) the client allows itself.
+BUDGET_SHARE = 0.9
 
 # Search results lag behind writes by a few seconds (indexing); a full listing's hand-off to
 # search starts this far before the listing began, so nothing changed meanwhile is missed.
