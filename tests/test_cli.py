@@ -75,3 +75,52 @@ def test_an_unreachable_database_is_a_one_line_error() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "127.0.0.1" in result.stderr
+
+
+def test_sync_from_the_command_line_against_the_sandbox() -> None:
+    from revtops_kernel.sandbox import SandboxServer
+
+    with SandboxServer(scale=0.02, seed=2) as sandbox:
+        env = {
+            "REVTOPS_HUBSPOT_BASE_URL": sandbox.hubspot_base_url,
+            "REVTOPS_HUBSPOT_TOKEN": sandbox.token,
+            "REVTOPS_SALESFORCE_INSTANCE_URL": sandbox.salesforce_instance_url,
+            "REVTOPS_SALESFORCE_TOKEN": sandbox.token,
+        }
+        first = revtops("sync", **env)
+        assert first.returncode == 0, first.stderr
+        assert "hubspot: succeeded" in first.stdout
+        assert "salesforce: succeeded" in first.stdout
+        again = revtops("sync", "--provider", "hubspot", **env)
+        assert again.returncode == 0, again.stderr
+        assert ", 0 written," in again.stdout
+        facts = json.loads(revtops("info", "--json").stdout)
+        assert facts["tables"]["deals"] == 2 * sandbox.company.counts()["deals"]
+        assert sandbox.token not in first.stdout + first.stderr
+
+
+def test_a_failed_sync_exits_non_zero_with_the_reason() -> None:
+    from revtops_kernel.sandbox import SandboxServer
+
+    with SandboxServer(scale=0.01, seed=2) as sandbox:
+        result = revtops(
+            "sync",
+            "--provider",
+            "hubspot",
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN="not-the-token",
+        )
+    assert result.returncode == 1
+    assert "hubspot: failed" in result.stdout
+    assert "401" in result.stdout
+    assert "not-the-token" not in result.stdout + result.stderr
+
+
+def test_demo_syncs_the_sandbox_into_the_embedded_store() -> None:
+    result = revtops("demo", "--no-app", "--scale", "0.02")
+    assert result.returncode == 0, result.stderr
+    assert "hubspot: succeeded" in result.stdout
+    assert "salesforce: succeeded" in result.stdout
+    facts = json.loads(revtops("info", "--json").stdout)
+    assert facts["tables"]["accounts"] > 0
+    assert facts["tables"]["quarantined_records"] == 0
