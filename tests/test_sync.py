@@ -234,3 +234,53 @@ def test_a_provider_failure_is_recorded_not_raised(db: Database, sandbox: Sandbo
     integration = rows(db, "SELECT status, last_error FROM integrations")
     assert integration[0].status == "error"
     assert sandbox.company.deals[0].state == LIVE
+
+
+STREAM_TABLES = {
+    "companies": "accounts",
+    "contacts": "contacts",
+    "deals": "deals",
+    **dict.fromkeys(ENGAGEMENT_TYPES, "activities"),
+}
+
+
+def stored_source_id(stream: str, hubspot_id: str) -> str:
+    return f"{ENGAGEMENT_TYPES[stream]}:{hubspot_id}" if stream in ENGAGEMENT_TYPES else hubspot_id
+
+
+@pytest.mark.slow
+def test_one_percent_modified_and_a_tenth_archived_are_exactly_what_moves(
+    db: Database,
+) -> None:
+    with SandboxServer(scale=0.1, seed=4) as sandbox:
+        settings = settings_for(sandbox, db)
+        assert run_sync(db, settings, "hubspot").ok
+        before = {
+            table: {r.source_id: r for r in rows(db, f"SELECT * FROM {table}")}
+            for table in set(STREAM_TABLES.values())
+        }
+        changed = sandbox.mutate(modified_pct=1.0, archived_pct=0.1, seed=21)
+        assert sum(len(ids) for ids in changed.archived.values()) >= 5
+        result = run_sync(db, settings, "hubspot")
+        company = sandbox.company
+        assert result.ok, result.error
+        for stream, table in STREAM_TABLES.items():
+            modified = {stored_source_id(stream, i) for i in changed.modified.get(stream, [])}
+            archived = {stored_source_id(stream, i) for i in changed.archived.get(stream, [])}
+            assert modified, stream
+            after = {r.source_id: r for r in rows(db, f"SELECT * FROM {table}")}
+            kind = ENGAGEMENT_TYPES.get(stream)
+            for source_id, row in before[table].items():
+                if kind is not None and not source_id.startswith(f"{kind}:"):
+                    continue
+                if source_id in archived:
+                    assert after[source_id].deleted_at is not None, (stream, source_id)
+                elif source_id in modified:
+                    record = company.find(stream, source_id.split(":")[-1])
+                    assert record is not None
+                    stamp = int(after[source_id].updated_at.timestamp() * 1000)
+                    assert stamp == record.updated_ms, (stream, source_id)
+                else:
+                    assert after[source_id] == row, (stream, source_id)
+            where = f"activity_type = '{kind}'" if kind else ""
+            assert live_count(db, table, "hubspot", where) == company.counts()[stream], stream
