@@ -161,12 +161,12 @@ def test_flaky_networks_and_servers_change_nothing_in_the_result(
 def test_a_sync_killed_at_a_random_point_resumes_to_the_same_contents(
     db: Database, second_store: Database
 ) -> None:
-    with SandboxServer(scale=0.1, seed=9) as sandbox:
+    with SandboxServer(scale=0.05, seed=9) as sandbox:
         clean = run_sync(db, settings_for(sandbox, db), "hubspot")
         assert clean.ok, clean.error
         # Slow the provider down so the run is long enough to be killed in the middle of it.
         sandbox.faults.hubspot.rate_limits = True
-        sandbox.faults.hubspot.ten_second_limit = 60
+        sandbox.faults.hubspot.ten_second_limit = 50
         env = {**os.environ, **environment(sandbox, second_store)}
         victim = subprocess.Popen(
             [sys.executable, "-m", "revtops_kernel.cli", "sync", "--provider", "hubspot"],
