@@ -4,9 +4,10 @@ A normalizer does no I/O. Each provider module exposes one function per stream,
 ``(record, ctx) -> Rows``, where ``Rows`` maps a table name to the rows that record becomes (an
 engagement becomes one activity plus its participants, a pipeline becomes a pipeline plus its
 stages). A record that cannot be normalized raises ``RecordRejected`` with a reason a person can
-act on; ``normalize_page`` turns that (and any ValueError, KeyError, TypeError or
-decimal.InvalidOperation the function hits) into a quarantined record instead of a crash, so
-one bad record never stops a sync and is never dropped silently.
+act on; ``normalize_page`` turns that (and any ValueError, KeyError, TypeError, AttributeError or
+decimal.InvalidOperation the function hits) into a quarantined record instead of a crash, so one
+bad record never stops a sync and is never dropped silently. The value parsers that name the
+failing field are in ``values``; rows both providers build alike are in ``rows``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import decimal
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.timeutil import from_epoch_ms, to_utc
 
 Row: TypeAlias = dict[str, Any]
 Rows: TypeAlias = dict[str, list[Row]]
@@ -102,6 +101,7 @@ _RECORD_FAILURES = (
     ValueError,
     KeyError,
     TypeError,
+    AttributeError,  # a nested value of the wrong shape (.get on a string)
     decimal.InvalidOperation,
 )
 
@@ -132,71 +132,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return f"missing field {exc.args[0]!r}"
     return f"{type(exc).__name__}: {exc}"
-
-
-# --- value parsers shared by providers (each raises RecordRejected naming the field) ----------
-
-
-def parse_decimal(value: Any, field_name: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except decimal.InvalidOperation:
-        raise RecordRejected(f"{field_name} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise RecordRejected(f"{field_name} is not a finite number: {value!r}")
-    return number
-
-
-def parse_bool(value: Any, field_name: str) -> bool | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise RecordRejected(f"{field_name} is not a boolean: {value!r}")
-
-
-def parse_int(value: Any, field_name: str) -> int | None:
-    number = parse_decimal(value, field_name)
-    if number is None:
-        return None
-    if number != number.to_integral_value():
-        raise RecordRejected(f"{field_name} is not a whole number: {value!r}")
-    return int(number)
-
-
-def clean_email(value: Any) -> str | None:
-    if not value or not isinstance(value, str) or "@" not in value:
-        return None
-    return value.strip().lower()
-
-
-def email_domain(email: str | None) -> str | None:
-    if not email or "@" not in email:
-        return None
-    return email.rsplit("@", 1)[1].lower()
-
-
-def parse_time(value: Any, field_name: str) -> datetime | None:
-    """An ISO 8601 string (any offset), or epoch milliseconds as HubSpot sometimes sends."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    try:
-        if text.isdigit():
-            return from_epoch_ms(text)
-        return to_utc(text)
-    except (ValueError, OverflowError):
-        raise RecordRejected(f"{field_name} is not a date-time: {value!r}") from None
-
-
-def parse_date(value: Any, field_name: str) -> date | None:
-    """A calendar date; a date-time keeps its UTC date (HubSpot's closedate is midnight UTC)."""
-    moment = parse_time(value, field_name)
-    return None if moment is None else moment.date()

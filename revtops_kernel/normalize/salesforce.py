@@ -26,41 +26,38 @@ a connector's SELECT list.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
-from revtops_kernel.ids import record_id
-from revtops_kernel.normalize.base import (
-    NormalizeContext,
-    RecordNormalizer,
-    RecordRejected,
-    Row,
-    Rows,
-    StageInfo,
+from revtops_kernel.normalize.base import NormalizeContext, RecordNormalizer, Row, Rows, StageInfo
+from revtops_kernel.normalize.rows import (
+    participant_row,
+    source_id_reader,
+    stage_info,
+    stage_rows,
+)
+from revtops_kernel.normalize.values import (
     clean_email,
+    full_name,
+    link,
     parse_bool,
-    parse_decimal,
-    parse_int,
+    parse_count,
+    parse_iso_date,
+    parse_money,
+    parse_percent,
+    parse_status,
     parse_time,
+    web_domain,
 )
 
 PIPELINE_SOURCE_ID = "default"
 PIPELINE_NAME = "Opportunities"
 
-_ZERO, _HUNDRED = Decimal(0), Decimal(100)
-_CENT, _BASIS_POINT = Decimal("0.01"), Decimal("0.0001")
-_MONEY_DIGITS = 16  # NUMERIC(18,2) holds 16 digits before the point
-_INT_LIMIT = 2**31  # INTEGER columns on PostgreSQL
-
 # Key prefixes (the first three characters of an Id) of the objects activities point at.
 _CONTACT_PREFIX, _ACCOUNT_PREFIX, _OPPORTUNITY_PREFIX = "003", "001", "006"
 _TASK_TYPES = {"Call": "call", "Email": "email", "ListEmail": "email"}
 _DIRECTIONS = {"Inbound": "inbound", "Outbound": "outbound"}
-_STATUS_ALIASES = {"canceled": "cancelled"}
 
 _AUDIT = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
 _ACTIVITY = (*_AUDIT, "Subject", "Description", "ActivityDate", "WhoId", "WhatId", "AccountId",
@@ -87,97 +84,13 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-# --- shared value helpers --------------------------------------------------------------------
+# --- record envelope ---------------------------------------------------------------------------
 
-
-@lru_cache(maxsize=1 << 15)
-def _linked_id(organization_id: str, source_system: str, table: str, source_id: str) -> uuid.UUID:
-    # Owners and accounts repeat across thousands of records; the MD5 + UUID of record_id is
-    # most of a record's cost, so links are memoized (same value as ctx.id_for).
-    return record_id(organization_id, source_system, table, source_id)
-
-
-def _link(ctx: NormalizeContext, table: str, source_id: Any) -> uuid.UUID | None:
-    if source_id is None or source_id == "":
-        return None
-    return _linked_id(ctx.organization_id, ctx.source_system, table, str(source_id))
-
-
-def _time(value: Any, field: str) -> datetime | None:
-    """``parse_time``, with a fast path for Salesforce's ``...+0000`` strings (3.11's
-    fromisoformat reads the compact offset); anything else, and errors, go to parse_time."""
-    if value.__class__ is str and value.endswith("+0000"):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    return parse_time(value, field)
-
-
-def _date(value: Any, field: str) -> date | None:
-    if value is None or value == "":
-        return None
-    if value.__class__ is str and len(value) == 10:
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise RecordRejected(f"{field} is not a date: {value!r}") from None
-    moment = parse_time(value, field)
-    return None if moment is None else moment.date()
+_source_id = source_id_reader("Id")  # 18-character Ids are strings
 
 
 def _midnight(day: date | None) -> datetime | None:
     return None if day is None else datetime.combine(day, time(), UTC)
-
-
-def _money(value: Any, field: str) -> Decimal | None:
-    number = parse_decimal(value, field)
-    if number is None:
-        return None
-    if number.adjusted() >= _MONEY_DIGITS:
-        raise RecordRejected(f"{field} is out of range: {value!r}")
-    return number.quantize(_CENT)
-
-
-def _percent(value: Any, field: str) -> Decimal | None:
-    """A percent field (75.0) as a fraction (0.75)."""
-    number = parse_decimal(value, field)
-    if number is None:
-        return None
-    if number < _ZERO or number > _HUNDRED:  # Decimal constants: no int conversion per compare
-        raise RecordRejected(f"{field} is not a percentage between 0 and 100: {value!r}")
-    return (number / _HUNDRED).quantize(_BASIS_POINT)
-
-
-def _count(value: Any, field: str) -> int | None:
-    number = parse_int(value, field)
-    if number is not None and not -_INT_LIMIT < number < _INT_LIMIT:
-        raise RecordRejected(f"{field} is out of range: {value!r}")
-    return number
-
-
-def _status(value: Any) -> str | None:
-    if not value:
-        return None
-    status = str(value).strip().lower().replace(" ", "_")
-    return _STATUS_ALIASES.get(status, status)
-
-
-def _full_name(name: Any, first: Any, last: Any) -> str | None:
-    return name or " ".join(part for part in (first, last) if part) or None
-
-
-def _domain(value: Any) -> str | None:
-    """A host name, lowercase, without scheme, path, port or ``www.`` (``acme.com``)."""
-    if not value or not isinstance(value, str):
-        return None
-    host = value.strip().lower()
-    if "//" in host:
-        host = host.split("//", 1)[1]
-    host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
-    if host.startswith("www."):
-        host = host[4:]
-    return host or None
 
 
 def _prefixed(value: Any, prefix: str) -> str | None:
@@ -188,32 +101,17 @@ def _prefixed(value: Any, prefix: str) -> str | None:
     return None
 
 
-# --- record envelope ---------------------------------------------------------------------------
-
-
-def _source_id(record: Mapping[str, Any]) -> str:
-    # JSON objects are dicts: the ABC check is only for other mappings.
-    if record.__class__ is not dict and not isinstance(record, Mapping):
-        raise RecordRejected(f"record is not a JSON object but {type(record).__name__}")
-    value = record.get("Id")
-    if value is None or value == "":
-        raise RecordRejected("missing Id")
-    if value.__class__ is not str:
-        raise RecordRejected(f"Id is not a string: {value!r}")
-    return str(value)
-
-
 def _audit(record: Mapping[str, Any]) -> tuple[datetime | None, datetime | None, datetime | None]:
     """(created_at, updated_at, deleted_at): SystemModstamp moves on every change, including
     system ones, so it is the update time; a deleted record (queryAll) was deleted then."""
-    updated_at = _time(record.get("SystemModstamp"), "SystemModstamp") or _time(
+    updated_at = parse_time(record.get("SystemModstamp"), "SystemModstamp") or parse_time(
         record.get("LastModifiedDate"), "LastModifiedDate"
     )
     deleted = record.get("IsDeleted")
     if deleted is not None and deleted is not False:
         deleted = parse_bool(deleted, "IsDeleted")
     return (
-        _time(record.get("CreatedDate"), "CreatedDate"),
+        parse_time(record.get("CreatedDate"), "CreatedDate"),
         updated_at,
         updated_at if deleted else None,
     )
@@ -236,7 +134,7 @@ def normalize_user(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         email=clean_email(record.get("Email")),
         first_name=first or None,
         last_name=last or None,
-        full_name=_full_name(record.get("Name"), first, last),
+        full_name=full_name(first, last, record.get("Name")),
         is_active=parse_bool(record.get("IsActive"), "IsActive"),
     )
     return {"owners": [row]}
@@ -247,15 +145,15 @@ def normalize_account(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     website = record.get("Website")
     row.update(
         name=record.get("Name") or None,
-        domain=_domain(website),
+        domain=web_domain(website),
         industry=record.get("Industry") or None,
         account_type=record.get("Type") or None,
         website=website or None,
-        employee_count=_count(record.get("NumberOfEmployees"), "NumberOfEmployees"),
-        annual_revenue=_money(record.get("AnnualRevenue"), "AnnualRevenue"),
+        employee_count=parse_count(record.get("NumberOfEmployees"), "NumberOfEmployees"),
+        annual_revenue=parse_money(record.get("AnnualRevenue"), "AnnualRevenue"),
         city=record.get("BillingCity") or None,
         country=record.get("BillingCountry") or None,
-        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+        owner_id=link(ctx, "owners", record.get("OwnerId")),
     )
     return {"accounts": [row]}
 
@@ -267,11 +165,11 @@ def normalize_contact(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         email=clean_email(record.get("Email")),
         first_name=first or None,
         last_name=last or None,
-        full_name=_full_name(record.get("Name"), first, last),
+        full_name=full_name(first, last, record.get("Name")),
         title=record.get("Title") or None,
         phone=record.get("Phone") or record.get("MobilePhone") or None,
-        account_id=_link(ctx, "accounts", record.get("AccountId")),
-        owner_id=_link(ctx, "owners", record.get("OwnerId")),
+        account_id=link(ctx, "accounts", record.get("AccountId")),
+        owner_id=link(ctx, "owners", record.get("OwnerId")),
     )
     return {"contacts": [row]}
 
@@ -297,10 +195,10 @@ def pipeline_row(ctx: NormalizeContext) -> Row:
 def normalize_opportunity_stage(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     row = _row("deal_stages", _source_id(record), record, ctx)
     row.update(
-        pipeline_id=_link(ctx, "pipelines", PIPELINE_SOURCE_ID),
+        pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
         label=record.get("MasterLabel") or record.get("ApiName") or None,
-        display_order=_count(record.get("SortOrder"), "SortOrder"),
-        probability=_percent(record.get("DefaultProbability"), "DefaultProbability"),
+        display_order=parse_count(record.get("SortOrder"), "SortOrder"),
+        probability=parse_percent(record.get("DefaultProbability"), "DefaultProbability"),
         is_closed=parse_bool(record.get("IsClosed"), "IsClosed"),
         is_won=parse_bool(record.get("IsWon"), "IsWon"),
         forecast_category=record.get("ForecastCategoryName") or None,
@@ -316,37 +214,22 @@ def stage_map(
     raises RecordRejected) or already normalized ``deal_stages`` rows, whose ``raw`` holds the
     ApiName (the quarantining path: ``normalize_page`` the stages, pass its deal_stages)."""
     stages: dict[str, StageInfo] = {}
-    for row in _stage_rows(items, ctx):
-        info = StageInfo(
-            stage_id=row["id"],
-            pipeline_id=row.get("pipeline_id"),
-            label=row.get("label") or "",
-            display_order=row.get("display_order"),
-            probability=row.get("probability"),
-            is_closed=bool(row.get("is_closed")),
-            is_won=bool(row.get("is_won")),
-            forecast_category=row.get("forecast_category"),
-        )
+    rows = stage_rows(
+        items,
+        ctx,
+        is_raw=lambda item: "MasterLabel" in item or "ApiName" in item,
+        normalize=normalize_opportunity_stage,
+        raw_kind="OpportunityStage records",
+        expected="OpportunityStage records",
+    )
+    for row in rows:
+        info = stage_info(row)
         raw = row.get("raw")
         api_name = raw.get("ApiName") if isinstance(raw, Mapping) else None
         for key in (info.label, api_name):
             if key:
                 stages[key] = info
     return stages
-
-
-def _stage_rows(
-    items: Iterable[Mapping[str, Any]], ctx: NormalizeContext | None
-) -> Iterable[Mapping[str, Any]]:
-    for item in items:
-        if "MasterLabel" in item or "ApiName" in item:
-            if ctx is None:
-                raise ValueError("stage_map needs ctx to read raw OpportunityStage records")
-            yield from normalize_opportunity_stage(item, ctx)["deal_stages"]
-        elif "source_id" in item:
-            yield item
-        else:
-            raise ValueError("stage_map expects OpportunityStage records or deal_stages rows")
 
 
 # --- opportunities -----------------------------------------------------------------------------
@@ -358,7 +241,7 @@ def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> R
     info = ctx.stages.get(stage_name) if stage_name else None
     is_closed = parse_bool(record.get("IsClosed"), "IsClosed")
     is_won = parse_bool(record.get("IsWon"), "IsWon")
-    probability = _percent(record.get("Probability"), "Probability")
+    probability = parse_percent(record.get("Probability"), "Probability")
     forecast = record.get("ForecastCategoryName") or None
     if info is not None:  # the opportunity's own values first: they are per record
         is_closed = info.is_closed if is_closed is None else is_closed
@@ -367,16 +250,16 @@ def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> R
         forecast = forecast or info.forecast_category
     row.update(
         name=record.get("Name") or None,
-        amount=_money(record.get("Amount"), "Amount"),
+        amount=parse_money(record.get("Amount"), "Amount"),
         currency=record.get("CurrencyIsoCode") or None,
-        pipeline_id=_link(ctx, "pipelines", PIPELINE_SOURCE_ID),
+        pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
         # Stage rows are keyed by their Id, which an opportunity does not carry: an unknown
         # stage keeps its name and the opportunity's own flags, and no stage_id.
         stage_id=None if info is None else info.stage_id,
         stage_name=stage_name,
-        close_date=_date(record.get("CloseDate"), "CloseDate"),
-        owner_id=_link(ctx, "owners", record.get("OwnerId")),
-        account_id=_link(ctx, "accounts", record.get("AccountId")),
+        close_date=parse_iso_date(record.get("CloseDate"), "CloseDate"),
+        owner_id=link(ctx, "owners", record.get("OwnerId")),
+        account_id=link(ctx, "accounts", record.get("AccountId")),
         is_closed=is_closed,
         is_won=is_won,
         probability=probability,
@@ -394,31 +277,31 @@ def normalize_task(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     row = _activity_row(record, ctx)
     activity_type = _TASK_TYPES.get(record.get("TaskSubtype") or "", "task")
     # ActivityDate is the due date (the day of a logged call); a completion time is better.
-    due = _midnight(_date(record.get("ActivityDate"), "ActivityDate"))
-    occurred_at = _time(record.get("CompletedDateTime"), "CompletedDateTime") or due
+    due = _midnight(parse_iso_date(record.get("ActivityDate"), "ActivityDate"))
+    occurred_at = parse_time(record.get("CompletedDateTime"), "CompletedDateTime") or due
     call_type = record.get("CallType")
     row.update(
         activity_type=activity_type,
         occurred_at=occurred_at,
         ended_at=None,
         is_all_day=None,
-        duration_seconds=_count(record.get("CallDurationInSeconds"), "CallDurationInSeconds"),
+        duration_seconds=parse_count(record.get("CallDurationInSeconds"), "CallDurationInSeconds"),
         direction=_DIRECTIONS.get(call_type) if call_type.__class__ is str else None,
-        status=_status(record.get("Status")),
+        status=parse_status(record.get("Status")),
     )
     return _with_participants(row, record, ctx, "participant")
 
 
 def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     row = _activity_row(record, ctx)
-    day = _date(record.get("ActivityDate"), "ActivityDate")
+    day = parse_iso_date(record.get("ActivityDate"), "ActivityDate")
     start = (
-        _time(record.get("StartDateTime"), "StartDateTime")
-        or _time(record.get("ActivityDateTime"), "ActivityDateTime")
+        parse_time(record.get("StartDateTime"), "StartDateTime")
+        or parse_time(record.get("ActivityDateTime"), "ActivityDateTime")
         or _midnight(day)
     )
-    minutes = _count(record.get("DurationInMinutes"), "DurationInMinutes")
-    end = _time(record.get("EndDateTime"), "EndDateTime")
+    minutes = parse_count(record.get("DurationInMinutes"), "DurationInMinutes")
+    end = parse_time(record.get("EndDateTime"), "EndDateTime")
     if end is None and start is not None and minutes is not None:
         end = start + timedelta(minutes=minutes)
     if start is not None and end is not None:
@@ -445,10 +328,10 @@ def _activity_row(record: Mapping[str, Any], ctx: NormalizeContext) -> Row:
     row.update(
         subject=record.get("Subject") or None,
         body=record.get("Description") or None,
-        owner_id=_link(ctx, "owners", record.get("OwnerId")),
-        deal_id=_link(ctx, "deals", _prefixed(what, _OPPORTUNITY_PREFIX)),
-        account_id=_link(ctx, "accounts", account),
-        contact_id=_link(ctx, "contacts", _prefixed(record.get("WhoId"), _CONTACT_PREFIX)),
+        owner_id=link(ctx, "owners", record.get("OwnerId")),
+        deal_id=link(ctx, "deals", _prefixed(what, _OPPORTUNITY_PREFIX)),
+        account_id=link(ctx, "accounts", account),
+        contact_id=link(ctx, "contacts", _prefixed(record.get("WhoId"), _CONTACT_PREFIX)),
         channel=None,
         thread_id=None,
     )
@@ -461,33 +344,11 @@ def _with_participants(
     participants = []
     contact = _prefixed(record.get("WhoId"), _CONTACT_PREFIX)
     if contact is not None:
-        participants.append(_participant(activity, ctx, "contact", contact, contact_role))
+        participants.append(participant_row(activity, ctx, "contact", contact, contact_role))
     owner = record.get("OwnerId")
     if owner:
-        participants.append(_participant(activity, ctx, "owner", str(owner), "owner"))
+        participants.append(participant_row(activity, ctx, "owner", str(owner), "owner"))
     return {"activities": [activity], "activity_participants": participants}
-
-
-def _participant(activity: Row, ctx: NormalizeContext, who: str, who_id: str, role: str) -> Row:
-    """A contact or the owner taking part in ``activity`` (its times, so upserts order alike)."""
-    row = ctx.base_row("activity_participants", f"{activity['source_id']}:{who}:{who_id}")
-    internal = who == "owner"
-    row.update(
-        activity_id=activity["id"],
-        email=None,
-        display_name=None,
-        role=role,
-        response_status=None,
-        is_internal=internal,
-        contact_id=None if internal else _link(ctx, "contacts", who_id),
-        account_id=None,
-        owner_id=_link(ctx, "owners", who_id) if internal else None,
-        created_at=activity["created_at"],
-        updated_at=activity["updated_at"],
-        deleted_at=activity["deleted_at"],
-        raw=None,
-    )
-    return row
 
 
 NORMALIZERS: dict[str, RecordNormalizer] = {

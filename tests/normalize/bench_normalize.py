@@ -17,7 +17,7 @@ from typing import Any
 
 from sandbox_pages import ENGAGEMENTS, hubspot_records, salesforce_records
 
-from revtops_kernel.normalize import hubspot, salesforce
+from revtops_kernel.normalize import hubspot, salesforce, values
 from revtops_kernel.normalize.base import NormalizeContext, RecordNormalizer, normalize_page
 from revtops_kernel.sandbox.server import SandboxServer
 
@@ -58,8 +58,7 @@ def pages(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def rate(work: Work, ctx: NormalizeContext, id_field: str = "id") -> float:
     """Records per CPU second through ``normalize_page``; fails if anything is quarantined."""
     quarantined = 0
-    for module in (hubspot, salesforce):
-        module._linked_id.cache_clear()  # every round starts cold, as a new sync process does
+    values.linked_id.cache_clear()  # every round starts cold, as a new sync process does
     started = time.process_time()
     for normalizer, page in work:
         result = normalize_page("bench", page, normalizer, ctx, id_field=id_field)

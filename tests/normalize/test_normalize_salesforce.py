@@ -18,7 +18,13 @@ from sandbox_pages import salesforce_records
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import salesforce
-from revtops_kernel.normalize.base import NormalizeContext, Row, Rows, normalize_page
+from revtops_kernel.normalize.base import (
+    NormalizeContext,
+    NormalizedPage,
+    Row,
+    Rows,
+    normalize_page,
+)
 from revtops_kernel.sandbox.server import SandboxServer
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
@@ -190,6 +196,17 @@ def changed(record: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     return {**record, **fields}
 
 
+def stage_page() -> NormalizedPage:
+    """``STAGES`` through ``normalize_page``, as a sync reads them."""
+    return normalize_page(
+        "OpportunityStage",
+        STAGES,
+        salesforce.normalize_opportunity_stage,
+        ctx(False),
+        id_field="Id",
+    )
+
+
 # --- stages --------------------------------------------------------------------------------
 
 
@@ -228,13 +245,7 @@ def test_opportunity_stage_becomes_a_stage_of_the_one_pipeline() -> None:
 
 
 def test_every_stage_emits_the_same_pipeline_row() -> None:
-    page = normalize_page(
-        "OpportunityStage",
-        STAGES,
-        salesforce.normalize_opportunity_stage,
-        ctx(False),
-        id_field="Id",
-    )
+    page = stage_page()
     assert len(page.rows["pipelines"]) == len(STAGES)
     assert all(row == page.rows["pipelines"][0] for row in page.rows["pipelines"])
 
@@ -261,13 +272,7 @@ def test_stage_map_keys_master_label_and_api_name() -> None:
 
 
 def test_stage_map_from_deal_stage_rows_equals_the_one_from_records() -> None:
-    page = normalize_page(
-        "OpportunityStage",
-        STAGES,
-        salesforce.normalize_opportunity_stage,
-        ctx(False),
-        id_field="Id",
-    )
+    page = stage_page()
     assert salesforce.stage_map(page.rows["deal_stages"]) == salesforce.stage_map(
         STAGES, ctx(False)
     )
