@@ -22,19 +22,11 @@ from sqlalchemy.engine import make_url
 from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.schema import synced_tables
 from revtops_kernel.sync import run_sync
 
 ORG = "northwind"
-BUSINESS_TABLES = (
-    "owners",
-    "accounts",
-    "contacts",
-    "pipelines",
-    "deal_stages",
-    "deals",
-    "activities",
-    "activity_participants",
-)
+BUSINESS_TABLES = tuple(sorted(synced_tables()))
 
 
 def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
