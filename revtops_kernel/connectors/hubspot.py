@@ -123,14 +123,8 @@ class HubSpotConnector:
 
     def _full_listing(self, stream: ObjectStream, state: dict[str, Any]) -> Iterator[Page]:
         started_ms = int(state.get("started_ms") or to_epoch_ms(utcnow()))
-        params: dict[str, Any] = {
-            "limit": LIST_PAGE_SIZE,
-            "properties": ",".join(stream.properties),
-            "archived": "false",
-        }
-        if stream.associations:
-            params["associations"] = ",".join(stream.associations)
         path = f"/crm/v3/objects/{stream.object_type}"
+        params = _list_params(stream, archived=False)
         for records, next_after in self._list_pages_with_cursor(path, params, state.get("after")):
             position = {"phase": "list", "started_ms": started_ms, "after": next_after}
             yield Page(records, dump_checkpoint(position) if next_after else None)
@@ -150,10 +144,9 @@ class HubSpotConnector:
                 self._attach_associations(stream, records)
                 last_seen = max(last_seen, *(self._modified_ms(stream, r) for r in records))
             next_after = (data.get("paging") or {}).get("next", {}).get("after")
-            if not next_after:
-                yield Page(records, dump_checkpoint({"phase": "search", "since_ms": last_seen}))
-                break
             yield Page(records, dump_checkpoint({"phase": "search", "since_ms": last_seen}))
+            if not next_after:
+                break
             after = int(next_after)
             if after + SEARCH_PAGE_SIZE > SEARCH_RESULT_CAP:
                 if last_seen == window_start:
@@ -194,13 +187,7 @@ class HubSpotConnector:
         return result
 
     def _archived(self, stream: ObjectStream, since_ms: int | None) -> Iterator[Record]:
-        params: dict[str, Any] = {
-            "limit": LIST_PAGE_SIZE,
-            "properties": ",".join(stream.properties),
-            "archived": "true",
-        }
-        if stream.associations:
-            params["associations"] = ",".join(stream.associations)
+        params = _list_params(stream, archived=True)
         for records in self._list_pages(f"/crm/v3/objects/{stream.object_type}", params):
             for record in records:
                 archived_at = record.get("archivedAt")
@@ -257,6 +244,18 @@ class HubSpotConnector:
             return (data.get("results", []), next_after), next_after
 
         yield from paginate(fetch, provider="hubspot", endpoint=f"GET {path}", start=start)
+
+
+def _list_params(stream: ObjectStream, *, archived: bool) -> dict[str, Any]:
+    """Query of a list walk: a full page, the stream's properties and associations."""
+    params: dict[str, Any] = {
+        "limit": LIST_PAGE_SIZE,
+        "properties": ",".join(stream.properties),
+        "archived": "true" if archived else "false",
+    }
+    if stream.associations:
+        params["associations"] = ",".join(stream.associations)
+    return params
 
 
 def _type_name(stream: ObjectStream, target: str) -> str:
