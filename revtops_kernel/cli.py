@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import func, inspect, select
+from typing import TYPE_CHECKING, Any
 
 from revtops_kernel import __version__
 from revtops_kernel.errors import RevtopsError, SettingsError
+from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
-from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.migrate import current_version
-from revtops_kernel.store.schema import metadata
-from revtops_kernel.sync import CRM_PROVIDERS, SyncResult, run_sync
+
+if TYPE_CHECKING:
+    from revtops_kernel.store import Database
+    from revtops_kernel.sync import SyncResult
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+# Command groups that live in their own module, each with ``register(commands)`` adding its
+# subparser and a handler. Registering only declares options: a module imports what its handler
+# needs inside the handler, so that `revtops --help` and `revtops info` start fast.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="the local emulation of the providers' APIs")
     sandbox_commands = sandbox.add_subparsers(title="sandbox commands", metavar="SANDBOX_COMMAND")
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1")
-    from revtops_kernel.sandbox import add_cli_arguments
+    from revtops_kernel.sandbox.options import add_cli_arguments
 
     add_cli_arguments(serve)
     serve.set_defaults(handler=cmd_sandbox_serve)
@@ -89,10 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="sandbox seed")
     demo.add_argument("--no-app", action="store_true", help="sync only; do not open the app")
     demo.set_defaults(handler=cmd_demo)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.store import Database, upgrade
+
     db = Database.from_settings(settings)
     report = upgrade(db)
     print(f"database: {db.display_url}")
@@ -111,6 +121,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.store import Database
+
     db = Database.from_settings(settings)
     facts = describe(db, settings)
     if args.json:
@@ -131,6 +143,9 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.store import Database, upgrade
+    from revtops_kernel.sync import run_sync
+
     db = Database.from_settings(settings)
     upgrade(db)
     providers = CRM_PROVIDERS if args.provider == "all" else (args.provider,)
@@ -170,6 +185,8 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.sandbox import SandboxServer
+    from revtops_kernel.store import Database, upgrade
+    from revtops_kernel.sync import run_sync
 
     print(f"starting the sandbox (scale {args.scale}, seed {args.seed})…")
     with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
@@ -191,6 +208,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def describe(db: Database, settings: Settings) -> dict[str, Any]:
     """What ``revtops info`` reports, as data."""
+    from sqlalchemy import func, inspect, select
+
+    from revtops_kernel.store.migrate import current_version
+    from revtops_kernel.store.schema import metadata
+
     facts: dict[str, Any] = {
         "version": __version__,
         "database": db.display_url,

@@ -31,6 +31,7 @@ from revtops_kernel.normalize.base import (
     StageInfo,
     normalize_page,
 )
+from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
@@ -40,7 +41,6 @@ from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-CRM_PROVIDERS = ("hubspot", "salesforce")
 # Commit a stream's rows (and move its cursor) after this many records or seconds.
 COMMIT_EVERY_RECORDS = 10_000
 COMMIT_EVERY_SECONDS = 5.0

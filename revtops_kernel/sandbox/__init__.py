@@ -18,12 +18,8 @@ if TYPE_CHECKING:
     from revtops_kernel.sandbox.faults import Faults, ProviderFaults
     from revtops_kernel.sandbox.generate import generate_company
     from revtops_kernel.sandbox.mutate import MutationResult
-    from revtops_kernel.sandbox.server import (
-        SandboxServer,
-        add_cli_arguments,
-        run_from_args,
-        serve,
-    )
+    from revtops_kernel.sandbox.options import add_cli_arguments
+    from revtops_kernel.sandbox.server import SandboxServer, run_from_args, serve
 
 __all__ = [
     "Company",
@@ -44,7 +40,7 @@ _WHERE = {
     "generate_company": "generate",
     "MutationResult": "mutate",
     "SandboxServer": "server",
-    "add_cli_arguments": "server",
+    "add_cli_arguments": "options",
     "run_from_args": "server",
     "serve": "server",
 }

@@ -6,7 +6,7 @@
         ...
         changed = sb.mutate(modified_pct=1.0, archived_pct=0.1)
 
-The CLI wires ``revtops sandbox serve`` with `add_cli_arguments` and `run_from_args`.
+The CLI wires ``revtops sandbox serve`` with `options.add_cli_arguments` and `run_from_args`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 
 import uvicorn
@@ -32,12 +32,11 @@ from revtops_kernel.sandbox.gate import ASGIApp, Gate
 from revtops_kernel.sandbox.generate import generate_company
 from revtops_kernel.sandbox.hubspot import HubSpotAPI
 from revtops_kernel.sandbox.mutate import MutationResult
+from revtops_kernel.sandbox.options import DEFAULT_PORT, add_cli_arguments
 from revtops_kernel.sandbox.salesforce import SalesforceAPI
 from revtops_kernel.sandbox.state import SandboxState, Stats
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_PORT = 8765
 
 
 def build_app(state: SandboxState) -> ASGIApp:
@@ -271,31 +270,6 @@ def serve(
     uvicorn.Server(_uvicorn_config(build_app(state), host, port, log_level)).run()
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``revtops sandbox serve``."""
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default: loopback)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)"
-    )
-    parser.add_argument("--scale", type=float, default=1.0, help="1 = a 50-rep team (default: 1)")
-    parser.add_argument("--seed", type=int, default=0, help="same seed, same data (default: 0)")
-    parser.add_argument(
-        "--anchor",
-        type=_parse_day,
-        default=DEFAULT_ANCHOR,
-        help=f"the data's 'today', YYYY-MM-DD (default: {DEFAULT_ANCHOR.date()})",
-    )
-    parser.add_argument(
-        "--rate-limits", action="store_true", help="enforce the providers' rate limits"
-    )
-    parser.add_argument(
-        "--malformed-rate", type=float, default=0.0, help="share of records rendered corrupt"
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for the CLI: ``return run_from_args(args)``."""
     faults = Faults(seed=args.seed)
@@ -318,13 +292,6 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"revtops sandbox: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _parse_day(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

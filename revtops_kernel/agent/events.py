@@ -1,0 +1,117 @@
+"""What the agent loop yields, one typed event at a time.
+
+Every front end (the chat panel, the ``%%ask`` magic, ``revtops ask``, tests) consumes these
+alike, so they carry data only: no widget, no SDK object. Order within one answer:
+
+    ToolCallStarted(id) precedes its ToolResult(id); ArtifactCreated follows the ToolResult of the
+    create_artifact call that made it; Usage comes once per Messages API call; Done is last, and
+    an Error, if any, comes just before it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the assistant's answer text, in order (markdown)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """The model asked for a tool; ``input`` is the complete, parsed tool input."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+    @property
+    def sql(self) -> str | None:
+        """The SQL the call runs, for tools that take one (shown under "Querying…")."""
+        value = self.input.get("sql")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class TablePreview:
+    """The first rows of a result, JSON-safe (ISO 8601 ``Z`` times, decimals as numbers)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    total_rows: int
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool finished. ``ok`` False means the model got an ``is_error`` tool_result."""
+
+    id: str
+    name: str
+    ok: bool
+    summary: str  # one line for people: "42 rows in 12 ms", or the refusal's reason
+    sql: str | None = None  # the SQL that actually ran (after the guard's rewrite), if any
+    table: TablePreview | None = None
+    verified: bool = False  # answered by a verified query
+    elapsed_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactCreated:
+    """A chart, table, report or dashboard was stored in ``artifacts``."""
+
+    artifact_id: uuid.UUID
+    kind: str  # chart, table, report or dashboard
+    title: str
+    figures: list[dict[str, Any]] = field(default_factory=list)  # Plotly figure JSON, in order
+    table: TablePreview | None = None
+    markdown: str | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost of one Messages API call."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cost_usd: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should see that is not an answer: "rate limited, retrying in 4 s"."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """The answer could not be completed. ``message`` is plain and says what to do."""
+
+    message: str
+    kind: str = "error"  # configuration, rate_limited, overloaded, refusal, cancelled, api, ...
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Done:
+    """The answer is over (after ``end_turn``, an error, a cap, or a cancel)."""
+
+    conversation_id: uuid.UUID | None
+    stop_reason: str  # end_turn, max_tokens, refusal, tool_rounds_cap, cancelled, error
+    rounds: int = 0
+
+
+AgentEvent = (
+    TextDelta | ToolCallStarted | ToolResult | ArtifactCreated | Usage | Notice | Error | Done
+)
