@@ -6,6 +6,7 @@ Messages say how to fix the problem where there is a fix.
 
     RevtopsError
     ├── SettingsError           a variable in the environment or .env is missing or malformed
+    ├── ArtifactSpecError       an artifact spec is malformed or names columns its query lacks
     ├── ConnectorError          a provider's API refused or failed (provider, endpoint, status)
     │   ├── ProviderAuthError       401/403 that a fresh token did not fix
     │   ├── RateLimitError          still rate limited after every retry
@@ -107,3 +108,16 @@ class QueryTimeoutError(QueryError):
             f"The query ran longer than {timeout_seconds:g}s and was cancelled. "
             "Narrow it with filters, aggregate, or add a LIMIT."
         )
+
+
+class ArtifactSpecError(RevtopsError):
+    """A chart, table, report or dashboard spec cannot be built as asked.
+
+    The message is written for the model that wrote the spec: which field, what is allowed, and
+    (for a column problem) the columns the query actually returned, so it can fix the spec.
+    ``field`` is the spec path that is wrong (``items[1].y``), or None for the spec as a whole.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
