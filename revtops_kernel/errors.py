@@ -19,6 +19,7 @@ Messages say how to fix the problem where there is a fix.
         └── QueryError          a read-only query failed
             ├── QueryRefusedError  the query tried to write, escape its org or reach outside
             └── QueryTimeoutError  the query ran past its deadline and was cancelled
+    VerifiedQueryError          an unknown verified query, or a bad parameter for one
 """
 
 from __future__ import annotations
@@ -121,3 +122,17 @@ class ArtifactSpecError(RevtopsError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class VerifiedQueryError(RevtopsError):
+    """A verified query was asked for by an unknown name or with a bad parameter.
+
+    ``query`` is the name asked for; ``param`` the offending parameter, if one is to blame. The
+    message is written for the model as much as for people: it lists what would be accepted.
+    """
+
+    def __init__(self, query: str, problem: str, *, param: str | None = None) -> None:
+        self.query = query
+        self.param = param
+        where = f"verified query {query!r}" + (f", parameter {param!r}" if param else "")
+        super().__init__(f"{where}: {problem}")

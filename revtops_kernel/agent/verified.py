@@ -1,0 +1,576 @@
+"""Verified queries: trusted, parameterized SQL for the questions RevOps asks every week.
+
+The model calls them through the ``run_verified_query`` tool (input: ``VERIFIED_TOOL_SCHEMA``,
+description: ``catalogue()``); answers built on them are labelled as verified. Each query is
+one SQL text that runs unchanged on DuckDB and PostgreSQL (only functions both have:
+``date_trunc``, ``CAST``, ``COALESCE``, ``FILTER (WHERE ...)``, ``percentile_cont``, date minus
+date = days, date minus integer = date), and goes through the same SQL guard as the model's own
+SQL: the guard adds the organization scope, so no query filters on ``organization_id`` itself.
+
+Conventions every query follows:
+- current data only: ``deleted_at IS NULL`` on every synced table;
+- an open deal is one whose ``is_closed`` is not true; a won deal has ``is_won`` true;
+- windows are inclusive of both days (``close_date BETWEEN start AND end``; timestamps from
+  ``start`` 00:00 UTC up to the end of ``end``);
+- parameters are bound (``:name``), each appears once, in an ``args`` CTE that casts it, so
+  PostgreSQL never has to guess a parameter's type and ``NULL`` means "any";
+- ``owner`` matches a rep's full name or email, ``pipeline`` a pipeline's name, ignoring case.
+
+Approximations, said where they are made:
+- Time in stage: the store has no stage-change timestamp (HubSpot's ``hs_date_entered_*``
+  properties are not synced). ``stalled_deals`` uses days since the deal last changed
+  (``updated_at``). A stage change is a change, so this is a lower bound of the time in the
+  current stage: every deal it lists has been in its stage at least that long; a deal edited
+  recently without a stage move is missed.
+- Slipped deals: without close-date history, "slipped" means open with an expected close date
+  already past (the deal missed its date and nobody moved it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from revtops_kernel.agent.verified_params import (
+    Param,
+    as_of_param,
+    end_param,
+    owner_param,
+    pipeline_param,
+    start_param,
+)
+from revtops_kernel.errors import VerifiedQueryError
+from revtops_kernel.store.database import Database
+from revtops_kernel.store.query import QueryResult
+
+
+@dataclass(frozen=True)
+class VerifiedQuery:
+    name: str
+    title: str
+    description: str  # what it answers, in one or two sentences
+    params: tuple[Param, ...]
+    sql: str
+    note: str | None = None  # an approximation the answer should mention
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise KeyError(name)
+
+
+# Filters shared by the queries, spelled once.
+_OPEN = "d.deleted_at IS NULL AND NOT COALESCE(d.is_closed, false)"
+_OWNER_MATCH = (
+    "(args.owner IS NULL OR lower(o.email) = args.owner OR lower(o.full_name) = args.owner)"
+)
+_PIPELINE_MATCH = "(args.pipeline IS NULL OR lower(p.name) = args.pipeline)"
+_DEAL_JOINS = """
+LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
+LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
+LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL
+LEFT JOIN accounts acc ON acc.id = d.account_id AND acc.deleted_at IS NULL"""
+_DEAL_COLUMNS = """d.name AS deal, acc.name AS account, p.name AS pipeline,
+    COALESCE(s.label, d.stage_name) AS stage, o.full_name AS owner, d.amount, d.close_date"""
+_FILTER_ARGS = "lower(CAST(:owner AS TEXT)) AS owner, lower(CAST(:pipeline AS TEXT)) AS pipeline"
+
+
+_QUERIES: tuple[VerifiedQuery, ...] = (
+    VerifiedQuery(
+        name="pipeline_by_stage",
+        title="Open pipeline by stage",
+        description="Open deals per pipeline and stage, in stage order: count, amount and "
+        "probability-weighted amount.",
+        params=(pipeline_param(), owner_param()),
+        sql=f"""
+WITH args AS (SELECT {_FILTER_ARGS})
+SELECT p.name AS pipeline, COALESCE(s.label, d.stage_name) AS stage,
+    s.display_order AS stage_order, count(*) AS deals,
+    COALESCE(sum(d.amount), 0) AS amount,
+    COALESCE(sum(d.amount * COALESCE(d.probability, s.probability)), 0) AS weighted_amount
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+GROUP BY p.name, p.display_order, COALESCE(s.label, d.stage_name), s.display_order
+ORDER BY p.display_order, p.name, s.display_order, stage""",
+    ),
+    VerifiedQuery(
+        name="forecast_by_category",
+        title="Forecast by category",
+        description="Deals expected to close (or closed) in a window, by forecast category "
+        "(Closed, Commit, Best Case, Pipeline, Omitted): count, amount, weighted amount.",
+        params=(
+            start_param("start of this quarter", "close dates from"),
+            end_param("end of this quarter", "close dates up to"),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        {_FILTER_ARGS}
+)
+SELECT COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized') AS forecast_category,
+    count(*) AS deals, COALESCE(sum(d.amount), 0) AS amount,
+    COALESCE(sum(d.amount * COALESCE(d.probability, s.probability)), 0) AS weighted_amount
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE d.deleted_at IS NULL AND d.close_date BETWEEN args.start_date AND args.end_date
+    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+GROUP BY COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized')
+ORDER BY CASE COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized')
+    WHEN 'Closed' THEN 1 WHEN 'Commit' THEN 2 WHEN 'Best Case' THEN 3 WHEN 'Pipeline' THEN 4
+    WHEN 'Omitted' THEN 5 ELSE 6 END""",
+    ),
+    VerifiedQuery(
+        name="win_rate",
+        title="Win rate by period",
+        description="Deals closed in a window, per month, quarter or year of their close date: "
+        "won, lost, win rate by count and by amount.",
+        params=(
+            Param(
+                "period",
+                "choice",
+                "Bucket of the close date.",
+                default="quarter",
+                choices=("month", "quarter", "year"),
+            ),
+            start_param("one year ago", "close dates from"),
+            end_param("today", "close dates up to"),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:period AS TEXT) AS period, CAST(:start_date AS DATE) AS start_date,
+        CAST(:end_date AS DATE) AS end_date, {_FILTER_ARGS}
+)
+SELECT CAST(date_trunc(args.period, CAST(d.close_date AS TIMESTAMP)) AS DATE) AS period_start,
+    count(*) FILTER (WHERE d.is_won) AS won,
+    count(*) FILTER (WHERE NOT COALESCE(d.is_won, false)) AS lost,
+    round(CAST(count(*) FILTER (WHERE d.is_won) AS NUMERIC) / count(*), 4) AS win_rate,
+    COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS won_amount,
+    round(COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0)
+        / NULLIF(sum(d.amount), 0), 4) AS win_rate_by_amount
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE d.deleted_at IS NULL AND d.is_closed
+    AND d.close_date BETWEEN args.start_date AND args.end_date
+    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+GROUP BY CAST(date_trunc(args.period, CAST(d.close_date AS TIMESTAMP)) AS DATE)
+ORDER BY period_start""",
+    ),
+    VerifiedQuery(
+        name="win_rate_by_owner",
+        title="Win rate by rep",
+        description="Deals closed in a window, per owner: won, lost, win rate by count, won "
+        "amount.",
+        params=(
+            start_param("one year ago", "close dates from"),
+            end_param("today", "close dates up to"),
+            pipeline_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        lower(CAST(:pipeline AS TEXT)) AS pipeline
+)
+SELECT COALESCE(o.full_name, o.email, '(no owner)') AS owner,
+    count(*) FILTER (WHERE d.is_won) AS won,
+    count(*) FILTER (WHERE NOT COALESCE(d.is_won, false)) AS lost,
+    round(CAST(count(*) FILTER (WHERE d.is_won) AS NUMERIC) / count(*), 4) AS win_rate,
+    COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS won_amount
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE d.deleted_at IS NULL AND d.is_closed
+    AND d.close_date BETWEEN args.start_date AND args.end_date AND {_PIPELINE_MATCH}
+GROUP BY COALESCE(o.full_name, o.email, '(no owner)')
+ORDER BY win_rate DESC, won_amount DESC, owner""",
+    ),
+    VerifiedQuery(
+        name="average_sales_cycle",
+        title="Average sales cycle",
+        description="Won deals closed in a window: how many, and the average and median days "
+        "from creation to close, overall or per pipeline or owner.",
+        params=(
+            start_param("one year ago", "close dates from"),
+            end_param("today", "close dates up to"),
+            Param(
+                "group_by",
+                "choice",
+                "One row overall, or one per pipeline or owner.",
+                default="pipeline",
+                choices=("none", "pipeline", "owner"),
+            ),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        CAST(:group_by AS TEXT) AS group_by, {_FILTER_ARGS}
+),
+cycles AS (
+    SELECT CASE args.group_by WHEN 'pipeline' THEN p.name WHEN 'owner' THEN o.full_name
+            ELSE 'All' END AS grouping,
+        d.close_date - CAST(d.created_at AS DATE) AS days, d.amount
+    FROM deals d CROSS JOIN args{_DEAL_JOINS}
+    WHERE d.deleted_at IS NULL AND d.is_won AND d.created_at IS NOT NULL
+        AND d.close_date BETWEEN args.start_date AND args.end_date
+        AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+)
+SELECT grouping, count(*) AS won_deals, round(avg(days), 1) AS avg_days,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY days) AS median_days,
+    round(avg(amount), 2) AS avg_amount
+FROM cycles
+GROUP BY grouping
+ORDER BY won_deals DESC, grouping""",
+        note="Days run from the deal's creation to its close date.",
+    ),
+    VerifiedQuery(
+        name="stalled_deals",
+        title="Stalled deals",
+        description="Open deals that have not changed in at least `days` days (a lower bound "
+        "of their time in the current stage), longest first.",
+        params=(
+            Param("days", "integer", "Minimum days without change.", 30, 1, 3650),
+            as_of_param(),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS}
+)
+SELECT {_DEAL_COLUMNS},
+    CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS last_changed,
+    args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS days_without_change
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+    AND args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) >= args.days
+ORDER BY days_without_change DESC, d.amount DESC NULLS LAST, deal""",
+        note="No stage-change timestamp is synced: days without any change (updated_at) stand "
+        "in for days in stage; they are a lower bound of it.",
+    ),
+    VerifiedQuery(
+        name="deals_without_activity",
+        title="Deals with no recent activity",
+        description="Open deals with no activity (meeting, call, email, note, task, Slack "
+        "message, calendar event) in the `days` days up to `as_of`, with their last activity.",
+        params=(
+            Param("days", "integer", "Days without activity.", 14, 1, 3650),
+            as_of_param(),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS}
+),
+last_touch AS (
+    SELECT a.deal_id, max(a.occurred_at) AS last_activity_at
+    FROM activities a CROSS JOIN args
+    WHERE a.deleted_at IS NULL AND a.deal_id IS NOT NULL AND a.occurred_at < args.as_of + 1
+    GROUP BY a.deal_id
+)
+SELECT {_DEAL_COLUMNS}, t.last_activity_at,
+    args.as_of - CAST(t.last_activity_at AS DATE) AS days_since_activity
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+LEFT JOIN last_touch t ON t.deal_id = d.id
+WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+    AND (t.last_activity_at IS NULL OR t.last_activity_at < args.as_of - args.days + 1)
+ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
+        note="Days count back from the end of `as_of`: `days` = 14 means nothing from "
+        "as_of - 13 through as_of. Activities due later (open tasks) do not count.",
+    ),
+    VerifiedQuery(
+        name="single_threaded_deals",
+        title="Single-threaded deals",
+        description="Open deals with at most `max_contacts` distinct customer contacts engaged "
+        "in their activities (0 = nobody engaged yet), biggest first.",
+        params=(
+            Param("max_contacts", "integer", "Most contacts engaged.", 1, 0, 10),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (SELECT CAST(:max_contacts AS INTEGER) AS max_contacts, {_FILTER_ARGS}),
+engaged AS (
+    SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts_engaged
+    FROM activities a
+    JOIN activity_participants ap ON ap.activity_id = a.id
+    WHERE a.deleted_at IS NULL AND ap.deleted_at IS NULL AND a.deal_id IS NOT NULL
+        AND ap.contact_id IS NOT NULL
+    GROUP BY a.deal_id
+)
+SELECT {_DEAL_COLUMNS}, COALESCE(e.contacts_engaged, 0) AS contacts_engaged
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+LEFT JOIN engaged e ON e.deal_id = d.id
+WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+    AND COALESCE(e.contacts_engaged, 0) <= args.max_contacts
+ORDER BY d.amount DESC NULLS LAST, deal""",
+        note="Engaged = a participant, resolved to a contact, of an activity linked to the deal.",
+    ),
+    VerifiedQuery(
+        name="meetings_by_account",
+        title="Meetings by account",
+        description="Meetings (CRM meetings and calendar events) per account in a window: "
+        "count, distinct contacts met, last meeting; most meetings first.",
+        params=(
+            start_param("90 days ago", "meetings from"),
+            end_param("today", "meetings up to"),
+            Param("min_meetings", "integer", "Only accounts with at least this many.", 1, 1, 1000),
+        ),
+        sql="""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        CAST(:min_meetings AS INTEGER) AS min_meetings
+),
+meetings AS (
+    SELECT a.id, a.occurred_at, a.account_id
+    FROM activities a CROSS JOIN args
+    WHERE a.deleted_at IS NULL AND a.activity_type IN ('meeting', 'calendar_event')
+        AND a.occurred_at >= args.start_date AND a.occurred_at < args.end_date + 1
+),
+meeting_accounts AS (
+    SELECT m.id AS meeting_id, m.account_id FROM meetings m WHERE m.account_id IS NOT NULL
+    UNION
+    SELECT ap.activity_id, ap.account_id
+    FROM activity_participants ap JOIN meetings m ON m.id = ap.activity_id
+    WHERE ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
+)
+SELECT acc.name AS account, count(DISTINCT ma.meeting_id) AS meetings,
+    count(DISTINCT ap.contact_id) AS contacts_met, max(m.occurred_at) AS last_meeting_at
+FROM meeting_accounts ma
+JOIN meetings m ON m.id = ma.meeting_id
+JOIN accounts acc ON acc.id = ma.account_id AND acc.deleted_at IS NULL
+LEFT JOIN activity_participants ap ON ap.activity_id = ma.meeting_id
+    AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
+CROSS JOIN args
+GROUP BY acc.id, acc.name, args.min_meetings
+HAVING count(DISTINCT ma.meeting_id) >= args.min_meetings
+ORDER BY meetings DESC, last_meeting_at DESC, account""",
+        note="A meeting counts for its linked account and for every account its participants "
+        "resolve to.",
+    ),
+    VerifiedQuery(
+        name="rep_leaderboard",
+        title="Rep leaderboard",
+        description="Per rep: deals won and amount won in a window, closed deals and win rate, "
+        "open pipeline today, and activities logged in the window; top sellers first.",
+        params=(
+            start_param("start of this quarter", "from"),
+            end_param("today", "up to"),
+        ),
+        sql="""
+WITH args AS (SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date),
+closed AS (
+    SELECT d.owner_id, count(*) FILTER (WHERE d.is_won) AS won_deals,
+        COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS won_amount, count(*) AS closed_deals
+    FROM deals d CROSS JOIN args
+    WHERE d.deleted_at IS NULL AND d.is_closed
+        AND d.close_date BETWEEN args.start_date AND args.end_date
+    GROUP BY d.owner_id
+),
+open_pipeline AS (
+    SELECT d.owner_id, count(*) AS open_deals, COALESCE(sum(d.amount), 0) AS open_amount
+    FROM deals d
+    WHERE d.deleted_at IS NULL AND NOT COALESCE(d.is_closed, false)
+    GROUP BY d.owner_id
+),
+touches AS (
+    SELECT a.owner_id, count(*) AS activities
+    FROM activities a CROSS JOIN args
+    WHERE a.deleted_at IS NULL AND a.occurred_at >= args.start_date
+        AND a.occurred_at < args.end_date + 1
+    GROUP BY a.owner_id
+)
+SELECT COALESCE(o.full_name, o.email) AS owner,
+    COALESCE(c.won_deals, 0) AS won_deals, COALESCE(c.won_amount, 0) AS won_amount,
+    COALESCE(c.closed_deals, 0) AS closed_deals,
+    round(CAST(c.won_deals AS NUMERIC) / NULLIF(c.closed_deals, 0), 4) AS win_rate,
+    COALESCE(op.open_deals, 0) AS open_deals, COALESCE(op.open_amount, 0) AS open_amount,
+    COALESCE(t.activities, 0) AS activities
+FROM owners o
+LEFT JOIN closed c ON c.owner_id = o.id
+LEFT JOIN open_pipeline op ON op.owner_id = o.id
+LEFT JOIN touches t ON t.owner_id = o.id
+WHERE o.deleted_at IS NULL
+    AND (c.owner_id IS NOT NULL OR op.owner_id IS NOT NULL OR t.owner_id IS NOT NULL)
+ORDER BY won_amount DESC, won_deals DESC, owner""",
+    ),
+    VerifiedQuery(
+        name="pipeline_created",
+        title="Pipeline created",
+        description="Deals created in a window, per month, quarter or year of creation and "
+        "pipeline: count and amount.",
+        params=(
+            Param(
+                "period",
+                "choice",
+                "Bucket of the creation date.",
+                default="month",
+                choices=("month", "quarter", "year"),
+            ),
+            start_param("start of this quarter", "created from"),
+            end_param("today", "created up to"),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:period AS TEXT) AS period, CAST(:start_date AS DATE) AS start_date,
+        CAST(:end_date AS DATE) AS end_date, lower(CAST(:owner AS TEXT)) AS owner
+)
+SELECT CAST(date_trunc(args.period, d.created_at) AS DATE) AS period_start,
+    p.name AS pipeline, count(*) AS deals, COALESCE(sum(d.amount), 0) AS amount
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE d.deleted_at IS NULL AND d.created_at >= args.start_date
+    AND d.created_at < args.end_date + 1 AND {_OWNER_MATCH}
+GROUP BY CAST(date_trunc(args.period, d.created_at) AS DATE), p.name, p.display_order
+ORDER BY period_start, p.display_order, pipeline""",
+    ),
+    VerifiedQuery(
+        name="deals_closing",
+        title="Deals closing in a window",
+        description="Open deals whose expected close date falls in a window, soonest first, "
+        "with stage, probability and owner.",
+        params=(
+            start_param("today", "close dates from"),
+            end_param("end of this quarter", "close dates up to"),
+            pipeline_param(),
+            owner_param(),
+        ),
+        sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        {_FILTER_ARGS}
+)
+SELECT {_DEAL_COLUMNS}, COALESCE(d.probability, s.probability) AS probability,
+    d.forecast_category
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE {_OPEN} AND d.close_date BETWEEN args.start_date AND args.end_date
+    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+ORDER BY d.close_date, d.amount DESC NULLS LAST, deal""",
+    ),
+    VerifiedQuery(
+        name="slipped_deals",
+        title="Slipped deals",
+        description="Open deals whose expected close date is already past: how many days "
+        "overdue, biggest first.",
+        params=(as_of_param(), pipeline_param(), owner_param()),
+        sql=f"""
+WITH args AS (SELECT CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS})
+SELECT {_DEAL_COLUMNS}, args.as_of - d.close_date AS days_overdue
+FROM deals d CROSS JOIN args{_DEAL_JOINS}
+WHERE {_OPEN} AND d.close_date < args.as_of AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+ORDER BY d.amount DESC NULLS LAST, days_overdue DESC, deal""",
+        note="Close-date history is not synced: slipped means open past its expected close date.",
+    ),
+)
+
+VERIFIED_QUERIES: dict[str, VerifiedQuery] = {q.name: q for q in _QUERIES}
+
+VERIFIED_TOOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {
+            "type": "string",
+            "enum": list(VERIFIED_QUERIES),
+            "description": "Which verified query to run (see the catalogue).",
+        },
+        "params": {
+            "type": "object",
+            "description": "Its parameters by name; omitted ones take their defaults. Dates "
+            "are YYYY-MM-DD.",
+            "additionalProperties": True,
+        },
+    },
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+def catalogue() -> str:
+    """Each query's name, what it answers and its parameters: the tool's description."""
+    lines = []
+    for query in _QUERIES:
+        lines.append(f"- {query.name}: {query.description}")
+        for param in query.params:
+            lines.append(f"    {param.describe()}")
+        if query.note:
+            lines.append(f"    note: {query.note}")
+    return "\n".join(lines)
+
+
+def resolve_params(
+    name: str, params: Mapping[str, Any] | None, *, today: date | None = None
+) -> dict[str, Any]:
+    """Every parameter of query ``name``, validated, with defaults filled in (relative dates
+    from ``today``, UTC by default). Raises VerifiedQueryError naming what is wrong."""
+    query = _lookup(name)
+    given = dict(params or {})
+    known = {p.name for p in query.params}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise VerifiedQueryError(
+            name, f"unknown parameter(s) {', '.join(unknown)}; accepted: {accepted}",
+            param=unknown[0],
+        )  # fmt: skip
+    day = today or datetime.now(UTC).date()
+    resolved: dict[str, Any] = {}
+    for param in query.params:
+        value = given.get(param.name)
+        resolved[param.name] = param.coerce(
+            name, value if value is not None else param.resolve_default(day)
+        )
+    start, end = resolved.get("start_date"), resolved.get("end_date")
+    if isinstance(start, date) and isinstance(end, date) and start > end:
+        raise VerifiedQueryError(
+            name, f"start_date {start} is after end_date {end}", param="start_date"
+        )
+    return resolved
+
+
+def run_verified(
+    db: Database,
+    name: str,
+    params: dict[str, Any] | None,
+    *,
+    org: str,
+    max_rows: int | None = None,
+    timeout: float | None = None,
+    today: date | None = None,
+) -> QueryResult:
+    """Validate ``params`` and run verified query ``name`` for ``org`` through the SQL guard."""
+    query = _lookup(name)
+    bound = resolve_params(name, params, today=today)
+    return _execute(db, query.sql, bound, org=org, max_rows=max_rows, timeout=timeout)
+
+
+def _lookup(name: str) -> VerifiedQuery:
+    query = VERIFIED_QUERIES.get(name) if isinstance(name, str) else None
+    if query is None:
+        raise VerifiedQueryError(
+            str(name), f"no such verified query; choose one of {', '.join(VERIFIED_QUERIES)}"
+        )
+    return query
+
+
+def _execute(
+    db: Database,
+    sql: str,
+    params: dict[str, Any],
+    *,
+    org: str,
+    max_rows: int | None,
+    timeout: float | None,
+) -> QueryResult:
+    # Trusted SQL still takes the untrusted path: one guard, one scope rule, one read-only path.
+    from revtops_kernel.store.query import read_sql
+
+    options: dict[str, Any] = {}
+    if max_rows is not None:
+        options["max_rows"] = max_rows
+    if timeout is not None:
+        options["timeout"] = timeout
+    return read_sql(db, sql, params, org=org, **options)
