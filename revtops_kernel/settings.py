@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: OptionalHttpUrl = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
     model: str = Field(default=DEFAULT_MODEL, min_length=1, validation_alias="REVTOPS_MODEL")
+    max_tool_rounds: int = Field(default=8, ge=1, le=50, validation_alias="REVTOPS_MAX_TOOL_ROUNDS")
+    max_output_tokens: int = Field(
+        default=4096, ge=256, le=128_000, validation_alias="REVTOPS_MAX_OUTPUT_TOKENS"
+    )
+    max_question_tokens: int = Field(
+        default=300_000, ge=1_000, validation_alias="REVTOPS_MAX_QUESTION_TOKENS"
+    )
+    api_retries: int = Field(default=4, ge=0, le=10, validation_alias="REVTOPS_API_RETRIES")
+    timezone: str = Field(default="UTC", min_length=1, validation_alias="REVTOPS_TIMEZONE")
 
     # --- sign-in (Supabase) --------------------------------------------------------------------
     supabase_url: OptionalHttpUrl = Field(default=None, validation_alias="SUPABASE_URL")
@@ -101,14 +110,43 @@ class Settings(BaseSettings):
     supabase_jwt_secret: SecretStr | None = Field(
         default=None, validation_alias="SUPABASE_JWT_SECRET"
     )
+    # The key of the admin endpoints (waitlist list and invite); unset disables them.
+    admin_key: SecretStr | None = Field(default=None, validation_alias="REVTOPS_ADMIN_KEY")
 
     # --- scheduled work -----------------------------------------------------------------------
     broker_url: str | None = Field(default=None, validation_alias="REVTOPS_BROKER_URL")
+    runs_dir_raw: Path | None = Field(default=None, validation_alias="REVTOPS_RUNS_DIR")
+    run_timeout: float = Field(default=3600.0, gt=0, validation_alias="REVTOPS_RUN_TIMEOUT")
+    run_heartbeat_interval: float = Field(
+        default=15.0, gt=0, validation_alias="REVTOPS_RUN_HEARTBEAT_INTERVAL"
+    )
+    run_max_attempts: int = Field(default=2, ge=1, validation_alias="REVTOPS_RUN_MAX_ATTEMPTS")
+    scheduler_poll_interval: float = Field(
+        default=15.0, gt=0, validation_alias="REVTOPS_SCHEDULER_POLL_INTERVAL"
+    )
+    scheduler_workers: int = Field(default=2, ge=1, validation_alias="REVTOPS_SCHEDULER_WORKERS")
+    notebook_kernel: str = Field(
+        default="python3", min_length=1, validation_alias="REVTOPS_NOTEBOOK_KERNEL"
+    )
+    celery_queue: str = Field(
+        default="revtops", min_length=1, validation_alias="REVTOPS_CELERY_QUEUE"
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Paris)") from None
+        return value
 
     @field_validator("org")
     @classmethod
@@ -144,6 +182,11 @@ class Settings(BaseSettings):
         if self.database_url_raw:
             return normalize_database_url(self.database_url_raw)
         return f"duckdb:///{self.home / 'revtops.duckdb'}"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where scheduled runs keep their output notebooks (``<workflow>/<run id>.ipynb``)."""
+        return (self.runs_dir_raw or self.home / "runs").expanduser()
 
     @property
     def readonly_database_url(self) -> str | None:

@@ -1,0 +1,26 @@
+"""Revtops Workbench's Jupyter Server extension: sign-in and the REST API under /revtops/api/.
+
+Enabled on install by ``jupyter_server_config.d/revtops_server.json``. The same handlers serve
+the Voila web app (see `revtops_server.app`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "revtops_server"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from .context import SETTINGS_KEY, Context
+    from .handlers import routes
+
+    web_app = serverapp.web_app
+    web_app.settings[SETTINGS_KEY] = Context.create()
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(".*$", [(url_path_join(base, path), h) for path, h in routes()])
+    serverapp.log.info("revtops: REST API at %s", url_path_join(base, "revtops/api/"))

@@ -1,0 +1,168 @@
+"""Sign-in for the web app: Supabase sessions as a Jupyter Server `IdentityProvider`.
+
+The session is the Supabase access token itself, verified on every request (signature, ``exp``,
+audience, issuer), taken from the ``Authorization: Bearer`` header or from the HttpOnly
+``revtops_session`` cookie that `SessionHandler` sets after verifying it. Nothing else the
+client sends (other headers, cookies, query parameters) is believed about who they are.
+
+Admission (member, waitlisted, consumer mailbox) is decided by `revtops_kernel.tenancy` and
+cached briefly per token, so a page load's dozens of requests cost one database write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_server.auth.authorizer import Authorizer
+from jupyter_server.auth.identity import IdentityProvider, User
+from tornado import web
+from traitlets import Bool
+
+from revtops_kernel.tenancy import Admission, admit
+
+from .context import context_of
+from .supabase import TokenRejected
+
+SESSION_COOKIE = "revtops_session"
+ADMISSION_TTL_SECONDS = 60.0
+_CACHE_LIMIT = 10_000
+
+
+@dataclass
+class RevtopsUser(User):
+    """A signed-in person of the web app. ``status`` other than admitted means no data access."""
+
+    email: str = ""
+    status: str = "admitted"  # admitted, waitlisted or consumer_domain
+    organization_id: str | None = None
+    member_id: uuid.UUID | None = None
+    role: str = "member"
+    message: str = ""
+    expires_at: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        return self.status == "admitted" and self.organization_id is not None
+
+
+def bearer_or_cookie(handler: web.RequestHandler) -> tuple[str | None, bool]:
+    """The session token and whether it came in a header (not cookie-borne, so no XSRF risk)."""
+    header = handler.request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None, True
+    return handler.get_cookie(SESSION_COOKIE) or None, False
+
+
+class SupabaseIdentityProvider(IdentityProvider):
+    """Jupyter Server's identity from a verified Supabase session, or nobody."""
+
+    _admissions: dict[str, tuple[float, Admission, int]]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._admissions = {}
+
+    @property
+    def auth_enabled(self) -> bool:
+        return True
+
+    @property
+    def login_available(self) -> bool:
+        return True
+
+    def get_handlers(self) -> list[tuple[str, object]]:
+        from .pages import SignInHandler, SignOutHandler
+
+        return [(r"/login", SignInHandler), (r"/logout", SignOutHandler)]
+
+    def get_user(self, handler: web.RequestHandler) -> RevtopsUser | None:
+        token, from_header = bearer_or_cookie(handler)
+        if not token:
+            return None
+        try:
+            user = self.user_for_token(handler, token)
+        except TokenRejected as exc:
+            self.log.info("sign-in refused: %s", exc)
+            return None
+        # Jupyter skips the XSRF check for token-authenticated requests: only header tokens are.
+        handler._token_authenticated = from_header  # type: ignore[attr-defined]
+        return user
+
+    def user_for_token(self, handler: web.RequestHandler, token: str) -> RevtopsUser:
+        context = context_of(handler.settings)
+        if context.verifier is None:
+            raise TokenRejected("sign-in is not configured (SUPABASE_URL is unset)")
+        claims = context.verifier.verify(token)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._admissions.get(key)
+        if cached and now - cached[0] < ADMISSION_TTL_SECONDS:
+            admission = cached[1]
+        else:
+            admission = admit(
+                context.db, email=claims.email, subject=claims.subject, name=claims.name
+            )
+            if len(self._admissions) >= _CACHE_LIMIT:
+                self._admissions.clear()
+            self._admissions[key] = (now, admission, claims.expires_at)
+        member = admission.member
+        return RevtopsUser(
+            username=str(member.id) if member else claims.subject,
+            name=(member.name if member else None) or claims.name or claims.email,
+            display_name=(member.name if member else None) or claims.name or claims.email,
+            email=admission.email,
+            status=admission.status,
+            organization_id=member.organization_id if member else None,
+            member_id=member.id if member else None,
+            role=member.role if member else "member",
+            message=admission.message,
+            expires_at=claims.expires_at,
+        )
+
+    def forget(self, token: str) -> None:
+        self._admissions.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+
+
+# Jupyter Server's own REST resources. Web-app users reach their data only through the
+# revtops API (and, in the Voila app, the kernel channels Voila restricts to widget messages).
+JUPYTER_RESOURCES = frozenset(
+    {
+        "api",
+        "config",
+        "contents",
+        "events",
+        "kernels",
+        "kernelspecs",
+        "nbconvert",
+        "sessions",
+        "terminals",
+        "server",
+        "lab",
+    }
+)
+
+
+class RevtopsAuthorizer(Authorizer):
+    """Deny web-app users Jupyter's contents, terminals and kernel APIs.
+
+    A local analyst (Jupyter's own token auth, not a `RevtopsUser`) keeps every right. In the
+    Voila app (`allow_kernels`), app users may open their own kernel's channels: Voila lets
+    only comm and kernel-info messages through, so no code runs from the browser.
+    """
+
+    allow_kernels = Bool(False, config=True, help="Let app users use kernel channels (Voila).")
+
+    def is_authorized(
+        self, handler: web.RequestHandler, user: User, action: str, resource: str
+    ) -> bool:
+        if not isinstance(user, RevtopsUser):
+            return True
+        if not user.admitted:
+            return False
+        if resource == "kernels" and self.allow_kernels:
+            return True
+        return resource not in JUPYTER_RESOURCES

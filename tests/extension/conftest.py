@@ -1,0 +1,95 @@
+"""A real Jupyter Server with the revtops extension and Supabase sign-in, on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from revtops_server.supabase import mint_token
+
+SECRET = "test-jwt-secret-with-at-least-32-bytes!!"
+SUPABASE_URL = "http://127.0.0.1:9/supabase"  # never contacted: HS256 tokens verify locally
+ADMIN_KEY = "admin-key-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, token: str | None = None, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def token(self, email: str, subject: str | None = None, **overrides: object) -> str:
+        return mint_token(
+            secret=SECRET,
+            supabase_url=SUPABASE_URL,
+            subject=subject or f"sub-{email}",
+            email=email,
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("server-home")
+    port = free_port()
+    log = home / "server.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REVTOPS_", "SUPABASE_"))},
+        "REVTOPS_HOME": str(home / "revtops"),
+        "SUPABASE_URL": SUPABASE_URL,
+        "SUPABASE_JWT_SECRET": SECRET,
+        "REVTOPS_ADMIN_KEY": ADMIN_KEY,
+        "JUPYTER_CONFIG_DIR": str(home / "jupyter-config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.port_retries=0",
+        "--allow-root",
+        f"--ServerApp.root_dir={home}",
+        "--ServerApp.identity_provider_class=revtops_server.identity.SupabaseIdentityProvider",
+        "--ServerApp.authorizer_class=revtops_server.identity.RevtopsAuthorizer",
+    ]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"jupyter server did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+    yield Server(url, process, log)
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
