@@ -1,0 +1,1 @@
+"""Notebook front ends: the ipywidgets chat panel, its cards, and the IPython magics."""

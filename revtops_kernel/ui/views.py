@@ -1,0 +1,126 @@
+"""HTML for the cards of an answer: tool calls, result tables, notices, errors, badges.
+
+Every value from a tool, the model or the store is escaped here; only these fixed templates
+produce markup. ``<details>`` shows the SQL on demand without any JavaScript, so the cards
+look and behave the same in a widget (JupyterLab, Voila) and in a cell's output (``%%ask``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from revtops_kernel.agent.events import TablePreview, ToolCallStarted, ToolResult
+
+MAX_TABLE_ROWS = 20
+
+STYLE = """
+<style>
+.revtops-chat, .revtops-answer { font-family: var(--jp-ui-font-family, system-ui, sans-serif);
+  font-size: 13px; line-height: 1.45; color: var(--jp-ui-font-color1, #1f2328); }
+.revtops-chat .rt-conversations { border-right: 1px solid #d0d7de; padding-right: 6px; }
+.revtops-chat .rt-messages { max-height: 640px; overflow-y: auto; padding: 4px 8px; }
+.rt-user { background: #eef4ff; border-radius: 8px; padding: 6px 10px; margin: 8px 0 4px auto;
+  max-width: 80%; white-space: pre-wrap; }
+.rt-text p { margin: 4px 0; }
+.rt-text table, .rt-table table { border-collapse: collapse; margin: 4px 0; }
+.rt-text th, .rt-text td, .rt-table th, .rt-table td { border: 1px solid #d0d7de;
+  padding: 2px 8px; text-align: left; }
+.rt-table th { background: #f6f8fa; }
+.rt-table .rt-num { text-align: right; font-variant-numeric: tabular-nums; }
+.rt-table .rt-caption { color: #57606a; font-size: 12px; }
+.rt-tool { border: 1px solid #d0d7de; border-radius: 6px; padding: 4px 8px; margin: 6px 0;
+  background: #f6f8fa; }
+.rt-tool summary { cursor: pointer; }
+.rt-tool pre { white-space: pre-wrap; margin: 4px 0; font-size: 12px; }
+.rt-tool.rt-running summary::after { content: " …"; }
+.rt-tool.rt-failed { border-color: #cf222e; background: #fff5f5; }
+.rt-badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 11px;
+  font-weight: 600; margin-left: 6px; }
+.rt-verified { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
+.rt-error { border: 1px solid #cf222e; background: #fff5f5; color: #82071e; border-radius: 6px;
+  padding: 6px 10px; margin: 6px 0; }
+.rt-notice { color: #57606a; font-style: italic; margin: 4px 0; }
+.rt-status { color: #57606a; font-size: 12px; }
+</style>
+"""
+
+
+def user_message(text: str) -> str:
+    return f'<div class="rt-user">{html.escape(text)}</div>'
+
+
+def tool_call_card(call: ToolCallStarted) -> str:
+    """The "Querying…" state of a tool call, with its SQL (or input) one click away."""
+    label = "Querying" if call.sql is not None else f"Running {call.name}"
+    body = call.sql if call.sql is not None else json.dumps(call.input, indent=2, default=str)
+    return (
+        f'<details class="rt-tool rt-running" data-tool-id="{html.escape(call.id)}">'
+        f"<summary>{html.escape(label)}</summary><pre>{html.escape(body)}</pre></details>"
+    )
+
+
+def tool_result_card(call: ToolCallStarted | None, result: ToolResult) -> str:
+    """The finished call: its one-line summary, verified badge, SQL that ran, rows preview."""
+    sql = result.sql or (call.sql if call is not None else None)
+    status = "rt-done" if result.ok else "rt-failed"
+    mark = "✓" if result.ok else "✗"
+    badge = verified_badge() if result.verified else ""
+    body = f"<pre>{html.escape(sql)}</pre>" if sql else ""
+    table = table_html(result.table) if result.table is not None else ""
+    return (
+        f'<details class="rt-tool {status}" data-tool-id="{html.escape(result.id)}">'
+        f"<summary>{mark} {html.escape(result.name)}: {html.escape(result.summary)}{badge}"
+        f"</summary>{body}</details>{table}"
+    )
+
+
+def verified_badge() -> str:
+    return (
+        '<span class="rt-badge rt-verified" title="Answered by a verified query">✔ verified</span>'
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "<td></td>"
+    if isinstance(value, bool):
+        return f"<td>{'true' if value else 'false'}</td>"
+    if isinstance(value, int | float):
+        return f'<td class="rt-num">{html.escape(f"{value:,}")}</td>'
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return f"<td>{html.escape(text)}</td>"
+
+
+def table_html(table: TablePreview, *, max_rows: int = MAX_TABLE_ROWS) -> str:
+    """A small escaped HTML table of the first rows, with a caption saying what is left out."""
+    head = "".join(f"<th>{html.escape(str(name))}</th>" for name in table.columns)
+    rows = "".join(
+        "<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in table.rows[:max_rows]
+    )
+    shown = min(len(table.rows), max_rows)
+    caption = f"{table.total_rows:,} rows" + (
+        f", first {shown} shown" if shown < table.total_rows else ""
+    )
+    return (
+        f'<div class="rt-table"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        f'</table><div class="rt-caption">{html.escape(caption)}</div></div>'
+    )
+
+
+def error_card(message: str) -> str:
+    return f'<div class="rt-error">{html.escape(message)}</div>'
+
+
+def notice_line(message: str) -> str:
+    return f'<div class="rt-notice">{html.escape(message)}</div>'
+
+
+def artifact_title(title: str, *, verified: bool) -> str:
+    badge = verified_badge() if verified else ""
+    return f"<h4>{html.escape(title)}{badge}</h4>"
+
+
+def escape(text: str) -> str:
+    return html.escape(text)
