@@ -19,9 +19,13 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from revtops_kernel.sandbox import names
+
+if TYPE_CHECKING:
+    from revtops_kernel.sandbox.calendar_data import Calendars
+    from revtops_kernel.sandbox.slack_data import SlackWorkspace
 
 DAY_MS = 86_400_000
 
@@ -350,6 +354,32 @@ class Company:
     version: int = 0
     mutations: int = 0
     _reverse: dict[tuple[str, str], dict[int, list[int]]] = field(default_factory=dict)
+    _slack: SlackWorkspace | None = None
+    _calendars: Calendars | None = None
+
+    # -- activity providers' ground truth, built on first use ----------------------------------
+
+    @property
+    def slack(self) -> SlackWorkspace:
+        """The Slack workspace (users, channels, messages, what the app posted)."""
+        if self._slack is None:
+            from revtops_kernel.sandbox.slack_data import build_workspace
+
+            self._slack = build_workspace(self)
+        return self._slack
+
+    @property
+    def calendars(self) -> Calendars:
+        """One Google calendar per rep, with events and their attendees."""
+        if self._calendars is None:
+            from revtops_kernel.sandbox.calendar_data import build_calendars
+
+            self._calendars = build_calendars(self)
+        return self._calendars
+
+    def ensure_activity_data(self) -> None:
+        """Build Slack and Calendar now: they read CRM fields that mutations may change."""
+        _ = self.slack, self.calendars
 
     # -- lookups ------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-PROVIDERS = ("hubspot", "salesforce")
+PROVIDERS = ("hubspot", "salesforce", "slack", "google_calendar")
+CRM_PROVIDERS = ("hubspot", "salesforce")
 
 # Which corruptions each object type can suffer. The same record index gets the same kind in
 # both providers, so one ground-truth list serves both.
@@ -29,6 +30,10 @@ MALFORMED_KINDS: dict[str, tuple[str, ...]] = {
     "emails": ("bad_date", "dangling_association"),
     "notes": ("bad_date", "dangling_association"),
     "tasks": ("bad_date", "dangling_association"),
+    # Slack messages: no author at all, or a thread_ts that names no message.
+    "slack_messages": ("missing_user", "dangling_thread"),
+    # Calendar events: an impossible dateTime, or neither dateTime nor date in start.
+    "calendar_events": ("bad_date", "missing_start"),
 }
 _TYPE_SALT = {t: i * 0x9E3779B1 for i, t in enumerate(MALFORMED_KINDS, start=1)}
 _MASK = (1 << 64) - 1
@@ -54,10 +59,53 @@ class ProviderFaults:
     malformed_rate: float = 0.0  # share of records rendered corrupt (see MALFORMED_KINDS)
 
 
+# Slack's published tiers (calls per minute per method per workspace). chat.postMessage is
+# "special" (about 1 per second per channel): counted per channel.
+SLACK_TIERS: dict[str, str] = {
+    "conversations.list": "tier2",
+    "users.list": "tier2",
+    "conversations.history": "tier3",
+    "conversations.replies": "tier3",
+    "conversations.info": "tier3",
+    "users.info": "tier4",
+    "chat.postMessage": "post",
+    "files.getUploadURLExternal": "tier4",
+    "files.completeUploadExternal": "tier4",
+    "auth.test": "tier4",
+}
+
+
+def _slack_tier_limits() -> dict[str, int]:
+    return {"tier1": 1, "tier2": 20, "tier3": 50, "tier4": 100, "post": 60}
+
+
+@dataclass(slots=True)
+class SlackFaults(ProviderFaults):
+    """Slack's tier limits, enforced per method in a rolling ``window_s`` window when
+    ``rate_limits`` is on. Tests shrink ``window_s`` so that Retry-After stays short."""
+
+    window_s: float = 60.0
+    tier_limits: dict[str, int] = field(default_factory=_slack_tier_limits)
+    # Commercially distributed non-Marketplace apps: history/replies 1 call per window and
+    # at most 15 messages per page (Slack's 2025 limits).
+    non_marketplace: bool = False
+
+
+@dataclass(slots=True)
+class CalendarFaults(ProviderFaults):
+    """Google Calendar's per-user quota: ``per_window_limit`` calls per ``window_s`` when
+    ``rate_limits`` is on; over it, 403 userRateLimitExceeded or 429 rateLimitExceeded."""
+
+    window_s: float = 60.0
+    per_window_limit: int = 600
+
+
 @dataclass(slots=True)
 class Faults:
     hubspot: ProviderFaults = field(default_factory=ProviderFaults)
     salesforce: ProviderFaults = field(default_factory=ProviderFaults)
+    slack: SlackFaults = field(default_factory=SlackFaults)
+    google_calendar: CalendarFaults = field(default_factory=CalendarFaults)
     seed: int = 0
 
     def provider(self, name: str) -> ProviderFaults:
@@ -75,7 +123,6 @@ class Faults:
         Unknown providers or fields raise ValueError naming the accepted ones, so a typo in an
         admin request fails loudly instead of silently doing nothing.
         """
-        known = {f.name for f in fields(ProviderFaults)}
         for key, value in patch.items():
             if key == "seed":
                 self.seed = int(value)
@@ -83,6 +130,7 @@ class Faults:
             if key not in PROVIDERS or not isinstance(value, dict):
                 raise ValueError(f"unknown fault section {key!r}; expected one of {PROVIDERS}")
             target = self.provider(key)
+            known = {f.name for f in fields(target)}
             for name, v in value.items():
                 if name not in known:
                     raise ValueError(f"unknown fault {name!r}; expected one of {sorted(known)}")
@@ -90,6 +138,7 @@ class Faults:
 
     def reset(self) -> None:
         self.hubspot, self.salesforce = ProviderFaults(), ProviderFaults()
+        self.slack, self.google_calendar = SlackFaults(), CalendarFaults()
 
 
 class RollingWindow:

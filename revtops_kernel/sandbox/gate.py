@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from revtops_kernel.sandbox import hubspot, salesforce
+from revtops_kernel.sandbox import google_errors, hubspot, salesforce
+from revtops_kernel.sandbox.faults import SLACK_TIERS, RollingWindow
 from revtops_kernel.sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
@@ -41,17 +42,53 @@ _SF_LABELS = (
     (re.compile(r"^/services/data/v\d+\.\d+/sobjects/([^/]+)/[^/]+$"), r"/sobjects/\1/{id}"),
     (re.compile(r"^/services/data/v\d+\.\d+(/.*)?$"), r"\1"),
 )
-# Paths that issue tokens, so they need none.
+_SLACK_LABELS = (
+    (re.compile(r"^/api/([^/]+)$"), r"/api/\1"),
+    (re.compile(r"^/files/upload/.*$"), "/files/upload"),
+)
+_CALENDAR_LABELS = (
+    (re.compile(r"^/calendars/[^/]+/events/[^/]+$"), "/calendars/{calendarId}/events/{eventId}"),
+    (re.compile(r"^/calendars/[^/]+/events$"), "/calendars/{calendarId}/events"),
+    (re.compile(r"^/calendars/[^/]+$"), "/calendars/{calendarId}"),
+)
+_NANGO_LABELS = (
+    (re.compile(r"^/connections?/[^/]+$"), "/connection/{id}"),
+    (re.compile(r"^/proxy/.*$"), "/proxy"),
+)
+_LABELS = {
+    "hubspot": _HUBSPOT_LABELS,
+    "salesforce": _SF_LABELS,
+    "slack": _SLACK_LABELS,
+    "google_calendar": _CALENDAR_LABELS,
+    "nango": _NANGO_LABELS,
+}
+# Where each provider is mounted; the rest of the path is the provider's own.
+PREFIXES = (
+    ("/hubspot", "hubspot"),
+    ("/salesforce", "salesforce"),
+    ("/slack", "slack"),
+    ("/calendar/v3", "google_calendar"),
+    ("/nango", "nango"),
+)
+# Paths that issue tokens or are pre-signed, so they need none.
 _OPEN_PATHS = ("/oauth/v1/token", "/services/oauth2/token")
 
 
 def endpoint_label(provider: str, method: str, path: str) -> str:
     """``hubspot GET /crm/v3/objects/deals``: ids, locators and API versions folded away."""
-    for pattern, repl in _HUBSPOT_LABELS if provider == "hubspot" else _SF_LABELS:
+    for pattern, repl in _LABELS.get(provider, ()):
         if pattern.match(path):
             path = pattern.sub(repl, path) or "/"
             break
     return f"{provider} {method} {path}"
+
+
+def provider_of(path: str) -> tuple[str, str] | None:
+    """(provider, the path below its mount) or None for admin and unknown paths."""
+    for prefix, provider in PREFIXES:
+        if path.startswith(prefix + "/"):
+            return provider, path[len(prefix) :]
+    return None
 
 
 @dataclass(slots=True)
@@ -74,21 +111,18 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        provider = (
-            "hubspot"
-            if path.startswith("/hubspot/")
-            else "salesforce"
-            if path.startswith("/salesforce/")
-            else None
-        )
-        if provider is None:  # admin routes and unknown paths: no faults, no counting
+        found = provider_of(scope["path"])
+        if found is None:  # admin routes and unknown paths: no faults, no counting
             await self.app(scope, receive, send)
             return
-        sub = path[len(provider) + 1 :]
+        provider, sub = found
         label = endpoint_label(provider, scope["method"], sub)
         with self.state.lock:
-            verdict = self._judge(provider, sub, scope, label)
+            if provider == "nango":  # Nango checks its secret key itself; no faults
+                self.state.stats.requests[label] += 1
+                verdict = Verdict()
+            else:
+                verdict = self._judge(provider, sub, scope, label)
         if verdict.drop:
             await _drop_connection(send)
             return
@@ -131,7 +165,7 @@ class Gate:
         if pf.error_rate and rng.random() < pf.error_rate:
             st.stats.events[(provider, "injected_error")] += 1
             return _server_error(provider, rng.choice(pf.error_statuses))
-        if sub in _OPEN_PATHS:
+        if sub in _OPEN_PATHS or (provider == "slack" and sub.startswith("/files/upload/")):
             return Verdict()
         check = st.tokens[provider].check(_bearer(scope), pf.token_ttl_calls)
         if check != "ok":
@@ -141,7 +175,60 @@ class Gate:
             return verdict
         if provider == "hubspot":
             return self._hubspot_limits(sub, scope)
+        if provider == "slack":
+            return self._slack_limits(sub)
+        if provider == "google_calendar":
+            return self._calendar_limits()
         return self._salesforce_limits()
+
+    def _slack_limits(self, sub: str) -> Verdict:
+        """Slack's tiers: calls per method per workspace in a rolling window."""
+        st = self.state
+        pf = st.faults.slack
+        method = sub.removeprefix("/api/")
+        st.daily_calls["slack"] += 1
+        if not pf.rate_limits:
+            return Verdict()
+        tier = SLACK_TIERS.get(method, "tier3")
+        limit = pf.tier_limits.get(tier, 50)
+        if pf.non_marketplace and method in ("conversations.history", "conversations.replies"):
+            limit = 1
+        window = st.slack_windows.get(method)
+        if window is None:
+            window = st.slack_windows[method] = RollingWindow(pf.window_s)
+        window.window_s = pf.window_s
+        if window.count() < limit:
+            window.add()
+            return Verdict()
+        st.daily_calls["slack"] -= 1
+        st.stats.events[("slack", "rate_limited")] += 1
+        st.stats.events[("slack", "retry_after")] += 1
+        wait = str(max(1, math.ceil(window.retry_after_s()))).encode()
+        return Verdict(status=429, body=_SLACK_RATELIMITED, headers=[(b"retry-after", wait)])
+
+    def _calendar_limits(self) -> Verdict:
+        """Google's per-user quota: 403 userRateLimitExceeded or 429 rateLimitExceeded."""
+        st = self.state
+        pf = st.faults.google_calendar
+        st.daily_calls["google_calendar"] += 1
+        if not pf.rate_limits:
+            return Verdict()
+        window = st.calendar_window
+        window.window_s = pf.window_s
+        if window.count() < pf.per_window_limit:
+            window.add()
+            return Verdict()
+        st.daily_calls["google_calendar"] -= 1
+        st.stats.events[("google_calendar", "rate_limited")] += 1
+        if st.rng["google_calendar"].random() < 0.5:
+            body = google_errors.error_bytes(
+                403, "Rate Limit Exceeded", "userRateLimitExceeded", domain="usageLimits"
+            )
+            return Verdict(status=403, body=body)
+        body = google_errors.error_bytes(
+            429, "Rate Limit Exceeded", "rateLimitExceeded", domain="usageLimits"
+        )
+        return Verdict(status=429, body=body)
 
     def _hubspot_limits(self, sub: str, scope: Scope) -> Verdict:
         st = self.state
@@ -185,6 +272,8 @@ class Gate:
         st = self.state
         pf = st.faults.provider(provider)
         used = st.daily_calls[provider]
+        if provider in ("slack", "google_calendar"):
+            return []
         if provider == "salesforce":
             return [(b"sforce-limit-info", f"api-usage={used}/{pf.daily_limit}".encode())]
         in_window = st.hubspot_window.count()
@@ -218,7 +307,24 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+_SLACK_RATELIMITED = b'{"ok":false,"error":"ratelimited"}'
+_SLACK_AUTH_ERRORS = {
+    "missing": "not_authed",
+    "invalid": "invalid_auth",
+    "expired": "token_expired",
+}
+
+
 def _unauthorized(provider: str, check: str) -> Verdict:
+    if provider == "slack":  # Slack reports auth failures as application errors
+        body = json.dumps({"ok": False, "error": _SLACK_AUTH_ERRORS[check]}).encode()
+        return Verdict(status=200, body=body)
+    if provider == "google_calendar":
+        return Verdict(
+            status=401,
+            body=google_errors.auth_error_bytes(),
+            headers=[(b"www-authenticate", b'Bearer realm="https://accounts.google.com/"')],
+        )
     if provider == "salesforce":
         body = salesforce.error_bytes("Session expired or invalid", "INVALID_SESSION_ID")
         return Verdict(status=401, body=body)
@@ -243,6 +349,16 @@ def _server_error(provider: str, status: int) -> Verdict:
         title = "502 Bad Gateway" if status == 502 else "504 Gateway Time-out"
         html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
         return Verdict(status=status, body=html.encode(), content_type=b"text/html")
+    if provider == "slack":
+        error = "service_unavailable" if status == 503 else "internal_error"
+        return Verdict(status=status, body=json.dumps({"ok": False, "error": error}).encode())
+    if provider == "google_calendar":
+        if status == 503:
+            body = google_errors.error_bytes(503, "The service is currently unavailable.",
+                                             "backendError")  # fmt: skip
+        else:
+            body = google_errors.error_bytes(500, "Backend Error", "backendError")
+        return Verdict(status=status, body=body)
     if provider == "salesforce":
         code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"
         body = salesforce.error_bytes("An unexpected error occurred. Please try again.", code)

@@ -34,6 +34,8 @@ from revtops_kernel.sandbox.hubspot import HubSpotAPI
 from revtops_kernel.sandbox.mutate import MutationResult
 from revtops_kernel.sandbox.options import DEFAULT_PORT, add_cli_arguments
 from revtops_kernel.sandbox.salesforce import SalesforceAPI
+from revtops_kernel.sandbox.slack import SlackAPI
+from revtops_kernel.sandbox.slack_data import SlackPost
 from revtops_kernel.sandbox.state import SandboxState, Stats
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ def build_app(state: SandboxState) -> ASGIApp:
         routes=[
             Mount("/hubspot", routes=HubSpotAPI(state).routes()),
             Mount("/salesforce", routes=SalesforceAPI(state).routes()),
+            Mount("/slack", routes=SlackAPI(state).routes()),
             Mount("/_sandbox", routes=admin_routes(state)),
         ]
     )
@@ -164,6 +167,16 @@ class SandboxServer:
     @property
     def salesforce_instance_url(self) -> str:
         return f"{self.url}/salesforce"
+
+    @property
+    def slack_base_url(self) -> str:
+        """Where Slack's ``https://slack.com/api`` is: append ``/conversations.list`` etc."""
+        return f"{self.url}/slack/api"
+
+    def slack_posts(self) -> list[SlackPost]:
+        """What the app posted (chat.postMessage, completed file uploads), oldest first."""
+        with self.state.lock:
+            return list(self.state.company.slack.posts)
 
     @property
     def token(self) -> str:

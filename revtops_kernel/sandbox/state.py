@@ -130,10 +130,14 @@ class SandboxState:
         self.hubspot_window = RollingWindow(10.0)
         self.hubspot_second_window = RollingWindow(1.0)
         self.hubspot_search_window = RollingWindow(1.0)
+        self.slack_windows: dict[str, RollingWindow] = {}  # per Slack method
+        self.calendar_window = RollingWindow(60.0)
         self.daily_calls = dict.fromkeys(PROVIDERS, 0)
 
     def reset_limits(self) -> None:
         with self.lock:
+            self.slack_windows.clear()
+            self.calendar_window.clear()
             self.hubspot_window.clear()
             self.hubspot_second_window.clear()
             self.hubspot_search_window.clear()
