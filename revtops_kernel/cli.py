@@ -25,7 +25,12 @@ Command = Callable[[argparse.Namespace, Settings], int]
 # Command groups that live in their own module, each with ``register(commands)`` adding its
 # subparser and a handler. Registering only declares options: a module imports what its handler
 # needs inside the handler, so that `revtops --help` and `revtops info` start fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "revtops_kernel.commands.sql",
+    "revtops_kernel.commands.workflows",
+    "revtops_kernel.commands.scheduler",
+    "revtops_kernel.commands.worker",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

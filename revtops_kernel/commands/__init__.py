@@ -1,0 +1,1 @@
+"""Subcommands of ``revtops``, one module each, registered through ``cli.COMMAND_MODULES``."""

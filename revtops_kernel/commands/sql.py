@@ -1,0 +1,67 @@
+"""``revtops sql "SELECT …"``: run one query through the assistant's SQL guard, print the rows.
+
+A refused query exits 1 with the reason on stderr (the same message the model would get).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from revtops_kernel.settings import Settings
+
+FORMATS = ("table", "csv", "json")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sql", help="run a read-only SELECT through the SQL guard and print the rows"
+    )
+    parser.add_argument("query", help="one SELECT statement (quote it)")
+    parser.add_argument("--org", help="organization id (default: REVTOPS_ORG)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="rows at most (default: REVTOPS_QUERY_MAX_ROWS)"
+    )
+    parser.set_defaults(handler=cmd_sql)
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from revtops_kernel.agent.guard import run_guarded
+    from revtops_kernel.errors import QueryError
+    from revtops_kernel.store.database import Database
+
+    if args.max_rows is not None and args.max_rows < 1:
+        print("revtops sql: --max-rows must be at least 1", file=sys.stderr)
+        return 2
+    max_rows = args.max_rows or settings.query_max_rows
+    try:
+        result = run_guarded(
+            Database.from_settings(settings),
+            args.query,
+            org=args.org or settings.org,
+            max_rows=max_rows,
+            timeout=settings.query_timeout,
+        )
+    except QueryError as exc:
+        print(f"revtops sql: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(result.frame, args.format))
+    if result.truncated:
+        print(f"(showing the first {max_rows:,} rows; more exist)", file=sys.stderr)
+    return 0
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
+    """The rows as an aligned table, CSV, or JSON records (ISO 8601 UTC datetimes)."""
+    if fmt == "csv":
+        return str(frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
+    if fmt == "json":
+        return str(frame.to_json(orient="records", date_format="iso", date_unit="us")) + "\n"
+    if frame.empty:
+        return "(no rows)\n" if len(frame.columns) else "(no columns)\n"
+    return str(frame.to_string(index=False)) + f"\n({len(frame):,} rows)\n"
