@@ -1,0 +1,91 @@
+"""Execute one notebook with papermill and describe how it failed, if it did."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SOURCE_EXCERPT_CHARS = 400
+
+
+@dataclass(frozen=True)
+class NotebookFailure:
+    """Where and how a notebook failed: the cell, its source (shortened), the exception."""
+
+    cell_index: int | None
+    source: str
+    exception: str
+    message: str
+
+    def describe(self) -> str:
+        where = f"cell {self.cell_index}" if self.cell_index is not None else "the notebook"
+        excerpt = self.source.strip()
+        if len(excerpt) > SOURCE_EXCERPT_CHARS:
+            excerpt = excerpt[:SOURCE_EXCERPT_CHARS] + "…"
+        text = f"{self.exception}: {self.message} (in {where})"
+        return f"{text}\n--- source of {where} ---\n{excerpt}" if excerpt else text
+
+
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    *,
+    kernel_name: str,
+    cwd: Path | None = None,
+) -> NotebookFailure | None:
+    """Run ``notebook`` into ``output`` with ``parameters`` injected; None on success.
+
+    The output notebook is written even when a cell fails (papermill saves as it goes), so the
+    failing cell's traceback can be read there.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            cwd=str(cwd or notebook.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        return NotebookFailure(
+            cell_index=_cell_index(output, exc.exec_count, exc.cell_index),
+            source=str(exc.source or ""),
+            exception=str(exc.ename),
+            message=str(exc.evalue),
+        )
+    return None
+
+
+def _cell_index(output: Path, exec_count: int | None, papermill_index: int | None) -> int | None:
+    """The failing cell's index in the *input* notebook's numbering.
+
+    Papermill's ``cell_index`` counts the cells of the output notebook, which has its injected
+    parameters cell added (and an error banner cell on failure); the execution count identifies
+    the cell either way, so map back through the output and skip papermill's own cells.
+    """
+    try:
+        import nbformat
+
+        executed = nbformat.read(str(output), as_version=4)
+    except Exception:  # the output may be unreadable if the kernel died mid-write
+        return papermill_index
+    index = 0
+    for cell in executed.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
+            continue
+        if cell.get("cell_type") == "code" and cell.get("execution_count") == exec_count:
+            return index
+        index += 1
+    return papermill_index

@@ -1,0 +1,167 @@
+"""The process that executes one run: ``python -m revtops_kernel.scheduling.runner RUN_ID``.
+
+A supervisor (the local scheduler's pool, a Celery task, ``revtops workflows run``) starts it in
+its own session, so that on a timeout the whole process group can be killed. It:
+
+1. moves the run ``queued → running`` (if that fails, someone else has it: exit 0);
+2. beats (``heartbeat_at``) every ``REVTOPS_RUN_HEARTBEAT_INTERVAL`` seconds from a thread,
+   and exits at once if its supervisor disappears or the run was taken away from it (a reaper
+   requeued it), so a lost run is never executed twice side by side;
+3. runs the notebook with papermill into ``REVTOPS_RUNS_DIR/<workflow>/<run id>.ipynb``;
+4. records ``succeeded`` or ``failed`` with the failing cell and exception.
+
+The notebook's kernel is papermill's child and exits by itself when this process dies
+(ipykernel polls its parent), so killing this process group leaves no kernel behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from types import FrameType
+
+from revtops_kernel.errors import DatabaseLockedError, RevtopsError
+from revtops_kernel.scheduling import runs
+from revtops_kernel.scheduling.notebook import execute_notebook
+from revtops_kernel.scheduling.workflows import RunInfo, get_run, get_workflow_by_id
+from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.store import Database
+from revtops_kernel.timeutil import iso_z
+
+log = logging.getLogger(__name__)
+
+# Exit codes a supervisor can read.
+EXIT_OK = 0
+EXIT_LOST_PARENT = 3
+EXIT_TAKEN_AWAY = 4
+
+
+def output_path(settings: Settings, workflow_name: str, run_id: uuid.UUID) -> Path:
+    """Where a run's executed notebook is kept."""
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", workflow_name).strip("._") or "workflow"
+    return settings.runs_dir / folder / f"{run_id}.ipynb"
+
+
+def injected_parameters(run: RunInfo, notebook: Path) -> dict[str, object]:
+    """The run's parameters, plus its identity for notebooks that declare
+    ``revtops_run_id`` / ``revtops_scheduled_for`` in their parameters cell."""
+    params: dict[str, object] = dict(run.parameters or {})
+    declared = _declared_parameters(notebook)
+    if "revtops_run_id" in declared:
+        params["revtops_run_id"] = str(run.id)
+    if "revtops_scheduled_for" in declared:
+        params["revtops_scheduled_for"] = iso_z(run.scheduled_for)
+    return params
+
+
+def _declared_parameters(notebook: Path) -> set[str]:
+    import nbformat
+
+    names: set[str] = set()
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            names.update(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", cell.source, re.M))
+    return names
+
+
+def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
+    """Execute one queued run in this process; returns the exit code (see the module doc)."""
+    queued = get_run(db, run_id)
+    workflow = get_workflow_by_id(db, queued.workflow_id)
+    output = output_path(settings, workflow.name, run_id)
+    run = runs.start(db, run_id, runs.process_label(), str(output))
+    if run is None:
+        log.info("run %s is not queued any more (started elsewhere or finished); skipped", run_id)
+        return EXIT_OK
+    heart = _Heart(db, run_id, settings.run_heartbeat_interval)
+    heart.start()
+    try:
+        failure = execute_notebook(
+            Path(workflow.notebook),
+            output,
+            injected_parameters(run, Path(workflow.notebook)),
+            kernel_name=settings.notebook_kernel,
+        )
+    except Exception as exc:  # the run must end recorded, whatever broke
+        log.exception("run %s of %s crashed", run_id, workflow.name)
+        heart.stop()
+        runs.finish(
+            db,
+            run_id,
+            "failed",
+            error=f"{type(exc).__name__}: {exc}",
+            error_name=type(exc).__name__,
+        )
+        return EXIT_OK
+    heart.stop()
+    if failure is None:
+        runs.finish(db, run_id, "succeeded")
+    else:
+        runs.finish(
+            db,
+            run_id,
+            "failed",
+            error=failure.describe(),
+            error_cell=failure.cell_index,
+            error_name=failure.exception,
+        )
+    return EXIT_OK
+
+
+class _Heart(threading.Thread):
+    """Beats for the run, and ends this process if it should not go on."""
+
+    def __init__(self, db: Database, run_id: uuid.UUID, interval: float) -> None:
+        super().__init__(name=f"revtops-heartbeat-{run_id}", daemon=True)
+        self._db, self._run_id, self._interval = db, run_id, interval
+        self._parent = os.getppid()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            if os.getppid() != self._parent:
+                log.error("run %s: its supervisor is gone; stopping", self._run_id)
+                os._exit(EXIT_LOST_PARENT)
+            try:
+                alive = runs.beat(self._db, self._run_id)
+            except (DatabaseLockedError, RevtopsError) as exc:
+                log.warning("run %s: heartbeat not recorded (%s)", self._run_id, exc)
+                continue
+            if not alive and not self._stopped.is_set():
+                log.error("run %s was taken away from this process; stopping", self._run_id)
+                os._exit(EXIT_TAKEN_AWAY)
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # SystemExit unwinds papermill, whose cleanup shuts the kernel down.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m revtops_kernel.scheduling.runner RUN_ID", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    try:
+        return execute_run(db, settings, uuid.UUID(args[0]))
+    finally:
+        db.dispose()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

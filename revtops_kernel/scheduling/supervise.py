@@ -1,0 +1,129 @@
+"""Run one workflow run in a child process, with a time limit and a way to stop it.
+
+Papermill runs in the child (``scheduling.runner``), never in the scheduler or the Celery
+worker itself: a notebook that hangs, leaks memory or crashes its kernel takes only its own
+process down, and a timeout can kill it outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from pydantic import SecretStr
+
+from revtops_kernel.scheduling import runs
+from revtops_kernel.scheduling.runner import EXIT_TAKEN_AWAY
+from revtops_kernel.scheduling.workflows import get_run, get_workflow_by_id
+from revtops_kernel.settings import Settings
+from revtops_kernel.store import Database
+
+log = logging.getLogger(__name__)
+
+# Seconds between SIGTERM (papermill shuts its kernel down) and SIGKILL.
+KILL_GRACE_SECONDS = 5.0
+
+
+def run_timeout(db: Database, settings: Settings, run_id: uuid.UUID) -> float:
+    workflow = get_workflow_by_id(db, get_run(db, run_id).workflow_id)
+    return workflow.timeout_seconds or settings.run_timeout
+
+
+def child_environment(settings: Settings, db: Database) -> dict[str, str]:
+    """This process's environment with ``settings`` written back into it, store URL included.
+
+    The runner and the notebook's kernel (which inherits the runner's environment) read their
+    settings from the environment, so they see exactly what the supervisor was given, even
+    when that came from overrides rather than from the environment.
+    """
+    env = dict(os.environ)
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None or not isinstance(field.validation_alias, str):
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[field.validation_alias] = str(value)
+    env["REVTOPS_DATABASE_URL"] = db.url.render_as_string(hide_password=False)
+    env["REVTOPS_DB_LOCK_TIMEOUT"] = str(db.lock_timeout)
+    return env
+
+
+def supervise(
+    db: Database,
+    settings: Settings,
+    run_id: uuid.UUID,
+    *,
+    abort: threading.Event | None = None,
+) -> str:
+    """Execute the run in a child process and return its final status.
+
+    ``abort`` set (a scheduler shutting down) stops the run and marks it ``interrupted``;
+    running past the workflow's timeout marks it ``timed_out``. Either way the status is
+    written *before* the child is killed, so the child's own last write cannot overwrite it.
+    """
+    timeout = run_timeout(db, settings, run_id)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "revtops_kernel.scheduling.runner", str(run_id)],
+        start_new_session=True,
+        env=child_environment(settings, db),
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            code = child.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            runs.finish(
+                db,
+                run_id,
+                "timed_out",
+                error=f"the run took longer than its {timeout:g} s limit; it was stopped",
+                error_name="TimedOut",
+                from_statuses=(runs.RUNNING, runs.QUEUED),
+            )
+            _kill(child)
+            return get_run(db, run_id).status
+        if abort is not None and abort.is_set():
+            runs.finish(
+                db,
+                run_id,
+                "interrupted",
+                error="the scheduler shut down while the run was in progress; it was stopped",
+                error_name="Interrupted",
+                from_statuses=(runs.RUNNING, runs.QUEUED),
+            )
+            _kill(child)
+            return get_run(db, run_id).status
+    if code not in (0, EXIT_TAKEN_AWAY):
+        # The child died before recording an end (killed, out of memory, crashed on start).
+        runs.finish(
+            db,
+            run_id,
+            "failed",
+            error=f"the process running it exited with code {code} before recording a result",
+            error_name="RunnerExited",
+            from_statuses=(runs.RUNNING, runs.QUEUED),
+        )
+    return get_run(db, run_id).status
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
+    for signum, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+        try:
+            child.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("run process %s did not stop on signal %s", child.pid, signum)
