@@ -27,6 +27,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -508,10 +509,17 @@ class Workflow(Base):
     name: Mapped[str] = mapped_column(comment="Unique name within the organization.")
     notebook: Mapped[str] = mapped_column(comment="Notebook path that papermill runs.")
     parameters: Mapped[dict[str, Any]] = mapped_column(comment="Parameters injected by papermill.")
-    cron: Mapped[str] = mapped_column(comment="Cron expression of the schedule.")
-    timezone: Mapped[str] = mapped_column(default="UTC", comment="Time zone of the cron.")
+    cron: Mapped[str] = mapped_column(
+        comment="Cron expression of the schedule (5 fields, or 6 with seconds last)."
+    )
+    timezone: Mapped[str] = mapped_column(
+        default="UTC", comment="IANA time zone the cron is read in (e.g. Europe/Paris)."
+    )
     enabled: Mapped[bool] = mapped_column(default=True, comment="False pauses the schedule.")
     owner: Mapped[str | None] = mapped_column(comment="Who owns the workflow.")
+    timeout_seconds: Mapped[float | None] = mapped_column(
+        Float, comment="Per-run time limit in seconds; NULL means REVTOPS_RUN_TIMEOUT."
+    )
     created_at: Mapped[datetime] = mapped_column(comment="Created (UTC).")
     updated_at: Mapped[datetime] = mapped_column(comment="Last changed (UTC).")
 
@@ -519,20 +527,52 @@ class Workflow(Base):
 class WorkflowRun(Base):
     __tablename__ = "workflow_runs"
     # One row per due run: the unique key is how two schedulers claim a run atomically.
-    __table_args__ = (UniqueConstraint("workflow_id", "scheduled_for"),)
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "scheduled_for"),
+        _pg_index("status", "heartbeat_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
     workflow_id: Mapped[uuid.UUID] = mapped_column(comment="workflows.id.")
     organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
-    scheduled_for: Mapped[datetime] = mapped_column(comment="The due time this run serves (UTC).")
+    scheduled_for: Mapped[datetime] = mapped_column(
+        comment="The due time this run serves (UTC); the request time for a manual run."
+    )
     status: Mapped[str] = mapped_column(
-        String(16), comment="queued, running, succeeded, failed or timed_out."
+        String(16),
+        comment="queued, running, succeeded, failed, timed_out or interrupted "
+        "(stopped by a scheduler shutdown).",
     )
     started_at: Mapped[datetime | None] = mapped_column(comment="Start (UTC).")
     finished_at: Mapped[datetime | None] = mapped_column(comment="End (UTC).")
     error: Mapped[str | None] = mapped_column(comment="Failing cell and exception, if any.")
     output_path: Mapped[str | None] = mapped_column(comment="The executed output notebook.")
     worker: Mapped[str | None] = mapped_column(comment="Host and process that ran it.")
+    trigger: Mapped[str | None] = mapped_column(
+        String(16), comment="schedule (claimed by a scheduler) or manual (run now)."
+    )
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="The parameters injected into this run (a snapshot of the workflow's)."
+    )
+    attempt: Mapped[int | None] = mapped_column(
+        Integer, comment="How many times execution started (a lost worker's run is retried)."
+    )
+    claimed_by: Mapped[str | None] = mapped_column(
+        comment="The scheduler (host:pid) or CLI that created the run."
+    )
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        comment="Last sign of life from the process running it (UTC); a stale one means the "
+        "worker was lost."
+    )
+    duration_seconds: Mapped[float | None] = mapped_column(
+        Float, comment="Wall-clock seconds from start to end of the last attempt."
+    )
+    error_cell: Mapped[int | None] = mapped_column(
+        Integer, comment="Index (0-based) of the notebook cell that failed."
+    )
+    error_name: Mapped[str | None] = mapped_column(
+        comment="Exception class name of a failed run (e.g. ZeroDivisionError, TimedOut)."
+    )
 
 
 class WaitlistEntry(Base):
