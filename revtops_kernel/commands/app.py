@@ -7,7 +7,7 @@ import argparse
 from revtops_kernel.settings import Settings
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     app = commands.add_parser("app", help="serve the web app (notebooks/app.ipynb with Voila)")
     app.add_argument("--port", type=int, default=8866, help="port (default: %(default)s)")
     app.add_argument("--ip", default="127.0.0.1", help="interface (default: loopback)")
