@@ -10,6 +10,7 @@ opened once per settings.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from revtops_kernel.store.database import Database
+    from revtops_kernel.ui.answer import Answer
 
 
 @functools.cache
@@ -59,3 +61,26 @@ def sql(
         timeout=settings.query_timeout,
     )
     return result.frame
+
+
+def ask(
+    question: str,
+    *,
+    org: str | None = None,
+    conversation_id: uuid.UUID | str | None = None,
+    timezone: str | None = None,
+) -> Answer:
+    """Ask the copilot and return the whole ``Answer`` (text, queries, artifacts, thread id).
+
+    Nothing streams: the answer displays as rendered HTML when it is a cell's value; use
+    ``%%ask`` to watch it stream. Pass ``conversation_id=answer.conversation_id`` to follow up.
+    """
+    from revtops_kernel.ui.asking import answer_question
+    from revtops_kernel.ui.copilot_backend import CopilotBackend
+
+    settings = _settings()
+    backend = CopilotBackend(database(settings), settings, org=org)
+    thread = uuid.UUID(str(conversation_id)) if conversation_id is not None else None
+    return answer_question(
+        backend, question, conversation_id=thread, timezone=timezone or settings.timezone
+    )

@@ -150,6 +150,7 @@ class AnswerRenderer:
         self.coalescer = TextCoalescer(self._show_text, max_rate=max_rate, clock=clock)
         self._frozen_blocks = 0
         self._tail: Slot | None = None
+        self._segment_break = False
         self._calls: dict[str, tuple[ToolCallStarted, Slot]] = {}
 
     # --- text -----------------------------------------------------------------------------
@@ -176,10 +177,14 @@ class AnswerRenderer:
         self.coalescer.retarget(self._show_text, "")
         self._frozen_blocks = 0
         self._tail = None
+        self._segment_break = True
 
     # --- events ---------------------------------------------------------------------------
     def handle(self, event: AgentEvent) -> None:
         if isinstance(event, TextDelta):
+            if self._segment_break and self.answer.text:
+                self.answer.text += "\n\n"  # text before and after a tool call: two paragraphs
+            self._segment_break = False
             self.answer.text += event.text
             self.coalescer.add(event.text)
         elif isinstance(event, ToolCallStarted):

@@ -33,6 +33,7 @@ STYLE = """
 .rt-tool { border: 1px solid #d0d7de; border-radius: 6px; padding: 4px 8px; margin: 6px 0;
   background: #f6f8fa; }
 .rt-tool summary { cursor: pointer; }
+.rt-ran summary { font-size: 11px; color: #57606a; }
 .rt-tool pre { white-space: pre-wrap; margin: 4px 0; font-size: 12px; }
 .rt-tool.rt-running summary::after { content: " …"; }
 .rt-tool.rt-failed { border-color: #cf222e; background: #fff5f5; }
@@ -63,11 +64,17 @@ def tool_call_card(call: ToolCallStarted) -> str:
 
 def tool_result_card(call: ToolCallStarted | None, result: ToolResult) -> str:
     """The finished call: its one-line summary, verified badge, SQL that ran, rows preview."""
-    sql = result.sql or (call.sql if call is not None else None)
+    asked = call.sql if call is not None else None
+    sql = asked or result.sql
     status = "rt-done" if result.ok else "rt-failed"
     mark = "✓" if result.ok else "✗"
     badge = verified_badge() if result.verified else ""
     body = f"<pre>{html.escape(sql)}</pre>" if sql else ""
+    if asked and result.sql and result.sql != asked:  # the guard's org-scoped rewrite
+        body += (
+            '<details class="rt-ran"><summary>as run (scoped to the organization)</summary>'
+            f"<pre>{html.escape(result.sql)}</pre></details>"
+        )
     table = table_html(result.table) if result.table is not None else ""
     return (
         f'<details class="rt-tool {status}" data-tool-id="{html.escape(result.id)}">'

@@ -63,7 +63,7 @@ def test_answer_streams_into_cards() -> None:
     assert bundle[PLOTLY_MIME]["data"][0]["x"] == ["Proposal", "Won"]
     assert bundle[PLOTLY_MIME]["layout"]["title"]["text"] == "Pipeline by stage"
 
-    assert answer.text == "Let me look.Pipeline is **$200k**.\n\nMost of it is in Proposal."
+    assert answer.text == "Let me look.\n\nPipeline is **$200k**.\n\nMost of it is in Proposal."
     assert [q.sql for q in answer.queries] == ["DELETE FROM deals", PIPELINE_SQL]
     assert answer.verified and answer.stop_reason == "end_turn"
     assert backend.asked[0]["timezone"] == "Europe/Paris"

@@ -1,0 +1,139 @@
+"""IPython magics: ``%%ask`` streams an answer into the cell; ``%sql`` / ``%%sql`` query.
+
+    %load_ext revtops_kernel
+    %%ask --org acme
+    What is our pipeline by stage this quarter?
+
+    df = %sql SELECT stage, sum(amount) FROM deals GROUP BY stage
+    %%sql -o won --org acme
+    SELECT name, amount FROM deals WHERE is_won
+
+``%%ask`` continues the notebook's last conversation (per organization); ``--new`` starts one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import uuid
+from typing import Any
+
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from revtops_kernel.errors import RevtopsError
+
+
+class MagicUsageError(RevtopsError):
+    """A magic's options could not be parsed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit the kernel's process
+        raise MagicUsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+
+
+def _ask_parser() -> _Parser:
+    parser = _Parser(prog="%%ask", add_help=False)
+    parser.add_argument("--org", help="organization to ask about (default REVTOPS_ORG)")
+    parser.add_argument("--new", action="store_true", help="start a new conversation")
+    parser.add_argument("--conversation", help="continue this conversation id")
+    parser.add_argument("-o", "--output", help="assign the Answer to this variable")
+    parser.add_argument("question", nargs="*")
+    return parser
+
+
+def _sql_parser() -> _Parser:
+    parser = _Parser(prog="%sql", add_help=False)
+    parser.add_argument("--org", help="organization to query (default REVTOPS_ORG)")
+    parser.add_argument("-o", "--output", help="assign the DataFrame to this variable")
+    parser.add_argument("--max-rows", type=int, help="row cap (default REVTOPS_QUERY_MAX_ROWS)")
+    return parser
+
+
+@magics_class
+class RevtopsMagics(Magics):
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self.conversations: dict[str, uuid.UUID] = {}  # org -> the notebook's last thread
+
+    @no_var_expand
+    @line_cell_magic
+    def ask(self, line: str, cell: str | None = None) -> None:
+        """Ask the copilot; the answer streams into this cell's output."""
+        from revtops_kernel.ui.asking import DisplaySurface, answer_question
+        from revtops_kernel.ui.copilot_backend import CopilotBackend
+
+        options = _ask_parser().parse_args(shlex.split(line))
+        question = (cell if cell is not None else " ".join(options.question)).strip()
+        if not question:
+            raise MagicUsageError("%%ask: write the question in the cell (or after %ask)")
+        backend = CopilotBackend.create(org=options.org)
+        org = backend.org
+        if options.conversation:
+            conversation: uuid.UUID | None = uuid.UUID(options.conversation)
+        else:
+            conversation = None if options.new else self.conversations.get(org)
+        answer = answer_question(
+            backend,
+            question,
+            surface=DisplaySurface(),
+            conversation_id=conversation,
+            timezone=backend.default_timezone,
+        )
+        if answer.conversation_id is not None:
+            self.conversations[org] = answer.conversation_id
+        if options.output and self.shell is not None:
+            self.shell.user_ns[options.output] = answer
+
+    @no_var_expand
+    @line_cell_magic
+    def sql(self, line: str, cell: str | None = None) -> Any:
+        """Run a guarded read-only query; the DataFrame is the result (or ``-o var``)."""
+        from revtops_kernel.api import sql
+
+        if cell is None:
+            options = self._line_sql_options(line)
+            query = options.query
+        else:
+            options = _sql_parser().parse_args(shlex.split(line))
+            query = cell.strip()
+        if not query:
+            raise MagicUsageError("%sql: write a SELECT after %sql (or in a %%sql cell)")
+        frame = sql(query, org=options.org, max_rows=options.max_rows)
+        if options.output and self.shell is not None:
+            self.shell.user_ns[options.output] = frame
+            return None
+        return frame
+
+    @staticmethod
+    def _line_sql_options(line: str) -> argparse.Namespace:
+        """Options come first on the line; the rest, quotes and all, is the query."""
+        rest = line.strip()
+        options: list[str] = []
+        while rest.startswith("-"):
+            word, _, rest = rest.partition(" ")
+            options.append(word)
+            if word in ("-o", "--output", "--org", "--max-rows"):
+                value, _, rest = rest.lstrip().partition(" ")
+                options.append(value)
+            rest = rest.lstrip()
+        parsed = _sql_parser().parse_args(options)
+        parsed.query = rest
+        return parsed
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext revtops_kernel``."""
+    ipython.register_magics(RevtopsMagics)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%unload_ext revtops_kernel``: the magics go away."""
+    registered = ipython.magics_manager.registry.pop("RevtopsMagics", None)
+    if registered is None:
+        return
+    for kind in ("line", "cell"):
+        table = ipython.magics_manager.magics[kind]
+        for name in ("ask", "sql"):
+            table.pop(name, None)
