@@ -469,9 +469,13 @@ class Message(Base):
     seq: Mapped[int] = mapped_column(Integer, comment="Position in the conversation, 0 first.")
     role: Mapped[str] = mapped_column(String(16), comment="user or assistant.")
     content: Mapped[dict[str, Any]] = mapped_column(
-        comment="Content blocks as sent to / received from the Messages API."
+        comment='{"blocks": [...]}: content blocks exactly as sent to / received from the '
+        "Messages API (text, tool_use, tool_result)."
     )
     model: Mapped[str | None] = mapped_column(comment="Model that wrote it.")
+    stop_reason: Mapped[str | None] = mapped_column(
+        String(32), comment="Why the model stopped (assistant messages): end_turn, tool_use..."
+    )
     input_tokens: Mapped[int | None] = mapped_column(Integer, comment="Input tokens billed.")
     output_tokens: Mapped[int | None] = mapped_column(Integer, comment="Output tokens billed.")
     cache_read_tokens: Mapped[int | None] = mapped_column(Integer, comment="Cached input read.")
