@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The PostgreSQL role the assistant's queries run as: SELECT on readable tables only, bound by
-# row-level security to one organization (created by ``revtops db upgrade``).
-READER_ROLE = "revtops_reader"
-
 # Run on every DuckDB handle: times in UTC like the rest of the project. (A SET, not a config
 # entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet.)
 DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'"
@@ -120,7 +116,7 @@ class Database:
         self.lock_timeout = lock_timeout
         self._readonly_url = make_url(readonly_url) if readonly_url else None
         self._engine: Engine | None = None
-        self._reader_engine: Engine | None = None
+        self._reader_engines: dict[str, Engine] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -180,19 +176,36 @@ class Database:
             connect_args={"options": "-c timezone=UTC"},
         )
 
-    @property
-    def reader_engine(self) -> Engine:
-        """PostgreSQL engine for the assistant's queries, connected as the reader role."""
+    def org_reader_engine(self, role: str) -> Engine:
+        """PostgreSQL engine for an organization's queries, connected as its login role.
+
+        With a read-only URL (REVTOPS_READONLY_DATABASE_URL) its host, port, database and
+        options are used, with the role as user and the password derived from the URL's
+        password (``org_reader_password``); without one, the store URL as the role, no
+        password (trust, peer, certificate or .pgpass authentication).
+        """
         if self.is_duckdb:
             raise StoreError("DuckDB reads open their own read-only handle (store.query)")
-        if self._reader_engine is None:
-            url = self._readonly_url or self.url.set(username=READER_ROLE, password=None)
+        engine = self._reader_engines.get(role)
+        if engine is None:
+            base = self._readonly_url or self.url
+            url = base.set(username=role, password=self.org_reader_password(role))
             # A fresh session per query: nothing a query leaves behind (an advisory lock, a
             # prepared statement) can outlive it, whatever the guard missed.
-            self._reader_engine = create_engine(
+            engine = create_engine(
                 url, poolclass=NullPool, connect_args={"options": "-c timezone=UTC"}
             )
-        return self._reader_engine
+            self._reader_engines[role] = engine
+        return engine
+
+    def org_reader_password(self, role: str) -> str | None:
+        """The password of an org role: HMAC of the read-only URL's password, or none."""
+        secret = self._readonly_url.password if self._readonly_url else None
+        if not secret:
+            return None
+        from revtops_kernel.store.org_roles import role_password
+
+        return role_password(str(secret), role)
 
     # --- units of work -------------------------------------------------------------------------
     @contextmanager
@@ -234,7 +247,8 @@ class Database:
         return handle
 
     def dispose(self) -> None:
-        for engine in (self._engine, self._reader_engine):
+        for engine in (self._engine, *self._reader_engines.values()):
             if engine is not None:
                 engine.dispose()
-        self._engine = self._reader_engine = None
+        self._engine = None
+        self._reader_engines = {}

@@ -8,7 +8,8 @@ migration histories. Instead the models are the truth and the upgrade reconciles
 2. add columns the models have and the database lacks, with their comments;
 3. run numbered ``MIGRATIONS`` not yet recorded, for the changes that are not additive
    (renames, backfills), each in the upgrade's transaction;
-4. on PostgreSQL, (re)grant the reader role and its row-level-security policies.
+4. on PostgreSQL, the org roles' row-level-security policies, grants and revocations
+   (``store.org_roles``).
 
 The applied version is recorded in ``revtops_schema``; a database newer than this code is
 refused rather than silently written to.
@@ -21,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, Table, Text, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store.database import READER_ROLE, Database
-from revtops_kernel.store.schema import metadata, readable_tables
+from revtops_kernel.store import org_roles
+from revtops_kernel.store.database import Database
+from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
         if conn.dialect.name == "postgresql":
-            report.warnings += _grant_reader(conn)
+            report.warnings += org_roles.prepare_database(conn)
         report.version = target_version(steps)
     return report
 
@@ -165,39 +166,3 @@ def _add_missing_columns(conn: Connection) -> list[str]:
                 conn.execute(SetColumnComment(column))
             added.append(f"{table.name}.{column.name}")
     return added
-
-
-def _grant_reader(conn: Connection) -> list[str]:
-    """The reader role: SELECT on readable tables, one organization at a time (RLS)."""
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                text(
-                    "DO $$ BEGIN "
-                    f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN "
-                    f"CREATE ROLE {READER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; "
-                    "END IF; END $$"
-                )
-            )
-    except DBAPIError as exc:
-        message = (
-            f"could not create the PostgreSQL role {READER_ROLE} ({exc.orig}); the assistant's "
-            "queries need it: run `revtops db upgrade` as a role with CREATEROLE, or create a "
-            "SELECT-only role and set REVTOPS_READONLY_DATABASE_URL"
-        )
-        log.warning(message)
-        return [message]
-    conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {READER_ROLE}"))
-    for name, table in readable_tables().items():
-        scope_column = "id" if name == "organizations" else "organization_id"
-        quoted = conn.dialect.identifier_preparer.format_table(table)
-        conn.execute(text(f"GRANT SELECT ON {quoted} TO {READER_ROLE}"))
-        conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
-        conn.execute(text(f"DROP POLICY IF EXISTS revtops_org_scope ON {quoted}"))
-        conn.execute(
-            text(
-                f"CREATE POLICY revtops_org_scope ON {quoted} FOR SELECT TO {READER_ROLE} "
-                f"USING ({scope_column} = current_setting('revtops.org_id', true))"
-            )
-        )
-    return []

@@ -4,11 +4,12 @@ The SQL guard (``agent``) checks a query's shape before it gets here; this layer
 even a query that slipped past the guard cannot write, cannot leave its organization, cannot
 reach files, URLs or Python objects, and cannot run forever.
 
-PostgreSQL: a connection as the reader role (SELECT on readable tables only, row-level security
-bound to ``revtops.org_id``), a ``READ ONLY`` transaction that is always rolled back (so even a
-``set_config`` is undone), ``statement_timeout``, and the query declared as a server-side cursor,
-which PostgreSQL only accepts for SELECT and VALUES. A timer cancels the query from the client
-if the server's timeout did not stop it.
+PostgreSQL: a connection as the organization's own login role (``store.org_roles``: SELECT on
+readable tables only, row-level security keyed on ``current_user``, created on first use), a
+``READ ONLY`` transaction that is always rolled back (so even a ``set_config`` is undone),
+``statement_timeout``, and the query declared as a server-side cursor, which PostgreSQL only
+accepts for SELECT and VALUES. A timer cancels the query from the client if the server's
+timeout did not stop it.
 
 DuckDB: a separate read-only handle with external access off (no files, URLs, ATTACH or
 extension installs), Python replacement scans off (no DataFrame in scope is reachable), the
@@ -30,11 +31,12 @@ import duckdb
 import pandas as pd
 import psycopg
 import pyarrow as pa
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
 from revtops_kernel.settings import ORG_ID_PATTERN
+from revtops_kernel.store import org_roles
 from revtops_kernel.store.database import Database, driver_connection
 from revtops_kernel.store.schema import readable_tables
 
@@ -123,13 +125,7 @@ def _bind(sql: str, params: dict[str, Any], dialect: Any) -> tuple[str, Any]:
 def _read_postgresql(
     db: Database, sql: str, params: dict[str, Any], org: str, max_rows: int, timeout: float
 ) -> tuple[pd.DataFrame, bool]:
-    try:
-        connection = db.reader_engine.connect()
-    except OperationalError as exc:
-        raise QueryError(
-            f"cannot connect as the read-only role ({exc.orig}); run `revtops db upgrade` "
-            "or set REVTOPS_READONLY_DATABASE_URL"
-        ) from exc
+    connection = _connect_as_org(db, org)
     with connection:
         raw: psycopg.Connection[Any] = driver_connection(connection)
         statement, bound = _bind(sql, params, connection.dialect)
@@ -137,9 +133,8 @@ def _read_postgresql(
             with raw.cursor() as setup:
                 setup.execute("SET TRANSACTION READ ONLY")
                 setup.execute(
-                    "SELECT set_config('statement_timeout', %s, true), "
-                    "set_config('revtops.org_id', %s, true)",
-                    (f"{int(timeout * 1000)}ms", org),
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (f"{int(timeout * 1000)}ms",),
                 )
             with (
                 _deadline(timeout + CLIENT_GRACE_SECONDS, raw.cancel_safe) as fired,
@@ -169,6 +164,39 @@ def _read_postgresql(
             connection.rollback()  # undoes anything, set_config included
     truncated = len(rows) > max_rows
     return pd.DataFrame.from_records(rows[:max_rows], columns=names), truncated
+
+
+_ensured: set[tuple[str, str]] = set()
+_ensured_lock = threading.Lock()
+
+
+def _connect_as_org(db: Database, org: str) -> Connection:
+    """A connection as ``org``'s login role, creating and mapping the role on first use."""
+    role = org_roles.role_name(org)
+    key = (db.display_url, org)
+    if key not in _ensured:
+        with _ensured_lock, db.begin() as admin:
+            org_roles.ensure_org_role(admin, org)
+        _ensured.add(key)
+    try:
+        return db.org_reader_engine(role).connect()
+    except OperationalError as first:
+        if db.org_reader_password(role) is None:
+            raise _cannot_connect(role, first) from first
+    # A configured password may not be on the role yet (created elsewhere, secret rotated).
+    with db.begin() as admin:
+        org_roles.ensure_org_role(admin, org, password=db.org_reader_password(role))
+    try:
+        return db.org_reader_engine(role).connect()
+    except OperationalError as exc:
+        raise _cannot_connect(role, exc) from exc
+
+
+def _cannot_connect(role: str, exc: OperationalError) -> QueryError:
+    return QueryError(
+        f"cannot connect as the organization's read-only role {role} ({exc.orig}); check "
+        "REVTOPS_READONLY_DATABASE_URL and that the server accepts this role's login"
+    )
 
 
 # --- DuckDB ----------------------------------------------------------------------------------

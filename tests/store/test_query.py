@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
 from revtops_kernel.store import Database
+from revtops_kernel.store.org_roles import role_name
 from revtops_kernel.store.query import read_sql
 from revtops_kernel.store.upsert import upsert
 
@@ -170,15 +171,34 @@ def test_settings_cannot_be_changed(loaded: Database, sql: str) -> None:
 @pytest.mark.postgres
 def test_a_set_config_inside_a_select_is_rolled_back(postgres_db: Database) -> None:
     read_sql(postgres_db, "SELECT set_config('statement_timeout', '0', false)", org="acme")
-    read_sql(postgres_db, "SELECT set_config('revtops.org_id', 'globex', false)", org="acme")
+    read_sql(postgres_db, "SELECT set_config('search_path', 'pg_temp', false)", org="acme")
     frame = read_sql(
         postgres_db,
         "SELECT current_setting('statement_timeout') AS t, "
-        "current_setting('revtops.org_id') AS org, current_user AS who",
+        "current_setting('search_path') AS path, current_user AS who",
         org="acme",
         timeout=7,
     ).frame
-    assert frame.to_dict("records") == [{"t": "7s", "org": "acme", "who": "revtops_reader"}]
+    assert frame.to_dict("records") == [
+        {"t": "7s", "path": '"$user", public', "who": role_name("acme")}
+    ]
+
+
+@pytest.mark.postgres
+def test_each_organization_reads_as_its_own_role(loaded: Database) -> None:
+    if loaded.is_duckdb:
+        pytest.skip("PostgreSQL roles")
+    for org in ("acme", "globex"):
+        frame = read_sql(loaded, "SELECT current_user AS who, count(*) AS n FROM deals", org=org)
+        assert frame.frame["who"][0] == role_name(org)
+    # A session setting is no key to another org's rows any more.
+    frame = read_sql(
+        loaded,
+        "SELECT set_config('revtops.org_id', 'globex', true) AS s, "
+        "(SELECT count(*) FROM deals WHERE organization_id = 'globex') AS n",
+        org="acme",
+    ).frame
+    assert int(frame["n"][0]) == 0
 
 
 @pytest.mark.postgres
