@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from revtops_kernel import __version__
 from revtops_kernel.errors import RevtopsError, SettingsError
-from revtops_kernel.providers import CRM_PROVIDERS
+from revtops_kernel.providers import ALL_PROVIDERS, CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="sync CRM data into the store")
     sync.add_argument("--org", help="organization id (default: REVTOPS_ORG)")
     sync.add_argument(
-        "--provider", choices=[*CRM_PROVIDERS, "all"], default="all", help="which CRM to sync"
+        "--provider", choices=[*ALL_PROVIDERS, "all"], default="all", help="which CRM to sync"
     )
     sync.add_argument("--full-refresh", action="store_true", help="re-read everything")
     sync.add_argument(
@@ -149,11 +149,12 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.store import Database, upgrade
-    from revtops_kernel.sync import run_sync
+    from revtops_kernel.sync import configured_providers, run_sync
 
     db = Database.from_settings(settings)
     upgrade(db)
-    providers = CRM_PROVIDERS if args.provider == "all" else (args.provider,)
+    everything = args.provider == "all"
+    providers = configured_providers(settings, db, args.org) if everything else (args.provider,)
     failed = False
     for provider in providers:
         result = run_sync(

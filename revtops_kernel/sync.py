@@ -18,6 +18,7 @@ from importlib import import_module
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection, select
 from tqdm import tqdm
 
 from revtops_kernel.connectors.base import Connector, Page
@@ -31,11 +32,12 @@ from revtops_kernel.normalize.base import (
     StageInfo,
     normalize_page,
 )
-from revtops_kernel.providers import CRM_PROVIDERS
+from revtops_kernel.providers import ALL_PROVIDERS
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.timeutil import utcnow
 
@@ -55,6 +57,9 @@ class ProviderSpec:
     # deal_stages rows -> the stage map deals are normalized with
     stage_map: Callable[[list[dict[str, Any]]], dict[str, StageInfo]] | None
     id_field: str
+    # After every stream: provider-specific clean-up in one transaction (e.g. calendar events
+    # a full re-read no longer returned are marked deleted); returns rows changed.
+    after_streams: Callable[[Connection, str, Connector], int] | None = None
 
 
 def provider_spec(provider: str) -> ProviderSpec:
@@ -64,7 +69,79 @@ def provider_spec(provider: str) -> ProviderSpec:
     if provider == "salesforce":
         module = import_module("revtops_kernel.normalize.salesforce")
         return ProviderSpec(module.NORMALIZERS, "OpportunityStage", module.stage_map, "Id")
-    raise ValueError(f"no sync for provider {provider!r}; choose one of {CRM_PROVIDERS}")
+    if provider == "slack":
+        module = import_module("revtops_kernel.normalize.slack")
+        return ProviderSpec(module.NORMALIZERS, None, None, "id")
+    if provider == "google_calendar":
+        module = import_module("revtops_kernel.normalize.google_calendar")
+        return ProviderSpec(module.NORMALIZERS, None, None, "id", _calendar_orphans)
+    raise ValueError(f"no sync for provider {provider!r}; choose one of {ALL_PROVIDERS}")
+
+
+def _calendar_orphans(conn: Connection, org: str, connector: Connector) -> int:
+    """Events of a calendar read in full during this run that the read did not return: they
+    are gone from the calendar (deleted while a sync token was invalid, say)."""
+    full_reads = getattr(connector, "full_reads", [])
+    activities = metadata.tables["activities"]
+    changed = 0
+    now = utcnow()
+    for read in full_reads:
+        live = select(activities.c.id, activities.c.source_id).where(
+            activities.c.organization_id == org,
+            activities.c.source_system == "google_calendar",
+            activities.c.channel == read.calendar_id,
+            activities.c.deleted_at.is_(None),
+        )
+        gone = [row.id for row in conn.execute(live) if row.source_id not in read.event_ids]
+        if gone:
+            conn.execute(
+                activities.update()
+                .where(activities.c.id.in_(gone))
+                .values(deleted_at=now, status="cancelled")
+            )
+            changed += len(gone)
+    return changed
+
+
+def configured_providers(
+    settings: Settings, db: Database | None = None, org: str | None = None
+) -> tuple[str, ...]:
+    """The providers ``sync --provider all`` runs: a token in settings, or a Nango connection."""
+    connected: set[str] = set()
+    if db is not None and settings.nango_secret_key is not None:
+        integrations = metadata.tables["integrations"]
+        with db.connect() as conn:
+            connected = set(
+                conn.execute(
+                    select(integrations.c.provider).where(
+                        integrations.c.organization_id == (org or settings.org),
+                        integrations.c.nango_connection_id.is_not(None),
+                    )
+                ).scalars()
+            )
+    return tuple(
+        p
+        for p in ALL_PROVIDERS
+        if p in connected or getattr(settings, f"{p}_token", None) is not None
+    )
+
+
+def nango_connection_for(conn: Connection, org: str, provider: str) -> NangoConnection | None:
+    """The org's Nango connection for ``provider``, if one was recorded (integrations)."""
+    integrations = metadata.tables["integrations"]
+    row = conn.execute(
+        select(integrations.c.nango_connection_id, integrations.c.nango_provider_config_key).where(
+            integrations.c.organization_id == org,
+            integrations.c.provider == provider,
+        )
+    ).first()
+    if row is None or not row.nango_connection_id:
+        return None
+    from revtops_kernel.integrations import provider_config_key
+
+    return NangoConnection(
+        row.nango_connection_id, row.nango_provider_config_key or provider_config_key(provider)
+    )
 
 
 def build_connector(
@@ -88,6 +165,20 @@ def build_connector(
                 "set it to your Salesforce instance, e.g. https://acme.my.salesforce.com",
             )
         return SalesforceConnector.connect(settings.salesforce_instance_url, tokens, http)
+    if provider == "slack":
+        from revtops_kernel.connectors.slack import SlackConnector
+
+        return SlackConnector.connect(
+            settings.slack_base_url,
+            tokens,
+            http,
+            thread_lookback_days=settings.slack_thread_lookback_days,
+            requests_per_minute=settings.slack_requests_per_minute,
+        )
+    if provider == "google_calendar":
+        from revtops_kernel.connectors.google_calendar import GoogleCalendarConnector
+
+        return GoogleCalendarConnector.connect(settings.google_calendar_base_url, tokens, http)
     raise ValueError(f"no connector for provider {provider!r}")
 
 
@@ -140,13 +231,17 @@ def run_sync(
             bookkeeping.clear_cursors(conn, org, provider)
         run_id = bookkeeping.start_run(conn, org, provider, full_refresh=full_refresh)
         release_quarantine = bookkeeping.has_quarantined(conn, org, provider)
+        nango = nango_connection_for(conn, org, provider) if connector is None else None
     result = SyncResult(run_id, org, provider, "running", RunCounts(), 0.0)
     http = make_http_client() if connector is None else None
     try:
-        connector = connector or build_connector(settings, provider, _require(http))
+        connector = connector or build_connector(
+            settings, provider, _require(http), nango_connection=nango
+        )
         engine = _StreamWriter(db, result, spec, release_quarantine)
         for stream in _selected(connector.streams(), streams, spec):
             engine.sync_stream(connector, stream, progress=progress)
+        _finish_streams(db, result, spec, connector)
         result.status = "succeeded"
     except RevtopsError as exc:
         result.status, result.error = "failed", str(exc)
@@ -171,6 +266,19 @@ def run_sync(
             error=result.error,
         )
     return result
+
+
+def _finish_streams(
+    db: Database, result: SyncResult, spec: ProviderSpec, connector: Connector
+) -> None:
+    """The provider's clean-up, then identity resolution over the organization's rows."""
+    from revtops_kernel.resolve import resolve_identities
+
+    with db.begin() as conn:
+        if spec.after_streams is not None:
+            deleted = spec.after_streams(conn, result.organization_id, connector)
+            result.counts.deleted += deleted
+        resolve_identities(conn, result.organization_id)
 
 
 def _selected(

@@ -2,23 +2,28 @@
 
 With Nango the project stores no provider token: it asks Nango for the connection's current
 access token when a sync starts, keeps it in memory for that sync only, and asks again (forcing
-a refresh) once when the provider answers 401.
+a refresh) when the provider answers 401 (the client does so once per request) or when the
+token's ``expires_at`` is less than a minute away. Tokens rotate: a long sync may fetch several.
+A token never appears in a log line or an error.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import httpx
 from pydantic import SecretStr
 
 from revtops_kernel.errors import CredentialsError
 from revtops_kernel.settings import Settings
+from revtops_kernel.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("hubspot", "salesforce", "slack", "google_calendar")
+EXPIRY_MARGIN = timedelta(seconds=60)  # fetch a new token this long before the old one expires
 TOKEN_VARIABLES = {provider: f"REVTOPS_{provider.upper()}_TOKEN" for provider in PROVIDERS}
 
 
@@ -51,7 +56,8 @@ class NangoConnection:
 
 
 class NangoToken:
-    """The access token of a Nango connection, fetched on first use and on one 401."""
+    """The access token of a Nango connection: fetched on first use, before it expires, and
+    after a 401 (``refresh``, which says whether Nango handed out a different token)."""
 
     def __init__(
         self,
@@ -68,17 +74,19 @@ class NangoToken:
         self._secret_key = secret_key
         self._http = http
         self._token: str | None = None
-        self._refreshed = False
+        self._expires_at: datetime | None = None
+        self.fetches = 0
 
     def token(self) -> str:
-        if self._token is None:
+        if self._token is None or (
+            self._expires_at is not None and self._expires_at - EXPIRY_MARGIN <= utcnow()
+        ):
             self._token = self._fetch(force_refresh=False)
         return self._token
 
     def refresh(self) -> bool:
-        if self._refreshed:
-            return False
-        self._refreshed = True
+        """After a 401: True if Nango now gives another token (worth one more try). The same
+        token again means the 401 stands; the client asks at most once per request."""
         previous, self._token = self._token, self._fetch(force_refresh=True)
         return self._token != previous or previous is None
 
@@ -97,7 +105,9 @@ class NangoToken:
             raise CredentialsError("nango", endpoint, None, f"Nango unreachable: {exc}") from exc
         if response.status_code != 200:
             raise CredentialsError("nango", endpoint, response.status_code, _nango_error(response))
+        self.fetches += 1
         credentials = response.json().get("credentials") or {}
+        self._expires_at = _expiry(credentials.get("expires_at"))
         token = credentials.get("access_token") or credentials.get("apiKey")
         if not token:
             raise CredentialsError(
@@ -108,6 +118,15 @@ class NangoToken:
             )
         log.info("nango: token for %s connection fetched", self.provider)
         return str(token)
+
+
+def _expiry(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return to_utc(value)
+    except ValueError:
+        return None  # an unreadable expiry: rely on the 401 instead
 
 
 def _nango_error(response: httpx.Response) -> str:

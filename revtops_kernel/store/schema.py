@@ -173,6 +173,12 @@ class Integration(Base):
     nango_connection_id: Mapped[str | None] = mapped_column(
         comment="Nango connection id; NULL when a token from settings is used."
     )
+    nango_provider_config_key: Mapped[str | None] = mapped_column(
+        comment="Nango integration (provider config key) of the connection, e.g. google-calendar."
+    )
+    end_user_id: Mapped[str | None] = mapped_column(
+        comment="Who connected it, as Nango's end user id (the app user's id)."
+    )
     status: Mapped[str] = mapped_column(
         String(16), comment="connected, syncing, error or disconnected."
     )
@@ -183,6 +189,28 @@ class Integration(Base):
     last_error: Mapped[str | None] = mapped_column(comment="The last sync error, if any.")
     created_at: Mapped[datetime] = mapped_column(comment="When it was connected (UTC).")
     updated_at: Mapped[datetime] = mapped_column(comment="When it last changed (UTC).")
+
+
+class NangoWebhookEvent(Base):
+    """Nango webhooks already processed: a replayed delivery is recognized and ignored."""
+
+    __tablename__ = "nango_webhook_events"
+
+    body_sha256: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="SHA-256 (hex) of the raw body: the delivery's id."
+    )
+    organization_id: Mapped[str | None] = mapped_column(
+        String(63), comment="Organization the webhook was about, when it named one."
+    )
+    webhook_type: Mapped[str | None] = mapped_column(String(32), comment="type: auth, sync...")
+    operation: Mapped[str | None] = mapped_column(
+        String(32), comment="operation: creation, override, refresh..."
+    )
+    connection_id: Mapped[str | None] = mapped_column(comment="Nango connection id it named.")
+    outcome: Mapped[str] = mapped_column(
+        String(16), comment="What it did: recorded, failed (auth failed) or ignored."
+    )
+    received_at: Mapped[datetime] = mapped_column(comment="When it was first processed (UTC).")
 
 
 # --- sync bookkeeping ------------------------------------------------------------------------
