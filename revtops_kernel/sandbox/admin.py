@@ -9,6 +9,10 @@ listens on loopback.
     GET  /_sandbox/faults               POST /_sandbox/faults {"hubspot": {"rate_limits": true}}
     POST /_sandbox/faults/reset
     POST /_sandbox/mutate               {"modified_pct": 1, "archived_pct": 0.1, "seed": 7}
+    POST /_sandbox/mutate/slack         {"new_messages": 10, "late_replies": 5, "seed": 3}
+    POST /_sandbox/mutate/calendar      {"moved": 5, "cancelled": 3, "new": 5, "seed": 3}
+    POST /_sandbox/calendar/expire-sync-tokens
+    GET  /_sandbox/slack/posts          what the app posted (chat.postMessage, file uploads)
     POST /_sandbox/bump                 {"object_type": "deals", "n": 300, "same_timestamp": true}
     POST /_sandbox/tokens/rotate        {"provider": "hubspot"} (omit provider: all)
     POST /_sandbox/tokens/expire        {"provider": "salesforce"}
@@ -48,6 +52,9 @@ def admin_routes(state: SandboxState) -> list[Route]:
             {
                 "hubspot_base_url": f"{base}/hubspot",
                 "salesforce_instance_url": f"{base}/salesforce",
+                "slack_base_url": f"{base}/slack/api",
+                "google_calendar_base_url": f"{base}/calendar/v3",
+                "nango_base_url": f"{base}/nango",
                 "tokens": {p: state.token_for(p) for p in state.tokens},
                 "seed": co.seed,
                 "scale": co.scale,
@@ -93,6 +100,54 @@ def admin_routes(state: SandboxState) -> list[Route]:
             return _json({"error": str(exc)}, 400)
         return _json(result.as_dict())
 
+    async def mutate_slack(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            result = state.mutate_slack(
+                new_messages=int(body.get("new_messages", 10)),
+                late_replies=int(body.get("late_replies", 5)),
+                seed=body.get("seed"),
+            )
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(result.as_dict())
+
+    async def mutate_calendar(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            result = state.mutate_calendar(
+                moved=int(body.get("moved", 5)),
+                cancelled=int(body.get("cancelled", 3)),
+                new=int(body.get("new", 5)),
+                seed=body.get("seed"),
+            )
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(result.as_dict())
+
+    async def expire_sync_tokens(request: Request) -> Response:
+        state.expire_calendar_sync_tokens()
+        return _json({"ok": True})
+
+    async def slack_posts(request: Request) -> Response:
+        with state.lock:
+            posts = [
+                {
+                    "method": p.method,
+                    "channel": p.channel_id,
+                    "ts": p.ts,
+                    "text": p.text,
+                    "thread_ts": p.thread_ts,
+                    "blocks": p.blocks,
+                    "files": [
+                        {k: v for k, v in f.items() if k != "data"} | {"bytes": len(f["data"])}
+                        for f in p.files
+                    ],
+                }
+                for p in state.company.slack.posts
+            ]
+        return _json({"posts": posts})
+
     async def bump(request: Request) -> Response:
         try:
             body = await _body(request)
@@ -135,6 +190,10 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route("/faults", faults, methods=["GET", "POST"]),
         Route("/faults/reset", faults_reset, methods=["POST"]),
         Route("/mutate", mutate, methods=["POST"]),
+        Route("/mutate/slack", mutate_slack, methods=["POST"]),
+        Route("/mutate/calendar", mutate_calendar, methods=["POST"]),
+        Route("/calendar/expire-sync-tokens", expire_sync_tokens, methods=["POST"]),
+        Route("/slack/posts", slack_posts, methods=["GET"]),
         Route("/bump", bump, methods=["POST"]),
         Route("/tokens/rotate", rotate, methods=["POST"]),
         Route("/tokens/expire", expire, methods=["POST"]),

@@ -77,6 +77,7 @@ def mutate(
     time; archived ones disappear from normal listings (HubSpot ``archived=true`` listing,
     Salesforce ``queryAll`` with ``IsDeleted``); deleted ones disappear everywhere.
     """
+    company.ensure_activity_data()  # Slack and Calendar read CRM fields this changes
     rng = _rng(company, seed)
     start = _next_tick(company)
     result = MutationResult(started_ms=start, finished_ms=start)
@@ -113,6 +114,7 @@ def bump(
     falls inside the group; otherwise times advance by a few milliseconds each, which is how a
     bulk import or a workflow touching 30,000 records looks to an incremental search.
     """
+    company.ensure_activity_data()
     rng = _rng(company, seed)
     live = [r for r in company.records(object_type) if r.state == LIVE]
     chosen = rng.sample(live, min(n, len(live)))
@@ -200,3 +202,168 @@ def _change_deal(deal: Deal, rng: random.Random, ts: int) -> None:
         deal.history = (*deal.history, new, ts)
     else:
         deal.close_day += rng.randint(-10, 30)  # the rep moved the close date
+
+
+# -- Slack and Google Calendar ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ActivityChanges:
+    """What `mutate_slack` / `mutate_calendar` did, in the providers' own ids.
+
+    ``slack_new``: (channel id, ts) of new top-level messages; ``slack_replies``: (channel id,
+    thread_ts, ts) of new replies, ``slack_late_replies`` the subset in threads older than a
+    week (the ones a sync that only reads history since its last cursor misses). Calendar
+    lists are (calendar id of the organizer, event id).
+    """
+
+    started_ms: int
+    finished_ms: int
+    slack_new: list[tuple[str, str]] = field(default_factory=list)
+    slack_replies: list[tuple[str, str, str]] = field(default_factory=list)
+    slack_late_replies: list[tuple[str, str, str]] = field(default_factory=list)
+    events_moved: list[tuple[str, str]] = field(default_factory=list)
+    events_cancelled: list[tuple[str, str]] = field(default_factory=list)
+    events_new: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_ms": self.started_ms,
+            "finished_ms": self.finished_ms,
+            "slack_new": self.slack_new,
+            "slack_replies": self.slack_replies,
+            "slack_late_replies": self.slack_late_replies,
+            "events_moved": self.events_moved,
+            "events_cancelled": self.events_cancelled,
+            "events_new": self.events_new,
+        }
+
+
+def mutate_slack(
+    company: Company, *, new_messages: int = 10, late_replies: int = 5, seed: int | None = None
+) -> ActivityChanges:
+    """Post ``new_messages`` new messages (some in shared channels by external people) and
+    ``late_replies`` replies to messages older than a week, a few of which had no replies
+    before (so an old message turns into a thread)."""
+    from revtops_kernel.sandbox.slack_data import (
+        _EXTERNAL_TEXTS,
+        _LATE_REPLY_TEXTS,
+        _REPLY_TEXTS,
+        SlackMessage,
+        fill_text,
+    )
+
+    ws = company.slack
+    company.ensure_activity_data()
+    rng = _rng(company, seed)
+    start = _next_tick(company)
+    out = ActivityChanges(started_ms=start, finished_ms=start)
+    open_channels = [c for c in ws.channels if c.is_member and not c.is_archived and c.messages]
+    reps = [u.idx for u in ws.users if u.owner >= 0 and not u.deleted] or [0]
+    ts_ms = start
+    for _ in range(new_messages):
+        ch = open_channels[int(rng.random() * len(open_channels))]
+        ts_ms += rng.randint(1, 40)
+        externals = [m for m in ch.members if ws.users[m].external]
+        author = reps[int(rng.random() * len(reps))]
+        members = [m for m in ch.members if m in reps]
+        if members:
+            author = members[int(rng.random() * len(members))]
+        templates: tuple[str, ...] = _REPLY_TEXTS
+        if externals and rng.random() < 0.3:
+            author, templates = externals[int(rng.random() * len(externals))], _EXTERNAL_TEXTS
+        text = fill_text(company, ws, rng, templates[int(rng.random() * len(templates))],
+                         ch.account, ch.deal, reps)  # fmt: skip
+        msg = SlackMessage(0, ch.idx, ws.next_ts_us(ch, ts_ms * 1000), author, text, 0,
+                           ch.account, ch.deal)  # fmt: skip
+        ws.add_message(msg)
+        out.slack_new.append((ch.id, msg.ts))
+    week_us = 7 * 86_400_000_000
+    horizon = start * 1000 - week_us
+    old = [(c, m) for c in open_channels for m in c.messages if m.ts_us < horizon]
+    with_threads = [(c, m) for c, m in old if m.replies]
+    without = [(c, m) for c, m in old if not m.replies]
+    for k in range(late_replies):
+        pool = without if (k % 3 == 2 and without) or not with_threads else with_threads
+        if not pool:
+            break
+        ch, parent = pool[int(rng.random() * len(pool))]
+        ts_ms += rng.randint(1, 40)
+        newest = parent.replies[-1].ts_us if parent.replies else parent.ts_us
+        ts_us = max(ws.next_ts_us(ch, ts_ms * 1000), newest + 1)
+        authors = [m for m in ch.members if m in reps or ws.users[m].external] or reps
+        text = fill_text(company, ws, rng, _LATE_REPLY_TEXTS[k % len(_LATE_REPLY_TEXTS)],
+                         ch.account, ch.deal, reps)  # fmt: skip
+        reply = SlackMessage(0, ch.idx, ts_us, authors[int(rng.random() * len(authors))], text,
+                             0, ch.account, ch.deal)  # fmt: skip
+        ws.add_message(reply, parent=parent)
+        entry = (ch.id, parent.ts, reply.ts)
+        out.slack_replies.append(entry)
+        out.slack_late_replies.append(entry)
+    return _finish_activity(company, out, max(ts_ms, start))
+
+
+def mutate_calendar(
+    company: Company,
+    *,
+    moved: int = 5,
+    cancelled: int = 3,
+    new: int = 5,
+    seed: int | None = None,
+) -> ActivityChanges:
+    """Move ``moved`` meetings, cancel ``cancelled`` ones (one of them an instance of a
+    recurring event when there is one) and book ``new`` meetings in the next two weeks."""
+    from revtops_kernel.sandbox.calendar_data import add_exception, new_meeting
+
+    cals = company.calendars
+    company.ensure_activity_data()
+    rng = _rng(company, seed)
+    start = _next_tick(company)
+    out = ActivityChanges(started_ms=start, finished_ms=start)
+    ts = start
+    masters = [e for e in cals.events if e.recurrence and e.status != "cancelled"]
+    future = [
+        (m, s) for m in masters for s in m.instance_starts()
+        if s > company.clock_ms and s not in m.exceptions
+    ]  # fmt: skip
+    if cancelled and future:  # one cancelled instance of a recurring event
+        ts += rng.randint(1, 40)
+        master, original = future[int(rng.random() * len(future))]
+        exc = add_exception(cals, master, original, "cancelled", 0, ts)
+        out.events_cancelled.append((cals.calendars[master.organizer].id, exc.id))
+        cancelled -= 1
+    singles = [
+        e
+        for e in cals.events
+        if e.status != "cancelled" and not e.all_day and not e.recurrence and e.master < 0
+    ]
+    chosen = rng.sample(singles, min(len(singles), moved + cancelled))
+    for i, ev in enumerate(chosen):
+        ts += rng.randint(1, 40)
+        ev.updated_ms = ts
+        ev.sequence += 1
+        organizer = cals.calendars[ev.organizer].id
+        if i < moved:
+            shift = rng.choice((-1, 1)) * rng.randint(1, 72) * 3_600_000
+            ev.start_ms += shift
+            ev.end_ms += shift
+            out.events_moved.append((organizer, ev.id))
+        else:
+            ev.status = "cancelled"
+            out.events_cancelled.append((organizer, ev.id))
+    active = [o.idx for o in company.owners if o.active] or [0]
+    for _ in range(new):
+        ts += rng.randint(1, 40)
+        owner = active[int(rng.random() * len(active))]
+        when = company.clock_ms + rng.randint(1, 14) * DAY_MS
+        when -= when % (15 * 60_000)
+        ev = new_meeting(company, cals, rng, owner, when, ts)
+        out.events_new.append((cals.calendars[owner].id, ev.id))
+    return _finish_activity(company, out, ts)
+
+
+def _finish_activity(company: Company, out: ActivityChanges, last_ms: int) -> ActivityChanges:
+    out.finished_ms = last_ms
+    company.clock_ms = max(company.clock_ms, last_ms + 1000)
+    company.version += 1
+    return out

@@ -29,9 +29,10 @@ from revtops_kernel.sandbox.admin import admin_routes
 from revtops_kernel.sandbox.company import DEFAULT_ANCHOR, OBJECT_TYPES, Company
 from revtops_kernel.sandbox.faults import Faults
 from revtops_kernel.sandbox.gate import ASGIApp, Gate
+from revtops_kernel.sandbox.gcalendar import CalendarAPI
 from revtops_kernel.sandbox.generate import generate_company
 from revtops_kernel.sandbox.hubspot import HubSpotAPI
-from revtops_kernel.sandbox.mutate import MutationResult
+from revtops_kernel.sandbox.mutate import ActivityChanges, MutationResult
 from revtops_kernel.sandbox.options import DEFAULT_PORT, add_cli_arguments
 from revtops_kernel.sandbox.salesforce import SalesforceAPI
 from revtops_kernel.sandbox.slack import SlackAPI
@@ -48,6 +49,7 @@ def build_app(state: SandboxState) -> ASGIApp:
             Mount("/hubspot", routes=HubSpotAPI(state).routes()),
             Mount("/salesforce", routes=SalesforceAPI(state).routes()),
             Mount("/slack", routes=SlackAPI(state).routes()),
+            Mount("/calendar/v3", routes=CalendarAPI(state).routes()),
             Mount("/_sandbox", routes=admin_routes(state)),
         ]
     )
@@ -179,6 +181,15 @@ class SandboxServer:
             return list(self.state.company.slack.posts)
 
     @property
+    def google_calendar_base_url(self) -> str:
+        """Where ``https://www.googleapis.com/calendar/v3`` is."""
+        return f"{self.url}/calendar/v3"
+
+    def expire_calendar_sync_tokens(self) -> None:
+        """Every sync token issued so far now answers 410 fullSyncRequired."""
+        self.state.expire_calendar_sync_tokens()
+
+    @property
     def token(self) -> str:
         """The bearer token every provider accepts (until tokens are rotated separately)."""
         tokens = {self.state.token_for(p) for p in self.state.tokens}
@@ -239,6 +250,20 @@ class SandboxServer:
             seed=seed,
             object_types=object_types,
         )
+
+    def mutate_slack(
+        self, new_messages: int = 10, late_replies: int = 5, *, seed: int | None = None
+    ) -> ActivityChanges:
+        """New messages, and replies arriving late in threads older than a week."""
+        return self.state.mutate_slack(
+            new_messages=new_messages, late_replies=late_replies, seed=seed
+        )
+
+    def mutate_calendar(
+        self, moved: int = 5, cancelled: int = 3, new: int = 5, *, seed: int | None = None
+    ) -> ActivityChanges:
+        """Meetings moved, cancelled (one recurring instance among them) and newly booked."""
+        return self.state.mutate_calendar(moved=moved, cancelled=cancelled, new=new, seed=seed)
 
     def bump(self, object_type: str, n: int = 30_000, *, seed: int | None = None) -> MutationResult:
         """Modify ``n`` records of one type at once (past search's 10,000-result window)."""

@@ -22,7 +22,7 @@ from revtops_kernel.sandbox.faults import (
     fault_rng,
     malformed_kind,
 )
-from revtops_kernel.sandbox.mutate import MutationResult
+from revtops_kernel.sandbox.mutate import ActivityChanges, MutationResult
 
 TokenCheck = Literal["ok", "missing", "invalid", "expired"]
 
@@ -172,6 +172,22 @@ class SandboxState:
                 self.company, object_type, n, same_timestamp=same_timestamp, seed=seed
             )
 
+    def mutate_slack(
+        self, *, new_messages: int = 10, late_replies: int = 5, seed: int | None = None
+    ) -> ActivityChanges:
+        with self.lock:
+            return _mutate.mutate_slack(
+                self.company, new_messages=new_messages, late_replies=late_replies, seed=seed
+            )
+
+    def mutate_calendar(
+        self, *, moved: int = 5, cancelled: int = 3, new: int = 5, seed: int | None = None
+    ) -> ActivityChanges:
+        with self.lock:
+            return _mutate.mutate_calendar(
+                self.company, moved=moved, cancelled=cancelled, new=new, seed=seed
+            )
+
     def rotate_token(self, provider: str | None = None) -> str:
         """New valid token for one provider or (None) all of them; old tokens now expired."""
         with self.lock:
@@ -185,6 +201,10 @@ class SandboxState:
         with self.lock:
             for p in self._providers(provider):
                 self.tokens[p].expire()
+
+    def expire_calendar_sync_tokens(self) -> None:
+        with self.lock:
+            self.company.calendars.sync_epoch += 1
 
     def token_for(self, provider: str) -> str:
         return self.tokens[provider].current

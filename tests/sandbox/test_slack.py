@@ -162,7 +162,7 @@ def test_content_mentions_accounts_and_external_authors(
     msgs = walk_history(sl, shared.id, limit=200)
     externals = {u.id: u for u in ws.users if u.external}
     replies = [r for m in shared.messages for r in m.replies]
-    authors = {m.get("user") for m in msgs} | {ws.users[r.user].id for r in replies}
+    authors = {str(m.get("user")) for m in msgs} | {ws.users[r.user].id for r in replies}
     assert authors & set(externals), "a shared channel has external authors"
     for uid in authors & set(externals):
         u = externals[uid]
