@@ -196,6 +196,10 @@ def test_a_sync_killed_at_a_random_point_resumes_to_the_same_contents(
         resumed = run_sync(second_store, settings_for(sandbox, second_store), "hubspot")
     assert resumed.ok, resumed.error
     assert_same_contents(second_store, db)
+    # The killed run no longer claims to be running: the next sync found its process gone.
+    statuses = "SELECT status FROM sync_runs WHERE provider = 'hubspot' ORDER BY started_at"
+    with second_store.connect() as conn:
+        assert [row[0] for row in conn.exec_driver_sql(statuses)] == ["interrupted", "succeeded"]
 
 
 def wait_for_progress(store: Database, process: subprocess.Popen[bytes]) -> None:

@@ -7,6 +7,8 @@ the caller's transaction so a sync can commit a page's rows and its cursor toget
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ def ensure_organization(conn: Connection, org: str, *, name: str | None = None) 
 
 
 def start_run(conn: Connection, org: str, provider: str, *, full_refresh: bool) -> uuid.UUID:
+    reap_interrupted_runs(conn)
     run_id = uuid.uuid4()
     conn.execute(
         _runs.insert().values(
@@ -44,6 +47,8 @@ def start_run(conn: Connection, org: str, provider: str, *, full_refresh: bool) 
             provider=provider,
             full_refresh=full_refresh,
             status="running",
+            host=socket.gethostname(),
+            pid=os.getpid(),
             started_at=utcnow(),
             fetched=0,
             upserted=0,
@@ -54,6 +59,41 @@ def start_run(conn: Connection, org: str, provider: str, *, full_refresh: bool) 
         )
     )
     return run_id
+
+
+def reap_interrupted_runs(conn: Connection) -> int:
+    """Mark 'running' runs of this host whose process is gone as interrupted; return how many.
+
+    A sync killed outright (SIGKILL, a crash, a reboot) cannot record its own end. Its cursors
+    are safe (they move only after commits), but its row would claim to be running forever.
+    Runs of other hosts are left alone: their processes cannot be checked from here.
+    """
+    host = socket.gethostname()
+    running = conn.execute(
+        select(_runs.c.id, _runs.c.pid).where(_runs.c.status == "running", _runs.c.host == host)
+    ).all()
+    gone = [row.id for row in running if row.pid is not None and not _process_alive(row.pid)]
+    if gone:
+        conn.execute(
+            update(_runs)
+            .where(_runs.c.id.in_(gone))
+            .values(
+                status="interrupted",
+                finished_at=utcnow(),
+                error="the sync's process ended without recording an outcome (killed or crashed)",
+            )
+        )
+    return len(gone)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 @dataclass

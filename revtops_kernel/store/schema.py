@@ -230,8 +230,10 @@ class SyncRun(Base):
         default=False, comment="True for a full re-read, false for an incremental sync."
     )
     status: Mapped[str] = mapped_column(
-        String(16), comment="running, succeeded, failed or cancelled."
+        String(16), comment="running, succeeded, failed, cancelled or interrupted."
     )
+    host: Mapped[str | None] = mapped_column(comment="Host name of the process that runs it.")
+    pid: Mapped[int | None] = mapped_column(Integer, comment="Process id that runs it.")
     started_at: Mapped[datetime] = mapped_column(comment="When the sync started (UTC).")
     finished_at: Mapped[datetime | None] = mapped_column(comment="When it ended (UTC).")
     fetched: Mapped[int] = mapped_column(BigInteger, default=0, comment="Records fetched.")
