@@ -228,6 +228,5 @@ def test_a_dropped_role_can_no_longer_read(two_orgs: Database) -> None:
         ensure_org_role(conn, "initech")
     with two_orgs.begin() as conn:
         drop_org_role(conn, "initech")
-    with pytest.raises(psycopg.Error):
-        with connect_as(two_orgs, "initech") as session:
-            visible_orgs(session)
+    with pytest.raises(psycopg.Error), connect_as(two_orgs, "initech") as session:
+        visible_orgs(session)
