@@ -523,10 +523,19 @@ class Artifact(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
     organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
     conversation_id: Mapped[uuid.UUID | None] = mapped_column(comment="Where it was created.")
+    tool_use_id: Mapped[str | None] = mapped_column(
+        comment="Id of the create_artifact tool_use block that made it, placing it in the "
+        "conversation's transcript."
+    )
     kind: Mapped[str] = mapped_column(String(16), comment="chart, table, report or dashboard.")
     title: Mapped[str] = mapped_column(comment="Title shown above it.")
-    spec: Mapped[dict[str, Any]] = mapped_column(comment="Declarative spec (chart type, axes...).")
-    sql: Mapped[str | None] = mapped_column(comment="The query behind it.")
+    spec: Mapped[dict[str, Any]] = mapped_column(
+        comment="Declarative spec, validated (revtops_kernel.artifacts.specs): chart type, "
+        "columns, labels, and the SQL of each chart and table of a report or dashboard."
+    )
+    sql: Mapped[str | None] = mapped_column(
+        comment="The query behind it; for a report or dashboard each part's query, in order."
+    )
     created_by: Mapped[uuid.UUID | None] = mapped_column(comment="users.id of the author.")
     created_at: Mapped[datetime] = mapped_column(comment="When it was created (UTC).")
 
