@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from revtops_kernel.agent.guard import run_guarded
 from revtops_kernel.artifacts.specs import ChartSpec, TableSpec
 from revtops_kernel.errors import ArtifactSpecError
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.query import QueryResult, read_sql
 from revtops_kernel.timeutil import iso_z
 
 MAX_CHART_ROWS = 5_000
@@ -38,7 +38,7 @@ class PartData:
 def run_part_query(db: Database, part: ChartSpec | TableSpec, *, org: str, path: str) -> PartData:
     """Run ``part.sql`` as ``org`` through the SQL guard and check the columns it names."""
     limit = MAX_CHART_ROWS if isinstance(part, ChartSpec) else MAX_TABLE_ROWS
-    result = _guarded(db, part.sql, org=org, max_rows=limit)
+    result = run_guarded(db, part.sql, org=org, max_rows=limit)
     if isinstance(part, ChartSpec) and result.truncated:
         raise ArtifactSpecError(
             f"the query returned more than {MAX_CHART_ROWS} rows, too many to chart; "
@@ -48,11 +48,6 @@ def run_part_query(db: Database, part: ChartSpec | TableSpec, *, org: str, path:
     frame = plottable(result.frame)
     check_columns(part, frame, path=path)
     return PartData(frame, result.truncated)
-
-
-def _guarded(db: Database, sql: str, *, org: str, max_rows: int) -> QueryResult:
-    # The read-only path until the SQL guard (agent.guard.run_guarded) lands.
-    return read_sql(db, sql, org=org, max_rows=max_rows)
 
 
 def check_columns(part: ChartSpec | TableSpec, frame: pd.DataFrame, *, path: str = "") -> None:

@@ -16,7 +16,7 @@ from revtops_kernel.artifacts import (
     list_artifacts,
     render_artifact,
 )
-from revtops_kernel.errors import ArtifactSpecError
+from revtops_kernel.errors import ArtifactSpecError, QueryRefusedError
 from revtops_kernel.store import Database
 
 PIPELINE_SQL = (
@@ -180,3 +180,21 @@ def _json(value: dict[str, Any]) -> str:
     import json
 
     return json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM deals",
+        "SELECT stage_name, 1 AS total FROM deals; DROP TABLE deals",
+        "SELECT table_name AS stage_name, 1 AS total FROM information_schema.tables",
+    ],
+)
+def test_chart_queries_pass_the_sql_guard(sales: Database, sql: str) -> None:
+    with pytest.raises(ArtifactSpecError) as caught:
+        create_artifact(sales, org="acme", spec={**PIPELINE, "sql": sql})
+    assert caught.value.field == "sql"
+    assert isinstance(caught.value.__cause__, QueryRefusedError)
+    assert stored_rows(sales) == []
+    with sales.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM deals")).scalar_one() == 29
