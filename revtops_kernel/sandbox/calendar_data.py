@@ -317,7 +317,8 @@ class _Generator:
             master = self._master(n, cal, "Weekly pipeline review", start, 30, 1, 30, attendees)
             n += 1
             self._exceptions(master)
-        key = [a for a in co.accounts if a.kind == 1][: max(2, round(30 * co.scale))]
+        kinds = co.activity_inputs().account_kinds
+        key = [a for a in co.accounts if kinds[a.idx] == 1][: max(2, round(30 * co.scale))]
         for acc in key:
             owner = acc.owner
             if not co.owners[owner].active:

@@ -14,9 +14,11 @@ after the newest generated timestamp and only moves forward when `mutate.py` cha
 from __future__ import annotations
 
 import calendar
+import gc
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Literal
@@ -356,6 +358,7 @@ class Company:
     _reverse: dict[tuple[str, str], dict[int, list[int]]] = field(default_factory=dict)
     _slack: SlackWorkspace | None = None
     _calendars: Calendars | None = None
+    _inputs: ActivityInputs | None = None
 
     # -- activity providers' ground truth, built on first use ----------------------------------
 
@@ -365,7 +368,8 @@ class Company:
         if self._slack is None:
             from revtops_kernel.sandbox.slack_data import build_workspace
 
-            self._slack = build_workspace(self)
+            with _collector_paused():
+                self._slack = build_workspace(self)
         return self._slack
 
     @property
@@ -374,12 +378,20 @@ class Company:
         if self._calendars is None:
             from revtops_kernel.sandbox.calendar_data import build_calendars
 
-            self._calendars = build_calendars(self)
+            with _collector_paused():
+                self._calendars = build_calendars(self)
         return self._calendars
 
-    def ensure_activity_data(self) -> None:
-        """Build Slack and Calendar now: they read CRM fields that mutations may change."""
-        _ = self.slack, self.calendars
+    def activity_inputs(self) -> ActivityInputs:
+        """The mutable CRM fields Slack and Calendar are built from, as generated (frozen by
+        the first mutation), so both are the same whenever they are first asked for."""
+        if self._inputs is None:
+            self._inputs = ActivityInputs.of(self)
+        return self._inputs
+
+    def freeze_activity_inputs(self) -> None:
+        """Called before any change to CRM records; cheap (a few lists of ints)."""
+        self.activity_inputs()
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -461,6 +473,36 @@ class Company:
 
     def stage(self, deal: Deal) -> Stage:
         return PIPELINES[deal.pipeline].stages[deal.stage]
+
+
+@dataclass(slots=True)
+class ActivityInputs:
+    account_kinds: list[int]
+    account_employees: list[int]
+    deal_amounts: list[int]  # cents, -1: none
+    deal_close_days: list[int]
+
+    @classmethod
+    def of(cls, co: Company) -> ActivityInputs:
+        return cls(
+            [a.kind for a in co.accounts],
+            [a.employees for a in co.accounts],
+            [d.amount_cents for d in co.deals],
+            [d.close_day for d in co.deals],
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Builds allocate tens of thousands of acyclic records; a cyclic collection meanwhile
+    would walk the whole company each time (see `generate_company`)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _SF_OBJECT = {"companies": "Account", "contacts": "Contact", "deals": "Opportunity"}

@@ -77,7 +77,7 @@ def mutate(
     time; archived ones disappear from normal listings (HubSpot ``archived=true`` listing,
     Salesforce ``queryAll`` with ``IsDeleted``); deleted ones disappear everywhere.
     """
-    company.ensure_activity_data()  # Slack and Calendar read CRM fields this changes
+    company.freeze_activity_inputs()  # Slack and Calendar are built from the generated values
     rng = _rng(company, seed)
     start = _next_tick(company)
     result = MutationResult(started_ms=start, finished_ms=start)
@@ -114,7 +114,7 @@ def bump(
     falls inside the group; otherwise times advance by a few milliseconds each, which is how a
     bulk import or a workflow touching 30,000 records looks to an incremental search.
     """
-    company.ensure_activity_data()
+    company.freeze_activity_inputs()
     rng = _rng(company, seed)
     live = [r for r in company.records(object_type) if r.state == LIVE]
     chosen = rng.sample(live, min(n, len(live)))
@@ -254,7 +254,6 @@ def mutate_slack(
     )
 
     ws = company.slack
-    company.ensure_activity_data()
     rng = _rng(company, seed)
     start = _next_tick(company)
     out = ActivityChanges(started_ms=start, finished_ms=start)
@@ -316,7 +315,6 @@ def mutate_calendar(
     from revtops_kernel.sandbox.calendar_data import add_exception, new_meeting
 
     cals = company.calendars
-    company.ensure_activity_data()
     rng = _rng(company, seed)
     start = _next_tick(company)
     out = ActivityChanges(started_ms=start, finished_ms=start)

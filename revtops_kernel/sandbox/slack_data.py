@@ -432,8 +432,11 @@ class _Generator:
 
     def account_channels(self, n: int) -> None:
         co = self.co
+        inputs = co.activity_inputs()
+        kinds, employees = inputs.account_kinds, inputs.account_employees
         key = sorted(
-            (a for a in co.accounts if a.kind in (1, 3)), key=lambda a: (-a.employees, a.idx)
+            (a for a in co.accounts if kinds[a.idx] in (1, 3)),
+            key=lambda a: (-employees[a.idx], a.idx),
         )[:n]
         contacts_of = co.reverse("contacts", "companies")
         for i, acc in enumerate(key):
@@ -463,7 +466,9 @@ class _Generator:
         co = self.co
         horizon = co.anchor_ms - 540 * 86_400_000
         pool = [d for d in co.deals if d.pipeline == 0 and d.created_ms >= horizon]
-        pool.sort(key=lambda d: (-d.amount_cents, d.idx))
+        inputs = co.activity_inputs()
+        amounts, close_days = inputs.deal_amounts, inputs.deal_close_days
+        pool.sort(key=lambda d: (-amounts[d.idx], d.idx))
         candidates = pool[: max(n, 3 * n)]
         chosen = sorted(self.rng.sample(candidates, min(n, len(candidates))), key=lambda d: d.idx)
         from revtops_kernel.sandbox.hubspot_schema import deal_name
@@ -480,7 +485,8 @@ class _Generator:
             ch.is_private = self.rng.random() < 0.3
             team = sorted({owner_user, *self.rng.sample(self.reps, min(2, len(self.reps)))})
             ch.members = [*team, self.ws.bot_user]
-            end = min(self.anchor_us, max(created + 5 * US_PER_DAY, deal.close_day * US_PER_DAY))
+            close_us = close_days[deal.idx] * US_PER_DAY
+            end = min(self.anchor_us, max(created + 5 * US_PER_DAY, close_us))
             n_msgs = 8 + int(self.rng.random() * 22)
             self._fill(
                 ch, n_msgs, created + 3_600_000_000, end, _DEAL_TEXTS, team,
@@ -507,7 +513,7 @@ class _Generator:
             tz="America/New_York",
             tz_label="Eastern Standard Time",
             tz_offset=-18_000,
-            updated_s=c.updated_ms // 1000,
+            updated_s=c.created_ms // 1000,
             contact=contact_idx,
             external=True,
         )
@@ -586,12 +592,13 @@ def fill_text(
     contacts = co.reverse("contacts", "companies").get(acc.idx, [])
     contact = co.contacts[contacts[int(rng.random() * len(contacts))]] if contacts else None
     d = co.deals[deal] if deal >= 0 else None
+    amount = co.activity_inputs().deal_amounts[deal] if deal >= 0 else -1
     rep = ws.users[reps[int(rng.random() * len(reps))]]
     values = {
         "account": acc.name,
         "contact": f"{contact.first_name} {contact.last_name}" if contact else "their champion",
         "deal": deal_name(acc, d) if d is not None else acc.name,
-        "amount": f"${d.amount_cents // 100:,}" if d is not None and d.amount_cents >= 0 else "TBD",
+        "amount": f"${amount // 100:,}" if amount >= 0 else "TBD",
         "product": names.PRODUCTS[d.product if d is not None else acc.idx % len(names.PRODUCTS)],
         "industry": names.INDUSTRIES[acc.industry][1],
         "rep": rep.id,
