@@ -566,11 +566,6 @@ def _execute(
     timeout: float | None,
 ) -> QueryResult:
     # Trusted SQL still takes the untrusted path: one guard, one scope rule, one read-only path.
-    from revtops_kernel.store.query import read_sql
+    from revtops_kernel.agent.guard import run_guarded
 
-    options: dict[str, Any] = {}
-    if max_rows is not None:
-        options["max_rows"] = max_rows
-    if timeout is not None:
-        options["timeout"] = timeout
-    return read_sql(db, sql, params, org=org, **options)
+    return run_guarded(db, sql, org=org, params=params, max_rows=max_rows, timeout=timeout)
