@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -61,6 +59,7 @@ from revtops_kernel.connectors.hubspot import HubSpotClient, HubSpotConnector
 from revtops_kernel.connectors.hubspot_streams import LIST_PAGE_SIZE, OBJECT_STREAM_BY_NAME
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.scratch import scratch_postgres
 from revtops_kernel.sync import run_sync
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -140,21 +139,6 @@ class RunFigures:
 
 
 @contextmanager
-def fresh_postgres(admin_url: str) -> Iterator[str]:
-    """A new database; yields its name and drops it at the end."""
-    admin = make_url(admin_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    name = f"revtops_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def fresh_store(backend: str, admin_url: str) -> Iterator[Database]:
     if backend == "duckdb":
         folder = Path(tempfile.mkdtemp(prefix="revtops_bench_"))
@@ -165,8 +149,7 @@ def fresh_store(backend: str, admin_url: str) -> Iterator[Database]:
             db.dispose()
             shutil.rmtree(folder, ignore_errors=True)
         return
-    with fresh_postgres(admin_url) as name:
-        url = make_url(admin_url).set(database=name, drivername="postgresql+psycopg")
+    with scratch_postgres(admin_url, prefix="revtops_bench") as url:
         db = Database(url)
         try:
             yield db
@@ -337,8 +320,8 @@ def _dlt_destination(args: argparse.Namespace, folder: Path) -> Iterator[Any]:
     if args.backend == "duckdb":
         yield dlt.destinations.duckdb(str(folder / "dlt.duckdb"))
         return
-    with fresh_postgres(args.postgres_url) as name:
-        url = make_url(args.postgres_url).set(drivername="postgresql", database=name)
+    with scratch_postgres(args.postgres_url, prefix="revtops_bench") as scratch:
+        url = make_url(scratch).set(drivername="postgresql")
         if not url.password:  # dlt insists on one; trust authentication ignores it
             url = url.set(password="unused")
         yield dlt.destinations.postgres(url.render_as_string(hide_password=False))

@@ -50,6 +50,7 @@ from sqlalchemy.engine import make_url
 from revtops_kernel.ids import record_id
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import NATURAL_KEY, metadata
+from revtops_kernel.store.scratch import scratch_postgres
 from revtops_kernel.store.upsert import UpsertResult, upsert
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -449,20 +450,13 @@ def fresh_database(backend: str, admin_url: str) -> Iterator[Database]:
             db.dispose()
             shutil.rmtree(folder, ignore_errors=True)
         return
-    admin = make_url(admin_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    name = f"revtops_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    progress(f"created PostgreSQL database {name}")
-    db = Database(admin.set(database=name, drivername="postgresql+psycopg"))
-    try:
-        yield db
-    finally:
-        db.dispose()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        progress(f"dropped PostgreSQL database {name}")
+    with scratch_postgres(admin_url, prefix="revtops_bench") as url:
+        progress(f"created PostgreSQL database {make_url(url).database}")
+        db = Database(url)
+        try:
+            yield db
+        finally:
+            db.dispose()
 
 
 def settle(db: Database) -> None:

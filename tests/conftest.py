@@ -8,7 +8,6 @@ saying why.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.migrate import BASELINE_VERSION, schema_versions
 from revtops_kernel.store.schema import metadata
+from revtops_kernel.store.scratch import scratch_postgres
 
 ADMIN_URL = os.environ.get(
     "REVTOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -53,16 +53,9 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI and did not answer at {ADMIN_URL}: {exc}")
         pytest.skip(f"no PostgreSQL at {ADMIN_URL} ({exc}); PostgreSQL tests skipped")
-    name = f"revtops_test_{uuid.uuid4().hex[:10]}"
-    with connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name, drivername="postgresql+psycopg").render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+    with scratch_postgres(ADMIN_URL, prefix="revtops_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

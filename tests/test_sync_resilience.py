@@ -9,20 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import synced_tables
+from revtops_kernel.store.scratch import scratch_postgres
 from revtops_kernel.sync import run_sync
 
 ORG = "northwind"
@@ -84,19 +82,13 @@ def second_store(db: Database, tmp_path: Path) -> Iterator[Database]:
         yield other
         other.dispose()
         return
-    admin = db.url.set(database="postgres", drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    name = f"revtops_test_other_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    other = Database(make_url(db.url).set(database=name))
-    upgrade(other)
-    try:
-        yield other
-    finally:
-        other.dispose()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres(db.url.set(database="postgres"), prefix="revtops_test_other") as url:
+        other = Database(url)
+        upgrade(other)
+        try:
+            yield other
+        finally:
+            other.dispose()
 
 
 def test_records_sharing_one_timestamp_across_a_page_boundary_are_taken_once(
