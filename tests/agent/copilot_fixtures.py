@@ -23,8 +23,12 @@ from revtops_kernel.store.upsert import upsert
 
 ORG = "acme"
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
-STAGES = (("s1", "Discovery", 0, False, False), ("s2", "Proposal", 1, False, False),
-          ("won", "Closed Won", 2, True, True), ("lost", "Closed Lost", 3, True, False))  # fmt: skip
+STAGES = (
+    ("s1", "Discovery", 0, False, False),
+    ("s2", "Proposal", 1, False, False),
+    ("won", "Closed Won", 2, True, True),
+    ("lost", "Closed Lost", 3, True, False),
+)
 
 
 def stage_id(source_id: str) -> uuid.UUID:
@@ -83,7 +87,8 @@ def scripted(api: ScriptedMessagesServer) -> Iterator[ScriptedMessagesServer]:
 
 
 def settings_for(api: ScriptedMessagesServer, **overrides: str) -> Settings:
-    return load_settings(**scripted_settings_overrides(api), REVTOPS_ORG=ORG, **overrides)
+    values = {**scripted_settings_overrides(api), "REVTOPS_ORG": ORG, **overrides}
+    return load_settings(**values)
 
 
 def make_copilot(db: Database, api: ScriptedMessagesServer, **overrides: str) -> Copilot:
@@ -104,3 +109,14 @@ def answer_text(events: Iterable[AgentEvent]) -> str:
     from revtops_kernel.agent.events import TextDelta
 
     return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+@pytest.fixture
+def duck(tmp_path: Any) -> Iterator[Database]:
+    """The store on DuckDB only: for loop behaviour that does not depend on the backend."""
+    from revtops_kernel.store import upgrade
+
+    database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=10)
+    upgrade(database)
+    yield database
+    database.dispose()

@@ -11,14 +11,12 @@ import copy
 import json
 from typing import Any
 
-from copilot_fixtures import (  # noqa: F401 - api and scripted are fixtures
+from copilot_fixtures import (
     ORG,
     answer_text,
-    api,
     load_crm,
     make_copilot,
     of_type,
-    scripted,
 )
 from sqlalchemy import text
 
@@ -36,7 +34,6 @@ from revtops_kernel.sandbox.anthropic import (
     RecordedRequest,
     ScriptedMessagesServer,
     Turn,
-    estimate_tokens,
     min_cacheable_tokens,
 )
 from revtops_kernel.store import Database
@@ -45,6 +42,7 @@ GOOD_SQL = (
     "SELECT stage_name AS stage, sum(amount) AS amount FROM deals "
     "WHERE NOT is_closed GROUP BY stage_name ORDER BY stage_name"
 )
+FINAL = "Open pipeline is $33,000 across 2 stages."
 CHART = {"kind": "chart", "title": "Open pipeline by stage", "sql": GOOD_SQL, "type": "bar",
          "x": "stage", "y": ["amount"]}  # fmt: skip
 
@@ -136,8 +134,10 @@ def test_bad_sql_refusal_fix_chart_answer_persist_reload_continue(
         len(first["tools"]) - 1
     ) + [True]
     assert "cache_control" in first["system"][0] and "cache_control" not in first["system"][1]
-    assert "DuckDB" in first["system"][0]["text"] if db.is_duckdb else "PostgreSQL" in (
-        first["system"][0]["text"]
+    assert (
+        "DuckDB" in first["system"][0]["text"]
+        if db.is_duckdb
+        else "PostgreSQL" in (first["system"][0]["text"])
     )
     assert "deals (synced)" in first["system"][0]["text"]
     assert "Europe" not in first["system"][1]["text"] and "UTC" in first["system"][1]["text"]
@@ -197,11 +197,9 @@ def test_bad_sql_refusal_fix_chart_answer_persist_reload_continue(
     follow_up = list(again.ask("Which stage holds most?", conversation_id=done.conversation_id))
     assert isinstance(follow_up[-1], Done) and follow_up[-1].conversation_id == summary.id
     last_q1, q2 = requests[-1].body, scripted.requests[-1].body
-    final_answer = {"role": "assistant", "content": [
-        {"type": "text", "text": "Here is the chart."}][:0] + [
-        {"type": "text", "text": "Open pipeline is $33,000 across 2 stages."}]}  # fmt: skip
-    expected = strip_cache_control(last_q1["messages"]) + [
-        final_answer,
+    expected = [
+        *strip_cache_control(last_q1["messages"]),
+        {"role": "assistant", "content": [{"type": "text", "text": FINAL}]},
         {"role": "user", "content": [{"type": "text", "text": "Which stage holds most?"}]},
     ]
     assert strip_cache_control(q2["messages"]) == expected
