@@ -20,7 +20,9 @@ import threading
 import time
 from datetime import datetime
 from types import TracebackType
+from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -33,6 +35,7 @@ from revtops_kernel.sandbox.gcalendar import CalendarAPI
 from revtops_kernel.sandbox.generate import generate_company
 from revtops_kernel.sandbox.hubspot import HubSpotAPI
 from revtops_kernel.sandbox.mutate import ActivityChanges, MutationResult
+from revtops_kernel.sandbox.nango import NangoAPI
 from revtops_kernel.sandbox.options import DEFAULT_PORT, add_cli_arguments
 from revtops_kernel.sandbox.salesforce import SalesforceAPI
 from revtops_kernel.sandbox.slack import SlackAPI
@@ -44,16 +47,20 @@ logger = logging.getLogger(__name__)
 
 def build_app(state: SandboxState) -> ASGIApp:
     """The whole sandbox as one ASGI app: providers behind the gate, admin beside them."""
+    nango = NangoAPI(state)
     app = Starlette(
         routes=[
             Mount("/hubspot", routes=HubSpotAPI(state).routes()),
             Mount("/salesforce", routes=SalesforceAPI(state).routes()),
             Mount("/slack", routes=SlackAPI(state).routes()),
             Mount("/calendar/v3", routes=CalendarAPI(state).routes()),
+            Mount("/nango", routes=nango.routes()),
             Mount("/_sandbox", routes=admin_routes(state)),
         ]
     )
-    return Gate(state, app)
+    gate = Gate(state, app)
+    nango.upstream = gate  # the proxy forwards through the gate, faults and all
+    return gate
 
 
 def _uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -188,6 +195,61 @@ class SandboxServer:
     def expire_calendar_sync_tokens(self) -> None:
         """Every sync token issued so far now answers 410 fullSyncRequired."""
         self.state.expire_calendar_sync_tokens()
+
+    @property
+    def nango_base_url(self) -> str:
+        """Where ``https://api.nango.dev`` is (the Nango client's host)."""
+        return f"{self.url}/nango"
+
+    @property
+    def nango_secret_key(self) -> str:
+        return self.state.nango.secret_key
+
+    @property
+    def nango_webhook_secret(self) -> str:
+        """The key Nango signs webhooks with (``X-Nango-Hmac-Sha256``)."""
+        return self.state.nango.webhook_secret
+
+    def nango_webhook(
+        self,
+        provider_config_key: str = "hubspot",
+        *,
+        session_token: str | None = None,
+        tags: dict[str, str] | None = None,
+        success: bool = True,
+        operation: str = "creation",
+        connection_id: str | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """The auth webhook Nango sends when an end user finishes connecting: the raw body
+        and its headers (signed). A successful creation also creates the connection, with
+        the end user and tags of ``session_token``'s connect session when given."""
+        with self.state.lock:
+            nango = self.state.nango
+            session = None
+            if session_token is not None:
+                session = nango.sessions.get(session_token)
+                if session is None:
+                    raise KeyError(f"no connect session with token {session_token!r}")
+            existing = nango.connections.get(connection_id or "")
+            if existing is not None:
+                conn = existing
+            elif success and operation == "creation":
+                conn = nango.create_connection(
+                    provider_config_key, session=session, tags=tags, connection_id=connection_id
+                )
+            else:  # a failed attempt: Nango reports it but stores no connection
+                from revtops_kernel.sandbox.nango_data import Connection
+
+                conn = Connection(0, connection_id or "failed", provider_config_key, 0.0, 0.0)
+                if session is not None:
+                    conn.end_user, conn.tags = session.end_user, dict(session.tags)
+            hook = nango.auth_webhook(conn, operation=operation, success=success)
+        return hook.body, hook.headers
+
+    def send_nango_webhook(self, url: str, **kwargs: Any) -> httpx.Response:
+        """Build a webhook with `nango_webhook` and POST it to ``url``, as Nango would."""
+        body, headers = self.nango_webhook(**kwargs)
+        return httpx.post(url, content=body, headers=headers, timeout=30)
 
     @property
     def token(self) -> str:

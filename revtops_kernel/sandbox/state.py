@@ -23,6 +23,7 @@ from revtops_kernel.sandbox.faults import (
     malformed_kind,
 )
 from revtops_kernel.sandbox.mutate import ActivityChanges, MutationResult
+from revtops_kernel.sandbox.nango_data import NangoState
 
 TokenCheck = Literal["ok", "missing", "invalid", "expired"]
 
@@ -133,6 +134,7 @@ class SandboxState:
         self.slack_windows: dict[str, RollingWindow] = {}  # per Slack method
         self.calendar_window = RollingWindow(60.0)
         self.daily_calls = dict.fromkeys(PROVIDERS, 0)
+        self.nango = NangoState(company.seed)
 
     def reset_limits(self) -> None:
         with self.lock:

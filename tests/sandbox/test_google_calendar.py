@@ -130,11 +130,19 @@ def test_single_events_expand_recurring_instances(sb: SandboxServer, gc: httpx.C
     hours = {datetime.fromisoformat(i["originalStartTime"]["dateTime"]).hour for i in instances}
     assert len(hours) == 1
     with_deleted, _, _ = walk(gc, cal.id, singleEvents="true", showDeleted="true", maxResults=2500)
-    cancelled = [i for i in with_deleted if i.get("recurringEventId") == master.id
-                 and i["status"] == "cancelled"]  # fmt: skip
+    cancelled = [
+        i
+        for i in with_deleted
+        if i.get("recurringEventId") == master.id and i["status"] == "cancelled"
+    ]
     assert len(cancelled) == 1 and set(cancelled[0]) <= {
-        "kind", "etag", "id", "status", "recurringEventId", "originalStartTime",
-    }  # fmt: skip
+        "kind",
+        "etag",
+        "id",
+        "status",
+        "recurringEventId",
+        "originalStartTime",
+    }
     # without singleEvents: the master plus its exceptions as separate events
     plain, _, _ = walk(gc, cal.id, maxResults=2500)
     assert sum(1 for i in plain if i["id"] == master.id) == 1
@@ -201,8 +209,10 @@ def test_sync_token_returns_changes_then_410_after_expiry(fresh: Any) -> None:
         items, token, _ = walk(gc, cal.id, syncToken=tokens[cal.id])
         assert items == [] and token
         # syncToken refuses time filters
-        mixed = gc.get(f"/calendars/{cal.id}/events",
-                       params={"syncToken": token, "timeMin": "2026-01-01T00:00:00Z"})  # fmt: skip
+        mixed = gc.get(
+            f"/calendars/{cal.id}/events",
+            params={"syncToken": token, "timeMin": "2026-01-01T00:00:00Z"},
+        )
         assert mixed.status_code == 400
         # expired tokens: 410 fullSyncRequired, with Google's body
         sb.expire_calendar_sync_tokens()

@@ -37,8 +37,9 @@ def walk_history(client: httpx.Client, channel: str, limit: int, **params: Any) 
     out: list[dict[str, Any]] = []
     cursor = ""
     while True:
-        body = call(client, "conversations.history", channel=channel, limit=limit,
-                    cursor=cursor, **params)  # fmt: skip
+        body = call(
+            client, "conversations.history", channel=channel, limit=limit, cursor=cursor, **params
+        )
         assert body["ok"], body
         out += body["messages"]
         cursor = body["response_metadata"]["next_cursor"]
@@ -78,8 +79,9 @@ def test_conversations_list_types_cursor_and_archived(sb: SandboxServer, sl: htt
     seen: list[dict[str, Any]] = []
     cursor = ""
     while True:
-        body = call(sl, "conversations.list", types="public_channel,private_channel", limit=3,
-                    cursor=cursor)  # fmt: skip
+        body = call(
+            sl, "conversations.list", types="public_channel,private_channel", limit=3, cursor=cursor
+        )
         assert body["ok"] and len(body["channels"]) <= 3
         seen += body["channels"]
         cursor = body["response_metadata"]["next_cursor"]
@@ -91,8 +93,13 @@ def test_conversations_list_types_cursor_and_archived(sb: SandboxServer, sl: htt
     assert any(n.startswith("acct-") for n in names) and any(n.startswith("deal-") for n in names)
     public = call(sl, "conversations.list", limit=500)["channels"]
     assert public and not any(c["is_private"] for c in public)
-    live = call(sl, "conversations.list", types="public_channel,private_channel",
-                exclude_archived="true", limit=500)["channels"]  # fmt: skip
+    live = call(
+        sl,
+        "conversations.list",
+        types="public_channel,private_channel",
+        exclude_archived="true",
+        limit=500,
+    )["channels"]
     assert not any(c["is_archived"] for c in live)
     assert len(live) == sum(1 for c in ws.channels if c.id in expected and not c.is_archived)
     assert call(sl, "conversations.list", cursor="garbage!")["error"] == "invalid_cursor"
@@ -134,8 +141,9 @@ def test_replies_parent_first_then_oldest_to_newest(sb: SandboxServer, sl: httpx
     got: list[dict[str, Any]] = []
     cursor = ""
     while True:
-        body = call(sl, "conversations.replies", channel=ch.id, ts=parent.ts, limit=2,
-                    cursor=cursor)  # fmt: skip
+        body = call(
+            sl, "conversations.replies", channel=ch.id, ts=parent.ts, limit=2, cursor=cursor
+        )
         assert body["ok"], body
         got += body["messages"]
         cursor = body["response_metadata"]["next_cursor"]
@@ -191,8 +199,10 @@ def test_post_message_and_file_upload_are_recorded(fresh: Any) -> None:
     ws = sb.company.slack
     ch = next(c for c in ws.channels if c.name == "sales")
     with slack_client(sb) as sl:
-        r = sl.post("/chat.postMessage", json={"channel": ch.id, "text": "Weekly digest",
-                                               "blocks": [{"type": "section"}]})  # fmt: skip
+        r = sl.post(
+            "/chat.postMessage",
+            json={"channel": ch.id, "text": "Weekly digest", "blocks": [{"type": "section"}]},
+        )
         body = r.json()
         assert (
             body["ok"] and body["channel"] == ch.id and body["message"]["text"] == "Weekly digest"
@@ -200,8 +210,10 @@ def test_post_message_and_file_upload_are_recorded(fresh: Any) -> None:
         newest = call(sl, "conversations.history", channel=ch.id, limit=1)["messages"][0]
         assert newest["ts"] == body["ts"] and newest["bot_id"]
         # a reply in the thread it started
-        r2 = sl.post("/chat.postMessage", data={"channel": "#sales", "text": "details",
-                                                "thread_ts": body["ts"]})  # fmt: skip
+        r2 = sl.post(
+            "/chat.postMessage",
+            data={"channel": "#sales", "text": "details", "thread_ts": body["ts"]},
+        )
         assert r2.json()["ok"] and r2.json()["message"]["thread_ts"] == body["ts"]
         assert sl.post("/chat.postMessage", json={"channel": ch.id}).json()["error"] == "no_text"
         archived = next((c for c in ws.channels if c.is_archived), None)
@@ -214,19 +226,27 @@ def test_post_message_and_file_upload_are_recorded(fresh: Any) -> None:
         assert up["ok"] and up["file_id"].startswith("F")
         put = httpx.post(up["upload_url"], content=pdf)
         assert put.status_code == 200 and put.text == f"OK - {len(pdf)}"
-        done = sl.post("/files.completeUploadExternal", data={
-            "files": json.dumps([{"id": up["file_id"], "title": "Digest"}]),
-            "channel_id": ch.id, "initial_comment": "This week's digest"})  # fmt: skip
+        done = sl.post(
+            "/files.completeUploadExternal",
+            data={
+                "files": json.dumps([{"id": up["file_id"], "title": "Digest"}]),
+                "channel_id": ch.id,
+                "initial_comment": "This week's digest",
+            },
+        )
         assert done.json() == {"ok": True, "files": [{"id": up["file_id"], "title": "Digest"}]}
-        again = sl.post("/files.completeUploadExternal",
-                        data={"files": json.dumps([{"id": up["file_id"]}])})  # fmt: skip
+        again = sl.post(
+            "/files.completeUploadExternal", data={"files": json.dumps([{"id": up["file_id"]}])}
+        )
         assert again.json()["error"] == "file_not_found"
         shared = call(sl, "conversations.history", channel=ch.id, limit=1)["messages"][0]
         assert shared["files"][0]["id"] == up["file_id"]
     posts = sb.slack_posts()
     assert [p.method for p in posts] == [
-        "chat.postMessage", "chat.postMessage", "files.completeUploadExternal",
-    ]  # fmt: skip
+        "chat.postMessage",
+        "chat.postMessage",
+        "files.completeUploadExternal",
+    ]
     assert posts[0].text == "Weekly digest" and posts[0].blocks == [{"type": "section"}]
     assert posts[1].thread_ts == body["ts"]
     assert posts[2].files[0]["data"] == pdf and posts[2].text == "This week's digest"
