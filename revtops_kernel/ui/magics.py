@@ -18,19 +18,16 @@ import shlex
 import uuid
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from revtops_kernel.errors import RevtopsError
 
 
-class MagicUsageError(RevtopsError):
-    """A magic's options could not be parsed."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would exit the kernel's process
-        raise MagicUsageError(f"{self.prog}: {message}\n{self.format_usage()}")
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
 
 
 def _ask_parser() -> _Parser:
@@ -67,8 +64,11 @@ class RevtopsMagics(Magics):
         options = _ask_parser().parse_args(shlex.split(line))
         question = (cell if cell is not None else " ".join(options.question)).strip()
         if not question:
-            raise MagicUsageError("%%ask: write the question in the cell (or after %ask)")
-        backend = CopilotBackend.create(org=options.org)
+            raise UsageError("%%ask: write the question in the cell (or after %ask)")
+        try:
+            backend = CopilotBackend.create(org=options.org)
+        except RevtopsError as exc:
+            raise UsageError(f"{type(exc).__name__}: {exc}") from exc
         org = backend.org
         if options.conversation:
             conversation: uuid.UUID | None = uuid.UUID(options.conversation)
@@ -99,8 +99,11 @@ class RevtopsMagics(Magics):
             options = _sql_parser().parse_args(shlex.split(line))
             query = cell.strip()
         if not query:
-            raise MagicUsageError("%sql: write a SELECT after %sql (or in a %%sql cell)")
-        frame = sql(query, org=options.org, max_rows=options.max_rows)
+            raise UsageError("%sql: write a SELECT after %sql (or in a %%sql cell)")
+        try:
+            frame = sql(query, org=options.org, max_rows=options.max_rows)
+        except RevtopsError as exc:  # a refusal or a bad setting: the message, no traceback
+            raise UsageError(f"{type(exc).__name__}: {exc}") from exc
         if options.output and self.shell is not None:
             self.shell.user_ns[options.output] = frame
             return None

@@ -1,0 +1,146 @@
+"""The panel and the magics in a real kernel (nbclient), against the scripted Messages API.
+
+Assertions read the widget state the kernel sent to the front end (nbclient keeps it in the
+notebook's metadata), so they see what JupyterLab would draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
+from revtops_kernel.ui.answer import PLOTLY_MIME
+from tests.ui.notebook_env import (
+    PIPELINE_QUESTION,
+    PIPELINE_SQL,
+    pipeline_turns,
+    point_kernel_at,
+    prepare_store,
+)
+from tests.ui.test_markdown import assert_inert
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE_TAGS = frozenset({"div", "details", "summary", "h4"})
+
+
+@pytest.fixture
+def api() -> Iterator[ScriptedMessagesServer]:
+    with ScriptedMessagesServer() as server:
+        yield server
+
+
+def run_notebook(cells: list[str], directory: Path) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    for cell in notebook.cells:
+        if cell.source.startswith("# raises"):
+            cell.metadata["tags"] = ["raises-exception"]
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=120,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(directory)}},
+    )
+    client.execute()
+    return notebook
+
+
+def widget_states(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
+    saved = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    return list(saved.values())
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_panel_answers_in_a_real_kernel(
+    api: ScriptedMessagesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_kernel_at(monkeypatch, api, prepare_store(tmp_path))
+    api.script(*pipeline_turns())
+    notebook = run_notebook(
+        [
+            "from revtops_kernel import ChatPanel\npanel = ChatPanel()\npanel",
+            f"panel.ask({PIPELINE_QUESTION!r})\nanswer = panel.wait(120)\n"
+            "print(answer.stop_reason, answer.error, answer.text_updates)\n"
+            "print(panel.timezone)",
+        ],
+        tmp_path,
+    )
+    printed = text_of(notebook.cells[1]).split("\n")
+    assert printed[0].startswith("end_turn None")
+    assert printed[1] == "America/New_York"  # no browser here: the configured zone
+    assert notebook.cells[0].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
+
+    states = widget_states(notebook)
+    html = [s["state"]["value"] for s in states if s["model_name"] == "HTMLModel"]
+    shown = "\n".join(html)
+    assert PIPELINE_QUESTION in shown
+    assert "Let me look at the pipeline." in shown
+    assert PIPELINE_SQL.replace(">", "&gt;") in shown  # the SQL, in the tool card
+    assert "✓ run_sql_query: 4 rows" in shown and "<td>Closed Lost</td>" in shown
+    assert "<strong>$78,000</strong>" in shown
+    assert '<td style="text-align:right">24,000</td>' in shown
+    assert "&lt;script&gt;alert('model')&lt;/script&gt;" in shown
+    answer_html = [v for v in html if not v.lstrip().startswith("<style>")]  # ours: style, probe
+    assert_inert("\n".join(answer_html), template_tags=TEMPLATE_TAGS)
+
+    charts = [
+        s["state"]["outputs"]
+        for s in states
+        if s["model_name"] == "OutputModel" and s["state"].get("outputs")
+    ]
+    (outputs,) = charts
+    figure = outputs[0]["data"][PLOTLY_MIME]
+    assert figure["data"][0]["type"] == "bar"
+    assert set(figure["data"][0]["x"]) == {"Closed Lost", "Closed Won", "Proposal", "Discovery"}
+    assert len(api.requests) == 3
+    assert "America/New_York" in str(api.requests[0].body["system"])
+
+
+def test_magics_in_a_real_kernel(
+    api: ScriptedMessagesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point_kernel_at(monkeypatch, api, prepare_store(tmp_path))
+    api.script(
+        Turn.tool("run_sql_query", {"sql": "SELECT COUNT(*) AS won FROM deals WHERE is_won"}),
+        Turn.reply("**3** deals are won. " + "Streaming words. " * 60, event_delay=0.002),
+    )
+    notebook = run_notebook(
+        [
+            "%load_ext revtops_kernel",
+            "df = %sql SELECT stage_name, SUM(amount) AS amount FROM deals GROUP BY 1 ORDER BY 2\n"
+            "print(type(df).__name__, len(df), list(df.columns))",
+            "%%sql -o won\nSELECT name FROM deals WHERE is_won ORDER BY name",
+            "print(sorted(won['name']))",
+            "%%ask -o reply\nHow many deals are won?",
+            "print(reply.text_updates, reply.conversation_id is not None, reply.queries[0].ok)",
+            "# raises\n%sql DELETE FROM deals",
+        ],
+        tmp_path,
+    )
+    assert text_of(notebook.cells[1]).strip() == "DataFrame 4 ['stage_name', 'amount']"
+    assert text_of(notebook.cells[3]).strip() == "['Deal 10', 'Deal 2', 'Deal 6']"
+
+    ask_outputs = notebook.cells[4].outputs
+    html = "\n".join(o["data"].get("text/html", "") for o in ask_outputs if "data" in o)
+    assert "SELECT COUNT(*) AS won FROM deals WHERE is_won" in html
+    assert "<strong>3</strong> deals are won." in html
+    assert html.count("Streaming words.") == 60  # the last update replaced the streaming block
+    updates, has_thread, ok = text_of(notebook.cells[5]).split()
+    assert 1 <= int(updates) < 60 and has_thread == "True" and ok == "True"
+
+    refusal = notebook.cells[6].outputs  # IPython prints a UsageError's message, no traceback
+    assert [o.get("name") for o in refusal] == ["stderr"]
+    assert refusal[0]["text"].startswith(
+        "UsageError: QueryRefusedError: refused: only a read-only SELECT"
+    )
