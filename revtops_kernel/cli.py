@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.workflows",
     "revtops_kernel.commands.scheduler",
     "revtops_kernel.commands.worker",
+    "revtops_kernel.commands.ask",
 )
 
 
