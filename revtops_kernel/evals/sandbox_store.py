@@ -8,16 +8,13 @@ upsert), so a question checks the whole path from provider JSON to SQL, and retu
 from __future__ import annotations
 
 from revtops_kernel.errors import RevtopsError
+from revtops_kernel.evals import EVAL_ORG, EVAL_SCALE, EVAL_SEED
 from revtops_kernel.sandbox.company import Company
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.migrate import upgrade
 
-# The company the golden set is written about: 5 reps, ≈500 accounts, ≈900 deals, ≈5,000
-# activities; it syncs in a few seconds.
-EVAL_SCALE = 0.1
-EVAL_SEED = 1
-EVAL_ORG = "eval"
+__all__ = ["EVAL_ORG", "EVAL_SCALE", "EVAL_SEED", "EvalSetupError", "sync_sandbox"]
 
 
 class EvalSetupError(RevtopsError):

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import cached_property
 
 from revtops_kernel.sandbox import names
-from revtops_kernel.sandbox.company import DAY_MS, LIVE, MEETING, PIPELINES, Company
+from revtops_kernel.sandbox.company import DAY_MS, LIVE, PIPELINES, Company
 from revtops_kernel.sandbox.hubspot_schema import deal_name
 
 ACTIVITY_TYPE = ("meeting", "call", "email", "note", "task")  # Activity.kind -> activity_type
@@ -59,7 +59,9 @@ class DealFact:
 class ActivityFact:
     activity_type: str
     occurred_at: datetime  # hs_timestamp
-    deal: int  # deal idx, -1 for none (CRM link; for meetings without one, see _meeting_deal)
+    # The deal idx, -1 for none: the CRM's link. Identity resolution links only Slack and
+    # Calendar activities to deals; CRM activities keep what the CRM says.
+    deal: int
     account: str | None  # the associated company's name
     contact: int  # contact idx, -1 for none (the one engagement -> contact association)
     owner: str  # the owner's full name
@@ -133,14 +135,13 @@ class Truth:
             has_duration = a.kind in (0, 1)  # meetings (end - start) and calls
             direction = DIRECTION[a.kind][a.status] if a.kind in DIRECTION else None
             deal_live = a.deal >= 0 and co.deals[a.deal].state == LIVE
-            deal = a.deal if deal_live else self._meeting_deal(a.account, a.ts_ms, a.kind)
             contact_live = a.contact >= 0 and co.contacts[a.contact].state == LIVE
             account = co.accounts[a.account]
             out.append(
                 ActivityFact(
                     activity_type=ACTIVITY_TYPE[a.kind],
                     occurred_at=ms_to_datetime(a.ts_ms),
-                    deal=deal,
+                    deal=a.deal if deal_live else -1,
                     account=account.name if account.state == LIVE else None,
                     contact=a.contact if contact_live else -1,
                     owner=self.owners[a.owner].name,
@@ -149,29 +150,6 @@ class Truth:
                 )
             )
         return out
-
-    @cached_property
-    def _deals_of_account(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for d in self.company.deals:
-            if d.state == LIVE:
-                out[d.account].append(d.idx)
-        return out
-
-    def _meeting_deal(self, account: int, ts_ms: int, kind: int) -> int:
-        """The store's identity resolution links a meeting the CRM left without a deal to the
-        deal of its account that was open when the meeting took place: created by then, and
-        still open or closing on or after that day; the most recently created one wins."""
-        if kind != MEETING:
-            return -1
-        best, best_created = -1, -1
-        for idx in self._deals_of_account.get(account, []):
-            d = self.company.deals[idx]
-            closed = PIPELINES[d.pipeline].stages[d.stage].is_closed
-            open_then = not closed or d.close_day >= ts_ms // DAY_MS
-            if d.created_ms <= ts_ms and open_then and d.created_ms > best_created:
-                best, best_created = idx, d.created_ms
-        return best
 
     @cached_property
     def activities_by_deal(self) -> dict[int, list[ActivityFact]]:
