@@ -26,10 +26,12 @@ Command = Callable[[argparse.Namespace, Settings], int]
 # subparser and a handler. Registering only declares options: a module imports what its handler
 # needs inside the handler, so that `revtops --help` and `revtops info` start fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "revtops_kernel.commands.app",
     "revtops_kernel.commands.sql",
     "revtops_kernel.commands.workflows",
     "revtops_kernel.commands.scheduler",
     "revtops_kernel.commands.worker",
+    "revtops_kernel.commands.eval",
     "revtops_kernel.commands.ask",
 )
 
