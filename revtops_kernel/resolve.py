@@ -8,10 +8,14 @@ nothing. The rules are stated in ``normalize.identity``; here they are applied i
    it (an attendee was removed): it gets the activity's ``updated_at`` as ``deleted_at``;
 2. participants from Slack and Calendar (they come with an email) -> contact, account (the
    contact's, else by domain, never a consumer or own domain), owner, ``is_internal``;
-3. CRM participants (they come linked to a contact or owner) -> their email and account;
-4. activities -> owner, contact and account from their live participants (Slack and Calendar
-   activities are recomputed, CRM ones only filled where the CRM left them empty);
-5. meetings and calendar events -> the deal open on their account when they took place.
+3. Slack and Calendar activities -> owner, contact and account from their live participants;
+4. calendar events -> the deal open on their account when they took place.
+
+CRM rows are left as their normalizer wrote them: their participants come linked to contacts
+and owners by the CRM's own associations (their accounts are a join on ``contacts``), and their
+activities carry the CRM's account and deal. Writing resolved values into CRM rows would make
+every re-read of a CRM record (the incremental syncs re-read their boundary) a rewrite, since
+the upsert compares the stored row with what the normalizer produced.
 
 Rows freshly upserted by a sync carry NULLs in these columns until this step commits (a few
 seconds): the normalizers never guess them.
@@ -28,18 +32,17 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.normalize.identity import CRM_PRECEDENCE, consumer_domains, own_domains
-from revtops_kernel.providers import ACTIVITY_PROVIDERS, CRM_PROVIDERS
+from revtops_kernel.providers import ACTIVITY_PROVIDERS
 
 log = logging.getLogger(__name__)
 
 _ACTIVITY_SYSTEMS = ", ".join(f"'{p}'" for p in ACTIVITY_PROVIDERS)
-_CRM_SYSTEMS = ", ".join(f"'{p}'" for p in CRM_PROVIDERS)
 _PRECEDENCE = (
     "CASE source_system "
     + " ".join(f"WHEN '{p}' THEN {i}" for i, p in enumerate(CRM_PRECEDENCE))
     + f" ELSE {len(CRM_PRECEDENCE)} END"
 )
-MEETING_TYPES = ("meeting", "calendar_event")
+MEETING_TYPES = ("calendar_event",)
 _MEETINGS = ", ".join(f"'{t}'" for t in MEETING_TYPES)
 
 # The first live row per email (contacts, owners) or domain (accounts), by CRM precedence.
@@ -97,25 +100,6 @@ WHERE activity_participants.id = r.id
        OR activity_participants.is_internal IS DISTINCT FROM r.is_internal)
 """
 
-CRM_PARTICIPANTS_SQL = f"""
-UPDATE activity_participants
-SET email = r.email, account_id = r.account_id, is_internal = r.is_internal
-FROM (
-    SELECT p.id,
-           COALESCE(lower(c.email), lower(o.email)) AS email,
-           COALESCE(c.account_id, p.account_id) AS account_id,
-           p.owner_id IS NOT NULL AS is_internal
-    FROM activity_participants p
-    LEFT JOIN contacts c ON c.id = p.contact_id
-    LEFT JOIN owners o ON o.id = p.owner_id
-    WHERE p.organization_id = :org AND p.source_system IN ({_CRM_SYSTEMS})
-) r
-WHERE activity_participants.id = r.id
-  AND (activity_participants.email IS DISTINCT FROM r.email
-       OR activity_participants.account_id IS DISTINCT FROM r.account_id
-       OR activity_participants.is_internal IS DISTINCT FROM r.is_internal)
-"""
-
 _LIVE_PARTICIPANTS = """
     SELECT activity_id, id, email, role, owner_id, contact_id, account_id, is_internal
     FROM activity_participants
@@ -126,18 +110,12 @@ ACTIVITY_LINKS_SQL = f"""
 UPDATE activities
 SET owner_id = r.owner_id, contact_id = r.contact_id, account_id = r.account_id
 FROM (
-    SELECT a.id,
-           CASE WHEN a.source_system IN ({_ACTIVITY_SYSTEMS}) THEN o.owner_id
-                ELSE COALESCE(a.owner_id, o.owner_id) END AS owner_id,
-           CASE WHEN a.source_system IN ({_ACTIVITY_SYSTEMS}) THEN c.contact_id
-                ELSE COALESCE(a.contact_id, c.contact_id) END AS contact_id,
-           CASE WHEN a.source_system IN ({_ACTIVITY_SYSTEMS}) THEN acc.account_id
-                ELSE COALESCE(a.account_id, acc.account_id) END AS account_id
+    SELECT a.id, o.owner_id, c.contact_id, acc.account_id
     FROM activities a
     LEFT JOIN (
         SELECT activity_id, owner_id, row_number() OVER (
             PARTITION BY activity_id
-            ORDER BY CASE WHEN role IN ('organizer', 'author', 'owner') THEN 0 ELSE 1 END,
+            ORDER BY CASE WHEN role IN ('organizer', 'author') THEN 0 ELSE 1 END,
                      email NULLS LAST, id) AS rn
         FROM ({_LIVE_PARTICIPANTS}) lp WHERE owner_id IS NOT NULL
     ) o ON o.activity_id = a.id AND o.rn = 1
@@ -153,9 +131,7 @@ FROM (
         WHERE account_id IS NOT NULL AND NOT COALESCE(is_internal, FALSE)
         GROUP BY activity_id, account_id
     ) acc ON acc.activity_id = a.id AND acc.rn = 1
-    WHERE a.organization_id = :org
-      AND (a.source_system IN ({_ACTIVITY_SYSTEMS})
-           OR a.owner_id IS NULL OR a.contact_id IS NULL OR a.account_id IS NULL)
+    WHERE a.organization_id = :org AND a.source_system IN ({_ACTIVITY_SYSTEMS})
 ) r
 WHERE activities.id = r.id
   AND (activities.owner_id IS DISTINCT FROM r.owner_id
@@ -166,9 +142,7 @@ WHERE activities.id = r.id
 MEETING_DEALS_SQL = f"""
 UPDATE activities SET deal_id = r.deal_id
 FROM (
-    SELECT a.id,
-           CASE WHEN a.source_system IN ({_ACTIVITY_SYSTEMS}) THEN d.deal_id
-                ELSE COALESCE(a.deal_id, d.deal_id) END AS deal_id
+    SELECT a.id, d.deal_id
     FROM activities a
     LEFT JOIN (
         SELECT m.id AS activity_id, deals.id AS deal_id, row_number() OVER (
@@ -181,9 +155,10 @@ FROM (
                   AND (NOT COALESCE(deals.is_closed, FALSE)
                        OR deals.close_date >= CAST(m.occurred_at AS DATE))
         WHERE m.organization_id = :org AND m.activity_type IN ({_MEETINGS})
+          AND m.source_system IN ({_ACTIVITY_SYSTEMS})
     ) d ON d.activity_id = a.id AND d.rn = 1
     WHERE a.organization_id = :org AND a.activity_type IN ({_MEETINGS})
-      AND (a.source_system IN ({_ACTIVITY_SYSTEMS}) OR a.deal_id IS NULL)
+      AND a.source_system IN ({_ACTIVITY_SYSTEMS})
 ) r
 WHERE activities.id = r.id AND activities.deal_id IS DISTINCT FROM r.deal_id
 """
@@ -241,7 +216,6 @@ def resolve_identities(conn: Connection, org: str) -> ResolveReport:
         ),
         {**params, **lists},
     )
-    conn.execute(text(CRM_PARTICIPANTS_SQL), params)
     conn.execute(text(ACTIVITY_LINKS_SQL), params)
     conn.execute(text(MEETING_DEALS_SQL), params)
     log.info("identities resolved for %s (own domains: %s)", org, ", ".join(own) or "none")

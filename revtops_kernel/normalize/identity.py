@@ -17,14 +17,15 @@ Rules:
 3. Its owner is the live owner (internal user) with that email (same tie rule). A participant is
    internal when it matched an owner, or its domain is one of the organization's own domains: the
    non-consumer domains of the owners' emails.
-4. An activity without them takes owner, contact and account from its participants: the owner is
-   the organizer or author if internal, else the internal participant with the smallest email;
-   the contact is the external participant with a contact and the smallest email; the account is
-   the one most of its external participants resolved to (ties: the smallest account id).
-5. A meeting (``meeting`` or ``calendar_event``) without a deal links to the deal open on its
-   account when it took place: created at or before the meeting, and either still open or closed
-   on or after the meeting's (UTC) date. Of several, the most recently created one (then the
-   smallest id): the deal the meeting most likely advanced.
+4. A Slack message or calendar event takes owner, contact and account from its live
+   participants: the owner is the organizer or author if internal, else the internal
+   participant with the smallest email; the contact is the participant with a contact and the
+   smallest email; the account is the one most of its external participants resolved to (ties:
+   the smallest account id). CRM activities keep what the CRM says (see ``resolve``).
+5. A calendar event links to the deal open on its account when it took place: created at or
+   before the event, and either still open or closed on or after the event's (UTC) date. Of
+   several, the most recently created one (then the smallest id): the deal the meeting most
+   likely advanced.
 """
 
 from __future__ import annotations
