@@ -13,6 +13,10 @@ listens on loopback.
     POST /_sandbox/mutate/calendar      {"moved": 5, "cancelled": 3, "new": 5, "seed": 3}
     POST /_sandbox/calendar/expire-sync-tokens
     GET  /_sandbox/slack/posts          what the app posted (chat.postMessage, file uploads)
+    POST /_sandbox/nango/webhook        {"provider_config_key": "slack", "session_token": "...",
+                                         "tags": {...}, "success": true, "target_url": "..."}
+                                        creates the connection; returns the signed body and
+                                        headers, and POSTs them to target_url when given
     POST /_sandbox/bump                 {"object_type": "deals", "n": 300, "same_timestamp": true}
     POST /_sandbox/tokens/rotate        {"provider": "hubspot"} (omit provider: all)
     POST /_sandbox/tokens/expire        {"provider": "salesforce"}
@@ -24,11 +28,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from revtops_kernel.sandbox.company import OBJECT_TYPES, iso_ms
+from revtops_kernel.sandbox.nango_data import Connection
 from revtops_kernel.sandbox.state import SandboxState
 
 
@@ -55,6 +61,8 @@ def admin_routes(state: SandboxState) -> list[Route]:
                 "slack_base_url": f"{base}/slack/api",
                 "google_calendar_base_url": f"{base}/calendar/v3",
                 "nango_base_url": f"{base}/nango",
+                "nango_secret_key": state.nango.secret_key,
+                "nango_webhook_secret": state.nango.webhook_secret,
                 "tokens": {p: state.token_for(p) for p in state.tokens},
                 "seed": co.seed,
                 "scale": co.scale,
@@ -148,6 +156,36 @@ def admin_routes(state: SandboxState) -> list[Route]:
             ]
         return _json({"posts": posts})
 
+    async def nango_webhook(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            with state.lock:
+                nango = state.nango
+                token = body.get("session_token")
+                session = nango.sessions.get(str(token)) if token else None
+                if token and session is None:
+                    raise ValueError(f"no connect session with token {token!r}")
+                success = bool(body.get("success", True))
+                key = str(body.get("provider_config_key", "hubspot"))
+                if success:
+                    conn = nango.create_connection(key, session=session, tags=body.get("tags"))
+                else:
+                    conn = Connection(0, "failed", key, 0.0, 0.0)
+                hook = nango.auth_webhook(conn, success=success)
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        out: dict[str, Any] = {
+            "connection_id": hook.connection_id if success else None,
+            "body": hook.body.decode(),
+            "headers": hook.headers,
+        }
+        target = body.get("target_url")
+        if target:
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.post(str(target), content=hook.body, headers=hook.headers)
+            out["delivered_status"] = answer.status_code
+        return _json(out)
+
     async def bump(request: Request) -> Response:
         try:
             body = await _body(request)
@@ -194,6 +232,7 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route("/mutate/calendar", mutate_calendar, methods=["POST"]),
         Route("/calendar/expire-sync-tokens", expire_sync_tokens, methods=["POST"]),
         Route("/slack/posts", slack_posts, methods=["GET"]),
+        Route("/nango/webhook", nango_webhook, methods=["POST"]),
         Route("/bump", bump, methods=["POST"]),
         Route("/tokens/rotate", rotate, methods=["POST"]),
         Route("/tokens/expire", expire, methods=["POST"]),

@@ -363,6 +363,9 @@ def serve(
         f"Generated in {time.perf_counter() - started:.1f}s: {counts}\n"
         f"HubSpot base URL:        {base}/hubspot\n"
         f"Salesforce instance URL: {base}/salesforce\n"
+        f"Slack base URL:          {base}/slack/api\n"
+        f"Google Calendar base:    {base}/calendar/v3\n"
+        f"Nango host:              {base}/nango (secret key {state.nango.secret_key})\n"
         f"Bearer token:            {state.token_for('hubspot')}\n"
         f"Admin:                   {base}/_sandbox/info",
         flush=True,
@@ -373,7 +376,7 @@ def serve(
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for the CLI: ``return run_from_args(args)``."""
     faults = Faults(seed=args.seed)
-    for pf in (faults.hubspot, faults.salesforce):
+    for pf in (faults.hubspot, faults.salesforce, faults.slack, faults.google_calendar):
         pf.rate_limits = bool(args.rate_limits)
         pf.malformed_rate = float(args.malformed_rate)
     try:

@@ -216,6 +216,9 @@ class SandboxState:
         ``malformed_rate``: object type -> {id as that provider spells it: kind}."""
         rate = self.faults.provider(provider).malformed_rate
         out: dict[str, dict[str, str]] = {}
+        if provider in ("slack", "google_calendar"):
+            with self.lock:
+                return self._malformed_activity(provider, rate)
         with self.lock:
             co = self.company
             for object_type in OBJECT_TYPES:
@@ -232,6 +235,26 @@ class SandboxState:
                 if found:
                     out[object_type] = found
         return out
+
+    def _malformed_activity(self, provider: str, rate: float) -> dict[str, dict[str, str]]:
+        """Slack messages by ``"<channel id>:<ts>"``, calendar events by event id (a
+        recurring master's instances share its fate)."""
+        co = self.company
+        found: dict[str, str] = {}
+        if provider == "slack":
+            ws = co.slack
+            for m in ws.messages:
+                kind = malformed_kind(co.seed, "slack_messages", m.idx, rate)
+                if kind == "dangling_thread" and m.thread_ts_us:
+                    continue  # only messages outside threads get a thread_ts that leads nowhere
+                if kind is not None:
+                    found[f"{ws.channels[m.channel].id}:{m.ts}"] = kind
+            return {"slack_messages": found} if found else {}
+        for e in co.calendars.events:
+            kind = malformed_kind(co.seed, "calendar_events", e.idx, rate)
+            if kind is not None and e.status != "cancelled":  # cancelled ones render minimal
+                found[e.id] = kind
+        return {"calendar_events": found} if found else {}
 
     @staticmethod
     def _providers(provider: str | None) -> tuple[str, ...]:

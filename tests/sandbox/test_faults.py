@@ -229,3 +229,109 @@ def test_admin_endpoints_drive_a_cli_started_sandbox(fresh: Any) -> None:
     stats = admin.get("/stats").json()
     assert stats["requests"] == {}  # admin calls are not counted as provider traffic
     admin.close()
+
+
+# -- Slack and Google Calendar -------------------------------------------------------------------
+
+
+def _slack(sb: Any) -> httpx.Client:
+    return httpx.Client(
+        base_url=sb.slack_base_url,
+        headers={"Authorization": f"Bearer {sb.token_for('slack')}"},
+        timeout=30,
+    )
+
+
+def _calendar(sb: Any) -> httpx.Client:
+    return httpx.Client(
+        base_url=sb.google_calendar_base_url,
+        headers={"Authorization": f"Bearer {sb.token_for('google_calendar')}"},
+        timeout=30,
+    )
+
+
+def test_slack_and_calendar_transient_errors_and_drops(fresh: Any) -> None:
+    sb = fresh()
+    sb.faults.slack.error_rate = 1.0
+    sb.faults.slack.error_statuses = (503,)
+    sb.faults.google_calendar.error_rate = 1.0
+    sb.faults.google_calendar.error_statuses = (500,)
+    with _slack(sb) as sl, _calendar(sb) as gc:
+        r = sl.get("/conversations.list")
+        assert r.status_code == 503 and r.json() == {"ok": False, "error": "service_unavailable"}
+        g = gc.get("/users/me/calendarList")
+        assert g.status_code == 500 and g.json()["error"]["errors"][0]["reason"] == "backendError"
+        sb.faults.slack.error_rate = sb.faults.google_calendar.error_rate = 0.0
+        sb.faults.slack.drop_rate = 1.0
+        with pytest.raises(httpx.RemoteProtocolError):
+            sl.get("/users.list")
+        assert gc.get("/users/me/calendarList").status_code == 200  # only Slack drops
+    assert sb.stats.event("slack", "injected_error") == 1
+    assert sb.stats.event("slack", "dropped") == 1
+    assert sb.stats.event("google_calendar", "injected_error") == 1
+
+
+def test_fault_patches_reach_slack_and_calendar(fresh: Any) -> None:
+    sb = fresh()
+    with httpx.Client(base_url=sb.url + "/_sandbox") as admin:
+        patch = {
+            "slack": {"rate_limits": True, "window_s": 2.0, "tier_limits": {"tier3": 1}},
+            "google_calendar": {"per_window_limit": 9, "malformed_rate": 0.1},
+        }
+        got = admin.post("/faults", json=patch).json()
+        assert got["slack"]["tier_limits"] == {"tier3": 1}
+        assert got["google_calendar"]["per_window_limit"] == 9
+        assert admin.post("/faults", json={"slack": {"per_window_limit": 3}}).status_code == 400
+    assert sb.faults.slack.window_s == 2.0 and sb.faults.google_calendar.malformed_rate == 0.1
+    channel = next(c for c in sb.company.slack.channels if c.is_member)
+    with _slack(sb) as sl:
+        first = sl.get("/conversations.history", params={"channel": channel.id})
+        second = sl.get("/conversations.history", params={"channel": channel.id})
+        assert first.status_code == 200 and second.status_code == 429
+        assert second.headers["retry-after"] in ("1", "2")
+
+
+def test_slack_non_marketplace_limits(fresh: Any) -> None:
+    sb = fresh()
+    sb.faults.slack.rate_limits = True
+    sb.faults.slack.non_marketplace = True
+    channel = max(sb.company.slack.channels, key=lambda c: len(c.messages) * c.is_member)
+    with _slack(sb) as sl:
+        page = sl.get("/conversations.history", params={"channel": channel.id, "limit": 200})
+        assert len(page.json()["messages"]) == 15 and page.json()["has_more"] is True
+        assert sl.get("/conversations.history", params={"channel": channel.id}).status_code == 429
+
+
+def test_slack_and_calendar_malformed_records_follow_the_ground_truth(fresh: Any) -> None:
+    sb = fresh()
+    sb.faults.slack.malformed_rate = 0.2
+    sb.faults.google_calendar.malformed_rate = 0.2
+    bad_messages = sb.malformed("slack")["slack_messages"]
+    bad_events = sb.malformed("google_calendar")["calendar_events"]
+    assert bad_messages and bad_events
+    channel = next(c for c in sb.company.slack.channels if c.is_member and c.name == "general")
+    with _slack(sb) as sl:
+        rendered = sl.get(
+            "/conversations.history", params={"channel": channel.id, "limit": 999}
+        ).json()["messages"]
+    for m in rendered:
+        kind = bad_messages.get(f"{channel.id}:{m['ts']}")
+        if kind == "missing_user":
+            assert "user" not in m and "bot_id" not in m
+        elif kind == "dangling_thread":
+            assert "reply_count" not in m and m["thread_ts"] != m["ts"]
+        else:
+            assert "user" in m or "bot_id" in m
+    calendar = sb.company.calendars.calendars[0]
+    with _calendar(sb) as gc:
+        items = gc.get(f"/calendars/{calendar.id}/events", params={"maxResults": 2500}).json()[
+            "items"
+        ]
+    for item in items:
+        kind = bad_events.get(item["id"])
+        if kind == "missing_start":
+            assert item["start"] == {}
+        elif kind == "bad_date":
+            assert item["start"]["dateTime"].startswith("2026-02-30")
+        else:
+            assert item["start"].get("dateTime") or item["start"].get("date")

@@ -162,3 +162,68 @@ def test_archived_records_leave_salesforce_query_but_not_query_all(
         assert sf.get("/services/data/v59.0/query", params={"q": q}).json()["totalSize"] == 0
     assert all(sb.company.find("deals", i).state == ARCHIVED for i in changed.archived["deals"])  # type: ignore[union-attr]
     assert sum(1 for d in sb.company.deals if d.state == LIVE) == sb.company.counts()["deals"]
+
+
+# -- Slack and Google Calendar -------------------------------------------------------------------
+
+
+def test_late_replies_land_in_old_threads_that_history_does_not_show(fresh: Any) -> None:
+    sb = fresh()
+    ws = sb.company.slack
+    with httpx.Client(
+        base_url=sb.slack_base_url, timeout=30, headers={"Authorization": f"Bearer {sb.token}"}
+    ) as sl:
+        newest = {c.id: c.messages[-1].ts for c in ws.channels if c.is_member and c.messages}
+        changes = sb.mutate_slack(new_messages=6, late_replies=4, seed=2)
+        assert len(changes.slack_new) == 6 and len(changes.slack_late_replies) == 4
+        new_by_channel: dict[str, set[str]] = {}
+        for channel_id, ts in changes.slack_new:
+            new_by_channel.setdefault(channel_id, set()).add(ts)
+        for channel_id, since in newest.items():
+            page = sl.get(
+                "/conversations.history",
+                params={"channel": channel_id, "oldest": since, "limit": 999},
+            ).json()
+            assert {m["ts"] for m in page["messages"]} == new_by_channel.get(channel_id, set())
+        for channel_id, thread_ts, ts in changes.slack_late_replies:
+            assert float(thread_ts) < float(ts) - 7 * 86_400
+            thread = sl.get(
+                "/conversations.replies", params={"channel": channel_id, "ts": thread_ts}
+            ).json()["messages"]
+            assert thread[0]["ts"] == thread_ts and thread[-1]["ts"] >= ts
+            assert ts in {m["ts"] for m in thread}
+            assert thread[0]["latest_reply"] == thread[-1]["ts"]
+
+
+def test_activity_data_does_not_depend_on_when_it_is_first_built(fresh: Any) -> None:
+    from revtops_kernel.sandbox.generate import generate_company
+    from revtops_kernel.sandbox.mutate import mutate
+
+    early = generate_company(0.05, 3)
+    early_view = (
+        [(c.name, len(c.messages)) for c in early.slack.channels],
+        [(e.id, e.start_ms, len(e.attendees)) for e in early.calendars.events],
+    )
+    late = generate_company(0.05, 3)
+    mutate(late, modified_pct=30, archived_pct=5, seed=1)
+    late_view = (
+        [(c.name, len(c.messages)) for c in late.slack.channels],
+        [(e.id, e.start_ms, len(e.attendees)) for e in late.calendars.events],
+    )
+    assert early_view == late_view
+
+
+def test_admin_mutates_slack_and_calendar_and_expires_sync_tokens(fresh: Any) -> None:
+    sb = fresh()
+    with httpx.Client(base_url=sb.url + "/_sandbox") as admin:
+        slack = admin.post("/mutate/slack", json={"new_messages": 2, "late_replies": 1}).json()
+        assert len(slack["slack_new"]) == 2 and len(slack["slack_late_replies"]) == 1
+        cal = admin.post("/mutate/calendar", json={"moved": 1, "cancelled": 1, "new": 2}).json()
+        assert len(cal["events_moved"]) == 1 and len(cal["events_new"]) == 2
+        epoch = sb.company.calendars.sync_epoch
+        assert admin.post("/calendar/expire-sync-tokens").json() == {"ok": True}
+        assert sb.company.calendars.sync_epoch == epoch + 1
+        assert admin.get("/slack/posts").json() == {"posts": []}
+        info = admin.get("/info").json()
+        assert info["slack_base_url"] == sb.slack_base_url
+        assert info["nango_secret_key"] == sb.nango_secret_key

@@ -196,3 +196,28 @@ def test_proxy_forwards_with_the_connection_token(ng: tuple[SandboxServer, httpx
     assert limited.json()["error"]["errors"][0]["reason"].endswith("ateLimitExceeded")
     assert client.get("/proxy/api/auth.test").status_code == 400  # headers required
     assert sb.stats.count("slack GET /api/conversations.list") == 1
+
+
+def test_admin_webhook_creates_the_connection_and_delivers(
+    ng: tuple[SandboxServer, httpx.Client],
+) -> None:
+    sb, client = ng
+    with httpx.Client(base_url=sb.url + "/_sandbox") as admin:
+        out = admin.post(
+            "/nango/webhook",
+            json={
+                "provider_config_key": "slack",
+                "tags": {"organization_id": "org_9"},
+                "target_url": f"{sb.url}/_sandbox/info",
+            },
+        ).json()
+        assert out["delivered_status"] == 405
+        raw = out["body"].encode()
+        mac = hmac.new(sb.nango_webhook_secret.encode(), raw, hashlib.sha256).hexdigest()
+        assert out["headers"]["X-Nango-Hmac-Sha256"] == mac
+        got = client.get(
+            f"/connections/{out['connection_id']}", params={"provider_config_key": "slack"}
+        )
+        assert got.json()["tags"] == {"organization_id": "org_9"}
+        bad = admin.post("/nango/webhook", json={"provider_config_key": "zendesk"})
+        assert bad.status_code == 400 and "unknown integration" in bad.json()["error"]
