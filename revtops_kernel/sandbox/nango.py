@@ -7,7 +7,7 @@ A client configured with host ``{sandbox}/nango`` calls the same paths as on
     GET    /integrations
     GET    /connections[?connectionId=&endUserId=]
     GET    /connections/{id}?provider_config_key=  (and the deprecated /connection/{id})
-    DELETE /connections/{id}?provider_config_key=  (and /connection/{id})       204
+    DELETE /connections/{id}?provider_config_key=  (and /connection/{id})  {"success": true}
     *      /proxy/{path}  headers Connection-Id, Provider-Config-Key
 
 The proxy forwards the request, in process, to the sandbox provider of the connection (through
@@ -42,10 +42,16 @@ _PASS_HEADERS = {
 
 
 _AUTH_MESSAGES = {
-    "missing": "Authentication failed. The request is missing a valid secret key.",
-    "malformed": "Authentication failed. The provided authorization header is malformed.",
-    "unknown": "Authentication failed. The provided secret key does not match.",
+    "missing": "Authentication failed. The request is missing the Authorization header.",
+    "malformed": "Authentication failed. The Authorization header is malformed.",
+    "unknown": "Authentication failed. The provided authorization header does not match any "
+    "account.",
 }
+
+
+_UNKNOWN_CONNECTION = (
+    "No connection matching the provided params of 'connection_id' and 'provider_config_key'."
+)
 
 
 def nango_json(data: Any, status: int = 200) -> Response:
@@ -187,7 +193,9 @@ class NangoAPI:
             )
         conn = self.state.nango.connections.get(connection_id)
         if conn is None or conn.provider_config_key != key:
-            return nango_error(404, "unknown_connection", "Failed to find connection")
+            if request.method == "DELETE":  # Nango's delete answers 400 without a message
+                return nango_error(400, "unknown_connection")
+            return nango_error(404, "unknown_connection", _UNKNOWN_CONNECTION)
         return conn
 
     async def connection(self, request: Request) -> Response:
@@ -203,7 +211,7 @@ class NangoAPI:
                 return found
             if request.method == "DELETE":
                 del self.state.nango.connections[found.connection_id]
-                return Response(status_code=204)
+                return nango_json({"success": True})
             force = q.get("force_refresh", "").lower() == "true"
             token = self.credentials(found, force=force)
             base = str(request.base_url).rstrip("/")
@@ -246,12 +254,14 @@ class NangoAPI:
             "provider": conn.provider,
             "errors": [],
             "end_user": _end_user_json(conn),
-            "metadata": conn.metadata,
-            "connection_config": config,
             "tags": conn.tags,
-            "created_at": iso_s(conn.created_s),
-            "updated_at": iso_s(conn.updated_s),
-            "last_fetched_at": iso_s(conn.last_fetched_s or conn.created_s),
+            "metadata": conn.metadata or None,
+            "connection_config": config,
+            "webhook_url_override": None,
+            # a fetched connection spells its own timestamps with +00:00, credentials with Z
+            "created_at": iso_s(conn.created_s).replace("Z", "+00:00"),
+            "updated_at": iso_s(conn.updated_s).replace("Z", "+00:00"),
+            "last_fetched_at": iso_s(conn.last_fetched_s or conn.created_s).replace("Z", "+00:00"),
             "credentials": {
                 "type": "OAUTH2",
                 "access_token": token,

@@ -19,11 +19,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-# provider config key -> (Nango provider name, sandbox provider, mount of its API base URL)
+# provider config key -> (Nango provider name, sandbox provider, where Nango's proxy base URL
+# sits in the sandbox). Nango's bases: https://api.hubapi.com, the Salesforce instance URL,
+# https://slack.com/api and https://www.googleapis.com (so Calendar paths start /calendar/v3).
 INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "hubspot": ("hubspot", "hubspot", "/hubspot"),
     "salesforce": ("salesforce", "salesforce", "/salesforce"),
-    "slack": ("slack", "slack", "/slack"),
+    "slack": ("slack", "slack", "/slack/api"),
     "google-calendar": ("google-calendar", "google_calendar", ""),
 }
 SESSION_TTL_S = 30 * 60

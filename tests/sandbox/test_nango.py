@@ -133,13 +133,12 @@ def test_connection_credentials_and_both_paths(ng: tuple[SandboxServer, httpx.Cl
     assert client.get(f"/connections/{cid}").status_code == 400  # provider_config_key required
     listed = client.get("/connections").json()["connections"]
     assert [c["connection_id"] for c in listed] == [cid]
-    assert (
-        client.delete(
-            f"/connection/{cid}", params={"provider_config_key": "salesforce"}
-        ).status_code
-        == 204
-    )
+    params = {"provider_config_key": "salesforce"}
+    deleted = client.delete(f"/connection/{cid}", params=params)
+    assert deleted.status_code == 200 and deleted.json() == {"success": True}
     assert client.get("/connections").json()["connections"] == []
+    again = client.delete(f"/connections/{cid}", params=params)
+    assert again.status_code == 400 and again.json()["error"]["code"] == "unknown_connection"
 
 
 def test_tokens_rotate_after_expiry_and_old_ones_get_401(
@@ -175,7 +174,7 @@ def test_proxy_forwards_with_the_connection_token(ng: tuple[SandboxServer, httpx
     slack = connect(sb, client, "slack")
     cal = connect(sb, client, "google-calendar")
     r = client.get(
-        "/proxy/api/conversations.list",
+        "/proxy/conversations.list",
         params={"limit": 2},
         headers={"Connection-Id": slack, "Provider-Config-Key": "slack"},
     )
@@ -194,7 +193,7 @@ def test_proxy_forwards_with_the_connection_token(ng: tuple[SandboxServer, httpx
     )
     assert limited.status_code in (403, 429)
     assert limited.json()["error"]["errors"][0]["reason"].endswith("ateLimitExceeded")
-    assert client.get("/proxy/api/auth.test").status_code == 400  # headers required
+    assert client.get("/proxy/auth.test").status_code == 400  # headers required
     assert sb.stats.count("slack GET /api/conversations.list") == 1
 
 
