@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import stage_totals
+from artifact_samples import stage_totals
 from sqlalchemy import text
 
 from revtops_kernel.artifacts import (
