@@ -34,6 +34,7 @@ from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.errors import CredentialsError, SettingsError
 from revtops_kernel.providers import ALL_PROVIDERS
 from revtops_kernel.settings import Settings
+from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import utcnow
@@ -252,13 +253,7 @@ def _upsert_integration(
     error: str | None = None,
 ) -> None:
     now = utcnow()
-    conn.execute(
-        text(
-            "INSERT INTO organizations (id, name, created_at, updated_at) "
-            "VALUES (:id, :id, :now, :now) ON CONFLICT (id) DO NOTHING"
-        ),
-        {"id": org, "now": now},
-    )
+    bookkeeping.ensure_organization(conn, org)
     conn.execute(
         text(
             "INSERT INTO integrations (id, organization_id, provider, status, created_at, "

@@ -74,13 +74,11 @@ class NangoToken:
         self._secret_key = secret_key
         self._http = http
         self._token: str | None = None
-        self._expires_at: datetime | None = None
+        self._renew_at: datetime | None = None  # fetch again from then on
         self.fetches = 0
 
     def token(self) -> str:
-        if self._token is None or (
-            self._expires_at is not None and self._expires_at - EXPIRY_MARGIN <= utcnow()
-        ):
+        if self._token is None or (self._renew_at is not None and self._renew_at <= utcnow()):
             self._token = self._fetch(force_refresh=False)
         return self._token
 
@@ -107,7 +105,10 @@ class NangoToken:
             raise CredentialsError("nango", endpoint, response.status_code, _nango_error(response))
         self.fetches += 1
         credentials = response.json().get("credentials") or {}
-        self._expires_at = _expiry(credentials.get("expires_at"))
+        expires_at, now = _expiry(credentials.get("expires_at")), utcnow()
+        # A minute before expiry, or half way for short-lived tokens.
+        margin = min(EXPIRY_MARGIN, (expires_at - now) / 2) if expires_at else EXPIRY_MARGIN
+        self._renew_at = expires_at - margin if expires_at else None
         token = credentials.get("access_token") or credentials.get("apiKey")
         if not token:
             raise CredentialsError(
