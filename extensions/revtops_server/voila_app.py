@@ -24,8 +24,9 @@ from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
 from revtops_kernel import app_identity
+from revtops_kernel.settings import load_settings
 
-from .context import SETTINGS_KEY, Context
+from .context import SETTINGS_KEY, Context, context_of
 from .handlers import routes
 from .identity import RevtopsAuthorizer, RevtopsUser, SupabaseIdentityProvider
 
@@ -46,8 +47,12 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
         # Whatever the client sent under this name is dropped before Voila copies headers.
         self.request.headers.pop(app_identity.HEADER, None)
         user = self.current_user
-        if not isinstance(user, RevtopsUser):
+        if user is None:
             return  # not signed in: Voila's @authenticated sends them to /login
+        if not isinstance(user, RevtopsUser):
+            # Local mode (no Supabase): whoever holds the server's token is its owner.
+            self._hand_over(self._local_owner())
+            return
         if not user.admitted or user.organization_id is None:
             title = "You're on the waitlist" if user.status == "waitlisted" else "Work email only"
             self.set_status(403)
@@ -59,16 +64,25 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
                 )
             )
             return
-        identity = app_identity.identity_for(
-            organization_id=user.organization_id,
-            user_id=str(user.member_id) if user.member_id else None,
-            email=user.email,
-            name=user.display_name,
-            role=user.role,
+        self._hand_over(
+            app_identity.identity_for(
+                organization_id=user.organization_id,
+                user_id=str(user.member_id) if user.member_id else None,
+                email=user.email,
+                name=user.display_name,
+                role=user.role,
+            )
         )
-        self.request.headers[app_identity.HEADER] = app_identity.sign(
-            identity, os.environ[app_identity.SECRET_ENV]
+
+    def _local_owner(self) -> app_identity.AppIdentity:
+        org = context_of(self.settings).settings.org
+        return app_identity.identity_for(
+            organization_id=org, user_id=None, email="", name="Local analyst", role="admin"
         )
+
+    def _hand_over(self, identity: app_identity.AppIdentity) -> None:
+        secret = os.environ[app_identity.SECRET_ENV]
+        self.request.headers[app_identity.HEADER] = app_identity.sign(identity, secret)
 
 
 class RevtopsVoila(Voila):
@@ -79,20 +93,21 @@ class RevtopsVoila(Voila):
     def initialize(self, argv: Any = None) -> None:
         # Kernels inherit the server's environment: that is how they get the signing secret.
         os.environ.setdefault(app_identity.SECRET_ENV, app_identity.new_secret())
-        self.identity_provider_class = SupabaseIdentityProvider
         self.authorizer_class = RevtopsAuthorizer
-        # Defaults that the command line can still override: warm kernels, no tracebacks.
-        self.update_config(
-            Config(
-                {
-                    "VoilaConfiguration": {
-                        "preheat_kernel": True,
-                        "default_pool_size": 2,
-                        "show_tracebacks": False,
-                    }
-                }
-            )
-        )
+        defaults: dict[str, Any] = {
+            # Defaults that the command line can still override: warm kernels, no tracebacks.
+            "VoilaConfiguration": {
+                "preheat_kernel": True,
+                "default_pool_size": 2,
+                "show_tracebacks": False,
+            }
+        }
+        if load_settings().supabase_url is not None:
+            self.identity_provider_class = SupabaseIdentityProvider
+        else:
+            # Local mode: Jupyter's token, printed in the URL, admits the machine's owner.
+            defaults["Voila"] = {"auto_token": True}
+        self.update_config(Config(defaults))
         args = list(sys.argv[1:] if argv is None else argv)
         if not any(arg.endswith(".ipynb") for arg in args):
             args.append(str(NOTEBOOK))
