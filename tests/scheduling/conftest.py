@@ -6,11 +6,13 @@ so ``store_env`` writes the store URL and the scheduling settings into it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from scheduling_helpers import Processes
+from sqlalchemy import text
 
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
@@ -59,3 +61,35 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     procs = Processes(tmp_path / "logs")
     yield procs
     procs.stop_all()
+
+
+@pytest.fixture
+def pg_store(postgres_db: Database) -> Iterator[Database]:
+    """The session's PostgreSQL store with empty workflow tables, for one-backend tests."""
+
+    def empty() -> None:
+        with postgres_db.begin() as conn:
+            conn.execute(text("TRUNCATE workflows, workflow_runs"))
+
+    empty()
+    yield postgres_db
+    empty()
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[dict[str, str]]:
+    """Broker settings on the real Redis: a dedicated db number and a queue (and key prefix)
+    unique to the test; every key under the prefix is deleted afterwards."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"no Redis at 127.0.0.1:6379 ({exc})")
+    queue = f"revtops-test-{uuid.uuid4().hex[:8]}"
+    yield {"REVTOPS_BROKER_URL": url, "REVTOPS_CELERY_QUEUE": queue}
+    for key in client.scan_iter(match=f"{queue}:*"):
+        client.delete(key)
+    client.close()

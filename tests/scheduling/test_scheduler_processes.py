@@ -60,7 +60,8 @@ def test_two_schedulers_never_run_the_same_due_run_twice(
     lines = [line.split() for line in executions.read_text().splitlines()]
     executed = [line[0] for line in lines]
     assert len(executed) == len(set(executed)), "a run executed twice"
-    assert set(executed) == set(done)
+    # Every succeeded run executed; nothing executed that is not a recorded run.
+    assert set(done) <= set(executed) <= {str(r.id) for r in history}
     assert len({r.scheduled_for for r in history}) == len(history)
     # One run of the workflow at a time: executions never overlap.
     spans = sorted((float(start), float(end)) for *_ids, start, end in lines)
