@@ -84,6 +84,11 @@ def guard_sql(sql: str, *, dialect: str, org: str, max_rows: int) -> GuardedQuer
         generated = tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE, comments=False)
     except UnsupportedError as exc:
         raise QueryRefusedError(f"refused: {dialect} cannot run this construct ({exc})") from exc
+    except Exception as exc:  # sqlglot failing on odd input must refuse, not crash the caller
+        raise QueryRefusedError(
+            f"refused: the query could not be rewritten safely ({type(exc).__name__}: {exc}); "
+            "simplify it"
+        ) from exc
     return GuardedQuery(
         sql=generated,
         tables=frozenset(rewriter.tables),

@@ -85,6 +85,9 @@ ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
         exp.National,
         exp.UnicodeString,
         exp.JSONPath,
+        exp.JSONKeyValue,
+        exp.JSONValue,
+        exp.FormatJson,
         exp.JSONPathKey,
         exp.JSONPathRoot,
         exp.JSONPathSubscript,
@@ -135,7 +138,8 @@ ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
     }
 )
 
-# Functions callable anywhere, by lowercase name (as written, or one of sqlglot's names for it).
+# Functions callable anywhere, by lowercase name (as written, or one of sqlglot's names for it;
+# the last group holds sqlglot's names for functions written as position, lpad, json_agg...).
 ALLOWED_FUNCTIONS: frozenset[str] = _names(
     """
     count count_if sum avg mean min max median mode stddev stddev_pop stddev_samp variance
@@ -191,6 +195,9 @@ ALLOWED_FUNCTIONS: frozenset[str] = _names(
     array_any array_all
 
     struct struct_pack struct_extract row
+
+    str_position strposition pad hex bitwise_and_agg bitwise_or_agg jarowinkler_similarity
+    jsonobject jsonarrayagg jsonobjectagg jsonbobjectagg
     generate_series range exploding_generate_series gen_random_uuid uuid
     """
 )

@@ -393,3 +393,14 @@ def load_two_orgs(db: object) -> None:
             )
         for table, table_rows in two_org_rows().items():
             upsert(conn, table, table_rows)
+
+
+def truncate_readable(db: object) -> None:
+    from sqlalchemy import text
+
+    from revtops_kernel.store import Database
+    from revtops_kernel.store.schema import readable_tables
+
+    assert isinstance(db, Database)
+    with db.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(readable_tables())}"))

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from adversarial_sql import CALLER, CONTAINED, CORPUS, MARKER, REFUSED, Attack, load_two_orgs
+from adversarial_sql import (
+    CALLER,
+    CONTAINED,
+    CORPUS,
+    MARKER,
+    REFUSED,
+    Attack,
+    load_two_orgs,
+    truncate_readable,
+)
 from sqlalchemy import text
 
 from revtops_kernel.agent.guard import guard_sql, run_guarded
@@ -37,15 +46,10 @@ def store(
         db.dispose()
         return
     db = request.getfixturevalue("postgres_db")
-    _truncate(db)
+    truncate_readable(db)
     load_two_orgs(db)
     yield db
-    _truncate(db)
-
-
-def _truncate(db: Database) -> None:
-    with db.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(readable_tables())}"))
+    truncate_readable(db)
 
 
 def _counts(db: Database) -> dict[str, int]:
