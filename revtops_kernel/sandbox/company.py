@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import gc
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
@@ -368,8 +369,9 @@ class Company:
         if self._slack is None:
             from revtops_kernel.sandbox.slack_data import build_workspace
 
-            with _collector_paused():
-                self._slack = build_workspace(self)
+            with _BUILD_LOCK, _collector_paused():
+                if self._slack is None:  # a test thread and the server may race here
+                    self._slack = build_workspace(self)
         return self._slack
 
     @property
@@ -378,8 +380,9 @@ class Company:
         if self._calendars is None:
             from revtops_kernel.sandbox.calendar_data import build_calendars
 
-            with _collector_paused():
-                self._calendars = build_calendars(self)
+            with _BUILD_LOCK, _collector_paused():
+                if self._calendars is None:
+                    self._calendars = build_calendars(self)
         return self._calendars
 
     def activity_inputs(self) -> ActivityInputs:
@@ -490,6 +493,9 @@ class ActivityInputs:
             [d.amount_cents for d in co.deals],
             [d.close_day for d in co.deals],
         )
+
+
+_BUILD_LOCK = threading.RLock()  # re-entrant: a calendar build may read activity_inputs
 
 
 @contextmanager

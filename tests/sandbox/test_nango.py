@@ -220,3 +220,26 @@ def test_admin_webhook_creates_the_connection_and_delivers(
         assert got.json()["tags"] == {"organization_id": "org_9"}
         bad = admin.post("/nango/webhook", json={"provider_config_key": "zendesk"})
         assert bad.status_code == 400 and "unknown integration" in bad.json()["error"]
+
+
+def test_proxy_reaches_the_crms_and_refreshes_a_used_up_token(
+    ng: tuple[SandboxServer, httpx.Client],
+) -> None:
+    sb, client = ng
+    hubspot = connect(sb, client, "hubspot")
+    salesforce = connect(sb, client, "salesforce")
+    hs_headers = {"Connection-Id": hubspot, "Provider-Config-Key": "hubspot"}
+    sf_headers = {"Connection-Id": salesforce, "Provider-Config-Key": "salesforce"}
+    deals = client.get("/proxy/crm/v3/objects/deals", params={"limit": 3}, headers=hs_headers)
+    assert deals.status_code == 200 and len(deals.json()["results"]) == 3
+    assert deals.headers["x-hubspot-ratelimit-max"]  # the provider's headers come back
+    users = client.get(
+        "/proxy/services/data/v59.0/query", params={"q": "SELECT Id FROM User"}, headers=sf_headers
+    )
+    assert users.status_code == 200 and users.json()["done"] is True
+    first = sb.token_for("hubspot")
+    sb.faults.hubspot.token_ttl_calls = sb.state.tokens["hubspot"].calls + 2  # two more calls
+    codes = [client.get("/proxy/crm/v3/owners", headers=hs_headers).status_code for _ in range(4)]
+    # the token runs out on the third call; Nango refreshes it before the fourth
+    assert codes == [200, 200, 401, 200]
+    assert sb.token_for("hubspot") != first
