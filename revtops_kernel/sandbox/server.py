@@ -210,6 +210,18 @@ class SandboxServer:
         """The key Nango signs webhooks with (``X-Nango-Hmac-Sha256``)."""
         return self.state.nango.webhook_secret
 
+    @property
+    def nango_token_ttl_s(self) -> float:
+        """Lifetime Nango gives a credential; a fetch after it rotates the provider token."""
+        return self.state.nango.token_ttl_s
+
+    @nango_token_ttl_s.setter
+    def nango_token_ttl_s(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.nango.token_ttl_s = seconds
+            for conn in self.state.nango.connections.values():
+                conn.expires_at_s = min(conn.expires_at_s, conn.updated_s + seconds)
+
     def nango_webhook(
         self,
         provider_config_key: str = "hubspot",

@@ -89,6 +89,14 @@ class Stats:
         requests = self.requests.copy()
         return sum(n for k, n in requests.items() if provider is None or k.startswith(provider))
 
+    def per_provider(self) -> dict[str, int]:
+        """Requests per provider (``hubspot``, ``salesforce``, ``slack``, ``google_calendar``,
+        ``nango``); calls through Nango's proxy count under both Nango and the provider."""
+        out: Counter[str] = Counter()
+        for label, n in self.requests.copy().items():
+            out[label.split(" ", 1)[0]] += n
+        return dict(out)
+
     def count(self, endpoint: str) -> int:
         """Requests to one endpoint label, e.g. ``"hubspot POST /crm/v3/objects/deals/search"``."""
         return self.requests[endpoint]
@@ -111,6 +119,7 @@ class Stats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "per_provider": self.per_provider(),
             "requests": dict(self.requests),
             "responses": {f"{k} {s}": n for (k, s), n in self.responses.copy().items()},
             "events": {f"{p} {e}": n for (p, e), n in self.events.copy().items()},

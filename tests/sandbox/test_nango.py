@@ -243,3 +243,27 @@ def test_proxy_reaches_the_crms_and_refreshes_a_used_up_token(
     # the token runs out on the third call; Nango refreshes it before the fourth
     assert codes == [200, 200, 401, 200]
     assert sb.token_for("hubspot") != first
+
+
+def test_credentials_rotate_when_their_lifetime_ends(
+    ng: tuple[SandboxServer, httpx.Client],
+) -> None:
+    sb, client = ng
+    cid = connect(sb, client, "google-calendar")
+    params = {"provider_config_key": "google-calendar"}
+    before = client.get(f"/connections/{cid}", params=params).json()["credentials"]
+    sb.nango_token_ttl_s = 0.0  # every fetch now finds the credential expired
+    after = client.get(f"/connections/{cid}", params=params).json()["credentials"]
+    assert after["access_token"] != before["access_token"]
+    with httpx.Client(base_url=sb.google_calendar_base_url) as gc:
+        old = gc.get(
+            "/users/me/calendarList", headers={"Authorization": f"Bearer {before['access_token']}"}
+        )
+        new = gc.get(
+            "/users/me/calendarList", headers={"Authorization": f"Bearer {after['access_token']}"}
+        )
+    assert old.status_code == 401 and new.status_code == 200
+    # the CRMs keep their token: only the connection's provider rotated
+    assert sb.token_for("hubspot") == before["access_token"]
+    per = sb.stats.per_provider()
+    assert per["nango"] >= 3 and per["google_calendar"] == 2
