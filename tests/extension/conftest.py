@@ -46,9 +46,8 @@ class Server:
         )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("server-home")
+def launch(home: Path, **extra_env: str) -> Server:
+    """Start ``jupyter server`` with the extension and Supabase sign-in; wait until it answers."""
     port = free_port()
     log = home / "server.log"
     env = {
@@ -59,6 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "REVTOPS_ADMIN_KEY": ADMIN_KEY,
         "JUPYTER_CONFIG_DIR": str(home / "jupyter-config"),
         "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
+        **extra_env,
     }
     command = [
         sys.executable,
@@ -76,20 +76,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while True:
         try:
             if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
-                break
+                return Server(url, process, log)
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"jupyter server did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
-    yield Server(url, process, log)
-    process.terminate()
+
+
+def stop(server: Server) -> None:
+    server.process.terminate()
     try:
-        process.wait(15)
+        server.process.wait(15)
     except subprocess.TimeoutExpired:
-        process.kill()
+        server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = launch(tmp_path_factory.mktemp("server-home"))
+    yield running
+    stop(running)

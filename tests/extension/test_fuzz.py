@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from revtops_server.handlers import routes
+from revtops_server.handlers_data import PROVIDER_PATTERN, UUID_PATTERN
 
 from .conftest import ADMIN_KEY, Server
 
@@ -42,7 +43,12 @@ BODY = st.one_of(
     JSON.map(lambda d: ("json", d)),
     st.binary(max_size=200).map(lambda b: ("raw", b)),
 )
-PATHS = [path.replace("([a-z0-9][a-z0-9_-]{0,62})", "{org}") for path, _ in routes()]
+PATHS = [
+    path.replace("([a-z0-9][a-z0-9_-]{0,62})", "{org}")
+    .replace(PROVIDER_PATTERN, "{provider}")
+    .replace(UUID_PATTERN, "{uuid}")
+    for path, _ in routes()
+]
 
 
 Request = tuple[str, str, dict[str, str], dict[str, str], tuple[str, object]]
@@ -59,8 +65,12 @@ def _requests(server: Server) -> st.SearchStrategy[Request]:
 
     @st.composite
     def build(draw: st.DrawFn) -> Request:
-        org = draw(st.sampled_from(["acme-com", "x"]))
-        path = draw(st.sampled_from(PATHS)).replace("{org}", org)
+        path = (
+            draw(st.sampled_from(PATHS))
+            .replace("{org}", draw(st.sampled_from(["acme-com", "x"])))
+            .replace("{provider}", draw(st.sampled_from(["hubspot", "slack", "google_calendar"])))
+            .replace("{uuid}", str(draw(st.uuids())))
+        )
         method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]))
         headers: dict[str, str] = {}
         token = draw(tokens)

@@ -1,0 +1,292 @@
+"""REST endpoints over the organization's data: integrations, Nango connect, sync, chat history.
+
+Every query is scoped to the caller's organization (and, for conversations, to the caller):
+an id of another organization's object answers 404, exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from sqlalchemy import select
+from tornado import web
+
+from revtops_kernel.agent.conversations import list_conversations, load_transcript
+from revtops_kernel.integrations import (
+    EndUser,
+    create_connect_session,
+    delete_integration,
+    handle_webhook,
+    list_integrations,
+)
+from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.store.schema import metadata
+from revtops_kernel.timeutil import iso_z
+
+from .handlers import ApiHandler, Principal, PublicHandler
+
+PROVIDER_PATTERN = "(" + "|".join(ALL_PROVIDERS) + ")"
+UUID_PATTERN = "([0-9a-fA-F-]{36})"
+# Syncs run off the server's event loop, two at a time: they are I/O- and database-bound.
+_SYNC_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-sync")
+_running: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+
+def _json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _json(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if hasattr(value, "isoformat") and hasattr(value, "tzinfo"):
+        return iso_z(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class IntegrationsHandler(ApiHandler):
+    def get(self) -> None:
+        org = self.principal().organization_id
+        connected = {i.provider: i for i in list_integrations(self.ctx.db, org)}
+        runs = _latest_runs(self, org)
+        configured = _token_providers(self)
+        items = []
+        for provider in ALL_PROVIDERS:
+            info = connected.get(provider)
+            status = info.status if info else "connected" if provider in configured else "available"
+            items.append(
+                {
+                    "provider": provider,
+                    "status": status,
+                    "via": "nango"
+                    if info and info.via_nango
+                    else "token"
+                    if status != "available"
+                    else None,
+                    "last_sync_at": _json(info.last_sync_at) if info else None,
+                    "last_error": info.last_error if info else None,
+                    "last_run": runs.get(provider),
+                    "syncing": (org, provider) in _running,
+                }
+            )
+        self.reply({"integrations": items})
+
+
+def _via(info: Any, status: str) -> str | None:
+    if info is not None and info.via_nango:
+        return "nango"
+    return None if status == "available" else "token"
+
+
+class IntegrationHandler(ApiHandler):
+    def delete(self, provider: str) -> None:
+        org = self.principal().organization_id
+        if not delete_integration(self.ctx.db, self.ctx.settings, org, provider):
+            raise web.HTTPError(404, f"{provider} is not connected")
+        self.reply({"provider": provider, "status": "disconnected"})
+
+
+class ConnectSessionHandler(ApiHandler):
+    """A Nango Connect session for the caller's organization (the front end opens Nango's UI)."""
+
+    def post(self, provider: str) -> None:
+        self.reply(_connect(self, provider), 201)
+
+
+class ConnectHandler(ApiHandler):
+    """The same, as a redirect to Nango's hosted connect page."""
+
+    def get(self, provider: str) -> None:
+        session = _connect(self, provider)
+        if not session.get("connect_link"):
+            raise web.HTTPError(502, "Nango returned no connect link")
+        self.redirect(session["connect_link"])
+
+
+def _connect(handler: ApiHandler, provider: str) -> dict[str, Any]:
+    principal = handler.principal()
+    if handler.ctx.settings.nango_secret_key is None:
+        raise web.HTTPError(
+            409, "connecting needs Nango (NANGO_SECRET_KEY); or set the provider's token"
+        )
+    user = EndUser(id=str(principal.member_id or principal.organization_id), email=principal.email)
+    session = create_connect_session(
+        handler.ctx.settings, principal.organization_id, provider, user
+    )
+    return {
+        "provider": provider,
+        "token": session.token,
+        "connect_link": session.connect_link,
+        "expires_at": session.expires_at,
+    }
+
+
+class CallbackHandler(PublicHandler):
+    """Where the OAuth flow sends the browser back: the connection itself arrives by webhook."""
+
+    @allow_unauthenticated
+    def get(self) -> None:
+        provider = self.get_argument("provider", "")
+        target = self.base_url + ("?connected=" + provider if provider in ALL_PROVIDERS else "")
+        self.redirect(target)
+
+
+class NangoWebhookHandler(PublicHandler):
+    """Nango's auth webhook: HMAC over the raw body, replays recognized, unknown types ignored."""
+
+    def check_xsrf_cookie(self) -> None:
+        return None  # authenticated by its signature, not by a cookie
+
+    @allow_unauthenticated
+    def post(self) -> None:
+        result = handle_webhook(
+            self.ctx.db, self.ctx.settings, self.request.body, dict(self.request.headers)
+        )
+        self.reply({"status": result.status, "detail": result.detail}, result.http_status)
+
+
+class SyncHandler(ApiHandler):
+    """Start a sync of one provider (or all configured ones) in the background: 202."""
+
+    async def post(self) -> None:
+        org = self.principal().organization_id
+        requested = self.text_field(self.body(), "provider") or "all"
+        if requested == "all":
+            providers = list(_token_providers(self) | _nango_providers(self, org))
+        elif requested in ALL_PROVIDERS:
+            providers = [requested]
+        else:
+            raise web.HTTPError(
+                400, f"unknown provider {requested!r}; expected one of {ALL_PROVIDERS} or 'all'"
+            )
+        if not providers:
+            raise web.HTTPError(409, "no integration is connected yet")
+        started, already = [], []
+        for provider in sorted(providers):
+            key = (org, provider)
+            if key in _running:
+                already.append(provider)
+                continue
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(_SYNC_POOL, _sync, self.ctx, org, provider)
+            _running[key] = future
+            future.add_done_callback(_forget(key))
+            started.append(provider)
+        self.reply({"started": started, "already_running": already}, 202)
+
+
+def _forget(key: tuple[str, str]) -> Any:
+    def done(_: asyncio.Future[Any]) -> None:
+        _running.pop(key, None)
+
+    return done
+
+
+def _sync(ctx: Any, org: str, provider: str) -> str:
+    from revtops_kernel.sync import run_sync
+
+    return run_sync(ctx.db, ctx.settings, provider, org=org).status
+
+
+class SyncStatusHandler(ApiHandler):
+    def get(self) -> None:
+        org = self.principal().organization_id
+        runs = _latest_runs(self, org)
+        self.reply(
+            {
+                "providers": [
+                    {"provider": p, "syncing": (org, p) in _running, "last_run": runs.get(p)}
+                    for p in ALL_PROVIDERS
+                ]
+            }
+        )
+
+
+class ConversationsHandler(ApiHandler):
+    def get(self) -> None:
+        principal = self.principal()
+        found = list_conversations(
+            self.ctx.db, org=principal.organization_id, user_id=principal.member_id
+        )
+        self.reply({"conversations": _json(found)})
+
+
+class ConversationHandler(ApiHandler):
+    def get(self, conversation_id: str) -> None:
+        principal = self.principal()
+        ident = _owned_conversation(self, principal, conversation_id)
+        items = load_transcript(self.ctx.db, ident, org=principal.organization_id)
+        self.reply({"id": str(ident), "items": _json(items)})
+
+
+def _owned_conversation(handler: ApiHandler, principal: Principal, raw: str) -> uuid.UUID:
+    try:
+        ident = uuid.UUID(raw)
+    except ValueError:
+        raise web.HTTPError(404, "no such conversation") from None
+    conversations = metadata.tables["conversations"]
+    query = select(conversations.c.user_id).where(
+        conversations.c.id == ident, conversations.c.organization_id == principal.organization_id
+    )
+    with handler.ctx.db.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None or (principal.member_id is not None and row.user_id != principal.member_id):
+        raise web.HTTPError(404, "no such conversation")
+    return ident
+
+
+def _latest_runs(handler: ApiHandler, org: str) -> dict[str, dict[str, Any]]:
+    runs = metadata.tables["sync_runs"]
+    query = (
+        select(runs)
+        .where(runs.c.organization_id == org)
+        .order_by(runs.c.provider, runs.c.started_at.desc())
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    with handler.ctx.db.connect() as conn:
+        for row in conn.execute(query).mappings():
+            if row["provider"] in latest:
+                continue
+            latest[row["provider"]] = {
+                "status": row["status"],
+                "started_at": _json(row["started_at"]),
+                "finished_at": _json(row["finished_at"]),
+                "fetched": row["fetched"],
+                "upserted": row["upserted"],
+                "deleted": row["deleted"],
+                "quarantined": row["quarantined"],
+                "error": row["error"],
+            }
+    return latest
+
+
+def _token_providers(handler: ApiHandler) -> set[str]:
+    settings = handler.ctx.settings
+    return {p for p in ALL_PROVIDERS if getattr(settings, f"{p}_token", None) is not None}
+
+
+def _nango_providers(handler: ApiHandler, org: str) -> set[str]:
+    return {i.provider for i in list_integrations(handler.ctx.db, org) if i.via_nango}
+
+
+def data_routes() -> list[tuple[str, type[ApiHandler]]]:
+    api = "/revtops/api"
+    return [
+        (f"{api}/integrations", IntegrationsHandler),
+        (f"{api}/integrations/{PROVIDER_PATTERN}", IntegrationHandler),
+        (f"{api}/connect/{PROVIDER_PATTERN}", ConnectHandler),
+        (f"{api}/connect/{PROVIDER_PATTERN}/session", ConnectSessionHandler),
+        (f"{api}/callback", CallbackHandler),
+        (f"{api}/webhooks/nango", NangoWebhookHandler),
+        (f"{api}/sync", SyncHandler),
+        (f"{api}/sync/status", SyncStatusHandler),
+        (f"{api}/chat/conversations", ConversationsHandler),
+        (f"{api}/chat/conversations/{UUID_PATTERN}", ConversationHandler),
+    ]
