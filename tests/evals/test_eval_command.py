@@ -1,0 +1,111 @@
+"""``revtops eval`` as a real process: without a key (gold SQL only) and against the scripted
+Messages API (the copilot answers, the answers are graded, tokens and cost reported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from revtops_kernel.evals.golden import GOLDEN_BY_ID
+from revtops_kernel.evals.truth import Truth
+from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
+from revtops_kernel.sandbox.generate import generate_company
+
+SCALE, SEED = "0.05", "7"
+QUESTIONS = ("open_pipeline_total", "deals_missing_amount", "active_reps")
+
+pytestmark = pytest.mark.slow
+
+
+def revtops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "revtops_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def selection() -> list[str]:
+    return ["--scale", SCALE, "--seed", SEED, *(f"--question={q}" for q in QUESTIONS)]
+
+
+def test_without_a_key_it_checks_the_gold_sql_and_says_the_model_was_not_asked() -> None:
+    done = revtops("eval", *selection())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for question in QUESTIONS:
+        assert any(line.split()[:2] == ["PASS", question] for line in lines), done.stdout
+    assert f"{len(QUESTIONS)}/{len(QUESTIONS)} gold queries match the ground truth" in lines
+    assert "the model was not asked (no ANTHROPIC_API_KEY)" in done.stdout
+
+
+def test_unknown_questions_are_refused() -> None:
+    done = revtops("eval", "--question", "meaning_of_life")
+    assert done.returncode == 2
+    assert "unknown question(s): meaning_of_life" in done.stderr
+
+
+def test_the_copilot_is_graded_against_the_scripted_api() -> None:
+    truth = Truth(generate_company(float(SCALE), int(SEED)))
+    missing = GOLDEN_BY_ID["deals_missing_amount"].expected(truth).rows[0][0]
+    reps = GOLDEN_BY_ID["active_reps"].expected(truth).rows[0][0]
+    with ScriptedMessagesServer() as api:
+        api.script(
+            # open_pipeline_total: a query, then an answer built on its rows -> graded by table
+            Turn.tool("run_sql_query", {"sql": GOLDEN_BY_ID["open_pipeline_total"].sql}),
+            Turn.reply("Here is the open pipeline."),
+            # deals_missing_amount: answered in prose, right -> graded by text
+            Turn.reply(f"{missing} deals have no amount entered."),
+            # active_reps: answered in prose, wrong
+            Turn.reply(f"You have {reps + 7} active reps."),
+        )
+        env = {"ANTHROPIC_API_KEY": api.api_key, "ANTHROPIC_BASE_URL": api.base_url}
+        done = revtops("eval", *selection(), "--format", "json", "--min-accuracy", "0.9", env=env)
+        requests = api.requests
+    assert done.returncode == 1, done.stderr  # 2 of 3 is below --min-accuracy
+    report: dict[str, Any] = json.loads(done.stdout)
+    assert report["gold"]["passed"] == len(QUESTIONS)
+    model = report["model"]
+    answers = {a["id"]: a for a in model["answers"]}
+    assert [a["id"] for a in model["answers"]] == list(QUESTIONS)
+    assert (answers["open_pipeline_total"]["ok"], answers["open_pipeline_total"]["matched_by"]) == (
+        True,
+        "table",
+    )
+    assert answers["open_pipeline_total"]["tool_calls"] == 1
+    assert (
+        answers["deals_missing_amount"]["ok"],
+        answers["deals_missing_amount"]["matched_by"],
+    ) == (
+        True,
+        "text",
+    )
+    wrong = answers["active_reps"]
+    assert not wrong["ok"]
+    assert "no successful query" in wrong["reason"]
+    assert f"active_reps={reps} is not in the answer" in wrong["reason"]
+    assert model["correct"] == 2
+    assert model["accuracy"] == pytest.approx(2 / 3)
+    for answer in model["answers"]:
+        prompt = (
+            answer["input_tokens"] + answer["cache_read_tokens"] + answer["cache_creation_tokens"]
+        )
+        assert prompt > 0 and answer["output_tokens"] > 0
+        assert answer["cost_usd"] is not None and answer["cost_usd"] > 0
+    assert Decimal(str(model["cost_usd"])) > 0
+    # Each question was its own conversation: the first request of each carries one message.
+    firsts = [r for r in requests if len(r.messages) == 1]
+    assert [r.messages[0]["content"] for r in firsts] == [
+        GOLDEN_BY_ID[q].question for q in QUESTIONS
+    ] or [r.messages[0]["content"][0]["text"] for r in firsts] == [
+        GOLDEN_BY_ID[q].question for q in QUESTIONS
+    ]
