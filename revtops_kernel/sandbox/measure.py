@@ -30,8 +30,16 @@ t = time.perf_counter()
 company = generate_company(float(sys.argv[1]), 0)
 seconds = time.perf_counter() - t
 records = sum(company.counts().values())
+t = time.perf_counter()
+messages = len(company.slack.messages)
+slack_seconds = time.perf_counter() - t
+t = time.perf_counter()
+events = len(company.calendars.events)
+calendar_seconds = time.perf_counter() - t
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "records": records}))
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "records": records,
+                  "slack_seconds": slack_seconds, "messages": messages,
+                  "calendar_seconds": calendar_seconds, "events": events}))
 """
 
 # What a connector asks for, per object type: properties and associations.
@@ -176,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         g = measure_generation(scale)
         print(
             f"generate scale {scale:g}: {g['seconds']:.2f} s, peak RSS {g['peak_rss_mb']:.0f} MB, "
-            f"{g['records']:.0f} records",
+            f"{g['records']:.0f} records; on first use Slack {g['slack_seconds']:.2f} s "
+            f"({g['messages']:.0f} messages), Calendar {g['calendar_seconds']:.2f} s "
+            f"({g['events']:.0f} events)",
             flush=True,
         )
     if args.throughput_scale:

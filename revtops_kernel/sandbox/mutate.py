@@ -246,9 +246,9 @@ def mutate_slack(
     ``late_replies`` replies to messages older than a week, a few of which had no replies
     before (so an old message turns into a thread)."""
     from revtops_kernel.sandbox.slack_data import (
-        _EXTERNAL_TEXTS,
-        _LATE_REPLY_TEXTS,
-        _REPLY_TEXTS,
+        EXTERNAL_TEXTS,
+        LATE_REPLY_TEXTS,
+        REPLY_TEXTS,
         SlackMessage,
         fill_text,
     )
@@ -268,9 +268,9 @@ def mutate_slack(
         members = [m for m in ch.members if m in reps]
         if members:
             author = members[int(rng.random() * len(members))]
-        templates: tuple[str, ...] = _REPLY_TEXTS
+        templates: tuple[str, ...] = REPLY_TEXTS
         if externals and rng.random() < 0.3:
-            author, templates = externals[int(rng.random() * len(externals))], _EXTERNAL_TEXTS
+            author, templates = externals[int(rng.random() * len(externals))], EXTERNAL_TEXTS
         text = fill_text(company, ws, rng, templates[int(rng.random() * len(templates))],
                          ch.account, ch.deal, reps)  # fmt: skip
         msg = SlackMessage(0, ch.idx, ws.next_ts_us(ch, ts_ms * 1000), author, text, 0,
@@ -291,7 +291,7 @@ def mutate_slack(
         newest = parent.replies[-1].ts_us if parent.replies else parent.ts_us
         ts_us = max(ws.next_ts_us(ch, ts_ms * 1000), newest + 1)
         authors = [m for m in ch.members if m in reps or ws.users[m].external] or reps
-        text = fill_text(company, ws, rng, _LATE_REPLY_TEXTS[k % len(_LATE_REPLY_TEXTS)],
+        text = fill_text(company, ws, rng, LATE_REPLY_TEXTS[k % len(LATE_REPLY_TEXTS)],
                          ch.account, ch.deal, reps)  # fmt: skip
         reply = SlackMessage(0, ch.idx, ts_us, authors[int(rng.random() * len(authors))], text,
                              0, ch.account, ch.deal)  # fmt: skip

@@ -296,12 +296,15 @@ class SlackAPI:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _channel(self, ws: SlackWorkspace, value: Any) -> SlackChannel | None:
+    def _channel(
+        self, ws: SlackWorkspace, value: Any, *, by_name: bool = False
+    ) -> SlackChannel | None:
+        """A channel by id; posting methods also take a name (``#sales`` or ``sales``)."""
         if not value:
             return None
         text = str(value)
         ch = ws.channel(text)
-        if ch is None and not text.startswith("C"):
+        if ch is None and by_name:
             ch = ws.channel_named(text)
         return ch
 
@@ -506,7 +509,7 @@ class SlackAPI:
         return slack_json({"ok": True, "user": self.user_json(ws, u)})
 
     def _postable(self, ws: SlackWorkspace, channel: Any) -> SlackChannel | Response:
-        ch = self._channel(ws, channel)
+        ch = self._channel(ws, channel, by_name=True)
         if ch is None or (ch.is_private and not ch.is_member):
             return slack_error("channel_not_found")
         if ch.is_archived:

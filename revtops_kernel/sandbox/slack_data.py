@@ -50,7 +50,7 @@ GENERAL_CHANNELS: tuple[tuple[str, str, bool, bool], ...] = (
     ("sales-leadership", "Forecast calls and hiring", True, True),
 )
 
-_ACCOUNT_TEXTS = (
+ACCOUNT_TEXTS = (
     "Call with {contact} at {account} went well, they want pricing for {product}.",
     "{account} asked about SSO and audit logs again. <@{rep}> can you take this?",
     "Heads up: {account} renewal is coming up, usage is up {n}% this quarter.",
@@ -62,14 +62,14 @@ _ACCOUNT_TEXTS = (
     "Support escalation from {account}: exports are slow. Looping in <@{rep}>.",
     "{account} wants a {n}-seat pilot of {product} before expanding.",
 )
-_EXTERNAL_TEXTS = (
+EXTERNAL_TEXTS = (
     "Thanks all! Sharing our requirements doc for {product} shortly.",
     "Quick question: does {product} support SCIM provisioning?",
     "Our procurement team needs the updated order form by end of month.",
     "Great session today, the team loved the forecasting views.",
     "Can we move Thursday's sync to 3pm? Conflict on our side.",
 )
-_DEAL_TEXTS = (
+DEAL_TEXTS = (
     "Deal room for {deal} ({amount}). Close plan pinned above.",
     "{deal}: champion is {contact}, economic buyer still unclear.",
     "Pricing approval needed for {deal}: {n}% discount requested.",
@@ -79,7 +79,7 @@ _DEAL_TEXTS = (
     "Competitor showed up late in {deal}. Battlecard here: <https://wiki.example/battlecards|link>",
     "Mutual action plan for {deal} shared with {contact}.",
 )
-_GENERAL_TEXTS = (
+GENERAL_TEXTS = (
     "Reminder: forecast calls move to Tuesdays this quarter.",
     "Welcome <@{rep}> to the team!",
     "Great quarter so far, {n}% of plan with four weeks to go.",
@@ -88,7 +88,7 @@ _GENERAL_TEXTS = (
     "New pricing for {product} is live in the CPQ.",
     "Office is closed Monday for the holiday.",
 )
-_REPLY_TEXTS = (
+REPLY_TEXTS = (
     "On it.",
     "Thanks, <@{rep}>!",
     "I can join that call.",
@@ -100,7 +100,7 @@ _REPLY_TEXTS = (
     "What did {contact} say about timing?",
     "Updated the opportunity in the CRM.",
 )
-_LATE_REPLY_TEXTS = (
+LATE_REPLY_TEXTS = (
     "Reviving this: {account} came back to us today.",
     "Update on this thread: {contact} signed off.",
     "Following up here, any news?",
@@ -428,7 +428,7 @@ class _Generator:
             ch.is_private, ch.is_member = private, member
             ch.members = list(self.reps) + ([self.ws.bot_user] if member else [])
             n = 30 + int(self.rng.random() * 50)
-            self._fill(ch, n, start + US_PER_DAY, self.anchor_us, _GENERAL_TEXTS, ch.members)
+            self._fill(ch, n, start + US_PER_DAY, self.anchor_us, GENERAL_TEXTS, ch.members)
 
     def account_channels(self, n: int) -> None:
         co = self.co
@@ -458,7 +458,7 @@ class _Generator:
             ch.topic = f"{acc.name} | owner: {co.owners[acc.owner].name}"
             n_msgs = 10 + int(self.rng.random() * 30)
             self._fill(
-                ch, n_msgs, created + US_PER_DAY, self.anchor_us, _ACCOUNT_TEXTS, team,
+                ch, n_msgs, created + US_PER_DAY, self.anchor_us, ACCOUNT_TEXTS, team,
                 externals=externals, account=acc.idx,
             )  # fmt: skip
 
@@ -489,7 +489,7 @@ class _Generator:
             end = min(self.anchor_us, max(created + 5 * US_PER_DAY, close_us))
             n_msgs = 8 + int(self.rng.random() * 22)
             self._fill(
-                ch, n_msgs, created + 3_600_000_000, end, _DEAL_TEXTS, team,
+                ch, n_msgs, created + 3_600_000_000, end, DEAL_TEXTS, team,
                 account=acc.idx, deal=deal.idx,
             )  # fmt: skip
             if end < self.anchor_us - 60 * US_PER_DAY and self.rng.random() < 0.5:
@@ -542,7 +542,7 @@ class _Generator:
             pool = texts
             if externals and rng.random() < 0.25:
                 author = externals[int(rng.random() * len(externals))]
-                pool = _EXTERNAL_TEXTS
+                pool = EXTERNAL_TEXTS
             acc = account
             if ch.kind == "general" and rng.random() < 0.4:
                 acc = int(rng.random() * len(self.co.accounts))
@@ -565,7 +565,7 @@ class _Generator:
                 who = reply_authors[int(rng.random() * len(reply_authors))]
                 reply = SlackMessage(
                     0, ch.idx, t, who,
-                    self._text(_REPLY_TEXTS[int(rng.random() * len(_REPLY_TEXTS))], acc, deal),
+                    self._text(REPLY_TEXTS[int(rng.random() * len(REPLY_TEXTS))], acc, deal),
                     0, acc, deal,
                 )  # fmt: skip
                 self.ws.add_message(reply, parent=msg)

@@ -185,6 +185,8 @@ def test_content_mentions_accounts_and_external_authors(
 
 def test_errors_are_ok_false_on_http_200(sb: SandboxServer, sl: httpx.Client) -> None:
     assert call(sl, "conversations.history", channel="C0NOPE")["error"] == "channel_not_found"
+    # only posting takes channel names; reading needs the id
+    assert call(sl, "conversations.history", channel="general")["error"] == "channel_not_found"
     outside = next(c for c in sb.company.slack.channels if not c.is_member)
     assert call(sl, "conversations.history", channel=outside.id)["error"] == "not_in_channel"
     with slack_client(sb, token="") as anon:
