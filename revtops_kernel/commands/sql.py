@@ -6,8 +6,11 @@ A refused query exits 1 with the reason on stderr (the same message the model wo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import TYPE_CHECKING
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,11 +60,37 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
-    """The rows as an aligned table, CSV, or JSON records (ISO 8601 UTC datetimes)."""
+    """The rows as an aligned table, CSV, or JSON records (ISO 8601 Z times, numbers)."""
     if fmt == "csv":
         return str(frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
     if fmt == "json":
-        return str(frame.to_json(orient="records", date_format="iso", date_unit="us")) + "\n"
+        records = [
+            {str(k): _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")
+        ]
+        return json.dumps(records, ensure_ascii=False) + "\n"
     if frame.empty:
         return "(no rows)\n" if len(frame.columns) else "(no columns)\n"
     return str(frame.to_string(index=False)) + f"\n({len(frame):,} rows)\n"
+
+
+def _json_value(value: Any) -> Any:
+    """One cell as JSON: datetimes ISO 8601 in UTC with Z, decimals as numbers, NaN as null."""
+    import pandas as pd
+
+    from revtops_kernel.timeutil import iso_z
+
+    if value is None or (not isinstance(value, list | dict | str) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return iso_z(value.to_pydatetime())
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, str | int | float | bool | list | dict):
+        return value
+    if hasattr(value, "item") and not isinstance(value, pd.Timedelta):  # numpy scalars
+        return _json_value(value.item())
+    return str(value)  # UUID, bytes, intervals
