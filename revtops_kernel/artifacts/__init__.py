@@ -3,6 +3,7 @@
     create_artifact(db, org=..., spec={...})   validate, query through the guard, store -> event
     render_artifact(db, artifact_id, org=...)  re-run the stored spec without the model
     figure_from_spec(spec, df)                  a chart spec over a DataFrame -> Plotly figure
+    table_from_spec(spec, df)                   a table spec over a DataFrame -> its columns
     artifact_to_pdf / conversation_to_pdf       WeasyPrint PDFs, charts as vector SVG
     conversation_to_notebook / save_notebook    a runnable .ipynb that papermill can re-run
 
@@ -19,6 +20,7 @@ _LAZY = {
     "ARTIFACT_INPUT_SCHEMA": "revtops_kernel.artifacts.specs",
     "parse_spec": "revtops_kernel.artifacts.specs",
     "figure_from_spec": "revtops_kernel.artifacts.figures",
+    "table_from_spec": "revtops_kernel.artifacts.data",
     "create_artifact": "revtops_kernel.artifacts.service",
     "render_artifact": "revtops_kernel.artifacts.service",
     "list_artifacts": "revtops_kernel.artifacts.service",

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +150,20 @@ def table_view(part: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a table shows, in order, under their labels."""
     shown = frame[list(part.columns)] if part.columns else frame
     return shown.rename(columns={key: value for key, value in part.labels.items()})
+
+
+def table_from_spec(spec: TableSpec | Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """A table spec over the rows of its query: the chosen columns, under their labels.
+
+    Public and free of any database, like ``figure_from_spec``: exported notebooks call it.
+    """
+    from revtops_kernel.artifacts.specs import parse_spec
+
+    table = spec if isinstance(spec, TableSpec) else parse_spec(spec)
+    if not isinstance(table, TableSpec):
+        raise ArtifactSpecError(f"expected a table spec, got a {table.kind}")
+    check_columns(table, frame)
+    return table_view(table, frame)
 
 
 def humanize(column: str) -> str:

@@ -169,6 +169,11 @@ def render_artifact(db: Database, artifact_id: uuid.UUID | str, *, org: str) -> 
     )
 
 
+def stored_spec(db: Database, artifact_id: uuid.UUID | str, *, org: str) -> ArtifactSpec:
+    """The validated spec of a stored artifact, without running its queries."""
+    return parse_spec(_load(db, artifact_id, org=org).spec)
+
+
 def list_artifacts(
     db: Database, *, org: str, conversation_id: uuid.UUID | None = None
 ) -> list[ArtifactSummary]:
@@ -253,4 +258,4 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError as exc:
-        raise ArtifactNotFoundError(value, "?") from exc
+        raise ArtifactNotFoundError(value, "any organization") from exc
