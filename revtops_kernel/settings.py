@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         validation_alias="REVTOPS_GOOGLE_CALENDAR_BASE_URL",
     )
     slack_thread_lookback_days: int = Field(
-        default=14, ge=0, le=365, validation_alias="REVTOPS_SLACK_THREAD_LOOKBACK_DAYS"
+        default=14, ge=0, le=3650, validation_alias="REVTOPS_SLACK_THREAD_LOOKBACK_DAYS"
     )
     slack_requests_per_minute: int = Field(
         default=50, gt=0, validation_alias="REVTOPS_SLACK_REQUESTS_PER_MINUTE"

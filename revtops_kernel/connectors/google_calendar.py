@@ -35,6 +35,7 @@ from revtops_kernel.connectors.http import (
     paginate,
 )
 from revtops_kernel.errors import ConnectorError
+from revtops_kernel.timeutil import iso_z, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,10 @@ class GoogleCalendarConnector:
             if page_token:
                 params["pageToken"] = page_token
             data = self.client.get(path, params=params).json()
+            observed_at = iso_z(utcnow())
             items = [e for e in data.get("items") or [] if isinstance(e, dict)]
             zone = data.get("timeZone") or calendar.get("timeZone")
-            records = [self._envelope(calendar_id, zone, e) for e in items]
+            records = [self._envelope(calendar_id, zone, e, observed_at) for e in items]
             if full is not None:
                 full.event_ids.update(str(e["id"]) for e in items if e.get("id"))
             next_page = data.get("nextPageToken")
@@ -166,9 +168,12 @@ class GoogleCalendarConnector:
             return
 
     @staticmethod
-    def _envelope(calendar_id: str, zone: Any, event: Record) -> Record:
+    def _envelope(calendar_id: str, zone: Any, event: Record, observed_at: str) -> Record:
+        # observed_at: when the page was read. A deleted event comes with its id and status
+        # only, no ``updated``: the read time is the only time its deletion can carry.
         return {
             "id": event.get("id"),
             "calendar": {"id": calendar_id, "timeZone": zone},
             "event": event,
+            "observed_at": observed_at,
         }

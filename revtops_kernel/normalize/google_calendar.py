@@ -22,8 +22,11 @@ Decisions:
   whatever the calendar's zone.
 - **Cancelled** (Google's deletion, including one cancelled instance of a recurring event):
   ``status = 'cancelled'`` and ``deleted_at`` = the event's ``updated`` time, so current-data
-  queries (``deleted_at IS NULL``) drop it and the status says why. Cancelled records carry few
-  fields; the instance's ``originalStartTime`` keeps its time.
+  queries (``deleted_at IS NULL``) drop it and the status says why. Deletion stubs carry only
+  ``id`` and ``status`` (and a cancelled instance its ``recurringEventId`` and
+  ``originalStartTime``, which keeps its time): their ``updated_at``/``deleted_at`` are the time
+  the sync read them (the connector's ``observed_at``), newer than any stored version, so the
+  upsert lets the stub replace the live row. A full re-read stamps them again.
 - **Recurring instances** (``singleEvents=true``) are one activity each, ``thread_id`` =
   ``recurringEventId`` groups the series.
 - **Attendees** -> activity_participants, source id ``"{event id}:{email}"``: email (lowercase),
@@ -115,6 +118,10 @@ def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         raise RecordRejected(f"end is before start: {event.get('end')!r} < {event.get('start')!r}")
     updated_at = parse_time(event.get("updated"), "updated")
     cancelled = status == "cancelled"
+    if updated_at is None and cancelled:
+        # Google's deletion stubs carry no ``updated``: the time the sync saw it is the
+        # deletion's time, and (newer than any stored version) lets the stub replace it.
+        updated_at = parse_time(envelope.get("observed_at"), "observed_at")
     row = ctx.base_row("activities", event_id)
     row.update(
         activity_type=ACTIVITY_TYPE,
