@@ -28,8 +28,9 @@ Approximations, said where they are made:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -507,6 +508,10 @@ def resolve_params(
     """Every parameter of query ``name``, validated, with defaults filled in (relative dates
     from ``today``, UTC by default). Raises VerifiedQueryError naming what is wrong."""
     query = _lookup(name)
+    if params is not None and not isinstance(params, Mapping):
+        raise VerifiedQueryError(
+            name, f"params must be an object of name: value, got {type(params).__name__}"
+        )
     given = dict(params or {})
     known = {p.name for p in query.params}
     unknown = sorted(set(given) - known)
@@ -531,6 +536,16 @@ def resolve_params(
     return resolved
 
 
+@dataclass(frozen=True)
+class VerifiedResult(QueryResult):
+    """A verified query's rows, with what produced them: ``sql`` is the query with its
+    parameters written in as literals, so it re-runs on its own (an artifact, ``revtops sql``)."""
+
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    sql: str = ""
+
+
 def run_verified(
     db: Database,
     name: str,
@@ -540,11 +555,39 @@ def run_verified(
     max_rows: int | None = None,
     timeout: float | None = None,
     today: date | None = None,
-) -> QueryResult:
+) -> VerifiedResult:
     """Validate ``params`` and run verified query ``name`` for ``org`` through the SQL guard."""
     query = _lookup(name)
     bound = resolve_params(name, params, today=today)
-    return _execute(db, query.sql, bound, org=org, max_rows=max_rows, timeout=timeout)
+    result = _execute(db, query.sql, bound, org=org, max_rows=max_rows, timeout=timeout)
+    return VerifiedResult(
+        frame=result.frame,
+        truncated=result.truncated,
+        elapsed_seconds=result.elapsed_seconds,
+        name=name,
+        params=bound,
+        sql=render_sql(name, bound),
+    )
+
+
+def render_sql(name: str, params: Mapping[str, Any]) -> str:
+    """Query ``name`` with already resolved ``params`` written in as SQL literals."""
+    query = _lookup(name)
+
+    def literal(match: re.Match[str]) -> str:
+        value = params.get(match.group(1))
+        if value is None:
+            return "NULL"
+        if isinstance(value, date):
+            return f"DATE '{value.isoformat()}'"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    return _PLACEHOLDER.sub(literal, query.sql).strip()
+
+
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 def _lookup(name: str) -> VerifiedQuery:

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from revtops_kernel.agent.guard import guard_sql
+from revtops_kernel.agent.guard import guard_sql, run_guarded
 from revtops_kernel.agent.verified import (
     VERIFIED_QUERIES,
     VERIFIED_TOOL_SCHEMA,
     catalogue,
+    render_sql,
     resolve_params,
     run_verified,
 )
@@ -102,6 +103,21 @@ def test_bad_parameters_are_refused_naming_the_parameter(
     assert caught.value.param == param
     assert words in str(caught.value)
     assert f"parameter {param!r}" in str(caught.value)
+
+
+def test_params_must_be_an_object() -> None:
+    with pytest.raises(VerifiedQueryError, match="params must be an object"):
+        resolve_params("win_rate", ["quarter"], today=TODAY)  # type: ignore[arg-type]
+
+
+def test_the_rendered_sql_writes_parameters_as_literals() -> None:
+    params = resolve_params("stalled_deals", {"owner": "O'Brien", "days": 7}, today=TODAY)
+    sql = render_sql("stalled_deals", params)
+    assert "CAST(7 AS INTEGER)" in sql
+    assert "CAST(DATE '2026-11-01' AS DATE)" in sql
+    assert "lower(CAST('O''Brien' AS TEXT))" in sql
+    assert "lower(CAST(NULL AS TEXT)) AS pipeline" in sql
+    assert not re.search(r"(?<!:):[a-z_]", sql)
 
 
 def test_an_unknown_query_is_refused_listing_the_known_ones(tmp_path: Path) -> None:
@@ -350,6 +366,17 @@ def test_pipeline_created_closing_and_slipped(synced: tuple[Database, Truth]) ->
     late = [d for d in open_deals(truth) if d.close_date < TODAY]
     assert len(slipped) == len(late)
     assert all(r["days_overdue"] == (TODAY - r["close_date"]).days for r in slipped)
+
+
+def test_a_result_carries_its_sql_which_reruns_through_the_guard(
+    synced: tuple[Database, Truth],
+) -> None:
+    db, _ = synced
+    result = run_verified(db, "win_rate", {"period": "month"}, org=ORG, today=TODAY)
+    assert result.name == "win_rate"
+    assert result.params["start_date"] == date(2025, 11, 1)
+    again = run_guarded(db, result.sql, org=ORG)
+    assert again.frame.equals(result.frame)
 
 
 def test_max_rows_caps_a_long_list(synced: tuple[Database, Truth]) -> None:
