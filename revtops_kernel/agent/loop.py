@@ -16,6 +16,7 @@ second call on, and within a question each round reads the rounds before it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -233,32 +234,47 @@ class Copilot:
     ) -> Iterator[AgentEvent]:
         """Answer ``question``; creates a conversation when none is given (see ``Done``)."""
         state = _QuestionState(conversation_id)
+        finished = False
         try:
-            yield from self._answer(question, timezone, cancel or threading.Event(), state)
-        except _CallFailed as failed:
-            yield failed.error
-            yield Done(state.conversation_id, "error", state.rounds)
-        except Exception as exc:  # the loop never crashes its front end
-            log.exception("the copilot failed")
-            yield Error(f"Something went wrong: {type(exc).__name__}: {exc}", kind="internal")
-            yield Done(state.conversation_id, "error", state.rounds)
+            try:
+                stop = yield from self._answer(
+                    question, timezone, cancel or threading.Event(), state
+                )
+            except _CallFailed as failed:
+                yield failed.error
+                stop = "error"
+            except Exception as exc:  # the loop never crashes its front end
+                log.exception("the copilot failed")
+                yield Error(f"Something went wrong: {type(exc).__name__}: {exc}", kind="internal")
+                stop = "error"
+            try:
+                self._flush(state)
+            except Exception as exc:
+                log.exception("could not store conversation %s", state.conversation_id)
+                yield Error(f"The conversation could not be saved: {exc}", kind="store")
+                stop = "error"
+            finished = True
+        finally:
+            if not finished:  # the consumer closed the generator mid-answer: keep whole rounds
+                with contextlib.suppress(Exception):
+                    self._flush(state)
+        yield Done(state.conversation_id, stop, state.rounds)
 
     def _answer(
         self, question: str, timezone: str | None, cancel: threading.Event, state: _QuestionState
-    ) -> Generator[AgentEvent, None, None]:
+    ) -> Generator[AgentEvent, None, str]:
+        """The question's events but ``Done``; returns the stop reason."""
         client = self.client()
         if client is None:
             yield Error(MISSING_KEY_MESSAGE, kind="configuration")
-            yield Done(state.conversation_id, "error")
-            return
+            return "error"
         zone_name = timezone or self.settings.timezone
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
             yield Error(f"Unknown timezone {zone_name!r}: use an IANA name such as Europe/Paris.",
                         kind="configuration")  # fmt: skip
-            yield Done(state.conversation_id, "error")
-            return
+            return "error"
         history = self._open_conversation(question, state)
         now = self._clock()
         system = system_blocks(
@@ -277,8 +293,7 @@ class Copilot:
         calls = 0
         while True:
             if cancel.is_set():
-                yield Done(state.conversation_id, "cancelled", state.rounds)
-                return
+                return "cancelled"
             if state.tokens >= self.settings.max_question_tokens:
                 yield Error(
                     f"This question used {state.tokens:,} tokens, past the "
@@ -286,15 +301,13 @@ class Copilot:
                     "(REVTOPS_MAX_QUESTION_TOKENS); ask a narrower question.",
                     kind="token_cap",
                 )
-                yield Done(state.conversation_id, "token_cap", state.rounds)
-                return
+                return "token_cap"
             request = self.build_request(history, system, answer_now=answer_now)
             self.last_request = request
             outcome = yield from self._call(client, request, cancel)
             calls += 1
             if outcome.cancelled:
-                yield Done(state.conversation_id, "cancelled", state.rounds)
-                return
+                return "cancelled"
             usage = self._usage(outcome)
             state.tokens += outcome.total_tokens
             yield usage
@@ -313,8 +326,7 @@ class Copilot:
             if stop == "tool_use" and outcome.tool_uses and not answer_now:
                 results, cancelled = yield from self._run_tools(outcome, tools, state, cancel)
                 if cancelled:
-                    yield Done(state.conversation_id, "cancelled", state.rounds)
-                    return
+                    return "cancelled"
                 self._save(state, [reply, store.NewMessage("user", results)])
                 history += [("assistant", reply.blocks), ("user", results)]
                 if state.rounds >= self.settings.max_tool_rounds:
@@ -329,8 +341,7 @@ class Copilot:
                 self._save(state, [reply])  # sent back as is; the model resumes its turn
                 history.append(("assistant", reply.blocks))
                 continue
-            yield from self._finish(outcome, reply, state, answer_now)
-            return
+            return (yield from self._finish(outcome, reply, state))
 
     def _open_conversation(
         self, question: str, state: _QuestionState
@@ -353,8 +364,18 @@ class Copilot:
         return history
 
     def _save(self, state: _QuestionState, messages: list[store.NewMessage]) -> None:
-        assert state.conversation_id is not None
-        store.append_messages(self.db, state.conversation_id, messages, org=self.org)
+        """Keep messages for the store; they are written when the question ends (``_flush``).
+
+        One transaction per question instead of one per round: on DuckDB each unit of work
+        opens the file, which costs more than everything else a round does.
+        """
+        state.pending.extend(messages)
+
+    def _flush(self, state: _QuestionState) -> None:
+        if not state.pending or state.conversation_id is None:
+            return
+        pending, state.pending = state.pending, []
+        store.append_messages(self.db, state.conversation_id, pending, org=self.org)
 
     def _usage(self, outcome: CallOutcome) -> Usage:
         model = self.settings.model
@@ -394,12 +415,8 @@ class Copilot:
         return results, False
 
     def _finish(
-        self,
-        outcome: CallOutcome,
-        reply: store.NewMessage,
-        state: _QuestionState,
-        answer_now: bool,
-    ) -> Generator[AgentEvent, None, None]:
+        self, outcome: CallOutcome, reply: store.NewMessage, state: _QuestionState
+    ) -> Generator[AgentEvent, None, str]:
         stop = outcome.stop_reason or "end_turn"
         # A tool call the model never finished (cut by max_tokens) cannot run and must not be
         # stored without a result; the text before it stays.
@@ -424,9 +441,7 @@ class Copilot:
                 "The model kept asking for tools past the tool round limit; stopping.",
                 kind="tool_rounds_cap",
             )
-        if state.capped:
-            stop = "tool_rounds_cap"
-        yield Done(state.conversation_id, stop, state.rounds)
+        return "tool_rounds_cap" if state.capped else stop
 
     # -- one API call, streamed and retried --------------------------------------------------------
 
@@ -511,6 +526,7 @@ class _QuestionState:
     rounds: int = 0
     tokens: int = 0
     capped: bool = False
+    pending: list[store.NewMessage] = field(default_factory=list)
 
 
 def _with_blocks(message: store.NewMessage, blocks: list[dict[str, Any]]) -> store.NewMessage:

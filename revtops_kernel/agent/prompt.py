@@ -95,16 +95,18 @@ Definitions (use these unless the user defines otherwise):
 - Quarter: calendar quarters unless the user says otherwise.
 """
 
-EXAMPLES = """\
-Worked queries (adapt them; they show the joins and filters that hold in this schema):
-
--- Open pipeline by stage, in stage order
+WORKED_QUERIES: tuple[tuple[str, str], ...] = (
+    (
+        "Open pipeline by stage, in stage order",
+        """\
 SELECT s.label AS stage, count(*) AS deals, sum(d.amount) AS amount
 FROM deals d JOIN deal_stages s ON s.id = d.stage_id
 WHERE d.deleted_at IS NULL AND NOT d.is_closed
-GROUP BY s.label, s.display_order ORDER BY s.display_order;
-
--- Win rate by owner for deals closed this quarter (take the bounds from the context block)
+GROUP BY s.label, s.display_order ORDER BY s.display_order""",
+    ),
+    (
+        "Win rate by owner for deals closed this quarter (take the bounds from the context block)",
+        """\
 SELECT o.full_name AS owner,
        count(*) FILTER (WHERE d.is_won) AS won,
        count(*) FILTER (WHERE NOT d.is_won) AS lost,
@@ -112,47 +114,59 @@ SELECT o.full_name AS owner,
 FROM deals d LEFT JOIN owners o ON o.id = d.owner_id
 WHERE d.deleted_at IS NULL AND d.is_closed
   AND d.close_date >= DATE '2026-10-01' AND d.close_date < DATE '2027-01-01'
-GROUP BY o.full_name ORDER BY win_rate DESC NULLS LAST;
-
--- Open deals with no activity in the last 14 days
+GROUP BY o.full_name ORDER BY win_rate DESC NULLS LAST""",
+    ),
+    (
+        "Open deals with no activity in the last 14 days",
+        """\
 SELECT d.name, d.amount, d.stage_name, max(a.occurred_at) AS last_activity
 FROM deals d LEFT JOIN activities a ON a.deal_id = d.id AND a.deleted_at IS NULL
 WHERE d.deleted_at IS NULL AND NOT d.is_closed
 GROUP BY d.name, d.amount, d.stage_name
 HAVING max(a.occurred_at) IS NULL OR max(a.occurred_at) < now() - INTERVAL '14 days'
-ORDER BY d.amount DESC NULLS LAST LIMIT 50;
-
--- Meetings per account in the last 90 days
+ORDER BY d.amount DESC NULLS LAST LIMIT 50""",
+    ),
+    (
+        "Meetings per account in the last 90 days",
+        """\
 SELECT acc.name AS account, count(*) AS meetings
 FROM activities a JOIN accounts acc ON acc.id = a.account_id
 WHERE a.deleted_at IS NULL AND a.activity_type IN ('meeting', 'calendar_event')
   AND a.occurred_at >= now() - INTERVAL '90 days'
-GROUP BY acc.name ORDER BY meetings DESC LIMIT 20;
-
--- Single-threaded open deals (one external participant across all their activities)
+GROUP BY acc.name ORDER BY meetings DESC LIMIT 20""",
+    ),
+    (
+        "Single-threaded open deals (one external participant across all their activities)",
+        """\
 SELECT d.name, d.amount, count(DISTINCT p.email) AS external_people
 FROM deals d JOIN activities a ON a.deal_id = d.id
 JOIN activity_participants p ON p.activity_id = a.id AND NOT p.is_internal
 WHERE d.deleted_at IS NULL AND NOT d.is_closed
 GROUP BY d.name, d.amount HAVING count(DISTINCT p.email) = 1
-ORDER BY d.amount DESC NULLS LAST;
-
--- Average sales cycle (days) of deals won this year, by deal type
+ORDER BY d.amount DESC NULLS LAST""",
+    ),
+    (
+        "Average sales cycle (days) of deals won this year, by deal type",
+        """\
 SELECT d.deal_type, round(avg(d.close_date - CAST(d.created_at AS DATE)), 1) AS avg_days,
        count(*) AS won_deals
 FROM deals d
 WHERE d.deleted_at IS NULL AND d.is_won AND d.close_date >= DATE '2026-01-01'
-GROUP BY d.deal_type ORDER BY avg_days;
-
--- Forecast by category for deals closing this quarter
+GROUP BY d.deal_type ORDER BY avg_days""",
+    ),
+    (
+        "Forecast by category for deals closing this quarter",
+        """\
 SELECT coalesce(d.forecast_category, 'Unknown') AS category, count(*) AS deals,
        sum(d.amount) AS amount, sum(d.amount * coalesce(d.probability, 0)) AS weighted
 FROM deals d
 WHERE d.deleted_at IS NULL
   AND d.close_date >= DATE '2026-10-01' AND d.close_date < DATE '2027-01-01'
-GROUP BY 1 ORDER BY amount DESC NULLS LAST;
-
--- Rep leaderboard: won amount this quarter with activity counts
+GROUP BY 1 ORDER BY amount DESC NULLS LAST""",
+    ),
+    (
+        "Rep leaderboard: won amount this quarter with activity counts",
+        """\
 WITH won AS (
   SELECT owner_id, sum(amount) AS won_amount, count(*) AS won_deals FROM deals
   WHERE deleted_at IS NULL AND is_won
@@ -166,21 +180,27 @@ SELECT o.full_name, coalesce(w.won_amount, 0) AS won_amount, coalesce(w.won_deal
        coalesce(a.activities, 0) AS activities
 FROM owners o LEFT JOIN won w ON w.owner_id = o.id LEFT JOIN acts a ON a.owner_id = o.id
 WHERE o.deleted_at IS NULL AND o.is_active IS NOT FALSE
-ORDER BY won_amount DESC LIMIT 20;
-
--- Stage conversion: how many deals reached each stage position, from deal_stages order
+ORDER BY won_amount DESC LIMIT 20""",
+    ),
+    (
+        "Stage conversion: how many deals reached each stage position, from deal_stages order",
+        """\
 SELECT s.label, s.display_order, s.probability, count(d.id) AS deals_now_in_stage
 FROM deal_stages s LEFT JOIN deals d ON d.stage_id = s.id AND d.deleted_at IS NULL
 WHERE s.deleted_at IS NULL
-GROUP BY s.label, s.display_order, s.probability ORDER BY s.display_order;
-
--- Deals created per month by lead source, last 12 months (a chart: x = month, series = source)
+GROUP BY s.label, s.display_order, s.probability ORDER BY s.display_order""",
+    ),
+    (
+        "Deals created per month by lead source, last 12 months (chart: x month, series source)",
+        """\
 SELECT date_trunc('month', created_at) AS month, coalesce(lead_source, 'Unknown') AS source,
        count(*) AS deals
 FROM deals WHERE deleted_at IS NULL AND created_at >= now() - INTERVAL '12 months'
-GROUP BY 1, 2 ORDER BY 1, 2;
-
--- Who at an account did we meet, with their last meeting (people from participants)
+GROUP BY 1, 2 ORDER BY 1, 2""",
+    ),
+    (
+        "Who at an account did we meet, with their last meeting (people from participants)",
+        """\
 SELECT coalesce(c.full_name, p.display_name, p.email) AS person, c.title,
        max(a.occurred_at) AS last_met, count(*) AS meetings
 FROM activities a JOIN activity_participants p ON p.activity_id = a.id
@@ -188,8 +208,14 @@ LEFT JOIN contacts c ON c.id = p.contact_id
 JOIN accounts acc ON acc.id = a.account_id
 WHERE a.deleted_at IS NULL AND NOT p.is_internal AND acc.name ILIKE '%acme%'
   AND a.activity_type IN ('meeting', 'calendar_event')
-GROUP BY 1, 2 ORDER BY last_met DESC;
-"""
+GROUP BY 1, 2 ORDER BY last_met DESC""",
+    ),
+)
+
+EXAMPLES = (
+    "Worked queries (adapt them; they show the joins and filters that hold in this schema):\n\n"
+    + "\n\n".join(f"-- {comment}\n{sql};" for comment, sql in WORKED_QUERIES)
+)
 
 ANSWER_STYLE = """\
 Answer style:

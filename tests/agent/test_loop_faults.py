@@ -15,7 +15,7 @@ from copilot_fixtures import (
     of_type,
 )
 
-from revtops_kernel.agent.conversations import load_messages
+from revtops_kernel.agent.conversations import list_conversations, load_messages
 from revtops_kernel.agent.events import (
     Done,
     Error,
@@ -251,3 +251,26 @@ def test_a_tool_answer_can_depend_on_the_result(
 
     scripted.script(Turn.tool("run_sql_query", {"sql": SQL}), reply)
     assert answer_text(make_copilot(duck, scripted).ask("How many?")) == "ok"
+
+
+def test_closing_the_generator_mid_answer_keeps_the_whole_rounds(
+    duck: Database, scripted: ScriptedMessagesServer
+) -> None:
+    load_crm(duck)
+    scripted.script(
+        Turn.tool("run_sql_query", {"sql": SQL}),
+        Turn.tool("run_sql_query", {"sql": SQL}),
+        Turn.reply("never read"),
+    )
+    events = make_copilot(duck, scripted).ask("Count, then count again")
+    started = []
+    for event in events:
+        if isinstance(event, ToolCallStarted):
+            started.append(event)
+            if len(started) == 2:
+                break
+    events.close()  # type: ignore[attr-defined]  # what a front end does when it goes away
+    (conversation,) = list_conversations(duck, org=ORG)
+    stored = load_messages(duck, conversation.id, org=ORG)
+    assert [m.role for m in stored] == ["user", "assistant", "user"]
+    assert stored[2].blocks[0]["tool_use_id"] == started[0].id

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from revtops_kernel.agent.prompt import (
+    WORKED_QUERIES,
     Freshness,
     context_text,
     schema_text,
@@ -15,6 +16,7 @@ from revtops_kernel.agent.prompt import (
 from revtops_kernel.agent.tools import data_envelope, json_value, tool_definitions
 from revtops_kernel.sandbox.anthropic import estimate_tokens, min_cacheable_tokens
 from revtops_kernel.settings import DEFAULT_MODEL
+from revtops_kernel.store import Database
 from revtops_kernel.store.schema import readable_tables
 
 
@@ -80,3 +82,12 @@ def test_data_is_enveloped_and_serialized_compactly() -> None:
     assert '3,null,"b"' not in text and '["2026-02-04T18:00:00Z",3,"b"]' in text
     assert '"truncated":true' in text and "more than the 3-row cap" in text
     assert json_value(Decimal("1E+2")) == 100 and json_value(float("nan")) is None
+
+
+def test_every_worked_query_of_the_prompt_runs_through_the_guard(db: Database) -> None:
+    """The prompt teaches by example; every example must pass the guard and run, on both."""
+    from revtops_kernel.agent.guard import run_guarded
+
+    for comment, sql in WORKED_QUERIES:
+        result = run_guarded(db, sql, org="acme", max_rows=100, timeout=20)
+        assert list(result.frame.columns), comment
