@@ -104,6 +104,10 @@ XSS_MARKDOWN = (
     "![tracker](http://127.0.0.1:{port}/md-img.png?data=secret)\n\n"
     "| Stage | Note |\n|---|---|\n| Discovery | <b onmouseover=alert(4)>hover</b> |\n"
 )
+VERIFIED_CALL = {
+    "name": "forecast_by_category",
+    "params": {"start_date": "2026-01-01", "end_date": "2026-03-31"},
+}
 QUESTION_1 = "What does our Q1 pipeline look like by stage? <script>alert('question')</script>"
 QUESTION_2 = "List every deal as a table."
 
@@ -170,6 +174,8 @@ def sample_conversation(db: Database, *, port: int = 9) -> tuple[uuid.UUID, list
                   "kind": "chart", "title": chart.title}))]),
         ("assistant", [{"type": "text", "text": XSS_MARKDOWN.replace("{port}", str(port))}]),
         ("user", [{"type": "text", "text": QUESTION_2}]),
+        ("assistant", [tool_use("toolu_5", "run_verified_query", VERIFIED_CALL)]),
+        ("user", [tool_result("toolu_5", '{"row_count": 3, "truncated": false}')]),
         ("assistant", [tool_use("toolu_4", "create_artifact", ALL_DEALS_TABLE)]),
         ("user", [tool_result("toolu_4", json.dumps({"artifact_id": str(table.artifact_id),
                   "kind": "table", "title": table.title}))]),

@@ -50,7 +50,8 @@ def test_the_notebook_has_parameters_queries_charts_and_inert_text(store: Databa
 
     code = "\n".join(code_cells(notebook))
     assert "SELECT nope" not in code  # the refused query is not re-run
-    assert code.count("revtops_kernel.sql(") == 3  # one query, the chart's, the table's
+    assert code.count("revtops_kernel.sql(") == 4  # a query, a verified one, chart, table
+    assert "resolve_params('forecast_by_category', given)" in code
     assert "close_date >= CAST(:period_start AS DATE)" in code
     assert "figure_from_spec(" in code and "table_from_spec(" in code
     assert "'2026-01-01'" not in code.split("period_end = ")[-1]

@@ -98,6 +98,9 @@ def test_a_conversation_pdf_has_the_questions_answers_sql_and_artifacts(
     assert QUESTION_1 in text  # the <script> of the question printed as text
     assert QUESTION_2 in text
     assert "SELECT nope FROM deals" in text and "column nope does not exist" in text
+    assert (
+        "Verified query forecast_by_category (start_date=2026-01-01, end_date=2026-03-31)" in text
+    )
     assert "Q1 pipeline by stage" in text and "Every open deal" in text
     assert "Pipeline is concentrated in Discovery." in text
     assert "<script>alert('answer')</script>" in text  # raw HTML stays visible, inert text
