@@ -36,7 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         default=None,
         help="local runs at once (default: REVTOPS_SCHEDULER_WORKERS)",
     )
-    parser.add_argument("--once", action="store_true", help="one pass, wait for its runs, exit")
+    parser.add_argument(
+        "--once", action="store_true", help="one pass: start what is due, wait for it, exit"
+    )
     parser.set_defaults(handler=cmd_scheduler)
 
 
@@ -65,8 +67,9 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     scheduler = Scheduler(db, settings, dispatcher, queued_stale_after=queued_stale_after)
     print(f"revtops scheduler {scheduler.name}: {db.display_url}, runs on {where}", flush=True)
     if args.once:
-        scheduler.tick()
-        dispatcher.shutdown(args.grace)
+        started = scheduler.tick()
+        print(f"started {len(started)} run(s)", flush=True)
+        dispatcher.shutdown(None)  # each run is bounded by its own time limit
         return 0
     stop = threading.Event()
     grace = {"seconds": args.grace}

@@ -90,5 +90,5 @@ class CeleryDispatcher:
     def dispatch(self, run: RunInfo) -> None:
         self._app.send_task(TASK_NAME, args=[str(run.id)], queue=self._queue)
 
-    def shutdown(self, grace: float) -> None:
+    def shutdown(self, grace: float | None) -> None:
         self._app.close()

@@ -45,8 +45,9 @@ class Dispatcher(Protocol):
 
     def dispatch(self, run: RunInfo) -> None: ...
 
-    def shutdown(self, grace: float) -> None:
-        """Let runs in progress finish for ``grace`` seconds, then stop them."""
+    def shutdown(self, grace: float | None) -> None:
+        """Let runs in progress finish for ``grace`` seconds (None: until they end), then stop
+        what is left."""
         ...
 
 
@@ -87,11 +88,12 @@ class LocalDispatcher:
         log.info("run %s ended: %s", run.id, status)
         return status
 
-    def shutdown(self, grace: float) -> None:
+    def shutdown(self, grace: float | None) -> None:
         with self._lock:
             pending = set(self._futures)
         if pending:
-            log.info("waiting up to %g s for %d run(s) in progress", grace, len(pending))
+            limit = "until they end" if grace is None else f"up to {grace:g} s"
+            log.info("waiting %s for %d run(s) in progress", limit, len(pending))
             _done, still_running = wait(pending, timeout=grace)
             if still_running:
                 log.warning("stopping %d run(s) still in progress", len(still_running))

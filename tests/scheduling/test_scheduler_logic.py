@@ -43,7 +43,7 @@ class RecordingDispatcher:
     def dispatch(self, run: RunInfo) -> None:
         self.runs.append(run)
 
-    def shutdown(self, grace: float) -> None:
+    def shutdown(self, grace: float | None) -> None:
         pass
 
 

@@ -1,0 +1,158 @@
+"""Papermill overhead: an empty notebook, and sync.ipynb against calling the sync directly.
+
+    python bench/papermill.py [--runs 5] [--scale 1] [--seed 0] [--skip-sync]
+
+1. Empty notebook (one parameters cell, one ``pass`` cell), ``--runs`` times each, median:
+   - ``papermill.execute_notebook`` in this process: kernel start, execution, save;
+   - a workflow run (``run_now``): what the scheduler pays per run — the runner child process
+     (imports, claim, heartbeat), papermill and its kernel, the run's records in the store.
+   Goal: <= 3 s per run.
+2. At ``--scale``, with the providers' sandbox served from this process: ``run_sync`` for both
+   CRMs called directly, into a fresh DuckDB file, then ``notebooks/sync.ipynb`` run as a
+   workflow (runner + papermill + kernel doing the same sync) into another fresh file.
+   Figure: (notebook - direct) / direct. Goal: <= 10% at scale 1.
+
+Each figure is measured in this run, beside its baseline; the machine's load is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbformat.v4 import new_code_cell, new_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def empty_notebook(path: Path) -> Path:
+    nb = new_notebook(
+        cells=[new_code_cell("x = 0", metadata={"tags": ["parameters"]}), new_code_cell("pass")]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, str(path))
+    return path
+
+
+def configure(home: Path, **extra: str) -> None:
+    os.environ.update(
+        REVTOPS_HOME=str(home),
+        REVTOPS_DATABASE_URL=f"duckdb:///{home / 'revtops.duckdb'}",
+        REVTOPS_RUNS_DIR=str(home / "runs"),
+        **extra,
+    )
+
+
+def bench_empty(work: Path, runs: int) -> tuple[float, float]:
+    from revtops_kernel.scheduling import add_workflow, run_now
+    from revtops_kernel.settings import load_settings
+    from revtops_kernel.store import Database, upgrade
+
+    notebook = empty_notebook(work / "empty.ipynb")
+    papermill_s = []
+    for i in range(runs):
+        started = time.perf_counter()
+        papermill.execute_notebook(
+            str(notebook),
+            str(work / f"empty.out{i}.ipynb"),
+            parameters={"x": i},
+            kernel_name="python3",
+            progress_bar=False,
+        )
+        papermill_s.append(time.perf_counter() - started)
+
+    configure(work / "empty-home")
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    upgrade(db)
+    add_workflow(db, "empty", notebook, "0 0 1 1 *", org="default")
+    workflow_s = []
+    for i in range(runs):
+        started = time.perf_counter()
+        run = run_now(db, settings, "empty", org="default", parameters={"x": i})
+        workflow_s.append(time.perf_counter() - started)
+        assert run.status == "succeeded", run.error
+    db.dispose()
+    return statistics.median(papermill_s), statistics.median(workflow_s)
+
+
+def bench_sync(work: Path, scale: float, seed: int) -> tuple[float, float, int]:
+    from revtops_kernel.providers import CRM_PROVIDERS
+    from revtops_kernel.sandbox import SandboxServer
+    from revtops_kernel.scheduling import add_workflow, run_now
+    from revtops_kernel.settings import load_settings
+    from revtops_kernel.store import Database, upgrade
+    from revtops_kernel.sync import run_sync
+
+    with SandboxServer(scale=scale, seed=seed) as sandbox:
+        providers = dict(
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+        )
+        configure(work / "direct-home", **providers)
+        settings = load_settings()
+        db = Database.from_settings(settings)
+        upgrade(db)
+        started = time.perf_counter()
+        results = [run_sync(db, settings, p, org="default") for p in CRM_PROVIDERS]
+        direct = time.perf_counter() - started
+        records = sum(r.counts.fetched for r in results)
+        assert all(r.ok for r in results), [r.error for r in results]
+        db.dispose()
+
+        configure(work / "notebook-home", **providers)
+        settings = load_settings()
+        db = Database.from_settings(settings)
+        upgrade(db)
+        add_workflow(db, "sync", REPO / "notebooks" / "sync.ipynb", "0 2 * * *", org="default")
+        started = time.perf_counter()
+        run = run_now(db, settings, "sync", org="default")
+        notebook = time.perf_counter() - started
+        assert run.status == "succeeded", run.error
+        db.dispose()
+    return direct, notebook, records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-sync", action="store_true")
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="revtops-bench-papermill-") as tmp:
+        work = Path(tmp)
+        in_process, as_workflow = bench_empty(work, args.runs)
+        print(
+            f"empty notebook, median of {args.runs}: papermill in-process {in_process:.2f} s; "
+            f"as a workflow run (runner process + papermill + store) {as_workflow:.2f} s "
+            f"(goal <= 3 s: {'met' if as_workflow <= 3 else 'missed'})"
+        )
+        if not args.skip_sync:
+            direct, notebook, records = bench_sync(work, args.scale, args.seed)
+            overhead = (notebook - direct) / direct
+            print(
+                f"sync at scale {args.scale:g} ({records:,} records, both CRMs): direct "
+                f"{direct:.1f} s, sync.ipynb as a workflow {notebook:.1f} s, overhead "
+                f"{overhead:+.1%} (goal <= 10%: {'met' if overhead <= 0.10 else 'missed'})"
+            )
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
