@@ -92,6 +92,9 @@ class Notice:
     """Something the user should see that is not an answer: "rate limited, retrying in 4 s"."""
 
     message: str
+    # True when a call broke off mid-stream and is retried: the text streamed since the last
+    # Usage event (or since the question began) is dropped and will be streamed again.
+    restarts_answer: bool = False
 
 
 @dataclass(frozen=True)

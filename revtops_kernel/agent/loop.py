@@ -51,6 +51,7 @@ from revtops_kernel.agent.prompt import (
     system_blocks,
 )
 from revtops_kernel.agent.tools import ToolContext, run_tool, tool_definitions
+from revtops_kernel.errors import RevtopsError
 from revtops_kernel.settings import Settings
 from revtops_kernel.store.database import Database
 
@@ -242,6 +243,9 @@ class Copilot:
                 )
             except _CallFailed as failed:
                 yield failed.error
+                stop = "error"
+            except RevtopsError as exc:  # the store: a lock, an unknown conversation...
+                yield Error(str(exc), kind="store")
                 stop = "error"
             except Exception as exc:  # the loop never crashes its front end
                 log.exception("the copilot failed")
@@ -449,11 +453,14 @@ class Copilot:
         self, client: anthropic.Anthropic, request: dict[str, Any], cancel: threading.Event
     ) -> Generator[AgentEvent, None, CallOutcome]:
         attempt = 0
+        streamed = threading.Event()  # set once text of this call reached the consumer
         while True:
+            streamed.clear()
             try:
-                return (yield from self._stream(client, request, cancel))
+                return (yield from self._stream(client, request, cancel, streamed))
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
                 retryable, kind, wait = _classify(exc)
+                broke_off = streamed.is_set()
                 if not retryable or attempt >= self.settings.api_retries:
                     raise _CallFailed(_final_error(exc, kind, attempt)) from exc
                 delay = wait if wait is not None else self._backoff(attempt)
@@ -461,7 +468,8 @@ class Copilot:
                 attempt += 1
                 yield Notice(
                     f"Claude's API is {_describe(kind)}; retrying in {delay:.1f} s "
-                    f"(attempt {attempt + 1} of {self.settings.api_retries + 1})."
+                    f"(attempt {attempt + 1} of {self.settings.api_retries + 1}).",
+                    restarts_answer=broke_off,
                 )
                 if cancel.wait(delay):
                     return CallOutcome(cancelled=True)
@@ -470,7 +478,11 @@ class Copilot:
         return self.retry_base_delay * (2**attempt) * (0.75 + 0.5 * random.random())
 
     def _stream(
-        self, client: anthropic.Anthropic, request: dict[str, Any], cancel: threading.Event
+        self,
+        client: anthropic.Anthropic,
+        request: dict[str, Any],
+        cancel: threading.Event,
+        streamed: threading.Event,
     ) -> Generator[AgentEvent, None, CallOutcome]:
         outcome = CallOutcome()
         partial: dict[int, dict[str, Any]] = {}
@@ -493,6 +505,7 @@ class Copilot:
                         partial[event.index]["text"] = (
                             partial[event.index].get("text", "") + delta.text
                         )
+                        streamed.set()
                         yield TextDelta(delta.text)
                     elif delta.type == "input_json_delta":
                         json_parts[event.index].append(delta.partial_json)

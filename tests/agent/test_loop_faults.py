@@ -48,6 +48,7 @@ def test_429_with_retry_after_is_honoured_then_the_answer_comes(
     elapsed = time.monotonic() - started
     (notice,) = of_type(events, Notice)
     assert "rate limiting" in notice.message and "0.4 s" in notice.message
+    assert not notice.restarts_answer  # nothing had streamed yet
     assert elapsed >= 0.4  # waited what retry-after said, not the 0.01 s backoff
     assert answer_text(events) == "Twelve deals."
     assert isinstance(events[-1], Done) and events[-1].stop_reason == "end_turn"
@@ -88,7 +89,7 @@ def test_an_in_stream_error_event_is_retried(
     )
     events = list(make_copilot(duck, scripted).ask("How many deals?"))
     (notice,) = of_type(events, Notice)
-    assert "overloaded" in notice.message
+    assert "overloaded" in notice.message and notice.restarts_answer
     assert answer_text(events).endswith("Full answer.")
     assert events[-1].stop_reason == "end_turn"  # type: ignore[union-attr]
     stored = load_messages(duck, events[-1].conversation_id, org=ORG)  # type: ignore[union-attr,arg-type]
@@ -274,3 +275,16 @@ def test_closing_the_generator_mid_answer_keeps_the_whole_rounds(
     stored = load_messages(duck, conversation.id, org=ORG)
     assert [m.role for m in stored] == ["user", "assistant", "user"]
     assert stored[2].blocks[0]["tool_use_id"] == started[0].id
+
+
+def test_an_unknown_conversation_is_a_clear_error(
+    duck: Database, scripted: ScriptedMessagesServer
+) -> None:
+    import uuid
+
+    missing = uuid.uuid4()
+    events = list(make_copilot(duck, scripted).ask("Hello?", conversation_id=missing))
+    error, done = events
+    assert isinstance(error, Error) and error.kind == "store"
+    assert error.message == f"no conversation {missing} in organization 'acme'"
+    assert isinstance(done, Done) and done.stop_reason == "error" and scripted.requests == []
