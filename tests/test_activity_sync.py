@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from test_sync_resilience import assert_same_contents, second_store  # noqa: F401
+from test_sync_resilience import BUSINESS_TABLES, second_store  # noqa: F401
 
 from revtops_kernel.email_domains import is_consumer_domain
 from revtops_kernel.ids import record_id
@@ -316,4 +316,37 @@ def test_a_sync_killed_at_a_random_point_resumes_to_the_same_contents(
         for provider in ("slack", "google_calendar"):
             resumed = run_sync(second_store, settings_for(sandbox, second_store), provider)
             assert resumed.ok, resumed.error
-    assert_same_contents(second_store, db)
+    assert_converged(second_store, db)
+
+
+def comparable(db: Database) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Every business table by row id. A calendar deletion stub carries the time a sync read
+    it (two runs read it at two times): that it has one is compared, not its value."""
+    out: dict[str, dict[Any, dict[str, Any]]] = {}
+    with db.connect() as conn:
+        for table in BUSINESS_TABLES:
+            out[table] = {}
+            for row in conn.execute(text(f"SELECT * FROM {table}")).all():
+                values = dict(row._mapping)
+                if (
+                    values.get("source_system") == "google_calendar"
+                    and values.get("status") == "cancelled"
+                    and "updated" not in (values.get("raw") or {})
+                ):
+                    values["updated_at"] = values["updated_at"] is not None
+                    values["deleted_at"] = values["deleted_at"] is not None
+                out[table][values["id"]] = values
+    return out
+
+
+def assert_converged(actual: Database, expected: Database) -> None:
+    got, want = comparable(actual), comparable(expected)
+    for table in BUSINESS_TABLES:
+        differences = [
+            (row_id, column)
+            for row_id in got[table].keys() | want[table].keys()
+            for column in (want[table].get(row_id) or got[table].get(row_id) or {})
+            if (got[table].get(row_id) or {}).get(column)
+            != (want[table].get(row_id) or {}).get(column)
+        ]
+        assert not differences, f"{table}: {len(differences)} differences: {differences[:3]}"
