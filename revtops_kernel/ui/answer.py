@@ -232,7 +232,8 @@ class AnswerRenderer:
     def _on_artifact(self, artifact: ArtifactCreated) -> None:
         self._end_text_segment()
         self.answer.artifacts.append(artifact)
-        self.surface.add_html(views.artifact_title(artifact.title, verified=artifact.verified))
+        if not artifact.figures or artifact.verified:  # a chart carries its own title
+            self.surface.add_html(views.artifact_title(artifact.title, verified=artifact.verified))
         for figure in artifact.figures:
             self.surface.add_figure(figure)
         if artifact.table is not None and not artifact.figures:

@@ -125,11 +125,15 @@ class ChatPanel(widgets.VBox):
     def _build(self) -> None:
         self.timezone_input = widgets.Text(layout=widgets.Layout(display="none"))
         self.timezone_input.add_class("revtops-tz")
-        self.new_button = widgets.Button(description="New chat", icon="plus")
-        self.conversation_list = widgets.Select(options=[], rows=14)
-        self.title_input = widgets.Text(placeholder="Conversation title")
-        self.rename_button = widgets.Button(description="Rename")
-        self.delete_button = widgets.Button(description="Delete", button_style="danger")
+        full = widgets.Layout(width="auto")
+        half = widgets.Layout(width="50%")
+        self.new_button = widgets.Button(description="New chat", icon="plus", layout=full)
+        self.conversation_list = widgets.Select(options=[], rows=14, layout=full)
+        self.title_input = widgets.Text(placeholder="Conversation title", layout=full)
+        self.rename_button = widgets.Button(description="Rename", layout=half)
+        self.delete_button = widgets.Button(
+            description="Delete", button_style="danger", layout=half
+        )
         sidebar = widgets.VBox(
             [
                 self.new_button,
@@ -137,11 +141,20 @@ class ChatPanel(widgets.VBox):
                 self.title_input,
                 widgets.HBox([self.rename_button, self.delete_button]),
             ],
-            layout=widgets.Layout(width="240px", min_width="200px"),
+            layout=widgets.Layout(width="240px", min_width="200px", margin="0 8px 0 0"),
         )
         sidebar.add_class("rt-conversations")
-        self.messages = widgets.VBox(layout=widgets.Layout(overflow="auto", max_height="640px"))
+        self.messages = widgets.VBox()
         self.messages.add_class("rt-messages")
+        # A column-reverse scroller stays pinned to its bottom while the answer grows, with
+        # no JavaScript: the newest text stays in view (JupyterLab and Voila alike).
+        scroller = widgets.Box(
+            [self.messages],
+            layout=widgets.Layout(
+                display="flex", flex_flow="column-reverse", overflow="auto", max_height="70vh"
+            ),
+        )
+        scroller.add_class("rt-scroller")
         self.status = widgets.HTML()
         self.input = widgets.Text(
             placeholder="Ask about your pipeline… (Enter to send)",
@@ -155,7 +168,7 @@ class ChatPanel(widgets.VBox):
         self.download = widgets.HTML()
         main = widgets.VBox(
             [
-                self.messages,
+                scroller,
                 self.status,
                 widgets.HBox([self.input, self.send_button, self.stop_button]),
                 widgets.HBox([self.pdf_button, self.notebook_button, self.download]),
@@ -368,4 +381,4 @@ class ChatPanel(widgets.VBox):
 
 def _label(item: ConversationItem) -> str:
     when = item.updated_at.strftime("%b %d") if item.updated_at else ""
-    return f"{item.title or 'Untitled'}  ·  {when}".strip(" ·")
+    return f"{when}  {item.title or 'Untitled'}".strip()

@@ -20,7 +20,7 @@ STYLE = """
 .revtops-chat, .revtops-answer { font-family: var(--jp-ui-font-family, system-ui, sans-serif);
   font-size: 13px; line-height: 1.45; color: var(--jp-ui-font-color1, #1f2328); }
 .revtops-chat .rt-conversations { border-right: 1px solid #d0d7de; padding-right: 6px; }
-.revtops-chat .rt-messages { max-height: 640px; overflow-y: auto; padding: 4px 8px; }
+.revtops-chat .rt-messages { padding: 4px 8px; flex-shrink: 0; }
 .rt-user { background: #eef4ff; border-radius: 8px; padding: 6px 10px; margin: 8px 0 4px auto;
   max-width: 80%; white-space: pre-wrap; }
 .rt-text p { margin: 4px 0; }

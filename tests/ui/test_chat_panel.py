@@ -173,7 +173,7 @@ def test_conversations_switch_continue_rename_delete() -> None:
 
     panel.title_input.value = "Pipeline review"
     panel.rename_button.click()
-    assert ("Pipeline review  ·  Nov 26", str(first)) in panel.conversation_list.options
+    assert ("Nov 26  Pipeline review", str(first)) in panel.conversation_list.options
     panel.delete_button.click()
     assert [value for _, value in panel.conversation_list.options] == [str(second)]
     assert panel.conversation_id is None

@@ -1,0 +1,122 @@
+"""The artifacts gallery of the web app: the organization's charts, tables, reports, dashboards.
+
+Opening one re-runs its stored spec (no model involved) and draws it; "PDF" renders it through
+WeasyPrint and offers the file as a download link.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import re
+import uuid
+
+import ipywidgets as widgets
+
+from revtops_kernel.errors import RevtopsError
+from revtops_kernel.store.database import Database
+from revtops_kernel.timeutil import iso_z
+from revtops_kernel.ui import views
+from revtops_kernel.ui.answer import figure_bundle
+from revtops_kernel.ui.markdown import render_markdown
+
+log = logging.getLogger(__name__)
+
+
+class ArtifactsGallery(widgets.VBox):
+    def __init__(self, db: Database, *, org: str, author: str, timezone: str = "UTC") -> None:
+        super().__init__()
+        self.add_class("rt-gallery")
+        self.db, self.org, self.author, self.timezone = db, org, author, timezone
+        self.picker = widgets.Select(options=[], rows=10, layout=widgets.Layout(width="100%"))
+        self.open_button = widgets.Button(description="Open", icon="folder-open")
+        self.pdf_button = widgets.Button(description="PDF", icon="download")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.download = widgets.HTML()
+        self.view = widgets.VBox()
+        self.view.add_class("rt-artifact-view")
+        self.open_button.on_click(lambda _: self.open_selected())
+        self.pdf_button.on_click(lambda _: self.pdf_selected())
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.children = [
+            widgets.HTML(views.STYLE),
+            self.picker,
+            widgets.HBox([self.open_button, self.pdf_button, self.refresh_button, self.download]),
+            self.view,
+        ]
+        self.refresh()
+
+    def refresh(self) -> None:
+        from revtops_kernel.artifacts import list_artifacts
+
+        items = list(reversed(list_artifacts(self.db, org=self.org)))  # newest first
+        self.picker.options = [
+            (f"{item.title} · {item.kind} · {iso_z(item.created_at)[:10]}", item.artifact_id)
+            for item in items
+        ]
+        empty = not items
+        self.open_button.disabled = self.pdf_button.disabled = empty
+        if empty:
+            self.view.children = [
+                widgets.HTML('<p class="rt-status">No artifacts yet: ask for a chart.</p>')
+            ]
+
+    @property
+    def selected(self) -> uuid.UUID | None:
+        value = self.picker.value
+        return value if isinstance(value, uuid.UUID) else None
+
+    def open_selected(self) -> None:
+        from revtops_kernel.artifacts import render_artifact
+
+        if self.selected is None:
+            return
+        try:
+            rendered = render_artifact(self.db, self.selected, org=self.org)
+        except RevtopsError as exc:
+            self.view.children = [widgets.HTML(views.error_card(str(exc)))]
+            return
+        pieces: list[widgets.Widget] = [
+            widgets.HTML(views.artifact_title(rendered.title, verified=rendered.verified))
+        ]
+        if rendered.markdown:
+            text = render_markdown(rendered.markdown)
+            pieces.append(widgets.HTML(f'<div class="rt-text">{text}</div>'))
+        for part in rendered.parts:
+            if part.error:
+                pieces.append(widgets.HTML(views.error_card(part.error)))
+            elif part.figure is not None:
+                output = widgets.Output()
+                output.add_class("rt-chart")
+                output.outputs = (
+                    {
+                        "output_type": "display_data",
+                        "data": figure_bundle(part.figure),
+                        "metadata": {},
+                    },
+                )
+                pieces.append(output)
+            elif (table := part.table_preview()) is not None:
+                pieces.append(widgets.HTML(views.table_html(table)))
+        self.view.children = pieces
+
+    def pdf_selected(self) -> None:
+        from revtops_kernel.artifacts import artifact_to_pdf
+
+        if self.selected is None:
+            return
+        try:
+            pdf = artifact_to_pdf(
+                self.db, self.selected, org=self.org, author=self.author, timezone=self.timezone
+            )
+        except RevtopsError as exc:
+            self.download.value = views.error_card(str(exc))
+            return
+        title = str(self.picker.label or "artifact").split(" · ", 1)[0]
+        name = (re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower() or "artifact") + ".pdf"
+        payload = base64.b64encode(pdf).decode()
+        self.download.value = (
+            f'<a class="rt-download" download="{html.escape(name)}" '
+            f'href="data:application/pdf;base64,{payload}">Download {html.escape(name)}</a>'
+        )

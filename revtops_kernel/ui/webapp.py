@@ -1,0 +1,85 @@
+"""The web app's page (``notebooks/app.ipynb`` under Voila): header, chat, integrations, artifacts.
+
+Everything on it works as the organization of the identity the server signed for this kernel
+(`revtops_kernel.app_identity`); nothing the browser sends can change it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+
+import ipywidgets as widgets
+
+from revtops_kernel.app_identity import AppIdentity, kernel_identity
+from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.store.database import Database
+from revtops_kernel.ui.chat_panel import ChatPanel
+from revtops_kernel.ui.gallery import ArtifactsGallery
+from revtops_kernel.ui.integrations_panel import IntegrationsPanel
+
+HEADER_STYLE = """<style>
+.rt-header { display: flex; justify-content: space-between; align-items: center;
+  font-family: var(--jp-ui-font-family, system-ui, sans-serif); padding: 6px 4px 10px;
+  border-bottom: 1px solid #d0d7de; margin-bottom: 8px; }
+.rt-header .rt-brand { font-size: 18px; font-weight: 700; }
+.rt-header .rt-who { color: #57606a; font-size: 13px; }
+.rt-header .rt-org { font-weight: 600; color: #1f2328; }
+</style>"""
+
+TABS = ("Chat", "Integrations", "Artifacts")
+
+
+def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
+    who = html.escape(identity.name or identity.email or "Signed in")
+    email = f" · {html.escape(identity.email)}" if identity.email else ""
+    return (
+        f'{HEADER_STYLE}<div class="rt-header"><span class="rt-brand">Revtops Workbench</span>'
+        f'<span class="rt-who">{who}{email} · <span class="rt-org">'
+        f"{html.escape(identity.organization_id)}</span> · "
+        f'<a href="{html.escape(sign_out_url)}">Sign out</a></span></div>'
+    )
+
+
+class WebApp(widgets.VBox):
+    def __init__(
+        self, identity: AppIdentity, *, db: Database | None = None, settings: Settings | None = None
+    ) -> None:
+        super().__init__()
+        self.add_class("revtops-app")
+        self.identity = identity
+        self.settings = settings or load_settings()
+        self.db = db or Database.from_settings(self.settings)
+        org = identity.organization_id
+        self.chat = ChatPanel(
+            db=self.db, settings=self.settings, org=org, user_id=identity.user_uuid
+        )
+        self.gallery = ArtifactsGallery(
+            self.db, org=org, author=identity.name or identity.email or org
+        )
+        self.integrations = IntegrationsPanel(
+            self.db, self.settings, org=org, user_email=identity.email or None
+        )
+        self.tabs = widgets.Tab(children=[self.chat, self.integrations, self.gallery])
+        for index, title in enumerate(TABS):
+            self.tabs.set_title(index, title)
+        self.tabs.observe(self._on_tab, names="selected_index")
+        sign_out = os.environ.get("VOILA_BASE_URL", "/") + "logout"
+        self.children = [widgets.HTML(header_html(identity, sign_out_url=sign_out)), self.tabs]
+
+    def __repr__(self) -> str:
+        # The page's plain-text fallback (and what tests read without a browser).
+        who = self.identity.email or self.identity.name
+        return f"<Revtops Workbench: {who} at {self.identity.organization_id}>"
+
+    @classmethod
+    def for_kernel(cls) -> WebApp:
+        """The app for the visitor this kernel serves (verified by the server)."""
+        return cls(kernel_identity())
+
+    def _on_tab(self, change: dict[str, object]) -> None:
+        if change.get("new") == TABS.index("Artifacts"):
+            self.gallery.timezone = self.chat.timezone
+            self.gallery.refresh()
+        elif change.get("new") == TABS.index("Integrations"):
+            self.integrations.refresh()
