@@ -7,8 +7,9 @@ on in-stream errors (honouring ``retry-after``, with a ``Notice`` each time), an
 bounded by tool rounds and tokens per question (settings). A ``threading.Event`` cancels it
 between stream events; the stream is closed and nothing half-finished is stored.
 
-Requests are built only from stored content blocks (canonicalized), so a conversation
-reloaded from the store continues with exactly the request an uninterrupted session sends.
+Requests are built only from stored content blocks (canonicalized, ``wire``), so a
+conversation reloaded from the store continues with exactly the request an uninterrupted
+session sends. One call, streamed and retried, is ``calls``.
 Prompt caching: breakpoints on the last tool, on the stable system block and on the last
 block of the conversation, so the tools + schema prefix is read from the cache from the
 second call on, and within a question each round reads the rounds before it.
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
-import random
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -32,13 +31,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import anthropic
 
 from revtops_kernel.agent import conversations as store
+from revtops_kernel.agent.calls import CallFailed, CallOutcome, RetryPolicy, call_with_retries
 from revtops_kernel.agent.events import (
     AgentEvent,
     Done,
     Error,
     Notice,
-    TextDelta,
-    ToolCallStarted,
     Usage,
 )
 from revtops_kernel.agent.pricing import cost_usd
@@ -51,6 +49,7 @@ from revtops_kernel.agent.prompt import (
     system_blocks,
 )
 from revtops_kernel.agent.tools import ToolContext, run_tool, tool_definitions
+from revtops_kernel.agent.wire import api_messages
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.settings import Settings
 from revtops_kernel.store.database import Database
@@ -62,92 +61,7 @@ MISSING_KEY_MESSAGE = (
     "https://console.anthropic.com/settings/keys (in the environment, or in a .env file in the "
     "working directory), then ask again."
 )
-RETRYABLE_ERROR_TYPES = ("overloaded_error", "rate_limit_error", "api_error")
 REQUEST_TIMEOUT_SECONDS = 300.0
-
-
-@dataclass
-class CallOutcome:
-    """One Messages API call, accumulated from its stream."""
-
-    blocks: list[dict[str, Any]] = field(default_factory=list)
-    stop_reason: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
-    cancelled: bool = False
-    incomplete_tool_use: bool = False
-
-    @property
-    def tool_uses(self) -> list[dict[str, Any]]:
-        return [b for b in self.blocks if b.get("type") == "tool_use"]
-
-    @property
-    def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_creation_tokens
-        )
-
-
-class _CallFailed(Exception):
-    def __init__(self, error: Error) -> None:
-        self.error = error
-        super().__init__(error.message)
-
-
-def canonical_block(block: dict[str, Any]) -> dict[str, Any]:
-    """A content block with a fixed key order (tool inputs sorted), the same after a reload.
-
-    PostgreSQL's jsonb reorders object keys; sorting keeps the request byte-identical whether
-    its blocks come from memory or from the store, which the prompt cache needs.
-    """
-    kind = block.get("type")
-    if kind == "text":
-        return {"type": "text", "text": block.get("text", "")}
-    if kind == "tool_use":
-        return {
-            "type": "tool_use",
-            "id": block["id"],
-            "name": block["name"],
-            "input": _sorted(block.get("input") or {}),
-        }
-    if kind == "tool_result":
-        result = {
-            "type": "tool_result",
-            "tool_use_id": block["tool_use_id"],
-            "content": _sorted(block.get("content", "")),
-        }
-        if block.get("is_error"):
-            result["is_error"] = True
-        return result
-    return {key: _sorted(block[key]) for key in sorted(block) if key != "cache_control"}
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _sorted(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(item) for item in value]
-    return value
-
-
-def api_messages(history: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Stored (role, blocks) in order → API messages; consecutive same-role rows merge (as the
-    API itself merges them), e.g. a question after an interrupted one."""
-    messages: list[dict[str, Any]] = []
-    for role, blocks in history:
-        content = [canonical_block(b) for b in blocks]
-        if not content:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(content)
-        else:
-            messages.append({"role": role, "content": content})
-    return messages
 
 
 class Copilot:
@@ -241,7 +155,7 @@ class Copilot:
                 stop = yield from self._answer(
                     question, timezone, cancel or threading.Event(), state
                 )
-            except _CallFailed as failed:
+            except CallFailed as failed:
                 yield failed.error
                 stop = "error"
             except RevtopsError as exc:  # the store: a lock, an unknown conversation...
@@ -293,6 +207,7 @@ class Copilot:
             self.user_id,
             today=now.astimezone(zone).date(),
         )
+        policy = RetryPolicy(self.settings.api_retries, self.retry_base_delay, self.max_retry_wait)
         answer_now = False
         calls = 0
         while True:
@@ -308,7 +223,7 @@ class Copilot:
                 return "token_cap"
             request = self.build_request(history, system, answer_now=answer_now)
             self.last_request = request
-            outcome = yield from self._call(client, request, cancel)
+            outcome = yield from call_with_retries(client, request, cancel, policy)
             calls += 1
             if outcome.cancelled:
                 return "cancelled"
@@ -449,89 +364,6 @@ class Copilot:
 
     # -- one API call, streamed and retried --------------------------------------------------------
 
-    def _call(
-        self, client: anthropic.Anthropic, request: dict[str, Any], cancel: threading.Event
-    ) -> Generator[AgentEvent, None, CallOutcome]:
-        attempt = 0
-        streamed = threading.Event()  # set once text of this call reached the consumer
-        while True:
-            streamed.clear()
-            try:
-                return (yield from self._stream(client, request, cancel, streamed))
-            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-                retryable, kind, wait = _classify(exc)
-                broke_off = streamed.is_set()
-                if not retryable or attempt >= self.settings.api_retries:
-                    raise _CallFailed(_final_error(exc, kind, attempt)) from exc
-                delay = wait if wait is not None else self._backoff(attempt)
-                delay = min(delay, self.max_retry_wait)
-                attempt += 1
-                yield Notice(
-                    f"Claude's API is {_describe(kind)}; retrying in {delay:.1f} s "
-                    f"(attempt {attempt + 1} of {self.settings.api_retries + 1}).",
-                    restarts_answer=broke_off,
-                )
-                if cancel.wait(delay):
-                    return CallOutcome(cancelled=True)
-
-    def _backoff(self, attempt: int) -> float:
-        return self.retry_base_delay * (2**attempt) * (0.75 + 0.5 * random.random())
-
-    def _stream(
-        self,
-        client: anthropic.Anthropic,
-        request: dict[str, Any],
-        cancel: threading.Event,
-        streamed: threading.Event,
-    ) -> Generator[AgentEvent, None, CallOutcome]:
-        outcome = CallOutcome()
-        partial: dict[int, dict[str, Any]] = {}
-        json_parts: dict[int, list[str]] = {}
-        stream = client.messages.create(**request, stream=True)
-        try:
-            for event in stream:
-                if cancel.is_set():
-                    outcome.cancelled = True
-                    return outcome
-                kind = event.type
-                if kind == "message_start":
-                    _read_usage(outcome, event.message.usage)
-                elif kind == "content_block_start":
-                    partial[event.index] = event.content_block.model_dump(exclude_none=True)
-                    json_parts[event.index] = []
-                elif kind == "content_block_delta":
-                    delta = event.delta
-                    if delta.type == "text_delta":
-                        partial[event.index]["text"] = (
-                            partial[event.index].get("text", "") + delta.text
-                        )
-                        streamed.set()
-                        yield TextDelta(delta.text)
-                    elif delta.type == "input_json_delta":
-                        json_parts[event.index].append(delta.partial_json)
-                elif kind == "content_block_stop":
-                    block = partial.pop(event.index)
-                    if block.get("type") == "tool_use":
-                        text = "".join(json_parts.pop(event.index, []))
-                        try:
-                            block["input"] = json.loads(text) if text.strip() else {}
-                        except json.JSONDecodeError:  # cut by max_tokens mid-input
-                            outcome.incomplete_tool_use = True
-                            continue
-                        yield ToolCallStarted(block["id"], block["name"], block["input"])
-                    outcome.blocks.append(canonical_block(block))
-                elif kind == "message_delta":
-                    outcome.stop_reason = event.delta.stop_reason
-                    _read_usage(outcome, event.usage)
-        finally:
-            stream.close()
-        if partial:  # blocks without their stop: cut mid-block (max_tokens)
-            outcome.incomplete_tool_use = any(b.get("type") == "tool_use" for b in partial.values())
-            outcome.blocks += [
-                canonical_block(b) for b in partial.values() if b.get("type") == "text"
-            ]
-        return outcome
-
 
 @dataclass
 class _QuestionState:
@@ -546,94 +378,3 @@ def _with_blocks(message: store.NewMessage, blocks: list[dict[str, Any]]) -> sto
     from dataclasses import replace
 
     return replace(message, blocks=blocks)
-
-
-def _read_usage(outcome: CallOutcome, usage: Any) -> None:
-    """Usage from message_start, then message_delta (whose counts are cumulative)."""
-    if usage is None:
-        return
-    for source, target in (
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("cache_read_input_tokens", "cache_read_tokens"),
-        ("cache_creation_input_tokens", "cache_creation_tokens"),
-    ):
-        value = getattr(usage, source, None)
-        if isinstance(value, int):
-            setattr(outcome, target, value)
-
-
-def _error_type(exc: anthropic.APIStatusError) -> str | None:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("type"), str):
-            return str(error["type"])
-    return None
-
-
-def _classify(exc: Exception) -> tuple[bool, str, float | None]:
-    """(retryable, kind, seconds the server asked to wait)."""
-    if isinstance(exc, anthropic.APIConnectionError):
-        return True, "unreachable", None
-    assert isinstance(exc, anthropic.APIStatusError)
-    status = exc.status_code
-    error_type = _error_type(exc)
-    wait = _retry_after(exc)
-    if status == 429 or error_type == "rate_limit_error":
-        return True, "rate_limited", wait
-    if status == 529 or error_type == "overloaded_error":
-        return True, "overloaded", wait
-    if status >= 500 or error_type == "api_error":
-        return True, "api", wait
-    if status in (401, 403):
-        return False, "configuration", None
-    return False, "api", None
-
-
-def _retry_after(exc: anthropic.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _describe(kind: str) -> str:
-    return {
-        "rate_limited": "rate limiting this key",
-        "overloaded": "overloaded",
-        "unreachable": "unreachable",
-    }.get(kind, "failing")
-
-
-def _final_error(exc: Exception, kind: str, retries: int) -> Error:
-    tried = f" after {retries + 1} attempts" if retries else ""
-    if kind == "rate_limited":
-        message = f"Claude's API is rate limiting this API key{tried}. Wait a minute and ask again."
-    elif kind == "overloaded":
-        message = f"Claude's API is overloaded{tried}. Try again in a few minutes."
-    elif kind == "unreachable":
-        message = (
-            f"Could not reach Claude's API{tried} ({exc}). Check the network or ANTHROPIC_BASE_URL."
-        )
-    elif kind == "configuration":
-        status = getattr(exc, "status_code", "")
-        message = (
-            f"Claude's API refused the API key (HTTP {status}). Check ANTHROPIC_API_KEY: it "
-            "must be a valid key from https://console.anthropic.com/settings/keys."
-        )
-    else:
-        message = f"Claude's API returned an error{tried}: {_api_message(exc)}"
-    return Error(
-        message, kind=kind, retryable=kind in ("rate_limited", "overloaded", "unreachable", "api")
-    )
-
-
-def _api_message(exc: Exception) -> str:
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            return f"{body['error'].get('type')}: {body['error'].get('message')}"
-        return f"HTTP {exc.status_code}"
-    return str(exc)

@@ -20,7 +20,7 @@ from revtops_kernel.agent.conversations import (
     load_transcript,
     rename_conversation,
 )
-from revtops_kernel.agent.loop import api_messages
+from revtops_kernel.agent.wire import api_messages
 from revtops_kernel.store import Database
 
 USER = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
