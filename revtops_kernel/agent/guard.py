@@ -52,6 +52,8 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # Alias of the wrapper used when the outer LIMIT cannot be tightened in place.
 RESULT_ALIAS = "revtops_result"
 CTE_PREFIX = "revtops_cte_"
+# Longer SQL is refused before parsing: it bounds the guard's own time and memory.
+MAX_SQL_CHARS = 100_000
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -73,11 +75,21 @@ def guard_sql(sql: str, *, dialect: str, org: str, max_rows: int) -> GuardedQuer
         raise QueryRefusedError(f"not an organization id: {org!r}")
     if max_rows < 1:
         raise ValueError("max_rows must be >= 1")
-    tree = _parse_one(sql, dialect)
-    _check_nodes(tree)
-    rewriter = _Rewriter(org=org, readable=_readable_scopes())
-    tree = rewriter.rewrite(tree)
-    tree, limit = _cap_rows(tree, max_rows + 1)
+    if len(sql) > MAX_SQL_CHARS:
+        raise QueryRefusedError(
+            f"refused: the query is {len(sql):,} characters long, over {MAX_SQL_CHARS:,}; "
+            "write a shorter one (aggregate in SQL rather than listing values)"
+        )
+    try:
+        tree = _parse_one(sql, dialect)
+        _check_nodes(tree)
+        rewriter = _Rewriter(org=org, readable=_readable_scopes())
+        tree = rewriter.rewrite(tree)
+        tree, limit = _cap_rows(tree, max_rows + 1)
+    except RecursionError as exc:
+        raise QueryRefusedError(
+            "refused: the query nests too deeply to check; flatten it with CTEs"
+        ) from exc
     try:
         # No comments in the output: a comment re-rendered by the generator is text we did not
         # check (a line comment holding "*/" would close the block comment it becomes).
@@ -85,6 +97,7 @@ def guard_sql(sql: str, *, dialect: str, org: str, max_rows: int) -> GuardedQuer
     except UnsupportedError as exc:
         raise QueryRefusedError(f"refused: {dialect} cannot run this construct ({exc})") from exc
     except Exception as exc:  # sqlglot failing on odd input must refuse, not crash the caller
+        # (RecursionError included: the generator recurses as deeply as the parser did).
         raise QueryRefusedError(
             f"refused: the query could not be rewritten safely ({type(exc).__name__}: {exc}); "
             "simplify it"
@@ -285,32 +298,39 @@ class _Rewriter:
     _next_cte: int = 0
 
     def rewrite(self, tree: exp.Expr) -> exp.Expr:
-        return self._visit(tree, {})
+        """Rewrite ``tree`` in place (the root, a query, is never itself replaced).
 
-    def _visit(self, node: exp.Expr, ctes: dict[str, str]) -> exp.Expr:
-        """Rewrite ``node`` in place; ``ctes`` maps the CTE names in scope to their new names."""
-        if isinstance(node, exp.Table):
-            return self._table(node, ctes)
-        if isinstance(node, exp.Placeholder):
-            # Rendered as ``:name``, the style read_sql binds (a Var is emitted verbatim).
-            self.placeholders.add(node.name)
-            return exp.Var(this=f":{node.name}")
-        with_ = node.args.get("with_") or node.args.get("with")
-        if isinstance(with_, exp.With):
-            ctes = self._with(with_, ctes)
-        for key, value in list(node.args.items()):
-            if value is with_ and with_ is not None:
+        Depth-first with an explicit stack, each node paired with the CTE names in scope there
+        (name -> new name), so that long AND/OR chains do not exhaust Python's recursion.
+        """
+        stack: list[tuple[exp.Expr, dict[str, str]]] = [(tree, {})]
+        while stack:
+            node, ctes = stack.pop()
+            if isinstance(node, exp.Table):
+                replacement = self._table(node, ctes)
+                if replacement is node:  # an allowed table function: its arguments next
+                    stack.append((node.this, ctes))
+                else:
+                    node.replace(replacement)  # a scoped subquery or a renamed CTE: done
                 continue
-            if isinstance(value, exp.Expr):
-                node.set(key, self._visit(value, ctes))
-            elif isinstance(value, list):
-                node.set(
-                    key,
-                    [self._visit(v, ctes) if isinstance(v, exp.Expr) else v for v in value],
-                )
-        return node
+            if isinstance(node, exp.Placeholder):
+                # Rendered as ``:name``, the style read_sql binds (a Var is emitted verbatim).
+                self.placeholders.add(node.name)
+                node.replace(exp.Var(this=f":{node.name}"))
+                continue
+            with_ = node.args.get("with_") or node.args.get("with")
+            if isinstance(with_, exp.With):
+                ctes = self._with(with_, ctes, stack)
+            stack.extend((child, ctes) for child in node.iter_expressions() if child is not with_)
+        return tree
 
-    def _with(self, with_: exp.With, outer: dict[str, str]) -> dict[str, str]:
+    def _with(
+        self, with_: exp.With, outer: dict[str, str], stack: list[tuple[exp.Expr, dict[str, str]]]
+    ) -> dict[str, str]:
+        """Rename the CTEs of ``with_``; queue each body with the names it can see.
+
+        Returns the names the query under the WITH sees: the outer ones and all of these.
+        """
         scope = dict(outer)
         ctes = [cte for cte in with_.expressions if isinstance(cte, exp.CTE)]
         fresh = {}
@@ -321,8 +341,7 @@ class _Rewriter:
             # WITH RECURSIVE: each CTE sees itself and its siblings.
             scope.update({cte.alias_or_name.lower(): fresh[id(cte)] for cte in ctes})
         for cte in ctes:
-            body = cte.this
-            cte.set("this", self._visit(body, scope))
+            stack.append((cte.this, dict(scope)))
             scope[cte.alias_or_name.lower()] = fresh[id(cte)]
             alias = cte.args.get("alias")
             columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
@@ -335,7 +354,6 @@ class _Rewriter:
     def _table(self, table: exp.Table, ctes: dict[str, str]) -> exp.Expr:
         source = table.this
         if not isinstance(source, exp.Identifier):  # an allowed table function
-            table.set("this", self._visit(source, ctes))
             return table
         name = source.name.lower()
         alias = table.args.get("alias")

@@ -199,3 +199,13 @@ def test_every_allowlisted_function_passes_as_sqlglot_parses_it(dialect: str) ->
 def test_dangerous_functions_are_not_allowed(dialect: str, name: str) -> None:
     with pytest.raises(QueryRefusedError):
         guarded(f"SELECT {name}('x')", dialect)
+
+
+def test_long_and_or_chains_pass_and_huge_input_is_refused() -> None:
+    chain = "SELECT name FROM deals WHERE " + " OR ".join(f"amount = {i}" for i in range(3000))
+    assert guarded(chain, "postgres").count(" OR ") == 2999
+    with pytest.raises(QueryRefusedError, match="characters long"):
+        guarded("SELECT 1 " + " " * 200_000)
+    nested = "SELECT " + "(" * 300 + "1" + ")" * 300
+    with pytest.raises(QueryRefusedError, match="nests too deeply"):
+        guarded(nested)
