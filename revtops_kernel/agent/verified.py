@@ -490,13 +490,20 @@ VERIFIED_TOOL_SCHEMA: dict[str, Any] = {
 }
 
 
+_FILTERS = ("pipeline", "owner")
+
+
 def catalogue() -> str:
     """Each query's name, what it answers and its parameters: the tool's description."""
-    lines = []
+    lines = [
+        "Parameters are optional; omitted ones take their defaults (relative dates count from "
+        "today). Dates are YYYY-MM-DD; windows include both ends. Filters: pipeline (its name, "
+        "e.g. New Business), owner (the rep's full name or email), both ignoring case.",
+    ]
     for query in _QUERIES:
+        params = [p.name if p.name in _FILTERS else p.short() for p in query.params]
         lines.append(f"- {query.name}: {query.description}")
-        for param in query.params:
-            lines.append(f"    {param.describe()}")
+        lines.append(f"    params: {', '.join(params) or 'none'}")
         if query.note:
             lines.append(f"    note: {query.note}")
     return "\n".join(lines)

@@ -141,36 +141,15 @@ class Param:
             )
         return number
 
-    def describe(self) -> str:
-        """``days (integer 1-3650, default 30)``: one line for the catalogue."""
-        kind: str = self.kind
+    def short(self) -> str:
+        """``days (integer 1-3650, default 30)``: the catalogue's compact form."""
         if self.kind == "integer" and self.minimum is not None and self.maximum is not None:
-            kind = f"integer {self.minimum}-{self.maximum}"
+            kind = f"{self.minimum}-{self.maximum}"
         elif self.kind == "choice":
             kind = "|".join(self.choices)
-        elif self.kind == "date":
-            kind = "date YYYY-MM-DD"
-        default = "optional" if self.default is None else f"default {self.default}"
-        return f"{self.name} ({kind}, {default}): {self.description}"
-
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any]
-        if self.kind == "date":
-            schema = {"type": "string", "format": "date"}
-        elif self.kind == "integer":
-            schema = {"type": "integer"}
-            if self.minimum is not None:
-                schema["minimum"] = self.minimum
-            if self.maximum is not None:
-                schema["maximum"] = self.maximum
-        elif self.kind == "choice":
-            schema = {"type": "string", "enum": list(self.choices)}
         else:
-            schema = {"type": "string", "maxLength": TEXT_MAX_LENGTH}
-        schema["description"] = self.description + (
-            f" Default: {self.default}." if self.default is not None else " Optional."
-        )
-        return schema
+            kind = self.kind
+        return f"{self.name} ({kind}" + (f", default {self.default})" if self.default else ")")
 
 
 # Parameters several queries share.

@@ -18,7 +18,12 @@ from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
 from revtops_kernel.sandbox.generate import generate_company
 
 SCALE, SEED = "0.05", "7"
-QUESTIONS = ("open_pipeline_total", "deals_missing_amount", "active_reps")
+QUESTIONS = (
+    "open_pipeline_total",
+    "open_by_stage_new_business",
+    "deals_missing_amount",
+    "active_reps",
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +68,12 @@ def test_the_copilot_is_graded_against_the_scripted_api() -> None:
             # open_pipeline_total: a query, then an answer built on its rows -> graded by table
             Turn.tool("run_sql_query", {"sql": GOLDEN_BY_ID["open_pipeline_total"].sql}),
             Turn.reply("Here is the open pipeline."),
+            # open_by_stage_new_business: a verified query -> graded by table, marked verified
+            Turn.tool(
+                "run_verified_query",
+                {"name": "pipeline_by_stage", "params": {"pipeline": "New Business"}},
+            ),
+            Turn.reply("Open New Business pipeline by stage (verified)."),
             # deals_missing_amount: answered in prose, right -> graded by text
             Turn.reply(f"{missing} deals have no amount entered."),
             # active_reps: answered in prose, wrong
@@ -71,7 +82,7 @@ def test_the_copilot_is_graded_against_the_scripted_api() -> None:
         env = {"ANTHROPIC_API_KEY": api.api_key, "ANTHROPIC_BASE_URL": api.base_url}
         done = revtops("eval", *selection(), "--format", "json", "--min-accuracy", "0.9", env=env)
         requests = api.requests
-    assert done.returncode == 1, done.stderr  # 2 of 3 is below --min-accuracy
+    assert done.returncode == 1, done.stderr  # 3 of 4 is below --min-accuracy
     report: dict[str, Any] = json.loads(done.stdout)
     assert report["gold"]["passed"] == len(QUESTIONS)
     model = report["model"]
@@ -82,6 +93,13 @@ def test_the_copilot_is_graded_against_the_scripted_api() -> None:
         "table",
     )
     assert answers["open_pipeline_total"]["tool_calls"] == 1
+    assert not answers["open_pipeline_total"]["used_verified"]
+    by_stage = answers["open_by_stage_new_business"]
+    assert (by_stage["ok"], by_stage["matched_by"], by_stage["used_verified"]) == (
+        True,
+        "table",
+        True,
+    )
     assert (
         answers["deals_missing_amount"]["ok"],
         answers["deals_missing_amount"]["matched_by"],
@@ -93,8 +111,8 @@ def test_the_copilot_is_graded_against_the_scripted_api() -> None:
     assert not wrong["ok"]
     assert "no successful query" in wrong["reason"]
     assert f"active_reps={reps} is not in the answer" in wrong["reason"]
-    assert model["correct"] == 2
-    assert model["accuracy"] == pytest.approx(2 / 3)
+    assert model["correct"] == 3
+    assert model["accuracy"] == pytest.approx(3 / 4)
     for answer in model["answers"]:
         prompt = (
             answer["input_tokens"] + answer["cache_read_tokens"] + answer["cache_creation_tokens"]
