@@ -11,12 +11,14 @@ A later read asks ``conversations.history`` for messages from ``latest - look-ba
 (``oldest``), not from ``latest``: replies are not in the history, and a new reply to an old
 thread only shows as a changed ``latest_reply`` on its parent. So every parent in that window
 whose ``latest_reply`` is newer than ``latest`` (or any parent, on a first read) has its thread
-re-read with ``conversations.replies``. The window is measured back from the channel's own
+re-read with ``conversations.replies``. Of what was re-read, only messages newer than
+``latest``, edited since, or whose thread grew are handed on (the rest are stored as they are).
+The window is measured back from the channel's own
 ``latest`` rather than the wall clock, so it means "threads started within N days of the last
 message we saw", whatever the clocks. A reply to a thread whose parent is older than the window
 is not seen (that is the window's trade: a longer one costs more calls every sync); a full
-refresh reads everything again. Re-read messages land on the same rows (the upsert skips
-identical ones); edits in the window are picked up; deletions are not visible in these APIs.
+refresh reads everything again. Edits in the window are picked up; deletions and reactions
+on unchanged messages are not visible this way (Slack's Events API would be the way).
 
 A channel's checkpoint moves only when the channel is done (history and its threads): a crash
 re-reads that channel from where it was, never skipping anything.
@@ -162,6 +164,20 @@ def _person(member: Record, *, internal: bool) -> _Person:
     )
 
 
+def _changed_since(message: Record, previous: str | None) -> bool:
+    """Is this message new or changed since the channel's cursor? Re-read messages that are
+    not (the look-back window re-reads many) are not handed on: their rows are as stored."""
+    if previous is None:
+        return True
+    cursor = ts_decimal(previous)
+    stamps = [
+        message.get("ts"),
+        (message.get("edited") or {}).get("ts"),
+        message.get("latest_reply"),
+    ]
+    return any(ts_decimal(str(s)) > cursor for s in stamps if s)
+
+
 def ts_decimal(ts: str) -> Decimal:
     return Decimal(ts)
 
@@ -294,7 +310,8 @@ class SlackConnector:
         if previous is not None:
             stamps.append(previous)
         newest = max(stamps, key=ts_decimal) if stamps else None
-        return [self._envelope(channel, m) for m in everything], newest
+        changed = [m for m in everything if _changed_since(m, previous)]
+        return [self._envelope(channel, m) for m in changed], newest
 
     def _replies(self, channel_id: str, thread_ts: str) -> list[Record]:
         params = {"channel": channel_id, "ts": thread_ts, "limit": PAGE_LIMIT}

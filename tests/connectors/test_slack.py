@@ -141,6 +141,8 @@ def test_a_late_reply_in_an_old_thread_within_the_window_is_read() -> None:
         "C1": {"latest": f"{base + 10 * DAY}.000000"}
     }
 
+    # The author of the reply (U9) is not a member: users.info answered for them.
+    assert ("users.info", {"user": "U9"}) in ws.requests
     ws.post(f"{base + 11 * DAY}.000000", thread=f"{base}.000100")  # a late reply
     ws.post(f"{base + 11 * DAY}.000005")
     ws.requests.clear()
@@ -149,8 +151,10 @@ def test_a_late_reply_in_an_old_thread_within_the_window_is_read() -> None:
     history = [p for m, p in ws.requests if m == "conversations.history"]
     assert history[0]["oldest"] == f"{base - 4 * DAY}.000000"  # 14 days before the cursor
     assert json.loads(checkpoint or "")["channels"]["C1"]["latest"] == f"{base + 11 * DAY}.000005"
-    # The author of the reply in the first read (U9) is not a member: users.info was asked.
-    assert ("users.info", {"user": "U9"}) in ws.requests
+    # Of what the look-back re-read, only the changed are handed on: the grown thread's parent.
+    assert sorted(second) == sorted(
+        [f"{base}.000100", f"{base + 11 * DAY}.000000", f"{base + 11 * DAY}.000005"]
+    )
 
     # A thread older than the window is out of reach (the window's documented trade).
     ws.post(f"{base + 40 * DAY}.000000")
@@ -206,6 +210,12 @@ def test_a_slack_sync_stores_every_readable_message_then_picks_up_a_late_reply(
     )
     members = {u.email for u in ws.users if u.email and not u.external}
     assert {a.email for a in authors if a.is_internal} <= members
+
+    # An immediate resync re-reads the look-back window and writes nothing.
+    before = stored(db, "SELECT * FROM activities ORDER BY id")
+    again = run_sync(db, settings, "slack")
+    assert again.ok and again.counts.upserted == 0, again
+    assert stored(db, "SELECT * FROM activities ORDER BY id") == before
 
     # A reply to a thread older than the cursor (but inside the look-back window).
     channel = max(readable, key=lambda c: len(c.messages))
