@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.worker",
     "revtops_kernel.commands.eval",
     "revtops_kernel.commands.ask",
+    "revtops_kernel.commands.export",
 )
 
 
