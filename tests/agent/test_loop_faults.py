@@ -288,3 +288,22 @@ def test_an_unknown_conversation_is_a_clear_error(
     assert isinstance(error, Error) and error.kind == "store"
     assert error.message == f"no conversation {missing} in organization 'acme'"
     assert isinstance(done, Done) and done.stop_reason == "error" and scripted.requests == []
+
+
+def test_the_users_timezone_reaches_the_system_prompt(
+    duck: Database, scripted: ScriptedMessagesServer
+) -> None:
+    scripted.script(Turn.reply("Yesterday was Thursday."))
+    copilot = make_copilot(duck, scripted, REVTOPS_TIMEZONE="Europe/Paris")
+    list(copilot.ask("What was yesterday?", timezone="America/Los_Angeles"))
+    context = scripted.requests[0].body["system"][1]["text"]
+    assert "2026-11-20 07:30 (Friday), timezone America/Los_Angeles" in context
+    scripted.script(Turn.reply("ok"))
+    list(copilot.ask("And in Paris?"))  # the setting is the default
+    assert "timezone Europe/Paris" in scripted.requests[1].body["system"][1]["text"]
+    events = list(copilot.ask("?", timezone="Mars/Olympus"))
+    assert events[0] == Error(
+        "Unknown timezone 'Mars/Olympus': use an IANA name such as Europe/Paris.",
+        kind="configuration",
+    )
+    assert len(scripted.requests) == 2
