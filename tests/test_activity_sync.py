@@ -256,6 +256,38 @@ def test_slack_new_messages_and_late_replies_within_the_look_back_window(
     assert all(a.contact_id is not None for a in authors if a.email in externals)
 
 
+def test_malformed_messages_and_events_are_quarantined_never_fatal(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    sandbox.faults.slack.malformed_rate = 0.05
+    sandbox.faults.google_calendar.malformed_rate = 0.05
+    settings = settings_for(sandbox, db)
+    readable = {c.id for c in sandbox.company.slack.channels if c.is_member}
+    bad_messages = {
+        key: kind
+        for key, kind in sandbox.malformed("slack")["slack_messages"].items()
+        if key.split(":")[0] in readable
+    }
+    bad_events = sandbox.malformed("google_calendar")["calendar_events"]
+    for provider in ("slack", "google_calendar"):
+        result = run_sync(db, settings, provider)
+        assert result.ok, result.error
+    quarantined = {
+        (r.stream, r.source_id): r.reason
+        for r in rows(db, "SELECT stream, source_id, reason FROM quarantined_records")
+    }
+    # No author: quarantined. A thread_ts naming no message is a link like a dangling
+    # association: well-formed on its own, it lands.
+    authorless = {k for k, kind in bad_messages.items() if kind == "missing_user"}
+    assert {s for (stream, s) in quarantined if stream == "messages"} == authorless
+    landed = {r.source_id for r in rows(db, "SELECT source_id FROM activities")}
+    assert {k for k, kind in bad_messages.items() if kind == "dangling_thread"} <= landed
+    # An event's instances share its fate: every id of a bad event is quarantined.
+    events = {s for (stream, s) in quarantined if stream == "events"}
+    assert events and {e.split("_")[0] for e in events} == set(bad_events)
+    assert not events & landed
+
+
 def test_the_cli_accepts_every_provider() -> None:
     from revtops_kernel.cli import build_parser
 

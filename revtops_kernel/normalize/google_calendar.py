@@ -107,6 +107,7 @@ def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     status = event.get("status") or "confirmed"
     if status not in STATUSES:
         raise RecordRejected(f"status is not one of {sorted(STATUSES)}: {status!r}")
+    cancelled = status == "cancelled"
     calendar_zone = _zone(calendar.get("timeZone"), "calendar.timeZone")
     start, all_day = event_time(event.get("start"), "start", calendar_zone)
     end, _ = event_time(event.get("end"), "end", calendar_zone)
@@ -114,10 +115,11 @@ def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         start, all_day = event_time(
             event.get("originalStartTime"), "originalStartTime", calendar_zone
         )
+    if start is None and not cancelled:
+        raise RecordRejected(f"start has neither dateTime nor date: {event.get('start')!r}")
     if start is not None and end is not None and end < start:
         raise RecordRejected(f"end is before start: {event.get('end')!r} < {event.get('start')!r}")
     updated_at = parse_time(event.get("updated"), "updated")
-    cancelled = status == "cancelled"
     if updated_at is None and cancelled:
         # Google's deletion stubs carry no ``updated``: the time the sync saw it is the
         # deletion's time, and (newer than any stored version) lets the stub replace it.

@@ -20,7 +20,9 @@ to the microsecond, ``updated_at`` = the edit time when edited. Participants: th
 and accounts are resolved after the sync (``revtops_kernel.resolve``), from those emails.
 
 Channel housekeeping (joins, leaves, topic changes) is not conversation: those subtypes give no
-rows. A ``tombstone`` (a deleted parent that keeps its thread) is stored as deleted.
+rows. A ``tombstone`` (a deleted parent that keeps its thread) is stored as deleted. A message
+with no author at all is quarantined; a ``thread_ts`` naming a message that does not exist is
+a link like any other (well-formed on its own, as the CRM's dangling associations) and lands.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def normalize_message(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         return {}
     ts = message.get("ts")
     occurred_at = parse_ts(ts, "ts")
+    if not (message.get("user") or message.get("bot_id") or subtype):
+        raise RecordRejected("message has no author (neither user nor bot_id)")
     edited = message.get("edited")
     edited_at = parse_ts(_object(edited, "edited").get("ts"), "edited.ts") if edited else None
     updated_at = max(occurred_at, edited_at) if edited_at else occurred_at

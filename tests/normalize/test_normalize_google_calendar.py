@@ -132,9 +132,17 @@ def test_the_organizer_is_added_when_not_an_attendee() -> None:
             },
             "end is before start",
         ),
-        ({"id": "e", "attendees": "everyone"}, "attendees is not a list"),
+        ({"id": "e", "start": {}}, "start has neither dateTime nor date"),
         (
-            {"id": "e", "attendees": [{"email": "a@b.example", "responseStatus": "yes"}]},
+            {"id": "e", "start": {"date": "2026-01-01"}, "attendees": "everyone"},
+            "attendees is not a list",
+        ),
+        (
+            {
+                "id": "e",
+                "start": {"date": "2026-01-01"},
+                "attendees": [{"email": "a@b.example", "responseStatus": "yes"}],
+            },
             "responseStatus is unknown",
         ),
     ],

@@ -111,8 +111,18 @@ def test_a_bot_message_without_a_directory_entry_still_lands() -> None:
         ({"channel": {"id": "C1"}, "message": {"ts": "yesterday"}}, "ts is not a Slack timestamp"),
         ({"channel": {}, "message": {"ts": "1.000001"}}, "missing channel.id"),
         ({"channel": {"id": "C1"}, "message": "hello"}, "message is not an object"),
-        ({"channel": {"id": "C1"}, "message": {"ts": "1.1", "thread_ts": 5}}, "thread_ts"),
-        ({"channel": {"id": "C1"}, "message": {"ts": "1.1", "edited": {"ts": "x"}}}, "edited.ts"),
+        (
+            {"channel": {"id": "C1"}, "message": {"ts": "1.1", "user": "U1", "thread_ts": 5}},
+            "thread_ts",
+        ),
+        (
+            {
+                "channel": {"id": "C1"},
+                "message": {"ts": "1.1", "user": "U1", "edited": {"ts": "x"}},
+            },
+            "edited.ts",
+        ),
+        ({"channel": {"id": "C1"}, "message": {"ts": "1.1", "text": "who?"}}, "has no author"),
     ],
 )
 def test_malformed_messages_are_quarantined_with_the_reason(
