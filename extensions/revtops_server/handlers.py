@@ -22,6 +22,7 @@ from tornado import web
 from revtops_kernel import __version__
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.status import PROVIDER_NAMES
 from revtops_kernel.tenancy import (
     TenancyError,
     create_organization,
@@ -36,13 +37,6 @@ from revtops_kernel.tenancy import (
 from .context import Context, context_of
 from .identity import SESSION_COOKIE, RevtopsUser
 from .supabase import TokenRejected
-
-PROVIDER_NAMES = {
-    "hubspot": "HubSpot",
-    "salesforce": "Salesforce",
-    "slack": "Slack",
-    "google_calendar": "Google Calendar",
-}
 
 
 @dataclass(frozen=True)

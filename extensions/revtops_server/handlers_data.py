@@ -25,6 +25,7 @@ from revtops_kernel.integrations import (
     list_integrations,
 )
 from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.status import provider_statuses
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import iso_z
 
@@ -54,35 +55,12 @@ def _json(value: Any) -> Any:
 class IntegrationsHandler(ApiHandler):
     def get(self) -> None:
         org = self.principal().organization_id
-        connected = {i.provider: i for i in list_integrations(self.ctx.db, org)}
-        runs = _latest_runs(self, org)
-        configured = _token_providers(self)
         items = []
-        for provider in ALL_PROVIDERS:
-            info = connected.get(provider)
-            status = info.status if info else "connected" if provider in configured else "available"
-            items.append(
-                {
-                    "provider": provider,
-                    "status": status,
-                    "via": "nango"
-                    if info and info.via_nango
-                    else "token"
-                    if status != "available"
-                    else None,
-                    "last_sync_at": _json(info.last_sync_at) if info else None,
-                    "last_error": info.last_error if info else None,
-                    "last_run": runs.get(provider),
-                    "syncing": (org, provider) in _running,
-                }
-            )
+        for status in provider_statuses(self.ctx.db, self.ctx.settings, org):
+            item = _json(status)
+            item["syncing"] = status.syncing or (org, status.provider) in _running
+            items.append(item)
         self.reply({"integrations": items})
-
-
-def _via(info: Any, status: str) -> str | None:
-    if info is not None and info.via_nango:
-        return "nango"
-    return None if status == "available" else "token"
 
 
 class IntegrationHandler(ApiHandler):
@@ -198,15 +176,15 @@ def _sync(ctx: Any, org: str, provider: str) -> str:
 class SyncStatusHandler(ApiHandler):
     def get(self) -> None:
         org = self.principal().organization_id
-        runs = _latest_runs(self, org)
-        self.reply(
+        providers = [
             {
-                "providers": [
-                    {"provider": p, "syncing": (org, p) in _running, "last_run": runs.get(p)}
-                    for p in ALL_PROVIDERS
-                ]
+                "provider": status.provider,
+                "syncing": status.syncing or (org, status.provider) in _running,
+                "last_run": _json(status.last_run),
             }
-        )
+            for status in provider_statuses(self.ctx.db, self.ctx.settings, org)
+        ]
+        self.reply({"providers": providers})
 
 
 class ConversationsHandler(ApiHandler):
@@ -240,31 +218,6 @@ def _owned_conversation(handler: ApiHandler, principal: Principal, raw: str) -> 
     if row is None or (principal.member_id is not None and row.user_id != principal.member_id):
         raise web.HTTPError(404, "no such conversation")
     return ident
-
-
-def _latest_runs(handler: ApiHandler, org: str) -> dict[str, dict[str, Any]]:
-    runs = metadata.tables["sync_runs"]
-    query = (
-        select(runs)
-        .where(runs.c.organization_id == org)
-        .order_by(runs.c.provider, runs.c.started_at.desc())
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    with handler.ctx.db.connect() as conn:
-        for row in conn.execute(query).mappings():
-            if row["provider"] in latest:
-                continue
-            latest[row["provider"]] = {
-                "status": row["status"],
-                "started_at": _json(row["started_at"]),
-                "finished_at": _json(row["finished_at"]),
-                "fetched": row["fetched"],
-                "upserted": row["upserted"],
-                "deleted": row["deleted"],
-                "quarantined": row["quarantined"],
-                "error": row["error"],
-            }
-    return latest
 
 
 def _token_providers(handler: ApiHandler) -> set[str]:

@@ -88,7 +88,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 
 
 def header_of(page: httpx.Response) -> str:
-    match = re.search(r"revtops-header[^}]*", page.text)
+    # The app cell's plain-text fallback, as Voila embeds it in the page's JSON.
+    match = re.search(r"Revtops Workbench: [^\\\"<>]* at [a-z0-9_-]+", page.text)
     assert match, page.text[-3000:]
     return match.group(0).encode().decode("unicode_escape")
 
