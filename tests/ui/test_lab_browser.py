@@ -140,9 +140,12 @@ def test_panel_in_jupyterlab(lab: tuple[str, ScriptedMessagesServer]) -> None:
             # the model's <script> is text on the page, never an element
             expect(page.locator(".revtops-chat .rt-text", has_text="<script>")).to_be_visible()
             assert page.locator(".revtops-chat .rt-messages script").count() == 0
-            page.locator(".revtops-chat .rt-tool summary", has_text="run_sql_query").click()
-            page.wait_for_timeout(500)  # the <details> opening animation, for the screenshot
+            expect(answer).to_be_in_viewport()  # the thread keeps its newest text in view
             page.screenshot(path=str(ARTIFACTS / "lab_panel.png"), full_page=True)
+            summary = page.locator(".revtops-chat .rt-tool summary", has_text="run_sql_query")
+            summary.click()  # scrolls the card into view and opens it: the SQL
+            expect(page.locator(".revtops-chat .rt-tool[open] pre").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "lab_panel_sql.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "lab_panel_failure.png"), full_page=True)
             raise
