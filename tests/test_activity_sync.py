@@ -104,6 +104,7 @@ def assert_calendar_matches(db: Database, company: Company) -> None:
             assert int(row.occurred_at.timestamp() * 1000) == start_ms, event_id
 
 
+@pytest.mark.slow
 def test_calendar_full_incremental_and_410_resync_with_identities_resolved(
     db: Database, sandbox: SandboxServer
 ) -> None:
@@ -166,6 +167,16 @@ def test_calendar_full_incremental_and_410_resync_with_identities_resolved(
     )
     assert internal[0][0] == 0  # every internal attendee is a rep the CRM knows
     assert_accounts_met_last_week(db, sandbox.company)
+
+
+def test_calendar_quota_errors_are_retried(db: Database, sandbox: SandboxServer) -> None:
+    sandbox.faults.google_calendar.rate_limits = True
+    sandbox.faults.google_calendar.window_s = 0.5
+    sandbox.faults.google_calendar.per_window_limit = 2
+    result = run_sync(db, settings_for(sandbox, db), "google_calendar")
+    assert result.ok, result.error
+    assert result.counts.rate_limited > 0
+    assert_calendar_matches(db, sandbox.company)
 
 
 def busiest_week(company: Company) -> datetime:
