@@ -6,12 +6,13 @@
   realistic queries (the worked queries of the system prompt and the verified queries), both
   dialects; p50 and p95 per query. Baseline in the same run: sqlglot's ``parse_one`` alone.
   Goal: p50 <= 5 ms.
-- Loop overhead per round: a question answered in ``--rounds`` tool rounds against the scripted
-  Messages API (a real HTTP server on loopback, real SSE), on a DuckDB store. Per round, the
-  wall time minus the server's own scheduled delay (``--event-delay`` per SSE event) minus the
-  tool's execution time; what is left is the loop: the SDK's HTTP and SSE parsing, building the
-  request, storing the round. Baseline in the same run: a bare SDK streaming call of the same
-  turn (HTTP + SSE alone). Goal: <= 20 ms beyond the server's delay.
+- Loop overhead per round: a question answered in ``--rounds`` rounds of a cheap tool
+  (describe_table) against the scripted Messages API (a real HTTP server on loopback, real
+  SSE, in its own process), on a DuckDB store. Per round, the wall time minus the server's own
+  scheduled delay (``--event-delay`` per SSE event); what is left is the loop: the SDK's HTTP
+  and SSE parsing, building the request, dispatching the tool. Also the CPU time of the loop's
+  thread per round, which a loaded machine does not inflate. Baseline in the same run: a bare
+  SDK streaming call of the same turn. Goal: <= 20 ms beyond the server's delay.
 - Prompt cache: tokens of the stable prefix (tools + the stable system block, estimated at 3.5
   characters a token, as the scripted server counts), against the 4,096-token minimum of Opus
   4.5; and over a two-question conversation with realistic tool results, the share of input
@@ -24,15 +25,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +148,29 @@ def turn_events(turn: Turn) -> int:
     return len(ScriptedMessagesServer()._events(turn, body, "msg_probe", CacheOutcome(0, 0, 0)))
 
 
+def _serve(steps: list[Turn], conn: Connection) -> None:
+    """Child process: the scripted API with ``steps``, until the parent says stop."""
+    with ScriptedMessagesServer() as api:
+        api.script(*steps)
+        conn.send((api.base_url, api.api_key))
+        conn.recv()
+
+
+@contextmanager
+def server_process(steps: list[Turn]) -> Iterator[tuple[str, str]]:
+    """The scripted API in its own process: its CPU does not compete with the loop's thread
+    for this process's GIL, so what the loop measures beyond the scheduled delay is its own."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve, args=(steps, child), daemon=True)
+    process.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(timeout=10)
+
+
 def bench_loop(db: Database, rounds: int, event_delay: float) -> dict[str, Any]:
     """Rounds of a cheap tool (describe_table, no database), so a round is the loop's own work:
     the SDK call, building the request, reading the stream, running the tool dispatch."""
@@ -151,33 +178,31 @@ def bench_loop(db: Database, rounds: int, event_delay: float) -> dict[str, Any]:
 
     tool_turn = Turn.tool("describe_table", {"table": "deals"}, event_delay=event_delay)
     answer_turn = Turn.reply("Deals have these columns.", event_delay=event_delay)
-    with ScriptedMessagesServer() as api:
+    warm_up = Turn.reply("warm-up: imports, first connection")
+    steps = [tool_turn] * (rounds + 1) + [warm_up] + [tool_turn] * rounds + [answer_turn]
+    with server_process(steps) as (base_url, api_key):
         settings = load_settings(
-            **scripted_settings_overrides(api),
+            ANTHROPIC_API_KEY=api_key,
+            ANTHROPIC_BASE_URL=base_url,
             REVTOPS_ORG=ORG,
             REVTOPS_MAX_TOOL_ROUNDS=str(rounds + 1),
             REVTOPS_MAX_QUESTION_TOKENS="100000000",
         )
         # Baseline: the bare SDK streaming the same turn, consumed event by event.
-        client = anthropic.Anthropic(api_key=api.api_key, base_url=api.base_url, max_retries=0)
+        client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0)
         bare_wall, bare_cpu = [], []
         request = {"model": settings.model, "max_tokens": 1024,
                    "messages": [{"role": "user", "content": "q"}],
                    "tools": tool_definitions()}  # fmt: skip
         for _ in range(rounds + 1):
-            api.script(tool_turn)
             wall, cpu = time.perf_counter(), time.thread_time()
             for _event in client.messages.create(**request, stream=True):
                 pass
             bare_wall.append(time.perf_counter() - wall)
             bare_cpu.append(time.thread_time() - cpu)
-        api.reset()
 
         copilot = Copilot(db, settings)
-        api.script(Turn.reply("warm-up: imports, first connection"))
         list(copilot.ask("warm-up"))
-        api.reset()
-        api.script(*[tool_turn] * rounds, answer_turn)
         walls: list[float] = []
         cpus: list[float] = []
         tool_ms: list[float] = []
