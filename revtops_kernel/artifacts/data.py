@@ -45,7 +45,8 @@ def run_part_query(db: Database, part: ChartSpec | TableSpec, *, org: str, path:
             "aggregate in SQL (GROUP BY, date_trunc) or keep the top rows (ORDER BY ... LIMIT)",
             field=_join(path, "sql"),
         )
-    frame = plottable(result.frame)
+    # Tables keep dates and booleans as they are; charts need a time axis and numbers.
+    frame = plottable(result.frame, for_chart=isinstance(part, ChartSpec))
     check_columns(part, frame, path=path)
     return PartData(frame, result.truncated)
 
@@ -87,29 +88,31 @@ def _kind_of_values(column: pd.Series) -> str:
     return "text" if column.dtype == object or pd.api.types.is_string_dtype(column) else "values"
 
 
-def plottable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Decimals to floats, aware times to naive UTC, dates to datetimes, UUIDs to text."""
+def plottable(frame: pd.DataFrame, *, for_chart: bool = True) -> pd.DataFrame:
+    """Decimals to floats, aware times to naive UTC, UUIDs to text; for charts also dates to
+    datetimes and booleans to 0/1."""
     out = frame.copy()
     for name in out.columns:
         column = out[name]
         if isinstance(column.dtype, pd.DatetimeTZDtype):
             out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
         elif column.dtype == object:
-            out[name] = _plottable_objects(column)
-        elif pd.api.types.is_bool_dtype(column):
+            out[name] = _plottable_objects(column, for_chart)
+        elif for_chart and pd.api.types.is_bool_dtype(column):
             out[name] = column.astype("int64")
     return out
 
 
-def _plottable_objects(column: pd.Series) -> pd.Series:
+def _plottable_objects(column: pd.Series, for_chart: bool) -> pd.Series:
     values = column.dropna()
     if values.empty:
         return column
-    if all(isinstance(value, decimal.Decimal | int | float) for value in values):
+    numbers = all(isinstance(value, decimal.Decimal | int | float) for value in values)
+    if numbers and (for_chart or not any(isinstance(value, bool) for value in values)):
         return pd.to_numeric(column.map(_decimal_to_float), errors="coerce")
     if all(isinstance(value, dt.datetime) for value in values):
         return pd.to_datetime(column, utc=True).dt.tz_localize(None)
-    if all(isinstance(value, dt.date) for value in values):
+    if for_chart and all(isinstance(value, dt.date) for value in values):
         return pd.to_datetime(column)
     if any(isinstance(value, uuid.UUID) for value in values):
         return column.map(lambda value: None if value is None else str(value))

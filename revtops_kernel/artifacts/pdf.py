@@ -233,8 +233,12 @@ def _cell(value: Any, value_format: str, currency: str) -> str:
         return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if hasattr(value, "item") and not isinstance(value, str):
         value = value.item()  # numpy scalar
+        if isinstance(value, bool):
+            return "true" if value else "false"
     return format_value(value, value_format, currency)
 
 

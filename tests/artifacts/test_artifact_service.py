@@ -88,6 +88,9 @@ def test_a_table_previews_its_chosen_columns_under_their_labels(sales: Database)
     assert event.table.total_rows == 24
     assert len(event.table.rows) == 24
     assert event.table.rows[0] == ["Acme deal 23", 24000.0]  # decimals as numbers
+    wide = create_artifact(sales, org="acme", spec={**DEALS, "columns": None, "labels": {}})
+    assert wide.table is not None
+    assert wide.table.rows[0] == ["Acme deal 23", 24000.0, "2026-03-24"]  # a date stays a date
 
 
 def test_a_dashboard_runs_every_item(sales: Database) -> None:
