@@ -101,7 +101,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
         if conn.dialect.name == "postgresql":
-            report.warnings += org_roles.prepare_database(conn)
+            report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
         report.version = target_version(steps)
     return report
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -68,10 +69,14 @@ def scope_column(table: str) -> str:
     return "id" if table == "organizations" else "organization_id"
 
 
-def prepare_database(conn: Connection) -> list[str]:
-    """Policies, the mapping table and revocations; grants for every mapped role. Idempotent.
+def prepare_database(
+    conn: Connection, *, password_for: Callable[[str], str | None] | None = None
+) -> list[str]:
+    """Policies, the mapping table and revocations; a role for every organization. Idempotent.
 
-    Runs in ``revtops db upgrade`` as the admin role; returns warnings for what it could not do.
+    Runs in ``revtops db upgrade`` as the admin role, so that at query time existing orgs need
+    no CREATEROLE; ``password_for(role)`` gives each new role's password (or None). Returns
+    warnings for what it could not do.
     """
     warnings: list[str] = []
     conn.execute(
@@ -124,8 +129,20 @@ def prepare_database(conn: Connection) -> list[str]:
     warnings += _revoke_public_privileges(conn)
     warnings += _unsafe_extensions(conn)
     for role, org in conn.execute(text(f"SELECT role_name, organization_id FROM {MAPPING_TABLE}")):
-        _grant(conn, role)
+        _grant(conn, role)  # readable tables added since the role was made
         log.debug("re-granted %s (%s)", role, org)
+    orgs = [row[0] for row in conn.execute(text("SELECT id FROM organizations ORDER BY id"))]
+    for org in orgs:
+        if not ORG_ID_PATTERN.match(org):
+            warnings.append(f"organization id {org!r} is not a slug; it gets no reader role")
+            continue
+        try:
+            with conn.begin_nested():
+                ensure_org_role(
+                    conn, org, password=password_for(role_name(org)) if password_for else None
+                )
+        except StoreError as exc:
+            warnings.append(str(exc))
     return warnings
 
 

@@ -16,14 +16,16 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from revtops_kernel.store import Database
+from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.org_roles import (
     MAPPING_TABLE,
     drop_org_role,
     ensure_org_role,
     prepare_database,
     role_name,
+    role_password,
 )
 from revtops_kernel.store.schema import readable_tables
 from revtops_kernel.store.upsert import upsert
@@ -230,3 +232,50 @@ def test_a_dropped_role_can_no_longer_read(two_orgs: Database) -> None:
         drop_org_role(conn, "initech")
     with pytest.raises(psycopg.Error), connect_as(two_orgs, "initech") as session:
         visible_orgs(session)
+
+
+def test_upgrade_gives_every_existing_organization_a_role(two_orgs: Database) -> None:
+    with two_orgs.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO organizations (id, name, created_at, updated_at) "
+                "VALUES ('hooli', 'Hooli', :t, :t)"
+            ),
+            {"t": T0},
+        )
+    try:
+        upgrade(two_orgs)
+        with two_orgs.connect() as conn:
+            mapped = conn.execute(
+                text(f"SELECT organization_id FROM {MAPPING_TABLE} WHERE role_name = :r"),
+                {"r": role_name("hooli")},
+            ).scalar_one()
+        assert mapped == "hooli"
+        with connect_as(two_orgs, "hooli") as session:
+            assert visible_orgs(session)["organizations"] == {"hooli"}
+    finally:
+        with two_orgs.begin() as conn:
+            drop_org_role(conn, "hooli")
+            conn.execute(text("DELETE FROM organizations WHERE id = 'hooli'"))
+
+
+def test_passwords_derive_from_the_readonly_url_secret(postgres_url: str) -> None:
+    readonly = make_url(postgres_url).set(username="ignored", password="master-secret")
+    db = Database(postgres_url, readonly_url=readonly)
+    role = role_name("pwtest")
+    try:
+        expected = role_password("master-secret", role)
+        assert db.org_reader_password(role) == expected
+        assert db.org_reader_engine(role).url.password == expected
+        assert db.org_reader_engine(role).url.username == role
+        with db.begin() as conn:
+            ensure_org_role(conn, "pwtest", password=expected)
+            stored = conn.execute(
+                text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": role}
+            ).scalar_one()
+        assert stored is not None and stored.startswith(("SCRAM-SHA-256$", "md5"))
+        assert Database(postgres_url).org_reader_password(role) is None
+    finally:
+        with db.begin() as conn:
+            drop_org_role(conn, "pwtest")
+        db.dispose()
