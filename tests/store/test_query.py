@@ -185,9 +185,8 @@ def test_a_set_config_inside_a_select_is_rolled_back(postgres_db: Database) -> N
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 def test_each_organization_reads_as_its_own_role(loaded: Database) -> None:
-    if loaded.is_duckdb:
-        pytest.skip("PostgreSQL roles")
     for org in ("acme", "globex"):
         frame = read_sql(loaded, "SELECT current_user AS who, count(*) AS n FROM deals", org=org)
         assert frame.frame["who"][0] == role_name(org)
