@@ -46,6 +46,9 @@ class Surface(Protocol):
 
     def add_figure(self, figure: dict[str, Any]) -> None: ...
 
+    def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
+        """Controls under an artifact (the panel's "PDF" button); may add nothing."""
+
 
 def figure_bundle(figure: dict[str, Any]) -> dict[str, Any]:
     """A Plotly figure as a display bundle: JupyterLab and Voila draw it with plotly's
@@ -131,6 +134,9 @@ class NullSurface:
         return _NoSlot()
 
     def add_figure(self, figure: dict[str, Any]) -> None:
+        return None
+
+    def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
         return None
 
 
@@ -242,6 +248,7 @@ class AnswerRenderer:
             self.surface.add_html(
                 f'<div class="rt-text">{render_markdown(artifact.markdown)}</div>'
             )
+        self.surface.add_artifact_actions(artifact)
 
     def show_error(self, message: str, kind: str = "error") -> None:
         """A plain error card; the first error is the answer's error."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from IPython.display import HTML, DisplayHandle, display
 
+from revtops_kernel.agent.events import ArtifactCreated
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.ui import views
 from revtops_kernel.ui.answer import (
@@ -47,6 +48,9 @@ class DisplaySurface:
 
     def add_figure(self, figure: dict[str, Any]) -> None:
         display(figure_bundle(figure), raw=True)
+
+    def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
+        return None  # a cell has no buttons: revtops_kernel.artifacts.artifact_to_pdf(...)
 
 
 def answer_question(

@@ -18,15 +18,17 @@ import html
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ipywidgets as widgets
 
+from revtops_kernel.agent.events import ArtifactCreated
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.ui import views
 from revtops_kernel.ui.answer import Answer, AnswerRenderer, Slot, figure_bundle
-from revtops_kernel.ui.backend import ChatBackend, ConversationItem, ExportKind
+from revtops_kernel.ui.backend import ChatBackend, ConversationItem, ExportFile, ExportKind
 from revtops_kernel.ui.stream import DEFAULT_MAX_RATE, StreamConsumer
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,20 @@ class _HtmlSlot:
 class WidgetSurface:
     """An answer's pieces as widgets in a box: one HTML widget per block or card."""
 
-    def __init__(self, box: widgets.Box) -> None:
+    def __init__(
+        self, box: widgets.Box, on_artifact_pdf: Callable[[uuid.UUID], None] | None = None
+    ) -> None:
         self.box = box
+        self._on_artifact_pdf = on_artifact_pdf
+
+    def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
+        if self._on_artifact_pdf is None:
+            return
+        callback = self._on_artifact_pdf
+        button = widgets.Button(description="PDF", icon="download", tooltip=artifact.title)
+        button.add_class("rt-artifact-pdf")
+        button.on_click(lambda _: callback(artifact.artifact_id))
+        self.box.children = (*self.box.children, button)
 
     def add_html(self, html: str) -> Slot:
         widget = widgets.HTML(html)
@@ -96,6 +110,7 @@ class ChatPanel(widgets.VBox):
         org: str | None = None,
         user_id: Any = None,
         timezone: str | None = None,
+        author: str | None = None,
         max_rate: float = DEFAULT_MAX_RATE,
     ) -> None:
         super().__init__()
@@ -113,7 +128,9 @@ class ChatPanel(widgets.VBox):
             try:
                 from revtops_kernel.ui.copilot_backend import CopilotBackend
 
-                copilot = CopilotBackend.create(db=db, settings=settings, org=org, user_id=user_id)
+                copilot = CopilotBackend.create(
+                    db=db, settings=settings, org=org, user_id=user_id, author=author
+                )
                 self.backend = copilot
                 if timezone is None:
                     self._default_timezone = copilot.default_timezone
@@ -246,7 +263,8 @@ class ChatPanel(widgets.VBox):
 
     def _answer(self, question: str, box: widgets.VBox) -> None:
         assert self.backend is not None
-        renderer = AnswerRenderer(question, WidgetSurface(box), max_rate=self._max_rate)
+        surface = WidgetSurface(box, self.export_artifact)
+        renderer = AnswerRenderer(question, surface, max_rate=self._max_rate)
         try:
             events = self.backend.ask(
                 question,
@@ -325,7 +343,8 @@ class ChatPanel(widgets.VBox):
         for turn in turns:
             box = widgets.VBox()
             box.add_class("rt-answer")
-            renderer = AnswerRenderer(turn.question, WidgetSurface(box), max_rate=1e9)
+            surface = WidgetSurface(box, self.export_artifact)
+            renderer = AnswerRenderer(turn.question, surface, max_rate=1e9)
             for event in turn.events:
                 renderer.handle(event)
             renderer.coalescer.flush()
@@ -363,8 +382,19 @@ class ChatPanel(widgets.VBox):
         if self.backend is None or self.conversation_id is None:
             self._show_status_error("Ask a question or open a conversation before exporting.")
             return
+        backend, conversation = self.backend, self.conversation_id
+        self._offer(kind, lambda: backend.export(conversation, kind, timezone=self.timezone))
+
+    def export_artifact(self, artifact_id: uuid.UUID) -> None:
+        """Offer one artifact as a PDF (the button under each chart, table or report)."""
+        if self.backend is not None:
+            backend = self.backend
+            self._offer("pdf", lambda: backend.export_artifact(artifact_id, timezone=self.timezone))
+
+    def _offer(self, kind: str, make: Callable[[], ExportFile]) -> None:
+        self.status.value = f'<span class="rt-status">Preparing the {kind}…</span>'
         try:
-            exported = self.backend.export(self.conversation_id, kind)
+            exported = make()
         except RevtopsError as exc:
             self._show_status_error(str(exc))
             return
@@ -372,10 +402,13 @@ class ChatPanel(widgets.VBox):
             log.exception("export to %s failed", kind)
             self._show_status_error(f"The {kind} export failed; the details are in the kernel log.")
             return
+        self.status.value = ""
+        # A data-URL link downloads in JupyterLab and Voila alike, with no file on the server.
         payload = base64.b64encode(exported.data).decode("ascii")
         name = html.escape(exported.filename)
         self.download.value = (
-            f'<a download="{name}" href="data:{exported.mime};base64,{payload}">Download {name}</a>'
+            f'<a download="{name}" href="data:{exported.mime};base64,{payload}">'
+            f"Download {name}</a> ({len(exported.data) / 1024:,.0f} KB)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import threading
 import uuid
@@ -29,7 +30,13 @@ class CopilotBackend:
     """``ChatBackend`` over ``Copilot`` and ``revtops_kernel.agent.conversations``."""
 
     def __init__(
-        self, db: Database, settings: Settings, *, org: str | None = None, user_id: Any = None
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        org: str | None = None,
+        user_id: Any = None,
+        author: str | None = None,
     ) -> None:
         from revtops_kernel.agent.loop import Copilot
 
@@ -37,6 +44,7 @@ class CopilotBackend:
         self.settings = settings
         self.org = org or settings.org
         self.user_id = user_id
+        self.author = author or getpass.getuser()  # the PDF header's author
         self.copilot = Copilot(db, settings, org=self.org, user_id=user_id)
 
     @classmethod
@@ -47,6 +55,7 @@ class CopilotBackend:
         settings: Settings | None = None,
         org: str | None = None,
         user_id: Any = None,
+        author: str | None = None,
     ) -> CopilotBackend:
         """From explicit objects (an embedding app) or from the environment (a notebook)."""
         settings = settings or load_settings()
@@ -54,7 +63,7 @@ class CopilotBackend:
             from revtops_kernel.api import database
 
             db = database(settings)
-        return cls(db, settings, org=org, user_id=user_id)
+        return cls(db, settings, org=org, user_id=user_id, author=author)
 
     @property
     def default_timezone(self) -> str:
@@ -132,17 +141,28 @@ class CopilotBackend:
             return Notice(f"The artifact {title!r} could not be redrawn: {exc}")
         return event
 
-    def export(self, conversation_id: uuid.UUID, kind: ExportKind) -> ExportFile:
+    def export(self, conversation_id: uuid.UUID, kind: ExportKind, *, timezone: str) -> ExportFile:
         """A PDF or a runnable notebook of the conversation (the artifacts package makes it)."""
         import revtops_kernel.artifacts as artifacts
 
         if kind == "pdf":
-            data = artifacts.conversation_to_pdf(self.db, conversation_id, org=self.org)
+            data = artifacts.conversation_to_pdf(
+                self.db, conversation_id, org=self.org, author=self.author, timezone=timezone
+            )
             return ExportFile(f"conversation-{conversation_id}.pdf", "application/pdf", data)
-        notebook = artifacts.conversation_to_notebook(self.db, conversation_id, org=self.org)
         import nbformat
 
+        notebook = artifacts.conversation_to_notebook(self.db, conversation_id, org=self.org)
         text = nbformat.writes(notebook)
         return ExportFile(
             f"conversation-{conversation_id}.ipynb", "application/x-ipynb+json", text.encode()
         )
+
+    def export_artifact(self, artifact_id: uuid.UUID, *, timezone: str) -> ExportFile:
+        """One chart, table, report or dashboard as a PDF, re-rendered on today's data."""
+        import revtops_kernel.artifacts as artifacts
+
+        data = artifacts.artifact_to_pdf(
+            self.db, artifact_id, org=self.org, author=self.author, timezone=timezone
+        )
+        return ExportFile(f"artifact-{artifact_id}.pdf", "application/pdf", data)

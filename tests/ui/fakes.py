@@ -68,6 +68,7 @@ class FakeBackend:
     conversations: dict[uuid.UUID, tuple[str, list[Turn]]] = field(default_factory=dict)
     asked: list[dict[str, object]] = field(default_factory=list)
     default_timezone: str = "UTC"
+    exports: list[tuple[str, uuid.UUID, str]] = field(default_factory=list)
 
     def ask(
         self,
@@ -117,5 +118,10 @@ class FakeBackend:
             raise RevtopsError(f"conversation {conversation_id} not found")
         return self.conversations[conversation_id][1]
 
-    def export(self, conversation_id: uuid.UUID, kind: ExportKind) -> ExportFile:
-        return ExportFile(f"conversation.{kind}", "application/pdf", b"%PDF-1.7 fake")
+    def export(self, conversation_id: uuid.UUID, kind: ExportKind, *, timezone: str) -> ExportFile:
+        self.exports.append((kind, conversation_id, timezone))
+        return ExportFile(f"conversation.{kind}", "application/pdf", b"%PDF-1.7 test double")
+
+    def export_artifact(self, artifact_id: uuid.UUID, *, timezone: str) -> ExportFile:
+        self.exports.append(("artifact", artifact_id, timezone))
+        return ExportFile("artifact.pdf", "application/pdf", b"%PDF-1.7 artifact")

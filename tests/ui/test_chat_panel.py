@@ -180,15 +180,31 @@ def test_conversations_switch_continue_rename_delete() -> None:
 
 
 def test_export_offers_a_download_link() -> None:
-    backend = FakeBackend(scripts=[[TextDelta("a")]])
-    panel = ChatPanel(backend)
+    backend = FakeBackend(scripts=[pipeline_answer()])
+    panel = ChatPanel(backend, timezone="Europe/Paris")
     panel.pdf_button.click()
     assert "before exporting" in panel.status.value
-    ask(panel, "q")
+    answer = ask(panel, "q")
     panel.pdf_button.click()
-    payload = base64.b64encode(b"%PDF-1.7 fake").decode()
+    payload = base64.b64encode(b"%PDF-1.7 test double").decode()
     assert f'href="data:application/pdf;base64,{payload}"' in panel.download.value
     assert 'download="conversation.pdf"' in panel.download.value
+    assert backend.exports == [("pdf", answer.conversation_id, "Europe/Paris")]
+
+    (button,) = [b for b in buttons(panel.messages) if "rt-artifact-pdf" in b._dom_classes]
+    button.click()  # the PDF button under the chart
+    assert backend.exports[-1] == ("artifact", answer.artifacts[0].artifact_id, "Europe/Paris")
+    assert 'download="artifact.pdf"' in panel.download.value
+
+
+def buttons(box: widgets.Box) -> list[widgets.Button]:
+    found: list[widgets.Button] = []
+    for child in box.children:
+        if isinstance(child, widgets.Button):
+            found.append(child)
+        elif isinstance(child, widgets.Box):
+            found.extend(buttons(child))
+    return found
 
 
 @pytest.mark.parametrize("zone", ["", "Mars/Olympus"])
