@@ -60,3 +60,22 @@ def test_a_verified_query_is_labelled_verified(duck: Database) -> None:
     assert outcome.result.verified and json.loads(outcome.content)["verified"] is True
     bad = run_tool(context(duck), "t2", "run_verified_query", {"name": "nope", "params": {}})
     assert bad.is_error and "pipeline_by_stage" in bad.content  # it lists the valid names
+
+
+def test_cost_per_call_follows_the_price_table() -> None:
+    from decimal import Decimal
+
+    from revtops_kernel.agent.pricing import cost_usd
+
+    million = 1_000_000
+    assert cost_usd("claude-opus-4-5", input_tokens=million, output_tokens=million) == Decimal(30)
+    cached = cost_usd(
+        "claude-opus-4-5-20251101",  # a dated id prices like its alias
+        input_tokens=0,
+        output_tokens=0,
+        cache_read_tokens=million,
+        cache_creation_tokens=million,
+    )
+    assert cached == Decimal("6.75")  # writes 1.25 x $5, reads 0.1 x $5
+    assert cost_usd("claude-opus-4-1", input_tokens=million, output_tokens=0) == Decimal(15)
+    assert cost_usd("some-other-model", input_tokens=1, output_tokens=1) is None
