@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -209,3 +212,30 @@ def test_long_and_or_chains_pass_and_huge_input_is_refused() -> None:
     nested = "SELECT " + "(" * 300 + "1" + ")" * 300
     with pytest.raises(QueryRefusedError, match="nests too deeply"):
         guarded(nested)
+
+
+def test_run_guarded_executes_the_generated_sql_not_the_input(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from revtops_kernel.agent import guard
+    from revtops_kernel.store import Database
+
+    seen: dict[str, Any] = {}
+
+    def fake_read_sql(db: Database, sql: str, params: Any, **kwargs: Any) -> str:
+        seen.update(sql=sql, params=params, **kwargs)
+        return "result"
+
+    monkeypatch.setattr(guard, "read_sql", fake_read_sql)
+    db = Database(f"duckdb:///{tmp_path / 'unused.duckdb'}")
+    source = "SELECT name /* c */ FROM deals WHERE amount > :low"
+    assert guard.run_guarded(db, source, org="acme", params={"low": 5}, max_rows=9) == "result"
+    expected = guard_sql(source, dialect="duckdb", org="acme", max_rows=9).sql
+    assert seen == {
+        "sql": expected,
+        "params": {"low": 5},
+        "org": "acme",
+        "max_rows": 9,
+        "timeout": guard.DEFAULT_TIMEOUT_SECONDS,
+    }
+    assert "organization_id = 'acme'" in seen["sql"] and "/*" not in seen["sql"]
