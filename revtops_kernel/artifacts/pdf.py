@@ -155,7 +155,10 @@ def _page_info(db: Database, *, org: str, author: str, timezone: str, title: str
         name = connection.execute(
             select(Organization.name).where(Organization.id == org)
         ).scalar_one_or_none()
-    generated = f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({timezone})"
+    zone_name = local.tzname() or timezone
+    generated = f"{local:%Y-%m-%d %H:%M} {zone_name}"
+    if zone_name != timezone:
+        generated += f" ({timezone})"
     return PageInfo(name or org, author, generated, title)
 
 
