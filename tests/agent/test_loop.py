@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from copilot_fixtures import (
     ORG,
     answer_text,
@@ -37,6 +38,9 @@ from revtops_kernel.sandbox.anthropic import (
     min_cacheable_tokens,
 )
 from revtops_kernel.store import Database
+
+# The SDK flags the default model (claude-opus-4-5) as deprecated on every call.
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 GOOD_SQL = (
     "SELECT stage_name AS stage, sum(amount) AS amount FROM deals "
