@@ -154,10 +154,11 @@ def main() -> int:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="revtops-bench-papermill-") as tmp:
         work = Path(tmp)
-        in_process, as_workflow = bench_empty(work, args.runs)
+        in_process, in_process_cpu, as_workflow, as_workflow_cpu = bench_empty(work, args.runs)
         print(
-            f"empty notebook, median of {args.runs}: papermill in-process {in_process:.2f} s; "
-            f"as a workflow run (runner process + papermill + store) {as_workflow:.2f} s "
+            f"empty notebook, median of {args.runs}: papermill in-process {in_process:.2f} s "
+            f"({in_process_cpu:.2f} CPU-s); as a workflow run (runner process + papermill + "
+            f"store) {as_workflow:.2f} s ({as_workflow_cpu:.2f} CPU-s) "
             f"(goal <= 3 s: {'met' if as_workflow <= 3 else 'missed'})"
         )
         if not args.skip_sync:

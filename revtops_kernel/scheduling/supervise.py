@@ -66,8 +66,7 @@ def supervise(
     """Execute the run in a child process and return its final status.
 
     ``abort`` set (a scheduler shutting down) stops the run and marks it ``interrupted``;
-    running past the workflow's timeout marks it ``timed_out``. Either way the status is
-    written *before* the child is killed, so the child's own last write cannot overwrite it.
+    running past the workflow's timeout marks it ``timed_out``.
     """
     timeout = run_timeout(db, settings, run_id)
     child = subprocess.Popen(
@@ -76,35 +75,20 @@ def supervise(
         env=child_environment(settings, db),
     )
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            code = child.wait(timeout=0.2)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if time.monotonic() >= deadline:
-            runs.finish(
-                db,
-                run_id,
-                "timed_out",
-                error=f"the run took longer than its {timeout:g} s limit; it was stopped",
-                error_name="TimedOut",
-                from_statuses=(runs.RUNNING, runs.QUEUED),
-            )
-            _kill(child)
-            return get_run(db, run_id).status
-        if abort is not None and abort.is_set():
-            runs.finish(
-                db,
-                run_id,
-                "interrupted",
-                error="the scheduler shut down while the run was in progress; it was stopped",
-                error_name="Interrupted",
-                from_statuses=(runs.RUNNING, runs.QUEUED),
-            )
-            _kill(child)
-            return get_run(db, run_id).status
-    if code not in (0, EXIT_TAKEN_AWAY):
+    try:
+        code = _wait(child, deadline, abort)
+    except BaseException:
+        # Ctrl-C on `revtops workflows run`, or the supervisor itself failing: stop the run
+        # rather than leave it to finish unsupervised (or be retried by a reaper).
+        _stop(db, run_id, child, "interrupted", "Interrupted", "its supervisor was stopped")
+        raise
+    if code == _TIMED_OUT:
+        limit = f"the run took longer than its {timeout:g} s limit; it was stopped"
+        _stop(db, run_id, child, "timed_out", "TimedOut", limit)
+    elif code == _ABORTED:
+        reason = "the scheduler shut down while the run was in progress; it was stopped"
+        _stop(db, run_id, child, "interrupted", "Interrupted", reason)
+    elif code not in (0, EXIT_TAKEN_AWAY):
         # The child died before recording an end (killed, out of memory, crashed on start).
         runs.finish(
             db,
@@ -115,6 +99,44 @@ def supervise(
             from_statuses=(runs.RUNNING, runs.QUEUED),
         )
     return get_run(db, run_id).status
+
+
+# Pseudo exit codes of _wait (real ones are >= -64 on POSIX).
+_TIMED_OUT = -1000
+_ABORTED = -1001
+
+
+def _wait(child: subprocess.Popen[bytes], deadline: float, abort: threading.Event | None) -> int:
+    while True:
+        try:
+            return child.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            return _TIMED_OUT
+        if abort is not None and abort.is_set():
+            return _ABORTED
+
+
+def _stop(
+    db: Database,
+    run_id: uuid.UUID,
+    child: subprocess.Popen[bytes],
+    status: str,
+    error_name: str,
+    error: str,
+) -> None:
+    """Record why the run ends, then kill it: the record first, so that the child's own last
+    write (conditional on ``running``) cannot overwrite it."""
+    runs.finish(
+        db,
+        run_id,
+        status,
+        error=error,
+        error_name=error_name,
+        from_statuses=(runs.RUNNING, runs.QUEUED),
+    )
+    _kill(child)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
