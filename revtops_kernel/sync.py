@@ -65,7 +65,11 @@ class ProviderSpec:
 def provider_spec(provider: str) -> ProviderSpec:
     if provider == "hubspot":
         module = import_module("revtops_kernel.normalize.hubspot")
-        return ProviderSpec(module.NORMALIZERS, "pipelines", module.stage_map, "id")
+        from revtops_kernel.store.deal_links import prune_removed_deal_contacts
+
+        return ProviderSpec(
+            module.NORMALIZERS, "pipelines", module.stage_map, "id", prune_removed_deal_contacts
+        )
     if provider == "salesforce":
         module = import_module("revtops_kernel.normalize.salesforce")
         return ProviderSpec(module.NORMALIZERS, "OpportunityStage", module.stage_map, "Id")
@@ -252,6 +256,7 @@ def run_sync(
     finally:
         if http is not None:
             http.close()
+    _resolve(db, result)
     if connector is not None:
         result.counts.api_calls = connector.stats.api_calls
         result.counts.rate_limited = connector.stats.rate_limited
@@ -271,14 +276,25 @@ def run_sync(
 def _finish_streams(
     db: Database, result: SyncResult, spec: ProviderSpec, connector: Connector
 ) -> None:
-    """The provider's clean-up, then identity resolution over the organization's rows."""
+    """The provider's clean-up once every stream is read (only after a complete read)."""
+    if spec.after_streams is None:
+        return
+    with db.begin() as conn:
+        result.counts.deleted += spec.after_streams(conn, result.organization_id, connector)
+
+
+def _resolve(db: Database, result: SyncResult) -> None:
+    """Identity resolution over the organization's rows, after every run, failed ones too:
+    the pages a failed run committed are data like any other."""
     from revtops_kernel.resolve import resolve_identities
 
-    with db.begin() as conn:
-        if spec.after_streams is not None:
-            deleted = spec.after_streams(conn, result.organization_id, connector)
-            result.counts.deleted += deleted
-        resolve_identities(conn, result.organization_id)
+    try:
+        with db.begin() as conn:
+            resolve_identities(conn, result.organization_id)
+    except Exception as exc:  # recorded on the run, never raised
+        log.exception("identity resolution for %s failed", result.organization_id)
+        if result.ok:
+            result.status, result.error = "failed", f"identity resolution: {exc}"
 
 
 def _selected(
