@@ -5,6 +5,11 @@ read pages from the cursor it stopped at, normalize them (bad records go to quar
 write rows, quarantine and the new cursor in one transaction. A crash at any point leaves the
 store at a page boundary; the next run resumes from the last committed cursor and re-reads at
 most one page, which the upsert turns into a no-op.
+
+Providers: HubSpot, Salesforce, Slack and Google Calendar (``provider_spec``). Credentials are
+the org's Nango connection when ``integrations`` records one, else the token from settings.
+After every run, identity resolution (``revtops_kernel.resolve``) links the org's Slack and
+Calendar rows to contacts, accounts, owners and deals.
 """
 
 from __future__ import annotations
