@@ -92,23 +92,33 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.scale <= 0:
         print("revtops eval: --scale must be positive", file=sys.stderr)
         return 2
-    with _store(args.database_url) as (db, where):
+    url = None
+    if args.database_url:
+        from revtops_kernel.settings import normalize_database_url
+
+        try:
+            url = normalize_database_url(args.database_url)
+        except ValueError as exc:
+            print(f"revtops eval: --database-url: {exc}", file=sys.stderr)
+            return 2
+    with _store(url, settings.db_lock_timeout) as (db, where):
         return _evaluate(args, settings, db, where, questions)
 
 
 @contextmanager
-def _store(url: str | None) -> Iterator[tuple[Database, str]]:
+def _store(url: str | None, lock_timeout: float) -> Iterator[tuple[Database, str]]:
     from revtops_kernel.store.database import Database
 
     if url:
-        db = Database(url)
+        # Its own store: REVTOPS_READONLY_DATABASE_URL belongs to the configured one.
+        db = Database(url, lock_timeout=lock_timeout)
         try:
             yield db, db.display_url
         finally:
             db.dispose()
         return
     with tempfile.TemporaryDirectory(prefix="revtops-eval-") as folder:
-        db = Database(f"duckdb:///{Path(folder) / 'eval.duckdb'}")
+        db = Database(f"duckdb:///{Path(folder) / 'eval.duckdb'}", lock_timeout=lock_timeout)
         try:
             yield db, "a temporary DuckDB file"
         finally:
