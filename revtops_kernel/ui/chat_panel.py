@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from revtops_kernel.agent.events import ArtifactCreated
 from revtops_kernel.errors import RevtopsError
@@ -60,10 +61,17 @@ class WidgetSurface:
     """An answer's pieces as widgets in a box: one HTML widget per block or card."""
 
     def __init__(
-        self, box: widgets.Box, on_artifact_pdf: Callable[[uuid.UUID], None] | None = None
+        self,
+        box: widgets.Box,
+        on_artifact_pdf: Callable[[uuid.UUID], None] | None = None,
+        *,
+        shared: tuple[widgets.Layout, HTMLStyle] | None = None,
     ) -> None:
         self.box = box
         self._on_artifact_pdf = on_artifact_pdf
+        # Every block shares one Layout and one style model: a widget of its own would open
+        # two more comms (~1.5 KB) per markdown block.
+        self._layout, self._style = shared or (widgets.Layout(), HTMLStyle())
 
     def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
         if self._on_artifact_pdf is None:
@@ -75,7 +83,7 @@ class WidgetSurface:
         self.box.children = (*self.box.children, button)
 
     def add_html(self, html: str) -> Slot:
-        widget = widgets.HTML(html)
+        widget = widgets.HTML(html, layout=self._layout, style=self._style)
         self.box.children = (*self.box.children, widget)
         return _HtmlSlot(widget)
 
@@ -140,6 +148,7 @@ class ChatPanel(widgets.VBox):
 
     # --- layout ---------------------------------------------------------------------------
     def _build(self) -> None:
+        self._shared = (widgets.Layout(), HTMLStyle())  # for every message block
         self.timezone_input = widgets.Text(layout=widgets.Layout(display="none"))
         self.timezone_input.add_class("revtops-tz")
         full = widgets.Layout(width="auto")
@@ -207,6 +216,10 @@ class ChatPanel(widgets.VBox):
         self.notebook_button.on_click(lambda _: self.export("ipynb"))
         self.conversation_list.observe(self._on_pick, names="value")
 
+    def _html(self, html: str) -> widgets.HTML:
+        layout, style = self._shared
+        return widgets.HTML(html, layout=layout, style=style)
+
     # --- state ----------------------------------------------------------------------------
     @property
     def timezone(self) -> str:
@@ -247,7 +260,7 @@ class ChatPanel(widgets.VBox):
             return None
         self.messages.children = (
             *self.messages.children,
-            widgets.HTML(views.user_message(question)),
+            self._html(views.user_message(question)),
         )
         box = widgets.VBox()
         box.add_class("rt-answer")
@@ -263,7 +276,7 @@ class ChatPanel(widgets.VBox):
 
     def _answer(self, question: str, box: widgets.VBox) -> None:
         assert self.backend is not None
-        surface = WidgetSurface(box, self.export_artifact)
+        surface = WidgetSurface(box, self.export_artifact, shared=self._shared)
         renderer = AnswerRenderer(question, surface, max_rate=self._max_rate)
         try:
             events = self.backend.ask(
@@ -343,12 +356,12 @@ class ChatPanel(widgets.VBox):
         for turn in turns:
             box = widgets.VBox()
             box.add_class("rt-answer")
-            surface = WidgetSurface(box, self.export_artifact)
+            surface = WidgetSurface(box, self.export_artifact, shared=self._shared)
             renderer = AnswerRenderer(turn.question, surface, max_rate=1e9)
             for event in turn.events:
                 renderer.handle(event)
             renderer.coalescer.flush()
-            children += [widgets.HTML(views.user_message(turn.question)), box]
+            children += [self._html(views.user_message(turn.question)), box]
         self.messages.children = tuple(children)
         self.conversation_id = conversation_id
         self.download.value = ""

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 E = TypeVar("E")
-DEFAULT_MAX_RATE = 25.0
+# 20 flushes a second, not 25: when a markdown block closes, one flush also opens the next
+# block's widget, and the front end must still see at most 25 text updates in any second.
+DEFAULT_MAX_RATE = 20.0
 
 
 class TextCoalescer:

@@ -8,7 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from revtops_kernel.ui.stream import StreamConsumer, TextCoalescer, split_blocks
+from revtops_kernel.ui.stream import (
+    DEFAULT_MAX_RATE,
+    StreamConsumer,
+    TextCoalescer,
+    split_blocks,
+)
 
 
 class FakeClock:
@@ -32,8 +37,8 @@ def test_updates_are_rate_limited_and_final_text_exact() -> None:
     coalescer.flush()
     assert sent[-1][1] == "".join(tokens)
     times = [moment for moment, _ in sent[:-1]]  # the end of the answer flushes at once
-    assert all(b - a >= 0.04 - 1e-9 for a, b in itertools.pairwise(times))
-    assert len(sent) <= 4.0 * 25 + 1
+    assert all(b - a >= 1 / DEFAULT_MAX_RATE - 1e-9 for a, b in itertools.pairwise(times))
+    assert len(sent) <= 4.0 * DEFAULT_MAX_RATE + 1 <= 4.0 * 25 + 1
     assert coalescer.updates == len(sent)
 
 
@@ -46,7 +51,7 @@ def test_due_in_tells_when_pending_text_must_go() -> None:
     assert sent == ["a"]
     clock.now = 0.01
     coalescer.add("b")
-    assert sent == ["a"] and coalescer.due_in() == pytest.approx(0.03)
+    assert sent == ["a"] and coalescer.due_in() == pytest.approx(1 / DEFAULT_MAX_RATE - 0.01)
     coalescer.flush()
     coalescer.flush()  # nothing new: no update
     assert sent == ["a", "ab"]
