@@ -314,6 +314,15 @@ def validate_request(body: dict[str, Any]) -> Fault | None:
     return None
 
 
+def _forbids_tools(body: dict[str, Any]) -> bool:
+    choice = body.get("tool_choice")
+    return isinstance(choice, dict) and choice.get("type") == "none"
+
+
+def _uses_tools(turn: Turn) -> bool:
+    return any(isinstance(block, ToolUseOut) for block in turn.blocks)
+
+
 # --- the server ------------------------------------------------------------------------------
 
 
@@ -482,6 +491,9 @@ class ScriptedMessagesServer:
             step = step(recorded)
         answer = problem or step
         assert answer is not None
+        if _forbids_tools(body) and isinstance(answer, Turn) and _uses_tools(answer):
+            # The real API never answers tool_choice none with a tool call: the script is wrong.
+            answer = Fault(500, "api_error", "scripted turn uses a tool under tool_choice none")
         kind = "rejected" if problem else "fault" if isinstance(answer, Fault) else "turn"
         with self._lock:
             self._requests.append(RecordedRequest(body, recorded_headers, kind))

@@ -311,3 +311,21 @@ def test_the_users_timezone_reaches_the_system_prompt(
         kind="configuration",
     )
     assert len(scripted.requests) == 2
+
+
+def test_cancel_interrupts_the_wait_before_a_retry(
+    duck: Database, scripted: ScriptedMessagesServer
+) -> None:
+    scripted.script(Fault.rate_limited(retry_after=30))
+    cancel = threading.Event()
+    events: list[Any] = []
+    started = 0.0
+    for event in make_copilot(duck, scripted).ask("How many deals?", cancel=cancel):
+        events.append(event)
+        if isinstance(event, Notice):  # the loop now waits 30 s, as retry-after said
+            started = time.monotonic()
+            threading.Timer(0.2, cancel.set).start()
+    assert time.monotonic() - started < 5  # the cancel cut the wait short
+    assert "30.0 s" in of_type(events, Notice)[0].message
+    assert isinstance(events[-1], Done) and events[-1].stop_reason == "cancelled"
+    assert len(scripted.requests) == 1
