@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from revtops_kernel.agent.events import AgentEvent
 
 ANSWER_EXCERPT_CHARS = 600
+# Tools whose rows answer a question (describe_table's samples or an artifact's preview do not).
+QUERY_TOOLS = frozenset({"run_sql_query", "run_verified_query"})
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def grade(
         elif isinstance(event, ToolCallStarted):
             calls += 1
         elif isinstance(event, ToolResult):
-            if event.ok and event.table is not None:
+            if event.ok and event.table is not None and event.name in QUERY_TOOLS:
                 table = event.table
                 complete = not table.truncated and len(table.rows) >= table.total_rows
                 last_table = (list(table.columns), [list(r) for r in table.rows], complete)

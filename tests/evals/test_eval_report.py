@@ -53,6 +53,18 @@ def test_the_last_result_is_graded_as_a_table_then_the_prose() -> None:
     assert wrong.reason.startswith("no successful query; answer text: open_deals=42")
 
 
+def test_only_query_results_count_as_the_answer() -> None:
+    def stream(question: str) -> Iterator[AgentEvent]:
+        preview = TablePreview(["n", "total"], [[42, 1234567]], total_rows=1)
+        yield ToolResult("t1", "run_sql_query", True, "1 row", table=preview)
+        samples = TablePreview(["column", "values"], [["amount", "1, 2"]], total_rows=1)
+        yield ToolResult("t2", "describe_table", True, "deals", table=samples)
+        yield TextDelta("Done.")
+
+    answer = grade(QUESTION, EXPECTED, stream)
+    assert (answer.ok, answer.matched_by) == (True, "table")
+
+
 def test_the_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     good = grade(QUESTION, EXPECTED, lambda q: events(table_rows=[[42, 1234567]], text="ok"))
     bad = grade(QUESTION, EXPECTED, lambda q: events(table_rows=None, text="No idea."))
