@@ -88,6 +88,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.list:
         for question in questions:
             print(f"{question.id:<32} [{question.category}] {question.question}")
+            if question.note:
+                print(f"{'':<32} note: {question.note}")
         return 0
     if args.scale <= 0:
         print("revtops eval: --scale must be positive", file=sys.stderr)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,7 +36,6 @@ class GoldQuestion:
     expected: Callable[[Truth], Expected]
     category: str
     note: str | None = None  # how the question is read, where it could be read two ways
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _money(values: Iterable[Decimal | None]) -> Decimal:
