@@ -62,7 +62,7 @@ def check_columns(part: ChartSpec | TableSpec, frame: pd.DataFrame, *, path: str
                 f"the column in the SQL (... AS {column})",
                 field=_join(path, field),
             )
-    if not isinstance(part, ChartSpec):
+    if not isinstance(part, ChartSpec) or frame.empty:  # no rows: no values to type-check
         return
     numeric = list(part.y) if part.type != "histogram" else [part.x]
     for column in numeric:

@@ -213,7 +213,10 @@ def _render_parts(
             rendered.append(RenderedPart(part))
             continue
         try:
-            rendered.append(_render_part(db, part, org=org, path=path))
+            done = _render_part(db, part, org=org, path=path)
+            if strict and isinstance(part, ChartSpec) and done.frame is not None:
+                _require_rows(done.frame, path)
+            rendered.append(done)
         except (ArtifactSpecError, QueryError) as exc:
             if strict:
                 if isinstance(exc, ArtifactSpecError):
@@ -230,6 +233,17 @@ def _render_part(db: Database, part: ChartSpec | TableSpec, *, org: str, path: s
         return RenderedPart(part, frame=data.frame, truncated=data.truncated)
     figure = figure_json(figure_from_spec(part, data.frame))
     return RenderedPart(part, frame=data.frame, figure=figure)
+
+
+def _require_rows(frame: pd.DataFrame, path: str) -> None:
+    # A new chart of nothing is almost always a filter that matched nothing: say so now, while
+    # the model can still fix it. A stored chart that is empty today is simply drawn empty.
+    if frame.empty:
+        raise ArtifactSpecError(
+            "the query returned no rows, so there is nothing to chart; check its filters "
+            "(date range, stage or owner names, deleted_at) with run_sql_query first",
+            field=f"{path}.sql" if path else "sql",
+        )
 
 
 def _sql_of(spec: ArtifactSpec) -> str | None:

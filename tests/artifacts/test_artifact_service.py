@@ -201,3 +201,12 @@ def test_chart_queries_pass_the_sql_guard(sales: Database, sql: str) -> None:
     assert stored_rows(sales) == []
     with sales.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deals")).scalar_one() == 29
+
+
+def test_a_new_chart_of_no_rows_asks_to_check_the_filters(sales: Database) -> None:
+    empty = {**PIPELINE, "sql": PIPELINE_SQL.replace("FROM deals", "FROM deals WHERE amount < 0")}
+    with pytest.raises(ArtifactSpecError, match="returned no rows") as caught:
+        create_artifact(sales, org="acme", spec=empty)
+    assert caught.value.field == "sql"
+    table = create_artifact(sales, org="acme", spec={**DEALS, "sql": DEALS["sql"] + " LIMIT 0"})
+    assert table.table is not None and table.table.total_rows == 0  # an empty table is an answer
