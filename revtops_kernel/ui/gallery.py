@@ -117,6 +117,7 @@ class ArtifactsGallery(widgets.VBox):
         name = (re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower() or "artifact") + ".pdf"
         payload = base64.b64encode(pdf).decode()
         self.download.value = (
-            f'<a class="rt-download" download="{html.escape(name)}" '
+            '<a class="rt-download" style="color:#0969da;text-decoration:underline" '
+            f'download="{html.escape(name)}" '
             f'href="data:application/pdf;base64,{payload}">Download {html.escape(name)}</a>'
         )

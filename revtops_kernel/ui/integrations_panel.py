@@ -39,7 +39,7 @@ STYLE = """<style>
 
 
 def _when(moment: datetime | None) -> str:
-    return iso_z(moment).replace("T", " ").replace("Z", " UTC") if moment else "never"
+    return iso_z(moment)[:16].replace("T", " ") + " UTC" if moment else "never"
 
 
 def describe(status: ProviderStatus, *, syncing: bool) -> tuple[str, str]:

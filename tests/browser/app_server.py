@@ -1,0 +1,105 @@
+"""`revtops app` as a real process, wired to the providers' sandbox and a scripted Messages API.
+
+Shared by the browser tests and bench/app.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from revtops_server.supabase import mint_token
+
+SECRET = "browser-test-jwt-secret-with-32-bytes-or-more"
+SUPABASE_URL = "http://127.0.0.1:9/supabase"  # never contacted: HS256 tokens verify locally
+ADMIN_KEY = "browser-admin-key"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def token(self, email: str, name: str) -> str:
+        return mint_token(
+            secret=SECRET,
+            supabase_url=SUPABASE_URL,
+            subject=f"sub-{email}",
+            email=email,
+            name=name,
+        )
+
+    def create_org(self, name: str, domain: str) -> None:
+        reply = httpx.post(
+            f"{self.url}/revtops/api/organizations",
+            headers={"X-Admin-Key": ADMIN_KEY},
+            json={"name": name, "domain": domain},
+            timeout=30,
+        )
+        if reply.status_code not in (201, 409):
+            raise RuntimeError(reply.text)
+
+
+@contextmanager
+def running_app(home: Path, *, pool_size: int = 2, **env: str) -> Iterator[RunningApp]:
+    """Start ``revtops app`` with Supabase sign-in on a free port; stop it afterwards."""
+    port = free_port()
+    log = home / "app.log"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REVTOPS_", "SUPABASE_"))},
+        "REVTOPS_HOME": str(home / "revtops"),
+        "SUPABASE_URL": SUPABASE_URL,
+        "SUPABASE_JWT_SECRET": SECRET,
+        "REVTOPS_ADMIN_KEY": ADMIN_KEY,
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        **env,
+    }
+    revtops = str(Path(sys.executable).with_name("revtops"))
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [revtops, "app", f"--port={port}", "--no-browser", f"--pool-size={pool_size}"],
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"revtops app did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield RunningApp(url, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()

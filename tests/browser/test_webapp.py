@@ -1,0 +1,153 @@
+"""The web app in headless Chromium, used as a person would: sign in, look at the integrations,
+sync, ask a question and watch the answer stream with its tool call and chart, open the artifact,
+download its PDF. A second user of another organization is signed in at the same time.
+
+Screenshots land in tests/browser/screenshots/ (git-ignored); look at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from revtops_kernel.sandbox import SandboxServer
+from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer
+from revtops_kernel.store.scratch import scratch_postgres
+from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
+
+from .app_server import CHROMIUM, CHROMIUM_ARGS, RunningApp, running_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SHOTS = Path(__file__).parent / "screenshots"
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str
+) -> Iterator[tuple[RunningApp, ScriptedMessagesServer]]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with (
+        SandboxServer(scale=0.02, seed=11) as sandbox,
+        ScriptedMessagesServer() as api,
+        scratch_postgres(admin_url, prefix="revtops_test_browser") as database_url,
+        running_app(
+            tmp_path_factory.mktemp("webapp"),
+            REVTOPS_DATABASE_URL=database_url,
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+            ANTHROPIC_API_KEY=api.api_key,
+            ANTHROPIC_BASE_URL=api.base_url,
+            REVTOPS_TIMEZONE="Europe/Paris",
+        ) as app,
+    ):
+        app.create_org("Acme", "acme.com")
+        app.create_org("Globex", "globex.com")
+        yield app, api
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser: Any, app: RunningApp, email: str, name: str) -> Any:
+    """A browser session holding a test-minted Supabase session, as /login would leave it."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+    context.add_cookies(
+        [{"name": "revtops_session", "value": app.token(email, name), "url": app.url + "/"}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url + "/")
+    page.locator(".rt-header").wait_for()
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page: Any, title: str) -> None:
+    page.locator(f".lm-TabBar-tab:has-text('{title}')").click()
+
+
+def test_sign_in_sync_ask_chart_artifact_pdf(
+    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any, tmp_path: Path
+) -> None:
+    app, api = world
+    ana = sign_in(browser, app, "ana@acme.com", "Ana Lopez")
+    header = ana.locator(".rt-header").inner_text()
+    assert "Ana Lopez" in header and "acme-com" in header
+    shot(ana, "01-signed-in")
+
+    # Integrations: HubSpot is connected (a token); sync it now and watch it finish.
+    open_tab(ana, "Integrations")
+    hubspot = ana.locator(".rt-provider-hubspot")
+    assert "never synced" in hubspot.inner_text()
+    hubspot.locator("button:has-text('Sync now')").click()
+    ana.wait_for_function(
+        "() => document.querySelector('.rt-provider-hubspot')?.innerText"
+        ".includes('last sync succeeded')",
+        timeout=TIMEOUT_MS,
+    )
+    assert "written" in hubspot.inner_text()
+    shot(ana, "02-synced")
+
+    # Chat: the answer streams, with the tool call's SQL and the chart.
+    api.script(*pipeline_turns())
+    open_tab(ana, "Chat")
+    question = ana.locator(".rt-input input")
+    question.fill(PIPELINE_QUESTION)
+    question.press("Enter")
+    ana.locator(".rt-tool").first.wait_for()
+    ana.get_by_text("Closed Lost is the largest bucket").wait_for()
+    chart = ana.locator(".rt-messages .rt-chart .js-plotly-plot .main-svg").first
+    chart.wait_for(state="attached")
+    ana.wait_for_function(
+        "() => [...document.querySelectorAll('.rt-messages .rt-chart .main-svg')]"
+        ".some(svg => svg.getBoundingClientRect().height > 100)"
+    )
+    assert "Pipeline by stage" in ana.locator(".rt-messages .rt-chart").first.inner_text()
+    assert ana.locator("script:has-text('alert')").count() == 0  # model text stayed text
+    ana.locator(".rt-tool summary").first.click()  # the SQL is one click away
+    assert "SUM(amount)" in ana.locator(".rt-tool").first.inner_text()
+    shot(ana, "03-answer")
+
+    # The other organization, signed in at the same time, sees none of it.
+    gus = sign_in(browser, app, "gus@globex.com", "Gus")
+    assert "globex-com" in gus.locator(".rt-header").inner_text()
+    open_tab(gus, "Integrations")
+    assert "never synced" in gus.locator(".rt-provider-hubspot").inner_text()
+    open_tab(gus, "Artifacts")
+    gus.get_by_text("No artifacts yet").wait_for()
+    shot(gus, "05-other-org")
+
+    # Artifacts: open the chart the answer made, then download its PDF.
+    open_tab(ana, "Artifacts")
+    picker = ana.locator(".rt-gallery select")
+    picker.locator("option", has_text="Pipeline by stage").first.wait_for(state="attached")
+    picker.select_option(index=0)
+    ana.locator(".rt-gallery button:has-text('Open')").click()
+    ana.locator(".rt-artifact-view .rt-chart .main-svg").first.wait_for(state="attached")
+    ana.locator(".rt-gallery button:has-text('PDF')").click()
+    link = ana.locator(".rt-gallery a.rt-download")
+    link.wait_for()
+    with ana.expect_download() as download:
+        link.click()
+    pdf = tmp_path / "artifact.pdf"
+    download.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    shot(ana, "04-artifact")
