@@ -10,6 +10,7 @@ Labels come from data, so mathtext is off: a deal named "$5k-$10k" prints as wri
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from revtops_kernel.artifacts.figures import (
 from revtops_kernel.artifacts.specs import ChartSpec
 from revtops_kernel.artifacts.style import AXIS_COLOR, GRID_COLOR, PALETTE, TEXT_COLOR, format_tick
 
+_DRAWING = threading.Lock()
 CHAR_WIDTH_INCHES = 0.075  # an average DejaVu Sans character at 9 pt
 RC: dict[str, Any] = {
     "svg.fonttype": "none",
@@ -64,7 +66,9 @@ def chart_svg(
     data = plottable(frame)
     check_columns(chart, data)
     traces = chart_traces(chart, data)
-    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
+    # rc_context swaps process-wide settings: one chart at a time (a server may export PDFs
+    # from several threads).
+    with _DRAWING, matplotlib.rc_context(RC):  # type: ignore[arg-type]
         figure = Figure(figsize=(width_inches, height_inches))
         axes = figure.add_subplot()
         DRAW[chart.type](axes, chart, traces)
