@@ -151,3 +151,44 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     download.value.save_as(pdf)
     assert pdf.read_bytes().startswith(b"%PDF")
     shot(ana, "04-artifact")
+
+
+def test_sign_in_page_completes_a_supabase_session(
+    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any
+) -> None:
+    """Supabase sends the browser back to /login with the session in the URL fragment; the
+    page exchanges it for the HttpOnly cookie and moves on to the app."""
+    app, _ = world
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url + "/")  # no session: sent to sign in
+    page.wait_for_url("**/login**")
+    google = page.locator("#google")
+    assert "/auth/v1/authorize?provider=google" in (google.get_attribute("href") or "")
+    shot(page, "06-sign-in")
+    token = app.token("ana@acme.com", "Ana Lopez")
+    page.goto(f"{app.url}/login#access_token={token}&token_type=bearer&expires_in=3600")
+    page.locator(".rt-header").wait_for()
+    assert "acme-com" in page.locator(".rt-header").inner_text()
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["revtops_session"]["httpOnly"]
+    assert "access_token" not in page.url
+    context.close()
+
+
+def test_waitlisted_and_personal_mailboxes_see_why(
+    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any
+) -> None:
+    app, _ = world
+    for email, expected in (
+        ("lee@newstartup.io", "waitlist"),
+        ("pat@gmail.com", "work email"),
+    ):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{app.url}/login#access_token={app.token(email, 'Someone')}")
+        page.get_by_text(expected).first.wait_for()
+        assert page.locator(".rt-header").count() == 0
+        context.close()
