@@ -86,9 +86,15 @@ def guard_sql(sql: str, *, dialect: str, org: str, max_rows: int) -> GuardedQuer
         rewriter = _Rewriter(org=org, readable=_readable_scopes())
         tree = rewriter.rewrite(tree)
         tree, limit = _cap_rows(tree, max_rows + 1)
+    except QueryRefusedError:
+        raise
     except RecursionError as exc:
         raise QueryRefusedError(
             "refused: the query nests too deeply to check; flatten it with CTEs"
+        ) from exc
+    except Exception as exc:  # a tree shape the checks did not expect: refuse, never run it
+        raise QueryRefusedError(
+            f"refused: the query could not be checked ({type(exc).__name__}: {exc}); simplify it"
         ) from exc
     try:
         # No comments in the output: a comment re-rendered by the generator is text we did not
