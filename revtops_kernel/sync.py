@@ -70,7 +70,11 @@ class ProviderSpec:
 def provider_spec(provider: str) -> ProviderSpec:
     if provider == "hubspot":
         module = import_module("revtops_kernel.normalize.hubspot")
-        return ProviderSpec(module.NORMALIZERS, "pipelines", module.stage_map, "id")
+        from revtops_kernel.store.deal_links import prune_removed_deal_contacts
+
+        return ProviderSpec(
+            module.NORMALIZERS, "pipelines", module.stage_map, "id", prune_removed_deal_contacts
+        )
     if provider == "salesforce":
         module = import_module("revtops_kernel.normalize.salesforce")
         return ProviderSpec(module.NORMALIZERS, "OpportunityStage", module.stage_map, "Id")

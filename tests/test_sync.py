@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE
+from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE, PIPELINES
 from revtops_kernel.sandbox.hubspot_schema import deal_name
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -61,8 +61,15 @@ def live_count(db: Database, table: str, system: str, where: str = "") -> int:
     )
 
 
+DEAL_TABLES = ("deals", "deal_contacts", "deal_stage_history")
+
+
 def checksum(db: Database, table: str) -> list[Any]:
     return rows(db, f"SELECT * FROM {table} ORDER BY id")
+
+
+def by_id(db: Database, table: str) -> dict[Any, Any]:
+    return {r.id: r for r in checksum(db, table)}
 
 
 def test_a_full_hubspot_sync_lands_exactly_the_sandbox_records(
@@ -141,6 +148,7 @@ def test_an_incremental_sync_picks_up_exactly_what_changed(
     settings = settings_for(sandbox, db)
     assert run_sync(db, settings, "hubspot").ok
     untouched_before = {r.source_id: r for r in rows(db, "SELECT * FROM deals")}
+    deal_tables_before = {table: by_id(db, table) for table in DEAL_TABLES}
     changed = sandbox.mutate(modified_pct=5.0, archived_pct=2.0, seed=11, object_types=["deals"])
     modified, archived = set(changed.modified["deals"]), set(changed.archived["deals"])
     assert modified and archived
@@ -160,7 +168,14 @@ def test_an_incremental_sync_picks_up_exactly_what_changed(
     for source_id, row in untouched_before.items():
         if source_id not in modified | archived:
             assert after[source_id] == row  # rows nobody touched are left alone
-    assert result.streams["deals"].upserted == len(modified | archived)
+    # The deals stream writes exactly the rows that changed: the deals themselves, their
+    # contact links (restamped with the deal's new version) and stage changes.
+    rewritten = {
+        table: sum(1 for i, r in by_id(db, table).items() if before.get(i) != r)
+        for table, before in deal_tables_before.items()
+    }
+    assert result.streams["deals"].upserted == sum(rewritten.values())
+    assert rewritten["deals"] == len(modified | archived)
     assert live_count(db, "deals", "hubspot") == company.counts()["deals"]
 
 
@@ -234,6 +249,113 @@ def test_a_provider_failure_is_recorded_not_raised(db: Database, sandbox: Sandbo
     integration = rows(db, "SELECT status, last_error FROM integrations")
     assert integration[0].status == "error"
     assert sandbox.company.deals[0].state == LIVE
+
+
+def live_source_ids(db: Database, table: str, system: str) -> list[str]:
+    return sorted(
+        r.source_id
+        for r in rows(
+            db,
+            f"SELECT source_id FROM {table} WHERE source_system = :s AND deleted_at IS NULL",
+            s=system,
+        )
+    )
+
+
+def hubspot_history_truth(company: Any) -> list[str]:
+    """``deal_stage_history.source_id`` of every stage every live deal entered."""
+    out = []
+    for deal in company.live("deals"):
+        stages = PIPELINES[deal.pipeline].stages
+        h = deal.history
+        deal_id = company.hs_id("deals", deal)
+        out += [f"{deal_id}:{stages[h[k]].hs_id}:{h[k + 1]}" for k in range(0, len(h), 2)]
+    return sorted(out)
+
+
+def hubspot_links_truth(company: Any) -> list[str]:
+    return sorted(
+        f"{company.hs_id('deals', deal)}:{HS_ID_BASE['contacts'] + contact}"
+        for deal in company.live("deals")
+        for contact in deal.contacts
+    )
+
+
+def stage_entered_matches_history(db: Database, system: str) -> None:
+    """Every live deal entered its current stage when its newest history row says."""
+    mismatched = rows(
+        db,
+        "SELECT d.source_id, d.stage_entered_at, max(h.entered_at) AS last_entered "
+        "FROM deals d JOIN deal_stage_history h ON h.deal_id = d.id AND h.deleted_at IS NULL "
+        "WHERE d.source_system = :s AND d.deleted_at IS NULL "
+        "GROUP BY d.source_id, d.stage_entered_at "
+        "HAVING d.stage_entered_at IS DISTINCT FROM max(h.entered_at)",
+        s=system,
+    )
+    assert mismatched == []
+
+
+def test_stage_history_and_deal_contacts_follow_incremental_syncs(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    company = sandbox.company
+    assert run_sync(db, settings, "hubspot").ok
+    assert live_source_ids(db, "deal_stage_history", "hubspot") == hubspot_history_truth(company)
+    assert live_source_ids(db, "deal_contacts", "hubspot") == hubspot_links_truth(company)
+    stage_entered_at = live_count(db, "deals", "hubspot", "stage_entered_at IS NOT NULL")
+    assert stage_entered_at == company.counts()["deals"]
+    stage_entered_matches_history(db, "hubspot")
+    history_before = len(hubspot_history_truth(company))
+
+    sandbox.mutate(modified_pct=40.0, seed=5, object_types=("deals",))  # some change stage
+    deal = next(d for d in company.live("deals") if len(d.contacts) >= 2)  # type: ignore[arg-type, attr-defined]
+    removed = f"{company.hs_id('deals', deal)}:{HS_ID_BASE['contacts'] + deal.contacts[-1]}"
+    with sandbox.state.lock:
+        company.take_contact_off_deal(deal, deal.contacts[-1])
+    result = run_sync(db, settings, "hubspot")
+    assert result.ok, result.error
+    history = live_source_ids(db, "deal_stage_history", "hubspot")
+    assert len(history) > history_before  # new stage changes arrived...
+    assert history == hubspot_history_truth(company)  # ...each once, none lost
+    assert live_source_ids(db, "deal_contacts", "hubspot") == hubspot_links_truth(company)
+    gone = rows(db, "SELECT deleted_at FROM deal_contacts WHERE source_id = :i", i=removed)
+    assert gone[0].deleted_at is not None  # the removed link is soft-deleted, not dropped
+    stage_entered_matches_history(db, "hubspot")
+
+    again = run_sync(db, settings, "hubspot")
+    assert again.ok and again.counts.upserted == 0 and again.counts.deleted == 0
+
+
+def test_salesforce_stage_history_and_contact_roles(db: Database, sandbox: SandboxServer) -> None:
+    settings = settings_for(sandbox, db)
+    company = sandbox.company
+    assert run_sync(db, settings, "salesforce").ok
+    live_deals = list(company.live("deals"))
+    steps = sum(len(d.history) // 2 for d in live_deals)  # type: ignore[union-attr]
+    assert live_count(db, "deal_stage_history", "salesforce") == steps
+    links = sum(len(d.contacts) for d in live_deals)  # type: ignore[union-attr]
+    assert live_count(db, "deal_contacts", "salesforce") == links
+    assert live_count(db, "deal_contacts", "salesforce", "is_primary") == sum(
+        1
+        for d in live_deals
+        if d.contacts  # type: ignore[union-attr]
+    )
+    assert live_count(db, "deal_stages", "salesforce", "NOT is_active") == 1
+    stage_entered_matches_history(db, "salesforce")
+
+    deal: Any = next(d for d in live_deals if len(d.contacts) >= 2)  # type: ignore[union-attr]
+    with sandbox.state.lock:
+        company.take_contact_off_deal(deal, deal.contacts[-1])
+    sandbox.mutate(modified_pct=40.0, seed=5, object_types=("deals",))
+    result = run_sync(db, settings, "salesforce")
+    assert result.ok, result.error
+    assert live_count(db, "deal_contacts", "salesforce") == links - 1
+    # the removed role came back from queryAll with IsDeleted: soft-deleted, not dropped
+    assert rows(db, "SELECT count(*) FROM deal_contacts WHERE deleted_at IS NOT NULL")[0][0] == 1
+    steps = sum(len(d.history) // 2 for d in company.live("deals"))  # type: ignore[union-attr]
+    assert live_count(db, "deal_stage_history", "salesforce") == steps
+    stage_entered_matches_history(db, "salesforce")
 
 
 STREAM_TABLES = {

@@ -12,6 +12,11 @@ An object stream's checkpoint moves through two phases:
   store's upsert makes the re-read a no-op. Search returns no associations: they come from the
   v4 batch association endpoint, up to 1,000 records a call. Archived records never appear in
   search; the archived listing (``archived=true``) marks them deleted.
+
+Deals are read with their stage history (``propertiesWithHistory=dealstage``): list pages then
+hold 50 records (HubSpot's limit with history), and search results, which cannot carry it,
+get it from ``POST /crm/v3/objects/deals/batch/read``, 50 ids a call. Every read of a deal
+therefore brings its whole stage history and its whole contact list.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from revtops_kernel.connectors.http import (
 from revtops_kernel.connectors.hubspot_streams import (
     ASSOCIATION_BATCH_SIZE,
     BUDGET_SHARE,
+    HISTORY_PAGE_SIZE,
     LIST_PAGE_SIZE,
     OBJECT_STREAM_BY_NAME,
     REQUESTS_PER_10_SECONDS,
@@ -142,6 +148,7 @@ class HubSpotConnector:
             records = data.get("results", [])
             if records:
                 self._attach_associations(stream, records)
+                self._attach_history(stream, records)
                 last_seen = max(last_seen, *(self._modified_ms(stream, r) for r in records))
             next_after = (data.get("paging") or {}).get("next", {}).get("after")
             yield Page(records, dump_checkpoint({"phase": "search", "since_ms": last_seen}))
@@ -227,6 +234,28 @@ class HubSpotConnector:
                     if record is not None and links:
                         record.setdefault("associations", {})[target] = {"results": links}
 
+    def _attach_history(self, stream: ObjectStream, records: Sequence[Record]) -> None:
+        """Give search results the list endpoint's ``propertiesWithHistory`` (search cannot
+        return it): a batch read by id, 50 records a call."""
+        if not stream.history:
+            return
+        by_id = {str(r["id"]): r for r in records if "id" in r}
+        ids = list(by_id)
+        path = f"/crm/v3/objects/{stream.object_type}/batch/read"
+        for start in range(0, len(ids), HISTORY_PAGE_SIZE):
+            chunk = ids[start : start + HISTORY_PAGE_SIZE]
+            body = {
+                "inputs": [{"id": i} for i in chunk],
+                "properties": [stream.modified_property],
+                "propertiesWithHistory": list(stream.history),
+            }
+            # A record archived since the search answered is missing (207); the archived
+            # listing that ends the read marks it deleted.
+            for result in self.client.post(path, json=body).json().get("results", []):
+                record = by_id.get(str(result.get("id")))
+                if record is not None and "propertiesWithHistory" in result:
+                    record["propertiesWithHistory"] = result["propertiesWithHistory"]
+
     # --- list pagination ---------------------------------------------------------------------
     def _list_pages(self, path: str, params: dict[str, Any]) -> Iterator[list[Record]]:
         for records, _ in self._list_pages_with_cursor(path, params, None):
@@ -236,7 +265,7 @@ class HubSpotConnector:
         self, path: str, params: dict[str, Any], start: str | None
     ) -> Iterator[tuple[list[Record], str | None]]:
         def fetch(after: str | None) -> tuple[tuple[list[Record], str | None], str | None]:
-            query = {"limit": LIST_PAGE_SIZE, **params}
+            query = {"limit": LIST_PAGE_SIZE, **params}  # params may ask for fewer
             if after:
                 query["after"] = after
             data = self.client.get(path, params=query).json()
@@ -247,14 +276,17 @@ class HubSpotConnector:
 
 
 def _list_params(stream: ObjectStream, *, archived: bool) -> dict[str, Any]:
-    """Query of a list walk: a full page, the stream's properties and associations."""
+    """Query of a list walk: a full page, the stream's properties, associations and
+    properties with history."""
     params: dict[str, Any] = {
-        "limit": LIST_PAGE_SIZE,
+        "limit": stream.list_page_size,
         "properties": ",".join(stream.properties),
         "archived": "true" if archived else "false",
     }
     if stream.associations:
         params["associations"] = ",".join(stream.associations)
+    if stream.history:
+        params["propertiesWithHistory"] = ",".join(stream.history)
     return params
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 LIST_PAGE_SIZE = 100  # the list endpoints' maximum
+HISTORY_PAGE_SIZE = 50  # list pages and batch reads that ask for propertiesWithHistory
 SEARCH_PAGE_SIZE = 200  # the search endpoint's maximum
 SEARCH_RESULT_CAP = 10_000  # search answers 400 past this many results for one query
 ASSOCIATION_BATCH_SIZE = 1_000  # ids per v4 batch association read
@@ -31,10 +32,17 @@ class ObjectStream:
     properties: tuple[str, ...]
     associations: tuple[str, ...]
     modified_property: str = "hs_lastmodifieddate"
+    # Properties read with every past value (propertiesWithHistory): the list walk then takes
+    # 50 records a page, and search results get theirs from a batch read.
+    history: tuple[str, ...] = ()
 
     @property
     def object_type(self) -> str:
         return self.name
+
+    @property
+    def list_page_size(self) -> int:
+        return HISTORY_PAGE_SIZE if self.history else LIST_PAGE_SIZE
 
 
 _ENGAGEMENT_LINKS = ("contacts", "companies", "deals")
@@ -71,6 +79,7 @@ OBJECT_STREAMS: tuple[ObjectStream, ...] = (
             "hs_lastmodifieddate"
         ),
         ("companies", "contacts"),
+        history=("dealstage",),
     ),
     ObjectStream(
         "meetings",

@@ -4,7 +4,10 @@ Each object is read with ``WHERE SystemModstamp >= <last seen> ORDER BY SystemMo
 WHERE on the first read). ``>=`` re-reads the records that share the boundary timestamp rather
 than skipping any; the upsert makes that a no-op. ``queryAll`` includes deleted records
 (``IsDeleted = true``), which become soft deletes. OpportunityStage is small and read whole
-every time (deals need it to know order, probability, closed and won).
+every time (deals need it to know order, probability, closed and won). OpportunityHistory
+(stage history; its rows are never edited, so SystemModstamp is their creation time) and
+OpportunityContactRole (deal-contact links; a removed link comes back with ``IsDeleted``) are
+incremental like the others.
 """
 
 from __future__ import annotations
@@ -114,7 +117,27 @@ STREAMS_BY_NAME = {
                 "LeadSource",
                 "OwnerId",
                 "AccountId",
+                "LastStageChangeDate",
             ),
+        ),
+        SObjectStream(
+            "OpportunityHistory",
+            (
+                "Id",
+                "IsDeleted",
+                "OpportunityId",
+                "StageName",
+                "Amount",
+                "Probability",
+                "ForecastCategory",
+                "CloseDate",
+                "CreatedDate",
+                "SystemModstamp",
+            ),
+        ),
+        SObjectStream(
+            "OpportunityContactRole",
+            (*_COMMON, "OpportunityId", "ContactId", "Role", "IsPrimary"),
         ),
         SObjectStream(
             "Task",

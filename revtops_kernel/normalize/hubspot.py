@@ -4,12 +4,14 @@ Streams (keys of ``NORMALIZERS``) and the tables they fill:
 
 - ``owners`` -> owners. ``is_active = not archived``; an archived owner keeps ``deleted_at``
   NULL, because the deals and activities it owned still point at it.
-- ``companies`` -> accounts, ``contacts`` -> contacts, ``deals`` -> deals. Archived records get
-  ``deleted_at = archivedAt``.
+- ``companies`` -> accounts, ``contacts`` -> contacts, ``deals`` -> deals plus their
+  deal_stage_history and deal_contacts rows (``hubspot_deal_parts``). Archived records get
+  ``deleted_at = archivedAt``. ``deals.stage_entered_at`` is when the current stage was
+  entered: the last stage history entry, else ``hs_date_entered_{stageId}`` when present.
 - ``pipelines`` (``GET /crm/v3/pipelines/deals``) -> one pipelines row plus one deal_stages row
-  per stage. Stage ids are unique within a pipeline only, so
-  ``deal_stages.source_id = "{pipelineId}:{stageId}"``. ``stage_map`` turns those into
-  ``NormalizeContext.stages`` for the deals.
+  per stage (archived stages too, with ``is_active`` false). Stage ids are unique within a
+  pipeline only, so ``deal_stages.source_id = "{pipelineId}:{stageId}"``. ``stage_map`` turns
+  those into ``NormalizeContext.stages`` for the deals.
 - ``meetings``, ``calls``, ``emails``, ``notes``, ``tasks`` -> one activities row each, plus
   activity_participants: one per associated contact and one for the owner (the functions are in
   ``hubspot_engagements``, which also says how their source ids are made).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +40,11 @@ from revtops_kernel.normalize.base import (
     Row,
     Rows,
     StageInfo,
+)
+from revtops_kernel.normalize.hubspot_deal_parts import (
+    contact_rows,
+    history_rows,
+    stage_versions,
 )
 from revtops_kernel.normalize.hubspot_engagements import (
     normalize_call,
@@ -114,9 +122,11 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
     "tasks": (*_ENGAGEMENT_COMMON, "hs_task_subject", "hs_task_body", "hs_task_status"),
 }  # fmt: skip
 _ENGAGEMENT_LINKS = ("contacts", "companies", "deals")
+# Properties read with their past values (propertiesWithHistory).
+HISTORY: dict[str, tuple[str, ...]] = {"deals": ("dealstage",)}
 ASSOCIATIONS: dict[str, tuple[str, ...]] = {
     "contacts": ("companies",),
-    "deals": ("companies",),
+    "deals": ("companies", "contacts"),
     **{stream: _ENGAGEMENT_LINKS for stream in ("meetings", "calls", "emails", "notes", "tasks")},
 }
 
@@ -246,6 +256,7 @@ def _stage_row(
         is_closed=is_closed,
         is_won=is_won,
         forecast_category=metadata.get("forecastCategory") or None,
+        is_active=not parse_bool(stage.get("archived"), f"{where}.archived"),
         created_at=parse_time(stage.get("createdAt"), f"{where}.createdAt"),
         updated_at=parse_time(stage.get("updatedAt"), f"{where}.updatedAt"),
         deleted_at=None,
@@ -300,6 +311,7 @@ def normalize_deal(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     stage_id, stage_name, is_closed, is_won, probability, forecast = _deal_stage(props, ctx)
     deal_type = props.get("dealtype")
     updated_at = stamp(props, "hs_lastmodifieddate", record, "updatedAt")
+    versions = stage_versions(record)
     row = ctx.base_row("deals", source_id)
     row.update(
         name=props.get("dealname") or None,
@@ -317,12 +329,37 @@ def normalize_deal(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
         forecast_category=forecast,
         deal_type=_DEAL_TYPES.get(deal_type, deal_type) if deal_type else None,
         lead_source=props.get("leadsource") or props.get("hs_analytics_source") or None,
+        stage_entered_at=_stage_entered_at(props, versions),
         created_at=stamp(props, "createdate", record, "createdAt"),
         updated_at=updated_at,
         deleted_at=archived_at(record, updated_at),
         raw=record,
     )
-    return {"deals": [row]}
+    pipeline = props.get("pipeline") or None
+
+    def find(stage: str) -> tuple[uuid.UUID | None, StageInfo | None]:
+        info = _find_stage(ctx.stages, pipeline, stage)
+        if info is not None:
+            return info.stage_id, info
+        return (link(ctx, "deal_stages", f"{pipeline}:{stage}") if pipeline else None), None
+
+    return {
+        "deals": [row],
+        "deal_stage_history": history_rows(row, versions, pipeline, find, ctx),
+        "deal_contacts": contact_rows(row, record, ctx),
+    }
+
+
+def _stage_entered_at(
+    props: Mapping[str, Any], versions: list[tuple[datetime, str]]
+) -> datetime | None:
+    stage = props.get("dealstage") or None
+    if versions and (stage is None or versions[-1][1] == stage):
+        return versions[-1][0]
+    if stage:  # no history: HubSpot's own "date entered" property for the stage, if sent
+        name = f"hs_date_entered_{stage}"
+        return parse_time(props.get(name), name)
+    return None
 
 
 _DealStage = tuple[

@@ -4,7 +4,15 @@ Streams (keys of ``NORMALIZERS``, the sObject names) and the tables they fill:
 
 - ``User`` -> owners (``is_active = IsActive``; users are deactivated, never deleted).
 - ``Account`` -> accounts (``domain`` is the ``Website`` host without ``www.``),
-  ``Contact`` -> contacts, ``Opportunity`` -> deals.
+  ``Contact`` -> contacts, ``Opportunity`` -> deals (``stage_entered_at`` is
+  ``LastStageChangeDate``, else ``CreatedDate``: Salesforce leaves it empty until the stage
+  first changes).
+- ``OpportunityHistory`` -> deal_stage_history: each row is Salesforce's snapshot of the
+  opportunity (stage, amount, probability, forecast category, close date) when it was written;
+  ``entered_at = CreatedDate``. Salesforce also writes one when only the amount or close date
+  changes: such a row repeats the stage of the row before it.
+- ``OpportunityContactRole`` -> deal_contacts (``Role``, ``IsPrimary``); a removed role comes
+  back from ``queryAll`` with ``IsDeleted`` and becomes a soft delete.
 - ``OpportunityStage`` -> deal_stages, plus the one pipelines row (``source_id "default"``,
   name "Opportunities"): Salesforce has no pipeline object, every stage belongs to it and each
   stage record emits the same row (the upsert collapses equal keys). ``stage_map`` keys stages
@@ -30,7 +38,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from revtops_kernel.normalize.base import NormalizeContext, RecordNormalizer, Row, Rows, StageInfo
+from revtops_kernel.normalize.base import (
+    NormalizeContext,
+    RecordNormalizer,
+    RecordRejected,
+    Row,
+    Rows,
+    StageInfo,
+)
 from revtops_kernel.normalize.rows import (
     participant_row,
     source_id_reader,
@@ -58,6 +73,9 @@ PIPELINE_NAME = "Opportunities"
 _CONTACT_PREFIX, _ACCOUNT_PREFIX, _OPPORTUNITY_PREFIX = "003", "001", "006"
 _TASK_TYPES = {"Call": "call", "Email": "email", "ListEmail": "email"}
 _DIRECTIONS = {"Inbound": "inbound", "Outbound": "outbound"}
+# OpportunityHistory.ForecastCategory holds API values; the schema keeps the labels
+# (ForecastCategoryName's), as deals do.
+_FORECAST_LABELS = {"BestCase": "Best Case", "Forecast": "Commit", "MostLikely": "Most Likely"}
 
 _AUDIT = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
 _ACTIVITY = (*_AUDIT, "Subject", "Description", "ActivityDate", "WhoId", "WhatId", "AccountId",
@@ -73,11 +91,15 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Contact": (*_AUDIT, "Name", "FirstName", "LastName", "Email", "Title", "Phone",
                 "AccountId", "OwnerId"),
     "OpportunityStage": ("Id", "MasterLabel", "ApiName", "SortOrder", "DefaultProbability",
-                         "IsClosed", "IsWon", "ForecastCategoryName", "CreatedDate",
+                         "IsActive", "IsClosed", "IsWon", "ForecastCategoryName", "CreatedDate",
                          "LastModifiedDate", "SystemModstamp"),
     "Opportunity": (*_AUDIT, "Name", "Amount", "StageName", "Probability", "CloseDate",
                     "IsClosed", "IsWon", "ForecastCategoryName", "Type", "LeadSource",
-                    "OwnerId", "AccountId"),
+                    "OwnerId", "AccountId", "LastStageChangeDate"),
+    "OpportunityHistory": ("Id", "IsDeleted", "OpportunityId", "StageName", "Amount",
+                           "Probability", "ForecastCategory", "CloseDate", "CreatedDate",
+                           "SystemModstamp"),
+    "OpportunityContactRole": (*_AUDIT, "OpportunityId", "ContactId", "Role", "IsPrimary"),
     "Task": (*_ACTIVITY, "Status", "TaskSubtype", "CallType", "CallDurationInSeconds"),
     "Event": (*_ACTIVITY, "StartDateTime", "EndDateTime", "ActivityDateTime",
               "DurationInMinutes", "IsAllDayEvent"),
@@ -202,6 +224,7 @@ def normalize_opportunity_stage(record: Mapping[str, Any], ctx: NormalizeContext
         is_closed=parse_bool(record.get("IsClosed"), "IsClosed"),
         is_won=parse_bool(record.get("IsWon"), "IsWon"),
         forecast_category=record.get("ForecastCategoryName") or None,
+        is_active=parse_bool(record.get("IsActive"), "IsActive"),
     )
     return {"pipelines": [pipeline_row(ctx)], "deal_stages": [row]}
 
@@ -266,8 +289,46 @@ def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> R
         forecast_category=forecast,
         deal_type=record.get("Type") or None,
         lead_source=record.get("LeadSource") or None,
+        stage_entered_at=parse_time(record.get("LastStageChangeDate"), "LastStageChangeDate")
+        or row["created_at"],
     )
     return {"deals": [row]}
+
+
+def normalize_opportunity_history(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("deal_stage_history", _source_id(record), record, ctx)
+    opportunity = record.get("OpportunityId")
+    if not opportunity:
+        raise RecordRejected("missing OpportunityId")
+    stage_name = record.get("StageName") or None
+    info = ctx.stages.get(stage_name) if stage_name else None
+    forecast = record.get("ForecastCategory") or None
+    row.update(
+        deal_id=link(ctx, "deals", opportunity),
+        pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
+        stage_id=None if info is None else info.stage_id,
+        stage_name=stage_name,
+        entered_at=row["created_at"],
+        amount=parse_money(record.get("Amount"), "Amount"),
+        probability=parse_percent(record.get("Probability"), "Probability"),
+        forecast_category=_FORECAST_LABELS.get(forecast, forecast) if forecast else None,
+        close_date=parse_iso_date(record.get("CloseDate"), "CloseDate"),
+    )
+    return {"deal_stage_history": [row]}
+
+
+def normalize_contact_role(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+    row = _row("deal_contacts", _source_id(record), record, ctx)
+    opportunity, contact = record.get("OpportunityId"), record.get("ContactId")
+    if not opportunity or not contact:
+        raise RecordRejected("missing OpportunityId or ContactId")
+    row.update(
+        deal_id=link(ctx, "deals", opportunity),
+        contact_id=link(ctx, "contacts", contact),
+        role=record.get("Role") or None,
+        is_primary=parse_bool(record.get("IsPrimary"), "IsPrimary"),
+    )
+    return {"deal_contacts": [row]}
 
 
 # --- tasks and events --------------------------------------------------------------------------
@@ -357,6 +418,8 @@ NORMALIZERS: dict[str, RecordNormalizer] = {
     "Contact": normalize_contact,
     "OpportunityStage": normalize_opportunity_stage,
     "Opportunity": normalize_opportunity,
+    "OpportunityHistory": normalize_opportunity_history,
+    "OpportunityContactRole": normalize_contact_role,
     "Task": normalize_task,
     "Event": normalize_event,
 }

@@ -233,6 +233,14 @@ PIPELINES: tuple[Pipeline, ...] = (
 )
 
 
+# Stages retired from a pipeline (HubSpot: archived stages, Salesforce: inactive
+# OpportunityStage). Kept out of PIPELINES so generation and mutation never put a deal there;
+# the pipeline and stage endpoints still list them, as the real APIs do.
+RETIRED_STAGES: dict[str, tuple[Stage, ...]] = {
+    "default": (Stage("1043221", "Legal Review", 0.7, False, False, "Commit", 11),),
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # Records. References are list indices (-1 for none); ids are derived (see `Company.hs_id`).
 
@@ -360,6 +368,9 @@ class Company:
     _slack: SlackWorkspace | None = None
     _calendars: Calendars | None = None
     _inputs: ActivityInputs | None = None
+    # Contacts taken off deals after generation: deal idx -> {contact idx: when (ms)}. HubSpot
+    # just lists fewer; Salesforce keeps the deleted OpportunityContactRole for queryAll.
+    removed_deal_contacts: dict[int, dict[int, int]] = field(default_factory=dict)
 
     # -- activity providers' ground truth, built on first use ----------------------------------
 
@@ -476,6 +487,23 @@ class Company:
 
     def stage(self, deal: Deal) -> Stage:
         return PIPELINES[deal.pipeline].stages[deal.stage]
+
+    def take_contact_off_deal(self, deal: Deal, contact: int) -> int:
+        """A rep removes ``contact`` (an index) from ``deal``: the deal changes now (stamped
+        like every edit: after the logical clock, never before the wall clock). Call it under
+        the sandbox state's lock. Returns the edit's time (epoch ms)."""
+        if contact not in deal.contacts:
+            raise ValueError(f"contact {contact} is not on deal {deal.idx}")
+        self.freeze_activity_inputs()
+        ts = max(self.clock_ms + 1000, int(time.time() * 1000))
+        deal.contacts = tuple(c for c in deal.contacts if c != contact)
+        deal.updated_ms = ts
+        deal.version += 1
+        self.removed_deal_contacts.setdefault(deal.idx, {})[contact] = ts
+        self.clock_ms = ts + 1000
+        self.version += 1
+        self._reverse.clear()  # the reverse association indexes are stale now
+        return ts
 
 
 @dataclass(slots=True)

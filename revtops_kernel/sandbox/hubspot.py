@@ -28,8 +28,10 @@ from revtops_kernel.sandbox.company import (
     OBJECT_TYPES,
     PIPELINES,
     PURGED,
+    RETIRED_STAGES,
 )
 from revtops_kernel.sandbox.company import iso_ms as _iso
+from revtops_kernel.sandbox.hubspot_history import properties_with_history
 from revtops_kernel.sandbox.hubspot_schema import (
     ASSOCIATION_ALIASES,
     ASSOCIATION_TYPE_IDS,
@@ -40,7 +42,10 @@ from revtops_kernel.sandbox.state import SandboxState
 from revtops_kernel.sandbox.web import read_form
 
 MAX_LIST_LIMIT = 100
+MAX_HISTORY_LIST_LIMIT = 50  # list pages asking for propertiesWithHistory
 MAX_ASSOCIATION_INPUTS = 1000
+MAX_BATCH_READ_INPUTS = 100
+MAX_HISTORY_BATCH_READ_INPUTS = 50  # batch reads asking for propertiesWithHistory
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -87,6 +92,7 @@ class ListPage:
     want: int  # LIVE or ARCHIVED
     properties: tuple[str, ...] | None
     associations: tuple[str, ...]
+    history: tuple[str, ...]  # propertiesWithHistory
     url: str  # scheme://host/path, for paging.next.link
     query: tuple[tuple[str, str], ...]  # the query string without `after`
 
@@ -106,6 +112,7 @@ class HubSpotAPI:
         return [
             Route("/crm/v3/objects/{object_type}", self.list_objects, methods=["GET"]),
             Route("/crm/v3/objects/{object_type}/search", self.search, methods=["POST"]),
+            Route("/crm/v3/objects/{object_type}/batch/read", self.batch_read, methods=["POST"]),
             Route("/crm/v3/objects/{object_type}/{object_id}", self.get_object, methods=["GET"]),
             Route(
                 "/crm/v4/associations/{from_type}/{to_type}/batch/read",
@@ -142,6 +149,13 @@ class HubSpotAPI:
                 errors=[{"message": f"must be less than or equal to {MAX_LIST_LIMIT}",
                          "in": "limit", "code": "INVALID_INTEGER"}],
             )  # fmt: skip
+        history = _csv(q.getlist("propertiesWithHistory")) or ()
+        if history and limit > MAX_HISTORY_LIST_LIMIT:
+            return error(
+                400,
+                f"limit must be at most {MAX_HISTORY_LIST_LIMIT} when propertiesWithHistory "
+                f"is requested, got {limit}",
+            )
         after_raw = q.get("after")
         if after_raw is not None and not after_raw.isdigit():
             return error(
@@ -165,6 +179,7 @@ class HubSpotAPI:
             want=want,
             properties=_csv(q.getlist("properties")),
             associations=tuple(assocs),
+            history=history,
             url=f"{scope['scheme']}://{host}{scope['path']}",
             query=query,
         )
@@ -199,7 +214,12 @@ class HubSpotAPI:
             r = recs[i]
             i += 1
             if r.state == want:
-                results.append(self.schema.render(object_type, r, sel, page.associations, rate))
+                obj = self.schema.render(object_type, r, sel, page.associations, rate)
+                if page.history:
+                    obj["propertiesWithHistory"] = properties_with_history(
+                        self.schema, object_type, r, page.history
+                    )
+                results.append(obj)
         while i < n and recs[i].state != want:
             i += 1
         body: dict[str, Any] = {"results": results}
@@ -258,6 +278,57 @@ class HubSpotAPI:
         if req.after + req.limit < len(matches):
             page["paging"] = {"next": {"after": str(req.after + req.limit)}}
         return json_response(page)
+
+    async def batch_read(self, request: Request) -> Response:
+        """v3 ``batch/read``: records by id with ``properties`` and ``propertiesWithHistory``;
+        ids that do not exist (or are not in the ``archived`` state asked for) land in
+        ``errors`` and make the answer a 207 Multi-Status."""
+        object_type = request.path_params["object_type"]
+        if object_type not in OBJECT_TYPES:
+            return _unknown_type(object_type)
+        try:
+            body = json.loads(await request.body() or b"{}")
+            ids = [str(item["id"]) for item in body.get("inputs", [])]
+            wanted = [str(p) for p in body.get("properties") or []]
+            history = [str(p) for p in body.get("propertiesWithHistory") or []]
+            archived = bool(body.get("archived", False))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return error(400, 'Invalid input JSON: expected {"inputs": [{"id": ...}]}')
+        limit = MAX_HISTORY_BATCH_READ_INPUTS if history else MAX_BATCH_READ_INPUTS
+        if len(ids) > limit:
+            return error(400, f"Too many inputs ({len(ids)}); the maximum is {limit}.")
+        started = _iso(int(time.time() * 1000))
+        results: list[dict[str, Any]] = []
+        missing: list[str] = []
+        with self.state.lock:
+            sel = self.schema.select(object_type, wanted or None)
+            rate = self.state.faults.hubspot.malformed_rate
+            for ident in dict.fromkeys(ids):
+                rec = self.state.company.find(object_type, ident)
+                if rec is None or rec.state == PURGED or (rec.state == ARCHIVED) != archived:
+                    missing.append(ident)
+                    continue
+                obj = self.schema.render(object_type, rec, sel, (), rate)
+                if history:
+                    obj["propertiesWithHistory"] = properties_with_history(
+                        self.schema, object_type, rec, history
+                    )
+                results.append(obj)
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            answer["numErrors"] = 1
+            answer["errors"] = [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": f"Could not get some {object_type.upper()} objects, they may be "
+                    "deleted or not exist. Check that ids are valid.",
+                    "context": {"ids": missing},
+                }
+            ]
+        answer["startedAt"] = started
+        answer["completedAt"] = _iso(int(time.time() * 1000))
+        return json_response(answer, 207 if missing else 200)
 
     async def association_batch_read(self, request: Request) -> Response:
         """v4 ``batch/read``: each input's associated ids; inputs with none land in ``errors``
@@ -372,6 +443,7 @@ class HubSpotAPI:
     def _pipeline(self, i: int) -> dict[str, Any]:
         p = PIPELINES[i]
         created = _iso(self.state.company.anchor_ms - 900 * 86_400_000)
+        retired = _iso(self.state.company.anchor_ms - 400 * 86_400_000)
         return {
             "label": p.label,
             "displayOrder": p.display_order,
@@ -390,6 +462,22 @@ class HubSpotAPI:
                     "archived": False,
                 }
                 for order, s in enumerate(p.stages)
+            ]
+            + [
+                {
+                    "label": s.label,
+                    "displayOrder": len(p.stages) + order,
+                    "metadata": {
+                        "isClosed": "true" if s.is_closed else "false",
+                        "probability": str(s.probability),
+                    },
+                    "id": s.hs_id,
+                    "createdAt": created,
+                    "updatedAt": retired,
+                    "archived": True,
+                    "archivedAt": retired,
+                }
+                for order, s in enumerate(RETIRED_STAGES.get(p.hs_id, ()))
             ],
             "createdAt": created,
             "updatedAt": created,

@@ -18,6 +18,7 @@ from revtops_kernel.sandbox.company import (
     LIVE,
     MEETING,
     PIPELINES,
+    RETIRED_STAGES,
     TASK,
     Activity,
     Company,
@@ -65,6 +66,22 @@ class SObject:
 class StageRow:
     seq: int
     stage: Stage
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRoleRow:
+    seq: int
+    deal: Deal
+    contact: int  # index into Company.contacts
+    position: int  # among the deal's contacts as generated, 0 for the primary contact
+    removed_ms: int  # when the contact was taken off the deal; 0 while it is on it
+
+
+CONTACT_ROLES = (
+    "Decision Maker", "Economic Buyer", "Technical Buyer", "Evaluator", "Influencer",
+    "Executive Sponsor", "Business User", "Other",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +214,7 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("IsWon", "boolean", lambda r: stage(r).is_won),
             ("ForecastCategory", "picklist", lambda r: stage(r).forecast_category),
             ("ForecastCategoryName", "picklist", lambda r: stage(r).forecast_name),
+            ("LastStageChangeDate", "datetime", lambda r: _sec(r.history[-1])),
             ("FiscalYear", "int", lambda r: int(day_iso(r.close_day)[:4])),
             ("FiscalQuarter", "int", lambda r: (int(day_iso(r.close_day)[5:7]) + 2) // 3),
             ("LastStageChangeDate", "datetime", lambda r: _sec(r.history[-1])),
@@ -281,7 +299,7 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("Id", "id", lambda r: sf_id("01J", r.seq)),
             ("MasterLabel", "string", lambda r: r.stage.label),
             ("ApiName", "string", lambda r: r.stage.label),
-            ("IsActive", "boolean", lambda r: True),
+            ("IsActive", "boolean", lambda r: r.active),
             ("SortOrder", "int", lambda r: r.stage.sf_sort),
             ("IsClosed", "boolean", lambda r: r.stage.is_closed),
             ("IsWon", "boolean", lambda r: r.stage.is_won),
@@ -330,14 +348,71 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("CloseDate", "date", lambda r: r.deal.close_day),
             ("CreatedDate", "datetime", lambda r: _sec(r.ms)),
             ("CreatedById", "reference", lambda r: user_id(r.deal.owner)),
-            ("SystemModstamp", "datetime", lambda r: _sec(r.ms)),
+            # A deleted opportunity's history is deleted with it, then.
+            ("SystemModstamp", "datetime", lambda r: _sec(_cascaded(r.deal, r.ms))),
         ),
         {"opportunity": Relationship("Opportunity", "Opportunity", lambda r: r.deal)},
         history_rows,
         lambda r: sf_id("008", r.seq),
     )
-    objects = (account, contact, opportunity, user, task, event, opp_stage, history)
+    role_cache: dict[tuple[int, bool], list[ContactRoleRow]] = {}
+
+    def role_rows(include_deleted: bool) -> Iterable[ContactRoleRow]:
+        key = (co.version, include_deleted)
+        cached = role_cache.get(key)
+        if cached is None:
+            cached = []
+            for d in co.deals:
+                if d.state != LIVE and not (include_deleted and d.state == ARCHIVED):
+                    continue
+                removed = co.removed_deal_contacts.get(d.idx, {})
+                # Contacts are only ever removed, so the generated list is today's plus the
+                # removed ones: positions (and Ids) never shift.
+                for k, c in enumerate(sorted({*d.contacts, *removed})):
+                    gone = removed.get(c, 0)
+                    if include_deleted or not gone:
+                        cached.append(ContactRoleRow((d.idx << 24) + c, d, c, k, gone))
+            if len(role_cache) > 4:
+                role_cache.clear()
+            role_cache[key] = cached
+        return cached
+
+    contact_role = SObject(
+        "OpportunityContactRole",
+        _fields(
+            ("Id", "id", lambda r: sf_id("00K", r.seq)),
+            ("IsDeleted", "boolean", lambda r: r.deal.state == ARCHIVED or r.removed_ms > 0),
+            ("OpportunityId", "reference", lambda r: sf_id("006", r.deal.idx)),
+            ("ContactId", "reference", lambda r: sf_id("003", r.contact)),
+            ("Role", "picklist", lambda r: CONTACT_ROLES[(r.deal.idx + r.position) % 8]),
+            ("IsPrimary", "boolean", lambda r: r.position == 0),
+            ("CreatedDate", "datetime", lambda r: _sec(r.deal.created_ms)),
+            ("CreatedById", "reference", lambda r: user_id(r.deal.owner)),
+            ("LastModifiedDate", "datetime", lambda r: _sec(r.deal.created_ms)),
+            ("LastModifiedById", "reference", lambda r: user_id(r.deal.owner)),
+            ("SystemModstamp", "datetime", _role_modstamp),
+        ),
+        {
+            "opportunity": Relationship("Opportunity", "Opportunity", lambda r: r.deal),
+            "contact": Relationship("Contact", "Contact", lambda r: co.contacts[r.contact]),
+        },
+        role_rows,
+        lambda r: sf_id("00K", r.seq),
+    )
+    objects = (
+        account, contact, opportunity, user, task, event, opp_stage, history, contact_role,
+    )  # fmt: skip
     return {o.name.lower(): o for o in objects}
+
+
+def _role_modstamp(r: ContactRoleRow) -> int:
+    return _sec(max(r.removed_ms, _cascaded(r.deal, r.deal.created_ms)))
+
+
+def _cascaded(deal: Deal, ms: int) -> int:
+    """SystemModstamp of a record that lives and dies with its opportunity: its own time,
+    or the opportunity's deletion time once it is deleted."""
+    return max(ms, deal.updated_ms) if deal.state == ARCHIVED else ms
 
 
 def _activity_fields(co: Company, prefix: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
@@ -370,4 +445,6 @@ def _stage_rows() -> list[StageRow]:
         for s in p.stages:
             seen.setdefault(s.label, s)
     ordered = sorted(seen.values(), key=lambda s: s.sf_sort)
-    return [StageRow(i, s) for i, s in enumerate(ordered)]
+    rows = [StageRow(i, s) for i, s in enumerate(ordered)]
+    retired = [s for stages in RETIRED_STAGES.values() for s in stages]
+    return rows + [StageRow(len(rows) + i, s, active=False) for i, s in enumerate(retired)]

@@ -362,6 +362,10 @@ class DealStage(SyncedRecord, Base):
     forecast_category: Mapped[str | None] = mapped_column(
         comment="Forecast category: Pipeline, Best Case, Commit, Closed or Omitted."
     )
+    is_active: Mapped[bool | None] = mapped_column(
+        comment="False for a stage retired from its pipeline (HubSpot archived stage, "
+        "Salesforce inactive OpportunityStage); old deals may still have been in it."
+    )
 
 
 class Deal(SyncedRecord, Base):
@@ -397,6 +401,71 @@ class Deal(SyncedRecord, Base):
     )
     deal_type: Mapped[str | None] = mapped_column(comment="New Business, Renewal, Expansion, etc.")
     lead_source: Mapped[str | None] = mapped_column(comment="Where the deal came from.")
+    stage_entered_at: Mapped[datetime | None] = mapped_column(
+        comment="When the deal entered its current stage (UTC): days in stage = now minus this. "
+        "NULL when the provider sent no stage history."
+    )
+
+
+class DealStageHistory(SyncedRecord, Base):
+    """One row per stage a deal entered, oldest first by entered_at (HubSpot dealstage history,
+    Salesforce OpportunityHistory). The time in a stage is the next row's entered_at minus
+    this one's: LEAD(entered_at) OVER (PARTITION BY deal_id ORDER BY entered_at)."""
+
+    __tablename__ = "deal_stage_history"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _pg_index("organization_id", "deal_id", "entered_at"),
+        {"info": {"synced": True, "readable": True}},
+    )
+
+    deal_id: Mapped[uuid.UUID] = mapped_column(comment="The deal (deals.id).")
+    pipeline_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="Pipeline of the stage (pipelines.id)."
+    )
+    stage_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="Stage entered (deal_stages.id); NULL if the stage is unknown."
+    )
+    stage_name: Mapped[str | None] = mapped_column(comment="Label of the stage entered.")
+    entered_at: Mapped[datetime | None] = mapped_column(
+        comment="When the deal entered the stage (UTC)."
+    )
+    amount: Mapped[Decimal | None] = mapped_column(
+        comment="Deal amount at that time (Salesforce); NULL where the source has no history "
+        "of it (HubSpot)."
+    )
+    probability: Mapped[Decimal | None] = mapped_column(
+        Numeric(5, 4), comment="Win probability at that time, 0 to 1 (HubSpot: the stage's)."
+    )
+    forecast_category: Mapped[str | None] = mapped_column(
+        comment="Forecast category at that time: Pipeline, Best Case, Commit, Closed, Omitted."
+    )
+    close_date: Mapped[date | None] = mapped_column(
+        comment="Expected close date at that time (Salesforce); NULL for HubSpot."
+    )
+
+
+class DealContact(SyncedRecord, Base):
+    """Contacts linked to a deal (HubSpot deal-to-contact associations, Salesforce
+    OpportunityContactRole). A link removed in the CRM gets deleted_at."""
+
+    __tablename__ = "deal_contacts"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _pg_index("organization_id", "deal_id"),
+        _pg_index("organization_id", "contact_id"),
+        {"info": {"synced": True, "readable": True}},
+    )
+
+    deal_id: Mapped[uuid.UUID] = mapped_column(comment="The deal (deals.id).")
+    contact_id: Mapped[uuid.UUID] = mapped_column(comment="The contact (contacts.id).")
+    role: Mapped[str | None] = mapped_column(
+        comment="The contact's role on the deal (Salesforce: Decision Maker, Economic Buyer...); "
+        "NULL for HubSpot."
+    )
+    is_primary: Mapped[bool | None] = mapped_column(
+        comment="True for the deal's primary contact (Salesforce IsPrimary); NULL for HubSpot."
+    )
 
 
 class Activity(SyncedRecord, Base):

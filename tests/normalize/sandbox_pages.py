@@ -2,7 +2,8 @@
 
 Used by the normalizer tests and by ``bench_normalize.py``: the records a normalizer sees in a
 test are the exact JSON the sandbox serves, asking for the properties / fields the normalizer
-declares it reads (``hubspot.PROPERTIES`` and ``ASSOCIATIONS``, ``salesforce.FIELDS``).
+declares it reads (``hubspot.PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY``,
+``salesforce.FIELDS``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def hubspot_records(
             params["properties"] = ",".join(hubspot.PROPERTIES[stream])
         if stream in hubspot.ASSOCIATIONS:
             params["associations"] = ",".join(hubspot.ASSOCIATIONS[stream])
+        if stream in hubspot.HISTORY:  # HubSpot serves at most 50 a page with history
+            params.update(propertiesWithHistory=",".join(hubspot.HISTORY[stream]), limit=50)
         out: list[dict[str, Any]] = []
         while limit is None or len(out) < limit:
             response = client.get(path, params=params)

@@ -309,6 +309,7 @@ def test_recorded_deal_becomes_exactly_this_row() -> None:
         "forecast_category": None,
         "deal_type": None,
         "lead_source": None,
+        "stage_entered_at": None,  # no stage history in this record
         "created_at": datetime(2026, 2, 26, 13, 45, 36, 485000, tzinfo=UTC),
         "updated_at": datetime(2026, 2, 26, 13, 45, 43, 181000, tzinfo=UTC),
         "deleted_at": None,

@@ -31,7 +31,10 @@ from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.upsert import upsert
 
 ORG = "org_test"
-SOBJECTS = ("User", "Account", "Contact", "OpportunityStage", "Opportunity", "Task", "Event")
+SOBJECTS = (
+    "User", "Account", "Contact", "OpportunityStage", "Opportunity", "OpportunityHistory",
+    "OpportunityContactRole", "Task", "Event",
+)  # fmt: skip
 
 
 def rid(table: str, source_id: str) -> uuid.UUID:
@@ -59,6 +62,7 @@ def stage(
         "ApiName": api_name or label,
         "SortOrder": order,
         "DefaultProbability": percent,
+        "IsActive": True,
         "IsClosed": closed,
         "IsWon": won,
         "ForecastCategoryName": forecast,
@@ -237,6 +241,7 @@ def test_opportunity_stage_becomes_a_stage_of_the_one_pipeline() -> None:
         "is_closed": False,
         "is_won": False,
         "forecast_category": "Pipeline",
+        "is_active": True,
         "created_at": datetime(2023, 5, 1, tzinfo=UTC),
         "updated_at": datetime(2023, 5, 2, tzinfo=UTC),
         "deleted_at": None,
@@ -303,6 +308,7 @@ def test_recorded_opportunity_becomes_exactly_this_row() -> None:
         "forecast_category": "Pipeline",
         "deal_type": None,
         "lead_source": None,
+        "stage_entered_at": None,  # neither LastStageChangeDate nor CreatedDate was sent
         "created_at": None,
         "updated_at": datetime(2024, 1, 15, 10, 22, 33, tzinfo=UTC),
         "deleted_at": None,

@@ -214,11 +214,13 @@ def test_invalid_session_is_401_json_array(fresh: Any, client_for: Any) -> None:
 def test_stages_and_history(sb: SandboxServer, sf: httpx.Client) -> None:
     stages = soql(
         sf,
-        "SELECT MasterLabel, SortOrder, DefaultProbability, IsClosed, IsWon, ForecastCategoryName "
-        "FROM OpportunityStage ORDER BY SortOrder",
+        "SELECT MasterLabel, SortOrder, DefaultProbability, IsClosed, IsWon, ForecastCategoryName, "
+        "IsActive FROM OpportunityStage ORDER BY SortOrder",
     ).json()["records"]
     labels = [s["MasterLabel"] for s in stages]
-    assert len(labels) == len(set(labels)) == 10  # 5 + 3 open, Closed Won/Lost shared
+    # 5 + 3 open, Closed Won/Lost shared, and one retired (inactive) stage no deal is in
+    assert len(labels) == len(set(labels)) == 11
+    assert [s["MasterLabel"] for s in stages if not s["IsActive"]] == ["Legal Review"]
     won = next(s for s in stages if s["MasterLabel"] == "Closed Won")
     assert won["IsWon"] is True and won["DefaultProbability"] == 100.0
     assert won["ForecastCategoryName"] == "Closed"

@@ -76,6 +76,8 @@ def test_synced_tables_share_the_natural_key() -> None:
         "pipelines",
         "deal_stages",
         "deals",
+        "deal_stage_history",
+        "deal_contacts",
         "activities",
         "activity_participants",
     }

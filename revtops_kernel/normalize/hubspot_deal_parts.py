@@ -1,0 +1,109 @@
+"""The rows a HubSpot deal brings besides itself: its stage history and its contacts.
+
+- ``deal_stage_history``: one row per stage the deal entered, from ``propertiesWithHistory
+  .dealstage`` (versions ``{value, timestamp, sourceType, ...}``, newest first). Versions are
+  sorted oldest first and consecutive equal values collapse into the first (HubSpot records
+  a version when a stage is set again to the value it had). ``source_id`` is
+  ``"{dealId}:{stageId}:{epoch ms}"``: every read of a deal brings its whole history again and
+  lands on the same rows, so nothing is duplicated across syncs. HubSpot keeps no amount at
+  the time of a change, so ``amount`` is NULL; probability and forecast category are the
+  stage's. The stage's pipeline is the deal's current one (stage ids are per pipeline).
+- ``deal_contacts``: one row per associated contact, ``source_id "{dealId}:{contactId}"``,
+  with the deal's times (so a link the deal no longer lists is older than its deal: that is
+  how a sync finds removed links, see ``store.deal_links``). No role or primary flag: HubSpot's
+  default deal-contact association has neither.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Row, StageInfo
+from revtops_kernel.normalize.hubspot_envelope import associated
+from revtops_kernel.normalize.values import is_object, link, parse_time
+from revtops_kernel.timeutil import to_epoch_ms
+
+StageLookup = Callable[[str], tuple[uuid.UUID | None, StageInfo | None]]
+
+
+def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
+    """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
+    history = record.get("propertiesWithHistory")
+    if not history:
+        return []
+    if not is_object(history):
+        raise RecordRejected(f"propertiesWithHistory is not an object but {type(history).__name__}")
+    versions = history.get("dealstage")
+    if not versions:
+        return []
+    if versions.__class__ is not list:
+        raise RecordRejected("propertiesWithHistory.dealstage is not a list")
+    entries: list[tuple[datetime, str]] = []
+    for i, version in enumerate(versions):
+        where = f"propertiesWithHistory.dealstage[{i}]"
+        if not is_object(version):
+            raise RecordRejected(f"{where} is not an object")
+        value = version.get("value")
+        when = parse_time(version.get("timestamp"), f"{where}.timestamp")
+        if not value or when is None:
+            continue  # a cleared stage is no stage entered
+        entries.append((when, str(value)))
+    entries.sort(key=lambda entry: entry[0])
+    collapsed: list[tuple[datetime, str]] = []
+    for when, value in entries:
+        if not collapsed or collapsed[-1][1] != value:
+            collapsed.append((when, value))
+    return collapsed
+
+
+def history_rows(
+    deal: Row,
+    versions: list[tuple[datetime, str]],
+    pipeline: str | None,
+    find: StageLookup,
+    ctx: NormalizeContext,
+) -> list[Row]:
+    rows = []
+    for entered_at, stage in versions:
+        stage_id, info = find(stage)
+        row = ctx.base_row(
+            "deal_stage_history", f"{deal['source_id']}:{stage}:{to_epoch_ms(entered_at)}"
+        )
+        row.update(
+            deal_id=deal["id"],
+            pipeline_id=link(ctx, "pipelines", pipeline),
+            stage_id=stage_id,
+            stage_name=info.label if info is not None else stage,
+            entered_at=entered_at,
+            amount=None,
+            probability=None if info is None else info.probability,
+            forecast_category=None if info is None else info.forecast_category,
+            close_date=None,
+            created_at=entered_at,
+            updated_at=entered_at,  # a past stage change never changes
+            deleted_at=deal["deleted_at"],
+            raw=None,
+        )
+        rows.append(row)
+    return rows
+
+
+def contact_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
+    rows = []
+    for contact in associated(record, "contacts"):
+        row = ctx.base_row("deal_contacts", f"{deal['source_id']}:{contact}")
+        row.update(
+            deal_id=deal["id"],
+            contact_id=link(ctx, "contacts", contact),
+            role=None,
+            is_primary=None,
+            created_at=deal["created_at"],
+            updated_at=deal["updated_at"],
+            deleted_at=deal["deleted_at"],
+            raw=None,
+        )
+        rows.append(row)
+    return rows
