@@ -189,8 +189,8 @@ class ChatPanel(widgets.VBox):
         self.input.add_class("rt-input")
         self.send_button = widgets.Button(description="Send", button_style="primary")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
-        self.pdf_button = widgets.Button(description="PDF", icon="download")
-        self.notebook_button = widgets.Button(description="Notebook", icon="download")
+        self.pdf_button = widgets.Button(description="Conversation PDF", icon="download")
+        self.notebook_button = widgets.Button(description="Export notebook", icon="download")
         self.download = widgets.HTML()
         main = widgets.VBox(
             [

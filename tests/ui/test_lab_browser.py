@@ -1,5 +1,6 @@
-"""The chat panel in JupyterLab, in headless Chromium: open a notebook, run the panel, ask,
-see the streamed answer and the chart. A screenshot is kept in tests/ui/artifacts/.
+"""The chat panel in a real browser (headless Chromium): in JupyterLab (open the notebook, run
+the panel, ask, see the streamed answer and the chart) and in Voila (the same panel as a web
+app). Screenshots are kept in tests/ui/artifacts/.
 
 Needs Debian's chromium (/usr/bin/chromium); skipped when it is missing, saying so.
 """
@@ -8,18 +9,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import pytest
 
 from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer
+from tests.ui.browser_env import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    require_chromium,
+    serve,
+    write_panel_notebook,
+)
 from tests.ui.notebook_env import (
     PIPELINE_QUESTION,
     pipeline_turns,
@@ -29,128 +35,113 @@ from tests.ui.notebook_env import (
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "revtops-browser-test"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 BROWSER_TIMEZONE = "Asia/Tokyo"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
-def lab(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, ScriptedMessagesServer]]:
-    """JupyterLab on a free loopback port, serving a notebook that shows the panel."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    root = tmp_path / "root"
-    root.mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [
-        nbformat.v4.new_code_cell(
-            "from revtops_kernel import ChatPanel\npanel = ChatPanel()\npanel"
-        )
-    ]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"
-    }  # fmt: skip
-    nbformat.write(notebook, root / "panel.ipynb")
-    settings = tmp_path / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    with ScriptedMessagesServer() as api:
-        point_kernel_at(monkeypatch, api, prepare_store(tmp_path))
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedMessagesServer]:
+    require_chromium()
+    with ScriptedMessagesServer() as server:
+        point_kernel_at(monkeypatch, server, prepare_store(tmp_path))
         for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
                      "JUPYTERLAB_WORKSPACES_DIR"):  # fmt: skip
             monkeypatch.setenv(name, str(tmp_path / name.lower()))
-        port = free_port()
-        log = (tmp_path / "lab.log").open("w")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
-             f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-             "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-             *(["--allow-root"] if os.geteuid() == 0 else [])],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2):
-                        break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(
-                            "JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()
-                        )
-                    time.sleep(0.5)
-            yield base, api
-        finally:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
+        settings = tmp_path / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+        server.script(*pipeline_turns())
+        yield server
 
 
-def test_panel_in_jupyterlab(lab: tuple[str, ScriptedMessagesServer]) -> None:
+def ask_and_check(page: Any, name: str) -> None:
+    """Ask in the panel on ``page``; the answer, its SQL card and its chart must show."""
+    from playwright.sync_api import expect
+
+    question_box = page.locator(".revtops-chat .rt-input input")
+    question_box.wait_for()
+    question_box.fill(PIPELINE_QUESTION)
+    question_box.press("Enter")  # Enter sends
+
+    answer = page.locator(".revtops-chat .rt-text", has_text="largest bucket")
+    expect(answer).to_be_visible()
+    expect(page.locator(".revtops-chat .rt-chart .js-plotly-plot")).to_be_visible()
+    expect(page.locator(".revtops-chat .rt-tool", has_text="run_sql_query")).to_be_visible()
+    expect(page.locator(".revtops-chat .rt-user")).to_have_text(PIPELINE_QUESTION)
+    # the model's <script> is text on the page, never an element
+    expect(page.locator(".revtops-chat .rt-text", has_text="<script>")).to_be_visible()
+    assert page.locator(".revtops-chat .rt-messages script").count() == 0
+    expect(answer).to_be_in_viewport()  # the thread keeps its newest text in view
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    summary = page.locator(".revtops-chat .rt-tool summary", has_text="run_sql_query")
+    summary.click()  # scrolls the card into view and opens it: the SQL
+    expect(page.locator(".revtops-chat .rt-tool[open] pre").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / f"{name}_sql.png"), full_page=True)
+
+
+def browse(url: str, name: str, before_asking: Any = None) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    base, api = lab
-    api.script(*pipeline_turns())
     expect.set_options(timeout=120_000)  # a loaded CI machine: the kernel imports take a while
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update"],
-        )  # fmt: skip
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(
             viewport={"width": 1400, "height": 1000}, timezone_id=BROWSER_TIMEZONE
         )
         page = context.new_page()
         page.set_default_timeout(120_000)
         try:
-            page.goto(f"{base}/lab/tree/panel.ipynb?token={TOKEN}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is up
-            page.locator(".jp-Notebook .jp-Cell").first.click()
-            page.keyboard.press("Shift+Enter")
-            question_box = page.locator(".revtops-chat .rt-input input")
-            question_box.wait_for()
-            question_box.fill(PIPELINE_QUESTION)
-            question_box.press("Enter")
-
-            answer = page.locator(".revtops-chat .rt-text", has_text="largest bucket")
-            expect(answer).to_be_visible()
-            expect(page.locator(".revtops-chat .rt-chart .js-plotly-plot")).to_be_visible()
-            expect(page.locator(".revtops-chat .rt-tool", has_text="run_sql_query")).to_be_visible()
-            expect(page.locator(".revtops-chat .rt-user")).to_have_text(PIPELINE_QUESTION)
-            expect(page.locator(".revtops-chat .rt-messages")).not_to_contain_text("Answering")
-            # the model's <script> is text on the page, never an element
-            expect(page.locator(".revtops-chat .rt-text", has_text="<script>")).to_be_visible()
-            assert page.locator(".revtops-chat .rt-messages script").count() == 0
-            expect(answer).to_be_in_viewport()  # the thread keeps its newest text in view
-            page.screenshot(path=str(ARTIFACTS / "lab_panel.png"), full_page=True)
-            summary = page.locator(".revtops-chat .rt-tool summary", has_text="run_sql_query")
-            summary.click()  # scrolls the card into view and opens it: the SQL
-            expect(page.locator(".revtops-chat .rt-tool[open] pre").first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "lab_panel_sql.png"), full_page=True)
+            page.goto(url)
+            if before_asking is not None:
+                before_asking(page)
+            ask_and_check(page, name)
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "lab_panel_failure.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"), full_page=True)
             raise
         finally:
             browser.close()
 
+
+def assert_browser_timezone_reached_the_model(api: ScriptedMessagesServer) -> None:
     system = json.dumps(api.requests[0].body["system"])
-    assert BROWSER_TIMEZONE in system  # the browser's zone reached the model, not the setting
+    assert BROWSER_TIMEZONE in system  # the browser's zone, not REVTOPS_TIMEZONE
+
+
+def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    write_panel_notebook(root / "panel.ipynb")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
+        "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]  # fmt: skip
+
+    def run_the_panel_cell(page: Any) -> None:
+        page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is up
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Shift+Enter")
+
+    with serve(command, f"{base}/api/status?token={TOKEN}", tmp_path / "lab.log"):
+        browse(f"{base}/lab/tree/panel.ipynb?token={TOKEN}", "lab_panel", run_the_panel_cell)
+    assert_browser_timezone_reached_the_model(api)
+
+
+def test_panel_in_voila(api: ScriptedMessagesServer, tmp_path: Path) -> None:
+    notebook = write_panel_notebook(tmp_path / "panel.ipynb")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
+        "--Voila.ip=127.0.0.1", str(notebook),
+    ]  # fmt: skip
+    with serve(command, f"{base}/", tmp_path / "voila.log"):
+        browse(f"{base}/", "voila_panel")
+    assert_browser_timezone_reached_the_model(api)
