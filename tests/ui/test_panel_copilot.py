@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,31 @@ def test_ask_reload_export_rename_delete(panel: tuple[ChatPanel, ScriptedMessage
     chat.delete_button.click()
     assert chat.conversation_list.options == () and chat.conversation_id is None
     assert isinstance(chat.messages, widgets.VBox) and chat.messages.children == ()
+
+
+def test_missing_api_key_says_what_to_set(tmp_path: Path) -> None:
+    db = Database(f"duckdb:///{tmp_path / 'store.duckdb'}")
+    upgrade(db)
+    chat = ChatPanel(db=db, settings=load_settings(REVTOPS_ORG=ORG))
+    chat.ask("What is our pipeline?")
+    answer = chat.wait(60)
+    assert answer is not None and answer.error is not None
+    assert "ANTHROPIC_API_KEY" in answer.error
+    assert any("rt-error" in v and "ANTHROPIC_API_KEY" in v for v in html_values(chat.messages))
+    db.dispose()
+
+
+def test_stop_cancels_the_real_loop(panel: tuple[ChatPanel, ScriptedMessagesServer]) -> None:
+    from revtops_kernel.sandbox.anthropic import Turn
+
+    chat, api = panel
+    api.script(Turn.reply("word " * 2000, event_delay=0.01))
+    chat.ask("Tell me everything.")
+    deadline = time.monotonic() + 60
+    while "word" not in "".join(html_values(chat.messages)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    chat.stop_button.click()
+    answer = chat.wait(60)
+    assert answer is not None and answer.stop_reason == "cancelled"
+    assert 0 < answer.text.count("word") < 2000
+    assert not chat.running and not chat.send_button.disabled
