@@ -436,3 +436,65 @@ def test_v4_association_batch_read(sb: SandboxServer, hs: httpx.Client) -> None:
         json={"inputs": [{"id": str(i)} for i in range(1001)]},
     )
     assert too_many.status_code == 400
+
+
+def test_properties_with_history_give_every_stage_change_newest_first(
+    sb: SandboxServer, hs: httpx.Client
+) -> None:
+    assert (
+        hs.get(
+            "/crm/v3/objects/deals", params={"limit": 51, "propertiesWithHistory": "dealstage"}
+        ).status_code
+        == 400
+    )  # HubSpot's limit with history is 50
+    results, pages = walk(
+        hs, "/crm/v3/objects/deals", limit=50, propertiesWithHistory="dealstage,dealname,nope"
+    )
+    assert pages == -(-sb.company.counts()["deals"] // 50)
+    for record in results:
+        deal: Any = sb.company.find("deals", record["id"])
+        stages = PIPELINES[deal.pipeline].stages
+        history = record["propertiesWithHistory"]
+        assert set(history) == {"dealstage", "dealname"}  # unknown names are ignored
+        versions = history["dealstage"]
+        expected = [
+            (stages[deal.history[k]].hs_id, iso_ms(deal.history[k + 1]))
+            for k in range(0, len(deal.history), 2)
+        ]
+        assert [(v["value"], v["timestamp"]) for v in versions] == expected[::-1]
+        assert all(v["sourceType"] and isinstance(v["updatedByUserId"], int) for v in versions)
+
+
+def test_batch_read_returns_records_with_history_and_207_for_missing_ids(
+    sb: SandboxServer, hs: httpx.Client
+) -> None:
+    live = [sb.company.hs_id("deals", d) for d in sb.company.live("deals")]
+    body = {
+        "inputs": [{"id": str(i)} for i in live[:3]] + [{"id": "1"}],
+        "properties": ["dealstage", "amount"],
+        "propertiesWithHistory": ["dealstage"],
+    }
+    r = hs.post("/crm/v3/objects/deals/batch/read", json=body)
+    assert r.status_code == 207
+    answer = r.json()
+    assert answer["status"] == "COMPLETE" and answer["errors"][0]["context"]["ids"] == ["1"]
+    assert [x["id"] for x in answer["results"]] == [str(i) for i in live[:3]]
+    for record in answer["results"]:
+        deal: Any = sb.company.find("deals", record["id"])
+        assert record["properties"]["dealstage"] == sb.company.stage(deal).hs_id
+        assert len(record["propertiesWithHistory"]["dealstage"]) == len(deal.history) // 2
+    too_many = {**body, "inputs": [{"id": str(i)} for i in live[:51]]}
+    assert hs.post("/crm/v3/objects/deals/batch/read", json=too_many).status_code == 400
+    plain = {"inputs": [{"id": str(i)} for i in live[:3]], "properties": ["dealname"]}
+    r = hs.post("/crm/v3/objects/deals/batch/read", json=plain)
+    assert r.status_code == 200 and "propertiesWithHistory" not in r.json()["results"][0]
+
+
+def test_pipelines_list_archived_stages(hs: httpx.Client) -> None:
+    pipelines = hs.get("/crm/v3/pipelines/deals").json()["results"]
+    archived = [
+        (p["id"], s["label"]) for p in pipelines for s in p["stages"] if s["archived"] is True
+    ]
+    assert archived == [("default", "Legal Review")]
+    stage = next(s for p in pipelines for s in p["stages"] if s["archived"])
+    assert stage["archivedAt"] and stage["displayOrder"] == len(PIPELINES[0].stages)

@@ -275,3 +275,34 @@ def test_query_all_shows_deleted_after_mutate(fresh: Any, client_for: Any) -> No
     )  # type: ignore[union-attr]
     only_deleted = soql(sf, "SELECT Id FROM Account WHERE IsDeleted = true", all_rows=True)
     assert only_deleted.json()["totalSize"] == len(archived)
+
+
+def test_contact_roles_and_last_stage_change(fresh: Any, client_for: Any) -> None:
+    sb = fresh(scale=0.02, seed=5)
+    sf = client_for(sb, "salesforce")
+    company = sb.company
+    deal: Any = next(d for d in company.deals if d.state == LIVE and len(d.contacts) >= 2)
+    opp_id = company.sf_id("deals", deal)
+    fields = "Id, ContactId, Role, IsPrimary, IsDeleted, SystemModstamp"
+    where = f"FROM OpportunityContactRole WHERE OpportunityId = '{opp_id}'"
+    roles = soql(sf, f"SELECT {fields} {where}").json()["records"]
+    contact_ids = [company.sf_id("contacts", company.contacts[c]) for c in deal.contacts]
+    assert sorted(r["ContactId"] for r in roles) == sorted(contact_ids)
+    assert [r["IsPrimary"] for r in roles].count(True) == 1 and all(r["Role"] for r in roles)
+    opp = soql(sf, f"SELECT LastStageChangeDate FROM Opportunity WHERE Id = '{opp_id}'")
+    assert opp.json()["records"][0]["LastStageChangeDate"] == sf_datetime(
+        deal.history[-1] - deal.history[-1] % 1000
+    )
+
+    removed = deal.contacts[-1]
+    with sb.state.lock:
+        ts = company.take_contact_off_deal(deal, removed)
+    live = soql(sf, f"SELECT {fields} {where}").json()["records"]
+    every = soql(sf, f"SELECT {fields} {where}", all_rows=True).json()["records"]
+    gone = company.sf_id("contacts", company.contacts[removed])
+    assert gone not in {r["ContactId"] for r in live} and len(live) == len(roles) - 1
+    (deleted,) = [r for r in every if r["IsDeleted"]]
+    assert deleted["ContactId"] == gone
+    assert deleted["SystemModstamp"] == sf_datetime(ts - ts % 1000)
+    # Ids never shift when a contact is removed
+    assert {r["Id"] for r in every} == {r["Id"] for r in roles}
