@@ -22,6 +22,7 @@ from revtops_kernel.agent.guard import run_guarded
 from revtops_kernel.artifacts.specs import ChartSpec, TableSpec
 from revtops_kernel.errors import ArtifactSpecError
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.query import QueryResult
 from revtops_kernel.timeutil import iso_z
 
 MAX_CHART_ROWS = 5_000
@@ -36,9 +37,19 @@ class PartData:
 
 
 def run_part_query(db: Database, part: ChartSpec | TableSpec, *, org: str, path: str) -> PartData:
-    """Run ``part.sql`` as ``org`` through the SQL guard and check the columns it names."""
+    """Run the part's query as ``org`` through the SQL guard and check the columns it names.
+
+    A verified query runs by name through ``agent.verified`` (the same guard underneath).
+    """
     limit = MAX_CHART_ROWS if isinstance(part, ChartSpec) else MAX_TABLE_ROWS
-    result = run_guarded(db, part.sql, org=org, max_rows=limit)
+    result: QueryResult
+    if part.verified_query is not None:
+        from revtops_kernel.agent.verified import run_verified
+
+        ref = part.verified_query
+        result = run_verified(db, ref.name, dict(ref.params), org=org, max_rows=limit)
+    else:
+        result = run_guarded(db, part_sql(part), org=org, max_rows=limit)
     if isinstance(part, ChartSpec) and result.truncated:
         raise ArtifactSpecError(
             f"the query returned more than {MAX_CHART_ROWS} rows, too many to chart; "
@@ -49,6 +60,16 @@ def run_part_query(db: Database, part: ChartSpec | TableSpec, *, org: str, path:
     frame = plottable(result.frame, for_chart=isinstance(part, ChartSpec))
     check_columns(part, frame, path=path)
     return PartData(frame, result.truncated)
+
+
+def part_sql(part: ChartSpec | TableSpec) -> str:
+    """The SQL behind a part: its own, or the trusted text of its verified query."""
+    if part.verified_query is not None:
+        from revtops_kernel.agent.verified import VERIFIED_QUERIES
+
+        query = VERIFIED_QUERIES.get(part.verified_query.name)
+        return query.sql if query is not None else ""
+    return part.sql or ""
 
 
 def check_columns(part: ChartSpec | TableSpec, frame: pd.DataFrame, *, path: str = "") -> None:

@@ -149,8 +149,19 @@ class _Cells:
                 continue
             name = self._frame_name()
             stored = json.loads(part.model_dump_json(exclude_none=True))
-            sql, uses = self.period.rewrite(stored.pop("sql"), self.dialect)
             draw = "figure_from_spec" if isinstance(part, ChartSpec) else "table_from_spec"
+            verified = part.verified_query
+            if verified is not None:
+                call = QueryCall(
+                    "run_verified_query", None, True, "", verified.name, dict(verified.params)
+                )
+                self.code(
+                    _verified_source(name, call).replace(f"display({name})", "")
+                    + f"spec = {pprint.pformat(stored, width=88, sort_dicts=False)}\n"
+                    f"{draw}(spec, {name})"
+                )
+                continue
+            sql, uses = self.period.rewrite(stored.pop("sql"), self.dialect)
             self.code(
                 f"sql = {_python_string(sql)}\n"
                 f"{name} = revtops_kernel.sql(sql, org=org{_params_expression(uses)})\n"
@@ -216,5 +227,5 @@ def _all_sql(turns: list[Any], artifacts: dict[uuid.UUID, Any]) -> list[str]:
         if isinstance(entry, QueryCall) and entry.ok and entry.sql
     ]
     for spec in artifacts.values():
-        sqls += [p.sql for p in spec_parts(spec) if isinstance(p, ChartSpec | TableSpec)]
+        sqls += [p.sql for p in spec_parts(spec) if isinstance(p, ChartSpec | TableSpec) and p.sql]
     return sqls

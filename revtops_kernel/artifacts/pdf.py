@@ -193,12 +193,12 @@ def _block(part: RenderedPart, columns: int) -> Block:
     description = spec.description or ""
     if part.error is not None or part.frame is None:
         note = f"This {spec.kind} could not be re-run: {part.error}"
-        return Block("error", title=spec.title, note=note, sql=spec.sql)
+        return Block("error", title=spec.title, note=note, sql=spec.source_label())
     if isinstance(spec, ChartSpec):
         width = PAGE_WIDTH_INCHES / columns
         svg = chart_svg(spec, part.frame, width_inches=width, height_inches=min(3.4, width * 0.7))
         uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
-        return Block("chart", spec.title, description, svg_uri=uri, sql=spec.sql)
+        return Block("chart", spec.title, description, svg_uri=uri, sql=spec.source_label())
     return _table_block(spec, part)
 
 
@@ -222,7 +222,7 @@ def _table_block(spec: TableSpec, part: RenderedPart) -> Block:
         numeric=[pd.api.types.is_numeric_dtype(frame[name]) for name in names],
         rows=rows,
         note=note,
-        sql=spec.sql,
+        sql=spec.source_label(),
     )
 
 

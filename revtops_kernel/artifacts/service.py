@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import delete, insert, select
 
 from revtops_kernel.agent.events import ArtifactCreated, TablePreview
-from revtops_kernel.artifacts.data import json_rows, run_part_query, table_view
+from revtops_kernel.artifacts.data import json_rows, part_sql, run_part_query, table_view
 from revtops_kernel.artifacts.figures import figure_from_spec, figure_json
 from revtops_kernel.artifacts.specs import (
     ArtifactSpec,
@@ -30,7 +30,7 @@ from revtops_kernel.artifacts.specs import (
     part_paths,
     spec_parts,
 )
-from revtops_kernel.errors import ArtifactSpecError, QueryError, RevtopsError
+from revtops_kernel.errors import ArtifactSpecError, QueryError, RevtopsError, VerifiedQueryError
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Artifact
 from revtops_kernel.timeutil import utcnow
@@ -53,6 +53,12 @@ class RenderedPart:
     truncated: bool = False
     figure: dict[str, Any] | None = None  # Plotly JSON (charts)
     error: str | None = None  # why the part could not be re-rendered (stored specs only)
+
+    @property
+    def verified(self) -> bool:
+        """Fed by a verified query (markdown blocks carry no numbers and count as verified)."""
+        spec = self.spec
+        return isinstance(spec, MarkdownBlock) or spec.verified_query is not None
 
     @property
     def kind(self) -> str:
@@ -79,8 +85,13 @@ class RenderedArtifact:
     parts: list[RenderedPart]
     conversation_id: uuid.UUID | None = None
     created_at: datetime | None = None
-    verified: bool = False
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        """Every number in it comes from verified queries."""
+        fed = [part for part in self.parts if not isinstance(part.spec, MarkdownBlock)]
+        return bool(fed) and all(part.verified for part in fed)
 
     @property
     def figures(self) -> list[dict[str, Any]]:
@@ -217,11 +228,12 @@ def _render_parts(
             if strict and isinstance(part, ChartSpec) and done.frame is not None:
                 _require_rows(done.frame, path)
             rendered.append(done)
-        except (ArtifactSpecError, QueryError) as exc:
+        except (ArtifactSpecError, QueryError, VerifiedQueryError) as exc:
             if strict:
                 if isinstance(exc, ArtifactSpecError):
                     raise
-                where = f"{path}.sql" if path else "sql"
+                source = "verified_query" if part.verified_query is not None else "sql"
+                where = f"{path}.{source}" if path else source
                 raise ArtifactSpecError(str(exc), field=where) from exc
             rendered.append(RenderedPart(part, error=str(exc)))
     return rendered
@@ -250,9 +262,16 @@ def _sql_of(spec: ArtifactSpec) -> str | None:
     parts = [part for part in spec_parts(spec) if not isinstance(part, MarkdownBlock)]
     if not parts:
         return None
-    if len(parts) == 1 and parts[0] is spec:
+    if len(parts) == 1 and parts[0] is spec and parts[0].sql is not None:
         return parts[0].sql
-    return "\n\n".join(f"-- {part.title}\n{part.sql.rstrip().rstrip(';')};" for part in parts)
+    return "\n\n".join(
+        f"-- {_heading(part)}\n{part_sql(part).rstrip().rstrip(';')};" for part in parts
+    )
+
+
+def _heading(part: ChartSpec | TableSpec) -> str:
+    ref = part.verified_query
+    return part.title + (f" ({ref.label()})" if ref is not None else "")
 
 
 def _load(db: Database, artifact_id: uuid.UUID | str, *, org: str) -> Any:

@@ -43,12 +43,44 @@ Column = Annotated[str, Field(min_length=1, max_length=200)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-class ChartSpec(_Spec):
+class VerifiedQueryRef(_Spec):
+    """A verified query (trusted, parameterized SQL) by name, with its parameters."""
+
+    name: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def label(self) -> str:
+        given = ", ".join(f"{key}={value}" for key, value in self.params.items())
+        return f"verified query {self.name}({given})"
+
+
+class _Sourced(_Spec):
+    """A part fed by one query: its own SQL, or a verified query."""
+
+    sql: Sql | None = None
+    verified_query: VerifiedQueryRef | None = None
+
+    @_model_validator(mode="after")
+    def _one_source(self) -> _Sourced:
+        if (self.sql is None) == (self.verified_query is None):
+            raise ValueError(
+                "give exactly one of sql (one SELECT) or verified_query ({name, params} of a "
+                "verified query)"
+            )
+        return self
+
+    def source_label(self) -> str:
+        """The SQL, or the verified query's name and parameters, as shown under the part."""
+        if self.verified_query is not None:
+            return self.verified_query.label()
+        return self.sql or ""
+
+
+class ChartSpec(_Sourced):
     """One chart drawn from the rows of one query."""
 
     kind: Literal["chart"] = "chart"
     title: Title
-    sql: Sql
     type: ChartType
     x: Column
     y: list[Column] = Field(default_factory=list, max_length=10)
@@ -93,12 +125,11 @@ class ChartSpec(_Spec):
         return used + ([("series", self.series)] if self.series else [])
 
 
-class TableSpec(_Spec):
+class TableSpec(_Sourced):
     """The rows of one query, optionally a subset of its columns, relabelled and formatted."""
 
     kind: Literal["table"] = "table"
     title: Title
-    sql: Sql
     columns: list[Column] | None = Field(default=None, min_length=1, max_length=50)
     labels: dict[str, str] = Field(default_factory=dict)
     formats: dict[str, ValueFormat] = Field(default_factory=dict)
@@ -243,6 +274,13 @@ _CHART_PROPERTIES: dict[str, Any] = {
         "type": "string",
         "description": "chart/table: one SELECT, same rules as run_sql_query; it is re-run to "
         "re-render. Aggregate in SQL (GROUP BY) and ORDER BY the x order you want.",
+    },
+    "verified_query": {
+        "type": "object",
+        "description": "chart/table: instead of sql, a verified query {name, params} (as for "
+        "run_verified_query); the artifact is then labelled verified.",
+        "properties": {"name": {"type": "string"}, "params": {"type": "object"}},
+        "required": ["name"],
     },
     "type": {"type": "string", "enum": list(CHART_TYPES), "description": "chart only."},
     "x": {

@@ -134,3 +134,48 @@ def test_papermill_re_runs_the_notebook_and_reproduces_the_numbers(
     assert figure["data"][0]["x"] == list(direct["stage_name"])
     assert figure["data"][0]["y"] == [float(value) for value in direct["total"]]
     assert figure["data"][0]["y"] != expected["data"][0]["y"]
+
+
+def test_an_artifact_on_a_verified_query_re_runs_it_by_name(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artifact_samples import store_conversation, tool_result, tool_use
+
+    from revtops_kernel import api
+    from revtops_kernel.artifacts import create_artifact
+
+    spec = {
+        "kind": "chart",
+        "title": "Pipeline (verified)",
+        "type": "bar",
+        "x": "stage",
+        "y": ["amount"],
+        "verified_query": {"name": "pipeline_by_stage"},
+    }
+    event = create_artifact(store, org="acme", spec=spec)
+    payload = json.dumps({"artifact_id": str(event.artifact_id), "kind": "chart"})
+    conversation_id = store_conversation(
+        store,
+        "acme",
+        [
+            ("user", [{"type": "text", "text": "Pipeline?"}]),
+            ("assistant", [tool_use("t1", "create_artifact", spec)]),
+            ("user", [tool_result("t1", payload)]),
+        ],
+        "Verified",
+    )
+    notebook = conversation_to_notebook(store, conversation_id, org="acme")
+    cells = code_cells(notebook)
+    assert "resolve_params('pipeline_by_stage', given)" in cells[-1]
+    assert "figure_from_spec(spec, df1)" in cells[-1]
+
+    # Run the cells in this process against the same store, as the kernel would.
+    store.dispose()
+    monkeypatch.setenv("REVTOPS_DATABASE_URL", str(store.url))
+    api._settings.cache_clear()
+    namespace: dict[str, Any] = {}
+    for source in cells:
+        exec(compile(source, "<cell>", "exec"), namespace)
+    api._settings.cache_clear()
+    figure = namespace["figure_from_spec"]({**spec}, namespace["df1"]).to_plotly_json()
+    assert list(figure["data"][0]["y"]) == event.figures[0]["data"][0]["y"]

@@ -210,3 +210,42 @@ def test_a_new_chart_of_no_rows_asks_to_check_the_filters(sales: Database) -> No
     assert caught.value.field == "sql"
     table = create_artifact(sales, org="acme", spec={**DEALS, "sql": DEALS["sql"] + " LIMIT 0"})
     assert table.table is not None and table.table.total_rows == 0  # an empty table is an answer
+
+
+VERIFIED_CHART = {
+    "kind": "chart",
+    "title": "Pipeline (verified)",
+    "type": "bar",
+    "x": "stage",
+    "y": ["amount"],
+    "verified_query": {"name": "pipeline_by_stage", "params": {}},
+}
+
+
+def test_a_chart_on_a_verified_query_is_labelled_verified(sales: Database) -> None:
+    event = create_artifact(sales, org="acme", spec=VERIFIED_CHART)
+    assert event.verified is True
+    trace = event.figures[0]["data"][0]
+    assert dict(zip(trace["x"], trace["y"], strict=True)) == stage_totals()
+    (row,) = stored_rows(sales)
+    assert row["spec"]["verified_query"] == {"name": "pipeline_by_stage", "params": {}}
+    assert "-- Pipeline (verified) (verified query pipeline_by_stage())" in row["sql"]
+    assert render_artifact(sales, event.artifact_id, org="acme").verified is True
+    mixed = create_artifact(
+        sales,
+        org="acme",
+        spec={"kind": "dashboard", "title": "Mixed", "items": [VERIFIED_CHART, DEALS]},
+    )
+    assert mixed.verified is False  # one of its numbers comes from model-written SQL
+
+
+def test_an_unknown_verified_query_names_the_field(sales: Database) -> None:
+    spec = {
+        "kind": "dashboard",
+        "title": "D",
+        "items": [{**VERIFIED_CHART, "verified_query": {"name": "pipeline_by_mood"}}],
+    }
+    with pytest.raises(ArtifactSpecError) as caught:
+        create_artifact(sales, org="acme", spec=spec)
+    assert caught.value.field == "items[0].verified_query"
+    assert "pipeline_by_stage" in str(caught.value)  # the names it would accept

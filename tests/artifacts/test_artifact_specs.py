@@ -88,8 +88,9 @@ def test_every_kind_parses() -> None:
         (chart(bins=10), "bins applies to histograms only"),
         (chart(title=""), "title: String should have at least 1 character"),
         (chart(currency="dollars"), "currency: String should match pattern"),
-        (chart(sql=None), "sql: Input should be a valid string"),
         ({"kind": "report", "title": "r"}, "report: a report needs markdown, blocks, or both"),
+        (chart(verified_query={"name": "win_rate"}), "give exactly one of sql (one SELECT) or"),
+        (chart(sql=None), "give exactly one of sql (one SELECT) or verified_query"),
         (
             {
                 "kind": "dashboard",
