@@ -98,3 +98,27 @@ def test_sigterm_stops_the_scheduler_without_leaving_a_run_running(
     assert [r.status for r in history] == ["interrupted"]
     assert history[0].error_name == "Interrupted" and history[0].finished_at is not None
     wait_for(lambda: not pid_alive(kernel), 15, "the interrupted run's kernel to exit")
+
+
+def test_ctrl_c_on_workflows_run_stops_the_run_and_marks_it_interrupted(
+    duckdb_store: Database,
+    env_for: Callable[..., Settings],
+    processes: Processes,
+    tmp_path: Path,
+) -> None:
+    env_for(duckdb_store)
+    pid_file = tmp_path / "kernel.pid"
+    notebook = write_notebook(
+        tmp_path / "long.ipynb",
+        f"pid_file = {str(pid_file)!r}",
+        "import os, time\nopen(pid_file, 'w').write(str(os.getpid()))\ntime.sleep(600)",
+    )
+    add_workflow(duckdb_store, "long", notebook, "0 0 1 1 *", org=ORG)
+    cli = processes.revtops("run", "workflows", "run", "long")
+    wait_for(pid_file.exists, 120, "the run's kernel to start", every=0.3)
+    kernel = int(pid_file.read_text())
+    cli.send_signal(signal.SIGINT)
+    assert cli.wait(timeout=60) != 0
+    (run,) = run_history(duckdb_store, "long", org=ORG)
+    assert run.status == "interrupted" and run.error_name == "Interrupted"
+    wait_for(lambda: not pid_alive(kernel), 15, "the interrupted run's kernel to exit")
