@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", type=float, default=0.2, help="sandbox size (1 = a 50-rep team)")
     demo.add_argument("--seed", type=int, default=1, help="sandbox seed")
     demo.add_argument("--no-app", action="store_true", help="sync only; do not open the app")
+    demo.add_argument(
+        "--crm", choices=CRM_PROVIDERS, default="hubspot", help="which CRM the company uses"
+    )
+    demo.add_argument("--port", type=int, default=8866, help="the web app's port")
     demo.set_defaults(handler=cmd_demo)
 
     for module in COMMAND_MODULES:
@@ -194,25 +198,52 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
     from revtops_kernel.sandbox import SandboxServer
     from revtops_kernel.store import Database, upgrade
     from revtops_kernel.sync import run_sync
 
     print(f"starting the sandbox (scale {args.scale}, seed {args.seed})…")
     with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
-        demo_settings = load_settings(
-            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
-            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
-        )
+        # One CRM: the sandbox's HubSpot and Salesforce are two views of the same company, so
+        # syncing both into one organization would count every deal twice.
+        connected = {
+            args.crm: (
+                ("REVTOPS_HUBSPOT_BASE_URL", sandbox.hubspot_base_url)
+                if args.crm == "hubspot"
+                else ("REVTOPS_SALESFORCE_INSTANCE_URL", sandbox.salesforce_instance_url)
+            ),
+            "slack": ("REVTOPS_SLACK_BASE_URL", sandbox.slack_base_url),
+            "google_calendar": (
+                "REVTOPS_GOOGLE_CALENDAR_BASE_URL",
+                sandbox.google_calendar_base_url,
+            ),
+        }
+        # Slack's real tier budget (50 calls a minute) would make the local demo wait minutes;
+        # the sandbox enforces no limit unless asked to.
+        environment: dict[str, str] = {"REVTOPS_SLACK_REQUESTS_PER_MINUTE": "6000"}
+        for provider, (url_variable, url) in connected.items():
+            environment[url_variable] = url
+            environment[f"REVTOPS_{provider.upper()}_TOKEN"] = sandbox.token
+        demo_settings = load_settings(**environment)
         db = Database.from_settings(demo_settings)
         upgrade(db)
-        for provider in CRM_PROVIDERS:
+        for provider in connected:
             print(_summary(run_sync(db, demo_settings, provider, progress=True)))
-    cmd_info(argparse.Namespace(json=False), demo_settings)
-    if not args.no_app:
-        print("the web app arrives with a later issue; the data is ready for `revtops info`")
+        db.dispose()
+        cmd_info(argparse.Namespace(json=False), demo_settings)
+        if args.no_app:
+            return 0
+        # The app (and its kernels, which inherit this environment) reach the same sandbox,
+        # so "Sync now" works while it runs.
+        os.environ.update(environment)
+        from revtops_server.voila_app import RevtopsVoila
+
+        print("starting the web app; open the URL printed below (Ctrl-C stops everything)")
+        if demo_settings.anthropic_api_key is None:
+            print("note: set ANTHROPIC_API_KEY to chat with the copilot; the rest works without it")
+        RevtopsVoila.launch_instance(argv=[f"--port={args.port}", "--Voila.ip=127.0.0.1"])
     return 0
 
 
