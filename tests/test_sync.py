@@ -295,6 +295,7 @@ def stage_entered_matches_history(db: Database, system: str) -> None:
     assert mismatched == []
 
 
+@pytest.mark.slow
 def test_stage_history_and_deal_contacts_follow_incremental_syncs(
     db: Database, sandbox: SandboxServer
 ) -> None:
@@ -327,6 +328,7 @@ def test_stage_history_and_deal_contacts_follow_incremental_syncs(
     assert again.ok and again.counts.upserted == 0 and again.counts.deleted == 0
 
 
+@pytest.mark.slow
 def test_salesforce_stage_history_and_contact_roles(db: Database, sandbox: SandboxServer) -> None:
     settings = settings_for(sandbox, db)
     company = sandbox.company

@@ -20,9 +20,10 @@ Values: every HubSpot property is a string or null. Amounts are rounded to cents
 probabilities to 4 places because the columns are NUMERIC(18,2) and NUMERIC(5,4): one extra
 digit would make the store's cast fail for the whole batch, not just for this record.
 
-``PROPERTIES`` and ``ASSOCIATIONS`` list what each stream's normalizer reads: what a connector
-asks for. The value parsers (and how they stay fast) are in ``values``; the envelope every
-record has (id, properties, archived, associations) is read by ``hubspot_envelope``.
+``PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY`` (properties read with their past values) list
+what each stream's normalizer reads: what a connector asks for. The value parsers (and how
+they stay fast) are in ``values``; the envelope every record has (id, properties, archived,
+associations) is read by ``hubspot_envelope``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@
   ``"{dealId}:{stageId}:{epoch ms}"``: every read of a deal brings its whole history again and
   lands on the same rows, so nothing is duplicated across syncs. HubSpot keeps no amount at
   the time of a change, so ``amount`` is NULL; probability and forecast category are the
-  stage's. The stage's pipeline is the deal's current one (stage ids are per pipeline).
+  stage's. A stage is looked up in the deal's current pipeline first (stage ids are per
+  pipeline), then by its bare id (a deal moved between pipelines); ``pipeline_id`` is the
+  pipeline of the stage found, else the deal's.
 - ``deal_contacts``: one row per associated contact, ``source_id "{dealId}:{contactId}"``,
   with the deal's times (so a link the deal no longer lists is older than its deal: that is
   how a sync finds removed links, see ``store.deal_links``). No role or primary flag: HubSpot's
@@ -74,7 +76,7 @@ def history_rows(
         )
         row.update(
             deal_id=deal["id"],
-            pipeline_id=link(ctx, "pipelines", pipeline),
+            pipeline_id=info.pipeline_id if info is not None else link(ctx, "pipelines", pipeline),
             stage_id=stage_id,
             stage_name=info.label if info is not None else stage,
             entered_at=entered_at,

@@ -201,6 +201,14 @@ def test_hubspot_stage_of_another_pipeline_or_unknown_keeps_its_id() -> None:
     assert (row["stage_name"], row["probability"]) == ("9999", None)
 
 
+def test_hubspot_stage_from_a_pipeline_the_deal_left_keeps_that_pipeline() -> None:
+    moved = {**DEAL, "properties": {**DEAL["properties"], "pipeline": "81472210"}}
+    first, last = hubspot.normalize_deal(moved, hs_ctx())["deal_stage_history"]
+    assert first["stage_id"] == rid("hubspot", "deal_stages", "default:appointmentscheduled")
+    assert first["pipeline_id"] == rid("hubspot", "pipelines", "default")
+    assert last["stage_name"] == "Contract Sent"
+
+
 def test_hubspot_malformed_history_is_quarantined_with_the_field() -> None:
     bad_time = {
         **DEAL,
