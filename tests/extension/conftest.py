@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ import httpx
 import pytest
 from revtops_server.supabase import mint_token
 
+from tests.browser.app_server import free_port
+
 SECRET = "test-jwt-secret-with-at-least-32-bytes!!"
 SUPABASE_URL = "http://127.0.0.1:9/supabase"  # never contacted: HS256 tokens verify locally
 ADMIN_KEY = "admin-key-for-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,34 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from revtops_server.supabase import mint_token
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from .conftest import ADMIN_KEY, SECRET, SUPABASE_URL, free_port
+from tests.browser.app_server import RunningApp, running_app
 
 pytestmark = pytest.mark.slow
 
 
 class App:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, running: RunningApp) -> None:
+        self.url = running.url
+        self.running = running
 
     def token(self, email: str, name: str = "Someone") -> str:
-        return mint_token(
-            secret=SECRET, supabase_url=SUPABASE_URL, subject=f"sub-{email}", email=email, name=name
-        )
+        return self.running.token(email, name)
 
     def page(self, token: str | None, **headers: str) -> httpx.Response:
         if token:
@@ -41,50 +35,10 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    home = tmp_path_factory.mktemp("app-home")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REVTOPS_", "SUPABASE_"))},
-        "REVTOPS_HOME": str(home / "revtops"),
-        "SUPABASE_URL": SUPABASE_URL,
-        "SUPABASE_JWT_SECRET": SECRET,
-        "REVTOPS_ADMIN_KEY": ADMIN_KEY,
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    log = home / "app.log"
-    revtops = str(Path(sys.executable).with_name("revtops"))
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [revtops, "app", f"--port={port}", "--no-browser", "--pool-size=2"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"revtops app did not start:\n{log.read_text()[-4000:]}")
-        time.sleep(0.3)
-    for domain in ("acme.com", "globex.com"):
-        made = httpx.post(
-            f"{url}/revtops/api/organizations",
-            headers={"X-Admin-Key": ADMIN_KEY},
-            json={"name": domain.split(".")[0].title(), "domain": domain},
-        )
-        assert made.status_code == 201, made.text
-    yield App(url)
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_app(tmp_path_factory.mktemp("app-home")) as running:
+        running.create_org("Acme", "acme.com")
+        running.create_org("Globex", "globex.com")
+        yield App(running)
 
 
 def header_of(page: httpx.Response) -> str:
