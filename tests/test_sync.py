@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE, PIPELINES
 from revtops_kernel.sandbox.hubspot_schema import deal_name
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
+from revtops_kernel.store.bookkeeping import load_cursor, save_cursor
 from revtops_kernel.sync import run_sync
 
 ORG = "northwind"
@@ -326,6 +328,30 @@ def test_stage_history_and_deal_contacts_follow_incremental_syncs(
 
     again = run_sync(db, settings, "hubspot")
     assert again.ok and again.counts.upserted == 0 and again.counts.deleted == 0
+
+
+def test_a_cursor_from_before_stage_history_lists_deals_once_more(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    """A store synced before history was read: its deals cursor has no ``history`` flag, so
+    the next sync lists deals again (the one-time backfill); other streams stay incremental."""
+    settings = settings_for(sandbox, db)
+    assert run_sync(db, settings, "hubspot").ok
+    with db.begin() as conn:
+        cursor = json.loads(load_cursor(conn, ORG, "hubspot", "deals") or "{}")
+        assert cursor.pop("history") is True
+        save_cursor(conn, ORG, "hubspot", "deals", json.dumps(cursor))
+        conn.execute(text("DELETE FROM deal_stage_history"))
+        conn.execute(text("UPDATE deals SET stage_entered_at = NULL"))
+    sandbox.reset_stats()
+    result = run_sync(db, settings, "hubspot")
+    assert result.ok, result.error
+    company = sandbox.company
+    assert live_source_ids(db, "deal_stage_history", "hubspot") == hubspot_history_truth(company)
+    stage_entered_matches_history(db, "hubspot")
+    deal_pages = -(-company.counts()["deals"] // 50)
+    assert sandbox.stats.count("hubspot GET /crm/v3/objects/deals") == deal_pages + 1
+    assert sandbox.stats.count("hubspot GET /crm/v3/objects/contacts") == 1  # archived only
 
 
 @pytest.mark.slow

@@ -122,6 +122,11 @@ class HubSpotConnector:
 
     # --- CRM objects ------------------------------------------------------------------------
     def _objects(self, stream: ObjectStream, state: dict[str, Any] | None) -> Iterator[Page]:
+        if stream.history and state is not None and not state.get("history"):
+            # A cursor from before history was asked for: list once more, with it, so every
+            # record gets its history (a one-time backfill after an upgrade).
+            log.info("hubspot %s: listing again to read %s history", stream.name, stream.history)
+            state = None
         if state is None or state.get("phase") != "search":
             yield from self._full_listing(stream, state or {})
         else:
@@ -133,10 +138,10 @@ class HubSpotConnector:
         params = _list_params(stream, archived=False)
         for records, next_after in self._list_pages_with_cursor(path, params, state.get("after")):
             position = {"phase": "list", "started_ms": started_ms, "after": next_after}
-            yield Page(records, dump_checkpoint(position) if next_after else None)
+            yield Page(records, _checkpoint(stream, position) if next_after else None)
         since = started_ms - SEARCH_INDEX_LAG_MS
         archived = list(self._archived(stream, since_ms=None))
-        yield Page(archived, dump_checkpoint({"phase": "search", "since_ms": since}))
+        yield Page(archived, _checkpoint(stream, {"phase": "search", "since_ms": since}))
 
     def _changes_since(self, stream: ObjectStream, since_ms: int) -> Iterator[Page]:
         started_ms = to_epoch_ms(utcnow())
@@ -151,7 +156,7 @@ class HubSpotConnector:
                 self._attach_history(stream, records)
                 last_seen = max(last_seen, *(self._modified_ms(stream, r) for r in records))
             next_after = (data.get("paging") or {}).get("next", {}).get("after")
-            yield Page(records, dump_checkpoint({"phase": "search", "since_ms": last_seen}))
+            yield Page(records, _checkpoint(stream, {"phase": "search", "since_ms": last_seen}))
             if not next_after:
                 break
             after = int(next_after)
@@ -167,7 +172,7 @@ class HubSpotConnector:
                 window_start, after = last_seen, 0  # a new query, starting where we are
         archived = list(self._archived(stream, since_ms=min(since_ms, started_ms)))
         if archived:
-            yield Page(archived, dump_checkpoint({"phase": "search", "since_ms": last_seen}))
+            yield Page(archived, _checkpoint(stream, {"phase": "search", "since_ms": last_seen}))
 
     def _search(self, stream: ObjectStream, since_ms: int, after: int) -> dict[str, Any]:
         body = {
@@ -273,6 +278,11 @@ class HubSpotConnector:
             return (data.get("results", []), next_after), next_after
 
         yield from paginate(fetch, provider="hubspot", endpoint=f"GET {path}", start=start)
+
+
+def _checkpoint(stream: ObjectStream, position: dict[str, Any]) -> str:
+    """A position of ``stream``; a stream read with history says so (see ``_objects``)."""
+    return dump_checkpoint({**position, "history": True} if stream.history else position)
 
 
 def _list_params(stream: ObjectStream, *, archived: bool) -> dict[str, Any]:

@@ -355,8 +355,13 @@ def _stage_entered_at(
     props: Mapping[str, Any], versions: list[tuple[datetime, str]]
 ) -> datetime | None:
     stage = props.get("dealstage") or None
-    if versions and (stage is None or versions[-1][1] == stage):
+    if versions and stage is None:
         return versions[-1][0]
+    # The newest entry into the current stage (history read a moment after the properties
+    # may already hold a later move).
+    entered = [when for when, value in versions if value == stage]
+    if entered:
+        return entered[-1]
     if stage:  # no history: HubSpot's own "date entered" property for the stage, if sent
         name = f"hs_date_entered_{stage}"
         return parse_time(props.get(name), name)
