@@ -385,6 +385,19 @@ def test_salesforce_stage_history_and_contact_roles(db: Database, sandbox: Sandb
     assert live_count(db, "deal_stage_history", "salesforce") == steps
     stage_entered_matches_history(db, "salesforce")
 
+    # A cursor written for an older field list (before LastStageChangeDate): that object is
+    # read again from the start, the others stay incremental.
+    with db.begin() as conn:
+        cursor = json.loads(load_cursor(conn, ORG, "salesforce", "Opportunity") or "{}")
+        assert cursor.pop("fields")
+        save_cursor(conn, ORG, "salesforce", "Opportunity", json.dumps(cursor))
+        conn.execute(text("UPDATE deals SET stage_entered_at = NULL"))
+    backfill = run_sync(db, settings, "salesforce")
+    assert backfill.ok, backfill.error
+    assert backfill.streams["Opportunity"].fetched >= company.counts()["deals"]
+    assert backfill.streams["Account"].fetched < 10  # the boundary second only
+    assert live_count(db, "deals", "salesforce", "stage_entered_at IS NULL") == 0
+
 
 STREAM_TABLES = {
     "companies": "accounts",

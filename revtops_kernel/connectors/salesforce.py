@@ -7,11 +7,13 @@ than skipping any; the upsert makes that a no-op. ``queryAll`` includes deleted 
 every time (deals need it to know order, probability, closed and won). OpportunityHistory
 (stage history; its rows are never edited, so SystemModstamp is their creation time) and
 OpportunityContactRole (deal-contact links; a removed link comes back with ``IsDeleted``) are
-incremental like the others.
+incremental like the others. A checkpoint names the field list it was read with: when an
+upgrade adds fields (``LastStageChangeDate``), the object is read once more from the start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +43,11 @@ class SObjectStream:
     name: str
     fields: tuple[str, ...]
     incremental: bool = True
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the field list in a checkpoint: another list means reading again."""
+        return hashlib.sha256(",".join(self.fields).encode()).hexdigest()[:12]
 
 
 _COMMON = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted")
@@ -211,13 +218,22 @@ class SalesforceConnector:
         if spec is None:
             raise ValueError(f"unknown Salesforce stream {stream!r}; streams: {', '.join(STREAMS)}")
         state = load_checkpoint(checkpoint) if spec.incremental else None
+        if state and state.get("fields") != spec.fingerprint:
+            # Written for another field list (an upgrade added fields): read the object
+            # again from the start, so every record gets the new fields once.
+            log.info("salesforce %s: fields changed since the last sync; reading it all", stream)
+            state = None
         since = state.get("since") if state else None
         last_seen: str | None = since
         for records in self._query(soql(spec, since)):
             if spec.incremental:
                 stamps = [r["SystemModstamp"] for r in records if r.get("SystemModstamp")]
                 last_seen = max([*stamps, *([last_seen] if last_seen else [])], default=None)
-            position = dump_checkpoint({"since": last_seen}) if last_seen else None
+            position = (
+                dump_checkpoint({"since": last_seen, "fields": spec.fingerprint})
+                if last_seen
+                else None
+            )
             yield Page(records, position)
 
     def _query(self, query: str) -> Iterator[list[dict[str, Any]]]:
