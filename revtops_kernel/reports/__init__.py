@@ -1,0 +1,1 @@
+"""Scheduled reports built from verified queries: the weekly pipeline digest (``digest``)."""
