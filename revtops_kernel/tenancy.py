@@ -5,7 +5,8 @@ module decides what that person may do. Rules:
 
 - a consumer mailbox (gmail.com, outlook.com...) never maps to an organization: refused;
 - a known user (by token subject or email) is admitted to their organization;
-- a new user whose work domain belongs to an organization joins it as a member;
+- a new user whose work domain belongs to an organization joins it (the first one to join
+  administers it, the others are members);
 - a new user whose email was invited from the waitlist founds the organization of their domain
   and becomes its admin;
 - everyone else is put on the waitlist (once).
@@ -87,7 +88,9 @@ def admit(db: Database, *, email: str, subject: str, name: str | None = None) ->
             return Admission("admitted", email, known)
         org = conn.execute(select(_orgs.c.id).where(_orgs.c.domain == domain)).scalar()
         if org is not None:
-            added = _add_user(conn, org, email, subject, name, "member")
+            # The first person to join an organization (one an operator created) runs it.
+            first = conn.execute(select(_users.c.id).where(_users.c.organization_id == org)).first()
+            added = _add_user(conn, org, email, subject, name, "member" if first else "admin")
             return Admission("admitted", email, added)
         invited = conn.execute(
             select(_waitlist.c.id).where(

@@ -76,6 +76,9 @@ def test_existing_org_by_domain_admits_new_members(db: Database) -> None:
     admission = admit(db, email="rep@acme.com", subject="s")
     assert admission.status == "admitted" and admission.member is not None
     assert admission.member.organization_id == "acme-com"
+    assert admission.member.role == "admin"  # the first to join runs it
+    second = admit(db, email="rep2@acme.com", subject="s2")
+    assert second.member is not None and second.member.role == "member"
     with pytest.raises(TenancyError, match="already uses the domain"):
         create_organization(db, name="Acme again", domain="acme.com")
     with pytest.raises(TenancyError, match="personal mailbox"):

@@ -342,10 +342,12 @@ class AdminInviteHandler(AdminHandler):
 def routes() -> list[tuple[str, type[ApiHandler]]]:
     """Paths relative to the server's base URL."""
     from .handlers_data import data_routes
+    from .handlers_workflows import workflow_routes
 
     api = "/revtops/api"
     return [
         *data_routes(),
+        *workflow_routes(),
         (f"{api}/health", HealthHandler),
         (f"{api}/session", SessionHandler),
         (f"{api}/me", MeHandler),

@@ -163,3 +163,44 @@ def test_chat_history_is_per_user(world: World) -> None:
     assert transcript["items"][0]["text"] == "pipeline of ana?"
     assert world.get(world.acme, f"/revtops/api/chat/conversations/{ids['gus']}").status_code == 404
     assert world.get(world.acme, "/revtops/api/chat/conversations/not-a-uuid").status_code == 404
+
+
+def test_workflows_from_the_api(world: World) -> None:
+    listed = world.get(world.acme, "/revtops/api/workflows").json()
+    assert "sync.ipynb" in listed["notebooks"] and "app.ipynb" not in listed["notebooks"]
+    body = {
+        "name": "nightly-sync",
+        "notebook": "sync.ipynb",
+        "cron": "0 2 * * *",
+        "timezone": "Europe/Paris",
+        "parameters": {"org": "globex-com", "provider": "hubspot"},
+    }
+    made = world.post(world.acme, "/revtops/api/workflows", body)
+    assert made.status_code == 201, made.text
+    workflow = made.json()
+    assert workflow["parameters"]["org"] == "acme-com"  # never another organization's
+    assert workflow["notebook"] == "sync.ipynb"  # no server path
+    again = world.post(world.acme, "/revtops/api/workflows", body)
+    assert again.status_code == 409
+    outside = world.post(
+        world.acme, "/revtops/api/workflows", {**body, "name": "x", "notebook": "../../x.ipynb"}
+    )
+    assert outside.status_code == 400
+    member = world.server.token("bo@acme.com")  # the second to join: a member, not an admin
+    assert world.post(member, "/revtops/api/workflows", {**body, "name": "y"}).status_code == 403
+    assert world.get(world.globex, "/revtops/api/workflows/nightly-sync").status_code == 404
+
+    started = world.post(world.acme, "/revtops/api/workflows/nightly-sync/run", {})
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = world.get(world.acme, "/revtops/api/workflows/nightly-sync").json()["runs"]
+        if runs and runs[0]["status"] not in ("queued", "running"):
+            break
+        time.sleep(1.0)
+    assert runs[0]["status"] == "succeeded", runs[0]
+    assert runs[0]["parameters"]["org"] == "acme-com"
+    gone = httpx.delete(
+        f"{world.server.url}/revtops/api/workflows/nightly-sync", headers=_auth(world.acme)
+    )
+    assert gone.status_code == 200

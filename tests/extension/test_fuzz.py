@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from revtops_server.handlers import routes
 from revtops_server.handlers_data import PROVIDER_PATTERN, UUID_PATTERN
+from revtops_server.handlers_workflows import NAME_PATTERN
 
 from .conftest import ADMIN_KEY, Server
 
@@ -47,6 +48,7 @@ PATHS = [
     path.replace("([a-z0-9][a-z0-9_-]{0,62})", "{org}")
     .replace(PROVIDER_PATTERN, "{provider}")
     .replace(UUID_PATTERN, "{uuid}")
+    .replace(NAME_PATTERN, "nightly")
     for path, _ in routes()
 ]
 

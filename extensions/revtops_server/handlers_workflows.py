@@ -1,0 +1,153 @@
+"""REST endpoints for scheduled work: the organization's workflows, runs now, run history.
+
+Workflows run notebooks on the server, so only the project's own notebooks (``notebooks/``) may
+be scheduled from here, only an organization's admins may change them, and the ``org``
+parameter is always the caller's organization: a workflow cannot be pointed at another org.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tornado import web
+
+from revtops_kernel.scheduling import (
+    WorkflowBusyError,
+    WorkflowError,
+    add_workflow,
+    get_workflow,
+    list_workflows,
+    remove_workflow,
+    run_history,
+)
+
+from .handlers import ApiHandler, Principal
+from .handlers_data import _json
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NAME_PATTERN = r"([A-Za-z0-9][A-Za-z0-9_.-]{0,99})"
+_RUN_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-workflow")
+
+
+def _schedulable() -> dict[str, Path]:
+    return {p.name: p for p in NOTEBOOKS.glob("*.ipynb") if p.name != "app.ipynb"}
+
+
+def _admin(handler: ApiHandler) -> Principal:
+    principal = handler.principal()
+    if principal.role != "admin":
+        raise web.HTTPError(403, "only an organization's admins manage workflows")
+    return principal
+
+
+def _info(value: Any) -> dict[str, Any]:
+    data = _json(value)
+    if isinstance(data, dict) and "notebook" in data:
+        data["notebook"] = Path(str(data["notebook"])).name  # no server paths to clients
+    if isinstance(data, dict) and "output_path" in data:
+        data.pop("output_path")
+    return data
+
+
+class WorkflowsHandler(ApiHandler):
+    def get(self) -> None:
+        org = self.principal().organization_id
+        found = list_workflows(self.ctx.db, org=org)
+        self.reply({"workflows": [_info(w) for w in found], "notebooks": sorted(_schedulable())})
+
+    def post(self) -> None:
+        org = _admin(self).organization_id
+        data = self.body()
+        name = self.text_field(data, "name", required=True)
+        notebook = self.text_field(data, "notebook", required=True)
+        cron = self.text_field(data, "cron", required=True)
+        assert name is not None and notebook is not None and cron is not None
+        path = _schedulable().get(notebook)
+        if path is None:
+            raise web.HTTPError(400, f"notebook must be one of {sorted(_schedulable())}")
+        parameters = data.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise web.HTTPError(400, "'parameters' must be an object")
+        try:
+            created = add_workflow(
+                self.ctx.db,
+                name,
+                path,
+                cron,
+                org=org,
+                timezone=self.text_field(data, "timezone") or "UTC",
+                parameters={**parameters, "org": org},
+                enabled=bool(data.get("enabled", True)),
+                owner=self.principal().email,
+            )
+        except WorkflowError as exc:
+            status = 409 if "already exists" in str(exc) else 400
+            raise web.HTTPError(status, str(exc).replace("%", "%%")) from None
+        self.reply(_info(created), 201)
+
+
+class WorkflowHandler(ApiHandler):
+    def get(self, name: str) -> None:
+        org = self.principal().organization_id
+        workflow = _found(self, name, org)
+        runs = run_history(self.ctx.db, workflow.name, org=org)
+        self.reply({"workflow": _info(workflow), "runs": [_info(r) for r in runs]})
+
+    def delete(self, name: str) -> None:
+        org = _admin(self).organization_id
+        _found(self, name, org)
+        remove_workflow(self.ctx.db, name, org=org)
+        self.reply({"name": name, "removed": True})
+
+
+class WorkflowRunHandler(ApiHandler):
+    """Run now, in the background (or on the Celery workers with REVTOPS_BROKER_URL): 202."""
+
+    async def post(self, name: str) -> None:
+        from revtops_kernel.scheduling import runs
+        from revtops_kernel.scheduling.supervise import supervise
+
+        org = _admin(self).organization_id
+        workflow = _found(self, name, org)
+        overrides = self.body().get("parameters") or {}
+        if not isinstance(overrides, dict):
+            raise web.HTTPError(400, "'parameters' must be an object")
+        try:
+            run = runs.claim_manual(
+                self.ctx.db, workflow, f"api@{runs.process_label()}", {**overrides, "org": org}
+            )
+        except WorkflowBusyError as exc:
+            raise web.HTTPError(409, str(exc).replace("%", "%%")) from None
+        settings = self.ctx.settings
+        if settings.broker_url:
+            from revtops_kernel.scheduling.celery_app import CeleryDispatcher
+
+            dispatcher = CeleryDispatcher(settings)
+            dispatcher.dispatch(run)
+            dispatcher.shutdown(0)
+        else:
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(_RUN_POOL, supervise, self.ctx.db, settings, run.id)
+        self.reply({"run_id": str(run.id), "status": run.status}, 202)
+
+
+def _found(handler: ApiHandler, name: str, org: str) -> Any:
+    try:
+        return get_workflow(handler.ctx.db, name, org=org)
+    except WorkflowError:
+        raise web.HTTPError(404, f"no workflow {name!r}") from None
+
+
+def workflow_routes() -> list[tuple[str, type[ApiHandler]]]:
+    api = "/revtops/api"
+    return [
+        (f"{api}/workflows", WorkflowsHandler),
+        (f"{api}/workflows/{NAME_PATTERN}", WorkflowHandler),
+        (f"{api}/workflows/{NAME_PATTERN}/run", WorkflowRunHandler),
+    ]
+
+
+__all__ = ["workflow_routes"]
