@@ -94,7 +94,8 @@ class Headline:
     previous_won_deals: int
     previous_won_amount: float
     previous_lost_deals: int
-    stage_moves: int
+    stage_moves: int  # (deal, stage entered) pairs in the period
+    previous_stage_moves: int
     closing_deals: int
     closing_amount: float
     slipped_deals: int
@@ -152,8 +153,9 @@ class Digest:
              _deals(h.previous_created_deals, h.previous_created_amount)),
             ("Won", _deals(h.won_deals, h.won_amount),
              _deals(h.previous_won_deals, h.previous_won_amount)),
-            ("Lost", f"{h.lost_deals:,} deals", f"{h.previous_lost_deals:,} deals"),
-            ("Stage moves", f"{h.stage_moves:,} deals", ""),
+            ("Lost", _count(h.lost_deals, "deal"), _count(h.previous_lost_deals, "deal")),
+            ("Stages entered", _count(h.stage_moves, "move"),
+             _count(h.previous_stage_moves, "move")),
         ]  # fmt: skip
         lines = [
             f"**Open pipeline:** {_deals(h.open_deals, h.open_amount)}, "
@@ -184,7 +186,7 @@ class Digest:
             f"({_money(h.weighted_amount)} weighted)",
             f"Created: {_deals(h.created_deals, h.created_amount)} "
             f"(previous period {_deals(h.previous_created_deals, h.previous_created_amount)})",
-            f"Won: {_deals(h.won_deals, h.won_amount)} · Lost: {h.lost_deals:,} deals "
+            f"Won: {_deals(h.won_deals, h.won_amount)} · Lost: {_count(h.lost_deals, 'deal')} "
             f"(previous: {h.previous_won_deals:,} won, {h.previous_lost_deals:,} lost)",
             f"Closing in the period: {_deals(h.closing_deals, h.closing_amount)}",
             *top,
@@ -228,6 +230,7 @@ def build_digest(
         "win_rate": window("win_rate", start, end, period="year"),
         "previous_win_rate": window("win_rate", prev_start, prev_end, period="year"),
         "stage_moves": _guarded(db, STAGE_MOVES_SQL, org, start, end),
+        "previous_stage_moves": _guarded(db, STAGE_MOVES_SQL, org, prev_start, prev_end),
         "closed_deals": _guarded(db, CLOSED_DEALS_SQL, org, start, end),
         "deals_closing": window("deals_closing", start, end),
         "slipped_deals": verified("slipped_deals", {"as_of": as_of}),
@@ -396,6 +399,7 @@ def _headline(frames: dict[str, pd.DataFrame]) -> Headline:
         previous_won_amount=_total(frames["previous_win_rate"], "won_amount"),
         previous_lost_deals=_sum(frames["previous_win_rate"], "lost"),
         stage_moves=_sum(frames["stage_moves"], "deals"),
+        previous_stage_moves=_sum(frames["previous_stage_moves"], "deals"),
         closing_deals=len(closing),
         closing_amount=_total(closing, "amount"),
         slipped_deals=len(slipped),
@@ -459,8 +463,12 @@ def _money(value: float) -> str:
     return f"{sign}{currency_prefix('USD')}{abs(round(value)):,}"
 
 
+def _count(count: int, noun: str) -> str:
+    return f"{count:,} {noun if count == 1 else noun + 's'}"
+
+
 def _deals(count: int, amount: float) -> str:
-    return f"{count:,} {'deal' if count == 1 else 'deals'}, {_money(amount)}"
+    return f"{_count(count, 'deal')}, {_money(amount)}"
 
 
 def _slack_escape(text: str) -> str:
