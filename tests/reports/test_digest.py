@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from digest_helpers import ANCHOR, ORG, PERIOD_END, PERIOD_START, SCALE, SEED, synced_store
+from digest_helpers import (
+    ANCHOR,
+    ORG,
+    PERIOD_END,
+    PERIOD_START,
+    SCALE,
+    SEED,
+    sync_into,
+    synced_store,
+)
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -20,11 +30,19 @@ from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.slack_post import SlackPoster
 from revtops_kernel.reports.digest import TABLE_ROWS, Digest, build_digest
+from revtops_kernel.reports.narrative import Narrative, write_narrative
 from revtops_kernel.reports.pdf import digest_html, digest_pdf
 from revtops_kernel.reports.period import DigestPeriod, resolve_period
 from revtops_kernel.reports.publish import pdf_filename, post_digest
 from revtops_kernel.sandbox import SandboxServer
+from revtops_kernel.sandbox.anthropic import (
+    ScriptedMessagesServer,
+    Turn,
+    scripted_settings_overrides,
+)
+from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
+from revtops_kernel.store.schema import metadata
 
 pytestmark = pytest.mark.slow
 
@@ -250,3 +268,55 @@ def test_the_digest_lands_in_slack(digest: Digest, sandbox: SandboxServer) -> No
     [shared] = upload.files
     assert shared["id"] == posted.file.file_id and shared["name"] == pdf_filename(digest)
     assert shared["mimetype"] == "application/pdf" and shared["data"] == pdf
+
+
+def test_the_summary_is_written_by_the_assistant_only_with_a_key(
+    store: Database, digest: Digest
+) -> None:
+    database_url = store.url.render_as_string(hide_password=False)
+    without_key = load_settings(REVTOPS_DATABASE_URL=database_url, REVTOPS_ORG=ORG)
+    skipped = write_narrative(store, without_key, digest)
+    assert skipped == Narrative(None, "no ANTHROPIC_API_KEY configured: the digest has no summary")
+
+    summary = "Open pipeline is $1.7M. <script>alert(1)</script> Chase the 10 slipped deals first."
+    with ScriptedMessagesServer() as api:
+        api.script(Turn.reply(summary))
+        settings = load_settings(
+            REVTOPS_DATABASE_URL=database_url,
+            REVTOPS_ORG=ORG,
+            **scripted_settings_overrides(api),
+        )
+        narrative = write_narrative(store, settings, digest)
+        [request] = api.requests
+    assert narrative == Narrative(summary)
+    sent = json.dumps(request.body["messages"])
+    assert "Using only the figures below" in sent
+    assert json.dumps(digest.slack_text())[1:-1] in sent  # the figures, as the model saw them
+
+    told = digest.with_narrative(narrative.text)
+    assert told.slack_text().endswith(
+        "Open pipeline is $1.7M. &lt;script&gt;alert(1)&lt;/script&gt; Chase the 10 slipped "
+        "deals first."
+    )
+    html = digest_html(told)
+    assert "Summary</strong> (written by the assistant)" in html
+    assert "Chase the 10 slipped deals first." in html and "<script>" not in html
+
+
+@pytest.mark.postgres
+def test_postgresql_gives_the_same_digest(
+    postgres_db: Database, sandbox: SandboxServer, digest: Digest, period: DigestPeriod
+) -> None:
+    with postgres_db.begin() as conn:
+        tables = ", ".join(t.name for t in metadata.sorted_tables)  # cursors too: a full sync
+        conn.execute(text(f"TRUNCATE {tables}"))
+    sync_into(postgres_db, sandbox)
+    try:
+        on_postgres = build_digest(postgres_db, org=ORG, period=period, timezone="Europe/Paris")
+        assert on_postgres.headline == digest.headline
+        for name, frame in digest.frames.items():
+            same = on_postgres.frames[name].astype(str).to_numpy().tolist()
+            assert same == frame.astype(str).to_numpy().tolist(), name
+    finally:
+        with postgres_db.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables}"))
