@@ -43,6 +43,9 @@ def at(ms: int) -> datetime:
 @pytest.mark.slow
 def test_a_scale_one_hubspot_sync_matches_the_ground_truth(tmp_path: Path) -> None:
     with SandboxServer(scale=1, seed=1) as sandbox:
+        # A bigger plan's announced limit: this test checks content (the rate-limit tests
+        # are in test_sync_resilience); at 190 per 10 s the ~960 calls alone take ~57 s.
+        sandbox.faults.hubspot.ten_second_limit = 1900
         db = Database(f"duckdb:///{tmp_path / 'scale1.duckdb'}", lock_timeout=30)
         upgrade(db)
         settings = load_settings(
