@@ -38,7 +38,12 @@ def digest_html(digest: Digest, *, author: str = DEFAULT_AUTHOR) -> str:
     page = artifact_pdf.PageInfo(digest.org_name, author, generated, digest.title)
     # The artifact PDF's own view and template: a digest looks like every other report.
     view = artifact_pdf._artifact_view(rendered)
-    return str(artifact_pdf._template("artifact.html.j2").render(page=page, artifact=view))
+    template = artifact_pdf._template("digest.html.j2")
+    return str(
+        template.render(
+            page=page, artifact=view, period=digest.period.describe(), timezone=digest.timezone
+        )
+    )
 
 
 def digest_pdf(digest: Digest, *, author: str = DEFAULT_AUTHOR) -> bytes:
