@@ -114,6 +114,11 @@ def test_records_sharing_one_timestamp_across_a_page_boundary_are_taken_once(
 
 @pytest.mark.slow
 def test_30000_changes_behind_the_search_cap_are_all_picked_up(db: Database) -> None:
+    # The windowing under HubSpot's 10,000-result cap is the connector's alone; the store's
+    # part (upserting what it yields) is covered on both backends elsewhere. One backend
+    # keeps this minute-long test from running twice.
+    if not db.is_duckdb:
+        pytest.skip("connector behaviour: run once, on DuckDB")
     with SandboxServer(scale=1.5, seed=6) as sandbox:
         settings = settings_for(sandbox, db)
         first = run_sync(db, settings, "hubspot", streams=("contacts",))

@@ -9,6 +9,7 @@ error text) may carry globex's marker.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -226,11 +227,14 @@ def test_preparing_twice_keeps_roles_working(two_orgs: Database) -> None:
 
 
 def test_a_dropped_role_can_no_longer_read(two_orgs: Database) -> None:
+    # Roles are cluster-wide: a name of this session's own, so that another session's grants
+    # to a shared name cannot keep the role alive.
+    org = f"initech-{uuid.uuid4().hex[:8]}"
     with two_orgs.begin() as conn:
-        ensure_org_role(conn, "initech")
+        ensure_org_role(conn, org)
     with two_orgs.begin() as conn:
-        drop_org_role(conn, "initech")
-    with pytest.raises(psycopg.Error), connect_as(two_orgs, "initech") as session:
+        drop_org_role(conn, org)
+    with pytest.raises(psycopg.Error), connect_as(two_orgs, org) as session:
         visible_orgs(session)
 
 
