@@ -21,7 +21,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -103,12 +102,12 @@ def first_render(app: RunningApp, browser: Any, visits: int, label: str) -> list
     return seconds
 
 
-def concurrent_askers(app: RunningApp, browser_factory: Any, sessions: int) -> dict[str, Any]:
-    results: dict[int, dict[str, Any]] = {}
-
-    def one(index: int) -> None:
+def concurrent_askers(app: RunningApp, browser: Any, sessions: int) -> dict[str, Any]:
+    """Sign ``sessions`` users in (one after another: a page load is measured above), then
+    send every question at once and wait for all the answers."""
+    pages = []
+    for index in range(sessions):
         org = ORGS[index % len(ORGS)]
-        browser = browser_factory()
         context = browser.new_context()
         email = f"asker{index}@{org}.com"
         context.add_cookies(
@@ -116,27 +115,22 @@ def concurrent_askers(app: RunningApp, browser_factory: Any, sessions: int) -> d
         )
         page = context.new_page()
         page.set_default_timeout(300_000)
-        try:
-            page.goto(app.url + "/")
-            page.locator(".rt-input input").wait_for()
-            start = time.perf_counter()
-            page.locator(".rt-input input").fill("Which deals do we have?")
-            page.locator(".rt-input input").press("Enter")
-            page.get_by_text("markers seen:").wait_for()
-            elapsed = time.perf_counter() - start
-            said = page.get_by_text("markers seen:").inner_text()
-            results[index] = {"org": f"{org}-com", "answer": said, "seconds": elapsed}
-        except Exception as exc:  # a failure is a result here, not a crash
-            results[index] = {"org": f"{org}-com", "error": str(exc)[:300]}
-        finally:
-            context.close()
-
+        page.goto(app.url + "/")
+        page.locator(".rt-input input").wait_for()
+        pages.append((index, f"{org}-com", page))
+        progress(f"asker {index} signed in ({org})")
     start = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(sessions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for _, _, page in pages:
+        page.locator(".rt-input input").fill("Which deals do we have?")
+        page.locator(".rt-input input").press("Enter")
+    results: dict[int, dict[str, Any]] = {}
+    for index, org, page in pages:
+        try:
+            page.get_by_text("markers seen:").wait_for()
+            said = page.get_by_text("markers seen:").inner_text()
+            results[index] = {"org": org, "answer": said, "seconds": time.perf_counter() - start}
+        except Exception as exc:  # a failure is a result here, not a crash
+            results[index] = {"org": org, "error": str(exc)[:300]}
     wall = time.perf_counter() - start
     answered = [r for r in results.values() if "answer" in r]
     mixed = [r for r in answered if r["answer"].strip() != f"markers seen: {r['org']}"]
@@ -195,17 +189,9 @@ def main() -> int:
                 app.create_org(org, f"{org}.com")
             time.sleep(10.0)
             with sync_playwright() as playwright:
-                shared = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                lock = threading.Lock()
-
-                # Playwright's sync API is per thread: each asker gets its own driver.
-                def factory() -> Any:
-                    with lock:
-                        driver = sync_playwright().start()
-                    return driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-                shared.close()
-                figures["concurrent"] = concurrent_askers(app, factory, args.sessions)
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                figures["concurrent"] = concurrent_askers(app, browser, args.sessions)
+                browser.close()
 
     warm = statistics.median(figures["warm"])
     cold = statistics.median(figures["cold"])

@@ -231,6 +231,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(db)
         for provider in connected:
             print(_summary(run_sync(db, demo_settings, provider, progress=True)))
+        # The other CRM's view of the same company goes to an organization of its own, so all
+        # four providers are loaded and nothing is counted twice.
+        other_crm = next(crm for crm in CRM_PROVIDERS if crm != args.crm)
+        other_org = f"{demo_settings.org}-{other_crm}"[:63]
+        other_settings = load_settings(
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+        )
+        other = run_sync(db, other_settings, other_crm, org=other_org, progress=True)
+        print(_summary(other) + f"  (organization {other_org})")
         db.dispose()
         cmd_info(argparse.Namespace(json=False), demo_settings)
         if args.no_app:
