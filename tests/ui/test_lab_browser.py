@@ -17,11 +17,9 @@ from typing import Any
 import pytest
 
 from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer
+from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.ui.browser_env import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    free_port,
     require_chromium,
     serve,
     write_panel_notebook,
