@@ -203,6 +203,15 @@ def reap_lost(
         runs_table.c.status == RUNNING,
         runs_table.c.heartbeat_at < stale_before,
     )
+    with db.connect() as conn:
+        candidates = conn.execute(select(runs_table.c.id, runs_table.c.worker).where(stale)).all()
+    # A late heartbeat is not a lost worker when the runner is a live process on this machine:
+    # on a busy host (or a DuckDB file other writers hold) a beat can be seconds late, and
+    # requeueing then would run the notebook twice. Remote workers only have their heartbeats.
+    lost = [row.id for row in candidates if not _alive_here(row.worker)]
+    if not lost:
+        return [], []
+    stale = and_(stale, runs_table.c.id.in_(lost))
     attempts = func.coalesce(runs_table.c.attempt, 0)
     message = (
         "the process running it stopped sending heartbeats (worker lost: killed, crashed or "
@@ -232,6 +241,20 @@ def reap_lost(
             .returning(*runs_table.c)
         ).all()
     return [RunInfo.from_row(r) for r in requeued], [RunInfo.from_row(r) for r in failed]
+
+
+def _alive_here(label: str | None) -> bool:
+    """True when ``label`` (``host:pid``, see `process_label`) is a live process of this host."""
+    host, _, pid = (label or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def stale_queued(db: Database, *, stale_before: datetime) -> list[RunInfo]:

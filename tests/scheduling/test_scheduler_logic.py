@@ -165,6 +165,25 @@ def test_a_run_whose_worker_stopped_beating_is_retried_then_failed(
     assert "gave up after 2 attempt(s)" in (final.error or "")
 
 
+def test_a_late_heartbeat_of_a_live_local_runner_is_not_a_lost_worker(
+    db: Database, notebook: Path, store_env: Callable[..., Settings]
+) -> None:
+    """Requeueing a run whose runner is still alive here would execute the notebook twice."""
+    settings = store_env()
+    wf = add_workflow(db, "busy", notebook, "0 9 * * *", org="acme")
+    run = runs.claim_manual(db, wf, "cli")
+    assert runs.start(db, run.id, runs.process_label(), "/o.ipynb") is not None  # alive: us
+    with db.begin() as conn:
+        conn.execute(
+            update(runs_table)
+            .where(runs_table.c.id == run.id)
+            .values(heartbeat_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+    scheduler = Scheduler(db, settings, RecordingDispatcher())
+    assert scheduler.reap(datetime.now(UTC)) == []
+    assert get_run(db, run.id).status == "running"
+
+
 def test_workflows_api(db: Database, notebook: Path) -> None:
     wf = add_workflow(
         db,

@@ -45,8 +45,8 @@ def test_a_sync_and_a_query_process_share_the_file(tmp_path: Path) -> None:
     seen = finish(reader)["counts"]
 
     assert written["batches"] == batches
-    # The reader got turns while the writer was running, not only before or after it.
-    assert len(seen) >= 5
+    # The reader got turns while the writer was running, not only before or after it. (How
+    # many turns depends on the machine's load: CI under load saw 2, a quiet machine ~10.)
     assert any(0 < n < batches * rows for n in seen)
     # Every read saw whole batches, in order: never a half-written transaction.
     assert seen == sorted(seen)
