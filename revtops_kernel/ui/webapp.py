@@ -65,7 +65,20 @@ class WebApp(widgets.VBox):
             self.tabs.set_title(index, title)
         self.tabs.observe(self._on_tab, names="selected_index")
         sign_out = os.environ.get("VOILA_BASE_URL", "/") + "logout"
-        self.children = [widgets.HTML(header_html(identity, sign_out_url=sign_out)), self.tabs]
+        header = widgets.HTML(header_html(identity, sign_out_url=sign_out))
+        self.children = [header, *self._notices(), self.tabs]
+
+    def _notices(self) -> list[widgets.Widget]:
+        """Say up front what is not configured, instead of at the first question."""
+        if self.settings.anthropic_api_key is not None:
+            return []
+        return [
+            widgets.HTML(
+                '<div class="rt-notice">The copilot needs a Claude API key: set '
+                "<code>ANTHROPIC_API_KEY</code> where the app runs and restart it. Integrations, "
+                "sync and saved artifacts work without it.</div>"
+            )
+        ]
 
     def __repr__(self) -> str:
         # The page's plain-text fallback (and what tests read without a browser).
