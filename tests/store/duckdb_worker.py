@@ -46,7 +46,7 @@ def writer(db: Database, batches: int, rows: int) -> dict[str, object]:
     for batch in range(batches):
         with db.begin() as conn:
             upsert(conn, "deals", deals(batch * rows, rows))
-        time.sleep(0.02)  # a sync between pages: the file is free for readers meanwhile
+        time.sleep(0.25)  # a sync between pages: the file is free for readers meanwhile
     return {"batches": batches, "seconds": time.monotonic() - started}
 
 
