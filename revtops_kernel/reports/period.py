@@ -2,7 +2,8 @@
 
 Names are read in the reader's time zone: on Monday 00:30 in Europe/Paris, ``this_week`` is
 the week that just began there, even though it is still Sunday in UTC. Dates are whole days,
-both ends included. The previous period is the window of the same length just before.
+both ends included. The previous period is the previous calendar month for a month, else the
+window of the same length just before.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from revtops_kernel.errors import RevtopsError
 
-PERIODS = ("this_week", "last_week", "last_7_days", "this_month", "last_month")
+PERIODS = (
+    "this_week",
+    "last_week",
+    "last_7_days",
+    "this_month",
+    "last_month",
+    "this_quarter",
+    "last_quarter",
+)
 
 
 class PeriodError(RevtopsError, ValueError):
@@ -38,12 +47,40 @@ class DigestPeriod:
         return min(self.end, self.today)
 
     def previous(self) -> tuple[date, date]:
-        """The window of the same length that ends the day before this one starts."""
+        """The window just before this one: the previous calendar month for a month period
+        (October 1-31 before November 1-30, not October 2-31), the previous quarter for a quarter,
+        otherwise the window of the same
+        length that ends the day before this one starts."""
         end = self.start - timedelta(days=1)
+        if self.label in ("this_quarter", "last_quarter") or _whole_quarter(self.start, self.end):
+            return _quarter_start(end), end
+        if self.label in ("this_month", "last_month") or _whole_month(self.start, self.end):
+            return end.replace(day=1), end
         return end - timedelta(days=self.days - 1), end
 
     def describe(self) -> str:
         return f"{self.start:%d %b %Y} – {self.end:%d %b %Y}"
+
+
+def _whole_month(start: date, end: date) -> bool:
+    """True for an explicit window that is exactly one calendar month."""
+    following = (start + timedelta(days=32)).replace(day=1)
+    return start.day == 1 and end == following - timedelta(days=1)
+
+
+def _quarter_start(day: date) -> date:
+    return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+
+
+def _quarter_end(day: date) -> date:
+    start = _quarter_start(day)
+    following = date(start.year + (start.month == 10), (start.month + 2) % 12 + 1, 1)
+    return following - timedelta(days=1)
+
+
+def _whole_quarter(start: date, end: date) -> bool:
+    """True for an explicit window that is exactly one calendar quarter."""
+    return start == _quarter_start(start) and end == _quarter_end(start)
 
 
 def zone(timezone: str) -> ZoneInfo:
@@ -88,6 +125,11 @@ def resolve_period(
     if name == "last_month":
         last_end = first - timedelta(days=1)
         return DigestPeriod(last_end.replace(day=1), last_end, name, today)
+    if name == "this_quarter":
+        return DigestPeriod(_quarter_start(today), _quarter_end(today), name, today)
+    if name == "last_quarter":
+        last_end = _quarter_start(today) - timedelta(days=1)
+        return DigestPeriod(_quarter_start(last_end), last_end, name, today)
     raise PeriodError(
         f"unknown period {period!r}: use one of {', '.join(PERIODS)}, "
         "or period_start and period_end"
