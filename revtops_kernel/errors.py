@@ -11,7 +11,8 @@ Messages say how to fix the problem where there is a fix.
     │   ├── ProviderAuthError       401/403 that a fresh token did not fix
     │   ├── RateLimitError          still rate limited after every retry
     │   ├── ProviderUnavailableError  5xx or network failures after every retry
-    │   └── CredentialsError        no token configured, or Nango could not give one
+    │   ├── CredentialsError        no token configured, or Nango could not give one
+    │   └── ForeignOriginError      a URL would take credentials off the configured origin
     └── StoreError              the database could not do what was asked
         ├── DatabaseLockedError another process holds the DuckDB file for too long
         ├── SchemaError         the schema is missing, too old or too new
@@ -136,3 +137,34 @@ class VerifiedQueryError(RevtopsError):
         self.param = param
         where = f"verified query {query!r}" + (f", parameter {param!r}" if param else "")
         super().__init__(f"{where}: {problem}")
+
+
+class ForeignOriginError(ConnectorError):
+    """A URL would take credentials outside the origin a provider (or Nango) is configured with.
+
+    Raised before anything is sent: ``refused`` is the origin (scheme, host, port) that was
+    refused, never a path, query or token; ``allowed`` the origins credentials may go to;
+    ``why`` what carried the URL (a pagination link, a redirect, Nango's instance URL).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        endpoint: str,
+        status: int | None,
+        *,
+        refused: str,
+        allowed: tuple[str, ...],
+        why: str,
+    ) -> None:
+        self.refused = refused
+        self.allowed = allowed
+        self.why = why
+        super().__init__(
+            provider,
+            endpoint,
+            status,
+            f"refused to send credentials to {refused}: {why} points outside the allowed "
+            f"origin {' or '.join(allowed)}; nothing was sent there (check the provider's base "
+            "URL setting, or a proxy that rewrites links)",
+        )
