@@ -21,6 +21,12 @@ Messages say how to fix the problem where there is a fix.
             ├── QueryRefusedError  the query tried to write, escape its org or reach outside
             └── QueryTimeoutError  the query ran past its deadline and was cancelled
     VerifiedQueryError          an unknown verified query, or a bad parameter for one
+    WorkflowError               a workflow that does not exist, or a request it cannot serve
+    ├── WorkflowBusyError       a run of it is already queued or running
+    ├── WorkflowExistsError     the name is taken in the organization
+    ├── WorkflowInputError      a malformed name, schedule or field (``field``)
+    │   └── WorkflowParameterError  a parameter the notebook does not declare, or a bad value
+    └── WorkflowLimitError      a cap on workflows or runs per organization (``retry_after``)
 """
 
 from __future__ import annotations
@@ -168,3 +174,62 @@ class ForeignOriginError(ConnectorError):
             f"origin {' or '.join(allowed)}; nothing was sent there (check the provider's base "
             "URL setting, or a proxy that rewrites links)",
         )
+
+
+# --- scheduled work (workflows) ------------------------------------------------------------------
+
+
+class WorkflowError(RevtopsError):
+    """A workflow that does not exist, or a request about one that cannot be carried out."""
+
+
+class WorkflowBusyError(WorkflowError):
+    """The workflow already has a run queued or running; one runs at a time."""
+
+
+class WorkflowExistsError(WorkflowError):
+    """A workflow of that name already exists in the organization."""
+
+    def __init__(self, name: str, org: str) -> None:
+        self.name = name
+        self.org = org
+        super().__init__(f"a workflow named {name!r} already exists in {org!r}")
+
+
+class WorkflowInputError(WorkflowError):
+    """A workflow's name, schedule or another field is malformed; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(problem)
+
+
+class WorkflowParameterError(WorkflowInputError):
+    """A parameter the notebook does not declare, or a value it cannot take.
+
+    ``parameter`` is the offending name exactly as given (shown with ``repr``, so a name
+    carrying a newline stays on one line); ``notebook`` the notebook's file name.
+    """
+
+    def __init__(self, parameter: str, notebook: str, problem: str) -> None:
+        self.parameter = parameter
+        self.notebook = notebook
+        super().__init__("parameters", f"parameter {parameter!r} {problem}")
+
+
+class WorkflowLimitError(WorkflowError):
+    """An organization reached a cap on workflows or runs.
+
+    ``setting`` is the variable that sets the cap, ``limit`` its value; ``retry_after`` the
+    seconds after which the same request can succeed, or None when only removing something
+    (a workflow, a run in flight) will make room.
+    """
+
+    def __init__(
+        self, message: str, *, setting: str, limit: int, retry_after: float | None = None
+    ) -> None:
+        self.setting = setting
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(message)
