@@ -137,6 +137,23 @@ class Settings(BaseSettings):
     celery_queue: str = Field(
         default="revtops", min_length=1, validation_alias="REVTOPS_CELERY_QUEUE"
     )
+    # Caps on what one organization may schedule (a workflow runs code on the server's workers).
+    # Shortest time between two due times of a workflow's cron schedule, in minutes.
+    workflow_min_interval_minutes: int = Field(
+        default=5, ge=1, le=1440, validation_alias="REVTOPS_WORKFLOW_MIN_INTERVAL_MINUTES"
+    )
+    # Workflows one organization may store.
+    workflow_max_per_org: int = Field(
+        default=50, ge=1, validation_alias="REVTOPS_WORKFLOW_MAX_PER_ORG"
+    )
+    # Runs of one organization queued or running at once (started by hand or by the API).
+    workflow_max_active_runs_per_org: int = Field(
+        default=5, ge=1, validation_alias="REVTOPS_WORKFLOW_MAX_ACTIVE_RUNS_PER_ORG"
+    )
+    # Runs started by hand (CLI, API, run_now) of one workflow within an hour.
+    workflow_max_manual_runs_per_hour: int = Field(
+        default=12, ge=1, validation_alias="REVTOPS_WORKFLOW_MAX_MANUAL_RUNS_PER_HOUR"
+    )
 
     @field_validator("home")
     @classmethod
