@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_question_tokens: int = Field(
         default=300_000, ge=1_000, validation_alias="REVTOPS_MAX_QUESTION_TOKENS"
     )
+    max_question_chars: int = Field(
+        default=8_000, ge=100, le=1_000_000, validation_alias="REVTOPS_MAX_QUESTION_CHARS"
+    )
     api_retries: int = Field(default=4, ge=0, le=10, validation_alias="REVTOPS_API_RETRIES")
     timezone: str = Field(default="UTC", min_length=1, validation_alias="REVTOPS_TIMEZONE")
 

@@ -182,6 +182,15 @@ class Copilot:
         self, question: str, timezone: str | None, cancel: threading.Event, state: _QuestionState
     ) -> Generator[AgentEvent, None, str]:
         """The question's events but ``Done``; returns the stop reason."""
+        if len(question) > self.settings.max_question_chars:
+            # Refused before anything is stored or sent: every front end asks through here.
+            yield Error(
+                f"Your question is {len(question):,} characters; the limit is "
+                f"{self.settings.max_question_chars:,} (REVTOPS_MAX_QUESTION_CHARS). "
+                "Shorten it, or ask about a smaller part at a time.",
+                kind="question_too_long",
+            )
+            return "question_too_long"
         client = self.client()
         if client is None:
             yield Error(MISSING_KEY_MESSAGE, kind="configuration")
