@@ -26,11 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy import Connection, delete, select, text, update
 
 from revtops_kernel.connectors.http import make_http_client
+from revtops_kernel.connectors.origins import origin_of, refuse_foreign_redirect, require_origin
 from revtops_kernel.errors import CredentialsError, SettingsError
 from revtops_kernel.providers import ALL_PROVIDERS
 from revtops_kernel.settings import Settings
@@ -334,7 +336,7 @@ def delete_integration(
             settings,
             secret,
             "DELETE",
-            f"/connections/{row.nango_connection_id}",
+            f"/connections/{quote(row.nango_connection_id, safe='')}",
             http,
             params={
                 "provider_config_key": row.nango_provider_config_key
@@ -376,12 +378,17 @@ def _nango_request(
     http: httpx.Client | None,
     **kwargs: Any,
 ) -> httpx.Response:
+    # The secret key goes to NANGO_BASE_URL's origin only: checked URL, no redirect followed.
+    base = settings.nango_base_url.rstrip("/")
+    origin = origin_of(base)
+    url = require_origin("nango", method, f"{base}{path}", origin, why="the Nango URL")
     client = http or make_http_client()
     try:
-        return client.request(
+        response = client.request(
             method,
-            f"{settings.nango_base_url.rstrip('/')}{path}",
+            url,
             headers={"Authorization": f"Bearer {secret}"},
+            follow_redirects=False,
             **kwargs,
         )
     except httpx.TransportError as exc:
@@ -391,6 +398,8 @@ def _nango_request(
     finally:
         if http is None:
             client.close()
+    refuse_foreign_redirect("nango", method, response, origin)
+    return response
 
 
 def _nango_error(response: httpx.Response) -> str:

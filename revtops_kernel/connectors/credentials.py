@@ -5,6 +5,11 @@ access token when a sync starts, keeps it in memory for that sync only, and asks
 a refresh) when the provider answers 401 (the client does so once per request) or when the
 token's ``expires_at`` is less than a minute away. Tokens rotate: a long sync may fetch several.
 A token never appears in a log line or an error.
+
+The Nango secret key goes only to ``NANGO_BASE_URL``'s origin: the request URL is checked and a
+redirect is never followed (one to another origin raises ``ForeignOriginError``). An instance URL
+that Nango reports for a connection (Salesforce: ``connection_config.instance_url``) must be
+https, or http on a loopback host (a local sandbox); it becomes that connection's origin.
 """
 
 from __future__ import annotations
@@ -12,10 +17,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 
+from revtops_kernel.connectors.origins import (
+    origin_of,
+    refuse_foreign_redirect,
+    require_origin,
+    require_secure,
+)
 from revtops_kernel.errors import CredentialsError
 from revtops_kernel.settings import Settings
 from revtops_kernel.timeutil import to_utc, utcnow
@@ -71,16 +84,25 @@ class NangoToken:
         self.provider = provider
         self.connection = connection
         self._base_url = base_url.rstrip("/")
+        self._origin = origin_of(self._base_url)  # the only place the secret key goes
         self._secret_key = secret_key
         self._http = http
         self._token: str | None = None
         self._renew_at: datetime | None = None  # fetch again from then on
+        self._instance_url: str | None = None
         self.fetches = 0
 
     def token(self) -> str:
         if self._token is None or (self._renew_at is not None and self._renew_at <= utcnow()):
             self._token = self._fetch(force_refresh=False)
         return self._token
+
+    def instance_url(self) -> str | None:
+        """The instance URL Nango reports for the connection (Salesforce), checked to be https
+        (or loopback); fetches the token first if nothing was fetched yet."""
+        if self._token is None:
+            self.token()
+        return self._instance_url
 
     def refresh(self) -> bool:
         """After a 401: True if Nango now gives another token (worth one more try). The same
@@ -93,18 +115,29 @@ class NangoToken:
         params = {"provider_config_key": self.connection.provider_config_key}
         if force_refresh:
             params["force_refresh"] = "true"
+        url = require_origin(
+            "nango",
+            "GET",
+            f"{self._base_url}/connections/{quote(self.connection.connection_id, safe='')}",
+            self._origin,
+            why="the Nango URL",
+        )
         try:
             response = self._http.get(
-                f"{self._base_url}/connections/{self.connection.connection_id}",
+                url,
                 params=params,
                 headers={"Authorization": f"Bearer {self._secret_key.get_secret_value()}"},
+                follow_redirects=False,
             )
         except httpx.TransportError as exc:
             raise CredentialsError("nango", endpoint, None, f"Nango unreachable: {exc}") from exc
+        refuse_foreign_redirect("nango", "GET", response, self._origin)
         if response.status_code != 200:
             raise CredentialsError("nango", endpoint, response.status_code, _nango_error(response))
         self.fetches += 1
-        credentials = response.json().get("credentials") or {}
+        body = response.json()
+        credentials = body.get("credentials") or {}
+        self._instance_url = _instance_url(self.provider, body, credentials)
         expires_at, now = _expiry(credentials.get("expires_at")), utcnow()
         # A minute before expiry, or half way for short-lived tokens.
         margin = min(EXPIRY_MARGIN, (expires_at - now) / 2) if expires_at else EXPIRY_MARGIN
@@ -119,6 +152,20 @@ class NangoToken:
             )
         log.info("nango: token for %s connection fetched", self.provider)
         return str(token)
+
+
+def _instance_url(provider: str, body: Any, credentials: Any) -> str | None:
+    """``connection_config.instance_url`` (or the OAuth answer's), if Nango reports one."""
+    config = body.get("connection_config") if isinstance(body, dict) else None
+    raw = credentials.get("raw") if isinstance(credentials, dict) else None
+    value = (config or {}).get("instance_url") if isinstance(config, dict) else None
+    if not value and isinstance(raw, dict):
+        value = raw.get("instance_url")
+    if not value:
+        return None
+    return require_secure(
+        provider, str(value), endpoint="instance_url", what="the instance URL Nango reports"
+    )
 
 
 def _expiry(value: object) -> datetime | None:

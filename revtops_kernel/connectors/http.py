@@ -8,6 +8,11 @@ Only this module sets timeouts, the user agent, retry and backoff rules. A conne
 - on 429 (or what a provider calls a rate limit) waits ``Retry-After`` when the server sent one,
   else an exponential backoff with jitter, and tries again; 5xx and network failures likewise;
 - on 401 asks its token source for a fresh token once (Nango refreshes) and retries;
+- sends the token only to its configured origin (``origins``): every URL, a path joined to the
+  base URL or an absolute link from a response, and every redirect's ``Location`` is checked
+  first; redirects are never followed by httpx, and one to another origin raises
+  ``ForeignOriginError`` (a redirect on the same origin is followed, checked, up to
+  ``MAX_REDIRECTS``);
 - turns what is left into ``ConnectorError``s naming provider, endpoint and status, never a token;
 - logs one line per request: provider, method, path, status, milliseconds.
 """
@@ -27,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from revtops_kernel import __version__
+from revtops_kernel.connectors.origins import join, origin_of, redirect_location, require_origin
 from revtops_kernel.errors import (
     ConnectorError,
     ProviderAuthError,
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"revtops-workbench/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 ERROR_BODY_CHARS = 300
+MAX_REDIRECTS = 5
 
 T = TypeVar("T")
 
@@ -154,6 +161,10 @@ class ProviderClient:
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        try:
+            self.origin = origin_of(self.base_url)  # where this client's token may go
+        except ValueError as exc:
+            raise ValueError(f"{provider} base URL {self.base_url!r}: {exc}") from exc
         self.tokens = tokens
         self.http = http
         self.budgets = dict(budgets or {})
@@ -193,30 +204,49 @@ class ProviderClient:
         headers: Mapping[str, str] | None = None,
         budgets: tuple[str, ...] = (),
     ) -> httpx.Response:
-        """Send with retries; return a 2xx/3xx response or raise a ``ConnectorError``."""
-        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
-        endpoint = f"{method} {httpx.URL(url).path}"
+        """Send with retries; return a 2xx/3xx response or raise a ``ConnectorError``.
+
+        ``path`` is joined to the base URL, or is an absolute URL (a provider's own link); either
+        way its origin must be the configured one, or ``ForeignOriginError`` is raised before
+        anything is sent.
+        """
+        url = self._checked_url(method, path)
+        endpoint = f"{method} {url.path}"
         refreshed = False
         failure: ConnectorError | None = None
-        for attempt in range(self.retry.max_attempts):
+        attempt = redirects = 0
+        while attempt < self.retry.max_attempts:
+            attempt += 1
             self._wait_for_budget(("default", *budgets))
             request_headers = {**(headers or {}), "Authorization": f"Bearer {self.tokens.token()}"}
             started = time.monotonic()
             try:
                 response = self.http.request(
-                    method, url, params=params, json=json, headers=request_headers
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=request_headers,
+                    follow_redirects=False,  # whatever the client says: each hop is checked
                 )
             except httpx.TransportError as exc:
                 self.stats.network_errors += 1
                 failure = ProviderUnavailableError(
                     self.provider, endpoint, None, f"{type(exc).__name__}: {exc}"
                 )
-                log.warning(
-                    "%s %s failed: %s (attempt %d)", self.provider, endpoint, exc, attempt + 1
-                )
-                self._sleep(self.retry.backoff(attempt, self._rng))
+                log.warning("%s %s failed: %s (attempt %d)", self.provider, endpoint, exc, attempt)
+                self._sleep(self.retry.backoff(attempt - 1, self._rng))
                 continue
             self._count(endpoint, response, started)
+            if response.is_redirect:
+                url = self._redirect_target(method, response, redirects)
+                redirects, attempt = redirects + 1, attempt - 1  # a hop is not a retry
+                params = None  # the Location carries its own query
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method == "POST"
+                ):
+                    method, json = "GET", None  # as browsers and httpx do
+                continue
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 if self.tokens.refresh():
@@ -229,14 +259,16 @@ class ProviderClient:
                 )
                 if delay is not None and delay > self.retry.max_delay:
                     raise failure  # a daily quota: retrying now only burns more of it
-                self._sleep(delay if delay is not None else self.retry.backoff(attempt, self._rng))
+                self._sleep(
+                    delay if delay is not None else self.retry.backoff(attempt - 1, self._rng)
+                )
                 continue
             if response.status_code >= 500:
                 self.stats.server_errors += 1
                 failure = ProviderUnavailableError(
                     self.provider, endpoint, response.status_code, self.error_message(response)
                 )
-                self._sleep(self.retry.backoff(attempt, self._rng))
+                self._sleep(self.retry.backoff(attempt - 1, self._rng))
                 continue
             if response.status_code in (401, 403):
                 raise ProviderAuthError(
@@ -249,6 +281,29 @@ class ProviderClient:
             return response
         assert failure is not None
         raise failure
+
+    def _checked_url(self, method: str, path: str) -> httpx.URL:
+        try:
+            url = join(self.base_url, path)
+        except ValueError:
+            url = httpx.URL()  # unreadable: refused below like any foreign URL
+        return require_origin(self.provider, method, url, self.origin, why="the request URL")
+
+    def _redirect_target(self, method: str, response: httpx.Response, hops: int) -> httpx.URL:
+        """The next hop of a redirect, if it stays on the configured origin."""
+        status = response.status_code
+        target = redirect_location(response) or httpx.URL()
+        url = require_origin(
+            self.provider, method, target, self.origin, status=status, why=f"a {status} redirect"
+        )
+        if hops >= MAX_REDIRECTS:
+            raise ConnectorError(
+                self.provider,
+                f"{method} {response.request.url.path}",
+                status,
+                f"more than {MAX_REDIRECTS} redirects; check the base URL setting",
+            )
+        return url
 
     def _wait_for_budget(self, names: tuple[str, ...]) -> None:
         for name in names:

@@ -9,6 +9,10 @@ every time (deals need it to know order, probability, closed and won). Opportuni
 OpportunityContactRole (deal-contact links; a removed link comes back with ``IsDeleted``) are
 incremental like the others. A checkpoint names the field list it was read with: when an
 upgrade adds fields (``LastStageChangeDate``), the object is read once more from the start.
+
+``nextRecordsUrl`` is a path on the instance; the client refuses one on any other origin (a
+misconfigured instance, a proxy or a forged answer must not collect the token). With a Nango
+connection, the instance URL Nango reports (https, checked) is the connection's origin.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import httpx
 
 from revtops_kernel.connectors.base import Page, dump_checkpoint, load_checkpoint
+from revtops_kernel.connectors.credentials import NangoToken
 from revtops_kernel.connectors.http import (
     CallStats,
     ProviderClient,
@@ -203,6 +208,10 @@ class SalesforceConnector:
 
     @classmethod
     def connect(cls, instance_url: str, tokens: TokenSource, http: Any) -> SalesforceConnector:
+        """``instance_url`` from settings, unless a Nango connection reports its own (each
+        connected org has its instance; Nango's is checked to be https)."""
+        if isinstance(tokens, NangoToken):
+            instance_url = tokens.instance_url() or instance_url
         budgets = {"default": RateBudget(REQUESTS_PER_10_SECONDS, 10.0)}
         return cls(SalesforceClient("salesforce", instance_url, tokens, http, budgets=budgets))
 
@@ -243,7 +252,8 @@ class SalesforceConnector:
             if next_url is None:
                 data = self.client.get(first, params={"q": query}).json()
             else:
-                data = self.client.get(next_url).json()  # a relative path on the instance
+                # A path on the instance; the client refuses any other origin.
+                data = self.client.get(next_url).json()
             return data.get("records", []), (None if data.get("done") else data["nextRecordsUrl"])
 
         yield from paginate(fetch, provider="salesforce", endpoint=f"GET {first}")

@@ -8,7 +8,9 @@ A file goes up in three steps, as Slack asks since ``files.upload`` was retired:
 ``files.getUploadURLExternal`` (filename, length) hands out an ``upload_url`` and a
 ``file_id``; the bytes are POSTed to that URL; ``files.completeUploadExternal`` (files,
 ``channel_id``, ``initial_comment``, ``thread_ts``) shares the file in the channel. The upload
-URL is pre-signed: the bearer token is not sent there.
+URL is pre-signed: the bearer token is not sent there. Slack hands it out on
+``https://files.slack.com`` (another host than the API), so the upload may go to the API's own
+origin or to ``UPLOAD_ORIGINS`` and nowhere else, and a redirect from it is never followed.
 
 A channel is given as an id (``C0123ABCD``) or a name (``#deals`` or ``deals``); a name is
 looked up with ``conversations.list`` (public and private channels the app can see).
@@ -24,6 +26,7 @@ from typing import Any
 import httpx
 
 from revtops_kernel.connectors.http import TokenSource
+from revtops_kernel.connectors.origins import Origin, require_origin
 from revtops_kernel.connectors.slack import (
     AUTH_ERRORS,
     METHOD_TIERS,
@@ -45,6 +48,9 @@ POST_TIERS = {
 }
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 MAX_TEXT_CHARS = 40_000  # Slack refuses longer messages with msg_too_long
+# Where Slack's pre-signed upload URLs live (files.getUploadURLExternal answers
+# https://files.slack.com/upload/v1/...), besides the API's own origin (the sandbox's).
+UPLOAD_ORIGINS = (Origin("https", "files.slack.com", 443),)
 
 
 class SlackPostError(ConnectorError):
@@ -218,10 +224,21 @@ class SlackPoster:
         return data
 
     def _send_bytes(self, url: str, content: bytes, filename: str) -> None:
-        # The pre-signed URL is not the API: no bearer token, one plain POST of the bytes.
+        # The pre-signed URL is not the API: no bearer token, one plain POST of the bytes, and
+        # only to Slack's upload host (or the API's own origin).
+        target = require_origin(
+            "slack",
+            "POST",
+            url,
+            (self.client.origin, *UPLOAD_ORIGINS),
+            why="the upload_url from files.getUploadURLExternal",
+        )
         try:
             response = self.client.http.post(
-                url, content=content, headers={"Content-Type": "application/octet-stream"}
+                target,
+                content=content,
+                headers={"Content-Type": "application/octet-stream"},
+                follow_redirects=False,
             )
         except httpx.TransportError as exc:
             raise SlackPostError(
