@@ -57,6 +57,12 @@ class ProviderFaults:
     drop_rate: float = 0.0  # share of requests whose connection is closed without a reply
     token_ttl_calls: int | None = None  # the token expires after this many authorised calls
     malformed_rate: float = 0.0  # share of records rendered corrupt (see MALFORMED_KINDS)
+    # Off-site links, as a proxy, a misconfigured instance or a forged answer would send:
+    # a 307 to ``redirect_to`` + the same path for every authorised request, and an absolute
+    # URL under ``link_base`` for Salesforce's ``nextRecordsUrl`` and Slack's ``upload_url``.
+    # Empty: off.
+    redirect_to: str = ""
+    link_base: str = ""
 
 
 # Slack's published tiers (calls per minute per method per workspace). chat.postMessage is

@@ -173,6 +173,13 @@ class Gate:
             verdict = _unauthorized(provider, check)
             verdict.headers += self._usage_headers(provider)
             return verdict
+        if pf.redirect_to:
+            st.stats.events[(provider, "redirected")] += 1
+            query = scope.get("query_string") or b""
+            location = pf.redirect_to.rstrip("/").encode() + scope["path"].encode()
+            return Verdict(
+                status=307, headers=[(b"location", location + (b"?" + query if query else b""))]
+            )
         if provider == "hubspot":
             return self._hubspot_limits(sub, scope)
         if provider == "slack":

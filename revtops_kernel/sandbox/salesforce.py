@@ -177,7 +177,9 @@ class SalesforceAPI:
         end = offset + len(chunk)
         page: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
         if not page["done"]:
-            page["nextRecordsUrl"] = f"/services/data/{cursor.version}/query/{locator}-{end}"
+            link = f"/services/data/{cursor.version}/query/{locator}-{end}"
+            base = self.state.faults.salesforce.link_base.rstrip("/")
+            page["nextRecordsUrl"] = f"{base}{link}"  # a path, unless a fault says otherwise
         page["records"] = records
         return page
 

@@ -591,7 +591,8 @@ class SlackAPI:
         ws.uploads[secret[:32]] = PendingUpload(
             file_id, filename, length, str(args.get("alt_txt") or "")
         )
-        base = str(request.base_url).rstrip("/")
+        # faults.slack.link_base: the URL on another origin (as a forged answer would).
+        base = (self.state.faults.slack.link_base or str(request.base_url)).rstrip("/")
         return slack_json(
             {
                 "ok": True,
