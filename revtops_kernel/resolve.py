@@ -11,6 +11,20 @@ nothing. The rules are stated in ``normalize.identity``; here they are applied i
 3. Slack and Calendar activities -> owner, contact and account from their live participants;
 4. calendar events -> the deal open on their account when they took place.
 
+Incremental: ``store.upsert`` marks every row of the tables read here that a sync inserts or
+changes (``resolution_pending``, see ``schema.RESOLUTION_INPUTS``). A resolution snapshots the
+marked rows and works on a scope derived from them, held in temporary tables:
+
+- participants: the written ones, plus those a written contact, owner or account may now match
+  or no longer match (same email or domain, or linked to it);
+- activities: the written ones and those of the participants in scope;
+- meetings: the activities in scope, plus those on the account of a written deal or linked to it;
+
+then clears the marks it saw. The rules only ever read the participants of an activity, the
+CRM rows with a participant's email or domain, and the deals of a meeting's account, so this
+scope gives the same result as a full pass (``full=True``, also taken when the organization was
+never resolved or its own domains changed, since those decide every participant).
+
 CRM rows are left as their normalizer wrote them: their participants come linked to contacts
 and owners by the CRM's own associations (their accounts are a join on ``contacts``), and their
 activities carry the CRM's account and deal. Writing resolved values into CRM rows would make
@@ -33,6 +47,8 @@ from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.normalize.identity import CRM_PRECEDENCE, consumer_domains, own_domains
 from revtops_kernel.providers import ACTIVITY_PROVIDERS
+from revtops_kernel.store.schema import PENDING_COLUMN, RESOLUTION_INPUTS
+from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +61,80 @@ _PRECEDENCE = (
 MEETING_TYPES = ("calendar_event",)
 _MEETINGS = ", ".join(f"'{t}'" for t in MEETING_TYPES)
 
-# The first live row per email (contacts, owners) or domain (accounts), by CRM precedence.
+# The scope of one resolution, in temporary tables (dropped at its end).
+WRITTEN = "_resolve_written"  # (tbl, id): rows marked pending when the resolution started
+SCOPE_PARTICIPANTS = "_resolve_participants"  # (id, activity_id, email, domain)
+SCOPE_ACTIVITIES = "_resolve_activities"  # (id)
+SCOPE_MEETINGS = "_resolve_meetings"  # (id)
+_SCOPE_DDL = {
+    WRITTEN: "tbl VARCHAR, id UUID",
+    SCOPE_PARTICIPANTS: "id UUID, activity_id UUID, email VARCHAR, domain VARCHAR",
+    SCOPE_ACTIVITIES: "id UUID",
+    SCOPE_MEETINGS: "id UUID",
+}
+
+# The first live row per email (contacts, owners) or domain (accounts), by CRM precedence,
+# among the keys of the participants in scope.
 _FIRST_BY = """
     SELECT key, id, account_id FROM (
         SELECT {key} AS key, id, {account} AS account_id,
                row_number() OVER (PARTITION BY {key} ORDER BY {precedence}, id) AS rn
         FROM {table}
         WHERE organization_id = :org AND deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''
+          AND {key} IN (SELECT {scope_key} FROM {scope})
     ) ranked WHERE rn = 1
 """
 
 
-def _first_by(table: str, key: str, account: str) -> str:
-    return _FIRST_BY.format(table=table, key=key, account=account, precedence=_PRECEDENCE)
+def _first_by(table: str, key: str, account: str, scope_key: str) -> str:
+    return _FIRST_BY.format(
+        table=table,
+        key=key,
+        account=account,
+        precedence=_PRECEDENCE,
+        scope_key=scope_key,
+        scope=SCOPE_PARTICIPANTS,
+    )
 
+
+def _written(table: str) -> str:
+    return f"SELECT id FROM {WRITTEN} WHERE tbl = '{table}'"
+
+
+SNAPSHOT_WRITTEN_SQL = "\nUNION ALL\n".join(
+    f"SELECT '{t}', id FROM {t} WHERE organization_id = :org AND {PENDING_COLUMN}"
+    for t in RESOLUTION_INPUTS
+)
+
+_PARTICIPANT_SCOPE_COLUMNS = (
+    "p.id, p.activity_id, lower(p.email), split_part(lower(p.email), '@', 2)"
+)
+_ACTIVITY_PARTICIPANTS = f"p.organization_id = :org AND p.source_system IN ({_ACTIVITY_SYSTEMS})"
+ALL_PARTICIPANTS_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_PARTICIPANTS}
+SELECT {_PARTICIPANT_SCOPE_COLUMNS} FROM activity_participants p WHERE {_ACTIVITY_PARTICIPANTS}
+"""
+WRITTEN_PARTICIPANTS_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_PARTICIPANTS}
+SELECT {_PARTICIPANT_SCOPE_COLUMNS} FROM activity_participants p
+WHERE {_ACTIVITY_PARTICIPANTS} AND p.id IN ({_written("activity_participants")})
+"""
+# Participants a written contact, owner or account may now match, or no longer match.
+AFFECTED_PARTICIPANTS_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_PARTICIPANTS}
+SELECT {_PARTICIPANT_SCOPE_COLUMNS} FROM activity_participants p
+WHERE {_ACTIVITY_PARTICIPANTS}
+  AND p.id NOT IN (SELECT id FROM {SCOPE_PARTICIPANTS})
+  AND (lower(p.email) IN (SELECT lower(c.email) FROM contacts c
+                          WHERE c.id IN ({_written("contacts")}))
+       OR lower(p.email) IN (SELECT lower(o.email) FROM owners o
+                             WHERE o.id IN ({_written("owners")}))
+       OR split_part(lower(p.email), '@', 2) IN (SELECT lower(a.domain) FROM accounts a
+                                                 WHERE a.id IN ({_written("accounts")}))
+       OR p.contact_id IN ({_written("contacts")})
+       OR p.owner_id IN ({_written("owners")})
+       OR p.account_id IN ({_written("accounts")}))
+"""
 
 STALE_PARTICIPANTS_SQL = f"""
 UPDATE activity_participants SET deleted_at = a.updated_at
@@ -69,7 +145,13 @@ WHERE activity_participants.activity_id = a.id
   AND activity_participants.deleted_at IS NULL
   AND a.updated_at IS NOT NULL
   AND activity_participants.updated_at < a.updated_at
+  {{scope}}
 """
+# Incremental: a participant turns stale when its activity or itself was written.
+_STALE_SCOPE = (
+    f"AND (a.id IN ({_written('activities')}) "
+    f"OR activity_participants.id IN ({_written('activity_participants')}))"
+)
 
 EMAIL_PARTICIPANTS_SQL = f"""
 UPDATE activity_participants
@@ -86,10 +168,12 @@ FROM (
         SELECT id, lower(email) AS email, split_part(lower(email), '@', 2) AS domain, is_internal
         FROM activity_participants
         WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
+          AND id IN (SELECT id FROM {SCOPE_PARTICIPANTS})
     ) p
-    LEFT JOIN ({_first_by("contacts", "lower(email)", "account_id")}) c ON c.key = p.email
-    LEFT JOIN ({_first_by("owners", "lower(email)", "NULL")}) o ON o.key = p.email
-    LEFT JOIN ({_first_by("accounts", "lower(domain)", "NULL")}) d
+    LEFT JOIN ({_first_by("contacts", "lower(email)", "account_id", "email")}) c
+           ON c.key = p.email
+    LEFT JOIN ({_first_by("owners", "lower(email)", "NULL", "email")}) o ON o.key = p.email
+    LEFT JOIN ({_first_by("accounts", "lower(domain)", "NULL", "domain")}) d
            ON d.key = p.domain AND p.domain NOT IN :consumer_domains
           AND p.domain NOT IN :own_domains
 ) r
@@ -100,10 +184,22 @@ WHERE activity_participants.id = r.id
        OR activity_participants.is_internal IS DISTINCT FROM r.is_internal)
 """
 
-_LIVE_PARTICIPANTS = """
+ACTIVITIES_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_ACTIVITIES}
+SELECT id FROM activities
+WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
+  AND (id IN ({_written("activities")}) OR id IN (SELECT activity_id FROM {SCOPE_PARTICIPANTS}))
+"""
+ALL_ACTIVITIES_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_ACTIVITIES}
+SELECT id FROM activities WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
+"""
+
+_LIVE_PARTICIPANTS = f"""
     SELECT activity_id, id, email, role, owner_id, contact_id, account_id, is_internal
     FROM activity_participants
     WHERE organization_id = :org AND deleted_at IS NULL
+      AND activity_id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 """
 
 ACTIVITY_LINKS_SQL = f"""
@@ -132,11 +228,30 @@ FROM (
         GROUP BY activity_id, account_id
     ) acc ON acc.activity_id = a.id AND acc.rn = 1
     WHERE a.organization_id = :org AND a.source_system IN ({_ACTIVITY_SYSTEMS})
+      AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 ) r
 WHERE activities.id = r.id
   AND (activities.owner_id IS DISTINCT FROM r.owner_id
        OR activities.contact_id IS DISTINCT FROM r.contact_id
        OR activities.account_id IS DISTINCT FROM r.account_id)
+"""
+
+_MEETING_ROWS = (
+    f"a.organization_id = :org AND a.activity_type IN ({_MEETINGS}) "
+    f"AND a.source_system IN ({_ACTIVITY_SYSTEMS})"
+)
+MEETINGS_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_MEETINGS}
+SELECT a.id FROM activities a
+WHERE {_MEETING_ROWS} AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
+"""
+# Meetings a written deal may now be (or no longer be) the deal of.
+DEAL_MEETINGS_SCOPE_SQL = f"""
+INSERT INTO {SCOPE_MEETINGS}
+SELECT a.id FROM activities a
+WHERE {_MEETING_ROWS} AND a.id NOT IN (SELECT id FROM {SCOPE_MEETINGS})
+  AND (a.account_id IN (SELECT d.account_id FROM deals d WHERE d.id IN ({_written("deals")}))
+       OR a.deal_id IN ({_written("deals")}))
 """
 
 MEETING_DEALS_SQL = f"""
@@ -154,11 +269,9 @@ FROM (
                   AND deals.created_at <= m.occurred_at
                   AND (NOT COALESCE(deals.is_closed, FALSE)
                        OR deals.close_date >= CAST(m.occurred_at AS DATE))
-        WHERE m.organization_id = :org AND m.activity_type IN ({_MEETINGS})
-          AND m.source_system IN ({_ACTIVITY_SYSTEMS})
+        WHERE m.organization_id = :org AND m.id IN (SELECT id FROM {SCOPE_MEETINGS})
     ) d ON d.activity_id = a.id AND d.rn = 1
-    WHERE a.organization_id = :org AND a.activity_type IN ({_MEETINGS})
-      AND a.source_system IN ({_ACTIVITY_SYSTEMS})
+    WHERE a.organization_id = :org AND a.id IN (SELECT id FROM {SCOPE_MEETINGS})
 ) r
 WHERE activities.id = r.id AND activities.deal_id IS DISTINCT FROM r.deal_id
 """
@@ -189,34 +302,158 @@ ORDER BY open_pipeline DESC, acc.name
 
 @dataclass(frozen=True)
 class ResolveReport:
+    """What one resolution looked at (its scope) and changed."""
+
     consumer_domains: int
     own_domains: tuple[str, ...]
+    full: bool = False
+    written_rows: int = 0  # rows marked pending by syncs, seen and cleared by this run
+    participants_examined: int = 0
+    participants_updated: int = 0
+    participants_stale: int = 0
+    activities_examined: int = 0
+    activities_updated: int = 0
+    meetings_examined: int = 0
+    meetings_updated: int = 0
+
+    @property
+    def rows_updated(self) -> int:
+        return (
+            self.participants_updated
+            + self.participants_stale
+            + self.activities_updated
+            + self.meetings_updated
+        )
 
 
-def resolve_identities(conn: Connection, org: str) -> ResolveReport:
-    """Apply the resolution rules to ``org``'s rows, in the caller's transaction."""
+def resolve_identities(conn: Connection, org: str, *, full: bool = False) -> ResolveReport:
+    """Apply the resolution rules to ``org``'s rows, in the caller's transaction.
+
+    Incremental by default: only rows written since the last resolution and what they affect
+    (module docstring). ``full=True`` resolves every row, e.g. after a change of the rules.
+    """
     params = {"org": org}
     owners = conn.execute(
         text("SELECT DISTINCT lower(email) FROM owners WHERE organization_id = :org"), params
     ).scalars()
     own = sorted(own_domains(owners))
+    own_text = ",".join(own)
+    previous = conn.execute(
+        text("SELECT own_domains FROM identity_resolutions WHERE organization_id = :org"), params
+    ).first()
+    full = full or previous is None or previous.own_domains != own_text
+    _create_scope(conn)
+    try:
+        report = _resolve_in_scope(conn, org, own, full=full)
+        conn.execute(
+            text(
+                "INSERT INTO identity_resolutions (organization_id, own_domains, resolved_at, "
+                "full_at) VALUES (:org, :own, :now, :full_at) ON CONFLICT (organization_id) "
+                "DO UPDATE SET own_domains = excluded.own_domains, "
+                "resolved_at = excluded.resolved_at, "
+                "full_at = COALESCE(excluded.full_at, identity_resolutions.full_at)"
+            ),
+            {"org": org, "own": own_text, "now": utcnow(), "full_at": utcnow() if full else None},
+        )
+    finally:
+        _drop_scope(conn)
+    log.info(
+        "identities resolved for %s (%s; own domains: %s): %d participants examined, "
+        "%d updated; %d activities examined, %d updated",
+        org,
+        "full" if full else "incremental",
+        ", ".join(own) or "none",
+        report.participants_examined,
+        report.participants_updated,
+        report.activities_examined,
+        report.activities_updated,
+    )
+    return report
+
+
+def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool) -> ResolveReport:
+    params = {"org": org}
+    conn.execute(text(f"INSERT INTO {WRITTEN} {SNAPSHOT_WRITTEN_SQL}"), params)
+    written = _counts_by_table(conn)
+    if full:
+        conn.execute(text(ALL_PARTICIPANTS_SCOPE_SQL), params)
+    else:
+        conn.execute(text(WRITTEN_PARTICIPANTS_SCOPE_SQL), params)
+        if any(written.get(t) for t in ("contacts", "owners", "accounts")):
+            conn.execute(text(AFFECTED_PARTICIPANTS_SCOPE_SQL), params)
+    _analyze_scope(conn, WRITTEN, SCOPE_PARTICIPANTS)
+    stale = conn.execute(
+        text(STALE_PARTICIPANTS_SQL.format(scope="" if full else _STALE_SCOPE)), params
+    ).rowcount
     domains = conn.execute(
-        text(
-            "SELECT DISTINCT split_part(lower(email), '@', 2) FROM activity_participants "
-            "WHERE organization_id = :org AND email IS NOT NULL"
-        ),
-        params,
+        text(f"SELECT DISTINCT domain FROM {SCOPE_PARTICIPANTS} WHERE domain IS NOT NULL")
     ).scalars()
     consumer = consumer_domains(domains)
     lists = {"own_domains": own or [""], "consumer_domains": consumer or [""]}
-    conn.execute(text(STALE_PARTICIPANTS_SQL), params)
-    conn.execute(
+    participants_updated = conn.execute(
         text(EMAIL_PARTICIPANTS_SQL).bindparams(
             bindparam("own_domains", expanding=True), bindparam("consumer_domains", expanding=True)
         ),
         {**params, **lists},
+    ).rowcount
+    conn.execute(text(ALL_ACTIVITIES_SCOPE_SQL if full else ACTIVITIES_SCOPE_SQL), params)
+    _analyze_scope(conn, SCOPE_ACTIVITIES)
+    activities_updated = conn.execute(text(ACTIVITY_LINKS_SQL), params).rowcount
+    conn.execute(text(MEETINGS_SCOPE_SQL), params)
+    if written.get("deals") and not full:
+        conn.execute(text(DEAL_MEETINGS_SCOPE_SQL), params)
+    _analyze_scope(conn, SCOPE_MEETINGS)
+    meetings_updated = conn.execute(text(MEETING_DEALS_SQL), params).rowcount
+    for table in RESOLUTION_INPUTS:
+        if written.get(table):
+            # Only the marks seen at the start: a row a concurrent sync writes meanwhile
+            # stays marked for the next resolution.
+            conn.execute(
+                text(
+                    f"UPDATE {table} SET {PENDING_COLUMN} = FALSE "
+                    f"WHERE organization_id = :org AND {PENDING_COLUMN} "
+                    f"AND id IN ({_written(table)})"
+                ),
+                params,
+            )
+    return ResolveReport(
+        consumer_domains=len(consumer),
+        own_domains=tuple(own),
+        full=full,
+        written_rows=sum(written.values()),
+        participants_examined=_count(conn, SCOPE_PARTICIPANTS),
+        participants_updated=participants_updated,
+        participants_stale=stale,
+        activities_examined=_count(conn, SCOPE_ACTIVITIES),
+        activities_updated=activities_updated,
+        meetings_examined=_count(conn, SCOPE_MEETINGS),
+        meetings_updated=meetings_updated,
     )
-    conn.execute(text(ACTIVITY_LINKS_SQL), params)
-    conn.execute(text(MEETING_DEALS_SQL), params)
-    log.info("identities resolved for %s (own domains: %s)", org, ", ".join(own) or "none")
-    return ResolveReport(len(consumer), tuple(own))
+
+
+def _create_scope(conn: Connection) -> None:
+    _drop_scope(conn)
+    for name, columns in _SCOPE_DDL.items():
+        conn.execute(text(f"CREATE TEMPORARY TABLE {name} ({columns})"))
+
+
+def _drop_scope(conn: Connection) -> None:
+    for name in _SCOPE_DDL:
+        conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def _analyze_scope(conn: Connection, *tables: str) -> None:
+    # A temporary table has no statistics until analyzed: PostgreSQL would guess its size
+    # and may pick nested loops over the whole organization (issue 13). DuckDB keeps its own.
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.execute(text(f"ANALYZE {table}"))
+
+
+def _counts_by_table(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(text(f"SELECT tbl, count(*) FROM {WRITTEN} GROUP BY tbl"))
+    return {str(table): int(count) for table, count in rows}
+
+
+def _count(conn: Connection, table: str) -> int:
+    return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())

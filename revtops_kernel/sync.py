@@ -9,7 +9,10 @@ most one page, which the upsert turns into a no-op.
 Providers: HubSpot, Salesforce, Slack and Google Calendar (``provider_spec``). Credentials are
 the org's Nango connection when ``integrations`` records one, else the token from settings.
 After every run, identity resolution (``revtops_kernel.resolve``) links the org's Slack and
-Calendar rows to contacts, accounts, owners and deals.
+Calendar rows to contacts, accounts, owners and deals: incrementally, over the rows written
+since the last resolution. The planner statistics of the tables a run writes are refreshed
+after every batch that brings a table's written rows past a share of it, so resolution and the
+queries after it never plan from none (``store.statistics``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import Connection, select
@@ -43,8 +46,12 @@ from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
+from revtops_kernel.store.statistics import StatisticsRefresh
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from revtops_kernel.resolve import ResolveReport
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +216,10 @@ class SyncResult:
     seconds: float
     streams: dict[str, StreamCounts] = field(default_factory=dict)
     error: str | None = None
+    resolution: ResolveReport | None = None
+    resolution_seconds: float = 0.0
+    statistics_seconds: float = 0.0
+    analyzed: dict[str, int] = field(default_factory=dict)  # table -> refreshes this run
 
     @property
     def ok(self) -> bool:
@@ -240,14 +251,18 @@ def run_sync(
             bookkeeping.clear_cursors(conn, org, provider)
         run_id = bookkeeping.start_run(conn, org, provider, full_refresh=full_refresh)
         release_quarantine = bookkeeping.has_quarantined(conn, org, provider)
-        nango = nango_connection_for(conn, org, provider) if connector is None else None
+        # Nango only with its key (as configured_providers): a workflow run's kernel has none
+        # and gets the tokens its runner fetched (scheduling.run_environment) instead.
+        use_nango = connector is None and settings.nango_secret_key is not None
+        nango = nango_connection_for(conn, org, provider) if use_nango else None
     result = SyncResult(run_id, org, provider, "running", RunCounts(), 0.0)
     http = make_http_client() if connector is None else None
+    statistics = StatisticsRefresh(db)
     try:
         connector = connector or build_connector(
             settings, provider, _require(http), nango_connection=nango
         )
-        engine = _StreamWriter(db, result, spec, release_quarantine)
+        engine = _StreamWriter(db, result, spec, release_quarantine, statistics)
         for stream in _selected(connector.streams(), streams, spec):
             engine.sync_stream(connector, stream, progress=progress)
         _finish_streams(db, result, spec, connector)
@@ -261,7 +276,11 @@ def run_sync(
     finally:
         if http is not None:
             http.close()
-    _resolve(db, result)
+    _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
+    _resolve(db, result, statistics)
+    _refresh_statistics(statistics)
+    result.statistics_seconds = statistics.seconds
+    result.analyzed = dict(statistics.analyzed)
     if connector is not None:
         result.counts.api_calls = connector.stats.api_calls
         result.counts.rate_limited = connector.stats.rate_limited
@@ -288,18 +307,32 @@ def _finish_streams(
         result.counts.deleted += spec.after_streams(conn, result.organization_id, connector)
 
 
-def _resolve(db: Database, result: SyncResult) -> None:
-    """Identity resolution over the organization's rows, after every run, failed ones too:
-    the pages a failed run committed are data like any other."""
+def _refresh_statistics(statistics: StatisticsRefresh) -> None:
+    try:
+        statistics.refresh_due()
+    except Exception:  # stale statistics slow queries down; they never fail a sync
+        log.exception("refreshing planner statistics failed")
+
+
+def _resolve(db: Database, result: SyncResult, statistics: StatisticsRefresh) -> None:
+    """Identity resolution over the rows written since the last one, after every run, failed
+    ones too: the pages a failed run committed are data like any other."""
     from revtops_kernel.resolve import resolve_identities
 
+    started = time.monotonic()
     try:
         with db.begin() as conn:
-            resolve_identities(conn, result.organization_id)
+            report = resolve_identities(conn, result.organization_id)
+        result.resolution = report
+        statistics.note("activity_participants", report.participants_updated)
+        statistics.note("activity_participants", report.participants_stale)
+        statistics.note("activities", report.activities_updated + report.meetings_updated)
     except Exception as exc:  # recorded on the run, never raised
         log.exception("identity resolution for %s failed", result.organization_id)
         if result.ok:
             result.status, result.error = "failed", f"identity resolution: {exc}"
+    finally:
+        result.resolution_seconds = time.monotonic() - started
 
 
 def _selected(
@@ -323,9 +356,15 @@ class _StreamWriter:
     """Reads one stream's pages and commits each with its cursor."""
 
     def __init__(
-        self, db: Database, result: SyncResult, spec: ProviderSpec, release_quarantine: bool
+        self,
+        db: Database,
+        result: SyncResult,
+        spec: ProviderSpec,
+        release_quarantine: bool,
+        statistics: StatisticsRefresh,
     ) -> None:
         self.db = db
+        self.statistics = statistics
         self.result = result
         self.spec = spec
         self.release_quarantine = release_quarantine
@@ -379,16 +418,22 @@ class _StreamWriter:
             self.result.run_id,
         )
         written = deleted = 0
+        written_by_table: dict[str, int] = {}
         with self.db.begin() as conn:
             for table, rows in pending.rows.items():
                 if rows:
-                    written += upsert(conn, table, rows).written
+                    written_by_table[table] = upsert(conn, table, rows).written
+                    written += written_by_table[table]
                     deleted += sum(1 for row in rows if row.get("deleted_at") is not None)
             if self.release_quarantine:
                 bookkeeping.release(conn, org, provider, pending.stream, pending.source_ids)
             bookkeeping.quarantine(conn, org, provider, run_id, pending.quarantined)
             if pending.checkpoint is not None:
                 bookkeeping.save_cursor(conn, org, provider, pending.stream, pending.checkpoint)
+        # Committed: a sync killed from here on still leaves these rows' statistics behind.
+        for table, count in written_by_table.items():
+            self.statistics.note(table, count)
+        _refresh_statistics(self.statistics)
         for bucket in (counts, self.result.counts):
             bucket.fetched += pending.records
             bucket.upserted += written

@@ -9,7 +9,10 @@ migration histories. Instead the models are the truth and the upgrade reconciles
 3. run numbered ``MIGRATIONS`` not yet recorded, for the changes that are not additive
    (renames, backfills), each in the upgrade's transaction;
 4. on PostgreSQL, the org roles' row-level-security policies, grants and revocations
-   (``store.org_roles``).
+   (``store.org_roles``);
+5. on PostgreSQL, indexes the models gained since a table was created, the
+   ``revtops_analyze`` function (``store.statistics``), and statistics of the tables just
+   created, so the planner never works from none.
 
 The applied version is recorded in ``revtops_schema``; a database newer than this code is
 refused rather than silently written to.
@@ -25,7 +28,7 @@ from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, Table, T
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store import org_roles
+from revtops_kernel.store import org_roles, statistics
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import utcnow
@@ -102,6 +105,11 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 report.applied_migrations.append(f"{step.version} {step.name}")
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
+            _create_missing_indexes(conn)
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+            for statement in statistics.analyze_function_sql(schema):
+                conn.execute(text(statement))
+            statistics.analyze_tables(conn, report.created_tables)
         report.version = target_version(steps)
     return report
 
@@ -166,3 +174,11 @@ def _add_missing_columns(conn: Connection) -> list[str]:
                 conn.execute(SetColumnComment(column))
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+def _create_missing_indexes(conn: Connection) -> None:
+    """Indexes added to the models after their table was created (``create_all`` only builds
+    a new table's). PostgreSQL only: DuckDB gets no secondary indexes (``schema._pg_index``)."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)

@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    Column,
     Date,
     DateTime,
     Float,
@@ -33,12 +35,15 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from revtops_kernel.providers import ACTIVITY_PROVIDERS
 
 SOURCE_SYSTEMS = ("hubspot", "salesforce", "slack", "google_calendar")
 ACTIVITY_TYPES = (
@@ -702,8 +707,62 @@ class WaitlistEntry(Base):
     invited_at: Mapped[datetime | None] = mapped_column(comment="When they were invited (UTC).")
 
 
+class IdentityResolution(Base):
+    """Per organization: where identity resolution (``revtops_kernel.resolve``) stands."""
+
+    __tablename__ = "identity_resolutions"
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization (organizations.id)."
+    )
+    own_domains: Mapped[str] = mapped_column(
+        comment="The own email domains the last resolution used, comma-separated: when they "
+        "change, every participant is resolved again."
+    )
+    resolved_at: Mapped[datetime] = mapped_column(comment="When it last ran (UTC).")
+    full_at: Mapped[datetime | None] = mapped_column(
+        comment="When it last ran over all rows (UTC)."
+    )
+
+
 metadata = Base.metadata
 NATURAL_KEY = ("organization_id", "source_system", "source_id")
+
+# The tables identity resolution reads, and which of their rows it must look at again once a
+# sync wrote them (``{row}`` is the row's alias): ``store.upsert`` sets ``resolution_pending``
+# to this condition on every insert and every actual change; resolution clears it. CRM
+# activities are never resolved, so their writes leave nothing pending.
+_ACTIVITY_ROWS = "{row}.source_system IN (" + ", ".join(f"'{p}'" for p in ACTIVITY_PROVIDERS) + ")"
+RESOLUTION_INPUTS: dict[str, str] = {
+    "owners": "TRUE",
+    "accounts": "TRUE",
+    "contacts": "TRUE",
+    "deals": "TRUE",
+    "activities": _ACTIVITY_ROWS,
+    "activity_participants": _ACTIVITY_ROWS,
+}
+PENDING_COLUMN = "resolution_pending"
+
+
+def _add_resolution_bookkeeping(table: Table) -> None:
+    table.append_column(
+        Column(
+            PENDING_COLUMN,
+            Boolean,
+            comment="Bookkeeping: TRUE until identity resolution has seen the row's last write; "
+            "not a business fact.",
+        )
+    )
+    # Resolution finds pending rows through this (small: cleared after every sync).
+    Index(
+        f"ix_{table.name}_{PENDING_COLUMN}",
+        table.c.organization_id,
+        postgresql_where=table.c[PENDING_COLUMN],
+    ).ddl_if(dialect="postgresql")
+
+
+for _name in RESOLUTION_INPUTS:
+    _add_resolution_bookkeeping(metadata.tables[_name])
 
 
 def synced_tables() -> dict[str, Any]:

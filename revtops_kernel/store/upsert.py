@@ -45,7 +45,12 @@ from sqlalchemy.types import TypeEngine
 
 from revtops_kernel.errors import UpsertError
 from revtops_kernel.store.database import driver_connection
-from revtops_kernel.store.schema import NATURAL_KEY, synced_tables
+from revtops_kernel.store.schema import (
+    NATURAL_KEY,
+    PENDING_COLUMN,
+    RESOLUTION_INPUTS,
+    synced_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +86,11 @@ def upsert(conn: Connection, table: str | Table, rows: Rows) -> UpsertResult:
     unique = len(pc.unique(_key_fingerprint(batch)))
     # Collapsing equal keys costs a sort; a batch without duplicates (the usual page) skips it.
     collapse = unique < batch.num_rows
+    pending = _pending_condition(target, columns)
     if conn.dialect.name == "postgresql":
-        written = _upsert_postgresql(conn, target, batch, columns, collapse)
+        written = _upsert_postgresql(conn, target, batch, columns, collapse, pending)
     else:
-        written = _upsert_duckdb(conn, target, batch, columns, collapse)
+        written = _upsert_duckdb(conn, target, batch, columns, collapse, pending)
     log.debug(
         "upsert %s: %d rows, %d unique, %d written", target.name, batch.num_rows, unique, written
     )
@@ -232,6 +238,14 @@ def _arrow_type(sql_type: TypeEngine[Any]) -> pa.DataType:
 # --- the SQL shared by both backends -----------------------------------------------------------
 
 
+def _pending_condition(target: Table, columns: list[str]) -> str | None:
+    """How a written row of a table identity resolution reads is marked for it (schema's
+    ``RESOLUTION_INPUTS``), or None."""
+    if PENDING_COLUMN in columns:
+        return None  # the caller sets it (a test, a backfill)
+    return RESOLUTION_INPUTS.get(target.name)
+
+
 def _id_expression(target: Table, source: str) -> str:
     # Same formula as revtops_kernel.ids.record_id.
     return (
@@ -240,11 +254,13 @@ def _id_expression(target: Table, source: str) -> str:
     )
 
 
-def _conflict_clause(target: Table, columns: list[str]) -> str:
+def _conflict_clause(target: Table, columns: list[str], pending: str | None = None) -> str:
     updatable = [c for c in columns if c not in (*NATURAL_KEY, "id")]
     if not updatable:
         return f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO NOTHING"
     assignments = ", ".join(f"{c} = excluded.{c}" for c in updatable)
+    if pending is not None:  # only rows that actually change get here (the WHERE below)
+        assignments += f", {PENDING_COLUMN} = {pending.format(row='excluded')}"
     stored = ", ".join(f"{target.name}.{c}" for c in updatable)
     incoming = ", ".join(f"excluded.{c}" for c in updatable)
     conditions = [f"ROW({stored}) IS DISTINCT FROM ROW({incoming})"]
@@ -262,15 +278,21 @@ def _latest_first(columns: list[str]) -> str:
     return f"{recency}{ROW_ORDER} DESC"
 
 
-def _insert_columns(columns: list[str]) -> list[str]:
-    return columns if "id" in columns else [*columns, "id"]
+def _insert_columns(columns: list[str], pending: str | None) -> list[str]:
+    names = columns if "id" in columns else [*columns, "id"]
+    return names if pending is None else [*names, PENDING_COLUMN]
 
 
 # --- PostgreSQL: COPY into staging, then one INSERT … ON CONFLICT -------------------------------
 
 
 def _upsert_postgresql(
-    conn: Connection, target: Table, batch: pa.Table, columns: list[str], collapse: bool
+    conn: Connection,
+    target: Table,
+    batch: pa.Table,
+    columns: list[str],
+    collapse: bool,
+    pending: str | None,
 ) -> int:
     stage = f"_revtops_stage_{target.name}"
     staged = [*columns, ROW_ORDER]
@@ -291,6 +313,8 @@ def _upsert_postgresql(
         select = ", ".join(columns)
         if "id" not in columns:
             select += f", {_id_expression(target, 'latest')}"
+        if pending is not None:
+            select += f", {pending.format(row='latest')}"
         source = (
             f"(SELECT DISTINCT ON ({', '.join(NATURAL_KEY)}) * FROM {stage} "
             f"ORDER BY {', '.join(NATURAL_KEY)}, {_latest_first(columns)})"
@@ -298,9 +322,9 @@ def _upsert_postgresql(
             else stage
         )
         cursor.execute(
-            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns))}) "
+            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns, pending))}) "
             f"SELECT {select} FROM {source} AS latest "
-            f"{_conflict_clause(target, columns)}"
+            f"{_conflict_clause(target, columns, pending)}"
         )
         written = cursor.rowcount
         cursor.execute(f"DROP TABLE {stage}")
@@ -311,7 +335,12 @@ def _upsert_postgresql(
 
 
 def _upsert_duckdb(
-    conn: Connection, target: Table, batch: pa.Table, columns: list[str], collapse: bool
+    conn: Connection,
+    target: Table,
+    batch: pa.Table,
+    columns: list[str],
+    collapse: bool,
+    pending: str | None,
 ) -> int:
     view = f"_revtops_batch_{target.name}"
     raw = driver_connection(conn)
@@ -320,6 +349,8 @@ def _upsert_duckdb(
         for c in columns
     )
     select = casts if "id" in columns else f"{casts}, {_id_expression(target, view)} AS id"
+    if pending is not None:
+        select += f", {pending.format(row=view)} AS {PENDING_COLUMN}"
     raw.register(view, batch)
     try:
         latest_only = (
@@ -329,9 +360,9 @@ def _upsert_duckdb(
             else ""
         )
         result = raw.execute(
-            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns))}) "
+            f"INSERT INTO {target.name} ({', '.join(_insert_columns(columns, pending))}) "
             f"SELECT {select} FROM {view} {latest_only}"
-            f"{_conflict_clause(target, columns)}"
+            f"{_conflict_clause(target, columns, pending)}"
         )
         written = int(result.fetchone()[0])
     finally:

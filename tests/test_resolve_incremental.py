@@ -1,0 +1,240 @@
+"""Identity resolution is incremental: after a sync it looks at the rows the sync wrote (and
+what a written CRM row affects), never the whole organization, and ends where a full
+resolution of the same data ends. Real syncs against the sandbox, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from revtops_kernel.ids import record_id
+from revtops_kernel.resolve import ResolveReport, resolve_identities
+from revtops_kernel.sandbox import SandboxServer
+from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.store import Database
+from revtops_kernel.store.upsert import upsert
+from revtops_kernel.sync import run_sync
+from revtops_kernel.timeutil import utcnow
+
+ORG = "northwind"
+CRM_STREAMS = ("owners", "pipelines", "companies", "contacts", "deals")
+# What a sync writes into a participant or activity (the resolved columns are not among them).
+PARTICIPANT_SYNCED = "email, display_name, role, response_status, updated_at, activity_id"
+ACTIVITY_SYNCED = "activity_type, subject, occurred_at, status, updated_at, deleted_at"
+RESOLVED = (
+    "SELECT 'p' AS kind, id, contact_id, account_id, owner_id, is_internal, deleted_at, "
+    "NULL AS deal_id FROM activity_participants WHERE organization_id = :org "
+    "UNION ALL SELECT 'a', id, contact_id, account_id, owner_id, NULL, NULL, deal_id "
+    "FROM activities WHERE organization_id = :org"
+)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(scale=0.02, seed=3) as server:
+        yield server
+
+
+def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
+    return load_settings(
+        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
+        REVTOPS_ORG=ORG,
+        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+        REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+        REVTOPS_SLACK_BASE_URL=sandbox.slack_base_url,
+        REVTOPS_SLACK_TOKEN=sandbox.token,
+        REVTOPS_SLACK_REQUESTS_PER_MINUTE="6000",
+        REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
+        REVTOPS_GOOGLE_CALENDAR_TOKEN=sandbox.token,
+    )
+
+
+def synced_state(db: Database, table: str, columns: str) -> dict[Any, tuple[Any, ...]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT id, {columns} FROM {table} WHERE organization_id = :org"), {"org": ORG}
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def written_between(before: dict[Any, Any], after: dict[Any, Any]) -> set[Any]:
+    return {row_id for row_id, values in after.items() if before.get(row_id) != values}
+
+
+def resolved(db: Database) -> set[tuple[Any, ...]]:
+    with db.connect() as conn:
+        return {tuple(row) for row in conn.execute(text(RESOLVED), {"org": ORG})}
+
+
+def resolve(db: Database, *, full: bool = False) -> ResolveReport:
+    with db.begin() as conn:
+        return resolve_identities(conn, ORG, full=full)
+
+
+def assert_full_resolution_changes_nothing(db: Database) -> None:
+    incremental = resolved(db)
+    report = resolve(db, full=True)
+    assert report.full
+    assert report.rows_updated == 0, report
+    assert resolved(db) == incremental
+
+
+def pending(db: Database) -> int:
+    tables = ("owners", "accounts", "contacts", "deals", "activities", "activity_participants")
+    with db.connect() as conn:
+        return sum(
+            int(
+                conn.execute(
+                    text(f"SELECT count(*) FROM {t} WHERE resolution_pending")
+                ).scalar_one()
+            )
+            for t in tables
+        )
+
+
+@pytest.mark.slow
+def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    crm = run_sync(db, settings, "hubspot", streams=CRM_STREAMS)
+    assert crm.ok, crm.error
+    assert crm.resolution is not None and crm.resolution.full  # never resolved before
+    slack = run_sync(db, settings, "slack")
+    assert slack.ok, slack.error
+    first = run_sync(db, settings, "google_calendar")
+    assert first.ok, first.error
+    assert first.resolution is not None and not first.resolution.full
+    assert pending(db) == 0  # every mark a sync left was seen and cleared
+    participants = synced_state(db, "activity_participants", PARTICIPANT_SYNCED)
+    activities = synced_state(db, "activities", ACTIVITY_SYNCED)
+    # The first calendar sync resolved its own rows, not Slack's.
+    calendar_participants = _count(
+        db, "SELECT count(*) FROM activity_participants WHERE source_system = 'google_calendar'"
+    )
+    assert first.resolution.participants_examined == calendar_participants
+
+    sandbox.mutate_calendar(moved=4, cancelled=3, new=3, seed=2)
+    second = run_sync(db, settings, "google_calendar")
+    assert second.ok, second.error
+    report = second.resolution
+    assert report is not None and not report.full
+    new_participants = written_between(
+        participants, synced_state(db, "activity_participants", PARTICIPANT_SYNCED)
+    )
+    new_activities = written_between(activities, synced_state(db, "activities", ACTIVITY_SYNCED))
+    assert new_participants and new_activities
+    # Exactly the participants the sync wrote; their activities and the activities written.
+    assert report.participants_examined == len(new_participants)
+    touched_activities = new_activities | {
+        row[-1]
+        for row_id, row in synced_state(db, "activity_participants", PARTICIPANT_SYNCED).items()
+        if row_id in new_participants
+    }
+    assert report.activities_examined == len(touched_activities)
+    assert report.participants_examined < len(participants) / 10
+    assert report.participants_updated > 0  # the new meetings' attendees got resolved
+    assert_full_resolution_changes_nothing(db)
+
+    # A re-run with nothing new looks at nothing.
+    again = resolve(db)
+    assert (again.full, again.participants_examined, again.activities_examined) == (False, 0, 0)
+
+
+@pytest.mark.slow
+def test_a_contact_added_later_is_matched_to_old_participants(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    assert run_sync(db, settings, "hubspot", streams=CRM_STREAMS).ok
+    assert run_sync(db, settings, "google_calendar").ok
+    # An external attendee no contact has, on a company's domain (not a consumer mailbox).
+    email, meetings = _unmatched_attendee(db)
+    contact_id = record_id(ORG, "hubspot", "contacts", "added-later")
+    accounts = "SELECT id, account_id FROM activity_participants WHERE email = :email"
+    accounts_before = _rows(db, accounts, email=email)
+    activities = _count(
+        db,
+        "SELECT count(DISTINCT activity_id) FROM activity_participants WHERE email = :email",
+        email=email,
+    )
+    with db.begin() as conn:
+        upsert(
+            conn,
+            "contacts",
+            [
+                {
+                    "organization_id": ORG,
+                    "source_system": "hubspot",
+                    "source_id": "added-later",
+                    "email": email,
+                    "full_name": "Added Later",
+                    "updated_at": utcnow(),
+                }
+            ],
+        )
+    report = resolve(db)
+    assert not report.full
+    assert report.written_rows == 1
+    assert report.participants_examined == meetings  # the attendee's rows, nothing else
+    assert report.participants_updated == meetings
+    matched = _count(
+        db,
+        "SELECT count(*) FROM activity_participants WHERE email = :email AND contact_id = :c",
+        email=email,
+        c=contact_id,
+    )
+    assert matched == meetings
+    assert _rows(db, accounts, email=email) == accounts_before  # by domain: the contact has none
+    assert report.activities_examined == activities  # the meetings they attended, no others
+    assert_full_resolution_changes_nothing(db)
+
+    # The contact is deleted in the CRM: its old matches are let go, incrementally too.
+    with db.begin() as conn:
+        upsert(
+            conn,
+            "contacts",
+            [
+                {
+                    "organization_id": ORG,
+                    "source_system": "hubspot",
+                    "source_id": "added-later",
+                    "email": email,
+                    "full_name": "Added Later",
+                    "updated_at": utcnow(),
+                    "deleted_at": utcnow(),
+                }
+            ],
+        )
+    gone = resolve(db)
+    assert not gone.full and gone.participants_updated == meetings
+    linked = "SELECT count(*) FROM activity_participants WHERE contact_id = :c"
+    assert _count(db, linked, c=contact_id) == 0
+    assert_full_resolution_changes_nothing(db)
+
+
+def _unmatched_attendee(db: Database) -> tuple[str, int]:
+    with db.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT email, count(*) AS n FROM activity_participants "
+                "WHERE organization_id = :org AND source_system = 'google_calendar' "
+                "AND contact_id IS NULL AND account_id IS NOT NULL AND NOT is_internal "
+                "GROUP BY email ORDER BY count(*) DESC, email LIMIT 1"
+            ),
+            {"org": ORG},
+        ).one()
+    return str(row.email), int(row.n)
+
+
+def _rows(db: Database, sql: str, **params: Any) -> set[tuple[Any, ...]]:
+    with db.connect() as conn:
+        return {tuple(row) for row in conn.execute(text(sql), params)}
+
+
+def _count(db: Database, sql: str, **params: Any) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text(sql), params).scalar_one())
