@@ -3,6 +3,8 @@
 Sign-in (the server extension) calls `admit` with an identity it has already verified; this
 module decides what that person may do. Rules:
 
+- an identity whose email is not an email address, or whose provider says the address is not
+  verified, is refused (never admitted to the organization of a domain it has not proven);
 - a consumer mailbox (gmail.com, outlook.com...) never maps to an organization: refused;
 - a known user (by token subject or email) is admitted to their organization;
 - a new user whose work domain belongs to an organization joins it (the first one to join
@@ -33,8 +35,11 @@ from revtops_kernel.timeutil import iso_z, utcnow
 _orgs = metadata.tables["organizations"]
 _users = metadata.tables["users"]
 _waitlist = metadata.tables["waitlist"]
+DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
-AdmissionStatus = Literal["admitted", "waitlisted", "consumer_domain"]
+AdmissionStatus = Literal[
+    "admitted", "waitlisted", "consumer_domain", "unverified_email", "invalid_email"
+]
 
 
 class TenancyError(RevtopsError):
@@ -67,9 +72,36 @@ class Admission:
     message: str = ""
 
 
-def admit(db: Database, *, email: str, subject: str, name: str | None = None) -> Admission:
-    """Decide what a verified identity may do, creating its user row when it is admitted."""
-    email = normalize_email(email)
+def admit(
+    db: Database,
+    *,
+    email: str,
+    subject: str,
+    name: str | None = None,
+    email_verified: bool = True,
+) -> Admission:
+    """Decide what a verified identity may do, creating its user row when it is admitted.
+
+    ``email_verified`` is the identity provider's word that the person owns the address; an
+    unverified address is refused before anything is stored (not even a waitlist entry).
+    """
+    try:
+        email = normalize_email(email)
+    except ValueError:
+        shown = email[:80].encode("unicode_escape").decode("ascii")
+        return Admission(
+            "invalid_email",
+            shown,
+            message=f"Your sign-in's email {shown!r} is not an email address; "
+            "sign in with your work email.",
+        )
+    if not email_verified:
+        return Admission(
+            "unverified_email",
+            email,
+            message=f"Please verify your email first: {email} is not verified yet. "
+            "Open the confirmation email, then sign in again.",
+        )
     domain = email_domain(email)
     if is_consumer_domain(domain):
         return Admission(
@@ -127,6 +159,8 @@ def create_organization(db: Database, *, name: str, domain: str | None = None) -
     """A new organization; its id is a slug of the domain (or name). Refuses a taken domain."""
     if domain is not None:
         domain = domain.strip().lower()
+        if not DOMAIN_PATTERN.match(domain):
+            raise TenancyError(f"{domain[:80]!r} is not a domain name such as acme.com")
         if is_consumer_domain(domain):
             raise TenancyError(f"{domain} is a personal mailbox domain, not a company's")
     with db.begin() as conn:
@@ -187,7 +221,10 @@ def waitlist(db: Database, *, status: str | None = None) -> list[dict[str, Any]]
 
 def invite(db: Database, email: str) -> dict[str, Any]:
     """Let a waitlisted person in: their next sign-in founds their organization."""
-    email = normalize_email(email)
+    try:
+        email = normalize_email(email)
+    except ValueError as exc:
+        raise TenancyError(str(exc)) from None
     with db.begin() as conn:
         done = conn.execute(
             update(_waitlist)

@@ -35,8 +35,15 @@ from revtops_kernel.tenancy import (
 )
 
 from .context import Context, context_of
-from .identity import SESSION_COOKIE, RevtopsUser
+from .identity import RevtopsUser
+from .no_cors import NoCorsMixin
+from .sessions import clear_session_cookies, set_session_cookies
 from .supabase import TokenRejected
+from .text_input import DEFAULT_MAX_LENGTH, InvalidText, clean_domain, clean_email, clean_text
+
+ACCESS_TOKEN_MAX_LENGTH = 16_384  # a Supabase JWT with generous metadata is a few kilobytes
+REFRESH_TOKEN_MAX_LENGTH = 1_024
+WAITLIST_STATUSES = ("waiting", "invited", "joined")
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class Principal:
     role: str
 
 
-class ApiHandler(APIHandler):
+class ApiHandler(NoCorsMixin, APIHandler):
     """Base: the shared context, the caller's principal, JSON bodies and JSON errors."""
 
     public = False
@@ -67,6 +74,8 @@ class ApiHandler(APIHandler):
                 raise web.HTTPError(401, "sign in first") from None
             raise
         if not self.public and self.current_user is None:
+            if getattr(self, "_revtops_signed_out", False):
+                raise web.HTTPError(401, "your session has ended; sign in again")
             raise web.HTTPError(401, "sign in first")
 
     def principal(self) -> Principal:
@@ -84,22 +93,60 @@ class ApiHandler(APIHandler):
         if not self.request.body:
             return {}
         try:
-            data = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(self.request.body, parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: thousands of nested brackets; ValueError: NaN, or a huge integer.
             raise web.HTTPError(400, "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "the body must be a JSON object")
         return data
 
-    def text_field(self, data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    def text_field(
+        self,
+        data: dict[str, Any],
+        name: str,
+        *,
+        required: bool = False,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        multiline: bool = False,
+    ) -> str | None:
+        """A body field as clean text (see `text_input.clean_text`); 400 naming it otherwise."""
         value = data.get(name)
         if value is None:
             if required:
                 raise web.HTTPError(400, f"'{name}' is required")
             return None
-        if not isinstance(value, str):
-            raise web.HTTPError(400, f"'{name}' must be a string")
-        return value
+        try:
+            text = clean_text(value, name, max_length=max_length, multiline=multiline)
+        except InvalidText as exc:
+            raise web.HTTPError(400, _plain(exc)) from None
+        if required and not text:
+            raise web.HTTPError(400, f"'{name}' must not be empty")
+        return text
+
+    def email_field(self, data: dict[str, Any], name: str = "email") -> str:
+        """A required email address, normalized; 400 naming the field otherwise."""
+        if data.get(name) is None:
+            raise web.HTTPError(400, f"'{name}' is required")
+        try:
+            return clean_email(data[name], name)
+        except InvalidText as exc:
+            raise web.HTTPError(400, _plain(exc)) from None
+
+    def query_text(self, name: str, *, max_length: int = DEFAULT_MAX_LENGTH) -> str | None:
+        """A query-string argument as clean text, or None when absent.
+
+        Read raw: tornado's ``get_argument`` silently turns control characters into spaces.
+        """
+        values = self.request.query_arguments.get(name)
+        if not values:
+            return None
+        try:
+            return clean_text(values[-1].decode("utf-8"), name, max_length=max_length)
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, f"'{name}' is not UTF-8 text") from None
+        except InvalidText as exc:
+            raise web.HTTPError(400, _plain(exc)) from None
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -127,6 +174,15 @@ class ApiHandler(APIHandler):
         super()._handle_request_exception(e)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _plain(exc: Exception) -> str:
+    """A message safe to use as a tornado log_message (which %-formats its args)."""
+    return str(exc).replace("%", "%%")
+
+
 class PublicHandler(ApiHandler):
     public = True
 
@@ -144,33 +200,31 @@ class HealthHandler(PublicHandler):
 
 
 class SessionHandler(PublicHandler):
-    """Exchange a Supabase access token for the HttpOnly session cookie, or sign out."""
+    """Exchange a Supabase session for the HttpOnly session cookies, or sign out.
+
+    The body is ``{"access_token": …, "refresh_token": …}`` as Supabase returns them in the
+    URL fragment; with a refresh token the server renews the session before it expires.
+    """
 
     @allow_unauthenticated
     def post(self) -> None:
-        token = self.text_field(self.body(), "access_token", required=True)
+        data = self.body()
+        token = self.text_field(
+            data, "access_token", required=True, max_length=ACCESS_TOKEN_MAX_LENGTH
+        )
+        refresh = self.text_field(data, "refresh_token", max_length=REFRESH_TOKEN_MAX_LENGTH)
         assert token is not None
         provider = self.identity_provider
         try:
             user = provider.user_for_token(self, token)  # type: ignore[attr-defined]
         except TokenRejected as exc:
-            raise web.HTTPError(401, str(exc).replace("%", "%%")) from None
-        max_age = max(0, user.expires_at - int(time.time()))
-        self.set_cookie(
-            SESSION_COOKIE,
-            token,
-            httponly=True,
-            secure=self.request.protocol == "https",
-            samesite="Lax",
-            expires_days=None,
-            max_age=max_age,
-            path=self.base_url,
-        )
+            raise web.HTTPError(401, _plain(exc)) from None
+        set_session_cookies(self, token, user.expires_at, refresh or None)
         self.reply(_me(user))
 
     @allow_unauthenticated
     def delete(self) -> None:
-        self.clear_cookie(SESSION_COOKIE, path=self.base_url)
+        clear_session_cookies(self)
         self.reply({"signed_out": True})
 
 
@@ -213,7 +267,7 @@ class UsersSyncHandler(ApiHandler):
 
     def post(self) -> None:
         principal = self.principal()
-        name = self.text_field(self.body(), "name")
+        name = self.text_field(self.body(), "name", max_length=200)
         if principal.member_id is not None and name is not None:
             from sqlalchemy import update
 
@@ -222,16 +276,20 @@ class UsersSyncHandler(ApiHandler):
             users = metadata.tables["users"]
             with self.ctx.db.begin() as conn:
                 conn.execute(
-                    update(users).where(users.c.id == principal.member_id).values(name=name[:200])
+                    update(users).where(users.c.id == principal.member_id).values(name=name)
                 )
         self.reply({"user_id": str(principal.member_id) if principal.member_id else None})
 
 
 class OrganizationByDomainHandler(ApiHandler):
     def get(self) -> None:
-        domain = self.get_argument("domain", "").strip().lower()
-        if not domain:
+        raw = self.query_text("domain", max_length=253)
+        if not raw:
             raise web.HTTPError(400, "'domain' is required")
+        try:
+            domain = clean_domain(raw)
+        except InvalidText as exc:
+            raise web.HTTPError(400, _plain(exc)) from None
         principal = self.principal()
         found = organization_by_domain(self.ctx.db, domain)
         # Only say what the caller may know: their own organization.
@@ -265,17 +323,14 @@ class WaitlistHandler(PublicHandler):
 
     @allow_unauthenticated
     def post(self) -> None:
-        self._rate_limit()
+        # Validation is free; the limit guards the database write that follows it.
         data = self.body()
-        email = self.text_field(data, "email", required=True)
-        assert email is not None
-        entry = join_waitlist(
-            self.ctx.db,
-            email=email,
-            name=self.text_field(data, "name"),
-            company=self.text_field(data, "company"),
-            note=self.text_field(data, "note"),
-        )
+        email = self.email_field(data)
+        name = self.text_field(data, "name", max_length=200)
+        company = self.text_field(data, "company", max_length=200)
+        note = self.text_field(data, "note", max_length=2000, multiline=True)
+        self._rate_limit()
+        entry = join_waitlist(self.ctx.db, email=email, name=name, company=company, note=note)
         self.reply({"email": entry["email"], "status": entry["status"]}, 201)
 
     def _rate_limit(self) -> None:
@@ -316,27 +371,30 @@ class OrganizationsHandler(AdminHandler):
     def post(self) -> None:
         """Create an organization: admins of the deployment only (the admin key)."""
         data = self.body()
-        name = self.text_field(data, "name", required=True)
+        name = self.text_field(data, "name", required=True, max_length=200)
         assert name is not None
-        domain = self.text_field(data, "domain")
+        domain = self.text_field(data, "domain", max_length=253)
+        if domain is not None:
+            try:
+                domain = clean_domain(domain)
+            except InvalidText as exc:
+                raise web.HTTPError(400, _plain(exc)) from None
         self.reply(create_organization(self.ctx.db, name=name, domain=domain), 201)
 
 
 class AdminWaitlistHandler(AdminHandler):
     @allow_unauthenticated
     def get(self) -> None:
-        self.reply({"waitlist": waitlist(self.ctx.db, status=self.get_argument("status", None))})
+        status = self.query_text("status", max_length=20)
+        if status is not None and status not in WAITLIST_STATUSES:
+            raise web.HTTPError(400, f"'status' must be one of {', '.join(WAITLIST_STATUSES)}")
+        self.reply({"waitlist": waitlist(self.ctx.db, status=status)})
 
 
 class AdminInviteHandler(AdminHandler):
     @allow_unauthenticated
     def post(self) -> None:
-        email = self.text_field(self.body(), "email", required=True)
-        assert email is not None
-        try:
-            self.reply(invite(self.ctx.db, email))
-        except ValueError as exc:
-            raise web.HTTPError(400, str(exc).replace("%", "%%")) from None
+        self.reply(invite(self.ctx.db, self.email_field(self.body())))
 
 
 def routes() -> list[tuple[str, type[ApiHandler]]]:

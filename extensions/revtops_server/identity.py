@@ -25,9 +25,19 @@ from traitlets import Bool
 from revtops_kernel.tenancy import Admission, admit
 
 from .context import context_of
+from .sessions import (
+    REFRESH_COOKIE,
+    SESSION_COOKIE,
+    Renewal,
+    RenewalFailed,
+    SessionRenewer,
+    SessionRevoked,
+    clear_session_cookies,
+    renewal_due,
+    set_session_cookies,
+)
 from .supabase import TokenRejected
 
-SESSION_COOKIE = "revtops_session"
 ADMISSION_TTL_SECONDS = 60.0
 _CACHE_LIMIT = 10_000
 
@@ -37,7 +47,7 @@ class RevtopsUser(User):
     """A signed-in person of the web app. ``status`` other than admitted means no data access."""
 
     email: str = ""
-    status: str = "admitted"  # admitted, waitlisted or consumer_domain
+    status: str = "admitted"  # admitted, waitlisted, consumer_domain, unverified_email...
     organization_id: str | None = None
     member_id: uuid.UUID | None = None
     role: str = "member"
@@ -61,10 +71,12 @@ class SupabaseIdentityProvider(IdentityProvider):
     """Jupyter Server's identity from a verified Supabase session, or nobody."""
 
     _admissions: dict[str, tuple[float, Admission, int]]
+    _renewer: SessionRenewer | None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._admissions = {}
+        self._renewer = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -79,8 +91,15 @@ class SupabaseIdentityProvider(IdentityProvider):
 
         return [(r"/login", SignInHandler), (r"/logout", SignOutHandler)]
 
-    def get_user(self, handler: web.RequestHandler) -> RevtopsUser | None:
+    async def get_user(self, handler: web.RequestHandler) -> RevtopsUser | None:
         token, from_header = bearer_or_cookie(handler)
+        renewed: Renewal | None = None
+        if not from_header:
+            renewed = await self._renew_if_due(handler, token)
+            if renewed is not None:
+                token = renewed.access_token
+            elif getattr(handler, "_revtops_signed_out", False):
+                return None
         if not token:
             return None
         try:
@@ -88,9 +107,46 @@ class SupabaseIdentityProvider(IdentityProvider):
         except TokenRejected as exc:
             self.log.info("sign-in refused: %s", exc)
             return None
+        if renewed is not None:
+            set_session_cookies(handler, token, renewed.expires_at, renewed.refresh_token)
         # Jupyter skips the XSRF check for token-authenticated requests: only header tokens are.
         handler._token_authenticated = from_header  # type: ignore[attr-defined]
         return user
+
+    async def _renew_if_due(self, handler: web.RequestHandler, token: str | None) -> Renewal | None:
+        """A fresh session when the cookie's token is (nearly) expired and a refresh cookie exists.
+
+        Supabase refusing the refresh token signs the person out (cookies cleared); Supabase
+        being unreachable keeps the current token, which may still be valid for a few minutes.
+        """
+        refresh = handler.get_cookie(REFRESH_COOKIE)
+        if not refresh or not renewal_due(token):
+            return None
+        renewer = self._session_renewer(handler)
+        if renewer is None:
+            return None
+        try:
+            return await renewer.renew(refresh)
+        except SessionRevoked as exc:
+            self.log.info("session ended: Supabase refused the refresh token (%s)", exc)
+            clear_session_cookies(handler)
+            handler._revtops_signed_out = True  # type: ignore[attr-defined]
+            return None
+        except RenewalFailed as exc:
+            self.log.warning("could not renew a session: %s", exc)
+            return None
+
+    def _session_renewer(self, handler: web.RequestHandler) -> SessionRenewer | None:
+        """Renewal needs the project's URL and its anon key (Supabase's gateway requires it)."""
+        if self._renewer is None:
+            settings = context_of(handler.settings).settings
+            if settings.supabase_url is None or settings.supabase_anon_key is None:
+                return None
+            self._renewer = SessionRenewer(
+                supabase_url=str(settings.supabase_url),
+                anon_key=settings.supabase_anon_key.get_secret_value(),
+            )
+        return self._renewer
 
     def user_for_token(self, handler: web.RequestHandler, token: str) -> RevtopsUser:
         context = context_of(handler.settings)
@@ -104,7 +160,11 @@ class SupabaseIdentityProvider(IdentityProvider):
             admission = cached[1]
         else:
             admission = admit(
-                context.db, email=claims.email, subject=claims.subject, name=claims.name
+                context.db,
+                email=claims.email,
+                subject=claims.subject,
+                name=claims.name,
+                email_verified=claims.email_verified,
             )
             if len(self._admissions) >= _CACHE_LIMIT:
                 self._admissions.clear()

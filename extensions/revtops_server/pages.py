@@ -2,22 +2,27 @@
 
 ``/login`` links to Supabase's ``/auth/v1/authorize?provider=google``; Supabase sends the browser
 back to ``/login`` with the session in the URL fragment (``#access_token=…``), which never
-reaches a server. The page's script posts that token to ``/revtops/api/session``; the server
-verifies it, sets the HttpOnly cookie and the script moves on to the app (or shows why not:
-a personal mailbox, or the waitlist).
+reaches a server. The page's script posts that token (and the refresh token, so the server can
+renew the session, see `sessions`) to ``/revtops/api/session``; the server verifies it, sets the
+HttpOnly cookies and the script moves on to ``next`` (or shows why not: a personal mailbox, an
+unverified email, or the waitlist). ``next`` is only ever a path of this server (`safe_next`).
 """
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado.escape import xhtml_escape
 
 from .context import context_of
-from .identity import SESSION_COOKIE
+from .no_cors import NoCorsMixin
+from .sessions import clear_session_cookies
+
+NEXT_MAX_LENGTH = 2_000
+_DECODE_ROUNDS = 3  # percent-encoding layers looked through; more is refused outright
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in · Revtops Workbench</title>
@@ -41,6 +46,7 @@ PAGE = """<!doctype html>
 (async () => {{
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("access_token");
+  const refresh = params.get("refresh_token") || undefined;
   if (!token) return;
   history.replaceState(null, "", location.pathname);
   const status = document.getElementById("status");
@@ -49,7 +55,7 @@ PAGE = """<!doctype html>
   const reply = await fetch({session_url}, {{
     method: "POST", credentials: "same-origin",
     headers: {{"Content-Type": "application/json", "X-XSRFToken": decodeURIComponent(xsrf)}},
-    body: JSON.stringify({{access_token: token}}),
+    body: JSON.stringify({{access_token: token, refresh_token: refresh}}),
   }});
   const me = await reply.json().catch(() => ({{}}));
   if (reply.ok && me.status === "admitted") {{ location.assign({next_url}); return; }}
@@ -65,7 +71,36 @@ def _js(value: str) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-class SignInHandler(JupyterHandler):
+def safe_next(raw: str | None, base_url: str) -> str:
+    """``raw`` when it is a path under ``base_url`` on this server, else ``base_url``.
+
+    Browsers read ``\\`` as ``/`` and drop tabs and newlines, so ``/\\evil.example`` or
+    ``/\\t/evil.example`` would leave the site; each percent-decoded layer is checked as well
+    (``/%5Cevil.example``, ``/%2F%2Fevil``), and anything odd falls back to the app.
+    """
+    if not raw or len(raw) > NEXT_MAX_LENGTH:
+        return base_url
+    candidate = raw
+    for _ in range(_DECODE_ROUNDS):
+        if not _same_origin_path(candidate, base_url):
+            return base_url
+        decoded = unquote(candidate)
+        if decoded == candidate:
+            return raw
+        candidate = decoded
+    return base_url
+
+
+def _same_origin_path(path: str, base_url: str) -> bool:
+    if not path.startswith(base_url) or not path.startswith("/") or path.startswith("//"):
+        return False
+    if "\\" in path or any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in path):
+        return False
+    parts = urlsplit(path)
+    return not parts.scheme and not parts.netloc
+
+
+class SignInHandler(NoCorsMixin, JupyterHandler):
     @allow_unauthenticated
     def get(self) -> None:
         settings = context_of(self.settings).settings
@@ -78,9 +113,7 @@ class SignInHandler(JupyterHandler):
         else:
             query = urlencode({"provider": "google", "redirect_to": here})
             authorize = f"{str(settings.supabase_url).rstrip('/')}/auth/v1/authorize?{query}"
-        next_url = self.get_argument("next", self.base_url)
-        if not next_url.startswith("/") or next_url.startswith("//"):
-            next_url = self.base_url  # never redirect off-site
+        next_url = safe_next(self.get_argument("next", None, strip=False), self.base_url)
         self.finish(
             PAGE.format(
                 authorize=xhtml_escape(authorize),
@@ -91,8 +124,8 @@ class SignInHandler(JupyterHandler):
         )
 
 
-class SignOutHandler(JupyterHandler):
+class SignOutHandler(NoCorsMixin, JupyterHandler):
     @allow_unauthenticated
     def get(self) -> None:
-        self.clear_cookie(SESSION_COOKIE, path=self.base_url)
+        clear_session_cookies(self)
         self.redirect(self.base_url + "login")

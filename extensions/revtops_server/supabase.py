@@ -5,10 +5,16 @@ or with an asymmetric key published at ``{SUPABASE_URL}/auth/v1/.well-known/jwks
 (RS256/ES256). Either way the token must carry ``exp``, ``sub``, ``aud == "authenticated"`` and
 the project's issuer ``{SUPABASE_URL}/auth/v1``. Anything else, including ``alg: none`` and an
 HS256 token on a project without a secret, is refused.
+
+``email_verified``: Supabase copies the identity provider's claim into ``user_metadata``
+(Google's is always true); a top-level claim is honoured too. The address counts as verified
+unless one of them is present and not ``true``: Supabase issues no session to an unconfirmed
+email sign-up when "Confirm email" is on, so a missing claim is not a reason to refuse.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +23,7 @@ import jwt
 AUDIENCE = "authenticated"
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 LEEWAY_SECONDS = 30
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class TokenRejected(Exception):
@@ -30,6 +37,7 @@ class Claims:
     name: str | None
     expires_at: int
     raw: dict[str, Any]
+    email_verified: bool = True
 
 
 class SupabaseVerifier:
@@ -73,11 +81,34 @@ class SupabaseVerifier:
         email = claims.get("email")
         if not isinstance(email, str) or not email:
             raise TokenRejected("the token carries no email")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or _CONTROL.search(subject):
+            raise TokenRejected("the token's subject is not a user id")
         metadata = claims.get("user_metadata")
-        name = None
-        if isinstance(metadata, dict):
-            name = metadata.get("full_name") or metadata.get("name")
-        return Claims(str(claims["sub"]), email, name, int(claims["exp"]), claims)
+        if not isinstance(metadata, dict):
+            metadata = {}
+        name = metadata.get("full_name") or metadata.get("name")
+        return Claims(
+            subject[:255],
+            email,
+            _display_name(name),
+            int(claims["exp"]),
+            claims,
+            email_verified=_verified(claims.get("email_verified"))
+            and _verified(metadata.get("email_verified")),
+        )
+
+
+def _verified(claim: Any) -> bool:
+    return claim is None or claim is True
+
+
+def _display_name(value: Any) -> str | None:
+    """A name from the provider's profile, as plain text (it is stored and shown)."""
+    if not isinstance(value, str):
+        return None
+    cleaned = " ".join(_CONTROL.sub(" ", value).split())[:200]
+    return cleaned or None
 
 
 def mint_token(

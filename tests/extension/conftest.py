@@ -97,3 +97,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = launch(tmp_path_factory.mktemp("server-home"))
     yield running
     stop(running)
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Server]:
+    """The same server on a scratch PostgreSQL database of its own (NUL, lengths, constraints)."""
+    from revtops_kernel.store.scratch import scratch_postgres
+
+    admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with scratch_postgres(admin_url, prefix="revtops_test_ext") as url:
+        running = launch(tmp_path_factory.mktemp("pg-server-home"), REVTOPS_DATABASE_URL=url)
+        try:
+            yield running
+        finally:
+            stop(running)
