@@ -287,7 +287,10 @@ class ProviderClient:
             url = join(self.base_url, path)
         except ValueError:
             url = httpx.URL()  # unreadable: refused below like any foreign URL
-        return require_origin(self.provider, method, url, self.origin, why="the request URL")
+        # Connectors pass absolute URLs only when an answer handed them one (nextRecordsUrl).
+        absolute = path.lower().startswith(("http://", "https://"))
+        why = "a link in the provider's answer" if absolute else "the request path"
+        return require_origin(self.provider, method, url, self.origin, why=why)
 
     def _redirect_target(self, method: str, response: httpx.Response, hops: int) -> httpx.URL:
         """The next hop of a redirect, if it stays on the configured origin."""

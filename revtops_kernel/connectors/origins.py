@@ -115,7 +115,7 @@ def require_secure(provider: str, url: str, *, endpoint: str, what: str) -> str:
         endpoint,
         None,
         refused=str(origin) if origin is not None else "an unreadable URL",
-        allowed=("an https origin", "http on a loopback host"),
+        allowed=("https://<any host>", "http://<a loopback host>"),
         why=what,
     )
 

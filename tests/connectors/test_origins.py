@@ -220,7 +220,7 @@ def test_salesforce_refuses_a_next_records_url_on_another_origin(
     assert recorder.seen == []  # not a single request, with or without the token
     assert result.status == "failed"
     assert_refused(result.error, recorder.origin_url(), sandbox.token)
-    assert "the request URL points outside the allowed origin" in str(result.error)
+    assert "a link in the provider's answer points outside the allowed origin" in str(result.error)
     # The run is recorded failed with that one line; the page read before the foreign link
     # was not committed, so the cursor did not move and the next run starts where it was.
     with db.connect() as conn:
@@ -440,7 +440,8 @@ def test_an_instance_url_from_nango_must_be_https(
         SalesforceConnector.connect("https://northwind.my.salesforce.com", tokens, http)
     assert elsewhere.seen == []
     assert caught.value.provider == "salesforce" and caught.value.refused == instance
-    assert "https" in str(caught.value) and "sf-token-from-nango" not in str(caught.value)
+    assert "outside the allowed origin https://<any host>" in str(caught.value)
+    assert "sf-token-from-nango" not in str(caught.value)
 
 
 def test_the_instance_url_nango_reports_is_the_connections_origin(
