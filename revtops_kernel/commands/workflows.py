@@ -19,9 +19,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sub = parser.add_subparsers(title="workflows commands", metavar="WORKFLOWS_COMMAND")
 
     add = sub.add_parser("add", help="store a workflow: a notebook on a cron schedule")
-    add.add_argument("name", help="unique name within the organization")
+    add.add_argument(
+        "name", help="unique name within the organization: lowercase letters, digits, '-', '_'"
+    )
     add.add_argument("notebook", help="path of the .ipynb to run (stored absolute)")
-    add.add_argument("--cron", required=True, help='cron expression, e.g. "0 7 * * 1-5"')
+    add.add_argument(
+        "--cron",
+        required=True,
+        help='five-field cron expression, e.g. "0 7 * * 1-5" (or @hourly, @daily, @weekly…)',
+    )
     add.add_argument("--timezone", default="UTC", help="IANA zone the cron is read in")
     add.add_argument(
         "-p",
@@ -29,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help='a parameter to inject (VALUE read as JSON when it parses: 3, true, "x")',
+        help="a parameter the notebook declares (VALUE read as JSON when it parses: 3, true, "
+        '"x"; lists and objects are refused)',
     )
     add.add_argument("--owner", help="who owns it")
     add.add_argument("--timeout", type=float, help="run time limit in seconds")
@@ -96,7 +103,7 @@ def _store(settings: Settings) -> Database:
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    from revtops_kernel.scheduling import Schedule, add_workflow
+    from revtops_kernel.scheduling import Schedule, WorkflowLimits, add_workflow
 
     try:
         params = parse_params(args.param)
@@ -114,6 +121,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         enabled=not args.disabled,
         owner=args.owner,
         timeout_seconds=args.timeout,
+        limits=WorkflowLimits.from_settings(settings),
     )
     due = Schedule(workflow.cron, workflow.timezone).next_after(workflow.created_at)
     print(f"added {workflow.name}: {workflow.notebook}, {workflow.cron} ({workflow.timezone})")

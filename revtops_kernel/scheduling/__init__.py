@@ -14,8 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from revtops_kernel.errors import (
+    WorkflowExistsError,
+    WorkflowInputError,
+    WorkflowLimitError,
+    WorkflowParameterError,
+)
 from revtops_kernel.scheduling.cron import Schedule, ScheduleError
+from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.workflows import (
+    NAME_PATTERN,
     RunInfo,
     WorkflowBusyError,
     WorkflowError,
@@ -32,12 +40,18 @@ from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
 
 __all__ = [
+    "NAME_PATTERN",
     "RunInfo",
     "Schedule",
     "ScheduleError",
     "WorkflowBusyError",
     "WorkflowError",
+    "WorkflowExistsError",
     "WorkflowInfo",
+    "WorkflowInputError",
+    "WorkflowLimitError",
+    "WorkflowLimits",
+    "WorkflowParameterError",
     "add_workflow",
     "get_run",
     "get_workflow",
@@ -62,14 +76,22 @@ def run_now(
 
     By default it runs here, in a child process, and returns the finished run. ``enqueue``
     hands it to the Celery workers instead (needs ``REVTOPS_BROKER_URL``) and returns the
-    queued run. ``WorkflowBusyError`` if the workflow has a run in flight.
+    queued run. ``WorkflowBusyError`` if the workflow has a run in flight,
+    ``WorkflowParameterError`` for a parameter its notebook cannot take, ``WorkflowLimitError``
+    past the settings' caps on runs.
     """
     from revtops_kernel.scheduling import runs
 
     workflow = get_workflow(db, name, org=org)
     if enqueue and not settings.broker_url:
         raise WorkflowError("enqueueing needs REVTOPS_BROKER_URL=redis://… (Celery workers)")
-    run = runs.claim_manual(db, workflow, f"manual@{runs.process_label()}", parameters)
+    run = runs.claim_manual(
+        db,
+        workflow,
+        f"manual@{runs.process_label()}",
+        parameters,
+        limits=WorkflowLimits.from_settings(settings),
+    )
     if enqueue:
         from revtops_kernel.scheduling.celery_app import CeleryDispatcher
 

@@ -13,19 +13,22 @@ each one to a UTC instant ourselves:
 - two wall times that land on the same instant (02:30 in the gap, shifted to 03:30, and 03:30
   itself) are one due time.
 
-Expressions have five fields, or six with seconds last (croniter's convention), which the tests
-use to get due times a couple of seconds apart.
+``Schedule`` reads five fields, or six with seconds last (croniter's convention), which the
+tests use to get due times a couple of seconds apart. A workflow's schedule is stricter
+(``workflow_cron``): five fields, the common ``@daily``-style macros spelled out, and a minimum
+interval between consecutive due times, so nobody schedules a notebook every second.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import WorkflowInputError
 
 # Further than any UTC offset change (the largest DST shift in use is 2 hours): naive local
 # times within this distance of an instant's own local time cover every wall time that can
@@ -33,8 +36,27 @@ from revtops_kernel.errors import RevtopsError
 _SLACK = timedelta(hours=3)
 
 
-class ScheduleError(RevtopsError, ValueError):
-    """A cron expression or time zone that cannot be used."""
+# The macros a workflow may use, and the five fields each stands for (stored spelled out, so a
+# stored schedule always has five fields). ``@reboot`` has no meaning for a scheduled notebook.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+MAX_EXPRESSION_LENGTH = 200
+# How many upcoming due times ``workflow_cron`` measures the interval over.
+INTERVAL_SAMPLE = 200
+
+
+class ScheduleError(WorkflowInputError, ValueError):
+    """A cron expression or time zone that cannot be used; ``field`` is ``cron`` or ``timezone``."""
+
+    def __init__(self, problem: str, *, field: str = "cron") -> None:
+        super().__init__(field, problem)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -43,7 +65,8 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ScheduleError(
-            f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris"
+            f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Paris",
+            field="timezone",
         ) from exc
 
 
@@ -56,6 +79,64 @@ def validate(expression: str, timezone: str = "UTC") -> None:
             f"invalid cron expression {expression!r}: expected 5 fields "
             "(minute hour day-of-month month day-of-week), or 6 with seconds last"
         )
+
+
+def workflow_cron(expression: str, timezone: str, min_interval: timedelta) -> str:
+    """A workflow's schedule as stored: five fields, due times at least ``min_interval`` apart.
+
+    Macros (``@daily``…) come back spelled out; anything else raises ``ScheduleError`` naming
+    the problem. The interval is measured within a day (every firing day has the same times)
+    and over the next ``INTERVAL_SAMPLE`` due times, which covers the gaps across midnight.
+    """
+    text = expression.strip()
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ScheduleError(f"a cron expression is at most {MAX_EXPRESSION_LENGTH} characters")
+    if text.startswith("@"):
+        if text.lower() not in MACROS:
+            known = ", ".join(MACROS)
+            raise ScheduleError(
+                f"unsupported cron macro {text!r}: use five fields, or one of {known}"
+            )
+        text = MACROS[text.lower()]
+    fields = text.split()
+    if len(fields) != 5 or not croniter.is_valid(text):
+        raise ScheduleError(
+            f"invalid cron expression {expression!r}: a workflow's schedule has exactly 5 fields "
+            "(minute hour day-of-month month day-of-week), e.g. '0 7 * * 1-5'"
+        )
+    validate(text, timezone)
+    shortest = _shortest_gap(text)
+    if shortest < min_interval:
+        minutes = int(min_interval.total_seconds() // 60)
+        raise ScheduleError(
+            f"cron expression {expression!r} runs {_plain_gap(shortest)} apart; workflows run "
+            f"at most every {minutes} minutes (REVTOPS_WORKFLOW_MIN_INTERVAL_MINUTES)"
+        )
+    return " ".join(fields)
+
+
+def _shortest_gap(expression: str) -> timedelta:
+    """The shortest time between two consecutive due times (wall clock), as far as we look."""
+    minutes, hours = croniter(expression).expanded[:2]
+    minute_set = range(60) if minutes == ["*"] else [int(m) for m in minutes]
+    hour_set = range(24) if hours == ["*"] else [int(h) for h in hours]
+    times = sorted(h * 60 + m for h in hour_set for m in minute_set)
+    gaps = [timedelta(minutes=b - a) for a, b in itertools.pairwise(times)]
+    walker = croniter(expression, datetime(2000, 1, 1))
+    try:
+        previous = walker.get_next(datetime)
+        for _ in range(INTERVAL_SAMPLE):
+            current = walker.get_next(datetime)
+            gaps.append(current - previous)
+            previous = current
+    except CroniterBadDateError as exc:  # e.g. "0 0 31 2 *": February has no 31st
+        raise ScheduleError(f"cron expression {expression!r} never comes due") from exc
+    return min(gaps)
+
+
+def _plain_gap(gap: timedelta) -> str:
+    minutes = int(gap.total_seconds() // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 class Schedule:

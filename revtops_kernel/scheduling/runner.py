@@ -29,6 +29,7 @@ from types import FrameType
 from revtops_kernel.errors import DatabaseLockedError, RevtopsError
 from revtops_kernel.scheduling import runs
 from revtops_kernel.scheduling.notebook import execute_notebook
+from revtops_kernel.scheduling.parameters import check_parameters, declared_parameters
 from revtops_kernel.scheduling.workflows import RunInfo, get_run, get_workflow_by_id
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -50,24 +51,21 @@ def output_path(settings: Settings, workflow_name: str, run_id: uuid.UUID) -> Pa
 
 def injected_parameters(run: RunInfo, notebook: Path) -> dict[str, object]:
     """The run's parameters, plus its identity for notebooks that declare
-    ``revtops_run_id`` / ``revtops_scheduled_for`` in their parameters cell."""
-    params: dict[str, object] = dict(run.parameters or {})
-    declared = _declared_parameters(notebook)
+    ``revtops_run_id`` / ``revtops_scheduled_for`` in their parameters cell.
+
+    The stored parameters are checked again here, just before papermill writes them into the
+    notebook (a row written by an older version, or by hand, never was):
+    ``WorkflowParameterError`` fails the run instead of executing it.
+    """
+    declared = declared_parameters(notebook)  # papermill's own inspection of the cell
+    params: dict[str, object] = dict(
+        check_parameters(run.parameters or {}, notebook, declared=declared)
+    )
     if "revtops_run_id" in declared:
         params["revtops_run_id"] = str(run.id)
     if "revtops_scheduled_for" in declared:
         params["revtops_scheduled_for"] = iso_z(run.scheduled_for)
     return params
-
-
-def _declared_parameters(notebook: Path) -> set[str]:
-    import nbformat
-
-    names: set[str] = set()
-    for cell in nbformat.read(str(notebook), as_version=4).cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            names.update(re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=", cell.source, re.M))
-    return names
 
 
 def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:

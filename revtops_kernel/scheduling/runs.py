@@ -13,29 +13,40 @@ run first wins and everybody else sees nothing to do:
   just finishing cannot both write);
 - the reaper: ``running`` with a stale heartbeat → ``queued`` again (attempts left) or
   ``failed``.
+
+A manual run's parameters are checked against the notebook (``parameters.check_parameters``),
+and it is refused (``WorkflowLimitError``) when its organization already has
+``max_active_runs_per_org`` runs in flight or the workflow was started by hand
+``max_manual_runs_per_hour`` times within the last hour (see ``limits``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from revtops_kernel.errors import WorkflowLimitError
+from revtops_kernel.scheduling.limits import WorkflowLimits
+from revtops_kernel.scheduling.parameters import check_parameters, declared_parameters
 from revtops_kernel.scheduling.workflows import (
     ACTIVE_STATUSES,
     RunInfo,
     WorkflowBusyError,
     WorkflowInfo,
+    lock_organization,
     runs_table,
     workflows_table,
 )
 from revtops_kernel.store import Database
-from revtops_kernel.timeutil import utcnow
+from revtops_kernel.timeutil import to_utc, utcnow
 
 RUNNING = "running"
 QUEUED = "queued"
@@ -58,10 +69,22 @@ def claim_manual(
     workflow: WorkflowInfo,
     claimed_by: str,
     parameters: dict[str, Any] | None = None,
+    *,
+    limits: WorkflowLimits | None = None,
 ) -> RunInfo:
-    """Create a run now (``run now``); ``WorkflowBusyError`` while another run is active."""
-    merged = {**workflow.parameters, **(parameters or {})}
-    run = _claim(db, workflow, utcnow(), "manual", claimed_by, merged)
+    """Create a run now (``run now``) with ``parameters`` overriding the stored ones.
+
+    ``WorkflowParameterError`` for an override (or a stored parameter) the notebook cannot
+    take, ``WorkflowBusyError`` while another run of the workflow is active,
+    ``WorkflowLimitError`` when the organization or the workflow reached a cap.
+    """
+    notebook = Path(workflow.notebook)
+    declared = declared_parameters(notebook)
+    overrides = check_parameters(parameters or {}, notebook, declared=declared)
+    merged = check_parameters({**workflow.parameters, **overrides}, notebook, declared=declared)
+    run = _claim(
+        db, workflow, utcnow(), "manual", claimed_by, merged, limits=limits or WorkflowLimits()
+    )
     if run is None:
         raise WorkflowBusyError(
             f"workflow {workflow.name!r} already has a run queued or running; "
@@ -77,9 +100,15 @@ def _claim(
     trigger: str,
     claimed_by: str,
     parameters: dict[str, Any],
+    *,
+    limits: WorkflowLimits | None = None,
 ) -> RunInfo | None:
+    """Insert the run; None if it exists or the workflow has one active. ``limits`` (manual
+    runs) also caps the organization's runs in flight and the workflow's runs per hour."""
     now = utcnow()
     with db.begin() as conn:
+        if limits is not None:
+            lock_organization(conn, db, workflow.organization_id)
         if not db.is_duckdb:
             conn.execute(
                 select(workflows_table.c.id)
@@ -88,6 +117,8 @@ def _claim(
             )
         if _has_active_run(conn, workflow.id):
             return None
+        if limits is not None:
+            _check_run_caps(conn, workflow, limits, now)
         statement = (
             pg_insert(runs_table)
             .values(
@@ -107,6 +138,48 @@ def _claim(
         )
         row = conn.execute(statement).first()
     return RunInfo.from_row(row) if row is not None else None
+
+
+def _check_run_caps(
+    conn: Connection, workflow: WorkflowInfo, limits: WorkflowLimits, now: datetime
+) -> None:
+    org = workflow.organization_id
+    active = conn.execute(
+        select(func.count())
+        .select_from(runs_table)
+        .where(runs_table.c.organization_id == org, runs_table.c.status.in_(ACTIVE_STATUSES))
+    ).scalar_one()
+    if active >= limits.max_active_runs_per_org:
+        raise WorkflowLimitError(
+            f"{org!r} has {active} run{'' if active == 1 else 's'} queued or running, the most "
+            f"an organization may have at once ({limits.max_active_runs_per_org}, "
+            "REVTOPS_WORKFLOW_MAX_ACTIVE_RUNS_PER_ORG); try again when one has finished",
+            setting="REVTOPS_WORKFLOW_MAX_ACTIVE_RUNS_PER_ORG",
+            limit=limits.max_active_runs_per_org,
+        )
+    window = timedelta(hours=1)
+    recent = (
+        conn.execute(
+            select(runs_table.c.scheduled_for).where(
+                runs_table.c.workflow_id == workflow.id,
+                runs_table.c.trigger == "manual",
+                runs_table.c.scheduled_for > now - window,
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if len(recent) >= limits.max_manual_runs_per_hour:
+        frees_at = to_utc(min(recent)) + window
+        wait = max(1, math.ceil((frees_at - now).total_seconds()))
+        raise WorkflowLimitError(
+            f"workflow {workflow.name!r} was started by hand {len(recent)} times in the last "
+            f"hour, the most allowed ({limits.max_manual_runs_per_hour}, "
+            f"REVTOPS_WORKFLOW_MAX_MANUAL_RUNS_PER_HOUR); try again in {wait} s",
+            setting="REVTOPS_WORKFLOW_MAX_MANUAL_RUNS_PER_HOUR",
+            limit=limits.max_manual_runs_per_hour,
+            retry_after=wait,
+        )
 
 
 def _has_active_run(conn: Connection, workflow_id: uuid.UUID) -> bool:

@@ -3,20 +3,35 @@
 A workflow is a notebook, the parameters papermill injects into it, and a cron schedule read in
 a time zone. Names are unique within an organization. Notebook paths are stored absolute, so a
 scheduler started from another directory runs the same file.
+
+Everything a workflow stores is checked here, whoever calls (REST, CLI, Python): the name is a
+slug (``NAME_PATTERN``, which the REST routes use too), the schedule has five fields and a
+minimum interval (``cron.workflow_cron``), parameters are the notebook's declared ones with
+scalar values of their kinds (``parameters.check_parameters``), and an organization has at most
+``WorkflowLimits.max_workflows_per_org`` workflows.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, select, text, update
 
-from revtops_kernel.errors import RevtopsError
-from revtops_kernel.scheduling.cron import validate
+from revtops_kernel.errors import (
+    WorkflowBusyError,
+    WorkflowError,
+    WorkflowExistsError,
+    WorkflowInputError,
+    WorkflowLimitError,
+)
+from revtops_kernel.scheduling.cron import workflow_cron
+from revtops_kernel.scheduling.limits import WorkflowLimits
+from revtops_kernel.scheduling.parameters import check_parameters
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import Workflow, WorkflowRun
 from revtops_kernel.timeutil import to_utc, utcnow
@@ -27,13 +42,28 @@ runs_table = cast(Table, WorkflowRun.__table__)
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "timed_out", "interrupted")
 
+# A workflow's name: a slug, so every name can be addressed in a URL path and a folder name.
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NAME = re.compile(NAME_PATTERN)
 
-class WorkflowError(RevtopsError):
-    """A workflow that does not exist, already exists, or is malformed."""
-
-
-class WorkflowBusyError(WorkflowError):
-    """The workflow already has a run queued or running; one runs at a time."""
+__all__ = [  # the errors live in revtops_kernel.errors; re-exported for existing imports
+    "ACTIVE_STATUSES",
+    "NAME_PATTERN",
+    "RunInfo",
+    "WorkflowBusyError",
+    "WorkflowError",
+    "WorkflowInfo",
+    "add_workflow",
+    "check_name",
+    "get_run",
+    "get_workflow",
+    "get_workflow_by_id",
+    "list_workflows",
+    "lock_organization",
+    "remove_workflow",
+    "run_history",
+    "update_workflow",
+]
 
 
 @dataclass(frozen=True)
@@ -102,27 +132,37 @@ def add_workflow(
     enabled: bool = True,
     owner: str | None = None,
     timeout_seconds: float | None = None,
+    limits: WorkflowLimits | None = None,
 ) -> WorkflowInfo:
-    """Store a new workflow; ``WorkflowError`` if the name is taken or a field is malformed."""
-    validate(cron, timezone)
+    """Store a new workflow.
+
+    ``WorkflowInputError`` (``WorkflowParameterError``, ``ScheduleError``) names a malformed
+    field, ``WorkflowExistsError`` a taken name, ``WorkflowLimitError`` a full organization.
+    """
+    limits = limits or WorkflowLimits()
+    check_name(name)
     path = _notebook_path(notebook)
+    cron = workflow_cron(cron, timezone, limits.min_interval)
+    checked = check_parameters(parameters or {}, path)
     _check_timeout(timeout_seconds)
     now = utcnow()
     with db.begin() as conn:
+        lock_organization(conn, db, org)
         taken = conn.execute(
             select(workflows_table.c.id).where(
                 workflows_table.c.organization_id == org, workflows_table.c.name == name
             )
         ).first()
         if taken is not None:
-            raise WorkflowError(f"a workflow named {name!r} already exists in {org!r}")
+            raise WorkflowExistsError(name, org)
+        _check_room(conn, org, limits)
         conn.execute(
             insert(workflows_table).values(
                 id=uuid.uuid4(),
                 organization_id=org,
                 name=name,
                 notebook=str(path),
-                parameters=dict(parameters or {}),
+                parameters=checked,
                 cron=cron,
                 timezone=timezone,
                 enabled=enabled,
@@ -171,16 +211,38 @@ def get_workflow_by_id(db: Database, workflow_id: uuid.UUID) -> WorkflowInfo:
 UPDATABLE = ("notebook", "parameters", "cron", "timezone", "enabled", "owner", "timeout_seconds")
 
 
-def update_workflow(db: Database, name: str, *, org: str, **changes: Any) -> WorkflowInfo:
-    """Change some of ``UPDATABLE``'s fields; the schedule is validated as on ``add``."""
+def update_workflow(
+    db: Database,
+    name: str,
+    *,
+    org: str,
+    limits: WorkflowLimits | None = None,
+    **changes: Any,
+) -> WorkflowInfo:
+    """Change some of ``UPDATABLE``'s fields, checked as on ``add``.
+
+    Only what changes is checked (a new schedule, or parameters against the notebook they will
+    run in), so a workflow stored by an older version can still be paused or removed.
+    """
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown:
         allowed = ", ".join(UPDATABLE)
         raise WorkflowError(f"cannot update {', '.join(unknown)}; updatable: {allowed}")
+    limits = limits or WorkflowLimits()
     current = get_workflow(db, name, org=org)
-    validate(changes.get("cron", current.cron), changes.get("timezone", current.timezone))
+    if "cron" in changes or "timezone" in changes:
+        changes["cron"] = workflow_cron(
+            changes.get("cron", current.cron),
+            changes.get("timezone", current.timezone),
+            limits.min_interval,
+        )
     if "notebook" in changes:
         changes["notebook"] = str(_notebook_path(changes["notebook"]))
+    if "notebook" in changes or "parameters" in changes:
+        changes["parameters"] = check_parameters(
+            changes.get("parameters", current.parameters) or {},
+            Path(changes.get("notebook", current.notebook)),
+        )
     if "timeout_seconds" in changes:
         _check_timeout(changes["timeout_seconds"])
     with db.begin() as conn:
@@ -232,6 +294,45 @@ def get_run(db: Database, run_id: uuid.UUID) -> RunInfo:
     if row is None:
         raise WorkflowError(f"no workflow run {run_id}")
     return RunInfo.from_row(row)
+
+
+def check_name(name: object) -> str:
+    """``name`` if it is a workflow name (a slug, ``NAME_PATTERN``); else ``WorkflowInputError``."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise WorkflowInputError(
+            "name",
+            f"invalid workflow name {name!r}: use 1-63 lowercase letters, digits, '-' and '_', "
+            "starting with a letter or digit (e.g. 'nightly-sync')",
+        )
+    return name
+
+
+def lock_organization(conn: Connection, db: Database, org: str) -> None:
+    """Serialize writers that count an organization's workflows or runs against a cap.
+
+    On PostgreSQL a transaction-scoped advisory lock keyed by the organization; a DuckDB file
+    has one writer at a time, so its transactions are serialized already.
+    """
+    if not db.is_duckdb:
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"revtops-workflows:{org}"},
+        )
+
+
+def _check_room(conn: Connection, org: str, limits: WorkflowLimits) -> None:
+    count = conn.execute(
+        select(func.count())
+        .select_from(workflows_table)
+        .where(workflows_table.c.organization_id == org)
+    ).scalar_one()
+    if count >= limits.max_workflows_per_org:
+        raise WorkflowLimitError(
+            f"{org!r} has {count} workflows, the most an organization may have "
+            f"({limits.max_workflows_per_org}, REVTOPS_WORKFLOW_MAX_PER_ORG); remove one first",
+            setting="REVTOPS_WORKFLOW_MAX_PER_ORG",
+            limit=limits.max_workflows_per_org,
+        )
 
 
 def _notebook_path(notebook: str | Path) -> Path:

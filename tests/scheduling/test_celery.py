@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scheduling_helpers import Processes, pid_alive, wait_for, write_notebook
+from scheduling_helpers import (
+    Processes,
+    pid_alive,
+    store_workflow_row,
+    wait_for,
+    write_notebook,
+)
 
 from revtops_kernel.scheduling import add_workflow, get_run, run_now
 from revtops_kernel.scheduling.celery_app import CeleryDispatcher
@@ -42,7 +48,8 @@ def test_scheduled_runs_execute_on_a_celery_worker(
         "marker = ''",
         "import os\nopen(marker, 'w').write(str(os.getppid()))",  # the kernel's parent: runner
     )
-    add_workflow(
+    # Due every 2 seconds, which add_workflow refuses: the row is written directly.
+    store_workflow_row(
         pg_store, "where", notebook, "* * * * * */2", org=ORG, parameters={"marker": str(marker)}
     )
     _start_worker(processes, "worker")

@@ -16,7 +16,7 @@ from revtops_kernel.commands.workflows import parse_params
 def test_workflows_add_list_disable_history_remove(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    notebook = write_notebook(tmp_path / "report.ipynb", "region = 'all'")
+    notebook = write_notebook(tmp_path / "report.ipynb", "region = 'all'\ntop = 10")
     assert (
         main(
             [

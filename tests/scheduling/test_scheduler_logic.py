@@ -49,7 +49,10 @@ class RecordingDispatcher:
 
 @pytest.fixture
 def notebook(tmp_path: Path) -> Path:
-    return write_notebook(tmp_path / "nb.ipynb", "x = 1")
+    # Declares every parameter the tests set: undeclared names are refused.
+    return write_notebook(
+        tmp_path / "nb.ipynb", 'x = 1\nperiod = "week"\nprovider = "all"\nfull_refresh = False'
+    )
 
 
 def _created(db: Database, workflow: WorkflowInfo, when: datetime) -> WorkflowInfo:
@@ -125,7 +128,7 @@ def test_no_run_for_due_times_before_the_workflow_existed(
 def test_disabled_workflows_and_full_dispatchers_claim_nothing(
     db: Database, notebook: Path, store_env: Callable[..., Settings]
 ) -> None:
-    wf = add_workflow(db, "paused", notebook, "* * * * *", org="acme", enabled=False)
+    wf = add_workflow(db, "paused", notebook, "*/5 * * * *", org="acme", enabled=False)
     _created(db, wf, datetime(2025, 1, 1, tzinfo=UTC))
     now = datetime(2025, 6, 2, 12, tzinfo=UTC)
     assert Scheduler(db, store_env(), RecordingDispatcher()).tick(now) == []

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from scheduling_helpers import Processes, pid_alive, wait_for, write_notebook
+from scheduling_helpers import (
+    Processes,
+    pid_alive,
+    store_workflow_row,
+    wait_for,
+    write_notebook,
+)
 
 from revtops_kernel.scheduling import add_workflow, run_history
 from revtops_kernel.settings import Settings
@@ -39,8 +45,9 @@ def test_two_schedulers_never_run_the_same_due_run_twice(
         "with open(log_path, 'a') as log:\n"
         "    log.write(f'{revtops_run_id} {revtops_scheduled_for} {started} {time.time()}\\n')",
     )
-    # Due every 2 seconds: several due times pass while a run is in flight.
-    add_workflow(
+    # Due every 2 seconds: several due times pass while a run is in flight. No user may set
+    # such a schedule (add_workflow refuses it), so the row is written directly.
+    store_workflow_row(
         db, "tick", notebook, "* * * * * */2", org=ORG, parameters={"log_path": str(executions)}
     )
     # A short grace: a run still in flight at the end is stopped and marked interrupted.
@@ -89,7 +96,7 @@ def test_sigterm_stops_the_scheduler_without_leaving_a_run_running(
         f"pid_file = {str(pid_file)!r}",
         "import os, time\nopen(pid_file, 'w').write(str(os.getpid()))\ntime.sleep(600)",
     )
-    add_workflow(duckdb_store, "long", notebook, "* * * * * */2", org=ORG)
+    store_workflow_row(duckdb_store, "long", notebook, "* * * * * */2", org=ORG)
     scheduler = processes.revtops("scheduler", "scheduler", "--grace", "1")
     wait_for(pid_file.exists, 120, "the run's kernel to start", every=0.3)
     kernel = int(pid_file.read_text())
