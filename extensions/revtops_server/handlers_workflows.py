@@ -3,11 +3,16 @@
 Workflows run notebooks on the server, so only the project's own notebooks (``notebooks/``) may
 be scheduled from here, only an organization's admins may change them, and the ``org``
 parameter is always the caller's organization: a workflow cannot be pointed at another org.
+
+Every other check (name, schedule, parameters, caps) is the scheduling layer's; its errors map
+to statuses by type (``_refusal``): a malformed field 400, a taken name or a busy workflow 409,
+a cap 429 (with ``Retry-After`` when waiting will help).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,18 +22,23 @@ from tornado import web
 from revtops_kernel.scheduling import (
     WorkflowBusyError,
     WorkflowError,
+    WorkflowExistsError,
+    WorkflowLimitError,
+    WorkflowLimits,
     add_workflow,
     get_workflow,
     list_workflows,
     remove_workflow,
     run_history,
+    workflows,
 )
 
 from .handlers import ApiHandler, Principal
 from .handlers_data import _json
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAME_PATTERN = r"([A-Za-z0-9][A-Za-z0-9_.-]{0,99})"
+# Exactly the names add_workflow accepts, so every stored workflow has a route.
+NAME_PATTERN = f"({workflows.NAME_PATTERN})"
 _RUN_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-workflow")
 
 
@@ -41,6 +51,20 @@ def _admin(handler: ApiHandler) -> Principal:
     if principal.role != "admin":
         raise web.HTTPError(403, "only an organization's admins manage workflows")
     return principal
+
+
+def _refusal(handler: ApiHandler, exc: WorkflowError) -> None:
+    """Answer a refused request with the status its error type stands for."""
+    if isinstance(exc, WorkflowLimitError):
+        status = 429
+        if exc.retry_after is not None:
+            handler.set_header("Retry-After", str(int(exc.retry_after)))
+    elif isinstance(exc, (WorkflowExistsError, WorkflowBusyError)):
+        status = 409
+    else:
+        status = 400  # WorkflowInputError (a name, schedule or parameter) and the rest
+    handler.set_status(status)
+    handler.finish(json.dumps({"error": {"status": status, "message": str(exc)}}))
 
 
 def _info(value: Any) -> dict[str, Any]:
@@ -82,10 +106,11 @@ class WorkflowsHandler(ApiHandler):
                 parameters={**parameters, "org": org},
                 enabled=bool(data.get("enabled", True)),
                 owner=self.principal().email,
+                limits=WorkflowLimits.from_settings(self.ctx.settings),
             )
         except WorkflowError as exc:
-            status = 409 if "already exists" in str(exc) else 400
-            raise web.HTTPError(status, str(exc).replace("%", "%%")) from None
+            _refusal(self, exc)
+            return
         self.reply(_info(created), 201)
 
 
@@ -99,7 +124,11 @@ class WorkflowHandler(ApiHandler):
     def delete(self, name: str) -> None:
         org = _admin(self).organization_id
         _found(self, name, org)
-        remove_workflow(self.ctx.db, name, org=org)
+        try:
+            remove_workflow(self.ctx.db, name, org=org)
+        except WorkflowError as exc:  # a run in progress
+            _refusal(self, exc)
+            return
         self.reply({"name": name, "removed": True})
 
 
@@ -117,10 +146,15 @@ class WorkflowRunHandler(ApiHandler):
             raise web.HTTPError(400, "'parameters' must be an object")
         try:
             run = runs.claim_manual(
-                self.ctx.db, workflow, f"api@{runs.process_label()}", {**overrides, "org": org}
+                self.ctx.db,
+                workflow,
+                f"api@{runs.process_label()}",
+                {**overrides, "org": org},
+                limits=WorkflowLimits.from_settings(self.ctx.settings),
             )
-        except WorkflowBusyError as exc:
-            raise web.HTTPError(409, str(exc).replace("%", "%%")) from None
+        except WorkflowError as exc:
+            _refusal(self, exc)
+            return
         settings = self.ctx.settings
         if settings.broker_url:
             from revtops_kernel.scheduling.celery_app import CeleryDispatcher
