@@ -1,8 +1,13 @@
-"""Execute one notebook with papermill and describe how it failed, if it did."""
+"""Execute one notebook with papermill and describe how it failed, if it did.
+
+The kernel can be given its own environment (``env``): papermill passes no ``env`` through to
+the kernel's launch, so a kernel manager class carrying it is handed to nbclient instead.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +42,13 @@ def execute_notebook(
     *,
     kernel_name: str,
     cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> NotebookFailure | None:
     """Run ``notebook`` into ``output`` with ``parameters`` injected; None on success.
 
     The output notebook is written even when a cell fails (papermill saves as it goes), so the
-    failing cell's traceback can be read there.
+    failing cell's traceback can be read there. ``env`` is the kernel's whole environment
+    (default: this process's).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -56,6 +63,7 @@ def execute_notebook(
             cwd=str(cwd or notebook.parent),
             progress_bar=False,
             log_output=False,
+            **({"kernel_manager_class": _with_environment(env)} if env is not None else {}),
         )
     except PapermillExecutionError as exc:
         return NotebookFailure(
@@ -65,6 +73,21 @@ def execute_notebook(
             message=str(exc.evalue),
         )
     return None
+
+
+def _with_environment(env: Mapping[str, str]) -> type:
+    """A kernel manager class that starts (and restarts) its kernel with ``env`` as the whole
+    environment (imported here: jupyter_client is papermill's, loaded only to run)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel_env = dict(env)
+
+    class RunKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = dict(kernel_env)
+            await super().start_kernel(**kw)
+
+    return RunKernelManager
 
 
 def _cell_index(output: Path, exec_count: int | None, papermill_index: int | None) -> int | None:

@@ -30,6 +30,11 @@ from revtops_kernel.errors import DatabaseLockedError, RevtopsError
 from revtops_kernel.scheduling import runs
 from revtops_kernel.scheduling.notebook import execute_notebook
 from revtops_kernel.scheduling.parameters import check_parameters, declared_parameters
+from revtops_kernel.scheduling.run_environment import (
+    RunEnvironment,
+    make_undumpable,
+    run_environment,
+)
 from revtops_kernel.scheduling.workflows import RunInfo, get_run, get_workflow_by_id
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -80,11 +85,13 @@ def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
     heart = _Heart(db, run_id, settings.run_heartbeat_interval)
     heart.start()
     try:
+        environment = _kernel_environment(db, settings, run)
         failure = execute_notebook(
             Path(workflow.notebook),
             output,
             injected_parameters(run, Path(workflow.notebook)),
             kernel_name=settings.notebook_kernel,
+            env=environment.variables,
         )
     except Exception as exc:  # the run must end recorded, whatever broke
         log.exception("run %s of %s crashed", run_id, workflow.name)
@@ -110,6 +117,23 @@ def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
             error_name=failure.exception,
         )
     return EXIT_OK
+
+
+def _kernel_environment(db: Database, settings: Settings, run: RunInfo) -> RunEnvironment:
+    """The notebook's environment: its organization's store access and tokens, no secret of
+    the deployment (``scheduling.run_environment``); what was left out goes to the log."""
+    environment = run_environment(db, settings, run.organization_id)
+    log.info(
+        "run %s of %s: kernel gets %s store access, tokens for %s; left out: %s",
+        run.id,
+        run.organization_id,
+        "organization-scoped" if environment.scoped_store else "full (DuckDB)",
+        ", ".join(environment.providers) or "no provider",
+        ", ".join(environment.removed) or "nothing",
+    )
+    for provider, reason in environment.unavailable.items():
+        log.warning("run %s: no %s token for the notebook: %s", run.id, provider, reason)
+    return environment
 
 
 class _Heart(threading.Thread):
@@ -165,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _skip_slow_optional_imports()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    make_undumpable()  # the notebook's kernel, our child, must not read our secrets in /proc
     settings = load_settings()
     db = Database.from_settings(settings)
     try:

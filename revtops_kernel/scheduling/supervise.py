@@ -3,6 +3,11 @@
 Papermill runs in the child (``scheduling.runner``), never in the scheduler or the Celery
 worker itself: a notebook that hangs, leaks memory or crashes its kernel takes only its own
 process down, and a timeout can kill it outright.
+
+The runner gets the deployment's settings (it records the run as the store's admin and fetches
+the organization's tokens); the notebook's kernel gets only its organization's
+(``scheduling.run_environment``). The supervising process makes itself non-dumpable, so the
+kernel (same OS user) cannot read its secrets through ``/proc``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import uuid
 from pydantic import SecretStr
 
 from revtops_kernel.scheduling import runs
+from revtops_kernel.scheduling.run_environment import make_undumpable
 from revtops_kernel.scheduling.runner import EXIT_TAKEN_AWAY
 from revtops_kernel.scheduling.workflows import get_run, get_workflow_by_id
 from revtops_kernel.settings import Settings
@@ -68,6 +74,7 @@ def supervise(
     ``abort`` set (a scheduler shutting down) stops the run and marks it ``interrupted``;
     running past the workflow's timeout marks it ``timed_out``.
     """
+    make_undumpable()  # this process holds the deployment's secrets; the notebook must not
     timeout = run_timeout(db, settings, run_id)
     child = subprocess.Popen(
         [sys.executable, "-m", "revtops_kernel.scheduling.runner", str(run_id)],

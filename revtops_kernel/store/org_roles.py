@@ -27,6 +27,16 @@ entry). With it set, its host, port, database and options are used, the user nam
 by the org role, and its password is a master secret: each role's password is
 HMAC-SHA256(secret, role name), set on the role when it is created and re-set after a failed
 login, so no per-org password is ever stored.
+
+Each organization also has a writer, ``revtops_orgw_<hash>``, for its scheduled workflow runs
+(a sync writes; the assistant's reader must stay read-only). It is as harmless as the reader,
+is mapped in its own table ``revtops_org_writers``, and the policy ``revtops_org_write``
+(``FOR ALL``, ``USING`` and ``WITH CHECK`` the mapped organization) is the only one that
+matches it: it reads and writes its organization's synced rows (``WRITER_TABLES``), may add
+its own organization and record syncs on its integrations (those columns only, never the Nango
+connection), reads its own workflows and runs, and has ``TEMPORARY`` (the upsert stages rows in
+a session-private temp table). No ``users``, ``waitlist``, conversations, DDL or schema writes.
+Its password follows the readers' scheme (HMAC of the master secret with its own name).
 """
 
 from __future__ import annotations
@@ -35,18 +45,38 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from revtops_kernel.errors import QueryRefusedError, StoreError
 from revtops_kernel.settings import ORG_ID_PATTERN
-from revtops_kernel.store.schema import readable_tables
+from revtops_kernel.store.schema import metadata, readable_tables
 
 log = logging.getLogger(__name__)
 
 ROLE_PREFIX = "revtops_org_"
+WRITER_PREFIX = "revtops_orgw_"
 MAPPING_TABLE = "revtops_org_roles"
+WRITER_MAPPING_TABLE = "revtops_org_writers"
+WRITE_POLICY = "revtops_org_write"
+# Tables of a sync's own state that the assistant does not read but a sync writes.
+SYNC_BOOKKEEPING_TABLES = ("sync_cursors", "quarantined_records", "identity_resolutions")
+SCHEMA_VERSIONS_TABLE = "revtops_schema"  # store.migrate's; org writers read the version
+# Beyond the synced tables, what a writer may do, column by column where it matters: add its own
+# organization (a sync ensures it), record a sync on its integration (never its Nango
+# connection, which decides whose provider account a trusted runner fetches tokens for).
+WRITER_COLUMN_GRANTS = {
+    "organizations": ("SELECT", "INSERT (id, name, created_at, updated_at)"),
+    "integrations": (
+        "SELECT",
+        "INSERT (id, organization_id, provider, status, created_at, updated_at)",
+        "UPDATE (status, last_sync_at, last_error, updated_at)",
+    ),
+    "workflows": ("SELECT",),
+    "workflow_runs": ("SELECT",),
+}
 SCOPE_POLICY = "revtops_org_scope"
 OWNER_POLICY = "revtops_owner_all"
 MAPPING_POLICY = "revtops_own_mapping"
@@ -58,6 +88,22 @@ def role_name(org: str) -> str:
     """The PostgreSQL role that reads as ``org``: a fixed prefix and a hash (no quoting needed)."""
     _check_org(org)
     return ROLE_PREFIX + hashlib.sha256(org.encode()).hexdigest()[:24]
+
+
+def writer_role_name(org: str) -> str:
+    """The PostgreSQL role that writes as ``org`` (its workflow runs): prefix and the same hash."""
+    _check_org(org)
+    return WRITER_PREFIX + hashlib.sha256(org.encode()).hexdigest()[:24]
+
+
+def writer_tables() -> dict[str, Any]:
+    """The tables an org writer reads and writes in full (within its organization's rows):
+    what a sync writes. Every readable table but ``organizations``, plus the sync's own."""
+    tables = {name: t for name, t in readable_tables().items() if name != "organizations"}
+    for name in SYNC_BOOKKEEPING_TABLES:
+        if name in metadata.tables:
+            tables[name] = metadata.tables[name]
+    return tables
 
 
 def role_password(secret: str, role: str) -> str:
@@ -79,37 +125,11 @@ def prepare_database(
     warnings for what it could not do.
     """
     warnings: list[str] = []
-    conn.execute(
-        text(
-            f"CREATE TABLE IF NOT EXISTS {MAPPING_TABLE} ("
-            "role_name varchar(63) PRIMARY KEY, "
-            "organization_id varchar(63) NOT NULL UNIQUE, "
-            "created_at timestamptz NOT NULL DEFAULT now())"
-        )
-    )
-    conn.execute(
-        text(
-            f"COMMENT ON TABLE {MAPPING_TABLE} IS 'Which organization each revtops_org_* "
-            "login role reads (row-level security keys on current_user through it).'"
-        )
-    )
-    conn.execute(text(f"ALTER TABLE {MAPPING_TABLE} ENABLE ROW LEVEL SECURITY"))
-    conn.execute(text(f"DROP POLICY IF EXISTS {MAPPING_POLICY} ON {MAPPING_TABLE}"))
-    conn.execute(
-        text(
-            f"CREATE POLICY {MAPPING_POLICY} ON {MAPPING_TABLE} FOR SELECT "
-            "USING (role_name = current_user)"
-        )
-    )
+    _create_mapping_table(conn, MAPPING_TABLE, "revtops_org_* login role reads")
     preparer = conn.dialect.identifier_preparer
     for name, table in readable_tables().items():
         quoted = preparer.format_table(table)
-        (owner,) = conn.execute(
-            text("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
-            {"t": quoted},
-        ).one()
-        conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
-        conn.execute(text(f"ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY"))
+        _force_row_security(conn, quoted)
         conn.execute(text(f"DROP POLICY IF EXISTS {SCOPE_POLICY} ON {quoted}"))
         conn.execute(
             text(
@@ -118,32 +138,99 @@ def prepare_database(
                 f"{MAPPING_TABLE} m WHERE m.role_name = current_user))"
             )
         )
-        conn.execute(text(f"DROP POLICY IF EXISTS {OWNER_POLICY} ON {quoted}"))
-        conn.execute(
-            text(
-                f"CREATE POLICY {OWNER_POLICY} ON {quoted} FOR ALL TO {preparer.quote(owner)} "
-                "USING (true) WITH CHECK (true)"
-            )
-        )
+    _prepare_writer_policies(conn)
     warnings += _revoke_legacy_reader(conn)
     warnings += _revoke_public_privileges(conn)
     warnings += _unsafe_extensions(conn)
     for role, org in conn.execute(text(f"SELECT role_name, organization_id FROM {MAPPING_TABLE}")):
         _grant(conn, role)  # readable tables added since the role was made
         log.debug("re-granted %s (%s)", role, org)
+    for role in conn.execute(text(f"SELECT role_name FROM {WRITER_MAPPING_TABLE}")).scalars():
+        _grant_writer(conn, role)
     orgs = [row[0] for row in conn.execute(text("SELECT id FROM organizations ORDER BY id"))]
     for org in orgs:
         if not ORG_ID_PATTERN.match(org):
             warnings.append(f"organization id {org!r} is not a slug; it gets no reader role")
             continue
-        try:
-            with conn.begin_nested():
-                ensure_org_role(
-                    conn, org, password=password_for(role_name(org)) if password_for else None
-                )
-        except StoreError as exc:
-            warnings.append(str(exc))
+        for ensure, name_of in (
+            (ensure_org_role, role_name),
+            (ensure_org_writer, writer_role_name),
+        ):
+            try:
+                with conn.begin_nested():
+                    password = password_for(name_of(org)) if password_for else None
+                    ensure(conn, org, password=password)
+            except StoreError as exc:
+                warnings.append(str(exc))
     return warnings
+
+
+def _prepare_writer_policies(conn: Connection) -> None:
+    """The writers' mapping table, and ``revtops_org_write`` on every table a writer touches.
+
+    The policy applies to every role but matches only writers: a reader (or any other role) is
+    not in ``revtops_org_writers``, so for it the subquery is NULL and no row qualifies.
+    """
+    _create_mapping_table(conn, WRITER_MAPPING_TABLE, "revtops_orgw_* login role writes")
+    preparer = conn.dialect.identifier_preparer
+    tables = {**writer_tables(), **{n: metadata.tables[n] for n in WRITER_COLUMN_GRANTS}}
+    for name, table in tables.items():
+        quoted = preparer.format_table(table)
+        _force_row_security(conn, quoted)
+        mapped = (
+            f"(SELECT w.organization_id FROM {WRITER_MAPPING_TABLE} w "
+            "WHERE w.role_name = current_user)"
+        )
+        column = preparer.quote(scope_column(name))
+        conn.execute(text(f"DROP POLICY IF EXISTS {WRITE_POLICY} ON {quoted}"))
+        conn.execute(
+            text(
+                f"CREATE POLICY {WRITE_POLICY} ON {quoted} FOR ALL "
+                f"USING ({column} = {mapped}) WITH CHECK ({column} = {mapped})"
+            )
+        )
+
+
+def _create_mapping_table(conn: Connection, table: str, what: str) -> None:
+    """A role -> organization table whose rows each role sees only its own of."""
+    conn.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "role_name varchar(63) PRIMARY KEY, "
+            "organization_id varchar(63) NOT NULL UNIQUE, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        )
+    )
+    conn.execute(
+        text(
+            f"COMMENT ON TABLE {table} IS 'Which organization each {what} "
+            "(row-level security keys on current_user through it).'"
+        )
+    )
+    conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+    conn.execute(text(f"DROP POLICY IF EXISTS {MAPPING_POLICY} ON {table}"))
+    conn.execute(
+        text(
+            f"CREATE POLICY {MAPPING_POLICY} ON {table} FOR SELECT USING (role_name = current_user)"
+        )
+    )
+
+
+def _force_row_security(conn: Connection, quoted: str) -> None:
+    """RLS on for everyone, the table owner included, who keeps full access by its policy."""
+    (owner,) = conn.execute(
+        text("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+        {"t": quoted},
+    ).one()
+    conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
+    conn.execute(text(f"ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY"))
+    conn.execute(text(f"DROP POLICY IF EXISTS {OWNER_POLICY} ON {quoted}"))
+    conn.execute(
+        text(
+            f"CREATE POLICY {OWNER_POLICY} ON {quoted} FOR ALL "
+            f"TO {conn.dialect.identifier_preparer.quote(owner)} USING (true) WITH CHECK (true)"
+        )
+    )
 
 
 def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) -> str:
@@ -152,10 +239,25 @@ def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) 
     ``password`` (derived with ``role_password``) is set when given. Needs CREATEROLE the first
     time an org is seen on the cluster; grants need the table owner (the admin role).
     """
-    role = role_name(org)
+    return _ensure_login_role(conn, org, role_name(org), MAPPING_TABLE, password, writer=False)
+
+
+def ensure_org_writer(conn: Connection, org: str, *, password: str | None = None) -> str:
+    """Create (if missing) and map the writer role of ``org`` (its workflow runs); its name.
+
+    Same requirements as ``ensure_org_role``; the grants are ``_grant_writer``'s.
+    """
+    return _ensure_login_role(
+        conn, org, writer_role_name(org), WRITER_MAPPING_TABLE, password, writer=True
+    )
+
+
+def _ensure_login_role(
+    conn: Connection, org: str, role: str, mapping: str, password: str | None, *, writer: bool
+) -> str:
     exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
     mapped = conn.execute(
-        text(f"SELECT organization_id FROM {MAPPING_TABLE} WHERE role_name = :r"), {"r": role}
+        text(f"SELECT organization_id FROM {mapping} WHERE role_name = :r"), {"r": role}
     ).scalar_one_or_none()
     if exists and mapped == org and password is None:
         # Already set up here (upgrade re-grants new tables): no catalog writes, so concurrent
@@ -171,8 +273,9 @@ def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) 
                         "NOINHERIT NOREPLICATION NOBYPASSRLS"
                     )
                 )
-                # A session default for direct connections; the privileges are what bind.
-                conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
+                if not writer:
+                    # A session default for direct connections; the privileges are what bind.
+                    conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
         except DBAPIError as exc:
             # Another session created it meanwhile (roles are cluster-wide), or no CREATEROLE.
             if not conn.execute(
@@ -181,21 +284,24 @@ def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) 
                 raise StoreError(
                     f"cannot create the PostgreSQL role {role} for organization {org!r} "
                     f"({getattr(exc, 'orig', exc)}); run `revtops db upgrade` or the first "
-                    "query of each organization as a role with CREATEROLE"
+                    "query (or workflow run) of each organization as a role with CREATEROLE"
                 ) from exc
     _require_harmless(conn, role)
     if password is not None:
         conn.execute(text(f"ALTER ROLE {role} PASSWORD '{password}'"))
-    _grant(conn, role)
+    if writer:
+        _grant_writer(conn, role)
+    else:
+        _grant(conn, role)
     conn.execute(
         text(
-            f"INSERT INTO {MAPPING_TABLE} (role_name, organization_id) VALUES (:r, :o) "
+            f"INSERT INTO {mapping} (role_name, organization_id) VALUES (:r, :o) "
             "ON CONFLICT (role_name) DO NOTHING"
         ),
         {"r": role, "o": org},
     )
     mapped = conn.execute(
-        text(f"SELECT organization_id FROM {MAPPING_TABLE} WHERE role_name = :r"), {"r": role}
+        text(f"SELECT organization_id FROM {mapping} WHERE role_name = :r"), {"r": role}
     ).scalar_one()
     if mapped != org:
         raise StoreError(f"role {role} is mapped to {mapped!r}, not {org!r}: a hash collision")
@@ -203,27 +309,68 @@ def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) 
 
 
 def drop_org_role(conn: Connection, org: str) -> None:
-    """Remove ``org``'s role from this database (its grants and mapping); drop it if unused."""
-    role = role_name(org)
-    if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
-        return
-    conn.execute(text(f"DELETE FROM {MAPPING_TABLE} WHERE role_name = :r"), {"r": role})
-    conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {_schema(conn)} FROM {role}"))
-    conn.execute(text(f"REVOKE ALL ON SCHEMA {_schema(conn)} FROM {role}"))
-    try:
-        with conn.begin_nested():
-            conn.execute(text(f"DROP ROLE {role}"))
-    except DBAPIError:
-        log.info("role %s still has privileges in another database; kept", role)
+    """Remove ``org``'s reader and writer from this database (grants, mappings, TEMP); drop
+    each if no other database still grants it anything."""
+    for role, mapping in (
+        (role_name(org), MAPPING_TABLE),
+        (writer_role_name(org), WRITER_MAPPING_TABLE),
+    ):
+        if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
+            continue
+        conn.execute(text(f"DELETE FROM {mapping} WHERE role_name = :r"), {"r": role})
+        conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA {_schema(conn)} FROM {role}"))
+        conn.execute(text(f"REVOKE ALL ON SCHEMA {_schema(conn)} FROM {role}"))
+        conn.execute(text(f"REVOKE ALL ON DATABASE {_database(conn)} FROM {role}"))
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f"DROP ROLE {role}"))
+        except DBAPIError:
+            log.info("role %s still has privileges in another database; kept", role)
 
 
 def _grant(conn: Connection, role: str) -> None:
     preparer = conn.dialect.identifier_preparer
     schema = _schema(conn)
     conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
-    conn.execute(text(f"GRANT SELECT ON {MAPPING_TABLE} TO {role}"))
+    _grant_mappings(conn, role)
     for table in readable_tables().values():
         conn.execute(text(f"GRANT SELECT ON {preparer.format_table(table)} TO {role}"))
+
+
+def _grant_writer(conn: Connection, role: str) -> None:
+    """What a writer may touch; the policies keep it to its organization's rows."""
+    preparer = conn.dialect.identifier_preparer
+    schema = _schema(conn)
+    conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+    _grant_mappings(conn, role)
+    # upgrade() reads the version to see the schema is current (and does nothing then).
+    conn.execute(text(f"GRANT SELECT ON {SCHEMA_VERSIONS_TABLE} TO {role}"))
+    # The PostgreSQL upsert COPYs into a temporary staging table (private to the session).
+    conn.execute(text(f"GRANT TEMPORARY ON DATABASE {_database(conn)} TO {role}"))
+    for table in writer_tables().values():
+        conn.execute(
+            text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON {preparer.format_table(table)} TO {role}"
+            )
+        )
+    for name, privileges in WRITER_COLUMN_GRANTS.items():
+        quoted = preparer.format_table(metadata.tables[name])
+        for privilege in privileges:
+            conn.execute(text(f"GRANT {privilege} ON {quoted} TO {role}"))
+
+
+def _grant_mappings(conn: Connection, role: str) -> None:
+    """Both mapping tables: every policy's subquery reads one of them, whichever role asks
+    (each role sees its own mapping row only, if it has one)."""
+    for mapping in (MAPPING_TABLE, WRITER_MAPPING_TABLE):
+        # A store upgraded before writers existed has no writers' table until its next upgrade.
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": mapping}).scalar() is not None:
+            conn.execute(text(f"GRANT SELECT ON {mapping} TO {role}"))
+
+
+def _database(conn: Connection) -> str:
+    database = conn.execute(text("SELECT current_database()")).scalar_one()
+    return str(conn.dialect.identifier_preparer.quote(database))
 
 
 def _schema(conn: Connection) -> str:
@@ -265,13 +412,14 @@ def _revoke_public_privileges(conn: Connection) -> list[str]:
     steps = [
         "GRANT TEMPORARY ON DATABASE {db} TO CURRENT_USER",
         "REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC",
+        "REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC",  # granted before PostgreSQL 15
         "REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC",
         "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_stat_get_activity(integer) FROM PUBLIC",
     ]
     database = conn.execute(text("SELECT current_database()")).scalar_one()
     quoted_db = conn.dialect.identifier_preparer.quote(database)
     for step in steps:
-        statement = step.format(db=quoted_db)
+        statement = step.format(db=quoted_db, schema=_schema(conn))
         try:
             with conn.begin_nested():
                 conn.execute(text(statement))
