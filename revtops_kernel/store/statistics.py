@@ -16,9 +16,10 @@ Only the owner may ANALYZE a table; a sync running as an organization role goes 
 by the admin role, ``search_path`` pinned, the product's tables only). The store always calls
 it when it exists, so there is one path whoever the user is.
 
-DuckDB keeps min/max, null and distinct-count statistics itself as rows are appended; its
-``ANALYZE`` only recomputes the distinct counts. Measured on a scale-1 store (bench note in
-the README of this area): no plan of the verified queries changed, so DuckDB skips it.
+DuckDB keeps row counts, min/max, null and distinct-count statistics itself as rows are
+appended; its ``ANALYZE`` only recomputes the distinct counts. Measured (100k activities, 300k
+participants loaded through ``upsert``, the join of ``single_threaded_deals``): the same plan
+and the same estimates before and after it, and no change in time, so DuckDB skips it.
 """
 
 from __future__ import annotations
