@@ -6,6 +6,11 @@ HTTP-header environment variable it sets itself (any client-sent copy is dropped
 verifies the signature before acting as anyone. A browser can neither read the secret nor get
 a forged envelope past the check, so no header, cookie or query parameter it sends can change
 the kernel's organization.
+
+A preheated kernel starts before its visitor exists, so it waits on the server's request-info
+socket (``/voila/query/<kernel id>``) for the page request. That socket answers only a kernel
+that proves which one it is (`kernel_proof`: HMAC of its id under the same secret), so nobody
+else can read a visitor's envelope from it or take a pooled kernel's place in the hand-over.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from revtops_kernel.errors import RevtopsError
 SECRET_ENV = "REVTOPS_KERNEL_IDENTITY_SECRET"
 HEADER = "X-Revtops-Identity"
 HEADER_ENV = "HTTP_X_REVTOPS_IDENTITY"  # rfc3875 naming, as Voila passes headers to kernels
+KERNEL_PROOF_HEADER = "X-Revtops-Kernel-Proof"
+KERNEL_ID_ENV = "VOILA_KERNEL_ID"  # Voila sets it in the kernel before the notebook's first cell
 LIFETIME_SECONDS = 12 * 3600
 
 
@@ -78,19 +85,59 @@ def identity_for(
     )
 
 
+def kernel_proof(kernel_id: str, secret: str) -> str:
+    """What only this server's kernel ``kernel_id`` can compute: its key to the query socket."""
+    return _mac(f"voila-query:{kernel_id}", secret)
+
+
 def kernel_identity() -> AppIdentity:
     """In a web-app kernel: wait for the visitor's request (preheated kernels), then verify."""
-    if os.environ.get("VOILA_PREHEAT") == "True" and not os.environ.get(HEADER_ENV):
-        from voila.utils import wait_for_request
-
-        wait_for_request()
     secret = os.environ.get(SECRET_ENV)
-    envelope = os.environ.get(HEADER_ENV)
     if not secret:
         raise IdentityError(f"this kernel was not started by the Revtops app ({SECRET_ENV})")
+    if os.environ.get("VOILA_PREHEAT") == "True" and not os.environ.get(HEADER_ENV):
+        _receive_request(secret)
+    envelope = os.environ.get(HEADER_ENV)
     if not envelope:
         raise IdentityError("no signed-in identity reached this kernel; sign in again")
     return verify(envelope, secret)
+
+
+def query_socket_url(kernel_id: str) -> str:
+    """Where Voila's server offers this kernel its request (the address `wait_for_request` uses)."""
+    protocol = os.environ.get("VOILA_WS_PROTOCOL", "ws")
+    host = os.environ.get("VOILA_APP_IP", "127.0.0.1")
+    port = os.environ.get("VOILA_APP_PORT", "8866")
+    base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
+    return f"{protocol}://{host}:{port}{base}voila/query/{kernel_id}"
+
+
+def _receive_request(secret: str) -> None:
+    """Voila's ``wait_for_request``, but proving to the server which kernel is asking."""
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    kernel_id = os.environ.get(KERNEL_ID_ENV)
+    if not kernel_id:
+        raise IdentityError(f"this preheated kernel does not know its id ({KERNEL_ID_ENV})")
+    url = query_socket_url(kernel_id)
+    proof = {KERNEL_PROOF_HEADER: kernel_proof(kernel_id, secret)}
+    try:
+        # No receive timeout: a pooled kernel waits as long as it takes a visitor to come.
+        with connect(url, additional_headers=proof, open_timeout=10) as socket:
+            message = socket.recv()
+    except (OSError, WebSocketException) as exc:
+        raise IdentityError(
+            f"the visitor's request did not reach this kernel ({url}): {exc}"
+        ) from None
+    try:
+        request = json.loads(message)
+    except ValueError:
+        raise IdentityError("the server's request info is not JSON") from None
+    if not isinstance(request, dict):
+        raise IdentityError("the server's request info is not an object")
+    for name, value in request.items():
+        os.environ[str(name)] = str(value)
 
 
 def _mac(payload: str, secret: str) -> str:

@@ -27,6 +27,7 @@ Messages say how to fix the problem where there is a fix.
     ├── WorkflowInputError      a malformed name, schedule or field (``field``)
     │   └── WorkflowParameterError  a parameter the notebook does not declare, or a bad value
     └── WorkflowLimitError      a cap on workflows or runs per organization (``retry_after``)
+    KernelBindingError          a web-app kernel would be handed to a second user
 """
 
 from __future__ import annotations
@@ -233,3 +234,11 @@ class WorkflowLimitError(WorkflowError):
         self.limit = limit
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class KernelBindingError(RevtopsError):
+    """A web-app kernel cannot be handed to this user (``kernel_id`` is the kernel's id)."""
+
+    def __init__(self, kernel_id: str, problem: str) -> None:
+        self.kernel_id = kernel_id
+        super().__init__(f"kernel {kernel_id} {problem}")

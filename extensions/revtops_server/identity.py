@@ -25,6 +25,7 @@ from traitlets import Bool
 from revtops_kernel.tenancy import Admission, admit
 
 from .context import context_of
+from .kernel_binding import LOCAL_OWNER, KernelOwner, bindings_of, kernel_id_of
 from .sessions import (
     REFRESH_COOKIE,
     SESSION_COOKIE,
@@ -209,9 +210,12 @@ JUPYTER_RESOURCES = frozenset(
 class RevtopsAuthorizer(Authorizer):
     """Deny web-app users Jupyter's contents, terminals and kernel APIs.
 
-    A local analyst (Jupyter's own token auth, not a `RevtopsUser`) keeps every right. In the
-    Voila app (`allow_kernels`), app users may open their own kernel's channels: Voila lets
-    only comm and kernel-info messages through, so no code runs from the browser.
+    A local analyst (Jupyter's own token auth, not a `RevtopsUser`) keeps every right in a
+    Jupyter Server. In the Voila app (`allow_kernels`), a kernel is reachable only by the one it
+    was handed to (`kernel_binding`): its REST resource, channels (where Voila lets only comm
+    and kernel-info messages through), shutdown and execution socket. Listing kernels, pooled
+    kernels and other people's kernels are refused; waitlisted and consumer-mailbox users reach
+    no kernel at all.
     """
 
     allow_kernels = Bool(False, config=True, help="Let app users use kernel channels (Voila).")
@@ -219,10 +223,22 @@ class RevtopsAuthorizer(Authorizer):
     def is_authorized(
         self, handler: web.RequestHandler, user: User, action: str, resource: str
     ) -> bool:
+        if resource == "kernels" and self.allow_kernels:
+            bindings = bindings_of(handler.settings)
+            if bindings is None:  # an app without its registry: nobody is anybody's owner
+                return False
+            return bindings.allows(kernel_id_of(handler), self.kernel_owner(user))
         if not isinstance(user, RevtopsUser):
             return True
         if not user.admitted:
             return False
-        if resource == "kernels" and self.allow_kernels:
-            return True
         return resource not in JUPYTER_RESOURCES
+
+    @staticmethod
+    def kernel_owner(user: User) -> KernelOwner | None:
+        """Whom a kernel handed to ``user`` belongs to; None for someone who gets no kernel."""
+        if not isinstance(user, RevtopsUser):
+            return LOCAL_OWNER  # Jupyter's token: the machine's owner (local mode)
+        if not user.admitted:
+            return None
+        return KernelOwner(subject=user.username, organization_id=user.organization_id)

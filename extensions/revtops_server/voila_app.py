@@ -8,6 +8,11 @@ preheats kernels so a visitor does not wait for a cold start.
 Identity reaches a kernel only through `revtops_kernel.app_identity`: the page handler signs
 the verified user with a per-process secret that kernels inherit through their environment,
 and passes it as a header-environment variable that it sets itself.
+
+Each kernel belongs to whom it was handed: the page handler binds the kernel it gives a visitor
+(a preheated one leaving the pool, or one started for the request) to that user and their
+organization (`kernel_binding`), and every kernel route asks that binding (`kernel_routes`,
+`RevtopsAuthorizer`) before letting anyone near it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets.config import Config
@@ -29,6 +35,9 @@ from revtops_kernel.settings import load_settings
 from .context import SETTINGS_KEY, Context, context_of
 from .handlers import routes
 from .identity import RevtopsAuthorizer, RevtopsUser, SupabaseIdentityProvider
+from .kernel_binding import LOCAL_OWNER, KernelBindings, KernelOwner, bindings_of
+from .kernel_binding import SETTINGS_KEY as BINDINGS_KEY
+from .kernel_routes import guard_kernel_routes
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
 
@@ -39,8 +48,54 @@ padding:2rem 3rem;border-radius:12px;max-width:30rem}}</style></head><body><main
 <h1>{title}</h1><p>{message}</p><p><a href="{logout}">Sign out</a></p></main></body></html>"""
 
 
+class HandingOverKernelManager:
+    """The kernel manager as one page request sees it: the kernel it gets is bound to its user.
+
+    Voila's page handler obtains its kernel in exactly two calls, `get_rendered_notebook` (a
+    preheated kernel leaves the pool) and `start_kernel` (the pool is empty); both bind the
+    kernel before its id can reach the page. Everything else is the real manager's.
+    """
+
+    def __init__(self, manager: Any, bindings: KernelBindings, owner: KernelOwner | None) -> None:
+        self._manager = manager
+        self._bindings = bindings
+        self._owner = owner
+
+    async def get_rendered_notebook(self, *args: Any, **kwargs: Any) -> Any:
+        render_task, rendered_cache, kernel_id = await self._manager.get_rendered_notebook(
+            *args, **kwargs
+        )
+        self._bind(kernel_id)
+        return render_task, rendered_cache, kernel_id
+
+    async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
+        kernel_id = str(await ensure_async(self._manager.start_kernel(*args, **kwargs)))
+        self._bind(kernel_id)
+        return kernel_id
+
+    def _bind(self, kernel_id: str) -> None:
+        if self._owner is None:  # prepare() found nobody to hand a kernel to: fail closed
+            raise web.HTTPError(403, "no signed-in user to hand this kernel to")
+        running = set(self._manager.list_kernel_ids())
+        self._bindings.bind(kernel_id, self._owner, running=running)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
 class RevtopsVoilaHandler(TornadoVoilaHandler):
     """Voila's page handler, admitting only admitted members and signing their identity."""
+
+    _kernel_owner: KernelOwner | None = None
+
+    @property
+    def kernel_manager(self) -> Any:
+        bindings = bindings_of(self.settings)
+        if bindings is None:
+            raise web.HTTPError(500, "the kernel binding registry is missing")
+        return HandingOverKernelManager(
+            self.settings["kernel_manager"], bindings, self._kernel_owner
+        )
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -51,6 +106,7 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
             return  # not signed in: Voila's @authenticated sends them to /login
         if not isinstance(user, RevtopsUser):
             # Local mode (no Supabase): whoever holds the server's token is its owner.
+            self._kernel_owner = LOCAL_OWNER
             self._hand_over(self._local_owner())
             return
         if not user.admitted or user.organization_id is None:
@@ -64,6 +120,7 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
                 )
             )
             return
+        self._kernel_owner = RevtopsAuthorizer.kernel_owner(user)
         self._hand_over(
             app_identity.identity_for(
                 organization_id=user.organization_id,
@@ -119,13 +176,14 @@ class RevtopsVoila(Voila):
     def init_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = super().init_settings()
         settings[SETTINGS_KEY] = Context.create()
+        settings[BINDINGS_KEY] = KernelBindings()
         self.authorizer.allow_kernels = True
         return settings
 
     def init_handlers(self) -> list[Any]:
         api = [(url_path_join(self.server_url, path), handler) for path, handler in routes()]
         handlers = []
-        for route in super().init_handlers():
+        for route in guard_kernel_routes(super().init_handlers()):
             if len(route) > 1 and route[1] is TornadoVoilaHandler:
                 route = (route[0], RevtopsVoilaHandler, *route[2:])
             handlers.append(route)

@@ -63,15 +63,21 @@ class RunningApp:
 
 
 @contextmanager
-def running_app(home: Path, *, pool_size: int = 2, **env: str) -> Iterator[RunningApp]:
-    """Start ``revtops app`` with Supabase sign-in on a free port; stop it afterwards."""
+def running_app(
+    home: Path, *, pool_size: int = 2, supabase: bool = True, **env: str
+) -> Iterator[RunningApp]:
+    """Start ``revtops app`` with Supabase sign-in on a free port; stop it afterwards.
+
+    ``supabase=False`` starts it in local mode instead: Jupyter's token (pass ``JUPYTER_TOKEN``)
+    admits the machine's owner.
+    """
     port = free_port()
     log = home / "app.log"
+    sign_in = {"SUPABASE_URL": SUPABASE_URL, "SUPABASE_JWT_SECRET": SECRET} if supabase else {}
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("REVTOPS_", "SUPABASE_"))},
         "REVTOPS_HOME": str(home / "revtops"),
-        "SUPABASE_URL": SUPABASE_URL,
-        "SUPABASE_JWT_SECRET": SECRET,
+        **sign_in,
         "REVTOPS_ADMIN_KEY": ADMIN_KEY,
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         **env,
