@@ -46,7 +46,7 @@ from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
-from revtops_kernel.store.statistics import StatisticsRefresh
+from revtops_kernel.store.statistics import BATCH_SHARE, StatisticsRefresh
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.timeutil import utcnow
 
@@ -307,9 +307,9 @@ def _finish_streams(
         result.counts.deleted += spec.after_streams(conn, result.organization_id, connector)
 
 
-def _refresh_statistics(statistics: StatisticsRefresh) -> None:
+def _refresh_statistics(statistics: StatisticsRefresh, share: float | None = None) -> None:
     try:
-        statistics.refresh_due()
+        statistics.refresh_due(share)
     except Exception:  # stale statistics slow queries down; they never fail a sync
         log.exception("refreshing planner statistics failed")
 
@@ -433,7 +433,7 @@ class _StreamWriter:
         # Committed: a sync killed from here on still leaves these rows' statistics behind.
         for table, count in written_by_table.items():
             self.statistics.note(table, count)
-        _refresh_statistics(self.statistics)
+        _refresh_statistics(self.statistics, BATCH_SHARE)
         for bucket in (counts, self.result.counts):
             bucket.fetched += pending.records
             bucket.upserted += written

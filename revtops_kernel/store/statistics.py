@@ -4,12 +4,18 @@ PostgreSQL plans with the statistics ``ANALYZE`` gathers. After a bulk load auto
 run for minutes, and the planner then takes a freshly loaded table for a handful of rows and
 picks nested loops: identity resolution ran 30 s instead of 0.04 s at scale 0.2, and the
 verified queries 1–20 s instead of 0.1 s (issue 13). So the sync counts the rows it writes per
-table and, after every committed batch, analyzes a table once the rows written since its last
-analyze reach ``REFRESH_SHARE`` of its size (or it was never analyzed): a sync killed midway
-still leaves statistics no more than one batch behind, and no second pass is needed at the
-start of the next sync. ``ANALYZE`` samples (30,000 rows at the default target), so a refresh
-costs tens of milliseconds whatever the table's size, and the threshold keeps their number
-logarithmic in the rows loaded.
+table and refreshes a table's statistics when the rows written since its last analyze reach a
+share of its size (or it was never analyzed):
+
+- after every committed batch, once they reach ``BATCH_SHARE`` (the table doubled): a sync
+  killed midway leaves estimates within a factor of two of the truth, which is what decides a
+  plan (the failure is 1 row estimated for 60,000), so no pass is needed at the start of the
+  next sync; a first load of N rows analyzes each table about log2(N / batch) times;
+- before identity resolution and at the end of the sync, once they reach ``REFRESH_SHARE``.
+
+``ANALYZE`` samples (30,000 rows at the default target) but reads every sampled value, so it
+skips the JSON documents (``raw``): they are never compared whole, and detoasting them was most
+of its time (0.5-1.5 s per table of a scale-1 store on this 2-core machine).
 
 Only the owner may ANALYZE a table; a sync running as an organization role goes through
 ``revtops_analyze(table_name)``, a ``SECURITY DEFINER`` function ``db upgrade`` creates (owned
@@ -29,7 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, text
+from sqlalchemy import JSON, Connection, text
 
 from revtops_kernel.errors import StoreError
 from revtops_kernel.store.database import Database
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ANALYZE_FUNCTION = "revtops_analyze"
 REFRESH_SHARE = 0.10  # of a table's rows written since its last analyze
+BATCH_SHARE = 1.0  # the same, between a sync's batches
 # The function waits this long for a table's lock (an autovacuum holding it) and then skips it.
 ANALYZE_LOCK_TIMEOUT = "5s"
 
@@ -52,6 +59,12 @@ def analyze_function_sql(schema: str) -> list[str]:
     """Statements creating ``revtops_analyze(table_name text)`` in ``schema`` (run by the
     migrator, whose role then owns it: ANALYZE runs with the owner's rights)."""
     allowed = ", ".join(f"'{name}'" for name in analyze_allowlist())
+    column_lists = " ".join(
+        f"WHEN '{name}' THEN '{columns}'"
+        for name in analyze_allowlist()
+        if (columns := analyzed_columns(name)) is not None
+    )
+    columns_case = f"CASE table_name {column_lists} END" if column_lists else "NULL"
     quoted = '"' + schema.replace('"', '""') + '"'
     literal = "'" + schema.replace("'", "''") + "'"
     return [
@@ -61,12 +74,19 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = {quoted}, pg_temp
 SET lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'
 AS $fn$
+DECLARE
+    columns text;
 BEGIN
     IF table_name IS NULL OR NOT (table_name = ANY (ARRAY[{allowed}])) THEN
         RAISE EXCEPTION '{ANALYZE_FUNCTION}: % is not a table of Revtops', table_name
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    EXECUTE format('ANALYZE %I.%I', {literal}, table_name);
+    columns := {columns_case};
+    IF columns IS NULL THEN
+        EXECUTE format('ANALYZE %I.%I', {literal}, table_name);
+    ELSE
+        EXECUTE format('ANALYZE %I.%I (%s)', {literal}, table_name, columns);
+    END IF;
 EXCEPTION WHEN lock_not_available THEN
     RAISE NOTICE '{ANALYZE_FUNCTION}: % is locked (autovacuum?); skipped', table_name;
 END
@@ -74,6 +94,15 @@ $fn$""",
         # Harmless to anyone: it only refreshes statistics of the product's tables.
         f"GRANT EXECUTE ON FUNCTION {quoted}.{ANALYZE_FUNCTION}(text) TO PUBLIC",
     ]
+
+
+def analyzed_columns(table: str) -> str | None:
+    """The columns ANALYZE reads of ``table`` (quoted, comma-separated), or None for all."""
+    columns = metadata.tables[table].columns
+    kept = [c.name for c in columns if not isinstance(c.type, JSON)]
+    if len(kept) == len(columns):
+        return None
+    return ", ".join(f'"{name}"' for name in kept)
 
 
 def analyze_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
@@ -89,7 +118,8 @@ def analyze_tables(conn: Connection, tables: Iterable[str]) -> list[str]:
         if through_function:
             conn.execute(text(f"SELECT {ANALYZE_FUNCTION}(:name)"), {"name": name})
         else:  # a store not upgraded since the function came: only its owner syncs
-            conn.execute(text(f'ANALYZE "{name}"'))
+            columns = analyzed_columns(name)
+            conn.execute(text(f'ANALYZE "{name}"' + (f" ({columns})" if columns else "")))
     return names
 
 
@@ -134,8 +164,10 @@ class StatisticsRefresh:
         if rows > 0 and self.enabled:
             self.written[table] = self.written.get(table, 0) + rows
 
-    def refresh_due(self) -> list[str]:
-        """Analyze the tables whose written rows reached the share; return their names."""
+    def refresh_due(self, share: float | None = None) -> list[str]:
+        """Analyze the tables whose written rows reached ``share`` of them (default: the
+        refresh's); return their names."""
+        share = self.share if share is None else share
         if not self.written:
             return []
         started = time.monotonic()
@@ -144,7 +176,7 @@ class StatisticsRefresh:
             due = [
                 table
                 for table, rows in self.written.items()
-                if sizes.get(table, -1.0) < 0 or rows >= self.share * sizes[table]
+                if sizes.get(table, -1.0) < 0 or rows >= share * sizes[table]
             ]
             analyze_tables(conn, due)
         for table in due:
