@@ -9,8 +9,9 @@ A workflow's notebook is code its organization controls, so the kernel papermill
 - ``REVTOPS_ORG``: the workflow's organization;
 - provider tokens (``REVTOPS_<PROVIDER>_TOKEN``): the access tokens of the organization's own
   Nango connections, fetched here by the trusted runner before the kernel starts; and, only
-  when the deployment is single-organization (no ``SUPABASE_URL``), the static tokens from
-  settings, which then belong to that one organization;
+  when the deployment is single-organization (no ``SUPABASE_URL``), the static tokens and
+  ``ANTHROPIC_API_KEY`` from settings, which then belong to that one organization (with
+  Supabase they are the deployment's: a digest's summary is then skipped);
 - nothing else secret: every ``SecretStr`` setting (Nango, Supabase, admin and Anthropic keys),
   every setting that is a URL with a password, the store, read-only and broker URLs, libpq's
   ``PG*`` variables, any variable whose name says it is a secret (``*SECRET*``,
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 STORE_VARIABLE = "REVTOPS_DATABASE_URL"
 ORG_VARIABLE = "REVTOPS_ORG"
 SALESFORCE_INSTANCE_VARIABLE = "REVTOPS_SALESFORCE_INSTANCE_URL"
+ANTHROPIC_VARIABLE = "ANTHROPIC_API_KEY"
 # Deployment-wide secrets that are not settings fields, and infrastructure URLs that are
 # removed even without a password in them (the broker takes any task; a Redis URL may not
 # carry its password in the URL but still reach the queue).
@@ -186,6 +188,8 @@ def _provider_tokens(
             secret = getattr(settings, f"{provider}_token")
             if secret is not None and secret.get_secret_value():
                 tokens[TOKEN_VARIABLES[provider]] = secret.get_secret_value()
+        if settings.anthropic_api_key is not None:  # and so is the assistant's key
+            tokens[ANTHROPIC_VARIABLE] = settings.anthropic_api_key.get_secret_value()
     if settings.nango_secret_key is None:
         return tokens, unavailable, instance_url
     from revtops_kernel.sync import nango_connection_for
