@@ -6,6 +6,8 @@ Every front end (chat panel, ``%%ask``, ``revtops ask``, the web app) asks throu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from copilot_fixtures import make_copilot, of_type
 from sqlalchemy import func, select
@@ -58,3 +60,21 @@ def test_the_cap_is_a_setting_and_a_question_at_the_limit_is_answered(
     assert error.message.startswith("Your question is 121 characters; the limit is 120 ")
     assert len(scripted.requests) == 1  # the second question never reached the API
     assert _stored(db) == (1, 2)  # the first question and its answer only
+
+
+def test_revtops_ask_says_why_and_sends_nothing(
+    scripted: ScriptedMessagesServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from revtops_kernel.cli import main
+
+    monkeypatch.setenv("REVTOPS_DATABASE_URL", f"duckdb:///{tmp_path / 'store.duckdb'}")
+    monkeypatch.setenv("REVTOPS_ORG", "acme")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", scripted.api_key)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", scripted.base_url)
+    assert main(["ask", "y" * 9_000]) == 1
+    _, err = capsys.readouterr()
+    assert "Your question is 9,000 characters; the limit is 8,000" in err
+    assert scripted.requests == []
