@@ -26,6 +26,7 @@ from scheduling_helpers import REPO
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from revtops_kernel.errors import QueryRefusedError
 from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.scheduling import add_workflow, run_now
 from revtops_kernel.scheduling.run_environment import (
@@ -34,7 +35,9 @@ from revtops_kernel.scheduling.run_environment import (
 )
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database, bookkeeping
+from revtops_kernel.store.org_access import org_writer_url
 from revtops_kernel.store.org_roles import drop_org_role, role_name, writer_role_name
+from revtops_kernel.store.query import read_sql
 from revtops_kernel.store.schema import SyncRun, metadata
 from revtops_kernel.store.upsert import upsert
 
@@ -369,3 +372,22 @@ def sandbox_connection(sandbox: SandboxServer, org: str) -> str:
     body, _headers = sandbox.nango_webhook("hubspot", session_token=session.json()["data"]["token"])
     connection_id: str = json.loads(body)["connectionId"]
     return connection_id
+
+
+def test_read_only_queries_of_a_run_go_through_its_writer_and_stay_read_only(
+    pg_store: Database, two_orgs: tuple[str, str]
+) -> None:
+    """A run's kernel cannot log in as the reader (no master secret): the assistant's query
+    path (reports, verified queries) reads through the writer, read-only, its org only."""
+    own, victim = two_orgs
+    writer = Database(org_writer_url(pg_store, own))
+    try:
+        names = "SELECT name FROM deals WHERE organization_id = :o"
+        mine = read_sql(writer, names, {"o": own}, org=own)
+        assert mine.frame["name"].tolist() == ["own"]
+        assert read_sql(writer, names, {"o": victim}, org=victim).frame.empty
+        with pytest.raises(QueryRefusedError, match="tried to write"):
+            read_sql(writer, f"{names} FOR UPDATE", {"o": own}, org=own)
+    finally:
+        writer.dispose()
+    assert rows_of(pg_store, own)["deals"] == [("own", "own")]
