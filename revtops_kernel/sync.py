@@ -46,7 +46,7 @@ from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
-from revtops_kernel.store.statistics import BATCH_SHARE, StatisticsRefresh
+from revtops_kernel.store.statistics import BATCH_SHARE, REFRESH_SHARE, StatisticsRefresh
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.timeutil import utcnow
 
@@ -251,13 +251,17 @@ def run_sync(
             bookkeeping.clear_cursors(conn, org, provider)
         run_id = bookkeeping.start_run(conn, org, provider, full_refresh=full_refresh)
         release_quarantine = bookkeeping.has_quarantined(conn, org, provider)
+        first_load = not bookkeeping.has_cursors(conn, org, provider)
         # Nango only with its key (as configured_providers): a workflow run's kernel has none
         # and gets the tokens its runner fetched (scheduling.run_environment) instead.
         use_nango = connector is None and settings.nango_secret_key is not None
         nango = nango_connection_for(conn, org, provider) if use_nango else None
     result = SyncResult(run_id, org, provider, "running", RunCounts(), 0.0)
     http = make_http_client() if connector is None else None
-    statistics = StatisticsRefresh(db)
+    # A provider's (or an organization's) first rows in a table others filled may be too few
+    # to reach the refresh share, yet statistics that have never seen their source_system or
+    # organization_id estimate them as one row: a first load refreshes every table it wrote.
+    statistics = StatisticsRefresh(db, share=0.0 if first_load else REFRESH_SHARE)
     try:
         connector = connector or build_connector(
             settings, provider, _require(http), nango_connection=nango

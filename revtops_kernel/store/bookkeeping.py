@@ -149,6 +149,16 @@ def save_cursor(conn: Connection, org: str, provider: str, stream: str, cursor: 
     )
 
 
+def has_cursors(conn: Connection, org: str, provider: str) -> bool:
+    """Has a sync of ``provider`` for ``org`` committed anything yet?"""
+    found = conn.execute(
+        select(_cursors.c.stream)
+        .where(_cursors.c.organization_id == org, _cursors.c.provider == provider)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def clear_cursors(conn: Connection, org: str, provider: str) -> None:
     conn.execute(
         delete(_cursors).where(_cursors.c.organization_id == org, _cursors.c.provider == provider)
