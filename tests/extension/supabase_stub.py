@@ -106,6 +106,7 @@ class SupabaseStub:
             def log_message(self, *_: object) -> None:
                 return None
 
+            def do_POST(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)

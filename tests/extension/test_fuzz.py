@@ -217,6 +217,7 @@ def test_every_route_and_method_survives_each_hostile_value(
                 .replace("{workflow}", "nightly")
             )
             for j, method in enumerate(METHODS):
+                fields: dict[str, object]
                 if isinstance(value, str) and len(value) > 10_000:
                     fields = {FIELD_NAMES[(i + j) % len(FIELD_NAMES)]: value}
                 else:

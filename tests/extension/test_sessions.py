@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import jwt
@@ -19,7 +20,7 @@ import pytest
 from revtops_kernel.store.scratch import scratch_postgres
 
 from .conftest import ADMIN_KEY, SECRET, Server, launch, stop
-from .supabase_stub import ANON_KEY, SupabaseStub
+from .supabase_stub import ANON_KEY, Person, SupabaseStub
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -207,3 +208,46 @@ def test_signing_out_clears_both_cookies(world: World, stub: SupabaseStub) -> No
         assert browser.cookies.get("revtops_refresh") is None
         assert browser.get(f"{API}/me").status_code == 401
     assert stub.calls == 0
+
+
+def test_the_sign_in_page_keeps_the_refresh_token_and_the_browser_renews(
+    world: World, stub: SupabaseStub
+) -> None:
+    """In Chromium: Supabase's fragment carries both tokens; /login hands both to the server,
+    which keeps them HttpOnly (the page's script never stores them) and renews on expiry."""
+    from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    access, refresh = stub.sign_in("jo@renewco.com")
+    url = world.server.url
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = chromium.new_context()
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(
+                f"{url}/login?next=/revtops/api/me#access_token={access}"
+                f"&refresh_token={refresh}&token_type=bearer&expires_in=3600"
+            )
+            page.wait_for_url("**/revtops/api/me")
+            assert '"jo@renewco.com"' in page.content()
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert cookies["revtops_refresh"]["value"] == refresh
+            assert cookies["revtops_refresh"]["httpOnly"] and cookies["revtops_session"]["httpOnly"]
+            assert cookies["revtops_refresh"]["sameSite"] == "Lax"
+            expired = stub.access_token(stub_person("jo@renewco.com"), lifetime=-600)
+            context.add_cookies([{"name": "revtops_session", "value": expired, "url": url}])
+            page.reload()
+            assert '"jo@renewco.com"' in page.content() and stub.calls == 1
+            renewed = {c["name"]: c["value"] for c in context.cookies()}
+            assert renewed["revtops_session"] != expired and renewed["revtops_refresh"] != refresh
+        finally:
+            chromium.close()
+
+
+def stub_person(email: str) -> Person:
+    return Person(email, f"sub-{email}")
