@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 HOSTILE = Path(__file__).parent / "notebooks" / "hostile_run.ipynb"
 SYNC_NOTEBOOK = REPO / "notebooks" / "sync.ipynb"
+DIGEST_NOTEBOOK = REPO / "notebooks" / "pipeline_digest.ipynb"
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 MARKER = "VICTIM-ONLY"
 # The deployment's secrets, set in the scheduler's environment; none may reach the kernel.
@@ -291,11 +292,12 @@ def test_a_nango_sync_runs_under_the_writer_role_and_writes_its_org_only(
     pg_store: Database,
     env_for: Callable[..., Settings],
     two_orgs: tuple[str, str],
+    tmp_path: Path,
 ) -> None:
     """notebooks/sync.ipynb as a workflow of an organization whose HubSpot is a Nango
     connection: the runner fetches the token, the kernel (no Nango key, the writer role) syncs.
     The same workflow pointed at another organization (``org`` parameter) fails and writes
-    nothing there."""
+    nothing there. The pipeline digest then runs on the synced rows under the same writer."""
     own, victim = two_orgs
     with SandboxServer(scale=0.01, seed=3) as sandbox:
         connection_id = sandbox_connection(sandbox, own)
@@ -329,6 +331,20 @@ def test_a_nango_sync_runs_under_the_writer_role_and_writes_its_org_only(
         hijack = run_now(
             pg_store, settings, "sync", org=own, parameters={"org": victim, "provider": "hubspot"}
         )
+        # The digest reads the synced rows through the same writer (and has no assistant key:
+        # with Supabase it is the deployment's).
+        add_workflow(pg_store, "digest", DIGEST_NOTEBOOK, "0 8 * * 1", org=own)
+        digest = run_now(
+            pg_store,
+            settings,
+            "digest",
+            org=own,
+            parameters={
+                "period_start": "2026-10-19",
+                "period_end": "2026-11-15",
+                "pdf_dir": str(tmp_path / "pdf"),
+            },
+        )
 
     with pg_store.connect() as conn:
         synced = conn.execute(
@@ -350,6 +366,17 @@ def test_a_nango_sync_runs_under_the_writer_role_and_writes_its_org_only(
     for secret in [sandbox.nango_secret_key, *SECRETS.values(), MASTER_SECRET]:
         assert secret not in kept
     assert role_name(own) != writer_role_name(own)
+    assert digest.status == "succeeded", digest.error
+    assert digest.output_path is not None
+    executed = nbformat.read(digest.output_path, as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "no ANTHROPIC_API_KEY configured" in printed
+    [pdf] = (tmp_path / "pdf").glob("*.pdf")
+    assert f"PDF: {pdf}" in printed and pdf.read_bytes().startswith(b"%PDF")
+    kept = Path(digest.output_path).read_text()
+    for secret in [sandbox.nango_secret_key, *SECRETS.values(), MASTER_SECRET]:
+        assert secret not in kept
 
 
 def sandbox_connection(sandbox: SandboxServer, org: str) -> str:
