@@ -17,6 +17,7 @@ from typing import Any
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.handlers import KernelHandler
 from tornado import web
+from traitlets.log import get_logger
 from voila.request_info_handler import RequestInfoSocketHandler
 from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
 from voila.tornado.execution_request_handler import ExecutionRequestHandler
@@ -81,6 +82,7 @@ class KernelQuerySocketHandler(RequestInfoSocketHandler):
         await super().get(kernel_id, *args, **kwargs)
 
     def open(self, kernel_id: str) -> None:
+        get_logger().info("Kernel %s is waiting for its visitor", kernel_id)
         RequestInfoSocketHandler._waiters[kernel_id] = self
         # Delivered once: the request (with its identity envelope) does not linger in memory.
         pending = RequestInfoSocketHandler._cache.pop(kernel_id, None)

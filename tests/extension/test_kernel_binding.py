@@ -277,14 +277,15 @@ def test_only_the_owner_can_shut_a_kernel_down(world: World) -> None:
 
 
 def pooled_kernels(app: RunningApp, handed_over: set[str], want: int) -> set[str]:
-    """Kernel ids of the pool (started, not shut down, not given to a page), from the log."""
-    deadline = time.monotonic() + 120
+    """Ids of pooled kernels already waiting for a visitor on their query socket (the state
+    in which a stranger's connect/disconnect used to break the hand-over), from the log."""
+    deadline = time.monotonic() + 180
     while True:
         log = app.log.read_text(errors="replace")
-        started = set(re.findall(r"Kernel started: ([0-9a-f-]{36})", log))
+        waiting = set(re.findall(r"Kernel ([0-9a-f-]{36}) is waiting for its visitor", log))
         stopped = set(re.findall(r"Kernel shutdown: ([0-9a-f-]{36})", log))
         given = set(re.findall(r"Using pre-heated kernel: ([0-9a-f-]{36})", log))
-        pooled = started - stopped - given - handed_over
+        pooled = waiting - stopped - given - handed_over
         if len(pooled) >= want:
             return pooled
         assert time.monotonic() < deadline, f"the pool did not refill:\n{log[-3000:]}"
