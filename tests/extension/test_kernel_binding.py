@@ -22,9 +22,22 @@ from typing import Any
 
 import httpx
 import pytest
+from jupyter_server.services.kernels.handlers import KernelHandler
 from revtops_server.kernel_binding import LOCAL_OWNER, KernelBindings, KernelOwner
+from revtops_server.kernel_routes import (
+    KernelQuerySocketHandler,
+    OwnKernelExecutionHandler,
+    OwnKernelShutdownHandler,
+    guard_kernel_routes,
+)
+from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+from voila.request_info_handler import RequestInfoSocketHandler
+from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+from voila.static_file_handler import TemplateStaticFileHandler
+from voila.tornado.execution_request_handler import ExecutionRequestHandler
+from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 
 from revtops_kernel import app_identity
 from revtops_kernel.errors import KernelBindingError
@@ -61,6 +74,35 @@ def test_the_kernel_proof_depends_on_the_kernel_and_the_secret() -> None:
     assert proof == app_identity.kernel_proof("kernel-a", "secret-1")
     assert proof != app_identity.kernel_proof("kernel-b", "secret-1")
     assert proof != app_identity.kernel_proof("kernel-a", "secret-2")
+
+
+KID = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+
+
+def test_voila_kernel_routes_are_swapped_for_owner_only_ones() -> None:
+    routes = [
+        (f"/api/kernels/{KID}", KernelHandler),
+        (f"/api/kernels/{KID}/channels", VoilaKernelWebsocketHandler),
+        ("/voila/api/shutdown/(.*)", VoilaShutdownKernelHandler),
+        (f"/voila/query/{KID}", RequestInfoSocketHandler),
+        (f"/voila/execution/{KID}", ExecutionRequestHandler),
+        ("/voila/templates/(.*)", TemplateStaticFileHandler, {"path": "x"}),
+    ]
+    guarded = guard_kernel_routes(routes)
+    assert [route[1] for route in guarded] == [
+        KernelHandler,  # asks the authorizer itself (@authorized)
+        VoilaKernelWebsocketHandler,  # likewise (pre_get)
+        OwnKernelShutdownHandler,
+        KernelQuerySocketHandler,
+        OwnKernelExecutionHandler,
+        TemplateStaticFileHandler,
+    ]
+    assert guarded[-1][2] == {"path": "x"}  # options kept
+
+
+def test_an_unknown_kernel_route_stops_the_app() -> None:
+    with pytest.raises(RuntimeError, match=r"does not guard: /api/kernels/.*/interrupt"):
+        guard_kernel_routes([(f"/api/kernels/{KID}/interrupt", web.RequestHandler)])
 
 
 # ---------------------------------------------------------------- the app, attacked
