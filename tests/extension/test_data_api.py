@@ -190,6 +190,15 @@ def test_workflows_from_the_api(world: World) -> None:
     assert world.post(member, "/revtops/api/workflows", {**body, "name": "y"}).status_code == 403
     assert world.get(world.globex, "/revtops/api/workflows/nightly-sync").status_code == 404
 
+    # With sign-in (many organizations), a run's kernel gets its organization's own Nango
+    # tokens, never the deployment's static ones (scheduling.run_environment): connect HubSpot.
+    session = world.post(world.acme, "/revtops/api/connect/hubspot/session")
+    assert session.status_code == 201, session.text
+    body, headers = world.sandbox.nango_webhook("hubspot", session_token=session.json()["token"])
+    webhook = httpx.post(
+        f"{world.server.url}/revtops/api/webhooks/nango", content=body, headers=headers
+    )
+    assert webhook.status_code == 200, webhook.text
     started = world.post(world.acme, "/revtops/api/workflows/nightly-sync/run", {})
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 300
