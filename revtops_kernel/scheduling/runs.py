@@ -14,10 +14,11 @@ run first wins and everybody else sees nothing to do:
 - the reaper: ``running`` with a stale heartbeat → ``queued`` again (attempts left) or
   ``failed``.
 
-A manual run's parameters are checked against the notebook (``parameters.check_parameters``),
-and it is refused (``WorkflowLimitError``) when its organization already has
-``max_active_runs_per_org`` runs in flight or the workflow was started by hand
-``max_manual_runs_per_hour`` times within the last hour (see ``limits``).
+A scheduled run waits (is not claimed yet) while its organization has
+``max_active_runs_per_org`` runs in flight. A manual run's parameters are checked against the
+notebook (``parameters.check_parameters``), and it is refused (``WorkflowLimitError``) when its
+organization already has ``max_active_runs_per_org`` runs in flight or the workflow was started
+by hand ``max_manual_runs_per_hour`` times within the last hour (see ``limits``).
 """
 
 from __future__ import annotations
@@ -58,10 +59,27 @@ def process_label() -> str:
 
 
 def claim_scheduled(
-    db: Database, workflow: WorkflowInfo, due: datetime, claimed_by: str
+    db: Database,
+    workflow: WorkflowInfo,
+    due: datetime,
+    claimed_by: str,
+    *,
+    max_active_per_org: int | None = None,
 ) -> RunInfo | None:
-    """Create the run serving ``due``, unless it exists or another run is active."""
-    return _claim(db, workflow, due, "schedule", claimed_by, workflow.parameters)
+    """Create the run serving ``due``, unless it exists or another run is active.
+
+    With ``max_active_per_org``, also None while the organization has that many runs in
+    flight: the due time stays the latest one, so a later pass claims it when a run ends.
+    """
+    return _claim(
+        db,
+        workflow,
+        due,
+        "schedule",
+        claimed_by,
+        workflow.parameters,
+        org_cap=max_active_per_org,
+    )
 
 
 def claim_manual(
@@ -102,12 +120,15 @@ def _claim(
     parameters: dict[str, Any],
     *,
     limits: WorkflowLimits | None = None,
+    org_cap: int | None = None,
 ) -> RunInfo | None:
     """Insert the run; None if it exists or the workflow has one active. ``limits`` (manual
-    runs) also caps the organization's runs in flight and the workflow's runs per hour."""
+    runs) also caps the organization's runs in flight and the workflow's runs per hour;
+    ``org_cap`` (scheduled runs) makes a claim wait, None, while the organization has that
+    many runs in flight."""
     now = utcnow()
     with db.begin() as conn:
-        if limits is not None:
+        if limits is not None or org_cap is not None:
             lock_organization(conn, db, workflow.organization_id)
         if not db.is_duckdb:
             conn.execute(
@@ -119,6 +140,8 @@ def _claim(
             return None
         if limits is not None:
             _check_run_caps(conn, workflow, limits, now)
+        if org_cap is not None and _active_runs(conn, workflow.organization_id) >= org_cap:
+            return None
         statement = (
             pg_insert(runs_table)
             .values(
@@ -144,11 +167,7 @@ def _check_run_caps(
     conn: Connection, workflow: WorkflowInfo, limits: WorkflowLimits, now: datetime
 ) -> None:
     org = workflow.organization_id
-    active = conn.execute(
-        select(func.count())
-        .select_from(runs_table)
-        .where(runs_table.c.organization_id == org, runs_table.c.status.in_(ACTIVE_STATUSES))
-    ).scalar_one()
+    active = _active_runs(conn, org)
     if active >= limits.max_active_runs_per_org:
         raise WorkflowLimitError(
             f"{org!r} has {active} run{'' if active == 1 else 's'} queued or running, the most "
@@ -180,6 +199,16 @@ def _check_run_caps(
             limit=limits.max_manual_runs_per_hour,
             retry_after=wait,
         )
+
+
+def _active_runs(conn: Connection, org: str) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(runs_table)
+            .where(runs_table.c.organization_id == org, runs_table.c.status.in_(ACTIVE_STATUSES))
+        ).scalar_one()
+    )
 
 
 def _has_active_run(conn: Connection, workflow_id: uuid.UUID) -> bool:

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from revtops_kernel.scheduling import runs
 from revtops_kernel.scheduling.cron import Schedule, ScheduleError
+from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.supervise import supervise
 from revtops_kernel.scheduling.workflows import RunInfo, list_workflows
 from revtops_kernel.settings import Settings
@@ -121,6 +122,7 @@ class Scheduler:
             if queued_stale_after is not None
             else self.stale_after
         )
+        self._max_active_per_org = WorkflowLimits.from_settings(settings).max_active_runs_per_org
         self._schedules: dict[tuple[str, str], Schedule] = {}
         self._next_due: datetime | None = None
 
@@ -147,7 +149,9 @@ class Scheduler:
             if self.dispatcher.capacity() <= 0:
                 next_due = now + timedelta(seconds=1)  # look again when a slot may be free
                 break
-            run = runs.claim_scheduled(self.db, workflow, due, self.name)
+            run = runs.claim_scheduled(
+                self.db, workflow, due, self.name, max_active_per_org=self._max_active_per_org
+            )
             if run is not None:
                 log.info("claimed %s due %s (run %s)", workflow.name, due.isoformat(), run.id)
                 self.dispatcher.dispatch(run)

@@ -137,6 +137,32 @@ def test_disabled_workflows_and_full_dispatchers_claim_nothing(
     assert len(Scheduler(db, store_env(), RecordingDispatcher()).tick(now)) == 1
 
 
+def test_scheduled_runs_wait_while_their_organization_has_its_runs_in_flight(
+    db: Database, notebook: Path, store_env: Callable[..., Settings]
+) -> None:
+    """The cap on runs in flight binds the schedule too, per organization: a due run is not
+    claimed while its org is full, and is claimed (once) when one of its runs ends."""
+    settings = store_env(REVTOPS_WORKFLOW_MAX_ACTIVE_RUNS_PER_ORG="2")
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for name in ("a", "b", "c"):
+        _created(db, add_workflow(db, name, notebook, "0 * * * *", org="acme"), start)
+    _created(db, add_workflow(db, "other", notebook, "0 * * * *", org="globex"), start)
+    scheduler = Scheduler(db, settings, RecordingDispatcher())
+    now = datetime(2025, 6, 2, 12, 1, tzinfo=UTC)
+    first = scheduler.tick(now)
+    by_org = sorted(r.organization_id for r in first)
+    assert by_org == ["acme", "acme", "globex"]  # acme's third waits; globex is not held up
+    assert scheduler.tick(now + timedelta(seconds=30)) == []
+    done = next(r for r in first if r.organization_id == "acme")
+    runs.start(db, done.id, "w", "/o.ipynb")
+    runs.finish(db, done.id, "succeeded")
+    resumed = scheduler.tick(now + timedelta(minutes=1))
+    assert [r.organization_id for r in resumed] == ["acme"]
+    assert resumed[0].scheduled_for == datetime(2025, 6, 2, 12, tzinfo=UTC)
+    claimed = {r.workflow_id for r in [*first, *resumed]}
+    assert len(claimed) == 4  # every workflow ran once
+
+
 def test_a_run_whose_worker_stopped_beating_is_retried_then_failed(
     db: Database, notebook: Path, store_env: Callable[..., Settings]
 ) -> None:
