@@ -15,6 +15,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SOURCE_EXCERPT_CHARS = 400
+# Run by a kernel given its own environment before any cell: PR_SET_DUMPABLE 0, so another
+# run's kernel (same OS user, another organization) cannot read this one's environment or
+# memory through /proc. A kernel may undo it for itself only. A no-op off Linux.
+UNDUMPABLE_KERNEL = (
+    "--IPKernelApp.exec_lines="
+    "import sys as _s, ctypes as _c; "
+    "_s.platform.startswith('linux') and _c.CDLL(None).prctl(4, 0, 0, 0, 0); "
+    "del _s, _c"
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ def _with_environment(env: Mapping[str, str]) -> type:
     class RunKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = dict(kernel_env)
+            kw["extra_arguments"] = [*kw.get("extra_arguments", []), UNDUMPABLE_KERNEL]
             await super().start_kernel(**kw)
 
     return RunKernelManager

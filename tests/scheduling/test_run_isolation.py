@@ -266,6 +266,8 @@ def test_a_hostile_run_reaches_nothing_beyond_its_organization(
 
     if os.geteuid() != 0:
         refused("parent environ", "Permission denied")
+    # And the kernel itself is non-dumpable: another run's kernel cannot read its environment.
+    assert outcomes["own dumpable"]["rows"] == [["0"]]
     # The kept notebook holds no secret either.
     assert run.output_path is not None
     kept = Path(run.output_path).read_text()
