@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets.config import Config
@@ -38,6 +39,7 @@ from .identity import RevtopsAuthorizer, RevtopsUser, SupabaseIdentityProvider
 from .kernel_binding import LOCAL_OWNER, KernelBindings, KernelOwner, bindings_of
 from .kernel_binding import SETTINGS_KEY as BINDINGS_KEY
 from .kernel_routes import guard_kernel_routes
+from .no_cors import NoCorsMixin
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
 
@@ -186,8 +188,23 @@ class RevtopsVoila(Voila):
         for route in guard_kernel_routes(super().init_handlers()):
             if len(route) > 1 and route[1] is TornadoVoilaHandler:
                 route = (route[0], RevtopsVoilaHandler, *route[2:])
-            handlers.append(route)
+            handlers.append(_without_cors(route))
         return api + handlers  # the notebook's catch-all route stays last
+
+
+def _without_cors(route: Any) -> Any:
+    """The same route, its handler never sending CORS headers (see `no_cors`).
+
+    Jupyter's handlers echo any ``Origin`` to bearer-authenticated callers; Voila's page, kernel
+    and static routes inherit that. The app is same-origin, so none of its routes needs it.
+    """
+    if len(route) < 2 or not isinstance(route[1], type):
+        return route
+    handler = route[1]
+    if not issubclass(handler, JupyterHandler) or issubclass(handler, NoCorsMixin):
+        return route
+    guarded = type(handler.__name__, (NoCorsMixin, handler), {"__module__": handler.__module__})
+    return (route[0], guarded, *route[2:])
 
 
 main = launch_new_instance = RevtopsVoila.launch_instance

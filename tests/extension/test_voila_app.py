@@ -134,3 +134,27 @@ def test_execute_request_over_the_kernel_websocket_does_not_run(app: App, tmp_pa
     assert "kernel_info_reply" in seen
     assert "execute_reply" not in seen and "execute_input" not in seen
     assert not marker.exists()
+
+
+def test_no_route_of_the_app_sends_cors_headers(app: App) -> None:
+    """Jupyter echoes any Origin to bearer callers; none of the app's routes may (issue 12)."""
+    token = app.token("ana@acme.com", "Ana")
+    evil = {"Origin": "https://evil.example", "Authorization": f"Bearer {token}"}
+    page = httpx.get(app.url + "/", headers=evil, timeout=120)
+    kernel_id = re.search(r'"kernelId": "([0-9a-f-]{36})"', page.text)
+    assert page.status_code == 200 and kernel_id
+    answers = [
+        page,
+        httpx.get(app.url + f"/api/kernels/{kernel_id.group(1)}", headers=evil, timeout=30),
+        httpx.get(app.url + "/api/kernelspecs", headers=evil, timeout=30),
+        httpx.get(app.url + "/revtops/api/me", headers=evil, timeout=30),
+        httpx.options(
+            app.url + f"/api/kernels/{kernel_id.group(1)}",
+            headers={**evil, "Access-Control-Request-Method": "DELETE"},
+            timeout=30,
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code < 500, answer.text
+        cors = {k: v for k, v in answer.headers.items() if k.lower().startswith("access-control")}
+        assert cors == {}, (answer.request.url, cors)
