@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     slack_requests_per_minute: int = Field(
         default=50, gt=0, validation_alias="REVTOPS_SLACK_REQUESTS_PER_MINUTE"
     )
+    # A full Salesforce sync reads an object with more records than this through a Bulk API 2.0
+    # query job instead of REST pages of 2,000; 0 never uses the Bulk API.
+    salesforce_bulk_threshold: int = Field(
+        default=10_000, ge=0, validation_alias="REVTOPS_SALESFORCE_BULK_THRESHOLD"
+    )
     nango_base_url: HttpUrl = Field(
         default="https://api.nango.dev", validation_alias="NANGO_BASE_URL"
     )

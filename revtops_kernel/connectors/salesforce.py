@@ -10,6 +10,16 @@ OpportunityContactRole (deal-contact links; a removed link comes back with ``IsD
 incremental like the others. A checkpoint names the field list it was read with: when an
 upgrade adds fields (``LastStageChangeDate``), the object is read once more from the start.
 
+A full read (no cursor) of an object with more records than ``bulk_threshold`` (the setting
+``REVTOPS_SALESFORCE_BULK_THRESHOLD``; counted with ``SELECT COUNT()`` on ``queryAll``) goes
+through a Bulk API 2.0 ``queryAll`` job instead (`salesforce_bulk`): sets of 50,000 CSV rows a
+call instead of 2,000 records. Its rows come in no order, so the cursor cannot move while they
+arrive: each page's checkpoint names the job, the results set (``Sforce-Locator``) and the rows
+of it already stored, plus the highest SystemModstamp seen; only the last page's checkpoint is
+the usual ``{"since": highest SystemModstamp}``. A sync that stops midway resumes the same job
+at that set (results stay readable while the job exists), or, once the job is gone, failed or
+from another API version, starts a new full read. Incremental reads stay on REST.
+
 ``nextRecordsUrl`` is a path on the instance; the client refuses one on any other origin (a
 misconfigured instance, a proxy or a forged answer must not collect the token). With a Nango
 connection, the instance URL Nango reports (https, checked) is the connection's origin.
@@ -34,11 +44,16 @@ from revtops_kernel.connectors.http import (
     TokenSource,
     paginate,
 )
+from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, read_csv
+from revtops_kernel.errors import ConnectorError
+from revtops_kernel.settings import Settings
 from revtops_kernel.timeutil import iso_z, to_utc
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "v59.0"
+DEFAULT_BULK_THRESHOLD = Settings.model_fields["salesforce_bulk_threshold"].default
+BULK_PAGE_RECORDS = 10_000  # records per page the sync commits (a results set holds 50,000)
 # Salesforce counts a daily allowance, not a rate; stay polite on bursts anyway.
 REQUESTS_PER_10_SECONDS = 200
 
@@ -202,18 +217,43 @@ class SalesforceClient(ProviderClient):
 class SalesforceConnector:
     provider = "salesforce"
 
-    def __init__(self, client: ProviderClient, *, api_version: str = API_VERSION) -> None:
+    def __init__(
+        self,
+        client: ProviderClient,
+        *,
+        api_version: str = API_VERSION,
+        bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+        bulk: BulkQuery | None = None,
+    ) -> None:
+        """``bulk_threshold``: a full read of an object with more records than this uses the
+        Bulk API (0: never)."""
+        if bulk_threshold < 0:
+            raise ValueError(f"bulk_threshold must be >= 0 (0 disables it), not {bulk_threshold}")
         self.client = client
         self.api_version = api_version
+        self.bulk_threshold = bulk_threshold
+        self.bulk = bulk or BulkQuery(client, api_version)
+        self._field_types: dict[str, dict[str, str]] = {}
 
     @classmethod
-    def connect(cls, instance_url: str, tokens: TokenSource, http: Any) -> SalesforceConnector:
+    def connect(
+        cls,
+        instance_url: str,
+        tokens: TokenSource,
+        http: Any,
+        *,
+        settings: Settings | None = None,
+    ) -> SalesforceConnector:
         """``instance_url`` from settings, unless a Nango connection reports its own (each
         connected org has its instance; Nango's is checked to be https)."""
         if isinstance(tokens, NangoToken):
             instance_url = tokens.instance_url() or instance_url
         budgets = {"default": RateBudget(REQUESTS_PER_10_SECONDS, 10.0)}
-        return cls(SalesforceClient("salesforce", instance_url, tokens, http, budgets=budgets))
+        client = SalesforceClient("salesforce", instance_url, tokens, http, budgets=budgets)
+        threshold = (
+            settings.salesforce_bulk_threshold if settings is not None else DEFAULT_BULK_THRESHOLD
+        )
+        return cls(client, bulk_threshold=threshold)
 
     @property
     def stats(self) -> CallStats:
@@ -233,6 +273,12 @@ class SalesforceConnector:
             log.info("salesforce %s: fields changed since the last sync; reading it all", stream)
             state = None
         since = state.get("since") if state else None
+        if spec.incremental and since is None and self.bulk_threshold > 0:
+            resumed = state.get("bulk") if state else None
+            bulk_position = resumed if isinstance(resumed, dict) else None
+            if bulk_position is not None or self._count(spec) > self.bulk_threshold:
+                yield from self._read_bulk(spec, bulk_position)
+                return
         last_seen: str | None = since
         for records in self._query(soql(spec, since)):
             if spec.incremental:
@@ -244,6 +290,91 @@ class SalesforceConnector:
                 else None
             )
             yield Page(records, position)
+
+    # -- Bulk API 2.0 ------------------------------------------------------------------------
+
+    def _count(self, spec: SObjectStream) -> int:
+        """Records ``queryAll`` would return (deleted ones included): one REST call."""
+        path = f"/services/data/{self.api_version}/queryAll"
+        data = self.client.get(path, params={"q": f"SELECT COUNT() FROM {spec.name}"}).json()
+        return int(data.get("totalSize", 0))
+
+    def _read_bulk(self, spec: SObjectStream, position: dict[str, Any] | None) -> Iterator[Page]:
+        """The object's full read through a query job: pages of ``BULK_PAGE_RECORDS``, each
+        with a checkpoint that resumes right after it (see the module docstring)."""
+        job_id, locator, skip, highest = self._bulk_job(spec, position)
+        convert = CsvRecords(spec.name, self._types(spec), self.api_version)
+        while True:
+            text, next_locator = self.bulk.results(job_id, locator)
+            header, rows = read_csv(text)
+            to_record = convert.converter(header)
+            if skip:
+                rows = rows[skip:]
+            if not rows and next_locator is None:
+                yield Page([], self._bulk_done(spec, highest))
+                return
+            for start in range(0, len(rows), BULK_PAGE_RECORDS):
+                records = [to_record(row) for row in rows[start : start + BULK_PAGE_RECORDS]]
+                stamps = [r["SystemModstamp"] for r in records if r.get("SystemModstamp")]
+                highest = max([*stamps, *([highest] if highest else [])], default=None)
+                consumed = start + len(records)
+                if consumed < len(rows):  # more of this set to come
+                    state = {"job": job_id, "locator": locator, "skip": skip + consumed}
+                elif next_locator is not None:
+                    state = {"job": job_id, "locator": next_locator, "skip": 0}
+                else:
+                    yield Page(records, self._bulk_done(spec, highest))
+                    return
+                checkpoint = dump_checkpoint(
+                    {"bulk": {**state, "highest": highest}, "fields": spec.fingerprint}
+                )
+                yield Page(records, checkpoint)
+            locator, skip = next_locator, 0
+
+    def _bulk_job(
+        self, spec: SObjectStream, position: dict[str, Any] | None
+    ) -> tuple[str, str | None, int, str | None]:
+        """(job id, results set to read, rows of it already stored, highest SystemModstamp):
+        the interrupted job when it can still be read, else a new one, waited for."""
+        if position is not None:
+            job_id = str(position.get("job", ""))
+            try:
+                info = self.bulk.info(job_id)
+                if info.get("state") == "JobComplete":
+                    log.info("salesforce %s: resuming bulk job %s", spec.name, job_id)
+                    locator = position.get("locator")
+                    return (
+                        job_id,
+                        str(locator) if locator else None,
+                        int(position.get("skip", 0)),
+                        position.get("highest"),
+                    )
+                reason = f"it is {info.get('state')}"
+            except ConnectorError as exc:  # 404 once Salesforce deleted it
+                reason = str(exc)
+            log.info("salesforce %s: bulk job %s cannot resume (%s); new job", spec.name,
+                     job_id, reason)  # fmt: skip
+        job_id = self.bulk.create(f"SELECT {', '.join(spec.fields)} FROM {spec.name}")
+        self.bulk.wait(job_id)
+        return job_id, None, 0, None
+
+    def _bulk_done(self, spec: SObjectStream, highest: str | None) -> str | None:
+        """The checkpoint after a complete bulk read: incremental from here, as after REST."""
+        return dump_checkpoint({"since": highest, "fields": spec.fingerprint}) if highest else None
+
+    def _types(self, spec: SObjectStream) -> dict[str, str]:
+        """Field name -> Salesforce type, from the object's describe (once per connector)."""
+        types = self._field_types.get(spec.name)
+        if types is None:
+            path = f"/services/data/{self.api_version}/sobjects/{spec.name}/describe"
+            described = self.client.get(path).json()
+            types = {
+                str(f["name"]): str(f["type"])
+                for f in described.get("fields", [])
+                if isinstance(f, dict) and "name" in f and "type" in f
+            }
+            self._field_types[spec.name] = types
+        return types
 
     def _query(self, query: str) -> Iterator[list[dict[str, Any]]]:
         first = f"/services/data/{self.api_version}/queryAll"

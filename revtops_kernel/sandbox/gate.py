@@ -39,6 +39,8 @@ _HUBSPOT_LABELS = (
 )
 _SF_LABELS = (
     (re.compile(r"^/services/data/v\d+\.\d+/(query|queryAll)/[^/]+$"), r"/\1/{locator}"),
+    (re.compile(r"^/services/data/v\d+\.\d+/jobs/query/[^/]+(/results)?$"), r"/jobs/query/{id}\1"),
+    (re.compile(r"^/services/data/v\d+\.\d+/sobjects/([^/]+)/describe$"), r"/sobjects/\1/describe"),
     (re.compile(r"^/services/data/v\d+\.\d+/sobjects/([^/]+)/[^/]+$"), r"/sobjects/\1/{id}"),
     (re.compile(r"^/services/data/v\d+\.\d+(/.*)?$"), r"\1"),
 )

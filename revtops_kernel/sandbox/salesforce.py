@@ -32,7 +32,7 @@ from revtops_kernel.sandbox.company import (
 from revtops_kernel.sandbox.faults import malformed_kind
 from revtops_kernel.sandbox.salesforce_schema import Field, Relationship, SObject, build_schema
 from revtops_kernel.sandbox.salesforce_schema import wire_value as _wire
-from revtops_kernel.sandbox.soql import BoolOp, Condition, SOQLError, parse
+from revtops_kernel.sandbox.soql import BoolOp, Condition, Query, SOQLError, parse
 from revtops_kernel.sandbox.soql_eval import compile_comparison, order_rows
 from revtops_kernel.sandbox.state import SandboxState
 from revtops_kernel.sandbox.web import read_form
@@ -83,6 +83,8 @@ class SalesforceAPI:
         self._next_locator = 1
 
     def routes(self) -> list[Route]:
+        from revtops_kernel.sandbox.salesforce_bulk import SalesforceBulkAPI  # it plans with us
+
         return [
             Route("/services/data", self.versions, methods=["GET"]),
             Route("/services/data/", self.versions, methods=["GET"]),
@@ -91,6 +93,8 @@ class SalesforceAPI:
             Route("/services/data/{version}/query/{locator}", self.query_more, methods=["GET"]),
             Route("/services/data/{version}/queryAll/{locator}", self.query_more, methods=["GET"]),
             Route("/services/data/{version}/limits", self.limits, methods=["GET"]),
+            *SalesforceBulkAPI(self).routes(),
+            Route("/services/data/{version}/sobjects/{sobject}/describe", self.describe),
             Route("/services/data/{version}/sobjects/{sobject}/{record_id}", self.retrieve),
             Route("/services/oauth2/token", self.oauth_token, methods=["POST"]),
             Route("/{path:path}", self.not_found, methods=["GET", "POST", "PATCH", "DELETE"]),
@@ -120,6 +124,16 @@ class SalesforceAPI:
 
     def _execute(self, soql: str, include_deleted: bool, batch: int, version: str) -> Response:
         q = parse(soql)
+        so, tree, rows = self.plan(q, include_deleted)
+        if q.count_only:
+            return _json({"totalSize": len(rows), "done": True, "records": []})
+        cursor = Cursor(rows, so, tree, batch, version)
+        return _json(self._page(cursor, 0, self._store(cursor) if len(rows) > batch else ""))
+
+    def plan(self, q: Query, include_deleted: bool) -> tuple[SObject, Tree, list[Any]]:
+        """The queried sObject, its SELECT tree and the rows the query returns (filtered,
+        ordered, offset and limited; every row for COUNT()), or a SOQLError. Call it under
+        ``state.lock``; the Bulk API's query jobs plan the same way."""
         so = self.schema.get(q.object_name.lower())
         if so is None:
             raise SOQLError(
@@ -142,14 +156,13 @@ class SalesforceAPI:
             )
         rows = [r for r in so.rows(include_deleted) if pred is None or pred(r)]
         if q.count_only:
-            return _json({"totalSize": len(rows), "done": True, "records": []})
+            return so, tree, rows
         rows = order_rows(rows, order)
         if q.offset:
             rows = rows[q.offset :]
         if q.limit is not None:
             rows = rows[: q.limit]
-        cursor = Cursor(rows, so, tree, batch, version)
-        return _json(self._page(cursor, 0, self._store(cursor) if len(rows) > batch else ""))
+        return so, tree, rows
 
     async def query_more(self, request: Request) -> Response:
         version = request.path_params["version"]
@@ -306,6 +319,29 @@ class SalesforceAPI:
             }
         )
 
+    async def describe(self, request: Request) -> Response:
+        """``sobjects/{Type}/describe``: the fields and their types (the Bulk API's CSV carries
+        no types; a client converts its strings with these)."""
+        version = request.path_params["version"]
+        so = self.schema.get(request.path_params["sobject"].lower())
+        if so is None or not _VERSION.match(version) or request.method != "GET":
+            return self._missing()
+        return _json(
+            {
+                "name": so.name,
+                "queryable": True,
+                "fields": [
+                    {
+                        "name": f.name,
+                        "type": f.type,
+                        "nillable": f.type not in ("id", "boolean"),
+                        "relationshipName": _relationship_of(so, f.name),
+                    }
+                    for f in so.fields.values()
+                ],
+            }
+        )
+
     async def retrieve(self, request: Request) -> Response:
         version = request.path_params["version"]
         so = self.schema.get(request.path_params["sobject"].lower())
@@ -385,6 +421,14 @@ def _pool(company: Company, name: str) -> list[Any] | None:
         "Event": company.activities,
     }
     return pools.get(name)
+
+
+def _relationship_of(so: SObject, field_name: str) -> str | None:
+    """``Owner`` for ``OwnerId``: the relationship a reference field is read through."""
+    if not field_name.endswith("Id"):
+        return None
+    rel = so.relationships.get(field_name[:-2].lower())
+    return rel.name if rel is not None else None
 
 
 def _batch_size(header: str) -> int:
