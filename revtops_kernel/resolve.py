@@ -409,8 +409,10 @@ def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool)
     meetings_updated = conn.execute(text(MEETING_DEALS_SQL), params).rowcount
     for table in RESOLUTION_INPUTS:
         if written.get(table):
-            # Only the marks seen at the start: a row a concurrent sync writes meanwhile
-            # stays marked for the next resolution.
+            # Only the marks seen at the start: a row a concurrent sync inserts meanwhile
+            # stays marked for the next resolution. (One it rewrites meanwhile is cleared with
+            # its old mark; syncs of one provider and organization do not overlap, and two
+            # providers never write the same rows.)
             conn.execute(
                 text(
                     f"UPDATE {table} SET {PENDING_COLUMN} = FALSE "
