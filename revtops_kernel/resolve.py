@@ -377,14 +377,29 @@ def resolve_identities(conn: Connection, org: str, *, full: bool = False) -> Res
 def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool) -> ResolveReport:
     params = {"org": org}
     conn.execute(text(f"INSERT INTO {WRITTEN} {SNAPSHOT_WRITTEN_SQL}"), params)
+    _analyze_scope(conn, WRITTEN)
     written = _counts_by_table(conn)
+    # Cleared first: every statement below then reads (PostgreSQL, read committed) versions at
+    # least as new as the marks it cleared, and a sync writing one of these rows meanwhile
+    # waits for this transaction and marks it again. A row inserted meanwhile is not in the
+    # snapshot and stays marked for the next resolution.
+    for table in RESOLUTION_INPUTS:
+        if written.get(table):
+            conn.execute(
+                text(
+                    f"UPDATE {table} SET {PENDING_COLUMN} = FALSE "
+                    f"WHERE organization_id = :org AND {PENDING_COLUMN} "
+                    f"AND id IN ({_written(table)})"
+                ),
+                params,
+            )
     if full:
         conn.execute(text(ALL_PARTICIPANTS_SCOPE_SQL), params)
     else:
         conn.execute(text(WRITTEN_PARTICIPANTS_SCOPE_SQL), params)
         if any(written.get(t) for t in ("contacts", "owners", "accounts")):
             conn.execute(text(AFFECTED_PARTICIPANTS_SCOPE_SQL), params)
-    _analyze_scope(conn, WRITTEN, SCOPE_PARTICIPANTS)
+    _analyze_scope(conn, SCOPE_PARTICIPANTS)
     stale = conn.execute(
         text(STALE_PARTICIPANTS_SQL.format(scope="" if full else _STALE_SCOPE)), params
     ).rowcount
@@ -407,20 +422,6 @@ def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool)
         conn.execute(text(DEAL_MEETINGS_SCOPE_SQL), params)
     _analyze_scope(conn, SCOPE_MEETINGS)
     meetings_updated = conn.execute(text(MEETING_DEALS_SQL), params).rowcount
-    for table in RESOLUTION_INPUTS:
-        if written.get(table):
-            # Only the marks seen at the start: a row a concurrent sync inserts meanwhile
-            # stays marked for the next resolution. (One it rewrites meanwhile is cleared with
-            # its old mark; syncs of one provider and organization do not overlap, and two
-            # providers never write the same rows.)
-            conn.execute(
-                text(
-                    f"UPDATE {table} SET {PENDING_COLUMN} = FALSE "
-                    f"WHERE organization_id = :org AND {PENDING_COLUMN} "
-                    f"AND id IN ({_written(table)})"
-                ),
-                params,
-            )
     return ResolveReport(
         consumer_domains=len(consumer),
         own_domains=tuple(own),
