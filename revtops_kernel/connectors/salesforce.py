@@ -45,7 +45,7 @@ from revtops_kernel.connectors.http import (
     paginate,
 )
 from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, read_csv
-from revtops_kernel.errors import ConnectorError
+from revtops_kernel.errors import ConnectorError, ForeignOriginError
 from revtops_kernel.settings import Settings
 from revtops_kernel.timeutil import iso_z, to_utc
 
@@ -350,8 +350,10 @@ class SalesforceConnector:
                         position.get("highest"),
                     )
                 reason = f"it is {info.get('state')}"
-            except ConnectorError as exc:  # 404 once Salesforce deleted it
-                reason = str(exc)
+            except ConnectorError as exc:
+                if exc.status not in (400, 404) or isinstance(exc, ForeignOriginError):
+                    raise  # auth, limits, outages: not a reason to read everything again
+                reason = str(exc)  # 404 once Salesforce deleted the job
             log.info("salesforce %s: bulk job %s cannot resume (%s); new job", spec.name,
                      job_id, reason)  # fmt: skip
         job_id = self.bulk.create(f"SELECT {', '.join(spec.fields)} FROM {spec.name}")
