@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from revtops_kernel.errors import DatabaseLockedError, RevtopsError
+from revtops_kernel.errors import CredentialsError, DatabaseLockedError, RevtopsError
 from revtops_kernel.scheduling import runs
 from revtops_kernel.scheduling.notebook import execute_notebook
 from revtops_kernel.scheduling.parameters import check_parameters, declared_parameters
@@ -131,8 +131,17 @@ def _kernel_environment(db: Database, settings: Settings, run: RunInfo) -> RunEn
         ", ".join(environment.providers) or "no provider",
         ", ".join(environment.removed) or "nothing",
     )
-    for provider, reason in environment.unavailable.items():
-        log.warning("run %s: no %s token for the notebook: %s", run.id, provider, reason)
+    if environment.unavailable:
+        # A notebook would otherwise skip the provider without a word (it sees no token).
+        reasons = "; ".join(f"{p}: {why}" for p, why in sorted(environment.unavailable.items()))
+        raise CredentialsError(
+            "nango",
+            f"connections of {run.organization_id}",
+            None,
+            "the run did not start: no token from Nango for the organization's connected "
+            f"{', '.join(sorted(environment.unavailable))} ({reasons}); reconnect the "
+            "integration or check Nango, then run it again",
+        )
     return environment
 
 

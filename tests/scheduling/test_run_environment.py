@@ -7,14 +7,24 @@ PostgreSQL side (the writer role, a hostile notebook) is tests/scheduling/test_r
 
 from __future__ import annotations
 
+import socket
+import types
+import uuid
 from collections.abc import Callable
 
+import pytest
+from sqlalchemy import insert
+
+from revtops_kernel.errors import CredentialsError
 from revtops_kernel.scheduling.run_environment import (
     deployment_secret_variables,
     run_environment,
 )
+from revtops_kernel.scheduling.runner import _kernel_environment
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
+from revtops_kernel.store.schema import metadata
+from revtops_kernel.timeutil import utcnow
 
 DEPLOYMENT = {
     "NANGO_SECRET_KEY": "nango-secret-0123456789",
@@ -92,3 +102,36 @@ def test_every_secret_setting_is_a_secret_variable(
     assert secret_fields and set(secret_fields) <= names
     assert {"REVTOPS_DATABASE_URL", "REVTOPS_READONLY_DATABASE_URL", "REVTOPS_BROKER_URL"} <= names
     assert "REVTOPS_HOME" not in names and "REVTOPS_MODEL" not in names
+
+
+def test_a_run_whose_nango_token_cannot_be_fetched_does_not_start(
+    duckdb_store: Database, env_for: Callable[..., Settings]
+) -> None:
+    """A connected provider without a token would be skipped by the notebook without a word:
+    the runner fails the run instead, naming the provider and why."""
+    with socket.socket() as probe:  # a port nothing listens on: Nango unreachable
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = env_for(
+        duckdb_store,
+        NANGO_SECRET_KEY="nango-secret-0123456789",
+        NANGO_BASE_URL=f"http://127.0.0.1:{closed}",
+        SUPABASE_URL="https://p.supabase.example",
+    )
+    with duckdb_store.begin() as conn:
+        conn.execute(
+            insert(metadata.tables["integrations"]).values(
+                id=uuid.uuid4(),
+                organization_id="acme",
+                provider="hubspot",
+                nango_connection_id="conn-acme-hubspot",
+                status="connected",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+    env = run_environment(duckdb_store, settings, "acme", base=BASE)
+    assert set(env.unavailable) == {"hubspot"} and env.providers == ()
+    run = types.SimpleNamespace(id=uuid.uuid4(), organization_id="acme")
+    with pytest.raises(CredentialsError, match=r"did not start: no token from Nango .* hubspot"):
+        _kernel_environment(duckdb_store, settings, run)  # type: ignore[arg-type]
