@@ -31,6 +31,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import httpx
@@ -302,34 +303,35 @@ class SalesforceConnector:
     def _read_bulk(self, spec: SObjectStream, position: dict[str, Any] | None) -> Iterator[Page]:
         """The object's full read through a query job: pages of ``BULK_PAGE_RECORDS``, each
         with a checkpoint that resumes right after it (see the module docstring)."""
-        job_id, locator, skip, highest = self._bulk_job(spec, position)
+        job_id, start_at, skip, highest = self._bulk_job(spec, position)
         convert = CsvRecords(spec.name, self._types(spec), self.api_version)
-        while True:
-            text, next_locator = self.bulk.results(job_id, locator)
-            header, rows = read_csv(text)
+        for locator, text, next_locator in self.bulk.result_sets(job_id, start_at):
+            header, reader = read_csv(text)
             to_record = convert.converter(header)
-            if skip:
-                rows = rows[skip:]
-            if not rows and next_locator is None:
-                yield Page([], self._bulk_done(spec, highest))
-                return
-            for start in range(0, len(rows), BULK_PAGE_RECORDS):
-                records = [to_record(row) for row in rows[start : start + BULK_PAGE_RECORDS]]
-                stamps = [r["SystemModstamp"] for r in records if r.get("SystemModstamp")]
+            rows = islice(reader, skip, None)  # a resumed set: the rows stored before are skipped
+            chunk = [to_record(row) for row in islice(rows, BULK_PAGE_RECORDS)]
+            consumed = skip
+            while True:
+                following = [to_record(row) for row in islice(rows, BULK_PAGE_RECORDS)]
+                stamps = [r["SystemModstamp"] for r in chunk if r.get("SystemModstamp")]
                 highest = max([*stamps, *([highest] if highest else [])], default=None)
-                consumed = start + len(records)
-                if consumed < len(rows):  # more of this set to come
-                    state = {"job": job_id, "locator": locator, "skip": skip + consumed}
+                consumed += len(chunk)
+                if following:  # more of this set to come
+                    state = {"job": job_id, "locator": locator, "skip": consumed}
                 elif next_locator is not None:
                     state = {"job": job_id, "locator": next_locator, "skip": 0}
                 else:
-                    yield Page(records, self._bulk_done(spec, highest))
+                    yield Page(chunk, self._bulk_done(spec, highest))
                     return
-                checkpoint = dump_checkpoint(
-                    {"bulk": {**state, "highest": highest}, "fields": spec.fingerprint}
-                )
-                yield Page(records, checkpoint)
-            locator, skip = next_locator, 0
+                if chunk:
+                    checkpoint = dump_checkpoint(
+                        {"bulk": {**state, "highest": highest}, "fields": spec.fingerprint}
+                    )
+                    yield Page(chunk, checkpoint)
+                if not following:
+                    break
+                chunk = following
+            skip = 0
 
     def _bulk_job(
         self, spec: SObjectStream, position: dict[str, Any] | None

@@ -25,6 +25,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,12 +143,31 @@ class BulkQuery:
         next_locator = response.headers.get("Sforce-Locator", "null")
         return response.text, (None if next_locator in ("", "null") else next_locator)
 
+    def result_sets(
+        self, job_id: str, locator: str | None
+    ) -> Iterator[tuple[str | None, str, str | None]]:
+        """(locator, CSV text, next locator) of every set from ``locator`` on. The next set is
+        fetched in a thread while the caller digests the current one: the server prepares a
+        set while the sync normalizes and stores the last (two sets in memory at most)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-bulk") as pool:
+            pending = pool.submit(self.results, job_id, locator)
+            try:
+                while True:
+                    text, next_locator = pending.result()
+                    if next_locator is not None:
+                        pending = pool.submit(self.results, job_id, next_locator)
+                    yield locator, text, next_locator
+                    if next_locator is None:
+                        return
+                    locator = next_locator
+            finally:
+                pending.cancel()  # a stopped read: the set in flight is dropped
 
-def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of one results set."""
+
+def read_csv(text: str) -> tuple[list[str], Iterator[list[str]]]:
+    """Header and rows (parsed as they are taken) of one results set."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
-    return header, list(reader)
+    return next(reader, []), reader
 
 
 # --- CSV text -> the values REST's JSON carries ----------------------------------------------
@@ -217,6 +237,9 @@ class CsvRecords:
         id_index = next((i for i, name in plain if name == "Id"), None)
         sobject, url = self.sobject, self.url
 
+        names = [name for _, name in plain]
+        simple = len(plain) == len(header)  # no relationship columns: zip the row as it is
+
         def convert(row: list[str]) -> dict[str, Any]:
             record: dict[str, Any] = {
                 "attributes": {
@@ -224,8 +247,11 @@ class CsvRecords:
                     "url": url + row[id_index] if id_index is not None else None,
                 }
             }
-            for i, name in plain:
-                record[name] = row[i] or None
+            if simple:
+                record.update(zip(names, [v or None for v in row], strict=True))
+            else:
+                for i, name in plain:
+                    record[name] = row[i] or None
             for name, fn in typed:
                 value = record[name]
                 if value is not None:

@@ -30,6 +30,7 @@ from revtops_kernel.sandbox.company import (
     sf_seq,
 )
 from revtops_kernel.sandbox.faults import malformed_kind
+from revtops_kernel.sandbox.salesforce_bulk import SalesforceBulkAPI, pause
 from revtops_kernel.sandbox.salesforce_schema import Field, Relationship, SObject, build_schema
 from revtops_kernel.sandbox.salesforce_schema import wire_value as _wire
 from revtops_kernel.sandbox.soql import BoolOp, Condition, Query, SOQLError, parse
@@ -83,8 +84,6 @@ class SalesforceAPI:
         self._next_locator = 1
 
     def routes(self) -> list[Route]:
-        from revtops_kernel.sandbox.salesforce_bulk import SalesforceBulkAPI  # it plans with us
-
         return [
             Route("/services/data", self.versions, methods=["GET"]),
             Route("/services/data/", self.versions, methods=["GET"]),
@@ -103,9 +102,11 @@ class SalesforceAPI:
     # -- query --------------------------------------------------------------------------------
 
     async def query(self, request: Request) -> Response:
+        await pause(self.state)
         return self._run(request, include_deleted=False)
 
     async def query_all(self, request: Request) -> Response:
+        await pause(self.state)
         return self._run(request, include_deleted=True)
 
     def _run(self, request: Request, include_deleted: bool) -> Response:
@@ -165,6 +166,7 @@ class SalesforceAPI:
         return so, tree, rows
 
     async def query_more(self, request: Request) -> Response:
+        await pause(self.state)
         version = request.path_params["version"]
         locator, _, offset_text = request.path_params["locator"].rpartition("-")
         with self.state.lock:

@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from revtops_kernel.connectors import salesforce as salesforce_connector
 from revtops_kernel.connectors.base import Page
 from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
@@ -172,6 +173,24 @@ def test_a_sync_stopped_midway_resumes_the_same_job_after_its_last_stored_page(
     ids = [r["Id"] for r in records_of(first) + rest]
     assert len(ids) == len(set(ids)) == len(everything)
     assert set(ids) == {r["Id"] for r in everything}
+
+
+def test_a_sync_stopped_inside_a_results_set_resumes_at_the_next_row(
+    sandbox: SandboxServer, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(salesforce_connector, "BULK_PAGE_RECORDS", 300)  # 3 pages per set
+    everything = records_of(
+        read_all(connector(sandbox, http, threshold=1, max_records=700), "Task")
+    )
+    stopped = connector(sandbox, http, threshold=1, max_records=700)
+    reader = stopped.read("Task", None)
+    first = next(reader)
+    reader.close()
+    position = json.loads(first.checkpoint or "{}")["bulk"]
+    assert (position["locator"], position["skip"]) == (None, 300)
+    resumed = records_of(read_all(stopped, "Task", first.checkpoint))
+    ids = [r["Id"] for r in first.records + resumed]
+    assert len(ids) == len(set(ids)) == len(everything)
 
 
 def test_a_resumed_sync_whose_job_is_gone_starts_a_new_full_read(
