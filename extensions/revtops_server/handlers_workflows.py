@@ -53,6 +53,19 @@ def _admin(handler: ApiHandler) -> Principal:
     return principal
 
 
+def _scoped_runs_possible(handler: ApiHandler) -> None:
+    """With sign-in (several organizations) a run must be scoped to its organization, which
+    only PostgreSQL can do (a writer role under row-level security): one embedded DuckDB file
+    gives whatever opens it every organization's rows."""
+    if handler.ctx.settings.supabase_url is not None and handler.ctx.db.is_duckdb:
+        raise web.HTTPError(
+            400,
+            "workflows of several organizations need PostgreSQL: a run on the embedded DuckDB "
+            "store could read every organization's data; set REVTOPS_DATABASE_URL to a "
+            "PostgreSQL database",
+        )
+
+
 def _refusal(handler: ApiHandler, exc: WorkflowError) -> None:
     """Answer a refused request with the status its error type stands for."""
     if isinstance(exc, WorkflowLimitError):
@@ -84,6 +97,7 @@ class WorkflowsHandler(ApiHandler):
 
     def post(self) -> None:
         org = _admin(self).organization_id
+        _scoped_runs_possible(self)
         data = self.body()
         name = self.text_field(data, "name", required=True)
         notebook = self.text_field(data, "notebook", required=True)
@@ -140,6 +154,7 @@ class WorkflowRunHandler(ApiHandler):
         from revtops_kernel.scheduling.supervise import supervise
 
         org = _admin(self).organization_id
+        _scoped_runs_possible(self)
         workflow = _found(self, name, org)
         overrides = self.body().get("parameters") or {}
         if not isinstance(overrides, dict):

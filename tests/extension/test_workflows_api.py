@@ -248,3 +248,21 @@ def test_runs_are_capped_per_organization_and_per_workflow_hour(api: Api) -> Non
     # The older run leaves the hour in 10 minutes.
     assert 590 <= int(hourly.headers["Retry-After"]) <= 600
     assert api.runs_of("second") == 2
+
+
+def test_with_sign_in_on_duckdb_workflows_are_refused_as_unscoped(server: Server) -> None:
+    """Several organizations on one embedded DuckDB file: a run could not be held to its
+    organization (no roles, no row-level security), so the API refuses to create or run one."""
+    made = httpx.post(
+        f"{server.url}/revtops/api/organizations",
+        headers={"X-Admin-Key": ADMIN_KEY},
+        json={"name": "initech.com", "domain": "initech.com"},
+    )
+    assert made.status_code == 201, made.text
+    admin = {"Authorization": f"Bearer {server.token('peter@initech.com')}"}
+    listed = httpx.get(f"{server.url}/revtops/api/workflows", headers=admin, timeout=30)
+    assert listed.status_code == 200 and listed.json()["workflows"] == []
+    for path in ("/revtops/api/workflows", "/revtops/api/workflows/nightly/run"):
+        reply = httpx.post(server.url + path, headers=admin, json=_workflow("nightly"), timeout=30)
+        assert reply.status_code == 400, reply.text
+        assert "need PostgreSQL" in _message(reply) and "REVTOPS_DATABASE_URL" in _message(reply)
