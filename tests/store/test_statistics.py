@@ -304,3 +304,15 @@ def test_upgrade_creates_the_function_and_analyzes_the_tables_it_creates(
     assert definer.prosecdef is True and definer.pg_get_userbyid == "postgres"
     assert any(setting.startswith("search_path=") for setting in definer.proconfig)
     assert never == 0  # every table created has statistics (of an empty table)
+
+
+def test_upgrade_adds_indexes_the_models_gained_to_existing_tables(fresh: Database) -> None:
+    index = "ix_activity_participants_resolution_pending"
+    with fresh.begin() as conn:
+        conn.execute(text(f"DROP INDEX {index}"))
+    upgrade(fresh)
+    with fresh.connect() as conn:
+        found = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": index}
+        ).scalar_one()
+    assert "WHERE resolution_pending" in found
