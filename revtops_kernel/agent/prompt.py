@@ -254,6 +254,8 @@ def describe_columns(table: Table, *, skip_shared: bool) -> list[str]:
     for column in table.columns:
         if skip_shared and column.name in SHARED_COLUMNS:
             continue
+        if column.info.get("bookkeeping"):  # the sync's own state, no question is about it
+            continue
         lines.append(f"  {column.name} {_type_name(column)}: {column.comment or ''}".rstrip())
     return lines
 

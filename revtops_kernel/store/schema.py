@@ -751,6 +751,7 @@ def _add_resolution_bookkeeping(table: Table) -> None:
             Boolean,
             comment="Bookkeeping: TRUE until identity resolution has seen the row's last write; "
             "not a business fact.",
+            info={"bookkeeping": True},  # left out of the assistant's schema prompt
         )
     )
     # Resolution finds pending rows through this (small: cleared after every sync).
