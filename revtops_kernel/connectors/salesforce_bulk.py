@@ -21,7 +21,6 @@ All requests go through the connector's ``ProviderClient``: same origin, budget,
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -166,8 +165,19 @@ class BulkQuery:
 
 def read_csv(text: str) -> tuple[list[str], Iterator[list[str]]]:
     """Header and rows (parsed as they are taken) of one results set."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(_lines(text))
     return next(reader, []), reader
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text`` in lines that keep their ``\n`` (csv rejoins a quoted value's lines). Not
+    ``io.StringIO``, which holds four bytes a character: 4x a 50,000-row set in memory."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 # --- CSV text -> the values REST's JSON carries ----------------------------------------------
