@@ -36,6 +36,33 @@ def database(settings: Settings) -> Database:
     return Database.from_settings(settings)
 
 
+# Organizations found in the store by this process: checked once, not on every query.
+_known_orgs: set[tuple[str, str]] = set()
+
+
+def _require_known(db: Database, org: str) -> None:
+    """Refuse an organization the store does not know (``UnknownOrganizationError``)."""
+    from revtops_kernel.known_orgs import require_known_org
+
+    key = (db.display_url, org)
+    if key not in _known_orgs:
+        require_known_org(db, org)
+        _known_orgs.add(key)
+
+
+def _money_as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Decimal (``object``) columns as float64, the dtype analysts compute and plot with."""
+    from decimal import Decimal
+
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object:
+            values = column.dropna()
+            if len(values) and all(isinstance(v, Decimal) for v in values):
+                frame[name] = column.astype("float64")
+    return frame
+
+
 def sql(
     query: str,
     *,
@@ -48,19 +75,26 @@ def sql(
     ``:name`` placeholders bind ``params``. Raises ``QueryRefusedError`` with the reason when
     the guard refuses the query, ``QueryTimeoutError`` past REVTOPS_QUERY_TIMEOUT. At most
     ``max_rows`` (default REVTOPS_QUERY_MAX_ROWS) rows come back.
+
+    An organization the store does not know raises ``UnknownOrganizationError`` naming the
+    known ones (a store that knows none yet accepts any). Money and other ``numeric`` columns
+    come back as float64 (PostgreSQL returns them as exact ``Decimal`` objects, which pandas
+    keeps as ``object`` columns); ``revtops sql --format json`` keeps the exact values.
     """
     from revtops_kernel.agent.guard import run_guarded
 
     settings = _settings()
+    db = database(settings)
+    _require_known(db, org or settings.org)
     result = run_guarded(
-        database(settings),
+        db,
         query,
         org=org or settings.org,
         params=params,
         max_rows=max_rows or settings.query_max_rows,
         timeout=settings.query_timeout,
     )
-    return result.frame
+    return _money_as_float(result.frame)
 
 
 def ask(
@@ -79,7 +113,9 @@ def ask(
     from revtops_kernel.ui.copilot_backend import CopilotBackend
 
     settings = _settings()
-    backend = CopilotBackend(database(settings), settings, org=org)
+    db = database(settings)
+    _require_known(db, org or settings.org)
+    backend = CopilotBackend(db, settings, org=org)
     thread = uuid.UUID(str(conversation_id)) if conversation_id is not None else None
     return answer_question(
         backend, question, conversation_id=thread, timezone=timezone or settings.timezone

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revtops_kernel import __version__
-from revtops_kernel.errors import RevtopsError, SettingsError
+from revtops_kernel.errors import RevtopsError, SettingsError, UnknownOrganizationError
 from revtops_kernel.providers import ALL_PROVIDERS, CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
 
@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"revtops: configuration error: {exc}", file=sys.stderr)
         return 2
+    except UnknownOrganizationError as exc:  # bad input, like a bad setting
+        print(f"revtops: {exc}", file=sys.stderr)
+        return 2
     except RevtopsError as exc:
         print(f"revtops: {exc}", file=sys.stderr)
         return 1
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="version, database in use, tables and row counts")
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--org", help="count this organization's rows (default: REVTOPS_ORG)")
+    info.add_argument(
+        "--all", action="store_true", help="count the rows of every organization together"
+    )
     info.set_defaults(handler=cmd_info)
 
     sync = commands.add_parser("sync", help="sync CRM data into the store")
@@ -83,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=[*ALL_PROVIDERS, "all"], default="all", help="which CRM to sync"
     )
     sync.add_argument("--full-refresh", action="store_true", help="re-read everything")
+    sync.add_argument(
+        "--create",
+        action="store_true",
+        help="sync into a new organization even if its id is close to a known one",
+    )
     sync.add_argument(
         "--stream", action="append", dest="streams", help="only this stream (repeatable)"
     )
@@ -137,7 +149,12 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.store import Database
 
     db = Database.from_settings(settings)
-    facts = describe(db, settings)
+    every = getattr(args, "all", False)
+    org = None if every else (getattr(args, "org", None) or settings.org)
+    facts = describe(db, settings, org=org)
+    known = facts["organizations"]
+    if getattr(args, "org", None) and known and args.org not in known:
+        raise UnknownOrganizationError(args.org, known)
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
@@ -148,10 +165,24 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
         print("schema: not created yet; run `revtops db upgrade`")
         return 0
     print(f"schema version: {facts['schema_version']}")
+    if not every and known and facts["organization"] not in known:
+        print(f"note: organization {facts['organization']!r} (REVTOPS_ORG) has no data yet")
+    others = [name for name in known if name != facts["organization"]]
+    if others:
+        print(f"other organizations: {', '.join(others)}")
+    if facts["tables"]:
+        scope = (
+            "rows of every organization"
+            if every
+            else f"rows of organization {facts['organization']} (--all: every organization; "
+            "tables marked * are not per organization)"
+        )
+        print(f"{scope}:")
     width = max(len(name) for name in facts["tables"])
     for name, count in facts["tables"].items():
         shown = "missing" if count is None else f"{count:,}"
-        print(f"  {name:<{width}}  {shown:>12}")
+        mark = "*" if name in facts["shared_tables"] and not every else " "
+        print(f"  {name:<{width}}{mark} {shown:>12}")
     return 0
 
 
@@ -161,6 +192,8 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
     db = Database.from_settings(settings)
     upgrade(db)
+    if args.org is not None and not _may_sync_into(db, args.org, create=args.create):
+        return 2
     everything = args.provider == "all"
     providers = configured_providers(settings, db, args.org) if everything else (args.provider,)
     failed = False
@@ -177,6 +210,24 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         print(_summary(result))
         failed = failed or not result.ok
     return 1 if failed else 0
+
+
+def _may_sync_into(db: Database, org: str, *, create: bool) -> bool:
+    """A new organization is synced into with a note; one a letter away from a known one is
+    refused as a likely typo unless ``--create`` says it is meant."""
+    from revtops_kernel.known_orgs import require_known_org
+
+    try:
+        require_known_org(db, org)
+    except UnknownOrganizationError as exc:
+        if exc.suggestion is not None and not create:
+            print(
+                f"revtops sync: {exc} Pass --create to sync into a new organization {org!r}.",
+                file=sys.stderr,
+            )
+            return False
+        print(f"revtops sync: {org!r} is a new organization; syncing into it", file=sys.stderr)
+    return True
 
 
 def _summary(result: SyncResult) -> str:
@@ -259,10 +310,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def describe(db: Database, settings: Settings) -> dict[str, Any]:
-    """What ``revtops info`` reports, as data."""
+def describe(db: Database, settings: Settings, *, org: str | None = None) -> dict[str, Any]:
+    """What ``revtops info`` reports, as data: row counts of ``org``, or of all (None).
+
+    ``shared_tables`` are those without an organization column, counted whole either way.
+    """
     from sqlalchemy import func, inspect, select
 
+    from revtops_kernel.known_orgs import known_organizations
     from revtops_kernel.store.migrate import current_version
     from revtops_kernel.store.schema import metadata
 
@@ -270,23 +325,31 @@ def describe(db: Database, settings: Settings) -> dict[str, Any]:
         "version": __version__,
         "database": db.display_url,
         "backend": db.backend.value,
-        "organization": settings.org,
+        "organization": settings.org if org is None else org,
+        "counted": "all" if org is None else org,
+        "organizations": [],
         "schema_version": None,
         "tables": {},
+        "shared_tables": [],
     }
     if db.is_duckdb and not Path(db.duckdb_path).exists():
         return facts  # don't create the file just to say it is empty
     facts["schema_version"] = current_version(db)
     if facts["schema_version"] is None:
         return facts
+    facts["organizations"] = known_organizations(db)
     with db.connect() as conn:
         present = set(inspect(conn).get_table_names())
         for table in metadata.sorted_tables:
-            if table.name in present:
-                count = conn.execute(select(func.count()).select_from(table)).scalar_one()
-                facts["tables"][table.name] = int(count)
-            else:
+            if "organization_id" not in table.c:
+                facts["shared_tables"].append(table.name)
+            if table.name not in present:
                 facts["tables"][table.name] = None
+                continue
+            query = select(func.count()).select_from(table)
+            if org is not None and "organization_id" in table.c:
+                query = query.where(table.c.organization_id == org)
+            facts["tables"][table.name] = int(conn.execute(query).scalar_one())
     return facts
 
 

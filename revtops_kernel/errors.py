@@ -242,3 +242,18 @@ class KernelBindingError(RevtopsError):
     def __init__(self, kernel_id: str, problem: str) -> None:
         self.kernel_id = kernel_id
         super().__init__(f"kernel {kernel_id} {problem}")
+
+
+class UnknownOrganizationError(RevtopsError):
+    """An organization id the store does not know (``known`` lists the ones it does)."""
+
+    def __init__(self, org: str, known: list[str]) -> None:
+        import difflib
+
+        self.org = org
+        self.known = known
+        close = difflib.get_close_matches(org, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        self.suggestion = close[0] if close else None
+        listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        super().__init__(f"unknown organization {org!r}{hint}. Known organizations: {listed}")

@@ -82,3 +82,12 @@ def test_a_refused_query_shows_as_failed_and_the_answer_goes_on(
     out, err = capsys.readouterr()
     assert "✗ " in err and out == "I can only read data.\n"
     assert api.requests[1].tool_results[0]["is_error"] is True
+
+
+def test_ask_about_an_unknown_org_exits_2_before_calling_the_model(
+    api: ScriptedMessagesServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", "How many deals?", "--org", "acmee"]) == 2
+    _, err = capsys.readouterr()
+    assert "unknown organization 'acmee' (did you mean 'acme'?)" in err
+    assert api.requests == []

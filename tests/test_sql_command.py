@@ -94,11 +94,24 @@ def test_another_org_is_chosen_with_org(
         main(["sql", "SELECT count(*) AS n FROM deals", "--org", "globex", "--format", "json"]) == 0
     )
     assert json.loads(capsys.readouterr().out) == [{"n": 12}]
-    assert (
-        main(["sql", "SELECT count(*) AS n FROM deals", "--org", "initech", "--format", "json"])
-        == 0
-    )
-    assert json.loads(capsys.readouterr().out) == [{"n": 0}]
+    # An organization the store does not know is bad input, not zero rows.
+    assert main(["sql", "SELECT count(*) AS n FROM deals", "--org", "initech"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "unknown organization 'initech'" in captured.err and "acme, globex" in captured.err
+
+
+def test_the_table_reads_like_a_table(store: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELECT count(*) FROM deals"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].strip() == "count(*)"  # not DuckDB's count_star()
+    assert out.endswith("(1 row)\n")
+    query = "SELECT name, CAST(NULL AS TIMESTAMP) AS seen, CAST(NULL AS DOUBLE) AS score FROM deals"
+    assert main(["sql", f"{query} ORDER BY name LIMIT 2"]) == 0
+    out = capsys.readouterr().out
+    assert "NaT" not in out and "NaN" not in out and "None" not in out
+    assert out.splitlines()[1].rstrip() == "acme Deal 0"  # NULL cells are empty
+    assert out.endswith("(2 rows)\n")
 
 
 def test_a_refused_query_exits_1_with_the_reason(

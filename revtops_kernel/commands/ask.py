@@ -33,10 +33,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.agent.loop import Copilot
+    from revtops_kernel.known_orgs import require_known_org
     from revtops_kernel.store import Database, upgrade
 
     db = Database.from_settings(settings)
     upgrade(db)
+    require_known_org(db, args.org or settings.org)  # a mistyped --org: exit 2, not "no data"
     copilot = Copilot(db, settings, org=args.org)
     events = copilot.ask(args.question, conversation_id=args.conversation, timezone=args.timezone)
     try:

@@ -36,17 +36,21 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.agent.guard import run_guarded
     from revtops_kernel.errors import QueryError
+    from revtops_kernel.known_orgs import require_known_org
     from revtops_kernel.store.database import Database
 
     if args.max_rows is not None and args.max_rows < 1:
         print("revtops sql: --max-rows must be at least 1", file=sys.stderr)
         return 2
     max_rows = args.max_rows or settings.query_max_rows
+    db = Database.from_settings(settings)
+    org = args.org or settings.org
+    require_known_org(db, org)  # a mistyped --org is an error (exit 2), not zero rows
     try:
         result = run_guarded(
-            Database.from_settings(settings),
+            db,
             args.query,
-            org=args.org or settings.org,
+            org=org,
             max_rows=max_rows,
             timeout=settings.query_timeout,
         )
@@ -60,7 +64,11 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
-    """The rows as an aligned table, CSV, or JSON records (ISO 8601 Z times, numbers)."""
+    """The rows as an aligned table, CSV, or JSON records (ISO 8601 Z times, numbers).
+
+    Money keeps its exact value (``Decimal``) in every format: 1000.00 prints as such.
+    """
+    frame = frame.rename(columns=readable_column)
     if fmt == "csv":
         return str(frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
     if fmt == "json":
@@ -70,7 +78,20 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
         return json.dumps(records, ensure_ascii=False) + "\n"
     if frame.empty:
         return "(no rows)\n" if len(frame.columns) else "(no columns)\n"
-    return str(frame.to_string(index=False)) + f"\n({len(frame):,} rows)\n"
+    shown = frame.astype(object)
+    shown = shown.where(frame.notna().to_numpy(), "")  # NULL is an empty cell, not NaN/NaT
+    count = f"({len(frame):,} row{'' if len(frame) == 1 else 's'})"
+    return str(shown.to_string(index=False)) + f"\n{count}\n"
+
+
+# DuckDB's names for unnamed aggregates, as the user wrote them.
+_DUCKDB_NAMES = {"count_star()": "count(*)"}
+
+
+def readable_column(name: object) -> str:
+    """A column header as the user would write it (``count(*)``, not ``count_star()``)."""
+    text = str(name)
+    return _DUCKDB_NAMES.get(text, text)
 
 
 def _json_value(value: Any) -> Any:
