@@ -91,3 +91,80 @@ def test_ask_about_an_unknown_org_exits_2_before_calling_the_model(
     _, err = capsys.readouterr()
     assert "unknown organization 'acmee' (did you mean 'acme'?)" in err
     assert api.requests == []
+
+
+def _conversation_count(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from revtops_kernel.store.schema import metadata
+
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            table = metadata.tables["conversations"]
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("failure", ["bad key", "unreachable"])
+def test_a_failed_first_question_leaves_no_conversation(
+    api: ScriptedMessagesServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: str,
+) -> None:
+    import os
+    import socket
+
+    monkeypatch.setenv("REVTOPS_API_RETRIES", "0")
+    if failure == "bad key":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-the-key")
+    else:
+        with socket.socket() as free:  # a port nothing listens on
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{port}")
+    # A refused key is configuration (2), an unreachable API a failed answer (1).
+    assert main(["ask", "How many deals?"]) == (2 if failure == "bad key" else 1)
+    _, err = capsys.readouterr()
+    assert "revtops ask:" in err and "--conversation" not in err
+    assert _conversation_count(os.environ["REVTOPS_DATABASE_URL"]) == 0
+    assert main(["conversations", "list"]) == 0
+    assert capsys.readouterr().out == "no conversations in organization acme\n"
+
+
+def test_conversations_and_artifacts_are_listed_with_their_ids(
+    api: ScriptedMessagesServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    chart = {"kind": "chart", "title": "Deals by amount", "sql": "SELECT name, amount FROM deals",
+             "type": "bar", "x": "name", "y": ["amount"]}  # fmt: skip
+    api.script(Turn.tool("create_artifact", chart), Turn.reply("Here it is."))
+    assert main(["ask", "Chart the deals"]) == 0
+    err = capsys.readouterr().err
+    conversation = re.search(r"--conversation ([0-9a-f-]{36})", err)
+    artifact = re.search(r"saved as artifact ([0-9a-f-]{36})", err)
+    assert conversation is not None and artifact is not None, err
+    api.script(Turn.reply("Three."))
+    assert main(["ask", "How many deals?"]) == 0
+    capsys.readouterr()
+
+    assert main(["conversations", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "(2 conversations in organization acme)"
+    assert lines[0].split()[0] != conversation.group(1)  # newest first
+    assert lines[1].startswith(conversation.group(1)) and lines[1].endswith("Chart the deals")
+    assert main(["conversations", "list", "--limit", "1", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["title"] == "How many deals?" and record["messages"] == 2
+
+    assert main(["artifacts", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(artifact.group(1)) and "chart" in lines[0]
+    assert lines[0].endswith("Deals by amount")
+    assert main(["artifacts", "list", "--kind", "report", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["artifacts", "list", "--org", "acmee"]) == 2
+    assert "did you mean 'acme'?" in capsys.readouterr().err

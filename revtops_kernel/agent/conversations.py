@@ -251,6 +251,30 @@ def delete_conversation(db: Database, conversation_id: uuid.UUID, *, org: str) -
         conn.execute(delete(_conversations).where(_conversations.c.id == conversation_id))
 
 
+def discard_unanswered(db: Database, conversation_id: uuid.UUID, *, org: str) -> bool:
+    """Delete a conversation that holds no answer (its first question failed); True if done.
+
+    A bad key or an unreachable API must not leave a conversation with nothing in it behind.
+    """
+    with db.begin() as conn:
+        answered = conn.execute(
+            select(_messages.c.id).where(
+                _messages.c.conversation_id == conversation_id,
+                _messages.c.organization_id == org,
+                _messages.c.role == "assistant",
+            )
+        ).first()
+        if answered is not None:
+            return False
+        conn.execute(delete(_messages).where(_messages.c.conversation_id == conversation_id))
+        done = conn.execute(
+            delete(_conversations).where(
+                _conversations.c.id == conversation_id, _conversations.c.organization_id == org
+            )
+        )
+    return bool(done.rowcount)
+
+
 def load_transcript(db: Database, conversation_id: uuid.UUID, *, org: str) -> list[TranscriptItem]:
     """User text, assistant text, tool calls with their SQL and outcome, artifacts: in order."""
     messages = load_messages(db, conversation_id, org=org)

@@ -150,6 +150,7 @@ class Copilot:
         """Answer ``question``; creates a conversation when none is given (see ``Done``)."""
         state = _QuestionState(conversation_id)
         finished = False
+        refused_kind = ""  # the API error's kind when a call failed
         try:
             try:
                 stop = yield from self._answer(
@@ -158,6 +159,7 @@ class Copilot:
             except CallFailed as failed:
                 yield failed.error
                 stop = "error"
+                refused_kind = failed.error.kind
             except RevtopsError as exc:  # the store: a lock, an unknown conversation...
                 yield Error(str(exc), kind="store")
                 stop = "error"
@@ -172,6 +174,18 @@ class Copilot:
                 yield Error(f"The conversation could not be saved: {exc}", kind="store")
                 stop = "error"
             finished = True
+            if (
+                conversation_id is None
+                and state.conversation_id is not None
+                and stop == "error"
+                and refused_kind not in ("overloaded", "rate_limited")
+            ):
+                # The API never took the first question (bad key, unreachable): no empty
+                # thread is left behind. Overloaded or rate limited, the question stays so
+                # the conversation can be retried.
+                with contextlib.suppress(Exception):
+                    if store.discard_unanswered(self.db, state.conversation_id, org=self.org):
+                        state.conversation_id = None
         finally:
             if not finished:  # the consumer closed the generator mid-answer: keep whole rounds
                 with contextlib.suppress(Exception):
