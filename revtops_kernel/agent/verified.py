@@ -55,6 +55,9 @@ class VerifiedQuery:
     params: tuple[Param, ...]
     sql: str
     note: str | None = None  # an approximation the answer should mention
+    # How people ask it, in their words: the question router's examples (the first is the one
+    # suggested to users). Adding a query adds its phrasings here.
+    phrasings: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param:
         for param in self.params:
@@ -83,6 +86,18 @@ _QUERIES: tuple[VerifiedQuery, ...] = (
     VerifiedQuery(
         name="pipeline_by_stage",
         title="Open pipeline by stage",
+        phrasings=(
+            "What's our open pipeline by stage?",
+            "How much pipeline do we have in each stage?",
+            "Show me the funnel by stage",
+            "Open deals per stage with amounts",
+            "Where are our open deals sitting in the pipeline?",
+            "Weighted pipeline by stage",
+            "Pipeline breakdown by deal stage",
+            "How many open opportunities are in each stage?",
+            "Total open pipeline value",
+            "Stage distribution of the open deals",
+        ),
         description="Open deals per pipeline and stage, in stage order: count, amount and "
         "probability-weighted amount.",
         params=(pipeline_param(), owner_param()),
@@ -100,6 +115,16 @@ ORDER BY p.display_order, p.name, s.display_order, stage""",
     VerifiedQuery(
         name="forecast_by_category",
         title="Forecast by category",
+        phrasings=(
+            "What's the forecast by category this quarter?",
+            "What's in commit and best case?",
+            "Show the forecast call: commit, best case, pipeline",
+            "How much is committed for the quarter?",
+            "Forecast categories breakdown for deals closing",
+            "Where will we land this quarter?",
+            "What's our quarter forecast?",
+            "Commit and best case numbers",
+        ),
         description="Deals expected to close (or closed) in a window, by forecast category "
         "(Closed, Commit, Best Case, Pipeline, Omitted): count, amount, weighted amount.",
         params=(
@@ -127,6 +152,17 @@ ORDER BY CASE COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized'
     VerifiedQuery(
         name="win_rate",
         title="Win rate by period",
+        phrasings=(
+            "What's our win rate by quarter?",
+            "What's our win rate?",
+            "What is the close rate over time?",
+            "How often do we win the deals we close out?",
+            "Win rate trend by month",
+            "Won versus lost deals per quarter",
+            "What percentage of deals do we win?",
+            "Win loss ratio over the last year",
+            "Win rate by amount per year",
+        ),
         description="Deals closed in a window, per month, quarter or year of their close date: "
         "won, lost, win rate by count and by amount.",
         params=(
@@ -164,6 +200,15 @@ ORDER BY period_start""",
     VerifiedQuery(
         name="win_rate_by_owner",
         title="Win rate by rep",
+        phrasings=(
+            "What's the win rate by rep?",
+            "Which reps have the best win rate?",
+            "Win rate per sales rep",
+            "Close rate for each rep on the team",
+            "Won and lost deals per owner",
+            "Who on the team wins the most of their deals?",
+            "Win loss by salesperson",
+        ),
         description="Deals closed in a window, per owner: won, lost, win rate by count, won "
         "amount.",
         params=(
@@ -190,6 +235,16 @@ ORDER BY win_rate DESC, won_amount DESC, owner""",
     VerifiedQuery(
         name="average_sales_cycle",
         title="Average sales cycle",
+        phrasings=(
+            "What's our average sales cycle?",
+            "How long does it take to close a deal?",
+            "Average days to close won deals",
+            "Median sales cycle length",
+            "Time from deal creation to close",
+            "How many days do won deals take to close?",
+            "Sales cycle length by rep",
+            "Deal velocity: days from open to won",
+        ),
         description="Won deals closed in a window: how many, and the average and median days "
         "from creation to close, overall or per pipeline or owner.",
         params=(
@@ -230,6 +285,16 @@ ORDER BY won_deals DESC, grouping""",
     VerifiedQuery(
         name="stalled_deals",
         title="Stalled deals",
+        phrasings=(
+            "Which deals are stalled?",
+            "Deals stuck in the same stage for 30 days",
+            "What deals haven't moved in a month?",
+            "Show stuck opportunities",
+            "Deals that have not changed in weeks",
+            "Which opportunities are stagnant in their stage?",
+            "Open deals sitting in stage too long",
+            "Deals with no progress or updates",
+        ),
         description="Open deals that have not changed in at least `days` days (a lower bound "
         "of their time in the current stage), longest first.",
         params=(
@@ -255,6 +320,16 @@ ORDER BY days_without_change DESC, d.amount DESC NULLS LAST, deal""",
     VerifiedQuery(
         name="deals_without_activity",
         title="Deals with no recent activity",
+        phrasings=(
+            "Which deals have had no activity in the last two weeks?",
+            "Deals nobody has touched recently",
+            "Open deals with no meetings, calls or emails lately",
+            "Which deals have gone dark?",
+            "Deals without any recent engagement",
+            "Opportunities with no logged activity",
+            "Neglected deals with no follow up",
+            "When was the last activity on our open deals?",
+        ),
         description="Open deals with no activity (meeting, call, email, note, task, Slack "
         "message, calendar event) in the `days` days up to `as_of`, with their last activity.",
         params=(
@@ -286,6 +361,15 @@ ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
     VerifiedQuery(
         name="single_threaded_deals",
         title="Single-threaded deals",
+        phrasings=(
+            "Which deals are single-threaded?",
+            "Deals where we only talk to one contact",
+            "Open deals with just one person engaged",
+            "Which opportunities have only a single contact involved?",
+            "Deals with no contacts engaged yet",
+            "Deals that need more stakeholders multi-threading",
+            "Deals relying on one champion",
+        ),
         description="Open deals with at most `max_contacts` distinct customer contacts engaged "
         "in their activities (0 = nobody engaged yet), biggest first.",
         params=(
@@ -314,6 +398,15 @@ ORDER BY d.amount DESC NULLS LAST, deal""",
     VerifiedQuery(
         name="meetings_by_account",
         title="Meetings by account",
+        phrasings=(
+            "How many meetings did we have with each account?",
+            "Which accounts did we meet with most?",
+            "Meetings per account in the last 90 days",
+            "Which customers have we been meeting with?",
+            "Accounts ranked by number of meetings",
+            "Meeting count by company",
+            "Who have we met with recently, by account?",
+        ),
         description="Meetings (CRM meetings and calendar events) per account in a window: "
         "count, distinct contacts met, last meeting; most meetings first.",
         params=(
@@ -356,6 +449,17 @@ ORDER BY meetings DESC, last_meeting_at DESC, account""",
     VerifiedQuery(
         name="rep_leaderboard",
         title="Rep leaderboard",
+        phrasings=(
+            "Show the rep leaderboard",
+            "Who are our top reps this quarter?",
+            "Which reps closed the most revenue?",
+            "Rank the sales team by bookings",
+            "Best performing sellers by won amount",
+            "Top sales reps by deals won",
+            "How is each rep performing: wins, pipeline and activity?",
+            "Who's leading the team in deals won?",
+            "Who closed the most business this quarter?",
+        ),
         description="Per rep: deals won and amount won in a window, closed deals and win rate, "
         "open pipeline today, and activities logged in the window; top sellers first.",
         params=(
@@ -402,6 +506,16 @@ ORDER BY won_amount DESC, won_deals DESC, owner""",
     VerifiedQuery(
         name="pipeline_created",
         title="Pipeline created",
+        phrasings=(
+            "How much pipeline did we create this quarter?",
+            "New pipeline generated by month",
+            "How many new deals were created?",
+            "Pipeline generation per quarter",
+            "Pipegen this month",
+            "Deals created by month and pipeline",
+            "Value of new opportunities opened",
+            "How much new pipe did we add?",
+        ),
         description="Deals created in a window, per month, quarter or year of creation and "
         "pipeline: count and amount.",
         params=(
@@ -432,6 +546,15 @@ ORDER BY period_start, p.display_order, pipeline""",
     VerifiedQuery(
         name="deals_closing",
         title="Deals closing in a window",
+        phrasings=(
+            "Which deals are closing this quarter?",
+            "What deals are expected to close this month?",
+            "Deals due to close in the next 30 days",
+            "Open opportunities with a close date coming up",
+            "What's set to close soon?",
+            "Upcoming closes this quarter",
+            "Deals scheduled to close before the end of the quarter",
+        ),
         description="Open deals whose expected close date falls in a window, soonest first, "
         "with stage, probability and owner.",
         params=(
@@ -455,6 +578,15 @@ ORDER BY d.close_date, d.amount DESC NULLS LAST, deal""",
     VerifiedQuery(
         name="slipped_deals",
         title="Slipped deals",
+        phrasings=(
+            "Which deals have slipped?",
+            "Deals past their close date",
+            "Open deals with an overdue close date",
+            "Which opportunities missed their expected close date?",
+            "Deals with close dates in the past that are still open",
+            "What deals are overdue?",
+            "Deals that should have closed already",
+        ),
         description="Open deals whose expected close date is already past: how many days "
         "overdue, biggest first.",
         params=(as_of_param(), pipeline_param(), owner_param()),

@@ -1,0 +1,230 @@
+"""Questions as RevOps people and sales leaders ask them, with the verified query and
+parameters that answer each (``None``: must not be routed). Written from how people talk
+about pipeline, forecast and reps, not from the queries' titles or the router's phrasings.
+
+Every case is read at ``NOW`` in ``TIMEZONE`` (Friday 2026-11-20 in New York), against the
+owners, pipelines and stages below. Expected parameters are compared after defaults are
+filled in, so a case lists only what the question says.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from revtops_kernel.agent.routing import OwnerName
+
+NOW = datetime(2026, 11, 21, 2, 30, tzinfo=UTC)  # still the 20th in New York
+TIMEZONE = "America/New_York"
+TODAY = date(2026, 11, 20)
+OWNERS = (
+    OwnerName("Sara Lindqvist", "sara@northwind.example"),
+    OwnerName("Sarah Chen", "schen@northwind.example"),
+    OwnerName("Jon Smith", "jon@northwind.example"),
+    OwnerName("Priya Raman", "priya@northwind.example"),
+    OwnerName("Marcus O'Neil", "marcus@northwind.example"),
+    OwnerName("Diego Alvarez", "diego@northwind.example"),
+)
+PIPELINES = ("New Business", "Renewals")
+STAGES = (
+    "Discovery", "Qualified", "Demo Scheduled", "Proposal Sent", "Negotiation", "Closed Won",
+    "Closed Lost", "Renewal Upcoming", "Renewal In Discussion", "Renewal Committed",
+)  # fmt: skip
+
+Q3 = {"start_date": date(2026, 7, 1), "end_date": date(2026, 9, 30)}
+QTD = {"start_date": date(2026, 10, 1), "end_date": TODAY}
+YTD = {"start_date": date(2026, 1, 1), "end_date": TODAY}
+Case = tuple[str, str | None, dict[str, Any]]
+
+CASES: list[Case] = [
+    # pipeline_by_stage
+    ("how's the pipeline looking by stage?", "pipeline_by_stage", {}),
+    (
+        "break down open pipe by stage for the New Business pipeline",
+        "pipeline_by_stage",
+        {"pipeline": "New Business"},
+    ),
+    (
+        "what does Priya's pipeline look like stage by stage",
+        "pipeline_by_stage",
+        {"owner": "Priya Raman"},
+    ),
+    ("how many deals are sitting in negotiation right now", "pipeline_by_stage", {}),
+    ("total weighted pipeline across stages", "pipeline_by_stage", {}),
+    ("stage breakdown of open renewals", "pipeline_by_stage", {"pipeline": "Renewals"}),
+    ("pipeline by stage for jon smth", "pipeline_by_stage", {"owner": "Jon Smith"}),
+    ("whats our pipline by stage", "pipeline_by_stage", {}),
+    # forecast_by_category
+    ("what's our commit number for this quarter?", "forecast_by_category", {}),
+    (
+        "forecast call for next quarter",
+        "forecast_by_category",
+        {"start_date": date(2027, 1, 1), "end_date": date(2027, 3, 31)},
+    ),
+    (
+        "how much best case do we have in Q4",
+        "forecast_by_category",
+        {"start_date": date(2026, 10, 1), "end_date": date(2026, 12, 31)},
+    ),
+    ("Jon's forecast this quarter", "forecast_by_category", {"owner": "Jon Smith"}),
+    (
+        "where are we landing in Q1 2027 by forecast category",
+        "forecast_by_category",
+        {"start_date": date(2027, 1, 1), "end_date": date(2027, 3, 31)},
+    ),
+    (
+        "forecast by category for Sara Lindqvist in new business",
+        "forecast_by_category",
+        {"owner": "Sara Lindqvist", "pipeline": "New Business"},
+    ),
+    # win_rate
+    (
+        "what's our close rate been this year, month by month?",
+        "win_rate",
+        {"period": "month", **YTD},
+    ),
+    ("win rate last quarter", "win_rate", Q3),
+    (
+        "how has our win % trended quarterly over the past 12 months",
+        "win_rate",
+        {"period": "quarter", "start_date": date(2025, 11, 20), "end_date": TODAY},
+    ),
+    (
+        "what percent of deals did Sarah Chen win in 2026",
+        "win_rate",
+        {"owner": "Sarah Chen", **YTD},
+    ),
+    ("win/loss ratio for renewals this year", "win_rate", {"pipeline": "Renewals", **YTD}),
+    (
+        "win rate by year since 2024",
+        "win_rate",
+        {"period": "year", "start_date": date(2024, 1, 1), "end_date": TODAY},
+    ),
+    # win_rate_by_owner
+    ("which AEs have the highest win rate this year?", "win_rate_by_owner", YTD),
+    ("win rate for each rep in Q3", "win_rate_by_owner", Q3),
+    (
+        "close rate per salesperson over the last 6 months",
+        "win_rate_by_owner",
+        {"start_date": date(2026, 5, 20), "end_date": TODAY},
+    ),
+    # average_sales_cycle
+    ("how long are our deals taking to close?", "average_sales_cycle", {}),
+    ("average time to close by rep this year", "average_sales_cycle", {"group_by": "owner", **YTD}),
+    (
+        "median number of days from created to closed won for new business",
+        "average_sales_cycle",
+        {"pipeline": "New Business"},
+    ),
+    (
+        "sales cycle length overall in 2025",
+        "average_sales_cycle",
+        {"group_by": "none", "start_date": date(2025, 1, 1), "end_date": date(2025, 12, 31)},
+    ),
+    (
+        "sales cycle by pipeline last year",
+        "average_sales_cycle",
+        {"group_by": "pipeline", "start_date": date(2025, 1, 1), "end_date": date(2025, 12, 31)},
+    ),
+    # stalled_deals
+    ("which opps have been stuck for more than 45 days?", "stalled_deals", {"days": 46}),
+    ("show me deals that haven't budged in 60 days", "stalled_deals", {"days": 60}),
+    ("stalled deals for Diego", "stalled_deals", {"owner": "Diego Alvarez"}),
+    ("renewal deals that are stuck", "stalled_deals", {"pipeline": "Renewals"}),
+    ("anything stagnant for 3+ weeks?", "stalled_deals", {"days": 21}),
+    ("stalled deals over 2 months", "stalled_deals", {"days": 61}),
+    # deals_without_activity
+    ("deals with no activity in 2 weeks", "deals_without_activity", {"days": 14}),
+    ("which deals has nobody touched in the last 30 days?", "deals_without_activity", {"days": 30}),
+    ("Sara's deals that have gone quiet", "deals_without_activity", {"owner": "Sara Lindqvist"}),
+    (
+        "opportunities with zero engagement over the past month",
+        "deals_without_activity",
+        {"days": 31},
+    ),
+    ("no calls or emails logged on open deals for 10 days", "deals_without_activity", {"days": 10}),
+    # single_threaded_deals
+    ("where are we single-threaded?", "single_threaded_deals", {}),
+    ("deals with only one contact engaged", "single_threaded_deals", {"max_contacts": 1}),
+    ("open opps where we have no contacts at all", "single_threaded_deals", {"max_contacts": 0}),
+    (
+        "deals with fewer than 3 stakeholders involved for Marcus",
+        "single_threaded_deals",
+        {"max_contacts": 2, "owner": "Marcus O'Neil"},
+    ),
+    # meetings_by_account
+    ("which accounts have we had the most meetings with this quarter?", "meetings_by_account", QTD),
+    (
+        "accounts with at least 3 meetings in the last 90 days",
+        "meetings_by_account",
+        {"min_meetings": 3, "start_date": date(2026, 8, 22), "end_date": TODAY},
+    ),
+    ("how often are we meeting with customers?", "meetings_by_account", {}),
+    (
+        "meeting count per account in October",
+        "meetings_by_account",
+        {"start_date": date(2026, 10, 1), "end_date": date(2026, 10, 31)},
+    ),
+    ("how many meetings did we have with each customer in 2026", "meetings_by_account", YTD),
+    # rep_leaderboard
+    ("who are the top 5 reps this quarter?", "rep_leaderboard", {}),
+    ("leaderboard for last quarter", "rep_leaderboard", Q3),
+    ("who closed the most business this year?", "rep_leaderboard", YTD),
+    ("rank reps by bookings YTD", "rep_leaderboard", YTD),
+    # pipeline_created
+    (
+        "how much new pipe did we generate last month?",
+        "pipeline_created",
+        {"start_date": date(2026, 10, 1), "end_date": date(2026, 10, 31)},
+    ),
+    ("pipeline creation by quarter this year", "pipeline_created", {"period": "quarter", **YTD}),
+    ("how many new opps did Jon create in Q3", "pipeline_created", {"owner": "Jon Smith", **Q3}),
+    (
+        "new business pipeline generated this month",
+        "pipeline_created",
+        {"start_date": date(2026, 11, 1), "end_date": TODAY},
+    ),
+    # deals_closing
+    (
+        "what's expected to close in the next 2 weeks?",
+        "deals_closing",
+        {"start_date": TODAY, "end_date": date(2026, 12, 4)},
+    ),
+    (
+        "deals slated to close this month",
+        "deals_closing",
+        {"start_date": TODAY, "end_date": date(2026, 11, 30)},
+    ),
+    (
+        "Priya's deals closing before the end of the year",
+        "deals_closing",
+        {"owner": "Priya Raman", "start_date": TODAY, "end_date": date(2026, 12, 31)},
+    ),
+    (
+        "renewals due to close in Q1 2027",
+        "deals_closing",
+        {"pipeline": "Renewals", "start_date": date(2027, 1, 1), "end_date": date(2027, 3, 31)},
+    ),
+    ("what's closing today", "deals_closing", {"start_date": TODAY, "end_date": TODAY}),
+    # slipped_deals
+    ("which deals have blown past their close date?", "slipped_deals", {}),
+    ("overdue opportunities for Sarah Chen", "slipped_deals", {"owner": "Sarah Chen"}),
+    ("deals that got pushed", "slipped_deals", {}),
+    ("what renewal deals are past due", "slipped_deals", {"pipeline": "Renewals"}),
+    # must not be routed: not a lookup, or a filter no verified query has
+    ("why did we lose the Acme deal?", None, {}),
+    ("write an email to Jon about his stalled deals", None, {}),
+    ("compare Q3 pipeline to Slack sentiment", None, {}),
+    ("what's the ARR of our biggest customer?", None, {}),
+    ("summarize my last call with Globex", None, {}),
+    ("which deals over $50k are closing this quarter?", None, {}),
+    ("what should we focus on this week?", None, {}),
+    ("how many support tickets did we get?", None, {}),
+    ("pipeline by stage in EMEA", None, {}),
+    ("draft a QBR deck for Initech", None, {}),
+    ("who is the decision maker at Umbrella Corp?", None, {}),
+    ("what's our churn rate?", None, {}),
+    ("how many deals moved from Discovery to Qualified last week", None, {}),
+    ("what's the average deal size?", None, {}),
+    ("delete the stalled deals", None, {}),
+]
