@@ -148,19 +148,20 @@ class BulkQuery:
         """(locator, CSV text, next locator) of every set from ``locator`` on. The next set is
         fetched in a thread while the caller digests the current one: the server prepares a
         set while the sync normalizes and stores the last (two sets in memory at most)."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-bulk") as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-bulk")
+        try:
             pending = pool.submit(self.results, job_id, locator)
-            try:
-                while True:
-                    text, next_locator = pending.result()
-                    if next_locator is not None:
-                        pending = pool.submit(self.results, job_id, next_locator)
-                    yield locator, text, next_locator
-                    if next_locator is None:
-                        return
-                    locator = next_locator
-            finally:
-                pending.cancel()  # a stopped read: the set in flight is dropped
+            while True:
+                text, next_locator = pending.result()
+                if next_locator is not None:
+                    pending = pool.submit(self.results, job_id, next_locator)
+                yield locator, text, next_locator
+                if next_locator is None:
+                    return
+                locator = next_locator
+        finally:
+            # A stopped or failed read returns now; a set in flight is dropped when it lands.
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def read_csv(text: str) -> tuple[list[str], Iterator[list[str]]]:
