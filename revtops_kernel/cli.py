@@ -198,19 +198,37 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     everything = args.provider == "all"
     providers = configured_providers(settings, db, args.org) if everything else (args.provider,)
     failed = False
-    for provider in providers:
-        result = run_sync(
-            db,
-            settings,
-            provider,
-            org=args.org,
-            full_refresh=args.full_refresh,
-            streams=tuple(args.streams) if args.streams else None,
-            progress=True,
-        )
-        print(_summary(result))
-        failed = failed or not result.ok
+    try:
+        for provider in providers:
+            result = run_sync(
+                db,
+                settings,
+                provider,
+                org=args.org,
+                full_refresh=args.full_refresh,
+                streams=tuple(args.streams) if args.streams else None,
+                progress=True,
+            )
+            print(_summary(result))
+            failed = failed or not result.ok
+    except KeyboardInterrupt:
+        return _sync_interrupted(db)
     return 1 if failed else 0
+
+
+def _sync_interrupted(db: Database) -> int:
+    """Ctrl-C: record the run as interrupted (not 'running' until the next sync), one line."""
+    from revtops_kernel.store.bookkeeping import interrupt_own_runs
+
+    marked = 0
+    try:
+        with db.begin() as conn:
+            marked = interrupt_own_runs(conn, "interrupted by the user (Ctrl-C)")
+    except (Exception, KeyboardInterrupt):  # a second Ctrl-C or a lost store: still exit 130
+        pass
+    saved = "; what was committed is kept, the next sync resumes" if marked else ""
+    print(f"\nrevtops sync: interrupted{saved}", file=sys.stderr)
+    return 130
 
 
 def _may_sync_into(db: Database, org: str, *, create: bool) -> bool:

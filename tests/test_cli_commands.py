@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
 
 REVTOPS = shutil.which("revtops") or str(Path(os.sys.executable).with_name("revtops"))
@@ -129,3 +130,40 @@ def test_demo_syncs_the_sandbox_into_the_embedded_store() -> None:
     assert facts["tables"]["accounts"] > 0
     assert facts["tables"]["activity_participants"] > 0
     assert facts["tables"]["quarantined_records"] == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_sync_marks_the_run_interrupted_and_exits_130(db: Database) -> None:
+    """A real ``revtops sync`` process gets SIGINT mid-run, on both backends."""
+    import signal
+
+    from test_sync_resilience import environment, scalar, wait_for_progress
+
+    from revtops_kernel.sandbox import SandboxServer
+
+    with SandboxServer(scale=0.05, seed=9) as sandbox:
+        # Slow the provider down so the run is long enough to be stopped in the middle of it.
+        sandbox.faults.hubspot.rate_limits = True
+        sandbox.faults.hubspot.ten_second_limit = 50
+        victim = subprocess.Popen(
+            [REVTOPS, "sync", "--provider", "hubspot"],
+            env={**os.environ, **environment(sandbox, db)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_progress(db, victim)  # type: ignore[arg-type]
+            victim.send_signal(signal.SIGINT)
+            _, err = victim.communicate(timeout=60)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+    assert victim.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("revtops sync: interrupted")
+    statuses = "SELECT status, error FROM sync_runs WHERE provider = 'hubspot'"
+    with db.connect() as conn:
+        runs = [tuple(row) for row in conn.exec_driver_sql(statuses)]
+    assert runs == [("interrupted", "interrupted by the user (Ctrl-C)")]
+    assert scalar(db, "SELECT count(*) FROM sync_cursors") >= 3  # committed pages are kept

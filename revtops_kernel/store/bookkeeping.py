@@ -271,3 +271,21 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError):
         return {"unserializable": repr(value)[:10_000]}
     return value
+
+
+def interrupt_own_runs(conn: Connection, reason: str) -> int:
+    """Mark this process's 'running' runs as interrupted (Ctrl-C); return how many.
+
+    The interrupted process records its own end, so the run does not claim to be running
+    until the next sync reaps it. Its cursors are safe: they move only after commits.
+    """
+    done = conn.execute(
+        update(_runs)
+        .where(
+            _runs.c.status == "running",
+            _runs.c.host == socket.gethostname(),
+            _runs.c.pid == os.getpid(),
+        )
+        .values(status="interrupted", finished_at=utcnow(), error=reason)
+    )
+    return int(done.rowcount or 0)
