@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO if args.info_log else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _plain_store_notices()
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -61,6 +62,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RevtopsError as exc:
         print(f"revtops: {exc}", file=sys.stderr)
         return 1
+
+
+def _plain_store_notices() -> None:
+    """The store's notices (waiting for a locked DuckDB file) as one plain stderr line."""
+    store_log = logging.getLogger("revtops_kernel.store.database")
+    if not any(isinstance(h, _StderrLines) for h in store_log.handlers):
+        handler = _StderrLines()
+        handler.setFormatter(logging.Formatter("revtops: %(message)s"))
+        store_log.addHandler(handler)
+        store_log.propagate = False  # not twice (the root handler's format has a timestamp)
+
+
+class _StderrLines(logging.Handler):
+    """Writes to the current ``sys.stderr`` (not the one at setup, which tests replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:

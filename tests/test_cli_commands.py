@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -167,3 +168,64 @@ def test_ctrl_c_during_sync_marks_the_run_interrupted_and_exits_130(db: Database
         runs = [tuple(row) for row in conn.exec_driver_sql(statuses)]
     assert runs == [("interrupted", "interrupted by the user (Ctrl-C)")]
     assert scalar(db, "SELECT count(*) FROM sync_cursors") >= 3  # committed pages are kept
+
+
+def test_a_relative_duckdb_url_is_resolved_and_shown_absolute(tmp_path: Path) -> None:
+    work = tmp_path / "project"
+    work.mkdir()
+    url = "duckdb:///data/store.duckdb"  # as a user types it, relative to where they are
+    result = subprocess.run(
+        [REVTOPS, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**os.environ, "REVTOPS_DATABASE_URL": url},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (work / "data" / "store.duckdb").exists()
+    assert f"database: duckdb:///{work / 'data' / 'store.duckdb'}" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_locked_duckdb_file_says_who_holds_it_while_waiting(tmp_path: Path) -> None:
+    import sys
+
+    path = tmp_path / "store.duckdb"
+    env = {
+        **os.environ,
+        "REVTOPS_DATABASE_URL": f"duckdb:///{path}",
+        "REVTOPS_DB_LOCK_TIMEOUT": "60",
+    }
+    assert revtops("db", "upgrade", **env).returncode == 0
+    # Another process holds the file until told to let go (a line on its stdin).
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+         "sys.stdin.readline(); c.close()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    asking = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        asking = subprocess.Popen(
+            [REVTOPS, "sql", "SELECT 1 AS one"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert asking.stderr is not None
+        waiting = asking.stderr.readline().rstrip("\n")  # said while it waits, not at the end
+        assert holder.stdin is not None
+        holder.stdin.write("done\n")
+        holder.stdin.flush()
+        out, rest = asking.communicate(timeout=90)
+    finally:
+        holder.kill()
+        holder.wait()
+        if asking is not None and asking.poll() is None:
+            asking.kill()
+    assert asking.returncode == 0, waiting + rest
+    assert out.splitlines()[-1] == "(1 row)"
+    assert "waiting" not in rest  # said once, not on every retry
+    assert waiting.startswith(f"revtops: waiting for the DuckDB file {path}: ")
+    assert f"another process (PID {holder.pid}) holds it; giving up in " in waiting
+    assert re.search(r"giving up in (5\d) s \(REVTOPS_DB_LOCK_TIMEOUT\)$", waiting), waiting

@@ -77,17 +77,39 @@ def retry_while_locked(open_handle: Callable[[], T], path: str, timeout: float) 
             waited = time.monotonic() - started
             if waited >= timeout:
                 raise DatabaseLockedError(path, waited, _lock_holder(exc)) from exc
-            if not announced and waited > 2:
-                log.info("waiting for the DuckDB file %s, locked by another process", path)
+            if not announced and waited > 1:
+                # Once, at WARNING: a command would otherwise sit silent for the whole timeout
+                # (the CLI prints this line on stderr).
+                log.warning(
+                    "waiting for the DuckDB file %s: %s holds it; giving up in %.0f s "
+                    "(REVTOPS_DB_LOCK_TIMEOUT)",
+                    path,
+                    _holder_phrase(exc),
+                    timeout - waited,
+                )
                 announced = True
             time.sleep(min(delay, timeout - waited) * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
+
+
+def _holder_phrase(exc: BaseException) -> str:
+    holder = _lock_holder(exc)
+    return f"another process ({holder})" if holder.startswith("PID") else "another process"
 
 
 def _lock_holder(exc: BaseException) -> str:
     text = str(exc)
     marker = text.find("PID")
     return text[marker:].split(")")[0].strip() if marker >= 0 else "held by another process"
+
+
+def _absolute_duckdb_path(url: URL) -> URL:
+    """``duckdb:///relative/file`` as users type it: resolved against the working directory
+    (and ``~``) once, so every message names the absolute file really used."""
+    path = url.database
+    if url.get_backend_name() != Backend.DUCKDB or not path or path == ":memory:":
+        return url
+    return url.set(database=str(Path(path).expanduser().absolute()))
 
 
 def driver_connection(connection: Connection) -> Any:
@@ -108,7 +130,7 @@ class Database:
         readonly_url: str | URL | None = None,
         lock_timeout: float = 60.0,
     ) -> None:
-        self.url = make_url(url)
+        self.url = _absolute_duckdb_path(make_url(url))
         backend = self.url.get_backend_name()
         if backend not in (Backend.DUCKDB, Backend.POSTGRESQL):
             raise StoreError(f"unsupported database {backend!r}: use PostgreSQL or DuckDB")
