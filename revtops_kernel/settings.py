@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     )
     org: str = Field(default="default", validation_alias="REVTOPS_ORG")
     db_lock_timeout: float = Field(default=60.0, gt=0, validation_alias="REVTOPS_DB_LOCK_TIMEOUT")
+    # A sync's batch hit by a transient store fault (lost connection, deadlock, serialization
+    # failure) is retried on a fresh connection this many times in total (store.retry), the
+    # backoff starting at this many seconds and doubling, jittered, up to 8 s.
+    store_retry_attempts: int = Field(
+        default=5, ge=1, le=50, validation_alias="REVTOPS_STORE_RETRY_ATTEMPTS"
+    )
+    store_retry_delay: float = Field(
+        default=0.5, ge=0, validation_alias="REVTOPS_STORE_RETRY_DELAY"
+    )
     query_timeout: float = Field(default=30.0, gt=0, validation_alias="REVTOPS_QUERY_TIMEOUT")
     query_max_rows: int = Field(default=10_000, gt=0, validation_alias="REVTOPS_QUERY_MAX_ROWS")
 

@@ -45,6 +45,7 @@ from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.retry import RetryPolicy, in_transaction
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.statistics import BATCH_SHARE, REFRESH_SHARE, StatisticsRefresh
 from revtops_kernel.store.upsert import upsert
@@ -266,7 +267,8 @@ def run_sync(
         connector = connector or build_connector(
             settings, provider, _require(http), nango_connection=nango
         )
-        engine = _StreamWriter(db, result, spec, release_quarantine, statistics)
+        retry = RetryPolicy(settings.store_retry_attempts, settings.store_retry_delay)
+        engine = _StreamWriter(db, result, spec, release_quarantine, statistics, retry)
         for stream in _selected(connector.streams(), streams, spec):
             engine.sync_stream(connector, stream, progress=progress)
         _finish_streams(db, result, spec, connector)
@@ -366,8 +368,10 @@ class _StreamWriter:
         spec: ProviderSpec,
         release_quarantine: bool,
         statistics: StatisticsRefresh,
+        retry: RetryPolicy,
     ) -> None:
         self.db = db
+        self.retry = retry
         self.statistics = statistics
         self.result = result
         self.spec = spec
@@ -421,19 +425,28 @@ class _StreamWriter:
             self.result.provider,
             self.result.run_id,
         )
-        written = deleted = 0
-        written_by_table: dict[str, int] = {}
-        with self.db.begin() as conn:
+
+        def write(conn: Connection) -> dict[str, int]:
+            written_by_table: dict[str, int] = {}
             for table, rows in pending.rows.items():
                 if rows:
                     written_by_table[table] = upsert(conn, table, rows).written
-                    written += written_by_table[table]
-                    deleted += sum(1 for row in rows if row.get("deleted_at") is not None)
             if self.release_quarantine:
                 bookkeeping.release(conn, org, provider, pending.stream, pending.source_ids)
             bookkeeping.quarantine(conn, org, provider, run_id, pending.quarantined)
             if pending.checkpoint is not None:
                 bookkeeping.save_cursor(conn, org, provider, pending.stream, pending.checkpoint)
+            return written_by_table
+
+        # The rows and their cursor commit together, so a batch a transient store fault rolled
+        # back is simply written again on a fresh connection (store.retry).
+        written_by_table = in_transaction(
+            self.db, write, what=f"{provider} {pending.stream} batch", policy=self.retry
+        )
+        written = sum(written_by_table.values())
+        deleted = sum(
+            1 for rows in pending.rows.values() for row in rows if row.get("deleted_at") is not None
+        )
         # Committed: a sync killed from here on still leaves these rows' statistics behind.
         for table, count in written_by_table.items():
             self.statistics.note(table, count)

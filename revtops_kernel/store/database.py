@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Run on every DuckDB handle: times in UTC like the rest of the project. (A SET, not a config
 # entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet.)
 DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'"
+POSTGRES_APPLICATION_NAME = "revtops"
 
 T = TypeVar("T")
 
@@ -192,11 +193,12 @@ class Database:
                 dbapi_connection.execute("PRAGMA disable_checkpoint_on_shutdown")
 
             return engine
-        return create_engine(
-            self.url,
-            pool_pre_ping=True,
-            connect_args={"options": "-c timezone=UTC"},
-        )
+        connect_args = {"options": "-c timezone=UTC"}
+        if "application_name" not in self.url.query:
+            # Names the store's sessions in pg_stat_activity (an operator, or a test, can tell
+            # a sync's backend from others); a URL's own application_name wins.
+            connect_args["application_name"] = POSTGRES_APPLICATION_NAME
+        return create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
 
     def org_reader_engine(self, role: str) -> Engine:
         """PostgreSQL engine for an organization's queries, connected as its login role.
