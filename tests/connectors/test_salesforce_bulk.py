@@ -246,6 +246,20 @@ def test_a_failed_job_fails_the_read_with_its_error_message(
         read_all(conn, "Account")
 
 
+def test_a_job_running_past_the_timeout_is_aborted(
+    fresh_sandbox: SandboxServer, http: httpx.Client
+) -> None:
+    bulk_knobs(fresh_sandbox.state).processing_s = 60.0
+    conn = connector(fresh_sandbox, http, threshold=1)
+    patient = PollPolicy(first=0.01, factor=2.0, max_delay=0.05, timeout_s=0.2)
+    conn.bulk = BulkQuery(conn.client, API_VERSION, poll=patient)
+    with pytest.raises(ConnectorError, match=r"still InProgress after 0 s; aborted it"):
+        read_all(conn, "Account")
+    label = "salesforce PATCH /jobs/query/{id}"  # the abort, answered 200
+    assert fresh_sandbox.stats.count(label) == 1
+    assert fresh_sandbox.stats.responses[(label, 200)] == 1
+
+
 def test_a_redirect_off_the_instance_is_refused_on_the_bulk_path(
     fresh_sandbox: SandboxServer, http: httpx.Client
 ) -> None:
