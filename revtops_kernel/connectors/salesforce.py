@@ -14,11 +14,12 @@ A full read (no cursor) of an object with more records than ``bulk_threshold`` (
 ``REVTOPS_SALESFORCE_BULK_THRESHOLD``; counted with ``SELECT COUNT()`` on ``queryAll``) goes
 through a Bulk API 2.0 ``queryAll`` job instead (`salesforce_bulk`): sets of 50,000 CSV rows a
 call instead of 2,000 records. Its rows come in no order, so the cursor cannot move while they
-arrive: each page's checkpoint names the job, the results set (``Sforce-Locator``) and the rows
-of it already stored, plus the highest SystemModstamp seen; only the last page's checkpoint is
-the usual ``{"since": highest SystemModstamp}``. A sync that stops midway resumes the same job
-at that set (results stay readable while the job exists), or, once the job is gone, failed or
-from another API version, starts a new full read. Incremental reads stay on REST.
+arrive: each page's checkpoint names the job (and its API version), the results set
+(``Sforce-Locator``) and the rows of it already stored, plus the highest SystemModstamp seen;
+only the last page's checkpoint is the usual ``{"since": highest SystemModstamp}``. A sync that
+stops midway resumes the same job at that set (results stay readable while the job exists), or,
+once the job is gone, failed or from another API version, starts a new full read. Incremental
+reads stay on REST.
 
 ``nextRecordsUrl`` is a path on the instance; the client refuses one on any other origin (a
 misconfigured instance, a proxy or a forged answer must not collect the token). With a Nango
@@ -316,10 +317,11 @@ class SalesforceConnector:
                 stamps = [r["SystemModstamp"] for r in chunk if r.get("SystemModstamp")]
                 highest = max([*stamps, *([highest] if highest else [])], default=None)
                 consumed += len(chunk)
+                job = {"job": job_id, "version": self.api_version}
                 if following:  # more of this set to come
-                    state = {"job": job_id, "locator": locator, "skip": consumed}
+                    state = {**job, "locator": locator, "skip": consumed}
                 elif next_locator is not None:
-                    state = {"job": job_id, "locator": next_locator, "skip": 0}
+                    state = {**job, "locator": next_locator, "skip": 0}
                 else:
                     yield Page(chunk, self._bulk_done(spec, highest))
                     return
@@ -338,7 +340,10 @@ class SalesforceConnector:
     ) -> tuple[str, str | None, int, str | None]:
         """(job id, results set to read, rows of it already stored, highest SystemModstamp):
         the interrupted job when it can still be read, else a new one, waited for."""
-        if position is not None:
+        if position is not None and position.get("version") != self.api_version:
+            # Results are only served to the API version that created the job (409).
+            log.info("salesforce %s: bulk job of another API version; new job", spec.name)
+        elif position is not None:
             job_id = str(position.get("job", ""))
             try:
                 info = self.bulk.info(job_id)

@@ -192,6 +192,13 @@ def test_a_sync_stopped_midway_resumes_the_same_job_after_its_last_stored_page(
     assert "since" not in position and position["bulk"]["locator"]
     assert sandbox.stats.count("salesforce POST /jobs/query") == jobs + 1
 
+    older = json.loads(first[-1].checkpoint or "{}")
+    older["bulk"]["version"] = "v58.0"  # written before an upgrade: its results would be 409
+    elsewhere = connector(sandbox, http, threshold=1, max_records=700)
+    assert len(records_of(read_all(elsewhere, "Task", json.dumps(older)))) == len(everything)
+    assert sandbox.stats.count("salesforce POST /jobs/query") == jobs + 2
+    jobs += 1
+
     resumed = connector(sandbox, http, threshold=1, max_records=700)
     rest = records_of(read_all(resumed, "Task", first[-1].checkpoint))
     assert sandbox.stats.count("salesforce POST /jobs/query") == jobs + 1  # no new job
@@ -224,7 +231,13 @@ def test_a_resumed_sync_whose_job_is_gone_starts_a_new_full_read(
 ) -> None:
     gone = json.dumps(
         {
-            "bulk": {"job": "7505g00000000zzAAA", "locator": "MTAwMA", "skip": 0, "highest": None},
+            "bulk": {
+                "job": "7505g00000000zzAAA",
+                "version": API_VERSION,
+                "locator": "MTAwMA",
+                "skip": 0,
+                "highest": None,
+            },
             "fields": STREAMS_BY_NAME["Task"].fingerprint,
         }
     )
@@ -266,7 +279,13 @@ def test_a_redirect_off_the_instance_is_refused_on_the_bulk_path(
     """Resuming a job (the first call is the job's state): a 307 elsewhere is not followed."""
     position = json.dumps(
         {
-            "bulk": {"job": "7505g0000000001AAA", "locator": None, "skip": 0, "highest": None},
+            "bulk": {
+                "job": "7505g0000000001AAA",
+                "version": API_VERSION,
+                "locator": None,
+                "skip": 0,
+                "highest": None,
+            },
             "fields": STREAMS_BY_NAME["Account"].fingerprint,
         }
     )
