@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from revtops_kernel.agent.routing.text import STOPWORDS, fold
 
@@ -143,23 +144,45 @@ def _best_owners(
     phrase: str, size: int, owners: Sequence[OwnerName]
 ) -> tuple[float, list[OwnerName]]:
     """The highest score any owner gets for ``phrase``, and every owner with that score."""
-    top = 0.0
-    who: list[OwnerName] = []
-    for owner in owners:
-        name = (owner.full_name or "").lower()
-        parts = name.split()
-        if size >= 2:
-            score = fuzz.token_sort_ratio(phrase, name) if name else 0.0
-            if score < OWNER_FULL_SCORE:
-                continue
-        else:
-            candidates = parts + ([owner.email.lower().split("@")[0]] if owner.email else [])
-            score = max((fuzz.ratio(phrase, p) for p in candidates if p), default=0.0)
-            if score < OWNER_WORD_SCORE or len(phrase) < 3:
-                continue
-        score += size  # a longer phrase that matches is the stronger evidence
-        if score > top:
-            top, who = score, [owner]
-        elif score == top:
-            who.append(owner)
-    return top, who
+    table = _owner_table(tuple(owners))
+    if size >= 2:
+        hits = process.extract(
+            phrase, table.full_names, scorer=fuzz.token_sort_ratio,
+            score_cutoff=OWNER_FULL_SCORE, limit=None,
+        )  # fmt: skip
+        scored = [(score, index) for _, score, index in hits]
+    else:
+        if len(phrase) < 3:
+            return 0.0, []
+        hits = process.extract(
+            phrase, table.parts, scorer=fuzz.ratio, score_cutoff=OWNER_WORD_SCORE, limit=None
+        )
+        scored = [(score, table.part_owner[index]) for _, score, index in hits]
+    if not scored:
+        return 0.0, []
+    top = max(score for score, _ in scored)
+    who = sorted({index for score, index in scored if score == top})
+    return top + size, [table.owners[i] for i in who]  # a longer matching phrase weighs more
+
+
+@dataclass(frozen=True)
+class _OwnerTable:
+    owners: tuple[OwnerName, ...]
+    full_names: list[str]
+    parts: list[str]  # first names, last names, email local parts
+    part_owner: list[int]
+
+
+@lru_cache(maxsize=16)
+def _owner_table(owners: tuple[OwnerName, ...]) -> _OwnerTable:
+    """The owners' names laid out once for rapidfuzz's batch scoring (cached per owner list)."""
+    parts: list[str] = []
+    part_owner: list[int] = []
+    for index, owner in enumerate(owners):
+        words = (owner.full_name or "").lower().split()
+        if owner.email:
+            words.append(owner.email.lower().split("@")[0])
+        for word in words:
+            parts.append(word)
+            part_owner.append(index)
+    return _OwnerTable(owners, [(o.full_name or "").lower() for o in owners], parts, part_owner)
