@@ -1,0 +1,109 @@
+"""Start-up of one-shot commands: `revtops sql "SELECT 1"` against `python -c "import duckdb"`.
+
+    .venv/bin/python bench/startup.py                 # 5 runs each, interleaved (~1 min)
+    .venv/bin/python bench/startup.py --runs 9 --ask  # also `revtops ask` with a scripted model
+
+Each figure is the median wall time of fresh processes, run in turns (baseline, command,
+baseline, …) so a busy machine slows both alike. The goal (issue 16): `revtops sql "SELECT 1"`
+costs at most 1 s more than importing DuckDB. Then `python -X importtime` of the `revtops sql`
+path shows which imports the time goes to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_OVERHEAD_S = 1.0
+PYTHON = sys.executable
+REVTOPS = str(Path(PYTHON).with_name("revtops"))
+# Imports worth naming when they show up on a one-shot path (cumulative microseconds).
+WATCHED = (
+    "pandas", "pyarrow", "numpy", "sqlalchemy", "sqlalchemy.orm", "sqlglot", "psycopg",
+    "pydantic_settings", "pydantic", "duckdb", "anthropic", "revtops_kernel.store.schema",
+    "revtops_kernel.store.query", "revtops_kernel.agent.guard", "revtops_kernel.settings",
+)  # fmt: skip
+
+
+def wall(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr}")
+    return elapsed
+
+
+def import_times(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Seconds spent importing each watched module (cumulative, first import only)."""
+    done = subprocess.run(
+        [PYTHON, "-X", "importtime", *command], env=env, capture_output=True, text=True
+    )
+    seconds: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line.split("|"))
+        if name in WATCHED and cumulative.isdigit() and name not in seconds:
+            seconds[name] = int(cumulative) / 1e6
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs of each command (median)")
+    parser.add_argument("--ask", action="store_true", help="also time `revtops ask` (scripted)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="revtops-startup-") as home:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("REVTOPS_", "ANTHROPIC_"))
+        }
+        env.update(HOME=home, REVTOPS_HOME=str(Path(home) / ".revtops"))
+        wall([REVTOPS, "db", "upgrade"], env)
+        baseline_cmd = [PYTHON, "-c", "import duckdb"]
+        sql_cmd = [REVTOPS, "sql", "SELECT 1"]
+        baseline, sql = [], []
+        for _ in range(args.runs):
+            baseline.append(wall(baseline_cmd, env))
+            sql.append(wall(sql_cmd, env))
+        base_s, sql_s = statistics.median(baseline), statistics.median(sql)
+        overhead = sql_s - base_s
+        print(f'python -c "import duckdb"   {base_s:6.2f} s  (median of {args.runs})')
+        print(f'revtops sql "SELECT 1"      {sql_s:6.2f} s')
+        verdict = "met" if overhead <= GOAL_OVERHEAD_S else "NOT met"
+        print(f"overhead                    {overhead:6.2f} s  goal <= {GOAL_OVERHEAD_S:.1f} s: "
+              f"{verdict}")  # fmt: skip
+        if args.ask:
+            print(f"revtops ask (scripted)      {time_ask(env, args.runs):6.2f} s")
+        print("\nimports on the `revtops sql` path (cumulative, one run):")
+        script = ["-m", "revtops_kernel.cli", "sql", "SELECT 1"]
+        for name, seconds in sorted(import_times(script, env).items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<32} {seconds:6.2f} s")
+    return 0
+
+
+def time_ask(env: dict[str, str], runs: int) -> float:
+    """Median wall time of `revtops ask` answered at once by the scripted Messages API."""
+    from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
+
+    times = []
+    with ScriptedMessagesServer() as server:
+        ask_env = {**env, "ANTHROPIC_API_KEY": server.api_key}
+        ask_env["ANTHROPIC_BASE_URL"] = server.base_url
+        for _ in range(runs):
+            server.script(Turn.reply("One."))
+            times.append(wall([REVTOPS, "ask", "How many?"], ask_env))
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
