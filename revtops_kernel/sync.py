@@ -30,7 +30,7 @@ from sqlalchemy import Connection, select
 from tqdm import tqdm
 
 from revtops_kernel.connectors.base import Connector, Page
-from revtops_kernel.connectors.credentials import NangoConnection, token_source
+from revtops_kernel.connectors.credentials import NangoConnection, NangoToken, token_source
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.errors import RevtopsError, SettingsError
 from revtops_kernel.normalize.base import (
@@ -176,12 +176,16 @@ def build_connector(
     if provider == "salesforce":
         from revtops_kernel.connectors.salesforce import SalesforceConnector
 
-        if not settings.salesforce_instance_url:
+        # A Nango connection names its own instance; settings name it for a static token.
+        instance_url = settings.salesforce_instance_url
+        if isinstance(tokens, NangoToken):
+            instance_url = tokens.instance_url() or instance_url
+        if not instance_url:
             raise SettingsError(
                 "REVTOPS_SALESFORCE_INSTANCE_URL",
                 "set it to your Salesforce instance, e.g. https://acme.my.salesforce.com",
             )
-        return SalesforceConnector.connect(settings.salesforce_instance_url, tokens, http)
+        return SalesforceConnector.connect(instance_url, tokens, http, settings=settings)
     if provider == "slack":
         from revtops_kernel.connectors.slack import SlackConnector
 

@@ -325,3 +325,24 @@ def test_csv_rows_become_rest_records() -> None:
     }
     corrupt = convert(["006B", "false", "12,5O0", "7", "", "2025-02-31", "x", "", "", ""])
     assert corrupt["Amount"] == "12,5O0" and corrupt["N"] == 7 and corrupt["IsDeleted"] is False
+
+
+def test_the_threshold_setting_reaches_the_syncs_own_connector(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """``run_sync`` builds its connector from settings: REVTOPS_SALESFORCE_BULK_THRESHOLD
+    decides, 0 never uses the Bulk API."""
+    jobs = "salesforce POST /jobs/query"
+    for threshold, more_jobs in (("0", False), ("1", True)):
+        settings = load_settings(
+            REVTOPS_ORG=f"{ORG}-{threshold}",
+            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+            REVTOPS_SALESFORCE_BULK_THRESHOLD=threshold,
+        )
+        db = store(tmp_path, f"threshold-{threshold}")
+        before = sandbox.stats.count(jobs)
+        result = run_sync(db, settings, "salesforce", streams=("Event",))
+        assert result.ok, result.error
+        assert (sandbox.stats.count(jobs) > before) is more_jobs, threshold
+        db.dispose()
