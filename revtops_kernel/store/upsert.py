@@ -16,8 +16,8 @@ Arrow table in place with the same statement. Neither path inserts row by row.
 
 from __future__ import annotations
 
-import json
 import logging
+import operator
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from revtops_kernel.errors import UpsertError
+from revtops_kernel.jsoncodec import dumps_sorted
 from revtops_kernel.store.database import driver_connection
 from revtops_kernel.store.schema import (
     NATURAL_KEY,
@@ -152,21 +153,37 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
                 frame[name] = [None if v is None else str(v) for v in frame[name]]
         return pa.Table.from_pandas(frame, preserve_index=False)
     records: list[Mapping[str, Any]] = list(rows)
-    names: dict[str, None] = {}
-    for record in records:
-        names.update(dict.fromkeys(record))
+    # Column lists, not pa.Table.from_pylist: JSON and ids become text on the way.
     columns: dict[str, list[Any]] = {}
-    for name in names:
-        values = [record.get(name) for record in records]
+    for name, values in _columns_of(records).items():
         if name in json_columns:
             values = [_dump_json(v) for v in values]
-        elif name in target.columns and isinstance(target.columns[name].type, Uuid):
+        elif name in uuid_columns:  # record_id's ids carry their text (ids.RecordId)
             values = [None if v is None else str(v) for v in values]
         columns[name] = values
     try:
         return pa.table(columns)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise UpsertError(target.name, f"mixed value types in a column: {exc}") from exc
+
+
+def _columns_of(records: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Each key's values, in record order (None where a record lacks the key)."""
+    if not records:
+        return {}
+    first = records[0].keys()
+    if all(record.keys() == first for record in records):
+        # One normalizer's rows share their keys: transpose with itemgetter and zip, in C,
+        # instead of a dict.get per cell.
+        names = list(first)
+        if len(names) == 1:
+            return {names[0]: [record[names[0]] for record in records]}
+        transposed = zip(*map(operator.itemgetter(*names), records), strict=True)
+        return {name: list(values) for name, values in zip(names, transposed, strict=True)}
+    keys: dict[str, None] = {}
+    for record in records:
+        keys.update(dict.fromkeys(record))
+    return {name: [record.get(name) for record in records] for name in keys}
 
 
 def _json_to_text(frame: pa.Table, json_columns: set[str]) -> pa.Table:
@@ -202,8 +219,9 @@ def _dump_json(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value  # already JSON text
-    # Sorted keys: the same payload always gives the same text, so unchanged rows compare equal.
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    # Sorted keys: the same payload always gives the same text, so unchanged rows compare equal
+    # (orjson, spelled exactly as json.dumps was: jsoncodec).
+    text = dumps_sorted(value)
     # PostgreSQL's jsonb refuses the NUL character; it carries no meaning in CRM text.
     return text.replace("\\u0000", "")
 

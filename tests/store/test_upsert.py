@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -236,3 +237,27 @@ def test_larger_batches_round_trip(db: Database) -> None:
     assert total.n == 5_000
     assert total.s == sum(r["amount"] for r in rows)
     assert fetch(db, "SELECT count(*) AS n FROM deals WHERE stage_name = 'Won'")[0].n == 500
+
+
+def test_rows_stored_with_the_standard_librarys_json_are_not_rewritten(db: Database) -> None:
+    """raw is serialized with orjson now; rows a store got from json.dumps (the previous
+    serializer) must compare equal, or the first sync after upgrading rewrites every row.
+    Payloads orjson spells differently from json.dumps included."""
+    payloads = [
+        {"id": "1", "properties": {"dealname": "Café Müller 😀", "amount": "1250.50"}},
+        {"id": "2", "ratio": 1e-07, "tiny": 0.00003, "big": 2**70, "n": -12, "f": 2.5},
+        {"id": "3", "text": 'tab\there \x7f del, quote " and \\ slash', "none": None},
+        {"id": "4", "b": [True, False, {"z": 1, "a": [0.1, 1e16]}], "a": "ascii only"},
+    ]
+    batch = [deal(str(i), raw=payload) for i, payload in enumerate(payloads, start=1)]
+    as_before = [
+        {**row, "raw": json.dumps(row["raw"], sort_keys=True, separators=(",", ":"), default=str)}
+        for row in batch
+    ]
+    with db.begin() as conn:  # the text the previous serializer wrote, stored verbatim
+        assert upsert(conn, "deals", as_before).written == len(batch)
+    before = table_checksum(db, "deals")
+    with db.begin() as conn:
+        again = upsert(conn, "deals", batch)
+    assert (again.written, again.unchanged) == (0, len(batch))
+    assert table_checksum(db, "deals") == before
