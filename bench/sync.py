@@ -56,7 +56,7 @@ import revtops_kernel
 from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.hubspot import HubSpotClient, HubSpotConnector
-from revtops_kernel.connectors.hubspot_streams import LIST_PAGE_SIZE, OBJECT_STREAM_BY_NAME
+from revtops_kernel.connectors.hubspot_streams import OBJECT_STREAM_BY_NAME
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.scratch import scratch_postgres
@@ -248,10 +248,12 @@ def run_dlt(args: argparse.Namespace) -> RunFigures:
         stream = OBJECT_STREAM_BY_NAME[stream_name]
         for archived in ("false", "true"):
             params: dict[str, Any] = {
-                "limit": LIST_PAGE_SIZE,
+                "limit": stream.list_page_size,
                 "properties": ",".join(stream.properties),
                 "archived": archived,
             }
+            if stream.history:  # the same pages as ours: deals carry their stage history
+                params["propertiesWithHistory"] = ",".join(stream.history)
             if stream.associations:
                 params["associations"] = ",".join(stream.associations)
             after: str | None = None
@@ -337,9 +339,12 @@ class Sandbox:
     counts: dict[str, int]
 
     def minimum_calls(self) -> int:
-        """Page-size minimum: the list walk of each stream, its archived listing (one call: a
-        fresh sandbox has no archived records), and the pipelines the deals need."""
-        walks = sum(math.ceil(self.counts[s] / LIST_PAGE_SIZE) for s in STREAMS)
+        """Page-size minimum: the list walk of each stream at its page size (deals, read with
+        ``propertiesWithHistory``, come 50 a page; the others 100), its archived listing (one
+        call: a fresh sandbox has no archived records), and the pipelines the deals need."""
+        walks = sum(
+            math.ceil(self.counts[s] / OBJECT_STREAM_BY_NAME[s].list_page_size) for s in STREAMS
+        )
         return walks + len(STREAMS) + 1
 
     def records(self) -> int:
@@ -683,7 +688,8 @@ def notes(
         "sandbox in the parent's thread, every sync in its own child process"
     )
     add(
-        f"page-size minimum {big.minimum_calls()}: sum of ceil(n/{LIST_PAGE_SIZE}) per stream, "
+        f"page-size minimum {big.minimum_calls()}: sum of ceil(n/page size) per stream "
+        f"({', '.join(f'{s} {OBJECT_STREAM_BY_NAME[s].list_page_size}' for s in STREAMS)}), "
         f"+1 archived listing per stream, +1 pipelines"
     )
     for run in measured.runs:
