@@ -56,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"revtops: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `revtops info | head`: the reader left; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except UnknownOrganizationError as exc:  # bad input, like a bad setting
         print(f"revtops: {exc}", file=sys.stderr)
         return 2

@@ -129,3 +129,18 @@ def test_sync_refuses_a_near_miss_but_starts_a_new_organization(
     assert "'newco' is a new organization" in capsys.readouterr().err
     assert main(["sync", "--org", "globex"]) == 0
     assert "new organization" not in capsys.readouterr().err
+
+
+def test_export_and_listing_refuse_an_unknown_org(
+    store: Database, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    import uuid
+
+    out = f"{tmp_path}/x.ipynb"
+    missing = str(uuid.uuid4())
+    assert main(["export", "notebook", "--conversation", missing, "-o", out, "--org", "glob"]) == 2
+    assert "did you mean 'globex'?" in capsys.readouterr().err
+    assert main(["conversations", "list", "--org", "defaul"]) == 2
+    assert "did you mean 'default'?" in capsys.readouterr().err
+    assert main(["conversations", "list", "--org", "globex"]) == 0
+    assert capsys.readouterr().out == "no conversations in organization globex\n"

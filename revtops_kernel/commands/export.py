@@ -38,10 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_export_pdf(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.artifacts.pdf import artifact_to_pdf, conversation_to_pdf
     from revtops_kernel.errors import RevtopsError
+    from revtops_kernel.known_orgs import require_known_org
     from revtops_kernel.store.database import Database
 
     db = Database.from_settings(settings)
     org = args.org or settings.org
+    require_known_org(db, org)  # a mistyped --org: exit 2 naming the known ones
     author = args.author or getpass.getuser()
     timezone = args.timezone or settings.timezone
     try:
@@ -62,11 +64,14 @@ def cmd_export_pdf(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_export_notebook(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.artifacts.notebook import conversation_to_notebook, save_notebook
     from revtops_kernel.errors import RevtopsError
+    from revtops_kernel.known_orgs import require_known_org
     from revtops_kernel.store.database import Database
 
     db = Database.from_settings(settings)
+    org = args.org or settings.org
+    require_known_org(db, org)
     try:
-        notebook = conversation_to_notebook(db, args.conversation, org=args.org or settings.org)
+        notebook = conversation_to_notebook(db, args.conversation, org=org)
     except RevtopsError as exc:
         print(f"revtops export: {exc}", file=sys.stderr)
         return 1
