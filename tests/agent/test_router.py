@@ -272,3 +272,47 @@ def test_top_n_limits_the_rows_shown() -> None:
 def test_parameters_the_query_would_refuse_are_not_routed() -> None:
     got = route("deals with no activity in 20 years", CONTEXT)  # 7,300 days; at most 3,650
     assert got.name is None and "out of range" in (got.reason or "")
+
+
+# --- filters and mixed subjects it cannot honour --------
+
+
+@pytest.mark.parametrize(
+    ("question", "named"),
+    [
+        ("pipeline by stage for enterprise", "enterprise"),  # a segment after a preposition
+        ("emea deals with no activity", "emea"),  # a region before the noun
+        ("stalled deals in the healthcare vertical", "healthcare"),
+        ("meetings by account for acme", "acme"),
+        ("stalled deals except Jon's", "leaves out Jon Smith"),  # queries only narrow to a name
+        ("win rate for everything but new business", "everything"),
+        ("stalled deals with no champion", "another verified query's subject"),
+        ("forecast for stalled deals", "another verified query's subject"),
+        ("deals closing last quarter", "is past"),  # deals_closing looks ahead
+        ("forecast by rep", "no row per rep"),
+        ("slipped deals per pipeline", "cannot break results down by pipeline"),
+    ],
+)
+def test_a_filter_or_subject_no_query_can_honour_leaves_it_unrouted(
+    question: str, named: str
+) -> None:
+    got = route(question, CONTEXT)
+    assert got.name is None
+    assert named in (got.reason or "")
+
+
+def test_known_names_and_typos_are_not_mistaken_for_filters() -> None:
+    assert route("new business deals closing this month", CONTEXT).params["pipeline"] == (
+        "New Business"
+    )
+    assert route("stalled deals for jon smth", CONTEXT).params == {"owner": "Jon Smith"}
+    assert route("whats our pipline by stgae", CONTEXT).name == "pipeline_by_stage"
+
+
+def test_every_query_has_phrasings_and_keywords() -> None:
+    for query in VERIFIED_QUERIES.values():
+        assert len(query.phrasings) >= 5, query.name
+        assert query.keywords, query.name
+    assert route(VERIFIED_QUERIES["slipped_deals"].phrasings[0], CONTEXT).name == "slipped_deals"
+    for name, query in VERIFIED_QUERIES.items():  # each query's suggested question routes home
+        assert route(query.phrasings[0], CONTEXT).name == name

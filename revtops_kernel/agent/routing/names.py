@@ -162,7 +162,8 @@ def _best_owners(
         return 0.0, []
     top = max(score for score, _ in scored)
     who = sorted({index for score, index in scored if score == top})
-    return top + size, [table.owners[i] for i in who]  # a longer matching phrase weighs more
+    # a longer phrase that still matches is the stronger evidence ("jon smth" over "jon")
+    return top + 10 * size, [table.owners[i] for i in who]
 
 
 @dataclass(frozen=True)

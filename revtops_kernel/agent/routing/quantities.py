@@ -27,11 +27,19 @@ _DURATION = re.compile(
 )
 _TOP = re.compile(r"\b(?:top|best|first|leading) " + NUMBER + r"\b")
 _MEETINGS = re.compile(r"\b(?:" + _STRICT + r" )?" + NUMBER + r" ?(\+ )?(?:or more )?meetings?\b")
+_TIMES_MET = re.compile(
+    r"\b(?:" + _STRICT + r" )?(once|twice|" + NUMBER[1:-1] + r" times)\b"
+)  # "met with at least twice"
 _CONTACTS = re.compile(
     r"\b(no|zero|only|just|a single|only a single|only one|just one|fewer than|less than|"
     r"under|at most|max(?:imum)?(?: of)?|one)(?: " + NUMBER + r")?(?: or (?:fewer|less))? "
     r"(?:engaged |customer )?(contacts?|people|persons?|stakeholders?|buyers?|champions?)\b"
 )
+_NOBODY = re.compile(
+    r"\b(?:(?:haven't|have not|hasn't|has not|not|never) (?:yet )?(?:engaged|talked to|spoken to|"
+    r"spoke to|reached|contacted) (?:with )?(?:anyone|anybody|any contacts?)|no one engaged|"
+    r"nobody engaged)\b"
+)  # "deals where we haven't engaged anyone": no contact engaged
 _AT_MOST = re.compile(r"\b" + NUMBER + r" or (?:fewer|less) (contacts?|people|stakeholders?)\b")
 
 
@@ -47,6 +55,8 @@ def find_quantities(text: str, taken: list[tuple[int, int]]) -> list[Quantity]:
         spans.append(span)
         found.append(Quantity(kind, value, span))
 
+    for match in _NOBODY.finditer(text):
+        add("max_contacts", 0, match.span())
     for match in _AT_MOST.finditer(text):
         if free(match.span()):
             add("max_contacts", number(match.group(1)), match.span())
@@ -66,6 +76,13 @@ def find_quantities(text: str, taken: list[tuple[int, int]]) -> list[Quantity]:
             value = number(match.group(2))
             strict = match.group(1) in ("more than", "over", "greater than", "beyond", ">")
             add("min_meetings", value + 1 if strict else value, match.span())
+    if "meet" in text:
+        for match in _TIMES_MET.finditer(text):
+            if free(match.span()):
+                said = match.group(2)
+                value = {"once": 1, "twice": 2}.get(said) or number(said.split()[0])
+                strict = match.group(1) in ("more than", "over", "greater than", "beyond", ">")
+                add("min_meetings", value + 1 if strict else value, match.span())
     for match in _DURATION.finditer(text):
         if free(match.span()):
             days = number(match.group(2)) * UNIT_DAYS[match.group(4)]

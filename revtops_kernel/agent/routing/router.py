@@ -9,6 +9,7 @@ router cannot honour (an amount filter, a stage filter, a second period) leaves 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,19 +17,16 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rapidfuzz import fuzz, process
-
 from revtops_kernel.agent.routing.index import QueryIndex, content_words, default_index
 from revtops_kernel.agent.routing.names import NameMatch, OwnerName, find_labels, find_owner
 from revtops_kernel.agent.routing.periods import Period, find_periods
 from revtops_kernel.agent.routing.quantities import Quantity, find_quantities, stray_numbers
-from revtops_kernel.agent.routing.text import fold, normalize
+from revtops_kernel.agent.routing.text import STOPWORDS, fold, normalize
 from revtops_kernel.agent.verified import VERIFIED_QUERIES, resolve_params
 from revtops_kernel.errors import VerifiedQueryError
 
 MIN_CONFIDENCE = 0.45  # best cosine a route needs
 MIN_MARGIN = 0.10  # ahead of the next query by at least this much
-TYPO_SCORE = 85  # an unknown word this close to a known one is taken as that word
 MAX_QUESTION_CHARS = 300  # longer questions are requests, not lookups
 
 # Windows that look back (a future end is cut to today) or ahead (a past start moves to today).
@@ -56,6 +54,11 @@ _GROUP = re.compile(
 # A slot only one query takes says something about the question: its words count.
 _SLOT_WORDS = {"min_meetings": ["meeting"], "max_contacts": ["contact", "engaged"],
                "limit": ["top"]}  # fmt: skip
+# Queries with a row (or a column) per rep: the only ones a question about reps can go to.
+REP_ROWS = {
+    "win_rate_by_owner", "rep_leaderboard", "average_sales_cycle", "stalled_deals",
+    "deals_without_activity", "single_threaded_deals", "deals_closing", "slipped_deals",
+}  # fmt: skip
 # Queries whose rows are already per owner, stage or pipeline ("by rep" is what they answer).
 PER_ROW = {
     "owner": {"win_rate_by_owner", "rep_leaderboard"},
@@ -115,6 +118,7 @@ class _Slots:
     stage: NameMatch | None
     bucket: str | None
     group_by: str | None
+    per_rep: bool = False  # "reps", "salespeople" asked about without naming one
 
 
 def suggested_questions() -> list[str]:
@@ -150,10 +154,19 @@ def route(question: str, context: RouteContext, *, index: QueryIndex | None = No
     margin = _weighed(confidence, params) - _weighed(scores[runner_up], fitted[runner_up])
     if isinstance(params, str):
         return _unrouted(question, scores, params)
+    asked = max(scores, key=lambda n: scores[n])
+    if isinstance(fitted[asked], str) and scores[asked] >= confidence + MIN_MARGIN / 2:
+        # the question is about a query that cannot honour it: a neighbour's answer is not it
+        return _unrouted(question, scores, str(fitted[asked]))
     if confidence < MIN_CONFIDENCE:
         return _unrouted(question, scores, "no verified query matches closely enough")
     if margin < MIN_MARGIN:
         return _unrouted(question, scores, f"it could be {best} or {runner_up}; ask more precisely")
+    foreign = index.foreign_words(best, terms)
+    if foreign:
+        return _unrouted(
+            question, scores, f"“{foreign[0]}” is another verified query's subject, not {best}'s"
+        )
     try:  # the query's own validation has the last word (ranges, start before end)
         resolve_params(best, params, today=today)
     except VerifiedQueryError as exc:
@@ -216,6 +229,10 @@ def _read(
         taken.append(owner.span)
         if owner.ambiguous:
             problem = f"several owners match: {', '.join(owner.ambiguous)}"
+    if problem is None:
+        problem = _unknown_filter(text, taken, index) or _excluded(
+            text, [m for m in (owner, *pipelines, *stages) if m is not None]
+        )
     if len(periods) > 1:
         problem = "it names more than one period"
     elif len(pipelines) > 1 or len(stages) > 1:
@@ -233,7 +250,66 @@ def _read(
         _bucket(bucket),
         _group(group),
     )
-    return slots, _terms(text, taken, slots, vocabulary), problem
+    terms = _terms(text, taken, slots, index)
+    slots.per_rep = owner is None and "rep" in terms
+    return slots, terms, problem
+
+
+_FILTER_WORDS = frozenset({"in", "for", "from", "at", "by", "with", "among", "within", "across",
+                           "on", "of", "about", "excluding", "except", "without"})  # fmt: skip
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def _unknown_filter(text: str, taken: list[tuple[int, int]], index: QueryIndex) -> str | None:
+    """ "in EMEA", "for enterprise", "from partners": a word the router does not know, after a
+    preposition, is a filter no verified query can apply; answering without it would be wrong."""
+    words = list(_WORD.finditer(text))
+
+    def free(match: re.Match[str]) -> bool:
+        return not any(match.start() < b and a < match.end() for a, b in taken)
+
+    for before, after in itertools.pairwise(words):  # "emea deals", "inbound pipe"
+        word = before.group(0)
+        if (
+            free(before)
+            and word not in STOPWORDS
+            and not word.isdigit()
+            and fold(after.group(0)) in _RECORD_NOUNS
+            and not _known(fold(word), index)
+        ):
+            return f"it asks about “{word}”, which no verified query can filter on"
+    for position, match in enumerate(words):
+        if match.group(0) not in _FILTER_WORDS:
+            continue
+        for following in words[position + 1 :]:
+            if any(following.start() < b and a < following.end() for a, b in taken):
+                break  # a period, a number or a name the router took
+            word = following.group(0)
+            if word in STOPWORDS:
+                continue
+            if _known(fold(word), index) or word.isdigit():
+                break
+            return f"it asks about “{word}”, which no verified query can filter on"
+    return None
+
+
+_RECORD_NOUNS = frozenset(fold(w) for w in ("deal", "pipeline", "rep", "account", "meeting"))
+_EXCLUDING = re.compile(
+    r"\b(?:excluding|exclude|except|other than|not in|not for|not|without|outside(?: of)?|"
+    r"besides|apart from|minus|ignoring|ignore|but)(?: the| our)?\s*$"
+)
+
+
+def _excluded(text: str, names: list[NameMatch]) -> str | None:
+    """ "excluding renewals": verified queries can only narrow to a name, not leave it out."""
+    for name in names:
+        if _EXCLUDING.search(text[: name.span[0]]):
+            return f"it leaves out {name.value}; a verified query can only narrow to it"
+    return None
+
+
+def _known(word: str, index: QueryIndex) -> bool:
+    return word in STOPWORDS or index.spelling(word) is not None
 
 
 def _bucket(match: re.Match[str] | None) -> str | None:
@@ -252,23 +328,18 @@ def _group(match: re.Match[str] | None) -> str | None:
     return match.group(1) if match.group(1) in ("pipeline", "stage") else "owner"
 
 
-def _terms(
-    text: str, taken: list[tuple[int, int]], slots: _Slots, vocabulary: frozenset[str]
-) -> list[str]:
+def _terms(text: str, taken: list[tuple[int, int]], slots: _Slots, index: QueryIndex) -> list[str]:
     """The question's words outside the slots, typos corrected to words the router knows."""
     kept = list(text)
     for start, end in taken:
         kept[start:end] = " " * (end - start)
     terms: list[str] = []
     for word in content_words("".join(kept)):
-        if word not in vocabulary and len(word) >= 4 and not word.isdigit():
-            match = process.extractOne(word, vocabulary, scorer=fuzz.ratio, score_cutoff=TYPO_SCORE)
-            word = match[0] if match else word
-        terms.append(word)
+        terms.append(index.spelling(word) or word)
     for quantity in slots.quantities:
         terms += [fold(w) for w in _SLOT_WORDS.get(quantity.kind, [])]
     if slots.stage is not None:
-        terms.append("stage")
+        terms.append(fold("stage"))
     return terms
 
 
@@ -312,6 +383,10 @@ def _params(name: str, slots: _Slots, today: date) -> dict[str, Any] | str:
             params["days"] = period.rolling_days
         else:
             return f"{name} does not take a period like “{period.text}”"
+    if slots.per_rep and name not in REP_ROWS:
+        return f"{name} has no row per rep"
+    if slots.per_rep and "group_by" in accepted and not slots.group_by:
+        params["group_by"] = "owner"
     if slots.bucket:
         if "period" not in accepted:
             return f"{name} cannot break results down by {slots.bucket}"

@@ -9,12 +9,12 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Words that carry no intent of their own.
 STOPWORDS = frozenset(
     """a an the of in on at to for from by with and or our we us you your my me i is are was
-    were be been being do does did doing have has had having what whats what's which who whos
-    who's how when where show list give get tell please can could would will there their them
-    it its it's this that these those all any each per so up out as about into right now
-    currently current just also than then let lets let's see see me much many owned belonging
-    belong assigned look looks looking like going doing got getting seem seems been things
-    stuff kind sort hey quick quickly""".split()  # noqa: SIM905 (a word list reads better as text)
+    were be been being do does did doing have has had having what whats what's which how
+    when where show list give get tell please can could would will there their them it its
+    it's this that these those all any each per so up out as about into right now currently
+    current just also than then let lets let's see see me much many owned belonging belong
+    assigned look looks looking like going doing got getting seem seems been things stuff
+    kind sort hey quick quickly""".split()  # noqa: SIM905 (a word list reads better as text)
 )
 
 # Folded to one spelling before comparing, so phrasings need not list every synonym.
@@ -65,6 +65,23 @@ SYNONYMS: dict[str, str] = {
     "nobody": "no",
     "nothing": "no",
     "anyone": "anybody",
+    "sold": "closed",
+    "budged": "moved",
+    "budge": "move",
+    "havent": "no",
+    "hasnt": "no",
+    "hadnt": "no",
+    "didnt": "no",
+    "dont": "no",
+    "doesnt": "no",
+    "isnt": "no",
+    "arent": "no",
+    "wasnt": "no",
+    "werent": "no",
+    "not": "no",
+    "never": "no",
+    "whos": "who",
+    "who's": "who",
     "slated": "expected",
     "scheduled": "expected",
     "due": "expected",
@@ -80,6 +97,7 @@ def normalize(text: str) -> str:
     """Lowercase, curly quotes straightened, hyphens and punctuation turned into spaces."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     text = re.sub(r"[-_/]", " ", text).replace("%", " percent ")
+    text = re.sub(r"\bpast due\b", "overdue", text)  # not "past" (a period) and "due" (ahead)
     text = re.sub(r"[^a-z0-9'$%+ ]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
