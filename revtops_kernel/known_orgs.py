@@ -8,7 +8,8 @@ there is nothing to mistake it for.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table, exists, inspect, literal, or_, select, union
+from collections.abc import Sequence
+from typing import Any
 
 from revtops_kernel.errors import UnknownOrganizationError
 from revtops_kernel.store.database import Database
@@ -16,48 +17,73 @@ from revtops_kernel.store.schema import metadata
 
 # Tables whose organization ids make an organization known (bookkeeping first: small).
 _BOOKKEEPING = ("sync_runs", "integrations", "sync_cursors")
+_SYNCED_KEY = {"organization_id", "source_system", "source_id"}
 
 
-def _org_tables(present: set[str]) -> list[Table]:
+def _org_tables(present: set[str]) -> list[str]:
     """``organizations`` aside, the tables whose rows belong to a synced organization."""
-    tables = [metadata.tables[name] for name in _BOOKKEEPING if name in present]
+    tables = [name for name in _BOOKKEEPING if name in present]
     for table in metadata.sorted_tables:
-        columns = table.c.keys()
-        if table.name in present and {"organization_id", "source_system", "source_id"} <= set(
-            columns
-        ):
-            tables.append(table)
+        if table.name in present and set(table.c.keys()) >= _SYNCED_KEY:
+            tables.append(table.name)
     return tables
 
 
-def _present(conn: Connection) -> set[str]:
-    return set(inspect(conn).get_table_names())
+def _query(db: Database, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``?`` placeholders) read-only: a read-only DuckDB handle (no write lock, no
+    SQLAlchemy engine to build for a one-shot command), or a PostgreSQL connection."""
+    if db.is_duckdb:
+        from pathlib import Path
+
+        if not Path(db.duckdb_path).exists():
+            return []
+        with db.exclusive():
+            handle = db.open_duckdb_readonly({})
+            try:
+                return [tuple(row) for row in handle.execute(sql, list(params)).fetchall()]
+            finally:
+                handle.close()
+    from sqlalchemy import text
+
+    first, *rest = sql.split("?")  # our SQL has no other question marks
+    bound = first + "".join(f":p{i}{tail}" for i, tail in enumerate(rest))
+    with db.connect() as conn:
+        result = conn.execute(text(bound), {f"p{i}": value for i, value in enumerate(params)})
+        return [tuple(row) for row in result]
+
+
+def _present(db: Database) -> set[str]:
+    schema = "'main'" if db.is_duckdb else "current_schema()"
+    rows = _query(
+        db, f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}"
+    )
+    return {str(row[0]) for row in rows}
 
 
 def known_organizations(db: Database) -> list[str]:
     """Every organization id the store knows, sorted (empty before the schema exists)."""
-    with db.connect() as conn:
-        present = _present(conn)
-        queries = [select(t.c.organization_id.label("id")) for t in _org_tables(present)]
-        if "organizations" in present:
-            queries.append(select(metadata.tables["organizations"].c.id.label("id")))
-        if not queries:
-            return []
-        rows = conn.execute(union(*queries)).scalars()
-        return sorted({str(org) for org in rows if org})
+    present = _present(db)
+    selects = [f"SELECT organization_id AS id FROM {name}" for name in _org_tables(present)]
+    if "organizations" in present:
+        selects.append("SELECT id FROM organizations")
+    if not selects:
+        return []
+    rows = _query(db, " UNION ".join(selects))
+    return sorted({str(row[0]) for row in rows if row[0]})
 
 
 def is_known(db: Database, org: str) -> bool:
     """Whether ``org`` is known: one indexed existence check per table, no full scans."""
-    with db.connect() as conn:
-        present = _present(conn)
-        checks = [exists().where(t.c.organization_id == org) for t in _org_tables(present)]
-        if "organizations" in present:
-            orgs = metadata.tables["organizations"]
-            checks.append(exists().where(orgs.c.id == org))
-        if not checks:
-            return False
-        return bool(conn.execute(select(or_(literal(False), *checks))).scalar())
+    present = _present(db)
+    checks = [
+        f"EXISTS (SELECT 1 FROM {name} WHERE organization_id = ?)" for name in _org_tables(present)
+    ]
+    if "organizations" in present:
+        checks.append("EXISTS (SELECT 1 FROM organizations WHERE id = ?)")
+    if not checks:
+        return False
+    rows = _query(db, "SELECT " + " OR ".join(checks), [org] * len(checks))
+    return bool(rows and rows[0][0])
 
 
 def require_known_org(db: Database, org: str) -> None:
