@@ -378,7 +378,7 @@ ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
             "Open deals with just one person engaged",
             "Which opportunities have only a single contact involved?",
             "Deals with no contacts engaged yet",
-            "Deals that need more stakeholders multi-threading",
+            "Deals that need more stakeholders engaged",
             "Deals relying on one champion",
         ),
         description="Open deals with at most `max_contacts` distinct customer contacts engaged "

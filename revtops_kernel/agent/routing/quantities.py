@@ -76,7 +76,7 @@ def find_quantities(text: str, taken: list[tuple[int, int]]) -> list[Quantity]:
             value = number(match.group(2))
             strict = match.group(1) in ("more than", "over", "greater than", "beyond", ">")
             add("min_meetings", value + 1 if strict else value, match.span())
-    if "meet" in text:
+    if re.search(r"\b(?:meet|met|meeting)", text):
         for match in _TIMES_MET.finditer(text):
             if free(match.span()):
                 said = match.group(2)

@@ -40,7 +40,8 @@ SHOWN_PER_ROW = {("pipeline_created", "pipeline"), ("pipeline_by_stage", "stage"
 _REFUSE = re.compile(
     r"\b(why|write|draft|compose|email to|send|summari[sz]e|explain|predict|recommend|"
     r"should (?:i|we|you)|what if|how (?:do|can|should) (?:i|we)|compare|compared|versus|vs|"
-    r"sentiment|transcript|delete|update|change|remind|tell me about)\b"
+    r"sentiment|transcript|delete|update|change|remind|tell me about|"
+    r"multi ?threaded)\b"  # the opposite of single_threaded_deals, which would list the rest
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _BUCKET = re.compile(

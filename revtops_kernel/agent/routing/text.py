@@ -54,7 +54,6 @@ SYNONYMS: dict[str, str] = {
     "pushed": "slipped",
     "slip": "slipped",
     "slipping": "slipped",
-    "untouched": "touched",
     "percent": "percentage",
     "highest": "best",
     "greatest": "best",
@@ -98,6 +97,7 @@ def normalize(text: str) -> str:
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     text = re.sub(r"[-_/]", " ", text).replace("%", " percent ")
     text = re.sub(r"\bpast due\b", "overdue", text)  # not "past" (a period) and "due" (ahead)
+    text = re.sub(r"\bun(touched|engaged|worked)\b", r"not \1", text)
     text = re.sub(r"[^a-z0-9'$%+ ]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
