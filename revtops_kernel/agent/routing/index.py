@@ -1,9 +1,11 @@
 """The verified queries' phrasings as weighted word vectors, and the question compared to them.
 
 Words and word pairs are weighted by how few queries use them (inverse document frequency
-over the 13 queries), so "stalled" or "win rate" decide and "deal" barely counts. A question's
-score for a query is its best cosine against that query's phrasings; a word no phrasing uses
-weighs as much as the rarest known word, so a question about something else scores low.
+over the queries), so "stalled" or "win rate" decide and "deal" barely counts. A question's
+score for a query is its best score against that query's phrasings: the geometric mean of the
+cosine (how alike the two are) and the coverage (the share of the question's weight the
+phrasing explains). A word no phrasing uses weighs as much as the rarest known word, so a
+question about something else scores low.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class QueryIndex:
         return vector
 
     def scores(self, terms: Sequence[str]) -> dict[str, float]:
-        """Each query's best cosine against the question's ``terms``."""
+        """Each query's best score (√(cosine × coverage)) against the question's ``terms``."""
         question = self.vector(terms)
         norm = math.sqrt(sum(v * v for v in question.values()))
         result: dict[str, float] = {}

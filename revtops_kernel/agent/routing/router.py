@@ -25,7 +25,7 @@ from revtops_kernel.agent.routing.text import STOPWORDS, fold, normalize
 from revtops_kernel.agent.verified import VERIFIED_QUERIES, resolve_params
 from revtops_kernel.errors import VerifiedQueryError
 
-MIN_CONFIDENCE = 0.45  # best cosine a route needs
+MIN_CONFIDENCE = 0.45  # the score a route needs (see QueryIndex.scores)
 MIN_MARGIN = 0.10  # ahead of the next query by at least this much
 MAX_QUESTION_CHARS = 300  # longer questions are requests, not lookups
 
@@ -165,8 +165,9 @@ def route(question: str, context: RouteContext, *, index: QueryIndex | None = No
         return _unrouted(question, scores, f"it could be {best} or {runner_up}; ask more precisely")
     foreign = index.foreign_words(best, terms)
     if foreign:
+        said = next((w for w in re.findall(r"[\w']+", text) if fold(w) == foreign[0]), foreign[0])
         return _unrouted(
-            question, scores, f"“{foreign[0]}” is another verified query's subject, not {best}'s"
+            question, scores, f"“{said}” is another verified query's subject, not {best}'s"
         )
     try:  # the query's own validation has the last word (ranges, start before end)
         resolve_params(best, params, today=today)
