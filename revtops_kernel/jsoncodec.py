@@ -2,7 +2,7 @@
 
 A sync decodes every provider page and serializes every record's ``raw`` payload; with the
 standard library those were ~40% of the sync's CPU (bench/README.md). orjson (Rust, one
-dependency-free wheel) decodes 1.5-2x and serializes sorted keys 5-7x faster.
+dependency-free wheel) decodes ~1.3x and serializes sorted keys 5-7x faster.
 
 ``dumps_sorted`` must give byte for byte what ``json.dumps(sort_keys=True,
 separators=(",", ":"), default=str)`` gave: DuckDB keeps JSON text verbatim and the upsert
