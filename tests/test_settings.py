@@ -3,7 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from anthropic._data import DEPRECATED_MODELS
 
+from revtops_kernel.agent.pricing import price_of
 from revtops_kernel.errors import SettingsError
 from revtops_kernel.settings import DEFAULT_MODEL, load_settings
 
@@ -98,3 +100,8 @@ def test_a_password_in_a_bad_database_url_is_not_echoed(monkeypatch: pytest.Monk
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert "hunter2" not in str(caught.value)
+
+
+def test_the_default_model_is_not_one_the_sdk_marks_deprecated() -> None:
+    assert DEFAULT_MODEL not in DEPRECATED_MODELS, DEPRECATED_MODELS.get(DEFAULT_MODEL)
+    assert price_of(DEFAULT_MODEL) is not None  # the cost of its answers is known

@@ -11,7 +11,6 @@ import copy
 import json
 from typing import Any
 
-import pytest
 from copilot_fixtures import (
     ORG,
     answer_text,
@@ -37,10 +36,8 @@ from revtops_kernel.sandbox.anthropic import (
     Turn,
     min_cacheable_tokens,
 )
+from revtops_kernel.settings import DEFAULT_MODEL
 from revtops_kernel.store import Database
-
-# The SDK flags the default model (claude-opus-4-5) as deprecated on every call.
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 GOOD_SQL = (
     "SELECT stage_name AS stage, sum(amount) AS amount FROM deals "
@@ -129,7 +126,7 @@ def test_bad_sql_refusal_fix_chart_answer_persist_reload_continue(
     requests = scripted.requests
     assert len(requests) == 4
     first = requests[0].body
-    assert first["stream"] is True and first["model"] == "claude-opus-4-5"
+    assert first["stream"] is True and first["model"] == DEFAULT_MODEL
     assert first["tools"][0]["name"] == "run_sql_query"
     assert {"create_artifact", "describe_table", "run_verified_query"} <= set(
         requests[0].tool_names

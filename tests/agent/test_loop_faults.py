@@ -7,7 +7,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from copilot_fixtures import (
     ORG,
     answer_text,
@@ -36,9 +35,6 @@ from revtops_kernel.sandbox.anthropic import (
 )
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
-
-# The SDK flags the default model (claude-opus-4-5) as deprecated on every call.
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
 SQL = "SELECT count(*) AS deals FROM deals"
 

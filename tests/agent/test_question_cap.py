@@ -17,8 +17,6 @@ from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-
 
 def _stored(db: Database) -> tuple[int, int]:
     conversations, messages = metadata.tables["conversations"], metadata.tables["messages"]
