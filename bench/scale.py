@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +31,7 @@ from revtops_kernel.resolve import resolve_identities
 from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.scratch import scratch_postgres
+from revtops_kernel.store.scratch import scratch_store
 from revtops_kernel.sync import SyncResult, run_sync
 
 ORG = "bench"
@@ -141,25 +137,6 @@ def describe(p: ProviderFigures) -> str:
     )
 
 
-@contextmanager
-def store(backend: str, postgres_url: str) -> Iterator[Database]:
-    if backend == "duckdb":
-        folder = tempfile.mkdtemp(prefix="revtops_bench_")
-        db = Database(f"duckdb:///{Path(folder) / 'bench.duckdb'}")
-        try:
-            yield db
-        finally:
-            db.dispose()
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    with scratch_postgres(postgres_url, prefix="revtops_bench") as url:
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -174,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
         for backend in backends:
             print(f"{backend}:", flush=True)
-            with store(backend, args.postgres_url) as db:
+            with scratch_store(backend, args.postgres_url, prefix="revtops_bench") as db:
                 figures = run_backend(db, sandbox)
             results.append(figures)
             print(

@@ -59,7 +59,7 @@ from revtops_kernel.connectors.hubspot import HubSpotClient, HubSpotConnector
 from revtops_kernel.connectors.hubspot_streams import OBJECT_STREAM_BY_NAME
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.scratch import scratch_postgres
+from revtops_kernel.store.scratch import scratch_postgres, scratch_store
 from revtops_kernel.sync import run_sync
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -140,25 +140,6 @@ class RunFigures:
 # --- stores ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def fresh_store(backend: str, admin_url: str) -> Iterator[Database]:
-    if backend == "duckdb":
-        folder = Path(tempfile.mkdtemp(prefix="revtops_bench_"))
-        db = Database(f"duckdb:///{folder / 'bench.duckdb'}")
-        try:
-            yield db
-        finally:
-            db.dispose()
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    with scratch_postgres(admin_url, prefix="revtops_bench") as url:
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-
 def stored_rows(db: Database) -> dict[str, int]:
     counts: dict[str, int] = {}
     with db.connect() as conn:
@@ -193,7 +174,7 @@ def run_ours(args: argparse.Namespace) -> RunFigures:
         client = HubSpotClient("hubspot", args.base_url, tokens, http, budgets={})
         connector = HubSpotConnector(client)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    with fresh_store(args.backend, args.postgres_url) as db:
+    with scratch_store(args.backend, args.postgres_url, prefix="revtops_bench") as db:
         started = time.perf_counter()
         upgrade(db)
         figures.setup_seconds = time.perf_counter() - started

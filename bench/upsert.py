@@ -25,15 +25,13 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +43,11 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Table, text
-from sqlalchemy.engine import make_url
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import NATURAL_KEY, metadata
-from revtops_kernel.store.scratch import scratch_postgres
+from revtops_kernel.store.scratch import scratch_store
 from revtops_kernel.store.upsert import UpsertResult, upsert
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -439,26 +436,6 @@ def median_upserts(
     return figure
 
 
-@contextmanager
-def fresh_database(backend: str, admin_url: str) -> Iterator[Database]:
-    if backend == "duckdb":
-        folder = Path(tempfile.mkdtemp(prefix="revtops_bench_"))
-        db = Database(f"duckdb:///{folder / 'bench.duckdb'}")
-        try:
-            yield db
-        finally:
-            db.dispose()
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    with scratch_postgres(admin_url, prefix="revtops_bench") as url:
-        progress(f"created PostgreSQL database {make_url(url).database}")
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-
 def settle(db: Database) -> None:
     """Untimed, after the big load: the state a table is in between syncs."""
     if db.is_duckdb:
@@ -513,7 +490,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
         batch = change(base.take(keys), rng, NOW_US + stamp_day * DAY_US)
         return to_arrow(batch, pools).sort_by("updated_at")  # incremental syncs page by time
 
-    with fresh_database(backend, args.postgres_url) as db:
+    with scratch_store(backend, args.postgres_url, prefix="revtops_bench") as db:
+        if not db.is_duckdb:
+            progress(f"created PostgreSQL database {db.url.database}")
         upgrade(db)
 
         # Baselines on an empty table, and the upsert of the same sample for a like-for-like view
