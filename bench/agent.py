@@ -48,7 +48,10 @@ from revtops_kernel.agent.loop import Copilot
 from revtops_kernel.agent.prompt import WORKED_QUERIES, stable_system_text
 from revtops_kernel.agent.tools import tool_definitions
 from revtops_kernel.agent.verified import VERIFIED_QUERIES
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.settings import DEFAULT_MODEL, load_settings
+from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.upsert import upsert
+from revtops_sandbox.anthropic import (
     CacheOutcome,
     ScriptedMessagesServer,
     Turn,
@@ -56,9 +59,6 @@ from revtops_kernel.sandbox.anthropic import (
     min_cacheable_tokens,
     scripted_settings_overrides,
 )
-from revtops_kernel.settings import DEFAULT_MODEL, load_settings
-from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.upsert import upsert
 
 GOAL_GUARD_P50_MS = 5.0
 GOAL_LOOP_ROUND_MS = 20.0

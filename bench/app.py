@@ -30,10 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from revtops_kernel.sandbox.anthropic import RecordedRequest, ScriptedMessagesServer, Turn  # noqa: E402
 from revtops_kernel.store import Database, upgrade  # noqa: E402
 from revtops_kernel.store.scratch import scratch_postgres  # noqa: E402
 from revtops_kernel.store.upsert import upsert  # noqa: E402
+from revtops_sandbox.anthropic import RecordedRequest, ScriptedMessagesServer, Turn  # noqa: E402
 from tests.browser.app_server import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,

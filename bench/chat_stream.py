@@ -35,13 +35,13 @@ from comm.base_comm import BaseComm
 from jupyter_client.session import Session
 
 from revtops_kernel.agent.events import AgentEvent, TextDelta
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.settings import load_settings
+from revtops_kernel.store import Database, upgrade
+from revtops_sandbox.anthropic import (
     ScriptedMessagesServer,
     Turn,
     scripted_settings_overrides,
 )
-from revtops_kernel.settings import load_settings
-from revtops_kernel.store import Database, upgrade
 
 WORD = re.compile(r"w(\d{4})(?!\d)")
 SESSION = Session(key=b"", username="bench")

@@ -107,11 +107,11 @@ def bench_empty(work: Path, runs: int) -> tuple[float, float, float, float]:
 
 def bench_sync(work: Path, scale: float, seed: int) -> tuple[float, float, int]:
     from revtops_kernel.providers import CRM_PROVIDERS
-    from revtops_kernel.sandbox import SandboxServer
     from revtops_kernel.scheduling import add_workflow, run_now
     from revtops_kernel.settings import load_settings
     from revtops_kernel.store import Database, upgrade
     from revtops_kernel.sync import run_sync
+    from revtops_sandbox import SandboxServer
 
     with SandboxServer(scale=scale, seed=seed) as sandbox:
         providers = dict(

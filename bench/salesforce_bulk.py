@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(*args.child)))
         return 0
 
-    from revtops_kernel.sandbox.company import MEETING
-    from revtops_kernel.sandbox.salesforce_bulk import bulk_knobs
-    from revtops_kernel.sandbox.server import SandboxServer
+    from revtops_sandbox.company import MEETING
+    from revtops_sandbox.salesforce_bulk import bulk_knobs
+    from revtops_sandbox.server import SandboxServer
 
     scale = args.tasks / TASKS_PER_SCALE
     progress(f"generating the company at scale {scale:.2f} (~{args.tasks:,} Tasks)")

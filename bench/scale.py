@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from revtops_kernel.resolve import resolve_identities
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.scratch import scratch_store
 from revtops_kernel.sync import SyncResult, run_sync
+from revtops_sandbox import SandboxServer
 
 ORG = "bench"
 OTHER_ORG = "bench-salesforce"

@@ -105,7 +105,7 @@ def main() -> int:
 
 def time_ask(env: dict[str, str], runs: int) -> float:
     """Median wall time of `revtops ask` answered at once by the scripted Messages API."""
-    from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
+    from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 
     times = []
     with ScriptedMessagesServer() as server:

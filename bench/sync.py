@@ -360,7 +360,7 @@ def run_child(
 
 @contextmanager
 def sandbox(scale: float, seed: int) -> Iterator[tuple[Any, Sandbox]]:
-    from revtops_kernel.sandbox import SandboxServer
+    from revtops_sandbox import SandboxServer
 
     progress(f"generating the sandbox company at scale {scale:g} (seed {seed})")
     started = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from revtops_kernel import __version__
 from revtops_kernel.errors import RevtopsError, SettingsError, UnknownOrganizationError
-from revtops_kernel.providers import ALL_PROVIDERS, CRM_PROVIDERS
+from revtops_kernel.providers import ALL_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.workflows",
     "revtops_kernel.commands.scheduler",
     "revtops_kernel.commands.worker",
-    "revtops_kernel.commands.eval",
     "revtops_kernel.commands.ask",
     "revtops_kernel.commands.export",
     "revtops_kernel.commands.listing",
@@ -125,29 +124,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(handler=cmd_sync)
 
-    sandbox = commands.add_parser("sandbox", help="the local emulation of the providers' APIs")
-    sandbox_commands = sandbox.add_subparsers(title="sandbox commands", metavar="SANDBOX_COMMAND")
-    serve = sandbox_commands.add_parser("serve", help="serve the sandbox on 127.0.0.1")
-    from revtops_kernel.sandbox.options import add_cli_arguments
-
-    add_cli_arguments(serve)
-    serve.set_defaults(handler=cmd_sandbox_serve)
-
-    demo = commands.add_parser(
-        "demo", help="start the sandbox, connect the default org to it and sync everything"
-    )
-    demo.add_argument("--scale", type=float, default=0.2, help="sandbox size (1 = a 50-rep team)")
-    demo.add_argument("--seed", type=int, default=1, help="sandbox seed")
-    demo.add_argument("--no-app", action="store_true", help="sync only; do not open the app")
-    demo.add_argument(
-        "--crm", choices=CRM_PROVIDERS, default="hubspot", help="which CRM the company uses"
-    )
-    demo.add_argument("--port", type=int, default=8866, help="the web app's port")
-    demo.set_defaults(handler=cmd_demo)
-
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
+    _register_plugins(commands)
     return parser
+
+
+# Commands another distribution adds through this entry-point group (the sandbox's `demo`,
+# `sandbox` and `eval`); the product never imports them by name.
+PLUGIN_GROUP = "revtops.commands"
+SANDBOX_COMMANDS = {
+    "demo": "start the sandbox, connect the default org to it and sync everything",
+    "sandbox": "the local emulation of the providers' APIs",
+    "eval": "run the golden set against the sandbox's ground truth",
+}
+SANDBOX_INSTALL_HINT = "pip install 'revtops-kernel[sandbox]'"
+
+
+def _register_plugins(commands: argparse._SubParsersAction) -> None:
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group=PLUGIN_GROUP):
+        entry_point.load()(commands)
+    for name, help_text in SANDBOX_COMMANDS.items():
+        if name not in commands.choices:
+            missing = commands.add_parser(name, help=f"{help_text} (needs the sandbox extra)")
+            missing.set_defaults(handler=_needs_sandbox(name))
+
+
+def _needs_sandbox(name: str) -> Command:
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        print(
+            f"revtops {name}: needs the sandbox, which is not installed; {SANDBOX_INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+
+    return handler
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -233,7 +246,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                 streams=tuple(args.streams) if args.streams else None,
                 progress=True,
             )
-            print(_summary(result))
+            print(summarize_sync(result))
             failed = failed or not result.ok
     except KeyboardInterrupt:
         return _sync_interrupted(db)
@@ -273,7 +286,7 @@ def _may_sync_into(db: Database, org: str, *, create: bool) -> bool:
     return True
 
 
-def _summary(result: SyncResult) -> str:
+def summarize_sync(result: SyncResult) -> str:
     counts = result.counts
     line = (
         f"{result.provider}: {result.status} in {result.seconds:.1f}s — {counts.fetched:,} "
@@ -282,75 +295,6 @@ def _summary(result: SyncResult) -> str:
         f"{counts.rate_limited:,} rate limited"
     )
     return line + (f"\n  error: {result.error}" if result.error else "")
-
-
-def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from revtops_kernel.sandbox import run_from_args
-
-    run_from_args(args)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-
-    from revtops_kernel.sandbox import SandboxServer
-    from revtops_kernel.store import Database, upgrade
-    from revtops_kernel.sync import run_sync
-
-    print(f"starting the sandbox (scale {args.scale}, seed {args.seed})…")
-    with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
-        # One CRM: the sandbox's HubSpot and Salesforce are two views of the same company, so
-        # syncing both into one organization would count every deal twice.
-        connected = {
-            args.crm: (
-                ("REVTOPS_HUBSPOT_BASE_URL", sandbox.hubspot_base_url)
-                if args.crm == "hubspot"
-                else ("REVTOPS_SALESFORCE_INSTANCE_URL", sandbox.salesforce_instance_url)
-            ),
-            "slack": ("REVTOPS_SLACK_BASE_URL", sandbox.slack_base_url),
-            "google_calendar": (
-                "REVTOPS_GOOGLE_CALENDAR_BASE_URL",
-                sandbox.google_calendar_base_url,
-            ),
-        }
-        # Slack's real tier budget (50 calls a minute) would make the local demo wait minutes;
-        # the sandbox enforces no limit unless asked to.
-        environment: dict[str, str] = {"REVTOPS_SLACK_REQUESTS_PER_MINUTE": "6000"}
-        for provider, (url_variable, url) in connected.items():
-            environment[url_variable] = url
-            environment[f"REVTOPS_{provider.upper()}_TOKEN"] = sandbox.token
-        demo_settings = load_settings(**environment)
-        db = Database.from_settings(demo_settings)
-        upgrade(db)
-        for provider in connected:
-            print(_summary(run_sync(db, demo_settings, provider, progress=True)))
-        # The other CRM's view of the same company goes to an organization of its own, so all
-        # four providers are loaded and nothing is counted twice.
-        other_crm = next(crm for crm in CRM_PROVIDERS if crm != args.crm)
-        other_org = f"{demo_settings.org}-{other_crm}"[:63]
-        other_settings = load_settings(
-            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
-            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
-        )
-        other = run_sync(db, other_settings, other_crm, org=other_org, progress=True)
-        print(_summary(other) + f"  (organization {other_org})")
-        db.dispose()
-        cmd_info(argparse.Namespace(json=False), demo_settings)
-        if args.no_app:
-            return 0
-        # The app (and its kernels, which inherit this environment) reach the same sandbox,
-        # so "Sync now" works while it runs.
-        os.environ.update(environment)
-        from revtops_server.voila_app import RevtopsVoila
-
-        print("starting the web app; open the URL printed below (Ctrl-C stops everything)")
-        if demo_settings.anthropic_api_key is None:
-            print("note: set ANTHROPIC_API_KEY to chat with the copilot; the rest works without it")
-        RevtopsVoila.launch_instance(argv=[f"--port={args.port}", "--Voila.ip=127.0.0.1"])
-    return 0
 
 
 def describe(db: Database, settings: Settings, *, org: str | None = None) -> dict[str, Any]:

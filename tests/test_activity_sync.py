@@ -24,12 +24,12 @@ from test_sync_resilience import BUSINESS_TABLES, second_store  # noqa: F401
 from revtops_kernel.email_domains import is_consumer_domain
 from revtops_kernel.ids import record_id
 from revtops_kernel.resolve import ACCOUNTS_MET_SQL
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.calendar_data import CalendarEvent, utc_basic
-from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE, Company
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.calendar_data import CalendarEvent, utc_basic
+from revtops_sandbox.company import HS_ID_BASE, LIVE, Company
 
 ORG = "northwind"
 CRM_STREAMS = ("owners", "pipelines", "companies", "contacts", "deals")

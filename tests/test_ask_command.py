@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from revtops_kernel.cli import main
-from revtops_kernel.sandbox.anthropic import RecordedRequest, ScriptedMessagesServer, Turn
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.upsert import upsert
+from revtops_sandbox.anthropic import RecordedRequest, ScriptedMessagesServer, Turn
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

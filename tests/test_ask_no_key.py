@@ -20,8 +20,8 @@ from revtops_kernel.agent.routing import route
 from revtops_kernel.agent.routing.store_names import load_route_context
 from revtops_kernel.agent.verified import run_verified
 from revtops_kernel.commands.sql import render
-from revtops_kernel.evals.sandbox_store import sync_sandbox
 from revtops_kernel.store import Database
+from revtops_sandbox.evals.sandbox_store import sync_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

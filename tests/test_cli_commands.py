@@ -82,7 +82,7 @@ def test_an_unreachable_database_is_a_one_line_error() -> None:
 
 
 def test_sync_from_the_command_line_against_the_sandbox() -> None:
-    from revtops_kernel.sandbox import SandboxServer
+    from revtops_sandbox import SandboxServer
 
     with SandboxServer(scale=0.02, seed=2) as sandbox:
         env = {
@@ -104,7 +104,7 @@ def test_sync_from_the_command_line_against_the_sandbox() -> None:
 
 
 def test_a_failed_sync_exits_non_zero_with_the_reason() -> None:
-    from revtops_kernel.sandbox import SandboxServer
+    from revtops_sandbox import SandboxServer
 
     with SandboxServer(scale=0.01, seed=2) as sandbox:
         result = revtops(
@@ -140,7 +140,7 @@ def test_ctrl_c_during_sync_marks_the_run_interrupted_and_exits_130(db: Database
 
     from test_sync_resilience import environment, scalar, wait_for_progress
 
-    from revtops_kernel.sandbox import SandboxServer
+    from revtops_sandbox import SandboxServer
 
     with SandboxServer(scale=0.05, seed=9) as sandbox:
         # Slow the provider down so the run is long enough to be stopped in the middle of it.

@@ -12,12 +12,12 @@ from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.resolve import ResolveReport, resolve_identities
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.sync import run_sync
 from revtops_kernel.timeutil import utcnow
+from revtops_sandbox import SandboxServer
 
 ORG = "northwind"
 CRM_STREAMS = ("owners", "pipelines", "companies", "contacts", "deals")

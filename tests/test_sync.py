@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE, PIPELINES
-from revtops_kernel.sandbox.hubspot_schema import deal_name
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.bookkeeping import load_cursor, save_cursor
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.company import HS_ID_BASE, LIVE, PIPELINES
+from revtops_sandbox.hubspot_schema import deal_name
 
 ORG = "northwind"
 ENGAGEMENT_TYPES = {

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import synced_tables
 from revtops_kernel.store.scratch import scratch_postgres
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
 
 ORG = "northwind"
 BUSINESS_TABLES = tuple(sorted(synced_tables()))

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.company import ACTIVITY_KINDS, HS_ID_BASE, PIPELINES
-from revtops_kernel.sandbox.hubspot_schema import deal_name
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.migrate import upgrade
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.company import ACTIVITY_KINDS, HS_ID_BASE, PIPELINES
+from revtops_sandbox.hubspot_schema import deal_name
 
 ORG = "northwind"
 SAMPLE = 500

@@ -20,12 +20,12 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 from revtops_kernel.errors import StoreError
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.database import POSTGRES_APPLICATION_NAME
 from revtops_kernel.store.retry import RetryPolicy, in_transaction, transient_fault
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
 from tests.test_sync_resilience import (
     assert_same_contents,
     environment,

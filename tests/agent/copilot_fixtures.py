@@ -16,10 +16,10 @@ from sqlalchemy import text
 
 from revtops_kernel.agent.events import AgentEvent
 from revtops_kernel.agent.loop import Copilot
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, scripted_settings_overrides
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.upsert import upsert
+from revtops_sandbox.anthropic import ScriptedMessagesServer, scripted_settings_overrides
 
 ORG = "acme"
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)

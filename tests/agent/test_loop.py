@@ -30,14 +30,14 @@ from revtops_kernel.agent.events import (
     ToolResult,
     Usage,
 )
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.settings import DEFAULT_MODEL
+from revtops_kernel.store import Database
+from revtops_sandbox.anthropic import (
     RecordedRequest,
     ScriptedMessagesServer,
     Turn,
     min_cacheable_tokens,
 )
-from revtops_kernel.settings import DEFAULT_MODEL
-from revtops_kernel.store import Database
 
 GOOD_SQL = (
     "SELECT stage_name AS stage, sum(amount) AS amount FROM deals "

@@ -25,7 +25,9 @@ from revtops_kernel.agent.events import (
     ToolResult,
 )
 from revtops_kernel.agent.loop import MISSING_KEY_MESSAGE, Copilot
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.settings import load_settings
+from revtops_kernel.store import Database
+from revtops_sandbox.anthropic import (
     Fault,
     RecordedRequest,
     ScriptedMessagesServer,
@@ -33,8 +35,6 @@ from revtops_kernel.sandbox.anthropic import (
     ToolUseOut,
     Turn,
 )
-from revtops_kernel.settings import load_settings
-from revtops_kernel.store import Database
 
 SQL = "SELECT count(*) AS deals FROM deals"
 

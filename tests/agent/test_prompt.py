@@ -14,10 +14,10 @@ from revtops_kernel.agent.prompt import (
     system_blocks,
 )
 from revtops_kernel.agent.tools import data_envelope, json_value, tool_definitions
-from revtops_kernel.sandbox.anthropic import estimate_tokens, min_cacheable_tokens
 from revtops_kernel.settings import DEFAULT_MODEL
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import readable_tables
+from revtops_sandbox.anthropic import estimate_tokens, min_cacheable_tokens
 
 
 def test_schema_text_carries_every_readable_column_comment() -> None:

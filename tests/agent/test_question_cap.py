@@ -13,9 +13,9 @@ from copilot_fixtures import make_copilot, of_type
 from sqlalchemy import func, select
 
 from revtops_kernel.agent.events import Done, Error, TextDelta
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
+from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 
 
 def _stored(db: Database) -> tuple[int, int]:

@@ -24,10 +24,10 @@ from revtops_kernel.agent.verified import (
     run_verified,
 )
 from revtops_kernel.errors import VerifiedQueryError
-from revtops_kernel.evals.sandbox_store import sync_sandbox
-from revtops_kernel.evals.truth import DealFact, Truth, day_start
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
+from revtops_sandbox.evals.sandbox_store import sync_sandbox
+from revtops_sandbox.evals.truth import DealFact, Truth, day_start
 
 ORG = "verified-test"
 SCALE, SEED = 0.05, 7

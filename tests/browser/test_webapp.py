@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer
 from revtops_kernel.store.scratch import scratch_postgres
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.anthropic import ScriptedMessagesServer
 from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
 
 from .app_server import CHROMIUM, CHROMIUM_ARGS, RunningApp, running_app

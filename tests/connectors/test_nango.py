@@ -22,10 +22,10 @@ from revtops_kernel.integrations import (
     list_integrations,
     verify_signature,
 )
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.sync import configured_providers, run_sync
+from revtops_sandbox import SandboxServer
 
 ORG = "northwind"
 

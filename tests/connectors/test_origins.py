@@ -34,11 +34,11 @@ from revtops_kernel.connectors.slack import SlackConnector
 from revtops_kernel.connectors.slack_post import UPLOAD_ORIGINS, SlackPoster
 from revtops_kernel.errors import ConnectorError, ForeignOriginError
 from revtops_kernel.integrations import EndUser, create_connect_session, handle_webhook
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.bookkeeping import load_cursor
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
 
 ORG = "northwind"
 NANGO_KEY = "nango-secret-key-of-the-test"

@@ -21,12 +21,12 @@ from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.salesforce import API_VERSION, STREAMS_BY_NAME, SalesforceConnector
 from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, PollPolicy
 from revtops_kernel.errors import ConnectorError, ForeignOriginError
-from revtops_kernel.sandbox.salesforce_bulk import bulk_knobs
-from revtops_kernel.sandbox.server import SandboxServer
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.sync import run_sync
+from revtops_sandbox.salesforce_bulk import bulk_knobs
+from revtops_sandbox.server import SandboxServer
 
 ORG = "bulk-org"
 URL = "/services/data/v59.0/sobjects"

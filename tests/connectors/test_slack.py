@@ -16,10 +16,10 @@ from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import RetryPolicy
 from revtops_kernel.connectors.slack import SlackClient, SlackConnector, slack_budgets
 from revtops_kernel.errors import ConnectorError, ProviderAuthError
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
 
 ORG = "northwind"
 Handler = Callable[[httpx.Request], httpx.Response]

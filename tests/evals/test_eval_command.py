@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from revtops_kernel.evals.golden import GOLDEN_BY_ID
-from revtops_kernel.evals.truth import Truth
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
-from revtops_kernel.sandbox.generate import generate_company
+from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
+from revtops_sandbox.evals.golden import GOLDEN_BY_ID
+from revtops_sandbox.evals.truth import Truth
+from revtops_sandbox.generate import generate_company
 
 SCALE, SEED = "0.05", "7"
 QUESTIONS = (

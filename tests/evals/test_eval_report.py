@@ -17,10 +17,10 @@ from revtops_kernel.agent.events import (
     ToolResult,
     Usage,
 )
-from revtops_kernel.commands.eval import _print_answer, _print_totals
-from revtops_kernel.evals.golden import GOLDEN_BY_ID
-from revtops_kernel.evals.match import Expected
-from revtops_kernel.evals.runner import grade
+from revtops_sandbox.commands.eval import _print_answer, _print_totals
+from revtops_sandbox.evals.golden import GOLDEN_BY_ID
+from revtops_sandbox.evals.match import Expected
+from revtops_sandbox.evals.runner import grade
 
 QUESTION = GOLDEN_BY_ID["open_pipeline_total"]
 EXPECTED = Expected(("open_deals", "open_amount"), ((42, Decimal("1234567.00")),))

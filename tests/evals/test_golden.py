@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import text
 
 from revtops_kernel.agent.guard import guard_sql
-from revtops_kernel.evals import EVAL_SCALE, EVAL_SEED
-from revtops_kernel.evals.golden import AS_OF, GOLDEN, GOLDEN_BY_ID
-from revtops_kernel.evals.runner import check_gold
-from revtops_kernel.evals.sandbox_store import sync_sandbox
-from revtops_kernel.evals.truth import Truth
-from revtops_kernel.sandbox.generate import generate_company
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
+from revtops_sandbox.evals import EVAL_SCALE, EVAL_SEED
+from revtops_sandbox.evals.golden import AS_OF, GOLDEN, GOLDEN_BY_ID
+from revtops_sandbox.evals.runner import check_gold
+from revtops_sandbox.evals.sandbox_store import sync_sandbox
+from revtops_sandbox.evals.truth import Truth
+from revtops_sandbox.generate import generate_company
 
 ORG = "evals-test"
 SCALE, SEED = 0.05, 7

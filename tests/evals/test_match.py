@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from revtops_kernel.evals.match import Expected, match_table, match_text, numbers_in
+from revtops_sandbox.evals.match import Expected, match_table, match_text, numbers_in
 
 TOTALS = Expected(("deals", "amount"), ((12, Decimal("1234567.89")),))
 BY_STAGE = Expected(

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from revtops_kernel.agent.conversations import NewMessage, append_messages, create_conversation
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.scratch import scratch_postgres
+from revtops_sandbox import SandboxServer
 
 from .conftest import ADMIN_KEY, Server, launch, stop
 

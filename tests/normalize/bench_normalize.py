@@ -19,7 +19,7 @@ from sandbox_pages import ENGAGEMENTS, hubspot_records, salesforce_records
 
 from revtops_kernel.normalize import hubspot, salesforce, values
 from revtops_kernel.normalize.base import NormalizeContext, RecordNormalizer, normalize_page
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.server import SandboxServer
 
 PAGE = 100
 Work = list[tuple[RecordNormalizer, list[dict[str, Any]]]]

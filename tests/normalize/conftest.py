@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.server import SandboxServer
 
 SCALE = 0.02  # ~50 accounts, ~100 deals, ~550 activities: every shape, in about a second
 SEED = 7

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from revtops_kernel.normalize import hubspot, salesforce
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.server import SandboxServer
 
 ENGAGEMENTS = ("meetings", "calls", "emails", "notes", "tasks")
 SF_VERSION = "v59.0"

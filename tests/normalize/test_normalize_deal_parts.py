@@ -17,9 +17,9 @@ from sandbox_pages import hubspot_records, salesforce_records
 from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import hubspot, salesforce
 from revtops_kernel.normalize.base import NormalizeContext, normalize_page
-from revtops_kernel.sandbox.company import HS_ID_BASE, LIVE, PIPELINES, RETIRED_STAGES
-from revtops_kernel.sandbox.server import SandboxServer
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
+from revtops_sandbox.company import HS_ID_BASE, LIVE, PIPELINES, RETIRED_STAGES
+from revtops_sandbox.server import SandboxServer
 
 ORG = "org_test"
 

@@ -18,10 +18,10 @@ from sandbox_pages import ENGAGEMENTS, hubspot_records
 from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import hubspot
 from revtops_kernel.normalize.base import NormalizeContext, Row, Rows, normalize_page
-from revtops_kernel.sandbox.server import SandboxServer
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
 from revtops_kernel.store.upsert import upsert
+from revtops_sandbox.server import SandboxServer
 
 ORG = "org_test"
 

@@ -25,10 +25,10 @@ from revtops_kernel.normalize.base import (
     Rows,
     normalize_page,
 )
-from revtops_kernel.sandbox.server import SandboxServer
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
 from revtops_kernel.store.upsert import upsert
+from revtops_sandbox.server import SandboxServer
 
 ORG = "org_test"
 SOBJECTS = (

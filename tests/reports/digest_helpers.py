@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.company import DEFAULT_ANCHOR
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.company import DEFAULT_ANCHOR
 
 ORG = "northwind"
 SCALE = 0.02

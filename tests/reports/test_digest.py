@@ -34,15 +34,15 @@ from revtops_kernel.reports.narrative import Narrative, write_narrative
 from revtops_kernel.reports.pdf import digest_html, digest_pdf
 from revtops_kernel.reports.period import DigestPeriod, resolve_period
 from revtops_kernel.reports.publish import pdf_filename, post_digest
-from revtops_kernel.sandbox import SandboxServer
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.settings import load_settings
+from revtops_kernel.store import Database
+from revtops_kernel.store.schema import metadata
+from revtops_sandbox import SandboxServer
+from revtops_sandbox.anthropic import (
     ScriptedMessagesServer,
     Turn,
     scripted_settings_overrides,
 )
-from revtops_kernel.settings import load_settings
-from revtops_kernel.store import Database
-from revtops_kernel.store.schema import metadata
 
 pytestmark = pytest.mark.slow
 

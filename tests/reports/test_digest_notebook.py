@@ -11,10 +11,10 @@ import nbformat
 import pytest
 from digest_helpers import ORG, PERIOD_END, PERIOD_START, SCALE, SEED, sync_into
 
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.scheduling import add_workflow, run_now
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
+from revtops_sandbox import SandboxServer
 
 pytestmark = pytest.mark.slow
 

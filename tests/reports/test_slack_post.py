@@ -12,7 +12,7 @@ from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.slack_post import SlackPoster, SlackPostError
 from revtops_kernel.errors import ProviderAuthError
-from revtops_kernel.sandbox import SandboxServer
+from revtops_sandbox import SandboxServer
 
 
 @pytest.fixture(scope="module")

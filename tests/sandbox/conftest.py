@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.server import SandboxServer
 
 SCALE = 0.05
 SEED = 1

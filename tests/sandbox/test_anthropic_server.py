@@ -10,7 +10,7 @@ import anthropic
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.anthropic import (
+from revtops_sandbox.anthropic import (
     Fault,
     PromptCache,
     ScriptedMessagesServer,

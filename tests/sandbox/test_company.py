@@ -8,8 +8,8 @@ from dataclasses import astuple
 
 import pytest
 
-from revtops_kernel.sandbox import names
-from revtops_kernel.sandbox.company import (
+from revtops_sandbox import names
+from revtops_sandbox.company import (
     DAY_MS,
     PIPELINES,
     Company,
@@ -17,7 +17,7 @@ from revtops_kernel.sandbox.company import (
     sf_id18,
     sf_seq,
 )
-from revtops_kernel.sandbox.generate import generate_company
+from revtops_sandbox.generate import generate_company
 
 
 def digest(company: Company) -> str:

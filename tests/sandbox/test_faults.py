@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.faults import RollingWindow, malformed_kind
+from revtops_sandbox.faults import RollingWindow, malformed_kind
 
 
 def test_hubspot_ten_second_limit_answers_429_like_hubspot(fresh: Any, client_for: Any) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from revtops_kernel.sandbox.company import LIVE, PIPELINES, iso_ms
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.company import LIVE, PIPELINES, iso_ms
+from revtops_sandbox.server import SandboxServer
 
 ISO_MS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 

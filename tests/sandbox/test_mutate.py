@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from revtops_kernel.sandbox.company import ARCHIVED, LIVE, PURGED
+from revtops_sandbox.company import ARCHIVED, LIVE, PURGED
 
 
 def search_ids(hs: httpx.Client, object_type: str, prop: str, since_ms: int) -> list[str]:
@@ -196,8 +196,8 @@ def test_late_replies_land_in_old_threads_that_history_does_not_show(fresh: Any)
 
 
 def test_activity_data_does_not_depend_on_when_it_is_first_built(fresh: Any) -> None:
-    from revtops_kernel.sandbox.generate import generate_company
-    from revtops_kernel.sandbox.mutate import mutate
+    from revtops_sandbox.generate import generate_company
+    from revtops_sandbox.mutate import mutate
 
     early = generate_company(0.05, 3)
     early_view = (

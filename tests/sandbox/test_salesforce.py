@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from revtops_kernel.sandbox.company import ARCHIVED, LIVE, PIPELINES, sf_datetime
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.company import ARCHIVED, LIVE, PIPELINES, sf_datetime
+from revtops_sandbox.server import SandboxServer
 
 SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 SF_ID = re.compile(r"^[0-9A-Za-z]{18}$")

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.calendar_data import CONSUMER_DOMAINS
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.calendar_data import CONSUMER_DOMAINS
+from revtops_sandbox.server import SandboxServer
 
 
 def calendar_client(server: SandboxServer, token: str | None = None) -> httpx.Client:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.server import SandboxServer
 
 
 def nango_client(server: SandboxServer, key: str | None = None) -> httpx.Client:

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from revtops_kernel.sandbox.company import ARCHIVED, LIVE, MEETING
-from revtops_kernel.sandbox.salesforce_bulk import bulk_knobs
-from revtops_kernel.sandbox.server import SandboxServer
+from revtops_sandbox.company import ARCHIVED, LIVE, MEETING
+from revtops_sandbox.salesforce_bulk import bulk_knobs
+from revtops_sandbox.server import SandboxServer
 
 JOBS = "/services/data/v59.0/jobs/query"
 TASK_QUERY = (

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.server import SandboxServer
-from revtops_kernel.sandbox.slack_data import parse_ts
+from revtops_sandbox.server import SandboxServer
+from revtops_sandbox.slack_data import parse_ts
 
 
 def slack_client(server: SandboxServer, token: str | None = None) -> httpx.Client:
@@ -284,7 +284,7 @@ def test_expired_token_reads_token_expired(fresh: Any) -> None:
 
 
 def test_cursor_is_slack_like_base64() -> None:
-    from revtops_kernel.sandbox.slack import decode_cursor, encode_cursor
+    from revtops_sandbox.slack import decode_cursor, encode_cursor
 
     c = encode_cursor("next_ts", "1512085950.000216")
     assert base64.b64decode(c).startswith(b"next_ts:")

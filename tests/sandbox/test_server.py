@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from revtops_kernel.sandbox.company import DEFAULT_ANCHOR
-from revtops_kernel.sandbox.server import DEFAULT_PORT, SandboxServer, add_cli_arguments
+from revtops_sandbox.company import DEFAULT_ANCHOR
+from revtops_sandbox.server import DEFAULT_PORT, SandboxServer, add_cli_arguments
 
 
 def test_context_manager_serves_on_an_ephemeral_port_and_stops() -> None:
@@ -78,7 +78,7 @@ def _free_port() -> int:
 def test_cli_process_serves_until_terminated() -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "revtops_kernel.sandbox.server", "--port", str(port),
+        [sys.executable, "-m", "revtops_sandbox.server", "--port", str(port),
          "--scale", "0.01", "--seed", "3", "--rate-limits", "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

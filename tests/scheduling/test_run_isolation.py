@@ -27,7 +27,6 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from revtops_kernel.errors import QueryRefusedError
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.scheduling import add_workflow, run_now
 from revtops_kernel.scheduling.run_environment import (
     deployment_secret_variables,
@@ -40,6 +39,7 @@ from revtops_kernel.store.org_roles import drop_org_role, role_name, writer_role
 from revtops_kernel.store.query import read_sql
 from revtops_kernel.store.schema import SyncRun, metadata
 from revtops_kernel.store.upsert import upsert
+from revtops_sandbox import SandboxServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

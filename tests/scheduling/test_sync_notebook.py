@@ -11,11 +11,11 @@ import pytest
 from scheduling_helpers import REPO
 from sqlalchemy import select
 
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.scheduling import add_workflow, run_now
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import SyncRun
+from revtops_sandbox import SandboxServer
 
 pytestmark = pytest.mark.slow
 

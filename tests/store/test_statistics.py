@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from revtops_kernel.sandbox import SandboxServer
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import metadata
@@ -34,6 +33,7 @@ from revtops_kernel.store.statistics import (
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.sync import run_sync
 from revtops_kernel.timeutil import utcnow
+from revtops_sandbox import SandboxServer
 
 pytestmark = pytest.mark.postgres
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from revtops_kernel.sandbox.anthropic import (
+from revtops_kernel.store import Database, upgrade
+from revtops_sandbox.anthropic import (
     ScriptedMessagesServer,
     Turn,
     scripted_settings_overrides,
 )
-from revtops_kernel.store import Database, upgrade
 from tests.agent.copilot_fixtures import ORG, load_crm
 
 PIPELINE_SQL = (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer
+from revtops_sandbox.anthropic import ScriptedMessagesServer
 from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.ui.browser_env import (
     ARTIFACTS,

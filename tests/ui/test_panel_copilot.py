@@ -13,10 +13,10 @@ import ipywidgets as widgets
 import nbformat
 import pytest
 
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, scripted_settings_overrides
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.ui.chat_panel import ChatPanel
+from revtops_sandbox.anthropic import ScriptedMessagesServer, scripted_settings_overrides
 from tests.agent.copilot_fixtures import ORG, load_crm
 from tests.ui.notebook_env import PIPELINE_QUESTION, PIPELINE_SQL, pipeline_turns
 from tests.ui.test_chat_panel import buttons, html_values, outputs
@@ -90,7 +90,7 @@ def test_missing_api_key_says_what_to_set(tmp_path: Path) -> None:
 
 
 def test_stop_cancels_the_real_loop(panel: tuple[ChatPanel, ScriptedMessagesServer]) -> None:
-    from revtops_kernel.sandbox.anthropic import Turn
+    from revtops_sandbox.anthropic import Turn
 
     chat, api = panel
     api.script(Turn.reply("word " * 2000, event_delay=0.01))

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from revtops_kernel.sandbox.anthropic import ScriptedMessagesServer, Turn
 from revtops_kernel.ui.answer import PLOTLY_MIME
+from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 from tests.ui.notebook_env import (
     PIPELINE_QUESTION,
     PIPELINE_SQL,
