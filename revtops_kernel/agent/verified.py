@@ -34,6 +34,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from revtops_kernel.agent.verified_base import (
+    DEAL_COLUMNS,
+    DEAL_JOINS,
+    FILTER_ARGS,
+    OPEN,
+    OWNER_MATCH,
+    PIPELINE_MATCH,
+    VerifiedQuery,
+)
+from revtops_kernel.agent.verified_movement import MOVEMENT_QUERIES
 from revtops_kernel.agent.verified_params import (
     Param,
     as_of_param,
@@ -42,50 +52,12 @@ from revtops_kernel.agent.verified_params import (
     pipeline_param,
     start_param,
 )
+from revtops_kernel.agent.verified_risk import RISK_QUERIES
 from revtops_kernel.errors import VerifiedQueryError
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.query import QueryResult
 
-
-@dataclass(frozen=True)
-class VerifiedQuery:
-    name: str
-    title: str
-    description: str  # what it answers, in one or two sentences
-    params: tuple[Param, ...]
-    sql: str
-    note: str | None = None  # an approximation the answer should mention
-    # How people ask it, in their words: the question router's examples (the first is the one
-    # suggested to users). Adding a query adds its phrasings here.
-    phrasings: tuple[str, ...] = ()
-    # Words that mark this query's subject: a question using them is about this query (the
-    # router will not answer it from another one).
-    keywords: tuple[str, ...] = ()
-
-    def param(self, name: str) -> Param:
-        for param in self.params:
-            if param.name == name:
-                return param
-        raise KeyError(name)
-
-
-# Filters shared by the queries, spelled once.
-_OPEN = "d.deleted_at IS NULL AND NOT COALESCE(d.is_closed, false)"
-_OWNER_MATCH = (
-    "(args.owner IS NULL OR lower(o.email) = args.owner OR lower(o.full_name) = args.owner)"
-)
-_PIPELINE_MATCH = "(args.pipeline IS NULL OR lower(p.name) = args.pipeline)"
-_DEAL_JOINS = """
-LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
-LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
-LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL
-LEFT JOIN accounts acc ON acc.id = d.account_id AND acc.deleted_at IS NULL"""
-_DEAL_COLUMNS = """d.name AS deal, acc.name AS account, p.name AS pipeline,
-    COALESCE(s.label, d.stage_name) AS stage, o.full_name AS owner, d.amount, d.close_date"""
-_FILTER_ARGS = "lower(CAST(:owner AS TEXT)) AS owner, lower(CAST(:pipeline AS TEXT)) AS pipeline"
-
-
-_QUERIES: tuple[VerifiedQuery, ...] = (
+_CORE_QUERIES: tuple[VerifiedQuery, ...] = (
     VerifiedQuery(
         name="pipeline_by_stage",
         title="Open pipeline by stage",
@@ -106,13 +78,13 @@ _QUERIES: tuple[VerifiedQuery, ...] = (
         "probability-weighted amount.",
         params=(pipeline_param(), owner_param()),
         sql=f"""
-WITH args AS (SELECT {_FILTER_ARGS})
+WITH args AS (SELECT {FILTER_ARGS})
 SELECT p.name AS pipeline, COALESCE(s.label, d.stage_name) AS stage,
     s.display_order AS stage_order, count(*) AS deals,
     COALESCE(sum(d.amount), 0) AS amount,
     COALESCE(sum(d.amount * COALESCE(d.probability, s.probability)), 0) AS weighted_amount
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
-WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
+WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 GROUP BY p.name, p.display_order, COALESCE(s.label, d.stage_name), s.display_order
 ORDER BY p.display_order, p.name, s.display_order, stage""",
     ),
@@ -141,14 +113,14 @@ ORDER BY p.display_order, p.name, s.display_order, stage""",
         sql=f"""
 WITH args AS (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
-        {_FILTER_ARGS}
+        {FILTER_ARGS}
 )
 SELECT COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized') AS forecast_category,
     count(*) AS deals, COALESCE(sum(d.amount), 0) AS amount,
     COALESCE(sum(d.amount * COALESCE(d.probability, s.probability)), 0) AS weighted_amount
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 WHERE d.deleted_at IS NULL AND d.close_date BETWEEN args.start_date AND args.end_date
-    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+    AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 GROUP BY COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized')
 ORDER BY CASE COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized')
     WHEN 'Closed' THEN 1 WHEN 'Commit' THEN 2 WHEN 'Best Case' THEN 3 WHEN 'Pipeline' THEN 4
@@ -187,7 +159,7 @@ ORDER BY CASE COALESCE(d.forecast_category, s.forecast_category, 'Uncategorized'
         sql=f"""
 WITH args AS (
     SELECT CAST(:period AS TEXT) AS period, CAST(:start_date AS DATE) AS start_date,
-        CAST(:end_date AS DATE) AS end_date, {_FILTER_ARGS}
+        CAST(:end_date AS DATE) AS end_date, {FILTER_ARGS}
 )
 SELECT CAST(date_trunc(args.period, CAST(d.close_date AS TIMESTAMP)) AS DATE) AS period_start,
     count(*) FILTER (WHERE d.is_won) AS won,
@@ -196,10 +168,10 @@ SELECT CAST(date_trunc(args.period, CAST(d.close_date AS TIMESTAMP)) AS DATE) AS
     COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS won_amount,
     round(COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0)
         / NULLIF(sum(d.amount), 0), 4) AS win_rate_by_amount
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 WHERE d.deleted_at IS NULL AND d.is_closed
     AND d.close_date BETWEEN args.start_date AND args.end_date
-    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+    AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 GROUP BY CAST(date_trunc(args.period, CAST(d.close_date AS TIMESTAMP)) AS DATE)
 ORDER BY period_start""",
     ),
@@ -233,9 +205,9 @@ SELECT COALESCE(o.full_name, o.email, '(no owner)') AS owner,
     count(*) FILTER (WHERE NOT COALESCE(d.is_won, false)) AS lost,
     round(CAST(count(*) FILTER (WHERE d.is_won) AS NUMERIC) / count(*), 4) AS win_rate,
     COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS won_amount
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 WHERE d.deleted_at IS NULL AND d.is_closed
-    AND d.close_date BETWEEN args.start_date AND args.end_date AND {_PIPELINE_MATCH}
+    AND d.close_date BETWEEN args.start_date AND args.end_date AND {PIPELINE_MATCH}
 GROUP BY COALESCE(o.full_name, o.email, '(no owner)')
 ORDER BY win_rate DESC, won_amount DESC, owner""",
     ),
@@ -271,16 +243,16 @@ ORDER BY win_rate DESC, won_amount DESC, owner""",
         sql=f"""
 WITH args AS (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
-        CAST(:group_by AS TEXT) AS group_by, {_FILTER_ARGS}
+        CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
 ),
 cycles AS (
     SELECT CASE args.group_by WHEN 'pipeline' THEN p.name WHEN 'owner' THEN o.full_name
             ELSE 'All' END AS grouping,
         d.close_date - CAST(d.created_at AS DATE) AS days, d.amount
-    FROM deals d CROSS JOIN args{_DEAL_JOINS}
+    FROM deals d CROSS JOIN args{DEAL_JOINS}
     WHERE d.deleted_at IS NULL AND d.is_won AND d.created_at IS NOT NULL
         AND d.close_date BETWEEN args.start_date AND args.end_date
-        AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+        AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 )
 SELECT grouping, count(*) AS won_deals, round(avg(days), 1) AS avg_days,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY days) AS median_days,
@@ -314,13 +286,13 @@ ORDER BY won_deals DESC, grouping""",
         ),
         sql=f"""
 WITH args AS (
-    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS}
+    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}
 )
-SELECT {_DEAL_COLUMNS},
+SELECT {DEAL_COLUMNS},
     CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS last_changed,
     args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS days_without_change
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
-WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
+WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
     AND args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) >= args.days
 ORDER BY days_without_change DESC, d.amount DESC NULLS LAST, deal""",
         note="No stage-change timestamp is synced: days without any change (updated_at) stand "
@@ -350,7 +322,7 @@ ORDER BY days_without_change DESC, d.amount DESC NULLS LAST, deal""",
         ),
         sql=f"""
 WITH args AS (
-    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS}
+    SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}
 ),
 last_touch AS (
     SELECT a.deal_id, max(a.occurred_at) AS last_activity_at
@@ -358,11 +330,11 @@ last_touch AS (
     WHERE a.deleted_at IS NULL AND a.deal_id IS NOT NULL AND a.occurred_at < args.as_of + 1
     GROUP BY a.deal_id
 )
-SELECT {_DEAL_COLUMNS}, t.last_activity_at,
+SELECT {DEAL_COLUMNS}, t.last_activity_at,
     args.as_of - CAST(t.last_activity_at AS DATE) AS days_since_activity
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 LEFT JOIN last_touch t ON t.deal_id = d.id
-WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
     AND (t.last_activity_at IS NULL OR t.last_activity_at < args.as_of - args.days + 1)
 ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
         note="Days count back from the end of `as_of`: `days` = 14 means nothing from "
@@ -389,7 +361,7 @@ ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
             owner_param(),
         ),
         sql=f"""
-WITH args AS (SELECT CAST(:max_contacts AS INTEGER) AS max_contacts, {_FILTER_ARGS}),
+WITH args AS (SELECT CAST(:max_contacts AS INTEGER) AS max_contacts, {FILTER_ARGS}),
 engaged AS (
     SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts_engaged
     FROM activities a
@@ -398,10 +370,10 @@ engaged AS (
         AND ap.contact_id IS NOT NULL
     GROUP BY a.deal_id
 )
-SELECT {_DEAL_COLUMNS}, COALESCE(e.contacts_engaged, 0) AS contacts_engaged
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+SELECT {DEAL_COLUMNS}, COALESCE(e.contacts_engaged, 0) AS contacts_engaged
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 LEFT JOIN engaged e ON e.deal_id = d.id
-WHERE {_OPEN} AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
     AND COALESCE(e.contacts_engaged, 0) <= args.max_contacts
 ORDER BY d.amount DESC NULLS LAST, deal""",
         note="Engaged = a participant, resolved to a contact, of an activity linked to the deal.",
@@ -551,9 +523,9 @@ WITH args AS (
 )
 SELECT CAST(date_trunc(args.period, d.created_at) AS DATE) AS period_start,
     p.name AS pipeline, count(*) AS deals, COALESCE(sum(d.amount), 0) AS amount
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
 WHERE d.deleted_at IS NULL AND d.created_at >= args.start_date
-    AND d.created_at < args.end_date + 1 AND {_OWNER_MATCH}
+    AND d.created_at < args.end_date + 1 AND {OWNER_MATCH}
 GROUP BY CAST(date_trunc(args.period, d.created_at) AS DATE), p.name, p.display_order
 ORDER BY period_start, p.display_order, pipeline""",
     ),
@@ -581,13 +553,13 @@ ORDER BY period_start, p.display_order, pipeline""",
         sql=f"""
 WITH args AS (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
-        {_FILTER_ARGS}
+        {FILTER_ARGS}
 )
-SELECT {_DEAL_COLUMNS}, COALESCE(d.probability, s.probability) AS probability,
+SELECT {DEAL_COLUMNS}, COALESCE(d.probability, s.probability) AS probability,
     d.forecast_category
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
-WHERE {_OPEN} AND d.close_date BETWEEN args.start_date AND args.end_date
-    AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+FROM deals d CROSS JOIN args{DEAL_JOINS}
+WHERE {OPEN} AND d.close_date BETWEEN args.start_date AND args.end_date
+    AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 ORDER BY d.close_date, d.amount DESC NULLS LAST, deal""",
     ),
     VerifiedQuery(
@@ -607,15 +579,17 @@ ORDER BY d.close_date, d.amount DESC NULLS LAST, deal""",
         "overdue, biggest first.",
         params=(as_of_param(), pipeline_param(), owner_param()),
         sql=f"""
-WITH args AS (SELECT CAST(:as_of AS DATE) AS as_of, {_FILTER_ARGS})
-SELECT {_DEAL_COLUMNS}, args.as_of - d.close_date AS days_overdue
-FROM deals d CROSS JOIN args{_DEAL_JOINS}
-WHERE {_OPEN} AND d.close_date < args.as_of AND {_PIPELINE_MATCH} AND {_OWNER_MATCH}
+WITH args AS (SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS})
+SELECT {DEAL_COLUMNS}, args.as_of - d.close_date AS days_overdue
+FROM deals d CROSS JOIN args{DEAL_JOINS}
+WHERE {OPEN} AND d.close_date < args.as_of AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 ORDER BY d.amount DESC NULLS LAST, days_overdue DESC, deal""",
         note="Close-date history is not synced: slipped means open past its expected close date.",
     ),
 )
 
+# The revenue-intelligence queries live in their own modules, built on the same fragments.
+_QUERIES: tuple[VerifiedQuery, ...] = (*_CORE_QUERIES, *RISK_QUERIES, *MOVEMENT_QUERIES)
 VERIFIED_QUERIES: dict[str, VerifiedQuery] = {q.name: q for q in _QUERIES}
 
 VERIFIED_TOOL_SCHEMA: dict[str, Any] = {
