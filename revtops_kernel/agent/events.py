@@ -5,7 +5,8 @@ alike, so they carry data only: no widget, no SDK object. Order within one answe
 
     ToolCallStarted(id) precedes its ToolResult(id); ArtifactCreated follows the ToolResult of the
     create_artifact call that made it; Usage comes once per Messages API call; Done is last, and
-    an Error, if any, comes just before it.
+    an Error, if any, comes just before it. A routed question starts with VerifiedAnswer; an
+    unrouted one without a key gets Suggestions (then Done).
 """
 
 from __future__ import annotations
@@ -76,6 +77,44 @@ class ArtifactCreated:
 
 
 @dataclass(frozen=True)
+class VerifiedAnswer:
+    """A verified query answered the question, before any model text: what ran and its rows.
+
+    Comes first in an answer the router sent to a verified query. ``narrated`` is True when the
+    model writes text around these numbers next (a key is set); the text that follows is the
+    model's, the table, chart and SQL are the verified query's."""
+
+    name: str  # the verified query, e.g. pipeline_by_stage
+    title: str
+    params: dict[str, Any]  # JSON-safe (dates as ISO text)
+    sql: str  # as it ran, parameters written in
+    table: TablePreview
+    chart: dict[str, Any] | None = None  # Plotly figure JSON, when the rows make one
+    note: str | None = None  # an approximation the query makes
+    confidence: float = 0.0
+    narrated: bool = False
+
+
+@dataclass(frozen=True)
+class SuggestedQuestion:
+    """A verified question a user can ask as is (click to ask)."""
+
+    question: str
+    name: str  # the verified query that answers it
+    title: str
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """No verified query answers the question and no model is configured: the closest
+    verified questions, and ``message`` saying how to ask free-form questions."""
+
+    questions: tuple[SuggestedQuestion, ...]
+    message: str
+    reason: str | None = None  # why the router did not answer (plain words)
+
+
+@dataclass(frozen=True)
 class Usage:
     """Tokens and cost of one Messages API call."""
 
@@ -116,5 +155,14 @@ class Done:
 
 
 AgentEvent = (
-    TextDelta | ToolCallStarted | ToolResult | ArtifactCreated | Usage | Notice | Error | Done
+    TextDelta
+    | ToolCallStarted
+    | ToolResult
+    | ArtifactCreated
+    | VerifiedAnswer
+    | Suggestions
+    | Usage
+    | Notice
+    | Error
+    | Done
 )
