@@ -23,14 +23,11 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from revtops_sandbox import names
+from revtops_sandbox.records import MEETING, Account, CrmView
 from revtops_sandbox.slack_data import TEAM_ZONES
-
-if TYPE_CHECKING:
-    from revtops_sandbox.company import Account, Company
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -188,7 +185,7 @@ def event_id(seed: int, kind: str, n: int) -> str:
 # Generation
 
 
-def build_calendars(company: Company) -> Calendars:
+def build_calendars(company: CrmView) -> Calendars:
     rng = random.Random(f"calendar:{company.seed}")
     cals = [
         Calendar(o.idx, o.email, o.idx, TEAM_ZONES[o.team % len(TEAM_ZONES)][0])
@@ -203,7 +200,7 @@ def build_calendars(company: Company) -> Calendars:
 
 
 class _Generator:
-    def __init__(self, company: Company, out: Calendars, rng: random.Random) -> None:
+    def __init__(self, company: CrmView, out: Calendars, rng: random.Random) -> None:
         self.co = company
         self.out = out
         self.rng = rng
@@ -244,8 +241,6 @@ class _Generator:
         return Attendee(f"{local}@{domain}", f"{first} {last}", "unknown", response=resp)
 
     def meetings(self) -> None:
-        from revtops_sandbox.company import MEETING
-
         co, rng = self.co, self.rng
         lo, hi = co.anchor_ms - 365 * DAY_MS, co.anchor_ms + 15 * DAY_MS
         for act in co.by_kind[MEETING]:
@@ -423,7 +418,7 @@ class _Generator:
 
 
 def new_meeting(
-    company: Company, out: Calendars, rng: random.Random, owner: int, start_ms: int, ts: int
+    company: CrmView, out: Calendars, rng: random.Random, owner: int, start_ms: int, ts: int
 ) -> CalendarEvent:
     """A meeting booked between syncs: ``owner`` with contacts of one of the rep's accounts."""
     gen = _Generator(company, out, rng)

@@ -8,7 +8,8 @@ customer contacts have emails at their account's domain.
 
 Times are integers (epoch milliseconds, UTC). One logical clock, `Company.clock_ms`, starts just
 after the newest generated timestamp and only moves forward when `mutate.py` changes records.
-`generate_company` lives in `generate.py`; this module only defines the shapes.
+`generate_company` lives in `generate.py`, the record shapes in `records.py`; `Company` composes
+them with the Slack workspace and the calendars, which it builds on first use.
 """
 
 from __future__ import annotations
@@ -22,39 +23,48 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Literal
 
 from revtops_sandbox import names
+from revtops_sandbox.calendar_data import Calendars, build_calendars
 
-if TYPE_CHECKING:
-    from revtops_sandbox.calendar_data import Calendars
-    from revtops_sandbox.slack_data import SlackWorkspace
+# The record shapes live in `records` (so the Slack and Calendar builders need not import this
+# module); they are re-exported here, where most of the sandbox looks for them.
+from revtops_sandbox.records import (
+    ACTIVITY_KINDS,
+    ARCHIVED,
+    CALL,
+    DAY_MS,
+    EMAIL,
+    HS_ID_BASE,
+    HS_USER_ID_BASE,
+    LIVE,
+    MEETING,
+    NOTE,
+    OBJECT_TYPES,
+    PIPELINES,
+    PURGED,
+    RETIRED_STAGES,
+    TASK,
+    Account,
+    Activity,
+    ActivityInputs,
+    Contact,
+    Deal,
+    ObjectType,
+    Owner,
+    Pipeline,
+    Record,
+    Stage,
+)
+from revtops_sandbox.slack_data import SlackWorkspace, build_workspace
 
-DAY_MS = 86_400_000
-
-# Record life cycle. ARCHIVED is HubSpot's "archived" and Salesforce's recycle bin (IsDeleted);
-# PURGED records are gone from every listing, as after a GDPR delete or an emptied recycle bin.
-LIVE, ARCHIVED, PURGED = 0, 1, 2
-
-ObjectType = Literal[
-    "companies", "contacts", "deals", "meetings", "calls", "emails", "notes", "tasks"
-]
-OBJECT_TYPES: tuple[ObjectType, ...] = (
-    "companies", "contacts", "deals", "meetings", "calls", "emails", "notes", "tasks",
-)  # fmt: skip
-ACTIVITY_KINDS: tuple[ObjectType, ...] = ("meetings", "calls", "emails", "notes", "tasks")
-MEETING, CALL, EMAIL, NOTE, TASK = range(5)
-
-# HubSpot ids are numeric strings; each object type gets its own range so ids never collide
-# and an id maps back to a list index with one subtraction.
-HS_ID_BASE: dict[str, int] = {
-    "owners": 52_550_101,
-    "companies": 18_040_000_001,
-    "contacts": 51_200_000_001,
-    "deals": 9_870_000_001,
-    "activities": 30_110_000_001,
-}
-HS_USER_ID_BASE = 9_586_101
+__all__ = [
+    "ACTIVITY_KINDS", "ARCHIVED", "CALL", "DAY_MS", "DEFAULT_ANCHOR", "EMAIL", "HS_ID_BASE",
+    "HS_USER_ID_BASE", "LIVE", "MEETING", "NOTE", "OBJECT_TYPES", "PIPELINES", "PURGED",
+    "RETIRED_STAGES", "SF_PREFIX", "TASK", "Account", "Activity", "ActivityInputs", "Company",
+    "Contact", "Deal", "ObjectType", "Owner", "Pipeline", "Record", "Stage", "day_iso", "iso_ms",
+    "ms_of", "sf_datetime", "sf_id", "sf_id18", "sf_seq",
+]  # fmt: skip
 
 # Salesforce key prefixes (first three characters of every 15/18-character Id).
 SF_PREFIX: dict[str, str] = {
@@ -159,192 +169,6 @@ def ms_of(dt: datetime) -> int:
 DEFAULT_ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-# ---------------------------------------------------------------------------------------------
-# Pipelines: the same stages back HubSpot pipelines and Salesforce OpportunityStage rows.
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    hs_id: str
-    label: str
-    probability: float  # 0..1
-    is_closed: bool
-    is_won: bool
-    forecast_name: str  # Salesforce ForecastCategoryName
-    sf_sort: int  # Salesforce SortOrder (stages are one global list there)
-
-    @property
-    def forecast_category(self) -> str:
-        """Salesforce's API value behind ForecastCategoryName."""
-        return {"Best Case": "BestCase", "Commit": "Forecast"}.get(
-            self.forecast_name, self.forecast_name
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Pipeline:
-    hs_id: str
-    label: str
-    display_order: int
-    sf_type: str  # Opportunity.Type for deals in this pipeline
-    hs_dealtype: str
-    stages: tuple[Stage, ...]
-
-    @property
-    def won_index(self) -> int:
-        return next(i for i, s in enumerate(self.stages) if s.is_won)
-
-    @property
-    def lost_index(self) -> int:
-        return next(i for i, s in enumerate(self.stages) if s.is_closed and not s.is_won)
-
-
-PIPELINES: tuple[Pipeline, ...] = (
-    Pipeline(
-        "default",
-        "New Business",
-        0,
-        "New Business",
-        "newbusiness",
-        (
-            Stage("appointmentscheduled", "Discovery", 0.1, False, False, "Pipeline", 1),
-            Stage("qualifiedtobuy", "Qualified", 0.2, False, False, "Pipeline", 2),
-            Stage("presentationscheduled", "Demo Scheduled", 0.4, False, False, "Pipeline", 3),
-            Stage("decisionmakerboughtin", "Proposal Sent", 0.6, False, False, "Best Case", 4),
-            Stage("contractsent", "Negotiation", 0.8, False, False, "Commit", 5),
-            Stage("closedwon", "Closed Won", 1.0, True, True, "Closed", 9),
-            Stage("closedlost", "Closed Lost", 0.0, True, False, "Omitted", 10),
-        ),
-    ),
-    Pipeline(
-        "81472210",
-        "Renewals",
-        1,
-        "Renewal",
-        "existingbusiness",
-        (
-            Stage("81472211", "Renewal Upcoming", 0.5, False, False, "Pipeline", 6),
-            Stage("81472212", "Renewal In Discussion", 0.7, False, False, "Best Case", 7),
-            Stage("81472213", "Renewal Committed", 0.9, False, False, "Commit", 8),
-            Stage("81472214", "Closed Won", 1.0, True, True, "Closed", 9),
-            Stage("81472215", "Closed Lost", 0.0, True, False, "Omitted", 10),
-        ),
-    ),
-)
-
-
-# Stages retired from a pipeline (HubSpot: archived stages, Salesforce: inactive
-# OpportunityStage). Kept out of PIPELINES so generation and mutation never put a deal there;
-# the pipeline and stage endpoints still list them, as the real APIs do.
-RETIRED_STAGES: dict[str, tuple[Stage, ...]] = {
-    "default": (Stage("1043221", "Legal Review", 0.7, False, False, "Commit", 11),),
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Records. References are list indices (-1 for none); ids are derived (see `Company.hs_id`).
-
-
-@dataclass(slots=True)
-class Owner:
-    idx: int
-    first_name: str
-    last_name: str
-    email: str
-    team: int  # index into names.OWNER_TEAMS
-    active: bool
-    created_ms: int
-    updated_ms: int
-
-    @property
-    def hs_id(self) -> int:
-        return HS_ID_BASE["owners"] + self.idx
-
-    @property
-    def name(self) -> str:
-        return f"{self.first_name} {self.last_name}"
-
-
-@dataclass(slots=True)
-class Account:
-    idx: int
-    name: str
-    domain: str
-    industry: int  # index into names.INDUSTRIES
-    kind: int  # index into names.ACCOUNT_KINDS
-    city: int  # index into names.CITIES
-    employees: int
-    owner: int
-    created_ms: int
-    updated_ms: int
-    state: int = LIVE
-    archived_ms: int = 0
-    version: int = 0
-
-
-@dataclass(slots=True)
-class Contact:
-    idx: int
-    first_name: str
-    last_name: str
-    email: str
-    title: int  # index into names.CONTACT_TITLES
-    account: int
-    owner: int
-    created_ms: int
-    updated_ms: int
-    state: int = LIVE
-    archived_ms: int = 0
-    version: int = 0
-
-
-@dataclass(slots=True)
-class Deal:
-    idx: int
-    account: int
-    product: int  # index into names.PRODUCTS (names the deal)
-    pipeline: int
-    stage: int  # index into PIPELINES[pipeline].stages
-    amount_cents: int  # -1: no amount entered
-    close_day: int
-    owner: int
-    contacts: tuple[int, ...]
-    lead_source: int
-    created_ms: int
-    updated_ms: int
-    history: tuple[int, ...]  # flat (stage, ms, stage, ms, ...) stage changes, oldest first
-    state: int = LIVE
-    archived_ms: int = 0
-    version: int = 0
-
-
-@dataclass(slots=True)
-class Activity:
-    """A meeting, call, email, note or task (HubSpot engagement; Salesforce Event or Task)."""
-
-    idx: int
-    kind: int  # MEETING, CALL, EMAIL, NOTE or TASK
-    kind_idx: int  # position in Company.by_kind[kind]
-    ts_ms: int  # when it happened (task: due date)
-    owner: int
-    deal: int
-    contact: int
-    account: int
-    subject: int  # index into the kind's title list
-    body: int  # index into names.BODIES
-    duration: int  # seconds (calls, meetings)
-    status: int  # direction (calls, emails), status (tasks), outcome (meetings)
-    priority: int  # tasks
-    created_ms: int
-    updated_ms: int
-    state: int = LIVE
-    archived_ms: int = 0
-    version: int = 0
-
-
-Record = Account | Contact | Deal | Activity
-
-
 @dataclass(slots=True)
 class Company:
     """The whole synthetic company: the ground truth tests compare the APIs against."""
@@ -378,8 +202,6 @@ class Company:
     def slack(self) -> SlackWorkspace:
         """The Slack workspace (users, channels, messages, what the app posted)."""
         if self._slack is None:
-            from revtops_sandbox.slack_data import build_workspace
-
             with _BUILD_LOCK, _collector_paused():
                 if self._slack is None:  # a test thread and the server may race here
                     self._slack = build_workspace(self)
@@ -389,8 +211,6 @@ class Company:
     def calendars(self) -> Calendars:
         """One Google calendar per rep, with events and their attendees."""
         if self._calendars is None:
-            from revtops_sandbox.calendar_data import build_calendars
-
             with _BUILD_LOCK, _collector_paused():
                 if self._calendars is None:
                     self._calendars = build_calendars(self)
@@ -504,23 +324,6 @@ class Company:
         self.version += 1
         self._reverse.clear()  # the reverse association indexes are stale now
         return ts
-
-
-@dataclass(slots=True)
-class ActivityInputs:
-    account_kinds: list[int]
-    account_employees: list[int]
-    deal_amounts: list[int]  # cents, -1: none
-    deal_close_days: list[int]
-
-    @classmethod
-    def of(cls, co: Company) -> ActivityInputs:
-        return cls(
-            [a.kind for a in co.accounts],
-            [a.employees for a in co.accounts],
-            [d.amount_cents for d in co.deals],
-            [d.close_day for d in co.deals],
-        )
 
 
 _BUILD_LOCK = threading.RLock()  # re-entrant: a calendar build may read activity_inputs

@@ -29,6 +29,7 @@ from revtops_sandbox.company import (
     iso_ms,
 )
 from revtops_sandbox.faults import malformed_kind
+from revtops_sandbox.records import deal_name
 
 # What HubSpot returns when a request names no properties, and what it always adds when it does.
 DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -523,13 +524,6 @@ def _index(props: list[Prop]) -> dict[str, Prop]:
 def _phone(idx: int, version: int) -> str:
     n = (idx * 7919 + version * 104_729) % 10_000
     return f"+1 555-01{(idx // 10_000) % 100:02d}-{n:04d}"
-
-
-def deal_name(account: Account, deal: Deal) -> str:
-    if deal.pipeline == 1:
-        year = 1970 + deal.close_day // 365
-        return f"{account.name} - Renewal {year}"
-    return f"{account.name} - {names.PRODUCTS[deal.product]}"
 
 
 _TITLES = (

@@ -20,12 +20,10 @@ import random
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from revtops_sandbox import names
-
-if TYPE_CHECKING:
-    from revtops_sandbox.company import Company
+from revtops_sandbox.records import CrmView, deal_name
 
 US_PER_MS = 1000
 US_PER_DAY = 86_400_000_000
@@ -306,7 +304,7 @@ class SlackWorkspace:
 # Generation
 
 
-def build_workspace(company: Company) -> SlackWorkspace:
+def build_workspace(company: CrmView) -> SlackWorkspace:
     rng = random.Random(f"slack:{company.seed}")
     seed = company.seed
     anchor_us = company.anchor_ms * US_PER_MS
@@ -386,7 +384,7 @@ def build_workspace(company: Company) -> SlackWorkspace:
 class _Generator:
     def __init__(
         self,
-        company: Company,
+        company: CrmView,
         ws: SlackWorkspace,
         rng: random.Random,
         reps: list[int],
@@ -471,8 +469,6 @@ class _Generator:
         pool.sort(key=lambda d: (-amounts[d.idx], d.idx))
         candidates = pool[: max(n, 3 * n)]
         chosen = sorted(self.rng.sample(candidates, min(n, len(candidates))), key=lambda d: d.idx)
-        from revtops_sandbox.hubspot_schema import deal_name
-
         for deal in chosen:
             acc = co.accounts[deal.account]
             owner_user = self._rep_user(deal.owner)
@@ -575,7 +571,7 @@ class _Generator:
 
 
 def fill_text(
-    co: Company,
+    co: CrmView,
     ws: SlackWorkspace,
     rng: random.Random,
     template: str,
@@ -584,8 +580,6 @@ def fill_text(
     reps: list[int],
 ) -> str:
     """Fill a message template with the names of the account, deal, a contact and a rep."""
-    from revtops_sandbox.hubspot_schema import deal_name
-
     if account < 0:
         account = int(rng.random() * len(co.accounts))
     acc = co.accounts[account]
