@@ -339,7 +339,7 @@ def test_a_cursor_from_before_stage_history_lists_deals_once_more(
     assert run_sync(db, settings, "hubspot").ok
     with db.begin() as conn:
         cursor = json.loads(load_cursor(conn, ORG, "hubspot", "deals") or "{}")
-        assert cursor.pop("history") is True
+        assert cursor.pop("history") == ["dealstage", "closedate", "amount"]
         save_cursor(conn, ORG, "hubspot", "deals", json.dumps(cursor))
         conn.execute(text("DELETE FROM deal_stage_history"))
         conn.execute(text("UPDATE deals SET stage_entered_at = NULL"))

@@ -13,10 +13,13 @@ An object stream's checkpoint moves through two phases:
   v4 batch association endpoint, up to 1,000 records a call. Archived records never appear in
   search; the archived listing (``archived=true``) marks them deleted.
 
-Deals are read with their stage history (``propertiesWithHistory=dealstage``): list pages then
+Deals are read with their stage, close-date and amount history
+(``propertiesWithHistory=dealstage,closedate,amount``): list pages then
 hold 50 records (HubSpot's limit with history), and search results, which cannot carry it,
 get it from ``POST /crm/v3/objects/deals/batch/read``, 50 ids a call. Every read of a deal
-therefore brings its whole stage history and its whole contact list.
+therefore brings its whole stage, close-date and amount history and its whole contact list.
+A checkpoint names the properties read with history; one written with fewer (an upgrade)
+lists the object again once.
 """
 
 from __future__ import annotations
@@ -122,9 +125,10 @@ class HubSpotConnector:
 
     # --- CRM objects ------------------------------------------------------------------------
     def _objects(self, stream: ObjectStream, state: dict[str, Any] | None) -> Iterator[Page]:
-        if stream.history and state is not None and not state.get("history"):
-            # A cursor from before history was asked for: list once more, with it, so every
-            # record gets its history (a one-time backfill after an upgrade).
+        if stream.history and state is not None and not _same_history(stream, state):
+            # A cursor from before these histories were asked for (none, or only dealstage):
+            # list once more, with them, so every record gets its history (a one-time
+            # backfill after an upgrade).
             log.info("hubspot %s: listing again to read %s history", stream.name, stream.history)
             state = None
         if state is None or state.get("phase") != "search":
@@ -281,8 +285,18 @@ class HubSpotConnector:
 
 
 def _checkpoint(stream: ObjectStream, position: dict[str, Any]) -> str:
-    """A position of ``stream``; a stream read with history says so (see ``_objects``)."""
-    return dump_checkpoint({**position, "history": True} if stream.history else position)
+    """A position of ``stream``; a stream read with history names the properties (see
+    ``_objects``)."""
+    return dump_checkpoint(
+        {**position, "history": list(stream.history)} if stream.history else position
+    )
+
+
+def _same_history(stream: ObjectStream, state: dict[str, Any]) -> bool:
+    """Whether ``state`` was read with the stream's history properties (``True``: an older
+    checkpoint's mark, written when only ``dealstage`` was read with history)."""
+    recorded = state.get("history")
+    return isinstance(recorded, list) and sorted(recorded) == sorted(stream.history)
 
 
 def _list_params(stream: ObjectStream, *, archived: bool) -> dict[str, Any]:

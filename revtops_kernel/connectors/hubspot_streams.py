@@ -79,7 +79,7 @@ OBJECT_STREAMS: tuple[ObjectStream, ...] = (
             "hs_lastmodifieddate"
         ),
         ("companies", "contacts"),
-        history=("dealstage",),
+        history=("dealstage", "closedate", "amount"),
     ),
     ObjectStream(
         "meetings",

@@ -44,6 +44,7 @@ from revtops_kernel.normalize.base import (
 )
 from revtops_kernel.normalize.hubspot_deal_parts import (
     contact_rows,
+    field_history_rows,
     history_rows,
     stage_versions,
 )
@@ -347,6 +348,7 @@ def normalize_deal(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     return {
         "deals": [row],
         "deal_stage_history": history_rows(row, versions, pipeline, find, ctx),
+        "deal_field_history": field_history_rows(row, record, ctx),
         "deal_contacts": contact_rows(row, record, ctx),
     }
 

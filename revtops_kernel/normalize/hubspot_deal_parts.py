@@ -1,4 +1,5 @@
-"""The rows a HubSpot deal brings besides itself: its stage history and its contacts.
+"""The rows a HubSpot deal brings besides itself: its stage, amount and close-date history
+and its contacts.
 
 - ``deal_stage_history``: one row per stage the deal entered, from ``propertiesWithHistory
   .dealstage`` (versions ``{value, timestamp, sourceType, ...}``, newest first). Versions are
@@ -10,6 +11,12 @@
   stage's. A stage is looked up in the deal's current pipeline first (stage ids are per
   pipeline), then by its bare id (a deal moved between pipelines); ``pipeline_id`` is the
   pipeline of the stage found, else the deal's.
+- ``deal_field_history``: one row per value ``amount`` or ``closedate`` took, from
+  ``propertiesWithHistory.amount`` / ``.closedate``, oldest first, consecutive equal values
+  collapsed into the first as for stages; an empty value is a cleared field (a row with NULL).
+  ``source_id`` is ``"{dealId}:{field}:{epoch ms}"`` (stable across reads). A malformed version
+  (not an object, no time, an amount or date that does not parse) rejects the deal, which then
+  goes to quarantine with the reason, like a malformed stage history.
 - ``deal_contacts``: one row per associated contact, ``source_id "{dealId}:{contactId}"``,
   with the deal's times (so a link the deal no longer lists is older than its deal: that is
   how a sync finds removed links, see ``store.deal_links``). No role or primary flag: HubSpot's
@@ -20,45 +27,103 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Row, StageInfo
 from revtops_kernel.normalize.hubspot_envelope import associated
-from revtops_kernel.normalize.values import is_object, link, parse_time
+from revtops_kernel.normalize.values import is_object, link, parse_date, parse_money, parse_time
 from revtops_kernel.timeutil import to_epoch_ms
 
 StageLookup = Callable[[str], tuple[uuid.UUID | None, StageInfo | None]]
 
 
-def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
-    """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
+# The deal properties read with their past values, and the field each fills in
+# deal_field_history (amount and close date; stages go to deal_stage_history).
+FIELD_PROPERTIES = {"amount": "amount", "closedate": "close_date"}
+
+
+def _versions(record: Mapping[str, Any], name: str) -> list[tuple[int, Mapping[str, Any]]]:
+    """The raw versions of property ``name`` with their positions (none when not sent)."""
     history = record.get("propertiesWithHistory")
     if not history:
         return []
     if not is_object(history):
         raise RecordRejected(f"propertiesWithHistory is not an object but {type(history).__name__}")
-    versions = history.get("dealstage")
+    versions = history.get(name)
     if not versions:
         return []
     if versions.__class__ is not list:
-        raise RecordRejected("propertiesWithHistory.dealstage is not a list")
-    entries: list[tuple[datetime, str]] = []
+        raise RecordRejected(f"propertiesWithHistory.{name} is not a list")
     for i, version in enumerate(versions):
-        where = f"propertiesWithHistory.dealstage[{i}]"
         if not is_object(version):
-            raise RecordRejected(f"{where} is not an object")
-        value = version.get("value")
-        when = parse_time(version.get("timestamp"), f"{where}.timestamp")
-        if not value or when is None:
-            continue  # a cleared stage is no stage entered
-        entries.append((when, str(value)))
+            raise RecordRejected(f"propertiesWithHistory.{name}[{i}] is not an object")
+    return list(enumerate(versions))
+
+
+def _collapsed(entries: list[tuple[datetime, Any]]) -> list[tuple[datetime, Any]]:
+    """Oldest first; a version equal to the one before is no change (HubSpot records one when
+    a value is set again)."""
     entries.sort(key=lambda entry: entry[0])
-    collapsed: list[tuple[datetime, str]] = []
+    collapsed: list[tuple[datetime, Any]] = []
     for when, value in entries:
         if not collapsed or collapsed[-1][1] != value:
             collapsed.append((when, value))
     return collapsed
+
+
+def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
+    """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
+    entries: list[tuple[datetime, Any]] = []
+    for i, version in _versions(record, "dealstage"):
+        value = version.get("value")
+        when = parse_time(
+            version.get("timestamp"), f"propertiesWithHistory.dealstage[{i}].timestamp"
+        )
+        if not value or when is None:
+            continue  # a cleared stage is no stage entered
+        entries.append((when, str(value)))
+    return _collapsed(entries)
+
+
+def field_versions(
+    record: Mapping[str, Any], name: str
+) -> list[tuple[datetime, Decimal | date | None]]:
+    """(time, value) of every value ``amount`` or ``closedate`` took, oldest first, repeats
+    collapsed; None is a cleared value. A version without a time is malformed."""
+    parse = parse_money if name == "amount" else parse_date
+    entries: list[tuple[datetime, Any]] = []
+    for i, version in _versions(record, name):
+        where = f"propertiesWithHistory.{name}[{i}]"
+        when = parse_time(version.get("timestamp"), f"{where}.timestamp")
+        if when is None:
+            raise RecordRejected(f"{where} has no timestamp")
+        raw = version.get("value")
+        entries.append((when, parse(raw, f"{where}.value") if raw not in (None, "") else None))
+    return _collapsed(entries)
+
+
+def field_history_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
+    rows = []
+    for name, field in FIELD_PROPERTIES.items():
+        for changed_at, value in field_versions(record, name):
+            row = ctx.base_row(
+                "deal_field_history", f"{deal['source_id']}:{name}:{to_epoch_ms(changed_at)}"
+            )
+            row.update(
+                deal_id=deal["id"],
+                field=field,
+                amount=value if field == "amount" else None,
+                close_date=value if field == "close_date" else None,
+                changed_at=changed_at,
+                created_at=changed_at,
+                updated_at=changed_at,  # a past value never changes
+                deleted_at=deal["deleted_at"],
+                raw=None,
+            )
+            rows.append(row)
+    return rows
 
 
 def history_rows(

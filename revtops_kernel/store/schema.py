@@ -450,6 +450,40 @@ class DealStageHistory(SyncedRecord, Base):
     )
 
 
+DEAL_HISTORY_FIELDS = ("amount", "close_date")
+
+
+class DealFieldHistory(SyncedRecord, Base):
+    """One row per value a deal's amount or close date took, the first being its value at
+    creation (HubSpot propertiesWithHistory amount/closedate; Salesforce OpportunityHistory
+    snapshots where the value differs from the snapshot before). The value at a moment T:
+    the row with the latest changed_at <= T for that deal and field."""
+
+    __tablename__ = "deal_field_history"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _pg_index("organization_id", "deal_id", "field", "changed_at"),
+        {"info": {"synced": True, "readable": True}},
+    )
+
+    deal_id: Mapped[uuid.UUID] = mapped_column(comment="The deal (deals.id).")
+    field: Mapped[str] = mapped_column(
+        String(16), comment="Which value changed: 'amount' or 'close_date'."
+    )
+    amount: Mapped[Decimal | None] = mapped_column(
+        comment="The new amount when field = 'amount' (NULL: the amount was cleared); NULL "
+        "for close_date rows."
+    )
+    close_date: Mapped[date | None] = mapped_column(
+        comment="The new expected close date when field = 'close_date' (NULL: cleared); NULL "
+        "for amount rows. A later date than the row before is a push, an earlier one a pull-in."
+    )
+    changed_at: Mapped[datetime] = mapped_column(
+        comment="When the deal took this value (UTC); the first row per deal and field is "
+        "the value at creation."
+    )
+
+
 class DealContact(SyncedRecord, Base):
     """Contacts linked to a deal (HubSpot deal-to-contact associations, Salesforce
     OpportunityContactRole). A link removed in the CRM gets deleted_at."""
@@ -547,6 +581,77 @@ class ActivityParticipant(SyncedRecord, Base):
     owner_id: Mapped[uuid.UUID | None] = mapped_column(comment="Matched internal user (owners.id).")
 
 
+# --- revenue planning -------------------------------------------------------------------------
+
+
+class Quota(Base):
+    """What each rep is expected to close in a period, imported by ``revtops quotas import``
+    (no CRM holds it). Forecast against quota joins it to deals through owners.email."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "owner_email", "period_start"),
+        {"info": {"readable": True}},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
+    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
+    owner_email: Mapped[str] = mapped_column(
+        comment="The rep's work email, lowercase; join with lower(owners.email) (a rep synced "
+        "from two CRMs has one quota)."
+    )
+    team: Mapped[str | None] = mapped_column(
+        comment="Team the rep's quota rolls up to, as imported; NULL when none was given."
+    )
+    period_start: Mapped[date] = mapped_column(comment="First day of the quota period.")
+    period_end: Mapped[date] = mapped_column(
+        comment="Last day of the quota period, inclusive. A rep's periods never overlap."
+    )
+    amount: Mapped[Decimal] = mapped_column(
+        comment="Amount to close in the period, in the deals' currency."
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="When it was first imported (UTC).")
+    updated_at: Mapped[datetime] = mapped_column(comment="When it was last imported (UTC).")
+
+
+class OrganizationRiskSettings(Base):
+    """An organization's own thresholds for the deal-risk rules (``deal_risks``), one row per
+    organization; a NULL column takes the default (``settings.RISK_DEFAULTS``)."""
+
+    __tablename__ = "organization_risk_settings"
+    __table_args__ = {"info": {"readable": True}}  # noqa: RUF012
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization (organizations.id)."
+    )
+    ghosted_days: Mapped[int | None] = mapped_column(
+        Integer, comment="Ghosted: our emails/calls/messages out in these days, no reply."
+    )
+    no_meeting_days: Mapped[int | None] = mapped_column(
+        Integer, comment="No recent meeting: none in these days and none scheduled."
+    )
+    stalled_percentile: Mapped[int | None] = mapped_column(
+        Integer, comment="Stalled: days in stage above this percentile of won deals' (50-99)."
+    )
+    stalled_min_won_deals: Mapped[int | None] = mapped_column(
+        Integer, comment="Stalled: won deals a stage needs before its percentile is used."
+    )
+    single_threaded_days: Mapped[int | None] = mapped_column(
+        Integer, comment="Single-threaded: the window contacts are counted in, in days."
+    )
+    single_threaded_max_contacts: Mapped[int | None] = mapped_column(
+        Integer, comment="Single-threaded: at most this many customer contacts engaged."
+    )
+    pushed_min_moves: Mapped[int | None] = mapped_column(
+        Integer, comment="Close date pushed: moved later at least this many times."
+    )
+    amount_drop_percent: Mapped[int | None] = mapped_column(
+        Integer, comment="Amount dropped: cut by at least this percent since the stage began."
+    )
+    updated_by: Mapped[str | None] = mapped_column(comment="Who set them.")
+    updated_at: Mapped[datetime] = mapped_column(comment="When they were set (UTC).")
+
+
 # --- the assistant ----------------------------------------------------------------------------
 
 
@@ -588,6 +693,63 @@ class Message(Base):
     )
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 6), comment="Cost in USD.")
     created_at: Mapped[datetime] = mapped_column(comment="When it was written (UTC).")
+
+
+class LlmUsage(Base):
+    """One row per Messages API call: the cost ledger (``agent/ledger.py``).
+
+    A row is written as ``reserved`` before the call (the cost caps count it while the call
+    runs) and settled with the usage the API reported once the call ends."""
+
+    __tablename__ = "llm_usage"
+    __table_args__ = (_pg_index("organization_id", "started_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
+    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization billed.")
+    user_id: Mapped[uuid.UUID | None] = mapped_column(comment="Who asked (users.id), if known.")
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(comment="conversations.id.")
+    model: Mapped[str] = mapped_column(comment="Model id the call asked for.")
+    status: Mapped[str] = mapped_column(
+        String(16), comment="reserved (in flight), done, failed or cancelled."
+    )
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Uncached input.")
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Cached input read.")
+    cache_creation_tokens: Mapped[int] = mapped_column(
+        Integer, default=0, comment="Input written to the prompt cache."
+    )
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Output tokens.")
+    cost_usd: Mapped[Decimal] = mapped_column(
+        Numeric(12, 6), default=Decimal(0), comment="Cost in USD from the price table."
+    )
+    reserved_usd: Mapped[Decimal] = mapped_column(
+        Numeric(12, 6),
+        default=Decimal(0),
+        comment="The most the call could cost, held against the caps while it runs.",
+    )
+    price_date: Mapped[date | None] = mapped_column(
+        comment="Date of the price-table entry used (None: model not priced)."
+    )
+    latency_ms: Mapped[int | None] = mapped_column(Integer, comment="Request to last event (ms).")
+    started_at: Mapped[datetime] = mapped_column(comment="When the call started (UTC).")
+    finished_at: Mapped[datetime | None] = mapped_column(comment="When it ended (UTC).")
+
+
+class LlmCostCap(Base):
+    """An organization's own cost caps, set by an admin; unset fields use the settings."""
+
+    __tablename__ = "llm_cost_caps"
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization."
+    )
+    daily_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric(12, 2), comment="Cap per UTC day in USD (None: REVTOPS_DAILY_COST_CAP_USD)."
+    )
+    monthly_usd: Mapped[Decimal | None] = mapped_column(
+        Numeric(12, 2), comment="Cap per UTC month in USD (None: REVTOPS_MONTHLY_COST_CAP_USD)."
+    )
+    updated_by: Mapped[str | None] = mapped_column(comment="Who set it.")
+    updated_at: Mapped[datetime] = mapped_column(comment="When it was set (UTC).")
 
 
 class Artifact(Base):
