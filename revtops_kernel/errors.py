@@ -28,9 +28,16 @@ Messages say how to fix the problem where there is a fix.
     │   └── WorkflowParameterError  a parameter the notebook does not declare, or a bad value
     └── WorkflowLimitError      a cap on workflows or runs per organization (``retry_after``)
     KernelBindingError          a web-app kernel would be handed to a second user
+    CostCapError                an organization reached its daily or monthly model cost cap
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from decimal import Decimal
 
 
 class RevtopsError(Exception):
@@ -257,3 +264,35 @@ class UnknownOrganizationError(RevtopsError):
         self.suggestion = close[0] if close else None
         listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
         super().__init__(f"unknown organization {org!r}{hint}. Known organizations: {listed}")
+
+
+class CostCapError(RevtopsError):
+    """An organization reached a cost cap: no Messages API call until it resets.
+
+    ``period`` is ``day`` or ``month``; ``cap_usd`` the cap, ``spent_usd`` what was spent (and
+    held by calls in flight); ``setting`` where the cap comes from (a variable, or the
+    organization's own cap); ``resets_at`` when the period ends (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        org: str,
+        period: str,
+        cap_usd: Decimal,
+        spent_usd: Decimal,
+        setting: str,
+        resets_at: datetime,
+    ) -> None:
+        self.org = org
+        self.period = period
+        self.cap_usd = cap_usd
+        self.spent_usd = spent_usd
+        self.setting = setting
+        self.resets_at = resets_at
+        super().__init__(
+            f"Organization {org!r} reached its {'daily' if period == 'day' else 'monthly'} "
+            f"cost cap of ${cap_usd:,.2f} (${spent_usd:,.2f} spent; {setting}). Questions to the "
+            f"model resume when it resets at {resets_at:%Y-%m-%d %H:%M} UTC; verified questions "
+            "still answer. An admin can raise the cap with `revtops usage caps`."
+        )
+

@@ -8,6 +8,7 @@ with a ``SettingsError`` that names the variable.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -126,6 +127,14 @@ class Settings(BaseSettings):
     )
     api_retries: int = Field(default=4, ge=0, le=10, validation_alias="REVTOPS_API_RETRIES")
     timezone: str = Field(default="UTC", min_length=1, validation_alias="REVTOPS_TIMEZONE")
+    # Cost caps per organization (USD, UTC day and month; 0 = no cap); an admin can set an
+    # organization's own (``revtops usage caps``). Verified answers never count against them.
+    daily_cost_cap_usd: Decimal = Field(
+        default=Decimal(0), ge=0, validation_alias="REVTOPS_DAILY_COST_CAP_USD"
+    )
+    monthly_cost_cap_usd: Decimal = Field(
+        default=Decimal(0), ge=0, validation_alias="REVTOPS_MONTHLY_COST_CAP_USD"
+    )
 
     # --- sign-in (Supabase) --------------------------------------------------------------------
     supabase_url: OptionalHttpUrl = Field(default=None, validation_alias="SUPABASE_URL")

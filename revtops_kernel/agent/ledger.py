@@ -1,0 +1,213 @@
+"""The cost ledger: a row in ``llm_usage`` for every Messages API call, and the caps' check.
+
+Before a call, ``admit`` checks the organization's daily and monthly caps and writes the call's
+row as ``reserved``, holding the most the call can cost (its input priced as uncached, plus
+``max_tokens`` of output). The check counts every settled call *and every call still in flight*
+(their reservations), and the check and the reservation are one transaction serialized per
+organization (a PostgreSQL advisory lock; on DuckDB the one writer per file), so two kernels
+asking at once cannot both pass a nearly exhausted cap: the first holds its worst case, the
+second sees it. A cap can be overshot by at most the one call that started below it.
+
+After the call, ``settle`` replaces the reservation with the usage the API reported, its cost
+from the dated price table and the latency. A reservation whose kernel died is ignored after
+``STALE_AFTER`` (longer than a call with all its retries can take).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+
+from revtops_kernel.agent.caps import Cap, caps_for, period_bounds
+from revtops_kernel.agent.pricing import ModelPrice, cost_of, price_of
+from revtops_kernel.errors import CostCapError
+from revtops_kernel.settings import Settings
+from revtops_kernel.store.database import Database
+from revtops_kernel.store.schema import LlmUsage
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=30)
+CHARS_PER_TOKEN = 3  # a conservative estimate of the request's size before the API counts it
+LOCK_NAMESPACE = "revtops-llm-cost-cap:"
+
+
+@dataclass(frozen=True)
+class CallUsage:
+    """What one call used, as the API reported it (``CallOutcome`` carries these fields)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """An admitted call: its ledger row and when it started."""
+
+    row_id: uuid.UUID
+    model: str
+    started: float  # time.perf_counter()
+    price: ModelPrice | None
+
+
+class Ledger:
+    """Records calls in ``llm_usage`` and enforces the cost caps, for one store."""
+
+    def __init__(
+        self, db: Database, settings: Settings, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def meter(
+        self, org: str, user_id: uuid.UUID | None, conversation_id: uuid.UUID | None
+    ) -> Meter:
+        return Meter(self, org, user_id, conversation_id)
+
+    # -- before the call ------------------------------------------------------------------------
+
+    def admit(self, meter: Meter, request: dict[str, Any]) -> Ticket:
+        """Check the caps and reserve the call's worst case; ``CostCapError`` if over a cap."""
+        model = str(request.get("model", self.settings.model))
+        now = self._clock()
+        price = price_of(model, now.date())
+        reserve = _worst_case(request, price)
+        row_id = uuid.uuid4()
+        with self.db.begin() as connection:
+            caps = caps_for(connection, self.settings, meter.org).active()
+            if caps:
+                _lock_org(connection, meter.org)
+                for cap in caps:
+                    spent = _spent(connection, meter.org, cap, now)
+                    if spent >= cap.usd:
+                        raise CostCapError(
+                            org=meter.org,
+                            period=cap.period,
+                            cap_usd=cap.usd,
+                            spent_usd=spent,
+                            setting=cap.source,
+                            resets_at=period_bounds(cap.period, now)[1],
+                        )
+            connection.execute(
+                insert(LlmUsage).values(
+                    id=row_id,
+                    organization_id=meter.org,
+                    user_id=meter.user_id,
+                    conversation_id=meter.conversation_id,
+                    model=model,
+                    status="reserved",
+                    reserved_usd=reserve,
+                    price_date=price.effective if price else None,
+                    started_at=now,
+                )
+            )
+        return Ticket(row_id, model, time.perf_counter(), price)
+
+    # -- after the call -------------------------------------------------------------------------
+
+    def settle(self, ticket: Ticket, usage: CallUsage, status: str) -> Decimal | None:
+        """Write what the call used; its cost (None for a model the table does not price)."""
+        latency_ms = round((time.perf_counter() - ticket.started) * 1000)
+        cost = (
+            cost_of(
+                ticket.price,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_creation_tokens=usage.cache_creation_tokens,
+            )
+            if ticket.price is not None
+            else None
+        )
+        with self.db.begin() as connection:
+            connection.execute(
+                update(LlmUsage)
+                .where(LlmUsage.id == ticket.row_id)
+                .values(
+                    status=status,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_read_tokens=usage.cache_read_tokens,
+                    cache_creation_tokens=usage.cache_creation_tokens,
+                    cost_usd=cost if cost is not None else Decimal(0),
+                    reserved_usd=Decimal(0),
+                    latency_ms=latency_ms,
+                    finished_at=self._clock(),
+                )
+            )
+        return cost
+
+
+@dataclass(frozen=True)
+class Meter:
+    """The ledger bound to one question's organization, user and conversation."""
+
+    ledger: Ledger
+    org: str
+    user_id: uuid.UUID | None
+    conversation_id: uuid.UUID | None
+
+    def admit(self, request: dict[str, Any]) -> Ticket:
+        return self.ledger.admit(self, request)
+
+    def settle(self, ticket: Ticket, usage: CallUsage, status: str) -> None:
+        try:
+            self.ledger.settle(ticket, usage, status)
+        except Exception:  # the answer is already paid for and streamed: keep it, log this
+            log.exception("could not settle ledger row %s", ticket.row_id)
+
+
+def _worst_case(request: dict[str, Any], price: ModelPrice | None) -> Decimal:
+    if price is None:
+        return Decimal(0)
+    size = len(
+        json.dumps(
+            [request.get("system"), request.get("tools"), request.get("messages")],
+            default=str,
+            ensure_ascii=False,
+        )
+    )
+    return cost_of(
+        price,
+        input_tokens=size // CHARS_PER_TOKEN + 1,
+        output_tokens=int(request.get("max_tokens") or 0),
+    )
+
+
+def _lock_org(connection: Connection, org: str) -> None:
+    """Serialize admissions of one organization until this transaction ends (PostgreSQL);
+    DuckDB has one writer per file, and ``db.begin`` serializes this process's."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": LOCK_NAMESPACE + org},
+        )
+
+
+def _spent(connection: Connection, org: str, cap: Cap, now: datetime) -> Decimal:
+    """Settled cost in the cap's period plus what calls in flight hold."""
+    start, end = period_bounds(cap.period, now)
+    live = or_(LlmUsage.status != "reserved", LlmUsage.started_at >= now - STALE_AFTER)
+    value = connection.execute(
+        select(func.coalesce(func.sum(LlmUsage.cost_usd + LlmUsage.reserved_usd), 0)).where(
+            and_(
+                LlmUsage.organization_id == org,
+                LlmUsage.started_at >= start,
+                LlmUsage.started_at < end,
+                live,
+            )
+        )
+    ).scalar_one()
+    return Decimal(value)
