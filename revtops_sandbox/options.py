@@ -19,12 +19,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="1 = a 50-rep team (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same data (default: 0)")
-    parser.add_argument(
-        "--anchor",
-        type=parse_day,
-        default=DEFAULT_ANCHOR,
-        help=f"the data's 'today', YYYY-MM-DD (default: {DEFAULT_ANCHOR.date()})",
-    )
+    add_anchor_argument(parser)
     parser.add_argument(
         "--rate-limits", action="store_true", help="enforce the providers' rate limits"
     )
@@ -34,6 +29,25 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+
+
+def add_anchor_argument(parser: argparse.ArgumentParser) -> None:
+    """``--anchor``: the data's "today". A demo should look like a live company, so the command
+    line anchors it to the current day; tests and evals pass a fixed day (the library's default,
+    ``DEFAULT_ANCHOR``) to get the same data every run."""
+    parser.add_argument(
+        "--anchor",
+        type=parse_day,
+        default=today(),
+        help="the data's 'today', YYYY-MM-DD (default: today, UTC; "
+        f"tests and evals use {DEFAULT_ANCHOR.date()})",
+    )
+
+
+def today() -> datetime:
+    """Midnight UTC of the current day."""
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
 
 
 def parse_day(text: str) -> datetime:

@@ -8,7 +8,7 @@ import argparse
 from revtops_kernel.cli import cmd_info, summarize_sync
 from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
-from revtops_sandbox.options import add_cli_arguments
+from revtops_sandbox.options import add_anchor_argument, add_cli_arguments
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--crm", choices=CRM_PROVIDERS, default="hubspot", help="which CRM the company uses"
     )
     demo.add_argument("--port", type=int, default=8866, help="the web app's port")
+    add_anchor_argument(demo)
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -45,8 +46,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.sync import run_sync
     from revtops_sandbox import SandboxServer
 
-    print(f"starting the sandbox (scale {args.scale}, seed {args.seed})…")
-    with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
+    print(
+        f"starting the sandbox (scale {args.scale}, seed {args.seed}, today {args.anchor.date()})…"
+    )
+    with SandboxServer(scale=args.scale, seed=args.seed, anchor=args.anchor) as sandbox:
         # One CRM: the sandbox's HubSpot and Salesforce are two views of the same company, so
         # syncing both into one organization would count every deal twice.
         connected = {
