@@ -296,3 +296,30 @@ class CostCapError(RevtopsError):
             "still answer. An admin can raise the cap with `revtops usage caps`."
         )
 
+
+class QuotaImportError(RevtopsError):
+    """A quota file that cannot be imported; nothing of it was stored.
+
+    ``source`` names the file; ``problems`` lists every problem found, each naming its line and
+    column; ``unknown_owners`` the emails that match no owner of the organization."""
+
+    def __init__(
+        self, source: str, problems: list[str], unknown_owners: tuple[str, ...] = ()
+    ) -> None:
+        self.source = source
+        self.problems = list(problems)
+        self.unknown_owners = list(unknown_owners)
+        shown = self.problems[:20]
+        more = len(self.problems) - len(shown)
+        lines = "\n".join(f"  - {p}" for p in shown) + (f"\n  … and {more} more" if more else "")
+        super().__init__(f"{source}: nothing imported; fix these and import again:\n{lines}")
+
+
+class RiskSettingsError(RevtopsError):
+    """An organization's deal-risk threshold was refused: ``name`` is the threshold
+    (``risk_ghosted_days``...), ``problem`` what is wrong with the value given."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"deal-risk threshold {name}: {problem}")

@@ -4,6 +4,10 @@ Retries (429, 529, 5xx, connection errors and in-stream ``error`` events) honour
 ``retry-after`` up to a cap, otherwise back off exponentially with jitter; each retry is a
 ``Notice``. The SDK's own retries are off (``max_retries=0``) so that the user hears about
 them and a cancel can interrupt the wait.
+
+With a ``Meter`` (the cost ledger, ``agent/ledger.py``), each attempt is admitted against the
+organization's cost caps before it starts and writes its ``llm_usage`` row when it ends, with
+the usage the API reported (also for a failed or cancelled attempt: what was streamed counts).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 import anthropic
 
 from revtops_kernel.agent.events import AgentEvent, Error, Notice, TextDelta, ToolCallStarted
+from revtops_kernel.agent.ledger import CallUsage, Meter
 from revtops_kernel.agent.wire import canonical_block
+from revtops_kernel.errors import CostCapError
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,15 @@ class CallOutcome:
         return [b for b in self.blocks if b.get("type") == "tool_use"]
 
     @property
+    def usage(self) -> CallUsage:
+        return CallUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_creation_tokens=self.cache_creation_tokens,
+        )
+
+    @property
     def total_tokens(self) -> int:
         return (
             self.input_tokens
@@ -71,14 +86,17 @@ def call_with_retries(
     request: dict[str, Any],
     cancel: threading.Event,
     policy: RetryPolicy,
+    *,
+    meter: Meter | None = None,
 ) -> Generator[AgentEvent, None, CallOutcome]:
-    """One call, streamed, retried per ``policy``; raises ``CallFailed`` once it gives up."""
+    """One call, streamed, retried per ``policy``; raises ``CallFailed`` once it gives up (or
+    when ``meter`` finds the organization over a cost cap)."""
     attempt = 0
     streamed = threading.Event()  # set once text of this call reached the consumer
     while True:
         streamed.clear()
         try:
-            return (yield from stream_call(client, request, cancel, streamed))
+            return (yield from metered_call(client, request, cancel, streamed, meter))
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             retryable, kind, wait = classify(exc)
             broke_off = streamed.is_set()
@@ -95,17 +113,46 @@ def call_with_retries(
                 return CallOutcome(cancelled=True)
 
 
+def metered_call(
+    client: anthropic.Anthropic,
+    request: dict[str, Any],
+    cancel: threading.Event,
+    streamed: threading.Event,
+    meter: Meter | None,
+) -> Generator[AgentEvent, None, CallOutcome]:
+    """One attempt, admitted by the cost caps and written to the ledger however it ends."""
+    if meter is None:
+        return (yield from stream_call(client, request, cancel, streamed))
+    try:
+        ticket = meter.admit(request)
+    except CostCapError as exc:
+        raise CallFailed(Error(str(exc), kind="cost_cap")) from exc
+    outcome = CallOutcome()
+    status = "failed"
+    try:
+        yield from stream_call(client, request, cancel, streamed, outcome)
+        status = "cancelled" if outcome.cancelled else "done"
+        return outcome
+    except BaseException as exc:  # a closed generator or Ctrl-C stops a call the API bills
+        status = "failed" if isinstance(exc, Exception) else "cancelled"
+        raise
+    finally:
+        meter.settle(ticket, outcome.usage, status)
+
+
 def stream_call(
     client: anthropic.Anthropic,
     request: dict[str, Any],
     cancel: threading.Event,
     streamed: threading.Event,
+    outcome: CallOutcome | None = None,
 ) -> Generator[AgentEvent, None, CallOutcome]:
     """Stream one call: text deltas and finished tool calls as events, blocks accumulated.
 
     ``cancel`` is checked between stream events; the stream is closed however this ends.
-    ``streamed`` is set once text reached the consumer (a retry then restarts the answer)."""
-    outcome = CallOutcome()
+    ``streamed`` is set once text reached the consumer (a retry then restarts the answer).
+    ``outcome`` is filled in place when given, so its usage survives a call that fails."""
+    outcome = outcome if outcome is not None else CallOutcome()
     partial: dict[int, dict[str, Any]] = {}
     json_parts: dict[int, list[str]] = {}
     stream = client.messages.create(**request, stream=True)

@@ -39,6 +39,7 @@ from revtops_kernel.agent.events import (
     Notice,
     Usage,
 )
+from revtops_kernel.agent.ledger import Ledger
 from revtops_kernel.agent.pricing import cost_usd
 from revtops_kernel.agent.prompt import (
     CACHE_CONTROL,
@@ -79,6 +80,7 @@ class Copilot:
         user_id: uuid.UUID | None = None,
         client: anthropic.Anthropic | None = None,
         clock: Callable[[], datetime] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -86,6 +88,7 @@ class Copilot:
         self.user_id = user_id
         self._client = client
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.ledger = ledger or Ledger(db, settings, clock=self._clock)  # every call is a row
         self._tools: list[dict[str, Any]] | None = None
         self._stable: str | None = None
         self.last_request: dict[str, Any] | None = None
@@ -146,9 +149,13 @@ class Copilot:
         conversation_id: uuid.UUID | None = None,
         timezone: str | None = None,
         cancel: threading.Event | None = None,
+        prelude: Sequence[tuple[str, list[dict[str, Any]]]] = (),
     ) -> Iterator[AgentEvent]:
-        """Answer ``question``; creates a conversation when none is given (see ``Done``)."""
-        state = _QuestionState(conversation_id)
+        """Answer ``question``; creates a conversation when none is given (see ``Done``).
+
+        ``prelude``: messages stored after the question, before the first call (a verified
+        query's completed tool call: the model writes its answer from that result)."""
+        state = _QuestionState(conversation_id, prelude=list(prelude))
         finished = False
         refused_kind = ""  # the API error's kind when a call failed
         try:
@@ -246,7 +253,8 @@ class Copilot:
                 return "token_cap"
             request = self.build_request(history, system, answer_now=answer_now)
             self.last_request = request
-            outcome = yield from call_with_retries(client, request, cancel, policy)
+            meter = self.ledger.meter(self.org, self.user_id, state.conversation_id)
+            outcome = yield from call_with_retries(client, request, cancel, policy, meter=meter)
             calls += 1
             if outcome.cancelled:
                 return "cancelled"
@@ -303,6 +311,8 @@ class Copilot:
         blocks = [{"type": "text", "text": question}]
         self._save(state, [store.NewMessage("user", blocks)])
         history.append(("user", blocks))
+        self._save(state, [store.NewMessage(role, b) for role, b in state.prelude])
+        history += state.prelude
         return history
 
     def _save(self, state: _QuestionState, messages: list[store.NewMessage]) -> None:
@@ -395,6 +405,7 @@ class _QuestionState:
     tokens: int = 0
     capped: bool = False
     pending: list[store.NewMessage] = field(default_factory=list)
+    prelude: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def _with_blocks(message: store.NewMessage, blocks: list[dict[str, Any]]) -> store.NewMessage:

@@ -1,0 +1,1 @@
+"""Revenue intelligence over the common schema: deal risk, pipeline movement, quotas."""
