@@ -20,11 +20,13 @@ from revtops_kernel.agent.events import (
     Done,
     Error,
     Notice,
+    Suggestions,
     TablePreview,
     TextDelta,
     ToolCallStarted,
     ToolResult,
     Usage,
+    VerifiedAnswer,
 )
 from revtops_kernel.ui import views
 from revtops_kernel.ui.markdown import render_markdown
@@ -140,8 +142,74 @@ class NullSurface:
         return None
 
 
+class AnswerRecorder:
+    """The record of one answer (text, queries, artifacts, usage, errors), drawing nothing."""
+
+    def __init__(self, question: str) -> None:
+        self.answer = Answer(question=question)
+        self._calls: dict[str, ToolCallStarted] = {}
+        self._segment_break = False
+
+    def handle(self, event: AgentEvent) -> None:
+        answer = self.answer
+        if isinstance(event, TextDelta):
+            if self._segment_break and answer.text:
+                answer.text += "\n\n"  # text before and after a tool call: two paragraphs
+            self._segment_break = False
+            answer.text += event.text
+        elif isinstance(event, ToolCallStarted):
+            self._calls[event.id] = event
+            self._segment_break = True
+        elif isinstance(event, ToolResult):
+            call = self._calls.pop(event.id, None)
+            answer.queries.append(
+                QueryRun(
+                    tool=event.name,
+                    sql=event.sql or (call.sql if call is not None else None),
+                    ok=event.ok,
+                    summary=event.summary,
+                    verified=event.verified,
+                    table=event.table,
+                )
+            )
+        elif isinstance(event, ArtifactCreated):
+            self._segment_break = True
+            answer.artifacts.append(event)
+        elif isinstance(event, VerifiedAnswer):
+            self._segment_break = True
+            answer.queries.append(
+                QueryRun(
+                    tool=event.name,
+                    sql=event.sql,
+                    ok=True,
+                    summary=event.title,
+                    verified=True,
+                    table=event.table,
+                )
+            )
+        elif isinstance(event, Suggestions):
+            answer.notices.append(event.message)
+        elif isinstance(event, Usage):
+            answer.usage.append(event)
+        elif isinstance(event, Notice):
+            answer.notices.append(event.message)
+        elif isinstance(event, Error):
+            self.error(event.message, event.kind)
+        elif isinstance(event, Done):
+            self._segment_break = True
+            answer.conversation_id = event.conversation_id
+            answer.stop_reason = event.stop_reason
+
+    def error(self, message: str, kind: str = "error") -> None:
+        """The first error is the answer's error."""
+        self._segment_break = True
+        if self.answer.error is None:
+            self.answer.error = message
+            self.answer.error_kind = kind
+
+
 class AnswerRenderer:
-    """Turns the agent's events into cards on ``surface`` and fills ``answer``."""
+    """Turns the agent's events into cards on ``surface``; ``answer`` is the record."""
 
     def __init__(
         self,
@@ -151,13 +219,16 @@ class AnswerRenderer:
         max_rate: float = DEFAULT_MAX_RATE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.answer = Answer(question=question)
+        self.recorder = AnswerRecorder(question)
         self.surface = surface
         self.coalescer = TextCoalescer(self._show_text, max_rate=max_rate, clock=clock)
         self._frozen_blocks = 0
         self._tail: Slot | None = None
-        self._segment_break = False
-        self._calls: dict[str, tuple[ToolCallStarted, Slot]] = {}
+        self._slots: dict[str, tuple[ToolCallStarted, Slot]] = {}
+
+    @property
+    def answer(self) -> Answer:
+        return self.recorder.answer
 
     # --- text -----------------------------------------------------------------------------
     def _show_text(self, segment: str) -> None:
@@ -183,61 +254,46 @@ class AnswerRenderer:
         self.coalescer.retarget(self._show_text, "")
         self._frozen_blocks = 0
         self._tail = None
-        self._segment_break = True
 
     # --- events ---------------------------------------------------------------------------
     def handle(self, event: AgentEvent) -> None:
+        if isinstance(event, Error):
+            self.show_error(event.message, event.kind)
+            return
+        self.recorder.handle(event)
         if isinstance(event, TextDelta):
-            if self._segment_break and self.answer.text:
-                self.answer.text += "\n\n"  # text before and after a tool call: two paragraphs
-            self._segment_break = False
-            self.answer.text += event.text
             self.coalescer.add(event.text)
         elif isinstance(event, ToolCallStarted):
             self._end_text_segment()
-            self._calls[event.id] = (event, self.surface.add_html(views.tool_call_card(event)))
+            self._slots[event.id] = (event, self.surface.add_html(views.tool_call_card(event)))
         elif isinstance(event, ToolResult):
-            self._on_tool_result(event)
+            call, slot = self._slots.pop(event.id, (None, None))
+            html = views.tool_result_card(call, event)
+            if slot is None:
+                self.surface.add_html(html)
+            else:
+                slot.update(html)
         elif isinstance(event, ArtifactCreated):
             self._on_artifact(event)
-        elif isinstance(event, Usage):
-            self.answer.usage.append(event)
+        elif isinstance(event, VerifiedAnswer):
+            self._end_text_segment()
+            self.surface.add_html(views.verified_answer_card(event))
+            if event.chart is not None:
+                self.surface.add_figure(event.chart)
+        elif isinstance(event, Suggestions):
+            self.surface.add_html(views.suggestions_card(event))
         elif isinstance(event, Notice):
-            self.answer.notices.append(event.message)
             self.surface.add_html(views.notice_line(event.message))
-        elif isinstance(event, Error):
-            self.show_error(event.message, event.kind)
         elif isinstance(event, Done):
             self._end_text_segment()
-            self.answer.conversation_id = event.conversation_id
-            self.answer.stop_reason = event.stop_reason
             if self.answer.verified and self.answer.error is None:
                 self.surface.add_html(
                     f'<div class="rt-status">{views.verified_badge()} '
                     "this answer comes from verified queries</div>"
                 )
 
-    def _on_tool_result(self, result: ToolResult) -> None:
-        call, slot = self._calls.pop(result.id, (None, None))
-        html = views.tool_result_card(call, result)
-        if slot is None:
-            self.surface.add_html(html)
-        else:
-            slot.update(html)
-        self.answer.queries.append(
-            QueryRun(
-                tool=result.name,
-                sql=result.sql or (call.sql if call is not None else None),
-                ok=result.ok,
-                summary=result.summary,
-                verified=result.verified,
-                table=result.table,
-            )
-        )
-
     def _on_artifact(self, artifact: ArtifactCreated) -> None:
         self._end_text_segment()
-        self.answer.artifacts.append(artifact)
         if not artifact.figures or artifact.verified:  # a chart carries its own title
             self.surface.add_html(views.artifact_title(artifact.title, verified=artifact.verified))
         for figure in artifact.figures:
@@ -253,7 +309,5 @@ class AnswerRenderer:
     def show_error(self, message: str, kind: str = "error") -> None:
         """A plain error card; the first error is the answer's error."""
         self._end_text_segment()
-        if self.answer.error is None:
-            self.answer.error = message
-            self.answer.error_kind = kind
+        self.recorder.error(message, kind)
         self.surface.add_html(views.error_card(message))

@@ -11,7 +11,13 @@ import html
 import json
 from typing import Any
 
-from revtops_kernel.agent.events import TablePreview, ToolCallStarted, ToolResult
+from revtops_kernel.agent.events import (
+    Suggestions,
+    TablePreview,
+    ToolCallStarted,
+    ToolResult,
+    VerifiedAnswer,
+)
 
 MAX_TABLE_ROWS = 20
 
@@ -131,3 +137,19 @@ def artifact_title(title: str, *, verified: bool) -> str:
 
 def escape(text: str) -> str:
     return html.escape(text)
+
+
+def verified_answer_card(answer: VerifiedAnswer) -> str:
+    """A verified query's result: its title and badge, the SQL one click away, the rows."""
+    note = f'<div class="rt-notice">{html.escape(answer.note)}</div>' if answer.note else ""
+    return (
+        f"{artifact_title(answer.title, verified=True)}{note}"
+        f'<details class="rt-tool rt-done"><summary>SQL</summary>'
+        f"<pre>{html.escape(answer.sql)}</pre></details>{table_html(answer.table)}"
+    )
+
+
+def suggestions_card(suggestions: Suggestions) -> str:
+    """What to ask instead: the closest verified questions, as text a user can copy."""
+    items = "".join(f"<li>{html.escape(s.question)}</li>" for s in suggestions.questions)
+    return f'<div class="rt-notice">{html.escape(suggestions.message)}</div><ul>{items}</ul>'

@@ -42,6 +42,9 @@ def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
 
 
 class WebApp(widgets.VBox):
+    """The header and the chat first; Integrations and Artifacts are built when first opened
+    (the first screen carries one chat widget instead of every tab's widgets)."""
+
     def __init__(
         self, identity: AppIdentity, *, db: Database | None = None, settings: Settings | None = None
     ) -> None:
@@ -54,19 +57,38 @@ class WebApp(widgets.VBox):
         self.chat = ChatPanel(
             db=self.db, settings=self.settings, org=org, user_id=identity.user_uuid
         )
-        self.gallery = ArtifactsGallery(
-            self.db, org=org, author=identity.name or identity.email or org
-        )
-        self.integrations = IntegrationsPanel(
-            self.db, self.settings, org=org, user_email=identity.email or None
-        )
-        self.tabs = widgets.Tab(children=[self.chat, self.integrations, self.gallery])
+        self.gallery: ArtifactsGallery | None = None
+        self.integrations: IntegrationsPanel | None = None
+        self._pages = {title: widgets.VBox() for title in TABS[1:]}
+        self.tabs = widgets.Tab(children=[self.chat, *self._pages.values()])
         for index, title in enumerate(TABS):
             self.tabs.set_title(index, title)
         self.tabs.observe(self._on_tab, names="selected_index")
         sign_out = os.environ.get("VOILA_BASE_URL", "/") + "logout"
         header = widgets.HTML(header_html(identity, sign_out_url=sign_out))
         self.children = [header, *self._notices(), self.tabs]
+
+    def open_integrations(self) -> IntegrationsPanel:
+        if self.integrations is None:
+            self.integrations = IntegrationsPanel(
+                self.db, self.settings, org=self.identity.organization_id,
+                user_email=self.identity.email or None,
+            )  # fmt: skip
+            self._pages["Integrations"].children = [self.integrations]
+        else:
+            self.integrations.refresh()
+        return self.integrations
+
+    def open_artifacts(self) -> ArtifactsGallery:
+        if self.gallery is None:
+            org = self.identity.organization_id
+            self.gallery = ArtifactsGallery(
+                self.db, org=org, author=self.identity.name or self.identity.email or org
+            )
+            self._pages["Artifacts"].children = [self.gallery]
+        self.gallery.timezone = self.chat.timezone
+        self.gallery.refresh()
+        return self.gallery
 
     def _notices(self) -> list[widgets.Widget]:
         """Say up front what is not configured, instead of at the first question."""
@@ -92,7 +114,6 @@ class WebApp(widgets.VBox):
 
     def _on_tab(self, change: dict[str, object]) -> None:
         if change.get("new") == TABS.index("Artifacts"):
-            self.gallery.timezone = self.chat.timezone
-            self.gallery.refresh()
+            self.open_artifacts()
         elif change.get("new") == TABS.index("Integrations"):
-            self.integrations.refresh()
+            self.open_integrations()
