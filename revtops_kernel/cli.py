@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.ask",
     "revtops_kernel.commands.export",
     "revtops_kernel.commands.listing",
+    "revtops_kernel.commands.notebooks",
     "revtops_kernel.commands.quotas",
 )
 

@@ -62,6 +62,9 @@ def test_the_product_wheel_contains_no_sandbox(wheels: dict[str, Path]) -> None:
     assert any(n.startswith("revtops_kernel/") for n in names)
     assert any(n.startswith("revtops_server/") for n in names)
     assert not [n for n in names if "sandbox" in n.split("/")[0] or n.startswith("revtops_sandbox")]
+    # The stock notebooks ship as package data (revtops_kernel.notebooks finds them there).
+    stock = {Path(n).name for n in names if n.startswith("revtops_kernel/stock_notebooks/")}
+    assert {"app.ipynb", "sync.ipynb", "pipeline_digest.ipynb", "tutorial.ipynb"} <= stock
     plain = {r.name.lower() for r in _requirements(wheels["product"]) if r.marker is None}
     assert not plain & SANDBOX_ONLY
     extra = [r for r in _requirements(wheels["product"]) if r.marker is not None]

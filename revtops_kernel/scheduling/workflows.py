@@ -29,6 +29,7 @@ from revtops_kernel.errors import (
     WorkflowInputError,
     WorkflowLimitError,
 )
+from revtops_kernel.notebooks import resolve_notebook
 from revtops_kernel.scheduling.cron import workflow_cron
 from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.parameters import check_parameters
@@ -336,12 +337,8 @@ def _check_room(conn: Connection, org: str, limits: WorkflowLimits) -> None:
 
 
 def _notebook_path(notebook: str | Path) -> Path:
-    path = Path(notebook).expanduser().resolve()
-    if path.suffix != ".ipynb":
-        raise WorkflowError(f"a workflow runs a notebook (.ipynb), got {str(notebook)!r}")
-    if not path.is_file():
-        raise WorkflowError(f"no notebook at {path}")
-    return path
+    """A path to an .ipynb, or a stock notebook's name (``sync``, ``pipeline_digest``)."""
+    return resolve_notebook(notebook)
 
 
 def _check_timeout(value: float | None) -> None:
