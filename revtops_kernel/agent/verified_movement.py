@@ -1,8 +1,561 @@
 """Verified queries of pipeline movement: waterfall between two dates, funnel and velocity,
-forecast against quota."""
+forecast against quota.
+
+Definitions, once (the catalogue repeats what the model needs):
+
+- **A rep** is an owner's email, lowercased: the same person synced from HubSpot and
+  Salesforce is one rep, and quotas (``quotas.owner_email``) join on it.
+- **Quota in a window**: a quota whose period lies inside the window counts in full; one that
+  straddles it counts pro rata by days (an annual quota in a quarter: 92/365 of it).
+- **Forecast against quota**: deals with a close date in the window. Closed won: won deals.
+  Commit, best case, pipeline: open deals by forecast category (the deal's, else its stage's;
+  none or an unknown one counts as pipeline; Omitted is left out). Open pipeline = commit +
+  best case + pipeline. Weighted = closed won + open amount × probability. Remaining quota =
+  quota − closed won, at least 0. Coverage = open pipeline ÷ remaining quota. Attainment =
+  closed won ÷ quota.
+- **Funnel**: deals created in the window, in their current pipeline. A deal *reached* a stage
+  if it entered that stage or a later open stage of its pipeline (stage history; its current
+  stage when it has none), or was won. Conversion = deals that reached the next open stage
+  (for the last open stage: were won) ÷ deals that reached this one; deals still open count as
+  not (yet) advanced. Days in stage: calendar days from entering a stage to entering the next,
+  over stage visits that ended.
+- **Velocity** = open deals × win rate × average won amount ÷ average cycle days: revenue per
+  day the open deals are expected to bring. Open deals: open today. Win rate, won amount and
+  cycle (created → close date): deals closed in the window.
+- **Waterfall**: a deal is *in the pipeline at instant t* when, as of t, it exists (created
+  at or before t, not deleted today), its stage is open (stage history), its close date is in
+  the tracked close window (``close_from``..``close_to``; when both are unset, any close date
+  counts, so every open deal is in), and its pipeline matches the ``pipeline`` filter. Its
+  value is its amount as of t (``deal_field_history``; none recorded: 0). Pipeline at t and
+  stage at t come from ``deal_stage_history``; amount and close date from
+  ``deal_field_history``; a deal without history keeps its current values since creation.
+  The owner is today's (owner history is not synced). Opening is at ``start_date`` 00:00 UTC,
+  closing at the end of ``end_date``. Every change in between moves the deal in, out or within
+  a row, and each movement is classified where it happens:
+  in → in the same row: amount ``increased`` or ``decreased``;
+  out → in: ``created`` (its first moment), ``moved_in`` (it was in the pipeline in another
+  row or another pipeline), ``reopened`` (it was closed), ``pulled_in`` (its close date moved
+  into the window);
+  in → out: ``won``, ``lost``, ``moved_out`` (still open in the window, in another row or
+  pipeline), ``pushed_out`` (its close date left the window, later or earlier), each at the
+  amount it leaves with (a change of amount at that same moment is an increase or decrease).
+  So per row: opening + created + reopened + moved_in + pulled_in + increased − decreased −
+  pushed_out − moved_out − won − lost = closing, to the cent. Opening and closing are read
+  from the deals' states at those instants, the movements from the changes between them, so
+  ``unexplained`` (opening + movements − closing) checks the classification: it is 0.
+"""
 
 from __future__ import annotations
 
-from revtops_kernel.agent.verified_base import VerifiedQuery
+from revtops_kernel.agent.verified_base import (
+    DEAL_JOINS,
+    FILTER_ARGS,
+    OPEN,
+    OWNER_MATCH,
+    PIPELINE_MATCH,
+    VerifiedQuery,
+)
+from revtops_kernel.agent.verified_params import (
+    Param,
+    end_param,
+    owner_param,
+    pipeline_param,
+    start_param,
+)
 
-MOVEMENT_QUERIES: tuple[VerifiedQuery, ...] = ()
+# An open deal's forecast bucket: its own category, else its stage's; unknown is pipeline.
+_CATEGORY = "COALESCE(d.forecast_category, s.forecast_category)"
+_PROBABILITY = "COALESCE(d.probability, s.probability, 0)"
+
+FORECAST_VS_QUOTA = VerifiedQuery(
+    name="forecast_vs_quota",
+    title="Forecast against quota",
+    keywords=("quota", "quotas", "attainment", "coverage", "target", "targets"),
+    phrasings=(
+        "How are we tracking against quota this quarter?",
+        "Forecast versus quota by rep",
+        "What's each rep's quota attainment?",
+        "Pipeline coverage of the remaining quota",
+        "Which reps are behind their quota?",
+        "Quota attainment by team this quarter",
+        "How much of our target have we closed?",
+        "Do we have enough pipeline to hit quota?",
+        "Commit and best case against each rep's quota",
+    ),
+    description="Per rep (or team) for deals closing in a window, against the quotas imported "
+    "with `revtops quotas import`: quota, closed won, commit, best case, pipeline, weighted, "
+    "open pipeline, remaining quota, coverage (open pipeline ÷ remaining quota) and attainment "
+    "(closed won ÷ quota).",
+    params=(
+        start_param("start of this quarter", "close dates and quota periods from"),
+        end_param("end of this quarter", "close dates and quota periods up to"),
+        Param(
+            "group_by",
+            "choice",
+            "One row per rep, per team (the quota file's team), or one in total.",
+            default="owner",
+            choices=("owner", "team", "none"),
+        ),
+        pipeline_param(),
+        owner_param(),
+    ),
+    sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
+),
+reps AS (
+    SELECT o.id AS owner_id, COALESCE(lower(o.email), CAST(o.id AS TEXT)) AS rep, o.full_name
+    FROM owners o CROSS JOIN args
+    WHERE o.deleted_at IS NULL AND {OWNER_MATCH}
+),
+quota AS (
+    SELECT q.owner_email AS rep, max(q.team) AS team,
+        CAST(sum(CASE WHEN q.period_start >= args.start_date AND q.period_end <= args.end_date
+            THEN q.amount
+            ELSE q.amount * (least(q.period_end, args.end_date)
+                - greatest(q.period_start, args.start_date) + 1)
+                / (q.period_end - q.period_start + 1) END) AS NUMERIC(18, 2)) AS quota
+    FROM quotas q CROSS JOIN args
+    WHERE q.period_start <= args.end_date AND q.period_end >= args.start_date
+        AND (args.owner IS NULL OR q.owner_email IN (SELECT r.rep FROM reps r))
+    GROUP BY q.owner_email
+),
+booked AS (
+    SELECT COALESCE(r.rep, '(no owner)') AS rep,
+        COALESCE(sum(d.amount) FILTER (WHERE d.is_won), 0) AS closed_won,
+        COALESCE(sum(d.amount) FILTER (WHERE {OPEN} AND {_CATEGORY} = 'Commit'), 0) AS commit,
+        COALESCE(sum(d.amount) FILTER (WHERE {OPEN} AND {_CATEGORY} = 'Best Case'), 0)
+            AS best_case,
+        COALESCE(sum(d.amount) FILTER (WHERE {OPEN}
+            AND COALESCE({_CATEGORY}, 'Pipeline') NOT IN ('Commit', 'Best Case', 'Omitted')), 0)
+            AS pipeline,
+        COALESCE(sum(d.amount * {_PROBABILITY}) FILTER (WHERE {OPEN}
+            AND COALESCE({_CATEGORY}, 'Pipeline') <> 'Omitted'), 0) AS open_weighted
+    FROM deals d CROSS JOIN args
+    LEFT JOIN reps r ON r.owner_id = d.owner_id
+    LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
+    LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
+    WHERE d.deleted_at IS NULL AND d.close_date BETWEEN args.start_date AND args.end_date
+        AND {PIPELINE_MATCH} AND (args.owner IS NULL OR r.rep IS NOT NULL)
+    GROUP BY COALESCE(r.rep, '(no owner)')
+),
+per_rep AS (
+    SELECT COALESCE(b.rep, q.rep) AS rep, q.team, q.quota,
+        COALESCE(b.closed_won, 0) AS closed_won, COALESCE(b.commit, 0) AS commit,
+        COALESCE(b.best_case, 0) AS best_case, COALESCE(b.pipeline, 0) AS pipeline,
+        COALESCE(b.open_weighted, 0) AS open_weighted
+    FROM booked b FULL OUTER JOIN quota q ON q.rep = b.rep
+),
+grouped AS (
+    SELECT CASE args.group_by WHEN 'owner' THEN COALESCE(n.name, pr.rep) END AS owner,
+        CASE args.group_by WHEN 'none' THEN 'All' ELSE COALESCE(pr.team, '(no team)') END AS team,
+        count(*) AS reps, sum(pr.quota) AS quota, sum(pr.closed_won) AS closed_won,
+        sum(pr.commit) AS commit, sum(pr.best_case) AS best_case, sum(pr.pipeline) AS pipeline,
+        sum(pr.closed_won + pr.open_weighted) AS weighted,
+        sum(pr.commit + pr.best_case + pr.pipeline) AS open_pipeline
+    FROM per_rep pr CROSS JOIN args
+    LEFT JOIN (SELECT r.rep, max(r.full_name) AS name FROM reps r GROUP BY r.rep) n
+        ON n.rep = pr.rep
+    GROUP BY CASE args.group_by WHEN 'owner' THEN COALESCE(n.name, pr.rep) END,
+        CASE args.group_by WHEN 'none' THEN 'All' ELSE COALESCE(pr.team, '(no team)') END
+)
+SELECT team, owner, reps, quota, closed_won, commit, best_case, pipeline,
+    round(weighted, 2) AS weighted, open_pipeline,
+    CASE WHEN quota IS NULL THEN NULL WHEN quota > closed_won THEN quota - closed_won
+        ELSE 0 END AS remaining_quota,
+    round(open_pipeline / NULLIF(CASE WHEN quota > closed_won THEN quota - closed_won END, 0), 2)
+        AS coverage,
+    round(closed_won / NULLIF(quota, 0), 4) AS attainment
+FROM grouped
+ORDER BY team, attainment DESC NULLS LAST, closed_won DESC, owner""",
+    note="Quota comes from `revtops quotas import`; reps are matched by email. Coverage is open "
+    "pipeline ÷ (quota − closed won); weighted = closed won + open amount × probability.",
+)
+
+STAGE_FUNNEL = VerifiedQuery(
+    name="stage_funnel",
+    title="Stage funnel: conversion and days in stage",
+    keywords=("conversion", "convert", "converts", "funnel", "advance", "advanced", "drop"),
+    phrasings=(
+        "What are our stage-to-stage conversion rates?",
+        "How many deals convert from each stage to the next?",
+        "Funnel conversion by stage this year",
+        "How long do deals spend in each stage?",
+        "Median days in each stage",
+        "Where do deals drop out of the funnel?",
+        "Stage conversion and time in stage for New Business",
+        "What share of deals advance past each stage?",
+    ),
+    description="Deals created in a window, per pipeline and open stage in order: how many "
+    "reached the stage, how many advanced to the next (the last open stage: were won), the "
+    "conversion rate, the win rate from the stage, and the median and average calendar days "
+    "in the stage; then the won stage.",
+    params=(
+        start_param("one year ago", "deals created from"),
+        end_param("today", "deals created up to"),
+        pipeline_param(),
+        owner_param(),
+    ),
+    sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        {FILTER_ARGS}
+),
+cohort AS (
+    SELECT d.id, d.pipeline_id, COALESCE(d.is_won, false) AS is_won,
+        CASE WHEN NOT COALESCE(s.is_closed, false) THEN s.display_order END AS current_order
+    FROM deals d CROSS JOIN args{DEAL_JOINS}
+    WHERE d.deleted_at IS NULL AND d.created_at >= args.start_date
+        AND d.created_at < args.end_date + 1 AND {PIPELINE_MATCH} AND {OWNER_MATCH}
+),
+visits AS (
+    SELECT h.deal_id, h.stage_id, h.entered_at,
+        lead(h.entered_at) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS left_at
+    FROM deal_stage_history h JOIN cohort c ON c.id = h.deal_id
+    WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+),
+progress AS (
+    SELECT c.id AS deal_id, c.pipeline_id, c.is_won,
+        COALESCE(max(s.display_order), c.current_order) AS furthest
+    FROM cohort c
+    LEFT JOIN visits v ON v.deal_id = c.id
+    LEFT JOIN deal_stages s ON s.id = v.stage_id AND s.deleted_at IS NULL
+        AND s.pipeline_id = c.pipeline_id AND NOT COALESCE(s.is_closed, false)
+        AND COALESCE(s.is_active, true)
+    GROUP BY c.id, c.pipeline_id, c.is_won, c.current_order
+),
+stages AS (
+    SELECT s.id, s.pipeline_id, s.label, s.display_order,
+        lead(s.display_order) OVER (PARTITION BY s.pipeline_id ORDER BY s.display_order)
+            AS next_order
+    FROM deal_stages s
+    WHERE s.deleted_at IS NULL AND COALESCE(s.is_active, true)
+        AND NOT COALESCE(s.is_closed, false)
+),
+stage_days AS (
+    SELECT v.stage_id, count(*) AS visits,
+        percentile_cont(0.5) WITHIN GROUP (
+            ORDER BY CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)) AS median_days,
+        round(avg(CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)), 1) AS avg_days
+    FROM visits v WHERE v.left_at IS NOT NULL
+    GROUP BY v.stage_id
+),
+funnel AS (
+    SELECT st.pipeline_id, st.id AS stage_id, st.label, st.display_order,
+        count(pr.deal_id) FILTER (WHERE pr.is_won OR pr.furthest >= st.display_order) AS reached,
+        count(pr.deal_id) FILTER (WHERE pr.is_won OR pr.furthest >= st.next_order) AS advanced,
+        count(pr.deal_id) FILTER (WHERE pr.is_won) AS won
+    FROM stages st LEFT JOIN progress pr ON pr.pipeline_id = st.pipeline_id
+    GROUP BY st.pipeline_id, st.id, st.label, st.display_order
+    UNION ALL
+    SELECT s.pipeline_id, s.id, s.label, s.display_order,
+        count(pr.deal_id) FILTER (WHERE pr.is_won), NULL, count(pr.deal_id) FILTER (WHERE pr.is_won)
+    FROM deal_stages s LEFT JOIN progress pr ON pr.pipeline_id = s.pipeline_id
+    WHERE s.deleted_at IS NULL AND s.is_won
+    GROUP BY s.pipeline_id, s.id, s.label, s.display_order
+)
+SELECT p.name AS pipeline, f.label AS stage, f.display_order AS stage_order, f.reached,
+    f.advanced, round(CAST(f.advanced AS NUMERIC) / NULLIF(f.reached, 0), 4) AS conversion_rate,
+    round(CAST(f.won AS NUMERIC) / NULLIF(f.reached, 0), 4) AS win_rate_from_stage,
+    sd.median_days AS median_days_in_stage, sd.avg_days AS avg_days_in_stage,
+    COALESCE(sd.visits, 0) AS completed_visits
+FROM funnel f CROSS JOIN args
+JOIN pipelines p ON p.id = f.pipeline_id AND p.deleted_at IS NULL
+LEFT JOIN stage_days sd ON sd.stage_id = f.stage_id
+WHERE {PIPELINE_MATCH} AND f.reached > 0
+ORDER BY p.display_order, p.name, f.display_order""",
+    note="A deal reached a stage if it entered it or a later open stage, or was won; deals "
+    "still open count as not yet advanced. Days in stage are calendar days.",
+)
+
+_SEGMENT = """CASE args.group_by
+        WHEN 'owner' THEN COALESCE(o.full_name, o.email, '(no owner)')
+        WHEN 'deal_type' THEN COALESCE(d.deal_type, '(no type)')
+        WHEN 'pipeline' THEN COALESCE(p.name, '(no pipeline)')
+        WHEN 'account_size' THEN CASE WHEN acc.employee_count IS NULL THEN '(size unknown)'
+            WHEN acc.employee_count < 200 THEN 'SMB (under 200)'
+            WHEN acc.employee_count < 2000 THEN 'Mid-market (200-1,999)'
+            ELSE 'Enterprise (2,000+)' END
+        ELSE 'All' END"""
+
+SALES_VELOCITY = VerifiedQuery(
+    name="sales_velocity",
+    title="Sales velocity",
+    keywords=("velocity", "speed", "fast", "segment", "segments"),
+    phrasings=(
+        "What's our sales velocity?",
+        "Sales velocity by rep",
+        "How fast is revenue moving through the pipeline?",
+        "Pipeline velocity per segment",
+        "Sales velocity by deal type",
+        "Revenue per day from our open pipeline",
+        "Velocity by company size",
+        "Which segment has the best sales velocity?",
+    ),
+    description="Sales velocity = open deals × win rate × average won amount ÷ average cycle "
+    "days (revenue per day), per rep, deal type, pipeline, account size or overall: open deals "
+    "today; win rate, average won amount and average cycle (created → close) of deals closed in "
+    "a window.",
+    params=(
+        start_param("one year ago", "close dates from"),
+        end_param("today", "close dates up to"),
+        Param(
+            "group_by",
+            "choice",
+            "Segment: rep, deal type, pipeline, account size (employees: under 200, "
+            "200-1,999, 2,000+) or overall.",
+            default="owner",
+            choices=("owner", "deal_type", "pipeline", "account_size", "none"),
+        ),
+        pipeline_param(),
+        owner_param(),
+    ),
+    sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
+),
+scoped AS (
+    SELECT {_SEGMENT} AS segment,
+        {OPEN} AS is_open,
+        COALESCE(d.is_closed, false) AND d.close_date BETWEEN args.start_date AND args.end_date
+            AS closed_in_window,
+        COALESCE(d.is_won, false) AS is_won, d.amount,
+        d.close_date - CAST(d.created_at AS DATE) AS cycle_days
+    FROM deals d CROSS JOIN args{DEAL_JOINS}
+    WHERE d.deleted_at IS NULL AND {PIPELINE_MATCH} AND {OWNER_MATCH}
+),
+measured AS (
+    SELECT segment, count(*) FILTER (WHERE is_open) AS open_deals,
+        count(*) FILTER (WHERE closed_in_window AND is_won) AS won_deals,
+        count(*) FILTER (WHERE closed_in_window) AS closed_deals,
+        CAST(count(*) FILTER (WHERE closed_in_window AND is_won) AS NUMERIC)
+            / NULLIF(count(*) FILTER (WHERE closed_in_window), 0) AS win_rate,
+        avg(amount) FILTER (WHERE closed_in_window AND is_won) AS avg_won_amount,
+        avg(cycle_days) FILTER (WHERE closed_in_window AND is_won) AS avg_cycle_days
+    FROM scoped
+    GROUP BY segment
+)
+SELECT segment, open_deals, won_deals, closed_deals, round(win_rate, 4) AS win_rate,
+    round(avg_won_amount, 2) AS avg_won_amount, round(avg_cycle_days, 1) AS avg_cycle_days,
+    round(open_deals * win_rate * avg_won_amount / NULLIF(avg_cycle_days, 0), 2)
+        AS velocity_per_day
+FROM measured
+WHERE open_deals > 0 OR closed_deals > 0
+ORDER BY velocity_per_day DESC NULLS LAST, segment""",
+    note="Velocity = open deals × win rate × average won amount ÷ average cycle days, a revenue "
+    "rate per day; the segment is the rep, deal type, pipeline or account size.",
+)
+
+# A deal's state after each moment something changed: one row per deal and instant, each
+# attribute carried forward from its last change (count-of-changes groups; values before the
+# first change take the first one: GREATEST(group, 1)).
+_WINDOW_IN = """(args.close_from IS NULL OR st.close_date >= args.close_from)
+            AND (args.close_to IS NULL OR st.close_date <= args.close_to)"""
+
+PIPELINE_WATERFALL = VerifiedQuery(
+    name="pipeline_waterfall",
+    title="Pipeline waterfall",
+    keywords=("waterfall", "movement", "movements", "bridge", "walk", "pulled", "reconcile"),
+    phrasings=(
+        "Show the pipeline waterfall for this quarter",
+        "How did our pipeline move since the start of the quarter?",
+        "Pipeline movement: created, won, lost, pushed and pulled in",
+        "Pipeline bridge from opening to closing",
+        "What moved in and out of the pipeline this month?",
+        "Opening versus closing pipeline with what changed in between",
+        "Pipeline walk by rep",
+        "How much pipeline was pushed out or pulled in?",
+    ),
+    description="How the open pipeline went from its value at `start_date` (opening) to its "
+    "value at the end of `end_date` (closing), per pipeline, rep or overall: + created + "
+    "reopened + moved_in + pulled_in + increased − decreased − pushed_out − moved_out − won − "
+    "lost, from stage, amount and close-date history; reconciles to the cent (unexplained = "
+    "0). With close_from/close_to, only deals whose close date (at each moment) is in that "
+    "window count as pipeline, and close-date moves across it are pulled_in/pushed_out.",
+    params=(
+        start_param("start of this quarter", "opening pipeline at 00:00 UTC of this day"),
+        end_param("today", "closing pipeline at the end of this day"),
+        Param(
+            "close_from",
+            "date",
+            "Track only deals closing from this day (with close_to); unset: all open deals.",
+        ),
+        Param("close_to", "date", "Track only deals closing up to this day (with close_from)."),
+        Param(
+            "group_by",
+            "choice",
+            "One row per pipeline (as of each moment), per rep (today's owner), or in total.",
+            default="pipeline",
+            choices=("pipeline", "owner", "none"),
+        ),
+        pipeline_param(),
+        owner_param(),
+    ),
+    sql=f"""
+WITH args AS (
+    SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
+        CAST(:close_from AS DATE) AS close_from, CAST(:close_to AS DATE) AS close_to,
+        CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
+),
+scoped AS (
+    SELECT d.id, d.created_at, d.amount, d.close_date, d.pipeline_id,
+        CASE WHEN d.is_won THEN 2 WHEN d.is_closed THEN 1 ELSE 0 END AS stage_state,
+        COALESCE(o.full_name, o.email, '(no owner)') AS owner
+    FROM deals d CROSS JOIN args
+    LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL
+    WHERE d.deleted_at IS NULL AND d.created_at < args.end_date + 1 AND {OWNER_MATCH}
+),
+stage_changes AS (
+    SELECT h.deal_id, h.entered_at AS at,
+        CAST(COALESCE(h.pipeline_id, s.pipeline_id) AS TEXT) AS pipeline_key,
+        CASE WHEN s.is_won THEN 2 WHEN s.is_closed THEN 1 ELSE 0 END AS stage_state
+    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id
+    LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
+    WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+),
+field_changes AS (
+    SELECT f.deal_id, f.changed_at AS at, f.field, f.amount, f.close_date
+    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id
+    WHERE f.deleted_at IS NULL AND f.changed_at IS NOT NULL
+),
+changes AS (
+    SELECT deal_id, at, pipeline_key, stage_state, 1 AS has_stage,
+        CAST(NULL AS NUMERIC(18, 2)) AS amount, 0 AS has_amount,
+        CAST(NULL AS DATE) AS close_date, 0 AS has_close
+    FROM stage_changes
+    UNION ALL
+    SELECT deal_id, at, NULL, NULL, 0, amount, 1, NULL, 0
+    FROM field_changes WHERE field = 'amount'
+    UNION ALL
+    SELECT deal_id, at, NULL, NULL, 0, NULL, 0, close_date, 1
+    FROM field_changes WHERE field = 'close_date'
+    UNION ALL
+    SELECT c.id, c.created_at, CAST(c.pipeline_id AS TEXT), c.stage_state,
+        CASE WHEN sc.deal_id IS NULL THEN 1 ELSE 0 END, c.amount,
+        CASE WHEN fa.deal_id IS NULL THEN 1 ELSE 0 END, c.close_date,
+        CASE WHEN fc.deal_id IS NULL THEN 1 ELSE 0 END
+    FROM scoped c
+    LEFT JOIN (SELECT DISTINCT deal_id FROM stage_changes) sc ON sc.deal_id = c.id
+    LEFT JOIN (SELECT DISTINCT deal_id FROM field_changes WHERE field = 'amount') fa
+        ON fa.deal_id = c.id
+    LEFT JOIN (SELECT DISTINCT deal_id FROM field_changes WHERE field = 'close_date') fc
+        ON fc.deal_id = c.id
+),
+moments AS (
+    SELECT deal_id, at, max(pipeline_key) FILTER (WHERE has_stage = 1) AS pipeline_key,
+        max(stage_state) FILTER (WHERE has_stage = 1) AS stage_state, max(has_stage) AS has_stage,
+        max(amount) FILTER (WHERE has_amount = 1) AS amount, max(has_amount) AS has_amount,
+        max(close_date) FILTER (WHERE has_close = 1) AS close_date, max(has_close) AS has_close
+    FROM changes
+    GROUP BY deal_id, at
+),
+counted AS (
+    SELECT m.*,
+        sum(has_stage) OVER (PARTITION BY deal_id ORDER BY at
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS stage_n,
+        sum(has_amount) OVER (PARTITION BY deal_id ORDER BY at
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS amount_n,
+        sum(has_close) OVER (PARTITION BY deal_id ORDER BY at
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS close_n
+    FROM moments m
+),
+states AS (
+    SELECT deal_id, at,
+        row_number() OVER (PARTITION BY deal_id ORDER BY at) AS seq,
+        lead(at) OVER (PARTITION BY deal_id ORDER BY at) AS next_at,
+        max(pipeline_key) OVER (PARTITION BY deal_id, greatest(stage_n, 1)) AS pipeline_key,
+        max(stage_state) OVER (PARTITION BY deal_id, greatest(stage_n, 1)) AS stage_state,
+        max(amount) OVER (PARTITION BY deal_id, greatest(amount_n, 1)) AS amount,
+        max(close_date) OVER (PARTITION BY deal_id, greatest(close_n, 1)) AS close_date
+    FROM counted
+),
+judged AS (
+    SELECT st.deal_id, st.at, st.seq, st.next_at, st.stage_state,
+        COALESCE(st.amount, 0) AS amount,
+        COALESCE(st.stage_state = 0 AND {_WINDOW_IN}, false) AS live,
+        COALESCE(st.stage_state = 0 AND {_WINDOW_IN}
+            AND (args.pipeline IS NULL OR lower(p.name) = args.pipeline), false) AS inside,
+        CASE args.group_by WHEN 'pipeline' THEN COALESCE(p.name, '(no pipeline)')
+            WHEN 'owner' THEN c.owner ELSE 'All' END AS grouping
+    FROM states st CROSS JOIN args
+    JOIN scoped c ON c.id = st.deal_id
+    LEFT JOIN pipelines p ON CAST(p.id AS TEXT) = st.pipeline_key AND p.deleted_at IS NULL
+),
+steps AS (
+    SELECT j.*,
+        COALESCE(lag(j.inside) OVER (PARTITION BY j.deal_id ORDER BY j.at), false) AS inside_b,
+        COALESCE(lag(j.live) OVER (PARTITION BY j.deal_id ORDER BY j.at), false) AS live_b,
+        lag(j.grouping) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS grouping_b,
+        lag(j.amount) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS amount_b,
+        lag(j.stage_state) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS state_b
+    FROM judged j
+),
+movements AS (
+    SELECT s.grouping, 'opening' AS movement, s.amount AS value
+    FROM steps s CROSS JOIN args
+    WHERE s.inside AND s.at < args.start_date
+        AND (s.next_at IS NULL OR s.next_at >= args.start_date)
+    UNION ALL
+    SELECT s.grouping, 'closing', s.amount
+    FROM steps s CROSS JOIN args
+    WHERE s.inside AND s.at < args.end_date + 1
+        AND (s.next_at IS NULL OR s.next_at >= args.end_date + 1)
+    UNION ALL
+    SELECT s.grouping_b, CASE WHEN s.amount > s.amount_b THEN 'increased' ELSE 'decreased' END,
+        abs(s.amount - s.amount_b)
+    FROM steps s CROSS JOIN args
+    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside_b
+        AND s.amount <> s.amount_b
+        AND ((s.inside AND s.grouping = s.grouping_b) OR NOT s.live)
+    UNION ALL
+    SELECT s.grouping_b, CASE WHEN s.live THEN 'moved_out' WHEN s.stage_state = 2 THEN 'won'
+            WHEN s.stage_state = 1 THEN 'lost' ELSE 'pushed_out' END,
+        CASE WHEN s.live THEN s.amount_b ELSE s.amount END
+    FROM steps s CROSS JOIN args
+    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside_b
+        AND NOT (s.inside AND s.grouping = s.grouping_b)
+    UNION ALL
+    SELECT s.grouping, CASE WHEN s.seq = 1 THEN 'created' WHEN s.live_b THEN 'moved_in'
+            WHEN s.state_b <> 0 THEN 'reopened' ELSE 'pulled_in' END,
+        s.amount
+    FROM steps s CROSS JOIN args
+    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside
+        AND NOT (s.inside_b AND s.grouping = s.grouping_b)
+),
+totals AS (
+    SELECT grouping,
+        COALESCE(sum(value) FILTER (WHERE movement = 'opening'), 0) AS opening,
+        COALESCE(sum(value) FILTER (WHERE movement = 'created'), 0) AS created,
+        COALESCE(sum(value) FILTER (WHERE movement = 'reopened'), 0) AS reopened,
+        COALESCE(sum(value) FILTER (WHERE movement = 'moved_in'), 0) AS moved_in,
+        COALESCE(sum(value) FILTER (WHERE movement = 'pulled_in'), 0) AS pulled_in,
+        COALESCE(sum(value) FILTER (WHERE movement = 'increased'), 0) AS increased,
+        COALESCE(sum(value) FILTER (WHERE movement = 'decreased'), 0) AS decreased,
+        COALESCE(sum(value) FILTER (WHERE movement = 'pushed_out'), 0) AS pushed_out,
+        COALESCE(sum(value) FILTER (WHERE movement = 'moved_out'), 0) AS moved_out,
+        COALESCE(sum(value) FILTER (WHERE movement = 'won'), 0) AS won,
+        COALESCE(sum(value) FILTER (WHERE movement = 'lost'), 0) AS lost,
+        COALESCE(sum(value) FILTER (WHERE movement = 'closing'), 0) AS closing
+    FROM movements
+    GROUP BY grouping
+)
+SELECT grouping, opening, created, reopened, moved_in, pulled_in, increased, decreased,
+    pushed_out, moved_out, won, lost, closing,
+    opening + created + reopened + moved_in + pulled_in + increased - decreased - pushed_out
+        - moved_out - won - lost - closing AS unexplained
+FROM totals
+ORDER BY grouping""",
+    note="Pipeline at an instant = open deals (stage history) whose close date then was in the "
+    "tracked window (all open deals when none is given), valued at their amount then; owner is "
+    "today's. opening + created + reopened + moved_in + pulled_in + increased − decreased − "
+    "pushed_out − moved_out − won − lost = closing.",
+)
+
+MOVEMENT_QUERIES: tuple[VerifiedQuery, ...] = (
+    FORECAST_VS_QUOTA,
+    STAGE_FUNNEL,
+    SALES_VELOCITY,
+    PIPELINE_WATERFALL,
+)
