@@ -21,7 +21,14 @@ from typing import Any
 
 import anthropic
 
-from revtops_kernel.agent.events import AgentEvent, Error, Notice, TextDelta, ToolCallStarted
+from revtops_kernel.agent.events import (
+    AgentEvent,
+    Error,
+    ErrorKind,
+    Notice,
+    TextDelta,
+    ToolCallStarted,
+)
 from revtops_kernel.agent.ledger import CallUsage, Meter
 from revtops_kernel.agent.wire import canonical_block
 from revtops_kernel.errors import CostCapError
@@ -126,7 +133,7 @@ def metered_call(
     try:
         ticket = meter.admit(request)
     except CostCapError as exc:
-        raise CallFailed(Error(str(exc), kind="cost_cap")) from exc
+        raise CallFailed(Error(str(exc), kind=ErrorKind.COST_CAP)) from exc
     outcome = CallOutcome()
     status = "failed"
     try:
@@ -221,23 +228,23 @@ def _error_type(exc: anthropic.APIStatusError) -> str | None:
     return None
 
 
-def classify(exc: Exception) -> tuple[bool, str, float | None]:
+def classify(exc: Exception) -> tuple[bool, ErrorKind, float | None]:
     """(retryable, kind, seconds the server asked to wait)."""
     if isinstance(exc, anthropic.APIConnectionError):
-        return True, "unreachable", None
+        return True, ErrorKind.UNREACHABLE, None
     assert isinstance(exc, anthropic.APIStatusError)
     status = exc.status_code
     error_type = _error_type(exc)
     wait = _retry_after(exc)
     if status == 429 or error_type == "rate_limit_error":
-        return True, "rate_limited", wait
+        return True, ErrorKind.RATE_LIMITED, wait
     if status == 529 or error_type == "overloaded_error":
-        return True, "overloaded", wait
+        return True, ErrorKind.OVERLOADED, wait
     if status >= 500 or error_type == "api_error":
-        return True, "api", wait
+        return True, ErrorKind.API, wait
     if status in (401, 403):
-        return False, "configuration", None
-    return False, "api", None
+        return False, ErrorKind.CONFIGURATION, None
+    return False, ErrorKind.API, None
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
@@ -256,7 +263,7 @@ def _describe(kind: str) -> str:
     }.get(kind, "failing")
 
 
-def final_error(exc: Exception, kind: str, retries: int) -> Error:
+def final_error(exc: Exception, kind: ErrorKind, retries: int) -> Error:
     tried = f" after {retries + 1} attempts" if retries else ""
     if kind == "rate_limited":
         message = f"Claude's API is rate limiting this API key{tried}. Wait a minute and ask again."
@@ -274,9 +281,7 @@ def final_error(exc: Exception, kind: str, retries: int) -> Error:
         )
     else:
         message = f"Claude's API returned an error{tried}: {_api_message(exc)}"
-    return Error(
-        message, kind=kind, retryable=kind in ("rate_limited", "overloaded", "unreachable", "api")
-    )
+    return Error(message, kind=kind, retryable=kind.retryable)
 
 
 def _api_message(exc: Exception) -> str:

@@ -14,7 +14,56 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, for a front end to choose its reply (the values are the wire's)."""
+
+    CONFIGURATION = "configuration"  # no or a refused API key, an unknown timezone
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    UNREACHABLE = "unreachable"
+    API = "api"  # any other API error
+    REFUSAL = "refusal"  # Claude declined to answer
+    STORE = "store"
+    INTERNAL = "internal"
+    QUESTION_TOO_LONG = "question_too_long"
+    TOKEN_CAP = "token_cap"
+    TOOL_ROUNDS_CAP = "tool_rounds_cap"
+    COST_CAP = "cost_cap"  # the organization reached a model cost cap (agent/ledger.py)
+    CANCELLED = "cancelled"  # a front end's own, when the user stops an answer
+    ERROR = "error"  # unclassified
+
+    @property
+    def retryable(self) -> bool:
+        """Asking again later may succeed."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.UNREACHABLE, ErrorKind.API}
+)
+
+
+class AnswerStop(StrEnum):
+    """Why an answer ended (``Done.stop_reason``): the API's last stop reason, or the loop's."""
+
+    # the Messages API's stop reasons (anthropic.types.StopReason)
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    STOP_SEQUENCE = "stop_sequence"
+    TOOL_USE = "tool_use"
+    PAUSE_TURN = "pause_turn"
+    REFUSAL = "refusal"
+    MODEL_CONTEXT_WINDOW_EXCEEDED = "model_context_window_exceeded"
+    # the loop's own
+    TOOL_ROUNDS_CAP = "tool_rounds_cap"
+    TOKEN_CAP = "token_cap"
+    QUESTION_TOO_LONG = "question_too_long"
+    CANCELLED = "cancelled"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -141,7 +190,7 @@ class Error:
     """The answer could not be completed. ``message`` is plain and says what to do."""
 
     message: str
-    kind: str = "error"  # configuration, rate_limited, overloaded, refusal, cancelled, api, ...
+    kind: ErrorKind = ErrorKind.ERROR
     retryable: bool = False
 
 
@@ -150,7 +199,7 @@ class Done:
     """The answer is over (after ``end_turn``, an error, a cap, or a cancel)."""
 
     conversation_id: uuid.UUID | None
-    stop_reason: str  # end_turn, max_tokens, refusal, tool_rounds_cap, cancelled, error
+    stop_reason: AnswerStop
     rounds: int = 0
 
 

@@ -22,9 +22,10 @@ import copy
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,8 +35,10 @@ from revtops_kernel.agent import conversations as store
 from revtops_kernel.agent.calls import CallFailed, CallOutcome, RetryPolicy, call_with_retries
 from revtops_kernel.agent.events import (
     AgentEvent,
+    AnswerStop,
     Done,
     Error,
+    ErrorKind,
     Notice,
     Usage,
 )
@@ -63,6 +66,39 @@ MISSING_KEY_MESSAGE = (
     "working directory), then ask again."
 )
 REQUEST_TIMEOUT_SECONDS = 300.0
+
+
+class StopOutcome(Enum):
+    """What the loop does after a call, by the call's stop reason."""
+
+    ANSWERED = "answered"  # the turn is over: store the answer
+    RUN_TOOLS = "run_tools"  # run the tool calls and call again (or stop at the round cap)
+    RESUME = "resume"  # a paused server-side turn: send it back as is
+    CUT_OFF = "cut_off"  # stopped at a limit: keep the text, tell the user
+    REFUSED = "refused"  # Claude declined: an Error, the reply is not stored
+
+
+# Every stop reason the SDK declares (anthropic.types.StopReason; a test holds this complete).
+STOP_OUTCOMES: Mapping[AnswerStop, StopOutcome] = {
+    AnswerStop.END_TURN: StopOutcome.ANSWERED,
+    AnswerStop.STOP_SEQUENCE: StopOutcome.ANSWERED,
+    AnswerStop.TOOL_USE: StopOutcome.RUN_TOOLS,
+    AnswerStop.PAUSE_TURN: StopOutcome.RESUME,
+    AnswerStop.MAX_TOKENS: StopOutcome.CUT_OFF,
+    AnswerStop.MODEL_CONTEXT_WINDOW_EXCEEDED: StopOutcome.CUT_OFF,
+    AnswerStop.REFUSAL: StopOutcome.REFUSED,
+}
+
+
+def stop_of(reason: str | None) -> AnswerStop:
+    """A call's stop reason; one this code does not know (a newer API's) ends the turn."""
+    if reason is None:
+        return AnswerStop.END_TURN
+    stop = AnswerStop._value2member_map_.get(reason)
+    if not isinstance(stop, AnswerStop) or stop not in STOP_OUTCOMES:
+        log.warning("unknown stop reason %r: treated as end_turn", reason)
+        return AnswerStop.END_TURN
+    return stop
 
 
 class Copilot:
@@ -157,7 +193,7 @@ class Copilot:
         query's completed tool call: the model writes its answer from that result)."""
         state = _QuestionState(conversation_id, prelude=list(prelude))
         finished = False
-        refused_kind = ""  # the API error's kind when a call failed
+        refused_kind: ErrorKind | None = None  # the API error's kind when a call failed
         try:
             try:
                 stop = yield from self._answer(
@@ -165,27 +201,29 @@ class Copilot:
                 )
             except CallFailed as failed:
                 yield failed.error
-                stop = "error"
+                stop = AnswerStop.ERROR
                 refused_kind = failed.error.kind
             except RevtopsError as exc:  # the store: a lock, an unknown conversation...
-                yield Error(str(exc), kind="store")
-                stop = "error"
+                yield Error(str(exc), kind=ErrorKind.STORE)
+                stop = AnswerStop.ERROR
             except Exception as exc:  # the loop never crashes its front end
                 log.exception("the copilot failed")
-                yield Error(f"Something went wrong: {type(exc).__name__}: {exc}", kind="internal")
-                stop = "error"
+                yield Error(
+                    f"Something went wrong: {type(exc).__name__}: {exc}", kind=ErrorKind.INTERNAL
+                )
+                stop = AnswerStop.ERROR
             try:
                 self._flush(state)
             except Exception as exc:
                 log.exception("could not store conversation %s", state.conversation_id)
-                yield Error(f"The conversation could not be saved: {exc}", kind="store")
-                stop = "error"
+                yield Error(f"The conversation could not be saved: {exc}", kind=ErrorKind.STORE)
+                stop = AnswerStop.ERROR
             finished = True
             if (
                 conversation_id is None
                 and state.conversation_id is not None
-                and stop == "error"
-                and refused_kind not in ("overloaded", "rate_limited")
+                and stop is AnswerStop.ERROR
+                and refused_kind not in (ErrorKind.OVERLOADED, ErrorKind.RATE_LIMITED)
             ):
                 # The API never took the first question (bad key, unreachable): no empty
                 # thread is left behind. Overloaded or rate limited, the question stays so
@@ -201,7 +239,7 @@ class Copilot:
 
     def _answer(
         self, question: str, timezone: str | None, cancel: threading.Event, state: _QuestionState
-    ) -> Generator[AgentEvent, None, str]:
+    ) -> Generator[AgentEvent, None, AnswerStop]:
         """The question's events but ``Done``; returns the stop reason."""
         if len(question) > self.settings.max_question_chars:
             # Refused before anything is stored or sent: every front end asks through here.
@@ -209,20 +247,20 @@ class Copilot:
                 f"Your question is {len(question):,} characters; the limit is "
                 f"{self.settings.max_question_chars:,} (REVTOPS_MAX_QUESTION_CHARS). "
                 "Shorten it, or ask about a smaller part at a time.",
-                kind="question_too_long",
+                kind=ErrorKind.QUESTION_TOO_LONG,
             )
-            return "question_too_long"
+            return AnswerStop.QUESTION_TOO_LONG
         client = self.client()
         if client is None:
-            yield Error(MISSING_KEY_MESSAGE, kind="configuration")
-            return "error"
+            yield Error(MISSING_KEY_MESSAGE, kind=ErrorKind.CONFIGURATION)
+            return AnswerStop.ERROR
         zone_name = timezone or self.settings.timezone
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
             yield Error(f"Unknown timezone {zone_name!r}: use an IANA name such as Europe/Paris.",
-                        kind="configuration")  # fmt: skip
-            return "error"
+                        kind=ErrorKind.CONFIGURATION)  # fmt: skip
+            return AnswerStop.ERROR
         history = self._open_conversation(question, state)
         now = self._clock()
         system = system_blocks(
@@ -242,22 +280,22 @@ class Copilot:
         calls = 0
         while True:
             if cancel.is_set():
-                return "cancelled"
+                return AnswerStop.CANCELLED
             if state.tokens >= self.settings.max_question_tokens:
                 yield Error(
                     f"This question used {state.tokens:,} tokens, past the "
                     f"{self.settings.max_question_tokens:,} allowed per question "
                     "(REVTOPS_MAX_QUESTION_TOKENS); ask a narrower question.",
-                    kind="token_cap",
+                    kind=ErrorKind.TOKEN_CAP,
                 )
-                return "token_cap"
+                return AnswerStop.TOKEN_CAP
             request = self.build_request(history, system, answer_now=answer_now)
             self.last_request = request
             meter = self.ledger.meter(self.org, self.user_id, state.conversation_id)
             outcome = yield from call_with_retries(client, request, cancel, policy, meter=meter)
             calls += 1
             if outcome.cancelled:
-                return "cancelled"
+                return AnswerStop.CANCELLED
             usage = self._usage(outcome)
             state.tokens += outcome.total_tokens
             yield usage
@@ -272,11 +310,12 @@ class Copilot:
                 cache_creation_tokens=usage.cache_creation_tokens,
                 cost_usd=usage.cost_usd,
             )
-            stop = outcome.stop_reason or "end_turn"
-            if stop == "tool_use" and outcome.tool_uses and not answer_now:
+            stop = stop_of(outcome.stop_reason)
+            then = STOP_OUTCOMES[stop]
+            if then is StopOutcome.RUN_TOOLS and outcome.tool_uses and not answer_now:
                 results, cancelled = yield from self._run_tools(outcome, tools, state, cancel)
                 if cancelled:
-                    return "cancelled"
+                    return AnswerStop.CANCELLED
                 self._save(state, [reply, store.NewMessage("user", results)])
                 history += [("assistant", reply.blocks), ("user", results)]
                 if state.rounds >= self.settings.max_tool_rounds:
@@ -287,11 +326,11 @@ class Copilot:
                         "what was found so far."
                     )
                 continue
-            if stop == "pause_turn" and calls <= 2 * self.settings.max_tool_rounds:
+            if then is StopOutcome.RESUME and calls <= 2 * self.settings.max_tool_rounds:
                 self._save(state, [reply])  # sent back as is; the model resumes its turn
                 history.append(("assistant", reply.blocks))
                 continue
-            return (yield from self._finish(outcome, reply, state))
+            return (yield from self._finish(stop, reply, state))
 
     def _open_conversation(
         self, question: str, state: _QuestionState
@@ -367,33 +406,38 @@ class Copilot:
         return results, False
 
     def _finish(
-        self, outcome: CallOutcome, reply: store.NewMessage, state: _QuestionState
-    ) -> Generator[AgentEvent, None, str]:
-        stop = outcome.stop_reason or "end_turn"
+        self, stop: AnswerStop, reply: store.NewMessage, state: _QuestionState
+    ) -> Generator[AgentEvent, None, AnswerStop]:
+        then = STOP_OUTCOMES[stop]
         # A tool call the model never finished (cut by max_tokens) cannot run and must not be
         # stored without a result; the text before it stays.
         blocks = [b for b in reply.blocks if b.get("type") != "tool_use"]
-        if stop == "refusal":
+        if then is StopOutcome.REFUSED:
             yield Error(
                 "Claude declined to answer this request. Rephrase the question, or start a new "
                 "conversation.",
-                kind="refusal",
+                kind=ErrorKind.REFUSAL,
             )
         elif blocks:
             self._save(state, [_with_blocks(reply, blocks)])
-        if stop == "max_tokens":
+        if stop is AnswerStop.MAX_TOKENS:
             yield Notice(
                 f"The answer reached the {self.settings.max_output_tokens:,}-token output limit "
                 "(REVTOPS_MAX_OUTPUT_TOKENS) and was cut off."
             )
-        elif stop == "pause_turn":
+        elif then is StopOutcome.CUT_OFF:  # the model's context window is full
+            yield Notice(
+                "The conversation filled the model's context window and the answer was cut "
+                "off; start a new conversation."
+            )
+        elif then is StopOutcome.RESUME:
             yield Notice("The model paused its turn too many times; stopping here.")
-        elif stop == "tool_use":  # still asking for tools after the cap
+        elif then is StopOutcome.RUN_TOOLS:  # still asking for tools after the cap
             yield Error(
                 "The model kept asking for tools past the tool round limit; stopping.",
-                kind="tool_rounds_cap",
+                kind=ErrorKind.TOOL_ROUNDS_CAP,
             )
-        return "tool_rounds_cap" if state.capped else stop
+        return AnswerStop.TOOL_ROUNDS_CAP if state.capped else stop
 
     # -- one API call, streamed and retried --------------------------------------------------------
 
