@@ -88,7 +88,15 @@ def provider_spec(provider: str) -> ProviderSpec:
         )
     if provider == "salesforce":
         module = import_module("revtops_kernel.normalize.salesforce")
-        return ProviderSpec(module.NORMALIZERS, "OpportunityStage", module.stage_map, "Id")
+        from revtops_kernel.store.deal_field_history import derive_salesforce_field_history
+
+        return ProviderSpec(
+            module.NORMALIZERS,
+            "OpportunityStage",
+            module.stage_map,
+            "Id",
+            derive_salesforce_field_history,
+        )
     if provider == "slack":
         module = import_module("revtops_kernel.normalize.slack")
         return ProviderSpec(module.NORMALIZERS, None, None, "id")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from revtops_sandbox import names
+from revtops_sandbox import deal_history, names
 from revtops_sandbox.company import (
     CALL,
     DAY_MS,
@@ -74,6 +74,7 @@ def _generate(scale: float, seed: int, anchor: datetime) -> Company:
     accounts = _accounts(rng, max(5, round(5000 * scale)), owners, anchor_ms)
     contacts, contacts_of = _contacts(rng, accounts)
     deals = _deals(rng, accounts, contacts_of, owners, anchor_ms)
+    deal_history.plant(deals, seed)  # its own generator: the draws below are unchanged
     activities = _activities(rng, accounts, deals, contacts_of, anchor_ms)
     by_kind: tuple[list[Activity], ...] = ([], [], [], [], [])
     for a in activities:

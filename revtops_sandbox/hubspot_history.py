@@ -1,8 +1,9 @@
 """``propertiesWithHistory`` for HubSpot records: every version of a property, newest first.
 
 Deals keep their stage path (``Deal.history``: stage, ms pairs), so ``dealstage`` answers with
-one version per stage change, as HubSpot does. Other properties have no recorded past in the
-sandbox: they answer with their current value, stamped with the record's last modification.
+one version per stage change, as HubSpot does; ``amount`` and ``closedate`` with one per value
+they took (``deal_history``), the first at creation. Other properties have no recorded past in
+the sandbox: they answer with their current value, stamped with the record's last modification.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from revtops_sandbox.company import HS_USER_ID_BASE, PIPELINES, Deal, Record, iso_ms
+from revtops_sandbox.company import DAY_MS, HS_USER_ID_BASE, PIPELINES, Deal, Record, iso_ms
+from revtops_sandbox.deal_history import amount_versions, close_versions
 from revtops_sandbox.hubspot_schema import HubSpotSchema
 
 Version = dict[str, Any]
@@ -29,6 +31,8 @@ def properties_with_history(
             continue
         if name == "dealstage" and isinstance(rec, Deal):
             out[name] = stage_versions(rec)
+        elif name in ("amount", "closedate") and isinstance(rec, Deal):
+            out[name] = field_versions(rec, name)
         elif prop.role == "created":
             out[name] = [_version(iso_ms(rec.created_ms), rec.created_ms, "CRM_UI", rec)]
         elif prop.role == "updated":
@@ -45,6 +49,19 @@ def stage_versions(deal: Deal) -> list[Version]:
     versions = [
         _version(stages[h[k]].hs_id, h[k + 1], "CRM_UI" if k else "DEALS", deal)
         for k in range(0, len(h), 2)
+    ]
+    versions.reverse()
+    return versions
+
+
+def field_versions(deal: Deal, name: str) -> list[Version]:
+    """The deal's amounts (``"12500.00"``) or close dates (midnight UTC), newest first."""
+    if name == "amount":
+        texts = [(ms, f"{cents / 100:.2f}") for ms, cents in amount_versions(deal)]
+    else:
+        texts = [(ms, iso_ms(day * DAY_MS)) for ms, day in close_versions(deal)]
+    versions = [
+        _version(text, ms, "CRM_UI" if k else "DEALS", deal) for k, (ms, text) in enumerate(texts)
     ]
     versions.reverse()
     return versions

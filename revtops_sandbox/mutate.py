@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from revtops_sandbox import names
+from revtops_sandbox import deal_history, names
 from revtops_sandbox.company import (
     ARCHIVED,
     DAY_MS,
@@ -180,6 +180,12 @@ def _apply(rec: Record, action: str, rng: random.Random, ts: int) -> None:
 
 
 def _change_deal(deal: Deal, rng: random.Random, ts: int) -> None:
+    deal_history.before_edit(deal)
+    _edit_deal(deal, rng, ts)
+    deal_history.after_edit(deal, ts)  # amount and close-date history see the edit
+
+
+def _edit_deal(deal: Deal, rng: random.Random, ts: int) -> None:
     pipe = PIPELINES[deal.pipeline]
     old = deal.amount_cents
     if old < 0:

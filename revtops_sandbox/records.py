@@ -198,6 +198,11 @@ class Deal:
     state: int = LIVE
     archived_ms: int = 0
     version: int = 0
+    # Values amount and close date took, oldest first, the first at creation: flat
+    # (cents, ms, ...) and (day, ms, ...); empty: the current value since creation
+    # (see `deal_history`).
+    amounts: tuple[int, ...] = ()
+    close_days: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from revtops_sandbox.company import (
     sf_datetime,
     sf_id,
 )
+from revtops_sandbox.deal_history import snapshots
 from revtops_sandbox.hubspot_schema import activity_body, activity_title, deal_name
 
 _TASK_STATUS = ("Not Started", "In Progress", "Waiting on someone else", "Deferred", "Completed")
@@ -90,6 +91,8 @@ class HistoryRow:
     deal: Deal
     stage: Stage
     ms: int
+    cents: int  # amount then (-1: none)
+    day: int  # close date then
 
 
 def wire_value(ftype: str, value: Any) -> Any:
@@ -327,9 +330,12 @@ def build_schema(company: Company) -> dict[str, SObject]:
             for d in co.deals:
                 if d.state == LIVE or (include_deleted and d.state == ARCHIVED):
                     stages = PIPELINES[d.pipeline].stages
-                    h = d.history
-                    for k in range(0, len(h), 2):
-                        cached.append(HistoryRow(d.idx * 64 + k // 2, d, stages[h[k]], h[k + 1]))
+                    # One row per stage entry (Ids as before amounts had a history), and one
+                    # per amount or close-date change between them (Ids after 32 a deal).
+                    for snap in snapshots(d):
+                        seq = d.idx * 64 + (snap.entry if snap.entry >= 0 else 32 + snap.change)
+                        row = HistoryRow(seq, d, stages[snap.stage], snap.ms, snap.cents, snap.day)
+                        cached.append(row)
             if len(history_cache) > 4:
                 history_cache.clear()
             history_cache[key] = cached
@@ -342,10 +348,10 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("IsDeleted", "boolean", lambda r: r.deal.state == ARCHIVED),
             ("OpportunityId", "reference", lambda r: sf_id("006", r.deal.idx)),
             ("StageName", "picklist", lambda r: r.stage.label),
-            ("Amount", "currency", lambda r: amount(r.deal)),
+            ("Amount", "currency", lambda r: None if r.cents < 0 else r.cents / 100),
             ("Probability", "percent", lambda r: r.stage.probability * 100),
             ("ForecastCategory", "picklist", lambda r: r.stage.forecast_category),
-            ("CloseDate", "date", lambda r: r.deal.close_day),
+            ("CloseDate", "date", lambda r: r.day),
             ("CreatedDate", "datetime", lambda r: _sec(r.ms)),
             ("CreatedById", "reference", lambda r: user_id(r.deal.owner)),
             # A deleted opportunity's history is deleted with it, then.

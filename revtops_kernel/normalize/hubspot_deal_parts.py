@@ -101,7 +101,10 @@ def field_versions(
             raise RecordRejected(f"{where} has no timestamp")
         raw = version.get("value")
         entries.append((when, parse(raw, f"{where}.value") if raw not in (None, "") else None))
-    return _collapsed(entries)
+    versions = _collapsed(entries)
+    while versions and versions[0][1] is None:
+        versions.pop(0)  # empty at creation: the history starts when a value is first set
+    return versions
 
 
 def field_history_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from revtops_sandbox.company import ARCHIVED, LIVE, PIPELINES, sf_datetime
+from revtops_sandbox.company import ARCHIVED, LIVE, PIPELINES, day_iso, sf_datetime
+from revtops_sandbox.deal_history import close_versions, pushes, snapshots
 from revtops_sandbox.server import SandboxServer
 
 SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
@@ -232,7 +233,33 @@ def test_stages_and_history(sb: SandboxServer, sf: httpx.Client) -> None:
         "ORDER BY CreatedDate",
     ).json()["records"]
     stages_of = PIPELINES[deal.pipeline].stages
-    assert [h["StageName"] for h in hist] == [stages_of[s].label for s in deal.history[::2]]
+    # One snapshot per stage entry, plus one per amount or close-date change between them
+    # (which repeats the stage then): deduplicated, the stage path.
+    path = [h["StageName"] for h in hist]
+    assert [s for i, s in enumerate(path) if i == 0 or s != path[i - 1]] == [
+        stages_of[s].label for s in deal.history[::2]
+    ]
+    assert len(hist) == len(snapshots(deal))
+
+
+def test_history_snapshots_carry_amount_and_close_date_then(
+    sb: SandboxServer, sf: httpx.Client
+) -> None:
+    """Each OpportunityHistory row holds the amount and close date in effect when it was
+    written; a change alone writes a row too, so the derived histories match the deal's."""
+    deal = next(d for d in sb.company.deals if d.state == LIVE and pushes(d) >= 2)
+    opp_id = sb.company.sf_id("deals", deal)
+    hist = soql(
+        sf,
+        "SELECT Amount, CloseDate, CreatedDate FROM OpportunityHistory "
+        f"WHERE OpportunityId = '{opp_id}' ORDER BY CreatedDate",
+    ).json()["records"]
+    closes = [h["CloseDate"] for h in hist]
+    changes = [c for i, c in enumerate(closes) if i == 0 or c != closes[i - 1]]
+    assert changes == [day_iso(day) for _, day in close_versions(deal)]
+    assert closes[-1] == day_iso(deal.close_day) and len(changes) >= 3
+    amounts = [h["Amount"] for h in hist]
+    assert amounts[-1] == (None if deal.amount_cents < 0 else deal.amount_cents / 100)
     # 15-character Ids are accepted too
     short = soql(sf, f"SELECT Id FROM OpportunityHistory WHERE OpportunityId = '{opp_id[:15]}'")
     assert short.json()["totalSize"] == len(hist)

@@ -1,0 +1,130 @@
+"""Salesforce's amount and close-date history, derived from its OpportunityHistory snapshots.
+
+Salesforce writes an OpportunityHistory row (stage, amount, close date, probability, forecast
+category) whenever one of them changes; the sync stores each as a ``deal_stage_history`` row.
+``deal_field_history`` wants one row per value a field took: the first snapshot's (unless
+empty), then each snapshot whose value differs from the one before. "The one before" may have
+been stored by an earlier sync, so the normalizer (pure, one record at a time) cannot tell;
+this pass, run once every stream is read, compares consecutive snapshots in SQL (``LAG`` over
+the deal's snapshots by time) on both backends.
+
+Why OpportunityHistory and not OpportunityFieldHistory: field history tracking must be enabled
+per org and per field (and keeps 18 months), so many orgs have no Amount or CloseDate rows
+there; every org has OpportunityHistory, written for every change of these fields.
+
+The pass reads only the store, so it is idempotent and crash-safe: rows are upserted (a re-run
+writes nothing), a derived row that no longer derives (its snapshot deleted) is soft-deleted,
+and a sync killed before the pass leaves the work to the next one. Row ``source_id`` is
+``"{OpportunityHistory Id}:amount"`` / ``":close_date"``; ``updated_at`` is the snapshot's, so
+a snapshot deleted with its opportunity deletes the row too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from revtops_kernel.ids import record_id
+from revtops_kernel.store.schema import metadata
+from revtops_kernel.store.upsert import upsert
+from revtops_kernel.timeutil import utcnow
+
+_TABLE = "deal_field_history"
+_SYSTEM = "salesforce"
+_CHUNK = 5_000
+
+
+def derive_salesforce_field_history(conn: Connection, org: str, connector: Any = None) -> int:
+    """Bring the organization's Salesforce ``deal_field_history`` in line with its snapshots;
+    returns the rows written or soft-deleted (0 when nothing changed). (``connector`` is
+    unused: the signature of ``ProviderSpec.after_streams``.)"""
+    rows = derived_rows(conn, org)
+    written = upsert(conn, _TABLE, rows).written if rows else 0
+    return written + _retire(conn, org, {row["source_id"] for row in rows})
+
+
+def derived_rows(conn: Connection, org: str) -> list[dict[str, Any]]:
+    """One row per snapshot whose amount (close date) differs from the deal's snapshot before,
+    and the first snapshot's."""
+    h = metadata.tables["deal_stage_history"]
+    order = (h.c.entered_at, h.c.source_id)
+    snaps = (
+        select(
+            h.c.deal_id,
+            h.c.source_id,
+            h.c.entered_at,
+            h.c.amount,
+            h.c.close_date,
+            h.c.updated_at,
+            h.c.deleted_at,
+            func.lag(h.c.amount)
+            .over(partition_by=h.c.deal_id, order_by=order)
+            .label("prev_amount"),
+            func.lag(h.c.close_date)
+            .over(partition_by=h.c.deal_id, order_by=order)
+            .label("prev_close"),
+            func.row_number().over(partition_by=h.c.deal_id, order_by=order).label("n"),
+        )
+        .where(
+            h.c.organization_id == org,
+            h.c.source_system == _SYSTEM,
+            h.c.entered_at.is_not(None),
+        )
+        .subquery()
+    )
+    s = snaps.c
+    changes = select(snaps).where(
+        (s.n == 1)
+        | s.amount.is_distinct_from(s.prev_amount)
+        | s.close_date.is_distinct_from(s.prev_close)
+    )
+    rows: list[dict[str, Any]] = []
+    for snap in conn.execute(changes):
+        first = snap.n == 1
+        for field, value, before in (
+            ("amount", snap.amount, snap.prev_amount),
+            ("close_date", snap.close_date, snap.prev_close),
+        ):
+            if (value is not None) if first else (value != before):
+                # (a field empty at creation had no value yet: its history starts when set)
+                rows.append(_row(org, snap, field, value))
+    return rows
+
+
+def _row(org: str, snap: Any, field: str, value: Any) -> dict[str, Any]:
+    source_id = f"{snap.source_id}:{field}"
+    return {
+        "id": record_id(org, _SYSTEM, _TABLE, source_id),
+        "organization_id": org,
+        "source_system": _SYSTEM,
+        "source_id": source_id,
+        "deal_id": snap.deal_id,
+        "field": field,
+        "amount": value if field == "amount" else None,
+        "close_date": value if field == "close_date" else None,
+        "changed_at": snap.entered_at,
+        "created_at": snap.entered_at,
+        "updated_at": snap.updated_at or snap.entered_at,
+        "deleted_at": snap.deleted_at,
+        "raw": None,
+    }
+
+
+def _retire(conn: Connection, org: str, live: set[str]) -> int:
+    """Soft-delete live derived rows that no longer derive from a snapshot."""
+    t = metadata.tables[_TABLE]
+    current = conn.execute(
+        select(t.c.id, t.c.source_id).where(
+            t.c.organization_id == org, t.c.source_system == _SYSTEM, t.c.deleted_at.is_(None)
+        )
+    ).all()
+    gone = [row.id for row in current if row.source_id not in live]
+    now = utcnow()
+    for start in range(0, len(gone), _CHUNK):
+        conn.execute(
+            t.update()
+            .where(t.c.id.in_(gone[start : start + _CHUNK]))
+            .values(deleted_at=now, updated_at=now)
+        )
+    return len(gone)
