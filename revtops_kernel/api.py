@@ -1,7 +1,9 @@
-"""The notebook API: ``sql()`` runs a query through the same guard as the assistant.
+"""The notebook API: ``sql()`` runs a query through the same guard as the assistant; ``ask()``
+answers a question through the same path as the chat (verified queries first).
 
-    from revtops_kernel import sql
+    from revtops_kernel import ask, sql
     sql("SELECT stage, sum(amount) FROM deals WHERE deleted_at IS NULL GROUP BY stage")
+    ask("pipeline by stage")   # a verified answer, with or without ANTHROPIC_API_KEY
 
 Settings come from the environment (``load_settings()``), read once per process; the store is
 opened once per settings.
@@ -19,8 +21,8 @@ from revtops_kernel.settings import Settings, load_settings
 if TYPE_CHECKING:
     import pandas as pd
 
+    from revtops_kernel.answering.record import AnswerRecord
     from revtops_kernel.store.database import Database
-    from revtops_kernel.ui.answer import Answer
 
 
 @functools.cache
@@ -103,20 +105,24 @@ def ask(
     org: str | None = None,
     conversation_id: uuid.UUID | str | None = None,
     timezone: str | None = None,
-) -> Answer:
-    """Ask the copilot and return the whole ``Answer`` (text, queries, artifacts, thread id).
+) -> AnswerRecord:
+    """Answer ``question`` and return the whole record (text, verified answers, queries,
+    artifacts, thread id, cost).
 
-    Nothing streams: the answer displays as rendered HTML when it is a cell's value; use
-    ``%%ask`` to watch it stream. Pass ``conversation_id=answer.conversation_id`` to follow up.
+    A question a verified query answers gets that query's table, chart and SQL (marked verified)
+    with or without ANTHROPIC_API_KEY; with a key the model writes the text around those
+    numbers. Other questions go to the model, or without a key come back with the closest
+    verified questions (``record.suggestions``). Nothing streams: the record displays as HTML
+    when it is a cell's value; use ``%%ask`` to watch it stream. Pass
+    ``conversation_id=record.conversation_id`` to follow up.
     """
-    from revtops_kernel.ui.asking import answer_question
-    from revtops_kernel.ui.copilot_backend import CopilotBackend
+    from revtops_kernel.answering import Answerer
+    from revtops_kernel.answering.record import collect
 
     settings = _settings()
     db = database(settings)
     _require_known(db, org or settings.org)
-    backend = CopilotBackend(db, settings, org=org)
     thread = uuid.UUID(str(conversation_id)) if conversation_id is not None else None
-    return answer_question(
-        backend, question, conversation_id=thread, timezone=timezone or settings.timezone
-    )
+    answerer = Answerer(db, settings, org=org)
+    events = answerer.ask(question, conversation_id=thread, timezone=timezone)
+    return collect(question, events)

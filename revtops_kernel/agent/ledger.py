@@ -86,20 +86,9 @@ class Ledger:
         reserve = _worst_case(request, price)
         row_id = uuid.uuid4()
         with self.db.begin() as connection:
-            caps = caps_for(connection, self.settings, meter.org).active()
-            if caps:
-                _lock_org(connection, meter.org)
-                for cap in caps:
-                    spent = _spent(connection, meter.org, cap, now)
-                    if spent >= cap.usd:
-                        raise CostCapError(
-                            org=meter.org,
-                            period=cap.period,
-                            cap_usd=cap.usd,
-                            spent_usd=spent,
-                            setting=cap.source,
-                            resets_at=period_bounds(cap.period, now)[1],
-                        )
+            refusal = self._check(connection, meter.org, now, lock=True)
+            if refusal is not None:
+                raise refusal
             connection.execute(
                 insert(LlmUsage).values(
                     id=row_id,
@@ -114,6 +103,30 @@ class Ledger:
                 )
             )
         return Ticket(row_id, model, time.perf_counter(), price)
+
+    def over_cap(self, org: str) -> CostCapError | None:
+        """The cap ``org`` is over now, if any (a read: nothing reserved, nothing locked)."""
+        with self.db.connect() as connection:
+            return self._check(connection, org, self._clock(), lock=False)
+
+    def _check(
+        self, connection: Connection, org: str, now: datetime, *, lock: bool
+    ) -> CostCapError | None:
+        caps = caps_for(connection, self.settings, org).active()
+        if caps and lock:
+            _lock_org(connection, org)
+        for cap in caps:
+            spent = _spent(connection, org, cap, now)
+            if spent >= cap.usd:
+                return CostCapError(
+                    org=org,
+                    period=cap.period,
+                    cap_usd=cap.usd,
+                    spent_usd=spent,
+                    setting=cap.source,
+                    resets_at=period_bounds(cap.period, now)[1],
+                )
+        return None
 
     # -- after the call -------------------------------------------------------------------------
 

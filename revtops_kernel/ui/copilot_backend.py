@@ -1,4 +1,5 @@
-"""The panel's real backend: the agent loop, the conversation store, the artifact exports."""
+"""The panel's real backend: the answering path (verified queries first, then the agent loop),
+the conversation store, the artifact exports."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from revtops_kernel.agent.events import (
     AgentEvent,
+    AnswerStop,
     ArtifactCreated,
     Done,
     Notice,
@@ -38,14 +40,15 @@ class CopilotBackend:
         user_id: Any = None,
         author: str | None = None,
     ) -> None:
-        from revtops_kernel.agent.loop import Copilot
+        from revtops_kernel.answering import Answerer
 
         self.db = db
         self.settings = settings
         self.org = org or settings.org
         self.user_id = user_id
         self.author = author or getpass.getuser()  # the PDF header's author
-        self.copilot = Copilot(db, settings, org=self.org, user_id=user_id)
+        self.answerer = Answerer(db, settings, org=self.org, user_id=user_id)
+        self.copilot = self.answerer.copilot
 
     @classmethod
     def create(
@@ -77,7 +80,7 @@ class CopilotBackend:
         timezone: str | None,
         cancel: threading.Event,
     ) -> Iterator[AgentEvent]:
-        return self.copilot.ask(
+        return self.answerer.ask(
             question, conversation_id=conversation_id, timezone=timezone, cancel=cancel
         )
 
@@ -113,7 +116,7 @@ class CopilotBackend:
                 turns.append(Turn(""))
             turns[-1].events.extend(self._replay(item, index))
         for turn in turns:
-            turn.events.append(Done(conversation_id, "end_turn"))
+            turn.events.append(Done(conversation_id, AnswerStop.END_TURN))
         return turns
 
     def _replay(self, item: Any, index: int) -> list[AgentEvent]:
