@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from revtops_kernel.errors import SettingsError
@@ -243,6 +251,38 @@ class Settings(BaseSettings):
         if self.readonly_database_url_raw:
             return normalize_database_url(self.readonly_database_url_raw)
         return None
+
+
+class RiskThresholds(BaseModel):
+    """Thresholds of the deal-risk rules (the ``deal_risks`` verified query), with their
+    defaults. An organization overrides any of them (``organization_risk_settings``, written by
+    ``revtops_kernel.intelligence.risk``); a question can override both.
+
+    Not read from the environment, unlike ``Settings``: the defaults are written into the
+    query's SQL, so a risk list re-runs identically from an artifact, a digest or
+    ``revtops sql`` in any process. The per-organization row is the knob.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # ghosted: our emails, calls or messages went out in these days and nothing came back.
+    risk_ghosted_days: int = Field(default=14, ge=1, le=365)
+    # no recent meeting: none in these days (deal at least this old) and none scheduled.
+    risk_no_meeting_days: int = Field(default=30, ge=1, le=365)
+    # stalled: days in the current stage above this percentile of won deals' days there...
+    risk_stalled_percentile: int = Field(default=75, ge=50, le=99)
+    # ...when at least this many won deals went through the stage (fewer: no norm to judge by).
+    risk_stalled_min_won_deals: int = Field(default=5, ge=1, le=10_000)
+    # single-threaded: at most this many customer contacts engaged in these days.
+    risk_single_threaded_days: int = Field(default=30, ge=1, le=365)
+    risk_single_threaded_max_contacts: int = Field(default=1, ge=0, le=10)
+    # close date pushed: moved later at least this many times.
+    risk_pushed_min_moves: int = Field(default=2, ge=1, le=50)
+    # amount dropped: cut by at least this many percent since entering the current stage.
+    risk_amount_drop_percent: int = Field(default=20, ge=1, le=100)
+
+
+RISK_DEFAULTS = RiskThresholds()
 
 
 def normalize_database_url(url: str) -> str:

@@ -440,6 +440,13 @@ CASES: list[Case] = [
         "win_rate_by_owner",
         {"start_date": date(2026, 10, 1), "end_date": date(2026, 10, 31)},
     ),
+    # deal_risks (written for the risk rules, before tuning anything)
+    ("which of our deals look risky right now?", "deal_risks", {}),
+    ("at-risk deals for Priya", "deal_risks", {"owner": "Priya Raman"}),
+    ("which renewals are in jeopardy?", "deal_risks", {"pipeline": "Renewals"}),
+    ("which deals have red flags", "deal_risks", {}),
+    ("what's the risk score on each deal?", "deal_risks", {}),
+    ("deals at risk in Q4", None, {}),  # deal_risks is about today, not a quarter
     # must not be routed: not a lookup, or a filter no verified query has
     ("why did we lose the Acme deal?", None, {}),
     ("write an email to Jon about his stalled deals", None, {}),
