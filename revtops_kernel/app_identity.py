@@ -24,7 +24,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import IdentityError
 
 SECRET_ENV = "REVTOPS_KERNEL_IDENTITY_SECRET"
 HEADER = "X-Revtops-Identity"
@@ -32,10 +32,6 @@ HEADER_ENV = "HTTP_X_REVTOPS_IDENTITY"  # rfc3875 naming, as Voila passes header
 KERNEL_PROOF_HEADER = "X-Revtops-Kernel-Proof"
 KERNEL_ID_ENV = "VOILA_KERNEL_ID"  # Voila sets it in the kernel before the notebook's first cell
 LIFETIME_SECONDS = 12 * 3600
-
-
-class IdentityError(RevtopsError):
-    """The kernel has no verified identity; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Messages say how to fix the problem where there is a fix.
     RevtopsError
     ├── SettingsError           a variable in the environment or .env is missing or malformed
     ├── ArtifactSpecError       an artifact spec is malformed or names columns its query lacks
+    ├── ArtifactNotFoundError   no artifact of that id in the organization
     ├── ConnectorError          a provider's API refused or failed (provider, endpoint, status)
     │   ├── ProviderAuthError       401/403 that a fresh token did not fix
     │   ├── RateLimitError          still rate limited after every retry
@@ -21,13 +22,17 @@ Messages say how to fix the problem where there is a fix.
             ├── QueryRefusedError  the query tried to write, escape its org or reach outside
             └── QueryTimeoutError  the query ran past its deadline and was cancelled
     VerifiedQueryError          an unknown verified query, or a bad parameter for one
+    ConversationNotFoundError   no conversation of that id in the organization
     WorkflowError               a workflow that does not exist, or a request it cannot serve
     ├── WorkflowBusyError       a run of it is already queued or running
     ├── WorkflowExistsError     the name is taken in the organization
     ├── WorkflowInputError      a malformed name, schedule or field (``field``)
-    │   └── WorkflowParameterError  a parameter the notebook does not declare, or a bad value
+    │   ├── WorkflowParameterError  a parameter the notebook does not declare, or a bad value
+    │   └── ScheduleError       a cron expression or time zone that cannot be used
     └── WorkflowLimitError      a cap on workflows or runs per organization (``retry_after``)
     KernelBindingError          a web-app kernel would be handed to a second user
+    IdentityError               a web-app kernel has no verified identity
+    PeriodError                 a report period, date or time zone that cannot be used
     CostCapError                an organization reached its daily or monthly model cost cap
 """
 
@@ -36,6 +41,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import uuid
     from datetime import datetime
     from decimal import Decimal
 
@@ -139,6 +145,22 @@ class ArtifactSpecError(RevtopsError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+class ArtifactNotFoundError(RevtopsError):
+    """No artifact ``artifact_id`` in the organization (or none of that id at all)."""
+
+    def __init__(self, artifact_id: uuid.UUID | str, org: str) -> None:
+        self.artifact_id = artifact_id
+        super().__init__(f"no artifact {artifact_id} in organization {org!r}")
+
+
+class ConversationNotFoundError(RevtopsError):
+    """No conversation ``conversation_id`` in the organization."""
+
+    def __init__(self, conversation_id: uuid.UUID, org: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"no conversation {conversation_id} in organization {org!r}")
+
+
 class VerifiedQueryError(RevtopsError):
     """A verified query was asked for by an unknown name or with a bad parameter.
 
@@ -226,6 +248,13 @@ class WorkflowParameterError(WorkflowInputError):
         super().__init__("parameters", f"parameter {parameter!r} {problem}")
 
 
+class ScheduleError(WorkflowInputError, ValueError):
+    """A cron expression or time zone that cannot be used; ``field`` is ``cron`` or ``timezone``."""
+
+    def __init__(self, problem: str, *, field: str = "cron") -> None:
+        super().__init__(field, problem)
+
+
 class WorkflowLimitError(WorkflowError):
     """An organization reached a cap on workflows or runs.
 
@@ -249,6 +278,14 @@ class KernelBindingError(RevtopsError):
     def __init__(self, kernel_id: str, problem: str) -> None:
         self.kernel_id = kernel_id
         super().__init__(f"kernel {kernel_id} {problem}")
+
+
+class IdentityError(RevtopsError):
+    """A web-app kernel has no verified identity; the message says why."""
+
+
+class PeriodError(RevtopsError, ValueError):
+    """A period name, date or time zone a report cannot use."""
 
 
 class UnknownOrganizationError(RevtopsError):
@@ -289,11 +326,12 @@ class CostCapError(RevtopsError):
         self.spent_usd = spent_usd
         self.setting = setting
         self.resets_at = resets_at
+        name = "daily" if period == "day" else "monthly"
         super().__init__(
-            f"Organization {org!r} reached its {'daily' if period == 'day' else 'monthly'} "
-            f"cost cap of ${cap_usd:,.2f} (${spent_usd:,.2f} spent; {setting}). Questions to the "
-            f"model resume when it resets at {resets_at:%Y-%m-%d %H:%M} UTC; verified questions "
-            "still answer. An admin can raise the cap with `revtops usage caps`."
+            f"Organization {org!r} reached its {name} cost cap of ${cap_usd:,.2f} "
+            f"(${spent_usd:,.2f} spent; {setting}). Questions to the model resume when it "
+            f"resets at {resets_at:%Y-%m-%d %H:%M} UTC; verified questions still answer. An "
+            f"admin can raise it: revtops usage --org {org} --set-{name}-cap USD."
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import ConversationNotFoundError
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import utcnow
@@ -26,12 +26,6 @@ from revtops_kernel.timeutil import utcnow
 _conversations = metadata.tables["conversations"]
 _messages = metadata.tables["messages"]
 TITLE_MAX_CHARS = 60
-
-
-class ConversationNotFoundError(RevtopsError):
-    def __init__(self, conversation_id: uuid.UUID, org: str) -> None:
-        self.conversation_id = conversation_id
-        super().__init__(f"no conversation {conversation_id} in organization {org!r}")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from nbformat.notebooknode import NotebookNode
 
 from revtops_kernel.artifacts.markdown import markdown_html, text_html
 from revtops_kernel.artifacts.periods import Period, find_period
-from revtops_kernel.artifacts.service import ArtifactNotFoundError, stored_spec
+from revtops_kernel.artifacts.service import stored_spec
 from revtops_kernel.artifacts.specs import (
     ChartSpec,
     MarkdownBlock,
@@ -31,6 +31,7 @@ from revtops_kernel.artifacts.specs import (
     spec_parts,
 )
 from revtops_kernel.artifacts.transcript import AnswerText, ArtifactRef, QueryCall, conversation_doc
+from revtops_kernel.errors import ArtifactNotFoundError
 from revtops_kernel.store.database import Database
 from revtops_kernel.timeutil import iso_z, utcnow
 

@@ -30,18 +30,17 @@ from revtops_kernel.artifacts.specs import (
     part_paths,
     spec_parts,
 )
-from revtops_kernel.errors import ArtifactSpecError, QueryError, RevtopsError, VerifiedQueryError
+from revtops_kernel.errors import (
+    ArtifactNotFoundError,
+    ArtifactSpecError,
+    QueryError,
+    VerifiedQueryError,
+)
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Artifact
 from revtops_kernel.timeutil import utcnow
 
 PREVIEW_ROWS = 50  # rows of a table that travel in the event; the stored SQL has them all
-
-
-class ArtifactNotFoundError(RevtopsError):
-    def __init__(self, artifact_id: uuid.UUID | str, org: str) -> None:
-        self.artifact_id = artifact_id
-        super().__init__(f"no artifact {artifact_id} in organization {org!r}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from revtops_kernel.agent.conversations import ConversationNotFoundError, load_transcript
+from revtops_kernel.agent.conversations import load_transcript
+from revtops_kernel.errors import ConversationNotFoundError
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Conversation
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import PeriodError
 
 PERIODS = (
     "this_week",
@@ -23,10 +23,6 @@ PERIODS = (
     "this_quarter",
     "last_quarter",
 )
-
-
-class PeriodError(RevtopsError, ValueError):
-    """A period name, date or time zone the digest cannot use."""
 
 
 @dataclass(frozen=True)

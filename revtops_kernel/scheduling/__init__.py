@@ -15,12 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from revtops_kernel.errors import (
+    ScheduleError,
     WorkflowExistsError,
     WorkflowInputError,
     WorkflowLimitError,
     WorkflowParameterError,
 )
-from revtops_kernel.scheduling.cron import Schedule, ScheduleError
+from revtops_kernel.scheduling.cron import Schedule
 from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.workflows import (
     NAME_PATTERN,

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from revtops_kernel.errors import WorkflowInputError
+from revtops_kernel.errors import ScheduleError
 
 # Further than any UTC offset change (the largest DST shift in use is 2 hours): naive local
 # times within this distance of an instant's own local time cover every wall time that can
@@ -50,13 +50,6 @@ MACROS = {
 MAX_EXPRESSION_LENGTH = 200
 # How many upcoming due times ``workflow_cron`` measures the interval over.
 INTERVAL_SAMPLE = 200
-
-
-class ScheduleError(WorkflowInputError, ValueError):
-    """A cron expression or time zone that cannot be used; ``field`` is ``cron`` or ``timezone``."""
-
-    def __init__(self, problem: str, *, field: str = "cron") -> None:
-        super().__init__(field, problem)
 
 
 def zone(name: str) -> ZoneInfo:

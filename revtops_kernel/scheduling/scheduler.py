@@ -24,8 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from revtops_kernel.errors import ScheduleError
 from revtops_kernel.scheduling import runs
-from revtops_kernel.scheduling.cron import Schedule, ScheduleError
+from revtops_kernel.scheduling.cron import Schedule
 from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.supervise import supervise
 from revtops_kernel.scheduling.workflows import RunInfo, list_workflows
