@@ -19,6 +19,7 @@ from revtops_kernel.store.schema import LlmCostCap
 
 DAILY_SETTING = "REVTOPS_DAILY_COST_CAP_USD"
 MONTHLY_SETTING = "REVTOPS_MONTHLY_COST_CAP_USD"
+OWN_CAP = "the organization's own cap"
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,12 @@ def caps_for(connection: Connection, settings: Settings, org: str) -> Caps:
             LlmCostCap.organization_id == org
         )
     ).first()
-    own = "the organization's own cap"
     daily = Cap("day", settings.daily_cost_cap_usd, DAILY_SETTING)
     monthly = Cap("month", settings.monthly_cost_cap_usd, MONTHLY_SETTING)
     if row is not None and row.daily_usd is not None:
-        daily = Cap("day", Decimal(row.daily_usd), own)
+        daily = Cap("day", Decimal(row.daily_usd), OWN_CAP)
     if row is not None and row.monthly_usd is not None:
-        monthly = Cap("month", Decimal(row.monthly_usd), own)
+        monthly = Cap("month", Decimal(row.monthly_usd), OWN_CAP)
     return Caps(daily, monthly)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 
-from revtops_kernel.agent.caps import Cap, caps_for, period_bounds
+from revtops_kernel.agent.caps import caps_for, period_bounds
 from revtops_kernel.agent.pricing import ModelPrice, cost_of, price_of
 from revtops_kernel.errors import CostCapError
 from revtops_kernel.settings import Settings
@@ -116,7 +116,7 @@ class Ledger:
         if caps and lock:
             _lock_org(connection, org)
         for cap in caps:
-            spent = _spent(connection, org, cap, now)
+            spent = spent_in(connection, org, cap.period, now)
             if spent >= cap.usd:
                 return CostCapError(
                     org=org,
@@ -209,9 +209,9 @@ def _lock_org(connection: Connection, org: str) -> None:
         )
 
 
-def _spent(connection: Connection, org: str, cap: Cap, now: datetime) -> Decimal:
-    """Settled cost in the cap's period plus what calls in flight hold."""
-    start, end = period_bounds(cap.period, now)
+def spent_in(connection: Connection, org: str, period: str, now: datetime) -> Decimal:
+    """Settled cost in the day or month holding ``now``, plus what calls in flight hold."""
+    start, end = period_bounds(period, now)
     live = or_(LlmUsage.status != "reserved", LlmUsage.started_at >= now - STALE_AFTER)
     value = connection.execute(
         select(func.coalesce(func.sum(LlmUsage.cost_usd + LlmUsage.reserved_usd), 0)).where(
