@@ -151,7 +151,11 @@ def _register_plugins(commands: argparse._SubParsersAction) -> None:
         entry_point.load()(commands)
     for name, help_text in SANDBOX_COMMANDS.items():
         if name not in commands.choices:
-            missing = commands.add_parser(name, help=f"{help_text} (needs the sandbox extra)")
+            # Any arguments are taken (no option parsing), so the answer is the install hint.
+            missing = commands.add_parser(
+                name, help=f"{help_text} (needs the sandbox extra)", prefix_chars="\0"
+            )
+            missing.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
             missing.set_defaults(handler=_needs_sandbox(name))
 
 

@@ -126,8 +126,8 @@ def test_without_the_sandbox_its_commands_say_how_to_install_it(
 
     # As where the sandbox distribution is not installed: no entry point in the group.
     monkeypatch.setattr("importlib.metadata.entry_points", lambda **_: [])
-    for command in ("demo", "eval", "sandbox"):
-        assert cli.main([command]) == 2
+    for argv in (["demo", "--no-app"], ["eval", "--gold-only"], ["sandbox", "serve"]):
+        assert cli.main(argv) == 2
         err = capsys.readouterr().err
-        assert f"revtops {command}: needs the sandbox" in err
+        assert f"revtops {argv[0]}: needs the sandbox" in err
         assert "pip install 'revtops-kernel[sandbox]'" in err

@@ -22,7 +22,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add.add_argument(
         "name", help="unique name within the organization: lowercase letters, digits, '-', '_'"
     )
-    add.add_argument("notebook", help="path of the .ipynb to run (stored absolute)")
+    add.add_argument(
+        "notebook",
+        help="a stock notebook's name (sync, pipeline_digest; `revtops notebooks list`) "
+        "or the path of an .ipynb (stored absolute)",
+    )
     add.add_argument(
         "--cron",
         required=True,
