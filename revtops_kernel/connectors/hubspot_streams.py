@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from revtops_kernel.hubspot_properties import OBJECTS
+
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 LIST_PAGE_SIZE = 100  # the list endpoints' maximum
@@ -45,83 +47,10 @@ class ObjectStream:
         return HISTORY_PAGE_SIZE if self.history else LIST_PAGE_SIZE
 
 
-_ENGAGEMENT_LINKS = ("contacts", "companies", "deals")
-
-
-def _props(names: str) -> tuple[str, ...]:
-    return tuple(names.split())
-
-
-OBJECT_STREAMS: tuple[ObjectStream, ...] = (
-    ObjectStream(
-        "companies",
-        _props(
-            "name domain industry type website numberofemployees annualrevenue city country "
-            "hubspot_owner_id createdate hs_lastmodifieddate"
-        ),
-        (),
-    ),
-    ObjectStream(
-        "contacts",
-        _props(
-            "firstname lastname email jobtitle phone associatedcompanyid hubspot_owner_id "
-            "lifecyclestage createdate lastmodifieddate"
-        ),
-        ("companies",),
-        modified_property="lastmodifieddate",
-    ),
-    ObjectStream(
-        "deals",
-        _props(
-            "dealname amount deal_currency_code dealstage pipeline closedate "
-            "hubspot_owner_id dealtype hs_deal_stage_probability hs_forecast_category "
-            "hs_is_closed hs_is_closed_won leadsource hs_analytics_source createdate "
-            "hs_lastmodifieddate"
-        ),
-        ("companies", "contacts"),
-        history=("dealstage", "closedate", "amount"),
-    ),
-    ObjectStream(
-        "meetings",
-        _props(
-            "hs_timestamp hs_meeting_title hs_meeting_body hs_internal_meeting_notes "
-            "hs_meeting_start_time hs_meeting_end_time hs_meeting_outcome "
-            "hs_meeting_location hubspot_owner_id hs_createdate hs_lastmodifieddate"
-        ),
-        _ENGAGEMENT_LINKS,
-    ),
-    ObjectStream(
-        "calls",
-        _props(
-            "hs_timestamp hs_call_title hs_call_body hs_call_duration hs_call_direction "
-            "hs_call_disposition hs_call_status hubspot_owner_id hs_createdate "
-            "hs_lastmodifieddate"
-        ),
-        _ENGAGEMENT_LINKS,
-    ),
-    ObjectStream(
-        "emails",
-        _props(
-            "hs_timestamp hs_email_subject hs_email_text hs_email_direction hs_email_status "
-            "hs_email_from_email hs_email_to_email hubspot_owner_id hs_createdate "
-            "hs_lastmodifieddate"
-        ),
-        _ENGAGEMENT_LINKS,
-    ),
-    ObjectStream(
-        "notes",
-        _props("hs_timestamp hs_note_body hubspot_owner_id hs_createdate hs_lastmodifieddate"),
-        _ENGAGEMENT_LINKS,
-    ),
-    ObjectStream(
-        "tasks",
-        _props(
-            "hs_timestamp hs_task_subject hs_task_body hs_task_status hs_task_priority "
-            "hs_task_type hubspot_owner_id hs_createdate hs_lastmodifieddate"
-        ),
-        _ENGAGEMENT_LINKS,
-    ),
-)
+OBJECT_STREAMS: tuple[ObjectStream, ...] = tuple(
+    ObjectStream(name, spec.properties, spec.associations, spec.modified_property, spec.history)
+    for name, spec in OBJECTS.items()
+)  # the properties are declared once, for the normalizer too (hubspot_properties)
 
 # Read in this order: owners and pipelines first (deals need the stage map), then objects.
 STREAMS: tuple[str, ...] = ("owners", "pipelines", *(s.name for s in OBJECT_STREAMS))

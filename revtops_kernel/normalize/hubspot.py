@@ -20,10 +20,10 @@ Values: every HubSpot property is a string or null. Amounts are rounded to cents
 probabilities to 4 places because the columns are NUMERIC(18,2) and NUMERIC(5,4): one extra
 digit would make the store's cast fail for the whole batch, not just for this record.
 
-``PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY`` (properties read with their past values) list
-what each stream's normalizer reads: what a connector asks for. The value parsers (and how
-they stay fast) are in ``values``; the envelope every record has (id, properties, archived,
-associations) is read by ``hubspot_envelope``.
+``PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY`` (properties read with their past values) are
+``revtops_kernel.hubspot_properties``, the one list the connector asks for too. The value
+parsers (and how they stay fast) are in ``values``; the envelope every record has (id,
+properties, archived, associations) is read by ``hubspot_envelope``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from revtops_kernel.hubspot_properties import OBJECTS
 from revtops_kernel.normalize.base import (
     NormalizeContext,
     RecordNormalizer,
@@ -90,46 +91,11 @@ _FORECAST_LABELS = {
 # HubSpot's two default deal types; custom values pass through unchanged.
 _DEAL_TYPES = {"newbusiness": "New Business", "existingbusiness": "Existing Business"}
 
-_ENGAGEMENT_COMMON = ("hs_timestamp", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate")
-# What each stream's normalizer reads: the properties and associations a connector should ask
-# for (HubSpot returns a few defaults otherwise, and silently ignores names it does not know).
-PROPERTIES: dict[str, tuple[str, ...]] = {
-    "companies": (
-        "name", "domain", "website", "industry", "type", "numberofemployees", "annualrevenue",
-        "city", "country", "hubspot_owner_id", "createdate", "hs_lastmodifieddate",
-    ),
-    "contacts": (
-        "firstname", "lastname", "email", "jobtitle", "phone", "mobilephone",
-        "associatedcompanyid", "hubspot_owner_id", "createdate", "lastmodifieddate",
-    ),
-    "deals": (
-        "dealname", "amount", "deal_currency_code", "pipeline", "dealstage", "closedate",
-        "hubspot_owner_id", "hs_deal_stage_probability", "hs_is_closed", "hs_is_closed_won",
-        "hs_manual_forecast_category", "hs_forecast_category", "dealtype", "leadsource",
-        "hs_analytics_source", "createdate", "hs_lastmodifieddate",
-    ),
-    "meetings": (
-        *_ENGAGEMENT_COMMON, "hs_meeting_title", "hs_meeting_body", "hs_internal_meeting_notes",
-        "hs_meeting_start_time", "hs_meeting_end_time", "hs_meeting_outcome",
-    ),
-    "calls": (
-        *_ENGAGEMENT_COMMON, "hs_call_title", "hs_call_body", "hs_call_duration",
-        "hs_call_direction", "hs_call_status",
-    ),
-    "emails": (
-        *_ENGAGEMENT_COMMON, "hs_email_subject", "hs_email_text", "hs_email_html",
-        "hs_email_direction", "hs_email_status",
-    ),
-    "notes": (*_ENGAGEMENT_COMMON, "hs_note_body"),
-    "tasks": (*_ENGAGEMENT_COMMON, "hs_task_subject", "hs_task_body", "hs_task_status"),
-}  # fmt: skip
-_ENGAGEMENT_LINKS = ("contacts", "companies", "deals")
-# Properties read with their past values (propertiesWithHistory).
-HISTORY: dict[str, tuple[str, ...]] = {"deals": ("dealstage",)}
+# What each stream's normalizer may read: the one declaration the connector asks for too.
+PROPERTIES: dict[str, tuple[str, ...]] = {name: o.properties for name, o in OBJECTS.items()}
+HISTORY: dict[str, tuple[str, ...]] = {n: o.history for n, o in OBJECTS.items() if o.history}
 ASSOCIATIONS: dict[str, tuple[str, ...]] = {
-    "contacts": ("companies",),
-    "deals": ("companies", "contacts"),
-    **{stream: _ENGAGEMENT_LINKS for stream in ("meetings", "calls", "emails", "notes", "tasks")},
+    name: o.associations for name, o in OBJECTS.items() if o.associations
 }
 
 

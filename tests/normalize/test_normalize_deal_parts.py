@@ -19,6 +19,7 @@ from revtops_kernel.normalize import hubspot, salesforce
 from revtops_kernel.normalize.base import NormalizeContext, normalize_page
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
 from revtops_sandbox.company import HS_ID_BASE, LIVE, PIPELINES, RETIRED_STAGES
+from revtops_sandbox.deal_history import snapshots
 from revtops_sandbox.server import SandboxServer
 
 ORG = "org_test"
@@ -424,9 +425,9 @@ def test_sandbox_salesforce_history_and_contact_roles(sandbox: SandboxServer) ->
     for deal in (d for d in company.deals if d.state == LIVE):
         deal_id = rid("salesforce", "deals", company.sf_id("deals", deal))
         stages = PIPELINES[deal.pipeline].stages
+        # A snapshot per stage entry and per amount or close-date change (repeating the stage)
         expected = [
-            (stages[deal.history[k]].label, _ms(deal.history[k + 1] - deal.history[k + 1] % 1000))
-            for k in range(0, len(deal.history), 2)
+            (stages[snap.stage].label, _ms(snap.ms - snap.ms % 1000)) for snap in snapshots(deal)
         ]
         assert sorted(by_deal[deal_id], key=lambda e: e[1]) == expected
         linked = sorted(contacts.get(deal_id, []), key=lambda e: not e[1])

@@ -1,0 +1,88 @@
+"""Every HubSpot property a normalizer reads is one its connector asks for.
+
+HubSpot silently leaves out properties a request does not name, so a read of an unrequested
+name is dead code against the real API (the sandbox, asked with the normalizer's own list,
+could not show it). The normalizers run on records whose ``properties`` and
+``propertiesWithHistory`` record every name looked up; empty ones, so every ``a or b``
+fallback is evaluated too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from revtops_kernel.connectors.hubspot_streams import OBJECT_STREAM_BY_NAME
+from revtops_kernel.normalize import hubspot
+from revtops_kernel.normalize.base import NormalizeContext
+
+
+class Recording(dict[str, Any]):
+    """An empty JSON object that remembers the keys looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+    def __bool__(self) -> bool:
+        return True  # not skipped as empty: ``if not history`` must look inside
+
+
+def reads(stream: str) -> tuple[set[str], set[str]]:
+    """(properties, properties with history) the stream's normalizer looks up."""
+    props, history = Recording(), Recording()
+    record: dict[str, Any] = {"id": "1", "properties": props, "propertiesWithHistory": history}
+    hubspot.NORMALIZERS[stream](record, NormalizeContext("org", "hubspot"))
+    return props.read, history.read
+
+
+def unrequested(requested: Mapping[str, tuple[str, ...]]) -> dict[str, set[str]]:
+    """Per stream, the properties its normalizer reads that ``requested`` does not name."""
+    out = {}
+    for stream, names in requested.items():
+        missing = reads(stream)[0] - set(names)
+        if missing:
+            out[stream] = missing
+    return out
+
+
+@pytest.mark.parametrize("stream", sorted(OBJECT_STREAM_BY_NAME))
+def test_every_property_a_normalizer_reads_is_requested(stream: str) -> None:
+    connector = OBJECT_STREAM_BY_NAME[stream]
+    properties, history = reads(stream)
+    assert properties <= set(connector.properties), properties - set(connector.properties)
+    assert history <= set(connector.history), history - set(connector.history)
+    if stream == "deals":  # the recorder sees history reads at all
+        assert history == {"dealstage", "amount", "closedate"}
+
+
+def test_the_check_finds_the_old_drift() -> None:
+    """The lists as they were before one declaration: the connector never asked for three
+    properties the normalizers read."""
+    before = {
+        name: tuple(
+            p
+            for p in stream.properties
+            if p not in ("mobilephone", "hs_manual_forecast_category", "hs_email_html")
+        )
+        for name, stream in OBJECT_STREAM_BY_NAME.items()
+    }
+    assert unrequested(before) == {
+        "contacts": {"mobilephone"},
+        "deals": {"hs_manual_forecast_category"},
+        "emails": {"hs_email_html"},
+    }
