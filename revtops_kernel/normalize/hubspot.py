@@ -7,7 +7,7 @@ Streams (keys of ``NORMALIZERS``) and the tables they fill:
 - ``companies`` -> accounts, ``contacts`` -> contacts, ``deals`` -> deals plus their
   deal_stage_history and deal_contacts rows (``hubspot_deal_parts``). Archived records get
   ``deleted_at = archivedAt``. ``deals.stage_entered_at`` is when the current stage was
-  entered: the last stage history entry, else ``hs_date_entered_{stageId}`` when present.
+  entered: the newest entry into it in the stage history (NULL without history).
 - ``pipelines`` (``GET /crm/v3/pipelines/deals``) -> one pipelines row plus one deal_stages row
   per stage (archived stages too, with ``is_active`` false). Stage ids are unique within a
   pipeline only, so ``deal_stages.source_id = "{pipelineId}:{stageId}"``. ``stage_map`` turns
@@ -327,13 +327,10 @@ def _stage_entered_at(
         return versions[-1][0]
     # The newest entry into the current stage (history read a moment after the properties
     # may already hold a later move).
+    # No history, no time: HubSpot's per-stage "hs_date_entered_{stage}" properties are not
+    # requested (their names depend on the portal's stages; dealstage history says it all).
     entered = [when for when, value in versions if value == stage]
-    if entered:
-        return entered[-1]
-    if stage:  # no history: HubSpot's own "date entered" property for the stage, if sent
-        name = f"hs_date_entered_{stage}"
-        return parse_time(props.get(name), name)
-    return None
+    return entered[-1] if entered else None
 
 
 _DealStage = tuple[

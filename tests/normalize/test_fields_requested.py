@@ -43,11 +43,20 @@ class Recording(dict[str, Any]):
 
 
 def reads(stream: str) -> tuple[set[str], set[str]]:
-    """(properties, properties with history) the stream's normalizer looks up."""
+    """(properties, properties with history) the stream's normalizer looks up: in an empty
+    record, and in one whose every requested property is set but has no history (names
+    made of values, like ``hs_date_entered_{stage}``, are only looked up then)."""
     props, history = Recording(), Recording()
     record: dict[str, Any] = {"id": "1", "properties": props, "propertiesWithHistory": history}
     hubspot.NORMALIZERS[stream](record, NormalizeContext("org", "hubspot"))
-    return props.read, history.read
+    filled = Recording()
+    for name in OBJECT_STREAM_BY_NAME[stream].properties:
+        # a value every parser takes (a number, a probability, epoch ms, a name); the flags
+        dict.__setitem__(filled, name, "false" if "_is_" in name else "1")
+    hubspot.NORMALIZERS[stream](
+        {"id": "1", "properties": filled}, NormalizeContext("org", "hubspot")
+    )
+    return props.read | filled.read, history.read
 
 
 def unrequested(requested: Mapping[str, tuple[str, ...]]) -> dict[str, set[str]]:

@@ -180,14 +180,14 @@ def test_hubspot_archived_deal_takes_its_history_and_links_with_it() -> None:
     assert {r["deleted_at"] for r in rows["deal_stage_history"] + rows["deal_contacts"]} == {gone}
 
 
-def test_hubspot_without_history_falls_back_to_hs_date_entered() -> None:
+def test_hubspot_without_history_has_no_stage_time() -> None:
+    """``hs_date_entered_{stage}`` is never requested (the connector asks for dealstage
+    history instead), so the normalizer does not read it."""
     bare = {k: v for k, v in DEAL.items() if k != "propertiesWithHistory"}
-    rows = hubspot.normalize_deal(bare, hs_ctx())
-    assert rows["deal_stage_history"] == []
-    assert rows["deals"][0]["stage_entered_at"] is None
     props = {**bare["properties"], "hs_date_entered_contractsent": "1770193800000"}
     rows = hubspot.normalize_deal({**bare, "properties": props}, hs_ctx())
-    assert rows["deals"][0]["stage_entered_at"] == datetime(2026, 2, 4, 8, 30, tzinfo=UTC)
+    assert rows["deal_stage_history"] == rows["deal_field_history"] == []
+    assert rows["deals"][0]["stage_entered_at"] is None
 
 
 def test_hubspot_stage_of_another_pipeline_or_unknown_keeps_its_id() -> None:
