@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
 
@@ -131,6 +132,12 @@ def test_demo_syncs_the_sandbox_into_the_embedded_store() -> None:
     assert facts["tables"]["accounts"] > 0
     assert facts["tables"]["activity_participants"] > 0
     assert facts["tables"]["quarantined_records"] == 0
+    # A later `revtops app` on this store finds what the demo synced, and says what to run.
+    from revtops_kernel.demo_record import demo_without_sandbox_hint
+
+    settings = load_settings()
+    hint = demo_without_sandbox_hint(settings, facts["database"])
+    assert hint is not None and "revtops demo --scale 0.02 --seed 1 --crm hubspot" in hint
 
 
 @pytest.mark.slow

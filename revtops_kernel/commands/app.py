@@ -17,7 +17,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_app(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+
     from revtops_server.voila_app import RevtopsVoila
+
+    from revtops_kernel.demo_record import demo_without_sandbox_hint
+    from revtops_kernel.store.database import Database
+
+    hint = demo_without_sandbox_hint(settings, Database.from_settings(settings).display_url)
+    if hint is not None:
+        print(f"revtops app: note: {hint}", file=sys.stderr)
 
     argv = [
         f"--port={args.port}",

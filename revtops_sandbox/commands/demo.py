@@ -4,8 +4,10 @@ organization synced from it."""
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 
 from revtops_kernel.cli import cmd_info, summarize_sync
+from revtops_kernel.demo_record import DemoRecord, write_demo_record
 from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
 from revtops_sandbox.options import add_anchor_argument, add_cli_arguments
@@ -87,6 +89,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         )
         other = run_sync(db, other_settings, other_crm, org=other_org, progress=True)
         print(summarize_sync(other) + f"  (organization {other_org})")
+        write_demo_record(
+            demo_settings,
+            DemoRecord(
+                database=db.display_url,
+                organization=demo_settings.org,
+                other_organization=other_org,
+                crm=args.crm,
+                scale=args.scale,
+                seed=args.seed,
+                anchor=str(args.anchor.date()),
+                synced_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            ),
+        )
         db.dispose()
         cmd_info(argparse.Namespace(json=False), demo_settings)
         if args.no_app:
