@@ -1,6 +1,7 @@
 """Benchmark the chat panel's streaming: comm traffic and token-to-screen latency.
 
     python bench/chat_stream.py [--tokens 2000] [--event-delay 0.02] [--json PATH]
+                                [--baseline REF | --no-baseline]
 
 A ~2,000-token answer (``--tokens`` at 4 characters a token, paragraphs of ~60 words) streams
 from the scripted Messages API (a real HTTP server on loopback, real SSE, 24 characters per
@@ -15,14 +16,24 @@ Printed:
 - token-to-screen latency: for every word of the answer, the time from the loop yielding the
   ``TextDelta`` that completes it to the first comm message that carries it (p50, p95, max;
   goal p95 <= 100 ms). The words are unique (``w0001``...) so each message says which it shows.
+
+The baseline, measured in the same run: this benchmark at git ``--baseline`` (default: the
+composite ipywidgets panel before the chat became one anywidget component), run from a
+``git archive`` of that commit in a subprocess. It counted a text update as a widget ``value``
+(the re-sent HTML); this one counts the widget's text-delta messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import re
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -44,6 +55,9 @@ from revtops_sandbox.anthropic import (
 )
 
 WORD = re.compile(r"w(\d{4})(?!\d)")
+ROOT = Path(__file__).resolve().parents[1]
+# The tree when the chat was still a composite of ipywidgets (each update re-sent the HTML).
+BASELINE_REF = "dfe0023"
 SESSION = Session(key=b"", username="bench")
 
 
@@ -123,7 +137,7 @@ def run(tokens: int, event_delay: float) -> dict[str, Any]:
         db = Database(f"duckdb:///{Path(tmp) / 'store.duckdb'}")
         upgrade(db)
         settings = load_settings(**scripted_settings_overrides(api), REVTOPS_ORG="bench")
-        panel = ChatPanel(db=db, settings=settings)
+        panel = ChatPanel(db=db, settings=settings, suggestions=[])
         timed = TimedBackend(panel.backend)
         panel.backend = timed
         api.script(Turn.reply(text, event_delay=event_delay))
@@ -139,11 +153,14 @@ def run(tokens: int, event_delay: float) -> dict[str, Any]:
     sent = list(RecordingComm.sent)
     shown_at: dict[int, float] = {}
     text_updates: list[float] = []
+    streamed = ""  # the deltas so far: a word may arrive in two pieces
     for moment, _, _, content in sent:
-        value = content["data"].get("state", {}).get("value")
-        if isinstance(value, str) and WORD.search(value):
+        value = content["data"].get("content")  # the chat widget's custom messages
+        if isinstance(value, str) and value:
             text_updates.append(moment)
-            for match in WORD.finditer(value):
+            start = max(0, len(streamed) - 8)
+            streamed += value
+            for match in WORD.finditer(streamed, start):
                 shown_at.setdefault(int(match.group(1)), moment)
     latencies = [
         (shown_at[number] - arrived) * 1000
@@ -181,15 +198,44 @@ def run(tokens: int, event_delay: float) -> dict[str, Any]:
     }
 
 
+def baseline(ref: str, tokens: int, event_delay: float) -> dict[str, Any]:
+    """This benchmark as it was at ``ref``, on that commit's code, in a fresh process."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "revtops_kernel", "bench/chat_stream.py"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="revtops_baseline_") as tree:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        out = Path(tree) / "baseline.json"
+        env = {**os.environ, "PYTHONPATH": tree}  # that commit's revtops_kernel comes first
+        subprocess.run(
+            [sys.executable, str(Path(tree) / "bench" / "chat_stream.py"),
+             f"--tokens={tokens}", f"--event-delay={event_delay}", f"--json={out}"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--event-delay", type=float, default=0.02, help="seconds per SSE event")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--baseline", default=BASELINE_REF, help="git ref to compare with")
+    parser.add_argument("--no-baseline", action="store_true")
     options = parser.parse_args()
+    before = (
+        None
+        if options.no_baseline
+        else baseline(options.baseline, options.tokens, options.event_delay)
+    )
     result = run(options.tokens, options.event_delay)
+    print(f"{'':28} {'now':>12} {'baseline ' + options.baseline if before else ''}")
     for name, value in result.items():
-        print(f"{name:28} {value}")
+        old = before.get(name, "") if before else ""
+        print(f"{name:28} {value!s:>12} {old!s}")
     goals = {
         "bytes <= 2x text": result["content_bytes_over_text"] <= 2,
         "<= 25 updates/s": result["updates_per_second_peak_1s"] <= 25,
@@ -198,7 +244,7 @@ def main() -> None:
     for goal, met in goals.items():
         print(f"goal {goal:26} {'met' if met else 'MISSED'}")
     if options.json:
-        options.json.write_text(json.dumps(result, indent=2))
+        options.json.write_text(json.dumps({**result, "baseline": before}, indent=2))
 
 
 if __name__ == "__main__":

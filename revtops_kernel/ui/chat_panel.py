@@ -115,9 +115,8 @@ class ChatWidget(anywidget.AnyWidget):
         self._lock = threading.RLock()  # a state change and its message go out together
         self.conversation_id: uuid.UUID | None = None
         self.answers: list[Answer] = []
-        self.state = ChatState(
-            suggestions=default_suggestions() if suggestions is None else suggestions
-        )
+        self.state = ChatState(suggestions=suggestions or [])
+        self._suggestions_due = suggestions is None  # loaded when a view first asks (hello)
         self.status: str | None = None
         self.backend: ChatBackend | None = backend
         if self.backend is None:
@@ -143,6 +142,9 @@ class ChatWidget(anywidget.AnyWidget):
             self.send(message, buffers)
 
     def _snapshot(self) -> dict[str, Any]:
+        if self._suggestions_due:
+            self._suggestions_due = False
+            self.state.suggestions = default_suggestions()
         with self._lock:
             return {**self.state.snapshot(), "status": self.status}
 

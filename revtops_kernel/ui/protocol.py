@@ -50,9 +50,9 @@ from revtops_kernel.ui.stream import DEFAULT_MAX_RATE, TextCoalescer
 Message = str | dict[str, Any]
 Send = Callable[[Message], None]
 
-# 12 text flushes a second: each costs ~80 bytes of comm envelope, and a word waits at most
-# ~83 ms for its flush (the p95 goal is 100 ms); 20/s would double the envelope bytes.
-DELTA_RATE = 12.0
+# 11 text flushes a second: each costs ~75 bytes of comm envelope (the goal is wire bytes <=
+# 2x the text), and a word waits at most ~91 ms for its flush (the p95 goal is 100 ms).
+DELTA_RATE = 11.0
 assert DELTA_RATE <= DEFAULT_MAX_RATE
 
 

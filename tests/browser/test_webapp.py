@@ -7,72 +7,20 @@ Screenshots land in tests/browser/screenshots/ (git-ignored); look at them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from revtops_kernel.store.scratch import scratch_postgres
-from revtops_sandbox import SandboxServer
 from revtops_sandbox.anthropic import ScriptedMessagesServer
 from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
 
-from .app_server import CHROMIUM, CHROMIUM_ARGS, RunningApp, running_app
+from .app_server import RunningApp
+from .pages import TIMEOUT_MS, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 SHOTS = Path(__file__).parent / "screenshots"
-TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str
-) -> Iterator[tuple[RunningApp, ScriptedMessagesServer]]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
-    with (
-        SandboxServer(scale=0.02, seed=11) as sandbox,
-        ScriptedMessagesServer() as api,
-        scratch_postgres(admin_url, prefix="revtops_test_browser") as database_url,
-        running_app(
-            tmp_path_factory.mktemp("webapp"),
-            REVTOPS_DATABASE_URL=database_url,
-            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            ANTHROPIC_API_KEY=api.api_key,
-            ANTHROPIC_BASE_URL=api.base_url,
-            REVTOPS_TIMEZONE="Europe/Paris",
-        ) as app,
-    ):
-        app.create_org("Acme", "acme.com")
-        app.create_org("Globex", "globex.com")
-        yield app, api
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def sign_in(browser: Any, app: RunningApp, email: str, name: str) -> Any:
-    """A browser session holding a test-minted Supabase session, as /login would leave it."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
-    context.add_cookies(
-        [{"name": "revtops_session", "value": app.token(email, name), "url": app.url + "/"}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app.url + "/")
-    page.locator(".rt-header").wait_for()
-    return page
 
 
 def shot(page: Any, name: str) -> None:
@@ -109,7 +57,7 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     # Chat: the answer streams, with the tool call's SQL and the chart.
     api.script(*pipeline_turns())
     open_tab(ana, "Chat")
-    question = ana.locator(".rt-input input")
+    question = ana.locator(".revtops-chat textarea.rt-input")
     question.fill(PIPELINE_QUESTION)
     question.press("Enter")
     ana.locator(".rt-tool").first.wait_for()
@@ -120,10 +68,11 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
         "() => [...document.querySelectorAll('.rt-messages .rt-chart .main-svg')]"
         ".some(svg => svg.getBoundingClientRect().height > 100)"
     )
-    assert "Pipeline by stage" in ana.locator(".rt-messages .rt-chart").first.inner_text()
+    assert "Pipeline by stage" in ana.locator(".rt-messages .rt-chart").last.inner_text()
     assert ana.locator("script:has-text('alert')").count() == 0  # model text stayed text
-    ana.locator(".rt-tool summary").first.click()  # the SQL is one click away
-    assert "SUM(amount)" in ana.locator(".rt-tool").first.inner_text()
+    sql_card = ana.locator(".rt-tool", has_text="run_sql_query").first
+    sql_card.locator("summary").click()  # the SQL is one click away
+    assert "SUM(amount)" in sql_card.inner_text()
     shot(ana, "03-answer")
 
     # The other organization, signed in at the same time, sees none of it.

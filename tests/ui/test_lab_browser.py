@@ -56,7 +56,7 @@ def ask_and_check(page: Any, name: str) -> None:
     """Ask in the panel on ``page``; the answer, its SQL card and its chart must show."""
     from playwright.sync_api import expect
 
-    question_box = page.locator(".revtops-chat .rt-input input")
+    question_box = page.locator(".revtops-chat textarea.rt-input")
     question_box.wait_for()
     question_box.fill(PIPELINE_QUESTION)
     question_box.press("Enter")  # Enter sends
