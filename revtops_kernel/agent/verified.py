@@ -17,11 +17,10 @@ Conventions every query follows:
 - ``owner`` matches a rep's full name or email, ``pipeline`` a pipeline's name, ignoring case.
 
 Approximations, said where they are made:
-- Time in stage: the store has no stage-change timestamp (HubSpot's ``hs_date_entered_*``
-  properties are not synced). ``stalled_deals`` uses days since the deal last changed
-  (``updated_at``). A stage change is a change, so this is a lower bound of the time in the
-  current stage: every deal it lists has been in its stage at least that long; a deal edited
-  recently without a stage move is missed.
+- Time in stage: ``stalled_deals`` counts days since ``deals.stage_entered_at`` (the entry of
+  the current stage in the synced stage history: HubSpot ``propertiesWithHistory=dealstage``,
+  Salesforce ``OpportunityHistory``). A deal whose provider sent no stage history has no entry
+  time and is not listed.
 - Slipped deals: without close-date history, "slipped" means open with an expected close date
   already past (the deal missed its date and nobody moved it).
 """
@@ -276,10 +275,10 @@ ORDER BY won_deals DESC, grouping""",
             "Open deals sitting in stage too long",
             "Deals with no progress or updates",
         ),
-        description="Open deals that have not changed in at least `days` days (a lower bound "
-        "of their time in the current stage), longest first.",
+        description="Open deals that have been in their current stage for at least `days` "
+        "days (since they entered it, from stage history), longest first.",
         params=(
-            Param("days", "integer", "Minimum days without change.", 30, 1, 3650),
+            Param("days", "integer", "Minimum days in the current stage.", 30, 1, 3650),
             as_of_param(),
             pipeline_param(),
             owner_param(),
@@ -289,14 +288,14 @@ WITH args AS (
     SELECT CAST(:days AS INTEGER) AS days, CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}
 )
 SELECT {DEAL_COLUMNS},
-    CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS last_changed,
-    args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) AS days_without_change
+    CAST(d.stage_entered_at AS DATE) AS stage_entered,
+    args.as_of - CAST(d.stage_entered_at AS DATE) AS days_in_stage
 FROM deals d CROSS JOIN args{DEAL_JOINS}
-WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
-    AND args.as_of - CAST(COALESCE(d.updated_at, d.created_at) AS DATE) >= args.days
-ORDER BY days_without_change DESC, d.amount DESC NULLS LAST, deal""",
-        note="No stage-change timestamp is synced: days without any change (updated_at) stand "
-        "in for days in stage; they are a lower bound of it.",
+WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH} AND d.stage_entered_at IS NOT NULL
+    AND args.as_of - CAST(d.stage_entered_at AS DATE) >= args.days
+ORDER BY days_in_stage DESC, d.amount DESC NULLS LAST, deal""",
+        note="Days in stage count from the day the deal entered its current stage (stage "
+        "history); deals without stage history are left out.",
     ),
     VerifiedQuery(
         name="deals_without_activity",

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 
 from revtops_kernel.errors import RiskSettingsError
 from revtops_kernel.settings import RISK_DEFAULTS, RiskThresholds
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import OrganizationRiskSettings
 
-_TABLE = OrganizationRiskSettings.__table__
+_TABLE: Table = OrganizationRiskSettings.__table__  # type: ignore[assignment]
 PREFIX = "risk_"
 THRESHOLDS = tuple(RiskThresholds.model_fields)  # risk_ghosted_days, ...
 

@@ -13,8 +13,8 @@ What each section means:
   stage history: HubSpot ``propertiesWithHistory``, Salesforce ``OpportunityHistory``).
 - Deals closing in the period: open deals with an expected close date in it (``deals_closing``).
 - Needs attention, measured at ``as_of`` (the period's end, or today if it is still running):
-  slipped (open, close date already past: ``slipped_deals``), stalled (no change for
-  ``stalled_days``: ``stalled_deals``) and ghosted (no activity for ``ghosted_days``:
+  slipped (open, close date already past: ``slipped_deals``), stalled (in the current stage
+  for ``stalled_days``: ``stalled_deals``) and ghosted (no activity for ``ghosted_days``:
   ``deals_without_activity``).
 
 Dates are whole days in the reader's time zone; the queries compare timestamps with those
@@ -163,7 +163,7 @@ class Digest:
             f"**Closing in the period:** {_deals(h.closing_deals, h.closing_amount)}. "
             f"**Needs attention** (as of {self.period.as_of:%d %b}): "
             f"{h.slipped_deals:,} slipped ({_money(h.slipped_amount)}), "
-            f"{h.stalled_deals:,} stalled ({self.stalled_days}+ days unchanged), "
+            f"{h.stalled_deals:,} stalled ({self.stalled_days}+ days in stage), "
             f"{h.ghosted_deals:,} with no activity in {self.ghosted_days} days.",
             "",
             f"| | This period | Previous ({start:%d %b} – {end:%d %b}) |",
@@ -323,10 +323,10 @@ def build_digest(
             frames["stalled_deals"],
             TableSpec(
                 title="Stalled deals",
-                columns=["deal", "account", "stage", "owner", "amount", "days_without_change"],
-                labels={"days_without_change": "Days unchanged"},
-                formats={"amount": "currency", "days_without_change": "integer"},
-                description=f"Open deals unchanged for {stalled_days} days or more, longest first.",
+                columns=["deal", "account", "stage", "owner", "amount", "days_in_stage"],
+                labels={"days_in_stage": "Days in stage"},
+                formats={"amount": "currency", "days_in_stage": "integer"},
+                description=f"In their stage {stalled_days} days or more, longest first.",
                 verified_query=VerifiedQueryRef(
                     name="stalled_deals", params={"days": stalled_days, "as_of": as_of_text}
                 ),

@@ -46,7 +46,7 @@ def test_the_tool_schema_and_catalogue_name_every_query_and_parameter() -> None:
         params = entry.split("    params: ", 1)[1].split("\n", 1)[0]
         named = re.findall(r"(?:^|, )([a-z_]+)(?= \(|,|$)", params)
         assert named == [p.name for p in query.params]
-    assert "stalled_deals" in listing and "lower bound" in listing
+    assert "stalled_deals" in listing and "stage history" in listing
     assert len(VERIFIED_QUERIES) >= 9
 
 
@@ -266,22 +266,23 @@ def test_average_sales_cycle_per_pipeline(synced: tuple[Database, Truth]) -> Non
         assert float(r["avg_days"]) == pytest.approx(mean, abs=0.05)
 
 
-def test_stalled_deals_are_a_lower_bound_of_time_in_stage(synced: tuple[Database, Truth]) -> None:
+def test_stalled_deals_count_days_in_the_current_stage(synced: tuple[Database, Truth]) -> None:
     db, truth = synced
-    rows = run(db, "stalled_deals", days=30, as_of=TODAY.isoformat())
-    expected = {d.name for d in open_deals(truth) if (TODAY - d.updated_at.date()).days >= 30}
-    assert {r["deal"] for r in rows} == expected
-    assert all(r["days_without_change"] >= 30 for r in rows)
 
-    # Every listed deal truly sat in its current stage at least that long (the sandbox keeps
-    # each deal's stage history; the store does not).
-    def days_in_stage(deal: DealFact) -> int:
+    def entered(deal: DealFact) -> date:  # the sandbox keeps each deal's stage path
         entered_ms = truth.company.deals[deal.idx].history[-1]  # (stage, ms, ...) pairs
-        return (TODAY - (date(1970, 1, 1) + timedelta(milliseconds=entered_ms))).days
+        return date(1970, 1, 1) + timedelta(milliseconds=entered_ms)
 
-    for r in rows:
-        candidates = [d for d in open_deals(truth) if d.name == r["deal"]]
-        assert any(days_in_stage(d) >= r["days_without_change"] for d in candidates)
+    rows = run(db, "stalled_deals", days=30, as_of=TODAY.isoformat())
+    expected = Counter(
+        (d.name, (TODAY - entered(d)).days)
+        for d in open_deals(truth)
+        if (TODAY - entered(d)).days >= 30
+    )
+    assert Counter((r["deal"], r["days_in_stage"]) for r in rows) == expected
+    assert all(r["days_in_stage"] == (TODAY - r["stage_entered"]).days for r in rows)
+    days = [r["days_in_stage"] for r in rows]
+    assert days == sorted(days, reverse=True)
 
 
 def test_deals_without_activity(synced: tuple[Database, Truth]) -> None:

@@ -149,8 +149,8 @@ def test_the_figures_match_the_store(store: Database, digest: Digest) -> None:
     slipped = rows(store, f"SELECT name FROM deals WHERE {OPEN} AND close_date < :d", d=as_of)
     assert sorted(digest.frames["slipped_deals"]["deal"]) == sorted(n for (n,) in slipped)
 
-    changed = rows(store, f"SELECT name, COALESCE(updated_at, created_at) FROM deals WHERE {OPEN}")
-    stalled = [n for n, at in changed if (as_of - _day(at)).days >= digest.stalled_days]
+    entered = rows(store, f"SELECT name, stage_entered_at FROM deals WHERE {OPEN}")
+    stalled = [n for n, at in entered if at and (as_of - _day(at)).days >= digest.stalled_days]
     assert sorted(digest.frames["stalled_deals"]["deal"]) == sorted(stalled)
 
     touched = rows(
