@@ -365,6 +365,7 @@ class ScriptedMessagesServer:
         self._port = port
         self._steps: list[Step] = []
         self._requests: list[RecordedRequest] = []
+        self._billed: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -388,11 +389,18 @@ class ScriptedMessagesServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def billed(self) -> list[dict[str, Any]]:
+        """The final usage of every answered turn, in order, as the API reported it."""
+        with self._lock:
+            return list(self._billed)
+
     def reset(self) -> None:
         """Forget requests, steps and the cache."""
         with self._lock:
             self._steps.clear()
             self._requests.clear()
+            self._billed.clear()
         self.cache.clear()
 
     # -- life cycle -------------------------------------------------------------------------
@@ -508,6 +516,8 @@ class ScriptedMessagesServer:
                 headers=headers,
             )
         usage = self.cache.apply(body)
+        with self._lock:
+            self._billed.append(self._usage(usage, self._output_tokens(answer)))
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         if not body.get("stream"):
             if answer.event_delay:
