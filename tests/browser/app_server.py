@@ -64,12 +64,18 @@ class RunningApp:
 
 @contextmanager
 def running_app(
-    home: Path, *, pool_size: int = 2, supabase: bool = True, **env: str
+    home: Path,
+    *,
+    pool_size: int = 2,
+    supabase: bool = True,
+    code: Path | None = None,
+    **env: str,
 ) -> Iterator[RunningApp]:
     """Start ``revtops app`` with Supabase sign-in on a free port; stop it afterwards.
 
     ``supabase=False`` starts it in local mode instead: Jupyter's token (pass ``JUPYTER_TOKEN``)
-    admits the machine's owner.
+    admits the machine's owner. ``code``: a tree holding another version's ``revtops_kernel``
+    and ``extensions/`` (a baseline), put first on the server's and its kernels' path.
     """
     port = free_port()
     log = home / "app.log"
@@ -80,6 +86,7 @@ def running_app(
         **sign_in,
         "REVTOPS_ADMIN_KEY": ADMIN_KEY,
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        **({"PYTHONPATH": f"{code}{os.pathsep}{code / 'extensions'}"} if code else {}),
         **env,
     }
     revtops = str(Path(sys.executable).with_name("revtops"))

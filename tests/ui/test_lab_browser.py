@@ -77,7 +77,7 @@ def ask_and_check(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}_sql.png"), full_page=True)
 
 
-def browse(url: str, name: str, before_asking: Any = None) -> None:
+def browse(url: str, name: str, before_asking: Any = None, after: Any = None) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=120_000)  # a loaded CI machine: the kernel imports take a while
@@ -94,11 +94,19 @@ def browse(url: str, name: str, before_asking: Any = None) -> None:
             if before_asking is not None:
                 before_asking(page)
             ask_and_check(page, name)
+            if after is not None:
+                after(page)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"), full_page=True)
             raise
         finally:
             browser.close()
+
+
+def luminance(css_color: str) -> float:
+    """0 (black) to 1 (white), from ``rgb(r, g, b)``."""
+    red, green, blue = (int(part) for part in css_color[css_color.index("(") + 1 :].split(",")[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
 def assert_browser_timezone_reached_the_model(api: ScriptedMessagesServer) -> None:
@@ -127,8 +135,37 @@ def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> Non
         page.locator(".jp-Notebook .jp-Cell").first.click()
         page.keyboard.press("Shift+Enter")
 
+    def dark_theme_then_reload(page: Any) -> None:
+        from playwright.sync_api import expect
+
+        chat = page.locator(".revtops-chat")
+        light = chat.evaluate("el => getComputedStyle(el).backgroundColor")
+        page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+        page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+        page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").click()
+        page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false'", timeout=60_000
+        )
+        dark = chat.evaluate("el => getComputedStyle(el).backgroundColor")
+        text = chat.evaluate("el => getComputedStyle(el).color")
+        assert dark != light and luminance(dark) < 0.3 < luminance(text), (light, dark, text)
+        page.screenshot(path="/tmp/chat_lab_dark.png", full_page=True)
+        # Save and reload: the view reconnects to the kernel's widget and gets the thread back.
+        page.locator(".jp-Cell .jp-InputPrompt").first.click()
+        page.keyboard.press("Control+s")
+        page.wait_for_timeout(3000)
+        page.reload()
+        expect(page.locator(".revtops-chat .rt-user")).to_have_text(PIPELINE_QUESTION)
+        expect(page.locator(".revtops-chat .rt-text", has_text="largest bucket")).to_be_visible()
+        page.screenshot(path="/tmp/chat_lab_reloaded.png", full_page=True)
+
     with serve(command, f"{base}/api/status?token={TOKEN}", tmp_path / "lab.log"):
-        browse(f"{base}/lab/tree/panel.ipynb?token={TOKEN}", "lab_panel", run_the_panel_cell)
+        browse(
+            f"{base}/lab/tree/panel.ipynb?token={TOKEN}",
+            "lab_panel",
+            run_the_panel_cell,
+            dark_theme_then_reload,
+        )
     assert_browser_timezone_reached_the_model(api)
 
 
