@@ -34,7 +34,7 @@ from sqlalchemy import Connection, delete, select, text, update
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.origins import origin_of, refuse_foreign_redirect, require_origin
 from revtops_kernel.errors import CredentialsError, SettingsError
-from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.providers import provider_for_nango_key, provider_info
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.database import Database
@@ -44,14 +44,6 @@ from revtops_kernel.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "x-nango-hmac-sha256"
-# Our provider names -> Nango's integration ids (provider config keys) and back.
-PROVIDER_CONFIG_KEYS = {
-    "hubspot": "hubspot",
-    "salesforce": "salesforce",
-    "slack": "slack",
-    "google_calendar": "google-calendar",
-}
-_PROVIDER_BY_KEY = {key: provider for provider, key in PROVIDER_CONFIG_KEYS.items()}
 
 _integrations = metadata.tables["integrations"]
 _webhooks = metadata.tables["nango_webhook_events"]
@@ -59,14 +51,14 @@ _cursors = metadata.tables["sync_cursors"]
 
 
 def provider_config_key(provider: str) -> str:
-    if provider not in PROVIDER_CONFIG_KEYS:
-        raise ValueError(f"unknown provider {provider!r}; expected one of {ALL_PROVIDERS}")
-    return PROVIDER_CONFIG_KEYS[provider]
+    """Nango's integration id (provider config key) for our ``provider``."""
+    return provider_info(provider).nango_key
 
 
 def provider_for_key(key: str) -> str | None:
     """Our provider for a Nango provider config key (``google-calendar`` -> google_calendar)."""
-    return _PROVIDER_BY_KEY.get(key) or (key if key in PROVIDER_CONFIG_KEYS else None)
+    found = provider_for_nango_key(key)
+    return found.value if found is not None else None
 
 
 # --- connect sessions ---------------------------------------------------------------------------

@@ -10,22 +10,18 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.providers import PROVIDERS, settings_token
+from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.settings import Settings
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
 
-PROVIDER_NAMES = {
-    "hubspot": "HubSpot",
-    "salesforce": "Salesforce",
-    "slack": "Slack",
-    "google_calendar": "Google Calendar",
-}
+PROVIDER_NAMES = {p.value: info.display_name for p, info in PROVIDERS.items()}
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    status: str  # running, succeeded, failed, cancelled, interrupted
+    status: SyncRunStatus
     started_at: datetime
     finished_at: datetime | None
     fetched: int
@@ -51,7 +47,7 @@ class ProviderStatus:
 
     @property
     def syncing(self) -> bool:
-        return self.last_run is not None and self.last_run.status == "running"
+        return self.last_run is not None and self.last_run.status is SyncRunStatus.RUNNING
 
 
 def provider_statuses(db: Database, settings: Settings, org: str) -> list[ProviderStatus]:
@@ -73,7 +69,7 @@ def provider_statuses(db: Database, settings: Settings, org: str) -> list[Provid
         for run_row in conn.execute(query):
             if run_row.provider not in latest:
                 latest[run_row.provider] = RunSummary(
-                    run_row.status,
+                    SyncRunStatus(run_row.status),
                     run_row.started_at,
                     run_row.finished_at,
                     run_row.fetched,
@@ -83,9 +79,9 @@ def provider_statuses(db: Database, settings: Settings, org: str) -> list[Provid
                     run_row.error,
                 )
     statuses = []
-    for provider in ALL_PROVIDERS:
+    for provider, info in PROVIDERS.items():
         row = recorded.get(provider)
-        has_token = getattr(settings, f"{provider}_token", None) is not None
+        has_token = settings_token(settings, provider) is not None
         if row is not None and row.nango_connection_id:
             via: str | None = "nango"
             status = row.status
@@ -95,12 +91,12 @@ def provider_statuses(db: Database, settings: Settings, org: str) -> list[Provid
             via, status = None, "available"
         run = latest.get(provider)
         last_sync = row.last_sync_at if row is not None else None
-        if last_sync is None and run is not None and run.status == "succeeded":
+        if last_sync is None and run is not None and run.status is SyncRunStatus.SUCCEEDED:
             last_sync = run.finished_at
         statuses.append(
             ProviderStatus(
-                provider,
-                PROVIDER_NAMES[provider],
+                provider.value,
+                info.display_name,
                 status,
                 via,
                 last_sync,

@@ -6,7 +6,8 @@ write rows, quarantine and the new cursor in one transaction. A crash at any poi
 store at a page boundary; the next run resumes from the last committed cursor and re-reads at
 most one page, which the upsert turns into a no-op.
 
-Providers: HubSpot, Salesforce, Slack and Google Calendar (``provider_spec``). Credentials are
+Providers: HubSpot, Salesforce, Slack and Google Calendar, each a ``ProviderSpec`` in
+``revtops_kernel.registry``. Credentials are
 the org's Nango connection when ``integrations`` records one, else the token from settings.
 After every run, identity resolution (``revtops_kernel.resolve``) links the org's Slack and
 Calendar rows to contacts, accounts, owners and deals: incrementally, over the rows written
@@ -20,9 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,17 +29,13 @@ from sqlalchemy import Connection, select
 from tqdm import tqdm
 
 from revtops_kernel.connectors.base import Connector, Page
-from revtops_kernel.connectors.credentials import NangoConnection, NangoToken, token_source
+from revtops_kernel.connectors.credentials import NangoConnection, token_source
 from revtops_kernel.connectors.http import make_http_client
-from revtops_kernel.errors import RevtopsError, SettingsError
-from revtops_kernel.normalize.base import (
-    NormalizeContext,
-    NormalizedPage,
-    RecordNormalizer,
-    StageInfo,
-    normalize_page,
-)
-from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.errors import RevtopsError
+from revtops_kernel.normalize.base import NormalizeContext, NormalizedPage, normalize_page
+from revtops_kernel.providers import ALL_PROVIDERS, provider_info, settings_token
+from revtops_kernel.registry import ProviderSpec, provider_spec
+from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
@@ -64,73 +59,6 @@ COMMIT_EVERY_RECORDS = 25_000
 COMMIT_EVERY_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class ProviderSpec:
-    """How one provider's streams become rows."""
-
-    normalizers: Mapping[str, RecordNormalizer]
-    stage_stream: str | None
-    # deal_stages rows -> the stage map deals are normalized with
-    stage_map: Callable[[list[dict[str, Any]]], dict[str, StageInfo]] | None
-    id_field: str
-    # After every stream: provider-specific clean-up in one transaction (e.g. calendar events
-    # a full re-read no longer returned are marked deleted); returns rows changed.
-    after_streams: Callable[[Connection, str, Connector], int] | None = None
-
-
-def provider_spec(provider: str) -> ProviderSpec:
-    if provider == "hubspot":
-        module = import_module("revtops_kernel.normalize.hubspot")
-        from revtops_kernel.store.deal_links import prune_removed_deal_contacts
-
-        return ProviderSpec(
-            module.NORMALIZERS, "pipelines", module.stage_map, "id", prune_removed_deal_contacts
-        )
-    if provider == "salesforce":
-        module = import_module("revtops_kernel.normalize.salesforce")
-        from revtops_kernel.store.deal_field_history import derive_salesforce_field_history
-
-        return ProviderSpec(
-            module.NORMALIZERS,
-            "OpportunityStage",
-            module.stage_map,
-            "Id",
-            derive_salesforce_field_history,
-        )
-    if provider == "slack":
-        module = import_module("revtops_kernel.normalize.slack")
-        return ProviderSpec(module.NORMALIZERS, None, None, "id")
-    if provider == "google_calendar":
-        module = import_module("revtops_kernel.normalize.google_calendar")
-        return ProviderSpec(module.NORMALIZERS, None, None, "id", _calendar_orphans)
-    raise ValueError(f"no sync for provider {provider!r}; choose one of {ALL_PROVIDERS}")
-
-
-def _calendar_orphans(conn: Connection, org: str, connector: Connector) -> int:
-    """Events of a calendar read in full during this run that the read did not return: they
-    are gone from the calendar (deleted while a sync token was invalid, say)."""
-    full_reads = getattr(connector, "full_reads", [])
-    activities = metadata.tables["activities"]
-    changed = 0
-    now = utcnow()
-    for read in full_reads:
-        live = select(activities.c.id, activities.c.source_id).where(
-            activities.c.organization_id == org,
-            activities.c.source_system == "google_calendar",
-            activities.c.channel == read.calendar_id,
-            activities.c.deleted_at.is_(None),
-        )
-        gone = [row.id for row in conn.execute(live) if row.source_id not in read.event_ids]
-        if gone:
-            conn.execute(
-                activities.update()
-                .where(activities.c.id.in_(gone))
-                .values(deleted_at=now, status="cancelled")
-            )
-            changed += len(gone)
-    return changed
-
-
 def configured_providers(
     settings: Settings, db: Database | None = None, org: str | None = None
 ) -> tuple[str, ...]:
@@ -148,9 +76,7 @@ def configured_providers(
                 ).scalars()
             )
     return tuple(
-        p
-        for p in ALL_PROVIDERS
-        if p in connected or getattr(settings, f"{p}_token", None) is not None
+        p for p in ALL_PROVIDERS if p in connected or settings_token(settings, p) is not None
     )
 
 
@@ -165,10 +91,8 @@ def nango_connection_for(conn: Connection, org: str, provider: str) -> NangoConn
     ).first()
     if row is None or not row.nango_connection_id:
         return None
-    from revtops_kernel.integrations import provider_config_key
-
     return NangoConnection(
-        row.nango_connection_id, row.nango_provider_config_key or provider_config_key(provider)
+        row.nango_connection_id, row.nango_provider_config_key or provider_info(provider).nango_key
     )
 
 
@@ -179,39 +103,9 @@ def build_connector(
     *,
     nango_connection: NangoConnection | None = None,
 ) -> Connector:
+    """``provider``'s connector, with the org's Nango connection or the token from settings."""
     tokens = token_source(settings, provider, http=http, nango_connection=nango_connection)
-    if provider == "hubspot":
-        from revtops_kernel.connectors.hubspot import HubSpotConnector
-
-        return HubSpotConnector.connect(settings.hubspot_base_url, tokens, http)
-    if provider == "salesforce":
-        from revtops_kernel.connectors.salesforce import SalesforceConnector
-
-        # A Nango connection names its own instance; settings name it for a static token.
-        instance_url = settings.salesforce_instance_url
-        if isinstance(tokens, NangoToken):
-            instance_url = tokens.instance_url() or instance_url
-        if not instance_url:
-            raise SettingsError(
-                "REVTOPS_SALESFORCE_INSTANCE_URL",
-                "set it to your Salesforce instance, e.g. https://acme.my.salesforce.com",
-            )
-        return SalesforceConnector.connect(instance_url, tokens, http, settings=settings)
-    if provider == "slack":
-        from revtops_kernel.connectors.slack import SlackConnector
-
-        return SlackConnector.connect(
-            settings.slack_base_url,
-            tokens,
-            http,
-            thread_lookback_days=settings.slack_thread_lookback_days,
-            requests_per_minute=settings.slack_requests_per_minute,
-        )
-    if provider == "google_calendar":
-        from revtops_kernel.connectors.google_calendar import GoogleCalendarConnector
-
-        return GoogleCalendarConnector.connect(settings.google_calendar_base_url, tokens, http)
-    raise ValueError(f"no connector for provider {provider!r}")
+    return provider_spec(provider).connect(settings, tokens, http)
 
 
 @dataclass
@@ -227,7 +121,7 @@ class SyncResult:
     run_id: uuid.UUID
     organization_id: str
     provider: str
-    status: str
+    status: SyncRunStatus
     counts: RunCounts
     seconds: float
     streams: dict[str, StreamCounts] = field(default_factory=dict)
@@ -239,7 +133,7 @@ class SyncResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status is SyncRunStatus.SUCCEEDED
 
 
 def run_sync(
@@ -272,7 +166,7 @@ def run_sync(
         # and gets the tokens its runner fetched (scheduling.run_environment) instead.
         use_nango = connector is None and settings.nango_secret_key is not None
         nango = nango_connection_for(conn, org, provider) if use_nango else None
-    result = SyncResult(run_id, org, provider, "running", RunCounts(), 0.0)
+    result = SyncResult(run_id, org, provider, SyncRunStatus.RUNNING, RunCounts(), 0.0)
     http = make_http_client() if connector is None else None
     # A provider's (or an organization's) first rows in a table others filled may be too few
     # to reach the refresh share, yet statistics that have never seen their source_system or
@@ -287,12 +181,12 @@ def run_sync(
         for stream in _selected(connector.streams(), streams, spec):
             engine.sync_stream(connector, stream, progress=progress)
         _finish_streams(db, result, spec, connector)
-        result.status = "succeeded"
+        result.status = SyncRunStatus.SUCCEEDED
     except RevtopsError as exc:
-        result.status, result.error = "failed", str(exc)
+        result.status, result.error = SyncRunStatus.FAILED, str(exc)
         log.error("sync %s for %s failed: %s", provider, org, exc)
     except Exception as exc:  # the run must end recorded, whatever broke
-        result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        result.status, result.error = SyncRunStatus.FAILED, f"{type(exc).__name__}: {exc}"
         log.exception("sync %s for %s crashed", provider, org)
     finally:
         if http is not None:
@@ -351,7 +245,7 @@ def _resolve(db: Database, result: SyncResult, statistics: StatisticsRefresh) ->
     except Exception as exc:  # recorded on the run, never raised
         log.exception("identity resolution for %s failed", result.organization_id)
         if result.ok:
-            result.status, result.error = "failed", f"identity resolution: {exc}"
+            result.status, result.error = SyncRunStatus.FAILED, f"identity resolution: {exc}"
     finally:
         result.resolution_seconds = time.monotonic() - started
 

@@ -30,14 +30,15 @@ from revtops_kernel.connectors.origins import (
     require_secure,
 )
 from revtops_kernel.errors import CredentialsError
+from revtops_kernel.providers import ALL_PROVIDERS, provider_info, settings_token
 from revtops_kernel.settings import Settings
 from revtops_kernel.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("hubspot", "salesforce", "slack", "google_calendar")
+PROVIDERS = ALL_PROVIDERS
 EXPIRY_MARGIN = timedelta(seconds=60)  # fetch a new token this long before the old one expires
-TOKEN_VARIABLES = {provider: f"REVTOPS_{provider.upper()}_TOKEN" for provider in PROVIDERS}
+TOKEN_VARIABLES = {name: provider_info(name).token_variable for name in ALL_PROVIDERS}
 
 
 class StaticToken:
@@ -209,4 +210,4 @@ def token_source(
             secret_key=settings.nango_secret_key,
             http=http,
         )
-    return StaticToken(provider, getattr(settings, f"{provider}_token"))
+    return StaticToken(provider, settings_token(settings, provider))

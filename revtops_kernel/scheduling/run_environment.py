@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from revtops_kernel.connectors.credentials import PROVIDERS, TOKEN_VARIABLES, token_source
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.errors import RevtopsError
+from revtops_kernel.providers import settings_token
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.org_access import org_writer_url
@@ -185,7 +186,7 @@ def _provider_tokens(
     if settings.supabase_url is None:
         # Single-organization deployment: the tokens in settings are that organization's.
         for provider in PROVIDERS:
-            secret = getattr(settings, f"{provider}_token")
+            secret = settings_token(settings, provider)
             if secret is not None and secret.get_secret_value():
                 tokens[TOKEN_VARIABLES[provider]] = secret.get_secret_value()
         if settings.anthropic_api_key is not None:  # and so is the assistant's key

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from revtops_kernel.errors import WorkflowLimitError
+from revtops_kernel.run_status import WorkflowRunStatus
 from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.parameters import check_parameters, declared_parameters
 from revtops_kernel.scheduling.workflows import (
@@ -49,8 +50,8 @@ from revtops_kernel.scheduling.workflows import (
 from revtops_kernel.store import Database
 from revtops_kernel.timeutil import to_utc, utcnow
 
-RUNNING = "running"
-QUEUED = "queued"
+RUNNING = WorkflowRunStatus.RUNNING
+QUEUED = WorkflowRunStatus.QUEUED
 
 
 def process_label() -> str:

@@ -30,6 +30,7 @@ from revtops_kernel.errors import (
     WorkflowLimitError,
 )
 from revtops_kernel.notebooks import resolve_notebook
+from revtops_kernel.run_status import ACTIVE_RUN_STATUSES, FINAL_RUN_STATUSES, WorkflowRunStatus
 from revtops_kernel.scheduling.cron import workflow_cron
 from revtops_kernel.scheduling.limits import WorkflowLimits
 from revtops_kernel.scheduling.parameters import check_parameters
@@ -40,8 +41,8 @@ from revtops_kernel.timeutil import to_utc, utcnow
 workflows_table = cast(Table, Workflow.__table__)
 runs_table = cast(Table, WorkflowRun.__table__)
 
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("succeeded", "failed", "timed_out", "interrupted")
+ACTIVE_STATUSES = ACTIVE_RUN_STATUSES
+FINAL_STATUSES = FINAL_RUN_STATUSES
 
 # A workflow's name: a slug, so every name can be addressed in a URL path and a folder name.
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -265,7 +266,10 @@ def remove_workflow(db: Database, name: str, *, org: str) -> int:
         active = conn.execute(
             select(func.count())
             .select_from(runs_table)
-            .where(runs_table.c.workflow_id == current.id, runs_table.c.status == "running")
+            .where(
+                runs_table.c.workflow_id == current.id,
+                runs_table.c.status == WorkflowRunStatus.RUNNING,
+            )
         ).scalar_one()
         if active:
             raise WorkflowBusyError(f"workflow {name!r} has a run in progress; remove it later")
