@@ -289,7 +289,7 @@ def test_parameters_the_query_would_refuse_are_not_routed() -> None:
         ("stalled deals with no champion", "another verified query's subject"),
         ("forecast for stalled deals", "another verified query's subject"),
         ("deals closing last quarter", "is past"),  # deals_closing looks ahead
-        ("forecast by rep", "no row per rep"),
+        ("forecast categories for the reps", "no row per rep"),
         ("slipped deals per pipeline", "cannot break results down by pipeline"),
     ],
 )

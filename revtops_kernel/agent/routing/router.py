@@ -31,7 +31,8 @@ MAX_QUESTION_CHARS = 300  # longer questions are requests, not lookups
 
 # Windows that look back (a future end is cut to today) or ahead (a past start moves to today).
 LOOKS_BACK = {"win_rate", "win_rate_by_owner", "average_sales_cycle", "meetings_by_account",
-              "rep_leaderboard", "pipeline_created"}  # fmt: skip
+              "rep_leaderboard", "pipeline_created", "stage_funnel", "sales_velocity",
+              "pipeline_waterfall"}  # fmt: skip
 LOOKS_AHEAD = {"deals_closing"}
 # A name a query cannot filter on but shows per row (pipeline_created is broken down by
 # pipeline, pipeline_by_stage by stage): the answer still holds it.
@@ -50,7 +51,8 @@ _BUCKET = re.compile(
 )
 _GROUP = re.compile(
     r"\b(?:by|per|each|for each|across|for every) "
-    r"(rep|owner|salesperson|seller|ae|pipeline|stage)s?\b|\b(overall|in total|across the board)\b"
+    r"(rep|owner|salesperson|seller|ae|pipeline|stage|team|deal type|company size|account size)"
+    r"s?\b|\b(overall|in total|across the board)\b"
 )
 # A slot only one query takes says something about the question: its words count.
 _SLOT_WORDS = {"min_meetings": ["meeting"], "max_contacts": ["contact", "engaged"],
@@ -59,11 +61,12 @@ _SLOT_WORDS = {"min_meetings": ["meeting"], "max_contacts": ["contact", "engaged
 REP_ROWS = {
     "win_rate_by_owner", "rep_leaderboard", "average_sales_cycle", "stalled_deals",
     "deals_without_activity", "single_threaded_deals", "deals_closing", "slipped_deals",
+    "forecast_vs_quota", "sales_velocity", "pipeline_waterfall",
 }  # fmt: skip
 # Queries whose rows are already per owner, stage or pipeline ("by rep" is what they answer).
 PER_ROW = {
     "owner": {"win_rate_by_owner", "rep_leaderboard"},
-    "stage": {"pipeline_by_stage"},
+    "stage": {"pipeline_by_stage", "stage_funnel"},
     "pipeline": {"pipeline_by_stage", "pipeline_created"},
 }
 
@@ -327,7 +330,13 @@ def _group(match: re.Match[str] | None) -> str | None:
         return None
     if match.group(2):
         return "none"
-    return match.group(1) if match.group(1) in ("pipeline", "stage") else "owner"
+    return _GROUP_CHOICES.get(match.group(1), "owner")
+
+
+# "by team", "by deal type": the group_by choice they ask for (other words mean a rep).
+_GROUP_CHOICES = {"pipeline": "pipeline", "stage": "stage", "team": "team",
+                  "deal type": "deal_type", "company size": "account_size",
+                  "account size": "account_size"}  # fmt: skip
 
 
 def _terms(text: str, taken: list[tuple[int, int]], slots: _Slots, index: QueryIndex) -> list[str]:
