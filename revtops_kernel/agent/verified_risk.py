@@ -359,7 +359,7 @@ RISK_QUERIES: tuple[VerifiedQuery, ...] = (
             "warning",
         ),
         phrasings=(
-            "Which deals are at risk and why?",
+            "Which deals are at risk, with reasons?",
             "Show me the at-risk deals",
             "What are the risk flags on our open deals?",
             "Which opportunities are in danger?",

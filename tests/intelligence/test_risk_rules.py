@@ -179,3 +179,22 @@ def test_the_query_declares_every_threshold_and_the_defaults_live_in_settings() 
     assert columns - {"single_threaded_max_contacts"} | {"max_contacts"} <= names
     for name in RiskThresholds.model_fields:
         assert f", {getattr(RISK_DEFAULTS, name)}) AS INTEGER)" in query.sql
+
+
+def test_the_router_sends_risk_questions_to_deal_risks() -> None:
+    from datetime import UTC, datetime
+
+    from revtops_kernel.agent.routing import OwnerName, RouteContext, route
+
+    context = RouteContext(
+        datetime(2026, 11, 1, 15, tzinfo=UTC), "UTC", (OwnerName("Ann Rep", "ann@x.example"),),
+        ("New Business",), ("Discovery",),
+    )  # fmt: skip
+    asked = route("which deals are at risk?", context)
+    assert (asked.name, asked.params) == ("deal_risks", {})
+    # The suggestion shown to users routes too (a "why" question goes to the model, which
+    # answers it with the same query through run_verified_query).
+    first = VERIFIED_QUERIES["deal_risks"].phrasings[0]
+    assert route(first, context).name == "deal_risks"
+    mine = route("at-risk deals for Ann Rep", context)
+    assert (mine.name, mine.params) == ("deal_risks", {"owner": "Ann Rep"})
