@@ -28,6 +28,10 @@ from revtops_kernel.errors import SettingsError
 
 DEFAULT_MODEL = "claude-opus-4-6"  # 4-5 is marked deprecated by the SDK (retires 2027-01-22)
 ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# The read-only path's limits (REVTOPS_QUERY_MAX_ROWS, REVTOPS_QUERY_TIMEOUT) when unset; the
+# store and the SQL guard default to these too.
+DEFAULT_QUERY_MAX_ROWS = 10_000
+DEFAULT_QUERY_TIMEOUT_SECONDS = 30.0
 
 
 def _http_url(value: str | None) -> str | None:
@@ -75,8 +79,12 @@ class Settings(BaseSettings):
     store_retry_delay: float = Field(
         default=0.5, ge=0, validation_alias="REVTOPS_STORE_RETRY_DELAY"
     )
-    query_timeout: float = Field(default=30.0, gt=0, validation_alias="REVTOPS_QUERY_TIMEOUT")
-    query_max_rows: int = Field(default=10_000, gt=0, validation_alias="REVTOPS_QUERY_MAX_ROWS")
+    query_timeout: float = Field(
+        default=DEFAULT_QUERY_TIMEOUT_SECONDS, gt=0, validation_alias="REVTOPS_QUERY_TIMEOUT"
+    )
+    query_max_rows: int = Field(
+        default=DEFAULT_QUERY_MAX_ROWS, gt=0, validation_alias="REVTOPS_QUERY_MAX_ROWS"
+    )
 
     # --- providers: a plain token for a single user, or Nango --------------------------------
     hubspot_token: SecretStr | None = Field(default=None, validation_alias="REVTOPS_HUBSPOT_TOKEN")

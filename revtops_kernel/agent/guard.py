@@ -38,17 +38,21 @@ from revtops_kernel.agent.guard_rules import (
     ALLOWED_TABLE_FUNCTIONS,
 )
 from revtops_kernel.errors import QueryRefusedError
-from revtops_kernel.settings import ORG_ID_PATTERN
-from revtops_kernel.store.database import Database
+from revtops_kernel.settings import (
+    DEFAULT_QUERY_MAX_ROWS,
+    DEFAULT_QUERY_TIMEOUT_SECONDS,
+    ORG_ID_PATTERN,
+)
+from revtops_kernel.store.database import Backend, Database
 from revtops_kernel.store.query import QueryResult, read_sql
 from revtops_kernel.store.schema import readable_tables
 
 # sqlglot warns on stderr when it falls back to a generic Command; we refuse those anyway.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
-DIALECTS = ("duckdb", "postgres")
-DEFAULT_MAX_ROWS = 10_000
-DEFAULT_TIMEOUT_SECONDS = 30.0
+DIALECTS = tuple(backend.sqlglot_dialect for backend in Backend)  # duckdb, postgres
+DEFAULT_MAX_ROWS = DEFAULT_QUERY_MAX_ROWS
+DEFAULT_TIMEOUT_SECONDS = DEFAULT_QUERY_TIMEOUT_SECONDS
 # Alias of the wrapper used when the outer LIMIT cannot be tightened in place.
 RESULT_ALIAS = "revtops_result"
 CTE_PREFIX = "revtops_cte_"
@@ -126,7 +130,7 @@ def run_guarded(
 ) -> QueryResult:
     """Guard ``sql`` for ``org`` and run it on the read-only path; ``:name`` binds ``params``."""
     rows = max_rows or DEFAULT_MAX_ROWS
-    dialect = "duckdb" if db.is_duckdb else "postgres"
+    dialect = db.backend.sqlglot_dialect
     guarded = guard_sql(sql, dialect=dialect, org=org, max_rows=rows)
     return read_sql(
         db,

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table, func, select
 
-from revtops_kernel.store.database import Database
+from revtops_kernel.store.database import Backend, Database
 from revtops_kernel.store.schema import metadata, readable_tables
 from revtops_kernel.timeutil import iso_z
 
@@ -28,14 +28,14 @@ SHARED_COLUMNS = ("id", "organization_id", "source_system", "source_id", "create
                   "updated_at", "deleted_at", "raw")  # fmt: skip
 HIDDEN_TABLES = ("organizations",)  # readable but not useful to the model
 
-DIALECT_NOTES = {
-    "postgresql": (
+DIALECT_NOTES: dict[str, str] = {
+    Backend.POSTGRESQL: (
         "PostgreSQL 15. Dates: date_trunc('quarter', d), d + interval '30 days', "
         "extract(epoch from a - b), current_date. JSON: raw->>'key'. Text match: ILIKE. "
         "Division: cast one side to numeric to avoid integer division; NULLIF(x, 0) for "
         "safe ratios. FILTER (WHERE ...) works on aggregates."
     ),
-    "duckdb": (
+    Backend.DUCKDB: (
         "DuckDB (PostgreSQL-like). Dates: date_trunc('quarter', d), d + INTERVAL 30 DAY, "
         "date_diff('day', a, b), current_date. JSON: raw->>'key' or json_extract_string(raw, "
         "'$.key'). Text match: ILIKE. Integer division with / returns a double; // is integer "
@@ -293,7 +293,8 @@ def _model_doc(table_name: str) -> str:
 
 
 def dialect_name(db: Database) -> str:
-    return "duckdb" if db.is_duckdb else "postgresql"
+    """The key of the store's ``DIALECT_NOTES`` (its ``Backend``)."""
+    return db.backend.value
 
 
 def stable_system_text(dialect: str) -> str:

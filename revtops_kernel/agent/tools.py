@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,7 +25,10 @@ from typing import Any
 
 import pandas as pd
 
+from revtops_kernel.agent import verified
 from revtops_kernel.agent.events import ArtifactCreated, TablePreview, ToolResult
+from revtops_kernel.agent.guard import guard_sql, run_guarded
+from revtops_kernel.artifacts.specs import ARTIFACT_INPUT_SCHEMA
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.settings import Settings
 from revtops_kernel.store.database import Database
@@ -186,67 +189,35 @@ def _error(tool_id: str, name: str, message: str, *, sql: str | None = None) -> 
     return ToolOutcome(content, True, ToolResult(tool_id, name, False, message, sql=sql))
 
 
-# --- the contracts other modules provide, found lazily ----------------------------------------
+def _verified_definition() -> dict[str, Any]:
+    return {
+        "name": "run_verified_query",
+        "description": (
+            "Run a verified query: trusted, parameterized SQL for a common RevOps "
+            "question. Prefer it over writing SQL when one fits, and label its figures "
+            "as verified in the answer.\n" + verified.catalogue()
+        ),
+        "input_schema": verified.VERIFIED_TOOL_SCHEMA,
+    }
 
 
-def _artifact_contract() -> tuple[dict[str, Any], Callable[..., ArtifactCreated]] | None:
-    try:
-        from revtops_kernel.artifacts import ARTIFACT_INPUT_SCHEMA, create_artifact
-    except ImportError:
-        return None
-    return ARTIFACT_INPUT_SCHEMA, create_artifact
-
-
-def _verified_contract() -> tuple[dict[str, Any], str, Callable[..., Any]] | None:
-    try:
-        from revtops_kernel.agent import verified
-    except ImportError:
-        return None
-    catalogue = ""
-    for name in ("catalogue", "VERIFIED_CATALOGUE"):
-        value = getattr(verified, name, None)
-        if callable(value):
-            value = value()
-        if isinstance(value, str):
-            catalogue = value
-            break
-    return verified.VERIFIED_TOOL_SCHEMA, catalogue, verified.run_verified
+def _artifact_definition() -> dict[str, Any]:
+    return {
+        "name": "create_artifact",
+        "description": (
+            "Show the user a chart, table, markdown report or dashboard, stored with the "
+            "SQL behind it so it can be re-rendered without you. Declarative only: give "
+            "the spec (kind, title, SQL that passes the same checks as run_sql_query, "
+            "and for charts the type and columns for x, y and series). Returns the "
+            "artifact id; the user sees it rendered."
+        ),
+        "input_schema": ARTIFACT_INPUT_SCHEMA,
+    }
 
 
 def tool_definitions() -> list[dict[str, Any]]:
     """The tools offered to the model, in a stable order (the cached prefix starts here)."""
-    tools = [dict(SQL_TOOL), dict(DESCRIBE_TOOL)]
-    verified = _verified_contract()
-    if verified is not None:
-        schema, catalogue, _ = verified
-        tools.append(
-            {
-                "name": "run_verified_query",
-                "description": (
-                    "Run a verified query: trusted, parameterized SQL for a common RevOps "
-                    "question. Prefer it over writing SQL when one fits, and label its figures "
-                    "as verified in the answer." + (f"\n{catalogue}" if catalogue else "")
-                ),
-                "input_schema": schema,
-            }
-        )
-    artifacts = _artifact_contract()
-    if artifacts is not None:
-        schema, _ = artifacts
-        tools.append(
-            {
-                "name": "create_artifact",
-                "description": (
-                    "Show the user a chart, table, markdown report or dashboard, stored with the "
-                    "SQL behind it so it can be re-rendered without you. Declarative only: give "
-                    "the spec (kind, title, SQL that passes the same checks as run_sql_query, "
-                    "and for charts the type and columns for x, y and series). Returns the "
-                    "artifact id; the user sees it rendered."
-                ),
-                "input_schema": schema,
-            }
-        )
-    return tools
+    return [tool.definition() for tool in TOOLS.values()]
 
 
 # --- running a call ------------------------------------------------------------------------------
@@ -268,17 +239,12 @@ def run_tool(
 ) -> ToolOutcome:
     """Run one tool call; failures come back as error outcomes, never as exceptions."""
     started = time.perf_counter()
+    tool = TOOLS.get(name)
     try:
-        if name == "run_sql_query":
-            outcome = _run_sql(context, tool_id, tool_input)
-        elif name == "describe_table":
-            outcome = _describe(context, tool_id, tool_input)
-        elif name == "run_verified_query":
-            outcome = _run_verified(context, tool_id, tool_input)
-        elif name == "create_artifact":
-            outcome = _create_artifact(context, tool_id, tool_input)
+        if tool is None:
+            outcome = _error(tool_id, name, f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
         else:
-            outcome = _error(tool_id, name, f"unknown tool {name!r}")
+            outcome = tool.run(context, tool_id, tool_input)
     except RevtopsError as exc:
         outcome = _error(tool_id, name, str(exc), sql=_sql_of(tool_input))
     except Exception as exc:  # a tool must not crash the loop; the model gets the reason
@@ -294,8 +260,6 @@ def _sql_of(tool_input: dict[str, Any]) -> str | None:
 
 
 def _run_sql(context: ToolContext, tool_id: str, tool_input: dict[str, Any]) -> ToolOutcome:
-    from revtops_kernel.agent.guard import run_guarded
-
     sql = _sql_of(tool_input)
     if not sql or not sql.strip():
         return _error(tool_id, "run_sql_query", "input.sql is required: one SELECT statement")
@@ -308,9 +272,7 @@ def _run_sql(context: ToolContext, tool_id: str, tool_input: dict[str, Any]) -> 
 
 def _ran_sql(context: ToolContext, sql: str) -> str:
     """The SQL the guard generated from the model's, for the user to read."""
-    from revtops_kernel.agent.guard import guard_sql
-
-    dialect = "duckdb" if context.db.is_duckdb else "postgres"
+    dialect = context.db.backend.sqlglot_dialect
     max_rows = context.settings.query_max_rows
     return guard_sql(sql, dialect=dialect, org=context.org, max_rows=max_rows).sql
 
@@ -366,8 +328,6 @@ SAMPLE_COLUMNS = ("stage_name", "forecast_category", "deal_type", "lead_source",
 
 def _sample_values(context: ToolContext, name: str, table: Any) -> dict[str, Any]:
     """Distinct values of categorical columns, through the same guarded path as the model's SQL."""
-    from revtops_kernel.agent.guard import run_guarded
-
     samples: dict[str, Any] = {}
     for column in table.columns:
         if column.name not in SAMPLE_COLUMNS:
@@ -385,14 +345,10 @@ def _sample_values(context: ToolContext, name: str, table: Any) -> dict[str, Any
 
 
 def _run_verified(context: ToolContext, tool_id: str, tool_input: dict[str, Any]) -> ToolOutcome:
-    contract = _verified_contract()
-    if contract is None:
-        return _error(tool_id, "run_verified_query", "verified queries are not available")
-    _, _, run_verified = contract
     name = str(tool_input.get("name", ""))
     params = tool_input.get("params") or {}
     max_rows = context.settings.query_max_rows
-    result = run_verified(
+    result = verified.run_verified(
         context.db,
         name,
         params,
@@ -413,11 +369,10 @@ def _run_verified(context: ToolContext, tool_id: str, tool_input: dict[str, Any]
 
 
 def _create_artifact(context: ToolContext, tool_id: str, tool_input: dict[str, Any]) -> ToolOutcome:
-    contract = _artifact_contract()
-    if contract is None:
-        return _error(tool_id, "create_artifact", "artifacts are not available")
-    _, create = contract
-    artifact = create(
+    # Loaded at the first artifact: rendering pulls in Plotly, which a SQL answer never needs.
+    from revtops_kernel.artifacts.service import create_artifact
+
+    artifact = create_artifact(
         context.db,
         org=context.org,
         spec=tool_input,
@@ -441,3 +396,29 @@ def _create_artifact(context: ToolContext, tool_id: str, tool_input: dict[str, A
         ToolResult(tool_id, "create_artifact", True, summary, sql=sql, verified=artifact.verified),
         artifact=artifact,
     )
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+ToolRun = Callable[[ToolContext, str, dict[str, Any]], ToolOutcome]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: its definition for the Messages API, and what runs a call of it."""
+
+    name: str
+    definition: Callable[[], dict[str, Any]]
+    run: ToolRun
+
+
+# In the order the model is offered them (the prompt cache's prefix: keep it stable).
+TOOLS: Mapping[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        Tool("run_sql_query", lambda: dict(SQL_TOOL), _run_sql),
+        Tool("describe_table", lambda: dict(DESCRIBE_TOOL), _describe),
+        Tool("run_verified_query", _verified_definition, _run_verified),
+        Tool("create_artifact", _artifact_definition, _create_artifact),
+    )
+}

@@ -43,7 +43,7 @@ def conversation_to_notebook(
 ) -> NotebookNode:
     """The conversation as an nbformat v4 notebook (not yet executed)."""
     doc = conversation_doc(db, conversation_id, org=org)
-    dialect = "duckdb" if db.is_duckdb else "postgres"
+    dialect = db.backend.sqlglot_dialect
     artifacts = _artifact_specs(db, doc.turns, org=org)
     period = find_period(_all_sql(doc.turns, artifacts), dialect)
     builder = _Cells(period, dialect)

@@ -47,8 +47,15 @@ T = TypeVar("T")
 
 
 class Backend(StrEnum):
+    """The store's engine, named as SQLAlchemy names it (``conn.dialect.name``)."""
+
     DUCKDB = "duckdb"
     POSTGRESQL = "postgresql"
+
+    @property
+    def sqlglot_dialect(self) -> str:
+        """sqlglot's name for this backend's SQL (sqlglot calls PostgreSQL ``postgres``)."""
+        return "postgres" if self is Backend.POSTGRESQL else "duckdb"
 
 
 _file_locks: dict[str, threading.RLock] = {}

@@ -35,7 +35,11 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from revtops_kernel.errors import QueryError, QueryRefusedError, QueryTimeoutError
-from revtops_kernel.settings import ORG_ID_PATTERN
+from revtops_kernel.settings import (
+    DEFAULT_QUERY_MAX_ROWS,
+    DEFAULT_QUERY_TIMEOUT_SECONDS,
+    ORG_ID_PATTERN,
+)
 from revtops_kernel.store import org_roles
 from revtops_kernel.store.database import Database, driver_connection
 from revtops_kernel.store.schema import readable_tables
@@ -72,8 +76,8 @@ def read_sql(
     params: Mapping[str, Any] | None = None,
     *,
     org: str,
-    max_rows: int = 10_000,
-    timeout: float = 30.0,
+    max_rows: int = DEFAULT_QUERY_MAX_ROWS,
+    timeout: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
 ) -> QueryResult:
     """Run one read-only query as organization ``org``; at most ``max_rows`` rows come back.
 
