@@ -141,10 +141,15 @@ class ChatWidget(anywidget.AnyWidget):
             self.state.apply(message)
             self.send(message, buffers)
 
-    def _snapshot(self) -> dict[str, Any]:
-        if self._suggestions_due:
+    def _send_state(self) -> None:
+        """The whole state, in one message; no delta can slip between the copy and the send."""
+        if self._suggestions_due:  # outside the lock: the first import takes a moment
             self._suggestions_due = False
             self.state.suggestions = default_suggestions()
+        with self._lock:
+            self.send(self._snapshot())
+
+    def _snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {**self.state.snapshot(), "status": self.status}
 
@@ -182,7 +187,7 @@ class ChatWidget(anywidget.AnyWidget):
     def _hello(self, message: dict[str, Any]) -> None:
         """A view connected: note the browser's timezone, send it everything."""
         self._browser_timezone = _valid_zone(message.get("tz")) or self._browser_timezone
-        self.send(self._snapshot())
+        self._send_state()
 
     @staticmethod
     def _with_id(message: dict[str, Any], act: Callable[[uuid.UUID], object]) -> None:
@@ -293,7 +298,7 @@ class ChatWidget(anywidget.AnyWidget):
             self.state.turns = []
             self.state.current = None
         self.status = None
-        self.send(self._snapshot())
+        self._send_state()
 
     def open_conversation(self, conversation_id: uuid.UUID) -> None:
         """Show a stored conversation; the next question continues it."""
@@ -314,7 +319,7 @@ class ChatWidget(anywidget.AnyWidget):
         self.conversation_id = conversation_id
         self.status = None
         self.refresh_conversations()
-        self.send(self._snapshot())
+        self._send_state()
 
     def rename(self, title: str) -> None:
         title = title.strip()
