@@ -112,11 +112,19 @@ def verified_chart(run: VerifiedRun) -> dict[str, Any] | None:
     if not 1 <= len(frame) <= MAX_CHART_ROWS:
         return None
     numeric = [str(c) for c in frame.columns if _is_number(frame[c])]
-    labels = [str(c) for c in frame.columns if frame[c].dtype == object and str(c) not in numeric]
-    if not numeric or not labels or frame[labels[0]].duplicated().any():
+    labels = [
+        str(c)
+        for c in frame.columns
+        if str(c) not in numeric
+        and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))
+        and frame[c].notna().all()
+        and not frame[c].duplicated().any()
+    ]  # a column that names each row once
+    if not numeric or not labels:
         return None
     y = next((c for c in numeric if any(w in c.lower() for w in _MONEY_WORDS)), numeric[0])
     spec = {
+        "kind": "chart",
         "title": run.title,
         "type": "bar",
         "x": labels[0],
