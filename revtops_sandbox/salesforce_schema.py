@@ -179,6 +179,7 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("Email", "email", lambda r: r.email),
             ("Title", "string", lambda r: names.CONTACT_TITLES[r.title]),
             ("Phone", "phone", lambda r: f"+1 555-03{r.idx % 100:02d}-{r.version % 10_000:04d}"),
+            ("MobilePhone", "phone", lambda r: None),  # reps keep no mobile numbers here
             ("MailingCity", "string", lambda r: names.CITIES[co.accounts[r.account].city][0]),
             ("MailingCountry", "string", lambda r: names.CITIES[co.accounts[r.account].city][1]),
             owner_field,
@@ -264,6 +265,9 @@ def build_schema(company: Company) -> dict[str, SObject]:
                 lambda r: _PRIORITY[r.priority] if r.kind == TASK else "Normal",
             ),
             ("IsClosed", "boolean", lambda r: r.kind != TASK or r.status == 4),
+            # Salesforce stamps it when a task closes; the sandbox's tasks keep their due day
+            # as their time (golden answers are built on it), so it stays empty.
+            ("CompletedDateTime", "datetime", lambda r: None),
             ("TaskSubtype", "picklist", lambda r: _SUBTYPE[r.kind]),
             ("Type", "picklist", lambda r: {1: "Call", 2: "Email"}.get(r.kind, "Other")),
             ("CallDurationInSeconds", "int", lambda r: r.duration if r.kind == 1 else None),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
@@ -48,6 +48,7 @@ from revtops_kernel.connectors.http import (
 )
 from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, read_csv
 from revtops_kernel.errors import ConnectorError, ForeignOriginError
+from revtops_kernel.salesforce_fields import OBJECTS
 from revtops_kernel.settings import Settings
 from revtops_kernel.timeutil import iso_z, to_utc
 
@@ -65,6 +66,8 @@ class SObjectStream:
     name: str
     fields: tuple[str, ...]
     incremental: bool = True
+    # Added to ``fields`` when the org's describe of the object lists them (see ``_with_optional``)
+    optional: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -72,138 +75,10 @@ class SObjectStream:
         return hashlib.sha256(",".join(self.fields).encode()).hexdigest()[:12]
 
 
-_COMMON = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted")
-
+# The field lists are declared once, for the normalizer too (salesforce_fields).
 STREAMS_BY_NAME = {
-    s.name: s
-    for s in (
-        SObjectStream(
-            "User",
-            (
-                "Id",
-                "Name",
-                "FirstName",
-                "LastName",
-                "Email",
-                "Username",
-                "IsActive",
-                "CreatedDate",
-                "LastModifiedDate",
-                "SystemModstamp",
-            ),
-        ),
-        SObjectStream(
-            "OpportunityStage",
-            (
-                "Id",
-                "ApiName",
-                "MasterLabel",
-                "DefaultProbability",
-                "ForecastCategory",
-                "ForecastCategoryName",
-                "IsActive",
-                "IsClosed",
-                "IsWon",
-                "SortOrder",
-                "CreatedDate",
-                "LastModifiedDate",
-                "SystemModstamp",
-            ),
-            incremental=False,
-        ),
-        SObjectStream(
-            "Account",
-            (
-                *_COMMON,
-                "Name",
-                "Industry",
-                "Type",
-                "Website",
-                "OwnerId",
-                "NumberOfEmployees",
-                "AnnualRevenue",
-                "BillingCity",
-                "BillingCountry",
-            ),
-        ),
-        SObjectStream(
-            "Contact",
-            (*_COMMON, "FirstName", "LastName", "Email", "Title", "Phone", "AccountId", "OwnerId"),
-        ),
-        SObjectStream(
-            "Opportunity",
-            (
-                *_COMMON,
-                "Name",
-                "Amount",
-                "StageName",
-                "CloseDate",
-                "IsClosed",
-                "IsWon",
-                "Probability",
-                "ForecastCategoryName",
-                "Type",
-                "LeadSource",
-                "OwnerId",
-                "AccountId",
-                "LastStageChangeDate",
-            ),
-        ),
-        SObjectStream(
-            "OpportunityHistory",
-            (
-                "Id",
-                "IsDeleted",
-                "OpportunityId",
-                "StageName",
-                "Amount",
-                "Probability",
-                "ForecastCategory",
-                "CloseDate",
-                "CreatedDate",
-                "SystemModstamp",
-            ),
-        ),
-        SObjectStream(
-            "OpportunityContactRole",
-            (*_COMMON, "OpportunityId", "ContactId", "Role", "IsPrimary"),
-        ),
-        SObjectStream(
-            "Task",
-            (
-                *_COMMON,
-                "Subject",
-                "Description",
-                "ActivityDate",
-                "Status",
-                "TaskSubtype",
-                "CallType",
-                "CallDurationInSeconds",
-                "WhoId",
-                "WhatId",
-                "AccountId",
-                "OwnerId",
-            ),
-        ),
-        SObjectStream(
-            "Event",
-            (
-                *_COMMON,
-                "Subject",
-                "Description",
-                "StartDateTime",
-                "EndDateTime",
-                "ActivityDateTime",
-                "DurationInMinutes",
-                "IsAllDayEvent",
-                "Location",
-                "WhoId",
-                "WhatId",
-                "AccountId",
-                "OwnerId",
-            ),
-        ),
-    )
+    name: SObjectStream(name, spec.fields, spec.incremental, spec.optional)
+    for name, spec in OBJECTS.items()
 }
 STREAMS: tuple[str, ...] = tuple(STREAMS_BY_NAME)
 
@@ -265,9 +140,10 @@ class SalesforceConnector:
         return STREAMS
 
     def read(self, stream: str, checkpoint: str | None) -> Iterator[Page]:
-        spec = STREAMS_BY_NAME.get(stream)
-        if spec is None:
+        declared = STREAMS_BY_NAME.get(stream)
+        if declared is None:
             raise ValueError(f"unknown Salesforce stream {stream!r}; streams: {', '.join(STREAMS)}")
+        spec = self._with_optional(declared)
         state = load_checkpoint(checkpoint) if spec.incremental else None
         if state and state.get("fields") != spec.fingerprint:
             # Written for another field list (an upgrade added fields): read the object
@@ -292,6 +168,15 @@ class SalesforceConnector:
                 else None
             )
             yield Page(records, position)
+
+    def _with_optional(self, spec: SObjectStream) -> SObjectStream:
+        """``spec`` with the optional fields this org's object has (one describe call, only
+        for objects that declare some): naming a missing field would fail the query."""
+        if not spec.optional:
+            return spec
+        present = self._types(spec)
+        extra = tuple(f for f in spec.optional if f in present)
+        return replace(spec, fields=(*spec.fields, *extra), optional=())
 
     # -- Bulk API 2.0 ------------------------------------------------------------------------
 

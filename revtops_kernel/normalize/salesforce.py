@@ -28,8 +28,8 @@ Values: currency and percent arrive as JSON numbers (``Probability: 75.0`` is st
 datetimes as ``2011-12-16T18:54:00.000+0000``, dates as ``2024-06-30``. ``IsDeleted`` (queryAll)
 sets ``deleted_at = SystemModstamp``. Amounts are rounded to cents and probabilities to 4
 places: the columns are NUMERIC(18,2) and NUMERIC(5,4) and one extra digit would make the
-store's cast fail for the whole batch. ``FIELDS`` lists what each stream's normalizer reads:
-a connector's SELECT list.
+store's cast fail for the whole batch. ``FIELDS`` lists what each stream's normalizer may read:
+``revtops_kernel.salesforce_fields``, the one list the connector's SELECT names too.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from revtops_kernel.normalize.values import (
     parse_time,
     web_domain,
 )
+from revtops_kernel.salesforce_fields import OBJECTS
 
 PIPELINE_SOURCE_ID = "default"
 PIPELINE_NAME = "Opportunities"
@@ -77,33 +78,9 @@ _DIRECTIONS = {"Inbound": "inbound", "Outbound": "outbound"}
 # (ForecastCategoryName's), as deals do.
 _FORECAST_LABELS = {"BestCase": "Best Case", "Forecast": "Commit", "MostLikely": "Most Likely"}
 
-_AUDIT = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
-_ACTIVITY = (*_AUDIT, "Subject", "Description", "ActivityDate", "WhoId", "WhatId", "AccountId",
-             "OwnerId")  # fmt: skip
-# What each stream's normalizer reads and every org has: a connector's SELECT list. Optional
-# fields (CurrencyIsoCode in multi-currency orgs, CompletedDateTime, MobilePhone) are read when
-# present, but naming a field an org lacks fails the whole query (INVALID_FIELD).
-FIELDS: dict[str, tuple[str, ...]] = {
-    "User": ("Id", "Name", "FirstName", "LastName", "Email", "IsActive", "CreatedDate",
-             "LastModifiedDate", "SystemModstamp"),
-    "Account": (*_AUDIT, "Name", "Website", "Industry", "Type", "NumberOfEmployees",
-                "AnnualRevenue", "BillingCity", "BillingCountry", "OwnerId"),
-    "Contact": (*_AUDIT, "Name", "FirstName", "LastName", "Email", "Title", "Phone",
-                "AccountId", "OwnerId"),
-    "OpportunityStage": ("Id", "MasterLabel", "ApiName", "SortOrder", "DefaultProbability",
-                         "IsActive", "IsClosed", "IsWon", "ForecastCategoryName", "CreatedDate",
-                         "LastModifiedDate", "SystemModstamp"),
-    "Opportunity": (*_AUDIT, "Name", "Amount", "StageName", "Probability", "CloseDate",
-                    "IsClosed", "IsWon", "ForecastCategoryName", "Type", "LeadSource",
-                    "OwnerId", "AccountId", "LastStageChangeDate"),
-    "OpportunityHistory": ("Id", "IsDeleted", "OpportunityId", "StageName", "Amount",
-                           "Probability", "ForecastCategory", "CloseDate", "CreatedDate",
-                           "SystemModstamp"),
-    "OpportunityContactRole": (*_AUDIT, "OpportunityId", "ContactId", "Role", "IsPrimary"),
-    "Task": (*_ACTIVITY, "Status", "TaskSubtype", "CallType", "CallDurationInSeconds"),
-    "Event": (*_ACTIVITY, "StartDateTime", "EndDateTime", "ActivityDateTime",
-              "DurationInMinutes", "IsAllDayEvent"),
-}  # fmt: skip
+# What each stream's normalizer may read: the fields the connector asks for (optional ones,
+# like CurrencyIsoCode in multi-currency orgs, when the org has them), declared once.
+FIELDS: dict[str, tuple[str, ...]] = {name: o.readable for name, o in OBJECTS.items()}
 
 
 # --- record envelope ---------------------------------------------------------------------------
@@ -123,13 +100,16 @@ def _prefixed(value: Any, prefix: str) -> str | None:
     return None
 
 
-def _audit(record: Mapping[str, Any]) -> tuple[datetime | None, datetime | None, datetime | None]:
+def _audit(
+    record: Mapping[str, Any], deletable: bool = True, edited: bool = True
+) -> tuple[datetime | None, datetime | None, datetime | None]:
     """(created_at, updated_at, deleted_at): SystemModstamp moves on every change, including
-    system ones, so it is the update time; a deleted record (queryAll) was deleted then."""
-    updated_at = parse_time(record.get("SystemModstamp"), "SystemModstamp") or parse_time(
-        record.get("LastModifiedDate"), "LastModifiedDate"
-    )
-    deleted = record.get("IsDeleted")
+    system ones, so it is the update time; a deleted record (queryAll) was deleted then.
+    Users and stages are never deleted (deactivated instead) and have no IsDeleted."""
+    updated_at = parse_time(record.get("SystemModstamp"), "SystemModstamp")
+    if updated_at is None and edited:  # (OpportunityHistory rows are never edited: no field)
+        updated_at = parse_time(record.get("LastModifiedDate"), "LastModifiedDate")
+    deleted = record.get("IsDeleted") if deletable else None
     if deleted is not None and deleted is not False:
         deleted = parse_bool(deleted, "IsDeleted")
     return (
@@ -139,8 +119,15 @@ def _audit(record: Mapping[str, Any]) -> tuple[datetime | None, datetime | None,
     )
 
 
-def _row(table: str, source_id: str, record: Mapping[str, Any], ctx: NormalizeContext) -> Row:
-    created_at, updated_at, deleted_at = _audit(record)
+def _row(
+    table: str,
+    source_id: str,
+    record: Mapping[str, Any],
+    ctx: NormalizeContext,
+    deletable: bool = True,
+    edited: bool = True,
+) -> Row:
+    created_at, updated_at, deleted_at = _audit(record, deletable, edited)
     row = ctx.base_row(table, source_id)
     row.update(created_at=created_at, updated_at=updated_at, deleted_at=deleted_at, raw=record)
     return row
@@ -150,7 +137,7 @@ def _row(table: str, source_id: str, record: Mapping[str, Any], ctx: NormalizeCo
 
 
 def normalize_user(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("owners", _source_id(record), record, ctx)
+    row = _row("owners", _source_id(record), record, ctx, deletable=False)
     first, last = record.get("FirstName"), record.get("LastName")
     row.update(
         email=clean_email(record.get("Email")),
@@ -215,7 +202,7 @@ def pipeline_row(ctx: NormalizeContext) -> Row:
 
 
 def normalize_opportunity_stage(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("deal_stages", _source_id(record), record, ctx)
+    row = _row("deal_stages", _source_id(record), record, ctx, deletable=False)
     row.update(
         pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
         label=record.get("MasterLabel") or record.get("ApiName") or None,
@@ -296,7 +283,7 @@ def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> R
 
 
 def normalize_opportunity_history(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("deal_stage_history", _source_id(record), record, ctx)
+    row = _row("deal_stage_history", _source_id(record), record, ctx, edited=False)
     opportunity = record.get("OpportunityId")
     if not opportunity:
         raise RecordRejected("missing OpportunityId")

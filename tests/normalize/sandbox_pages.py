@@ -1,9 +1,10 @@
 """Real provider pages from the sandbox, fetched the way a connector asks for them.
 
 Used by the normalizer tests and by ``bench_normalize.py``: the records a normalizer sees in a
-test are the exact JSON the sandbox serves, asking for the properties / fields the normalizer
-declares it reads (``hubspot.PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY``,
-``salesforce.FIELDS``).
+test are the exact JSON the sandbox serves, asking for the properties / fields the connector
+asks for (``hubspot.PROPERTIES``, ``ASSOCIATIONS`` and ``HISTORY``; the Salesforce streams'
+fields, without optional ones the sandbox's org does not have). Both are one declaration with
+what the normalizers may read (``test_fields_requested``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from revtops_kernel.normalize import hubspot, salesforce
+from revtops_kernel.connectors.salesforce import STREAMS_BY_NAME
+from revtops_kernel.normalize import hubspot
 from revtops_sandbox.server import SandboxServer
 
 ENGAGEMENTS = ("meetings", "calls", "emails", "notes", "tasks")
@@ -67,8 +69,9 @@ def hubspot_records(
 def salesforce_records(
     server: SandboxServer, sobject: str, where: str = "", query_all: bool = False
 ) -> list[dict[str, Any]]:
-    """Every record of a SOQL query on ``sobject`` selecting ``salesforce.FIELDS``."""
-    soql = f"SELECT {', '.join(salesforce.FIELDS[sobject])} FROM {sobject} {where}".strip()
+    """Every record of a SOQL query on ``sobject`` selecting the connector's fields."""
+    fields = STREAMS_BY_NAME[sobject].fields
+    soql = f"SELECT {', '.join(fields)} FROM {sobject} {where}".strip()
     endpoint = "queryAll" if query_all else "query"
     url: str | None = f"/services/data/{SF_VERSION}/{endpoint}"
     params: dict[str, str] | None = {"q": soql}

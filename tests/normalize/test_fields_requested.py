@@ -1,4 +1,5 @@
-"""Every HubSpot property a normalizer reads is one its connector asks for.
+"""Every field a normalizer reads is one its connector asks for (HubSpot properties,
+Salesforce SELECT lists).
 
 HubSpot silently leaves out properties a request does not name, so a read of an unrequested
 name is dead code against the real API (the sandbox, asked with the normalizer's own list,
@@ -9,14 +10,22 @@ fallback is evaluated too.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
+from revtops_kernel.connectors.credentials import StaticToken
+from revtops_kernel.connectors.http import ProviderClient
 from revtops_kernel.connectors.hubspot_streams import OBJECT_STREAM_BY_NAME
-from revtops_kernel.normalize import hubspot
-from revtops_kernel.normalize.base import NormalizeContext
+from revtops_kernel.connectors.salesforce import STREAMS_BY_NAME as SF_STREAMS
+from revtops_kernel.connectors.salesforce import SalesforceConnector, soql
+from revtops_kernel.normalize import hubspot, salesforce
+from revtops_kernel.normalize.base import NormalizeContext, RecordRejected
+from revtops_kernel.salesforce_fields import OBJECTS
 
 
 class Recording(dict[str, Any]):
@@ -95,3 +104,51 @@ def test_the_check_finds_the_old_drift() -> None:
         "deals": {"hs_manual_forecast_category"},
         "emails": {"hs_email_html"},
     }
+
+
+# --- Salesforce: the SELECT list -------------------------------------------------------------
+
+
+def salesforce_reads(sobject: str) -> set[str]:
+    """Fields the object's normalizer looks up, in an empty record and in one with every
+    declared field set."""
+    empty = Recording()
+    dict.__setitem__(empty, "Id", "001000000000001AAA")
+    with contextlib.suppress(RecordRejected):  # (a link it needs is missing: read until then)
+        salesforce.NORMALIZERS[sobject](empty, NormalizeContext("org", "salesforce"))
+    filled = Recording()
+    for name in SF_STREAMS[sobject].fields:
+        dict.__setitem__(filled, name, _sf_value(name))
+    salesforce.NORMALIZERS[sobject](filled, NormalizeContext("org", "salesforce"))
+    return empty.read | filled.read
+
+
+def _sf_value(name: str) -> Any:
+    if name.startswith("Is"):
+        return False
+    if name.endswith(("Date", "DateTime", "Modstamp")):
+        return "2024-06-30T00:00:00.000+0000" if not name.endswith("Date") else "2024-06-30"
+    if name in ("Amount", "AnnualRevenue", "Probability", "DefaultProbability"):
+        return 50.0
+    if name in ("NumberOfEmployees", "SortOrder", "CallDurationInSeconds", "DurationInMinutes"):
+        return 1
+    return "001000000000001AAA" if name.endswith("Id") else "x"
+
+
+@pytest.mark.parametrize("sobject", sorted(SF_STREAMS))
+def test_every_field_a_salesforce_normalizer_reads_is_selected(sobject: str) -> None:
+    declared = OBJECTS[sobject]
+    assert salesforce_reads(sobject) <= set(declared.readable)
+
+
+def test_optional_fields_are_selected_only_where_the_org_has_them() -> None:
+    """CurrencyIsoCode exists in multi-currency orgs only: naming it elsewhere fails the query."""
+    token = StaticToken("salesforce", SecretStr("t"))
+    client = ProviderClient("salesforce", "https://example.invalid", token, httpx.Client())
+    connector = SalesforceConnector(client)
+    spec = SF_STREAMS["Opportunity"]
+    connector._field_types["Opportunity"] = {f: "string" for f in spec.fields}
+    assert "CurrencyIsoCode" not in soql(connector._with_optional(spec), None)
+    connector._field_types["Opportunity"]["CurrencyIsoCode"] = "picklist"
+    assert "CurrencyIsoCode" in soql(connector._with_optional(spec), None)
+    assert "CurrencyIsoCode" in salesforce_reads("Opportunity")  # what it is for
