@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import row_ids
 from sqlalchemy import text
 
-from revtops_kernel.ids import record_id
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.migrate import upgrade
@@ -32,8 +32,7 @@ ACTIVITY_TYPE = {"meetings": "meeting", "calls": "call", "emails": "email", "not
                  "tasks": "task"}  # fmt: skip
 
 
-def rid(table: str, source_id: int | str) -> Any:
-    return record_id(ORG, "hubspot", table, str(source_id))
+rid = row_ids(ORG, "hubspot")
 
 
 def at(ms: int) -> datetime:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from helpers import row_ids_any_system
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
@@ -79,8 +80,7 @@ def row(table: str, system: str, source_id: str, **values: Any) -> dict[str, Any
     }
 
 
-def rid(table: str, system: str, source_id: str) -> uuid.UUID:
-    return record_id(ORG, system, table, source_id)
+rid = row_ids_any_system(ORG)
 
 
 def seed_crm(db: Database) -> None:
@@ -105,14 +105,14 @@ def seed_crm(db: Database) -> None:
                     "salesforce",
                     "c1sf",
                     email="bo@acme.example",
-                    account_id=rid("accounts", "salesforce", "a1sf"),
+                    account_id=rid("salesforce", "accounts", "a1sf"),
                 ),
                 row(
                     "contacts",
                     "hubspot",
                     "c1",
                     email="BO@acme.example",
-                    account_id=rid("accounts", "hubspot", "a1"),
+                    account_id=rid("hubspot", "accounts", "a1"),
                 ),
                 row(
                     "contacts",
@@ -133,7 +133,7 @@ def seed_crm(db: Database) -> None:
                     "deals",
                     "hubspot",
                     "d1",
-                    account_id=rid("accounts", "hubspot", "a1"),
+                    account_id=rid("hubspot", "accounts", "a1"),
                     is_closed=False,
                     amount=1000,
                     created_at=created,
@@ -142,7 +142,7 @@ def seed_crm(db: Database) -> None:
                     "deals",
                     "hubspot",
                     "d2",
-                    account_id=rid("accounts", "hubspot", "a1"),
+                    account_id=rid("hubspot", "accounts", "a1"),
                     is_closed=True,
                     close_date=date(2026, 10, 15),
                     amount=500,
@@ -198,26 +198,26 @@ def test_participants_resolve_to_contacts_accounts_and_owners(db: Database) -> N
     with db.begin() as conn:
         resolve_identities(conn, ORG)
     got = participants(db)
-    assert got["ann@northwind.example"].owner_id == rid("owners", "hubspot", "o1")
+    assert got["ann@northwind.example"].owner_id == rid("hubspot", "owners", "o1")
     assert got["ann@northwind.example"].is_internal is True
     assert got["ann@northwind.example"].account_id is None
-    assert got["bo@acme.example"].contact_id == rid("contacts", "hubspot", "c1")
-    assert got["bo@acme.example"].account_id == rid("accounts", "hubspot", "a1")
+    assert got["bo@acme.example"].contact_id == rid("hubspot", "contacts", "c1")
+    assert got["bo@acme.example"].account_id == rid("hubspot", "accounts", "a1")
     assert got["new.person@globex.example"].contact_id is None
-    assert got["new.person@globex.example"].account_id == rid("accounts", "hubspot", "a2")
+    assert got["new.person@globex.example"].account_id == rid("hubspot", "accounts", "a2")
     assert got["friend@gmail.com"].account_id is None
     assert got["gone@acme.example"].contact_id is None
-    assert got["gone@acme.example"].account_id == rid("accounts", "hubspot", "a1")
+    assert got["gone@acme.example"].account_id == rid("hubspot", "accounts", "a1")
     assert got["nobody@unknown.example"].account_id is None
     assert not got["nobody@unknown.example"].is_internal
     # The activity takes them: the internal organizer, the contact, the account most of its
     # external people belong to (acme: 2 of them), and the deal open at meeting time (d1; d2
     # was created later but closed before the meeting).
     linked = activity(db)
-    assert linked.owner_id == rid("owners", "hubspot", "o1")
-    assert linked.contact_id == rid("contacts", "hubspot", "c1")
-    assert linked.account_id == rid("accounts", "hubspot", "a1")
-    assert linked.deal_id == rid("deals", "hubspot", "d1")
+    assert linked.owner_id == rid("hubspot", "owners", "o1")
+    assert linked.contact_id == rid("hubspot", "contacts", "c1")
+    assert linked.account_id == rid("hubspot", "accounts", "a1")
+    assert linked.deal_id == rid("hubspot", "deals", "d1")
     # Idempotent: a second pass changes nothing.
     before = participants(db), activity(db)
     with db.begin() as conn:
@@ -230,7 +230,7 @@ def test_a_removed_attendee_is_marked_deleted_and_no_longer_links(db: Database) 
     seed_meeting(db, ["ann@northwind.example", "new.person@globex.example"])
     with db.begin() as conn:
         resolve_identities(conn, ORG)
-    assert activity(db).account_id == rid("accounts", "hubspot", "a2")
+    assert activity(db).account_id == rid("hubspot", "accounts", "a2")
     # The event changes: globex is off the invite, acme is on.
     seed_meeting(
         db, ["ann@northwind.example", "bo@acme.example"], datetime(2026, 10, 5, tzinfo=UTC)
@@ -240,4 +240,4 @@ def test_a_removed_attendee_is_marked_deleted_and_no_longer_links(db: Database) 
     got = participants(db)
     assert got["new.person@globex.example"].deleted_at == datetime(2026, 10, 5, tzinfo=UTC)
     assert got["bo@acme.example"].deleted_at is None
-    assert activity(db).account_id == rid("accounts", "hubspot", "a1")
+    assert activity(db).account_id == rid("hubspot", "accounts", "a1")

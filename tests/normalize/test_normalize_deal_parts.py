@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from helpers import row_ids_any_system
 from sandbox_pages import hubspot_records, salesforce_records
 
-from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import hubspot, salesforce
 from revtops_kernel.normalize.base import NormalizeContext, normalize_page
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
@@ -25,8 +25,7 @@ from revtops_sandbox.server import SandboxServer
 ORG = "org_test"
 
 
-def rid(system: str, table: str, source_id: str) -> uuid.UUID:
-    return record_id(ORG, system, table, source_id)
+rid = row_ids_any_system(ORG)
 
 
 def hs_ctx() -> NormalizeContext:

@@ -13,9 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from helpers import row_ids
 from sandbox_pages import ENGAGEMENTS, hubspot_records
 
-from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import hubspot
 from revtops_kernel.normalize.base import NormalizeContext, Row, Rows, normalize_page
 from revtops_kernel.store import Database
@@ -26,8 +26,7 @@ from revtops_sandbox.server import SandboxServer
 ORG = "org_test"
 
 
-def rid(table: str, source_id: str) -> uuid.UUID:
-    return record_id(ORG, "hubspot", table, source_id)
+rid = row_ids(ORG, "hubspot")
 
 
 def at(text: str) -> datetime:

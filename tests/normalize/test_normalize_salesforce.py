@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from helpers import row_ids
 from sandbox_pages import salesforce_records
 
-from revtops_kernel.ids import record_id
 from revtops_kernel.normalize import salesforce
 from revtops_kernel.normalize.base import (
     NormalizeContext,
@@ -37,8 +37,7 @@ SOBJECTS = (
 )  # fmt: skip
 
 
-def rid(table: str, source_id: str) -> uuid.UUID:
-    return record_id(ORG, "salesforce", table, source_id)
+rid = row_ids(ORG, "salesforce")
 
 
 def attributes(sobject: str, sfid: str) -> dict[str, str]:
