@@ -23,7 +23,7 @@ from revtops_kernel.connectors.http import ProviderClient
 from revtops_kernel.connectors.hubspot_streams import OBJECT_STREAM_BY_NAME
 from revtops_kernel.connectors.salesforce import STREAMS_BY_NAME as SF_STREAMS
 from revtops_kernel.connectors.salesforce import SalesforceConnector, soql
-from revtops_kernel.normalize import hubspot, salesforce
+from revtops_kernel.normalize import google_calendar, hubspot, salesforce, slack
 from revtops_kernel.normalize.base import NormalizeContext, RecordRejected
 from revtops_kernel.salesforce_fields import OBJECTS
 
@@ -152,3 +152,138 @@ def test_optional_fields_are_selected_only_where_the_org_has_them() -> None:
     connector._field_types["Opportunity"]["CurrencyIsoCode"] = "picklist"
     assert "CurrencyIsoCode" in soql(connector._with_optional(spec), None)
     assert "CurrencyIsoCode" in salesforce_reads("Opportunity")  # what it is for
+
+
+# --- Slack and Google Calendar: what the API always returns, and what the connector adds ------
+#
+# Neither connector chooses fields: Slack's conversations.history / replies return whole message
+# objects, and the events list is called without ``fields`` (the whole Events resource). So the
+# contract is the documented resources (api.slack.com "message" object; Google Calendar v3
+# "Events" resource and calendarList entry), plus the envelope keys the connectors build
+# (``connectors/slack.py`` ``_envelope``/``_Person.as_record``; ``google_calendar.py``
+# ``_envelope``). A path below is one of those; ``[]`` marks the items of a list.
+
+SLACK_FIELDS = {
+    "channel", "channel.id", "channel.name",  # from conversations.list, kept by the connector
+    "message", "message.type", "message.subtype", "message.ts", "message.user",
+    "message.bot_id", "message.text", "message.thread_ts", "message.edited",
+    "message.edited.ts", "message.edited.user",
+    "author", "author.id", "author.email", "author.name", "author.internal",
+    "mentions", "mentions[].id", "mentions[].email", "mentions[].name", "mentions[].internal",
+}  # fmt: skip
+CALENDAR_FIELDS = {
+    "calendar", "calendar.id", "calendar.timeZone", "observed_at",  # the connector's envelope
+    "event", "event.id", "event.status", "event.summary", "event.description", "event.created",
+    "event.updated", "event.recurringEventId", "event.start", "event.end",
+    "event.originalStartTime",
+    *(f"event.{w}.{k}" for w in ("start", "end", "originalStartTime")
+      for k in ("date", "dateTime", "timeZone")),
+    "event.attendees", "event.attendees[].email", "event.attendees[].displayName",
+    "event.attendees[].responseStatus", "event.attendees[].organizer",
+    "event.attendees[].resource", "event.attendees[].self", "event.attendees[].optional",
+    "event.organizer", "event.organizer.email", "event.organizer.displayName",
+    "event.organizer.self",
+}  # fmt: skip
+
+
+class Deep(dict[str, Any]):
+    """A JSON object that records the dotted path of every key looked up in it or in the
+    objects (and lists of objects) it holds."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str, read: set[str]) -> None:
+        super().__init__(data)
+        self.prefix, self.read = prefix, read
+
+    def _path(self, key: object) -> str:
+        return f"{self.prefix}{key}"
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return Deep(value, f"{self._path(key)}.", self.read)
+        if isinstance(value, list):
+            return [
+                Deep(v, f"{self._path(key)}[].", self.read) if isinstance(v, Mapping) else v
+                for v in value
+            ]
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(self._path(key))
+        return self._wrap(key, super().get(key, default))
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(self._path(key))
+        return self._wrap(key, super().__getitem__(key))
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(self._path(key))
+        return super().__contains__(key)
+
+
+def deep_reads(normalize: Any, records: list[dict[str, Any]], system: str) -> set[str]:
+    read: set[str] = set()
+    for record in records:
+        normalize(Deep(record, "", read), NormalizeContext("org", system))
+    return read
+
+
+def _person(user: str, email: str, internal: bool) -> dict[str, Any]:
+    return {"id": user, "email": email, "name": user.lower(), "internal": internal}
+
+
+SLACK_ENVELOPES = [
+    {  # a reply by a person mentioning another, edited
+        "channel": {"id": "C1", "name": "deal-acme"},
+        "message": {"type": "message", "ts": "1770000000.000200", "user": "U1",
+                    "text": "<@U2> sent", "thread_ts": "1770000000.000100",
+                    "edited": {"user": "U1", "ts": "1770000100.000000"}},
+        "author": _person("U1", "rep@seller.example", True),
+        "mentions": [_person("U2", "buyer@acme.example", False)],
+    },
+    {  # a bot's message without author details
+        "channel": {"id": "C1"},
+        "message": {"type": "message", "subtype": "bot_message", "ts": "1770000000.000300",
+                    "bot_id": "B1", "text": "deployed"},
+    },
+]  # fmt: skip
+CALENDAR_ENVELOPES = [
+    {  # a timed meeting in the event's own zone, with attendees and an organizer
+        "calendar": {"id": "rep@seller.example", "timeZone": "Europe/Berlin"},
+        "observed_at": "2026-02-04T18:00:00Z",
+        "event": {
+            "id": "e1", "status": "confirmed", "summary": "Demo", "description": "agenda",
+            "created": "2026-01-01T00:00:00Z", "updated": "2026-01-02T00:00:00Z",
+            "recurringEventId": "r1",
+            "start": {"dateTime": "2026-02-05T10:00:00", "timeZone": "America/New_York"},
+            "end": {"dateTime": "2026-02-05T11:00:00-05:00"},
+            "originalStartTime": {"dateTime": "2026-02-05T10:00:00-05:00"},
+            "attendees": [
+                {"email": "buyer@acme.example", "displayName": "Buyer",
+                 "responseStatus": "accepted"},
+                {"email": "room@resource.calendar.google.com", "resource": True},
+                {"email": "rep@seller.example", "organizer": True, "self": True},
+            ],
+            "organizer": {"email": "rep@seller.example", "displayName": "Rep"},
+        },
+    },
+    {  # an all-day event, and a cancelled one (only id and status come back)
+        "calendar": {"id": "rep@seller.example"},
+        "observed_at": "2026-02-04T18:00:00Z",
+        "event": {"id": "e2", "status": "confirmed", "start": {"date": "2026-02-06"},
+                  "end": {"date": "2026-02-07"}, "updated": "2026-01-02T00:00:00Z"},
+    },
+    {"calendar": {"id": "rep@seller.example"}, "observed_at": "2026-02-04T18:00:00Z",
+     "event": {"id": "e3", "status": "cancelled"}},
+]  # fmt: skip
+
+
+def test_every_field_the_slack_normalizer_reads_is_returned() -> None:
+    read = deep_reads(slack.normalize_message, SLACK_ENVELOPES, "slack")
+    assert read <= SLACK_FIELDS, read - SLACK_FIELDS
+    assert {"message.ts", "author.email", "mentions[].email"} <= read  # the recorder sees them
+
+
+def test_every_field_the_calendar_normalizer_reads_is_returned() -> None:
+    read = deep_reads(google_calendar.normalize_event, CALENDAR_ENVELOPES, "google_calendar")
+    assert read <= CALENDAR_FIELDS, read - CALENDAR_FIELDS
+    assert {"event.start.dateTime", "event.attendees[].email", "observed_at"} <= read
