@@ -46,6 +46,11 @@ class TenancyError(RevtopsError):
     """A request about organizations, users or the waitlist that cannot be honoured."""
 
 
+class TenancyConflictError(TenancyError):
+    """It clashes with what exists: a domain another organization uses, an invitee who has
+    already joined (the extension answers 409)."""
+
+
 @dataclass(frozen=True)
 class Member:
     id: uuid.UUID
@@ -155,6 +160,12 @@ def members(db: Database, org: str) -> list[Member]:
         return [_member(row) for row in rows]
 
 
+def rename_member(db: Database, user_id: uuid.UUID, name: str) -> None:
+    """The member's display name, as their identity provider now says it."""
+    with db.begin() as conn:
+        conn.execute(update(_users).where(_users.c.id == user_id).values(name=name))
+
+
 def create_organization(db: Database, *, name: str, domain: str | None = None) -> dict[str, Any]:
     """A new organization; its id is a slug of the domain (or name). Refuses a taken domain."""
     if domain is not None:
@@ -165,7 +176,7 @@ def create_organization(db: Database, *, name: str, domain: str | None = None) -
             raise TenancyError(f"{domain} is a personal mailbox domain, not a company's")
     with db.begin() as conn:
         if domain and conn.execute(select(_orgs.c.id).where(_orgs.c.domain == domain)).scalar():
-            raise TenancyError(f"an organization already uses the domain {domain}")
+            raise TenancyConflictError(f"an organization already uses the domain {domain}")
         org = _create_org(conn, name=name, domain=domain)
     found = organization(db, org)
     assert found is not None
@@ -235,7 +246,7 @@ def invite(db: Database, email: str) -> dict[str, Any]:
     if row is None:
         raise TenancyError(f"{email} is not on the waitlist")
     if done.rowcount == 0 and row["status"] != "invited":
-        raise TenancyError(f"{email} has already joined")
+        raise TenancyConflictError(f"{email} has already joined")
     return _waitlist_json(row)
 
 

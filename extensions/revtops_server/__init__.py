@@ -1,7 +1,7 @@
 """Revtops Workbench's Jupyter Server extension: sign-in and the REST API under /revtops/api/.
 
 Enabled on install by ``jupyter_server_config.d/revtops_server.json``. The same handlers serve
-the Voila web app (see `revtops_server.app`).
+the Voila web app (`voila_app`). `routes` lists every endpoint; `base` is what handlers share.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    # Imported here: `import revtops_server.supabase` (tests, the sandbox) or Jupyter listing
+    # the extension points should not load the whole REST layer with the store and scheduler.
     from .context import SETTINGS_KEY, Context
-    from .handlers import routes
+    from .routes import routes
 
     web_app = serverapp.web_app
     web_app.settings[SETTINGS_KEY] = Context.create()

@@ -7,16 +7,18 @@ an id of another organization's object answers 404, exactly like an id that does
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
-from sqlalchemy import select
 from tornado import web
 
-from revtops_kernel.agent.conversations import list_conversations, load_transcript
+from revtops_kernel.agent.conversations import (
+    conversation_visible,
+    list_conversations,
+    load_transcript,
+)
 from revtops_kernel.integrations import (
     EndUser,
     create_connect_session,
@@ -26,30 +28,13 @@ from revtops_kernel.integrations import (
 )
 from revtops_kernel.providers import ALL_PROVIDERS
 from revtops_kernel.status import provider_statuses
-from revtops_kernel.store.schema import metadata
-from revtops_kernel.timeutil import iso_z
 
-from .handlers import ApiHandler, Principal, PublicHandler
+from .base import ApiHandler, Principal, PublicHandler, to_json
+from .context import Context
 
-PROVIDER_PATTERN = "(" + "|".join(ALL_PROVIDERS) + ")"
-UUID_PATTERN = "([0-9a-fA-F-]{36})"
 # Syncs run off the server's event loop, two at a time: they are I/O- and database-bound.
 _SYNC_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-sync")
 _running: dict[tuple[str, str], asyncio.Future[Any]] = {}
-
-
-def _json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _json(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if hasattr(value, "isoformat") and hasattr(value, "tzinfo"):
-        return iso_z(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
 
 
 class IntegrationsHandler(ApiHandler):
@@ -57,7 +42,7 @@ class IntegrationsHandler(ApiHandler):
         org = self.principal().organization_id
         items = []
         for status in provider_statuses(self.ctx.db, self.ctx.settings, org):
-            item = _json(status)
+            item = to_json(status)
             item["syncing"] = status.syncing or (org, status.provider) in _running
             items.append(item)
         self.reply({"integrations": items})
@@ -167,7 +152,9 @@ def _forget(key: tuple[str, str]) -> Any:
     return done
 
 
-def _sync(ctx: Any, org: str, provider: str) -> str:
+def _sync(ctx: Context, org: str, provider: str) -> str:
+    # The sync path (pandas, pyarrow, every connector) loads on the first sync, not with the
+    # server: it is most of the extension's import time.
     from revtops_kernel.sync import run_sync
 
     return run_sync(ctx.db, ctx.settings, provider, org=org).status
@@ -180,7 +167,7 @@ class SyncStatusHandler(ApiHandler):
             {
                 "provider": status.provider,
                 "syncing": status.syncing or (org, status.provider) in _running,
-                "last_run": _json(status.last_run),
+                "last_run": to_json(status.last_run),
             }
             for status in provider_statuses(self.ctx.db, self.ctx.settings, org)
         ]
@@ -193,7 +180,7 @@ class ConversationsHandler(ApiHandler):
         found = list_conversations(
             self.ctx.db, org=principal.organization_id, user_id=principal.member_id
         )
-        self.reply({"conversations": _json(found)})
+        self.reply({"conversations": to_json(found)})
 
 
 class ConversationHandler(ApiHandler):
@@ -201,21 +188,18 @@ class ConversationHandler(ApiHandler):
         principal = self.principal()
         ident = _owned_conversation(self, principal, conversation_id)
         items = load_transcript(self.ctx.db, ident, org=principal.organization_id)
-        self.reply({"id": str(ident), "items": _json(items)})
+        self.reply({"id": str(ident), "items": to_json(items)})
 
 
 def _owned_conversation(handler: ApiHandler, principal: Principal, raw: str) -> uuid.UUID:
+    """The conversation's id when the caller may read it; 404 alike for absent and not theirs."""
     try:
         ident = uuid.UUID(raw)
     except ValueError:
         raise web.HTTPError(404, "no such conversation") from None
-    conversations = metadata.tables["conversations"]
-    query = select(conversations.c.user_id).where(
-        conversations.c.id == ident, conversations.c.organization_id == principal.organization_id
-    )
-    with handler.ctx.db.connect() as conn:
-        row = conn.execute(query).first()
-    if row is None or (principal.member_id is not None and row.user_id != principal.member_id):
+    if not conversation_visible(
+        handler.ctx.db, ident, org=principal.organization_id, user_id=principal.member_id
+    ):
         raise web.HTTPError(404, "no such conversation")
     return ident
 
@@ -227,19 +211,3 @@ def _token_providers(handler: ApiHandler) -> set[str]:
 
 def _nango_providers(handler: ApiHandler, org: str) -> set[str]:
     return {i.provider for i in list_integrations(handler.ctx.db, org) if i.via_nango}
-
-
-def data_routes() -> list[tuple[str, type[ApiHandler]]]:
-    api = "/revtops/api"
-    return [
-        (f"{api}/integrations", IntegrationsHandler),
-        (f"{api}/integrations/{PROVIDER_PATTERN}", IntegrationHandler),
-        (f"{api}/connect/{PROVIDER_PATTERN}", ConnectHandler),
-        (f"{api}/connect/{PROVIDER_PATTERN}/session", ConnectSessionHandler),
-        (f"{api}/callback", CallbackHandler),
-        (f"{api}/webhooks/nango", NangoWebhookHandler),
-        (f"{api}/sync", SyncHandler),
-        (f"{api}/sync/status", SyncStatusHandler),
-        (f"{api}/chat/conversations", ConversationsHandler),
-        (f"{api}/chat/conversations/{UUID_PATTERN}", ConversationHandler),
-    ]

@@ -5,40 +5,35 @@ be scheduled from here, only an organization's admins may change them, and the `
 parameter is always the caller's organization: a workflow cannot be pointed at another org.
 
 Every other check (name, schedule, parameters, caps) is the scheduling layer's; its errors map
-to statuses by type (``_refusal``): a malformed field 400, a taken name or a busy workflow 409,
-a cap 429 (with ``Retry-After`` when waiting will help).
+to statuses by type (`base.ERROR_STATUS`): a malformed field 400, a taken name or a busy
+workflow 409, a cap 429 (with ``Retry-After`` when waiting will help).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from tornado import web
 
+from revtops_kernel.notebooks import stock_directory
 from revtops_kernel.scheduling import (
-    WorkflowBusyError,
     WorkflowError,
-    WorkflowExistsError,
-    WorkflowLimitError,
     WorkflowLimits,
     add_workflow,
     get_workflow,
     list_workflows,
     remove_workflow,
     run_history,
-    workflows,
+    runs,
 )
+from revtops_kernel.scheduling.supervise import supervise
 
-from .handlers import ApiHandler, Principal
-from .handlers_data import _json
+from .base import ApiHandler, Principal, to_json
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-# Exactly the names add_workflow accepts, so every stored workflow has a route.
-NAME_PATTERN = f"({workflows.NAME_PATTERN})"
+NOTEBOOKS = stock_directory()  # the package's copy when installed, else the checkout's
 _RUN_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-workflow")
 
 
@@ -66,22 +61,8 @@ def _scoped_runs_possible(handler: ApiHandler) -> None:
         )
 
 
-def _refusal(handler: ApiHandler, exc: WorkflowError) -> None:
-    """Answer a refused request with the status its error type stands for."""
-    if isinstance(exc, WorkflowLimitError):
-        status = 429
-        if exc.retry_after is not None:
-            handler.set_header("Retry-After", str(int(exc.retry_after)))
-    elif isinstance(exc, (WorkflowExistsError, WorkflowBusyError)):
-        status = 409
-    else:
-        status = 400  # WorkflowInputError (a name, schedule or parameter) and the rest
-    handler.set_status(status)
-    handler.finish(json.dumps({"error": {"status": status, "message": str(exc)}}))
-
-
 def _info(value: Any) -> dict[str, Any]:
-    data = _json(value)
+    data = to_json(value)
     if isinstance(data, dict) and "notebook" in data:
         data["notebook"] = Path(str(data["notebook"])).name  # no server paths to clients
     if isinstance(data, dict) and "output_path" in data:
@@ -109,22 +90,18 @@ class WorkflowsHandler(ApiHandler):
         parameters = data.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise web.HTTPError(400, "'parameters' must be an object")
-        try:
-            created = add_workflow(
-                self.ctx.db,
-                name,
-                path,
-                cron,
-                org=org,
-                timezone=self.text_field(data, "timezone") or "UTC",
-                parameters={**parameters, "org": org},
-                enabled=bool(data.get("enabled", True)),
-                owner=self.principal().email,
-                limits=WorkflowLimits.from_settings(self.ctx.settings),
-            )
-        except WorkflowError as exc:
-            _refusal(self, exc)
-            return
+        created = add_workflow(
+            self.ctx.db,
+            name,
+            path,
+            cron,
+            org=org,
+            timezone=self.text_field(data, "timezone") or "UTC",
+            parameters={**parameters, "org": org},
+            enabled=bool(data.get("enabled", True)),
+            owner=self.principal().email,
+            limits=WorkflowLimits.from_settings(self.ctx.settings),
+        )
         self.reply(_info(created), 201)
 
 
@@ -132,17 +109,13 @@ class WorkflowHandler(ApiHandler):
     def get(self, name: str) -> None:
         org = self.principal().organization_id
         workflow = _found(self, name, org)
-        runs = run_history(self.ctx.db, workflow.name, org=org)
-        self.reply({"workflow": _info(workflow), "runs": [_info(r) for r in runs]})
+        history = run_history(self.ctx.db, workflow.name, org=org)
+        self.reply({"workflow": _info(workflow), "runs": [_info(r) for r in history]})
 
     def delete(self, name: str) -> None:
         org = _admin(self).organization_id
         _found(self, name, org)
-        try:
-            remove_workflow(self.ctx.db, name, org=org)
-        except WorkflowError as exc:  # a run in progress
-            _refusal(self, exc)
-            return
+        remove_workflow(self.ctx.db, name, org=org)  # WorkflowBusyError while a run is on: 409
         self.reply({"name": name, "removed": True})
 
 
@@ -150,28 +123,22 @@ class WorkflowRunHandler(ApiHandler):
     """Run now, in the background (or on the Celery workers with REVTOPS_BROKER_URL): 202."""
 
     async def post(self, name: str) -> None:
-        from revtops_kernel.scheduling import runs
-        from revtops_kernel.scheduling.supervise import supervise
-
         org = _admin(self).organization_id
         _scoped_runs_possible(self)
         workflow = _found(self, name, org)
         overrides = self.body().get("parameters") or {}
         if not isinstance(overrides, dict):
             raise web.HTTPError(400, "'parameters' must be an object")
-        try:
-            run = runs.claim_manual(
-                self.ctx.db,
-                workflow,
-                f"api@{runs.process_label()}",
-                {**overrides, "org": org},
-                limits=WorkflowLimits.from_settings(self.ctx.settings),
-            )
-        except WorkflowError as exc:
-            _refusal(self, exc)
-            return
+        run = runs.claim_manual(
+            self.ctx.db,
+            workflow,
+            f"api@{runs.process_label()}",
+            {**overrides, "org": org},
+            limits=WorkflowLimits.from_settings(self.ctx.settings),
+        )
         settings = self.ctx.settings
         if settings.broker_url:
+            # Celery takes about a second to import; only deployments with a broker need it.
             from revtops_kernel.scheduling.celery_app import CeleryDispatcher
 
             dispatcher = CeleryDispatcher(settings)
@@ -188,15 +155,3 @@ def _found(handler: ApiHandler, name: str, org: str) -> Any:
         return get_workflow(handler.ctx.db, name, org=org)
     except WorkflowError:
         raise web.HTTPError(404, f"no workflow {name!r}") from None
-
-
-def workflow_routes() -> list[tuple[str, type[ApiHandler]]]:
-    api = "/revtops/api"
-    return [
-        (f"{api}/workflows", WorkflowsHandler),
-        (f"{api}/workflows/{NAME_PATTERN}", WorkflowHandler),
-        (f"{api}/workflows/{NAME_PATTERN}/run", WorkflowRunHandler),
-    ]
-
-
-__all__ = ["workflow_routes"]

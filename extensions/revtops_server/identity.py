@@ -26,6 +26,7 @@ from revtops_kernel.tenancy import Admission, admit
 
 from .context import context_of
 from .kernel_binding import LOCAL_OWNER, KernelOwner, bindings_of, kernel_id_of
+from .pages import SignInHandler, SignOutHandler
 from .sessions import (
     REFRESH_COOKIE,
     SESSION_COOKIE,
@@ -88,8 +89,6 @@ class SupabaseIdentityProvider(IdentityProvider):
         return True
 
     def get_handlers(self) -> list[tuple[str, object]]:
-        from .pages import SignInHandler, SignOutHandler
-
         return [(r"/login", SignInHandler), (r"/logout", SignOutHandler)]
 
     async def get_user(self, handler: web.RequestHandler) -> RevtopsUser | None:

@@ -15,6 +15,7 @@ email sign-up when "Confirm email" is on, so a missing claim is not a reason to 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +123,6 @@ def mint_token(
     **overrides: Any,
 ) -> str:
     """An HS256 session token as Supabase would issue it: for tests, the demo and the bench."""
-    import time
-
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": subject,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -31,17 +30,18 @@ from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
 from revtops_kernel import app_identity
+from revtops_kernel.notebooks import stock_notebook
 from revtops_kernel.settings import load_settings
 
 from .context import SETTINGS_KEY, Context, context_of
-from .handlers import routes
 from .identity import RevtopsAuthorizer, RevtopsUser, SupabaseIdentityProvider
 from .kernel_binding import LOCAL_OWNER, KernelBindings, KernelOwner, bindings_of
 from .kernel_binding import SETTINGS_KEY as BINDINGS_KEY
 from .kernel_routes import guard_kernel_routes
 from .no_cors import NoCorsMixin
+from .routes import routes
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
+NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
 REFUSED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Revtops Workbench</title><style>body{{font:16px/1.5 system-ui,sans-serif;display:grid;

@@ -347,3 +347,15 @@ def _result_payload(result: dict[str, Any] | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {"text": content}
     return payload if isinstance(payload, dict) else {"text": content}
+
+
+def conversation_visible(
+    db: Database, conversation_id: uuid.UUID, *, org: str, user_id: uuid.UUID | None
+) -> bool:
+    """Whether the conversation exists in ``org`` and, when ``user_id`` is given, is theirs."""
+    query = select(_conversations.c.user_id).where(
+        _conversations.c.id == conversation_id, _conversations.c.organization_id == org
+    )
+    with db.connect() as conn:
+        row = conn.execute(query).first()
+    return row is not None and (user_id is None or row.user_id == user_id)

@@ -19,15 +19,18 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from revtops_server.handlers import routes
-from revtops_server.handlers_data import PROVIDER_PATTERN, UUID_PATTERN
-from revtops_server.handlers_workflows import NAME_PATTERN
+from revtops_server.routes import (
+    NAME_PATTERN,
+    ORG_PATTERN,
+    PROVIDER_PATTERN,
+    UUID_PATTERN,
+    routes,
+)
 
 from .conftest import ADMIN_KEY, Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-ORG_PATTERN = "([a-z0-9][a-z0-9_-]{0,62})"
 PATHS = [
     path.replace(ORG_PATTERN, "{org}")
     .replace(PROVIDER_PATTERN, "{provider}")

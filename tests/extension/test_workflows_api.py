@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from revtops_server.handlers_workflows import NAME_PATTERN
+from revtops_server.routes import NAME_PATTERN
 from sqlalchemy import func, insert, select
 
 from revtops_kernel.scheduling import get_workflow
