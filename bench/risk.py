@@ -1,6 +1,7 @@
 """``deal_risks`` at a company's real size on PostgreSQL (issue 17: goal p95 <= 500 ms).
 
     python bench/risk.py [--scale 1] [--seed 0] [--runs 5] [--postgres-url URL] [--explain]
+                         [--database-url URL [--sync]]
 
 A fresh ``SandboxServer(scale, seed)`` is synced (HubSpot, Slack, Google Calendar: CRM
 activities, Slack messages and calendar events with their resolved attendees, as ``revtops
@@ -10,7 +11,8 @@ SQL guard and the read-only path the copilot uses, once to warm up and ``--runs`
 p50 and p95 (nearest rank: of 5 runs, the slowest). The baseline, measured in the same run the
 same way, is two core verified queries over the same tables (``stalled_deals``,
 ``single_threaded_deals``). ``--explain`` also prints EXPLAIN ANALYZE of the rendered SQL (as
-the store's owner, without row-level security).
+the store's owner, without row-level security). ``--database-url`` times an existing store
+instead (synced first with ``--sync``), so a second look skips the sync (minutes at scale 1).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from revtops_kernel.settings import load_settings
+from revtops_kernel.agent.verified import run_verified
+from revtops_kernel.settings import load_settings, normalize_database_url
 from revtops_kernel.store import Database
 from revtops_kernel.store.scratch import scratch_store
+from revtops_sandbox import SandboxServer
 
 ORG = "bench"
 AS_OF = date(2026, 11, 1)  # the sandbox's anchor
@@ -93,42 +97,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--database-url", help="an existing store to time instead")
+    parser.add_argument("--sync", action="store_true", help="sync --database-url first")
     args = parser.parse_args(argv)
-
-    from revtops_kernel.agent.verified import run_verified
-    from revtops_sandbox import SandboxServer
-
+    if args.database_url:
+        db = Database(normalize_database_url(args.database_url))
+        if args.sync:
+            with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
+                synced(db, sandbox, args)
+        measure(db, args)
+        db.dispose()
+        return 0
     with (
         SandboxServer(scale=args.scale, seed=args.seed) as sandbox,
         scratch_store("postgresql", args.postgres_url, prefix="revtops_bench_risk") as db,
     ):
-        started = time.monotonic()
-        fetched = sync(db, sandbox)
-        print(f"scale {args.scale:g} seed {args.seed}: synced {fetched} "
-              f"in {time.monotonic() - started:.0f} s")  # fmt: skip
-        with db.begin() as conn:
-            counts = conn.execute(text(
-                "SELECT (SELECT count(*) FROM deals), (SELECT count(*) FROM activities), "
-                "(SELECT count(*) FROM activity_participants), "
-                "(SELECT count(*) FROM deal_field_history), "
-                "(SELECT count(*) FROM deal_stage_history)"
-            )).one()  # fmt: skip
-        print("deals {:,}, activities {:,}, participants {:,}, field history {:,}, "
-              "stage history {:,}".format(*counts))  # fmt: skip
-        print(f"\n{'query':<24} {'rows':>6} {'p50 ms':>8} {'p95 ms':>8}  goal p95 <= "
-              f"{GOAL_S * 1000:.0f} ms")  # fmt: skip
-        for name in ("deal_risks", *BASELINES):
-            rows, seconds = timed(
-                lambda n=name: run_verified(db, n, None, org=ORG, today=AS_OF), args.runs
-            )
-            mark = ("met" if p95(seconds) <= GOAL_S else "MISSED") if name == "deal_risks" else ""
-            label = name if name == "deal_risks" else f"{name} (baseline)"
-            print(f"{label:<24} {rows:>6} {statistics.median(seconds) * 1000:>8.0f} "
-                  f"{p95(seconds) * 1000:>8.0f}  {mark}")  # fmt: skip
-        if args.explain:
-            explain(db)
+        synced(db, sandbox, args)
+        measure(db, args)
         db.dispose()
     return 0
+
+
+def synced(db: Database, sandbox: Any, args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    fetched = sync(db, sandbox)
+    print(f"scale {args.scale:g} seed {args.seed}: synced {fetched} "
+          f"in {time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
+
+
+def measure(db: Database, args: argparse.Namespace) -> None:
+    with db.begin() as conn:
+        counts = conn.execute(text(
+            "SELECT (SELECT count(*) FROM deals), (SELECT count(*) FROM activities), "
+            "(SELECT count(*) FROM activity_participants), "
+            "(SELECT count(*) FROM deal_field_history), "
+            "(SELECT count(*) FROM deal_stage_history)"
+        )).one()  # fmt: skip
+    print("deals {:,}, activities {:,}, participants {:,}, field history {:,}, "
+          "stage history {:,}".format(*counts))  # fmt: skip
+    print(f"\n{'query':<24} {'rows':>6} {'p50 ms':>8} {'p95 ms':>8}  goal p95 <= "
+          f"{GOAL_S * 1000:.0f} ms")  # fmt: skip
+    for name in ("deal_risks", *BASELINES):
+        rows, seconds = timed(
+            lambda n=name: run_verified(db, n, None, org=ORG, today=AS_OF), args.runs
+        )
+        mark = ("met" if p95(seconds) <= GOAL_S else "MISSED") if name == "deal_risks" else ""
+        label = name if name == "deal_risks" else f"{name} (baseline)"
+        print(f"{label:<24} {rows:>6} {statistics.median(seconds) * 1000:>8.0f} "
+              f"{p95(seconds) * 1000:>8.0f}  {mark}")  # fmt: skip
+    if args.explain:
+        explain(db)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from risk_dataset import AS_OF, EXPECTED, ORG, OTHER_ORG, build
+from sqlalchemy import text
 
 from revtops_kernel.agent.verified import VERIFIED_QUERIES, run_verified
 from revtops_kernel.agent.verified_risk import RISK_RULES, RISK_WEIGHTS
@@ -21,7 +23,8 @@ from revtops_kernel.intelligence.risk import (
     set_organization_thresholds,
 )
 from revtops_kernel.settings import RISK_DEFAULTS, RiskThresholds
-from revtops_kernel.store import Database
+from revtops_kernel.store import Database, upgrade
+from revtops_kernel.store.schema import metadata
 
 
 def risks(db: Database, org: str = ORG, **params: Any) -> list[dict[str, Any]]:
@@ -43,9 +46,25 @@ def reason(rows: list[dict[str, Any]], deal: str, rule: str) -> dict[str, Any]:
     return row
 
 
-@pytest.fixture
-def store(db: Database) -> tuple[Database, dict[str, uuid.UUID]]:
-    return db, build(db)
+@pytest.fixture(
+    scope="module", params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Database, dict[str, uuid.UUID]]]:
+    """The dataset, built once per backend for this module (tests leave it as they found it)."""
+    if request.param == "duckdb":
+        db = Database(f"duckdb:///{tmp_path_factory.mktemp('risk') / 'store.duckdb'}")
+        upgrade(db)
+        yield db, build(db)
+        db.dispose()
+        return
+    db = request.getfixturevalue("postgres_db")
+    try:
+        yield db, build(db)
+    finally:  # the shared session database goes back empty, as the `db` fixture expects it
+        with db.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
 
 
 def test_each_rule_flags_its_deals_and_none_of_the_near_misses(
@@ -121,6 +140,13 @@ def test_thresholds_from_the_question_the_organization_then_the_defaults(
     store: tuple[Database, dict[str, uuid.UUID]],
 ) -> None:
     db, _ = store
+    try:
+        check_thresholds(db)
+    finally:
+        clear_organization_thresholds(db, ORG)
+
+
+def check_thresholds(db: Database) -> None:
     assert effective_thresholds(db, ORG) == RISK_DEFAULTS
     # The organization's own: a looser percentile catches the near-miss, a longer ghosting
     # window sees the ghosted deal's reply of 20 days ago.
@@ -156,19 +182,18 @@ def test_thresholds_from_the_question_the_organization_then_the_defaults(
     ],
 )
 def test_a_bad_threshold_is_refused_naming_it_and_nothing_is_written(
-    tmp_path: Any, values: dict[str, Any], name: str, words: str
+    store: tuple[Database, dict[str, uuid.UUID]], values: dict[str, Any], name: str, words: str
 ) -> None:
-    db = Database(f"duckdb:///{tmp_path / 'store.duckdb'}")
-    from revtops_kernel.store import upgrade
-
-    upgrade(db)
-    set_organization_thresholds(db, ORG, {"risk_no_meeting_days": 45})
-    with pytest.raises(RiskSettingsError) as caught:
-        set_organization_thresholds(db, ORG, values)
-    assert caught.value.name == name
-    assert words in str(caught.value)
-    assert organization_overrides(db, ORG) == {"risk_no_meeting_days": 45}
-    db.dispose()
+    db, _ = store
+    set_organization_thresholds(db, "risk-admin", {"risk_no_meeting_days": 45})
+    try:
+        with pytest.raises(RiskSettingsError) as caught:
+            set_organization_thresholds(db, "risk-admin", values)
+        assert caught.value.name == name
+        assert words in str(caught.value)
+        assert organization_overrides(db, "risk-admin") == {"risk_no_meeting_days": 45}
+    finally:
+        clear_organization_thresholds(db, "risk-admin")
 
 
 def test_the_query_declares_every_threshold_and_the_defaults_live_in_settings() -> None:
