@@ -168,7 +168,8 @@ SELECT team, owner, reps, quota, closed_won, commit, best_case, pipeline,
         AS coverage,
     round(closed_won / NULLIF(quota, 0), 4) AS attainment
 FROM grouped
-ORDER BY team, attainment DESC NULLS LAST, closed_won DESC, owner""",
+ORDER BY team = '(no team)', team, attainment DESC NULLS LAST, closed_won DESC,
+    owner = '(no owner)', owner""",
     note="Quota comes from `revtops quotas import`; reps are matched by email. Coverage is open "
     "pipeline ÷ (quota − closed won); weighted = closed won + open amount × probability.",
 )
