@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from revtops_kernel.connectors.credentials import NangoConnection, token_source
 from revtops_kernel.connectors.http import TokenSource
 from revtops_kernel.connectors.origins import Origin, require_origin
 from revtops_kernel.connectors.slack import (
@@ -83,24 +84,18 @@ class SlackPoster:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, http: httpx.Client, *, org: str | None = None
+        cls,
+        settings: Settings,
+        http: httpx.Client,
+        *,
+        nango_connection: NangoConnection | None = None,
     ) -> SlackPoster:
-        """The org's Slack credentials as the sync finds them: its Nango connection if one is
-        recorded, else ``REVTOPS_SLACK_TOKEN``."""
-        from revtops_kernel.connectors.credentials import token_source
+        """Slack's URL and token from ``settings``, or the token of ``nango_connection``.
 
-        connection = None
-        if settings.nango_secret_key is not None:
-            from revtops_kernel.store.database import Database
-            from revtops_kernel.sync import nango_connection_for
-
-            db = Database.from_settings(settings)
-            try:
-                with db.connect() as conn:
-                    connection = nango_connection_for(conn, org or settings.org, "slack")
-            finally:
-                db.dispose()
-        tokens = token_source(settings, "slack", http=http, nango_connection=connection)
+        Which connection an organization has is the store's to say:
+        `revtops_kernel.reports.slack_poster.slack_poster` looks it up and calls this.
+        """
+        tokens = token_source(settings, "slack", http=http, nango_connection=nango_connection)
         return cls.connect(str(settings.slack_base_url), tokens, http)
 
     # --- channels ----------------------------------------------------------------------------
