@@ -151,10 +151,16 @@ WHERE activity_participants.activity_id = a.id
   AND activity_participants.updated_at < a.updated_at
   {{scope}}
 """
-# Incremental: a participant turns stale when its activity or itself was written.
+# Incremental: a participant turns stale when its activity or itself was written. The second
+# line is implied by the first (a written participant is in the participant scope), but it is
+# one set the planner can drive from, through the (organization_id, activity_id) index: an OR
+# across two tables cannot be pushed into either, and joined every live participant of the
+# organization to its activity (O(organization), not O(rows written)).
 _STALE_SCOPE = (
     f"AND (a.id IN ({_written('activities')}) "
-    f"OR activity_participants.id IN ({_written('activity_participants')}))"
+    f"OR activity_participants.id IN ({_written('activity_participants')})) "
+    f"AND activity_participants.activity_id IN ({_written('activities')} "
+    f"UNION SELECT activity_id FROM {SCOPE_PARTICIPANTS})"
 )
 
 EMAIL_PARTICIPANTS_SQL = f"""
@@ -188,11 +194,13 @@ WHERE activity_participants.id = r.id
        OR activity_participants.is_internal IS DISTINCT FROM r.is_internal)
 """
 
+# One IN over a union rather than two INs or-ed: a semi-join from the small set by primary key,
+# where the OR scanned every activity of the organization.
 ACTIVITIES_SCOPE_SQL = f"""
 INSERT INTO {SCOPE_ACTIVITIES}
 SELECT id FROM activities
 WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
-  AND (id IN ({_written("activities")}) OR id IN (SELECT activity_id FROM {SCOPE_PARTICIPANTS}))
+  AND id IN ({_written("activities")} UNION SELECT activity_id FROM {SCOPE_PARTICIPANTS})
 """
 ALL_ACTIVITIES_SCOPE_SQL = f"""
 INSERT INTO {SCOPE_ACTIVITIES}
@@ -250,12 +258,18 @@ SELECT a.id FROM activities a
 WHERE {_MEETING_ROWS} AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 """
 # Meetings a written deal may now be (or no longer be) the deal of.
+# A union of two index lookups (activities by account_id, by deal_id), not an OR over a scan.
 DEAL_MEETINGS_SCOPE_SQL = f"""
 INSERT INTO {SCOPE_MEETINGS}
 SELECT a.id FROM activities a
 WHERE {_MEETING_ROWS} AND a.id NOT IN (SELECT id FROM {SCOPE_MEETINGS})
-  AND (a.account_id IN (SELECT d.account_id FROM deals d WHERE d.id IN ({_written("deals")}))
-       OR a.deal_id IN ({_written("deals")}))
+  AND a.id IN (
+      SELECT m.id FROM activities m
+      WHERE m.organization_id = :org
+        AND m.account_id IN (SELECT d.account_id FROM deals d WHERE d.id IN ({_written("deals")}))
+      UNION
+      SELECT m.id FROM activities m
+      WHERE m.organization_id = :org AND m.deal_id IN ({_written("deals")}))
 """
 
 MEETING_DEALS_SQL = f"""

@@ -5,6 +5,7 @@ resolution of the same data ends. Real syncs against the sandbox, on both backen
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -238,3 +239,61 @@ def _rows(db: Database, sql: str, **params: Any) -> set[tuple[Any, ...]]:
 def _count(db: Database, sql: str, **params: Any) -> int:
     with db.connect() as conn:
         return int(conn.execute(text(sql), params).scalar_one())
+
+
+@pytest.mark.slow
+def test_a_deal_written_later_takes_over_its_accounts_meetings(
+    db: Database, sandbox: SandboxServer
+) -> None:
+    settings = settings_for(sandbox, db)
+    assert run_sync(db, settings, "hubspot", streams=CRM_STREAMS).ok
+    assert run_sync(db, settings, "google_calendar").ok
+    # An account whose calendar meetings are linked to a deal gets a newer open deal: by rule 5
+    # it takes over (some of) them; the resolution looks at that account's meetings only.
+    with db.connect() as conn:
+        account_id, meetings, first_at = conn.execute(
+            text(
+                "SELECT account_id, count(*), min(occurred_at) FROM activities "
+                "WHERE organization_id = :org AND source_system = 'google_calendar' "
+                "AND deal_id IS NOT NULL AND account_id IS NOT NULL "
+                "GROUP BY account_id ORDER BY count(*) DESC, account_id LIMIT 1"
+            ),
+            {"org": ORG},
+        ).one()
+        on_account = _count(
+            db,
+            "SELECT count(*) FROM activities WHERE organization_id = :org "
+            "AND activity_type = 'calendar_event' AND account_id = :a",
+            org=ORG,
+            a=account_id,
+        )
+    deal_id = record_id(ORG, "hubspot", "deals", "written-later")
+    assert meetings > 0
+    with db.begin() as conn:
+        upsert(
+            conn,
+            "deals",
+            [
+                {
+                    "organization_id": ORG,
+                    "source_system": "hubspot",
+                    "source_id": "written-later",
+                    "name": "Written later",
+                    "account_id": account_id,
+                    "is_closed": False,
+                    # Open since just before the account's first meeting: the most recently
+                    # created open deal at least at that meeting.
+                    "created_at": first_at - timedelta(seconds=1),
+                    "updated_at": utcnow(),
+                }
+            ],
+        )
+    report = resolve(db)
+    assert not report.full and report.written_rows == 1
+    assert report.participants_examined == 0
+    # The account's meetings (and those linked to the deal: none yet), nothing else.
+    assert report.meetings_examined == on_account
+    assert report.meetings_updated > 0
+    taken = _count(db, "SELECT count(*) FROM activities WHERE deal_id = :d", d=deal_id)
+    assert taken == report.meetings_updated
+    assert_full_resolution_changes_nothing(db)
