@@ -239,3 +239,20 @@ def test_calls_in_flight_count_until_they_settle_and_stale_ones_stop_counting(
     assert len(settled) == 1 and settled[0].cost_usd == cost_usd(
         "claude-opus-4-6", input_tokens=10, output_tokens=10
     )
+
+
+def test_without_caps_a_call_is_written_once_when_it_ends(
+    db: Database, scripted: ScriptedMessagesServer
+) -> None:
+    ledger = Ledger(db, settings_for(scripted))
+    meter = ledger.meter(ORG, None, None)
+    ticket = meter.admit(REQUEST)
+    assert not ticket.reserved and ledger_rows(db) == []  # nothing to hold against
+    meter.settle(ticket, CallUsage(input_tokens=7, output_tokens=3), "done")
+    (row,) = ledger_rows(db)
+    assert (row.status, row.input_tokens, row.output_tokens) == ("done", 7, 3)
+    assert row.cost_usd == cost_usd("claude-opus-4-6", input_tokens=7, output_tokens=3)
+    set_org_caps(db, ORG, daily_usd=Decimal(5), monthly_usd=None)
+    assert not meter.admit(REQUEST).reserved  # the organization's caps are remembered a while
+    fresh = Ledger(db, settings_for(scripted)).meter(ORG, None, None)
+    assert fresh.admit(REQUEST).reserved
