@@ -37,6 +37,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from _common import progress
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -64,10 +66,6 @@ BUTTON_NOTEBOOK = {
                                 "name": "python3"}},
     "nbformat": 4, "nbformat_minor": 5,
 }  # fmt: skip
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def seed(url: str) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,22 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import peak_rss_mib, progress
 from pydantic import SecretStr
 
 TASKS_PER_SCALE = 43_000  # Tasks (incl. deleted) per scale unit; the run prints the real count
 GOAL_CALLS, GOAL_SPEED = 10.0, 3.0
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS since exec (not the sandbox parent's: see bench/sync.py)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- the child: one measured sync ------------------------------------------------------------

@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from _common import cpu_seconds, peak_rss_mib, progress
 
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -64,10 +65,6 @@ INCREMENTAL_SHARE_GOAL = 0.10  # re-sync after 1% changes / first sync
 QUERY_P95_GOAL_S = 0.5  # every verified and gold query at scale 10
 PEAK_RSS_GOAL_MIB = 1024.0  # a scale-10 sync
 RECORDS_PER_CPU_GOAL = 25_000.0  # bench/sync.py's goal; shown here for the whole pipeline
-
-
-def progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -153,20 +150,6 @@ class BackendFigures:
 
 
 # --- the child: one round of syncs ---------------------------------------------------------------
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS since it exec'd (``VmHWM``; ``ru_maxrss`` would carry the
-    parent's, the sandbox's, high-water mark across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def child_main(environment_file: Path, out: Path, upgrade_first: bool) -> int:

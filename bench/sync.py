@@ -35,7 +35,6 @@ import cProfile
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import cpu_seconds, peak_rss_mib, progress
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -80,28 +80,9 @@ GOAL_RATE_SHARE = 0.90  # achieved / allowed request rate with rate limits on
 RATE_WINDOW_S = 10.0
 
 
-def progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS since it exec'd. Not ``getrusage``: Linux carries the parent's
-    high-water mark into a child's ``ru_maxrss`` at exec (subprocess vforks), so a child of the
-    process that holds the sandbox would report the sandbox's ~500 MiB as its own."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB
-
-
 def current_rss_mib() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- what a child reports ----------------------------------------------------------------------

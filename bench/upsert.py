@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from _common import peak_rss_mib, progress
 from sqlalchemy import Table, text
 
 from revtops_kernel.ids import record_id
@@ -322,14 +322,6 @@ class BackendReport:
     anomalies: list[str] = field(default_factory=list)
     rss_after_data_mib: float = 0.0
     peak_rss_mib: float = 0.0
-
-
-def progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def timed_upsert(db: Database, batch: pa.Table) -> tuple[float, UpsertResult]:
