@@ -13,6 +13,7 @@ Messages say how to fix the problem where there is a fix.
     │   ├── RateLimitError          still rate limited after every retry
     │   ├── ProviderUnavailableError  5xx or network failures after every retry
     │   ├── CredentialsError        no token configured, or Nango could not give one
+    │   ├── SlackPostError          Slack refused a post, or the channel cannot be found
     │   └── ForeignOriginError      a URL would take credentials off the configured origin
     └── StoreError              the database could not do what was asked
         ├── DatabaseLockedError another process holds the DuckDB file for too long
@@ -31,6 +32,8 @@ Messages say how to fix the problem where there is a fix.
     │   └── ScheduleError       a cron expression or time zone that cannot be used
     └── WorkflowLimitError      a cap on workflows or runs per organization (``retry_after``)
     KernelBindingError          a web-app kernel would be handed to a second user
+    TenancyError                a request about organizations, users or the waitlist
+    └── TenancyConflictError    it clashes with what exists (a domain in use, already joined)
     IdentityError               a web-app kernel has no verified identity
     PeriodError                 a report period, date or time zone that cannot be used
     CostCapError                an organization reached its daily or monthly model cost cap
@@ -87,6 +90,10 @@ class ProviderUnavailableError(ConnectorError):
 
 class CredentialsError(ConnectorError):
     """No usable credentials: a missing token setting, or Nango could not provide one."""
+
+
+class SlackPostError(ConnectorError):
+    """Slack refused a post (``ok: false``), or the channel to post in cannot be found."""
 
 
 class StoreError(RevtopsError):
@@ -278,6 +285,15 @@ class KernelBindingError(RevtopsError):
     def __init__(self, kernel_id: str, problem: str) -> None:
         self.kernel_id = kernel_id
         super().__init__(f"kernel {kernel_id} {problem}")
+
+
+class TenancyError(RevtopsError):
+    """A request about organizations, users or the waitlist that cannot be honoured."""
+
+
+class TenancyConflictError(TenancyError):
+    """It clashes with what exists: a domain another organization uses, an invitee who has
+    already joined (the extension answers 409)."""
 
 
 class IdentityError(RevtopsError):

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from revtops_kernel.email_domains import email_domain, is_consumer_domain, normalize_email
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import TenancyConflictError, TenancyError
 from revtops_kernel.settings import ORG_ID_PATTERN
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import metadata
@@ -40,15 +40,6 @@ DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])
 AdmissionStatus = Literal[
     "admitted", "waitlisted", "consumer_domain", "unverified_email", "invalid_email"
 ]
-
-
-class TenancyError(RevtopsError):
-    """A request about organizations, users or the waitlist that cannot be honoured."""
-
-
-class TenancyConflictError(TenancyError):
-    """It clashes with what exists: a domain another organization uses, an invitee who has
-    already joined (the extension answers 409)."""
 
 
 @dataclass(frozen=True)

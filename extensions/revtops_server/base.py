@@ -18,12 +18,12 @@ from tornado import web
 
 from revtops_kernel.errors import (
     RevtopsError,
+    TenancyConflictError,
     UnknownOrganizationError,
     WorkflowBusyError,
     WorkflowExistsError,
     WorkflowLimitError,
 )
-from revtops_kernel.tenancy import TenancyConflictError
 from revtops_kernel.timeutil import iso_z
 
 from .context import Context, context_of

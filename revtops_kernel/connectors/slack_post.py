@@ -35,7 +35,7 @@ from revtops_kernel.connectors.slack import (
     SlackClient,
     slack_budgets,
 )
-from revtops_kernel.errors import ConnectorError, ProviderAuthError
+from revtops_kernel.errors import ProviderAuthError, SlackPostError
 from revtops_kernel.settings import Settings
 
 Record = dict[str, Any]
@@ -52,10 +52,6 @@ MAX_TEXT_CHARS = 40_000  # Slack refuses longer messages with msg_too_long
 # Where Slack's pre-signed upload URLs live (files.getUploadURLExternal answers
 # https://files.slack.com/upload/v1/...), besides the API's own origin (the sandbox's).
 UPLOAD_ORIGINS = (Origin("https", "files.slack.com", 443),)
-
-
-class SlackPostError(ConnectorError):
-    """Slack refused a post (``ok: false``), or the channel to post in cannot be found."""
 
 
 @dataclass(frozen=True)
