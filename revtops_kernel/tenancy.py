@@ -20,6 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
@@ -36,6 +37,15 @@ _orgs = metadata.tables["organizations"]
 _users = metadata.tables["users"]
 _waitlist = metadata.tables["waitlist"]
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class WaitlistStatus(StrEnum):
+    """Where a person on the waitlist stands (``waitlist.status``)."""
+
+    WAITING = "waiting"
+    INVITED = "invited"
+    JOINED = "joined"
+
 
 AdmissionStatus = Literal[
     "admitted", "waitlisted", "consumer_domain", "unverified_email", "invalid_email"
@@ -122,13 +132,17 @@ def admit(
             return Admission("admitted", email, added)
         invited = conn.execute(
             select(_waitlist.c.id).where(
-                (_waitlist.c.email == email) & (_waitlist.c.status == "invited")
+                (_waitlist.c.email == email) & (_waitlist.c.status == WaitlistStatus.INVITED)
             )
         ).scalar()
         if invited is not None:
             org = _create_org(conn, name=domain, domain=domain)
             member = _add_user(conn, org, email, subject, name, "admin")
-            conn.execute(update(_waitlist).where(_waitlist.c.id == invited).values(status="joined"))
+            conn.execute(
+                update(_waitlist)
+                .where(_waitlist.c.id == invited)
+                .values(status=WaitlistStatus.JOINED)
+            )
             return Admission("admitted", email, member)
         _waitlist_insert(conn, email=email, name=name, company=None, note=None)
         return Admission(
@@ -230,13 +244,13 @@ def invite(db: Database, email: str) -> dict[str, Any]:
     with db.begin() as conn:
         done = conn.execute(
             update(_waitlist)
-            .where((_waitlist.c.email == email) & (_waitlist.c.status == "waiting"))
-            .values(status="invited", invited_at=utcnow())
+            .where((_waitlist.c.email == email) & (_waitlist.c.status == WaitlistStatus.WAITING))
+            .values(status=WaitlistStatus.INVITED, invited_at=utcnow())
         )
         row = conn.execute(select(_waitlist).where(_waitlist.c.email == email)).mappings().first()
     if row is None:
         raise TenancyError(f"{email} is not on the waitlist")
-    if done.rowcount == 0 and row["status"] != "invited":
+    if done.rowcount == 0 and row["status"] != WaitlistStatus.INVITED:
         raise TenancyConflictError(f"{email} has already joined")
     return _waitlist_json(row)
 
@@ -307,7 +321,7 @@ def _waitlist_insert(
             name=name,
             company=company,
             note=note,
-            status="waiting",
+            status=WaitlistStatus.WAITING,
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["email"])
