@@ -71,7 +71,7 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     assert "Pipeline by stage" in ana.locator(".rt-messages .rt-chart").last.inner_text()
     assert ana.locator("script:has-text('alert')").count() == 0  # model text stayed text
     sql_card = ana.locator(".rt-tool", has_text="run_sql_query").first
-    sql_card.locator("summary").click()  # the SQL is one click away
+    sql_card.locator(":scope > summary").click()  # the SQL is one click away
     assert "SUM(amount)" in sql_card.inner_text()
     shot(ana, "03-answer")
 
