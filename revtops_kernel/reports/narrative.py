@@ -35,14 +35,14 @@ def write_narrative(db: Database, settings: Settings, digest: Digest) -> Narrati
     """Ask the copilot for a short summary of ``digest``; skipped without an API key."""
     if settings.anthropic_api_key is None or not settings.anthropic_api_key.get_secret_value():
         return Narrative(None, "no ANTHROPIC_API_KEY configured: the digest has no summary")
-    from revtops_kernel.ui.asking import answer_question
-    from revtops_kernel.ui.copilot_backend import CopilotBackend
+    from revtops_kernel.answering import Answerer
+    from revtops_kernel.answering.record import collect
 
-    backend = CopilotBackend(db, settings, org=digest.org, author="Pipeline digest")
     question = PROMPT.format(
         period=digest.period.describe(), timezone=digest.timezone, figures=digest.slack_text()
     )
-    answer = answer_question(backend, question, timezone=digest.timezone)
+    answerer = Answerer(db, settings, org=digest.org)
+    answer = collect(question, answerer.ask(question, timezone=digest.timezone))
     if answer.error or not answer.text.strip():
         reason = answer.error or "the assistant returned no text"
         log.warning("digest summary skipped: %s", reason)
