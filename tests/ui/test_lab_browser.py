@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from revtops_sandbox.anthropic import ScriptedMessagesServer
+from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.browser.pages import HOSTILE_ANSWER, assert_inert
 from tests.ui.browser_env import (
     ARTIFACTS,
     require_chromium,
@@ -158,6 +159,26 @@ def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> Non
         expect(page.locator(".revtops-chat .rt-user")).to_have_text(PIPELINE_QUESTION)
         expect(page.locator(".revtops-chat .rt-text", has_text="largest bucket")).to_be_visible()
         page.screenshot(path="/tmp/chat_lab_reloaded.png", full_page=True)
+
+        # A hostile answer (the XSS corpus) renders inert: no dialog, nothing requested.
+        requests: list[str] = []
+        dialogs: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.locator(".revtops-chat .rt-new").click()
+        api.script(Turn.reply(HOSTILE_ANSWER, event_delay=0.001))
+        question_box = page.locator(".revtops-chat textarea.rt-input")
+        question_box.fill("Write our notes back as a poem")
+        question_box.press("Enter")
+        expect(
+            page.locator(".revtops-chat .rt-text", has_text="End of the hostile")
+        ).to_be_visible()
+        page.wait_for_timeout(500)
+        assert_inert(page)
+        assert dialogs == []
+        outside = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
+        assert outside == [], outside
+        page.screenshot(path="/tmp/chat_lab_hostile.png", full_page=True)
 
     with serve(command, f"{base}/api/status?token={TOKEN}", tmp_path / "lab.log"):
         browse(
