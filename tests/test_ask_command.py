@@ -78,7 +78,7 @@ def test_a_refused_query_shows_as_failed_and_the_answer_goes_on(
         Turn.tool("run_sql_query", {"sql": "DROP TABLE deals"}),
         Turn.reply("I can only read data."),
     )
-    assert main(["ask", "Drop the deals"]) == 0
+    assert main(["ask", "Please delete all the deals"]) == 0  # not a lookup: the model answers
     out, err = capsys.readouterr()
     assert "✗ " in err and out == "I can only read data.\n"
     assert api.requests[1].tool_results[0]["is_error"] is True
@@ -168,3 +168,20 @@ def test_conversations_and_artifacts_are_listed_with_their_ids(
     assert json.loads(capsys.readouterr().out) == []
     assert main(["artifacts", "list", "--org", "acmee"]) == 2
     assert "did you mean 'acme'?" in capsys.readouterr().err
+
+
+def test_a_routed_question_prints_the_verified_table_then_the_models_narrative(
+    api: ScriptedMessagesServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def narrate(request: RecordedRequest) -> Turn:
+        assert request.tool_results and "pipeline_by_stage" in request.tool_results[0]["content"]
+        return Turn.reply("Open pipeline is $300 across 3 deals.")
+
+    api.script(narrate)
+    assert main(["ask", "what's our pipeline by stage?"]) == 0
+    out, err = capsys.readouterr()
+    table, _, narrative = out.rpartition(")\n")  # the table ends with its "(n rows)" line
+    assert re.search(r"\(\d+ rows?$", table) and "amount" in table
+    assert narrative == "Open pipeline is $300 across 3 deals.\n"
+    assert "verified: pipeline_by_stage (" in err and "FROM deals" in err
+    assert len(api.requests) == 1  # the model did not query again
