@@ -129,6 +129,8 @@ class Ledger:
 
     def over_cap(self, org: str) -> CostCapError | None:
         """The cap ``org`` is over now, if any (a read: nothing reserved, nothing locked)."""
+        if not self._capped(org):
+            return None
         with self.db.connect() as connection:
             return self._check(connection, org, self._clock(), lock=False)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from revtops_kernel.agent.events import (
 )
 from revtops_kernel.agent.ledger import Ledger
 from revtops_kernel.agent.loop import Copilot
-from revtops_kernel.agent.routing import Route, route
+from revtops_kernel.agent.routing import Route, RouteContext, route
 from revtops_kernel.agent.routing.store_names import load_route_context
 from revtops_kernel.agent.verified import VERIFIED_QUERIES
 from revtops_kernel.answering.verified_first import VerifiedRun, run_route
@@ -58,6 +59,7 @@ FREE_FORM_HINT = (
     "questions; without it, verified questions like these answer exactly."
 )
 CAP_HINT = "Verified questions like these still answer without the model."
+NAMES_TTL = 60.0  # seconds the router's names (owners, pipelines, stages) are reused
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Answerer:
         self.user_id = user_id
         self._clock = clock or (lambda: datetime.now(UTC))
         self.ledger = ledger or Ledger(db, settings, clock=self._clock)
+        self._names: tuple[float, RouteContext | None] = (0.0, None)
         self.copilot = Copilot(
             db, settings, org=self.org, user_id=user_id, client=client, clock=self._clock,
             ledger=self.ledger,
@@ -132,7 +135,7 @@ class Answerer:
             return Plan(question, zone, error=Error(message, kind=ErrorKind.CONFIGURATION))
         model = self.copilot.client() is not None
         cap = self.ledger.over_cap(self.org) if model else None
-        context = load_route_context(self.db, org=self.org, now=self._clock(), timezone=zone)
+        context = self._route_context(zone)
         routed = route(question, context)
         plan = Plan(question, zone, context.today, routed, model=model, cap=cap)
         if routed.name is None:
@@ -143,6 +146,16 @@ class Answerer:
             log.warning("verified query %s failed: %s", routed.name, exc)
             return replace(plan, verified_error=f"The verified query {routed.name} failed: {exc}")
         return replace(plan, verified=verified)
+
+    def _route_context(self, zone: str) -> RouteContext:
+        """The organization's owner, pipeline and stage names, read at most every
+        ``NAMES_TTL`` seconds (they change with a sync), with the user's clock and zone."""
+        now = self._clock()
+        read_at, names = self._names
+        if names is None or time.monotonic() - read_at > NAMES_TTL:
+            names = load_route_context(self.db, org=self.org, now=now, timezone=zone)
+            self._names = (time.monotonic(), names)
+        return replace(names, now=now, timezone=zone)
 
     # -- step 2: answer ---------------------------------------------------------------------------
 
