@@ -13,17 +13,20 @@ per org and per field (and keeps 18 months), so many orgs have no Amount or Clos
 there; every org has OpportunityHistory, written for every change of these fields.
 
 The pass reads only the store, so it is idempotent and crash-safe: rows are upserted (a re-run
-writes nothing), a derived row that no longer derives (its snapshot deleted) is soft-deleted,
-and a sync killed before the pass leaves the work to the next one. Row ``source_id`` is
-``"{OpportunityHistory Id}:amount"`` / ``":close_date"``; ``updated_at`` is the snapshot's, so
-a snapshot deleted with its opportunity deletes the row too.
+writes nothing), a derived row that no longer derives (its snapshot gone) is soft-deleted, and
+a sync killed before the pass leaves the work to the next one. After the first pass it looks
+only at deals with snapshots stamped since the newest one it derived (``LOOKBACK`` before it):
+a sync that brought no history costs two small queries (``bench/field_history.py``). Row
+``source_id`` is ``"{OpportunityHistory Id}:amount"`` / ``":close_date"``; ``updated_at`` is
+the snapshot's, so a snapshot deleted with its opportunity deletes the row too.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.store.schema import metadata
@@ -33,20 +36,52 @@ from revtops_kernel.timeutil import utcnow
 _TABLE = "deal_field_history"
 _SYSTEM = "salesforce"
 _CHUNK = 5_000
+# Snapshots stamped this long before the newest one derived are looked at again: a
+# SystemModstamp is taken before its transaction commits, so one may appear late.
+LOOKBACK = timedelta(days=1)
 
 
-def derive_salesforce_field_history(conn: Connection, org: str, connector: Any = None) -> int:
-    """Bring the organization's Salesforce ``deal_field_history`` in line with its snapshots;
+def derive_salesforce_field_history(
+    conn: Connection, org: str, connector: Any = None, *, full: bool = False
+) -> int:
+    """Bring the organization's Salesforce ``deal_field_history`` in line with its snapshots
+    (``full``: all of them, which also retires rows of snapshots purged from the store);
     returns the rows written or soft-deleted (0 when nothing changed). (``connector`` is
     unused: the signature of ``ProviderSpec.after_streams``.)"""
-    rows = derived_rows(conn, org)
+    scope = None if full else _changed_deals(conn, org)
+    rows = derived_rows(conn, org, scope)
     written = upsert(conn, _TABLE, rows).written if rows else 0
-    return written + _retire(conn, org, {row["source_id"] for row in rows})
+    return written + _retire(conn, org, {row["source_id"] for row in rows}, scope)
 
 
-def derived_rows(conn: Connection, org: str) -> list[dict[str, Any]]:
+def _changed_deals(conn: Connection, org: str) -> Select[Any] | None:
+    """The deals whose snapshots changed since the newest one already derived (less
+    ``LOOKBACK``, for stamps committed out of order), or None: all of them (the first pass,
+    or after a full refresh emptied nothing but found no rows)."""
+    t, h = metadata.tables[_TABLE], metadata.tables["deal_stage_history"]
+    newest = conn.execute(
+        select(func.max(t.c.updated_at)).where(
+            t.c.organization_id == org, t.c.source_system == _SYSTEM
+        )
+    ).scalar_one()
+    if newest is None:
+        return None
+    return (
+        select(h.c.deal_id)
+        .where(
+            h.c.organization_id == org,
+            h.c.source_system == _SYSTEM,
+            h.c.updated_at >= newest - LOOKBACK,
+        )
+        .distinct()
+    )
+
+
+def derived_rows(
+    conn: Connection, org: str, deals: Select[Any] | None = None
+) -> list[dict[str, Any]]:
     """One row per snapshot whose amount (close date) differs from the deal's snapshot before,
-    and the first snapshot's."""
+    and the first snapshot's (unless empty); of ``deals`` (a query of deal ids) or all."""
     h = metadata.tables["deal_stage_history"]
     order = (h.c.entered_at, h.c.source_id)
     snaps = (
@@ -70,6 +105,7 @@ def derived_rows(conn: Connection, org: str) -> list[dict[str, Any]]:
             h.c.organization_id == org,
             h.c.source_system == _SYSTEM,
             h.c.entered_at.is_not(None),
+            *(() if deals is None else (h.c.deal_id.in_(deals),)),
         )
         .subquery()
     )
@@ -111,12 +147,15 @@ def _row(org: str, snap: Any, field: str, value: Any) -> dict[str, Any]:
     }
 
 
-def _retire(conn: Connection, org: str, live: set[str]) -> int:
-    """Soft-delete live derived rows that no longer derive from a snapshot."""
+def _retire(conn: Connection, org: str, live: set[str], deals: Select[Any] | None) -> int:
+    """Soft-delete live derived rows (of ``deals``) that no longer derive from a snapshot."""
     t = metadata.tables[_TABLE]
     current = conn.execute(
         select(t.c.id, t.c.source_id).where(
-            t.c.organization_id == org, t.c.source_system == _SYSTEM, t.c.deleted_at.is_(None)
+            t.c.organization_id == org,
+            t.c.source_system == _SYSTEM,
+            t.c.deleted_at.is_(None),
+            *(() if deals is None else (t.c.deal_id.in_(deals),)),
         )
     ).all()
     gone = [row.id for row in current if row.source_id not in live]
@@ -125,6 +164,6 @@ def _retire(conn: Connection, org: str, live: set[str]) -> int:
         conn.execute(
             t.update()
             .where(t.c.id.in_(gone[start : start + _CHUNK]))
-            .values(deleted_at=now, updated_at=now)
+            .values(deleted_at=now)  # updated_at stays the snapshot's: the next scope's mark
         )
     return len(gone)

@@ -85,6 +85,22 @@ def test_rows_where_values_change_and_nothing_on_a_rerun(db: Database) -> None:
     assert run_pass(db) == 0
 
 
+def test_later_passes_look_at_deals_with_new_snapshots(db: Database) -> None:
+    with db.begin() as conn:  # and deal C, created four days after the others
+        upsert(conn, "deal_stage_history", [*SNAPSHOTS, snapshot(8, "C", 96, "9.00", D2)])
+    run_pass(db)
+    # Deal B's amount changes five days on; deals stamped over a day (LOOKBACK) before the
+    # newest derived row (C's) are not looked at again.
+    later = snapshot(7, "B", 120, "450.00", D1)
+    with db.begin() as conn:
+        upsert(conn, "deal_stage_history", [later])
+        conn.execute(text("DELETE FROM deal_field_history WHERE source_id LIKE '%001AAA:amount'"))
+    assert run_pass(db) == 1  # B's new amount; A's deleted first row is outside the scope
+    assert "0085g0000000007AAA:amount" in [r[0] for r in history(db)]
+    with db.begin() as conn:
+        assert derive_salesforce_field_history(conn, ORG, full=True) == 1  # A's, by a full pass
+
+
 def test_deleted_snapshots_take_their_rows_along(db: Database) -> None:
     with db.begin() as conn:
         upsert(conn, "deal_stage_history", SNAPSHOTS)
@@ -102,9 +118,12 @@ def test_deleted_snapshots_take_their_rows_along(db: Database) -> None:
     assert [g for s, *_, g in history(db) if s.startswith("0085g000000000")] == [True] * 4 + [
         False
     ] * 2
-    # A snapshot that disappears altogether (purged) retires what derived from it.
+    # A snapshot that disappears altogether (purged) leaves no stamp behind: a full pass
+    # retires what derived from it.
     with db.begin() as conn:
         conn.execute(text("DELETE FROM deal_stage_history WHERE source_id = '0085g0000000006AAA'"))
-    assert run_pass(db) == 1
+    assert run_pass(db) == 0
+    with db.begin() as conn:
+        assert derive_salesforce_field_history(conn, ORG, full=True) == 1
     assert history(db)[-1][0] == "0085g0000000006AAA:amount" and history(db)[-1][-1] is True
     assert run_pass(db) == 0
