@@ -137,3 +137,18 @@ def test_bad_arguments_exit_2_saying_what_is_wrong(
         code, err = int(exit_.code or 0), capsys.readouterr().err
     assert code == 2
     assert message in err
+
+
+def test_the_apps_usage_view_shows_the_report_escaped(store: Database) -> None:
+    from revtops_kernel.settings import load_settings
+    from revtops_kernel.ui.usage_view import usage_html, usage_view
+
+    settings = load_settings(REVTOPS_DAILY_COST_CAP_USD="2")
+    view = usage_view(Database(settings.database_url), settings, "acme", by="user")
+    assert "alice@acme.test" in view.value and "$0.0225" in view.value
+    assert "Daily cap: $0.0000 of $2.00" in view.value  # nothing spent today
+    report = {"by": "user", "lines": [{"key": "<img src=x onerror=alert(1)>", "calls": 1,
+              "input_tokens": 1, "cache_read_tokens": 0, "cache_creation_tokens": 0,
+              "output_tokens": 1, "cost_usd": "0.1"}], "caps": []}  # fmt: skip
+    html = usage_html(report)
+    assert "<img" not in html and "&lt;img src=x" in html

@@ -37,9 +37,7 @@ def usage_html(report: dict[str, Any]) -> str:
     )
 
 
-def usage_view(
-    db: Database, settings: Settings, org: str, *, by: GroupBy = "day"
-) -> widgets.HTML:
+def usage_view(db: Database, settings: Settings, org: str, *, by: GroupBy = "day") -> widgets.HTML:
     return widgets.HTML(usage_html(usage_report(db, settings, org=org, by=by)))
 
 
