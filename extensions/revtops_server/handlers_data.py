@@ -26,7 +26,7 @@ from revtops_kernel.integrations import (
     handle_webhook,
     list_integrations,
 )
-from revtops_kernel.providers import ALL_PROVIDERS
+from revtops_kernel.providers import ALL_PROVIDERS, settings_token
 from revtops_kernel.status import provider_statuses
 
 from .base import ApiHandler, Principal, PublicHandler, to_json
@@ -206,7 +206,7 @@ def _owned_conversation(handler: ApiHandler, principal: Principal, raw: str) -> 
 
 def _token_providers(handler: ApiHandler) -> set[str]:
     settings = handler.ctx.settings
-    return {p for p in ALL_PROVIDERS if getattr(settings, f"{p}_token", None) is not None}
+    return {p for p in ALL_PROVIDERS if settings_token(settings, p) is not None}
 
 
 def _nango_providers(handler: ApiHandler, org: str) -> set[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, text, update
 
+from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import utcnow
 
@@ -46,7 +47,7 @@ def start_run(conn: Connection, org: str, provider: str, *, full_refresh: bool) 
             organization_id=org,
             provider=provider,
             full_refresh=full_refresh,
-            status="running",
+            status=SyncRunStatus.RUNNING,
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=utcnow(),
@@ -70,7 +71,9 @@ def reap_interrupted_runs(conn: Connection) -> int:
     """
     host = socket.gethostname()
     running = conn.execute(
-        select(_runs.c.id, _runs.c.pid).where(_runs.c.status == "running", _runs.c.host == host)
+        select(_runs.c.id, _runs.c.pid).where(
+            _runs.c.status == SyncRunStatus.RUNNING, _runs.c.host == host
+        )
     ).all()
     gone = [row.id for row in running if row.pid is not None and not _process_alive(row.pid)]
     if gone:
@@ -78,7 +81,7 @@ def reap_interrupted_runs(conn: Connection) -> int:
             update(_runs)
             .where(_runs.c.id.in_(gone))
             .values(
-                status="interrupted",
+                status=SyncRunStatus.INTERRUPTED,
                 finished_at=utcnow(),
                 error="the sync's process ended without recording an outcome (killed or crashed)",
             )
@@ -107,7 +110,11 @@ class RunCounts:
 
 
 def finish_run(
-    conn: Connection, run_id: uuid.UUID, status: str, counts: RunCounts, error: str | None
+    conn: Connection,
+    run_id: uuid.UUID,
+    status: SyncRunStatus,
+    counts: RunCounts,
+    error: str | None,
 ) -> None:
     conn.execute(
         update(_runs)
@@ -282,10 +289,10 @@ def interrupt_own_runs(conn: Connection, reason: str) -> int:
     done = conn.execute(
         update(_runs)
         .where(
-            _runs.c.status == "running",
+            _runs.c.status == SyncRunStatus.RUNNING,
             _runs.c.host == socket.gethostname(),
             _runs.c.pid == os.getpid(),
         )
-        .values(status="interrupted", finished_at=utcnow(), error=reason)
+        .values(status=SyncRunStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
     )
     return int(done.rowcount or 0)
