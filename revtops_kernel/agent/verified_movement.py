@@ -29,9 +29,10 @@ Definitions, once (the catalogue repeats what the model needs):
   value is its amount as of t (``deal_field_history``; none recorded: 0). Pipeline at t and
   stage at t come from ``deal_stage_history``; amount and close date from
   ``deal_field_history``; a deal without history keeps its current values since creation.
-  The owner is today's (owner history is not synced). Opening is at ``start_date`` 00:00 UTC,
-  closing at the end of ``end_date``. Every change in between moves the deal in, out or within
-  a row, and each movement is classified where it happens:
+  The owner is today's (owner history is not synced). Closed deals that nothing happened to
+  since the window began are skipped: they are out of the pipeline throughout. Opening is at
+  ``start_date`` 00:00 UTC, closing at the end of ``end_date``. Every change in between moves
+  the deal in, out or within a row, and each movement is classified where it happens:
   in → in the same row: amount ``increased`` or ``decreased``;
   out → in: ``created`` (its first moment), ``moved_in`` (it was in the pipeline in another
   row or another pipeline), ``reopened`` (it was closed), ``pulled_in`` (its close date moved
@@ -349,7 +350,7 @@ ORDER BY velocity_per_day DESC NULLS LAST, segment""",
 
 # A deal's state after each moment something changed: one row per deal and instant, each
 # attribute carried forward from its last change (count-of-changes groups; values before the
-# first change take the first one: GREATEST(group, 1)).
+# first change take the first one: GREATEST(group, 1)). Changes after the window never matter.
 _WINDOW_IN = """(args.close_from IS NULL OR st.close_date >= args.close_from)
             AND (args.close_to IS NULL OR st.close_date <= args.close_to)"""
 
@@ -405,19 +406,24 @@ scoped AS (
     FROM deals d CROSS JOIN args
     LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL
     WHERE d.deleted_at IS NULL AND d.created_at < args.end_date + 1 AND {OWNER_MATCH}
+        AND (NOT COALESCE(d.is_closed, false) OR d.created_at >= args.start_date
+            OR d.id IN (SELECT h.deal_id FROM deal_stage_history h CROSS JOIN args
+                WHERE h.deleted_at IS NULL AND h.entered_at >= args.start_date)
+            OR d.id IN (SELECT f.deal_id FROM deal_field_history f CROSS JOIN args
+                WHERE f.deleted_at IS NULL AND f.changed_at >= args.start_date))
 ),
 stage_changes AS (
     SELECT h.deal_id, h.entered_at AS at,
         CAST(COALESCE(h.pipeline_id, s.pipeline_id) AS TEXT) AS pipeline_key,
         CASE WHEN s.is_won THEN 2 WHEN s.is_closed THEN 1 ELSE 0 END AS stage_state
-    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id
+    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id CROSS JOIN args
     LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
-    WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+    WHERE h.deleted_at IS NULL AND h.entered_at < args.end_date + 1
 ),
 field_changes AS (
     SELECT f.deal_id, f.changed_at AS at, f.field, f.amount, f.close_date
-    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id
-    WHERE f.deleted_at IS NULL AND f.changed_at IS NOT NULL
+    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id CROSS JOIN args
+    WHERE f.deleted_at IS NULL AND f.changed_at < args.end_date + 1
 ),
 changes AS (
     SELECT deal_id, at, pipeline_key, stage_state, 1 AS has_stage,
