@@ -237,7 +237,7 @@ def test_every_top_level_module_has_a_layer(graph: grimp.ImportGraph) -> None:
     unplaced = sorted(top_level - placed)
     assert not unplaced, (
         f"{unplaced} are in no layer: add each to a layer of [tool.importlinter] in "
-        "pyproject.toml (edges, orchestration, services, adapters or core)"
+        "pyproject.toml (edges, orchestration, copilot, services, adapters or core)"
     )
     missing = sorted(m for m in placed if m not in graph.modules)
     assert not missing, f"layers name modules that do not exist: {missing}"
