@@ -81,7 +81,7 @@ def test_panel_answers_in_a_real_kernel(
 
     # the page's widget state: one anywidget model, the module and the sanitizer's policy
     (model,) = [s for s in widget_states(notebook) if s["model_name"] == "AnyModel"]
-    assert "export default" in model["state"]["_esm"] and "revtops-chat" in model["state"]["_css"]
+    assert "revtops-chat" in model["state"]["_esm"] and "revtops-chat" in model["state"]["_css"]
     assert "a" in model["state"]["policy"]["tags"]
     assert "turns" not in model["state"]  # the thread travels as messages, not as state
 
