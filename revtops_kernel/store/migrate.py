@@ -24,7 +24,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, Table, Text, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TextClause,
+    text,
+)
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
@@ -105,11 +115,11 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 report.applied_migrations.append(f"{step.version} {step.name}")
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
-            _create_missing_indexes(conn)
+            indexed = _create_missing_indexes(conn)
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
-            statistics.analyze_tables(conn, report.created_tables)
+            statistics.analyze_tables(conn, [*report.created_tables, *indexed])
         report.version = target_version(steps)
     return report
 
@@ -176,9 +186,39 @@ def _add_missing_columns(conn: Connection) -> list[str]:
     return added
 
 
-def _create_missing_indexes(conn: Connection) -> None:
+def _create_missing_indexes(conn: Connection) -> list[str]:
     """Indexes added to the models after their table was created (``create_all`` only builds
-    a new table's). PostgreSQL only: DuckDB gets no secondary indexes (``schema._pg_index``)."""
+    a new table's). PostgreSQL only: DuckDB gets no secondary indexes (``schema._pg_index``).
+    Returns the tables that got one: an expression index (``lower(email)``) has no statistics
+    until its table is analyzed again."""
+    existing = set(
+        conn.execute(
+            text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        ).scalars()
+    )
+    statistics_objects = set(
+        conn.execute(
+            text(
+                "SELECT stxname FROM pg_statistic_ext "
+                "WHERE stxnamespace = CAST(current_schema() AS regnamespace)"
+            )
+        ).scalars()
+    )
+    grown: list[str] = []
     for table in metadata.sorted_tables:
         for index in table.indexes:
-            index.create(conn, checkfirst=True)
+            if index.name not in existing:
+                index.create(conn, checkfirst=True)
+                grown.append(table.name)
+            # The store analyzes a column list (statistics.analyzed_columns: no JSON), and
+            # PostgreSQL gathers an expression index's statistics only in a whole-table
+            # ANALYZE; a statistics object on the expression is gathered with the columns.
+            for expression in index.expressions:
+                name = f"st_{index.name}"[:63]
+                if isinstance(expression, TextClause) and name not in statistics_objects:
+                    conn.execute(
+                        text(f"CREATE STATISTICS {name} ON ({expression.text}) FROM {table.name}")
+                    )
+                    statistics_objects.add(name)
+                    grown.append(table.name)
+    return list(dict.fromkeys(grown))

@@ -316,3 +316,23 @@ def test_upgrade_adds_indexes_the_models_gained_to_existing_tables(fresh: Databa
             text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": index}
         ).scalar_one()
     assert "WHERE resolution_pending" in found
+
+
+def test_case_insensitive_matches_are_estimated_from_statistics(fresh: Database) -> None:
+    """Resolution joins on lower(email): the store's ANALYZE (a column list, without JSON) must
+    leave statistics of that expression, or a join of 3 keys against 60,000 participants is
+    estimated as a fraction of the whole table and planned as a scan (resolve.py)."""
+    with fresh.begin() as conn:  # an older store: the statistics object is not there yet
+        conn.execute(
+            text("DROP STATISTICS st_ix_activity_participants_organization_id_lower_email")
+        )
+    upgrade(fresh)  # puts it back
+    load_meetings(fresh, meetings=20_000, attendees=60_000)
+    with fresh.begin() as conn:
+        analyze_tables(conn, ["activity_participants"])
+    sql = (
+        "SELECT p.id FROM activity_participants p WHERE p.organization_id = :org "
+        "AND lower(p.email) IN ('u1@co1.example', 'u2@co2.example', 'u3@co3.example')"
+    )
+    estimate = scan_estimate(plan(fresh, sql), "activity_participants")
+    assert estimate < 100, estimate  # 6 rows match; without the statistics: 900
