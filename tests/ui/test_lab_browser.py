@@ -64,7 +64,7 @@ def ask_and_check(page: Any, name: str) -> None:
 
     answer = page.locator(".revtops-chat .rt-text", has_text="largest bucket")
     expect(answer).to_be_visible()
-    expect(page.locator(".revtops-chat .rt-chart .js-plotly-plot")).to_be_visible()
+    expect(page.locator(".revtops-chat .rt-chart .js-plotly-plot").last).to_be_visible()
     expect(page.locator(".revtops-chat .rt-tool", has_text="run_sql_query")).to_be_visible()
     expect(page.locator(".revtops-chat .rt-user")).to_have_text(PIPELINE_QUESTION)
     # the model's <script> is text on the page, never an element
@@ -198,6 +198,6 @@ def test_panel_in_voila(api: ScriptedMessagesServer, tmp_path: Path) -> None:
         sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
         "--Voila.ip=127.0.0.1", str(notebook),
     ]  # fmt: skip
-    with serve(command, f"{base}/", tmp_path / "voila.log"):
+    with serve(command, f"{base}/voila/static/extension.js", tmp_path / "voila.log"):
         browse(f"{base}/", "voila_panel")
     assert_browser_timezone_reached_the_model(api)
