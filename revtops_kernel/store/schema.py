@@ -775,63 +775,6 @@ class LlmCostCap(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="When it was set (UTC).")
 
 
-class LlmUsage(Base):
-    """One row per Messages API call: the cost ledger (``agent/ledger.py``).
-
-    A row is written as ``reserved`` before the call (the cost caps count it while the call
-    runs) and settled with the usage the API reported once the call ends."""
-
-    __tablename__ = "llm_usage"
-    __table_args__ = (_pg_index("organization_id", "started_at"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
-    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization billed.")
-    user_id: Mapped[uuid.UUID | None] = mapped_column(comment="Who asked (users.id), if known.")
-    conversation_id: Mapped[uuid.UUID | None] = mapped_column(comment="conversations.id.")
-    model: Mapped[str] = mapped_column(comment="Model id the call asked for.")
-    status: Mapped[str] = mapped_column(
-        String(16), comment="reserved (in flight), done, failed or cancelled."
-    )
-    input_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Uncached input.")
-    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Cached input read.")
-    cache_creation_tokens: Mapped[int] = mapped_column(
-        Integer, default=0, comment="Input written to the prompt cache."
-    )
-    output_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="Output tokens.")
-    cost_usd: Mapped[Decimal] = mapped_column(
-        Numeric(12, 6), default=Decimal(0), comment="Cost in USD from the price table."
-    )
-    reserved_usd: Mapped[Decimal] = mapped_column(
-        Numeric(12, 6),
-        default=Decimal(0),
-        comment="The most the call could cost, held against the caps while it runs.",
-    )
-    price_date: Mapped[date | None] = mapped_column(
-        comment="Date of the price-table entry used (None: model not priced)."
-    )
-    latency_ms: Mapped[int | None] = mapped_column(Integer, comment="Request to last event (ms).")
-    started_at: Mapped[datetime] = mapped_column(comment="When the call started (UTC).")
-    finished_at: Mapped[datetime | None] = mapped_column(comment="When it ended (UTC).")
-
-
-class LlmCostCap(Base):
-    """An organization's own cost caps, set by an admin; unset fields use the settings."""
-
-    __tablename__ = "llm_cost_caps"
-
-    organization_id: Mapped[str] = mapped_column(
-        String(63), primary_key=True, comment="Organization."
-    )
-    daily_usd: Mapped[Decimal | None] = mapped_column(
-        Numeric(12, 2), comment="Cap per UTC day in USD (None: REVTOPS_DAILY_COST_CAP_USD)."
-    )
-    monthly_usd: Mapped[Decimal | None] = mapped_column(
-        Numeric(12, 2), comment="Cap per UTC month in USD (None: REVTOPS_MONTHLY_COST_CAP_USD)."
-    )
-    updated_by: Mapped[str | None] = mapped_column(comment="Who set it.")
-    updated_at: Mapped[datetime] = mapped_column(comment="When it was set (UTC).")
-
-
 class Artifact(Base):
     __tablename__ = "artifacts"
     __table_args__ = (_pg_index("organization_id", "created_at"),)
