@@ -10,7 +10,8 @@ What each section means:
 - Changes in the period, against the previous period of the same length: pipeline created
   (``pipeline_created``), deals won and lost (``win_rate``: closed deals by close date); and
   stage moves: deals entering each stage in the period, from ``deal_stage_history`` (synced
-  stage history: HubSpot ``propertiesWithHistory``, Salesforce ``OpportunityHistory``).
+  stage history: HubSpot ``propertiesWithHistory``, Salesforce ``OpportunityHistory``); a
+  snapshot that repeats the stage of the deal's row before it is no entry.
 - Deals closing in the period: open deals with an expected close date in it (``deals_closing``).
 - Needs attention, measured at ``as_of`` (the period's end, or today if it is still running):
   slipped (open, close date already past: ``slipped_deals``), stalled (in the current stage
@@ -52,16 +53,29 @@ TABLE_ROWS = 12  # rows of each list in the PDF; the headline counts them all
 STALLED_DAYS = 30
 GHOSTED_DAYS = 14
 
+# A row is an entry only when the deal's previous row had another stage: Salesforce's
+# OpportunityHistory also writes a snapshot when only the amount or close date changes, and
+# that row repeats the stage. The previous row may lie before the window, so LAG runs over the
+# deal's history up to the window's end and the window filters after it.
 STAGE_MOVES_SQL = """
-WITH args AS (SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date)
+WITH args AS (SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date),
+history AS (
+    SELECT h.deal_id, h.pipeline_id, h.stage_id, h.stage_name, h.entered_at,
+        COALESCE(CAST(h.stage_id AS TEXT), h.stage_name) AS stage_key,
+        lag(COALESCE(CAST(h.stage_id AS TEXT), h.stage_name))
+            OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous_key,
+        lag(h.entered_at) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous_at
+    FROM deal_stage_history h CROSS JOIN args
+    WHERE h.deleted_at IS NULL AND h.entered_at < args.end_date + 1
+)
 SELECT p.name AS pipeline, COALESCE(s.label, h.stage_name) AS stage,
     count(DISTINCT h.deal_id) AS deals
-FROM deal_stage_history h CROSS JOIN args
+FROM history h CROSS JOIN args
 LEFT JOIN pipelines p ON p.id = h.pipeline_id AND p.deleted_at IS NULL
 LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
 JOIN deals d ON d.id = h.deal_id AND d.deleted_at IS NULL
-WHERE h.deleted_at IS NULL AND h.entered_at >= args.start_date
-    AND h.entered_at < args.end_date + 1
+WHERE h.entered_at >= args.start_date
+    AND (h.previous_at IS NULL OR h.previous_key IS DISTINCT FROM h.stage_key)
 GROUP BY p.name, p.display_order, COALESCE(s.label, h.stage_name), s.display_order
 ORDER BY p.display_order, p.name, s.display_order, stage"""
 
