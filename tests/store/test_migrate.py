@@ -77,6 +77,7 @@ def test_synced_tables_share_the_natural_key() -> None:
         "deal_stages",
         "deals",
         "deal_stage_history",
+        "deal_field_history",
         "deal_contacts",
         "activities",
         "activity_participants",
