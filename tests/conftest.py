@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: an isolated environment, and the store on both backends.
+"""Fixtures shared by every test: an isolated environment, the store on both backends, and
+the providers' sandbox (helpers shared by test modules are in helpers.py).
 
 PostgreSQL tests run against a fresh database created for the test session and dropped at the
 end. In CI (``CI`` set) an unreachable server fails the run; locally those tests are skipped,
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import SANDBOX_SCALE, SANDBOX_SEED
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -20,6 +22,7 @@ from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.migrate import BASELINE_VERSION, schema_versions
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.scratch import scratch_postgres
+from revtops_sandbox import SandboxServer
 
 ADMIN_URL = os.environ.get(
     "REVTOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -87,3 +90,11 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         _reset(database)
         yield database
         _reset(database)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    """A fresh sandbox per test (tests mutate it; one starts in ~0.1 s). A module that needs
+    another scale, seed or scope defines its own ``sandbox``."""
+    with SandboxServer(scale=SANDBOX_SCALE, seed=SANDBOX_SEED) as server:
+        yield server

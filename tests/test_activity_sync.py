@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import sandbox_env
 from sqlalchemy import text
 from test_sync_resilience import BUSINESS_TABLES, second_store  # noqa: F401
 
@@ -35,24 +35,8 @@ ORG = "northwind"
 CRM_STREAMS = ("owners", "pipelines", "companies", "contacts", "deals")
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(scale=0.02, seed=3) as server:
-        yield server
-
-
 def environment(sandbox: SandboxServer, db: Database) -> dict[str, str]:
-    return {
-        "REVTOPS_DATABASE_URL": db.url.render_as_string(hide_password=False),
-        "REVTOPS_ORG": ORG,
-        "REVTOPS_HUBSPOT_BASE_URL": sandbox.hubspot_base_url,
-        "REVTOPS_HUBSPOT_TOKEN": sandbox.token,
-        "REVTOPS_SLACK_BASE_URL": sandbox.slack_base_url,
-        "REVTOPS_SLACK_TOKEN": sandbox.token,
-        "REVTOPS_SLACK_REQUESTS_PER_MINUTE": "6000",
-        "REVTOPS_GOOGLE_CALENDAR_BASE_URL": sandbox.google_calendar_base_url,
-        "REVTOPS_GOOGLE_CALENDAR_TOKEN": sandbox.token,
-    }
+    return sandbox_env(sandbox, db, "hubspot", "slack", "google_calendar", org=ORG)
 
 
 def settings_for(sandbox: SandboxServer, db: Database) -> Settings:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from helpers import sandbox_settings
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
@@ -31,21 +31,8 @@ ENGAGEMENT_TYPES = {
 }
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(scale=0.02, seed=3) as server:
-        yield server
-
-
 def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
-    return load_settings(
-        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
-        REVTOPS_ORG=ORG,
-        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-        REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-        REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
-        REVTOPS_SALESFORCE_TOKEN=sandbox.token,
-    )
+    return sandbox_settings(sandbox, db, "hubspot", "salesforce", org=ORG)
 
 
 def rows(db: Database, sql: str, **params: Any) -> list[Any]:

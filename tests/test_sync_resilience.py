@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import sandbox_env
 from sqlalchemy import text
 
 from revtops_kernel.settings import Settings, load_settings
@@ -32,12 +33,7 @@ def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
 
 
 def environment(sandbox: SandboxServer, db: Database) -> dict[str, str]:
-    return {
-        "REVTOPS_DATABASE_URL": db.url.render_as_string(hide_password=False),
-        "REVTOPS_ORG": ORG,
-        "REVTOPS_HUBSPOT_BASE_URL": sandbox.hubspot_base_url,
-        "REVTOPS_HUBSPOT_TOKEN": sandbox.token,
-    }
+    return sandbox_env(sandbox, db, "hubspot", org=ORG)
 
 
 def contents(db: Database) -> dict[str, list[Any]]:

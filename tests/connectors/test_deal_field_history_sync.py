@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from helpers import sandbox_settings
 from sqlalchemy import text
 
-from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
 from revtops_kernel.sync import run_sync
 from revtops_sandbox import SandboxServer
@@ -28,14 +29,7 @@ def sandbox() -> Iterator[SandboxServer]:
 
 
 def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
-    return load_settings(
-        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
-        REVTOPS_ORG=ORG,
-        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-        REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-        REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
-        REVTOPS_SALESFORCE_TOKEN=sandbox.token,
-    )
+    return sandbox_settings(sandbox, db, "hubspot", "salesforce", org=ORG)
 
 
 History = dict[tuple[str, str], list[tuple[datetime, Any]]]

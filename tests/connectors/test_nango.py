@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from helpers import sandbox_settings
 from sqlalchemy import text
 
 from revtops_kernel.connectors.credentials import NangoConnection, token_source
@@ -37,15 +38,9 @@ def sandbox() -> Iterator[SandboxServer]:
 
 
 def settings_for(sandbox: SandboxServer, db: Database) -> Settings:
-    return load_settings(
-        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
-        REVTOPS_ORG=ORG,
-        REVTOPS_SLACK_BASE_URL=sandbox.slack_base_url,
-        REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
-        REVTOPS_SLACK_REQUESTS_PER_MINUTE="6000",
-        NANGO_BASE_URL=sandbox.nango_base_url,
-        NANGO_SECRET_KEY=sandbox.nango_secret_key,
-        NANGO_WEBHOOK_SECRET=sandbox.nango_webhook_secret,
+    # Nango's connections, not tokens, reach the providers here.
+    return sandbox_settings(
+        sandbox, db, "slack", "google_calendar", org=ORG, tokens=False, nango=True
     )
 
 

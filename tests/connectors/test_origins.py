@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import sandbox_settings
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -138,15 +139,7 @@ def http() -> Iterator[httpx.Client]:
 
 
 def settings_for(sandbox: SandboxServer, db: Database, **extra: str) -> Settings:
-    variables = {
-        "REVTOPS_DATABASE_URL": db.url.render_as_string(hide_password=False),
-        "REVTOPS_ORG": ORG,
-        "REVTOPS_HUBSPOT_BASE_URL": sandbox.hubspot_base_url,
-        "REVTOPS_HUBSPOT_TOKEN": sandbox.token,
-        "REVTOPS_SALESFORCE_INSTANCE_URL": sandbox.salesforce_instance_url,
-        "REVTOPS_SALESFORCE_TOKEN": sandbox.token,
-    }
-    return load_settings(**{**variables, **extra})
+    return sandbox_settings(sandbox, db, "hubspot", "salesforce", org=ORG, **extra)
 
 
 def salesforce_in_pages(sandbox: SandboxServer, http: httpx.Client) -> SalesforceConnector:

@@ -4,11 +4,12 @@ the real thing against the sandbox on both stores."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from helpers import sandbox_settings
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -16,7 +17,7 @@ from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import RetryPolicy
 from revtops_kernel.connectors.slack import SlackClient, SlackConnector, slack_budgets
 from revtops_kernel.errors import ConnectorError, ProviderAuthError
-from revtops_kernel.settings import Settings, load_settings
+from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
 from revtops_kernel.sync import run_sync
 from revtops_sandbox import SandboxServer
@@ -167,21 +168,8 @@ def test_a_late_reply_in_an_old_thread_within_the_window_is_read() -> None:
 # --- against the sandbox -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(scale=0.02, seed=3) as server:
-        yield server
-
-
 def settings_for(sandbox: SandboxServer, db: Database, **extra: str) -> Settings:
-    return load_settings(
-        REVTOPS_DATABASE_URL=db.url.render_as_string(hide_password=False),
-        REVTOPS_ORG=ORG,
-        REVTOPS_SLACK_BASE_URL=sandbox.slack_base_url,
-        REVTOPS_SLACK_TOKEN=sandbox.token,
-        REVTOPS_SLACK_REQUESTS_PER_MINUTE="6000",
-        **extra,
-    )
+    return sandbox_settings(sandbox, db, "slack", org=ORG, **extra)
 
 
 def stored(db: Database, sql: str) -> list[Any]:
