@@ -18,7 +18,7 @@ import pytest
 
 from revtops_kernel.agent.routing import route
 from revtops_kernel.agent.routing.store_names import load_route_context
-from revtops_kernel.agent.verified import run_verified
+from revtops_kernel.agent.verified import VERIFIED_QUERIES, run_verified
 from revtops_kernel.commands.sql import render
 from revtops_kernel.store import Database
 from revtops_sandbox.evals.sandbox_store import sync_sandbox
@@ -53,7 +53,7 @@ def ask(store: str, *args: str, zone: str = "UTC") -> subprocess.CompletedProces
            "REVTOPS_TIMEZONE": zone}  # fmt: skip
     assert "ANTHROPIC_API_KEY" not in env
     return subprocess.run(
-        [REVTOPS, "ask", *args], capture_output=True, text=True, env=env, timeout=120
+        [REVTOPS, "ask", *args], capture_output=True, text=True, env=env, timeout=300
     )
 
 
@@ -77,7 +77,7 @@ def test_a_routed_question_prints_the_verified_table_and_names_the_query(store: 
     assert answer.returncode == 0, answer.stderr
     assert f"verified: stalled_deals (days=46, as_of={today()})" in answer.stderr
     assert "CAST(46 AS INTEGER)" in answer.stderr  # the SQL, parameters written in
-    assert "note: No stage-change timestamp" in answer.stderr
+    assert f"note: {VERIFIED_QUERIES['stalled_deals'].note}" in answer.stderr
     expected = table(store, "stalled_deals", {"days": 46})
     assert answer.stdout == expected
     assert re.search(r"\(\d+ rows\)\n$", answer.stdout)  # the sandbox has stalled deals
