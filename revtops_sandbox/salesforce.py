@@ -31,7 +31,13 @@ from revtops_sandbox.company import (
 )
 from revtops_sandbox.faults import malformed_kind
 from revtops_sandbox.salesforce_bulk import SalesforceBulkAPI, pause
-from revtops_sandbox.salesforce_schema import Field, Relationship, SObject, build_schema
+from revtops_sandbox.salesforce_schema import (
+    API_VERSION,
+    Field,
+    SObject,
+    Tree,
+    build_schema,
+)
 from revtops_sandbox.salesforce_schema import wire_value as _wire
 from revtops_sandbox.soql import BoolOp, Condition, Query, SOQLError, parse
 from revtops_sandbox.soql_eval import compile_comparison, order_rows
@@ -42,7 +48,6 @@ DEFAULT_BATCH = 2000
 MIN_BATCH, MAX_BATCH = 200, 2000
 MAX_OFFSET = 2000
 MAX_CURSORS = 16  # open query locators kept; older ones answer INVALID_QUERY_LOCATOR
-_VERSION = re.compile(r"^v\d{2}\.\d$")
 _HS_TYPE = {"Account": "companies", "Contact": "contacts", "Opportunity": "deals",
             "Event": "meetings"}  # fmt: skip
 
@@ -61,10 +66,6 @@ def _json(data: Any) -> Response:
         json.dumps(data, separators=(",", ":")).encode(),
         media_type="application/json;charset=UTF-8",
     )
-
-
-# A SELECT list as a tree: a field, or a relationship with its own selected sub-tree.
-Tree = OrderedDict[str, "Field | tuple[Relationship, Tree]"]
 
 
 @dataclass(slots=True)
@@ -111,7 +112,7 @@ class SalesforceAPI:
 
     def _run(self, request: Request, include_deleted: bool) -> Response:
         version = request.path_params["version"]
-        if not _VERSION.match(version):
+        if not API_VERSION.match(version):
             return self._missing()
         soql = request.query_params.get("q")
         if soql is None or not soql.strip():
@@ -149,7 +150,7 @@ class SalesforceAPI:
             self._add_to_tree(tree, so, path, pos)
         pred = self._compile(so, q.where) if q.where is not None else None
         order = [
-            (self._resolve(so, o.path, o.pos)[0], o.descending, o.nulls_last) for o in q.order_by
+            (self.resolve(so, o.path, o.pos)[0], o.descending, o.nulls_last) for o in q.order_by
         ]
         if q.offset is not None and q.offset > MAX_OFFSET:
             raise SOQLError(
@@ -171,7 +172,7 @@ class SalesforceAPI:
         locator, _, offset_text = request.path_params["locator"].rpartition("-")
         with self.state.lock:
             cursor = self._cursors.get(locator)
-            if cursor is None or not offset_text.isdigit() or not _VERSION.match(version):
+            if cursor is None or not offset_text.isdigit() or not API_VERSION.match(version):
                 return _error(400, "invalid query locator", "INVALID_QUERY_LOCATOR")
             return _json(self._page(cursor, int(offset_text), locator))
 
@@ -186,9 +187,7 @@ class SalesforceAPI:
     def _page(self, cursor: Cursor, offset: int, locator: str) -> dict[str, Any]:
         chunk = cursor.rows[offset : offset + cursor.batch]
         rate = self.state.faults.salesforce.malformed_rate
-        records = [
-            self._render(cursor.sobject, cursor.tree, r, cursor.version, rate) for r in chunk
-        ]
+        records = [self.render(cursor.sobject, cursor.tree, r, cursor.version, rate) for r in chunk]
         end = offset + len(chunk)
         page: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
         if not page["done"]:
@@ -200,7 +199,7 @@ class SalesforceAPI:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def _resolve(self, so: SObject, path: str, pos: int) -> tuple[Callable[[Any], Any], Field]:
+    def resolve(self, so: SObject, path: str, pos: int) -> tuple[Callable[[Any], Any], Field]:
         """A getter and the field for a (possibly dotted) path, or INVALID_FIELD."""
         parts = path.split(".")
         if len(parts) > 1 and parts[0].lower() == so.name.lower():
@@ -242,7 +241,7 @@ class SalesforceAPI:
         return chained, fld
 
     def _add_to_tree(self, tree: Tree, so: SObject, path: str, pos: int) -> None:
-        self._resolve(so, path, pos)  # validates the whole path first
+        self.resolve(so, path, pos)  # validates the whole path first
         parts = path.split(".")
         if len(parts) > 1 and parts[0].lower() == so.name.lower():
             parts = parts[1:]
@@ -268,12 +267,12 @@ class SalesforceAPI:
             if cond.op == "AND":
                 return lambda r: all(f(r) for f in items)
             return lambda r: any(f(r) for f in items)
-        get, fld = self._resolve(so, cond.path, cond.pos)
+        get, fld = self.resolve(so, cond.path, cond.pos)
         return compile_comparison(get, fld, cond, self.state.company)
 
     # -- rendering ----------------------------------------------------------------------------
 
-    def _render(self, so: SObject, tree: Tree, r: Any, version: str, rate: float) -> dict[str, Any]:
+    def render(self, so: SObject, tree: Tree, r: Any, version: str, rate: float) -> dict[str, Any]:
         rid = so.id_of(r)
         out: dict[str, Any] = {
             "attributes": {
@@ -287,7 +286,7 @@ class SalesforceAPI:
                 related = rel.get(r)
                 target = self.schema[rel.target.lower()]
                 out[name] = (
-                    None if related is None else self._render(target, sub, related, version, 0)
+                    None if related is None else self.render(target, sub, related, version, 0)
                 )
             else:
                 out[name] = _wire(node.type, node.get(r))
@@ -326,7 +325,7 @@ class SalesforceAPI:
         no types; a client converts its strings with these)."""
         version = request.path_params["version"]
         so = self.schema.get(request.path_params["sobject"].lower())
-        if so is None or not _VERSION.match(version) or request.method != "GET":
+        if so is None or not API_VERSION.match(version) or request.method != "GET":
             return self._missing()
         return _json(
             {
@@ -348,7 +347,7 @@ class SalesforceAPI:
         version = request.path_params["version"]
         so = self.schema.get(request.path_params["sobject"].lower())
         rid = request.path_params["record_id"]
-        if so is None or not _VERSION.match(version) or request.method != "GET":
+        if so is None or not API_VERSION.match(version) or request.method != "GET":
             return self._missing()
         with self.state.lock:
             match = self._find(so, rid)
@@ -356,7 +355,7 @@ class SalesforceAPI:
                 return self._missing()
             tree: Tree = OrderedDict((f.name, f) for f in so.fields.values())
             return _json(
-                self._render(so, tree, match, version, self.state.faults.salesforce.malformed_rate)
+                self.render(so, tree, match, version, self.state.faults.salesforce.malformed_rate)
             )
 
     def _find(self, so: SObject, rid: str) -> Any:

@@ -38,20 +38,36 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from revtops_sandbox.company import sf_datetime, sf_id
-from revtops_sandbox.salesforce_schema import Field, SObject
+from revtops_sandbox.salesforce_schema import API_VERSION, Field, SObject, Tree
 from revtops_sandbox.salesforce_schema import wire_value as _wire
 from revtops_sandbox.soql import SOQLError, parse
 from revtops_sandbox.state import SandboxState
 
 if TYPE_CHECKING:
-    from revtops_sandbox.salesforce import SalesforceAPI, Tree
+    from revtops_sandbox.soql import Query
+
+
+class RestPlanner(Protocol):
+    """What the Bulk API needs of the REST API that mounts it: its state and its query planner
+    (a protocol, so this module does not import the REST module that imports it)."""
+
+    state: SandboxState
+
+    def plan(self, q: Query, include_deleted: bool) -> tuple[SObject, Tree, list[Any]]: ...
+
+    def render(
+        self, so: SObject, tree: Tree, r: Any, version: str, rate: float
+    ) -> dict[str, Any]: ...
+
+    def resolve(self, so: SObject, path: str, pos: int) -> tuple[Callable[[Any], Any], Field]: ...
+
 
 JOB_PREFIX = "750"
 DEFAULT_MAX_RECORDS = 50_000
@@ -143,7 +159,7 @@ def csv_text(ftype: str, wire: Any) -> str:
 
 
 class SalesforceBulkAPI:
-    def __init__(self, rest: SalesforceAPI) -> None:
+    def __init__(self, rest: RestPlanner) -> None:
         self.rest = rest
         self.state = rest.state
         self.jobs: OrderedDict[str, QueryJob] = OrderedDict()
@@ -160,11 +176,9 @@ class SalesforceBulkAPI:
     # -- create -------------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        from revtops_sandbox.salesforce import _VERSION
-
         await pause(self.state)
         version = request.path_params["version"]
-        if not _VERSION.match(version):
+        if not API_VERSION.match(version):
             return _error(404, "The requested resource does not exist", "NOT_FOUND")
         try:
             body = json.loads(await request.body())
@@ -320,7 +334,7 @@ class SalesforceBulkAPI:
         rate = self.state.faults.salesforce.malformed_rate
         if rate > 0:  # the REST renderer corrupts the same records; flatten what it wrote
             for r in chunk:
-                rendered = self.rest._render(job.sobject, job.tree, r, job.version, rate)
+                rendered = self.rest.render(job.sobject, job.tree, r, job.version, rate)
                 out.writerow([_flat(rendered, name, fmt) for name, fmt in _formats(job)])
             return buf.getvalue()
         # Column by column: one map() per field instead of a Python call per row and field.
@@ -330,7 +344,7 @@ class SalesforceBulkAPI:
     def _columns(self, job: QueryJob) -> list[Column]:
         columns: list[Column] = []
         for path, fld in _paths(job.tree):
-            get, _ = self.rest._resolve(job.sobject, path, 0)
+            get, _ = self.rest.resolve(job.sobject, path, 0)
             columns.append((path, _text_getter(get, fld)))
         return columns
 

@@ -7,6 +7,8 @@ wire form comes from `wire_value`. Field names are looked up case-insensitively,
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -458,3 +460,10 @@ def _stage_rows() -> list[StageRow]:
     rows = [StageRow(i, s) for i, s in enumerate(ordered)]
     retired = [s for stages in RETIRED_STAGES.values() for s in stages]
     return rows + [StageRow(len(rows) + i, s, active=False) for i, s in enumerate(retired)]
+
+
+# The REST API's version segment (``v62.0``), shared by the REST and Bulk routes.
+API_VERSION = re.compile(r"^v\d{2}\.\d$")
+
+# A SELECT list as a tree: a field, or a relationship with its own selected sub-tree.
+Tree = OrderedDict[str, "Field | tuple[Relationship, Tree]"]

@@ -41,13 +41,7 @@ CONTRACT_TYPES: dict[str, type[Contract]] = {
 
 # Cycles that exist today and are someone's work in progress, each with who removes it. A
 # listed cycle that no longer exists fails `test_no_import_cycles` too: then delete its line.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    # TODO(lead): the sandbox's Bulk API takes the REST API's version pattern and types from
-    # salesforce.py, which mounts it (outside brief A's files: the sandbox's Salesforce owner).
-    frozenset({"revtops_sandbox.salesforce", "revtops_sandbox.salesforce_bulk"}): (
-        "salesforce_bulk reads salesforce._VERSION inside a function"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 # -- the checkers ------------------------------------------------------------------------------
