@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ def serve(command: Sequence[str], ready_url: str, log_path: Path) -> Iterator[No
                 try:
                     with urllib.request.urlopen(ready_url, timeout=2):
                         break
+                except urllib.error.HTTPError:
+                    break  # it answered (a static route may refuse a tokenless probe): it is up
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
                         pytest.fail(f"{command[2]} did not start:\n{log_path.read_text()}")

@@ -143,7 +143,7 @@ def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> Non
         light = chat.evaluate("el => getComputedStyle(el).backgroundColor")
         page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
         page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
-        page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").click()
+        page.locator(".lm-Menu-itemLabel").get_by_text("JupyterLab Dark", exact=True).click()
         page.wait_for_function(
             "() => document.body.dataset.jpThemeLight === 'false'", timeout=60_000
         )
