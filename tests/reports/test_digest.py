@@ -213,6 +213,17 @@ def test_the_pdf_reads_right(digest: Digest, tmp_path: Path) -> None:
     first_closing = str(digest.frames["deals_closing"]["deal"].iloc[0])
     assert first_closing.split(" - ")[0] in body
     assert f"Page 1 of {pages}" in body
+    # Each list's title, rows and query share a page: no caption alone atop the next one.
+    sheets = body.split("\f")
+    for title, caption in (
+        ("Deals won and lost in the period", "ORDER BY outcome DESC"),
+        ("Deals closing in the period", "verified query deals_closing("),
+        ("Slipped deals", "verified query slipped_deals("),
+        ("Stalled deals", "verified query stalled_deals("),
+        ("Ghosted deals", "verified query deals_without_activity("),
+    ):
+        [page] = [n for n, sheet in enumerate(sheets) if caption in sheet]
+        assert title in sheets[page], (title, page + 1)
     # Kept for a look: tests/reports/output/digest-1.png (page 1 at 60 dpi).
     OUTPUT.mkdir(exist_ok=True)
     shutil.copy(path, OUTPUT / "digest.pdf")
