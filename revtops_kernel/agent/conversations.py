@@ -79,6 +79,7 @@ class TranscriptItem:
     artifact_id: uuid.UUID | None = None
     title: str | None = None
     created_at: datetime | None = None
+    result: dict[str, Any] = field(default_factory=dict)  # the tool_result's JSON (rows...)
 
 
 def auto_title(question: str) -> str:
@@ -320,6 +321,7 @@ def _tool_items(
             ok=ok,
             summary=summary,
             created_at=message.created_at,
+            result=payload if ok else {},
         )
     ]
     if ok and "artifact_id" in payload:

@@ -49,6 +49,7 @@ from revtops_kernel.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 PAGE_WIDTH_INCHES = 7.0  # A4 less the margins
+CONVERSATION_ROWS = 20  # rows of each query's result shown in a conversation PDF
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def conversation_html(
             if isinstance(entry, AnswerText):
                 entries.append({"kind": "answer", "html": Markup(markdown_html(entry.markdown))})
             elif isinstance(entry, QueryCall):
-                entries.append({"kind": "query", "call": entry})
+                entries.append({"kind": "query", "call": entry, "result": _result_block(entry)})
             elif isinstance(entry, ArtifactRef):
                 entries.append(_artifact_entry(db, entry, org=org))
         question = Markup(text_html(turn.question)) if turn.question is not None else None
@@ -133,6 +134,27 @@ def conversation_html(
 
 
 # --- steps -------------------------------------------------------------------------------------
+
+
+def _result_block(call: QueryCall) -> Block | None:
+    """The first rows a query returned, as stored with the conversation, with their count."""
+    if not call.ok or not call.columns:
+        return None
+    shown = call.rows[:CONVERSATION_ROWS]
+    total = call.row_count if call.row_count is not None else len(call.rows)
+    numeric = [
+        all(_is_number(row[i]) for row in shown if row[i] is not None) and bool(shown)
+        for i in range(len(call.columns))
+    ]
+    note = f"{total:,} row{'s' if total != 1 else ''}"
+    if len(shown) < total:
+        note = f"{len(shown):,} of {total:,} rows"
+    rows = [[_cell(value, "number", "USD") for value in row] for row in shown]
+    return Block("table", columns=list(call.columns), numeric=numeric, rows=rows, note=note)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _artifact_entry(db: Database, ref: ArtifactRef, *, org: str) -> dict[str, Any]:

@@ -34,6 +34,11 @@ class QueryCall:
     summary: str
     verified_name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # What the query returned, as stored with the conversation: the rows the model saw (its
+    # context caps them) and the query's full row count.
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    row_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ def _entry(item: Any) -> Entry | None:
     if item.kind == "tool_call" and item.tool_name in QUERY_TOOLS:
         verified = item.tool_name == "run_verified_query"
         params = item.tool_input.get("params") if verified else None
+        columns, rows, row_count = _result_rows(item.result)
         return QueryCall(
             tool_name=item.tool_name,
             sql=item.sql,
@@ -100,5 +106,18 @@ def _entry(item: Any) -> Entry | None:
             summary=item.summary or "",
             verified_name=str(item.tool_input.get("name")) if verified else None,
             params=params if isinstance(params, dict) else {},
+            columns=columns,
+            rows=rows,
+            row_count=row_count,
         )
     return None
+
+
+def _result_rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], int | None]:
+    """Columns, rows and row count of a stored query result; nothing when it holds none."""
+    columns, rows, count = result.get("columns"), result.get("rows"), result.get("row_count")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        return [], [], None
+    width = len(columns)
+    kept = [row for row in rows if isinstance(row, list) and len(row) == width]
+    return [str(c) for c in columns], kept, count if isinstance(count, int) else len(kept)
