@@ -67,6 +67,9 @@ history AS (
         lag(h.entered_at) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous_at
     FROM deal_stage_history h CROSS JOIN args
     WHERE h.deleted_at IS NULL AND h.entered_at < args.end_date + 1
+        AND h.deal_id IN (SELECT w.deal_id FROM deal_stage_history w CROSS JOIN args
+            WHERE w.deleted_at IS NULL AND w.entered_at >= args.start_date
+                AND w.entered_at < args.end_date + 1)
 )
 SELECT p.name AS pipeline, COALESCE(s.label, h.stage_name) AS stage,
     count(DISTINCT h.deal_id) AS deals
