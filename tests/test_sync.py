@@ -51,7 +51,7 @@ def live_count(db: Database, table: str, system: str, where: str = "") -> int:
     )
 
 
-DEAL_TABLES = ("deals", "deal_contacts", "deal_stage_history")
+DEAL_TABLES = ("deals", "deal_contacts", "deal_stage_history", "deal_field_history")
 
 
 def checksum(db: Database, table: str) -> list[Any]:
@@ -159,7 +159,8 @@ def test_an_incremental_sync_picks_up_exactly_what_changed(
         if source_id not in modified | archived:
             assert after[source_id] == row  # rows nobody touched are left alone
     # The deals stream writes exactly the rows that changed: the deals themselves, their
-    # contact links (restamped with the deal's new version) and stage changes.
+    # contact links (restamped with the deal's new version), stage changes and amount and
+    # close-date history.
     rewritten = {
         table: sum(1 for i, r in by_id(db, table).items() if before.get(i) != r)
         for table, before in deal_tables_before.items()
