@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,7 +107,7 @@ def browse(url: str, name: str, before_asking: Any = None, after: Any = None) ->
 
 def luminance(css_color: str) -> float:
     """0 (black) to 1 (white), from ``rgb(r, g, b)``."""
-    red, green, blue = (int(part) for part in css_color[css_color.index("(") + 1 :].split(",")[:3])
+    red, green, blue = (float(n) for n in re.findall(r"[\d.]+", css_color)[:3])
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
