@@ -98,7 +98,8 @@ def artifact_to_pdf(
 def conversation_to_pdf(
     db: Database, conversation_id: uuid.UUID | str, *, org: str, author: str, timezone: str
 ) -> bytes:
-    """A conversation as a PDF: each question, the answer, the SQL it ran, its artifacts."""
+    """A conversation as a PDF: each question, the answer, the SQL it ran and the first rows
+    each query returned (as stored with the conversation), its artifacts."""
     html = conversation_html(db, conversation_id, org=org, author=author, timezone=timezone)
     return html_to_pdf(html)
 
