@@ -61,6 +61,7 @@ def test_the_product_wheel_contains_no_sandbox(wheels: dict[str, Path]) -> None:
         names = archive.namelist()
     assert any(n.startswith("revtops_kernel/") for n in names)
     assert any(n.startswith("revtops_server/") for n in names)
+    assert "revtops_server/templates/index.html.j2" in names  # the page without CDN links
     assert not [n for n in names if "sandbox" in n.split("/")[0] or n.startswith("revtops_sandbox")]
     # The stock notebooks ship as package data (revtops_kernel.notebooks finds them there).
     stock = {Path(n).name for n in names if n.startswith("revtops_kernel/stock_notebooks/")}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -41,6 +42,7 @@ from .kernel_routes import guard_kernel_routes
 from .no_cors import NoCorsMixin
 from .routes import routes
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
 REFUSED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -174,6 +176,13 @@ class RevtopsVoila(Voila):
         config = self.voila_configuration
         headers = [h for h in config.http_header_envs if h.lower() != app_identity.HEADER.lower()]
         config.http_header_envs = [*headers, app_identity.HEADER]
+
+    def setup_template_dirs(self) -> None:
+        """Voila's lab template, with our page template found first (it drops the template's
+        links to a CDN: see templates/index.html.j2)."""
+        super().setup_template_dirs()
+        found: list[str] = list(getattr(self, "template_paths", []))  # set by Voila, untyped
+        self.template_paths = [str(TEMPLATES), *found]
 
     def init_settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = super().init_settings()

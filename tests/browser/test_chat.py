@@ -35,11 +35,6 @@ def ask(page: Any, question: str) -> None:
     box.press("Enter")
 
 
-# Voila's own page template (lab/index.html.j2) links Font Awesome from jsDelivr on every page
-# load; that is the page's, not the chat's (which fetches nothing): known, and reported.
-VOILA_TEMPLATE_CDN = "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@"
-
-
 def outside_requests(requests: list[str], app: RunningApp) -> list[str]:
     origin = urlsplit(app.url).netloc
     return [
@@ -47,7 +42,6 @@ def outside_requests(requests: list[str], app: RunningApp) -> list[str]:
         for url in requests
         if urlsplit(url).scheme not in {"data", "blob"}
         and urlsplit(url).netloc != origin
-        and not url.startswith(VOILA_TEMPLATE_CDN)
     ]
 
 

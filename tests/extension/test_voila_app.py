@@ -48,6 +48,17 @@ def header_of(page: httpx.Response) -> str:
     return match.group(0).encode().decode("unicode_escape")
 
 
+def test_the_page_links_nothing_outside_the_app(app: App) -> None:
+    """Voila's lab template links Font Awesome from a CDN; ours drops the links (Voila's bundle
+    carries the font), so the app works offline and the page names no other origin."""
+    page = app.page(app.token("ana@acme.com", "Ana"))
+    assert page.status_code == 200
+    assert "Revtops Workbench" in page.text
+    assert "cdn.jsdelivr.net" not in page.text
+    linked = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', page.text)
+    assert linked == []
+
+
 def test_visitors_without_a_session_are_sent_to_sign_in(app: App) -> None:
     page = app.page(None)
     assert page.status_code == 302 and "/login" in page.headers["location"]
