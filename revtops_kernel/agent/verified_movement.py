@@ -211,11 +211,17 @@ cohort AS (
     WHERE d.deleted_at IS NULL AND d.created_at >= args.start_date
         AND d.created_at < args.end_date + 1 AND {PIPELINE_MATCH} AND {OWNER_MATCH}
 ),
-visits AS (
-    SELECT h.deal_id, h.stage_id, h.entered_at,
-        lead(h.entered_at) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS left_at
+history AS (
+    SELECT h.id, h.deal_id, h.stage_id, h.entered_at,
+        lag(h.stage_id) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous
     FROM deal_stage_history h JOIN cohort c ON c.id = h.deal_id
     WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+),
+visits AS (
+    SELECT v.deal_id, v.stage_id, v.entered_at,
+        lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
+    FROM history v
+    WHERE v.previous IS NULL OR v.stage_id IS NULL OR v.previous <> v.stage_id
 ),
 progress AS (
     SELECT c.id AS deal_id, c.pipeline_id, c.is_won,

@@ -125,3 +125,23 @@ def test_velocity_is_open_deals_times_win_rate_times_won_amount_over_cycle(db: D
     assert (row["open_deals"], row["won_deals"], row["closed_deals"]) == (3, 1, 3)
     assert float(row["avg_won_amount"]) == 1000 and float(row["avg_cycle_days"]) == 10
     assert float(row["velocity_per_day"]) == round(3 * (1 / 3) * 1000 / 10, 2)
+
+
+def test_a_repeated_snapshot_is_not_a_new_visit(db: Database) -> None:
+    """Salesforce writes an OpportunityHistory snapshot for an amount or close-date change
+    alone, repeating the stage: the deal stays in one visit of that stage."""
+    load(db)
+    params = {"start_date": "2026-01-01", "end_date": "2026-06-30"}
+    before = run_verified(db, "stage_funnel", params, org=ORG).frame
+    repeat = {
+        **base("won/2026-03-02", at("2026-03-01")), "id": uid("h", "won", "repeat"),
+        "deal_id": uid("d", "won"), "pipeline_id": uid("p"), "stage_id": uid("s", "Discovery"),
+        "stage_name": "Discovery", "entered_at": at("2026-03-02"),
+    }  # fmt: skip
+    with db.begin() as conn:
+        conn.execute(insert(metadata.tables["deal_stage_history"]), [repeat])
+    after = run_verified(db, "stage_funnel", params, org=ORG).frame
+    columns = ["stage", "reached", "median_days_in_stage", "completed_visits"]
+    assert after[columns].fillna(-1).to_dict("records") == before[columns].fillna(-1).to_dict(
+        "records"
+    )
