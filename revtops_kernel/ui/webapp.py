@@ -96,7 +96,8 @@ class WebApp(widgets.VBox):
             return []
         return [
             widgets.HTML(
-                '<div class="rt-notice">The copilot needs a Claude API key: set '
+                '<div class="rt-notice">Without a Claude API key the chat answers the questions '
+                "its verified queries cover (try a suggestion); for any other question set "
                 "<code>ANTHROPIC_API_KEY</code> where the app runs and restart it. Integrations, "
                 "sync and saved artifacts work without it.</div>"
             )
