@@ -17,6 +17,7 @@ from revtops_kernel.store.database import Database
 from revtops_kernel.ui.chat_panel import ChatPanel
 from revtops_kernel.ui.gallery import ArtifactsGallery
 from revtops_kernel.ui.integrations_panel import IntegrationsPanel
+from revtops_kernel.ui.usage_view import usage_view
 
 HEADER_STYLE = """<style>
 .rt-header { display: flex; justify-content: space-between; align-items: center;
@@ -27,7 +28,7 @@ HEADER_STYLE = """<style>
 .rt-header .rt-org { font-weight: 600; color: #1f2328; }
 </style>"""
 
-TABS = ("Chat", "Integrations", "Artifacts")
+TABS = ("Chat", "Integrations", "Artifacts", "Usage")
 
 
 def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
@@ -42,7 +43,7 @@ def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
 
 
 class WebApp(widgets.VBox):
-    """The header and the chat first; Integrations and Artifacts are built when first opened
+    """The header and the chat first; Integrations, Artifacts and Usage are built when opened
     (the first screen carries one chat widget instead of every tab's widgets)."""
 
     def __init__(
@@ -113,8 +114,16 @@ class WebApp(widgets.VBox):
         """The app for the visitor this kernel serves (verified by the server)."""
         return cls(kernel_identity())
 
+    def open_usage(self) -> widgets.HTML:
+        """What the model cost the organization, by day, with its caps (read at each opening)."""
+        view = usage_view(self.db, self.settings, self.identity.organization_id, by="day")
+        self._pages["Usage"].children = [view]
+        return view
+
     def _on_tab(self, change: dict[str, object]) -> None:
-        if change.get("new") == TABS.index("Artifacts"):
+        if change.get("new") == TABS.index("Usage"):
+            self.open_usage()
+        elif change.get("new") == TABS.index("Artifacts"):
             self.open_artifacts()
         elif change.get("new") == TABS.index("Integrations"):
             self.open_integrations()

@@ -28,7 +28,8 @@ def test_header_shows_the_verified_identity_escaped() -> None:
     assert "acme-com" in header and "ana@acme.com" in header
     assert "&lt;b&gt;Ana&lt;/b&gt;" in header and "<b>Ana</b>" not in header
     assert repr(app) == "<Revtops Workbench: ana@acme.com at acme-com>"
-    assert [app.tabs.get_title(i) for i in range(3)] == ["Chat", "Integrations", "Artifacts"]
+    titles = [app.tabs.get_title(i) for i in range(4)]
+    assert titles == ["Chat", "Integrations", "Artifacts", "Usage"]
 
 
 def test_a_missing_api_key_is_said_up_front_and_only_then() -> None:
@@ -36,3 +37,13 @@ def test_a_missing_api_key_is_said_up_front_and_only_then() -> None:
     assert "ANTHROPIC_API_KEY" in without.children[1].value
     with_key = build(ANTHROPIC_API_KEY="sk-ant-test")
     assert len(with_key.children) == 2  # header and tabs, no notice
+
+
+def test_the_usage_tab_is_built_when_opened_and_shows_the_ledger() -> None:
+    app = build(REVTOPS_DAILY_COST_CAP_USD="5")
+    usage_page = app.tabs.children[3]
+    assert usage_page.children == ()  # nothing read until the tab opens
+    app.tabs.selected_index = 3
+    (view,) = usage_page.children
+    assert "Total: $0.0000 in 0 calls" in view.value
+    assert "Daily cap: $0.0000 of $5.00" in view.value
