@@ -24,6 +24,9 @@ UNDUMPABLE_KERNEL = (
     "_s.platform.startswith('linux') and _c.CDLL(None).prctl(4, 0, 0, 0, 0); "
     "del _s, _c"
 )
+# The kernel talks to the runner over loopback TCP inside one machine; ipykernel's warning about
+# unencrypted TCP, printed at every run, only cluttered the run's stderr.
+QUIET_KERNEL = "--IPKernelApp.log_level=ERROR"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def _with_environment(env: Mapping[str, str]) -> type:
     class RunKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = dict(kernel_env)
-            kw["extra_arguments"] = [*kw.get("extra_arguments", []), UNDUMPABLE_KERNEL]
+            extra = [*kw.get("extra_arguments", []), UNDUMPABLE_KERNEL, QUIET_KERNEL]
+            kw["extra_arguments"] = extra
             await super().start_kernel(**kw)
 
     return RunKernelManager

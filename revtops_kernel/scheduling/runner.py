@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # papermill's INFO lines repeat the notebook paths this run already records; keep its
+    # warnings and errors.
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     _skip_slow_optional_imports()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     make_undumpable()  # the notebook's kernel, our child, must not read our secrets in /proc
