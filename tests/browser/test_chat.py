@@ -40,8 +40,7 @@ def outside_requests(requests: list[str], app: RunningApp) -> list[str]:
     return [
         url
         for url in requests
-        if urlsplit(url).scheme not in {"data", "blob"}
-        and urlsplit(url).netloc != origin
+        if urlsplit(url).scheme not in {"data", "blob"} and urlsplit(url).netloc != origin
     ]
 
 
