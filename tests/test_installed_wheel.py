@@ -104,6 +104,7 @@ def test_the_installed_web_app_serves_its_first_page(installed: Path, tmp_path: 
         "PATH": f"{installed}:/usr/bin:/bin",
         "HOME": str(home),
         "REVTOPS_HOME": str(home / ".revtops"),
+        "JUPYTER_TOKEN": "wheel-test-token",  # local mode: the token admits the owner
     }
     app = subprocess.Popen(
         [str(installed / "revtops"), "app", "--port", str(port), "--no-browser"],
@@ -118,7 +119,11 @@ def test_the_installed_web_app_serves_its_first_page(installed: Path, tmp_path: 
         page = None
         while time.monotonic() < deadline:
             try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=30)
+                page = httpx.get(
+                    f"http://127.0.0.1:{port}/?token=wheel-test-token",
+                    follow_redirects=True,
+                    timeout=120,
+                )
                 break
             except httpx.TransportError:
                 if app.poll() is not None:
@@ -126,7 +131,8 @@ def test_the_installed_web_app_serves_its_first_page(installed: Path, tmp_path: 
                 time.sleep(0.5)
         assert page is not None, app.stderr.read() if app.stderr else ""
         assert page.status_code == 200
-        assert "revtops" in page.text.lower()
+        assert "Revtops Workbench" in page.text  # the app notebook rendered, from the wheel
+        assert "cdn.jsdelivr.net" not in page.text  # the wheel's page template
     finally:
         app.terminate()
         try:

@@ -39,10 +39,13 @@ def world(
     ):
         app.create_org("Acme", "acme.com")
         app.create_org("Globex", "globex.com")
+        app.create_org("Initech", "initech.com")  # test_chat's: test_webapp needs Acme never synced
         yield app, api
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop in this thread while it
+# is open, and later tests that call asyncio.run() (the extension's) would fail under it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -51,7 +51,7 @@ def test_chat_streams_stops_switches_and_restores(
 
     app, api = world
     expect.set_options(timeout=120_000)
-    page = sign_in(browser, app, "cleo@acme.com", "Cleo", timezone_id=BROWSER_TIMEZONE)
+    page = sign_in(browser, app, "cleo@initech.com", "Cleo", timezone_id=BROWSER_TIMEZONE)
     requests: list[str] = []
     dialogs: list[str] = []
     page.on("request", lambda request: requests.append(request.url))

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from revtops_sandbox.company import DEFAULT_ANCHOR
+from revtops_sandbox.options import today
 from revtops_sandbox.server import DEFAULT_PORT, SandboxServer, add_cli_arguments
 
 
@@ -57,7 +58,9 @@ def test_cli_arguments() -> None:
         1.0,
         0,
     )
-    assert defaults.anchor == DEFAULT_ANCHOR and defaults.rate_limits is False
+    # The command line anchors the company to today (a live-looking demo); tests pass a day.
+    assert defaults.anchor == today() and defaults.rate_limits is False
+    assert DEFAULT_ANCHOR.isoformat() == "2026-11-01T00:00:00+00:00"
     args = parser.parse_args(
         ["--port", "9000", "--scale", "10", "--seed", "4", "--anchor", "2025-01-31",
          "--rate-limits", "--malformed-rate", "0.01"]
