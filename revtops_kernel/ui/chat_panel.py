@@ -142,12 +142,18 @@ class ChatWidget(anywidget.AnyWidget):
             self.send(message, buffers)
 
     def _send_state(self) -> None:
-        """The whole state, in one message; no delta can slip between the copy and the send."""
+        """The whole state, in one message; no delta can slip between the copy and the send.
+
+        On the first view, the state goes out before the suggestions are loaded (their first
+        load imports the router and the verified queries: seconds in a fresh kernel), so the
+        question box shows at once; the state follows again with the suggestions."""
+        with self._lock:
+            self.send(self._snapshot())
         if self._suggestions_due:  # outside the lock: the first import takes a moment
             self._suggestions_due = False
             self.state.suggestions = default_suggestions()
-        with self._lock:
-            self.send(self._snapshot())
+            with self._lock:
+                self.send(self._snapshot())
 
     def _snapshot(self) -> dict[str, Any]:
         with self._lock:
