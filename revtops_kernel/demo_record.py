@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from revtops_kernel.providers import ALL_PROVIDERS, settings_token
 from revtops_kernel.settings import Settings
 
 FILE_NAME = "demo.json"
@@ -67,13 +68,5 @@ def demo_without_sandbox_hint(settings: Settings, database: str) -> str | None:
 
 def _has_provider_tokens(settings: Settings) -> bool:
     """Credentials of a real provider set since the demo: the app syncs those, no hint."""
-    return any(
-        value is not None
-        for value in (
-            settings.hubspot_token,
-            settings.salesforce_token,
-            settings.slack_token,
-            settings.google_calendar_token,
-            settings.nango_secret_key,
-        )
-    )
+    tokens = (settings_token(settings, provider) for provider in ALL_PROVIDERS)
+    return settings.nango_secret_key is not None or any(t is not None for t in tokens)

@@ -5,7 +5,6 @@ web app's first page all work, and the sandbox commands say how to get the sandb
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser.app_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).with_name("uv")
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +94,7 @@ def test_the_installed_product_works_outside_the_source_tree(
 def test_the_installed_web_app_serves_its_first_page(installed: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": f"{installed}:/usr/bin:/bin",
         "HOME": str(home),

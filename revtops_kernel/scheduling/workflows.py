@@ -143,7 +143,7 @@ def add_workflow(
     """
     limits = limits or WorkflowLimits()
     check_name(name)
-    path = _notebook_path(notebook)
+    path = resolve_notebook(notebook)
     cron = workflow_cron(cron, timezone, limits.min_interval)
     checked = check_parameters(parameters or {}, path)
     _check_timeout(timeout_seconds)
@@ -239,7 +239,7 @@ def update_workflow(
             limits.min_interval,
         )
     if "notebook" in changes:
-        changes["notebook"] = str(_notebook_path(changes["notebook"]))
+        changes["notebook"] = str(resolve_notebook(changes["notebook"]))
     if "notebook" in changes or "parameters" in changes:
         changes["parameters"] = check_parameters(
             changes.get("parameters", current.parameters) or {},
@@ -338,11 +338,6 @@ def _check_room(conn: Connection, org: str, limits: WorkflowLimits) -> None:
             setting="REVTOPS_WORKFLOW_MAX_PER_ORG",
             limit=limits.max_workflows_per_org,
         )
-
-
-def _notebook_path(notebook: str | Path) -> Path:
-    """A path to an .ipynb, or a stock notebook's name (``sync``, ``pipeline_digest``)."""
-    return resolve_notebook(notebook)
 
 
 def _check_timeout(value: float | None) -> None:
