@@ -24,6 +24,7 @@ Messages say how to fix the problem where there is a fix.
             └── QueryTimeoutError  the query ran past its deadline and was cancelled
     VerifiedQueryError          an unknown verified query, or a bad parameter for one
     ConversationNotFoundError   no conversation of that id in the organization
+    DealNotFoundError           no deal of that id (or name) in the organization
     WorkflowError               a workflow that does not exist, or a request it cannot serve
     ├── WorkflowBusyError       a run of it is already queued or running
     ├── WorkflowExistsError     the name is taken in the organization
@@ -377,3 +378,14 @@ class RiskSettingsError(RevtopsError):
         self.name = name
         self.problem = problem
         super().__init__(f"deal-risk threshold {name}: {problem}")
+
+
+class DealNotFoundError(RevtopsError):
+    """No live deal ``deal_id`` in the organization (another organization's deal is not
+    found either); ``problem`` says what is wrong with the id when it is not one."""
+
+    def __init__(self, deal_id: str, org: str, *, problem: str | None = None) -> None:
+        self.deal_id = deal_id
+        self.org = org
+        what = problem or f"no such deal in organization {org!r}"
+        super().__init__(f"deal {deal_id!r}: {what}")
