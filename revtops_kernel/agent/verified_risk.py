@@ -93,7 +93,7 @@ _WEIGHT = (
 DEAL_RISKS_SQL = f"""
 WITH args AS (
     SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}, CAST(:rule AS TEXT) AS rule,
-        CAST(:min_score AS INTEGER) AS min_score,
+        CAST(:min_score AS INTEGER) AS min_score, lower(CAST(:deal_id AS TEXT)) AS deal_id,
         {_threshold("ghosted_days", "ghosted_days", _D.risk_ghosted_days)} AS ghosted_days,
         {_threshold("no_meeting_days", "no_meeting_days", _D.risk_no_meeting_days)}
             AS no_meeting_days,
@@ -119,6 +119,7 @@ od AS (
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage
     FROM deals d CROSS JOIN args{DEAL_JOINS}
     WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
+        AND (args.deal_id IS NULL OR CAST(d.id AS TEXT) = args.deal_id)
 ),
 touches AS (
     SELECT a.deal_id, a.activity_type, a.occurred_at,
@@ -389,6 +390,7 @@ RISK_QUERIES: tuple[VerifiedQuery, ...] = (
             _days("amount_drop_percent", "amount_dropped: percent cut", 1, 100),
             pipeline_param(),
             owner_param(),
+            Param("deal_id", "text", "Only this deal, by its id (deals.id)."),
         ),
         sql=DEAL_RISKS_SQL,
         note="Reasons quote the evidence. Ghosted reads email and call directions and Slack "
