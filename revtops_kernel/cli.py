@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.notebooks",
     "revtops_kernel.commands.quotas",
     "revtops_kernel.commands.usage",
+    "revtops_kernel.commands.status",
 )
 
 

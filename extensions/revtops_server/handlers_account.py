@@ -8,6 +8,7 @@ bearer-token requests are not cookie-borne and skip it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from typing import Any
@@ -37,9 +38,40 @@ REFRESH_TOKEN_MAX_LENGTH = 1_024
 
 
 class HealthHandler(PublicHandler):
+    """Liveness: the process answers. No I/O, so a slow database never gets the app killed."""
+
     @allow_unauthenticated
     def get(self) -> None:
         self.reply({"status": "ok", "version": __version__, "backend": self.ctx.db.backend.value})
+
+
+# Seconds each readiness check may take; a load balancer probes every few seconds.
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class ReadyHandler(PublicHandler):
+    """Readiness: the database answers SELECT 1 and, with REVTOPS_BROKER_URL, Redis answers
+    PING. 200 with each check's latency, or 503 naming what failed (errors carry no password)."""
+
+    @allow_unauthenticated
+    async def get(self) -> None:
+        from revtops_kernel.scheduling.deployment import readiness
+
+        loop = asyncio.get_running_loop()
+        checks = await loop.run_in_executor(
+            None, lambda: readiness(self.ctx.db, self.ctx.settings, timeout=READY_TIMEOUT_SECONDS)
+        )
+        failing = [c.name for c in checks if not c.ok]
+        body: dict[str, Any] = {
+            "status": "unavailable" if failing else "ready",
+            "version": __version__,
+            "checks": {
+                c.name: {"ok": c.ok, "latency_ms": c.latency_ms, "error": c.error} for c in checks
+            },
+        }
+        if failing:
+            body["failing"] = failing
+        self.reply(body, 503 if failing else 200)
 
 
 class SessionHandler(PublicHandler):

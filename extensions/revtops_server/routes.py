@@ -28,6 +28,7 @@ NAME_PATTERN = f"({workflows.NAME_PATTERN})"
 ROUTES: tuple[tuple[str, type[ApiHandler]], ...] = (
     # the caller, their organization, the public waitlist
     (f"{API}/health", account.HealthHandler),
+    (f"{API}/health/ready", account.ReadyHandler),
     (f"{API}/session", account.SessionHandler),
     (f"{API}/me", account.MeHandler),
     (f"{API}/register", account.RegisterHandler),

@@ -84,5 +84,12 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    scheduler.serve(stop, grace=lambda: grace["seconds"])
+    from revtops_kernel.scheduling.deployment import ServiceHeart
+
+    heart = ServiceHeart(settings, "scheduler", detail=f"runs on {where}")  # revtops status
+    heart.start()
+    try:
+        scheduler.serve(stop, grace=lambda: grace["seconds"])
+    finally:
+        heart.stop()
     return 0

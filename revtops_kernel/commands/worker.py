@@ -46,6 +46,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     app = make_app(settings)
     concurrency = args.concurrency or settings.scheduler_workers
     hostname = args.hostname or f"revtops-{os.getpid()}@{socket.gethostname()}"
+    _beat_while_ready(settings, f"Celery queue {settings.celery_queue}, concurrency {concurrency}")
     app.worker_main(
         [
             "worker",
@@ -59,3 +60,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         ]
     )
     return 0
+
+
+def _beat_while_ready(settings: Settings, detail: str) -> None:
+    """Record a heartbeat (``revtops status``) from the moment the worker consumes until it
+    shuts down; the thread lives in the main process, never in the forked pool."""
+    from celery.signals import worker_ready, worker_shutdown
+
+    from revtops_kernel.scheduling.deployment import ServiceHeart
+
+    heart = ServiceHeart(settings, "worker", detail=detail)
+
+    def _ready(**_: object) -> None:
+        heart.start()
+
+    def _shutdown(**_: object) -> None:
+        if heart.is_alive():
+            heart.stop()
+
+    # weak=False: the receivers are closures that nothing else keeps alive.
+    worker_ready.connect(_ready, weak=False)
+    worker_shutdown.connect(_shutdown, weak=False)

@@ -959,3 +959,26 @@ def synced_tables() -> dict[str, Any]:
 def readable_tables() -> dict[str, Any]:
     """Tables the assistant's read-only path may query, by name."""
     return {name: t for name, t in metadata.tables.items() if t.info.get("readable")}
+
+
+class ServiceHeartbeat(Base):
+    """One row per scheduler or worker process of a deployment (``revtops status`` reads it).
+
+    Not per organization: these are the deployment's own processes.
+    """
+
+    __tablename__ = "service_heartbeats"
+
+    instance: Mapped[str] = mapped_column(
+        String(255), primary_key=True, comment="host:pid of the process."
+    )
+    kind: Mapped[str] = mapped_column(String(16), comment="scheduler or worker.")
+    version: Mapped[str] = mapped_column(String(32), comment="revtops version it runs.")
+    started_at: Mapped[datetime] = mapped_column(comment="When the process started (UTC).")
+    last_seen_at: Mapped[datetime] = mapped_column(comment="Its latest heartbeat (UTC).")
+    stopped_at: Mapped[datetime | None] = mapped_column(
+        comment="When it stopped cleanly (UTC); empty while it runs or after a crash."
+    )
+    detail: Mapped[str | None] = mapped_column(
+        comment="What it serves, e.g. the Celery queue and concurrency."
+    )
