@@ -1,4 +1,5 @@
-"""``revtops workflows add|list|run|remove|history|enable|disable``: manage scheduled notebooks."""
+"""``revtops workflows add|list|set|run|remove|history|enable|disable``: manage scheduled
+notebooks."""
 
 from __future__ import annotations
 
@@ -77,6 +78,42 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(handler=cmd_history)
+
+    change = sub.add_parser(
+        "set",
+        help="change a stored workflow: parameters (checked as on add), schedule, state",
+    )
+    change.add_argument("name")
+    change.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="a parameter the notebook declares (VALUE read as JSON when it parses, as on add); "
+        "the other stored parameters stay",
+    )
+    change.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the same as a KEY=VALUE argument (also after the options)",
+    )
+    change.add_argument(
+        "--unset",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="drop a stored parameter: the notebook's default applies again",
+    )
+    change.add_argument("--cron", help="a new five-field cron expression (or @daily…)")
+    change.add_argument("--timezone", help="a new IANA zone the cron is read in")
+    change.add_argument("--owner", help="a new owner")
+    change.add_argument("--timeout", type=float, help="a new run time limit in seconds")
+    state = change.add_mutually_exclusive_group()
+    state.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    state.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    change.set_defaults(handler=cmd_set, enabled=None)
 
     for verb, enabled in (("enable", True), ("disable", False)):
         toggle = sub.add_parser(verb, help=f"{verb} a workflow's schedule")
@@ -208,6 +245,61 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{args.name} has not run yet")
     for run in found:
         print(_describe(run))
+    return 0
+
+
+def cmd_set(args: argparse.Namespace, settings: Settings) -> int:
+    """Merge the given parameters into the stored ones and save them through
+    ``update_workflow``, which checks names and values against the notebook as ``add`` does."""
+    from revtops_kernel.scheduling import WorkflowLimits, get_workflow, update_workflow
+
+    try:
+        given = parse_params([*args.assignments, *args.param])
+    except ValueError as exc:
+        print(f"revtops workflows set: {exc}", file=sys.stderr)
+        return 2
+    both = sorted(set(given) & set(args.unset))
+    if both:
+        print(f"revtops workflows set: {', '.join(both)} both set and unset", file=sys.stderr)
+        return 2
+    db = _store(settings)
+    org = args.org or settings.org
+    current = get_workflow(db, args.name, org=org)
+    missing = sorted(set(args.unset) - set(current.parameters or {}))
+    if missing:
+        stored = ", ".join(sorted(current.parameters or {})) or "none"
+        print(
+            f"revtops workflows set: {args.name} has no stored {', '.join(missing)} "
+            f"(stored: {stored})",
+            file=sys.stderr,
+        )
+        return 2
+    changes: dict[str, Any] = {}
+    if given or args.unset:
+        merged = {**(current.parameters or {}), **given}
+        changes["parameters"] = {k: v for k, v in merged.items() if k not in args.unset}
+    for field, value in (
+        ("cron", args.cron),
+        ("timezone", args.timezone),
+        ("owner", args.owner),
+        ("timeout_seconds", args.timeout),
+        ("enabled", args.enabled),
+    ):
+        if value is not None:
+            changes[field] = value
+    if not changes:
+        print(
+            "revtops workflows set: nothing to change (give KEY=VALUE, --unset KEY, --cron, "
+            "--timezone, --owner, --timeout, --enable or --disable)",
+            file=sys.stderr,
+        )
+        return 2
+    wf = update_workflow(
+        db, args.name, org=org, limits=WorkflowLimits.from_settings(settings), **changes
+    )
+    shown = json.dumps(wf.parameters or {}, ensure_ascii=False)
+    state = "enabled" if wf.enabled else "paused"
+    print(f"updated {wf.name}: {wf.cron} ({wf.timezone}), {state}; parameters {shown}")
     return 0
 
 
