@@ -17,6 +17,7 @@ from revtops_kernel.store.database import Database
 from revtops_kernel.ui.chat_panel import ChatPanel
 from revtops_kernel.ui.gallery import ArtifactsGallery
 from revtops_kernel.ui.integrations_panel import IntegrationsPanel
+from revtops_kernel.ui.risk_view import RiskDeal, RiskView
 from revtops_kernel.ui.usage_view import usage_view
 
 HEADER_STYLE = """<style>
@@ -28,7 +29,7 @@ HEADER_STYLE = """<style>
 .rt-header .rt-org { font-weight: 600; color: #1f2328; }
 </style>"""
 
-TABS = ("Chat", "Integrations", "Artifacts", "Usage")
+TABS = ("Chat", "At risk", "Integrations", "Artifacts", "Usage")
 
 
 def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
@@ -43,8 +44,8 @@ def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
 
 
 class WebApp(widgets.VBox):
-    """The header and the chat first; Integrations, Artifacts and Usage are built when opened
-    (the first screen carries one chat widget instead of every tab's widgets)."""
+    """The header and the chat first; At risk, Integrations, Artifacts and Usage are built
+    when opened (the first screen carries one chat widget instead of every tab's widgets)."""
 
     def __init__(
         self, identity: AppIdentity, *, db: Database | None = None, settings: Settings | None = None
@@ -60,6 +61,7 @@ class WebApp(widgets.VBox):
         )
         self.gallery: ArtifactsGallery | None = None
         self.integrations: IntegrationsPanel | None = None
+        self.at_risk: RiskView | None = None
         self._pages = {title: widgets.VBox() for title in TABS[1:]}
         self.tabs = widgets.Tab(children=[self.chat, *self._pages.values()])
         for index, title in enumerate(TABS):
@@ -79,6 +81,28 @@ class WebApp(widgets.VBox):
         else:
             self.integrations.refresh()
         return self.integrations
+
+    def open_at_risk(self) -> RiskView:
+        """The deals at risk, measured on the user's today (the chat knows their timezone)."""
+        if self.at_risk is None:
+            org = self.identity.organization_id
+            self.at_risk = RiskView(
+                self.db, org=org, author=self.identity.name or self.identity.email or org,
+                timezone=self.chat.timezone,
+                brief_url=self._brief_url if "VOILA_BASE_URL" in os.environ else None,
+            )  # fmt: skip
+            self._pages["At risk"].children = [self.at_risk]
+        elif self.at_risk.timezone != self.chat.timezone:
+            self.at_risk.timezone = self.chat.timezone
+            self.at_risk.refresh()
+        return self.at_risk
+
+    @staticmethod
+    def _brief_url(deal: RiskDeal) -> str:
+        # Served by Voila: the server's endpoint answers for the signed-in visitor's
+        # organization (their cookie), so the link is one click and no PDF crosses the kernel.
+        base = os.environ["VOILA_BASE_URL"]
+        return f"{base}revtops/api/deals/{deal.deal_id}/brief.pdf"
 
     def open_artifacts(self) -> ArtifactsGallery:
         if self.gallery is None:
@@ -127,3 +151,5 @@ class WebApp(widgets.VBox):
             self.open_artifacts()
         elif change.get("new") == TABS.index("Integrations"):
             self.open_integrations()
+        elif change.get("new") == TABS.index("At risk"):
+            self.open_at_risk()

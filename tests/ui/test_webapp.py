@@ -28,8 +28,8 @@ def test_header_shows_the_verified_identity_escaped() -> None:
     assert "acme-com" in header and "ana@acme.com" in header
     assert "&lt;b&gt;Ana&lt;/b&gt;" in header and "<b>Ana</b>" not in header
     assert repr(app) == "<Revtops Workbench: ana@acme.com at acme-com>"
-    titles = [app.tabs.get_title(i) for i in range(4)]
-    assert titles == ["Chat", "Integrations", "Artifacts", "Usage"]
+    titles = [app.tabs.get_title(i) for i in range(5)]
+    assert titles == ["Chat", "At risk", "Integrations", "Artifacts", "Usage"]
 
 
 def test_a_missing_api_key_is_said_up_front_and_only_then() -> None:
@@ -41,9 +41,9 @@ def test_a_missing_api_key_is_said_up_front_and_only_then() -> None:
 
 def test_the_usage_tab_is_built_when_opened_and_shows_the_ledger() -> None:
     app = build(REVTOPS_DAILY_COST_CAP_USD="5")
-    usage_page = app.tabs.children[3]
+    usage_page = app.tabs.children[4]
     assert usage_page.children == ()  # nothing read until the tab opens
-    app.tabs.selected_index = 3
+    app.tabs.selected_index = 4
     (view,) = usage_page.children
     assert "Total: $0.0000 in 0 calls" in view.value
     assert "Daily cap: $0.0000 of $5.00" in view.value
