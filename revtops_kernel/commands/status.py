@@ -34,6 +34,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         default=24.0,
         help="failed runs started in the last HOURS (default 24)",
     )
+    parser.add_argument(
+        "--alive",
+        choices=("scheduler", "worker"),
+        help="only check that a KIND process on this host beats (a container health check): "
+        "exit 0 if so, 1 if not",
+    )
     parser.set_defaults(handler=cmd_status)
 
 
@@ -43,6 +49,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.scheduling.deployment import deployment_status
     from revtops_kernel.store import Database, upgrade
 
+    if args.alive:
+        return _alive(settings, args.alive)
     if args.hours <= 0:
         print("revtops status: --hours must be more than 0", file=sys.stderr)
         return 2
@@ -62,6 +70,26 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print(status, args.hours)
     return 0 if healthy else 1
+
+
+def _alive(settings: Settings, kind: str) -> int:
+    import socket
+
+    from revtops_kernel.scheduling.deployment import service_instances
+    from revtops_kernel.store import Database
+
+    host = socket.gethostname()
+    mine = [
+        s
+        for s in service_instances(Database.from_settings(settings), settings)
+        if s.kind == kind and s.instance.rsplit(":", 1)[0] == host
+    ]
+    up = [s for s in mine if s.state == "up"]
+    for s in up or mine[-1:]:
+        print(f"{kind} {s.instance}: {s.state}, last seen {_ago(s.seconds_since_seen)}")
+    if not mine:
+        print(f"no {kind} on {host} has recorded a heartbeat", file=sys.stderr)
+    return 0 if up else 1
 
 
 def _print(status: DeploymentStatus, hours: float) -> None:
