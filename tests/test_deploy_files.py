@@ -17,7 +17,9 @@ from revtops_kernel.settings import Settings
 DOCKERFILE = REPO / "Dockerfile"
 NGINX = REPO / "deploy" / "nginx.conf"
 SETTING_NAMES = {
-    f.validation_alias for f in Settings.model_fields.values() if isinstance(f.validation_alias, str)
+    field.validation_alias
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, str)
 }
 
 
