@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "revtops_kernel.commands.listing",
     "revtops_kernel.commands.notebooks",
     "revtops_kernel.commands.quotas",
+    "revtops_kernel.commands.deals",
     "revtops_kernel.commands.usage",
     "revtops_kernel.commands.status",
 )
