@@ -16,61 +16,22 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
-from typing import Any
 
+from revtops_sandbox.evals.golden_base import AS_OF, GoldQuestion
+from revtops_sandbox.evals.golden_base import OPEN_D as _OPEN_D
+from revtops_sandbox.evals.golden_base import OPEN_SQL as _OPEN_SQL
+from revtops_sandbox.evals.golden_base import closed_between as _closed_between
+from revtops_sandbox.evals.golden_base import money as _money
+from revtops_sandbox.evals.golden_base import one as _one
+from revtops_sandbox.evals.golden_base import open_deals as _open
+from revtops_sandbox.evals.golden_base import table as _table
+from revtops_sandbox.evals.golden_base import within as _within
+from revtops_sandbox.evals.golden_history import HISTORY_GOLDEN
 from revtops_sandbox.evals.match import Expected
-from revtops_sandbox.evals.truth import DealFact, Truth, day_start
-
-AS_OF = date(2026, 11, 1)  # the sandbox's anchor: questions are asked "as of" this day
-
-
-@dataclass(frozen=True)
-class GoldQuestion:
-    id: str
-    question: str
-    sql: str
-    expected: Callable[[Truth], Expected]
-    category: str
-    note: str | None = None  # how the question is read, where it could be read two ways
-
-
-def _money(values: Iterable[Decimal | None]) -> Decimal:
-    return sum((v for v in values if v is not None), Decimal(0))
-
-
-def _open(t: Truth) -> list[DealFact]:
-    return [d for d in t.deals if d.is_open]
-
-
-def _closed_between(t: Truth, start: date, end: date) -> list[DealFact]:
-    return [d for d in t.deals if d.is_closed and start <= d.close_date <= end]
-
-
-def _within(moment: datetime, start: date, end_exclusive: date) -> bool:
-    return day_start(start) <= moment < day_start(end_exclusive)
-
-
-def _one(columns: tuple[str, ...], *values: Any, ratio: Iterable[str] = ()) -> Expected:
-    return Expected(columns, (tuple(values),), ratio_columns=frozenset(ratio))
-
-
-def _table(
-    columns: tuple[str, ...],
-    rows: Iterable[tuple[Any, ...]],
-    *,
-    ordered: bool = False,
-    ratio: Iterable[str] = (),
-) -> Expected:
-    return Expected(columns, tuple(rows), ordered=ordered, ratio_columns=frozenset(ratio))
-
-
-_OPEN_SQL = "deleted_at IS NULL AND NOT is_closed"
-_OPEN_D = "d.deleted_at IS NULL AND NOT d.is_closed"
-
+from revtops_sandbox.evals.truth import DealFact, Truth
 
 # --- pipeline --------
 
@@ -392,7 +353,7 @@ def _owner_count(t: Truth) -> Expected:
     return _one(("active_reps",), sum(1 for o in t.owners if o.is_active))
 
 
-GOLDEN: tuple[GoldQuestion, ...] = (
+_BASICS: tuple[GoldQuestion, ...] = (
     GoldQuestion(
         "open_pipeline_total",
         "How many open deals do we have right now, and what is their total amount?",
@@ -826,4 +787,6 @@ WHERE {_OPEN_D} AND NOT o.is_active""",
     ),
 )
 
+# The questions on deal history, risk, movement, funnel, velocity and quota come after.
+GOLDEN: tuple[GoldQuestion, ...] = _BASICS + HISTORY_GOLDEN
 GOLDEN_BY_ID: dict[str, GoldQuestion] = {q.id: q for q in GOLDEN}

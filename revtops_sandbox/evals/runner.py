@@ -3,7 +3,9 @@
 ``check_gold`` runs each question's gold SQL through the SQL guard (``run_guarded``, the path
 the model's SQL takes) and matches its rows against the answer derived from the sandbox
 company, exactly (``GOLD_REL_TOL``): it keeps the set honest as the schema, the sync or the
-guard change, and needs no API key.
+guard change, and needs no API key. It first imports the sandbox's quota plan into the store
+(``quota_plan.load_quota_plan``, the product's quota import, as a user would; again, it
+updates the same rows): no CRM holds quotas, and the quota questions are derived from that plan.
 
 ``ask_model`` puts each question to the copilot in a fresh conversation, with the clock set to
 the sandbox's "today", and grades the answer: the rows of the last successful query (a
@@ -31,6 +33,7 @@ from revtops_sandbox.evals.match import (
     match_table,
     match_text,
 )
+from revtops_sandbox.evals.quota_plan import load_quota_plan
 from revtops_sandbox.evals.truth import Truth, day_start
 
 if TYPE_CHECKING:
@@ -94,6 +97,7 @@ def check_gold(
     from revtops_kernel.agent.guard import run_guarded
 
     require_anchor(truth)
+    load_quota_plan(db, org, truth.company)
     checks = []
     for question in questions:
         expected = question.expected(truth)

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
+from typing import TypeVar
 
 from revtops_sandbox import names
 from revtops_sandbox.company import DAY_MS, LIVE, PIPELINES, Company
+from revtops_sandbox.deal_history import amount_versions, close_versions
+from revtops_sandbox.evals.quota_plan import QuotaFact, quota_plan
 from revtops_sandbox.hubspot_schema import deal_name
 
 ACTIVITY_TYPE = ("meeting", "call", "email", "note", "task")  # Activity.kind -> activity_type
@@ -49,6 +52,7 @@ class DealFact:
     updated_at: datetime  # hs_lastmodifieddate
     owner: str  # the owner's full name
     lead_source: str  # leadsource
+    account_idx: int = -1  # the associated company
 
     @property
     def is_open(self) -> bool:
@@ -67,6 +71,7 @@ class ActivityFact:
     owner: str  # the owner's full name
     duration_seconds: int | None
     direction: str | None
+    account_idx: int = -1  # the associated company (-1: none or not live)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,50 @@ class OwnerFact:
     name: str
     email: str
     is_active: bool
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """A stage a deal entered (HubSpot ``propertiesWithHistory.dealstage``)."""
+
+    stage: str  # the stage's label
+    order: int  # its position in the pipeline
+    is_closed: bool
+    is_won: bool
+    entered_at: datetime
+
+
+@dataclass(frozen=True)
+class DealState:
+    """What a deal was at one instant: open or not, its amount and close date then."""
+
+    is_open: bool
+    is_won: bool
+    amount: Decimal | None
+    close_date: date
+
+
+def _collapse(versions: list[tuple[datetime, _T]]) -> list[tuple[datetime, _T]]:
+    """Oldest first; a value equal to the one before is no change (the normalizer's rule)."""
+    out: list[tuple[datetime, _T]] = []
+    for when, value in sorted(versions, key=lambda v: v[0]):
+        if not out or out[-1][1] != value:
+            out.append((when, value))
+    return out
+
+
+def value_at(versions: list[tuple[datetime, _T]], moment: datetime) -> _T | None:
+    """The value in effect just before ``moment``: the latest version before it (an instant
+    such as 2026-10-01 00:00 sees what was true up to then)."""
+    found = None
+    for when, value in versions:
+        if when >= moment:
+            break
+        found = value
+    return found
 
 
 class Truth:
@@ -121,6 +170,7 @@ class Truth:
                     updated_at=ms_to_datetime(d.updated_ms),
                     owner=self.owners[d.owner].name,
                     lead_source=names.LEAD_SOURCES[d.lead_source],
+                    account_idx=d.account,
                 )
             )
         return out
@@ -147,6 +197,7 @@ class Truth:
                     owner=self.owners[a.owner].name,
                     duration_seconds=a.duration if has_duration else None,
                     direction=direction,
+                    account_idx=a.account if account.state == LIVE else -1,
                 )
             )
         return out
@@ -175,3 +226,79 @@ class Truth:
     @cached_property
     def accounts_with_deals(self) -> set[str]:
         return {d.account for d in self.deals}
+
+    # --- history and quotas: the facts behind the risk, movement, funnel and quota questions
+
+    @cached_property
+    def stage_paths(self) -> dict[int, list[StageEntry]]:
+        out: dict[int, list[StageEntry]] = {}
+        for d in self.company.deals:
+            if d.state != LIVE:
+                continue
+            stages = PIPELINES[d.pipeline].stages
+            raw = [(ms_to_datetime(d.history[k + 1]), d.history[k])
+                   for k in range(0, len(d.history), 2)]  # fmt: skip
+            out[d.idx] = [
+                StageEntry(stages[s].label, s, stages[s].is_closed, stages[s].is_won, when)
+                for when, s in _collapse(raw)
+            ]
+        return out
+
+    @cached_property
+    def amount_history(self) -> dict[int, list[tuple[datetime, Decimal]]]:
+        """Every amount a live deal had, oldest first (HubSpot ``propertiesWithHistory
+        .amount``); empty when none was ever entered."""
+        return {
+            d.idx: _collapse(
+                [(ms_to_datetime(ms), Decimal(cents) / 100) for ms, cents in amount_versions(d)]
+            )
+            for d in self.company.deals
+            if d.state == LIVE
+        }
+
+    @cached_property
+    def close_history(self) -> dict[int, list[tuple[datetime, date]]]:
+        """Every close date a live deal had, oldest first (``propertiesWithHistory.closedate``)."""
+        return {
+            d.idx: _collapse(
+                [(ms_to_datetime(ms), EPOCH + timedelta(days=day)) for ms, day in close_versions(d)]
+            )
+            for d in self.company.deals
+            if d.state == LIVE
+        }
+
+    def stage_entered_at(self, idx: int) -> datetime:
+        """When the deal entered its current stage (its last stage entry)."""
+        return self.stage_paths[idx][-1].entered_at
+
+    def state_at(self, deal: DealFact, moment: datetime) -> DealState | None:
+        """The deal just before ``moment`` (None if it did not exist yet)."""
+        if deal.created_at >= moment:
+            return None
+        path = self.stage_paths[deal.idx]
+        entry = value_at([(e.entered_at, e) for e in path], moment) or path[0]
+        close = value_at(self.close_history[deal.idx], moment) or deal.close_date
+        return DealState(
+            not entry.is_closed,
+            entry.is_won,
+            value_at(self.amount_history[deal.idx], moment),
+            close,
+        )
+
+    @cached_property
+    def owner_emails(self) -> dict[str, str]:
+        return {o.name: o.email.lower() for o in self.owners}
+
+    @cached_property
+    def quotas(self) -> list[QuotaFact]:
+        return quota_plan(self.company)
+
+    def quota(self, owner: str, start: date, end: date) -> Decimal | None:
+        """The owner's quota for periods inside ``start``..``end`` (the plan has whole
+        quarters), None when the plan gives them none."""
+        amounts = [
+            q.amount
+            for q in self.quotas
+            if q.owner == owner and start <= q.period_start and q.period_end <= end
+        ]
+        return sum(amounts, Decimal(0)) if amounts else None

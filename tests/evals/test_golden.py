@@ -1,18 +1,24 @@
 """The golden set: well formed, answers derived from the ground truth, every gold query
-matching them through the guard on both backends, and a sync bug caught when one appears."""
+matching them through the guard on both backends (the quota plan imported as a user would),
+and a sync bug caught when one appears, in a deal's current values or in its history."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 from sqlalchemy import text
 
 from revtops_kernel.agent.guard import guard_sql
+from revtops_kernel.intelligence.quotas import list_quotas, parse_quotas
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
 from revtops_sandbox.evals import EVAL_SCALE, EVAL_SEED
 from revtops_sandbox.evals.golden import AS_OF, GOLDEN, GOLDEN_BY_ID
+from revtops_sandbox.evals.golden_history import HISTORY_GOLDEN
+from revtops_sandbox.evals.quota_plan import plan_csv, quota_plan
 from revtops_sandbox.evals.runner import check_gold
 from revtops_sandbox.evals.sandbox_store import sync_sandbox
 from revtops_sandbox.evals.truth import Truth
@@ -22,11 +28,38 @@ ORG = "evals-test"
 SCALE, SEED = 0.05, 7
 
 
-def test_the_set_has_thirty_or_more_distinct_questions() -> None:
-    assert len(GOLDEN) >= 30
+def test_the_set_has_sixty_or_more_distinct_questions() -> None:
+    assert len(GOLDEN) >= 60
     assert len(GOLDEN_BY_ID) == len(GOLDEN)
     assert len({q.question for q in GOLDEN}) == len(GOLDEN)
     assert {q.category for q in GOLDEN} >= {"pipeline", "forecast", "win_rate", "hygiene"}
+
+
+def test_twenty_or_more_questions_ask_about_history_risk_and_quota() -> None:
+    assert len(HISTORY_GOLDEN) >= 20
+    assert set(HISTORY_GOLDEN) <= set(GOLDEN)
+    categories = Counter(q.category for q in HISTORY_GOLDEN)
+    for category in ("risk", "waterfall", "funnel", "velocity", "quota"):
+        assert categories[category] >= 2, category
+    # Most read the history or the quotas; a few (past due, velocity) need current values only.
+    history_tables = {"deal_stage_history", "deal_field_history", "quotas"}
+    reading = [
+        q.id
+        for q in HISTORY_GOLDEN
+        if guard_sql(q.sql, dialect="duckdb", org=ORG, max_rows=1000).tables & history_tables
+    ]
+    assert len(reading) >= 16, reading
+
+
+def test_the_quota_plan_is_a_file_the_quota_import_accepts() -> None:
+    company = generate_company(EVAL_SCALE, EVAL_SEED)
+    plan = quota_plan(company)
+    rows = parse_quotas(plan_csv(plan))
+    assert [(r.owner_email, r.period_start, r.period_end, r.amount, r.team) for r in rows] == [
+        (q.email, q.period_start, q.period_end, q.amount, q.team) for q in plan
+    ]
+    active = [o for o in company.owners if o.active]
+    assert len(plan) == 4 * len(active)  # each active rep, each quarter of the plan's year
 
 
 @pytest.mark.parametrize("question", GOLDEN, ids=lambda q: q.id)
@@ -83,6 +116,48 @@ def test_every_gold_query_matches_the_ground_truth(synced: tuple[Database, Truth
     failed = [f"{c.id}: {c.reason}" for c in checks if not c.ok]
     assert not failed
     assert len(checks) == len(GOLDEN)
+    # The check imported the plan the quota answers are derived from, as a user would.
+    stored = {(q.owner_email, q.period_start, q.period_end, q.amount, q.team)
+              for q in list_quotas(db, ORG)}  # fmt: skip
+    assert stored == {(q.email, q.period_start, q.period_end, q.amount, q.team)
+                      for q in truth.quotas}  # fmt: skip
+
+
+def test_a_lost_history_row_fails_the_questions_that_read_it(
+    synced: tuple[Database, Truth],
+) -> None:
+    """What a history sync bug would look like: the last push of a deal pushed exactly twice
+    goes missing from deal_field_history."""
+    db, truth = synced
+    victim = next(
+        d
+        for d in truth.deals
+        if d.is_open
+        and [b > a for (_, a), (_, b) in pairwise(truth.close_history[d.idx])].count(True) == 2
+        and truth.close_history[d.idx][-1][1] > truth.close_history[d.idx][-2][1]
+    )
+    lose = (
+        "UPDATE deal_field_history SET deleted_at = CASE WHEN :lose THEN changed_at END "
+        "WHERE organization_id = :org AND field = 'close_date' AND changed_at = :at "
+        "AND deal_id IN (SELECT id FROM deals WHERE organization_id = :org AND name = :n)"
+    )
+    where = {"org": ORG, "n": victim.name, "at": truth.close_history[victim.idx][-1][0]}
+    with db.begin() as conn:
+        assert conn.execute(text(lose), {**where, "lose": True}).rowcount == 1
+    try:
+        touched = ["risk_close_date_pushed_twice"]
+        untouched = ["risk_amount_dropped_since_stage", "quota_attainment_q3_2026"]
+        checks = {
+            c.id: c
+            for c in check_gold(
+                db, truth, org=ORG, questions=[GOLDEN_BY_ID[q] for q in touched + untouched]
+            )
+        }
+        assert [q for q in touched if checks[q].ok] == []
+        assert all(checks[q].ok for q in untouched)
+    finally:
+        with db.begin() as conn:
+            conn.execute(text(lose), {**where, "lose": False})
 
 
 def test_a_wrong_row_in_the_store_fails_the_questions_it_touches(
