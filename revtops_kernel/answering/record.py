@@ -27,6 +27,7 @@ from revtops_kernel.agent.events import (
     Usage,
     VerifiedAnswer,
 )
+from revtops_kernel.artifacts.bundle import figure_bundle
 from revtops_kernel.safe_html import render_markdown
 
 MAX_HTML_ROWS = 20
@@ -72,9 +73,17 @@ class AnswerRecord:
             )
             if answer.note:
                 parts.append(f"<p><em>{html.escape(answer.note)}</em></p>")
+            parts.append(_sql(answer.sql))
         if self.text:
             label = "<p><strong>Claude:</strong></p>" if self.verified else ""
             parts.append(label + render_markdown(self.text))
+        for query in self.queries:
+            mark = "✓" if query.ok else "✗"
+            parts.append(f"<p>{mark} {html.escape(query.summary)}</p>")
+            if query.table is not None:
+                parts.append(_table(query.table))
+            if query.sql:
+                parts.append(_sql(query.sql))
         if self.suggestions is not None:
             asked = self.suggestions.questions
             items = "".join(f"<li>{html.escape(s.question)}</li>" for s in asked)
@@ -83,6 +92,16 @@ class AnswerRecord:
             parts.append(f'<p style="color:#b00020">{html.escape(self.error)}</p>')
         parts.append("</div>")
         return "".join(parts)
+
+    def _ipython_display_(self) -> None:
+        """As a cell's value: the HTML (text, tables, SQL), then each chart as a Plotly bundle
+        (drawn by JupyterLab's and Voila's plotly renderer; nothing fetched from a CDN)."""
+        from IPython.display import display
+
+        plain = f"<answer to {self.question!r}: {self.text[:200] or self.verified_queries}>"
+        display({"text/html": self._repr_html_(), "text/plain": plain}, raw=True)
+        for figure in self.figures:
+            display(figure_bundle(figure), raw=True)
 
 
 def collect(question: str, events: Iterable[AgentEvent]) -> AnswerRecord:
@@ -131,3 +150,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     return str(value)
+
+
+def _sql(sql: str) -> str:
+    """The SQL that ran, folded (open it to read or copy)."""
+    return f"<details><summary>SQL</summary><pre><code>{html.escape(sql)}</code></pre></details>"

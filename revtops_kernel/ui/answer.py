@@ -32,8 +32,6 @@ from revtops_kernel.ui import views
 from revtops_kernel.ui.markdown import render_markdown
 from revtops_kernel.ui.stream import DEFAULT_MAX_RATE, TextCoalescer, split_blocks
 
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-
 
 class Slot(Protocol):
     """A piece of HTML already on screen that can be replaced."""
@@ -50,23 +48,6 @@ class Surface(Protocol):
 
     def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
         """Controls under an artifact (the panel's "PDF" button); may add nothing."""
-
-
-def figure_bundle(figure: dict[str, Any]) -> dict[str, Any]:
-    """A Plotly figure as a display bundle: JupyterLab and Voila draw it with plotly's
-    mime renderer (the jupyterlab-plotly extension), the JSON travels once, no plotly.js
-    per chart over the comm."""
-    layout = figure.get("layout") or {}
-    title = layout.get("title")
-    text = title.get("text") if isinstance(title, dict) else title
-    return {
-        PLOTLY_MIME: {
-            "data": figure.get("data") or [],
-            "layout": layout,
-            "config": {"displaylogo": False, "responsive": True},
-        },
-        "text/plain": f"<Plotly chart: {text or 'untitled'}>",
-    }
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from IPython.display import HTML, DisplayHandle, display
 
 from revtops_kernel.agent.events import ArtifactCreated
+from revtops_kernel.artifacts.bundle import figure_bundle
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.ui import views
 from revtops_kernel.ui.answer import (
@@ -21,7 +22,6 @@ from revtops_kernel.ui.answer import (
     NullSurface,
     Slot,
     Surface,
-    figure_bundle,
 )
 from revtops_kernel.ui.backend import ChatBackend
 from revtops_kernel.ui.stream import StreamConsumer

@@ -14,11 +14,11 @@ import uuid
 
 import ipywidgets as widgets
 
+from revtops_kernel.artifacts.bundle import figure_bundle
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.store.database import Database
 from revtops_kernel.timeutil import iso_z
 from revtops_kernel.ui import views
-from revtops_kernel.ui.answer import figure_bundle
 from revtops_kernel.ui.markdown import render_markdown
 
 log = logging.getLogger(__name__)
