@@ -14,6 +14,7 @@ from revtops_kernel.scheduling import workflows
 from . import handlers_account as account
 from . import handlers_admin as admin
 from . import handlers_data as data
+from . import handlers_deals as deals
 from . import handlers_usage as usage
 from . import handlers_workflows as flows
 from .base import ApiHandler
@@ -48,6 +49,8 @@ ROUTES: tuple[tuple[str, type[ApiHandler]], ...] = (
     (f"{API}/sync/status", data.SyncStatusHandler),
     (f"{API}/chat/conversations", data.ConversationsHandler),
     (f"{API}/chat/conversations/{UUID_PATTERN}", data.ConversationHandler),
+    (f"{API}/deals/{UUID_PATTERN}/timeline", deals.DealTimelineHandler),
+    (f"{API}/deals/{UUID_PATTERN}/brief.pdf", deals.DealBriefHandler),
     # scheduled work
     (f"{API}/workflows", flows.WorkflowsHandler),
     (f"{API}/workflows/{NAME_PATTERN}", flows.WorkflowHandler),
