@@ -277,6 +277,8 @@ def readiness(db: Database, settings: Settings, *, timeout: float = 2.0) -> list
     """The database and (with ``REVTOPS_BROKER_URL``) Redis, checked at once; a check that
     does not answer within ``timeout`` seconds fails as timed out."""
     broker = settings.broker_url
+    if broker:
+        import redis  # noqa: F401  (imported before the clock starts: the first import is slow)
     pending = {"database": _CHECKS.submit(check_database, db)}
     if broker:
         pending["redis"] = _CHECKS.submit(check_broker, broker, timeout)
