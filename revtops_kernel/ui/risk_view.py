@@ -11,12 +11,15 @@ a single link.
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +27,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import ipywidgets as widgets
 from sqlalchemy import select
 
+from revtops_kernel.errors import RevtopsError
+from revtops_kernel.intelligence.timeline import (
+    DealTimeline,
+    EventKind,
+    Participant,
+    deal_timeline,
+)
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Deal
 from revtops_kernel.ui import views
@@ -53,13 +63,14 @@ STYLE = """<style>
 .rt-risk-table th { background: #f6f8fa; text-align: left; font-weight: 600; padding: 6px 8px;
   border-bottom: 1px solid #d0d7de; white-space: nowrap; }
 .rt-risk-table td { padding: 6px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;
-  overflow-wrap: anywhere; }
+  overflow-wrap: anywhere; line-height: 1.4; }
 .rt-risk-table tr:hover td { background: #f6f8fa; }
 .rt-risk-table .rt-num { text-align: right; font-variant-numeric: tabular-nums;
   white-space: nowrap; }
 .rt-risk .rt-sub { color: #57606a; font-size: 12px; }
 .rt-risk .rt-deal-name { font-weight: 600; }
-.rt-risk .rt-late { color: #cf222e; }
+.rt-risk .rt-late { color: #cf222e; white-space: nowrap; }
+.rt-risk .rt-pick-label { color: #57606a; margin: 10px 0 2px; }
 .rt-score { display: inline-block; min-width: 30px; text-align: center; border-radius: 10px;
   padding: 1px 6px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .rt-score-high { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
@@ -83,12 +94,20 @@ STYLE = """<style>
 .rt-timeline { max-height: 420px; overflow-y: auto; border: 1px solid #eaeef2;
   border-radius: 6px; }
 .rt-timeline table { border-collapse: collapse; width: 100%; }
-.rt-timeline td { padding: 4px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
+.rt-timeline td { padding: 4px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;
+  line-height: 1.4; }
 .rt-timeline td.rt-when { white-space: nowrap; color: #57606a;
   font-variant-numeric: tabular-nums; width: 1%; }
+.rt-timeline td.rt-kind-cell { width: 1%; }
 .rt-kind { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 11px;
   background: #eaeef2; color: #1f2328; white-space: nowrap; }
-.rt-people { columns: 2; margin: 4px 0; padding-left: 18px; }
+.rt-people-sides { display: flex; gap: 32px; flex-wrap: wrap; }
+.rt-people-sides > div { flex: 1 1 280px; }
+.rt-people { margin: 4px 0; padding-left: 18px; }
+.rt-deal-view { margin-top: 12px; }
+.rt-deal-view h4 { margin: 12px 0 4px; }
+.rt-deal-view .rt-deal-card, .rt-deal-view .rt-people-sides { line-height: 1.45; }
+.rt-deal-view .rt-deal-card { border-top: 2px solid #d0d7de; padding-top: 8px; }
 </style>"""
 
 
@@ -319,7 +338,7 @@ def risk_table_html(deals: Sequence[RiskDeal], *, today: date) -> str:
     return (
         '<table class="rt-risk-table"><colgroup><col style="width:56px"><col style="width:17%">'
         '<col style="width:12%"><col style="width:10%"><col style="width:10%">'
-        '<col style="width:84px"><col style="width:92px"><col></colgroup>'
+        '<col style="width:84px"><col style="width:104px"><col></colgroup>'
         "<thead><tr><th>Score</th><th>Deal</th><th>Account</th><th>Owner</th><th>Stage</th>"
         '<th class="rt-num">Amount</th><th>Close date</th><th>Why it is at risk</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"
@@ -341,14 +360,19 @@ def empty_html(*, any_at_risk: bool, owner: str | None, pipeline: str | None, to
     return f'<div class="rt-empty">No deal at risk for {scope}.</div>'
 
 
-def deal_card_html(deal: RiskDeal, *, today: date, brief_href: str | None = None) -> str:
+def deal_card_html(
+    deal: RiskDeal, *, today: date, brief_href: str | None = None, days_in_stage: int | None = None
+) -> str:
     """The opened deal's head: name, facts, score, its flags with evidence, the brief link."""
+    stage = " / ".join(p for p in (deal.pipeline, deal.stage) if p)
+    if stage and days_in_stage is not None:
+        stage += f" ({days_in_stage} day{'s' if days_in_stage != 1 else ''} in stage)"
     facts = " · ".join(
         html.escape(part)
         for part in (
             deal.account or "",
             deal.owner or NO_OWNER,
-            " / ".join(p for p in (deal.pipeline, deal.stage) if p),
+            stage,
             format_money(deal.amount, deal.currency),
             f"closes {deal.close_date.isoformat()}" if deal.close_date else "",
         )
@@ -366,6 +390,58 @@ def deal_card_html(deal: RiskDeal, *, today: date, brief_href: str | None = None
         f'{html.escape(deal.deal)}</h3><div class="rt-facts">{facts}</div>'
         f"{reasons_html(deal.flags, deal.currency)}{link}</div>"
     )
+
+
+KIND_LABELS: dict[EventKind, str] = {
+    "created": "Created",
+    "stage": "Stage",
+    "closed": "Closed",
+    "amount": "Amount",
+    "close_date": "Close date",
+    "meeting": "Meeting",
+    "email": "Email",
+    "call": "Call",
+    "slack": "Slack",
+}
+
+
+def timeline_html(timeline: DealTimeline, *, timezone: str) -> str:
+    """The deal's events in time order (oldest first), times on the user's clock."""
+    if not timeline.events:
+        return '<div class="rt-empty">No events recorded for this deal yet.</div>'
+    rows = "".join(
+        f'<tr class="rt-event" data-kind="{html.escape(e.kind)}">'
+        f'<td class="rt-when">{html.escape(format_when(e.at, timezone))}</td>'
+        f'<td class="rt-kind-cell"><span class="rt-kind">'
+        f"{html.escape(KIND_LABELS.get(e.kind, e.kind))}</span></td>"
+        f"<td>{html.escape(e.title)}"
+        + (f'<div class="rt-sub">{html.escape(e.detail)}</div>' if e.detail else "")
+        + "</td></tr>"
+        for e in timeline.events
+    )
+    count = len(timeline.events)
+    return (
+        f'<h4>Events <span class="rt-sub">{count} event{"s" if count != 1 else ""}, times in '
+        f'{html.escape(timezone)}</span></h4><div class="rt-timeline"><table>{rows}</table></div>'
+    )
+
+
+def people_html(timeline: DealTimeline, *, timezone: str) -> str:
+    """Who is engaged: the customer's contacts and our people, with their last touch."""
+
+    def person(p: Participant) -> str:
+        title = f", {p.title}" if p.title else ""
+        last = f", last {format_when(p.last_touch, timezone)[:10]}" if p.last_touch else ""
+        touches = f"{p.touches} touch{'es' if p.touches != 1 else ''}"
+        who = html.escape(f"{p.name}{title}")
+        return f'<li>{who} <span class="rt-sub">({touches}{last})</span></li>'
+
+    sides = []
+    for side, heading in (("customer", "Customer"), ("internal", "Ours")):
+        people = [p for p in timeline.participants if p.side == side]
+        items = "".join(person(p) for p in people) or '<li class="rt-sub">nobody yet</li>'
+        sides.append(f'<div><b>{heading}</b><ul class="rt-people">{items}</ul></div>')
+    return f'<h4>People</h4><div class="rt-people-sides">{"".join(sides)}</div>'
 
 
 def brief_filename(deal: RiskDeal) -> str:
@@ -410,13 +486,17 @@ def deal_currencies(db: Database, org: str, deal_ids: Sequence[str]) -> dict[str
 # -- the widget ------------------------------------------------------------------------------
 
 
-BriefLink = Callable[[RiskDeal], str]
+def _import_chart() -> None:
+    import revtops_kernel.artifacts.timeline_chart  # noqa: F401
+
+
+BriefLink = Callable[[RiskDeal, str], str]  # (deal, the user's timezone) -> URL
 
 
 class RiskView(widgets.VBox):
     """The "At risk" tab: filters, the table of the current page, and the opened deal.
 
-    ``brief_url(deal)`` gives the URL of the deal's brief PDF (the server's
+    ``brief_url(deal, timezone)`` gives the URL of the deal's brief PDF (the server's
     ``/revtops/api/deals/{id}/brief.pdf``, which answers for the signed-in organization);
     without it the PDF is rendered here when the deal opens and offered as a data: link.
     Either way the download is one click on a link that is ready when the deal shows.
@@ -461,8 +541,9 @@ class RiskView(widgets.VBox):
         self.next_button.on_click(lambda _: self.turn(1))
         self.table = widgets.HTML()
         self.table.add_class("rt-risk-list")
-        self.picker = widgets.Select(
-            options=[], rows=6, description="Open", layout=widgets.Layout(width="100%")
+        self.picker = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="100%"))
+        self.pick_label = widgets.HTML(
+            '<div class="rt-pick-label">Open a deal to see its timeline and brief:</div>'
         )
         self.picker.add_class("rt-risk-picker")
         self.picker.observe(self._on_pick, names="value")
@@ -476,10 +557,14 @@ class RiskView(widgets.VBox):
             ),
             self.table,
             widgets.HBox([self.previous_button, self.next_button]),
+            self.pick_label,
             self.picker,
             self.deal_view,
         ]
         self.refresh()
+        # The chart's plotting libraries take seconds to import: load them while the list is
+        # read, so opening the first deal does not wait for them.
+        threading.Thread(target=_import_chart, name="revtops-risk-warm", daemon=True).start()
 
     def refresh(self) -> None:
         """Re-run the rules (after a sync, or on another day) and redraw."""
@@ -536,7 +621,7 @@ class RiskView(widgets.VBox):
                 (f"{d.deal} · {d.owner or NO_OWNER} · score {d.score}", d.deal_id) for d in visible
             ]
             self.picker.value = None
-        self.picker.layout.display = None if visible else "none"
+        self.picker.layout.display = self.pick_label.layout.display = None if visible else "none"
 
     def _on_pick(self, change: dict[str, Any]) -> None:
         if isinstance(change.get("new"), str):
@@ -546,11 +631,57 @@ class RiskView(widgets.VBox):
         return next((d for d in self.deals if d.deal_id == deal_id), None)
 
     def open_deal(self, deal_id: str) -> None:
-        """Show the deal: its flags, its timeline (events in time order, people), its brief."""
+        """Show the deal: its flags, its timeline (events in time order, people, chart), and
+        its brief PDF one click away."""
         deal = self.deal(deal_id)
         if deal is None:
             self.deal_view.children = [
                 widgets.HTML(views.error_card(f"Deal {deal_id} is not at risk (any more).")),
             ]
             return
-        self.deal_view.children = [widgets.HTML(deal_card_html(deal, today=self.today))]
+        self.deal_view.children = [
+            widgets.HTML(f'<p class="rt-status">Opening {html.escape(deal.deal)} …</p>')
+        ]
+        try:
+            timeline = deal_timeline(self.db, self.org, deal_id)
+            href = self._brief_href(deal)
+        except RevtopsError as exc:
+            self.deal_view.children = [widgets.HTML(views.error_card(str(exc)))]
+            return
+        card = deal_card_html(
+            deal, today=self.today, brief_href=href, days_in_stage=timeline.deal.days_in_stage(
+                self.today
+            ),
+        )  # fmt: skip
+        self.deal_view.children = [
+            widgets.HTML(card),
+            self._chart(timeline),
+            widgets.HTML(timeline_html(timeline, timezone=self.timezone)),
+            widgets.HTML(people_html(timeline, timezone=self.timezone)),
+        ]
+
+    def _brief_href(self, deal: RiskDeal) -> str:
+        if self.brief_url is not None:
+            return self.brief_url(deal, self.timezone)
+        # No server to ask: the PDF is made now, so the link is ready when the deal shows.
+        from revtops_kernel.reports.deal_brief import deal_brief_pdf
+
+        pdf = deal_brief_pdf(
+            self.db, self.org, deal.deal_id, timezone=self.timezone, author=self.author,
+            today=self.today,
+        )  # fmt: skip
+        return "data:application/pdf;base64," + base64.b64encode(pdf).decode()
+
+    def _chart(self, timeline: DealTimeline) -> widgets.Widget:
+        """The timeline chart, drawn by plotly's renderer in the page (as the chat's charts)."""
+        from revtops_kernel.artifacts.bundle import figure_bundle
+        from revtops_kernel.artifacts.timeline_chart import timeline_figure
+
+        until = datetime.combine(self.today, time.max, tzinfo=UTC)
+        figure = json.loads(timeline_figure(timeline, until=until).to_json())
+        output = widgets.Output()
+        output.add_class("rt-chart")
+        output.outputs = (
+            {"output_type": "display_data", "data": figure_bundle(figure), "metadata": {}},
+        )
+        return output

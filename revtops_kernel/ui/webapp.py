@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 
 import ipywidgets as widgets
 
@@ -98,11 +99,12 @@ class WebApp(widgets.VBox):
         return self.at_risk
 
     @staticmethod
-    def _brief_url(deal: RiskDeal) -> str:
+    def _brief_url(deal: RiskDeal, timezone: str) -> str:
         # Served by Voila: the server's endpoint answers for the signed-in visitor's
         # organization (their cookie), so the link is one click and no PDF crosses the kernel.
         base = os.environ["VOILA_BASE_URL"]
-        return f"{base}revtops/api/deals/{deal.deal_id}/brief.pdf"
+        query = urllib.parse.urlencode({"timezone": timezone})
+        return f"{base}revtops/api/deals/{deal.deal_id}/brief.pdf?{query}"
 
     def open_artifacts(self) -> ArtifactsGallery:
         if self.gallery is None:

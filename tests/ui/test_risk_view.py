@@ -3,10 +3,14 @@ table) and the widget on a small hand-built store (DuckDB), measured on a fixed 
 
 from __future__ import annotations
 
+import base64
+import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,4 +266,40 @@ def test_the_app_builds_the_at_risk_tab_second_and_only_when_opened(
     assert page.brief_url is not None
     ghosted = page.deal(str(ids["ghosted"]))
     assert ghosted is not None
-    assert page.brief_url(ghosted) == f"/base/revtops/api/deals/{ids['ghosted']}/brief.pdf"
+    assert page.brief_url(ghosted, "Europe/Paris") == (
+        f"/base/revtops/api/deals/{ids['ghosted']}/brief.pdf?timezone=Europe%2FParis"
+    )
+
+
+def test_opening_a_deal_shows_its_timeline_chart_people_and_a_one_click_brief(
+    store: tuple[Database, dict[str, uuid.UUID]], tmp_path: Path
+) -> None:
+    db, ids = store
+    page = view(db)
+    page.picker.value = str(ids["pushed"])  # choosing it opens it
+    card, chart, events, people = page.deal_view.children
+    assert "Pushed Co" in card.value and "Close date pushed" in card.value
+    assert "close date moved later 2 times" in card.value
+    assert "days in stage" in card.value
+    assert events.value.count('data-kind="close_date"') == 2  # the two pushes, in time order
+    kinds = re.findall(r'data-kind="(\w+)"', events.value)
+    assert kinds[0] == "created" and "times in Europe/Paris" in events.value
+    assert "Customer" in people.value and "Ours" in people.value
+    (bundle,) = chart.outputs
+    assert "application/vnd.plotly.v1+json" in bundle["data"]
+    # No server here: the brief is made when the deal opens and is one data: link.
+    (href,) = re.findall(r'<a class="rt-download" href="([^"]+)"', card.value)
+    assert href.startswith("data:application/pdf;base64,")
+    pdf = tmp_path / "brief.pdf"
+    pdf.write_bytes(base64.b64decode(href.split(",", 1)[1]))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "Pushed Co" in text
+
+
+def test_another_organizations_deal_does_not_open(
+    store: tuple[Database, dict[str, uuid.UUID]],
+) -> None:
+    db, ids = store
+    page = RiskView(db, org="v-risk-other", author="Ann", as_of=AS_OF)
+    page.open_deal(str(ids["pushed"]))
+    assert "not at risk" in page.deal_view.children[0].value
