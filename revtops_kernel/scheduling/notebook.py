@@ -27,6 +27,7 @@ UNDUMPABLE_KERNEL = (
 # The kernel talks to the runner over loopback TCP inside one machine; ipykernel's warning about
 # unencrypted TCP, printed at every run, only cluttered the run's stderr.
 QUIET_KERNEL = "--IPKernelApp.log_level=ERROR"
+KERNEL_ARGUMENTS = (UNDUMPABLE_KERNEL, QUIET_KERNEL)  # for every kernel a run starts
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,14 @@ def execute_notebook(
     kernel_name: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    kernel_manager: Any = None,
 ) -> NotebookFailure | None:
     """Run ``notebook`` into ``output`` with ``parameters`` injected; None on success.
 
     The output notebook is written even when a cell fails (papermill saves as it goes), so the
     failing cell's traceback can be read there. ``env`` is the kernel's whole environment
-    (default: this process's).
+    (default: this process's). ``kernel_manager``: a kernel already started for this run
+    (``scheduling.warm``), used instead of starting one; the caller shuts it down.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -75,7 +78,7 @@ def execute_notebook(
             cwd=str(cwd or notebook.parent),
             progress_bar=False,
             log_output=False,
-            **({"kernel_manager_class": _with_environment(env)} if env is not None else {}),
+            **_kernel_options(env, kernel_manager),
         )
     except PapermillExecutionError as exc:
         return NotebookFailure(
@@ -85,6 +88,14 @@ def execute_notebook(
             message=str(exc.evalue),
         )
     return None
+
+
+def _kernel_options(env: Mapping[str, str] | None, kernel_manager: Any) -> dict[str, Any]:
+    if kernel_manager is not None:
+        return {"km": kernel_manager}  # nbclient leaves a kernel it was given running
+    if env is not None:
+        return {"kernel_manager_class": _with_environment(env)}
+    return {}
 
 
 def _with_environment(env: Mapping[str, str]) -> type:
@@ -97,7 +108,7 @@ def _with_environment(env: Mapping[str, str]) -> type:
     class RunKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = dict(kernel_env)
-            extra = [*kw.get("extra_arguments", []), UNDUMPABLE_KERNEL, QUIET_KERNEL]
+            extra = [*kw.get("extra_arguments", []), *KERNEL_ARGUMENTS]
             kw["extra_arguments"] = extra
             await super().start_kernel(**kw)
 

@@ -91,16 +91,7 @@ def run_environment(
 ) -> RunEnvironment:
     """The kernel's environment for a run of ``org``: ``base`` (this process's environment)
     without the deployment's secrets, with the organization's store URL and tokens added."""
-    source = dict(os.environ if base is None else base)
-    secret_names = deployment_secret_variables(settings)
-    secret_values = _secret_values(settings, source, secret_names)
-    variables: dict[str, str] = {}
-    removed: list[str] = []
-    for name, value in source.items():
-        if _is_secret(name, secret_names) or _contains_any(value, secret_values):
-            removed.append(name)
-        else:
-            variables[name] = value
+    variables, removed = neutral_environment(settings, base=base)
     tokens, unavailable, instance_url = _provider_tokens(db, settings, org)
     variables.update(tokens)
     if instance_url and not settings.salesforce_instance_url:
@@ -115,6 +106,25 @@ def run_environment(
     return RunEnvironment(
         variables, not db.is_duckdb, tuple(sorted(removed)), providers, unavailable
     )
+
+
+def neutral_environment(
+    settings: Settings, *, base: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """``base`` (this process's environment) without the deployment's secrets, and the names
+    left out: the part of a run's environment that belongs to no organization, which a kernel
+    started ahead of its run (``scheduling.warm``) is given."""
+    source = dict(os.environ if base is None else base)
+    secret_names = deployment_secret_variables(settings)
+    secret_values = _secret_values(settings, source, secret_names)
+    variables: dict[str, str] = {}
+    removed: list[str] = []
+    for name, value in source.items():
+        if _is_secret(name, secret_names) or _contains_any(value, secret_values):
+            removed.append(name)
+        else:
+            variables[name] = value
+    return variables, tuple(removed)
 
 
 def deployment_secret_variables(settings: Settings) -> frozenset[str]:

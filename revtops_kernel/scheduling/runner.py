@@ -12,6 +12,10 @@ its own session, so that on a timeout the whole process group can be killed. It:
 
 The notebook's kernel is papermill's child and exits by itself when this process dies
 (ipykernel polls its parent), so killing this process group leaves no kernel behind.
+
+``python -m revtops_kernel.scheduling.runner --warm [--ready-fd FD]`` is a spare runner
+(``scheduling.warm``): it does its imports and starts a kernel with the environment no
+organization owns, writes a byte to FD, then reads its one run id from stdin (EOF: it stops).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from revtops_kernel.scheduling.parameters import check_parameters, declared_para
 from revtops_kernel.scheduling.run_environment import (
     RunEnvironment,
     make_undumpable,
+    neutral_environment,
     run_environment,
 )
+from revtops_kernel.scheduling.warm import READY_FLAG, WARM_FLAG, WarmKernel
 from revtops_kernel.scheduling.workflows import RunInfo, get_run, get_workflow_by_id
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -73,8 +79,14 @@ def injected_parameters(run: RunInfo, notebook: Path) -> dict[str, object]:
     return params
 
 
-def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
-    """Execute one queued run in this process; returns the exit code (see the module doc)."""
+def execute_run(
+    db: Database, settings: Settings, run_id: uuid.UUID, *, kernel: WarmKernel | None = None
+) -> int:
+    """Execute one queued run in this process; returns the exit code (see the module doc).
+
+    ``kernel``: one started ahead for this run (a spare runner's), given the run's environment
+    before the first cell; the caller shuts it down.
+    """
     queued = get_run(db, run_id)
     workflow = get_workflow_by_id(db, queued.workflow_id)
     output = output_path(settings, workflow.name, run_id)
@@ -86,12 +98,17 @@ def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
     heart.start()
     try:
         environment = _kernel_environment(db, settings, run)
+        notebook = Path(workflow.notebook)
+        parameters = injected_parameters(run, notebook)
+        if kernel is not None and not _prepare(kernel, environment, notebook.parent):
+            kernel = None  # it could not take the run: start one as a cold run does
         failure = execute_notebook(
-            Path(workflow.notebook),
+            notebook,
             output,
-            injected_parameters(run, Path(workflow.notebook)),
+            parameters,
             kernel_name=settings.notebook_kernel,
             env=environment.variables,
+            kernel_manager=kernel.manager if kernel is not None else None,
         )
     except Exception as exc:  # the run must end recorded, whatever broke
         log.exception("run %s of %s crashed", run_id, workflow.name)
@@ -117,6 +134,16 @@ def execute_run(db: Database, settings: Settings, run_id: uuid.UUID) -> int:
             error_name=failure.exception,
         )
     return EXIT_OK
+
+
+def _prepare(kernel: WarmKernel, environment: RunEnvironment, cwd: Path) -> bool:
+    try:
+        kernel.prepare(environment.variables, cwd)
+    except Exception:
+        log.warning("the pre-started kernel could not be set up; starting one", exc_info=True)
+        kernel.shutdown()
+        return False
+    return True
 
 
 def _kernel_environment(db: Database, settings: Settings, run: RunInfo) -> RunEnvironment:
@@ -188,10 +215,17 @@ def _skip_slow_optional_imports() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
+USAGE = "usage: python -m revtops_kernel.scheduling.runner RUN_ID | --warm [--ready-fd FD]"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m revtops_kernel.scheduling.runner RUN_ID", file=sys.stderr)
+    warm = bool(args) and args[0] == WARM_FLAG
+    ready_fd: int | None = None
+    if warm and len(args) == 3 and args[1] == READY_FLAG and args[2].isdigit():
+        ready_fd = int(args[2])
+    elif (warm and len(args) != 1) or (not warm and len(args) != 1):
+        print(USAGE, file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -203,11 +237,48 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     make_undumpable()  # the notebook's kernel, our child, must not read our secrets in /proc
     settings = load_settings()
+    if warm:
+        return _serve_one_run(settings, ready_fd)
     db = Database.from_settings(settings)
     try:
         return execute_run(db, settings, uuid.UUID(args[0]))
     finally:
         db.dispose()
+
+
+def _serve_one_run(settings: Settings, ready_fd: int | None) -> int:
+    """A spare: get ready (imports, kernel), then execute the run whose id comes on stdin."""
+    import papermill  # noqa: F401  (loaded now: a cold run pays for it after its claim)
+
+    kernel: WarmKernel | None
+    try:
+        kernel = WarmKernel.start(settings.notebook_kernel, neutral_environment(settings)[0])
+    except Exception:  # the run can still start its own kernel
+        log.warning("spare runner: no kernel started ahead", exc_info=True)
+        kernel = None
+    try:
+        if ready_fd is not None:
+            try:
+                with os.fdopen(ready_fd, "wb") as ready:
+                    ready.write(b"r")
+            except BrokenPipeError:
+                return EXIT_OK  # the supervisor let this spare go before it was ready
+        line = sys.stdin.readline().strip()
+        if not line:
+            return EXIT_OK  # not needed any more
+        try:
+            run_id = uuid.UUID(line)
+        except ValueError:
+            print(f"spare runner: {line!r} is not a run id", file=sys.stderr)
+            return 2
+        db = Database.from_settings(settings)
+        try:
+            return execute_run(db, settings, run_id, kernel=kernel)
+        finally:
+            db.dispose()
+    finally:
+        if kernel is not None:
+            kernel.shutdown()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from pydantic import SecretStr
 from revtops_kernel.scheduling import runs
 from revtops_kernel.scheduling.run_environment import make_undumpable
 from revtops_kernel.scheduling.runner import EXIT_TAKEN_AWAY
+from revtops_kernel.scheduling.warm import launch_runner
 from revtops_kernel.scheduling.workflows import get_run, get_workflow_by_id
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
@@ -76,11 +76,8 @@ def supervise(
     """
     make_undumpable()  # this process holds the deployment's secrets; the notebook must not
     timeout = run_timeout(db, settings, run_id)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "revtops_kernel.scheduling.runner", str(run_id)],
-        start_new_session=True,
-        env=child_environment(settings, db),
-    )
+    # A spare runner started ahead when this process keeps some (``warm.enable``), else a new one.
+    child = launch_runner(run_id, child_environment(settings, db))
     deadline = time.monotonic() + timeout
     try:
         code = _wait(child, deadline, abort)
