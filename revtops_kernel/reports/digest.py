@@ -12,7 +12,17 @@ What each section means:
   stage moves: deals entering each stage in the period, from ``deal_stage_history`` (synced
   stage history: HubSpot ``propertiesWithHistory``, Salesforce ``OpportunityHistory``); a
   snapshot that repeats the stage of the deal's row before it is no entry.
+- Pipeline movement in the period: ``pipeline_waterfall`` in one total row, from the open
+  pipeline at the period's start (opening) to the end of its last day (closing): created,
+  reopened, pulled in, increased, decreased, pushed out, won, lost (and moves between pipelines,
+  zero in a total). It tracks the deals closing in the quarter of the period's end
+  (``movement_window="quarter"``: a close date moved out of it is pushed out, into it pulled in)
+  or every open deal (``"all"``: nothing is pushed or pulled). The query checks that opening +
+  movements = closing (``unexplained`` = 0); the digest says so, or says by how much it is off.
+- Stage conversion of the deals created in the period (``stage_funnel``).
 - Deals closing in the period: open deals with an expected close date in it (``deals_closing``).
+- Deals at risk at ``as_of`` (``deal_risks``: one row per deal and rule): every flagged deal
+  counts in the headline; the list shows the ``risk_top`` riskiest, each with its reasons.
 - Needs attention, measured at ``as_of`` (the period's end, or today if it is still running):
   slipped (open, close date already past: ``slipped_deals``), stalled (in the current stage
   for ``stalled_days``: ``stalled_deals``) and ghosted (no activity for ``ghosted_days``:
@@ -42,7 +52,8 @@ from revtops_kernel.artifacts.specs import (
     TableSpec,
     VerifiedQueryRef,
 )
-from revtops_kernel.reports.period import DigestPeriod, zone
+from revtops_kernel.reports.period import DigestPeriod, _quarter_end, _quarter_start, zone
+from revtops_kernel.reports.waterfall import is_waterfall, movement_frame, waterfall_figure
 from revtops_kernel.store.database import Database
 from revtops_kernel.timeutil import utcnow
 
@@ -52,6 +63,13 @@ if TYPE_CHECKING:
 TABLE_ROWS = 12  # rows of each list in the PDF; the headline counts them all
 STALLED_DAYS = 30
 GHOSTED_DAYS = 14
+RISK_TOP = 10  # deals listed in "Deals at risk"; the headline counts every flagged deal
+RISK_REASONS = 3  # reasons quoted per deal at risk; its other flags are named
+MOVEMENT_WINDOWS = ("quarter", "all")
+MOVEMENT_COLUMNS = (
+    *("opening", "created", "reopened", "moved_in", "pulled_in", "increased", "decreased"),
+    *("pushed_out", "moved_out", "won", "lost", "closing", "unexplained"),
+)
 
 # A row is an entry only when the deal's previous row had another stage: Salesforce's
 # OpportunityHistory also writes a snapshot when only the amount or close date changes, and
@@ -119,6 +137,50 @@ class Headline:
     slipped_amount: float
     stalled_deals: int
     ghosted_deals: int
+    at_risk_deals: int  # open deals flagged by at least one risk rule
+    at_risk_amount: float
+
+
+@dataclass(frozen=True)
+class Movement:
+    """The period's pipeline movement: ``pipeline_waterfall``'s total row."""
+
+    opening: float
+    created: float
+    reopened: float
+    moved_in: float
+    pulled_in: float
+    increased: float
+    decreased: float
+    pushed_out: float
+    moved_out: float
+    won: float
+    lost: float
+    closing: float
+    unexplained: float  # opening + movements - closing: 0 when every change is classified
+    close_from: date | None  # the tracked close-date window (None: every open deal)
+    close_to: date | None
+
+    @property
+    def net(self) -> float:
+        return self.closing - self.opening
+
+    @property
+    def reconciles(self) -> bool:
+        return abs(self.unexplained) < 0.005
+
+    def scope(self) -> str:
+        if self.close_from is None or self.close_to is None:
+            return "all open deals"
+        return f"deals closing {self.close_from:%d %b} – {self.close_to:%d %b %Y}"
+
+    def check(self) -> str:
+        if self.reconciles:
+            return "Reconciles: opening + movements = closing, to the cent."
+        return (
+            f"Does not reconcile: {_money(self.unexplained)} of the change is unexplained "
+            "(opening + movements − closing); some change was not classified."
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +195,8 @@ class Digest:
     parts: list[RenderedPart]  # what the PDF shows, in order (lists cut to TABLE_ROWS)
     stalled_days: int = STALLED_DAYS
     ghosted_days: int = GHOSTED_DAYS
+    movement: Movement | None = None
+    risk_top: int = RISK_TOP
     narrative: str | None = None  # written by the assistant, when a key is configured
     notes: list[str] = field(default_factory=list)
 
@@ -151,7 +215,9 @@ class Digest:
         from revtops_kernel.artifacts.figures import figure_from_spec
 
         return [
-            figure_from_spec(part.spec, part.frame)
+            waterfall_figure(part.frame, part.spec.title)
+            if is_waterfall(part.spec)
+            else figure_from_spec(part.spec, part.frame)
             for part in self.charts()
             if isinstance(part.spec, ChartSpec) and part.frame is not None
         ]
@@ -181,13 +247,33 @@ class Digest:
             f"**Needs attention** (as of {self.period.as_of:%d %b}): "
             f"{h.slipped_deals:,} slipped ({_money(h.slipped_amount)}), "
             f"{h.stalled_deals:,} stalled ({self.stalled_days}+ days in stage), "
-            f"{h.ghosted_deals:,} with no activity in {self.ghosted_days} days.",
+            f"{h.ghosted_deals:,} with no activity in {self.ghosted_days} days; "
+            f"{self.risk_line()}.",
             "",
             f"| | This period | Previous ({start:%d %b} – {end:%d %b}) |",
             "|---|---:|---:|",
         ]
         lines += [f"| {label} | {now} | {before} |" for label, now, before in rows]
+        if self.movement is not None:
+            lines += ["", f"**Pipeline movement** ({self.movement.scope()}): "
+                      f"{self.movement_line()}. {self.movement.check()}"]  # fmt: skip
         return "\n".join(lines)
+
+    def risk_line(self) -> str:
+        """ "12 deals at risk ($1.4M)"."""
+        h = self.headline
+        return f"{_count(h.at_risk_deals, 'deal')} at risk ({_short(h.at_risk_amount)})"
+
+    def movement_line(self) -> str:
+        """ "pipeline +$320k net (created $900k, won $410k, lost $120k, pushed $50k)"."""
+        m = self.movement
+        if m is None:
+            return "pipeline movement not computed"
+        net = _short(m.net)
+        parts = [f"created {_short(m.created)}", f"won {_short(m.won)}", f"lost {_short(m.lost)}"]
+        if m.close_from is not None:
+            parts += [f"pushed {_short(m.pushed_out)}", f"pulled in {_short(m.pulled_in)}"]
+        return f"pipeline {'+' if m.net >= 0 else ''}{net} net ({', '.join(parts)})"
 
     def slack_text(self) -> str:
         """The Slack message: the headline in mrkdwn (synced names escaped)."""
@@ -209,6 +295,8 @@ class Digest:
             *top,
             f"Needs attention: {h.slipped_deals:,} slipped, {h.stalled_deals:,} stalled, "
             f"{h.ghosted_deals:,} without activity in {self.ghosted_days} days",
+            _upper_first(self.risk_line()),
+            _upper_first(self.movement_line()),
         ]
         if self.narrative:
             lines += ["", _slack_escape(self.narrative)]
@@ -223,9 +311,21 @@ def build_digest(
     timezone: str = "UTC",
     stalled_days: int = STALLED_DAYS,
     ghosted_days: int = GHOSTED_DAYS,
+    risk_top: int = RISK_TOP,
+    movement_window: str = "quarter",
 ) -> Digest:
-    """Run the digest's queries for ``org`` over ``period`` (see ``period.resolve_period``)."""
+    """Run the digest's queries for ``org`` over ``period`` (see ``period.resolve_period``).
+
+    ``risk_top``: deals listed under "Deals at risk"; ``movement_window``: ``"quarter"`` tracks
+    the pipeline closing in the quarter of the period's end, ``"all"`` every open deal.
+    """
     zone(timezone)  # an unknown zone fails here, not when the PDF is drawn
+    if isinstance(risk_top, bool) or not isinstance(risk_top, int) or not 1 <= risk_top <= 100:
+        raise ValueError(f"risk_top must be a whole number from 1 to 100, got {risk_top!r}")
+    if movement_window not in MOVEMENT_WINDOWS:
+        raise ValueError(
+            f"movement_window must be one of {', '.join(MOVEMENT_WINDOWS)}, got {movement_window!r}"
+        )
     start, end, as_of = period.start, period.end, period.as_of
     prev_start, prev_end = period.previous()
     today = period.today
@@ -238,8 +338,15 @@ def build_digest(
     def window(name: str, first: date, last: date, **extra: Any) -> pd.DataFrame:
         return verified(name, {"start_date": first, "end_date": last, **extra})
 
+    close_window: dict[str, date | None] = {"close_from": None, "close_to": None}
+    if movement_window == "quarter":
+        close_window = {"close_from": _quarter_start(end), "close_to": _quarter_end(end)}
     frames = {
         "pipeline_by_stage": verified("pipeline_by_stage", {}),
+        "pipeline_waterfall": window(
+            "pipeline_waterfall", start, end, group_by="none", **close_window
+        ),
+        "stage_funnel": window("stage_funnel", start, end),
         "pipeline_created": window("pipeline_created", start, end, period="year"),
         "previous_pipeline_created": window(
             "pipeline_created", prev_start, prev_end, period="year"
@@ -255,10 +362,17 @@ def build_digest(
         "deals_without_activity": verified(
             "deals_without_activity", {"days": ghosted_days, "as_of": as_of}
         ),
+        # Scores are whole numbers; PostgreSQL returns the window sum as NUMERIC, DuckDB as an
+        # integer: the same frame either way.
+        "deal_risks": _whole(verified("deal_risks", {"as_of": as_of}), "risk_score", "weight"),
     }  # fmt: skip
+    frames["deals_at_risk"] = _deals_at_risk(frames["deal_risks"])
     headline = _headline(frames)
+    movement = _movement(frames["pipeline_waterfall"], **close_window)
     dates = {"start_date": start.isoformat(), "end_date": end.isoformat()}
     as_of_text = as_of.isoformat()
+    movement_params: dict[str, Any] = {**dates, "group_by": "none"}
+    movement_params.update({k: v.isoformat() for k, v in close_window.items() if v is not None})
     parts = [
         _chart(
             frames["pipeline_by_stage"],
@@ -283,6 +397,28 @@ def build_digest(
                 columns=["pipeline", "stage", "deals", "amount", "weighted_amount"],
                 formats={"amount": "currency", "weighted_amount": "currency", "deals": "integer"},
                 verified_query=VerifiedQueryRef(name="pipeline_by_stage"),
+            ),
+        ),
+        *_movement_parts(movement, movement_params),
+        _table(
+            frames["stage_funnel"],
+            TableSpec(
+                title="Stage conversion of the deals created in the period",
+                columns=[
+                    *("pipeline", "stage", "reached", "advanced", "conversion_rate"),
+                    "median_days_in_stage",
+                ],
+                labels={"conversion_rate": "Converted", "median_days_in_stage": "Median days"},
+                formats={
+                    "reached": "integer",
+                    "advanced": "integer",
+                    "conversion_rate": "percent",
+                    "median_days_in_stage": "number",
+                },
+                description="Of the deals created in the period, how many reached each stage "
+                "and went on to the next (the last open stage: were won); deals still open count "
+                "as not yet advanced.",
+                verified_query=VerifiedQueryRef(name="stage_funnel", params=dates),
             ),
         ),
         _chart(
@@ -322,6 +458,20 @@ def build_digest(
                 description="Open deals with an expected close date in the period, soonest first.",
                 verified_query=VerifiedQueryRef(name="deals_closing", params=dates),
             ),
+        ),
+        _table(
+            frames["deals_at_risk"],
+            TableSpec(
+                title="Deals at risk",
+                columns=["deal", "owner", "amount", "risk_score", "reasons"],
+                labels={"risk_score": "Score"},
+                formats={"amount": "currency", "risk_score": "integer"},
+                description=f"{_upper_first(_risk_text(headline))} as of {as_of:%d %b}: open "
+                "deals flagged by the risk rules, riskiest first; the score (0-100) sums the "
+                "weights of a deal's flags, each reason quotes its evidence.",
+                verified_query=VerifiedQueryRef(name="deal_risks", params={"as_of": as_of_text}),
+            ),
+            rows=risk_top,
         ),
         _table(
             frames["slipped_deals"],
@@ -377,6 +527,8 @@ def build_digest(
         parts=[part for part in parts if part is not None],
         stalled_days=stalled_days,
         ghosted_days=ghosted_days,
+        movement=movement,
+        risk_top=risk_top,
     )
 
 
@@ -423,7 +575,80 @@ def _headline(frames: dict[str, pd.DataFrame]) -> Headline:
         slipped_amount=_total(slipped, "amount"),
         stalled_deals=len(frames["stalled_deals"]),
         ghosted_deals=len(frames["deals_without_activity"]),
+        at_risk_deals=len(frames["deals_at_risk"]),
+        at_risk_amount=_total(frames["deals_at_risk"], "amount"),
     )
+
+
+def _deals_at_risk(flags: pd.DataFrame) -> pd.DataFrame:
+    """One row per flagged deal, in ``deal_risks``' order (riskiest first), its reasons joined
+    in the query's order (heaviest flag first)."""
+    columns = ["deal_id", "deal", "account", "stage", "owner", "amount", "close_date"]
+    if flags.empty:
+        return pd.DataFrame(columns=[*columns, "risk_score", "flags", "reasons"])
+    grouped = flags.groupby("deal_id", sort=False)
+    deals = grouped[[*columns[1:], "risk_score"]].first()
+    deals["flags"] = grouped["rule"].agg(", ".join)
+    deals["reasons"] = grouped[["rule", "reason"]].apply(_reasons)
+    return deals.reset_index()[[*columns, "risk_score", "flags", "reasons"]]
+
+
+def _whole(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    for column in columns:
+        frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def _reasons(flags: pd.DataFrame) -> str:
+    """The heaviest ``RISK_REASONS`` flags' reasons (the query lists them heaviest first), then
+    the other flags by name: a list of ten deals stays on one page."""
+    reasons = "; ".join(str(reason) for reason in flags["reason"].head(RISK_REASONS))
+    more = [str(rule) for rule in flags["rule"].iloc[RISK_REASONS:]]
+    return f"{reasons}; also {', '.join(more)}" if more else reasons
+
+
+def _movement(frame: pd.DataFrame, close_from: date | None, close_to: date | None) -> Movement:
+    if len(frame) > 1:
+        raise ValueError(f"pipeline_waterfall with group_by=none gave {len(frame)} rows, not 1")
+    row = frame.iloc[0] if len(frame) else {}  # no deal at all: every figure is 0
+    values = {name: _num(row[name]) if name in row else 0.0 for name in MOVEMENT_COLUMNS}
+    return Movement(**values, close_from=close_from, close_to=close_to)
+
+
+def _movement_parts(movement: Movement, params: dict[str, Any]) -> list[RenderedPart]:
+    steps = movement_frame({name: getattr(movement, name) for name in MOVEMENT_COLUMNS})
+    ref = VerifiedQueryRef(name="pipeline_waterfall", params=params)
+    about = (
+        f"The open pipeline ({movement.scope()}) from the start of the period to the end of its "
+        f"last day; pushed out and pulled in are close dates that left or entered that window. "
+        f"{movement.check()}"
+        if movement.close_from is not None
+        else f"The open pipeline (all open deals) from the start of the period to the end of its "
+        f"last day. {movement.check()}"
+    )
+    chart = ChartSpec(
+        title="Pipeline movement in the period",
+        type="bar",
+        x="movement",
+        y=["amount"],
+        value_format="currency",
+        x_title="Movement",
+        y_title="Amount",
+        description=about,
+        verified_query=ref,
+    )
+    table = TableSpec(
+        title="Pipeline movement in the period",
+        columns=["movement", "amount"],
+        formats={"amount": "currency"},
+        description=f"What left the pipeline is negative. {movement.check()}",
+        verified_query=ref,
+    )
+    return [RenderedPart(chart, frame=steps), RenderedPart(table, frame=steps)]
+
+
+def _risk_text(h: Headline) -> str:
+    return f"{_count(h.at_risk_deals, 'deal')} at risk ({_money(h.at_risk_amount)})"
 
 
 def _chart(frame: pd.DataFrame, spec: ChartSpec) -> RenderedPart | None:
@@ -432,15 +657,15 @@ def _chart(frame: pd.DataFrame, spec: ChartSpec) -> RenderedPart | None:
     return RenderedPart(spec, frame=frame)
 
 
-def _table(frame: pd.DataFrame, spec: TableSpec) -> RenderedPart:
+def _table(frame: pd.DataFrame, spec: TableSpec, rows: int = TABLE_ROWS) -> RenderedPart:
     if frame.empty:
         return RenderedPart(MarkdownBlock(text=f"**{spec.title}:** none."))
-    shown = frame.head(TABLE_ROWS)
-    if len(frame) > TABLE_ROWS:
+    shown = frame.head(rows)
+    if len(frame) > rows:
         spec = spec.model_copy(
-            update={"description": f"{spec.description or ''} Top {TABLE_ROWS} of {len(frame):,}."}
+            update={"description": f"{spec.description or ''} Top {rows} of {len(frame):,}."}
         )
-    return RenderedPart(spec, frame=shown, truncated=len(frame) > TABLE_ROWS)
+    return RenderedPart(spec, frame=shown, truncated=len(frame) > rows)
 
 
 def _org_name(db: Database, org: str) -> str:
@@ -478,6 +703,17 @@ def _money(value: float) -> str:
 
     sign = "-" if value < 0 else ""
     return f"{sign}{currency_prefix('USD')}{abs(round(value)):,}"
+
+
+def _short(value: float) -> str:
+    """$1.4M, $320k: the Slack line's amounts."""
+    from revtops_kernel.artifacts.style import format_tick
+
+    return format_tick(round(value), "currency")
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _count(count: int, noun: str) -> str:

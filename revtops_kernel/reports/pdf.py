@@ -8,13 +8,16 @@ footer as every other PDF the product makes.
 
 from __future__ import annotations
 
+import base64
 import uuid
+from dataclasses import replace
 
 from revtops_kernel.artifacts import pdf as artifact_pdf
-from revtops_kernel.artifacts.service import RenderedArtifact
-from revtops_kernel.artifacts.specs import ReportSpec
+from revtops_kernel.artifacts.service import RenderedArtifact, RenderedPart
+from revtops_kernel.artifacts.specs import ChartSpec, ReportSpec
 from revtops_kernel.reports.digest import Digest, report_parts
 from revtops_kernel.reports.period import zone
+from revtops_kernel.reports.waterfall import is_waterfall, waterfall_svg
 
 DEFAULT_AUTHOR = "Revtops pipeline digest"
 
@@ -38,12 +41,35 @@ def digest_html(digest: Digest, *, author: str = DEFAULT_AUTHOR) -> str:
     page = artifact_pdf.PageInfo(digest.org_name, author, generated, digest.title)
     # The artifact PDF's own view and template: a digest looks like every other report.
     view = artifact_pdf._artifact_view(rendered)
+    view = replace(
+        view, rows=[[_waterfall_block(block, parts) for block in row] for row in view.rows]
+    )
     template = artifact_pdf._template("digest.html.j2")
     return str(
         template.render(
             page=page, artifact=view, period=digest.period.describe(), timezone=digest.timezone
         )
     )
+
+
+def _waterfall_block(block: artifact_pdf.Block, parts: list[RenderedPart]) -> artifact_pdf.Block:
+    """The movement chart drawn as a waterfall (the artifacts' own drawing would be plain bars):
+    same place, title, caption and query as the artifacts laid out."""
+    if block.kind != "chart":
+        return block
+    for part in parts:
+        spec = part.spec
+        if (
+            is_waterfall(spec)
+            and isinstance(spec, ChartSpec)
+            and part.frame is not None
+            and spec.title == block.title
+        ):
+            width = artifact_pdf.PAGE_WIDTH_INCHES
+            svg = waterfall_svg(part.frame, width_inches=width, height_inches=3.2)
+            uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+            return replace(block, svg_uri=uri)
+    return block
 
 
 def digest_pdf(digest: Digest, *, author: str = DEFAULT_AUTHOR) -> bytes:

@@ -25,11 +25,14 @@ from digest_helpers import (
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from revtops_kernel.agent.verified import run_verified
+from revtops_kernel.artifacts.data import plottable
 from revtops_kernel.artifacts.specs import TableSpec
+from revtops_kernel.artifacts.style import format_tick
 from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.slack_post import SlackPoster
-from revtops_kernel.reports.digest import TABLE_ROWS, Digest, build_digest
+from revtops_kernel.reports.digest import RISK_TOP, TABLE_ROWS, Digest, build_digest
 from revtops_kernel.reports.narrative import Narrative, write_narrative
 from revtops_kernel.reports.pdf import digest_html, digest_pdf
 from revtops_kernel.reports.period import DigestPeriod, resolve_period
@@ -168,6 +171,101 @@ def test_the_figures_match_the_store(store: Database, digest: Digest) -> None:
     assert min(h.slipped_deals, h.stalled_deals, h.ghosted_deals) > 0
 
 
+def test_movement_risk_and_conversion_are_the_verified_queries(
+    store: Database, digest: Digest
+) -> None:
+    as_of, quarter = date(2026, 11, 1), (date(2026, 10, 1), date(2026, 12, 31))
+
+    def verified(name: str, **params: Any) -> Any:
+        return run_verified(store, name, params, org=ORG, today=as_of).frame
+
+    # Deals at risk: every flagged deal counts; the list is the riskiest RISK_TOP, in order.
+    flags = verified("deal_risks", as_of=as_of)
+    deals = flags.drop_duplicates("deal_id")
+    h = digest.headline
+    assert h.at_risk_deals == len(deals) > RISK_TOP
+    assert h.at_risk_amount == float(sum(deals["amount"].fillna(0)))
+    open_ids = {i for (i,) in rows(store, f"SELECT id FROM deals WHERE {OPEN}")}
+    assert {str(i) for i in deals["deal_id"]} <= {str(i) for i in open_ids}
+    [listed] = [p for p in digest.tables() if p.spec.title == "Deals at risk"]
+    assert listed.frame is not None and listed.truncated
+    assert list(listed.frame["deal"]) == list(deals["deal"].head(RISK_TOP))
+    assert list(listed.frame["risk_score"]) == list(deals["risk_score"].head(RISK_TOP))
+    for row in listed.frame.itertuples():
+        mine = flags[flags["deal_id"] == row.deal_id]
+        assert row.flags == ", ".join(mine["rule"])
+        assert row.reasons.startswith("; ".join(mine["reason"].head(3)))
+        if len(mine) > 3:
+            assert row.reasons.endswith("; also " + ", ".join(mine["rule"].iloc[3:]))
+    assert isinstance(listed.spec, TableSpec) and (listed.spec.description or "").startswith(
+        f"{len(deals)} deals at risk (${round(h.at_risk_amount):,}) as of 01 Nov"
+    )
+
+    # Pipeline movement: the waterfall's total row over the quarter's pipeline; it reconciles.
+    [total] = verified(
+        "pipeline_waterfall", start_date=PERIOD_START, end_date=PERIOD_END, group_by="none",
+        close_from=quarter[0], close_to=quarter[1],
+    ).to_dict("records")  # fmt: skip
+    m = digest.movement
+    assert m is not None and (m.close_from, m.close_to) == quarter
+    for name in ("opening", "created", "reopened", "pulled_in", "increased", "decreased",
+                 "pushed_out", "won", "lost", "closing", "unexplained"):  # fmt: skip
+        assert getattr(m, name) == float(total[name]), name
+    assert m.reconciles and m.unexplained == 0
+    walked = (
+        m.opening + m.created + m.reopened + m.moved_in + m.pulled_in + m.increased
+        - m.decreased - m.pushed_out - m.moved_out - m.won - m.lost
+    )  # fmt: skip
+    assert round(walked, 2) == round(m.closing, 2)
+    assert min(m.created, m.won, m.lost, m.pushed_out) > 0  # the window exercises the steps
+    # Nothing happens after the sandbox's today (1 Nov), so the closing pipeline is today's
+    # open deals closing in the quarter.
+    [(closing,)] = rows(
+        store,
+        f"SELECT COALESCE(sum(amount), 0) FROM deals WHERE {OPEN} AND close_date BETWEEN :a AND :b",
+        a=quarter[0], b=quarter[1],
+    )  # fmt: skip
+    assert m.closing == float(closing)
+    [table] = [p for p in digest.tables() if p.spec.title == "Pipeline movement in the period"]
+    assert table.frame is not None
+    steps = dict(zip(table.frame["movement"], table.frame["amount"], strict=True))
+    assert steps["Opening"] == m.opening and steps["Closing"] == m.closing
+    assert (steps["Won"], steps["Lost"], steps["Pushed out"]) == (-m.won, -m.lost, -m.pushed_out)
+    assert round(sum(list(steps.values())[:-1]), 2) == round(m.closing, 2)
+
+    # Stage conversion: the funnel of the deals created in the period.
+    funnel = verified("stage_funnel", start_date=PERIOD_START, end_date=PERIOD_END)
+    assert digest.frames["stage_funnel"].astype(str).to_numpy().tolist() == (
+        plottable(funnel, for_chart=False).astype(str).to_numpy().tolist()
+    )
+    created = rows(
+        store,
+        "SELECT count(*) FROM deals WHERE organization_id = :org AND deleted_at IS NULL "
+        "AND created_at >= :a AND created_at < :b",
+        a=PERIOD_START, b=PERIOD_END + timedelta(days=1),
+    )  # fmt: skip
+    first_stages = digest.frames["stage_funnel"].groupby("pipeline")["reached"].max()
+    assert int(first_stages.sum()) <= created[0][0]
+
+    # The Slack message: one line for each.
+    net = m.closing - m.opening
+    assert digest.slack_text().splitlines()[-2:] == [
+        f"{len(deals)} deals at risk ({format_tick(round(h.at_risk_amount), 'currency')})",
+        f"Pipeline {'+' if net >= 0 else ''}{format_tick(round(net), 'currency')} net (created "
+        f"{format_tick(round(m.created), 'currency')}, won {format_tick(round(m.won), 'currency')}"
+        f", lost {format_tick(round(m.lost), 'currency')}, pushed "
+        f"{format_tick(round(m.pushed_out), 'currency')}, pulled in "
+        f"{format_tick(round(m.pulled_in), 'currency')})",
+    ]
+
+
+def test_digest_options_are_checked(store: Database, period: DigestPeriod) -> None:
+    with pytest.raises(ValueError, match="risk_top must be a whole number from 1 to 100, got 0"):
+        build_digest(store, org=ORG, period=period, risk_top=0)
+    with pytest.raises(ValueError, match="movement_window must be one of quarter, all, got 'year'"):
+        build_digest(store, org=ORG, period=period, movement_window="year")
+
+
 def _day(value: Any) -> date:
     return value.date() if isinstance(value, datetime) else value
 
@@ -181,11 +279,12 @@ def test_long_lists_are_cut_in_the_report_but_counted_in_full(digest: Digest) ->
     assert full > TABLE_ROWS and ghosted.truncated
     assert isinstance(ghosted.spec, TableSpec)
     assert f"Top {TABLE_ROWS} of {full}" in (ghosted.spec.description or "")
-    assert len(digest.figures()) == 2  # pipeline by stage, stage moves
-    assert {f.layout.title.text for f in digest.figures()} == {
-        "Open pipeline by stage",
-        "Stage moves in the period",
-    }
+    figures = digest.figures()
+    assert [(f.layout.title.text, f.data[0].type) for f in figures] == [
+        ("Open pipeline by stage", "bar"),
+        ("Pipeline movement in the period", "waterfall"),
+        ("Stage moves in the period", "bar"),
+    ]
 
 
 def test_the_pdf_reads_right(digest: Digest, tmp_path: Path) -> None:
@@ -197,7 +296,7 @@ def test_the_pdf_reads_right(digest: Digest, tmp_path: Path) -> None:
     pages = int(
         next(line for line in info.stdout.splitlines() if line.startswith("Pages:")).split()[1]
     )
-    assert 2 <= pages <= 8
+    assert 2 <= pages <= 10
     body = subprocess.run(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
     ).stdout
@@ -207,6 +306,9 @@ def test_the_pdf_reads_right(digest: Digest, tmp_path: Path) -> None:
     for heading in (
         "Open pipeline by stage", "Stage moves in the period", "Deals won and lost in the period",
         "Deals closing in the period", "Slipped deals", "Stalled deals", "Ghosted deals",
+        "Pipeline movement in the period", "Deals at risk",
+        "Stage conversion of the deals created in the period",
+        "Reconciles: opening + movements = closing, to the cent.",
     ):  # fmt: skip
         assert heading in body
     assert "verified query deals_closing(start_date=2026-10-19, end_date=2026-11-15)" in body
@@ -221,6 +323,9 @@ def test_the_pdf_reads_right(digest: Digest, tmp_path: Path) -> None:
         ("Slipped deals", "verified query slipped_deals("),
         ("Stalled deals", "verified query stalled_deals("),
         ("Ghosted deals", "verified query deals_without_activity("),
+        ("Deals at risk", "verified query deal_risks("),
+        ("Pipeline movement in the period", "What left the pipeline is negative."),
+        ("Stage conversion", "verified query stage_funnel("),
     ):
         [page] = [n for n, sheet in enumerate(sheets) if caption in sheet]
         assert title in sheets[page], (title, page + 1)
@@ -325,6 +430,7 @@ def test_postgresql_gives_the_same_digest(
     try:
         on_postgres = build_digest(postgres_db, org=ORG, period=period, timezone="Europe/Paris")
         assert on_postgres.headline == digest.headline
+        assert on_postgres.movement == digest.movement
         for name, frame in digest.frames.items():
             same = on_postgres.frames[name].astype(str).to_numpy().tolist()
             assert same == frame.astype(str).to_numpy().tolist(), name

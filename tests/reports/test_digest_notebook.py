@@ -4,6 +4,7 @@ kept output notebook holds no secret."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def test_the_digest_notebook_runs_as_a_workflow_and_posts_to_slack(
     assert "no ANTHROPIC_API_KEY configured: the digest has no summary" in printed
     assert f"posted to #deal-desk ({deal_desk})" in printed
     charts = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(charts) == 2
+    assert len(charts) == 3  # pipeline by stage, the movement's waterfall, stage moves
+    kinds = [o["data"]["application/vnd.plotly.v1+json"]["data"][0]["type"] for o in charts]
+    assert kinds == ["bar", "waterfall", "bar"]
+    assert " at risk ($" in printed and "pipeline " in printed and " net (created $" in printed
+    assert "Reconciles: opening + movements = closing, to the cent." in printed
+    risk_line, movement_line = message.text.splitlines()[-2:]
+    assert re.fullmatch(r"\d+ deals? at risk \(\$[\d.]+[kMB]?\)", risk_line)
+    assert re.fullmatch(
+        r"Pipeline [+-]\$[\d.]+[kMB]? net \(created .*, pulled in .*\)", movement_line
+    )
     assert sandbox.token not in Path(run.output_path).read_text()
     db.dispose()
