@@ -33,12 +33,13 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError, UnsupportedError
 
+from revtops_kernel.agent.guard_errors import explain_missing_column
 from revtops_kernel.agent.guard_rules import (
     ALLOWED_FUNCTIONS,
     ALLOWED_NODES,
     ALLOWED_TABLE_FUNCTIONS,
 )
-from revtops_kernel.errors import QueryRefusedError
+from revtops_kernel.errors import QueryError, QueryRefusedError
 from revtops_kernel.settings import (
     DEFAULT_QUERY_MAX_ROWS,
     DEFAULT_QUERY_TIMEOUT_SECONDS,
@@ -140,14 +141,24 @@ def run_guarded(
     rows = max_rows or DEFAULT_MAX_ROWS
     dialect = db.backend.sqlglot_dialect
     guarded = guard_sql(sql, dialect=dialect, org=org, max_rows=rows)
-    return read_sql(
-        db,
-        guarded.sql,
-        params,
-        org=org,
-        max_rows=rows,
-        timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
-    )
+    try:
+        return read_sql(
+            db,
+            guarded.sql,
+            params,
+            org=org,
+            max_rows=rows,
+            timeout=timeout or DEFAULT_TIMEOUT_SECONDS,
+        )
+    except QueryError as exc:
+        # An unknown column is worded by the database about the rewrite (the org subquery,
+        # the renamed CTE): say it in the terms of the SQL as written.
+        explained = (
+            None if type(exc) is not QueryError else explain_missing_column(str(exc), sql, dialect)
+        )
+        if explained is None:
+            raise
+        raise QueryError(explained) from exc
 
 
 def readable_table_names() -> list[str]:
