@@ -779,18 +779,6 @@ amount_end AS (
     FROM deal_field_history f
     WHERE f.deleted_at IS NULL AND f.field = 'amount' AND f.changed_at < DATE '2026-11-01'
 ),
-amounts AS (
-    SELECT f.deal_id, f.amount, f.changed_at,
-        lag(f.amount) OVER (PARTITION BY f.deal_id ORDER BY f.changed_at) AS previous
-    FROM deal_field_history f
-    WHERE f.deleted_at IS NULL AND f.field = 'amount'
-),
-stages AS (
-    SELECT h.deal_id, h.entered_at, s.is_closed, s.is_won,
-        lead(h.entered_at) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at) AS left_at
-    FROM deal_stage_history h JOIN deal_stages s ON s.id = h.stage_id
-    WHERE h.deleted_at IS NULL
-),
 opening AS (
     SELECT COALESCE(sum(a.amount), 0) AS amount
     FROM deals d
@@ -808,34 +796,54 @@ closing AS (
     WHERE d.deleted_at IS NULL AND NOT s.is_closed
 ),
 created AS (
+    -- deals created in October that started in an open stage, at their first amount
     SELECT COALESCE(sum(f.amount), 0) AS amount
     FROM deals d
-    JOIN stages st ON st.deal_id = d.id AND st.entered_at <= d.created_at
-        AND (st.left_at IS NULL OR st.left_at > d.created_at)
+    JOIN deal_stage_history h ON h.deal_id = d.id AND h.deleted_at IS NULL
+        AND h.entered_at = d.created_at
+    JOIN deal_stages s ON s.id = h.stage_id AND NOT s.is_closed
     JOIN deal_field_history f ON f.deal_id = d.id AND f.deleted_at IS NULL
         AND f.field = 'amount' AND f.changed_at = d.created_at
-    WHERE d.deleted_at IS NULL AND NOT st.is_closed
+    WHERE d.deleted_at IS NULL
         AND d.created_at >= DATE '2026-10-01' AND d.created_at < DATE '2026-11-01'
 ),
+closings AS (
+    -- deals moving to a closed stage in October, with the amounts they had before
+    SELECT s.is_won, a.amount,
+        row_number() OVER (PARTITION BY h.id ORDER BY a.changed_at DESC) AS k
+    FROM deal_stage_history h
+    JOIN deal_stages s ON s.id = h.stage_id AND s.is_closed
+    JOIN deals d ON d.id = h.deal_id AND d.deleted_at IS NULL
+    LEFT JOIN deal_field_history a ON a.deal_id = h.deal_id AND a.deleted_at IS NULL
+        AND a.field = 'amount' AND a.changed_at < h.entered_at
+    WHERE h.deleted_at IS NULL
+        AND h.entered_at >= DATE '2026-10-01' AND h.entered_at < DATE '2026-11-01'
+),
 closed AS (
-    SELECT COALESCE(sum(a.amount) FILTER (WHERE st.is_won), 0) AS won,
-        COALESCE(sum(a.amount) FILTER (WHERE NOT st.is_won), 0) AS lost
-    FROM stages st
-    JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
-    LEFT JOIN amounts a ON a.deal_id = st.deal_id AND a.changed_at < st.entered_at
-        AND NOT EXISTS (SELECT 1 FROM amounts later WHERE later.deal_id = a.deal_id
-            AND later.changed_at > a.changed_at AND later.changed_at < st.entered_at)
-    WHERE st.is_closed
-        AND st.entered_at >= DATE '2026-10-01' AND st.entered_at < DATE '2026-11-01'
+    SELECT COALESCE(sum(amount) FILTER (WHERE is_won), 0) AS won,
+        COALESCE(sum(amount) FILTER (WHERE NOT is_won), 0) AS lost
+    FROM closings WHERE k = 1
+),
+amount_changes AS (
+    SELECT f.id, f.deal_id, f.changed_at, f.amount
+        - lag(f.amount) OVER (PARTITION BY f.deal_id ORDER BY f.changed_at) AS delta
+    FROM deal_field_history f
+    WHERE f.deleted_at IS NULL AND f.field = 'amount' AND f.changed_at < DATE '2026-11-01'
+),
+changes AS (
+    -- October's amount changes with the stages the deal had entered before each
+    SELECT c.delta, s.is_closed,
+        row_number() OVER (PARTITION BY c.id ORDER BY h.entered_at DESC) AS k
+    FROM amount_changes c
+    JOIN deals d ON d.id = c.deal_id AND d.deleted_at IS NULL
+    JOIN deal_stage_history h ON h.deal_id = c.deal_id AND h.deleted_at IS NULL
+        AND h.entered_at < c.changed_at
+    JOIN deal_stages s ON s.id = h.stage_id
+    WHERE c.changed_at >= DATE '2026-10-01' AND c.delta IS NOT NULL
 ),
 changed AS (
-    SELECT COALESCE(sum(a.amount - a.previous), 0) AS amount
-    FROM amounts a
-    JOIN deals d ON d.id = a.deal_id AND d.deleted_at IS NULL
-    JOIN stages st ON st.deal_id = a.deal_id AND st.entered_at < a.changed_at
-        AND (st.left_at IS NULL OR st.left_at >= a.changed_at)
-    WHERE NOT st.is_closed AND a.previous IS NOT NULL
-        AND a.changed_at >= DATE '2026-10-01' AND a.changed_at < DATE '2026-11-01'
+    -- of deals open at that moment
+    SELECT COALESCE(sum(delta), 0) AS amount FROM changes WHERE k = 1 AND NOT is_closed
 )
 SELECT opening.amount AS opening, created.amount AS created, closed.won, closed.lost,
     changed.amount AS net_amount_change, closing.amount AS closing
