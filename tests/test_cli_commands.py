@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import metadata
 
@@ -119,25 +118,6 @@ def test_a_failed_sync_exits_non_zero_with_the_reason() -> None:
     assert "hubspot: failed" in result.stdout
     assert "401" in result.stdout
     assert "not-the-token" not in result.stdout + result.stderr
-
-
-def test_demo_syncs_the_sandbox_into_the_embedded_store() -> None:
-    result = revtops("demo", "--no-app", "--scale", "0.02")
-    assert result.returncode == 0, result.stderr
-    for provider in ("hubspot", "slack", "google_calendar", "salesforce"):
-        assert f"{provider}: succeeded" in result.stdout
-    # The second CRM's view of the same company goes to its own org: nothing counted twice.
-    assert "(organization default-salesforce)" in result.stdout
-    facts = json.loads(revtops("info", "--json").stdout)
-    assert facts["tables"]["accounts"] > 0
-    assert facts["tables"]["activity_participants"] > 0
-    assert facts["tables"]["quarantined_records"] == 0
-    # A later `revtops app` on this store finds what the demo synced, and says what to run.
-    from revtops_kernel.demo_record import demo_without_sandbox_hint
-
-    settings = load_settings()
-    hint = demo_without_sandbox_hint(settings, facts["database"])
-    assert hint is not None and "revtops demo --scale 0.02 --seed 1 --crm hubspot" in hint
 
 
 @pytest.mark.slow
