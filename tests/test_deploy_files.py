@@ -106,3 +106,10 @@ def test_the_dockerfile_installs_the_wheel_as_a_user_with_revtops_as_entrypoint(
 @pytest.mark.parametrize("name", ["scheduler", "worker"])
 def test_background_services_check_their_own_heartbeat(name: str) -> None:
     assert revtops_services()[name].healthcheck == ["CMD", "revtops", "status", "--alive", name]
+
+
+def test_the_env_example_lists_every_variable_compose_reads() -> None:
+    example = (REPO / "deploy" / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    read = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE.read_text()))
+    assert read == listed, (read - listed, listed - read)
