@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError, UnsupportedError
 
-from revtops_kernel.agent.guard_errors import explain_missing_column
+from revtops_kernel.agent.guard_errors import in_user_terms
 from revtops_kernel.agent.guard_rules import (
     ALLOWED_FUNCTIONS,
     ALLOWED_NODES,
@@ -153,12 +153,10 @@ def run_guarded(
     except QueryError as exc:
         # An unknown column is worded by the database about the rewrite (the org subquery,
         # the renamed CTE): say it in the terms of the SQL as written.
-        explained = (
-            None if type(exc) is not QueryError else explain_missing_column(str(exc), sql, dialect)
-        )
-        if explained is None:
+        worded = in_user_terms(exc, sql, dialect)
+        if worded is exc:
             raise
-        raise QueryError(explained) from exc
+        raise worded from exc
 
 
 def readable_table_names() -> list[str]:

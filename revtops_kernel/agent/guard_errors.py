@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from revtops_kernel.errors import QueryError
 from revtops_kernel.store.schema import readable_tables
 
 _PATTERNS = (
@@ -51,6 +52,15 @@ class _Source:
         if self.kind == "subquery":
             what = "a subquery"
         return what if self.alias.lower() == self.name.lower() else f"{self.alias} ({what})"
+
+
+def in_user_terms(exc: QueryError, sql: str, dialect: str) -> QueryError:
+    """``exc`` reworded for ``sql`` as written when it is about an unknown column, else itself
+    (refusals and timeouts keep their own wording)."""
+    if type(exc) is not QueryError:
+        return exc
+    explained = explain_missing_column(str(exc), sql, dialect)
+    return exc if explained is None else QueryError(explained)
 
 
 def explain_missing_column(message: str, sql: str, dialect: str) -> str | None:
