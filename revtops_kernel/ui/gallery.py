@@ -11,17 +11,40 @@ import html
 import logging
 import re
 import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import ipywidgets as widgets
 
 from revtops_kernel.artifacts.bundle import figure_bundle
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.store.database import Database
-from revtops_kernel.timeutil import iso_z
 from revtops_kernel.ui import views
 from revtops_kernel.ui.markdown import render_markdown
 
+if TYPE_CHECKING:
+    from revtops_kernel.artifacts.service import ArtifactSummary
+
 log = logging.getLogger(__name__)
+
+
+def artifact_labels(items: Sequence[ArtifactSummary], timezone: str) -> list[str]:
+    """One line per artifact: title, kind and local time to the minute; artifacts that would
+    still read alike (the same chart asked for twice in a minute) get their short id, so no
+    two rows of the list look the same."""
+    zone = ZoneInfo(timezone)
+    labels = []
+    for item in items:
+        local = item.created_at.replace(tzinfo=item.created_at.tzinfo or UTC).astimezone(zone)
+        labels.append(f"{item.title} · {item.kind} · {local:%Y-%m-%d %H:%M}")
+    repeated = {label for label, count in Counter(labels).items() if count > 1}
+    return [
+        f"{label} · #{str(item.artifact_id)[:8]}" if label in repeated else label
+        for label, item in zip(labels, items, strict=True)
+    ]
 
 
 class ArtifactsGallery(widgets.VBox):
@@ -51,10 +74,8 @@ class ArtifactsGallery(widgets.VBox):
         from revtops_kernel.artifacts import list_artifacts
 
         items = list(reversed(list_artifacts(self.db, org=self.org)))  # newest first
-        self.picker.options = [
-            (f"{item.title} · {item.kind} · {iso_z(item.created_at)[:10]}", item.artifact_id)
-            for item in items
-        ]
+        labels = artifact_labels(items, self.timezone)
+        self.picker.options = list(zip(labels, [item.artifact_id for item in items], strict=True))
         empty = not items
         self.open_button.disabled = self.pdf_button.disabled = empty
         if empty:
