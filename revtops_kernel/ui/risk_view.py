@@ -63,7 +63,7 @@ STYLE = """<style>
 .rt-risk-table th { background: #f6f8fa; text-align: left; font-weight: 600; padding: 6px 8px;
   border-bottom: 1px solid #d0d7de; white-space: nowrap; }
 .rt-risk-table td { padding: 6px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;
-  overflow-wrap: anywhere; line-height: 1.4; }
+  overflow-wrap: break-word; line-height: 1.4; }
 .rt-risk-table tr:hover td { background: #f6f8fa; }
 .rt-risk-table .rt-num { text-align: right; font-variant-numeric: tabular-nums;
   white-space: nowrap; }
@@ -319,15 +319,16 @@ def reasons_html(flags: Sequence[RiskFlag], currency: str | None = None) -> str:
 
 
 def risk_table_html(deals: Sequence[RiskDeal], *, today: date) -> str:
-    """One escaped HTML table of ``deals``: score, deal, account, owner, stage, amount, close
-    date and the reasons as chips with their evidence."""
+    """One escaped HTML table of ``deals``: score, deal (its account under it), owner, stage
+    (its pipeline under it), amount, close date and the reasons as chips with their evidence.
+    Names and reasons get the width; everything else stays narrow."""
     rows = "".join(
         f'<tr data-deal-id="{html.escape(d.deal_id)}">'
         f'<td><span class="rt-score {score_class(d.score)}" title="risk score, 0-100">'
         f"{d.score}</span></td>"
-        f'<td><div class="rt-deal-name">{html.escape(d.deal)}</div></td>'
-        f"<td>{html.escape(d.account or '—')}</td>"
-        f"<td>{html.escape(d.owner or NO_OWNER)}</td>"
+        f'<td><div class="rt-deal-name">{html.escape(d.deal)}</div>'
+        f'<div class="rt-sub rt-account">{html.escape(d.account or "no account")}</div></td>'
+        f'<td class="rt-owner">{html.escape(d.owner or NO_OWNER)}</td>'
         f'<td>{html.escape(d.stage or "—")}<div class="rt-sub">'
         f"{html.escape(d.pipeline or '')}</div></td>"
         f'<td class="rt-num">{html.escape(format_money(d.amount, d.currency))}</td>'
@@ -336,10 +337,10 @@ def risk_table_html(deals: Sequence[RiskDeal], *, today: date) -> str:
         for d in deals
     )
     return (
-        '<table class="rt-risk-table"><colgroup><col style="width:56px"><col style="width:17%">'
-        '<col style="width:12%"><col style="width:10%"><col style="width:10%">'
+        '<table class="rt-risk-table"><colgroup><col style="width:56px"><col style="width:21%">'
+        '<col style="width:11%"><col style="width:11%">'
         '<col style="width:84px"><col style="width:104px"><col></colgroup>'
-        "<thead><tr><th>Score</th><th>Deal</th><th>Account</th><th>Owner</th><th>Stage</th>"
+        "<thead><tr><th>Score</th><th>Deal · account</th><th>Owner</th><th>Stage</th>"
         '<th class="rt-num">Amount</th><th>Close date</th><th>Why it is at risk</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"
     )
