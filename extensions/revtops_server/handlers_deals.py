@@ -16,7 +16,6 @@ from typing import Any
 from tornado import web
 
 from revtops_kernel.errors import DealNotFoundError, PeriodError
-from revtops_kernel.reports.deal_brief import deal_brief, deal_brief_pdf
 from revtops_kernel.reports.period import zone
 
 from .base import ApiHandler, to_json
@@ -43,6 +42,10 @@ class _DealHandler(ApiHandler):
 
 class DealTimelineHandler(_DealHandler):
     async def get(self, deal_id: str) -> None:
+        # Imported here: the brief pulls in pandas, matplotlib and the PDF stack, which would
+        # add seconds to every server start.
+        from revtops_kernel.reports.deal_brief import deal_brief
+
         org = self.principal().organization_id
         timezone = self._timezone()
         brief = await self._off_loop(deal_brief, self.ctx.db, org, deal_id, timezone=timezone)
@@ -61,6 +64,8 @@ class DealTimelineHandler(_DealHandler):
 
 class DealBriefHandler(_DealHandler):
     async def get(self, deal_id: str) -> None:
+        from revtops_kernel.reports.deal_brief import deal_brief_pdf
+
         principal = self.principal()
         timezone = self._timezone()
         pdf = await self._off_loop(
