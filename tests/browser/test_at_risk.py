@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -28,8 +28,8 @@ from revtops_kernel.sync import run_sync
 from revtops_kernel.tenancy import create_organization
 from revtops_kernel.ui.risk_view import RiskDeal, group_risk_rows, today_in
 from revtops_sandbox import SandboxServer
-from revtops_sandbox.company import LIVE, PIPELINES, Company
-from revtops_sandbox.deal_history import pushes
+from revtops_sandbox.company import LIVE, PIPELINES, Company, Deal
+from revtops_sandbox.deal_history import drop_since_stage, pushes
 
 from .app_server import CHROMIUM, RunningApp, running_app
 from .pages import sign_in
@@ -42,28 +42,32 @@ TZ = "Europe/Paris"
 @dataclass
 class RiskWorld:
     app: RunningApp
-    db: Database
     org: str
     company: Company
+    expected: list[RiskDeal]  # what deal_risks says on the user's today: the view shows this
 
-    def expected(self) -> list[RiskDeal]:
-        """What ``deal_risks`` says on the user's today: the view must show exactly this."""
-        result = run_verified(
-            self.db, "deal_risks", {"as_of": today_in(TZ)}, org=self.org, max_rows=50_000
-        )
-        frame = result.frame.astype(object).where(result.frame.notna(), None)
-        return group_risk_rows(frame.to_dict("records"))
-
-    def planted_pushes(self) -> set[str]:
-        """Ids of the open deals the sandbox pushed two or more times."""
+    def planted(self, planted: Callable[[Deal], bool]) -> set[str]:
+        """Ids of the open deals the sandbox planted a pattern in."""
         co = self.company
         return {
             str(record_id(self.org, "hubspot", "deals", str(co.hs_id("deals", d))))
             for d in co.deals
             if d.state == LIVE
             and not PIPELINES[d.pipeline].stages[d.stage].is_closed
-            and pushes(d) >= 2
+            and planted(d)
         }
+
+    def flagged(self, rule: str) -> set[str]:
+        return {d.deal_id for d in self.expected if any(f.rule == rule for f in d.flags)}
+
+
+def sync_and_measure(db: Database, settings: Any, org: str) -> list[RiskDeal]:
+    """Sync the sandbox's HubSpot, then run ``deal_risks`` as the view will."""
+    result = run_sync(db, settings, "hubspot", org=org)
+    assert result.ok, result.error
+    rows = run_verified(db, "deal_risks", {"as_of": today_in(TZ)}, org=org, max_rows=50_000)
+    frame = rows.frame.astype(object).where(rows.frame.notna(), None)
+    return group_risk_rows(frame.to_dict("records"))
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +89,8 @@ def risk_world(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> I
             REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
             REVTOPS_HUBSPOT_TOKEN=sandbox.token,
         )
-        results: list[Any] = []
-        sync = threading.Thread(
-            target=lambda: results.append(run_sync(db, settings, "hubspot", org=org))
-        )
+        results: list[list[RiskDeal]] = []
+        sync = threading.Thread(target=lambda: results.append(sync_and_measure(db, settings, org)))
         sync.start()  # while the app starts
         try:
             with running_app(
@@ -97,8 +99,8 @@ def risk_world(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> I
                 REVTOPS_TIMEZONE=TZ,
             ) as app:
                 sync.join()
-                assert results and results[0].ok, results
-                yield RiskWorld(app, db, org, sandbox.company)
+                assert results, "the sync failed (see the thread's exception above)"
+                yield RiskWorld(app, org, sandbox.company, results[0])
         finally:
             sync.join()
             db.dispose()
@@ -132,12 +134,12 @@ def test_at_risk_filter_by_owner_open_a_timeline_download_its_brief(
 
     expect.set_options(timeout=120_000)
     world = risk_world
-    expected = world.expected()
-    planted = world.planted_pushes()
+    expected = world.expected
+    planted = world.planted(lambda d: pushes(d) >= 2)
     assert expected and planted, "the sandbox plants deals at risk"
-    flagged_pushed = {d.deal_id for d in expected if any(f.rule == "close_date_pushed"
-                                                         for f in d.flags)}  # fmt: skip
-    assert flagged_pushed == planted  # what the view shows is the planted truth
+    # What the view will show is the planted truth: pushed twice or more, cut 20% or more.
+    assert world.flagged("close_date_pushed") == planted
+    assert world.flagged("amount_dropped") == world.planted(lambda d: drop_since_stage(d) >= 0.2)
 
     page = sign_in(browser, world.app, "rita@umbrella.com", "Rita Risk", timezone_id=TZ)
     try:
