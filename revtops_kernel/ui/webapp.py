@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import os
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
@@ -18,8 +19,10 @@ from revtops_kernel.store.database import Database
 from revtops_kernel.ui.chat_panel import ChatPanel
 from revtops_kernel.ui.gallery import ArtifactsGallery
 from revtops_kernel.ui.integrations_panel import IntegrationsPanel
-from revtops_kernel.ui.risk_view import RiskDeal, RiskView
 from revtops_kernel.ui.usage_view import usage_view
+
+if TYPE_CHECKING:  # imported when the tab first opens: the first screen is the chat alone
+    from revtops_kernel.ui.risk_view import RiskDeal, RiskView
 
 HEADER_STYLE = """<style>
 .rt-header { display: flex; justify-content: space-between; align-items: center;
@@ -85,6 +88,8 @@ class WebApp(widgets.VBox):
 
     def open_at_risk(self) -> RiskView:
         """The deals at risk, measured on the user's today (the chat knows their timezone)."""
+        from revtops_kernel.ui.risk_view import RiskView
+
         if self.at_risk is None:
             org = self.identity.organization_id
             self.at_risk = RiskView(
