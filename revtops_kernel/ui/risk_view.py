@@ -450,8 +450,12 @@ def brief_filename(deal: RiskDeal) -> str:
     return f"{slug}-brief.pdf"
 
 
-def count_text(shown: int, total: int, *, page: int, pages: int, first: int) -> str:
+def count_text(
+    shown: int, total: int, *, page: int, pages: int, first: int, today: date | None = None
+) -> str:
     what = f"{total} deal{'s' if total != 1 else ''} at risk"
+    if today is not None:  # the day the rules measured to (the user's today)
+        what += f" on {today.isoformat()}"
     if pages <= 1:
         return what
     return f"{what} · showing {first + 1}–{first + shown} (page {page + 1} of {pages})"
@@ -601,7 +605,14 @@ class RiskView(widgets.VBox):
         first = self.page * self.page_size
         visible = self.shown[first : first + self.page_size]
         self.count.value = html.escape(
-            count_text(len(visible), len(self.shown), page=self.page, pages=self.pages, first=first)
+            count_text(
+                len(visible),
+                len(self.shown),
+                page=self.page,
+                pages=self.pages,
+                first=first,
+                today=self.today,
+            )
         )
         if visible:
             self.table.value = risk_table_html(visible, today=self.today)

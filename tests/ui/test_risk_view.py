@@ -156,6 +156,7 @@ def test_empty_states_and_counts_say_what_is_shown() -> None:
         any_at_risk=True, owner="<Bob>", pipeline="Renewals", today=day
     )
     assert count_text(1, 1, page=0, pages=1, first=0) == "1 deal at risk"
+    assert count_text(2, 2, page=0, pages=1, first=0, today=day) == "2 deals at risk on 2026-11-01"
     assert count_text(25, 60, page=1, pages=3, first=25) == (
         "60 deals at risk · showing 26–50 (page 2 of 3)"
     )
@@ -212,7 +213,7 @@ def test_the_view_lists_the_deals_at_risk_and_filters_them(
     page = view(db)
     assert [d.deal for d in page.deals] == ["Ghosted Co", "Stalled Co", "Pushed Co"]
     assert "Healthy Co" not in page.table.value and "Other Org Deal" not in page.table.value
-    assert page.count.value == "3 deals at risk"
+    assert page.count.value == "3 deals at risk on 2026-11-01"
     assert page.deals[0].currency == "USD" or page.deals[0].currency is None
     ghosted_line = "Ghosted</span>2 emails out since 2026-10-22, no reply since 2026-10-12"
     assert ghosted_line in page.table.value
@@ -220,7 +221,9 @@ def test_the_view_lists_the_deals_at_risk_and_filters_them(
 
     page.owner.value = "Bob Rep"
     assert [d.deal for d in page.shown] == ["Stalled Co", "Pushed Co"]
-    assert "Ghosted Co" not in page.table.value and page.count.value == "2 deals at risk"
+    assert (
+        "Ghosted Co" not in page.table.value and page.count.value == "2 deals at risk on 2026-11-01"
+    )
     assert [v for _, v in page.picker.options] == [str(ids["stalled"]), str(ids["pushed"])]
     page.pipeline.value = "New Business"
     assert page.shown == [] and "No deal at risk for owner Bob Rep" in page.table.value
@@ -230,7 +233,7 @@ def test_the_view_lists_the_deals_at_risk_and_filters_them(
     page.owner.value = ALL
     page.page_size = 2
     page.turn(0)
-    assert page.count.value == "3 deals at risk · showing 1–2 (page 1 of 2)"
+    assert page.count.value == "3 deals at risk on 2026-11-01 · showing 1–2 (page 1 of 2)"
     page.next_button.click()
     assert [label.split(" · ")[0] for label, _ in page.picker.options] == ["Pushed Co"]
     assert page.previous_button.disabled is False and page.next_button.disabled is True
@@ -242,7 +245,7 @@ def test_an_organization_with_nothing_at_risk_says_so(
     db, _ = store
     page = RiskView(db, org="v-risk-nobody", author="Ann", as_of=AS_OF)
     assert page.deals == [] and "No deal is at risk as of 2026-11-01" in page.table.value
-    assert page.count.value == "0 deals at risk"
+    assert page.count.value == "0 deals at risk on 2026-11-01"
 
 
 def test_the_app_builds_the_at_risk_tab_second_and_only_when_opened(
