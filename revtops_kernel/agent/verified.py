@@ -52,6 +52,7 @@ from revtops_kernel.agent.verified_params import (
     start_param,
 )
 from revtops_kernel.agent.verified_risk import RISK_QUERIES
+from revtops_kernel.agent.verified_timeline import TIMELINE_QUERIES
 from revtops_kernel.errors import VerifiedQueryError
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.query import QueryResult
@@ -588,7 +589,9 @@ ORDER BY d.amount DESC NULLS LAST, days_overdue DESC, deal""",
 )
 
 # The revenue-intelligence queries live in their own modules, built on the same fragments.
-_QUERIES: tuple[VerifiedQuery, ...] = (*_CORE_QUERIES, *RISK_QUERIES, *MOVEMENT_QUERIES)
+_QUERIES: tuple[VerifiedQuery, ...] = (
+    *_CORE_QUERIES, *RISK_QUERIES, *MOVEMENT_QUERIES, *TIMELINE_QUERIES
+)
 VERIFIED_QUERIES: dict[str, VerifiedQuery] = {q.name: q for q in _QUERIES}
 
 VERIFIED_TOOL_SCHEMA: dict[str, Any] = {

@@ -492,4 +492,27 @@ CASES: list[Case] = [
     ("how many deals moved from Discovery to Qualified last week", None, {}),
     ("what's the average deal size?", None, {}),
     ("delete the stalled deals", None, {}),
+    # deal_timeline: one deal, named by words of its name or its id
+    ("show me the timeline of the Acme deal", "deal_timeline", {"deal": "acme"}),
+    (
+        "what happened on deal Vertex Media forecasting?",
+        "deal_timeline",
+        {"deal": "vertex media forecasting"},
+    ),
+    ("brief me on the Initech renewal", "deal_timeline", {"deal": "initech renewal"}),
+    ("what's going on with the Globex opportunity", "deal_timeline", {"deal": "globex"}),
+    (
+        "history of the Umbrella Corp expansion",
+        "deal_timeline",
+        {"deal": "umbrella corp expansion"},
+    ),
+    (
+        "timeline for deal 958f72d5-f217-fc33-0599-7080237d79f0",
+        "deal_timeline",
+        {"deal": "958f72d5-f217-fc33-0599-7080237d79f0"},
+    ),
+    ("what happened to the pipeline last month", None, {}),
+    ("history of deals closing this quarter", None, {}),
+    ("brief me on all renewals", None, {}),
+    ("why did the Acme deal stall?", None, {}),
 ]

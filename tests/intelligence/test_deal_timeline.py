@@ -233,3 +233,21 @@ def test_the_deals_commands(
     assert "matches several deals" in err and several[0].id in err
     assert main(["deals", "brief", "no deal is called this", "-o", str(output)]) == 2
     assert "no deal in timeline-sandbox matches" in capsys.readouterr().err
+
+
+def test_the_verified_query_tells_the_same_story(synced: tuple[Database, Company]) -> None:
+    db, company = synced
+    timeline = deal_timeline(db, ORG, deal_id(company, planted(company)))
+    header = timeline.deal
+    assert header.name
+    words = " ".join(header.name.replace("-", " ").split()[:3]).lower()  # "vertex media gmbh"
+    for deal in (header.id, header.name.upper(), words):
+        rows = run_verified(db, "deal_timeline", {"deal": deal}, org=ORG).frame
+        if deal == words and set(rows["deal_id"].astype(str)) != {header.id}:
+            continue  # the words name a larger open deal of the same account: that one first
+        assert set(rows["deal_id"].astype(str)) == {header.id}
+        assert list(rows["kind"]) == [e.kind for e in timeline.events]
+        assert [str(t)[:19] for t in rows["at"]] == [
+            e.at.strftime("%Y-%m-%d %H:%M:%S") for e in timeline.events
+        ]
+    assert run_verified(db, "deal_timeline", {"deal": "no such deal"}, org=ORG).frame.empty

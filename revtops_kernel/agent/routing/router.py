@@ -123,6 +123,7 @@ class _Slots:
     bucket: str | None
     group_by: str | None
     per_rep: bool = False  # "reps", "salespeople" asked about without naming one
+    deal: str | None = None  # "the timeline of the Acme deal": the deal's id or name words
 
 
 def suggested_questions() -> list[str]:
@@ -139,9 +140,14 @@ def route(question: str, context: RouteContext, *, index: QueryIndex | None = No
         return _unrouted(question, {}, "the question is too long to be a verified lookup")
     today = context.today
     email = _EMAIL.search(question.lower())
-    text = normalize(_EMAIL.sub(" ", question.lower()))
+    deal_id = _DEAL_ID.search(question.lower())
+    text = normalize(_DEAL_ID.sub(" deal ", _EMAIL.sub(" ", question.lower())))
     refused = _REFUSE.search(text)
+    deal, text = _deal_ref(text, deal_id.group(0) if deal_id else None, index)
     slots, terms, problem = _read(text, email.group(0) if email else None, context, index, today)
+    slots.deal = deal
+    if deal is not None and not terms:
+        terms = [fold("timeline")]  # "what's going on with the acme deal": only the deal is left
     scores = index.scores(terms)
     named = _named_things(question, terms, index)
     if named and not problem:
@@ -185,6 +191,48 @@ def route(question: str, context: RouteContext, *, index: QueryIndex | None = No
         _closest(scores, exclude=best),
         limit=limit,
     )
+
+
+_DEAL_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+# "timeline of the acme deal", "brief me on the initech renewal", "what happened on deal x":
+# the words after the ask name one deal (the query matches them, in order, in its name).
+_DEAL_ASK = re.compile(
+    r"\b(?:timeline|history|story|chronology|brief|briefing|happened|happening|going on)"
+    r"(?: me| us)?(?: up)?(?: so far)? (?:of|on|for|with|to|in|about) (?P<deal>.+)$"
+)
+_DEAL_LEAD = re.compile(r"^(?:(?:the|our|this|that|deal|opportunity|opportunities|opp|oppty) )+")
+_DEAL_TAIL = re.compile(r"(?: (?:deal|opportunity|opp|oppty|so far|lately|recently|please))+$")
+_PLURAL_LEAD = re.compile(r"^(?:deals|opportunities|opps|renewals|all|every|each|pipeline)\b")
+_DEAL_NOUNS = re.compile(r"\b(?:deal|opportunity|opp|oppty|renewal|expansion)\b")
+
+
+def _deal_ref(text: str, deal_id: str | None, index: QueryIndex) -> tuple[str | None, str]:
+    """The deal a timeline question names (its id, or its name's words), and the text with
+    those words blanked; (None, text) when the question names no single deal."""
+    match = _DEAL_ASK.search(text)
+    if match is None:
+        return None, text
+    start = match.start("deal")
+    phrase = match.group("deal")
+    lead = _DEAL_LEAD.match(phrase)
+    name = phrase[lead.end() :] if lead else phrase
+    tail = _DEAL_TAIL.search(name)
+    name = name[: tail.start()] if tail else name
+    asked = text[: match.start("deal")]
+    if deal_id is not None:
+        name = deal_id
+    elif (
+        not name
+        or _PLURAL_LEAD.match(name)
+        or all(_known(fold(w), index) or w.isdigit() for w in name.split())
+    ):
+        return None, text  # not one deal's name ("deals closing this quarter")
+    elif ("happen" in asked or "going on" in asked) and not _DEAL_NOUNS.search(
+        text[match.start("deal") :]
+    ):
+        return None, text  # "what happened to the pipeline": about a deal only if it says so
+    end = start + len(phrase)
+    return name.strip(), text[:start] + " " * (end - start) + text[end:]
 
 
 def _named_things(question: str, terms: list[str], index: QueryIndex) -> str | None:
@@ -359,6 +407,10 @@ def _params(name: str, slots: _Slots, today: date) -> dict[str, Any] | str:
     query = VERIFIED_QUERIES[name]
     accepted = {p.name for p in query.params}
     params: dict[str, Any] = {}
+    if slots.deal is not None:
+        if "deal" not in accepted:
+            return f"{name} does not look at one deal"
+        params["deal"] = slots.deal
     for match in (slots.owner, slots.pipeline, slots.stage):
         if match is None:
             continue
