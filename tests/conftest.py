@@ -4,17 +4,28 @@ the providers' sandbox (helpers shared by test modules are in helpers.py).
 PostgreSQL tests run against a fresh database created for the test session and dropped at the
 end. In CI (``CI`` set) an unreachable server fails the run; locally those tests are skipped,
 saying why.
+
+Under pytest-xdist (the default: see ``addopts`` in pyproject.toml) every worker gets a private
+PostgreSQL server (private_postgres.py: org roles are cluster-wide, so workers sharing one
+server would share them), tests run module by module (a module's fixtures start once, on one
+worker; the browser tests share one worker and one web app), slow modules first.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import bytecode_cache  # noqa: F401  (first: what follows is compiled once)
 import psycopg
 import pytest
 from helpers import SANDBOX_SCALE, SANDBOX_SEED
+from private_postgres import find_bindir, private_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -28,6 +39,72 @@ ADMIN_URL = os.environ.get(
     "REVTOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ISOLATED_PREFIXES = ("REVTOPS_", "ANTHROPIC_", "NANGO_", "SUPABASE_")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under pytest-xdist
+# Workers for the whole suite on the 2-core CI machine: many tests wait on servers, kernels and
+# subprocesses, so one more worker than cores keeps both busy (measured: see the README).
+XDIST_WORKERS = 3
+# Test modules that must share one worker: the browser tests' session-wide web app (a Voila
+# server with preheated kernels) would otherwise start once per worker.
+SHARED_SCOPES = {
+    "tests/browser/": "tests/browser",
+    # Both build the product's wheel: once per worker, so on one worker (product_wheel).
+    "tests/test_packaging.py": "tests/product wheel",
+    "tests/test_installed_wheel.py": "tests/product wheel",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, modules with slow tests first (the browser tests' first of all), so that
+    the longest units start early and the short ones fill the gaps at the end."""
+    if WORKER is None:
+        return
+
+    def weight(item: pytest.Item) -> int:
+        scope = _scope(item.nodeid)
+        if scope in SHARED_SCOPES.values():
+            return 0
+        return 1 if scope in slow_scopes else 2
+
+    slow_scopes = {_scope(i.nodeid) for i in items if i.get_closest_marker("slow")}
+    items.sort(key=weight)  # stable: the order within a module is kept
+
+
+def _scope(nodeid: str) -> str:
+    """The unit xdist hands a worker: a test module, or a group of SHARED_SCOPES."""
+    for prefix, group in SHARED_SCOPES.items():
+        if nodeid.startswith(prefix):
+            return group
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: XDIST_WORKERS workers for the suite or a folder; for named test files, one
+    per file up to that, and none for a single file (it runs in this process, as before, with
+    no worker start-up: a module is one unit of work anyway). PYTEST_XDIST_AUTO_NUM_WORKERS
+    overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    paths = [Path(str(arg).split("::", 1)[0]) for arg in config.args]
+    if not paths or any(path.is_dir() for path in paths):
+        return XDIST_WORKERS
+    files = {path.resolve() for path in paths}
+    return 0 if len(files) == 1 else min(XDIST_WORKERS, len(files))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` by module and SHARED_SCOPES, in collection order."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    config.option.loadscopereorder = False  # keep pytest_collection_modifyitems' order
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +123,33 @@ def isolated_environment(
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_admin_url() -> Iterator[str]:
+    """The server's maintenance database: REVTOPS_TEST_POSTGRES_URL (or 127.0.0.1:5432) in a
+    serial run; under xdist, a private server of this worker's (unless that variable is set or
+    there are no PostgreSQL binaries here, when workers share the server)."""
+    bindir = find_bindir()
+    if WORKER is None or "REVTOPS_TEST_POSTGRES_URL" in os.environ or bindir is None:
+        yield ADMIN_URL
+        return
+    with private_postgres(bindir, WORKER) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session."""
-    admin = make_url(ADMIN_URL).set(drivername="postgresql")
+    admin = make_url(postgres_admin_url).set(drivername="postgresql")
     conninfo = admin.render_as_string(hide_password=False)
     try:
         connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI and did not answer at {ADMIN_URL}: {exc}")
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL} ({exc}); PostgreSQL tests skipped")
+            pytest.fail(
+                f"PostgreSQL is required in CI and did not answer at {postgres_admin_url}: {exc}"
+            )
+        pytest.skip(f"no PostgreSQL at {postgres_admin_url} ({exc}); PostgreSQL tests skipped")
     connection.close()
-    with scratch_postgres(ADMIN_URL, prefix="revtops_test") as url:
+    with scratch_postgres(postgres_admin_url, prefix="revtops_test") as url:
         yield url
 
 
@@ -98,3 +190,22 @@ def sandbox() -> Iterator[SandboxServer]:
     another scale, seed or scope defines its own ``sandbox``."""
     with SandboxServer(scale=SANDBOX_SCALE, seed=SANDBOX_SEED) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def product_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The product's wheel, built once for the packaging and installed-wheel tests."""
+    uv = Path(sys.executable).with_name("uv")
+    command = str(uv) if uv.exists() else shutil.which("uv")
+    if command is None:
+        pytest.skip("uv is not installed")
+    out = tmp_path_factory.mktemp("product-wheel")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [command, "build", "--wheel", "--out-dir", str(out), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = out.glob("*.whl")
+    return wheel

@@ -37,12 +37,9 @@ def _build(project: Path, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def wheels(tmp_path_factory: pytest.TempPathFactory, product_wheel: Path) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("wheels")
-    return {
-        "product": _build(ROOT, base / "product"),
-        "sandbox": _build(ROOT / "revtops_sandbox", base / "sandbox"),
-    }
+    return {"product": product_wheel, "sandbox": _build(ROOT / "revtops_sandbox", base / "sandbox")}
 
 
 def _requirements(wheel: Path) -> list[Requirement]:

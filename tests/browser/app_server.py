@@ -99,7 +99,8 @@ def running_app(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        # Polled: a cold start on a loaded machine (xdist workers beside it) can take minutes.
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:

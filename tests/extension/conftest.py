@@ -71,7 +71,7 @@ def launch(home: Path, **extra_env: str) -> Server:
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # polled: a cold start under xdist load is slow
     while True:
         try:
             if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:

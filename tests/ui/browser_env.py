@@ -49,7 +49,7 @@ def serve(command: Sequence[str], ready_url: str, log_path: Path) -> Iterator[No
             list(command), stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
         )
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 300  # polled: cold starts under xdist load
             while True:
                 try:
                     with urllib.request.urlopen(ready_url, timeout=2):
