@@ -25,12 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
-import psycopg
-import pyarrow as pa
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -43,6 +40,11 @@ from revtops_kernel.settings import (
 from revtops_kernel.store import org_roles
 from revtops_kernel.store.database import Database, driver_connection
 from revtops_kernel.store.schema import readable_tables
+
+if TYPE_CHECKING:  # imported where used: a one-shot `revtops sql` on DuckDB needs neither
+    import pandas as pd
+    import psycopg
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,41 @@ class QueryResult:
         return len(self.frame)
 
 
+@dataclass(frozen=True)
+class RowsResult:
+    """``read_rows``' answer: plain Python values (``Decimal``, ``datetime``…), no pandas."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """What a backend fetched, converted only to what the caller asks for."""
+
+    columns: list[str]
+    arrow: pa.Table | None = None  # DuckDB
+    records: list[tuple[Any, ...]] | None = None  # PostgreSQL
+
+    def frame(self) -> pd.DataFrame:
+        if self.arrow is not None:
+            return self.arrow.to_pandas()
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.records or [], columns=self.columns)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self.arrow is None:
+            return list(self.records or [])
+        columns = [column.to_pylist() for column in self.arrow.columns]
+        return list(zip(*columns, strict=True)) if columns else []
+
+    def __len__(self) -> int:
+        return self.arrow.num_rows if self.arrow is not None else len(self.records or [])
+
+
 def read_sql(
     db: Database,
     sql: str,
@@ -83,16 +120,47 @@ def read_sql(
 
     ``params`` bind ``:name`` placeholders (SQLAlchemy ``text()`` style) on both backends.
     """
+    fetched, truncated, elapsed = _read(db, sql, params, org, max_rows, timeout)
+    return QueryResult(fetched.frame(), truncated, elapsed)
+
+
+def read_rows(
+    db: Database,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    org: str,
+    max_rows: int = DEFAULT_QUERY_MAX_ROWS,
+    timeout: float = DEFAULT_QUERY_TIMEOUT_SECONDS,
+) -> RowsResult:
+    """``read_sql`` without the DataFrame: the same query path, the rows as Python values."""
+    fetched, truncated, elapsed = _read(db, sql, params, org, max_rows, timeout, arrow=False)
+    return RowsResult(fetched.columns, fetched.rows(), truncated, elapsed)
+
+
+def _read(
+    db: Database,
+    sql: str,
+    params: Mapping[str, Any] | None,
+    org: str,
+    max_rows: int,
+    timeout: float,
+    *,
+    arrow: bool = True,
+) -> tuple[_Fetched, bool, float]:
     if not ORG_ID_PATTERN.match(org):
         raise QueryRefusedError(f"not an organization id: {org!r}")
     if max_rows < 1 or timeout <= 0:
         raise ValueError("max_rows must be >= 1 and timeout > 0")
     started = time.monotonic()
-    run = _read_duckdb if db.is_duckdb else _read_postgresql
-    frame, truncated = run(db, sql, dict(params or {}), org, max_rows, timeout)
+    values = dict(params or {})
+    if db.is_duckdb:
+        fetched, truncated = _read_duckdb(db, sql, values, org, max_rows, timeout, arrow=arrow)
+    else:
+        fetched, truncated = _read_postgresql(db, sql, values, org, max_rows, timeout)
     elapsed = time.monotonic() - started
-    log.info("read_sql org=%s rows=%d truncated=%s %.3fs", org, len(frame), truncated, elapsed)
-    return QueryResult(frame, truncated, elapsed)
+    log.info("read_sql org=%s rows=%d truncated=%s %.3fs", org, len(fetched), truncated, elapsed)
+    return fetched, truncated, elapsed
 
 
 @contextmanager
@@ -128,7 +196,9 @@ def _bind(sql: str, params: dict[str, Any], dialect: Any) -> tuple[str, Any]:
 
 def _read_postgresql(
     db: Database, sql: str, params: dict[str, Any], org: str, max_rows: int, timeout: float
-) -> tuple[pd.DataFrame, bool]:
+) -> tuple[_Fetched, bool]:
+    import psycopg
+
     connection = _connect_as_org(db, org)
     with connection:
         raw: psycopg.Connection[Any] = driver_connection(connection)
@@ -167,7 +237,7 @@ def _read_postgresql(
         finally:
             connection.rollback()  # undoes anything, set_config included
     truncated = len(rows) > max_rows
-    return pd.DataFrame.from_records(rows[:max_rows], columns=names), truncated
+    return _Fetched(names, records=rows[:max_rows]), truncated
 
 
 _ensured: set[tuple[str, str]] = set()
@@ -212,9 +282,19 @@ def _cannot_connect(role: str, exc: OperationalError) -> QueryError:
 
 
 def _read_duckdb(
-    db: Database, sql: str, params: dict[str, Any], org: str, max_rows: int, timeout: float
-) -> tuple[pd.DataFrame, bool]:
-    statement, bound = _bind(sql, params, db.engine.dialect)
+    db: Database,
+    sql: str,
+    params: dict[str, Any],
+    org: str,
+    max_rows: int,
+    timeout: float,
+    *,
+    arrow: bool = True,
+) -> tuple[_Fetched, bool]:
+    """``arrow``: fetch Arrow batches (a DataFrame is built from them); else Python rows, which
+    spares a caller that prints them (``revtops sql``) loading pyarrow and numpy."""
+    # The engine (its dialect compiles the parameters) is built only if there are any.
+    statement, bound = _bind(sql, params, db.engine.dialect) if params else (sql, None)
     with db.exclusive():
         handle = db.open_duckdb_readonly(DUCKDB_READONLY_CONFIG)
         try:
@@ -222,6 +302,12 @@ def _read_duckdb(
             _scope_to_org(handle, org)
             with _deadline(timeout, handle.interrupt) as fired:
                 try:
+                    if not arrow:
+                        cursor = handle.execute(statement, bound)
+                        records = cursor.fetchmany(max_rows + 1)
+                        names = [str(column[0]) for column in cursor.description or []]
+                        fetched = _Fetched(names, records=[tuple(r) for r in records[:max_rows]])
+                        return fetched, len(records) > max_rows
                     reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
                     batches, count = [], 0
                     for batch in reader:
@@ -239,12 +325,14 @@ def _read_duckdb(
                     raise QueryTimeoutError(timeout)
         finally:
             handle.close()
+    import pyarrow as pa  # loaded by DuckDB's reader already
+
     table = (
         pa.Table.from_batches(batches, schema=reader.schema)
         if batches
         else reader.schema.empty_table()
     )
-    return table.slice(0, max_rows).to_pandas(), count > max_rows
+    return _Fetched(table.column_names, arrow=table.slice(0, max_rows)), count > max_rows
 
 
 def _require_single_select(handle: duckdb.DuckDBPyConnection, sql: str) -> None:
