@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from revtops_kernel.errors import ScheduleError
-from revtops_kernel.scheduling import runs
+from revtops_kernel.scheduling import runs, warm
 from revtops_kernel.scheduling.cron import Schedule
 from revtops_kernel.scheduling.limits import WorkflowLimits
-from revtops_kernel.scheduling.supervise import supervise
+from revtops_kernel.scheduling.supervise import child_environment, supervise
 from revtops_kernel.scheduling.workflows import RunInfo, list_workflows
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
@@ -54,14 +54,24 @@ class Dispatcher(Protocol):
 
 
 class LocalDispatcher:
-    """Runs on this machine: each in its own child process, at most ``workers`` at once."""
+    """Runs on this machine: each in its own child process, at most ``workers`` at once.
 
-    def __init__(self, db: Database, settings: Settings, workers: int) -> None:
+    ``spares`` (default ``REVTOPS_SPARE_RUNNERS``, 1) runner processes are kept started ahead,
+    imports done and kernel up (``scheduling.warm``), so that a run does not wait for them.
+    """
+
+    def __init__(
+        self, db: Database, settings: Settings, workers: int, *, spares: int | None = None
+    ) -> None:
         self._db, self._settings, self._workers = db, settings, workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="revtops-run")
         self._abort = threading.Event()
         self._futures: set[Future[str]] = set()
         self._lock = threading.Lock()
+        spares = warm.configured_spares() if spares is None else spares
+        self._warm = spares > 0
+        if self._warm:
+            warm.enable(spares).refill(child_environment(settings, db))
 
     def capacity(self) -> int:
         with self._lock:
@@ -101,6 +111,8 @@ class LocalDispatcher:
                 log.warning("stopping %d run(s) still in progress", len(still_running))
         self._abort.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._warm:
+            warm.disable()  # the spares and their kernels stop with the scheduler
 
 
 class Scheduler:

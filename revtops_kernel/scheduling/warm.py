@@ -218,6 +218,23 @@ class SpareRunners:
                 self._spares.append(_Spare(process, env, read_end))
 
 
+SPARES_VARIABLE = "REVTOPS_SPARE_RUNNERS"
+DEFAULT_SPARES = 1
+
+
+def configured_spares(environ: Mapping[str, str] | None = None) -> int:
+    """How many spares a long-lived supervisor keeps: ``REVTOPS_SPARE_RUNNERS`` (default 1;
+    0 turns them off, each costs a Python process and a kernel waiting)."""
+    from revtops_kernel.errors import SettingsError
+
+    raw = (os.environ if environ is None else environ).get(SPARES_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_SPARES
+    if not raw.isdigit():
+        raise SettingsError(SPARES_VARIABLE, f"{raw!r} is not a number of spare runners (0, 1…)")
+    return int(raw)
+
+
 _active: SpareRunners | None = None
 _active_lock = threading.Lock()
 

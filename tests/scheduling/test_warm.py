@@ -17,6 +17,7 @@ import psutil
 import pytest
 from scheduling_helpers import write_notebook
 
+from revtops_kernel.errors import SettingsError
 from revtops_kernel.scheduling import add_workflow, run_now, warm
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import Database
@@ -98,8 +99,7 @@ def test_a_warm_run_writes_the_notebook_a_cold_run_writes(
 
     assert _shape(warm_output) == _shape(cold)
     assert not psutil.pid_exists(spare_pid) or psutil.Process(spare_pid).status() == "zombie"
-    assert pool.wait_ready(READY_TIMEOUT)
-    assert pool.pids() != [spare_pid]  # the next run gets a new spare
+    assert spare_pid not in pool.pids()  # its replacement is another process
 
 
 def test_each_run_gets_its_own_kernel_and_its_own_organization(
@@ -115,17 +115,15 @@ def test_each_run_gets_its_own_kernel_and_its_own_organization(
     spares.refill(_supervisor_env(settings, duckdb_store))
 
     reports = []
-    for i, org in enumerate(("acme", "beta", "acme")):
+    for i, org in enumerate(("acme", "beta")):
         assert spares.wait_ready(READY_TIMEOUT), "the spare runner never got ready"
         reports.append(_report(_run(duckdb_store, settings, "report", org, i)))
 
-    assert [r["org"] for r in reports] == ["acme", "beta", "acme"]
-    assert [r["x"] for r in reports] == [0, 1, 2]
-    assert len({r["pid"] for r in reports}) == 3  # a kernel serves one run
+    assert [r["org"] for r in reports] == ["acme", "beta"]
+    assert [r["x"] for r in reports] == [0, 1]
+    assert len({r["pid"] for r in reports}) == 2  # a kernel serves one run
     assert all(not psutil.pid_exists(r["pid"]) for r in reports)  # and ends with it
-    assert [Path(r["cwd"]) for r in reports] == [
-        (tmp_path / org).resolve() for org in ("acme", "beta", "acme")
-    ]
+    assert [Path(r["cwd"]) for r in reports] == [(tmp_path / o).resolve() for o in ("acme", "beta")]
     assert all(r["nango"] is None for r in reports)  # no deployment secret in the kernel
 
 
@@ -168,3 +166,13 @@ def _supervisor_env(settings: Settings, db: Database) -> dict[str, str]:
     from revtops_kernel.scheduling.supervise import child_environment
 
     return child_environment(settings, db)
+
+
+def test_the_number_of_spares_is_read_from_the_environment() -> None:
+    assert warm.configured_spares({}) == warm.DEFAULT_SPARES
+    assert warm.configured_spares({warm.SPARES_VARIABLE: "0"}) == 0
+    assert warm.configured_spares({warm.SPARES_VARIABLE: " 2 "}) == 2
+    with pytest.raises(SettingsError, match=r"REVTOPS_SPARE_RUNNERS.*'many'"):
+        warm.configured_spares({warm.SPARES_VARIABLE: "many"})
+    with pytest.raises(ValueError, match="at least 1"):
+        warm.enable(0)
