@@ -528,6 +528,7 @@ class RiskView(widgets.VBox):
         self.deals: list[RiskDeal] = []
         self.shown: list[RiskDeal] = []
         self.page = 0
+        self._quiet = False
         self.as_of = as_of  # a fixed day to measure on (tests, a review of a past day)
         self.today = as_of or today_in(timezone)
         self.owner = widgets.Dropdown(description="Owner", options=[(ALL, ALL)], value=ALL)
@@ -535,7 +536,7 @@ class RiskView(widgets.VBox):
         for dropdown in (self.owner, self.pipeline):
             dropdown.add_class(f"rt-filter-{dropdown.description.lower()}")
             dropdown.layout = widgets.Layout(width="280px")
-            dropdown.observe(lambda _: self._filter(), names="value")
+            dropdown.observe(self._on_filter, names="value")
         self.count = widgets.HTML()
         self.count.add_class("rt-risk-count")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
@@ -574,19 +575,30 @@ class RiskView(widgets.VBox):
     def refresh(self) -> None:
         """Re-run the rules (after a sync, or on another day) and redraw."""
         self.today = self.as_of or today_in(self.timezone)
-        self.deals = load_risk_deals(self.db, self.org, as_of=self.today)
+        try:
+            self.deals = load_risk_deals(self.db, self.org, as_of=self.today)
+        except RevtopsError as exc:  # e.g. a store not set up: say so in place of the table
+            self.deals, self.shown = [], []
+            self.count.value = ""
+            self.table.value = views.error_card(f"Could not measure deal risk: {exc}")
+            self.picker.options = []
+            return
         owner, pipeline = self.owner.value, self.pipeline.value
-        with self.hold_trait_notifications():
+        self._quiet = True  # one redraw below, not one per option change
+        try:
             self.owner.options = filter_options(self.deals, "owner", NO_OWNER)
             self.pipeline.options = filter_options(self.deals, "pipeline", "(no pipeline)")
             known_owners = {value for _, value in self.owner.options}
             known_pipelines = {value for _, value in self.pipeline.options}
             self.owner.value = owner if owner in known_owners else ALL
             self.pipeline.value = pipeline if pipeline in known_pipelines else ALL
+        finally:
+            self._quiet = False
         self._filter()
 
-    def select_owner(self, owner: str | None) -> None:
-        self.owner.value = owner or ALL
+    def _on_filter(self, _change: dict[str, Any]) -> None:
+        if not self._quiet:
+            self._filter()
 
     def _filter(self) -> None:
         self.shown = filter_deals(self.deals, owner=self.owner.value, pipeline=self.pipeline.value)

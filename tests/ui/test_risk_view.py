@@ -248,6 +248,12 @@ def test_an_organization_with_nothing_at_risk_says_so(
     assert page.count.value == "0 deals at risk on 2026-11-01"
 
 
+def test_a_store_that_cannot_answer_is_said_in_place_of_the_table(tmp_path: Path) -> None:
+    page = RiskView(Database(f"duckdb:///{tmp_path / 'none.duckdb'}"), org=ORG, author="Ann")
+    assert "Could not measure deal risk" in page.table.value
+    assert "revtops db upgrade" in page.table.value and page.deals == []
+
+
 def test_the_app_builds_the_at_risk_tab_second_and_only_when_opened(
     store: tuple[Database, dict[str, uuid.UUID]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
