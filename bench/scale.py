@@ -2,6 +2,13 @@
 
     python bench/scale.py [--scales 1,10] [--backends postgresql,duckdb] [--seed 0]
                           [--runs 5] [--postgres-url URL] [--json PATH]
+    python bench/scale.py --queries-only --database-url URL [--database-url URL2 ...]
+                          [--runs 5] [--only NAME,...] [--org bench] [--json PATH]
+
+``--queries-only`` skips the sandbox and the syncs: it runs step 3 below (every verified and gold
+query, or the ``--only`` ones) against stores that already hold a synced organization (``--org``,
+by default ``bench``, the name this script syncs into), one child per URL, so a store built once
+at scale 10 can be measured again after a change to the queries, the indexes or the read path.
 
 For every scale and backend, a fresh ``SandboxServer(scale, seed)`` (scale 1: a ~50-rep company;
 rate limits off, Slack's tier budget raised as ``revtops demo`` does; a fresh one per backend, so
@@ -249,7 +256,9 @@ def change_one_percent(sandbox: Any) -> dict[str, int]:
     return changes
 
 
-def time_queries(db: Database, runs: int) -> list[QueryFigures]:
+def time_queries(
+    db: Database, runs: int, org: str = ORG, only: frozenset[str] = frozenset()
+) -> list[QueryFigures]:
     """Run in a child too: a fresh interpreter reads the query modules as they are now."""
     from revtops_kernel.agent.guard import run_guarded
     from revtops_kernel.agent.verified import VERIFIED_QUERIES, run_verified
@@ -257,10 +266,12 @@ def time_queries(db: Database, runs: int) -> list[QueryFigures]:
 
     measured: list[QueryFigures] = []
     jobs: list[tuple[str, str, Any]] = [
-        ("verified", name, lambda n=name: run_verified(db, n, None, org=ORG, today=AS_OF))
+        ("verified", name, lambda n=name: run_verified(db, n, None, org=org, today=AS_OF))
         for name in VERIFIED_QUERIES
     ]
-    jobs += [("gold", q.id, lambda sql=q.sql: run_guarded(db, sql, org=ORG)) for q in GOLDEN]
+    jobs += [("gold", q.id, lambda sql=q.sql: run_guarded(db, sql, org=org)) for q in GOLDEN]
+    if only:
+        jobs = [job for job in jobs if job[1] in only]
     for kind, name, run in jobs:
         figures = QueryFigures(kind, name, 0, [])
         try:
@@ -275,20 +286,25 @@ def time_queries(db: Database, runs: int) -> list[QueryFigures]:
     return measured
 
 
-def queries_child_main(url: str, runs: int, out: Path) -> int:
+def queries_child_main(
+    url: str, runs: int, out: Path, org: str = ORG, only: frozenset[str] = frozenset()
+) -> int:
     db = Database(url)
-    measured = time_queries(db, runs)
+    measured = time_queries(db, runs, org, only)
     db.dispose()
     out.write_text(json.dumps([asdict(q) for q in measured]))
     return 0
 
 
-def queries_in_child(db: Database, runs: int) -> list[QueryFigures]:
+def queries_in_child(
+    db: Database, runs: int, org: str = ORG, only: frozenset[str] = frozenset()
+) -> list[QueryFigures]:
     with tempfile.TemporaryDirectory(prefix="revtops_bench_") as folder:
         out = Path(folder) / "queries.json"
         command = [sys.executable, str(Path(__file__).resolve()), "--child-queries"]
         command += [db.url.render_as_string(hide_password=False), "--runs", str(runs)]
-        command += ["--child-out", str(out)]
+        command += ["--child-out", str(out), "--org", org]
+        command += ["--only", ",".join(sorted(only))] if only else []
         completed = subprocess.run(command, check=False)
         if completed.returncode != 0 or not out.exists():
             raise SystemExit(f"bench/scale.py: the query child exited with {completed.returncode}")
@@ -367,6 +383,44 @@ def print_sync(title: str, s: SyncFigures) -> None:
               f"{verdict(p.resolution_share <= RESOLUTION_SHARE_GOAL)})", flush=True)  # fmt: skip
 
 
+def print_queries(queries: list[QueryFigures]) -> None:
+    for q in queries:
+        if q.error:
+            print(f"  {q.kind:<8} {q.name:<40} FAILED: {q.error}")
+            continue
+        print(f"  {q.kind:<8} {q.name:<40} p50 {q.p50_s * 1000:8.1f} ms  p95 "
+              f"{q.p95_s * 1000:8.1f} ms  {q.rows:6,} rows  "
+              f"{verdict(q.p95_s <= QUERY_P95_GOAL_S)}", flush=True)  # fmt: skip
+
+
+def queries_only(urls: list[str], runs: int, org: str, only: frozenset[str]) -> list[Any]:
+    """Step 3 alone, against existing stores: the queries of each, then one line per store."""
+    results: list[Any] = []
+    for url in urls:
+        db = Database(url)
+        progress(f"queries on {db.display_url} (org {org})")
+        load = os.getloadavg()[0]
+        queries = queries_in_child(db, runs, org, only)
+        db.dispose()
+        goal = f"goal p95 <= {QUERY_P95_GOAL_S * 1000:.0f} ms at scale 10"
+        print(f"\n{db.display_url}, org {org}: {len(queries)} queries, {runs} runs after a "
+              f"warm-up, load average {load:.1f} -> {os.getloadavg()[0]:.1f} ({goal}):",
+              flush=True)  # fmt: skip
+        print_queries(queries)
+        results.append({"url": db.display_url, "queries": [asdict(q) for q in queries]})
+    print("\n| store | queries | p95 <= 500 ms | slowest p95 | failed |")
+    print("| --- | --- | --- | --- | --- |")
+    for result in results:
+        figures = [QueryFigures(**q) for q in result["queries"]]
+        timed = [q for q in figures if not q.error]
+        slow = max(timed, key=lambda q: q.p95_s) if timed else None
+        fast = sum(q.p95_s <= QUERY_P95_GOAL_S for q in timed)
+        print(f"| {result['url']} | {len(figures)} | {fast} | "
+              + (f"{slow.p95_s * 1000:,.0f} ms ({slow.kind} {slow.name})" if slow else "-")
+              + f" | {', '.join(q.name for q in figures if q.error) or '-'} |")  # fmt: skip
+    return results
+
+
 def print_backend(b: BackendFigures) -> None:
     share = b.incremental.wall_s / b.first.wall_s if b.first.wall_s else math.nan
     print(f"\nscale {b.scale:g} {b.backend}: incremental / first sync {share:.1%} (goal <= "
@@ -377,13 +431,7 @@ def print_backend(b: BackendFigures) -> None:
           f"database {b.database_mib:,.0f} MiB")  # fmt: skip
     print(f"queries ({len(b.queries[0].runs_s) if b.queries else 0} runs after a warm-up; "
           f"goal p95 <= {QUERY_P95_GOAL_S * 1000:.0f} ms at scale 10):")  # fmt: skip
-    for q in b.queries:
-        if q.error:
-            print(f"  {q.kind:<8} {q.name:<40} FAILED: {q.error}")
-            continue
-        print(f"  {q.kind:<8} {q.name:<40} p50 {q.p50_s * 1000:8.1f} ms  p95 "
-              f"{q.p95_s * 1000:8.1f} ms  {q.rows:6,} rows  "
-              f"{verdict(q.p95_s <= QUERY_P95_GOAL_S)}", flush=True)  # fmt: skip
+    print_queries(b.queries)
 
 
 def summary(results: list[BackendFigures]) -> list[tuple[str, str, str, str]]:
@@ -459,6 +507,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each query")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--queries-only", action="store_true", help="only the query phase, on --database-url"
+    )
+    parser.add_argument(
+        "--database-url", action="append", default=[], help="an existing store (repeatable)"
+    )
+    parser.add_argument("--org", default=ORG, help="the synced organization (--queries-only)")
+    parser.add_argument("--only", default="", help="comma-separated query names (--queries-only)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-queries", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -466,8 +522,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child, args.child_out, args.upgrade)
+    only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
     if args.child_queries:
-        return queries_child_main(args.child_queries, args.runs, args.child_out)
+        return queries_child_main(args.child_queries, args.runs, args.child_out, args.org, only)
+    if args.queries_only:
+        if not args.database_url or args.runs < 1:
+            parser.error("--queries-only needs --database-url (one or more) and --runs >= 1")
+        print(f"bench/scale.py --queries-only {time.strftime('%Y-%m-%d %H:%M')} UTC: load "
+              f"average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+        measured = queries_only(args.database_url, args.runs, args.org, only)
+        if args.json:
+            args.json.write_text(json.dumps(measured, indent=2, default=str))
+        return 0
     try:
         scales = [float(s) for s in args.scales.split(",") if s.strip()]
     except ValueError:

@@ -101,7 +101,7 @@ FORECAST_VS_QUOTA = VerifiedQuery(
         owner_param(),
     ),
     sql=f"""
-WITH args AS (
+WITH args AS NOT MATERIALIZED (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
         CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
 ),
@@ -200,7 +200,7 @@ STAGE_FUNNEL = VerifiedQuery(
         owner_param(),
     ),
     sql=f"""
-WITH args AS (
+WITH args AS NOT MATERIALIZED (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
         {FILTER_ARGS}
 ),
@@ -208,8 +208,9 @@ cohort AS (
     SELECT d.id, d.pipeline_id, COALESCE(d.is_won, false) AS is_won,
         CASE WHEN NOT COALESCE(s.is_closed, false) THEN s.display_order END AS current_order
     FROM deals d CROSS JOIN args{DEAL_JOINS}
-    WHERE d.deleted_at IS NULL AND d.created_at >= args.start_date
-        AND d.created_at < args.end_date + 1 AND {PIPELINE_MATCH} AND {OWNER_MATCH}
+    WHERE d.deleted_at IS NULL AND d.created_at >= CAST(args.start_date AS TIMESTAMPTZ)
+        AND d.created_at < CAST(args.end_date + 1 AS TIMESTAMPTZ) AND {PIPELINE_MATCH}
+        AND {OWNER_MATCH}
 ),
 history AS (
     SELECT h.id, h.deal_id, h.stage_id, h.entered_at,
@@ -318,7 +319,7 @@ SALES_VELOCITY = VerifiedQuery(
         owner_param(),
     ),
     sql=f"""
-WITH args AS (
+WITH args AS NOT MATERIALIZED (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
         CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}
 ),
@@ -400,7 +401,7 @@ PIPELINE_WATERFALL = VerifiedQuery(
         owner_param(),
     ),
     sql=f"""
-WITH args AS (
+WITH args AS NOT MATERIALIZED (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
         CAST(:close_from AS DATE) AS close_from, CAST(:close_to AS DATE) AS close_to,
         CAST(:group_by AS TEXT) AS group_by, {FILTER_ARGS}

@@ -91,7 +91,7 @@ _WEIGHT = (
 )
 
 DEAL_RISKS_SQL = f"""
-WITH args AS (
+WITH args AS NOT MATERIALIZED (
     SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}, CAST(:rule AS TEXT) AS rule,
         CAST(:min_score AS INTEGER) AS min_score, lower(CAST(:deal_id AS TEXT)) AS deal_id,
         {_threshold("ghosted_days", "ghosted_days", _D.risk_ghosted_days)} AS ghosted_days,
@@ -216,8 +216,8 @@ engaged AS (
         AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
     LEFT JOIN contacts c ON c.id = ap.contact_id AND c.deleted_at IS NULL
     WHERE a.deleted_at IS NULL
-        AND a.occurred_at >= args.as_of - args.single_threaded_days + 1
-        AND a.occurred_at < args.as_of + 1
+        AND a.occurred_at >= CAST(args.as_of - args.single_threaded_days + 1 AS TIMESTAMPTZ)
+        AND a.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
     GROUP BY a.deal_id
 ),
 close_moves AS (
