@@ -76,7 +76,7 @@ class DealBriefHandler(_DealHandler):
             timezone=timezone,
             author=principal.email or "Revtops deal brief",
         )
-        self.set_header("Content-Type", "application/pdf")
         name = _FILENAME_UNSAFE.sub("-", f"deal-brief-{deal_id}")[:80]
         self.set_header("Content-Disposition", f'attachment; filename="{name}.pdf"')
-        self.finish(pdf)
+        # jupyter_server's APIHandler.finish sets the content type: JSON unless told otherwise.
+        self.finish(pdf, set_content_type="application/pdf")
