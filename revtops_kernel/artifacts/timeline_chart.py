@@ -136,7 +136,14 @@ def timeline_figure(timeline: DealTimeline, *, until: datetime | None = None) ->
             col=1,
             secondary_y=True,
         )
-        figure.update_yaxes(tickformat="$,.2s", title_text="Amount", row=1, col=1, secondary_y=True)
+        figure.update_yaxes(
+            tickformat="$,.2s",
+            title_text="Amount",
+            rangemode="tozero",  # a cut reads at its true size
+            row=1,
+            col=1,
+            secondary_y=True,
+        )
     for label, at, texts, colour in lanes:
         figure.add_trace(
             go.Scatter(
