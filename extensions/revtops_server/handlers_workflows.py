@@ -28,11 +28,13 @@ from revtops_kernel.scheduling import (
     remove_workflow,
     run_history,
     runs,
+    update_workflow,
 )
 from revtops_kernel.scheduling.supervise import supervise
 
 from .base import ApiHandler, Principal, to_json
 
+PATCHABLE = ("parameters", "cron", "timezone", "enabled", "timeout_seconds")
 NOTEBOOKS = stock_directory()  # the package's copy when installed, else the checkout's
 _RUN_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="revtops-workflow")
 
@@ -111,6 +113,49 @@ class WorkflowHandler(ApiHandler):
         workflow = _found(self, name, org)
         history = run_history(self.ctx.db, workflow.name, org=org)
         self.reply({"workflow": _info(workflow), "runs": [_info(r) for r in history]})
+
+    def patch(self, name: str) -> None:
+        """Change a workflow: ``parameters`` are merged into the stored ones (a ``null`` value
+        brings back the notebook's default), ``cron``, ``timezone``, ``enabled``,
+        ``timeout_seconds`` replace theirs. Checked by the scheduling layer as on create, so a
+        parameter passes the same name and kind checks; ``org`` stays the caller's."""
+        org = _admin(self).organization_id
+        current = _found(self, name, org)
+        data = self.body()
+        unknown = sorted(set(data) - set(PATCHABLE))
+        if unknown:
+            raise web.HTTPError(400, f"cannot change {', '.join(unknown)}; fields: {PATCHABLE}")
+        changes: dict[str, Any] = {}
+        for field in ("cron", "timezone"):
+            if field in data:
+                changes[field] = self.text_field(data, field, required=True)
+        if "enabled" in data:
+            if not isinstance(data["enabled"], bool):
+                raise web.HTTPError(400, "'enabled' must be true or false")
+            changes["enabled"] = data["enabled"]
+        if "timeout_seconds" in data:
+            timeout = data["timeout_seconds"]
+            if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+                raise web.HTTPError(400, "'timeout_seconds' must be a positive integer")
+            changes["timeout_seconds"] = timeout
+        if "parameters" in data:
+            given = data["parameters"]
+            if not isinstance(given, dict):
+                raise web.HTTPError(400, "'parameters' must be an object")
+            merged = {**current.parameters, **given}
+            kept = {key: value for key, value in merged.items() if value is not None}
+            changes["parameters"] = {**kept, "org": org}
+        if not changes:
+            raise web.HTTPError(400, f"nothing to change; fields: {PATCHABLE}")
+        _scoped_runs_possible(self)
+        updated = update_workflow(
+            self.ctx.db,
+            name,
+            org=org,
+            limits=WorkflowLimits.from_settings(self.ctx.settings),
+            **changes,
+        )
+        self.reply(_info(updated))
 
     def delete(self, name: str) -> None:
         org = _admin(self).organization_id

@@ -48,6 +48,10 @@ class Api:
         headers = {"Authorization": f"Bearer {self.admin}"}
         return httpx.post(self.server.url + path, headers=headers, json=body, timeout=30)
 
+    def patch(self, path: str, body: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.admin}"}
+        return httpx.patch(self.server.url + path, headers=headers, json=body, timeout=30)
+
     def delete(self, path: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.admin}"}
         return httpx.delete(self.server.url + path, headers=headers, timeout=30)
@@ -148,6 +152,38 @@ def test_the_reported_parameter_name_is_refused_on_create_and_on_run(api: Api) -
     assert api.runs_of("sync") == 0  # nothing was queued, so nothing can execute later
     assert not api.marker.exists()
     assert api.delete("/revtops/api/workflows/sync").status_code == 200
+
+
+def test_a_workflow_is_changed_through_the_same_checks(api: Api) -> None:
+    made = api.post("/revtops/api/workflows", _workflow("edited", parameters={"provider": "all"}))
+    assert made.status_code == 201, made.text
+    path = "/revtops/api/workflows/edited"
+    changed = api.patch(path, {"parameters": {"full_refresh": True}, "cron": "30 3 * * 1"})
+    assert changed.status_code == 200, changed.text
+    stored = get_workflow(api.db, "edited", org=ORG)
+    assert stored.parameters == {"provider": "all", "full_refresh": True, "org": ORG}
+    assert stored.cron == "30 3 * * 1"
+    # null brings back the notebook's default; the organization cannot be pointed elsewhere
+    reset = api.patch(path, {"parameters": {"full_refresh": None, "org": "globex-com"}})
+    assert reset.status_code == 200, reset.text
+    assert get_workflow(api.db, "edited", org=ORG).parameters == {"provider": "all", "org": ORG}
+    attack = _attack(api.marker)
+    refused = [
+        api.patch(path, {"parameters": {attack: 1}}),
+        api.patch(path, {"parameters": {"full_refresh": "yes"}}),
+        api.patch(path, {"cron": "* * * * * *"}),
+        api.patch(path, {"notebook": "../../etc/passwd"}),
+        api.patch(path, {"enabled": "no"}),
+        api.patch(path, {}),
+    ]
+    assert [reply.status_code for reply in refused] == [400] * 6
+    assert _message(refused[0]).startswith(f"parameter {attack!r} is not declared by sync.ipynb")
+    assert "must be true or false" in _message(refused[1])
+    assert "cannot change notebook" in _message(refused[3])
+    assert get_workflow(api.db, "edited", org=ORG).parameters == {"provider": "all", "org": ORG}
+    assert not api.marker.exists()
+    assert api.patch("/revtops/api/workflows/absent", {"enabled": False}).status_code == 404
+    assert api.delete(path).status_code == 200
 
 
 @pytest.mark.parametrize(
