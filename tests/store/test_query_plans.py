@@ -1,0 +1,129 @@
+"""The verified queries' plans on PostgreSQL, read as the copilot runs them: guarded SQL, the
+organization's role under row-level security (issue 13). Asserts on EXPLAIN, not on time.
+
+Two things made the planner guess "1 row" and pick nested loops that ran 30 s at scale 10:
+a materialized ``args`` CTE (its parameter columns are opaque to the planner) and time windows
+comparing a timestamptz column with a date (those operators are not leakproof, so under RLS the
+planner may not use the column's statistics). The verified SQL inlines ``args`` and compares
+timestamps with timestamps; these tests hold it to that on a table big enough to tell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from revtops_kernel.agent.guard import guard_sql
+from revtops_kernel.agent.verified import VERIFIED_QUERIES, resolve_params
+from revtops_kernel.store import Database, org_roles, upgrade
+from revtops_kernel.store.bookkeeping import ensure_organization
+from revtops_kernel.store.query import _bind
+from revtops_kernel.store.scratch import scratch_postgres
+
+pytestmark = pytest.mark.postgres
+
+ORG = "plans"
+TODAY = date(2026, 11, 1)
+ACTIVITIES = 40_000  # two years of them; a 90-day window holds ~1/8
+
+
+@pytest.fixture(scope="module")
+def store(postgres_url: str) -> Iterator[Database]:
+    with scratch_postgres(make_url(postgres_url).set(database="postgres"), prefix="p_plans") as url:
+        db = Database(url)
+        upgrade(db)
+        with db.begin() as conn:
+            ensure_organization(conn, ORG)
+            conn.execute(
+                text(
+                    "INSERT INTO deals (id, organization_id, source_system, source_id, name, "
+                    "is_closed, created_at) SELECT md5('d' || g)::uuid, :org, 'hubspot', "
+                    "'d' || g, 'Deal ' || g, g % 3 = 0, "
+                    "TIMESTAMPTZ '2025-01-01' + g * INTERVAL '1 hour' "
+                    "FROM generate_series(1, 2000) g"
+                ),
+                {"org": ORG},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO activities (id, organization_id, source_system, source_id, "
+                    "activity_type, occurred_at, deal_id, account_id) "
+                    "SELECT md5('a' || g)::uuid, :org, 'hubspot', 'a' || g, "
+                    "(ARRAY['meeting', 'email', 'call', 'calendar_event'])[1 + g % 4], "
+                    "TIMESTAMPTZ '2024-11-01' + (g * 730.0 / :n) * INTERVAL '1 day', "
+                    "md5('d' || (1 + g % 2000))::uuid, md5('c' || (g % 500))::uuid "
+                    "FROM generate_series(1, :n) g"
+                ),
+                {"org": ORG, "n": ACTIVITIES},
+            )
+            conn.execute(text("ANALYZE deals"))
+            conn.execute(text("ANALYZE activities"))
+            org_roles.ensure_org_role(conn, ORG)
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
+def _plan(db: Database, name: str) -> dict[str, Any]:
+    """EXPLAIN (FORMAT JSON) of verified query ``name`` as the copilot sends it."""
+    query = VERIFIED_QUERIES[name]
+    guarded = guard_sql(query.sql, dialect="postgres", org=ORG, max_rows=10_000)
+    with db.connect() as conn:
+        statement, bound = _bind(guarded.sql, resolve_params(name, None, today=TODAY), conn.dialect)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", bound)
+            (document,) = cursor.fetchone() or (None,)
+        conn.rollback()
+    plan = document if isinstance(document, list) else json.loads(document)
+    return dict(plan[0]["Plan"])
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def test_a_time_window_is_estimated_from_statistics_under_row_level_security(
+    store: Database,
+) -> None:
+    """meetings_by_account's 90-day window of meetings: estimated near its true size, not 1."""
+    with store.connect() as conn:
+        actual = conn.execute(
+            text(
+                "SELECT count(*) FROM activities WHERE organization_id = :org "
+                "AND activity_type IN ('meeting', 'calendar_event') "
+                "AND occurred_at >= :start AND occurred_at < :end"
+            ),
+            {"org": ORG, "start": date(2026, 8, 3), "end": date(2026, 11, 2)},
+        ).scalar_one()
+    scans = [
+        n
+        for n in _nodes(_plan(store, "meetings_by_account"))
+        if n.get("Relation Name") == "activities"
+    ]
+    assert scans, "no scan of activities in the plan"
+    assert actual > 2_000
+    for scan in scans:
+        # Under RLS a date comparison was estimated at 1 row (0.005 of the default range).
+        assert actual / 3 <= scan["Plan Rows"] <= actual * 3, (scan["Plan Rows"], actual)
+
+
+@pytest.mark.parametrize("name", ["deal_risks", "stage_funnel", "deals_without_activity"])
+def test_args_are_inlined_not_scanned(store: Database, name: str) -> None:
+    """The parameters' CTE is folded into the plan: no CTE Scan of it (the guard names it
+    revtops_cte_1, the first CTE), so filters on its values are planned with the values."""
+    scanned = {
+        n.get("CTE Name") for n in _nodes(_plan(store, name)) if n["Node Type"] == "CTE Scan"
+    }
+    assert "revtops_cte_1" not in scanned, scanned
