@@ -78,6 +78,7 @@ STYLE = """<style>
 .rt-score-low { background: #fff8c5; color: #7d4e00; border: 1px solid #d4a72c; }
 .rt-reasons { list-style: none; margin: 0; padding: 0; }
 .rt-reasons li { margin: 0 0 3px; line-height: 1.4; }
+.rt-reasons .rt-day { white-space: nowrap; }
 .rt-chip { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 11px;
   font-weight: 600; margin-right: 4px; background: #ddf4ff; color: #0550ae;
   border: 1px solid #80ccff; white-space: nowrap; }
@@ -308,11 +309,19 @@ def _close_cell(deal: RiskDeal, today: date) -> str:
     return f"<td>{deal.close_date.isoformat()}{late}</td>"
 
 
+_ISO_DAY = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
+
+
+def _unbroken_days(escaped: str) -> str:
+    """Dates in a reason do not break at their hyphens when the line wraps."""
+    return _ISO_DAY.sub(r'<span class="rt-day">\1</span>', escaped)
+
+
 def reasons_html(flags: Sequence[RiskFlag], currency: str | None = None) -> str:
     items = "".join(
         f'<li><span class="rt-chip rt-chip-{html.escape(f.rule)}" '
         f'title="adds {f.weight} to the score">{html.escape(f.label)}</span>'
-        f"{html.escape(reason_line(f, currency).split(': ', 1)[1])}</li>"
+        f"{_unbroken_days(html.escape(reason_line(f, currency).split(': ', 1)[1]))}</li>"
         for f in flags
     )
     return f'<ul class="rt-reasons">{items}</ul>'
