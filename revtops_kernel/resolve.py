@@ -47,6 +47,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.normalize.identity import CRM_PRECEDENCE, consumer_domains, own_domains
 from revtops_kernel.providers import ACTIVITY_PROVIDERS
+from revtops_kernel.store.locks import lock_resolution
 from revtops_kernel.store.schema import PENDING_COLUMN, RESOLUTION_INPUTS
 from revtops_kernel.store.statistics import REFRESH_SHARE, analyze_tables, estimated_rows
 from revtops_kernel.timeutil import utcnow
@@ -353,6 +354,7 @@ def resolve_identities(conn: Connection, org: str, *, full: bool = False) -> Res
     Incremental by default: only rows written since the last resolution and what they affect
     (module docstring). ``full=True`` resolves every row, e.g. after a change of the rules.
     """
+    lock_resolution(conn, org)  # two syncs' resolutions would deadlock on the same rows
     params = {"org": org}
     owners = conn.execute(
         text("SELECT DISTINCT lower(email) FROM owners WHERE organization_id = :org"), params

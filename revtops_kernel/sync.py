@@ -40,6 +40,7 @@ from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.locks import exclusive_sync
 from revtops_kernel.store.retry import RetryPolicy, in_transaction
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.statistics import BATCH_SHARE, REFRESH_SHARE, StatisticsRefresh
@@ -150,9 +151,35 @@ def run_sync(
     """Sync one provider into ``db`` for ``org``; never raises for a provider failure.
 
     ``streams`` limits the run to some of the provider's streams (in the provider's order;
-    the stage stream is always read when deals are, since deals need it).
+    the stage stream is always read when deals are, since deals need it). One sync of a
+    provider per organization runs at a time across processes (``store.locks``): a second one
+    waits for the first, then reads what changed since.
     """
     org = org or settings.org
+    with exclusive_sync(db, org, provider):
+        return _run_sync(
+            db,
+            settings,
+            provider,
+            org,
+            full_refresh=full_refresh,
+            connector=connector,
+            streams=streams,
+            progress=progress,
+        )
+
+
+def _run_sync(
+    db: Database,
+    settings: Settings,
+    provider: str,
+    org: str,
+    *,
+    full_refresh: bool,
+    connector: Connector | None,
+    streams: tuple[str, ...] | None,
+    progress: bool,
+) -> SyncResult:
     spec = provider_spec(provider)
     started = time.monotonic()
     with db.begin() as conn:
