@@ -98,18 +98,25 @@ class _Spare:
         return True
 
     def stop(self) -> None:
-        """Let it go: EOF on stdin shuts its kernel down; killed if it does not end in time."""
+        """Let it go: EOF on stdin shuts its kernel down. A spare still starting (it reads
+        stdin only once ready) gets SIGTERM, which also shuts its kernel down, then SIGKILL."""
+        ready = self.poll_ready()
         self._close_ready()
         with contextlib.suppress(OSError):
             if self.process.stdin is not None:
                 self.process.stdin.close()
-        try:
-            self.process.wait(timeout=SPARE_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.warning("spare runner %s did not stop; killing it", self.process.pid)
+        if ready:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=SPARE_STOP_SECONDS)
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+                os.killpg(self.process.pid, signum)
+            try:
+                self.process.wait(timeout=SPARE_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("spare runner %s did not stop on signal %s", self.process.pid, signum)
 
 
 @dataclass
