@@ -39,6 +39,7 @@ class VerifiedRun:
     result: VerifiedResult
     frame: pd.DataFrame  # the rows shown: the first ``route.limit`` for "top 5"
     max_rows: int
+    chart: dict[str, Any] | None = None  # drawn from more than the rows (a deal's timeline)
 
     @property
     def name(self) -> str:
@@ -65,7 +66,7 @@ class VerifiedRun:
             params=self.params,
             sql=self.result.sql,
             table=preview(self.frame, truncated=truncated),
-            chart=verified_chart(self),
+            chart=self.chart if self.chart is not None else verified_chart(self),
             note=self.note,
             confidence=self.route.confidence,
             narrated=narrated,
@@ -102,7 +103,25 @@ def run_route(
         today=today,
     )
     frame = result.frame if route.limit is None else result.frame.head(route.limit)
-    return VerifiedRun(route, result, frame, settings.query_max_rows)
+    chart = _timeline_chart(db, org, frame) if route.name == "deal_timeline" else None
+    return VerifiedRun(route, result, frame, settings.query_max_rows, chart)
+
+
+def _timeline_chart(db: Database, org: str, frame: pd.DataFrame) -> dict[str, Any] | None:
+    """A deal timeline's own chart (stage steps, amount, event lanes): its rows are events,
+    which no bar chart of label and value can draw. Never fails the answer."""
+    if frame.empty or "deal_id" not in frame.columns:
+        return None
+    try:
+        from revtops_kernel.artifacts.figures import figure_json
+        from revtops_kernel.artifacts.timeline_chart import timeline_figure
+        from revtops_kernel.intelligence.timeline import deal_timeline
+
+        timeline = deal_timeline(db, org, str(frame["deal_id"].iloc[0]))
+        return figure_json(timeline_figure(timeline))
+    except Exception:  # a chart is a bonus: the table and SQL still answer
+        log.debug("no timeline chart", exc_info=True)
+        return None
 
 
 def verified_chart(run: VerifiedRun) -> dict[str, Any] | None:

@@ -251,3 +251,22 @@ def test_the_verified_query_tells_the_same_story(synced: tuple[Database, Company
             e.at.strftime("%Y-%m-%d %H:%M:%S") for e in timeline.events
         ]
     assert run_verified(db, "deal_timeline", {"deal": "no such deal"}, org=ORG).frame.empty
+
+
+def test_the_copilots_timeline_answer_carries_the_timeline_chart(
+    synced: tuple[Database, Company],
+) -> None:
+    from revtops_kernel.agent.events import VerifiedAnswer
+    from revtops_kernel.answering import Answerer
+    from revtops_kernel.settings import load_settings
+
+    db, company = synced
+    header = deal_timeline(db, ORG, deal_id(company, planted(company))).deal
+    answerer = Answerer(db, load_settings(), org=ORG)  # no key: the verified answer alone
+    events = list(answerer.ask(f"show me the timeline of deal {header.id}"))
+    answers = [e for e in events if isinstance(e, VerifiedAnswer)]
+    assert [a.name for a in answers] == ["deal_timeline"]
+    chart = answers[0].chart
+    assert chart is not None  # the stage steps and event lanes, not a bar of labels
+    names = {trace.get("name") for trace in chart["data"]}
+    assert "Stage" in names
