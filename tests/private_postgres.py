@@ -29,6 +29,7 @@ import psycopg
 
 SUPERUSER = "postgres"
 PR_SET_PDEATHSIG = 1
+STALE_AFTER = 600  # seconds: a data directory this old with no live server is left over
 
 
 def find_bindir() -> Path | None:
@@ -105,11 +106,28 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
 
+def _remove_stale(root: Path) -> None:
+    """Data directories left by workers killed before they could remove them: no live
+    postmaster, and older than any server still starting (another run's may be)."""
+    for data in root.glob("revtops-pg-gw*-*"):
+        try:
+            if time.time() - data.stat().st_mtime < STALE_AFTER:
+                continue
+            pid = int((data / "postmaster.pid").read_text().split()[0])
+        except FileNotFoundError:
+            pid = None  # a clean stop removes postmaster.pid
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid is None or not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(data, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def private_postgres(bindir: Path, name: str) -> Iterator[str]:
     """Start a server on a free loopback port; yield its admin URL; stop and remove it."""
     user = _run_as()
     template = _template(bindir, user)
+    _remove_stale(Path(tempfile.gettempdir()))
     data = Path(tempfile.mkdtemp(prefix=f"revtops-pg-{name}-"))
     shutil.copytree(template, data, dirs_exist_ok=True, symlinks=True)
     if user is not None:
