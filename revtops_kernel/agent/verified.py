@@ -604,7 +604,10 @@ ORDER BY d.amount DESC NULLS LAST, days_overdue DESC, deal""",
 
 # The revenue-intelligence queries live in their own modules, built on the same fragments.
 _QUERIES: tuple[VerifiedQuery, ...] = (
-    *_CORE_QUERIES, *RISK_QUERIES, *MOVEMENT_QUERIES, *TIMELINE_QUERIES
+    *_CORE_QUERIES,
+    *RISK_QUERIES,
+    *MOVEMENT_QUERIES,
+    *TIMELINE_QUERIES,
 )
 VERIFIED_QUERIES: dict[str, VerifiedQuery] = {q.name: q for q in _QUERIES}
 
