@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     )
     # The key of the admin endpoints (waitlist list and invite); unset disables them.
     admin_key: SecretStr | None = Field(default=None, validation_alias="REVTOPS_ADMIN_KEY")
+    # The web app's kernels: one per open page (plus the preheated pool). An idle one (no
+    # message for this many seconds, no page connected) is shut down; 0 keeps them forever.
+    kernel_idle_timeout: float = Field(
+        default=3600.0, ge=0, validation_alias="REVTOPS_KERNEL_IDLE_TIMEOUT"
+    )
+    # Users' kernels one app process holds at once; the next visitor is told to come back.
+    max_kernels: int = Field(default=40, ge=1, validation_alias="REVTOPS_MAX_KERNELS")
 
     # --- scheduled work -----------------------------------------------------------------------
     broker_url: str | None = Field(default=None, validation_alias="REVTOPS_BROKER_URL")

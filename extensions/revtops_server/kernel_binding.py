@@ -66,6 +66,10 @@ class KernelBindings:
     def __len__(self) -> int:
         return len(self._owners)
 
+    def count_bound(self, running: Collection[str]) -> int:
+        """Kernels handed to someone that still run (a culled or shut-down one is gone)."""
+        return sum(1 for kernel_id in self._owners if kernel_id in running)
+
 
 def bindings_of(settings: Mapping[str, Any]) -> KernelBindings | None:
     """The app's registry, or None where kernels are not handed to app users (Jupyter Server)."""

@@ -87,6 +87,11 @@ class HandingOverKernelManager:
         return getattr(self._manager, name)
 
 
+def at_kernel_limit(bindings: KernelBindings, running: set[str], limit: int) -> bool:
+    """True when ``limit`` users' kernels are open already (the preheated pool not counted)."""
+    return bindings.count_bound(running) >= limit
+
+
 class RevtopsVoilaHandler(TornadoVoilaHandler):
     """Voila's page handler, admitting only admitted members and signing their identity."""
 
@@ -111,6 +116,8 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
         if not isinstance(user, RevtopsUser):
             # Local mode (no Supabase): whoever holds the server's token is its owner.
             self._kernel_owner = LOCAL_OWNER
+            if self._refuse_at_kernel_limit():
+                return
             self._hand_over(self._local_owner())
             return
         if not user.admitted or user.organization_id is None:
@@ -125,6 +132,8 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
             )
             return
         self._kernel_owner = RevtopsAuthorizer.kernel_owner(user)
+        if self._refuse_at_kernel_limit():
+            return
         self._hand_over(
             app_identity.identity_for(
                 organization_id=user.organization_id,
@@ -134,6 +143,29 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
                 role=user.role,
             )
         )
+
+    def _refuse_at_kernel_limit(self) -> bool:
+        """A page holds a kernel for as long as it is open; past the limit the visitor gets a
+        page saying so (503, with Retry-After) instead of a server that swaps itself to death."""
+        bindings = bindings_of(self.settings)
+        limit = context_of(self.settings).settings.max_kernels
+        running = set(self.settings["kernel_manager"].list_kernel_ids())
+        if bindings is None or not at_kernel_limit(bindings, running, limit):
+            return False
+        self.set_status(503)
+        self.set_header("Retry-After", "120")
+        self.finish(
+            REFUSED_PAGE.format(
+                title="Revtops is at capacity",
+                message=(
+                    f"All {limit} sessions of this server are in use. Try again in a few "
+                    "minutes: idle sessions close by themselves. (Admins: REVTOPS_MAX_KERNELS "
+                    "and REVTOPS_KERNEL_IDLE_TIMEOUT set the limit and the idle time.)"
+                ),
+                logout=self.base_url + "logout",
+            )
+        )
+        return True
 
     def _local_owner(self) -> app_identity.AppIdentity:
         org = context_of(self.settings).settings.org
@@ -163,7 +195,16 @@ class RevtopsVoila(Voila):
                 "show_tracebacks": False,
             }
         }
-        if load_settings().supabase_url is not None:
+        settings = load_settings()
+        if settings.kernel_idle_timeout > 0:
+            # Jupyter's culler (Voila keeps it off its preheated pool): a kernel with no
+            # message for this long and no page connected is shut down, its memory returned.
+            defaults["MappingKernelManager"] = {
+                "cull_idle_timeout": int(settings.kernel_idle_timeout),
+                "cull_interval": max(1, min(300, int(settings.kernel_idle_timeout) // 2)),
+                "cull_connected": False,
+            }
+        if settings.supabase_url is not None:
             self.identity_provider_class = SupabaseIdentityProvider
         else:
             # Local mode: Jupyter's token, printed in the URL, admits the machine's owner.
