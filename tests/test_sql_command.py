@@ -125,6 +125,16 @@ def test_a_refused_query_exits_1_with_the_reason(
     assert "schema or catalog" in capsys.readouterr().err
 
 
+def test_an_unknown_column_is_named_in_the_querys_own_terms(
+    store: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sql", "SELECT o.name FROM owners o"]) == 1
+    err = capsys.readouterr().err
+    assert 'column "name" does not exist in o (the owners table)' in err
+    assert "Did you mean o.last_name or o.full_name?" in err
+    assert "Values list" not in err  # nothing of the guard's rewrite
+
+
 def test_max_rows_cuts_and_says_so(store: Database, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sql", "SELECT name FROM deals", "--max-rows", "3", "--format", "csv"]) == 0
     captured = capsys.readouterr()

@@ -64,7 +64,11 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
             db, guarded.sql, org=org, max_rows=max_rows, timeout=settings.query_timeout
         )
     except QueryError as exc:
-        print(f"revtops sql: {exc}", file=sys.stderr)
+        from revtops_kernel.agent.guard_errors import in_user_terms
+
+        # An unknown column in the terms of the query as typed, not of the guard's rewrite.
+        explained = in_user_terms(exc, args.query, db.backend.sqlglot_dialect)
+        print(f"revtops sql: {explained}", file=sys.stderr)
         return 1
     sys.stdout.write(render_rows(result.columns, result.rows, args.format))
     if result.truncated:
