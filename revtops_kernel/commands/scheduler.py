@@ -62,7 +62,8 @@ def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
         where = f"Celery queue {settings.celery_queue!r}"
     else:
         workers = args.workers or settings.scheduler_workers
-        dispatcher = LocalDispatcher(db, settings, workers)
+        # One pass has no next run to keep a spare runner warm for.
+        dispatcher = LocalDispatcher(db, settings, workers, spares=0 if args.once else None)
         where = f"{workers} local worker process(es)"
     scheduler = Scheduler(db, settings, dispatcher, queued_stale_after=queued_stale_after)
     print(f"revtops scheduler {scheduler.name}: {db.display_url}, runs on {where}", flush=True)
