@@ -15,7 +15,10 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    question box showed (run from a ``git archive`` of REF put first on the path).
 2. ``--sessions`` users of five organizations, signed in at once, each asks a question (the
    scripted Messages API answers with a tool call, then with what the tool returned): all
-   answered, none with another organization's data. Reports wall time and per-answer p50/max.
+   answered, none with another organization's data. Reports wall time, per-answer p50/p95/max
+   (goal: p95 <= 2 s) and the resident memory of each user's kernel (RSS, from /proc).
+   ``--ramp 5,10,20`` repeats it at each count on a fresh app and prints the largest count
+   whose answers all came within the goal: the users this machine holds.
 """
 
 from __future__ import annotations
@@ -170,6 +173,18 @@ def extract(ref: str, folder: Path) -> Path:
     return folder
 
 
+def kernel_rss_mib(app: RunningApp) -> list[float]:
+    """Resident memory of each kernel the app process started (users' and the pool's)."""
+    import psutil
+
+    kernels = [
+        child
+        for child in psutil.Process(app.process.pid).children(recursive=True)
+        if "ipykernel" in " ".join(child.cmdline())
+    ]
+    return sorted(k.memory_info().rss / 2**20 for k in kernels)
+
+
 def concurrent_askers(app: RunningApp, browser: Any, sessions: int) -> dict[str, Any]:
     """Sign ``sessions`` users in (one after another: a page load is measured above), then
     send every question at once and wait for all the answers."""
@@ -200,6 +215,9 @@ def concurrent_askers(app: RunningApp, browser: Any, sessions: int) -> dict[str,
         except Exception as exc:  # a failure is a result here, not a crash
             results[index] = {"org": org, "error": str(exc)[:300]}
     wall = time.perf_counter() - start
+    rss = kernel_rss_mib(app)
+    for _, _, page in pages:
+        page.context.close()
     answered = [r for r in results.values() if "answer" in r]
     mixed = [r for r in answered if r["answer"].strip() != f"markers seen: {r['org']}"]
     times = [r["seconds"] for r in answered]
@@ -210,7 +228,9 @@ def concurrent_askers(app: RunningApp, browser: Any, sessions: int) -> dict[str,
         "errors": [r.get("error") for r in results.values() if "error" in r],
         "wall_s": wall,
         "answer_p50_s": statistics.median(times) if times else None,
+        "answer_p95_s": statistics.quantiles(times, n=20)[-1] if len(times) > 1 else None,
         "answer_max_s": max(times) if times else None,
+        "kernel_rss_mib": rss,
     }
 
 
@@ -221,6 +241,9 @@ def main() -> int:
     parser.add_argument("--baseline", help="also measure the app at this git ref (warm)")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--ramp", help="concurrent askers at each of these counts (e.g. 5,10,20), fresh app each"
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -266,11 +289,12 @@ def main() -> int:
                     )
             browser.close()
 
-        if args.sessions:
-            home = Path(folder) / "concurrent"
+        levels = [int(n) for n in args.ramp.split(",")] if args.ramp else [args.sessions]
+        for sessions in [n for n in levels if n > 0]:
+            home = Path(folder) / f"concurrent-{sessions}"
             home.mkdir()
-            api.script(*[answer] * (2 * args.sessions))
-            with running_app(home, pool_size=args.sessions, **env) as app:
+            api.script(*[answer] * (2 * sessions))
+            with running_app(home, pool_size=sessions, **env) as app:
                 for org in ORGS:
                     app.create_org(org, f"{org}.com")
                 time.sleep(10.0)
@@ -278,8 +302,10 @@ def main() -> int:
                     browser = playwright.chromium.launch(
                         executable_path=CHROMIUM, args=CHROMIUM_ARGS
                     )
-                    figures["concurrent"] = concurrent_askers(app, browser, args.sessions)
+                    figures.setdefault("ramp", []).append(concurrent_askers(app, browser, sessions))
                     browser.close()
+        if figures.get("ramp"):
+            figures["concurrent"] = figures["ramp"][-1]
 
     button = statistics.median(figures["button"])
     warm = statistics.median(figures["warm"])
@@ -301,17 +327,26 @@ def main() -> int:
             f"{before / button:.2f}x the floor"
         )
     ok = True
-    if "concurrent" in figures:
-        concurrent = figures["concurrent"]
+    held = 0
+    for concurrent in figures.get("ramp", []):
+        rss = concurrent["kernel_rss_mib"]
+        p95 = concurrent["answer_p95_s"]
         print(
             f"  {concurrent['sessions']} concurrent askers: {concurrent['answered']} answered, "
             f"{concurrent['mixed_identities']} with another org's data, wall "
             f"{concurrent['wall_s']:.1f} s, answer p50 {concurrent['answer_p50_s'] or 0:.1f} s, "
-            f"max {concurrent['answer_max_s'] or 0:.1f} s"
+            f"p95 {p95 or 0:.1f} s (goal <= 2 s), max {concurrent['answer_max_s'] or 0:.1f} s; "
+            f"{len(rss)} kernels, RSS per kernel median "
+            f"{statistics.median(rss) if rss else 0:.0f} MiB, max {max(rss, default=0):.0f} MiB"
         )
         for error in concurrent["errors"]:
             print(f"  error: {error}")
-        ok = concurrent["answered"] == concurrent["sessions"] and not concurrent["mixed_identities"]
+        whole = concurrent["answered"] == concurrent["sessions"]
+        ok = ok and whole and not concurrent["mixed_identities"]
+        if whole and (p95 if p95 is not None else concurrent["answer_max_s"] or 0) <= 2.0:
+            held = max(held, concurrent["sessions"])
+    if figures.get("ramp"):
+        print(f"  users this machine holds with answers within 2 s (p95): {held}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0 if ok else 1
