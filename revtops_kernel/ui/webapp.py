@@ -47,6 +47,17 @@ def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
     )
 
 
+def preload() -> None:
+    """Import what building the app for a visitor needs, and the chat's suggestions, before
+    the visitor is known. A preheated kernel runs this while it sits in the pool, so the
+    visitor's page no longer waits for the copilot's stack (the answering layer, anthropic,
+    pandas: 5-15 s of imports here) to load after they arrive."""
+    import revtops_kernel.answering  # noqa: F401  (what CopilotBackend.create imports)
+    from revtops_kernel.ui.chat_panel import default_suggestions
+
+    default_suggestions()  # the router and the verified queries, loaded and cached
+
+
 class WebApp(widgets.VBox):
     """The header and the chat first; At risk, Integrations, Artifacts and Usage are built
     when opened (the first screen carries one chat widget instead of every tab's widgets)."""
@@ -143,6 +154,7 @@ class WebApp(widgets.VBox):
     @classmethod
     def for_kernel(cls) -> WebApp:
         """The app for the visitor this kernel serves (verified by the server)."""
+        preload()  # a preheated kernel waits for its visitor below: the slow part goes first
         return cls(kernel_identity())
 
     def open_usage(self) -> widgets.HTML:
