@@ -470,25 +470,32 @@ def test_a_team_deployment_on_real_processes(tmp_path: Path, postgres_url: str) 
             assert any(p["last_run"] for p in status["providers"])
 
         # -- revtops status shows the services -----------------------------------------------------
-        shown = subprocess.run(
-            [sys.executable, "-m", "revtops_kernel.cli", "status", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert shown.returncode == 1, shown.stderr  # 1: a stale service (the killed worker)
-        status = json.loads(shown.stdout)
-        states = {(s["kind"], s["state"]) for s in status["services"]}
-        by_kind: dict[tuple[str, str], int] = {}
-        for s in status["services"]:
-            by_kind[(s["kind"], s["state"])] = by_kind.get((s["kind"], s["state"]), 0) + 1
-        assert by_kind == {
+        expected = {
             ("scheduler", "up"): 2,
             ("scheduler", "stopped"): 1,
             ("worker", "up"): 2,
             ("worker", "stale"): 1,
-        }, states
+        }
+        # The restarted scheduler shows once it has written its first heartbeat (its start-up
+        # can take a while on a loaded machine): ask again until it does.
+        deadline = time.monotonic() + 180
+        while True:
+            shown = subprocess.run(
+                [sys.executable, "-m", "revtops_kernel.cli", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert shown.returncode == 1, shown.stderr  # 1: a stale service (the killed worker)
+            status = json.loads(shown.stdout)
+            by_kind: dict[tuple[str, str], int] = {}
+            for s in status["services"]:
+                by_kind[(s["kind"], s["state"])] = by_kind.get((s["kind"], s["state"]), 0) + 1
+            if by_kind == expected or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert by_kind == expected, status["services"]
         stale = next(s for s in status["services"] if s["state"] == "stale")
         assert stale["instance"].endswith(f":{worker_main}")
         assert status["queue"]["error"] is None and status["queue"]["waiting"] == 0
