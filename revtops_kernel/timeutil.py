@@ -53,6 +53,24 @@ def to_epoch_ms(value: datetime) -> int:
     return int(to_utc(value).timestamp() * 1000)
 
 
+def as_day(value: object) -> date | None:
+    """A query result's cell as a calendar day: a date, a datetime's date (pandas' Timestamp
+    included), ISO text's first ten characters; None for NULL, NaN, NaT or anything else."""
+    try:
+        if value is None or bool(value != value):  # NaN and NaT are not equal to themselves
+            return None
+    except TypeError:  # pandas' NA has no truth value
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
 def iso_z(value: datetime | date | str) -> str:
     """Serialize as ISO 8601 UTC with ``Z``: seconds, or milliseconds when there are some."""
     moment = to_utc(value)

@@ -86,3 +86,16 @@ def test_epoch_milliseconds_round_trip() -> None:
     assert to_epoch_ms(moment) == 1704067200000
     assert from_epoch_ms("1704067200000") == moment
     assert from_epoch_ms(1704067200123).microsecond == 123000
+
+
+def test_as_day_reads_query_cells() -> None:
+    import pandas as pd
+
+    from revtops_kernel.timeutil import as_day
+
+    assert as_day(pd.Timestamp("2026-12-06 23:30")) == date(2026, 12, 6)
+    assert as_day(datetime(2026, 1, 2, 3)) == date(2026, 1, 2)
+    assert as_day(date(2026, 1, 3)) == date(2026, 1, 3)
+    assert as_day("2026-01-04T00:00:00Z") == date(2026, 1, 4)
+    for missing in (None, float("nan"), pd.NaT, pd.NA, "soon", 5):
+        assert as_day(missing) is None

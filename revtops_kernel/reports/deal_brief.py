@@ -28,7 +28,7 @@ from revtops_kernel.intelligence.timeline import (
 )
 from revtops_kernel.reports.period import zone
 from revtops_kernel.store.database import Database
-from revtops_kernel.timeutil import utcnow
+from revtops_kernel.timeutil import as_day, utcnow
 
 DEFAULT_AUTHOR = "Revtops deal brief"
 LAST_EVENTS = 10  # the latest events on the page
@@ -68,7 +68,7 @@ def deal_risk_flags(
             rule=str(row["rule"]),
             reason=str(row["reason"]),
             weight=int(row["weight"]),
-            since=_day(row["since"]),
+            since=as_day(row["since"]),
         )
         for row in result.frame.to_dict("records")
     )
@@ -233,19 +233,6 @@ def _person_row(person: Participant, timezone: str) -> dict[str, str]:
 
 def _svg_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
-
-
-def _day(value: Any) -> date | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if hasattr(value, "date"):
-        result = value.date()
-        return result if isinstance(result, date) else None
-    return None
 
 
 __all__ = [

@@ -36,6 +36,7 @@ from revtops_kernel.intelligence.timeline import (
 )
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Deal
+from revtops_kernel.timeutil import as_day
 from revtops_kernel.ui import views
 
 ALL = "All"
@@ -153,20 +154,6 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _day(value: Any) -> date | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value)
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None
-
-
 def _text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
@@ -190,7 +177,7 @@ def group_risk_rows(rows: Iterable[Mapping[str, Any]]) -> list[RiskDeal]:
                 rule=str(row["rule"]),
                 reason=str(row["reason"] or ""),
                 weight=int(row.get("weight") or 0),
-                since=_day(row.get("since")),
+                since=as_day(row.get("since")),
             )
         )
     deals = []
@@ -206,7 +193,7 @@ def group_risk_rows(rows: Iterable[Mapping[str, Any]]) -> list[RiskDeal]:
                 stage=_text(head.get("stage")),
                 owner=_text(head.get("owner")),
                 amount=_decimal(head.get("amount")),
-                close_date=_day(head.get("close_date")),
+                close_date=as_day(head.get("close_date")),
                 score=int(head.get("risk_score") or sum(f.weight for f in deal_flags)),
                 flags=tuple(deal_flags),
             )
