@@ -14,9 +14,6 @@ worker; the browser tests share one worker and one web app), slow modules first.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from typing import Any
 import bytecode_cache  # noqa: F401  (first: what follows is compiled once)
 import psycopg
 import pytest
-from helpers import SANDBOX_SCALE, SANDBOX_SEED
+from helpers import SANDBOX_SCALE, SANDBOX_SEED, build_wheel
 from private_postgres import find_bindir, private_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -195,17 +192,5 @@ def sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture(scope="session")
 def product_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The product's wheel, built once for the packaging and installed-wheel tests."""
-    uv = Path(sys.executable).with_name("uv")
-    command = str(uv) if uv.exists() else shutil.which("uv")
-    if command is None:
-        pytest.skip("uv is not installed")
-    out = tmp_path_factory.mktemp("product-wheel")
     root = Path(__file__).resolve().parents[1]
-    subprocess.run(
-        [command, "build", "--wheel", "--out-dir", str(out), str(root)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    (wheel,) = out.glob("*.whl")
-    return wheel
+    return build_wheel(root, tmp_path_factory.mktemp("product-wheel"), timeout=600)

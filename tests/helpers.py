@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.providers import provider_info
@@ -82,3 +88,19 @@ def row_ids(org: str, system: str) -> Callable[[str, str | int], uuid.UUID]:
 def row_ids_any_system(org: str) -> Callable[[str, str, str], uuid.UUID]:
     """``rid(system, table, source_id)``, in record_id's order, for tests across systems."""
     return functools.partial(record_id, org)
+
+
+def build_wheel(project: Path, out: Path, *, timeout: float) -> Path:
+    """``project``'s wheel, built by uv into ``out`` (the test is skipped without uv)."""
+    uv = Path(sys.executable).with_name("uv")
+    command = str(uv) if uv.exists() else shutil.which("uv")
+    if command is None:
+        pytest.skip("uv is not installed")
+    subprocess.run(
+        [command, "build", "--wheel", "--out-dir", str(out), str(project)],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+    (wheel,) = out.glob("*.whl")
+    return wheel

@@ -7,39 +7,25 @@ product's ``sandbox`` extra; its commands reach the CLI through an entry point.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 
 import pytest
+from helpers import build_wheel
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-UV = Path(sys.executable).with_name("uv")
 SANDBOX_ONLY = {"starlette", "uvicorn"}
-
-
-def _build(project: Path, out: Path) -> Path:
-    uv = str(UV) if UV.exists() else shutil.which("uv")
-    if uv is None:
-        pytest.skip("uv is not installed")
-    subprocess.run(
-        [uv, "build", "--wheel", "--out-dir", str(out), str(project)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = out.glob("*.whl")
-    return wheel
 
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory, product_wheel: Path) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("wheels")
-    return {"product": product_wheel, "sandbox": _build(ROOT / "revtops_sandbox", base / "sandbox")}
+    return {
+        "product": product_wheel,
+        "sandbox": build_wheel(ROOT / "revtops_sandbox", base / "sandbox", timeout=300),
+    }
 
 
 def _requirements(wheel: Path) -> list[Requirement]:
