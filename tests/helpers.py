@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from revtops_kernel.providers import provider_info
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
 from revtops_sandbox import SandboxServer
+from revtops_sandbox.company import Company
 
 # The sandbox most sync tests read: small enough to start in ~0.1 s, big enough for every
 # stream to page.
@@ -104,3 +105,33 @@ def build_wheel(project: Path, out: Path, *, timeout: float) -> Path:
     )
     (wheel,) = out.glob("*.whl")
     return wheel
+
+
+def synced_sandbox_store(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    org: str,
+    scale: float,
+    seed: int,
+) -> Iterator[tuple[Database, Company]]:
+    """A module fixture's body: the sandbox company synced into the store its parameter names
+    ("duckdb": a file of its own; "postgresql": the session database, emptied afterwards, as
+    the `db` fixture expects)."""
+    from sqlalchemy import text
+
+    from revtops_kernel.store.schema import metadata
+    from revtops_sandbox.evals.sandbox_store import sync_sandbox
+
+    if request.param == "duckdb":
+        db = Database(f"duckdb:///{tmp_path_factory.mktemp(org) / 'store.duckdb'}")
+    else:
+        db = request.getfixturevalue("postgres_db")
+    try:
+        yield db, sync_sandbox(db, org=org, scale=scale, seed=seed)
+    finally:
+        if request.param == "duckdb":
+            db.dispose()
+        else:
+            with db.begin() as conn:
+                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))

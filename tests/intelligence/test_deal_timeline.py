@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import synced_sandbox_store
 from sqlalchemy import text
 
 from revtops_kernel.agent.verified import run_verified
@@ -25,10 +26,8 @@ from revtops_kernel.ids import record_id
 from revtops_kernel.intelligence.timeline import EVENT_KINDS, deal_timeline, find_deals
 from revtops_kernel.reports.deal_brief import deal_brief_pdf, deal_risk_flags
 from revtops_kernel.store import Database
-from revtops_kernel.store.schema import metadata
 from revtops_sandbox.company import LIVE, PIPELINES, Company
 from revtops_sandbox.deal_history import amount_versions, close_versions, pushes
-from revtops_sandbox.evals.sandbox_store import sync_sandbox
 from revtops_sandbox.records import CALL, EMAIL, MEETING
 
 ORG = "timeline-sandbox"
@@ -44,18 +43,7 @@ pytestmark = pytest.mark.slow
 def synced(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Database, Company]]:
-    if request.param == "duckdb":
-        db = Database(f"duckdb:///{tmp_path_factory.mktemp('timeline') / 'store.duckdb'}")
-    else:
-        db = request.getfixturevalue("postgres_db")
-    try:
-        yield db, sync_sandbox(db, org=ORG, scale=SCALE, seed=SEED)
-    finally:
-        if request.param == "duckdb":
-            db.dispose()
-        else:  # the shared session database goes back empty, as the `db` fixture expects
-            with db.begin() as conn:
-                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+    yield from synced_sandbox_store(request, tmp_path_factory, org=ORG, scale=SCALE, seed=SEED)
 
 
 def deal_id(company: Company, deal: Any) -> str:
