@@ -30,6 +30,7 @@ from revtops_kernel.email_domains import email_domain, is_consumer_domain, norma
 from revtops_kernel.errors import TenancyConflictError, TenancyError
 from revtops_kernel.settings import ORG_ID_PATTERN
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.locks import lock_admission
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.timeutil import iso_z, utcnow
 
@@ -116,6 +117,7 @@ def admit(
             message=f"{domain} is a personal mailbox: please sign in with your work email.",
         )
     with db.begin() as conn:
+        lock_admission(conn, domain)  # one sign-in of this domain decides at a time
         known = _member_where(conn, (_users.c.auth_subject == subject) | (_users.c.email == email))
         if known is not None:
             conn.execute(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from revtops_kernel.email_domains import is_consumer_domain, normalize_email
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.locks import lock_admission
 from revtops_kernel.tenancy import (
     TenancyError,
     admit,
@@ -97,3 +101,48 @@ def test_waitlist_validation_and_invite_errors(db: Database) -> None:
     assert join_waitlist(db, email="a@b.co", name="Other")["name"] == "A"
     assert invite(db, "a@b.co")["status"] == "invited"
     assert invite(db, "a@b.co")["status"] == "invited"  # idempotent
+
+
+# DuckDB has one writing process, whose writers take turns: the race is PostgreSQL's.
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_first_colleagues_signing_in_at_once_make_one_admin(db: Database) -> None:
+    """App processes admit the first people of an organization at the same instant: the
+    read-then-write of "is anyone here yet?" is serialized per domain, so one is the admin."""
+    org = create_organization(db, name="Initrode", domain="initrode.com")["id"]
+    start = threading.Barrier(8)
+
+    def sign_in(n: int) -> None:
+        start.wait()
+        admit(db, email=f"person{n}@initrode.com", subject=f"subject-{n}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(sign_in, range(8)))
+    roles = sorted(m.role for m in members(db, org))
+    assert roles == ["admin"] + ["member"] * 7
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_a_sign_in_waits_for_another_of_its_domain(db: Database) -> None:
+    create_organization(db, name="Initrode", domain="initrode.com")
+    done = threading.Event()
+    with db.begin() as held:
+        lock_admission(held, "initrode.com")
+        worker = threading.Thread(
+            target=lambda: (admit(db, email="ann@initrode.com", subject="s-ann"), done.set()),
+            daemon=True,
+        )
+        worker.start()
+        assert not done.wait(0.5)  # held by the other sign-in's transaction
+        admit_elsewhere = threading.Event()
+        other = threading.Thread(
+            target=lambda: (
+                admit(db, email="bo@globex.com", subject="s-bo"),
+                admit_elsewhere.set(),
+            ),
+            daemon=True,
+        )
+        other.start()
+        assert admit_elsewhere.wait(10)  # another domain is not held up
+    assert done.wait(10)
+    worker.join()
+    other.join()

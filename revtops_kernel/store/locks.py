@@ -1,5 +1,5 @@
 """Locks that hold across processes: one sync of a provider per organization at a time, one
-identity resolution per organization at a time.
+identity resolution per organization at a time, one admission per email domain at a time.
 
 Several app processes, workers and `revtops sync` may sync the same organization at once.
 Without these, two syncs of one provider both think they own the run (the second marks the
@@ -61,5 +61,20 @@ def exclusive_sync(db: Database, org: str, provider: str) -> Iterator[None]:
 
 def lock_resolution(conn: Connection, org: str) -> None:
     """Serialize ``org``'s identity resolutions until the caller's transaction ends."""
+    _lock_in_transaction(conn, f"revtops:resolve:{org}")
+
+
+def lock_admission(conn: Connection, domain: str) -> None:
+    """Serialize sign-ins from ``domain`` until the caller's transaction ends.
+
+    Admission reads, then writes (is anyone in this organization yet? then the newcomer is its
+    admin); two first colleagues signing in at once on two app processes would otherwise both
+    read "nobody" and both become admins, or both found the organization of an invitation.
+    """
+    _lock_in_transaction(conn, f"revtops:admit:{domain}")
+
+
+def _lock_in_transaction(conn: Connection, key: str) -> None:
+    # DuckDB has one writing process and this process's writers take turns: nothing to do.
     if conn.dialect.name == "postgresql":
-        conn.execute(_IN_TRANSACTION, {"key": f"revtops:resolve:{org}"})
+        conn.execute(_IN_TRANSACTION, {"key": key})
