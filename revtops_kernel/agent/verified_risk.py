@@ -35,7 +35,6 @@ The rules (open deals only; "in N days" means the N days up to the end of ``as_o
 from __future__ import annotations
 
 from revtops_kernel.agent.verified_base import (
-    DEAL_COLUMNS,
     DEAL_JOINS,
     FILTER_ARGS,
     OPEN,
@@ -93,8 +92,13 @@ _WEIGHT = (
 DEAL_RISKS_SQL = f"""
 WITH args AS NOT MATERIALIZED (
     SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}, CAST(:rule AS TEXT) AS rule,
-        CAST(:min_score AS INTEGER) AS min_score, lower(CAST(:deal_id AS TEXT)) AS deal_id,
-        {_threshold("ghosted_days", "ghosted_days", _D.risk_ghosted_days)} AS ghosted_days,
+        CAST(:min_score AS INTEGER) AS min_score, lower(CAST(:deal_id AS TEXT)) AS deal_id
+),
+th AS MATERIALIZED (
+    -- The thresholds, one row: materialized, as DuckDB plans each inlined copy's scalar
+    -- subqueries as joins (its join-order search took 0.5 s of the query); only the bound
+    -- parameters above need inlining (PostgreSQL folds them into the plan).
+    SELECT {_threshold("ghosted_days", "ghosted_days", _D.risk_ghosted_days)} AS ghosted_days,
         {_threshold("no_meeting_days", "no_meeting_days", _D.risk_no_meeting_days)}
             AS no_meeting_days,
         {_threshold("stalled_percentile", "stalled_percentile", _D.risk_stalled_percentile)}
@@ -116,61 +120,96 @@ WITH args AS NOT MATERIALIZED (
 ),
 od AS (
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
-        d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage
+        d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
+        acc.name AS account_name, p.name AS pipeline_name, o.full_name AS owner_name
     FROM deals d CROSS JOIN args{DEAL_JOINS}
     WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
         AND (args.deal_id IS NULL OR CAST(d.id AS TEXT) = args.deal_id)
+),
+acts AS MATERIALIZED (
+    -- One pass over the wide activities rows for every activity rule: the open deals' own
+    -- activities and every meeting (a meeting counts for its account's deals too).
+    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction, a.status
+    FROM activities a
+    WHERE a.deleted_at IS NULL
+        AND (a.deal_id IN (SELECT od.id FROM od)
+            OR a.activity_type IN ('meeting', 'calendar_event'))
+),
+parts AS MATERIALIZED (
+    SELECT ap.activity_id, ap.role, ap.is_internal, ap.contact_id, ap.account_id
+    FROM activity_participants ap
+    JOIN acts ON acts.id = ap.activity_id
+    WHERE ap.deleted_at IS NULL
 ),
 touches AS (
     SELECT a.deal_id, a.activity_type, a.occurred_at,
         CASE WHEN a.activity_type <> 'slack_message' THEN a.direction
             WHEN au.is_internal THEN 'outbound' WHEN NOT au.is_internal THEN 'inbound' END
             AS direction
-    FROM activities a
-    JOIN od ON od.id = a.deal_id
+    FROM acts a
     CROSS JOIN args
-    LEFT JOIN activity_participants au ON au.activity_id = a.id AND au.role = 'author'
-        AND au.deleted_at IS NULL AND a.activity_type = 'slack_message'
-    WHERE a.deleted_at IS NULL AND a.activity_type IN ('email', 'call', 'slack_message')
+    LEFT JOIN parts au ON au.activity_id = a.id AND au.role = 'author'
+        AND a.activity_type = 'slack_message'
+    WHERE a.activity_type IN ('email', 'call', 'slack_message')
         AND a.occurred_at < args.as_of + 1
 ),
 ghosting AS (
     SELECT t.deal_id,
         count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'email'
-            AND t.occurred_at >= args.as_of - args.ghosted_days + 1) AS emails_out,
+            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS emails_out,
         count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'call'
-            AND t.occurred_at >= args.as_of - args.ghosted_days + 1) AS calls_out,
+            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS calls_out,
         count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'slack_message'
-            AND t.occurred_at >= args.as_of - args.ghosted_days + 1) AS messages_out,
+            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS messages_out,
         min(t.occurred_at) FILTER (WHERE t.direction = 'outbound'
-            AND t.occurred_at >= args.as_of - args.ghosted_days + 1) AS first_out,
+            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS first_out,
         max(t.occurred_at) FILTER (WHERE t.direction = 'inbound') AS last_in
-    FROM touches t CROSS JOIN args
+    FROM touches t CROSS JOIN args CROSS JOIN th
     GROUP BY t.deal_id
 ),
 meetings AS (
     SELECT a.id, a.deal_id, a.account_id, a.occurred_at
-    FROM activities a
-    WHERE a.deleted_at IS NULL AND a.activity_type IN ('meeting', 'calendar_event')
-        AND a.occurred_at IS NOT NULL
+    FROM acts a
+    WHERE a.activity_type IN ('meeting', 'calendar_event') AND a.occurred_at IS NOT NULL
         AND COALESCE(a.status, '') NOT IN ('cancelled', 'no_show')
 ),
-deal_meetings AS (
-    SELECT od.id AS deal_id, m.occurred_at FROM meetings m JOIN od ON od.id = m.deal_id
+meeting_keys AS (
+    -- Each meeting's last/next date per key it reaches deals by (the deal, its account, an
+    -- external attendee's account), aggregated before the join: an account's meetings meet
+    -- each of its deals once, as dates, not once per meeting.
+    SELECT 'deal' AS via, m.deal_id AS key_id,
+        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1) AS last_meeting,
+        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1) AS next_meeting
+    FROM meetings m CROSS JOIN args
+    WHERE m.deal_id IS NOT NULL
+    GROUP BY m.deal_id
     UNION ALL
-    SELECT od.id, m.occurred_at FROM meetings m JOIN od ON od.account_id = m.account_id
+    SELECT 'account', m.account_id,
+        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1),
+        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1)
+    FROM meetings m CROSS JOIN args
+    WHERE m.account_id IS NOT NULL
+    GROUP BY m.account_id
     UNION ALL
-    SELECT od.id, m.occurred_at
+    SELECT 'account', ap.account_id,
+        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1),
+        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1)
     FROM meetings m
-    JOIN activity_participants ap ON ap.activity_id = m.id AND ap.deleted_at IS NULL
-        AND NOT COALESCE(ap.is_internal, false)
-    JOIN od ON od.account_id = ap.account_id
+    JOIN parts ap ON ap.activity_id = m.id AND NOT COALESCE(ap.is_internal, false)
+    CROSS JOIN args
+    WHERE ap.account_id IS NOT NULL
+    GROUP BY ap.account_id
 ),
 meeting_dates AS (
-    SELECT dm.deal_id,
-        max(dm.occurred_at) FILTER (WHERE dm.occurred_at < args.as_of + 1) AS last_meeting,
-        min(dm.occurred_at) FILTER (WHERE dm.occurred_at >= args.as_of + 1) AS next_meeting
-    FROM deal_meetings dm CROSS JOIN args
+    SELECT dm.deal_id, max(dm.last_meeting) AS last_meeting,
+        min(dm.next_meeting) AS next_meeting
+    FROM (
+        SELECT od.id AS deal_id, k.last_meeting, k.next_meeting
+        FROM od JOIN meeting_keys k ON k.via = 'deal' AND k.key_id = od.id
+        UNION ALL
+        SELECT od.id, k.last_meeting, k.next_meeting
+        FROM od JOIN meeting_keys k ON k.via = 'account' AND k.key_id = od.account_id
+    ) dm
     GROUP BY dm.deal_id
 ),
 stays AS (
@@ -191,8 +230,8 @@ won_ranked AS (
     SELECT wd.stage_id, wd.days,
         row_number() OVER (PARTITION BY wd.stage_id ORDER BY wd.days) - 1 AS pos,
         count(*) OVER (PARTITION BY wd.stage_id) AS won_deals,
-        (count(*) OVER (PARTITION BY wd.stage_id) - 1) * args.stalled_percentile / 100.0 AS rank
-    FROM won_days wd CROSS JOIN args
+        (count(*) OVER (PARTITION BY wd.stage_id) - 1) * th.stalled_percentile / 100.0 AS rank
+    FROM won_days wd CROSS JOIN args CROSS JOIN th
 ),
 stage_norms AS (
     -- percentile_cont by hand (linear between the two nearest ranks): DuckDB's takes only a
@@ -209,14 +248,13 @@ stage_norms AS (
 engaged AS (
     SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts,
         min(COALESCE(c.full_name, c.email)) AS contact_name
-    FROM activities a
+    FROM acts a
     JOIN od ON od.id = a.deal_id
-    CROSS JOIN args
-    JOIN activity_participants ap ON ap.activity_id = a.id AND ap.deleted_at IS NULL
+    CROSS JOIN args CROSS JOIN th
+    JOIN parts ap ON ap.activity_id = a.id
         AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
     LEFT JOIN contacts c ON c.id = ap.contact_id AND c.deleted_at IS NULL
-    WHERE a.deleted_at IS NULL
-        AND a.occurred_at >= CAST(args.as_of - args.single_threaded_days + 1 AS TIMESTAMPTZ)
+    WHERE a.occurred_at >= CAST(args.as_of - th.single_threaded_days + 1 AS TIMESTAMPTZ)
         AND a.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
     GROUP BY a.deal_id
 ),
@@ -255,10 +293,10 @@ flags AS (
         || CASE WHEN g.last_in IS NULL THEN ' ever'
             ELSE ' since ' || {_day("g.last_in")} END AS reason,
         CAST(g.emails_out + g.calls_out + g.messages_out AS NUMERIC) AS measured,
-        CAST(args.ghosted_days AS NUMERIC) AS threshold, CAST(g.first_out AS DATE) AS since
-    FROM ghosting g CROSS JOIN args
+        CAST(th.ghosted_days AS NUMERIC) AS threshold, CAST(g.first_out AS DATE) AS since
+    FROM ghosting g CROSS JOIN args CROSS JOIN th
     WHERE g.emails_out + g.calls_out + g.messages_out > 0
-        AND (g.last_in IS NULL OR g.last_in < args.as_of - args.ghosted_days + 1)
+        AND (g.last_in IS NULL OR g.last_in < args.as_of - th.ghosted_days + 1)
     UNION ALL
     SELECT od.id, 'no_recent_meeting',
         CASE WHEN md.last_meeting IS NULL THEN 'no meeting ever'
@@ -266,23 +304,23 @@ flags AS (
                 || CAST(args.as_of - CAST(md.last_meeting AS DATE) AS TEXT) || ' days)' END
         || ', none scheduled',
         CAST(args.as_of - CAST(md.last_meeting AS DATE) AS NUMERIC),
-        CAST(args.no_meeting_days AS NUMERIC), CAST(md.last_meeting AS DATE)
-    FROM od CROSS JOIN args
+        CAST(th.no_meeting_days AS NUMERIC), CAST(md.last_meeting AS DATE)
+    FROM od CROSS JOIN args CROSS JOIN th
     LEFT JOIN meeting_dates md ON md.deal_id = od.id
-    WHERE od.created_at < args.as_of - args.no_meeting_days + 1 AND md.next_meeting IS NULL
-        AND (md.last_meeting IS NULL OR md.last_meeting < args.as_of - args.no_meeting_days + 1)
+    WHERE od.created_at < args.as_of - th.no_meeting_days + 1 AND md.next_meeting IS NULL
+        AND (md.last_meeting IS NULL OR md.last_meeting < args.as_of - th.no_meeting_days + 1)
     UNION ALL
     SELECT od.id, 'stalled',
         CAST(args.as_of - CAST(od.stage_entered_at AS DATE) AS TEXT) || ' days in '
         || COALESCE(od.stage, 'its stage') || ' since ' || {_day("od.stage_entered_at")}
         || ', above the ' || {_number("n.norm_days")} || ' days of the '
-        || CAST(args.stalled_percentile AS TEXT) || 'th percentile of '
+        || CAST(th.stalled_percentile AS TEXT) || 'th percentile of '
         || CAST(n.won_deals AS TEXT) || ' won deals there',
         CAST(args.as_of - CAST(od.stage_entered_at AS DATE) AS NUMERIC),
         CAST(round(n.norm_days, 1) AS NUMERIC), CAST(od.stage_entered_at AS DATE)
-    FROM od CROSS JOIN args
+    FROM od CROSS JOIN args CROSS JOIN th
     JOIN stage_norms n ON n.stage_id = od.stage_id
-    WHERE od.stage_entered_at IS NOT NULL AND n.won_deals >= args.stalled_min_won_deals
+    WHERE od.stage_entered_at IS NOT NULL AND n.won_deals >= th.stalled_min_won_deals
         AND args.as_of - CAST(od.stage_entered_at AS DATE) > n.norm_days
     UNION ALL
     SELECT od.id, 'single_threaded',
@@ -290,22 +328,22 @@ flags AS (
             WHEN e.contacts = 1
                 THEN 'only 1 customer contact (' || COALESCE(e.contact_name, 'unnamed') || ')'
             ELSE 'only ' || CAST(e.contacts AS TEXT) || ' customer contacts' END
-        || ' engaged in the last ' || CAST(args.single_threaded_days AS TEXT) || ' days',
-        CAST(COALESCE(e.contacts, 0) AS NUMERIC), CAST(args.max_contacts AS NUMERIC),
-        args.as_of - args.single_threaded_days + 1
-    FROM od CROSS JOIN args
+        || ' engaged in the last ' || CAST(th.single_threaded_days AS TEXT) || ' days',
+        CAST(COALESCE(e.contacts, 0) AS NUMERIC), CAST(th.max_contacts AS NUMERIC),
+        args.as_of - th.single_threaded_days + 1
+    FROM od CROSS JOIN args CROSS JOIN th
     LEFT JOIN engaged e ON e.deal_id = od.id
-    WHERE COALESCE(e.contacts, 0) <= args.max_contacts
+    WHERE COALESCE(e.contacts, 0) <= th.max_contacts
     UNION ALL
     SELECT p.deal_id, 'close_date_pushed',
         'close date moved later ' || {_plural("p.pushes", "time")} || ', from '
         || COALESCE(CAST(p.first_date AS TEXT), 'none') || ' to '
         || COALESCE(CAST(od.close_date AS TEXT), 'none') || ' (last move '
         || {_day("p.last_push")} || ')',
-        CAST(p.pushes AS NUMERIC), CAST(args.pushed_min_moves AS NUMERIC),
+        CAST(p.pushes AS NUMERIC), CAST(th.pushed_min_moves AS NUMERIC),
         CAST(p.last_push AS DATE)
-    FROM pushes p JOIN od ON od.id = p.deal_id CROSS JOIN args
-    WHERE p.pushes >= args.pushed_min_moves
+    FROM pushes p JOIN od ON od.id = p.deal_id CROSS JOIN args CROSS JOIN th
+    WHERE p.pushes >= th.pushed_min_moves
     UNION ALL
     SELECT od.id, 'amount_dropped',
         'amount cut ' || CAST(CAST(floor(100 * (ea.amount - od.amount) / ea.amount) AS INTEGER)
@@ -313,10 +351,10 @@ flags AS (
         || {_day("od.stage_entered_at")} || ': ' || CAST(ea.amount AS TEXT) || ' to '
         || CAST(od.amount AS TEXT),
         CAST(floor(100 * (ea.amount - od.amount) / ea.amount) AS NUMERIC),
-        CAST(args.amount_drop_percent AS NUMERIC), CAST(od.stage_entered_at AS DATE)
-    FROM entry_amounts ea JOIN od ON od.id = ea.deal_id CROSS JOIN args
+        CAST(th.amount_drop_percent AS NUMERIC), CAST(od.stage_entered_at AS DATE)
+    FROM entry_amounts ea JOIN od ON od.id = ea.deal_id CROSS JOIN args CROSS JOIN th
     WHERE ea.k = 1 AND ea.amount > 0 AND od.amount IS NOT NULL
-        AND 100 * (ea.amount - od.amount) >= args.amount_drop_percent * ea.amount
+        AND 100 * (ea.amount - od.amount) >= th.amount_drop_percent * ea.amount
     UNION ALL
     SELECT od.id, 'past_due',
         'close date ' || CAST(od.close_date AS TEXT) || ' passed '
@@ -330,13 +368,14 @@ scored AS (
         sum({_WEIGHT}) OVER (PARTITION BY f.deal_id) AS risk_score
     FROM flags f
 )
-SELECT {DEAL_COLUMNS}, f.risk_score, f.rule, f.reason, f.measured, f.threshold, f.since,
-    f.weight, d.id AS deal_id
+SELECT od.deal_name AS deal, od.account_name AS account, od.pipeline_name AS pipeline,
+    od.stage, od.owner_name AS owner, od.amount, od.close_date, f.risk_score, f.rule,
+    f.reason, f.measured, f.threshold, f.since, f.weight, od.id AS deal_id
 FROM scored f
-JOIN deals d ON d.id = f.deal_id
-CROSS JOIN args{DEAL_JOINS}
+JOIN od ON od.id = f.deal_id
+CROSS JOIN args
 WHERE (args.rule IS NULL OR f.rule = args.rule) AND f.risk_score >= args.min_score
-ORDER BY f.risk_score DESC, d.amount DESC NULLS LAST, deal, d.id, f.weight DESC, f.rule"""
+ORDER BY f.risk_score DESC, od.amount DESC NULLS LAST, deal, od.id, f.weight DESC, f.rule"""
 
 
 def _days(name: str, what: str, low: int = 1, high: int = 365) -> Param:
