@@ -87,6 +87,21 @@ def _pg_index(*columns: str) -> Index:
     return Index(None, *columns).ddl_if(dialect="postgresql")
 
 
+def _pg_live_covering_index(name: str, *columns: str, include: tuple[str, ...]) -> Index:
+    # The read queries filter every table to its live rows (deleted_at IS NULL) and read a few
+    # narrow columns of wide rows (activities carry the provider's raw jsonb inline, ~1.2 kB a
+    # row): an index of the live rows that includes those columns lets PostgreSQL answer from
+    # the index alone (an index-only scan) instead of reading the table. Partial, so the
+    # sync's soft deletes shrink it; the plain indexes stay for the sync and resolution, which
+    # look rows up whatever their deleted_at.
+    return Index(
+        name,
+        *columns,
+        postgresql_include=list(include),
+        postgresql_where=text("deleted_at IS NULL"),
+    ).ddl_if(dialect="postgresql")
+
+
 def _pg_lower_index(table: str, column: str) -> Index:
     # Identity resolution matches emails and domains ignoring case (resolve.py): the expression
     # index gives lower() statistics (without them a join on it was estimated at 26M rows for
@@ -404,6 +419,35 @@ class Deal(SyncedRecord, Base):
         _pg_index("organization_id", "account_id"),
         _pg_index("organization_id", "owner_id"),
         _pg_index("organization_id", "close_date"),
+        # The live deals with what the deal queries read (a few hundred bytes of a ~3 kB row),
+        # open and closed apart, closed by close date: deal lists and counts read it alone
+        # instead of the table. Open deals: stalled_deals, deals_without_activity and
+        # single_threaded_deals (also where their activity joins start), gold
+        # no_activity_october, open_deals_never_touched, single_threaded_open_deals (their
+        # NOT is_closed is a range of it; the verified NOT COALESCE(is_closed, false) a filter
+        # on it); closed in a window: win_rate, rep_leaderboard.
+        _pg_live_covering_index(
+            "ix_deals_live_closed_close_date",
+            "organization_id",
+            "is_closed",
+            "close_date",
+            include=(
+                "id",
+                "is_won",
+                "name",
+                "amount",
+                "pipeline_id",
+                "stage_id",
+                "stage_name",
+                "owner_id",
+                "account_id",
+                "stage_entered_at",
+                "probability",
+                "forecast_category",
+                "created_at",
+                "updated_at",
+            ),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
@@ -538,6 +582,34 @@ class Activity(SyncedRecord, Base):
         _pg_index("organization_id", "occurred_at"),
         _pg_index("organization_id", "deal_id"),
         _pg_index("organization_id", "account_id"),
+        # A deal's activities, newest last: single_threaded_deals (its activities' ids),
+        # deals_without_activity (the last one), deal_risks (last inbound/outbound/meeting),
+        # gold no_activity_october, open_deals_never_touched, single_threaded_open_deals.
+        _pg_live_covering_index(
+            "ix_activities_live_deal_occurred",
+            "organization_id",
+            "deal_id",
+            "occurred_at",
+            include=("activity_type", "direction", "status", "id"),
+        ),
+        # Activities in a time window: rep_leaderboard (per owner), meetings_by_account (per
+        # account), deal_timeline's Slack messages since the deal's creation, gold
+        # activities_by_type_october, meetings_per_rep_q3, accounts_with_most_meetings,
+        # call_hours_q3, inbound_emails_october.
+        _pg_live_covering_index(
+            "ix_activities_live_occurred",
+            "organization_id",
+            "occurred_at",
+            include=(
+                "activity_type",
+                "owner_id",
+                "account_id",
+                "deal_id",
+                "id",
+                "direction",
+                "duration_seconds",
+            ),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
@@ -584,6 +656,15 @@ class ActivityParticipant(SyncedRecord, Base):
         _pg_index("organization_id", "activity_id"),
         _pg_index("organization_id", "email"),
         _pg_lower_index("activity_participants", "email"),
+        # An activity's people, resolved: single_threaded_deals and gold
+        # single_threaded_open_deals (contacts per deal), meetings_by_account (accounts and
+        # contacts met).
+        _pg_live_covering_index(
+            "ix_activity_participants_live_activity",
+            "organization_id",
+            "activity_id",
+            include=("contact_id", "account_id"),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
