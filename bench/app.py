@@ -13,6 +13,9 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    a preheated Voila page showing one ipywidgets button. Goals: warm <= 1.2x the floor;
    cold / warm >= 3. ``--baseline REF`` adds (d): the app at git REF, preheated, until its
    question box showed (run from a ``git archive`` of REF put first on the path).
+   ``--profile`` adds one profiled visit per page: when the HTML, the scripts (count, bytes),
+   stylesheets and fonts arrived, Chromium's JavaScript CPU time per file, the first
+   websocket frame and the question box: where a first render's time goes.
 2. ``--sessions`` users of five organizations, signed in at once, each asks a question (the
    scripted Messages API answers with a tool call, then with what the tool returned): all
    answered, none with another organization's data. Reports wall time, per-answer p50/p95/max
@@ -125,6 +128,91 @@ def first_render(
         progress(f"{label} visit {visit}: {seconds[-1]:.2f} s")
         time.sleep(2.0)  # let the pool refill, as between real visitors
     return seconds
+
+
+def where_time_goes(
+    url: str, browser: Any, label: str, selector: str, token: Any = None
+) -> dict[str, Any]:
+    """One more visit, profiled: when the HTML, each script, stylesheet and font arrived, the
+    JavaScript CPU time per file (Chromium's sampling profiler), the first websocket frame, and
+    when ``selector`` showed. The profiler slows the page: its total is not a timed visit."""
+    context = browser.new_context()
+    if token is not None:
+        email = f"profiled@{ORGS[0]}.com"
+        context.add_cookies(
+            [{"name": "revtops_session", "value": token(email, "P"), "url": url + "/"}]
+        )
+    page = context.new_page()
+    page.set_default_timeout(180_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Profiler.enable")
+    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+    cdp.send("Profiler.start")
+    frames: list[float] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.time())))
+    started = time.time()
+    page.goto(url + "/")
+    page.locator(selector).wait_for()
+    shown_ms = page.evaluate("performance.now()")
+    profile = cdp.send("Profiler.stop")["profile"]
+    timing = page.evaluate(
+        """() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const res = performance.getEntriesByType('resource').map((r) => ({
+          name: r.name, type: r.initiatorType, start: r.startTime, end: r.responseEnd,
+          bytes: r.encodedBodySize, decoded: r.decodedBodySize }));
+        return { html_first_byte: nav.responseStart, html_done: nav.responseEnd,
+                 dom_content_loaded: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
+                 resources: res, origin: performance.timeOrigin };
+      }"""
+    )
+    context.close()
+    # CPU per script file: self time of the profile's samples, by the frame's URL.
+    nodes = {node["id"]: node for node in profile["nodes"]}
+    per_url: dict[str, float] = {}
+    deltas = profile.get("timeDeltas", [])
+    for sample, delta in zip(profile.get("samples", []), [*deltas[1:], 0], strict=False):
+        frame = nodes[sample]["callFrame"]
+        name = frame.get("url") or f"({frame.get('functionName') or 'native'})"
+        per_url[name] = per_url.get(name, 0.0) + delta / 1000
+    origin_s = timing["origin"] / 1000
+    groups: dict[str, dict[str, float]] = {}
+    for entry in timing["resources"]:
+        name = entry["name"].split("?")[0].rsplit("/", 1)[-1] or entry["name"]
+        kind = "font" if name.endswith((".woff", ".woff2", ".ttf")) else entry["type"]
+        group = groups.setdefault(kind, {"count": 0, "bytes": 0, "last_end_ms": 0.0})
+        group["count"] += 1
+        group["bytes"] += entry["decoded"]
+        group["last_end_ms"] = max(group["last_end_ms"], round(entry["end"]))
+    biggest = sorted(timing["resources"], key=lambda r: -r["decoded"])[:8]
+    return {
+        "label": label,
+        "shown_ms": round(shown_ms),
+        "wall_s": round(time.time() - started, 2),
+        "html_first_byte_ms": round(timing["html_first_byte"]),
+        "html_done_ms": round(timing["html_done"]),
+        "dom_content_loaded_ms": round(timing["dom_content_loaded"]),
+        "load_ms": round(timing["load"]),
+        "first_ws_frame_ms": round((frames[0] - origin_s) * 1000) if frames else None,
+        "ws_frames_until_shown": sum(1 for f in frames if f - origin_s <= shown_ms / 1000),
+        "resources": groups,
+        "largest": [
+            (
+                r["name"].split("?")[0].rsplit("/", 1)[-1],
+                r["decoded"],
+                round(r["start"]),
+                round(r["end"]),
+            )
+            for r in biggest
+        ],
+        "cpu_ms_by_file": dict(
+            sorted(
+                ((k.rsplit("/", 1)[-1] or k, round(v)) for k, v in per_url.items()),
+                key=lambda kv: -kv[1],
+            )[:12]
+        ),
+        "cpu_ms_total": round(sum(per_url.values())),
+    }
 
 
 @contextmanager
@@ -244,12 +332,19 @@ def main() -> int:
     parser.add_argument(
         "--ramp", help="concurrent askers at each of these counts (e.g. 5,10,20), fresh app each"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more visit per page, profiled: where the first render's time goes",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
 
     figures: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds")}
     pool = max(2, args.visits)
+    profiles: list[dict[str, Any]] = []
+    figures["profiles"] = profiles
     with (
         tempfile.TemporaryDirectory(prefix="revtops_bench_app_") as folder,
         scratch_postgres(args.postgres_url, prefix="revtops_bench") as url,
@@ -276,6 +371,9 @@ def main() -> int:
                 figures["button"] = first_render(
                     page_url, browser, args.visits, "button", ".widget-button"
                 )
+                if args.profile:
+                    time.sleep(2.0)
+                    profiles.append(where_time_goes(page_url, browser, "button", ".widget-button"))
             for label, size, code, selector in runs:
                 home = Path(folder) / label
                 home.mkdir()
@@ -287,6 +385,10 @@ def main() -> int:
                     figures[label] = first_render(
                         app.url, browser, args.visits, label, selector, token=app.token
                     )
+                    if args.profile:
+                        profiles.append(
+                            where_time_goes(app.url, browser, label, selector, token=app.token)
+                        )
             browser.close()
 
         levels = [int(n) for n in args.ramp.split(",")] if args.ramp else [args.sessions]
@@ -326,6 +428,11 @@ def main() -> int:
             f"  baseline {args.baseline} to its question box, preheated: {before:.2f} s = "
             f"{before / button:.2f}x the floor"
         )
+    for profile in profiles:
+        print(f"\n  where the time goes, {profile['label']} (one profiled visit):")
+        for key, value in profile.items():
+            if key != "label":
+                print(f"    {key}: {value}")
     ok = True
     held = 0
     for concurrent in figures.get("ramp", []):
