@@ -10,13 +10,19 @@ sessions, scheduled runs and the CLI all share the embedded file, so on DuckDB:
   ``DatabaseLockedError`` (naming the holder's PID, as DuckDB reports it) after
   ``lock_timeout`` seconds;
 - within one process a lock per file serializes units of work, because DuckDB refuses a
-  read-only and a read-write handle on the same file in one process.
+  read-only and a read-write handle on the same file in one process;
+- the organization-scoped reads keep a warm read-only handle between them
+  (``store.duckdb_reader``): a unit of work here closes it first, and a writer that finds the
+  file locked keeps ``<file>.write-intent`` fresh while it waits, which tells the readers of
+  every process to let go of the file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,37 +73,81 @@ def _file_lock(path: str) -> threading.RLock:
         return _file_locks.setdefault(path, threading.RLock())
 
 
+# A writer waiting for the file refreshes its intent at least this often (its retry interval is
+# at most 0.75 s); an older intent is a crashed writer's and is ignored.
+WRITE_INTENT_FRESH_SECONDS = 3.0
+
+
+def write_intent_path(path: str) -> Path:
+    return Path(f"{path}.write-intent")
+
+
+def writer_waiting(path: str) -> bool:
+    """Whether a process is waiting to write ``path`` (its intent file is fresh)."""
+    try:
+        touched = write_intent_path(path).stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - touched < WRITE_INTENT_FRESH_SECONDS
+
+
+def _announce_write(path: str) -> None:
+    try:
+        write_intent_path(path).write_text(str(os.getpid()))
+    except OSError as exc:  # a read-only directory: readers let go on their idle timer only
+        log.debug("cannot write %s: %s", write_intent_path(path), exc)
+
+
+def release_warm_reader(path: str) -> None:
+    """Close this process's warm read-only handle on ``path`` (call under its file lock)."""
+    reader = sys.modules.get("revtops_kernel.store.duckdb_reader")
+    if reader is not None:  # never imported: no warm handle to close
+        reader.release(path)
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
-def retry_while_locked(open_handle: Callable[[], T], path: str, timeout: float) -> T:
-    """Call ``open_handle`` until the DuckDB file lock is free or ``timeout`` seconds pass."""
+def retry_while_locked(
+    open_handle: Callable[[], T], path: str, timeout: float, *, writer: bool = False
+) -> T:
+    """Call ``open_handle`` until the DuckDB file lock is free or ``timeout`` seconds pass.
+
+    A ``writer`` keeps the file's write intent fresh while it waits, so readers let go of it.
+    """
     started = time.monotonic()
     delay = 0.02
-    announced = False
-    while True:
-        try:
-            return open_handle()
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_lock_conflict(exc):
-                raise
-            waited = time.monotonic() - started
-            if waited >= timeout:
-                raise DatabaseLockedError(path, waited, _lock_holder(exc)) from exc
-            if not announced and waited > 1:
-                # Once, at WARNING: a command would otherwise sit silent for the whole timeout
-                # (the CLI prints this line on stderr).
-                log.warning(
-                    "waiting for the DuckDB file %s: %s holds it; giving up in %.0f s "
-                    "(REVTOPS_DB_LOCK_TIMEOUT)",
-                    path,
-                    _holder_phrase(exc),
-                    timeout - waited,
-                )
-                announced = True
-            time.sleep(min(delay, timeout - waited) * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+    announced = intent = False
+    try:
+        while True:
+            try:
+                return open_handle()
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not _is_lock_conflict(exc):
+                    raise
+                if writer:
+                    _announce_write(path)
+                    intent = True
+                waited = time.monotonic() - started
+                if waited >= timeout:
+                    raise DatabaseLockedError(path, waited, _lock_holder(exc)) from exc
+                if not announced and waited > 1:
+                    # Once, at WARNING: a command would otherwise sit silent for the whole
+                    # timeout (the CLI prints this line on stderr).
+                    log.warning(
+                        "waiting for the DuckDB file %s: %s holds it; giving up in %.0f s "
+                        "(REVTOPS_DB_LOCK_TIMEOUT)",
+                        path,
+                        _holder_phrase(exc),
+                        timeout - waited,
+                    )
+                    announced = True
+                time.sleep(min(delay, timeout - waited) * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+    finally:
+        if intent:
+            write_intent_path(path).unlink(missing_ok=True)
 
 
 def _holder_phrase(exc: BaseException) -> str:
@@ -188,7 +238,11 @@ class Database:
 
             @event.listens_for(engine, "do_connect")
             def _connect_when_unlocked(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-                return retry_while_locked(lambda: dialect.connect(*cargs, **cparams), path, timeout)
+                with _file_lock(path):
+                    release_warm_reader(path)  # one configuration per file in a process
+                    return retry_while_locked(
+                        lambda: dialect.connect(*cargs, **cparams), path, timeout, writer=True
+                    )
 
             @event.listens_for(engine, "connect")
             def _utc_session(dbapi_connection: Any, _record: Any) -> None:
@@ -246,6 +300,7 @@ class Database:
             yield
             return
         with _file_lock(self.duckdb_path):
+            release_warm_reader(self.duckdb_path)  # the caller may write, or open its own
             yield
 
     @contextmanager
@@ -278,6 +333,9 @@ class Database:
         return handle
 
     def dispose(self) -> None:
+        if self.is_duckdb and self.url.database:
+            with _file_lock(self.duckdb_path):
+                release_warm_reader(self.duckdb_path)
         for engine in (self._engine, *self._reader_engines.values()):
             if engine is not None:
                 engine.dispose()

@@ -12,9 +12,11 @@ accepts for SELECT and VALUES. A timer cancels the query from the client if the 
 timeout did not stop it.
 
 DuckDB: a separate read-only handle with external access off (no files, URLs, ATTACH or
-extension installs), Python replacement scans off (no DataFrame in scope is reachable), the
-readable tables shadowed by temporary views filtered to the organization, then the configuration
-locked so the query cannot undo any of it. A timer interrupts the query at the deadline.
+extension installs), Python replacement scans off (no DataFrame in scope is reachable), its
+configuration locked so no query can undo any of it, and on it one connection per organization
+whose temporary views shadow every table: the readable ones filtered to the organization, the
+others empty. The handle stays open between queries until a writer needs the file
+(``store.duckdb_reader``). A timer interrupts the query at the deadline.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from revtops_kernel.settings import (
     DEFAULT_QUERY_TIMEOUT_SECONDS,
     ORG_ID_PATTERN,
 )
-from revtops_kernel.store import org_roles
+from revtops_kernel.store import duckdb_reader, org_roles
 from revtops_kernel.store.database import Database, driver_connection
 from revtops_kernel.store.schema import readable_tables
 
@@ -58,6 +60,10 @@ DUCKDB_READONLY_CONFIG: dict[str, Any] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
+    # No Python object in scope is reachable by name (a DataFrame, say), on every connection
+    # of the instance (set here: its configuration is locked before any query runs).
+    "python_enable_replacements": False,
+    "python_scan_all_frames": False,
 }
 
 
@@ -298,36 +304,37 @@ def _read_duckdb(
     spares a caller that prints them (``revtops sql``) loading pyarrow and numpy."""
     # The engine (its dialect compiles the parameters) is built only if there are any.
     statement, bound = _bind(sql, params, db.engine.dialect) if params else (sql, None)
-    with db.exclusive():
-        handle = db.open_duckdb_readonly(DUCKDB_READONLY_CONFIG)
-        try:
-            _require_single_select(handle, statement)
-            _scope_to_org(handle, org)
-            with _deadline(timeout, handle.interrupt) as fired:
-                try:
-                    if not arrow:
-                        cursor = handle.execute(statement, bound)
-                        records = cursor.fetchmany(max_rows + 1)
-                        names = [str(column[0]) for column in cursor.description or []]
-                        fetched = _Fetched(names, records=[tuple(r) for r in records[:max_rows]])
-                        return fetched, len(records) > max_rows
-                    reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
-                    batches, count = [], 0
-                    for batch in reader:
-                        batches.append(batch)
-                        count += batch.num_rows
-                        if count > max_rows:
-                            break
-                except duckdb.InterruptException as exc:
-                    raise QueryTimeoutError(timeout) from exc
-                except duckdb.Error as exc:
-                    if fired.is_set():
-                        raise QueryTimeoutError(timeout) from exc
-                    raise _duckdb_error(exc) from exc
+    with duckdb_reader.org_connection(db, org, DUCKDB_READONLY_CONFIG, _scope_to_org) as lease:
+        handle = lease.connection
+        _require_single_select(handle, statement)
+        with _deadline(timeout, handle.interrupt) as fired:
+            try:
+                if not arrow:
+                    cursor = handle.execute(statement, bound)
+                    records = cursor.fetchmany(max_rows + 1)
+                    names = [str(column[0]) for column in cursor.description or []]
+                    fetched = _Fetched(names, records=[tuple(r) for r in records[:max_rows]])
+                    return fetched, len(records) > max_rows
+                reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
+                batches, count = [], 0
+                for batch in reader:
+                    batches.append(batch)
+                    count += batch.num_rows
+                    if count > max_rows:
+                        break
+            except duckdb.InterruptException as exc:
+                raise QueryTimeoutError(timeout) from exc
+            except duckdb.Error as exc:
                 if fired.is_set():
-                    raise QueryTimeoutError(timeout)
-        finally:
-            handle.close()
+                    raise QueryTimeoutError(timeout) from exc
+                raise _duckdb_error(exc) from exc
+            finally:
+                # The timer may fire as the query ends: a connection it may have interrupted
+                # is not reused.
+                if fired.is_set():
+                    lease.discard()
+            if fired.is_set():
+                raise QueryTimeoutError(timeout)
     import pyarrow as pa  # loaded by DuckDB's reader already
 
     table = (
@@ -365,10 +372,9 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
     """Shadow every table with a view: readable ones filtered to ``org``, the others empty.
 
     Temporary views win name resolution over the file's tables (``deals`` and ``main.deals``
-    both reach the view); the guard refuses the catalog-qualified names that would not.
+    both reach the view); the guard refuses the catalog-qualified names that would not. The
+    views are the connection's own: each organization has its connection on the warm handle.
     """
-    handle.execute("SET python_enable_replacements = false")
-    handle.execute("SET python_scan_all_frames = false")
     (catalog,) = handle.execute("SELECT current_database()").fetchall()[0]
     readable = readable_tables()
     stored = {
@@ -390,4 +396,3 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
     missing = set(readable) - stored
     if missing:
         log.warning("tables missing from %s: %s; run `revtops db upgrade`", catalog, missing)
-    handle.execute("SET lock_configuration = true")
