@@ -9,7 +9,9 @@ writes passes here before it reaches the store.
    organization, under the reference's own alias; every CTE is renamed to a fresh name, so a
    CTE named like a real table (``WITH deals AS (...)``) can neither hide a real table from the
    rewrite nor be mistaken for one; the outermost query gets a LIMIT of at most max_rows + 1
-   (so a cut result is detectable).
+   (so a cut result is detectable). One rewrite is about plans, not access: a timestamptz
+   column compared with a date constant gets the constant cast to TIMESTAMPTZ, the same value,
+   so PostgreSQL can use the column's statistics under row-level security (``guard_dates``).
 3. The SQL that runs is generated from the checked, rewritten tree, never the input string.
 
 ``run_guarded`` then executes it on the read-only path (``store.query.read_sql``), which adds
@@ -33,6 +35,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError, UnsupportedError
 
+from revtops_kernel.agent.guard_dates import cast_date_constants, is_comparison
 from revtops_kernel.agent.guard_errors import in_user_terms
 from revtops_kernel.agent.guard_rules import (
     ALLOWED_FUNCTIONS,
@@ -95,7 +98,8 @@ def _guard_sql(sql: str, dialect: str, org: str, max_rows: int) -> GuardedQuery:
         )
     try:
         tree = _parse_one(sql, dialect)
-        _check_nodes(tree)
+        comparisons, cte_names = _check_nodes(tree)
+        cast_date_constants(comparisons, cte_names)
         rewriter = _Rewriter(org=org, readable=_readable_scopes())
         tree = rewriter.rewrite(tree)
         tree, limit = _cap_rows(tree, max_rows + 1)
@@ -193,9 +197,19 @@ def _parse_one(sql: str, dialect: str) -> exp.Expr:
     return tree
 
 
-def _check_nodes(tree: exp.Expr) -> None:
-    """Every node must be allowed; refuse the first one that is not, saying which and why."""
+def _check_nodes(tree: exp.Expr) -> tuple[list[exp.Expr], set[str]]:
+    """Every node must be allowed; refuse the first one that is not, saying which and why.
+
+    Returns, from the same walk, the comparisons and the CTE names (lowercase) for the date
+    rewrite (``guard_dates``).
+    """
+    comparisons: list[exp.Expr] = []
+    cte_names: set[str] = set()
     for node in tree.walk():
+        if is_comparison(node):
+            comparisons.append(node)
+        elif isinstance(node, exp.CTE):
+            cte_names.add(node.alias_or_name.lower())
         if type(node) not in ALLOWED_NODES:
             if isinstance(node, exp.Func):
                 _check_function(node)
@@ -219,6 +233,7 @@ def _check_nodes(tree: exp.Expr) -> None:
             raise QueryRefusedError(
                 "refused: positional parameters ($1, ?) are not supported; use :name"
             )
+    return comparisons, cte_names
 
 
 def _check_select(select: exp.Select) -> None:
