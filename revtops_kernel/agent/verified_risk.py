@@ -246,14 +246,17 @@ stage_norms AS (
     GROUP BY r.stage_id
 ),
 engaged AS (
+    -- The contact (min by text: PostgreSQL has no min(uuid)), named only where it is the one
+    -- contact: a lookup per such deal in the reason, not a join reading all contacts. (Cast
+    -- here, not in the lookup: a cast is not leakproof, so under row-level security it would
+    -- keep the lookup off the primary key.)
     SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts,
-        min(COALESCE(c.full_name, c.email)) AS contact_name
+        CAST(min(CAST(ap.contact_id AS TEXT)) AS UUID) AS contact_id
     FROM acts a
     JOIN od ON od.id = a.deal_id
     CROSS JOIN args CROSS JOIN th
     JOIN parts ap ON ap.activity_id = a.id
         AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
-    LEFT JOIN contacts c ON c.id = ap.contact_id AND c.deleted_at IS NULL
     WHERE a.occurred_at >= CAST(args.as_of - th.single_threaded_days + 1 AS TIMESTAMPTZ)
         AND a.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
     GROUP BY a.deal_id
@@ -326,7 +329,10 @@ flags AS (
     SELECT od.id, 'single_threaded',
         CASE WHEN COALESCE(e.contacts, 0) = 0 THEN 'no customer contact'
             WHEN e.contacts = 1
-                THEN 'only 1 customer contact (' || COALESCE(e.contact_name, 'unnamed') || ')'
+                THEN 'only 1 customer contact (' || COALESCE((
+                    SELECT COALESCE(c.full_name, c.email) FROM contacts c
+                    WHERE c.id = e.contact_id AND c.deleted_at IS NULL
+                ), 'unnamed') || ')'
             ELSE 'only ' || CAST(e.contacts AS TEXT) || ' customer contacts' END
         || ' engaged in the last ' || CAST(th.single_threaded_days AS TEXT) || ' days',
         CAST(COALESCE(e.contacts, 0) AS NUMERIC), CAST(th.max_contacts AS NUMERIC),
