@@ -73,10 +73,12 @@ linked AS (
     WHERE a.deleted_at IS NULL
         AND a.activity_type IN ('meeting', 'calendar_event', 'email', 'call', 'slack_message')
     UNION
-    SELECT a.id FROM activities a CROSS JOIN pick
-    WHERE a.deleted_at IS NULL AND a.activity_type = 'slack_message'
-        AND length(pick.name) >= 3 AND a.occurred_at >= pick.created_at
-        AND lower(a.body) LIKE '%' || lower(pick.name) || '%'
+    SELECT m.id FROM activities m CROSS JOIN pick
+    WHERE length(pick.name) >= 3 AND lower(m.body) LIKE '%' || lower(pick.name) || '%'
+        AND m.id IN (
+            SELECT a.id FROM activities a CROSS JOIN pick
+            WHERE a.deleted_at IS NULL AND a.activity_type = 'slack_message'
+                AND a.occurred_at >= pick.created_at)
 ),
 events AS (
     SELECT pick.created_at AS at, 'created' AS kind, 'Deal created' AS title,

@@ -8,7 +8,8 @@ is an index scan on an index the schema declares: ``deals`` by primary key,
 (organization_id, deal_id, field, changed_at)``, ``activities (organization_id, deal_id)``,
 ``activity_participants (organization_id, activity_id)``, ``deal_contacts (organization_id,
 deal_id)``; Slack messages that name the deal are searched among the organization's messages
-since the deal's creation (``activities (organization_id, occurred_at)``).
+since the deal's creation (found in the partial index of live activities by
+``(organization_id, occurred_at)``, which holds their type: only their bodies are read).
 
 Events:
 - ``created``: the deal's creation, with its first stage, amount and close date;
@@ -302,14 +303,21 @@ def _activity_rows(conn: Connection, org: str, key: uuid.UUID, header: DealHeade
     ids: Any = linked
     if header.name and len(header.name.strip()) >= 3:
         # Slack messages naming the deal ("Pricing approval needed for <deal>") since it was
-        # created: a range of the (organization_id, occurred_at) index, then the text test.
-        mentions = select(a.c.id).where(
-            _live(a, org),
-            a.c.activity_type == "slack_message",
-            func.lower(a.c.body).contains(header.name.strip().lower(), autoescape=True),
+        # created: the organization's Slack messages since then come from the index of live
+        # activities by time (their type is in it), and only their bodies are read for the
+        # text test; as one scan of the time range, every activity's row was read (6,155
+        # pages for 652 messages at scale 1).
+        slack = _ACTIVITIES.alias("slack")
+        messages = select(slack.c.id).where(
+            _live(slack, org), slack.c.activity_type == "slack_message"
         )
         if header.created_at is not None:
-            mentions = mentions.where(a.c.occurred_at >= header.created_at)
+            messages = messages.where(slack.c.occurred_at >= header.created_at)
+        mentions = select(a.c.id).where(
+            a.c.organization_id == org,
+            a.c.id.in_(messages),
+            func.lower(a.c.body).contains(header.name.strip().lower(), autoescape=True),
+        )
         ids = union(linked, mentions)
     query = (
         select(

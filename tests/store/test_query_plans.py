@@ -138,3 +138,49 @@ def test_deal_risks_reads_activities_and_their_participants_once(store: Database
     scans = Counter(n["Relation Name"] for n in _nodes(plan) if "Relation Name" in n)
     assert scans["activities"] == 1, scans
     assert scans["activity_participants"] == 1, scans
+
+
+@pytest.fixture(scope="module")
+def vacuumed(store: Database) -> Database:
+    """The store with rows as wide as a sync writes them (the provider's document inline in
+    ``raw``: ~1.2 kB an activity, ~1.8 kB a deal, incompressible, under the toast threshold),
+    after a VACUUM, as autovacuum leaves it after a sync: the visibility map set, so an index
+    holding every column a query reads answers it alone (an index-only scan)."""
+    document = (
+        "jsonb_build_object('doc', (SELECT string_agg(md5(g || CAST(id AS TEXT)), '') "
+        "FROM generate_series(1, {n}) g))"
+    )
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"UPDATE deals SET raw = {document.format(n=55)}"))
+        conn.execute(text(f"UPDATE activities SET raw = {document.format(n=38)}"))
+        conn.execute(text("VACUUM (ANALYZE) deals, activities"))
+    return store
+
+
+@pytest.mark.parametrize("name", ["deals_without_activity", "rep_leaderboard", "win_rate"])
+def test_activity_and_deal_queries_read_covering_indexes_not_the_wide_rows(
+    vacuumed: Database, name: str
+) -> None:
+    """activities (~1.2 kB a row) and deals (~2.5 kB) carry the provider's raw document inline;
+    these queries read a few narrow columns of them, which the partial covering indexes of
+    the live rows hold (schema: ix_activities_live_*, ix_deals_live_closed_close_date)."""
+    scans = [
+        n
+        for n in _nodes(_plan(vacuumed, name))
+        if n.get("Relation Name") in {"activities", "deals"}
+    ]
+    assert scans, "no scan of activities or deals in the plan"
+    for scan in scans:
+        assert scan["Node Type"] == "Index Only Scan", (scan["Relation Name"], scan["Node Type"])
+
+
+def test_the_deal_timeline_reads_only_slack_messages_bodies(vacuumed: Database) -> None:
+    """Slack messages naming the deal: the organization's messages since the deal's creation
+    come from the index of live activities by time (their type is in it); only those rows are
+    read, by id, not every activity since then (a bitmap heap scan of the whole range)."""
+    for node in _nodes(_plan(vacuumed, "deal_timeline")):
+        if node.get("Relation Name") != "activities":
+            continue
+        assert node["Node Type"] in {"Index Only Scan", "Index Scan"}, node["Node Type"]
+        if node["Node Type"] == "Index Scan":
+            assert node["Index Name"] == "pk_activities", node["Index Name"]
