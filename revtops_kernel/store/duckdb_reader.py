@@ -4,7 +4,15 @@ A cold read pays for opening the file read-only (starting an instance, reading t
 replaying the write-ahead log), for a temporary view per table scoping it to the organization,
 and for closing it again: most of a small query's time. So a process keeps one read-only
 instance per file open between reads, its configuration locked once, with one connection per
-organization that holds that organization's views, and gives it up:
+organization that holds that organization's views.
+
+Views are made as statements need them (``Lease.scope``), not all 31 up front: each
+connection's ``search_path`` is its own temporary schema alone, set before the configuration is
+locked, so a table name no view shadows yet is not found at all (``deals``, ``main.deals`` and
+``query_table('deals')`` alike), never read unscoped. (A catalog-qualified name reaches the file,
+as it always did: the guard refuses those.)
+
+The handle is given up:
 
 - before this process writes: ``Database.exclusive()`` and every read-write connect close it
   first (DuckDB refuses a read-only and a read-write handle on one file in one process);
@@ -26,7 +34,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +52,13 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 5.0  # a copilot turn's reads come seconds apart at most
 WATCH_SECONDS = 0.1  # how often the watcher looks for a waiting writer
+# Connections made (their search_path set) before the configuration is locked; one per
+# organization, the least recently used one's views dropped when a further organization comes.
+CONNECTIONS = 8
 
 Generation = tuple[tuple[int, int, int] | None, ...]
-Scope = Callable[[duckdb.DuckDBPyConnection, str], None]
+# (connection, organization, the file's catalog, table names): create those views.
+Scope = Callable[[duckdb.DuckDBPyConnection, str, str, Iterable[str]], None]
 
 
 def _generation(path: str) -> Generation:
@@ -63,24 +75,50 @@ def _generation(path: str) -> Generation:
 
 
 @dataclass
+class _OrgConnection:
+    connection: duckdb.DuckDBPyConnection
+    scoped: set[str] = field(default_factory=set)  # the tables it has a view of
+
+
+@dataclass
 class _Warm:
     path: str
     handle: duckdb.DuckDBPyConnection
     config: dict[str, Any]
     generation: Generation
+    catalog: str
+    stored: frozenset[str]  # the file's tables
+    spare: list[duckdb.DuckDBPyConnection]
     pid: int = field(default_factory=os.getpid)
-    orgs: dict[str, duckdb.DuckDBPyConnection] = field(default_factory=dict)
+    orgs: dict[str, _OrgConnection] = field(default_factory=dict)  # least recently used first
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
 
     def close(self) -> None:
         self.closed = True
-        for connection in self.orgs.values():
+        for connection in [*(o.connection for o in self.orgs.values()), *self.spare]:
             with suppress(duckdb.Error):
                 connection.close()
         self.orgs.clear()
+        self.spare.clear()
         with suppress(duckdb.Error):
             self.handle.close()
+
+    def connection_for(self, org: str) -> _OrgConnection | None:
+        """``org``'s connection: its own, a spare one, or the least recently used other's."""
+        mine = self.orgs.pop(org, None)
+        if mine is None and self.spare:
+            mine = _OrgConnection(self.spare.pop())
+        if mine is None and self.orgs:
+            other = next(iter(self.orgs))
+            mine = self.orgs.pop(other)
+            mine.connection.execute(
+                "".join(f'DROP VIEW IF EXISTS temp.main."{name}";' for name in mine.scoped)
+            )
+            mine.scoped.clear()
+        if mine is not None:
+            self.orgs[org] = mine  # now the most recently used
+        return mine
 
 
 # One warm handle per file; read and changed only under the file's lock (database._file_lock).
@@ -109,8 +147,25 @@ def _release_all() -> None:
 class Lease:
     """``org``'s connection on the warm handle, for one read."""
 
-    connection: duckdb.DuckDBPyConnection
+    _org_connection: _OrgConnection
+    _warm: _Warm
+    _org: str
+    _scope: Scope
     discarded: bool = False
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        return self._org_connection.connection
+
+    def scope(self, names: Iterable[str] | None = None) -> bool:
+        """Make the views of ``names`` (every table if None) the connection lacks yet; whether
+        there were any. A name that is no table of the file stays unknown to the query."""
+        wanted = self._warm.stored if names is None else self._warm.stored & set(names)
+        new = sorted(wanted - self._org_connection.scoped)
+        if new:
+            self._scope(self.connection, self._org, self._warm.catalog, new)
+            self._org_connection.scoped.update(new)
+        return bool(new)
 
     def discard(self) -> None:
         """Do not reuse this connection (the read was interrupted): the next one is fresh."""
@@ -124,16 +179,13 @@ def org_connection(db: Database, org: str, config: dict[str, Any], scope: Scope)
     path = db.duckdb_path
     with _file_lock(path):
         warm = _current(db, config)
-        connection = warm.orgs.get(org)
-        if connection is None:
-            connection = warm.handle.cursor()
-            try:
-                scope(connection, org)
-            except BaseException:
-                connection.close()
-                raise
-            warm.orgs[org] = connection
-        lease = Lease(connection)
+        mine = warm.connection_for(org)
+        if mine is None:  # every connection was discarded: start afresh
+            release(path)
+            warm = _current(db, config)
+            mine = warm.connection_for(org)
+            assert mine is not None
+        lease = Lease(mine, warm, org, scope)
         try:
             yield lease
         except QueryError as exc:
@@ -148,7 +200,7 @@ def org_connection(db: Database, org: str, config: dict[str, Any], scope: Scope)
             if lease.discarded:
                 warm.orgs.pop(org, None)
                 with suppress(duckdb.Error):
-                    connection.close()
+                    lease.connection.close()
             if writer_waiting(path):
                 release(path)
 
@@ -173,13 +225,25 @@ def _current(db: Database, config: dict[str, Any]) -> _Warm:
     handle = db.open_duckdb_readonly(config)
     opens += 1
     try:
-        # Every connection of the instance inherits these; then nothing may change them.
+        # Every connection of the instance inherits this; the search path is per connection.
         handle.execute("SET GLOBAL TimeZone = 'UTC'")
-        handle.execute("SET lock_configuration = true")
+        spare = []
+        for _ in range(CONNECTIONS):
+            connection = handle.cursor()
+            connection.execute("SET search_path = 'temp.main'")
+            spare.append(connection)
+        handle.execute("SET lock_configuration = true")  # then nothing may change them
+        (catalog,) = handle.execute("SELECT current_database()").fetchone() or ("",)
+        stored = frozenset(
+            row[0]
+            for row in handle.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        )
     except BaseException:
         handle.close()
         raise
-    warm = _Warm(path, handle, dict(config), generation)
+    warm = _Warm(path, handle, dict(config), generation, str(catalog), stored, spare)
     _warm[path] = warm
     threading.Thread(target=_watch, args=(warm,), name="duckdb-warm-reader", daemon=True).start()
     return warm

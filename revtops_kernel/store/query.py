@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -307,21 +307,18 @@ def _read_duckdb(
     with duckdb_reader.org_connection(db, org, DUCKDB_READONLY_CONFIG, _scope_to_org) as lease:
         handle = lease.connection
         _require_single_select(handle, statement)
+        dialect = db.engine.dialect if params else None
+        lease.scope(_tables_read(handle, sql, params, dialect))
         with _deadline(timeout, handle.interrupt) as fired:
             try:
-                if not arrow:
-                    cursor = handle.execute(statement, bound)
-                    records = cursor.fetchmany(max_rows + 1)
-                    names = [str(column[0]) for column in cursor.description or []]
-                    fetched = _Fetched(names, records=[tuple(r) for r in records[:max_rows]])
-                    return fetched, len(records) > max_rows
-                reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
-                batches, count = [], 0
-                for batch in reader:
-                    batches.append(batch)
-                    count += batch.num_rows
-                    if count > max_rows:
-                        break
+                try:
+                    result = _run_duckdb(handle, statement, bound, max_rows, arrow=arrow)
+                except duckdb.CatalogException:
+                    # A table the parser did not see (inside a string bound later, say): with
+                    # every view made, once more.
+                    if not lease.scope(None) or fired.is_set():
+                        raise
+                    result = _run_duckdb(handle, statement, bound, max_rows, arrow=arrow)
             except duckdb.InterruptException as exc:
                 raise QueryTimeoutError(timeout) from exc
             except duckdb.Error as exc:
@@ -335,6 +332,25 @@ def _read_duckdb(
                     lease.discard()
             if fired.is_set():
                 raise QueryTimeoutError(timeout)
+    return result
+
+
+def _run_duckdb(
+    handle: duckdb.DuckDBPyConnection, statement: str, bound: Any, max_rows: int, *, arrow: bool
+) -> tuple[_Fetched, bool]:
+    if not arrow:
+        cursor = handle.execute(statement, bound)
+        records = cursor.fetchmany(max_rows + 1)
+        names = [str(column[0]) for column in cursor.description or []]
+        fetched = _Fetched(names, records=[tuple(r) for r in records[:max_rows]])
+        return fetched, len(records) > max_rows
+    reader = handle.sql(statement, params=bound).to_arrow_reader(FETCH_BATCH_ROWS)
+    batches, count = [], 0
+    for batch in reader:
+        batches.append(batch)
+        count += batch.num_rows
+        if count > max_rows:
+            break
     import pyarrow as pa  # loaded by DuckDB's reader already
 
     table = (
@@ -368,23 +384,20 @@ def _duckdb_error(exc: duckdb.Error) -> QueryError:
     return QueryError(message)
 
 
-def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
-    """Shadow every table with a view: readable ones filtered to ``org``, the others empty.
+def _scope_to_org(
+    handle: duckdb.DuckDBPyConnection, org: str, catalog: str, names: Iterable[str]
+) -> None:
+    """Shadow the tables ``names`` with views: readable ones filtered to ``org``, others empty.
 
     Temporary views win name resolution over the file's tables (``deals`` and ``main.deals``
-    both reach the view); the guard refuses the catalog-qualified names that would not. The
-    views are the connection's own: each organization has its connection on the warm handle.
+    both reach the view; the connection's search path is its temporary schema alone, so a
+    table without a view is not found at all); the guard refuses the catalog-qualified names
+    that would not. The views are the connection's own: each organization has its connection
+    on the warm handle (``store.duckdb_reader``).
     """
-    (catalog,) = handle.execute("SELECT current_database()").fetchall()[0]
     readable = readable_tables()
-    stored = {
-        row[0]
-        for row in handle.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-        ).fetchall()
-    }
     views = []
-    for name in sorted(stored):
+    for name in names:
         source = f'"{catalog}".main."{name}"'
         if name in readable:
             scope_column = "id" if name == "organizations" else "organization_id"
@@ -393,6 +406,19 @@ def _scope_to_org(handle: duckdb.DuckDBPyConnection, org: str) -> None:
             condition = "false"
         views.append(f'CREATE TEMP VIEW "{name}" AS SELECT * FROM {source} WHERE {condition}')
     handle.execute(";\n".join(views))  # one round through the parser, not one per table
-    missing = set(readable) - stored
-    if missing:
-        log.warning("tables missing from %s: %s; run `revtops db upgrade`", catalog, missing)
+
+
+def _tables_read(
+    handle: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], dialect: Any
+) -> set[str] | None:
+    """The table names ``sql`` mentions (DuckDB's parser), or None if it cannot tell."""
+    try:
+        if params:  # the parser takes no placeholders: the values inlined, for this look only
+            sql = str(
+                text(sql)
+                .bindparams(**params)
+                .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+            )
+        return set(handle.get_table_names(sql))
+    except Exception:  # a value SQLAlchemy cannot inline, a parse DuckDB refuses: every view
+        return None

@@ -190,3 +190,53 @@ def test_a_reader_process_holding_a_warm_handle_does_not_block_a_write_here(
     finally:
         if reader.poll() is None:
             reader.kill()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM users",
+        "SELECT * FROM main.users",
+        "SELECT * FROM query_table('users')",
+        "SELECT * FROM query('SELECT * FROM users')",
+        "SELECT (SELECT count(*) FROM users WHERE organization_id = 'acme') AS n FROM deals",
+    ],
+)
+def test_a_table_without_a_view_yet_is_never_read_unscoped(store: Database, sql: str) -> None:
+    assert count(store, "globex") == 7  # globex's connection has the deals view only
+    try:
+        frame = read_sql(store, sql, org="globex").frame
+    except QueryError:
+        return  # not found: fine too
+    assert frame.empty or frame.iloc[:, 0].tolist() == [0] * len(frame)
+
+
+def test_views_come_as_statements_need_them(store: Database) -> None:
+    assert count(store, "acme") == 30
+    frame = read_sql(
+        store,
+        "SELECT count(*) AS n FROM query_table('deals') WHERE amount >= :a",
+        {"a": 10},
+        org="globex",
+    ).frame
+    assert frame["n"].tolist() == [0]  # globex's deals 0..6 all below 10
+    frame = read_sql(
+        store,
+        "SELECT o.id, count(d.id) AS n FROM organizations o FULL JOIN deals d ON true "
+        "GROUP BY o.id",
+        org="acme",
+    ).frame
+    assert frame["n"].sum() == 30
+
+
+def test_more_organizations_than_connections_take_turns(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_reader, "CONNECTIONS", 2)
+    with store.begin():  # a fresh handle with two connections
+        pass
+    opens = duckdb_reader.opens
+    for _ in range(2):
+        assert [count(store, org) for org in ("acme", "globex", "initech")] == [30, 7, 0]
+        assert read_sql(store, "SELECT * FROM users", org="globex").frame.empty
+    assert duckdb_reader.opens == opens + 1
