@@ -335,8 +335,11 @@ WITH args AS NOT MATERIALIZED (
 ),
 last_touch AS (
     SELECT a.deal_id, max(a.occurred_at) AS last_activity_at
-    FROM activities a CROSS JOIN args
-    WHERE a.deleted_at IS NULL AND a.deal_id IS NOT NULL AND a.occurred_at < args.as_of + 1
+    FROM deals od
+    JOIN activities a ON a.deal_id = od.id
+    CROSS JOIN args
+    WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false) AND a.deleted_at IS NULL
+        AND a.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
     GROUP BY a.deal_id
 )
 SELECT {DEAL_COLUMNS}, t.last_activity_at,
@@ -374,12 +377,16 @@ WITH args AS NOT MATERIALIZED (
     SELECT CAST(:max_contacts AS INTEGER) AS max_contacts, {FILTER_ARGS}
 ),
 engaged AS (
-    SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts_engaged
-    FROM activities a
-    JOIN activity_participants ap ON ap.activity_id = a.id
-    WHERE a.deleted_at IS NULL AND ap.deleted_at IS NULL AND a.deal_id IS NOT NULL
-        AND ap.contact_id IS NOT NULL
-    GROUP BY a.deal_id
+    SELECT pairs.deal_id, count(*) AS contacts_engaged
+    FROM (
+        SELECT DISTINCT a.deal_id, ap.contact_id
+        FROM deals od
+        JOIN activities a ON a.deal_id = od.id
+        JOIN activity_participants ap ON ap.activity_id = a.id
+        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
+            AND a.deleted_at IS NULL AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
+    ) pairs
+    GROUP BY pairs.deal_id
 )
 SELECT {DEAL_COLUMNS}, COALESCE(e.contacts_engaged, 0) AS contacts_engaged
 FROM deals d CROSS JOIN args{DEAL_JOINS}
@@ -421,20 +428,22 @@ meetings AS (
         AND a.occurred_at >= CAST(args.start_date AS TIMESTAMPTZ)
         AND a.occurred_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
 ),
+people AS (
+    SELECT ap.activity_id, ap.account_id, ap.contact_id
+    FROM activity_participants ap JOIN meetings m ON m.id = ap.activity_id
+    WHERE ap.deleted_at IS NULL AND (ap.account_id IS NOT NULL OR ap.contact_id IS NOT NULL)
+),
 meeting_accounts AS (
     SELECT m.id AS meeting_id, m.account_id FROM meetings m WHERE m.account_id IS NOT NULL
     UNION
-    SELECT ap.activity_id, ap.account_id
-    FROM activity_participants ap JOIN meetings m ON m.id = ap.activity_id
-    WHERE ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
+    SELECT pe.activity_id, pe.account_id FROM people pe WHERE pe.account_id IS NOT NULL
 )
 SELECT acc.name AS account, count(DISTINCT ma.meeting_id) AS meetings,
-    count(DISTINCT ap.contact_id) AS contacts_met, max(m.occurred_at) AS last_meeting_at
+    count(DISTINCT pe.contact_id) AS contacts_met, max(m.occurred_at) AS last_meeting_at
 FROM meeting_accounts ma
 JOIN meetings m ON m.id = ma.meeting_id
 JOIN accounts acc ON acc.id = ma.account_id AND acc.deleted_at IS NULL
-LEFT JOIN activity_participants ap ON ap.activity_id = ma.meeting_id
-    AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
+LEFT JOIN people pe ON pe.activity_id = ma.meeting_id AND pe.contact_id IS NOT NULL
 CROSS JOIN args
 GROUP BY acc.id, acc.name, args.min_meetings
 HAVING count(DISTINCT ma.meeting_id) >= args.min_meetings
