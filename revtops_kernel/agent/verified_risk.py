@@ -136,10 +136,14 @@ acts AS MATERIALIZED (
             OR a.activity_type IN ('meeting', 'calendar_event'))
 ),
 parts AS MATERIALIZED (
+    -- Their participants that a rule reads: Slack authors (ghosted) and external people
+    -- resolved to a contact (single_threaded) or an account (no_recent_meeting).
     SELECT ap.activity_id, ap.role, ap.is_internal, ap.contact_id, ap.account_id
     FROM activity_participants ap
     JOIN acts ON acts.id = ap.activity_id
     WHERE ap.deleted_at IS NULL
+        AND (ap.role = 'author' OR (NOT COALESCE(ap.is_internal, false)
+            AND (ap.contact_id IS NOT NULL OR ap.account_id IS NOT NULL)))
 ),
 touches AS (
     SELECT a.deal_id, a.activity_type, a.occurred_at,
