@@ -136,7 +136,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(tokens: int, event_delay: float) -> dict[str, Any]:
+def run(tokens: int, event_delay: float, rate: float | None = None) -> dict[str, Any]:
     comm.create_comm = RecordingComm  # every widget's comm records instead of sending
     from revtops_kernel.ui.chat_panel import ChatPanel
 
@@ -145,7 +145,8 @@ def run(tokens: int, event_delay: float) -> dict[str, Any]:
         db = Database(f"duckdb:///{Path(tmp) / 'store.duckdb'}")
         upgrade(db)
         settings = load_settings(**scripted_settings_overrides(api), REVTOPS_ORG="bench")
-        panel = ChatPanel(db=db, settings=settings, suggestions=[])
+        rate_option = {} if rate is None else {"max_rate": rate}
+        panel = ChatPanel(db=db, settings=settings, suggestions=[], **rate_option)
         timed = TimedBackend(panel.backend)
         panel.backend = timed
         api.script(Turn.reply(text, event_delay=event_delay))
@@ -233,7 +234,7 @@ import json, re, time
 from revtops_kernel import ChatPanel
 from revtops_kernel.agent.events import TextDelta
 
-panel = ChatPanel(suggestions=[])
+panel = ChatPanel(suggestions=[], **RATE)
 inner = panel.backend
 WORD = re.compile(r"w(\\d{4})(?!\\d)")
 
@@ -338,7 +339,9 @@ class CountingProxy:
         self.listener.close()
 
 
-def browser_run(tokens: int, event_delay: float, compress: bool) -> dict[str, Any]:
+def browser_run(
+    tokens: int, event_delay: float, compress: bool, rate: float | None = None
+) -> dict[str, Any]:
     """The same answer in Voila, read by headless Chromium: from each word's TextDelta in the
     kernel to the animation frame that paints it, and the bytes the browser received."""
     import nbformat
@@ -356,7 +359,9 @@ def browser_run(tokens: int, event_delay: float, compress: bool) -> dict[str, An
         db.dispose()
         arrivals_path = folder / "arrivals.json"
         notebook = nbformat.v4.new_notebook()
-        notebook.cells = [nbformat.v4.new_code_cell(f"OUT = {str(arrivals_path)!r}" + KERNEL_CELL)]
+        rate_option = {} if rate is None else {"max_rate": rate}
+        head = f"OUT = {str(arrivals_path)!r}\nRATE = {rate_option!r}\n"
+        notebook.cells = [nbformat.v4.new_code_cell(head + KERNEL_CELL)]
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                            "language": "python"}  # fmt: skip
         nbformat.write(notebook, folder / "stream.ipynb")
@@ -464,6 +469,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--event-delay", type=float, default=0.02, help="seconds per SSE event")
+    parser.add_argument("--rate", type=float, help="text flushes a second (default: the panel's)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--baseline", default=BASELINE_REF, help="git ref to compare with")
     parser.add_argument("--no-baseline", action="store_true")
@@ -479,7 +485,7 @@ def main() -> None:
         if options.no_baseline
         else baseline(options.baseline, options.tokens, options.event_delay)
     )
-    result = run(options.tokens, options.event_delay)
+    result = run(options.tokens, options.event_delay, options.rate)
     print(f"{'':28} {'now':>12} {'baseline ' + options.baseline if before else ''}")
     for name, value in result.items():
         old = before.get(name, "") if before else ""
@@ -494,7 +500,7 @@ def main() -> None:
     browser = []
     if options.browser:
         for compress in (False, True):
-            browser.append(browser_run(options.tokens, options.event_delay, compress))
+            browser.append(browser_run(options.tokens, options.event_delay, compress, options.rate))
         print(f"\n{'in Chromium (Voila)':28} {'plain':>12} {'compressed':>12}")
         for name in browser[0]:
             print(f"{name:28} {browser[0][name]!s:>12} {browser[1][name]!s:>12}")
