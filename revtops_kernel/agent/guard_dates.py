@@ -22,13 +22,21 @@ Only columns that certainly are timestamptz columns of a business table qualify 
 says which): a qualified column whose qualifier names a business table in scope (not a CTE, a
 subquery or a renamed column list), or an unqualified one that exactly one table of its own
 SELECT has, all of whose sources are business tables. Anything else is left as written.
+
+A second form reads the column as a day: ``CAST(occurred_at AS DATE) >= d`` (or ``=``, ``<``,
+``BETWEEN``...) with ``d`` such a date constant. There the column sits inside a cast the planner
+has no statistics for, so the comparison becomes a range on the column itself:
+``occurred_at >= CAST(d AS TIMESTAMPTZ)``; ``= d`` is ``>= d AND < d + 1``; ``> d`` is
+``>= d + 1``; ``<= d`` is ``< d + 1``. A timestamptz's date is the day whose midnight, in the
+session TimeZone, is the last one at or before it, so the two agree in any TimeZone whose
+midnights all exist (no daylight-saving jump at 00:00), UTC included, the read path's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import DateTime
@@ -79,7 +87,9 @@ def cast_date_constants(candidates: list[exp.Expr], cte_names: set[str]) -> int:
     constants were cast."""
     cast = 0
     for node in candidates:
-        if isinstance(node, exp.Between):
+        if _as_day_range(node, cte_names):
+            cast += 1
+        elif isinstance(node, exp.Between):
             sides = [node.args.get("low"), node.args.get("high")]
             if _is_timestamptz_column(node.this, node, cte_names):
                 cast += _cast_all(s for s in sides if s is not None)
@@ -110,6 +120,92 @@ def _cast_all(nodes: Iterable[exp.Expr | None]) -> int:
             node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("timestamptz")))
             count += 1
     return count
+
+
+def _as_day_range(node: exp.Expr, cte_names: set[str]) -> bool:
+    """Rewrite ``CAST(<timestamptz column> AS DATE) <op> <date constant>`` (either way round,
+    or BETWEEN two date constants) into a range on the column; True if it did."""
+    if isinstance(node, exp.Between):
+        day, low, high = node.this, node.args.get("low"), node.args.get("high")
+        if node.args.get("symmetric") or not _is_day_of_column(day, node, cte_names):
+            return False
+        if _constant_kind(low) != "date" or _constant_kind(high) != "date":
+            return False
+        assert isinstance(day, exp.Cast) and low is not None and high is not None
+        column = day.this
+        node.replace(
+            exp.Paren(
+                this=exp.And(
+                    this=exp.GTE(this=column.copy(), expression=_at_midnight(low)),
+                    expression=exp.LT(this=column.copy(), expression=_at_midnight(high, 1)),
+                )
+            )
+        )
+        return True
+    if type(node) not in _DAY_OPS:
+        return False
+    left, right = node.this, node.expression
+    op = type(node)
+    if _is_day_of_column(left, node, cte_names) and _constant_kind(right) == "date":
+        day, constant = left, right
+    elif _is_day_of_column(right, node, cte_names) and _constant_kind(left) == "date":
+        day, constant, op = right, left, _FLIPPED[op]
+    else:
+        return False
+    assert isinstance(day, exp.Cast)
+    column = day.this
+    replacement: exp.Expr
+    if op is exp.EQ:
+        replacement = exp.Paren(
+            this=exp.And(
+                this=exp.GTE(this=column.copy(), expression=_at_midnight(constant)),
+                expression=exp.LT(this=column.copy(), expression=_at_midnight(constant, 1)),
+            )
+        )
+    elif op is exp.GTE:
+        replacement = exp.GTE(this=column.copy(), expression=_at_midnight(constant))
+    elif op is exp.GT:
+        replacement = exp.GTE(this=column.copy(), expression=_at_midnight(constant, 1))
+    elif op is exp.LT:
+        replacement = exp.LT(this=column.copy(), expression=_at_midnight(constant))
+    else:  # LTE
+        replacement = exp.LT(this=column.copy(), expression=_at_midnight(constant, 1))
+    node.replace(replacement)
+    return True
+
+
+_DAY_OPS = frozenset({exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE})
+_FLIPPED: dict[type[exp.Expr], type[exp.Expr]] = {
+    exp.EQ: exp.EQ,
+    exp.GT: exp.LT,
+    exp.GTE: exp.LTE,
+    exp.LT: exp.GT,
+    exp.LTE: exp.GTE,
+}
+
+
+def _is_day_of_column(node: exp.Expr | None, at: exp.Expr, cte_names: set[str]) -> bool:
+    """``CAST(<timestamptz column> AS DATE)`` (``::date`` too), exactly a cast (not TRY_CAST)."""
+    if type(node) is not exp.Cast:
+        return False
+    to = node.args.get("to")
+    if not isinstance(to, exp.DataType) or to.this is not _DATE:
+        return False
+    return _is_timestamptz_column(node.this, at, cte_names)
+
+
+def _at_midnight(day: exp.Expr, plus_days: int = 0) -> exp.Expr:
+    """``CAST(<day> [+ n] AS TIMESTAMPTZ)``: the start of that day in the session TimeZone. An
+    ISO literal's next day is written out (``DATE '2026-10-02'``, not ``... + 1``)."""
+    value = day.copy()
+    if plus_days:
+        inner = value.this if type(value) is exp.Cast else None
+        if isinstance(inner, exp.Literal) and inner.is_string and _iso_date(inner.this):
+            following = date.fromisoformat(inner.this.strip()) + timedelta(days=plus_days)
+            value = exp.Cast(this=exp.Literal.string(following.isoformat()), to=value.args["to"])
+        else:
+            value = exp.Add(this=exp.Paren(this=value), expression=exp.Literal.number(plus_days))
+    return exp.Cast(this=value, to=exp.DataType.build("timestamptz"))
 
 
 # --- the constant side ------------------------------------------------------------------------

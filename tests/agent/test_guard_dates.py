@@ -228,8 +228,17 @@ LEFT_ALONE: list[str] = [
     # not a comparison
     "SELECT occurred_at - DATE '2026-10-01' FROM activities",
     "SELECT DATE '2026-10-01', CURRENT_DATE - 14 FROM activities",
-    # a date expression on the column side: not rewritten into a range
-    "SELECT count(*) FROM activities WHERE CAST(occurred_at AS DATE) = DATE '2026-10-01'",
+    # a column's day against something else than a bounded date constant, or not <, =, >...
+    "SELECT count(*) FROM activities WHERE CAST(occurred_at AS DATE) <> DATE '2026-10-01'",
+    "SELECT count(*) FROM activities a JOIN deals d ON d.id = a.deal_id "
+    "WHERE CAST(a.occurred_at AS DATE) = d.close_date",
+    "SELECT count(*) FROM activities WHERE CAST(occurred_at AS DATE) >= TIMESTAMP '2026-10-01'",
+    "SELECT count(*) FROM activities WHERE CAST(occurred_at AS DATE) >= CAST(:start AS DATE)",
+    "SELECT count(*) FROM activities "
+    "WHERE CAST(occurred_at AS DATE) IN (DATE '2026-10-01', DATE '2026-10-02')",
+    "SELECT count(*) FROM deals WHERE CAST(close_date AS DATE) = DATE '2026-10-01'",
+    "WITH m AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
+    "WHERE CAST(occurred_at AS DATE) = DATE '2026-10-01'",
     # an unknown qualifier
     "SELECT count(*) FROM activities a WHERE b.occurred_at >= DATE '2026-10-01'",
 ]
@@ -246,13 +255,56 @@ def test_everything_else_is_left_as_written(dialect: str, sql: str) -> None:
 
 
 def test_try_cast_is_left_as_written() -> None:
-    assert (
-        casts(
-            "SELECT count(*) FROM activities WHERE occurred_at >= TRY_CAST('2026-10-01' AS DATE)",
-            "duckdb",
-        )
-        == []
-    )
+    for where in (
+        "occurred_at >= TRY_CAST('2026-10-01' AS DATE)",
+        "TRY_CAST(occurred_at AS DATE) = DATE '2026-10-01'",
+    ):
+        assert casts(f"SELECT count(*) FROM activities WHERE {where}", "duckdb") == []
+
+
+# A timestamptz column read as a day, against a date constant: a range on the column.
+OCT_1_TZ = "CAST(CAST('2026-10-01' AS DATE) AS TIMESTAMPTZ)"
+OCT_2_TZ = "CAST(CAST('2026-10-02' AS DATE) AS TIMESTAMPTZ)"
+DAY_RANGES: list[tuple[str, str]] = [
+    (
+        "CAST(occurred_at AS DATE) = DATE '2026-10-01'",
+        f"(occurred_at >= {OCT_1_TZ} AND occurred_at < {OCT_2_TZ})",
+    ),
+    ("CAST(occurred_at AS DATE) >= DATE '2026-10-01'", f"occurred_at >= {OCT_1_TZ}"),
+    ("CAST(occurred_at AS DATE) > DATE '2026-10-01'", f"occurred_at >= {OCT_2_TZ}"),
+    ("CAST(occurred_at AS DATE) < DATE '2026-10-02'", f"occurred_at < {OCT_2_TZ}"),
+    ("CAST(occurred_at AS DATE) <= DATE '2026-10-01'", f"occurred_at < {OCT_2_TZ}"),
+    ("DATE '2026-10-01' >= CAST(occurred_at AS DATE)", f"occurred_at < {OCT_2_TZ}"),
+    ("DATE '2026-10-01' < CAST(occurred_at AS DATE)", f"occurred_at >= {OCT_2_TZ}"),
+    ("occurred_at::date >= DATE '2026-10-01'", f"occurred_at >= {OCT_1_TZ}"),
+    (
+        "CAST(occurred_at AS DATE) BETWEEN DATE '2026-09-30' AND DATE '2026-10-01'",
+        f"(occurred_at >= CAST(CAST('2026-09-30' AS DATE) AS TIMESTAMPTZ) "
+        f"AND occurred_at < {OCT_2_TZ})",
+    ),
+    (
+        "CAST(occurred_at AS DATE) > CURRENT_DATE - 14",
+        "occurred_at >= CAST((CURRENT_DATE - 14) + 1 AS TIMESTAMPTZ)",
+    ),
+    (
+        "CAST(occurred_at AS DATE) = CURRENT_DATE",
+        "(occurred_at >= CAST(CURRENT_DATE AS TIMESTAMPTZ) "
+        "AND occurred_at < CAST((CURRENT_DATE) + 1 AS TIMESTAMPTZ))",
+    ),
+    ("CAST(occurred_at AS DATE) <= DATE '2026-12-31'", "occurred_at < CAST(CAST('2027-01-01'"),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("where", "range_"), DAY_RANGES, ids=[w for w, _ in DAY_RANGES])
+def test_a_columns_day_against_a_date_becomes_a_range_on_the_column(
+    dialect: str, where: str, range_: str
+) -> None:
+    sql = guard_sql(
+        f"SELECT count(*) FROM activities WHERE {where}", dialect=dialect, org=ORG, max_rows=9
+    ).sql
+    assert range_ in sql
+    assert "CAST(occurred_at AS DATE)" not in sql
 
 
 # --- on both backends: the same rows as the SQL as written --------------------------------
@@ -422,7 +474,43 @@ EQUAL: list[tuple[str, int | None]] = [
         "AND a.ended_at >= DATE '2026-10-31' AND a.occurred_at < DATE '2026-11-01'",
         None,
     ),
+    # a column's day against a date
+    (
+        "SELECT count(*) AS n FROM activities WHERE CAST(occurred_at AS DATE) = DATE '2026-10-01'",
+        _between(OCT_1, OCT_1 + timedelta(days=1)),
+    ),
+    (
+        "SELECT count(*) AS n FROM activities WHERE occurred_at::date > DATE '2026-10-01' "
+        "AND occurred_at::date <= DATE '2026-10-31'",
+        _between(OCT_1 + timedelta(days=1), NOV_1),
+    ),
+    (
+        "SELECT count(*) AS n FROM activities a "
+        "WHERE CAST(a.occurred_at AS DATE) BETWEEN DATE '2026-10-01' AND DATE '2026-10-31'",
+        _between(OCT_1, NOV_1),
+    ),
+    (
+        "SELECT count(*) AS n FROM activities a "
+        "WHERE NOT CAST(a.occurred_at AS DATE) BETWEEN DATE '2026-10-01' AND DATE '2026-10-31'",
+        len(INSTANTS) - _between(OCT_1, NOV_1),
+    ),
+    (
+        "SELECT count(*) AS n FROM activities "
+        "WHERE DATE '2026-10-31' >= CAST(occurred_at AS DATE) "
+        "AND CAST(occurred_at AS DATE) >= CURRENT_DATE - 14",
+        None,
+    ),
+    (
+        "SELECT count(*) AS n FROM activities WHERE CAST(occurred_at AS DATE) = CURRENT_DATE",
+        None,
+    ),
+    (
+        "SELECT count(*) AS n FROM activities WHERE CAST(occurred_at AS DATE) < CURRENT_DATE - 14",
+        None,
+    ),
 ]
+
+DAYS = EQUAL[-7:]
 
 
 def _written(db: Database, sql: str, timezone: str = "UTC") -> int:
@@ -457,10 +545,11 @@ def test_rewritten_comparisons_return_what_was_written(
 
 
 @pytest.mark.parametrize("timezone", ["America/Los_Angeles", "Asia/Kolkata"])
-@pytest.mark.parametrize(("sql", "known"), EQUAL[:7], ids=[s for s, _ in EQUAL[:7]])
+@pytest.mark.parametrize(("sql", "known"), EQUAL[:7] + DAYS, ids=[s for s, _ in EQUAL[:7] + DAYS])
 def test_the_same_in_another_session_timezone(
     store: Database, sql: str, known: int | None, timezone: str
 ) -> None:
-    """The cast converts a date at the session's midnight, as the comparison did: equal in
-    any TimeZone (the read path's is UTC, where the counts above hold)."""
+    """The cast converts a date at the session's midnight, as the comparison did, and a day
+    starts at that midnight: equal in these TimeZones too (the read path's is UTC, where the
+    counts above hold)."""
     assert _guarded_directly(store, sql, timezone) == _written(store, sql, timezone)
