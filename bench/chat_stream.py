@@ -491,9 +491,10 @@ def main() -> None:
         old = before.get(name, "") if before else ""
         print(f"{name:28} {value!s:>12} {old!s}")
     goals = {
-        "bytes <= 2x text": result["content_bytes_over_text"] <= 2,
+        # comm content without Jupyter's headers: the wire itself needs --browser
+        "comm content <= 2x text": result["content_bytes_over_text"] <= 2,
         "<= 25 updates/s": result["updates_per_second_peak_1s"] <= 25,
-        "p95 latency <= 100 ms": result["latency_ms_p95"] <= 100,
+        "p95 to the comm <= 100 ms": result["latency_ms_p95"] <= 100,
     }
     for goal, met in goals.items():
         print(f"goal {goal:26} {'met' if met else 'MISSED'}")
@@ -504,11 +505,18 @@ def main() -> None:
         print(f"\n{'in Chromium (Voila)':28} {'plain':>12} {'compressed':>12}")
         for name in browser[0]:
             print(f"{name:28} {browser[0][name]!s:>12} {browser[1][name]!s:>12}")
-        plain = browser[0]
-        print(f"goal {'p95 delta-to-paint <= 100 ms':26} "
-              f"{'met' if plain['delta_to_paint_ms_p95'] <= 100 else 'MISSED'}")  # fmt: skip
-        print(f"goal {'<= 25 paints/s':26} "
-              f"{'met' if plain['paints_per_second_peak_1s'] <= 25 else 'MISSED'}")  # fmt: skip
+        plain, packed = browser
+        checks = {
+            "wire <= 2x text, plain": plain["tcp_bytes_over_text"] <= 2,
+            "wire <= 2x text, deflate": packed["tcp_bytes_over_text"] <= 2,
+            "p95 delta-to-paint <= 100": max(
+                plain["delta_to_paint_ms_p95"], packed["delta_to_paint_ms_p95"]
+            )
+            <= 100,
+            "<= 25 paints/s": plain["paints_per_second_peak_1s"] <= 25,
+        }
+        for goal, met in checks.items():
+            print(f"goal {goal:26} {'met' if met else 'MISSED'}")
     if options.json:
         options.json.write_text(
             json.dumps({**result, "baseline": before, "browser": browser}, indent=2)
