@@ -21,10 +21,15 @@ The handle is given up:
   ``<file>.write-intent`` fresh while it waits (``database.retry_while_locked``). A watcher
   thread beside the warm handle looks for it every ``WATCH_SECONDS`` and closes the handle
   between reads; a read finishing sees it too; and no reader opens the file while the intent is
-  fresh. A writer waits at most for the read running, plus ``WATCH_SECONDS``;
+  fresh. A writer waits at most for the read running, plus ``WATCH_SECONDS`` and its own retry
+  interval (at most 0.75 s);
 - after ``IDLE_SECONDS`` without a read;
-- when the file or its write-ahead log changed since it was opened (size, mtime), which a
-  shared lock should make impossible: a read never sees a store older than its last write.
+- when the file or its write-ahead log changed since it was opened (inode, size, mtime), which
+  the shared lock should make impossible: a read never sees a store older than its last write.
+
+So a process that writes between its reads pays the open again after each write (the copilot's
+loop records every model call's usage before the tool calls run): DuckDB's own start, about
+what an in-memory connect costs, is the floor of that first read.
 """
 
 from __future__ import annotations
@@ -139,8 +144,12 @@ def release(path: str) -> None:
 @atexit.register
 def _release_all() -> None:
     for path in list(_warm):
-        with _file_lock(path):
-            release(path)
+        lock = _file_lock(path)
+        if lock.acquire(timeout=1):  # a daemon thread's read may still hold it: leave that one
+            try:
+                release(path)
+            finally:
+                lock.release()
 
 
 @dataclass
