@@ -175,6 +175,14 @@ ORDER BY team = '(no team)', team, attainment DESC NULLS LAST, closed_won DESC,
     "pipeline ÷ (quota − closed won); weighted = closed won + open amount × probability.",
 )
 
+# The cohort's joins: DEAL_JOINS without the account, which the funnel does not read (DuckDB
+# would still join it).
+_COHORT_JOINS = """
+LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
+LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
+LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL"""
+_DAYS_IN_STAGE = "CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)"
+
 STAGE_FUNNEL = VerifiedQuery(
     name="stage_funnel",
     title="Stage funnel: conversion and days in stage",
@@ -207,32 +215,36 @@ WITH args AS NOT MATERIALIZED (
 cohort AS (
     SELECT d.id, d.pipeline_id, COALESCE(d.is_won, false) AS is_won,
         CASE WHEN NOT COALESCE(s.is_closed, false) THEN s.display_order END AS current_order
-    FROM deals d CROSS JOIN args{DEAL_JOINS}
+    FROM deals d CROSS JOIN args{_COHORT_JOINS}
     WHERE d.deleted_at IS NULL AND d.created_at >= CAST(args.start_date AS TIMESTAMPTZ)
         AND d.created_at < CAST(args.end_date + 1 AS TIMESTAMPTZ) AND {PIPELINE_MATCH}
         AND {OWNER_MATCH}
 ),
 history AS (
-    SELECT h.id, h.deal_id, h.stage_id, h.entered_at,
-        lag(h.stage_id) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous
+    SELECT h.id, h.deal_id, c.pipeline_id, h.stage_id, h.entered_at,
+        lag(h.stage_id) OVER w AS previous, lead(h.stage_id) OVER w AS following,
+        lead(h.entered_at) OVER w AS next_at
     FROM deal_stage_history h JOIN cohort c ON c.id = h.deal_id
     WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+    WINDOW w AS (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id)
+),
+marked AS (
+    SELECT m.deal_id, m.pipeline_id, m.stage_id, m.entered_at, m.next_at, m.id,
+        m.previous IS NULL OR m.stage_id IS NULL OR m.previous <> m.stage_id AS starts,
+        m.following IS NULL OR m.stage_id IS NULL OR m.following <> m.stage_id AS ends
+    FROM history m
 ),
 visits AS (
-    SELECT v.deal_id, v.stage_id, v.entered_at,
-        lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
-    FROM history v
-    WHERE v.previous IS NULL OR v.stage_id IS NULL OR v.previous <> v.stage_id
-),
-progress AS (
-    SELECT c.id AS deal_id, c.pipeline_id, c.is_won,
-        COALESCE(max(s.display_order), c.current_order) AS furthest
-    FROM cohort c
-    LEFT JOIN visits v ON v.deal_id = c.id
-    LEFT JOIN deal_stages s ON s.id = v.stage_id AND s.deleted_at IS NULL
-        AND s.pipeline_id = c.pipeline_id AND NOT COALESCE(s.is_closed, false)
-        AND COALESCE(s.is_active, true)
-    GROUP BY c.id, c.pipeline_id, c.is_won, c.current_order
+    SELECT v.deal_id, v.pipeline_id, v.stage_id, v.entered_at, v.next_at AS left_at
+    FROM marked v WHERE v.starts AND v.ends
+    UNION ALL
+    SELECT r.deal_id, r.pipeline_id, r.stage_id, r.entered_at, r.left_at
+    FROM (
+        SELECT v.deal_id, v.pipeline_id, v.stage_id, v.entered_at, v.starts,
+            lead(v.next_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
+        FROM marked v WHERE v.starts <> v.ends
+    ) r
+    WHERE r.starts
 ),
 stages AS (
     SELECT s.id, s.pipeline_id, s.label, s.display_order,
@@ -242,24 +254,37 @@ stages AS (
     WHERE s.deleted_at IS NULL AND COALESCE(s.is_active, true)
         AND NOT COALESCE(s.is_closed, false)
 ),
-stage_days AS (
+furthest AS (
+    SELECT v.deal_id, max(st.display_order) AS furthest
+    FROM visits v JOIN stages st ON st.id = v.stage_id AND st.pipeline_id = v.pipeline_id
+    GROUP BY v.deal_id
+),
+progress AS (
+    SELECT c.pipeline_id, c.is_won, COALESCE(f.furthest, c.current_order) AS furthest,
+        count(*) AS deals
+    FROM cohort c LEFT JOIN furthest f ON f.deal_id = c.id
+    GROUP BY c.pipeline_id, c.is_won, COALESCE(f.furthest, c.current_order)
+),
+stage_days AS MATERIALIZED (
     SELECT v.stage_id, count(*) AS visits,
-        percentile_cont(0.5) WITHIN GROUP (
-            ORDER BY CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)) AS median_days,
-        round(avg(CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)), 1) AS avg_days
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY {_DAYS_IN_STAGE}) AS median_days,
+        round(avg({_DAYS_IN_STAGE}), 1) AS avg_days
     FROM visits v WHERE v.left_at IS NOT NULL
     GROUP BY v.stage_id
 ),
 funnel AS (
     SELECT st.pipeline_id, st.id AS stage_id, st.label, st.display_order,
-        count(pr.deal_id) FILTER (WHERE pr.is_won OR pr.furthest >= st.display_order) AS reached,
-        count(pr.deal_id) FILTER (WHERE pr.is_won OR pr.furthest >= st.next_order) AS advanced,
-        count(pr.deal_id) FILTER (WHERE pr.is_won) AS won
+        CAST(COALESCE(sum(pr.deals) FILTER (WHERE pr.is_won OR pr.furthest >= st.display_order),
+            0) AS BIGINT) AS reached,
+        CAST(COALESCE(sum(pr.deals) FILTER (WHERE pr.is_won OR pr.furthest >= st.next_order),
+            0) AS BIGINT) AS advanced,
+        CAST(COALESCE(sum(pr.deals) FILTER (WHERE pr.is_won), 0) AS BIGINT) AS won
     FROM stages st LEFT JOIN progress pr ON pr.pipeline_id = st.pipeline_id
     GROUP BY st.pipeline_id, st.id, st.label, st.display_order
     UNION ALL
     SELECT s.pipeline_id, s.id, s.label, s.display_order,
-        count(pr.deal_id) FILTER (WHERE pr.is_won), NULL, count(pr.deal_id) FILTER (WHERE pr.is_won)
+        CAST(COALESCE(sum(pr.deals) FILTER (WHERE pr.is_won), 0) AS BIGINT), NULL,
+        CAST(COALESCE(sum(pr.deals) FILTER (WHERE pr.is_won), 0) AS BIGINT)
     FROM deal_stages s LEFT JOIN progress pr ON pr.pipeline_id = s.pipeline_id
     WHERE s.deleted_at IS NULL AND s.is_won
     GROUP BY s.pipeline_id, s.id, s.label, s.display_order
@@ -361,6 +386,16 @@ ORDER BY velocity_per_day DESC NULLS LAST, segment""",
 _WINDOW_IN = """(args.close_from IS NULL OR st.close_date >= args.close_from)
             AND (args.close_to IS NULL OR st.close_date <= args.close_to)"""
 
+# When the value of one attribute a moment has was set: its last change at or before the moment,
+# else (a moment before the first change) the first change; NULL: the deal has no history of it
+# and keeps its current value. Running max and whole-partition min over the same order as
+# seq/lead, so one window pass computes all of them.
+_LAST_CHANGE = """COALESCE(
+            max(CASE WHEN m.{flag} = 1 THEN m.at END) OVER (PARTITION BY m.deal_id ORDER BY m.at
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+            min(CASE WHEN m.{flag} = 1 THEN m.at END) OVER (PARTITION BY m.deal_id ORDER BY m.at
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))"""
+
 PIPELINE_WATERFALL = VerifiedQuery(
     name="pipeline_waterfall",
     title="Pipeline waterfall",
@@ -412,50 +447,40 @@ scoped AS (
         COALESCE(o.full_name, o.email, '(no owner)') AS owner
     FROM deals d CROSS JOIN args
     LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL
-    WHERE d.deleted_at IS NULL AND d.created_at < args.end_date + 1 AND {OWNER_MATCH}
-        AND (NOT COALESCE(d.is_closed, false) OR d.created_at >= args.start_date
+    WHERE d.deleted_at IS NULL AND d.created_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
+        AND {OWNER_MATCH}
+        AND (NOT COALESCE(d.is_closed, false)
+            OR d.created_at >= CAST(args.start_date AS TIMESTAMPTZ)
             OR d.id IN (SELECT h.deal_id FROM deal_stage_history h CROSS JOIN args
-                WHERE h.deleted_at IS NULL AND h.entered_at >= args.start_date)
+                WHERE h.deleted_at IS NULL
+                    AND h.entered_at >= CAST(args.start_date AS TIMESTAMPTZ))
             OR d.id IN (SELECT f.deal_id FROM deal_field_history f CROSS JOIN args
-                WHERE f.deleted_at IS NULL AND f.changed_at >= args.start_date))
-),
-stage_changes AS (
-    SELECT h.deal_id, h.entered_at AS at,
-        CAST(COALESCE(h.pipeline_id, s.pipeline_id) AS TEXT) AS pipeline_key,
-        CASE WHEN s.is_won THEN 2 WHEN s.is_closed THEN 1 ELSE 0 END AS stage_state
-    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id CROSS JOIN args
-    LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
-    WHERE h.deleted_at IS NULL AND h.entered_at < args.end_date + 1
-),
-field_changes AS (
-    SELECT f.deal_id, f.changed_at AS at, f.field, f.amount, f.close_date
-    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id CROSS JOIN args
-    WHERE f.deleted_at IS NULL AND f.changed_at < args.end_date + 1
+                WHERE f.deleted_at IS NULL
+                    AND f.changed_at >= CAST(args.start_date AS TIMESTAMPTZ)))
 ),
 changes AS (
-    SELECT deal_id, at, pipeline_key, stage_state, 1 AS has_stage,
-        CAST(NULL AS NUMERIC(18, 2)) AS amount, 0 AS has_amount,
+    SELECT h.deal_id, h.entered_at AS at,
+        CAST(COALESCE(h.pipeline_id, s.pipeline_id) AS TEXT) AS pipeline_key,
+        CASE WHEN s.is_won THEN 2 WHEN s.is_closed THEN 1 ELSE 0 END AS stage_state,
+        1 AS has_stage, CAST(NULL AS NUMERIC(18, 2)) AS amount, 0 AS has_amount,
         CAST(NULL AS DATE) AS close_date, 0 AS has_close
-    FROM stage_changes
+    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id CROSS JOIN args
+    LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
+    WHERE h.deleted_at IS NULL AND h.entered_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
     UNION ALL
-    SELECT deal_id, at, NULL, NULL, 0, amount, 1, NULL, 0
-    FROM field_changes WHERE field = 'amount'
+    SELECT f.deal_id, f.changed_at, NULL, NULL, 0,
+        CASE WHEN f.field = 'amount' THEN f.amount END,
+        CASE WHEN f.field = 'amount' THEN 1 ELSE 0 END,
+        CASE WHEN f.field = 'close_date' THEN f.close_date END,
+        CASE WHEN f.field = 'close_date' THEN 1 ELSE 0 END
+    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id CROSS JOIN args
+    WHERE f.deleted_at IS NULL AND f.changed_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
+        AND f.field IN ('amount', 'close_date')
     UNION ALL
-    SELECT deal_id, at, NULL, NULL, 0, NULL, 0, close_date, 1
-    FROM field_changes WHERE field = 'close_date'
-    UNION ALL
-    SELECT c.id, c.created_at, CAST(c.pipeline_id AS TEXT), c.stage_state,
-        CASE WHEN sc.deal_id IS NULL THEN 1 ELSE 0 END, c.amount,
-        CASE WHEN fa.deal_id IS NULL THEN 1 ELSE 0 END, c.close_date,
-        CASE WHEN fc.deal_id IS NULL THEN 1 ELSE 0 END
+    SELECT c.id, c.created_at, NULL, NULL, 0, NULL, 0, NULL, 0
     FROM scoped c
-    LEFT JOIN (SELECT DISTINCT deal_id FROM stage_changes) sc ON sc.deal_id = c.id
-    LEFT JOIN (SELECT DISTINCT deal_id FROM field_changes WHERE field = 'amount') fa
-        ON fa.deal_id = c.id
-    LEFT JOIN (SELECT DISTINCT deal_id FROM field_changes WHERE field = 'close_date') fc
-        ON fc.deal_id = c.id
 ),
-moments AS (
+moments AS MATERIALIZED (
     SELECT deal_id, at, max(pipeline_key) FILTER (WHERE has_stage = 1) AS pipeline_key,
         max(stage_state) FILTER (WHERE has_stage = 1) AS stage_state, max(has_stage) AS has_stage,
         max(amount) FILTER (WHERE has_amount = 1) AS amount, max(has_amount) AS has_amount,
@@ -463,46 +488,48 @@ moments AS (
     FROM changes
     GROUP BY deal_id, at
 ),
-counted AS (
-    SELECT m.*,
-        sum(has_stage) OVER (PARTITION BY deal_id ORDER BY at
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS stage_n,
-        sum(has_amount) OVER (PARTITION BY deal_id ORDER BY at
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS amount_n,
-        sum(has_close) OVER (PARTITION BY deal_id ORDER BY at
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS close_n
+timed AS (
+    SELECT m.deal_id, m.at,
+        row_number() OVER (PARTITION BY m.deal_id ORDER BY m.at) AS seq,
+        lag(m.at) OVER (PARTITION BY m.deal_id ORDER BY m.at) AS previous_at,
+        lead(m.at) OVER (PARTITION BY m.deal_id ORDER BY m.at) AS next_at,
+        {_LAST_CHANGE.format(flag="has_stage")} AS stage_at,
+        {_LAST_CHANGE.format(flag="has_amount")} AS amount_at,
+        {_LAST_CHANGE.format(flag="has_close")} AS close_at
     FROM moments m
 ),
 states AS (
-    SELECT deal_id, at,
-        row_number() OVER (PARTITION BY deal_id ORDER BY at) AS seq,
-        lead(at) OVER (PARTITION BY deal_id ORDER BY at) AS next_at,
-        max(pipeline_key) OVER (PARTITION BY deal_id, greatest(stage_n, 1)) AS pipeline_key,
-        max(stage_state) OVER (PARTITION BY deal_id, greatest(stage_n, 1)) AS stage_state,
-        max(amount) OVER (PARTITION BY deal_id, greatest(amount_n, 1)) AS amount,
-        max(close_date) OVER (PARTITION BY deal_id, greatest(close_n, 1)) AS close_date
-    FROM counted
+    SELECT t.deal_id, t.at, t.seq, t.previous_at, t.next_at, c.owner,
+        CASE WHEN t.stage_at IS NULL THEN CAST(c.pipeline_id AS TEXT) ELSE ms.pipeline_key END
+            AS pipeline_key,
+        CASE WHEN t.stage_at IS NULL THEN c.stage_state ELSE ms.stage_state END AS stage_state,
+        CASE WHEN t.amount_at IS NULL THEN c.amount ELSE ma.amount END AS amount,
+        CASE WHEN t.close_at IS NULL THEN c.close_date ELSE mc.close_date END AS close_date
+    FROM timed t CROSS JOIN args
+    JOIN scoped c ON c.id = t.deal_id
+    LEFT JOIN moments ms ON ms.deal_id = t.deal_id AND ms.at = t.stage_at
+    LEFT JOIN moments ma ON ma.deal_id = t.deal_id AND ma.at = t.amount_at
+    LEFT JOIN moments mc ON mc.deal_id = t.deal_id AND mc.at = t.close_at
+    WHERE t.at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
+        AND (t.next_at IS NULL OR t.next_at >= CAST(args.start_date AS TIMESTAMPTZ))
 ),
-judged AS (
-    SELECT st.deal_id, st.at, st.seq, st.next_at, st.stage_state,
+judged AS MATERIALIZED (
+    SELECT st.deal_id, st.at, st.seq, st.previous_at, st.next_at, st.stage_state,
         COALESCE(st.amount, 0) AS amount,
         COALESCE(st.stage_state = 0 AND {_WINDOW_IN}, false) AS live,
         COALESCE(st.stage_state = 0 AND {_WINDOW_IN}
             AND (args.pipeline IS NULL OR lower(p.name) = args.pipeline), false) AS inside,
         CASE args.group_by WHEN 'pipeline' THEN COALESCE(p.name, '(no pipeline)')
-            WHEN 'owner' THEN c.owner ELSE 'All' END AS grouping
+            WHEN 'owner' THEN st.owner ELSE 'All' END AS grouping
     FROM states st CROSS JOIN args
-    JOIN scoped c ON c.id = st.deal_id
     LEFT JOIN pipelines p ON CAST(p.id AS TEXT) = st.pipeline_key AND p.deleted_at IS NULL
 ),
-steps AS (
-    SELECT j.*,
-        COALESCE(lag(j.inside) OVER (PARTITION BY j.deal_id ORDER BY j.at), false) AS inside_b,
-        COALESCE(lag(j.live) OVER (PARTITION BY j.deal_id ORDER BY j.at), false) AS live_b,
-        lag(j.grouping) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS grouping_b,
-        lag(j.amount) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS amount_b,
-        lag(j.stage_state) OVER (PARTITION BY j.deal_id ORDER BY j.at) AS state_b
+steps AS MATERIALIZED (
+    SELECT j.deal_id, j.at, j.seq, j.next_at, j.stage_state, j.amount, j.live, j.inside,
+        j.grouping, COALESCE(b.inside, false) AS inside_b, COALESCE(b.live, false) AS live_b,
+        b.grouping AS grouping_b, b.amount AS amount_b, b.stage_state AS state_b
     FROM judged j
+    LEFT JOIN judged b ON b.deal_id = j.deal_id AND b.at = j.previous_at
 ),
 movements AS (
     SELECT s.grouping, 'opening' AS movement, s.amount AS value
