@@ -240,3 +240,17 @@ def test_more_organizations_than_connections_take_turns(
         assert [count(store, org) for org in ("acme", "globex", "initech")] == [30, 7, 0]
         assert read_sql(store, "SELECT * FROM users", org="globex").frame.empty
     assert duckdb_reader.opens == opens + 1
+
+
+def test_any_other_use_of_the_file_here_closes_it_first(store: Database) -> None:
+    count(store)
+    with store.engine.connect() as conn:  # a read-write connect outside Database.connect()
+        assert conn.execute(text("SELECT count(*) FROM deals")).scalar_one() == 37
+    count(store)
+    with store.exclusive():  # a read-only handle of another configuration (known_orgs)
+        handle = store.open_duckdb_readonly({})
+        try:
+            assert handle.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        finally:
+            handle.close()
+    assert count(store) == 30
