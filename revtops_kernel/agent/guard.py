@@ -11,7 +11,8 @@ writes passes here before it reaches the store.
    rewrite nor be mistaken for one; the outermost query gets a LIMIT of at most max_rows + 1
    (so a cut result is detectable). One rewrite is about plans, not access: a timestamptz
    column compared with a date constant gets the constant cast to TIMESTAMPTZ, the same value,
-   so PostgreSQL can use the column's statistics under row-level security (``guard_dates``).
+   so PostgreSQL can use the column's statistics under row-level security, and
+   ``CAST(column AS DATE) = d`` becomes the same range on the column (``guard_dates``).
 3. The SQL that runs is generated from the checked, rewritten tree, never the input string.
 
 ``run_guarded`` then executes it on the read-only path (``store.query.read_sql``), which adds

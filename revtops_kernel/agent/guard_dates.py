@@ -1,5 +1,6 @@
-"""The guard's one semantic rewrite: a timestamptz column compared with a date (or a timestamp
-without time zone) constant gets that constant cast to TIMESTAMPTZ.
+"""The guard's date rewrites, for PostgreSQL's planner: a timestamptz column compared with a
+date (or a timestamp without time zone) constant gets that constant cast to TIMESTAMPTZ, and the
+column's day compared with a date constant becomes a range on the column.
 
 Why: under row-level security PostgreSQL uses a column's statistics, and its indexes, only
 through leakproof operators. ``timestamptz >= timestamptz`` is leakproof; the cross-type
