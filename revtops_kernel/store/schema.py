@@ -495,6 +495,19 @@ class DealStageHistory(SyncedRecord, Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "source_system", "source_id"),
         _pg_index("organization_id", "deal_id", "entered_at"),
+        # Each deal's live stage changes in order, with what the movement queries read (a row
+        # carries Salesforce's raw snapshot): stage_funnel (lag/lead per deal) and
+        # pipeline_waterfall's stage changes, gold funnel_median_days_in_stage,
+        # funnel_lost_from_stage_2026, funnel_new_business_h1_2026 and the waterfall_* stage
+        # states read it alone, already in (deal, time) order, once the table is vacuumed.
+        # Write cost: a bulk insert of history rows took ~1.3x as long (150k rows, load ~7).
+        _pg_live_covering_index(
+            "ix_deal_stage_history_live_deal_entered",
+            "organization_id",
+            "deal_id",
+            "entered_at",
+            include=("id", "stage_id", "pipeline_id"),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
