@@ -144,6 +144,17 @@ def load_cursor(conn: Connection, org: str, provider: str, stream: str) -> str |
     return None if row is None else row.cursor
 
 
+def load_cursors(conn: Connection, org: str, provider: str) -> dict[str, str]:
+    """Every stream's cursor of ``provider`` for ``org``, in one query (a sync reads them once:
+    on DuckDB each unit of work opens the file)."""
+    rows = conn.execute(
+        select(_cursors.c.stream, _cursors.c.cursor).where(
+            _cursors.c.organization_id == org, _cursors.c.provider == provider
+        )
+    )
+    return {str(row.stream): str(row.cursor) for row in rows if row.cursor is not None}
+
+
 def save_cursor(conn: Connection, org: str, provider: str, stream: str, cursor: str) -> None:
     conn.execute(
         text(
