@@ -184,3 +184,68 @@ def test_the_deal_timeline_reads_only_slack_messages_bodies(vacuumed: Database) 
         assert node["Node Type"] in {"Index Only Scan", "Index Scan"}, node["Node Type"]
         if node["Node Type"] == "Index Scan":
             assert node["Index Name"] == "pk_activities", node["Index Name"]
+
+
+@pytest.fixture(scope="module")
+def staged(vacuumed: Database) -> Database:
+    """The vacuumed store with three stage changes per deal, each as wide as a Salesforce
+    snapshot (its raw document inline, ~450 B), and each deal's amount and close date as first
+    set, vacuumed again."""
+    document = (
+        "jsonb_build_object('doc', (SELECT string_agg(md5(g || CAST(id AS TEXT)), '') "
+        "FROM generate_series(1, 13) g))"
+    )
+    with store_connection(vacuumed) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO deal_stage_history (id, organization_id, source_system, source_id, "
+                "deal_id, stage_id, entered_at) SELECT md5('h' || d.id || k)::uuid, "
+                ":org, 'hubspot', 'h' || d.id || k, d.id, md5('s' || k)::uuid, "
+                "d.created_at + k * INTERVAL '9 days' FROM deals d, generate_series(0, 2) k"
+            ),
+            {"org": ORG},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO deal_field_history (id, organization_id, source_system, source_id, "
+                "deal_id, field, amount, close_date, changed_at) SELECT "
+                "md5('f' || d.id || f)::uuid, :org, 'hubspot', 'f' || d.id || f, d.id, f, "
+                "CASE f WHEN 'amount' THEN 1000 END, "
+                "CASE f WHEN 'close_date' THEN DATE '2026-12-31' END, d.created_at "
+                "FROM deals d, unnest(ARRAY['amount', 'close_date']) f"
+            ),
+            {"org": ORG},
+        )
+        conn.execute(text(f"UPDATE deal_stage_history SET raw = {document}"))
+        conn.execute(text("VACUUM (ANALYZE) deal_stage_history, deal_field_history"))
+    return vacuumed
+
+
+def store_connection(db: Database) -> Any:
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def test_stage_funnel_reads_the_stage_history_from_its_covering_index(staged: Database) -> None:
+    """The funnel's one window pass reads each deal's stage changes, in order, from the index
+    of the live stage history (schema: ix_deal_stage_history_live_deal_entered), not from the
+    table's wide rows."""
+    scans = [
+        n
+        for n in _nodes(_plan(staged, "stage_funnel"))
+        if n.get("Relation Name") == "deal_stage_history"
+    ]
+    assert len(scans) == 1, [n["Node Type"] for n in scans]
+    assert scans[0]["Node Type"] == "Index Only Scan", scans[0]["Node Type"]
+    assert scans[0]["Index Name"] == "ix_deal_stage_history_live_deal_entered"
+
+
+def test_the_waterfall_orders_its_moments_once(staged: Database) -> None:
+    """pipeline_waterfall's window functions (previous and next moment, when each attribute
+    last changed) share one ordering of the moments: every WindowAgg but the lowest reads
+    another WindowAgg, no re-sort between them (the former SQL sorted five times)."""
+    windows = [
+        n for n in _nodes(_plan(staged, "pipeline_waterfall")) if n["Node Type"] == "WindowAgg"
+    ]
+    assert windows, "no window in the plan"
+    lowest = [w for w in windows if w["Plans"][0]["Node Type"] != "WindowAgg"]
+    assert len(lowest) == 1, [w["Plans"][0]["Node Type"] for w in windows]
