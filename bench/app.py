@@ -106,12 +106,46 @@ def answer(request: RecordedRequest) -> Turn:
     return Turn.reply("markers seen: " + ", ".join(f"{org}-com" for org in found))
 
 
+def settle(server_pid: int, timeout: float = 300.0) -> float:
+    """Wait until the server's kernels are idle (each under 5% of a CPU for a second): a
+    preheated pool has finished preheating (on a loaded machine a kernel's imports and preload
+    take 20-30 s, and a visitor arriving earlier waits for them). Returns the seconds waited."""
+    import psutil
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        kernels = [
+            child
+            for child in psutil.Process(server_pid).children(recursive=True)
+            if "ipykernel" in " ".join(child.cmdline())
+        ]
+        for kernel in kernels:
+            kernel.cpu_percent(None)
+        time.sleep(1.0)
+        try:
+            if all(kernel.cpu_percent(None) < 5.0 for kernel in kernels):
+                break
+        except psutil.NoSuchProcess:
+            continue
+    return time.monotonic() - started
+
+
 def first_render(
-    url: str, browser: Any, visits: int, label: str, selector: str, token: Any = None
+    url: str,
+    browser: Any,
+    visits: int,
+    label: str,
+    selector: str,
+    token: Any = None,
+    server_pid: int | None = None,
 ) -> list[float]:
-    """Seconds from navigation to ``selector`` visible, for ``visits`` fresh visitors."""
+    """Seconds from navigation to ``selector`` visible, for ``visits`` fresh visitors; with
+    ``server_pid``, each visit waits until the server's kernels are idle (the pool is ready)."""
     seconds = []
     for visit in range(visits):
+        if server_pid is not None:
+            waited = settle(server_pid)
+            progress(f"{label}: kernels idle after {waited:.1f} s")
         context = browser.new_context()
         if token is not None:
             email = f"visitor{visit}@{ORGS[visit % len(ORGS)]}.com"
@@ -216,7 +250,7 @@ def where_time_goes(
 
 
 @contextmanager
-def button_page(folder: Path, pool: int) -> Iterator[str]:
+def button_page(folder: Path, pool: int) -> Iterator[tuple[str, int]]:
     """Plain Voila, preheated, serving a notebook that shows one button: the floor."""
     notebook = folder / "button.ipynb"
     notebook.write_text(json.dumps(BUTTON_NOTEBOOK))
@@ -244,7 +278,7 @@ def button_page(folder: Path, pool: int) -> Iterator[str]:
                 raise RuntimeError("voila did not start: " + (folder / "voila.log").read_text())
             time.sleep(0.3)
         time.sleep(5.0)  # the pool fills after start
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(20)
@@ -367,12 +401,12 @@ def main() -> int:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             home = Path(folder) / "button"
             home.mkdir()
-            with button_page(home, pool) as page_url:
+            with button_page(home, pool) as (page_url, pid):
                 figures["button"] = first_render(
-                    page_url, browser, args.visits, "button", ".widget-button"
+                    page_url, browser, args.visits, "button", ".widget-button", server_pid=pid
                 )
                 if args.profile:
-                    time.sleep(2.0)
+                    settle(pid)
                     profiles.append(where_time_goes(page_url, browser, "button", ".widget-button"))
             for label, size, code, selector in runs:
                 home = Path(folder) / label
@@ -382,10 +416,13 @@ def main() -> int:
                         app.create_org(org, f"{org}.com")
                     if size:
                         time.sleep(5.0)  # the pool fills after start
+                    pid = app.process.pid if size else None  # cold: nothing to wait for
                     figures[label] = first_render(
-                        app.url, browser, args.visits, label, selector, token=app.token
+                        app.url, browser, args.visits, label, selector, app.token, pid
                     )
                     if args.profile:
+                        if pid is not None:
+                            settle(pid)
                         profiles.append(
                             where_time_goes(app.url, browser, label, selector, token=app.token)
                         )
