@@ -117,9 +117,13 @@ class _Warm:
         if mine is None and self.orgs:
             other = next(iter(self.orgs))
             mine = self.orgs.pop(other)
-            mine.connection.execute(
-                "".join(f'DROP VIEW IF EXISTS temp.main."{name}";' for name in mine.scoped)
-            )
+            try:
+                for name in mine.scoped:
+                    mine.connection.execute(f'DROP VIEW IF EXISTS temp.main."{name}"')
+            except duckdb.Error:  # not reusable after all: the caller starts afresh
+                with suppress(duckdb.Error):
+                    mine.connection.close()
+                return None
             mine.scoped.clear()
         if mine is not None:
             self.orgs[org] = mine  # now the most recently used
@@ -172,7 +176,11 @@ class Lease:
         wanted = self._warm.stored if names is None else self._warm.stored & set(names)
         new = sorted(wanted - self._org_connection.scoped)
         if new:
-            self._scope(self.connection, self._org, self._warm.catalog, new)
+            try:
+                self._scope(self.connection, self._org, self._warm.catalog, new)
+            except BaseException:
+                self.discard()  # some of them may exist: not a connection to reuse
+                raise
             self._org_connection.scoped.update(new)
         return bool(new)
 
