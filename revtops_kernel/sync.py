@@ -131,6 +131,7 @@ class SyncResult:
     resolution_seconds: float = 0.0
     statistics_seconds: float = 0.0
     analyzed: dict[str, int] = field(default_factory=dict)  # table -> refreshes this run
+    vacuumed: list[str] = field(default_factory=list)  # tables vacuumed at the end
 
     @property
     def ok(self) -> bool:
@@ -224,8 +225,10 @@ def _run_sync(
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
     _refresh_statistics(statistics)
+    _vacuum(statistics)
     result.statistics_seconds = statistics.seconds
     result.analyzed = dict(statistics.analyzed)
+    result.vacuumed = list(statistics.vacuumed)
     if connector is not None:
         result.counts.api_calls = connector.stats.api_calls
         result.counts.rate_limited = connector.stats.rate_limited
@@ -257,6 +260,13 @@ def _refresh_statistics(statistics: StatisticsRefresh, share: float | None = Non
         statistics.refresh_due(share)
     except Exception:  # stale statistics slow queries down; they never fail a sync
         log.exception("refreshing planner statistics failed")
+
+
+def _vacuum(statistics: StatisticsRefresh) -> None:
+    try:
+        statistics.vacuum_due()
+    except Exception:  # as above: a table left for autovacuum never fails a sync
+        log.exception("vacuuming the tables the sync wrote failed")
 
 
 def _resolve(db: Database, result: SyncResult, statistics: StatisticsRefresh) -> None:
