@@ -616,7 +616,9 @@ class Activity(SyncedRecord, Base):
         # Activities in a time window: rep_leaderboard (per owner), meetings_by_account (per
         # account), deal_timeline's Slack messages since the deal's creation, gold
         # activities_by_type_october, meetings_per_rep_q3, accounts_with_most_meetings,
-        # call_hours_q3, inbound_emails_october.
+        # call_hours_q3, inbound_emails_october; and deal_risks' one pass over every live
+        # activity (its `acts`: with `status` here an index-only scan of ~75 MB instead of the
+        # 1.2 GB of rows at scale 10, 2.26 -> 0.44 s).
         _pg_live_covering_index(
             "ix_activities_live_occurred",
             "organization_id",
@@ -629,6 +631,7 @@ class Activity(SyncedRecord, Base):
                 "id",
                 "direction",
                 "duration_seconds",
+                "status",
             ),
         ),
         {"info": {"synced": True, "readable": True}},
