@@ -36,7 +36,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError, UnsupportedError
 
-from revtops_kernel.agent.guard_dates import cast_date_constants, is_comparison
+from revtops_kernel.agent.guard_dates import cast_date_constants, int_literal, is_comparison
 from revtops_kernel.agent.guard_errors import in_user_terms
 from revtops_kernel.agent.guard_rules import (
     ALLOWED_FUNCTIONS,
@@ -431,7 +431,7 @@ def _cap_rows(tree: exp.Expr, cap: int) -> tuple[exp.Expr, int]:
         if limit is None:
             tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
             return tree, cap
-        current = _literal_int(limit.expression) if isinstance(limit, exp.Limit) else None
+        current = int_literal(limit.expression) if isinstance(limit, exp.Limit) else None
         if current is not None:
             effective = max(0, min(current, cap))
             limit.set("expression", exp.Literal.number(effective))
@@ -441,12 +441,3 @@ def _cap_rows(tree: exp.Expr, cap: int) -> tuple[exp.Expr, int]:
     inner.set("alias", exp.TableAlias(this=exp.to_identifier(RESULT_ALIAS)))
     wrapped = exp.select("*").from_(inner).limit(cap)
     return wrapped, cap
-
-
-def _literal_int(node: exp.Expr | None) -> int | None:
-    if isinstance(node, exp.Literal) and not node.is_string:
-        try:
-            return int(node.this)
-        except ValueError:
-            return None
-    return None

@@ -247,7 +247,7 @@ def _constant_kind(node: exp.Expr | None, budget: list[int] | None = None) -> st
         if kind is exp.Add and _is_interval(left):
             return "timestamp" if _constant_kind(right, days) else None
         for base, offset in ((left, right), (right, left)) if kind is exp.Add else ((left, right),):
-            number = _int_literal(offset)
+            number = int_literal(offset)
             if number is not None:
                 days[0] += abs(number)
                 if days[0] > _MAX_DAYS:
@@ -279,7 +279,8 @@ def _iso_timestamp(text: str) -> bool:
     return True
 
 
-def _int_literal(node: exp.Expr | None) -> int | None:
+def int_literal(node: exp.Expr | None) -> int | None:
+    """The value of a plain integer literal, else None."""
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
             return int(node.this)
