@@ -264,6 +264,10 @@ def _ensure_login_role(
         # first queries of one org do not contend on the role's catalog rows.
         _require_harmless(conn, role)
         return role
+    # Every setup writes the same catalog rows (each GRANT rewrites a table's ACL in pg_class):
+    # two at once (two workers starting runs of one organization) deadlocked. They are rare and
+    # short: one after another, until the caller's transaction ends.
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('revtops:role-setup', 0))"))
     if not exists:
         try:
             with conn.begin_nested():
