@@ -6,7 +6,7 @@ processes would hold them."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -94,11 +94,24 @@ def test_resolutions_of_one_organization_run_one_after_another(postgres_db: Data
     thread.join()
 
 
+@pytest.fixture
+def emptied(postgres_db: Database) -> Iterator[Database]:
+    """The session database, empty before and after: the synced organization must not meet
+    another module's fixture on this worker (test_org_isolation creates 'acme' itself)."""
+
+    def empty() -> None:
+        with postgres_db.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+
+    empty()
+    yield postgres_db
+    empty()
+
+
 def test_two_syncs_of_one_provider_at_once_run_one_after_the_other(
-    postgres_db: Database, sandbox: SandboxServer
+    emptied: Database, sandbox: SandboxServer
 ) -> None:
-    with postgres_db.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+    postgres_db = emptied
     settings = sandbox_settings(sandbox, postgres_db, "hubspot", org="acme")
     results: list[object] = []
     threads = [
