@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -135,3 +136,11 @@ def synced_sandbox_store(
         else:
             with db.begin() as conn:
                 conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test will send SIGINT (Ctrl-C): the child gets the default
+    disposition, so Python installs its KeyboardInterrupt handler. An ignored SIGINT is
+    inherited across exec, and something run in-process earlier on the same worker can leave
+    the worker ignoring it (an IPython kernel app does); the child would then never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

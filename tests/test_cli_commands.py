@@ -125,6 +125,7 @@ def test_ctrl_c_during_sync_marks_the_run_interrupted_and_exits_130(db: Database
     """A real ``revtops sync`` process gets SIGINT mid-run, on both backends."""
     import signal
 
+    from helpers import default_sigint
     from test_sync_resilience import environment, scalar, wait_for_progress
 
     from revtops_sandbox import SandboxServer
@@ -139,6 +140,7 @@ def test_ctrl_c_during_sync_marks_the_run_interrupted_and_exits_130(db: Database
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_sigint,
         )
         try:
             wait_for_progress(db, victim)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from helpers import default_sigint
 from nbformat.v4 import new_code_cell, new_notebook
 from sqlalchemy import insert
 
@@ -94,6 +95,7 @@ class Processes:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=default_sigint,  # the Ctrl-C tests send it SIGINT
         )
         self.started.append(proc)
         return proc
