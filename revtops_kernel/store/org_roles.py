@@ -125,6 +125,7 @@ def prepare_database(
     warnings for what it could not do.
     """
     warnings: list[str] = []
+    _lock_role_setup(conn)  # its re-grants write the ACL rows a run's role setup writes
     _create_mapping_table(conn, MAPPING_TABLE, "revtops_org_* login role reads")
     preparer = conn.dialect.identifier_preparer
     for name, table in readable_tables().items():
@@ -264,10 +265,7 @@ def _ensure_login_role(
         # first queries of one org do not contend on the role's catalog rows.
         _require_harmless(conn, role)
         return role
-    # Every setup writes the same catalog rows (each GRANT rewrites a table's ACL in pg_class):
-    # two at once (two workers starting runs of one organization) deadlocked. They are rare and
-    # short: one after another, until the caller's transaction ends.
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('revtops:role-setup', 0))"))
+    _lock_role_setup(conn)
     if not exists:
         try:
             with conn.begin_nested():
@@ -330,6 +328,14 @@ def drop_org_role(conn: Connection, org: str) -> None:
                 conn.execute(text(f"DROP ROLE {role}"))
         except DBAPIError:
             log.info("role %s still has privileges in another database; kept", role)
+
+
+def _lock_role_setup(conn: Connection) -> None:
+    """Role setups (create, password, grants) and ``prepare_database``'s re-grants take turns
+    until the caller's transaction ends. They all rewrite the same catalog rows (each GRANT a
+    table's ACL in pg_class): two at once, a workflow run's writer setup beside another's or
+    beside ``db upgrade``, deadlocked (topology test). They are rare and short: one key."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('revtops:role-setup', 0))"))
 
 
 def _grant(conn: Connection, role: str) -> None:
