@@ -244,14 +244,18 @@ class StatisticsRefresh:
             if due:
                 vacuuming = conn.execution_options(isolation_level="AUTOCOMMIT")
                 # Wait for no autovacuum or other maintenance holding a table: skip it then.
+                # (A session setting: reset before the pooled connection serves anyone else.)
                 vacuuming.execute(text(f"SET lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'"))
-                for table in due:
-                    try:
-                        vacuuming.execute(text(f'VACUUM "{table}"'))
-                    except OperationalError as exc:  # lock_timeout: left to autovacuum
-                        log.info("VACUUM %s skipped: %s", table, exc.orig)
-                        continue
-                    self.vacuumed.append(table)
+                try:
+                    for table in due:
+                        try:
+                            vacuuming.execute(text(f'VACUUM "{table}"'))
+                        except OperationalError as exc:  # lock_timeout: left to autovacuum
+                            log.info("VACUUM %s skipped: %s", table, exc.orig)
+                            continue
+                        self.vacuumed.append(table)
+                finally:
+                    vacuuming.execute(text("RESET lock_timeout"))
         self.written_in_sync.clear()
         self.seconds += time.monotonic() - started
         return due

@@ -180,6 +180,8 @@ def test_vacuum_follows_the_share_of_rows_one_sync_wrote(fresh: Database) -> Non
     assert refresh.vacuum_due() == ["activity_participants"]
     assert refresh.vacuumed == ["activity_participants"]
     assert refresh.vacuum_due() == []  # counted once per sync
+    with fresh.engine.connect() as conn:  # the pooled connection it used: its settings back
+        assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "0"
 
 
 @pytest.mark.slow
