@@ -17,6 +17,7 @@ Messages say how to fix the problem where there is a fix.
     │   └── ForeignOriginError      a URL would take credentials off the configured origin
     └── StoreError              the database could not do what was asked
         ├── DatabaseLockedError another process holds the DuckDB file for too long
+        ├── SyncBusyError       another process's sync of the provider held its lock too long
         ├── SchemaError         the schema is missing, too old or too new
         ├── UpsertError         a batch could not be written (bad columns, wrong key)
         └── QueryError          a read-only query failed
@@ -110,6 +111,22 @@ class DatabaseLockedError(StoreError):
             f"({detail}). DuckDB allows one writing process at a time: wait for the running sync "
             "or notebook to finish, raise REVTOPS_DB_LOCK_TIMEOUT, or use PostgreSQL "
             "(REVTOPS_DATABASE_URL=postgresql://...) for concurrent writers."
+        )
+
+
+class SyncBusyError(StoreError):
+    """Another process's sync of this provider for this organization kept its lock past the
+    wait (``REVTOPS_SYNC_LOCK_WAIT``): most likely hung, since a killed one releases it."""
+
+    def __init__(self, org: str, provider: str, waited_seconds: float, holder: str | None) -> None:
+        self.org = org
+        self.provider = provider
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"another sync of {provider} for {org} still held its lock after {waited_seconds:.0f}s"
+            f" of waiting ({holder or 'its holder is no longer visible'}); this sync did not run."
+            " If that process is hung, stop it (its lock is released with its connection), or"
+            " raise REVTOPS_SYNC_LOCK_WAIT."
         )
 
 

@@ -32,6 +32,11 @@ ORG_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # store and the SQL guard default to these too.
 DEFAULT_QUERY_MAX_ROWS = 10_000
 DEFAULT_QUERY_TIMEOUT_SECONDS = 30.0
+# DuckDB's buffer manager on the store's write connections (a sync's): DuckDB's own default is
+# 80% of the machine's memory, which a scale-10 sync grows into as it scans big tables; above
+# the limit DuckDB spills joins and sorts to <file>.tmp. REVTOPS_DUCKDB_MEMORY_LIMIT.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "512MiB"
+_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B|bytes)?\s*$"  # as DuckDB reads it
 
 
 def _http_url(value: str | None) -> str | None:
@@ -70,6 +75,15 @@ class Settings(BaseSettings):
     )
     org: str = Field(default="default", validation_alias="REVTOPS_ORG")
     db_lock_timeout: float = Field(default=60.0, gt=0, validation_alias="REVTOPS_DB_LOCK_TIMEOUT")
+    duckdb_memory_limit: str = Field(
+        default=DEFAULT_DUCKDB_MEMORY_LIMIT,
+        pattern=_MEMORY_SIZE,
+        validation_alias="REVTOPS_DUCKDB_MEMORY_LIMIT",
+    )
+    # How long a sync waits for another process's sync of the same provider and organization
+    # (PostgreSQL) before giving up with one line naming the holder: a killed holder releases
+    # the lock at once, so a wait this long means a hung one. Longer than a scale-10 first sync.
+    sync_lock_wait: float = Field(default=7200.0, gt=0, validation_alias="REVTOPS_SYNC_LOCK_WAIT")
     # A sync's batch hit by a transient store fault (lost connection, deadlock, serialization
     # failure) is retried on a fresh connection this many times in total (store.retry), the
     # backoff starting at this many seconds and doubling, jittered, up to 8 s.

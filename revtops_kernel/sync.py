@@ -31,7 +31,7 @@ from tqdm import tqdm
 from revtops_kernel.connectors.base import Connector, Page
 from revtops_kernel.connectors.credentials import NangoConnection, token_source
 from revtops_kernel.connectors.http import make_http_client
-from revtops_kernel.errors import RevtopsError
+from revtops_kernel.errors import RevtopsError, SyncBusyError
 from revtops_kernel.normalize.base import NormalizeContext, NormalizedPage, normalize_page
 from revtops_kernel.providers import ALL_PROVIDERS, provider_info, settings_token
 from revtops_kernel.registry import ProviderSpec, provider_spec
@@ -154,19 +154,29 @@ def run_sync(
     ``streams`` limits the run to some of the provider's streams (in the provider's order;
     the stage stream is always read when deals are, since deals need it). One sync of a
     provider per organization runs at a time across processes (``store.locks``): a second one
-    waits for the first, then reads what changed since.
+    waits for the first, then reads what changed since; past ``REVTOPS_SYNC_LOCK_WAIT`` it
+    gives up, FAILED with the holder named, and records no run (the holder's is in progress).
     """
     org = org or settings.org
-    with exclusive_sync(db, org, provider):
-        return _run_sync(
-            db,
-            settings,
-            provider,
-            org,
-            full_refresh=full_refresh,
-            connector=connector,
-            streams=streams,
-            progress=progress,
+    started = time.monotonic()
+    try:
+        with exclusive_sync(db, org, provider, wait_seconds=settings.sync_lock_wait):
+            return _run_sync(
+                db,
+                settings,
+                provider,
+                org,
+                full_refresh=full_refresh,
+                connector=connector,
+                streams=streams,
+                progress=progress,
+            )
+    except SyncBusyError as exc:
+        log.error("sync %s for %s did not run: %s", provider, org, exc)
+        seconds = time.monotonic() - started
+        run_id = uuid.uuid4()  # never recorded: this run did not start
+        return SyncResult(
+            run_id, org, provider, SyncRunStatus.FAILED, RunCounts(), seconds, error=str(exc)
         )
 
 

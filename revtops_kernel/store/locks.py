@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
+from revtops_kernel.errors import SyncBusyError
 from revtops_kernel.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,18 @@ _TRY = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
 _WAIT = text("SELECT pg_advisory_lock(hashtextextended(:key, 0))")
 _RELEASE = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
 _IN_TRANSACTION = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_NOT_AVAILABLE = "55P03"
+# Who holds the lock: a bigint advisory key shows in pg_locks as its high and low 32 bits.
+_HOLDER = text(
+    """
+    SELECT a.pid, a.application_name, a.client_addr,
+        a.backend_start AT TIME ZONE 'UTC' AS backend_start
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.classid::bigint = (hashtextextended(:key, 0) >> 32) & 4294967295
+        AND l.objid::bigint = hashtextextended(:key, 0) & 4294967295
+    """
+)
 
 
 def sync_lock_key(org: str, provider: str) -> str:
@@ -33,10 +48,12 @@ def sync_lock_key(org: str, provider: str) -> str:
 
 
 @contextmanager
-def exclusive_sync(db: Database, org: str, provider: str) -> Iterator[None]:
+def exclusive_sync(
+    db: Database, org: str, provider: str, *, wait_seconds: float = 7200.0
+) -> Iterator[None]:
     """Hold the sync lock of ``provider`` for ``org`` while the block runs; a second sync
     waits for the first to finish (then reads only what changed since), whichever process
-    started it."""
+    started it, for at most ``wait_seconds``: then ``SyncBusyError`` names the holder."""
     if db.is_duckdb:
         yield
         return
@@ -44,19 +61,50 @@ def exclusive_sync(db: Database, org: str, provider: str) -> Iterator[None]:
     # Its own session, outside the sync's transactions: the lock lives exactly as long as it.
     with db.engine.connect() as session:
         if not session.execute(_TRY, key).scalar_one():
-            log.warning(
-                "a sync of %s for %s is running in another process; pid %s waits for it",
-                provider,
-                org,
-                os.getpid(),
-            )
-            session.execute(_WAIT, key)
+            session.commit()
+            _wait_for(session, key, org, provider, wait_seconds)
         session.commit()  # the session lock outlives the transaction that took it
         try:
             yield
         finally:
             session.execute(_RELEASE, key)
             session.commit()
+
+
+def _wait_for(
+    session: Connection, key: dict[str, str], org: str, provider: str, wait_seconds: float
+) -> None:
+    holder = _holder(session, key)
+    log.warning(
+        "a sync of %s for %s is running in another process (%s); pid %s waits for it",
+        provider,
+        org,
+        holder,
+        os.getpid(),
+    )
+    started = time.monotonic()
+    # lock_timeout bounds advisory lock waits too; SET LOCAL ends with this transaction, so
+    # the pooled connection goes back with no timeout left on it.
+    session.execute(text(f"SET LOCAL lock_timeout = '{max(1, round(wait_seconds * 1000))}ms'"))
+    try:
+        session.execute(_WAIT, key)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        session.rollback()
+        waited = time.monotonic() - started
+        raise SyncBusyError(org, provider, waited, _holder(session, key)) from None
+
+
+def _holder(session: Connection, key: dict[str, str]) -> str | None:
+    row = session.execute(_HOLDER, key).first()
+    session.commit()
+    if row is None:
+        return None
+    since = row.backend_start.strftime("%Y-%m-%d %H:%M UTC") if row.backend_start else "?"
+    where = f" from {row.client_addr}" if row.client_addr else ""
+    name = f" ({row.application_name})" if row.application_name else ""
+    return f"server pid {row.pid}{name}{where}, connected since {since}"
 
 
 def lock_resolution(conn: Connection, org: str) -> None:

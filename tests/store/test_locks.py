@@ -131,3 +131,34 @@ def test_two_syncs_of_one_provider_at_once_run_one_after_the_other(
     assert [span.status for span in spans] == ["succeeded", "succeeded"]
     # One after the other: the second run began after the first had finished.
     assert spans[1].started_at >= spans[0].finished_at
+
+
+def test_a_sync_gives_up_on_a_hung_holder_naming_it_and_records_nothing(
+    emptied: Database, sandbox: SandboxServer, postgres_url: str
+) -> None:
+    """A holder that never lets go (a hung process keeps its connection): the waiting sync
+    stops after REVTOPS_SYNC_LOCK_WAIT with one line naming the holder, and writes no run."""
+    url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    holder = psycopg.connect(url, autocommit=True, application_name="hung-sync")
+    try:
+        holder.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (sync_lock_key("acme", "hubspot"),)
+        )
+        settings = sandbox_settings(
+            sandbox, emptied, "hubspot", org="acme", REVTOPS_SYNC_LOCK_WAIT="0.5"
+        )
+        result = run_sync(emptied, settings, "hubspot")
+        holder_pid = holder.info.backend_pid
+    finally:
+        holder.close()
+    assert result.status == "failed"
+    assert result.error is not None
+    assert "another sync of hubspot for acme" in result.error
+    assert f"server pid {holder_pid} (hung-sync)" in result.error
+    assert "REVTOPS_SYNC_LOCK_WAIT" in result.error
+    with emptied.connect() as conn:
+        assert conn.execute(select(metadata.tables["sync_runs"].c.id)).first() is None
+        # The pooled connection went back without the wait's lock_timeout on it.
+        assert conn.execute(text("SHOW lock_timeout")).scalar_one() == "0"
+    # With the holder gone, the next sync runs.
+    assert run_sync(emptied, settings, "hubspot").ok
