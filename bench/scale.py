@@ -40,9 +40,11 @@ on a shared machine swing with its load; CPU times are steadier and printed besi
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -91,6 +93,7 @@ class ProviderFigures:
     participants_examined: int
     activities_examined: int
     analyzed: dict[str, int] = field(default_factory=dict)
+    steps_cpu_s: dict[str, float] = field(default_factory=dict)  # --profile: CPU per step
 
     @property
     def records_per_s(self) -> float:
@@ -115,6 +118,7 @@ class SyncFigures:
     cpu_s: float  # the child's, all of it
     peak_rss_mib: float
     sandbox_cpu_s: float = 0.0  # the parent's meanwhile: the sandbox serving the pages
+    start_rss_mib: float = 0.0  # the child's RSS before its first sync: imports, the engine
 
     @property
     def wall_s(self) -> float:
@@ -159,23 +163,35 @@ class BackendFigures:
 # --- the child: one round of syncs ---------------------------------------------------------------
 
 
-def child_main(environment_file: Path, out: Path, upgrade_first: bool) -> int:
+def child_main(
+    environment_file: Path,
+    out: Path,
+    upgrade_first: bool,
+    providers_run: tuple[str, ...] = PROVIDERS,
+    profile: bool = False,
+) -> int:
     from revtops_kernel.store import upgrade
     from revtops_kernel.sync import run_sync
 
     environment: dict[str, str] = json.loads(environment_file.read_text())
     settings: Settings = load_settings(**environment)
-    db = Database(environment["REVTOPS_DATABASE_URL"])
+    db = Database.from_settings(settings)  # as `revtops sync`: the DuckDB memory limit too
     started = time.monotonic()
     if upgrade_first:
         upgrade(db)
     upgrade_s = time.monotonic() - started
+    start_rss = peak_rss_mib()
     providers = []
-    for provider in PROVIDERS:
+    for provider in providers_run:
         cpu0 = cpu_seconds()
+        profiler = cProfile.Profile(time.process_time) if profile else None
+        if profiler is not None:
+            profiler.enable()
         result = run_sync(
             db, settings, provider, org=OTHER_ORG if provider == "salesforce" else ORG
         )
+        if profiler is not None:
+            profiler.disable()
         report = result.resolution
         providers.append(
             ProviderFigures(
@@ -191,20 +207,58 @@ def child_main(environment_file: Path, out: Path, upgrade_first: bool) -> int:
                 participants_examined=report.participants_examined if report else 0,
                 activities_examined=report.activities_examined if report else 0,
                 analyzed=result.analyzed,
+                steps_cpu_s=steps_cpu(profiler) if profiler is not None else {},
             )
         )
     db.dispose()
-    figures = SyncFigures(upgrade_s, providers, cpu_seconds(), peak_rss_mib())
+    figures = SyncFigures(
+        upgrade_s, providers, cpu_seconds(), peak_rss_mib(), start_rss_mib=start_rss
+    )
     out.write_text(json.dumps(asdict(figures)))
     return 0
 
 
-def sync_in_child(environment: dict[str, str], *, upgrade_first: bool) -> SyncFigures:
+# The steps of a sync, as the profiler names their functions: (file suffix, function) -> step.
+# Cumulative CPU of each (they nest: the write includes the upsert, the fetch the JSON decode).
+PROFILED_STEPS = {
+    ("httpx/_client.py", "send"): "fetch: HTTP (httpx send)",
+    ("revtops_kernel/jsoncodec.py", "loads"): "fetch: JSON decode",
+    ("revtops_kernel/jsoncodec.py", "dumps_sorted"): "write: raw JSON encode",
+    ("normalize/base.py", "normalize_page"): "normalize",
+    ("store/retry.py", "in_transaction"): "write: batch transaction",
+    ("store/upsert.py", "upsert"): "write: upsert",
+    ("revtops_kernel/sync.py", "_refresh_statistics"): "statistics",
+    ("revtops_kernel/sync.py", "_resolve"): "resolution",
+    ("revtops_kernel/sync.py", "_vacuum"): "vacuum",
+}
+
+
+def steps_cpu(profiler: cProfile.Profile) -> dict[str, float]:
+    """CPU seconds per step of a profiled ``run_sync`` (profiler timer: process time)."""
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    steps: dict[str, float] = {}
+    for (filename, _line, function), (_cc, _nc, _tt, cumulative, _callers) in stats.items():
+        for (suffix, name), step in PROFILED_STEPS.items():
+            if function == name and filename.replace("\\", "/").endswith(suffix):
+                steps[step] = steps.get(step, 0.0) + cumulative
+    return steps
+
+
+def sync_in_child(
+    environment: dict[str, str],
+    *,
+    upgrade_first: bool,
+    providers: tuple[str, ...] = PROVIDERS,
+    profile: bool = False,
+    nice: int = 0,
+) -> SyncFigures:
     with tempfile.TemporaryDirectory(prefix="revtops_bench_") as folder:
         env_file, out = Path(folder) / "environment.json", Path(folder) / "figures.json"
         env_file.write_text(json.dumps(environment))
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(env_file)]
         command += ["--child-out", str(out)] + (["--upgrade"] if upgrade_first else [])
+        command += ["--providers", ",".join(providers)] + (["--profile"] if profile else [])
+        command = ["nice", "-n", str(nice), *command] if nice else command
         parent_cpu = time.process_time()
         completed = subprocess.run(command, check=False)
         parent_cpu = time.process_time() - parent_cpu
@@ -358,7 +412,66 @@ def run_backend(
     return figures
 
 
+def run_syncs_only(
+    scale: float,
+    seed: int,
+    backend: str,
+    postgres_url: str,
+    providers: tuple[str, ...],
+    *,
+    profile: bool,
+    nice: int,
+) -> list[SyncFigures]:
+    """First syncs only, each provider in a child of its own (its peak RSS is its own), in the
+    order given, into one fresh store; the sandbox is served by this process meanwhile."""
+    from revtops_sandbox import SandboxServer
+
+    progress(f"scale {scale:g} {backend}: generating the sandbox company")
+    rounds: list[SyncFigures] = []
+    with (
+        SandboxServer(scale=scale, seed=seed) as sandbox,
+        scratch_store(backend, postgres_url, prefix="revtops_bench") as db,
+    ):
+        environment = environment_for(sandbox, db)
+        for index, provider in enumerate(providers):
+            progress(f"scale {scale:g} {backend}: first sync of {provider} (load "
+                     f"{os.getloadavg()[0]:.1f})")  # fmt: skip
+            figures = sync_in_child(
+                environment,
+                upgrade_first=index == 0,
+                providers=(provider,),
+                profile=profile,
+                nice=nice,
+            )
+            print_sync(f"scale {scale:g} {backend} first sync of {provider}, load "
+                       f"{os.getloadavg()[0]:.1f}", figures)  # fmt: skip
+            rounds.append(figures)
+        db.dispose()
+    print_per_provider(scale, backend, rounds)
+    return rounds
+
+
 # --- the report ----------------------------------------------------------------------------------
+
+
+def print_per_provider(scale: float, backend: str, rounds: list[SyncFigures]) -> None:
+    """One line per provider's child: peak RSS and CPU per 1,000 records, and steps' CPU."""
+    print(f"\nscale {scale:g} {backend}, one child per provider (peak RSS goal < "
+          f"{PEAK_RSS_GOAL_MIB:,.0f} MiB at scale 10):")  # fmt: skip
+    print(f"  {'provider':<16} {'records':>9} {'wall s':>8} {'CPU s':>7} {'CPU ms/1k':>9} "
+          f"{'peak RSS MiB':>12} {'start MiB':>9} {'KiB/rec':>7}  "
+          "steps' CPU s (cumulative; they nest)")  # fmt: skip
+    for figures in rounds:
+        for p in figures.providers:
+            per_k = 1000 * figures.cpu_s / p.fetched if p.fetched else 0.0
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in sorted(p.steps_cpu_s.items()))
+            # Growth of the peak over the child's start, per record synced.
+            grown = figures.peak_rss_mib - figures.start_rss_mib
+            growth = 1024 * grown / p.fetched if p.fetched else 0.0
+            print(f"  {p.provider:<16} {p.fetched:9,} {p.wall_s:8.1f} {figures.cpu_s:7.1f} "
+                  f"{per_k * 1000:9.0f} {figures.peak_rss_mib:12,.0f} "
+                  f"{figures.start_rss_mib:9,.0f} {growth:7.2f}  {steps or '-'} "
+                  f"({verdict(figures.peak_rss_mib < PEAK_RSS_GOAL_MIB)})", flush=True)  # fmt: skip
 
 
 def verdict(ok: bool) -> str:
@@ -515,13 +628,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--org", default=ORG, help="the synced organization (--queries-only)")
     parser.add_argument("--only", default="", help="comma-separated query names (--queries-only)")
+    parser.add_argument(
+        "--syncs-only",
+        action="store_true",
+        help="only first syncs, one child per provider (--providers): peak RSS per provider",
+    )
+    parser.add_argument(
+        "--providers", default=",".join(PROVIDERS), help="comma-separated (--syncs-only)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="CPU per step of each sync (cProfile; slower)"
+    )
+    parser.add_argument("--nice", type=int, default=0, help="run the sync children at this nice")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-queries", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--upgrade", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
     if args.child:
-        return child_main(args.child, args.child_out, args.upgrade)
+        return child_main(args.child, args.child_out, args.upgrade, providers, args.profile)
     only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
     if args.child_queries:
         return queries_child_main(args.child_queries, args.runs, args.child_out, args.org, only)
@@ -546,6 +672,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--backends takes postgresql and/or duckdb; --scales positive numbers; "
                      "--runs at least 1")  # fmt: skip
     backends = [aliases[b] for b in names]
+    if args.syncs_only:
+        unknown_providers = [p for p in providers if p not in PROVIDERS]
+        if unknown_providers or not providers:
+            parser.error(f"--providers takes {', '.join(PROVIDERS)}")
+        print(f"bench/scale.py --syncs-only {time.strftime('%Y-%m-%d %H:%M')} UTC: scales "
+              f"{scales}, backends {backends}, providers {list(providers)}, seed {args.seed}, "
+              f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs",
+              flush=True)  # fmt: skip
+        rounds = {
+            f"scale {scale:g} {backend}": run_syncs_only(
+                scale,
+                args.seed,
+                backend,
+                args.postgres_url,
+                providers,
+                profile=args.profile,
+                nice=args.nice,
+            )
+            for scale in scales
+            for backend in backends
+        }
+        if args.json:
+            per_round = {key: [asdict(r) for r in value] for key, value in rounds.items()}
+            args.json.write_text(json.dumps(per_round, indent=2, default=str))
+        return 0
     print(f"bench/scale.py {time.strftime('%Y-%m-%d %H:%M')} UTC: scales {scales}, backends "
           f"{backends}, seed {args.seed}, load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip

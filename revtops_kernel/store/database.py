@@ -38,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from revtops_kernel.errors import DatabaseLockedError, StoreError
+from revtops_kernel.settings import DEFAULT_DUCKDB_MEMORY_LIMIT
 
 if TYPE_CHECKING:
     from revtops_kernel.settings import Settings
@@ -187,6 +188,7 @@ class Database:
         *,
         readonly_url: str | URL | None = None,
         lock_timeout: float = 60.0,
+        duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
     ) -> None:
         self.url = _absolute_duckdb_path(make_url(url))
         backend = self.url.get_backend_name()
@@ -194,6 +196,7 @@ class Database:
             raise StoreError(f"unsupported database {backend!r}: use PostgreSQL or DuckDB")
         self.backend = Backend(backend)
         self.lock_timeout = lock_timeout
+        self.duckdb_memory_limit = duckdb_memory_limit
         self._readonly_url = make_url(readonly_url) if readonly_url else None
         self._engine: Engine | None = None
         self._reader_engines: dict[str, Engine] = {}
@@ -204,6 +207,7 @@ class Database:
             settings.database_url,
             readonly_url=settings.readonly_database_url,
             lock_timeout=settings.db_lock_timeout,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
         )
 
     def __repr__(self) -> str:
@@ -233,7 +237,14 @@ class Database:
     def _create_engine(self) -> Engine:
         if self.is_duckdb:
             Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(self.url, poolclass=NullPool)
+            # Bounds DuckDB's buffer cache (its default: 80% of the machine) from the open on,
+            # the write-ahead log's replay included: a sync's peak RSS stays its own batches
+            # plus this (joins and sorts above it spill to <file>.tmp).
+            engine = create_engine(
+                self.url,
+                poolclass=NullPool,
+                connect_args={"config": {"memory_limit": self.duckdb_memory_limit}},
+            )
             path, timeout = self.duckdb_path, self.lock_timeout
 
             @event.listens_for(engine, "do_connect")
