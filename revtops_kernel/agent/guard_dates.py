@@ -302,7 +302,9 @@ def _is_interval(node: exp.Expr | None) -> bool:
 # --- the column side --------------------------------------------------------------------------
 
 
-def _is_timestamptz_column(node: exp.Expr | None, at: exp.Expr, cte_names: set[str]) -> bool:
+def _is_timestamptz_column(
+    node: exp.Expr | None, at: exp.Expr, cte_names: set[str], depth: int = 0
+) -> bool:
     if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
         return False
     if node.args.get("db") or node.args.get("catalog"):
@@ -336,9 +338,79 @@ def _is_timestamptz_column(node: exp.Expr | None, at: exp.Expr, cte_names: set[s
             return False
         if alias in sources:
             table = sources[alias]
-            return table is not None and name in tz[table]
+            if table is None:
+                return _is_timestamptz_cte_column(select, alias, name, cte_names, depth)
+            return name in tz[table]
         select = select.find_ancestor(exp.Select)
     return False
+
+
+_MAX_CTE_DEPTH = 8  # CTEs reading CTEs, followed this far
+
+
+def _is_timestamptz_cte_column(
+    select: exp.Select, alias: str, name: str, cte_names: set[str], depth: int
+) -> bool:
+    """``alias.name`` where ``alias`` is a CTE of the query whose output column ``name`` is a
+    timestamptz column as it stands (``WITH steps AS (SELECT h.entered_at, lag(...) OVER ...
+    FROM deal_stage_history h) ... WHERE st.entered_at >= DATE '2026-01-01'``): its values pass
+    through unchanged (beside a window, under GROUP BY), so the cast is the same comparison. A
+    filter over a window's output cannot go below it and is planned from the column's
+    statistics through the CTE only with a leakproof operator (gold funnel_lost_from_stage_2026
+    at scale 10: the 1-row guess put 225k rows through a nested loop). Anything but one plain
+    column projection of that name (a UNION, renamed columns, ``*``, an expression) is left."""
+    if depth >= _MAX_CTE_DEPTH:
+        return False
+    cte = _cte_named(select, alias, cte_names)
+    if cte is None:
+        return False
+    body = cte.this
+    cte_alias = cte.args.get("alias")
+    if not isinstance(body, exp.Select) or (
+        isinstance(cte_alias, exp.TableAlias) and cte_alias.args.get("columns")
+    ):
+        return False
+    named = [p for p in body.expressions if p.alias_or_name.lower() == name]
+    if len(named) != 1 or any(isinstance(p, exp.Star) for p in body.expressions):
+        return False
+    projection = named[0]
+    column = projection.this if isinstance(projection, exp.Alias) else projection
+    return _is_timestamptz_column(column, projection, cte_names, depth + 1)
+
+
+def _cte_named(select: exp.Select, alias: str, cte_names: set[str]) -> exp.CTE | None:
+    """The CTE that source ``alias`` of ``select`` reads (a plain table reference whose name
+    is a CTE's), from the innermost WITH that defines it; None for anything else."""
+    from_ = select.args.get("from_")
+    items = [from_.this] if isinstance(from_, exp.From) else []
+    items += [join.this for join in select.args.get("joins") or []]
+    target: str | None = None
+    for item in items:
+        if not isinstance(item, exp.Table) or not isinstance(item.this, exp.Identifier):
+            continue
+        if item.args.get("db") or item.args.get("catalog"):
+            continue
+        table = _plain(item.this)
+        item_alias = item.args.get("alias")
+        if isinstance(item_alias, exp.TableAlias) and isinstance(item_alias.this, exp.Identifier):
+            key = _plain(item_alias.this)
+        else:
+            key = table
+        if key == alias and table in cte_names:
+            target = table
+    if target is None:
+        return None
+    scope: exp.Expr | None = select
+    while scope is not None:
+        with_ = scope.args.get("with_")
+        if isinstance(with_, exp.With) and not with_.args.get("recursive"):
+            for cte in with_.expressions:
+                if isinstance(cte, exp.CTE) and cte.alias_or_name.lower() == target:
+                    return cte
+        elif isinstance(with_, exp.With):
+            return None  # WITH RECURSIVE: a CTE's rows may come from itself
+        scope = scope.parent
+    return None
 
 
 def _plain(identifier: exp.Identifier) -> str | None:

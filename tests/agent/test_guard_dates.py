@@ -159,6 +159,25 @@ REWRITTEN: list[tuple[str, list[str]]] = [
         "UNION ALL SELECT count(*) FROM deals WHERE created_at >= DATE '2026-10-01'",
         ["CAST('2026-10-01' AS DATE)", "CAST('2026-10-01' AS DATE)"],
     ),
+    # a CTE's output column that is a timestamptz column as it stands, beside a window, renamed,
+    # through a second CTE
+    (
+        "WITH m AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
+        "WHERE m.occurred_at >= DATE '2026-10-01'",
+        ["CAST('2026-10-01' AS DATE)"],
+    ),
+    (
+        "WITH steps AS (SELECT h.deal_id, h.entered_at, lag(h.stage_id) OVER (PARTITION BY "
+        "h.deal_id ORDER BY h.entered_at) AS previous FROM deal_stage_history h JOIN deals d "
+        "ON d.id = h.deal_id) SELECT count(*) FROM steps st "
+        "WHERE st.entered_at >= DATE '2026-01-01' AND st.entered_at < DATE '2026-11-01'",
+        ["CAST('2026-01-01' AS DATE)", "CAST('2026-11-01' AS DATE)"],
+    ),
+    (
+        "WITH m AS (SELECT a.occurred_at AS at FROM activities a), n AS (SELECT m.at AS t FROM m) "
+        "SELECT count(*) FROM n WHERE n.t < DATE '2026-10-01'",
+        ["CAST('2026-10-01' AS DATE)"],
+    ),
 ]
 
 
@@ -201,13 +220,27 @@ LEFT_ALONE: list[str] = [
     "SELECT count(*) FROM activities WHERE occurred_at < CURRENT_DATE + 200000000",
     "SELECT count(*) FROM activities WHERE occurred_at < CURRENT_DATE + INTERVAL '900000 years'",
     "SELECT count(*) FROM activities WHERE occurred_at < CURRENT_DATE + a.duration_seconds",
-    # a CTE's or a subquery's column: its type is not looked into
+    # a subquery's column, a CTE's unqualified one: their type is not looked into
     "WITH m AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
     "WHERE occurred_at >= DATE '2026-10-01'",
-    "WITH m AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
-    "WHERE m.occurred_at >= DATE '2026-10-01'",
     "SELECT count(*) FROM (SELECT occurred_at FROM activities) s "
     "WHERE s.occurred_at >= DATE '2026-10-01'",
+    # a CTE's column that is not one plain timestamptz column as it stands
+    "WITH m AS (SELECT max(occurred_at) AS occurred_at FROM activities) SELECT count(*) "
+    "FROM m WHERE m.occurred_at >= DATE '2026-10-01'",
+    "WITH m AS (SELECT CAST(occurred_at AS DATE) AS t FROM activities) SELECT count(*) "
+    "FROM m WHERE m.t >= DATE '2026-10-01'",
+    "WITH m AS (SELECT occurred_at FROM activities UNION ALL SELECT created_at FROM deals) "
+    "SELECT count(*) FROM m WHERE m.occurred_at >= DATE '2026-10-01'",
+    "WITH m AS (SELECT *, occurred_at FROM activities) SELECT count(*) FROM m "
+    "WHERE m.occurred_at >= DATE '2026-10-01'",
+    "WITH m(t) AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
+    "WHERE m.t >= DATE '2026-10-01'",
+    "WITH RECURSIVE m AS (SELECT occurred_at FROM activities) SELECT count(*) FROM m "
+    "WHERE m.occurred_at >= DATE '2026-10-01'",
+    "WITH m AS (SELECT a.occurred_at, d.close_date AS occurred_at FROM activities a "
+    "JOIN deals d ON d.id = a.deal_id) SELECT count(*) FROM m "
+    "WHERE m.occurred_at >= DATE '2026-10-01'",
     # a CTE named like a table: its occurred_at is a date here
     "WITH activities AS (SELECT CAST(now() AS DATE) AS occurred_at) "
     "SELECT count(*) FROM activities WHERE occurred_at >= DATE '2026-10-01'",
@@ -473,6 +506,12 @@ EQUAL: list[tuple[str, int | None]] = [
         "SELECT count(*) AS n FROM deals d JOIN activities a ON a.deal_id = d.id "
         "AND a.ended_at >= DATE '2026-10-31' AND a.occurred_at < DATE '2026-11-01'",
         None,
+    ),
+    (
+        "WITH m AS (SELECT a.occurred_at AS at, row_number() OVER (ORDER BY a.occurred_at) AS k "
+        "FROM activities a) SELECT count(*) AS n FROM m "
+        "WHERE m.at >= DATE '2026-10-01' AND m.at < DATE '2026-11-01'",
+        _between(OCT_1, NOV_1),
     ),
     # a column's day against a date
     (
