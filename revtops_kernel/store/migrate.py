@@ -10,9 +10,10 @@ migration histories. Instead the models are the truth and the upgrade reconciles
    (renames, backfills), each in the upgrade's transaction;
 4. on PostgreSQL, the org roles' row-level-security policies, grants and revocations
    (``store.org_roles``);
-5. on PostgreSQL, indexes the models gained since a table was created, the
-   ``revtops_analyze`` function (``store.statistics``), and statistics of the tables just
-   created, so the planner never works from none.
+5. on PostgreSQL, indexes the models gained since a table was created, those they retired
+   (``schema.RETIRED_INDEXES``) dropped, the ``revtops_analyze`` function
+   (``store.statistics``), and statistics of the tables just created, so the planner never
+   works from none.
 
 The applied version is recorded in ``revtops_schema``; a database newer than this code is
 refused rather than silently written to.
@@ -40,7 +41,7 @@ from sqlalchemy.schema import SetColumnComment
 from revtops_kernel.errors import SchemaError
 from revtops_kernel.store import org_roles, statistics
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.schema import metadata
+from revtops_kernel.store.schema import RETIRED_INDEXES, metadata
 from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class UpgradeReport:
     applied_migrations: list[str] = field(default_factory=list)
     version: int = 0
     warnings: list[str] = field(default_factory=list)
+    dropped_indexes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -115,6 +117,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 report.applied_migrations.append(f"{step.version} {step.name}")
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
+            report.dropped_indexes = _drop_retired_indexes(conn)
             indexed = _create_missing_indexes(conn)
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
@@ -184,6 +187,24 @@ def _add_missing_columns(conn: Connection) -> list[str]:
                 conn.execute(SetColumnComment(column))
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+def _drop_retired_indexes(conn: Connection) -> list[str]:
+    """Indexes earlier versions created and the models no longer have (``RETIRED_INDEXES``):
+    each costs every write an entry. PostgreSQL only, like every secondary index; named, so an
+    index added by hand is never dropped."""
+    present = conn.execute(
+        text(
+            "SELECT indexname FROM pg_indexes "
+            "WHERE schemaname = current_schema() AND indexname = ANY(:names)"
+        ),
+        {"names": list(RETIRED_INDEXES)},
+    ).scalars()
+    dropped = sorted(present)
+    for name in dropped:
+        log.info("dropping retired index %s", name)
+        conn.execute(text(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}"))
+    return dropped
 
 
 def _create_missing_indexes(conn: Connection) -> list[str]:

@@ -102,6 +102,19 @@ def _pg_live_covering_index(name: str, *columns: str, include: tuple[str, ...]) 
     ).ddl_if(dialect="postgresql")
 
 
+# Indexes earlier versions created that the models no longer have: `revtops db upgrade` drops
+# them (store.migrate), so an existing store sheds their write cost too. Only these names are
+# dropped: an index an operator added by hand is left alone.
+RETIRED_INDEXES: tuple[str, ...] = (
+    # Unused once every time-window read went to ix_activities_live_occurred (no scan in a
+    # scale-1 first sync, re-sync, resolution and every verified query); one more index
+    # entry per activity row version written.
+    "ix_activities_organization_id_occurred_at",
+    # Replaced by ix_activity_participants_live_resolved, its resolved rows only.
+    "ix_activity_participants_live_activity",
+)
+
+
 def _pg_lower_index(table: str, column: str) -> Index:
     # Identity resolution matches emails and domains ignoring case (resolve.py): the expression
     # index gives lower() statistics (without them a join on it was estimated at 26M rows for
@@ -600,7 +613,9 @@ class Activity(SyncedRecord, Base):
     __tablename__ = "activities"
     __table_args__ = (
         UniqueConstraint("organization_id", "source_system", "source_id"),
-        _pg_index("organization_id", "occurred_at"),
+        # No plain (organization_id, occurred_at): every read of a time window filters the live
+        # rows and uses ix_activities_live_occurred, and neither the sync nor resolution looks
+        # activities up by time (RETIRED_INDEXES).
         _pg_index("organization_id", "deal_id"),
         _pg_index("organization_id", "account_id"),
         # A deal's activities, newest last: single_threaded_deals (its activities' ids),
@@ -680,15 +695,22 @@ class ActivityParticipant(SyncedRecord, Base):
         _pg_index("organization_id", "activity_id"),
         _pg_index("organization_id", "email"),
         _pg_lower_index("activity_participants", "email"),
-        # An activity's people, resolved: single_threaded_deals and gold
-        # single_threaded_open_deals (contacts per deal), meetings_by_account (accounts and
-        # contacts met).
-        _pg_live_covering_index(
-            "ix_activity_participants_live_activity",
+        # An activity's people resolved to a contact or an account: single_threaded_deals and
+        # gold single_threaded_open_deals (contacts per deal), meetings_by_account (accounts
+        # and contacts met). Partial on the resolved ones (under half the live rows): the
+        # queries read it whole, it is small enough to stay cached at scale 10 where the table
+        # is not, and a participant enters it only once resolution matches it. The plain
+        # (organization_id, activity_id) index above stays for the rows whatever their
+        # deleted_at or match (resolution's stale participants, the deal timeline's people).
+        Index(
+            "ix_activity_participants_live_resolved",
             "organization_id",
             "activity_id",
-            include=("contact_id", "account_id"),
-        ),
+            postgresql_include=["contact_id", "account_id"],
+            postgresql_where=text(
+                "deleted_at IS NULL AND (contact_id IS NOT NULL OR account_id IS NOT NULL)"
+            ),
+        ).ddl_if(dialect="postgresql"),
         {"info": {"synced": True, "readable": True}},
     )
 
