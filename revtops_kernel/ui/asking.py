@@ -1,79 +1,157 @@
-"""One question answered in the foreground: for ``%%ask`` (a display surface) and ``ask()``.
+"""``%%ask``: the chat component answering one question in a cell's output.
 
-The agent loop runs in a producer thread while this thread draws, so coalesced text reaches
-the cell on time. Interrupting the kernel (the notebook's stop button) cancels the loop.
+The cell shows ``ChatWidget`` in "answer" mode, the same anywidget view as the panel (streamed
+text, SQL cards, tables, charts, Stop). The same display also carries the answer as static HTML
+(``text/html``, updated when the answer ends; ``AnswerRenderer`` over an ``HtmlSurface``) so
+nbconvert, papermill and GitHub, which have no widget front end, still show it.
+
+In a kernel the ``%%ask`` cell awaits its answer (``await_ask_cells`` rewrites it): ipykernel
+handles a widget's messages while an async cell waits, not while a cell blocks, so the view's
+Stop button and its hello (the state of an answer that started before the view) get through.
+Elsewhere the cell blocks. Interrupting the kernel stops the answer either way.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import re
 import uuid
 from typing import Any
 
-from IPython.display import HTML, DisplayHandle, display
+from IPython.display import DisplayHandle, display
 
 from revtops_kernel.agent.events import ArtifactCreated
-from revtops_kernel.artifacts.bundle import figure_bundle
-from revtops_kernel.errors import RevtopsError
 from revtops_kernel.ui import views
-from revtops_kernel.ui.answer import (
-    Answer,
-    AnswerRenderer,
-    NullSurface,
-    Slot,
-    Surface,
-)
+from revtops_kernel.ui.answer import Answer, AnswerRenderer, Slot
 from revtops_kernel.ui.backend import ChatBackend
-from revtops_kernel.ui.stream import StreamConsumer
+from revtops_kernel.ui.chat_panel import ChatWidget
+
+STOPPED = "Stopped: the answer above is incomplete."
+MAX_FIGURE_ROWS = 50
+POLL_SECONDS = 0.05
 
 
-class _HandleSlot:
-    def __init__(self, handle: DisplayHandle) -> None:
-        self.handle = handle
+class _Piece:
+    def __init__(self, pieces: list[str]) -> None:
+        self._pieces = pieces
+        self._index = len(pieces)
+        pieces.append("")
 
     def update(self, html: str) -> None:
-        self.handle.update(HTML(html))
+        self._pieces[self._index] = html
 
 
-class DisplaySurface:
-    """An answer's pieces as outputs of the running cell; streaming blocks via display ids."""
+class HtmlSurface:
+    """An answer's cards as one HTML document (the static copy of a ``%%ask`` answer)."""
 
     def __init__(self) -> None:
-        display(HTML(views.STYLE))
+        self.pieces: list[str] = []
 
     def add_html(self, html: str) -> Slot:
-        handle = display(HTML(html), display_id=True)
-        assert handle is not None  # display_id=True always returns a handle
-        return _HandleSlot(handle)
+        piece = _Piece(self.pieces)
+        piece.update(html)
+        return piece
 
     def add_figure(self, figure: dict[str, Any]) -> None:
-        display(figure_bundle(figure), raw=True)
+        self.add_html(figure_html(figure))
 
     def add_artifact_actions(self, artifact: ArtifactCreated) -> None:
-        return None  # a cell has no buttons: revtops_kernel.artifacts.artifact_to_pdf(...)
+        return None  # a static page has no buttons
+
+    def html(self) -> str:
+        return f'{views.STYLE}<div class="revtops-answer">{"".join(self.pieces)}</div>'
 
 
-def answer_question(
-    backend: ChatBackend,
-    question: str,
-    *,
-    surface: Surface | None = None,
-    conversation_id: uuid.UUID | None = None,
-    timezone: str | None = None,
-) -> Answer:
-    """Ask, draw on ``surface`` as events arrive (nothing drawn when None), return the answer."""
-    renderer = AnswerRenderer(question, surface or NullSurface())
-    cancel = threading.Event()
-    try:
-        events = backend.ask(
-            question, conversation_id=conversation_id, timezone=timezone, cancel=cancel
+def figure_html(figure: dict[str, Any]) -> str:
+    """A chart without plotly.js: its title and its points as a table (what a reader needs)."""
+    layout = figure.get("layout") or {}
+    title = layout.get("title")
+    text = (title.get("text") if isinstance(title, dict) else title) or "Chart"
+    parts = [f'<div class="rt-chart-static"><h4>{views.escape(str(text))}</h4>']
+    for trace in figure.get("data") or []:
+        xs, ys = trace.get("x"), trace.get("y")
+        if not isinstance(xs, list) or not isinstance(ys, list):
+            continue
+        name = views.escape(str(trace.get("name") or "value"))
+        rows = "".join(
+            f"<tr><td>{views.escape(str(x))}</td><td>{views.escape(str(y))}</td></tr>"
+            for x, y in list(zip(xs, ys, strict=False))[:MAX_FIGURE_ROWS]
         )
-        StreamConsumer(events, renderer.coalescer).run(renderer.handle)
-    except KeyboardInterrupt:
-        cancel.set()
-        renderer.show_error("Stopped.", "cancelled")
-        renderer.answer.stop_reason = "cancelled"
-    except RevtopsError as exc:
-        renderer.show_error(str(exc), "configuration")
-    renderer.answer.text_updates = renderer.coalescer.updates
-    return renderer.answer
+        parts.append(f"<table><tr><th></th><th>{name}</th></tr>{rows}</table>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class CellAnswer:
+    """One question answered in the running cell by the chat component, with a static copy."""
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        question: str,
+        *,
+        conversation_id: uuid.UUID | None,
+        timezone: str | None,
+    ) -> None:
+        self.question = question
+        self.widget = ChatWidget(backend, mode="answer", suggestions=[], timezone=timezone)
+        self.widget.conversation_id = conversation_id
+        self.surface = HtmlSurface()
+        # the static copy needs the text once, at the end: 1 update a second is plenty
+        self.renderer = AnswerRenderer(question, self.surface, max_rate=1.0)
+        self.widget.listeners.append(self.renderer.handle)
+        self.handle: DisplayHandle | None = display(
+            self._bundle(self._pending_html()), raw=True, display_id=True
+        )
+        self.widget.ask(question)
+
+    def _pending_html(self) -> str:
+        question = views.escape(self.question)
+        return f'<div class="revtops-answer"><p><em>Answering: {question}</em></p></div>'
+
+    def _bundle(self, html: str) -> dict[str, Any]:
+        shown = self.widget._repr_mimebundle_()
+        data = dict(shown[0] if isinstance(shown, tuple) else shown or {})
+        data["text/html"] = html
+        data["text/plain"] = f"Revtops answer: {self.question}"
+        return data
+
+    async def wait_async(self) -> Answer:
+        """Wait while the kernel goes on handling the view's messages (Stop)."""
+        try:
+            while self.widget.running:
+                await asyncio.sleep(POLL_SECONDS)
+        except (asyncio.CancelledError, KeyboardInterrupt):  # ipykernel cancels on an interrupt
+            self.widget.stop()
+            self.widget.wait()
+        return self.finish()
+
+    def wait(self) -> Answer:
+        try:
+            self.widget.wait()
+        except KeyboardInterrupt:
+            self.widget.stop()
+            self.widget.wait()
+        return self.finish()
+
+    def finish(self) -> Answer:
+        """The answer is over: keep it in the widget's state and the display's static copy."""
+        answer = self.widget.answers[-1] if self.widget.answers else Answer(self.question)
+        self.renderer.coalescer.flush()
+        if answer.stop_reason == "cancelled":
+            self.surface.add_html(f'<div class="rt-stopped">{STOPPED}</div>')
+        self.widget.saved = {"turns": self.widget.state.snapshot()["turns"]}
+        if self.handle is not None:
+            self.handle.update(self._bundle(self.surface.html()), raw=True)
+        return answer
+
+
+_ASK_CELL = re.compile(r"get_ipython\(\)\.run_cell_magic\('ask', ")
+_ASK_ASYNC = "await get_ipython().magics_manager.registry['RevtopsMagics'].ask_async("
+
+
+def await_ask_cells(lines: list[str]) -> list[str]:
+    """An IPython post-transformer: a ``%%ask`` cell awaits ``ask_async`` instead of blocking."""
+    if lines and _ASK_CELL.match(lines[0]):
+        return [_ASK_CELL.sub(lambda _: _ASK_ASYNC, lines[0], count=1), *lines[1:]]
+    return lines

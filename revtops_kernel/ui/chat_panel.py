@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import anywidget
 import traitlets
 
-from revtops_kernel.agent.events import Done
+from revtops_kernel.agent.events import AgentEvent, Done, Error
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.safe_html import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, STYLE_PROPERTIES, URL_SCHEMES
 from revtops_kernel.timeutil import utcnow
@@ -92,6 +92,11 @@ class ChatWidget(anywidget.AnyWidget):
     _esm = STATIC / "chat.js"
     _css = STATIC / "chat.css"
     policy = traitlets.Dict(POLICY).tag(sync=True)
+    # "panel" (conversations, question box) or "answer" (%%ask: one answer in a cell's output)
+    mode = traitlets.Unicode("panel").tag(sync=True)
+    # a finished %%ask answer ({"turns": [...]}), so a notebook saved with its widget state
+    # redraws it without a kernel; the panel's thread travels as messages only
+    saved = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -105,8 +110,9 @@ class ChatWidget(anywidget.AnyWidget):
         author: str | None = None,
         max_rate: float = DELTA_RATE,
         suggestions: list[str] | None = None,
+        mode: str = "panel",
     ) -> None:
-        super().__init__()
+        super().__init__(mode=mode)
         self._max_rate = max_rate
         self._default_timezone = _valid_zone(timezone) or "UTC"
         self._browser_timezone: str | None = None
@@ -115,6 +121,8 @@ class ChatWidget(anywidget.AnyWidget):
         self._lock = threading.RLock()  # a state change and its message go out together
         self.conversation_id: uuid.UUID | None = None
         self.answers: list[Answer] = []
+        # also given every event of an answer, in its thread (%%ask keeps a static copy)
+        self.listeners: list[Callable[[AgentEvent], None]] = []
         self.state = ChatState(suggestions=suggestions or [])
         self._suggestions_due = suggestions is None  # loaded when a view first asks (hello)
         self.status: str | None = None
@@ -243,9 +251,17 @@ class ChatWidget(anywidget.AnyWidget):
         recorder = AnswerRecorder(question)
         translator = EventTranslator(self._emit, max_rate=self._max_rate)
 
-        def handle(event: Any) -> None:
+        def handle(event: AgentEvent) -> None:
             recorder.handle(event)
             translator.handle(event)
+            for listener in self.listeners:
+                listener(event)
+
+        def fail(message: str) -> None:
+            recorder.error(message)
+            translator.error(message)
+            for listener in self.listeners:
+                listener(Error(message))
 
         try:
             events = self.backend.ask(
@@ -256,12 +272,10 @@ class ChatWidget(anywidget.AnyWidget):
             )
             StreamConsumer(events, translator.coalescer).run(handle)
         except RevtopsError as exc:
-            recorder.error(str(exc))
-            translator.error(str(exc))
+            fail(str(exc))
         except Exception:
             log.exception("the chat panel could not finish an answer")
-            recorder.error(UNEXPECTED_ERROR)
-            translator.error(UNEXPECTED_ERROR)
+            fail(UNEXPECTED_ERROR)
         finally:
             answer = recorder.answer
             answer.text_updates = translator.coalescer.updates

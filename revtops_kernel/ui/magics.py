@@ -9,6 +9,8 @@
     SELECT name, amount FROM deals WHERE is_won
 
 ``%%ask`` continues the notebook's last conversation (per organization); ``--new`` starts one.
+It shows the chat component answering in the cell (``ui/asking``); in a kernel the cell awaits
+the answer, so the component's Stop button works while it streams.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ from __future__ import annotations
 import argparse
 import shlex
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from revtops_kernel.errors import RevtopsError
+
+if TYPE_CHECKING:
+    from revtops_kernel.ui.answer import Answer
+    from revtops_kernel.ui.asking import CellAnswer
+
+
+@dataclass(frozen=True)
+class _Job:
+    org: str
+    cell: CellAnswer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,8 +70,18 @@ class RevtopsMagics(Magics):
     @no_var_expand
     @line_cell_magic
     def ask(self, line: str, cell: str | None = None) -> None:
-        """Ask the copilot; the answer streams into this cell's output."""
-        from revtops_kernel.ui.asking import DisplaySurface, answer_question
+        """Ask the copilot; the answer streams into this cell's output (the chat component)."""
+        options, job = self._start_answer(line, cell)
+        self._keep(options, job.org, job.cell.wait())
+
+    async def ask_async(self, line: str, cell: str | None = None) -> None:
+        """``%%ask`` in a kernel (the cell is rewritten to await this): the same, but the
+        kernel handles the widget's messages (its Stop button) while the answer streams."""
+        options, job = self._start_answer(line, cell)
+        self._keep(options, job.org, await job.cell.wait_async())
+
+    def _start_answer(self, line: str, cell: str | None) -> tuple[argparse.Namespace, _Job]:
+        from revtops_kernel.ui.asking import CellAnswer
         from revtops_kernel.ui.copilot_backend import CopilotBackend
 
         options = _ask_parser().parse_args(shlex.split(line))
@@ -74,13 +97,12 @@ class RevtopsMagics(Magics):
             conversation: uuid.UUID | None = uuid.UUID(options.conversation)
         else:
             conversation = None if options.new else self.conversations.get(org)
-        answer = answer_question(
-            backend,
-            question,
-            surface=DisplaySurface(),
-            conversation_id=conversation,
-            timezone=backend.default_timezone,
+        answering = CellAnswer(
+            backend, question, conversation_id=conversation, timezone=backend.default_timezone
         )
+        return options, _Job(org, answering)
+
+    def _keep(self, options: argparse.Namespace, org: str, answer: Answer) -> None:
         if answer.conversation_id is not None:
             self.conversations[org] = answer.conversation_id
         if options.output and self.shell is not None:
@@ -129,10 +151,19 @@ class RevtopsMagics(Magics):
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext revtops_kernel``."""
     ipython.register_magics(RevtopsMagics)
+    if getattr(ipython, "kernel", None) is not None and ipython.autoawait:
+        from revtops_kernel.ui.asking import await_ask_cells
+
+        if await_ask_cells not in ipython.input_transformers_post:
+            ipython.input_transformers_post.append(await_ask_cells)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """``%unload_ext revtops_kernel``: the magics go away."""
+    from revtops_kernel.ui.asking import await_ask_cells
+
+    if await_ask_cells in ipython.input_transformers_post:
+        ipython.input_transformers_post.remove(await_ask_cells)
     registered = ipython.magics_manager.registry.pop("RevtopsMagics", None)
     if registered is None:
         return

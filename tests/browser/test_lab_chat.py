@@ -1,63 +1,41 @@
 """The chat in JupyterLab (headless Chromium), the parts tests/ui/test_lab_browser.py leaves out:
-``%%ask`` in a cell (the streamed answer, its SQL and its chart, the model's <script> as text),
-and in ``ChatPanel()`` an answer watched while it streams, stopped midway with the Stop button,
-then another stopped with Esc. Screenshots: /tmp/chat_lab_*.png (look at them).
+``%%ask`` in a cell (the chat component answering: its SQL card and its chart, the model's
+<script> as text; a long answer watched while it streams and stopped with the component's Stop
+while the cell runs, ``-o`` holding the stopped answer), and in ``ChatPanel()`` an answer
+stopped midway with the Stop button, then another with Esc. Screenshots: /tmp/chat_lab_*.png.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
-from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS, free_port
-from tests.ui.browser_env import require_chromium, serve
-from tests.ui.notebook_env import (
-    PIPELINE_QUESTION,
-    pipeline_turns,
-    point_kernel_at,
-    prepare_store,
-)
+from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS
+from tests.ui.browser_env import LAB_TOKEN, jupyterlab, kernel_world, write_notebook
+from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "revtops-lab-chat-test"
 LONG_WORDS = 3000
 
 
 @pytest.fixture
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedMessagesServer]:
-    require_chromium()
-    with ScriptedMessagesServer() as server:
-        point_kernel_at(monkeypatch, server, prepare_store(tmp_path))
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
-                     "JUPYTERLAB_WORKSPACES_DIR"):  # fmt: skip
-            monkeypatch.setenv(name, str(tmp_path / name.lower()))
-        settings = tmp_path / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True)
-        (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    with kernel_world(tmp_path, monkeypatch) as server:
         yield server
 
 
-def write_notebook(path: Path) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [
-        nbformat.v4.new_code_cell("%load_ext revtops_kernel"),
-        nbformat.v4.new_code_cell(f"%%ask\n{PIPELINE_QUESTION}"),
-        nbformat.v4.new_code_cell("from revtops_kernel import ChatPanel\nChatPanel()"),
-    ]
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nbformat.write(notebook, path)
+CELLS = [
+    "%load_ext revtops_kernel",
+    f"%%ask\n{PIPELINE_QUESTION}",
+    "%%ask -o cut --new\nTell me everything about every deal",
+    "print('stop:', cut.stop_reason, len(cut.text.split()))",
+    "from revtops_kernel import ChatPanel\nChatPanel()",
+]
 
 
 def long_answer() -> Turn:
@@ -80,46 +58,64 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
 
     root = tmp_path / "root"
     root.mkdir()
-    write_notebook(root / "chat.ipynb")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-        "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        *(["--allow-root"] if os.geteuid() == 0 else []),
-    ]  # fmt: skip
+    write_notebook(root / "chat.ipynb", CELLS)
     expect.set_options(timeout=120_000)
-    api.script(*pipeline_turns(), long_answer(), long_answer())
-    with (
-        serve(command, f"{base}/api/status?token={TOKEN}", tmp_path / "lab.log"),
-        sync_playwright() as playwright,
-    ):
+    api.script(*pipeline_turns(), long_answer(), long_answer(), long_answer())
+    with jupyterlab(root, tmp_path / "lab.log") as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         try:
-            page.goto(f"{base}/lab/tree/chat.ipynb?token={TOKEN}")
+            page.goto(f"{base}/lab/tree/chat.ipynb?token={LAB_TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
 
-            # %%ask: the answer streams into the cell's outputs, with its SQL and its chart.
+            # %%ask: the chat component answers in the cell, with its SQL card and its chart.
             run_cell(page, 0)
             run_cell(page, 1)
             outputs = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea")
-            expect(outputs).to_contain_text("largest bucket")
-            expect(outputs).to_contain_text("SUM(amount)")
-            expect(outputs.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+            answer = outputs.locator(".revtops-chat.rt-answer-mode")
+            expect(answer).to_contain_text("largest bucket")
+            expect(answer.locator(".rt-tool", has_text="run_sql_query")).to_be_visible()
+            expect(answer).to_contain_text("SUM(amount)")
+            expect(answer.locator(".rt-chart .js-plotly-plot .main-svg").first).to_be_visible()
             assert outputs.locator("script").count() == 0  # the model's <script> is text
-            expect(outputs).to_contain_text("<script>")
+            expect(answer).to_contain_text("<script>")
+            expect(answer.locator(".rt-stop")).to_be_hidden()  # Stop only while it runs
+            answer.locator(".rt-tool summary", has_text="run_sql_query").click()
+            expect(answer.locator(".rt-tool[open] pre").first).to_be_visible()
             outputs.scroll_into_view_if_needed()
             shot(page, "ask_magic")
 
-            # ChatPanel(): watch an answer stream, then stop it midway.
+            # %%ask streams, and the component's Stop stops it while the cell still runs.
             run_cell(page, 2)
-            chat = page.locator(".revtops-chat")
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(2)
+            streaming = cell.locator(".revtops-chat.rt-answer-mode")
+            text = streaming.locator(".rt-text").last
+            expect(text).to_contain_text("w20")
+            seen = []
+            for _ in range(4):  # the text grows between looks: it streams, not all at once
+                page.wait_for_timeout(400)
+                seen.append(len(text.inner_text()))
+            assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+            stop = streaming.locator(".rt-stop")
+            expect(stop).to_be_visible()
+            shot(page, "ask_streaming")
+            stop.click()
+            expect(streaming.locator(".rt-stopped")).to_be_visible()
+            expect(stop).to_be_hidden()
+            assert f"w{LONG_WORDS - 1}" not in streaming.inner_text()
+            # the cell ended with the answer (-o cut is the stopped answer, cut short)
+            run_cell(page, 3)
+            printed = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-OutputArea")
+            expect(printed).to_contain_text("stop: cancelled")
+            words = int(printed.inner_text().split()[-1])
+            assert 20 < words < LONG_WORDS, words
+            shot(page, "ask_stopped")
+
+            # ChatPanel(): watch an answer stream, then stop it midway.
+            run_cell(page, 4)
+            chat = page.locator(".revtops-chat:not(.rt-answer-mode)")
             box = chat.locator("textarea.rt-input")
             box.fill("Tell me everything about every deal")
             box.press("Enter")

@@ -8,7 +8,6 @@ Needs Debian's chromium (/usr/bin/chromium); skipped when it is missing, saying 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -22,34 +21,22 @@ from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.browser.pages import HOSTILE_ANSWER, assert_inert
 from tests.ui.browser_env import (
     ARTIFACTS,
-    require_chromium,
+    LAB_TOKEN,
+    jupyterlab,
+    kernel_world,
     serve,
     write_panel_notebook,
 )
-from tests.ui.notebook_env import (
-    PIPELINE_QUESTION,
-    pipeline_turns,
-    point_kernel_at,
-    prepare_store,
-)
+from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "revtops-browser-test"
 BROWSER_TIMEZONE = "Asia/Tokyo"
 
 
 @pytest.fixture
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedMessagesServer]:
-    require_chromium()
-    with ScriptedMessagesServer() as server:
-        point_kernel_at(monkeypatch, server, prepare_store(tmp_path))
-        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
-                     "JUPYTERLAB_WORKSPACES_DIR"):  # fmt: skip
-            monkeypatch.setenv(name, str(tmp_path / name.lower()))
-        settings = tmp_path / "jupyterlab_settings_dir" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True)
-        (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    with kernel_world(tmp_path, monkeypatch) as server:
         server.script(*pipeline_turns())
         yield server
 
@@ -120,16 +107,6 @@ def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> Non
     root = tmp_path / "root"
     root.mkdir()
     write_panel_notebook(root / "panel.ipynb")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-        "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        *(["--allow-root"] if os.geteuid() == 0 else []),
-    ]  # fmt: skip
 
     def run_the_panel_cell(page: Any) -> None:
         page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
@@ -181,9 +158,9 @@ def test_panel_in_jupyterlab(api: ScriptedMessagesServer, tmp_path: Path) -> Non
         assert outside == [], outside
         page.screenshot(path="/tmp/chat_lab_hostile.png", full_page=True)
 
-    with serve(command, f"{base}/api/status?token={TOKEN}", tmp_path / "lab.log"):
+    with jupyterlab(root, tmp_path / "lab.log") as base:
         browse(
-            f"{base}/lab/tree/panel.ipynb?token={TOKEN}",
+            f"{base}/lab/tree/panel.ipynb?token={LAB_TOKEN}",
             "lab_panel",
             run_the_panel_cell,
             dark_theme_then_reload,

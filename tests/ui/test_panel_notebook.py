@@ -118,7 +118,8 @@ def test_magics_in_a_real_kernel(
             "%%sql -o won\nSELECT name FROM deals WHERE is_won ORDER BY name",
             "print(sorted(won['name']))",
             "%%ask -o reply\nHow many deals are won?",
-            "print(reply.text_updates, reply.conversation_id is not None, reply.queries[0].ok)",
+            "print(reply.text_updates, reply.conversation_id is not None, reply.queries[0].ok)\n"
+            "print(get_ipython().transform_cell('%%ask\\nWhy?').startswith('await '))",
             "# raises\n%sql DELETE FROM deals",
         ],
         tmp_path,
@@ -126,13 +127,25 @@ def test_magics_in_a_real_kernel(
     assert text_of(notebook.cells[1]).strip() == "DataFrame 4 ['stage_name', 'amount']"
     assert text_of(notebook.cells[3]).strip() == "['Deal 10', 'Deal 2', 'Deal 6']"
 
+    # %%ask shows the chat component (one answer); its display also carries the final answer as
+    # static HTML for nbconvert and papermill, and the widget's state keeps the finished turn
     ask_outputs = notebook.cells[4].outputs
-    html = "\n".join(o["data"].get("text/html", "") for o in ask_outputs if "data" in o)
+    (shown,) = [o for o in ask_outputs if "data" in o]
+    view = shown["data"]["application/vnd.jupyter.widget-view+json"]
+    (model,) = [s["state"] for s in widget_states(notebook) if s["state"].get("mode") == "answer"]
+    (turn,) = model["saved"]["turns"]
+    assert turn["q"] == "How many deals are won?" and turn["stop"] == "end_turn"
+    assert (
+        view["model_id"]
+        in notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    )
+    html = shown["data"]["text/html"]
     assert "SELECT COUNT(*) AS won FROM deals WHERE is_won" in html
     assert "<strong>3</strong> deals are won." in html
     assert html.count("Streaming words.") == 60  # the last update replaced the streaming block
-    updates, has_thread, ok = text_of(notebook.cells[5]).split()
+    updates, has_thread, ok, awaited = text_of(notebook.cells[5]).split()
     assert 1 <= int(updates) < 60 and has_thread == "True" and ok == "True"
+    assert awaited == "True"  # in a kernel the cell awaits: the widget's Stop gets through
 
     refusal = notebook.cells[6].outputs  # IPython prints a UsageError's message, no traceback
     assert [o.get("name") for o in refusal] == ["stderr"]

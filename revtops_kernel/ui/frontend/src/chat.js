@@ -2,6 +2,7 @@
 // applies small messages to the same state (reduce) and draws it. Message shapes are documented
 // in revtops_kernel/ui/protocol.py, which applies the same reducer on the Python side.
 import { makeRenderer } from "./markdown.js";
+import { bytes, loadPlotly, themed } from "./plotly.js";
 import { renderTable } from "./table.js";
 
 const h = (tag, attrs = {}, ...children) => {
@@ -66,57 +67,6 @@ export function reduce(state, msg) {
   }
 }
 
-// --- Plotly, loaded on the first chart from the kernel (plotly's own plotly.min.js) ------------
-let plotly = null;
-function loadPlotly(model) {
-  if (!plotly) {
-    plotly = new Promise((resolve, reject) => {
-      const onMessage = (msg, buffers) => {
-        if (!msg || msg.t !== "plotly") return;
-        model.off("msg:custom", onMessage);
-        try {
-          const code = new TextDecoder().decode(bytes(buffers[0]));
-          const module = { exports: {} };
-          new Function("module", "exports", "define", code)(module, module.exports, undefined);
-          resolve(module.exports);
-        } catch (error) {
-          plotly = null;
-          reject(error);
-        }
-      };
-      model.on("msg:custom", onMessage);
-      model.send({ t: "plotly" });
-    });
-  }
-  return plotly;
-}
-
-function bytes(buffer) {
-  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-}
-
-function themed(layout, el) {
-  const style = getComputedStyle(el);
-  const color = style.getPropertyValue("--jp-ui-font-color1").trim() || style.color;
-  const axis = (a) => ({ ...(a || {}), automargin: true, title: { ...titleOf(a), standoff: 12 } });
-  return {
-    ...layout,
-    xaxis: axis(layout.xaxis),
-    yaxis: axis(layout.yaxis),
-    paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "rgba(0,0,0,0)",
-    font: { ...(layout.font || {}), color },
-    autosize: true,
-    height: layout.height || 360,
-  };
-}
-
-function titleOf(axis) {
-  const title = axis && axis.title;
-  return typeof title === "string" ? { text: title } : { ...(title || {}) };
-}
-
 // --- the view --------------------------------------------------------------------------------
 function render({ model, el }) {
   const markdown = makeRenderer(model.get("policy"));
@@ -147,8 +97,13 @@ function render({ model, el }) {
   const send = h("button", { class: "rt-send", type: "button" }, "Send");
   const stop = h("button", { class: "rt-stop", type: "button" }, "Stop");
   const composer = h("div", { class: "rt-composer" }, input, send, stop);
-  const main = h("section", { class: "rt-main" }, bar, scroller, status, composer);
-  const root = h("div", { class: "revtops-chat" }, sidebar, main);
+  // "answer" (%%ask): one answer in a cell's output, with Stop while it runs; no list, no box
+  const answerMode = model.get("mode") === "answer";
+  const main = answerMode
+    ? h("section", { class: "rt-main" }, scroller, status, h("div", { class: "rt-composer" }, stop))
+    : h("section", { class: "rt-main" }, bar, scroller, status, composer);
+  const root = h("div", { class: answerMode ? "revtops-chat rt-answer-mode" : "revtops-chat" },
+    answerMode ? null : sidebar, main);
   el.append(root);
 
   // follow the stream unless the user scrolled up
@@ -323,7 +278,7 @@ function render({ model, el }) {
       answer);
   };
 
-  const drawEmpty = () => h("div", { class: "rt-empty" },
+  const drawEmpty = () => answerMode ? h("div", { class: "rt-empty" }, "Asking…") : h("div", { class: "rt-empty" },
     h("p", {}, "Ask a question about your pipeline, deals, accounts or activity."),
     state.suggestions.length ? h("p", { class: "rt-hint" }, "Answered from verified queries:") : null,
     h("div", { class: "rt-suggestions" }, state.suggestions.map((q) => h("button", {
@@ -396,6 +351,10 @@ function render({ model, el }) {
     setTimeout(() => { URL.revokeObjectURL(url); link.remove(); }, 10_000);
   };
 
+  // a finished %%ask answer travels in the widget's state too: a notebook saved with its widget
+  // state shows it without a kernel
+  const saved = model.get("saved");
+  if (saved && Array.isArray(saved.turns)) state = reduce(state, { ...saved, t: "state" });
   drawAll();
   // a (re)connecting view asks for the whole state, and tells the kernel the browser's zone
   model.send({ t: "hello", tz: timezone });
