@@ -20,7 +20,10 @@ marked rows and works on a scope derived from them, held in temporary tables:
 - activities: the written ones and those of the participants in scope;
 - meetings: the activities in scope, plus those on the account of a written deal or linked to it;
 
-then clears the marks it saw. The rules only ever read the participants of an activity, the
+then clears the marks it saw. An activity's links (rule 3) and a meeting's deal (rule 4) are
+worked out in a scope table first and written in one UPDATE: each activity is rewritten once,
+not once per rule (on PostgreSQL an UPDATE writes a whole new row version of a wide row and an
+entry in each of its indexes). The rules only ever read the participants of an activity, the
 CRM rows with a participant's email or domain, and the deals of a meeting's account, so this
 scope gives the same result as a full pass (``full=True``, also taken when the organization was
 never resolved or its own domains changed, since those decide every participant).
@@ -67,7 +70,8 @@ _MEETINGS = ", ".join(f"'{t}'" for t in MEETING_TYPES)
 WRITTEN = "_resolve_written"  # (tbl, id): rows marked pending when the resolution started
 SCOPE_PARTICIPANTS = "_resolve_participants"  # (id, activity_id, email, domain)
 SCOPE_ACTIVITIES = "_resolve_activities"  # (id)
-SCOPE_MEETINGS = "_resolve_meetings"  # (id)
+SCOPE_LIVE = "_resolve_live"  # the live participants of the activities in scope
+SCOPE_LINKS = "_resolve_links"  # per activity in scope: its links before and after the rules
 # Keyed, so that every "row IN scope" is an index lookup whatever plan is chosen: a provider's
 # first rows in a table others filled leave the statistics claiming there are none of its
 # rows (too few to reach the refresh share), and a nested loop over an unindexed scope is
@@ -76,7 +80,11 @@ _SCOPE_DDL = {
     WRITTEN: "tbl VARCHAR, id UUID, PRIMARY KEY (tbl, id)",
     SCOPE_PARTICIPANTS: "id UUID PRIMARY KEY, activity_id UUID, email VARCHAR, domain VARCHAR",
     SCOPE_ACTIVITIES: "id UUID PRIMARY KEY",
-    SCOPE_MEETINGS: "id UUID PRIMARY KEY",
+    SCOPE_LIVE: "activity_id UUID, id UUID, email VARCHAR, role VARCHAR, owner_id UUID, "
+    "contact_id UUID, account_id UUID, is_internal BOOLEAN, PRIMARY KEY (activity_id, id)",
+    SCOPE_LINKS: "id UUID PRIMARY KEY, is_meeting BOOLEAN, occurred_at TIMESTAMPTZ, "
+    "old_owner_id UUID, old_contact_id UUID, old_account_id UUID, old_deal_id UUID, "
+    "owner_id UUID, contact_id UUID, account_id UUID, deal_id UUID",
 }
 
 # The first live row per email (contacts, owners) or domain (accounts), by CRM precedence,
@@ -212,63 +220,59 @@ INSERT INTO {SCOPE_ACTIVITIES}
 SELECT id FROM activities WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
 """
 
-_LIVE_PARTICIPANTS = f"""
-    SELECT activity_id, id, email, role, owner_id, contact_id, account_id, is_internal
-    FROM activity_participants
-    WHERE organization_id = :org AND deleted_at IS NULL
-      AND activity_id IN (SELECT id FROM {SCOPE_ACTIVITIES})
+# The live participants of the activities in scope, read once for the three rules below.
+LIVE_PARTICIPANTS_SQL = f"""
+INSERT INTO {SCOPE_LIVE}
+SELECT activity_id, id, email, role, owner_id, contact_id, account_id, is_internal
+FROM activity_participants
+WHERE organization_id = :org AND deleted_at IS NULL
+  AND activity_id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 """
 
+_MEETING = f"a.activity_type IN ({_MEETINGS})"
+# Each activity in scope with its links now (old_*) and as the rules make them. A meeting's
+# deal is left NULL here and found by MEETING_DEALS_SQL once its account is known.
 ACTIVITY_LINKS_SQL = f"""
-UPDATE activities
-SET owner_id = r.owner_id, contact_id = r.contact_id, account_id = r.account_id{{clear}}
-FROM (
-    SELECT a.id, o.owner_id, c.contact_id, acc.account_id, {{written}}
-    FROM activities a
-    LEFT JOIN (
-        SELECT activity_id, owner_id, row_number() OVER (
-            PARTITION BY activity_id
-            ORDER BY CASE WHEN role IN ('organizer', 'author') THEN 0 ELSE 1 END,
-                     email NULLS LAST, id) AS rn
-        FROM ({_LIVE_PARTICIPANTS}) lp WHERE owner_id IS NOT NULL
-    ) o ON o.activity_id = a.id AND o.rn = 1
-    LEFT JOIN (
-        SELECT activity_id, contact_id, row_number() OVER (
-            PARTITION BY activity_id ORDER BY email NULLS LAST, id) AS rn
-        FROM ({_LIVE_PARTICIPANTS}) lp WHERE contact_id IS NOT NULL
-    ) c ON c.activity_id = a.id AND c.rn = 1
-    LEFT JOIN (
-        SELECT activity_id, account_id, row_number() OVER (
-            PARTITION BY activity_id ORDER BY count(*) DESC, account_id) AS rn
-        FROM ({_LIVE_PARTICIPANTS}) lp
-        WHERE account_id IS NOT NULL AND NOT COALESCE(is_internal, FALSE)
-        GROUP BY activity_id, account_id
-    ) acc ON acc.activity_id = a.id AND acc.rn = 1
-    {{written_join}}
-    WHERE a.organization_id = :org AND a.source_system IN ({_ACTIVITY_SYSTEMS})
-      AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
-) r
-WHERE activities.id = r.id
-  AND (activities.owner_id IS DISTINCT FROM r.owner_id
-       OR activities.contact_id IS DISTINCT FROM r.contact_id
-       OR activities.account_id IS DISTINCT FROM r.account_id)
+INSERT INTO {SCOPE_LINKS}
+SELECT a.id, {_MEETING}, a.occurred_at,
+       a.owner_id, a.contact_id, a.account_id, a.deal_id,
+       o.owner_id, c.contact_id, acc.account_id,
+       CASE WHEN {_MEETING} THEN NULL ELSE a.deal_id END
+FROM activities a
+LEFT JOIN (
+    SELECT activity_id, owner_id, row_number() OVER (
+        PARTITION BY activity_id
+        ORDER BY CASE WHEN role IN ('organizer', 'author') THEN 0 ELSE 1 END,
+                 email NULLS LAST, id) AS rn
+    FROM {SCOPE_LIVE} WHERE owner_id IS NOT NULL
+) o ON o.activity_id = a.id AND o.rn = 1
+LEFT JOIN (
+    SELECT activity_id, contact_id, row_number() OVER (
+        PARTITION BY activity_id ORDER BY email NULLS LAST, id) AS rn
+    FROM {SCOPE_LIVE} WHERE contact_id IS NOT NULL
+) c ON c.activity_id = a.id AND c.rn = 1
+LEFT JOIN (
+    SELECT activity_id, account_id, row_number() OVER (
+        PARTITION BY activity_id ORDER BY count(*) DESC, account_id) AS rn
+    FROM {SCOPE_LIVE}
+    WHERE account_id IS NOT NULL AND NOT COALESCE(is_internal, FALSE)
+    GROUP BY activity_id, account_id
+) acc ON acc.activity_id = a.id AND acc.rn = 1
+WHERE a.organization_id = :org AND a.source_system IN ({_ACTIVITY_SYSTEMS})
+  AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 """
 
 _MEETING_ROWS = (
-    f"a.organization_id = :org AND a.activity_type IN ({_MEETINGS}) "
-    f"AND a.source_system IN ({_ACTIVITY_SYSTEMS})"
+    f"a.organization_id = :org AND {_MEETING} AND a.source_system IN ({_ACTIVITY_SYSTEMS})"
 )
-MEETINGS_SCOPE_SQL = f"""
-INSERT INTO {SCOPE_MEETINGS}
-SELECT a.id FROM activities a
-WHERE {_MEETING_ROWS} AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
-"""
-# Meetings a written deal may now be (or no longer be) the deal of.
+# Meetings a written deal may now be (or no longer be) the deal of, their links unchanged.
 # A union of two index lookups (activities by account_id, by deal_id), not an OR over a scan.
 DEAL_MEETINGS_SCOPE_SQL = f"""
-INSERT INTO {SCOPE_MEETINGS}
-SELECT a.id FROM activities a
-WHERE {_MEETING_ROWS} AND NOT EXISTS (SELECT 1 FROM {SCOPE_MEETINGS} s WHERE s.id = a.id)
+INSERT INTO {SCOPE_LINKS}
+SELECT a.id, TRUE, a.occurred_at, a.owner_id, a.contact_id, a.account_id, a.deal_id,
+       a.owner_id, a.contact_id, a.account_id, NULL
+FROM activities a
+WHERE {_MEETING_ROWS} AND NOT EXISTS (SELECT 1 FROM {SCOPE_LINKS} s WHERE s.id = a.id)
   AND a.id IN (
       SELECT m.id FROM activities m
       WHERE m.organization_id = :org
@@ -278,27 +282,51 @@ WHERE {_MEETING_ROWS} AND NOT EXISTS (SELECT 1 FROM {SCOPE_MEETINGS} s WHERE s.i
       WHERE m.organization_id = :org AND m.deal_id IN ({_written("deals")}))
 """
 
+# A meeting's deal: the one open on its (new) account when it took place. In the scope table,
+# so that every activity is rewritten once with all its links, not once per rule.
 MEETING_DEALS_SQL = f"""
-UPDATE activities SET deal_id = r.deal_id{{clear}}
+UPDATE {SCOPE_LINKS} SET deal_id = d.deal_id
 FROM (
-    SELECT a.id, d.deal_id, {{written}}
-    FROM activities a
-    LEFT JOIN (
-        SELECT m.id AS activity_id, deals.id AS deal_id, row_number() OVER (
-            PARTITION BY m.id ORDER BY deals.created_at DESC, deals.id) AS rn
-        FROM activities m
-        JOIN deals ON deals.organization_id = m.organization_id
-                  AND deals.account_id = m.account_id
-                  AND deals.deleted_at IS NULL
-                  AND deals.created_at <= m.occurred_at
-                  AND (NOT COALESCE(deals.is_closed, FALSE)
-                       OR deals.close_date >= CAST(m.occurred_at AS DATE))
-        WHERE m.organization_id = :org AND m.id IN (SELECT id FROM {SCOPE_MEETINGS})
-    ) d ON d.activity_id = a.id AND d.rn = 1
+    SELECT m.id, deals.id AS deal_id, row_number() OVER (
+        PARTITION BY m.id ORDER BY deals.created_at DESC, deals.id) AS rn
+    FROM {SCOPE_LINKS} m
+    JOIN deals ON deals.organization_id = :org
+              AND deals.account_id = m.account_id
+              AND deals.deleted_at IS NULL
+              AND deals.created_at <= m.occurred_at
+              AND (NOT COALESCE(deals.is_closed, FALSE)
+                   OR deals.close_date >= CAST(m.occurred_at AS DATE))
+    WHERE m.is_meeting
+) d
+WHERE {SCOPE_LINKS}.id = d.id AND d.rn = 1
+"""
+
+_LINKS_CHANGED = (
+    "(l.owner_id IS DISTINCT FROM l.old_owner_id OR l.contact_id IS DISTINCT FROM "
+    "l.old_contact_id OR l.account_id IS DISTINCT FROM l.old_account_id)"
+)
+_DEAL_CHANGED = "(l.is_meeting AND l.deal_id IS DISTINCT FROM l.old_deal_id)"
+LINK_COUNTS_SQL = (
+    f"SELECT count(*) FILTER (WHERE {_LINKS_CHANGED}), count(*) FILTER (WHERE {_DEAL_CHANGED}), "
+    f"count(*) FILTER (WHERE l.is_meeting) FROM {SCOPE_LINKS} l"
+)
+# One UPDATE per activity whose links changed (the stored values compared again: they are
+# what counts if a row changed since the scope was read).
+ACTIVITIES_UPDATE_SQL = f"""
+UPDATE activities
+SET owner_id = r.owner_id, contact_id = r.contact_id, account_id = r.account_id,
+    deal_id = r.deal_id{{clear}}
+FROM (
+    SELECT l.id, l.owner_id, l.contact_id, l.account_id, l.deal_id, {{written}}
+    FROM {SCOPE_LINKS} l
     {{written_join}}
-    WHERE a.organization_id = :org AND a.id IN (SELECT id FROM {SCOPE_MEETINGS})
+    WHERE {_LINKS_CHANGED} OR {_DEAL_CHANGED}
 ) r
-WHERE activities.id = r.id AND activities.deal_id IS DISTINCT FROM r.deal_id
+WHERE activities.id = r.id
+  AND (activities.owner_id IS DISTINCT FROM r.owner_id
+       OR activities.contact_id IS DISTINCT FROM r.contact_id
+       OR activities.account_id IS DISTINCT FROM r.account_id
+       OR activities.deal_id IS DISTINCT FROM r.deal_id)
 """
 
 # PostgreSQL: resolution rewrites most written participants and activities anyway (their links),
@@ -359,9 +387,9 @@ class ResolveReport:
     participants_updated: int = 0
     participants_stale: int = 0
     activities_examined: int = 0
-    activities_updated: int = 0
+    activities_updated: int = 0  # whose owner, contact or account changed
     meetings_examined: int = 0
-    meetings_updated: int = 0
+    meetings_updated: int = 0  # whose deal changed (an activity may count in both)
     marks_cleared: tuple[tuple[str, int], ...] = ()  # (table, rows) whose marks were cleared
 
     @property
@@ -475,19 +503,25 @@ def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool)
     ).rowcount
     conn.execute(text(ALL_ACTIVITIES_SCOPE_SQL if full else ACTIVITIES_SCOPE_SQL), params)
     _analyze_scope(conn, SCOPE_ACTIVITIES)
-    clear_activities = "activities" in deferred
-    activities_updated = conn.execute(
-        text(_rules_sql(ACTIVITY_LINKS_SQL, "activities", clear_marks=clear_activities, alias="a")),
-        params,
-    ).rowcount
-    conn.execute(text(MEETINGS_SCOPE_SQL), params)
+    conn.execute(text(LIVE_PARTICIPANTS_SQL), params)
+    _analyze_scope(conn, SCOPE_LIVE)
+    conn.execute(text(ACTIVITY_LINKS_SQL), params)
     if written.get("deals") and not full:
         conn.execute(text(DEAL_MEETINGS_SCOPE_SQL), params)
-    _analyze_scope(conn, SCOPE_MEETINGS)
-    meetings_updated = conn.execute(
-        text(_rules_sql(MEETING_DEALS_SQL, "activities", clear_marks=clear_activities, alias="a")),
+    _analyze_scope(conn, SCOPE_LINKS)
+    conn.execute(text(MEETING_DEALS_SQL), params)
+    links, deals, meetings = conn.execute(text(LINK_COUNTS_SQL)).one()
+    conn.execute(
+        text(
+            _rules_sql(
+                ACTIVITIES_UPDATE_SQL,
+                "activities",
+                clear_marks="activities" in deferred,
+                alias="l",
+            )
+        ),
         params,
-    ).rowcount
+    )
     for table in deferred:  # the written rows no rule rewrote
         conn.execute(
             text(
@@ -505,9 +539,9 @@ def _resolve_in_scope(conn: Connection, org: str, own: list[str], *, full: bool)
         participants_updated=participants_updated,
         participants_stale=stale,
         activities_examined=_count(conn, SCOPE_ACTIVITIES),
-        activities_updated=activities_updated,
-        meetings_examined=_count(conn, SCOPE_MEETINGS),
-        meetings_updated=meetings_updated,
+        activities_updated=int(links),
+        meetings_examined=int(meetings),
+        meetings_updated=int(deals),
         marks_cleared=tuple(sorted((t, n) for t, n in written.items() if n)),
     )
 
