@@ -118,6 +118,14 @@ th AS MATERIALIZED (
     _threshold("amount_drop_percent", "amount_drop_percent", _D.risk_amount_drop_percent)
 } AS amount_drop_percent
 ),
+since AS MATERIALIZED (
+    -- Where the activity rules' earliest window starts, as a timestamp computed once: a
+    -- bound the index of activities by time can seek to (an expression over the thresholds
+    -- is not leakproof, so under row-level security it could only filter after the scan).
+    SELECT CAST(args.as_of - greatest(th.ghosted_days, th.no_meeting_days,
+        th.single_threaded_days) + 1 AS TIMESTAMPTZ) AS recent_from
+    FROM args CROSS JOIN th
+),
 od AS (
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
@@ -126,95 +134,132 @@ od AS (
     WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
         AND (args.deal_id IS NULL OR CAST(d.id AS TEXT) = args.deal_id)
 ),
-acts AS MATERIALIZED (
-    -- One pass over the wide activities rows for every activity rule: the open deals' own
-    -- activities and every meeting (a meeting counts for its account's deals too).
-    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction, a.status
-    FROM activities a
-    WHERE a.deleted_at IS NULL
-        AND (a.deal_id IN (SELECT od.id FROM od)
-            OR a.activity_type IN ('meeting', 'calendar_event'))
+recent AS MATERIALIZED (
+    -- Every live activity since the earliest window start of the activity rules, meetings
+    -- scheduled after as_of included: a range of the index of live activities by time on
+    -- PostgreSQL, which holds every column read here. Each rule looks at its own days in
+    -- it and reads older history only for the deals it is about to flag (below), so the
+    -- query no longer reads every activity and participant of the open deals' world.
+    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction,
+        a.status
+    FROM activities a CROSS JOIN since
+    WHERE a.deleted_at IS NULL AND a.occurred_at >= since.recent_from
 ),
-parts AS MATERIALIZED (
-    -- Their participants that a rule reads: Slack authors (ghosted) and external people
-    -- resolved to a contact (single_threaded) or an account (no_recent_meeting).
-    SELECT ap.activity_id, ap.role, ap.is_internal, ap.contact_id, ap.account_id
-    FROM activity_participants ap
-    JOIN acts ON acts.id = ap.activity_id
-    WHERE ap.deleted_at IS NULL
-        AND (ap.role = 'author' OR (NOT COALESCE(ap.is_internal, false)
-            AND (ap.contact_id IS NOT NULL OR ap.account_id IS NOT NULL)))
-),
-touches AS (
-    SELECT a.deal_id, a.activity_type, a.occurred_at,
-        CASE WHEN a.activity_type <> 'slack_message' THEN a.direction
-            WHEN au.is_internal THEN 'outbound' WHEN NOT au.is_internal THEN 'inbound' END
-            AS direction
-    FROM acts a
-    CROSS JOIN args
-    LEFT JOIN parts au ON au.activity_id = a.id AND au.role = 'author'
-        AND a.activity_type = 'slack_message'
-    WHERE a.activity_type IN ('email', 'call', 'slack_message')
-        AND a.occurred_at < args.as_of + 1
+window_touches AS (
+    -- Emails, calls and Slack messages of open deals in the ghosted window, with their
+    -- direction (a Slack message is ours or theirs by its author).
+    SELECT r.deal_id, r.activity_type, r.occurred_at, r.direction
+    FROM recent r CROSS JOIN args CROSS JOIN th
+    WHERE r.activity_type IN ('email', 'call') AND r.deal_id IN (SELECT od.id FROM od)
+        AND r.occurred_at >= args.as_of - th.ghosted_days + 1 AND r.occurred_at < args.as_of + 1
+    UNION ALL
+    SELECT r.deal_id, r.activity_type, r.occurred_at,
+        CASE WHEN au.is_internal THEN 'outbound' WHEN NOT au.is_internal THEN 'inbound' END
+    FROM recent r CROSS JOIN args CROSS JOIN th
+    LEFT JOIN activity_participants au ON au.activity_id = r.id AND au.deleted_at IS NULL
+        AND au.role = 'author'
+    WHERE r.activity_type = 'slack_message' AND r.deal_id IN (SELECT od.id FROM od)
+        AND r.occurred_at >= args.as_of - th.ghosted_days + 1 AND r.occurred_at < args.as_of + 1
 ),
 ghosting AS (
+    -- Deals with something out and nothing in during the window: the ones ghosted may flag.
     SELECT t.deal_id,
-        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'email'
-            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS emails_out,
-        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'call'
-            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS calls_out,
-        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'slack_message'
-            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS messages_out,
-        min(t.occurred_at) FILTER (WHERE t.direction = 'outbound'
-            AND t.occurred_at >= args.as_of - th.ghosted_days + 1) AS first_out,
-        max(t.occurred_at) FILTER (WHERE t.direction = 'inbound') AS last_in
-    FROM touches t CROSS JOIN args CROSS JOIN th
+        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'email')
+            AS emails_out,
+        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'call')
+            AS calls_out,
+        count(*) FILTER (WHERE t.direction = 'outbound' AND t.activity_type = 'slack_message')
+            AS messages_out,
+        min(t.occurred_at) FILTER (WHERE t.direction = 'outbound') AS first_out
+    FROM window_touches t
     GROUP BY t.deal_id
+    HAVING count(*) FILTER (WHERE t.direction = 'outbound') > 0
+        AND count(*) FILTER (WHERE t.direction = 'inbound') = 0
 ),
-meetings AS (
-    SELECT a.id, a.deal_id, a.account_id, a.occurred_at
-    FROM acts a
-    WHERE a.activity_type IN ('meeting', 'calendar_event') AND a.occurred_at IS NOT NULL
-        AND COALESCE(a.status, '') NOT IN ('cancelled', 'no_show')
+last_replies AS MATERIALIZED (
+    -- Their last reply ever (before the window, as none came in it): read for these deals
+    -- only, by deal.
+    SELECT i.deal_id, max(i.occurred_at) AS last_in
+    FROM (
+        SELECT a.deal_id, a.occurred_at
+        FROM activities a CROSS JOIN args
+        WHERE a.deleted_at IS NULL AND a.deal_id IN (SELECT g.deal_id FROM ghosting g)
+            AND a.activity_type IN ('email', 'call') AND a.direction = 'inbound'
+            AND a.occurred_at < args.as_of + 1
+        UNION ALL
+        SELECT a.deal_id, a.occurred_at
+        FROM activities a CROSS JOIN args
+        JOIN activity_participants au ON au.activity_id = a.id AND au.deleted_at IS NULL
+            AND au.role = 'author' AND NOT au.is_internal
+        WHERE a.deleted_at IS NULL AND a.deal_id IN (SELECT g.deal_id FROM ghosting g)
+            AND a.activity_type = 'slack_message' AND a.occurred_at < args.as_of + 1
+    ) i
+    GROUP BY i.deal_id
 ),
-meeting_keys AS (
-    -- Each meeting's last/next date per key it reaches deals by (the deal, its account, an
-    -- external attendee's account), aggregated before the join: an account's meetings meet
-    -- each of its deals once, as dates, not once per meeting.
-    SELECT 'deal' AS via, m.deal_id AS key_id,
-        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1) AS last_meeting,
-        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1) AS next_meeting
-    FROM meetings m CROSS JOIN args
-    WHERE m.deal_id IS NOT NULL
-    GROUP BY m.deal_id
-    UNION ALL
-    SELECT 'account', m.account_id,
-        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1),
-        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1)
-    FROM meetings m CROSS JOIN args
-    WHERE m.account_id IS NOT NULL
-    GROUP BY m.account_id
-    UNION ALL
-    SELECT 'account', ap.account_id,
-        max(m.occurred_at) FILTER (WHERE m.occurred_at < args.as_of + 1),
-        min(m.occurred_at) FILTER (WHERE m.occurred_at >= args.as_of + 1)
-    FROM meetings m
-    JOIN parts ap ON ap.activity_id = m.id AND NOT COALESCE(ap.is_internal, false)
-    CROSS JOIN args
-    WHERE ap.account_id IS NOT NULL
-    GROUP BY ap.account_id
+recent_meetings AS (
+    -- Meetings (not cancelled or a no-show) since the no-meeting window's start, scheduled
+    -- ones included.
+    SELECT r.id, r.deal_id, r.account_id
+    FROM recent r CROSS JOIN args CROSS JOIN th
+    WHERE r.activity_type IN ('meeting', 'calendar_event')
+        AND COALESCE(r.status, '') NOT IN ('cancelled', 'no_show')
+        AND r.occurred_at >= args.as_of - th.no_meeting_days + 1
+),
+met_accounts AS (
+    -- Accounts an external attendee of a recent meeting is resolved to: read from the people
+    -- resolved to an account (a small partial index on PostgreSQL), not per meeting.
+    SELECT DISTINCT ap.account_id
+    FROM activity_participants ap
+    JOIN recent_meetings m ON m.id = ap.activity_id
+    WHERE ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
+        AND NOT COALESCE(ap.is_internal, false)
+),
+unmet AS (
+    -- The deals no_recent_meeting may flag: old enough, and no recent or scheduled meeting
+    -- with the deal, its account, or an external attendee resolved to its account.
+    SELECT od.id, od.account_id
+    FROM od CROSS JOIN args CROSS JOIN th
+    WHERE od.created_at < args.as_of - th.no_meeting_days + 1
+        AND NOT EXISTS (SELECT 1 FROM recent_meetings m WHERE m.deal_id = od.id)
+        AND NOT EXISTS (SELECT 1 FROM recent_meetings m WHERE m.account_id = od.account_id)
+        AND NOT EXISTS (SELECT 1 FROM met_accounts ma WHERE ma.account_id = od.account_id)
+),
+unmet_accounts AS (
+    -- Their accounts' latest meeting ever (none is recent): linked to the account, or
+    -- attended by an external person resolved to it, read by account for these only.
+    SELECT k.account_id, max(k.occurred_at) AS last_meeting
+    FROM (
+        SELECT m.account_id, m.occurred_at
+        FROM activities m
+        WHERE m.deleted_at IS NULL AND m.account_id IN (SELECT u.account_id FROM unmet u)
+            AND m.activity_type IN ('meeting', 'calendar_event') AND m.occurred_at IS NOT NULL
+            AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
+        UNION ALL
+        SELECT ap.account_id, m.occurred_at
+        FROM activity_participants ap
+        JOIN activities m ON m.id = ap.activity_id
+        WHERE ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
+            AND ap.account_id IN (SELECT u.account_id FROM unmet u)
+            AND NOT COALESCE(ap.is_internal, false)
+            AND m.deleted_at IS NULL AND m.activity_type IN ('meeting', 'calendar_event')
+            AND m.occurred_at IS NOT NULL AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
+    ) k
+    GROUP BY k.account_id
 ),
 meeting_dates AS (
-    SELECT dm.deal_id, max(dm.last_meeting) AS last_meeting,
-        min(dm.next_meeting) AS next_meeting
+    -- Their latest meeting ever: the deal's own (read by deal) or its account's.
+    SELECT k.deal_id, max(k.occurred_at) AS last_meeting
     FROM (
-        SELECT od.id AS deal_id, k.last_meeting, k.next_meeting
-        FROM od JOIN meeting_keys k ON k.via = 'deal' AND k.key_id = od.id
+        SELECT m.deal_id, m.occurred_at
+        FROM activities m
+        WHERE m.deleted_at IS NULL AND m.deal_id IN (SELECT u.id FROM unmet u)
+            AND m.activity_type IN ('meeting', 'calendar_event') AND m.occurred_at IS NOT NULL
+            AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
         UNION ALL
-        SELECT od.id, k.last_meeting, k.next_meeting
-        FROM od JOIN meeting_keys k ON k.via = 'account' AND k.key_id = od.account_id
-    ) dm
-    GROUP BY dm.deal_id
+        SELECT u.id, ua.last_meeting
+        FROM unmet u JOIN unmet_accounts ua ON ua.account_id = u.account_id
+    ) k
+    GROUP BY k.deal_id
 ),
 stays AS (
     SELECT h.deal_id, h.stage_id, h.entered_at,
@@ -222,12 +267,17 @@ stays AS (
     FROM deal_stage_history h
     JOIN deals w ON w.id = h.deal_id AND w.deleted_at IS NULL AND w.is_won
     WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
+        -- Only won deals that went through an open deal's stage (all, for the whole list;
+        -- a few, for one deal's flags), each with its whole history for the days.
+        AND h.deal_id IN (
+            SELECT v.deal_id FROM deal_stage_history v
+            WHERE v.deleted_at IS NULL AND v.stage_id IN (SELECT od.stage_id FROM od))
 ),
 won_days AS (
     SELECT s.stage_id, s.deal_id,
         sum(CAST(s.left_at AS DATE) - CAST(s.entered_at AS DATE)) AS days
     FROM stays s
-    WHERE s.left_at IS NOT NULL AND s.stage_id IS NOT NULL
+    WHERE s.left_at IS NOT NULL AND s.stage_id IN (SELECT od.stage_id FROM od)
     GROUP BY s.stage_id, s.deal_id
 ),
 won_ranked AS (
@@ -254,16 +304,16 @@ engaged AS (
     -- contact: a lookup per such deal in the reason, not a join reading all contacts. (Cast
     -- here, not in the lookup: a cast is not leakproof, so under row-level security it would
     -- keep the lookup off the primary key.)
-    SELECT a.deal_id, count(DISTINCT ap.contact_id) AS contacts,
+    SELECT r.deal_id, count(DISTINCT ap.contact_id) AS contacts,
         CAST(min(CAST(ap.contact_id AS TEXT)) AS UUID) AS contact_id
-    FROM acts a
-    JOIN od ON od.id = a.deal_id
+    FROM recent r
     CROSS JOIN args CROSS JOIN th
-    JOIN parts ap ON ap.activity_id = a.id
+    JOIN activity_participants ap ON ap.activity_id = r.id AND ap.deleted_at IS NULL
         AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
-    WHERE a.occurred_at >= CAST(args.as_of - th.single_threaded_days + 1 AS TIMESTAMPTZ)
-        AND a.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
-    GROUP BY a.deal_id
+    WHERE r.deal_id IN (SELECT od.id FROM od)
+        AND r.occurred_at >= CAST(args.as_of - th.single_threaded_days + 1 AS TIMESTAMPTZ)
+        AND r.occurred_at < CAST(args.as_of + 1 AS TIMESTAMPTZ)
+    GROUP BY r.deal_id
 ),
 close_moves AS (
     SELECT h.deal_id, h.close_date, h.changed_at,
@@ -297,13 +347,12 @@ flags AS (
             CASE WHEN g.calls_out > 0 THEN {_plural("g.calls_out", "call")} END,
             CASE WHEN g.messages_out > 0 THEN {_plural("g.messages_out", "message")} END)
         || ' out since ' || {_day("g.first_out")} || ', no reply'
-        || CASE WHEN g.last_in IS NULL THEN ' ever'
-            ELSE ' since ' || {_day("g.last_in")} END AS reason,
+        || CASE WHEN lr.last_in IS NULL THEN ' ever'
+            ELSE ' since ' || {_day("lr.last_in")} END AS reason,
         CAST(g.emails_out + g.calls_out + g.messages_out AS NUMERIC) AS measured,
         CAST(th.ghosted_days AS NUMERIC) AS threshold, CAST(g.first_out AS DATE) AS since
-    FROM ghosting g CROSS JOIN args CROSS JOIN th
-    WHERE g.emails_out + g.calls_out + g.messages_out > 0
-        AND (g.last_in IS NULL OR g.last_in < args.as_of - th.ghosted_days + 1)
+    FROM ghosting g CROSS JOIN th
+    LEFT JOIN last_replies lr ON lr.deal_id = g.deal_id
     UNION ALL
     SELECT od.id, 'no_recent_meeting',
         CASE WHEN md.last_meeting IS NULL THEN 'no meeting ever'
@@ -312,10 +361,8 @@ flags AS (
         || ', none scheduled',
         CAST(args.as_of - CAST(md.last_meeting AS DATE) AS NUMERIC),
         CAST(th.no_meeting_days AS NUMERIC), CAST(md.last_meeting AS DATE)
-    FROM od CROSS JOIN args CROSS JOIN th
-    LEFT JOIN meeting_dates md ON md.deal_id = od.id
-    WHERE od.created_at < args.as_of - th.no_meeting_days + 1 AND md.next_meeting IS NULL
-        AND (md.last_meeting IS NULL OR md.last_meeting < args.as_of - th.no_meeting_days + 1)
+    FROM unmet u JOIN od ON od.id = u.id CROSS JOIN args CROSS JOIN th
+    LEFT JOIN meeting_dates md ON md.deal_id = u.id
     UNION ALL
     SELECT od.id, 'stalled',
         CAST(args.as_of - CAST(od.stage_entered_at AS DATE) AS TEXT) || ' days in '

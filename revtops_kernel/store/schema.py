@@ -649,6 +649,17 @@ class Activity(SyncedRecord, Base):
                 "status",
             ),
         ),
+        # An account's activities by type and time: deal_risks' latest meeting of each open
+        # deal's account (one deal's flags read its account's meetings, not all of them),
+        # gold risk_no_meeting_30_days and any "meetings with this account" question.
+        _pg_live_covering_index(
+            "ix_activities_live_account_type",
+            "organization_id",
+            "account_id",
+            "activity_type",
+            "occurred_at",
+            include=("status", "deal_id"),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
@@ -710,6 +721,30 @@ class ActivityParticipant(SyncedRecord, Base):
             postgresql_where=text(
                 "deleted_at IS NULL AND (contact_id IS NOT NULL OR account_id IS NOT NULL)"
             ),
+        ).ddl_if(dialect="postgresql"),
+        # An activity's external people resolved to a contact or an account: deal_risks'
+        # customer contacts of each open deal's recent activities (single_threaded) and the
+        # accounts met in recent meetings (no_recent_meeting), one probe per activity answered
+        # from the index: the resolved index above lacks is_internal, and each probe then read
+        # a participant row. The predicate is the query's, word for word.
+        Index(
+            "ix_activity_participants_live_external",
+            "organization_id",
+            "activity_id",
+            postgresql_include=["contact_id", "account_id"],
+            postgresql_where=text(
+                "deleted_at IS NULL AND NOT COALESCE(is_internal, false) "
+                "AND (contact_id IS NOT NULL OR account_id IS NOT NULL)"
+            ),
+        ).ddl_if(dialect="postgresql"),
+        # The people resolved to an account, and the activity they took part in: deal_risks'
+        # meetings attended by an open deal's account (partial: most people resolve to none).
+        Index(
+            "ix_activity_participants_live_account",
+            "organization_id",
+            "account_id",
+            postgresql_include=["activity_id", "is_internal"],
+            postgresql_where=text("deleted_at IS NULL AND account_id IS NOT NULL"),
         ).ddl_if(dialect="postgresql"),
         {"info": {"synced": True, "readable": True}},
     )
