@@ -94,6 +94,7 @@ class ProviderFigures:
     activities_examined: int
     analyzed: dict[str, int] = field(default_factory=dict)
     steps_cpu_s: dict[str, float] = field(default_factory=dict)  # --profile: CPU per step
+    server_cpu_s: float = 0.0  # PostgreSQL: CPU of the sync's server backends (pooled ones)
 
     @property
     def records_per_s(self) -> float:
@@ -183,7 +184,7 @@ def child_main(
     start_rss = peak_rss_mib()
     providers = []
     for provider in providers_run:
-        cpu0 = cpu_seconds()
+        cpu0, server0 = cpu_seconds(), server_cpu_seconds(db)
         profiler = cProfile.Profile(time.process_time) if profile else None
         if profiler is not None:
             profiler.enable()
@@ -208,6 +209,7 @@ def child_main(
                 activities_examined=report.activities_examined if report else 0,
                 analyzed=result.analyzed,
                 steps_cpu_s=steps_cpu(profiler) if profiler is not None else {},
+                server_cpu_s=server_cpu_seconds(db) - server0,
             )
         )
     db.dispose()
@@ -231,6 +233,33 @@ PROFILED_STEPS = {
     ("revtops_kernel/sync.py", "_resolve"): "resolution",
     ("revtops_kernel/sync.py", "_vacuum"): "vacuum",
 }
+
+
+def server_cpu_seconds(db: Database) -> float:
+    """CPU seconds so far of this process's PostgreSQL backends (same machine only: /proc).
+
+    The pool keeps a sync's connections open, so their backends' CPU is the server's share of
+    its work (a backend closed meanwhile is missed). 0 on DuckDB, whose work is this process's.
+    """
+    if db.is_duckdb:
+        return 0.0
+    from sqlalchemy import text
+
+    with db.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'revtops'"
+            )
+        ).scalars()
+        ticks = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # another machine, or the backend just ended
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def steps_cpu(profiler: cProfile.Profile) -> dict[str, float]:
@@ -459,7 +488,7 @@ def print_per_provider(scale: float, backend: str, rounds: list[SyncFigures]) ->
     print(f"\nscale {scale:g} {backend}, one child per provider (peak RSS goal < "
           f"{PEAK_RSS_GOAL_MIB:,.0f} MiB at scale 10):")  # fmt: skip
     print(f"  {'provider':<16} {'records':>9} {'wall s':>8} {'CPU s':>7} {'CPU ms/1k':>9} "
-          f"{'peak RSS MiB':>12} {'start MiB':>9} {'KiB/rec':>7}  "
+          f"{'server CPU s':>12} {'peak RSS MiB':>12} {'start MiB':>9} {'KiB/rec':>7}  "
           "steps' CPU s (cumulative; they nest)")  # fmt: skip
     for figures in rounds:
         for p in figures.providers:
@@ -469,7 +498,7 @@ def print_per_provider(scale: float, backend: str, rounds: list[SyncFigures]) ->
             grown = figures.peak_rss_mib - figures.start_rss_mib
             growth = 1024 * grown / p.fetched if p.fetched else 0.0
             print(f"  {p.provider:<16} {p.fetched:9,} {p.wall_s:8.1f} {figures.cpu_s:7.1f} "
-                  f"{per_k * 1000:9.0f} {figures.peak_rss_mib:12,.0f} "
+                  f"{per_k * 1000:9.0f} {p.server_cpu_s:12.1f} {figures.peak_rss_mib:12,.0f} "
                   f"{figures.start_rss_mib:9,.0f} {growth:7.2f}  {steps or '-'} "
                   f"({verdict(figures.peak_rss_mib < PEAK_RSS_GOAL_MIB)})", flush=True)  # fmt: skip
 
