@@ -469,6 +469,16 @@ class Deal(SyncedRecord, Base):
                 "updated_at",
             ),
         ),
+        # Every deal by id with when it entered its stage and whether it is live, open or won,
+        # not partial: a join to deals by id that reads only these (gold
+        # risk_amount_dropped_since_stage's amount at stage entry, over every deal) reads this
+        # instead of the ~3 kB rows (a sequential scan of 290 MB at scale 10).
+        Index(
+            "ix_deals_id_stage_entry",
+            "organization_id",
+            "id",
+            postgresql_include=["stage_entered_at", "deleted_at", "is_closed", "is_won"],
+        ).ddl_if(dialect="postgresql"),
         {"info": {"synced": True, "readable": True}},
     )
 
