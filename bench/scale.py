@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -216,7 +216,11 @@ def child_main(
     figures = SyncFigures(
         upgrade_s, providers, cpu_seconds(), peak_rss_mib(), start_rss_mib=start_rss
     )
-    out.write_text(json.dumps(asdict(figures)))
+    payload = asdict(figures)
+    for provider_figures in payload["providers"]:  # a parent of before the field reads it too
+        if not provider_figures["server_cpu_s"]:
+            del provider_figures["server_cpu_s"]
+    out.write_text(json.dumps(payload))
     return 0
 
 
@@ -294,7 +298,10 @@ def sync_in_child(
         if completed.returncode != 0 or not out.exists():
             raise SystemExit(f"bench/scale.py: the sync child exited with {completed.returncode}")
         raw = json.loads(out.read_text())
-    raw["providers"] = [ProviderFigures(**p) for p in raw["providers"]]
+    known = {f.name for f in fields(ProviderFigures)}  # a newer child's figures too
+    raw["providers"] = [
+        ProviderFigures(**{k: v for k, v in p.items() if k in known}) for p in raw["providers"]
+    ]
     return SyncFigures(**{**raw, "sandbox_cpu_s": parent_cpu})
 
 
