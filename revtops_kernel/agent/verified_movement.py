@@ -381,20 +381,20 @@ ORDER BY velocity_per_day DESC NULLS LAST, segment""",
 )
 
 # A deal's state after each moment something changed: one row per deal and instant, each
-# attribute carried forward from its last change (count-of-changes groups; values before the
-# first change take the first one: GREATEST(group, 1)). Changes after the window never matter.
+# attribute carried forward from its last change. Changes after the window never matter.
 _WINDOW_IN = """(args.close_from IS NULL OR st.close_date >= args.close_from)
             AND (args.close_to IS NULL OR st.close_date <= args.close_to)"""
 
-# When the value of one attribute a moment has was set: its last change at or before the moment,
-# else (a moment before the first change) the first change; NULL: the deal has no history of it
-# and keeps its current value. Running max and whole-partition min over the same order as
-# seq/lead, so one window pass computes all of them.
-_LAST_CHANGE = """COALESCE(
-            max(CASE WHEN m.{flag} = 1 THEN m.at END) OVER (PARTITION BY m.deal_id ORDER BY m.at
-                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-            min(CASE WHEN m.{flag} = 1 THEN m.at END) OVER (PARTITION BY m.deal_id ORDER BY m.at
-                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))"""
+# Which change of one attribute a moment's value comes from: the count of that attribute's
+# changes so far (the running sum of its flag), a moment before the first change counting as
+# after it (GREATEST(..., 1): it takes the first value). The moments of one group share that
+# change's value (max over the group: the one row with the change); a deal with no change of
+# the attribute has none in its only group and keeps its current value. Running sums over the
+# moments' one order, then groups within each deal: PostgreSQL sorts the moments once and each
+# group's window only within a deal (an incremental sort), where looking each value up at the
+# moment of its last change took three sorts and merge joins of all the moments.
+_GROUP = "GREATEST(sum(m.{flag}) OVER w, 1)"
+_CARRIED = "max(t.{column}) OVER (PARTITION BY t.deal_id, t.{group})"
 
 PIPELINE_WATERFALL = VerifiedQuery(
     name="pipeline_waterfall",
@@ -480,7 +480,7 @@ changes AS (
     SELECT c.id, c.created_at, NULL, NULL, 0, NULL, 0, NULL, 0
     FROM scoped c
 ),
-moments AS MATERIALIZED (
+moments AS (
     SELECT deal_id, at, max(pipeline_key) FILTER (WHERE has_stage = 1) AS pipeline_key,
         max(stage_state) FILTER (WHERE has_stage = 1) AS stage_state, max(has_stage) AS has_stage,
         max(amount) FILTER (WHERE has_amount = 1) AS amount, max(has_amount) AS has_amount,
@@ -489,32 +489,41 @@ moments AS MATERIALIZED (
     GROUP BY deal_id, at
 ),
 timed AS (
-    SELECT m.deal_id, m.at,
-        row_number() OVER (PARTITION BY m.deal_id ORDER BY m.at) AS seq,
-        lag(m.at) OVER (PARTITION BY m.deal_id ORDER BY m.at) AS previous_at,
-        lead(m.at) OVER (PARTITION BY m.deal_id ORDER BY m.at) AS next_at,
-        {_LAST_CHANGE.format(flag="has_stage")} AS stage_at,
-        {_LAST_CHANGE.format(flag="has_amount")} AS amount_at,
-        {_LAST_CHANGE.format(flag="has_close")} AS close_at
+    SELECT m.deal_id, m.at, m.pipeline_key, m.stage_state, m.has_stage, m.amount, m.has_amount,
+        m.close_date, m.has_close,
+        row_number() OVER w AS seq, lead(m.at) OVER w AS next_at,
+        {_GROUP.format(flag="has_stage")} AS stage_group,
+        {_GROUP.format(flag="has_amount")} AS amount_group,
+        {_GROUP.format(flag="has_close")} AS close_group
     FROM moments m
+    WINDOW w AS (PARTITION BY m.deal_id ORDER BY m.at ROWS BETWEEN UNBOUNDED PRECEDING
+        AND CURRENT ROW)
+),
+carried AS (
+    SELECT t.deal_id, t.at, t.seq, t.next_at,
+        {_CARRIED.format(column="has_stage", group="stage_group")} AS stage_known,
+        {_CARRIED.format(column="pipeline_key", group="stage_group")} AS pipeline_key,
+        {_CARRIED.format(column="stage_state", group="stage_group")} AS stage_state,
+        {_CARRIED.format(column="has_amount", group="amount_group")} AS amount_known,
+        {_CARRIED.format(column="amount", group="amount_group")} AS amount,
+        {_CARRIED.format(column="has_close", group="close_group")} AS close_known,
+        {_CARRIED.format(column="close_date", group="close_group")} AS close_date
+    FROM timed t
 ),
 states AS (
-    SELECT t.deal_id, t.at, t.seq, t.previous_at, t.next_at, c.owner,
-        CASE WHEN t.stage_at IS NULL THEN CAST(c.pipeline_id AS TEXT) ELSE ms.pipeline_key END
+    SELECT t.deal_id, t.at, t.seq, t.next_at, c.owner,
+        CASE WHEN t.stage_known = 1 THEN t.pipeline_key ELSE CAST(c.pipeline_id AS TEXT) END
             AS pipeline_key,
-        CASE WHEN t.stage_at IS NULL THEN c.stage_state ELSE ms.stage_state END AS stage_state,
-        CASE WHEN t.amount_at IS NULL THEN c.amount ELSE ma.amount END AS amount,
-        CASE WHEN t.close_at IS NULL THEN c.close_date ELSE mc.close_date END AS close_date
-    FROM timed t CROSS JOIN args
+        CASE WHEN t.stage_known = 1 THEN t.stage_state ELSE c.stage_state END AS stage_state,
+        CASE WHEN t.amount_known = 1 THEN t.amount ELSE c.amount END AS amount,
+        CASE WHEN t.close_known = 1 THEN t.close_date ELSE c.close_date END AS close_date
+    FROM carried t CROSS JOIN args
     JOIN scoped c ON c.id = t.deal_id
-    LEFT JOIN moments ms ON ms.deal_id = t.deal_id AND ms.at = t.stage_at
-    LEFT JOIN moments ma ON ma.deal_id = t.deal_id AND ma.at = t.amount_at
-    LEFT JOIN moments mc ON mc.deal_id = t.deal_id AND mc.at = t.close_at
     WHERE t.at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
         AND (t.next_at IS NULL OR t.next_at >= CAST(args.start_date AS TIMESTAMPTZ))
 ),
-judged AS MATERIALIZED (
-    SELECT st.deal_id, st.at, st.seq, st.previous_at, st.next_at, st.stage_state,
+judged AS (
+    SELECT st.deal_id, st.at, st.seq, st.next_at, st.stage_state,
         COALESCE(st.amount, 0) AS amount,
         COALESCE(st.stage_state = 0 AND {_WINDOW_IN}, false) AS live,
         COALESCE(st.stage_state = 0 AND {_WINDOW_IN}
@@ -524,12 +533,16 @@ judged AS MATERIALIZED (
     FROM states st CROSS JOIN args
     LEFT JOIN pipelines p ON CAST(p.id AS TEXT) = st.pipeline_key AND p.deleted_at IS NULL
 ),
+-- Each moment beside the one before it (the _b columns). Every moment in the window keeps
+-- its predecessor in judged (that one's next moment is in the window), so the row before is
+-- the moment before.
 steps AS MATERIALIZED (
     SELECT j.deal_id, j.at, j.seq, j.next_at, j.stage_state, j.amount, j.live, j.inside,
-        j.grouping, COALESCE(b.inside, false) AS inside_b, COALESCE(b.live, false) AS live_b,
-        b.grouping AS grouping_b, b.amount AS amount_b, b.stage_state AS state_b
+        j.grouping, COALESCE(lag(j.inside) OVER w, false) AS inside_b,
+        COALESCE(lag(j.live) OVER w, false) AS live_b, lag(j.grouping) OVER w AS grouping_b,
+        lag(j.amount) OVER w AS amount_b, lag(j.stage_state) OVER w AS state_b
     FROM judged j
-    LEFT JOIN judged b ON b.deal_id = j.deal_id AND b.at = j.previous_at
+    WINDOW w AS (PARTITION BY j.deal_id ORDER BY j.at)
 ),
 movements AS (
     SELECT s.grouping, 'opening' AS movement, s.amount AS value
