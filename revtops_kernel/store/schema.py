@@ -573,6 +573,18 @@ class DealFieldHistory(SyncedRecord, Base):
     __table_args__ = (
         UniqueConstraint("organization_id", "source_system", "source_id"),
         _pg_index("organization_id", "deal_id", "field", "changed_at"),
+        # Each deal's live amounts and close dates in order, with the values: the waterfall's
+        # changes and the gold waterfall_* amounts then (latest per deal before a date, lag per
+        # deal) read the index alone, in order, instead of the table and a sort (gold
+        # waterfall_october_walk at 10x scale-1 data: backend CPU 1.61 -> 1.40 s).
+        _pg_live_covering_index(
+            "ix_deal_field_history_live_deal_field_changed",
+            "organization_id",
+            "deal_id",
+            "field",
+            "changed_at",
+            include=("id", "amount", "close_date"),
+        ),
         {"info": {"synced": True, "readable": True}},
     )
 
