@@ -10,7 +10,9 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
 1. time to first render: from navigation to the question box drawn (the chat widget's
    textarea), for signed-in visitors one after another, (a) with preheated kernels (the default
    ``revtops app``), (b) cold (``--pool-size 0``: a kernel starts per visit), and the floor: (c)
-   a preheated Voila page showing one ipywidgets button. Goals: warm <= 1.2x the floor;
+   a preheated Voila page showing one ipywidgets button, with Voila's defaults (every lab
+   extension) and with the app's page settings (its extension denylist: plotly's lab extension
+   stays off the app's page). Goals: warm <= 1.2x the floor;
    cold / warm >= 3. ``--baseline REF`` adds (d): the app at git REF, preheated, until its
    question box showed (run from a ``git archive`` of REF put first on the path).
    ``--profile`` adds one profiled visit per page: when the HTML, the scripts (count, bytes),
@@ -36,7 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,6 +49,8 @@ from _common import progress
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from revtops_server.voila_app import EXTENSION_DENYLIST  # noqa: E402
 
 from revtops_kernel.store import Database, upgrade  # noqa: E402
 from revtops_kernel.store.scratch import scratch_postgres  # noqa: E402
@@ -130,6 +134,34 @@ def settle(server_pid: int, timeout: float = 300.0) -> float:
     return time.monotonic() - started
 
 
+def visit(
+    browser: Any,
+    url: str,
+    selector: str,
+    *,
+    token: Any = None,
+    email: str = "",
+    before: Callable[[Any], None] | None = None,
+    timeout_ms: int = 180_000,
+) -> tuple[Any, float]:
+    """A new visitor (a fresh browser context, signed in as ``email`` when ``token`` mints
+    sessions) opens ``url`` until ``selector`` shows. ``before(page)`` runs before the
+    navigation. Returns the page (close its context when done) and the seconds it took."""
+    context = browser.new_context()
+    if token is not None:
+        context.add_cookies(
+            [{"name": "revtops_session", "value": token(email, "V"), "url": url + "/"}]
+        )
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    if before is not None:
+        before(page)
+    start = time.perf_counter()
+    page.goto(url + "/")
+    page.locator(selector).wait_for()
+    return page, time.perf_counter() - start
+
+
 def first_render(
     url: str,
     browser: Any,
@@ -142,24 +174,15 @@ def first_render(
     """Seconds from navigation to ``selector`` visible, for ``visits`` fresh visitors; with
     ``server_pid``, each visit waits until the server's kernels are idle (the pool is ready)."""
     seconds = []
-    for visit in range(visits):
+    for number in range(visits):
         if server_pid is not None:
             waited = settle(server_pid)
             progress(f"{label}: kernels idle after {waited:.1f} s")
-        context = browser.new_context()
-        if token is not None:
-            email = f"visitor{visit}@{ORGS[visit % len(ORGS)]}.com"
-            context.add_cookies(
-                [{"name": "revtops_session", "value": token(email, "V"), "url": url + "/"}]
-            )
-        page = context.new_page()
-        page.set_default_timeout(180_000)
-        start = time.perf_counter()
-        page.goto(url + "/")
-        page.locator(selector).wait_for()
-        seconds.append(time.perf_counter() - start)
-        context.close()
-        progress(f"{label} visit {visit}: {seconds[-1]:.2f} s")
+        email = f"visitor{number}@{ORGS[number % len(ORGS)]}.com"
+        page, took = visit(browser, url, selector, token=token, email=email)
+        seconds.append(took)
+        page.context.close()
+        progress(f"{label} visit {number}: {took:.2f} s")
         time.sleep(2.0)  # let the pool refill, as between real visitors
     return seconds
 
@@ -170,23 +193,24 @@ def where_time_goes(
     """One more visit, profiled: when the HTML, each script, stylesheet and font arrived, the
     JavaScript CPU time per file (Chromium's sampling profiler), the first websocket frame, and
     when ``selector`` showed. The profiler slows the page: its total is not a timed visit."""
-    context = browser.new_context()
-    if token is not None:
-        email = f"profiled@{ORGS[0]}.com"
-        context.add_cookies(
-            [{"name": "revtops_session", "value": token(email, "P"), "url": url + "/"}]
-        )
-    page = context.new_page()
-    page.set_default_timeout(180_000)
-    cdp = context.new_cdp_session(page)
-    cdp.send("Profiler.enable")
-    cdp.send("Profiler.setSamplingInterval", {"interval": 500})
-    cdp.send("Profiler.start")
     frames: list[float] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.time())))
+    cdps: list[Any] = []
+
+    def profile_it(page: Any) -> None:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Profiler.enable")
+        cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+        cdp.send("Profiler.start")
+        cdps.append(cdp)
+        page.on(
+            "websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.time()))
+        )
+
     started = time.time()
-    page.goto(url + "/")
-    page.locator(selector).wait_for()
+    page, _ = visit(
+        browser, url, selector, token=token, email=f"profiled@{ORGS[0]}.com", before=profile_it
+    )
+    context, (cdp,) = page.context, cdps
     shown_ms = page.evaluate("performance.now()")
     profile = cdp.send("Profiler.stop")["profile"]
     timing = page.evaluate(
@@ -250,16 +274,20 @@ def where_time_goes(
 
 
 @contextmanager
-def button_page(folder: Path, pool: int) -> Iterator[tuple[str, int]]:
-    """Plain Voila, preheated, serving a notebook that shows one button: the floor."""
+def button_page(
+    folder: Path, pool: int, denylist: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
+    """Plain Voila, preheated, serving a notebook that shows one button: the floor. With
+    ``denylist``, those lab extensions stay off its page (as the app's settings do)."""
     notebook = folder / "button.ipynb"
     notebook.write_text(json.dumps(BUTTON_NOTEBOOK))
     port = free_port()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(folder / "runtime")}
+    deny = [f"--VoilaConfiguration.extension_denylist={list(denylist)!r}"] if denylist else []
     command = [
         sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
         "--VoilaConfiguration.preheat_kernel=True",
-        f"--VoilaConfiguration.default_pool_size={pool}", str(notebook),
+        f"--VoilaConfiguration.default_pool_size={pool}", *deny, str(notebook),
     ]  # fmt: skip
     with (folder / "voila.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -313,15 +341,10 @@ def concurrent_askers(app: RunningApp, browser: Any, sessions: int) -> dict[str,
     pages = []
     for index in range(sessions):
         org = ORGS[index % len(ORGS)]
-        context = browser.new_context()
         email = f"asker{index}@{org}.com"
-        context.add_cookies(
-            [{"name": "revtops_session", "value": app.token(email, "A"), "url": app.url + "/"}]
+        page, _ = visit(
+            browser, app.url, QUESTION_BOX, token=app.token, email=email, timeout_ms=300_000
         )
-        page = context.new_page()
-        page.set_default_timeout(300_000)
-        page.goto(app.url + "/")
-        page.locator(QUESTION_BOX).wait_for()
         pages.append((index, f"{org}-com", page))
         progress(f"asker {index} signed in ({org})")
     start = time.perf_counter()
@@ -399,15 +422,18 @@ def main() -> int:
             runs.append(("baseline", pool, code, OLD_QUESTION_BOX))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            home = Path(folder) / "button"
-            home.mkdir()
-            with button_page(home, pool) as (page_url, pid):
-                figures["button"] = first_render(
-                    page_url, browser, args.visits, "button", ".widget-button", server_pid=pid
-                )
-                if args.profile:
-                    settle(pid)
-                    profiles.append(where_time_goes(page_url, browser, "button", ".widget-button"))
+            # The floor as before (Voila's defaults: every lab extension), and with the app's
+            # page settings (its extension denylist): the app is compared with both.
+            for floor, denylist in (("button", ()), ("button_app_settings", EXTENSION_DENYLIST)):
+                home = Path(folder) / floor
+                home.mkdir()
+                with button_page(home, pool, denylist) as (page_url, pid):
+                    figures[floor] = first_render(
+                        page_url, browser, args.visits, floor, ".widget-button", server_pid=pid
+                    )
+                    if args.profile:
+                        settle(pid)
+                        profiles.append(where_time_goes(page_url, browser, floor, ".widget-button"))
             for label, size, code, selector in runs:
                 home = Path(folder) / label
                 home.mkdir()
@@ -447,13 +473,16 @@ def main() -> int:
             figures["concurrent"] = figures["ramp"][-1]
 
     button = statistics.median(figures["button"])
+    same = statistics.median(figures["button_app_settings"])
     warm = statistics.median(figures["warm"])
     cold = statistics.median(figures["cold"])
     print("\nweb app (revtops app, Voila + PostgreSQL, headless Chromium), medians")
-    print(f"  one-button Voila page, preheated (the floor): {button:.2f} s")
+    print(f"  one-button Voila page, preheated (the floor, Voila's defaults): {button:.2f} s")
+    print(f"  the same page with the app's settings (denied: {EXTENSION_DENYLIST}): {same:.2f} s")
     print(
         f"  app to the question box, preheated: {warm:.2f} s = {warm / button:.2f}x the floor "
-        f"(goal <= 1.2x) -> {'MET' if warm <= 1.2 * button else 'MISSED'}"
+        f"(goal <= 1.2x) -> {'MET' if warm <= 1.2 * button else 'MISSED'}; "
+        f"{warm / same:.2f}x the floor with the app's settings"
     )
     print(
         f"  app cold {cold:.2f} s; cold/warm {cold / warm:.1f}x "

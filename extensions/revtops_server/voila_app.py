@@ -45,6 +45,11 @@ from .routes import routes
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
+# Lab extensions the app's page does not load. The app draws its charts with plotly.js from the
+# kernel, on the first chart (ui/chart_widget, the chat), so plotly's lab extension, a 4.8 MB
+# script that every first render parsed whether or not a chart ever showed, stays off the page.
+EXTENSION_DENYLIST = ("jupyterlab-plotly",)
+
 REFUSED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Revtops Workbench</title><style>body{{font:16px/1.5 system-ui,sans-serif;display:grid;
 place-items:center;min-height:100vh;margin:0;background:#f6f7f9}}main{{background:#fff;
@@ -193,6 +198,7 @@ class RevtopsVoila(Voila):
                 "preheat_kernel": True,
                 "default_pool_size": 2,
                 "show_tracebacks": False,
+                "extension_denylist": list(EXTENSION_DENYLIST),
             },
             # permessage-deflate on the kernel websocket: every widget message carries ~550
             # bytes of Jupyter headers; compressed, a streamed answer costs 0.8x its text on the

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 import ipywidgets as widgets
 
-from revtops_kernel.artifacts.bundle import figure_bundle
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.store.database import Database
 from revtops_kernel.ui import views
+from revtops_kernel.ui.chart_widget import PlotlyChart
 from revtops_kernel.ui.markdown import render_markdown
 
 if TYPE_CHECKING:
@@ -108,16 +108,7 @@ class ArtifactsGallery(widgets.VBox):
             if part.error:
                 pieces.append(widgets.HTML(views.error_card(part.error)))
             elif part.figure is not None:
-                output = widgets.Output()
-                output.add_class("rt-chart")
-                output.outputs = (
-                    {
-                        "output_type": "display_data",
-                        "data": figure_bundle(part.figure),
-                        "metadata": {},
-                    },
-                )
-                pieces.append(output)
+                pieces.append(PlotlyChart(part.figure))
             elif (table := part.table_preview()) is not None:
                 pieces.append(widgets.HTML(views.table_html(table)))
         self.view.children = pieces

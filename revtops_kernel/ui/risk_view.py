@@ -693,15 +693,9 @@ class RiskView(widgets.VBox):
         return "data:application/pdf;base64," + base64.b64encode(pdf).decode()
 
     def _chart(self, timeline: DealTimeline) -> widgets.Widget:
-        """The timeline chart, drawn by plotly's renderer in the page (as the chat's charts)."""
-        from revtops_kernel.artifacts.bundle import figure_bundle
+        """The timeline chart, drawn with plotly.js from the kernel (as the chat's charts)."""
         from revtops_kernel.artifacts.timeline_chart import timeline_figure
+        from revtops_kernel.ui.chart_widget import PlotlyChart
 
         until = datetime.combine(self.today, time.max, tzinfo=UTC)
-        figure = json.loads(timeline_figure(timeline, until=until).to_json())
-        output = widgets.Output()
-        output.add_class("rt-chart")
-        output.outputs = (
-            {"output_type": "display_data", "data": figure_bundle(figure), "metadata": {}},
-        )
-        return output
+        return PlotlyChart(json.loads(timeline_figure(timeline, until=until).to_json()))

@@ -39,6 +39,10 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     ana = sign_in(browser, app, "ana@acme.com", "Ana Lopez")
     header = ana.locator(".rt-header").inner_text()
     assert "Ana Lopez" in header and "acme-com" in header
+    # No plotly lab extension on the page (4.8 MB): charts draw with plotly.js from the kernel.
+    loaded = ana.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
+    assert any("anywidget" in url for url in loaded), loaded
+    assert not [url for url in loaded if "jupyterlab-plotly" in url]
     shot(ana, "01-signed-in")
 
     # Integrations: HubSpot is connected (a token); sync it now and watch it finish.
@@ -91,6 +95,10 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     picker.select_option(index=0)
     ana.locator(".rt-gallery button:has-text('Open')").click()
     ana.locator(".rt-artifact-view .rt-chart .main-svg").first.wait_for(state="attached")
+    ana.wait_for_function(
+        "() => [...document.querySelectorAll('.rt-artifact-view .rt-chart .main-svg')]"
+        ".some(svg => svg.getBoundingClientRect().height > 100)"
+    )
     ana.locator(".rt-gallery button:has-text('PDF')").click()
     link = ana.locator(".rt-gallery a.rt-download")
     link.wait_for()

@@ -295,8 +295,7 @@ def test_opening_a_deal_shows_its_timeline_chart_people_and_a_one_click_brief(
     kinds = re.findall(r'data-kind="(\w+)"', events.value)
     assert kinds[0] == "created" and "times in Europe/Paris" in events.value
     assert "Customer" in people.value and "Ours" in people.value
-    (bundle,) = chart.outputs
-    assert "application/vnd.plotly.v1+json" in bundle["data"]
+    assert chart.figure["data"] and "rt-chart" in chart._dom_classes  # drawn by chart.js
     # No server here: the brief is made when the deal opens and is one data: link.
     (href,) = re.findall(r'<a class="rt-download" href="([^"]+)"', card.value)
     assert href.startswith("data:application/pdf;base64,")

@@ -1,18 +1,20 @@
-// Bundles src/chat.js (with markdown-it and DOMPurify from node_modules) into the package's
-// committed asset ../static/chat.js, and writes the bundled packages' licenses next to it.
+// Bundles src/chat.js (with markdown-it and DOMPurify from node_modules) and src/chart.js into
+// the package's committed assets ../static/chat.js and chart.js, and writes the bundled
+// packages' licenses next to them.
 // Run: npm ci && npm run build. The CI machine has no node: the committed bundle ships.
 import { build } from "esbuild";
 import { readFileSync, writeFileSync } from "node:fs";
 
 const out = new URL("../static/", import.meta.url);
+// chat.js (the chat) and chart.js (one figure, for the app's other views): two widgets' modules
 await build({
-  entryPoints: [new URL("src/chat.js", import.meta.url).pathname],
+  entryPoints: ["chat.js", "chart.js"].map((name) => new URL(`src/${name}`, import.meta.url).pathname),
   bundle: true,
   format: "esm",
   minify: true,
   target: ["es2020"],
   legalComments: "none",
-  outfile: new URL("chat.js", out).pathname,
+  outdir: new URL(".", out).pathname,
 });
 
 const lock = JSON.parse(readFileSync(new URL("package-lock.json", import.meta.url)));

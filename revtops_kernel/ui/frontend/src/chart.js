@@ -1,0 +1,28 @@
+// One Plotly figure as a widget (the app's Artifacts and At risk views): plotly.js comes from
+// the kernel on the first chart, so the page needs no plotly lab extension (4.8 MB at load).
+import { loadPlotly, themed } from "./plotly.js";
+
+function render({ model, el }) {
+  const box = document.createElement("div");
+  box.className = "rt-chart rt-chart-widget";
+  // the view's width, not the figure's default: a box in a flex column sizes to its content
+  el.style.width = box.style.width = "100%";
+  el.append(box);
+  const draw = () => {
+    const figure = model.get("figure") || {};
+    box.textContent = "Loading chart…";
+    loadPlotly(model).then((Plotly) => {
+      const div = document.createElement("div");
+      div.className = "rt-plot";
+      box.replaceChildren(div);
+      return Plotly.newPlot(div, figure.data || [], themed(figure.layout || {}, el), {
+        displaylogo: false, responsive: true,
+      });
+    }).catch((error) => { box.textContent = `The chart could not be drawn: ${error}`; });
+  };
+  model.on("change:figure", draw);
+  draw();
+  return () => { model.off("change:figure", draw); box.remove(); };
+}
+
+export default { render };
