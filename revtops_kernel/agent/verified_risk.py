@@ -142,8 +142,35 @@ recent AS MATERIALIZED (
     -- query no longer reads every activity and participant of the open deals' world.
     SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction,
         a.status
-    FROM activities a CROSS JOIN since
-    WHERE a.deleted_at IS NULL AND a.occurred_at >= since.recent_from
+    FROM activities a CROSS JOIN since CROSS JOIN args
+    WHERE args.deal_id IS NULL AND a.deleted_at IS NULL AND a.occurred_at >= since.recent_from
+    UNION ALL
+    -- One deal's flags (the branch above is folded away): the same window of what the rules
+    -- read for it alone, by key: its activities, then its account's meetings and the meetings
+    -- attended by people resolved to its account (a meeting may come twice; every reader
+    -- tests existence or counts distinct contacts of meetings, never counts meetings).
+    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction,
+        a.status
+    FROM activities a CROSS JOIN since CROSS JOIN args
+    WHERE args.deal_id IS NOT NULL AND a.deleted_at IS NULL
+        AND a.deal_id IN (SELECT od.id FROM od) AND a.occurred_at >= since.recent_from
+    UNION ALL
+    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction,
+        a.status
+    FROM activities a CROSS JOIN since CROSS JOIN args
+    WHERE args.deal_id IS NOT NULL AND a.deleted_at IS NULL
+        AND a.account_id IN (SELECT od.account_id FROM od)
+        AND a.activity_type IN ('meeting', 'calendar_event') AND a.occurred_at >= since.recent_from
+    UNION ALL
+    SELECT a.id, a.deal_id, a.account_id, a.activity_type, a.occurred_at, a.direction,
+        a.status
+    FROM activities a CROSS JOIN since CROSS JOIN args
+    WHERE args.deal_id IS NOT NULL AND a.deleted_at IS NULL
+        AND a.id IN (
+            SELECT ap.activity_id FROM activity_participants ap
+            WHERE ap.account_id IN (SELECT od.account_id FROM od)
+                AND ap.account_id IS NOT NULL AND ap.deleted_at IS NULL)
+        AND a.activity_type IN ('meeting', 'calendar_event') AND a.occurred_at >= since.recent_from
 ),
 window_touches AS (
     -- Emails, calls and Slack messages of open deals in the ghosted window, with their
@@ -267,16 +294,12 @@ stays AS (
     FROM deal_stage_history h
     JOIN deals w ON w.id = h.deal_id AND w.deleted_at IS NULL AND w.is_won
     WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
-        -- Only won deals that went through an open deal's stage (all, for the whole list;
-        -- a few, for one deal's flags), each with its whole history for the days.
-        AND h.deal_id IN (
-            SELECT v.deal_id FROM deal_stage_history v
-            WHERE v.deleted_at IS NULL AND v.stage_id IN (SELECT od.stage_id FROM od))
 ),
 won_days AS (
     SELECT s.stage_id, s.deal_id,
         sum(CAST(s.left_at AS DATE) - CAST(s.entered_at AS DATE)) AS days
     FROM stays s
+    -- Only the open deals' stages are ranked (one deal's flags: its stage alone).
     WHERE s.left_at IS NOT NULL AND s.stage_id IN (SELECT od.stage_id FROM od)
     GROUP BY s.stage_id, s.deal_id
 ),

@@ -111,6 +111,26 @@ def test_reasons_quote_the_evidence(store: tuple[Database, dict[str, uuid.UUID]]
     )
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"no_meeting_days": 5, "ghosted_days": 40, "single_threaded_days": 90}],
+    ids=["defaults", "other windows"],
+)
+def test_one_deals_flags_are_the_lists_rows_for_it(
+    store: tuple[Database, dict[str, uuid.UUID]], params: dict[str, Any]
+) -> None:
+    """One deal's flags (the deal timeline, brief and At risk view) read its activities, its
+    account's meetings and the meetings its account's people attended by key, not the
+    window of every activity: the rows must be the list's, flagged deals and near-misses
+    alike."""
+    db, ids = store
+    listed = risks(db, **params)
+    assert listed
+    for deal_id in ids.values():
+        own = [r for r in listed if str(r["deal_id"]) == str(deal_id)]
+        assert risks(db, deal_id=str(deal_id), **params) == own, deal_id
+
+
 def test_the_score_adds_the_weights_of_a_deals_flags(
     store: tuple[Database, dict[str, uuid.UUID]],
 ) -> None:
