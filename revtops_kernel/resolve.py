@@ -68,7 +68,8 @@ _MEETINGS = ", ".join(f"'{t}'" for t in MEETING_TYPES)
 
 # The scope of one resolution, in temporary tables (dropped at its end).
 WRITTEN = "_resolve_written"  # (tbl, id): rows marked pending when the resolution started
-SCOPE_PARTICIPANTS = "_resolve_participants"  # (id, activity_id, email, domain)
+# (id, activity_id, email, domain, is_internal): what the participants' rule reads of each
+SCOPE_PARTICIPANTS = "_resolve_participants"
 SCOPE_ACTIVITIES = "_resolve_activities"  # (id)
 SCOPE_LIVE = "_resolve_live"  # the live participants of the activities in scope
 SCOPE_LINKS = "_resolve_links"  # per activity in scope: its links before and after the rules
@@ -78,7 +79,8 @@ SCOPE_LINKS = "_resolve_links"  # per activity in scope: its links before and af
 # quadratic (31 s for 5,760 Slack participants at scale 1).
 _SCOPE_DDL = {
     WRITTEN: "tbl VARCHAR, id UUID, PRIMARY KEY (tbl, id)",
-    SCOPE_PARTICIPANTS: "id UUID PRIMARY KEY, activity_id UUID, email VARCHAR, domain VARCHAR",
+    SCOPE_PARTICIPANTS: "id UUID PRIMARY KEY, activity_id UUID, email VARCHAR, domain VARCHAR, "
+    "is_internal BOOLEAN",
     SCOPE_ACTIVITIES: "id UUID PRIMARY KEY",
     SCOPE_LIVE: "activity_id UUID, id UUID, email VARCHAR, role VARCHAR, owner_id UUID, "
     "contact_id UUID, account_id UUID, is_internal BOOLEAN, PRIMARY KEY (activity_id, id)",
@@ -121,7 +123,7 @@ SNAPSHOT_WRITTEN_SQL = "\nUNION ALL\n".join(
 )
 
 _PARTICIPANT_SCOPE_COLUMNS = (
-    "p.id, p.activity_id, lower(p.email), split_part(lower(p.email), '@', 2)"
+    "p.id, p.activity_id, lower(p.email), split_part(lower(p.email), '@', 2), p.is_internal"
 )
 _ACTIVITY_PARTICIPANTS = f"p.organization_id = :org AND p.source_system IN ({_ACTIVITY_SYSTEMS})"
 ALL_PARTICIPANTS_SCOPE_SQL = f"""
@@ -186,12 +188,7 @@ FROM (
            o.id AS owner_id,
            CASE WHEN o.id IS NOT NULL OR p.domain IN :own_domains THEN TRUE
                 ELSE COALESCE(p.is_internal, FALSE) END AS is_internal
-    FROM (
-        SELECT id, lower(email) AS email, split_part(lower(email), '@', 2) AS domain, is_internal
-        FROM activity_participants
-        WHERE organization_id = :org AND source_system IN ({_ACTIVITY_SYSTEMS})
-          AND id IN (SELECT id FROM {SCOPE_PARTICIPANTS})
-    ) p
+    FROM {SCOPE_PARTICIPANTS} p
     LEFT JOIN ({_first_by("contacts", "lower(email)", "account_id", "email")}) c
            ON c.key = p.email
     LEFT JOIN ({_first_by("owners", "lower(email)", "NULL", "email")}) o ON o.key = p.email
