@@ -644,8 +644,13 @@ SELECT count(*) AS deals FROM deals d
 WHERE {OPEN_D} AND d.created_at < DATE '2026-10-02'
     AND NOT EXISTS (
         SELECT 1 FROM activities a
+        WHERE a.deleted_at IS NULL AND a.activity_type = 'meeting' AND a.deal_id = d.id
+            AND a.occurred_at >= DATE '2026-10-02' AND a.occurred_at < DATE '2026-11-01'
+    )
+    AND NOT EXISTS (
+        SELECT 1 FROM activities a
         WHERE a.deleted_at IS NULL AND a.activity_type = 'meeting'
-            AND (a.deal_id = d.id OR a.account_id = d.account_id)
+            AND a.account_id = d.account_id
             AND a.occurred_at >= DATE '2026-10-02' AND a.occurred_at < DATE '2026-11-01'
     )""",
         _no_meeting_30,
