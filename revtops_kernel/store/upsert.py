@@ -155,17 +155,40 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
         return pa.Table.from_pandas(frame, preserve_index=False)
     records: list[Mapping[str, Any]] = list(rows)
     # Column lists, not pa.Table.from_pylist: JSON and ids become text on the way.
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, pa.Array | list[Any]] = {}
     for name, values in _columns_of(records).items():
         if name in json_columns:
             values = [_dump_json(v) for v in values]
-        elif name in uuid_columns:  # record_id's ids carry their text (ids.RecordId)
-            values = [None if v is None else str(v) for v in values]
-        columns[name] = values
+        elif name in uuid_columns:
+            values = _uuid_texts(values)
+        column = target.columns.get(name)
+        columns[name] = values if column is None else _typed(values, _arrow_type(column.type))
     try:
         return pa.table(columns)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise UpsertError(target.name, f"mixed value types in a column: {exc}") from exc
+
+
+def _typed(values: list[Any], arrow_type: pa.DataType) -> pa.Array | list[Any]:
+    """``values`` as an array of the column's Arrow type when they convert as they are (the
+    normalizers' rows: no type inference, and prepare_batch's cast is then a no-op), else the
+    list itself, which Arrow infers and prepare_batch casts as before, with the same errors."""
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return values
+
+
+def _uuid_texts(values: list[Any]) -> list[str | None]:
+    """Ids as text: record_id's ids carry theirs (ids.RecordId), read in C when every value is
+    one; otherwise one by one."""
+    try:
+        return list(map(_ID_TEXT, values))
+    except AttributeError:  # a None, a plain uuid.UUID, or text
+        return [None if v is None else str(v) for v in values]
+
+
+_ID_TEXT = operator.attrgetter("_text")
 
 
 def _columns_of(records: list[Mapping[str, Any]]) -> dict[str, list[Any]]:

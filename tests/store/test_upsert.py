@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -261,3 +261,41 @@ def test_rows_stored_with_the_standard_librarys_json_are_not_rewritten(db: Datab
         again = upsert(conn, "deals", batch)
     assert (again.written, again.unchanged) == (0, len(batch))
     assert table_checksum(db, "deals") == before
+
+
+def test_a_batch_converts_each_value_shape_to_the_column_type() -> None:
+    """prepare_batch builds a column straight in its type when its values allow it and falls
+    back to Arrow's inference and a cast otherwise: both give the column's type and values."""
+    import uuid
+
+    from revtops_kernel.store.upsert import _synced_table, prepare_batch
+
+    deals = _synced_table("deals")
+    plain = uuid.UUID(str(record_id("acme", "hubspot", "accounts", "2")))
+    eastern = timezone(timedelta(hours=-5))
+    rows = [
+        deal("1", account_id=record_id("acme", "hubspot", "accounts", "1")),
+        deal("2", account_id=plain, created_at=datetime(2026, 1, 1, 23, 0, tzinfo=eastern)),
+        deal("3", account_id=None, created_at=datetime(2026, 1, 2, 4, 0)),
+        deal("4", account_id=str(plain)),
+    ]
+    batch = prepare_batch(deals, rows)
+    assert batch.schema.field("account_id").type == pa.string()
+    assert batch.column("account_id").to_pylist() == [
+        str(record_id("acme", "hubspot", "accounts", "1")),
+        str(plain),
+        None,
+        str(plain),
+    ]
+    created = batch.column("created_at").to_pylist()
+    assert batch.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+    assert created[1] == created[2] == datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
+    # Decimals convert as they are; integers and floats (rounded to cents) through a cast.
+    for amount, stored in [(Decimal("10.50"), "10.50"), (3, "3.00"), (0.1 + 0.2, "0.30")]:
+        column = prepare_batch(deals, [deal("5", amount=amount), deal("6", amount=None)])
+        assert column.schema.field("amount").type == pa.decimal128(18, 2)
+        assert column.column("amount").to_pylist() == [Decimal(stored), None]
+    with pytest.raises(UpsertError, match="amount"):
+        prepare_batch(deals, [deal("7", amount=Decimal("1.005"))])
+    with pytest.raises(UpsertError, match="mixed value types"):
+        prepare_batch(deals, [deal("8", amount=Decimal(1)), deal("9", amount=0.5)])
