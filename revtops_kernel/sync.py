@@ -271,12 +271,19 @@ def _run_sync(
 class _CollectionPause:
     """Raises the collector's young-generation threshold while any sync in the process reads
     streams, and puts the process's own back when the last one ends (syncs may run in threads
-    side by side; a threshold of 0, the collector off, is left alone)."""
+    side by side; a threshold of 0, the collector off, is left alone).
+
+    It also freezes the objects that existed before (``gc.freeze``: the imports' ~10^5-10^6
+    objects), so the full collections a sync still triggers walk the sync's objects only
+    (scale 1: 0.2 -> 0.09 s of CPU); they are unfrozen at the end. A process that froze objects
+    itself (a server before forking) keeps its own freeze: nothing is frozen or unfrozen then.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
         self._saved: tuple[int, int, int] | None = None
+        self._froze = False
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
@@ -286,6 +293,9 @@ class _CollectionPause:
                 young, *older = self._saved
                 if 0 < young < SYNC_GC_THRESHOLD:
                     gc.set_threshold(SYNC_GC_THRESHOLD, *older)
+                self._froze = gc.get_freeze_count() == 0
+                if self._froze:
+                    gc.freeze()
             self._users += 1
         try:
             yield
@@ -295,6 +305,9 @@ class _CollectionPause:
                 if self._users == 0 and self._saved is not None:
                     gc.set_threshold(*self._saved)
                     self._saved = None
+                    if self._froze:
+                        gc.unfreeze()
+                        self._froze = False
 
 
 _fewer_collections = _CollectionPause()

@@ -53,3 +53,29 @@ def test_a_collector_turned_off_or_set_higher_is_left_alone(
         with pause():
             assert gc.get_threshold() == setting
         assert gc.get_threshold() == setting
+
+
+def test_what_existed_before_is_frozen_during_the_sync_and_thawed_after(
+    thresholds: tuple[int, int, int],
+) -> None:
+    assert gc.get_freeze_count() == 0
+    before = [object(), {"a": [1]}]  # tracked containers made before the sync
+    pause = _CollectionPause()
+    with pause():
+        assert gc.get_freeze_count() > 0
+        assert not any(o is before[1] for o in gc.get_objects())  # not in generations 0-2
+    assert gc.get_freeze_count() == 0
+    assert any(o is before[1] for o in gc.get_objects())
+
+
+def test_a_process_that_froze_objects_itself_keeps_its_freeze(
+    thresholds: tuple[int, int, int],
+) -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _CollectionPause()():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
