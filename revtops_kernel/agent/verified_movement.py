@@ -182,6 +182,10 @@ LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
 LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
 LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL"""
 _DAYS_IN_STAGE = "CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)"
+# A stage visit is a run of a deal's stage changes into the same stage (Salesforce repeats a
+# snapshot of an unchanged stage); an unknown stage is a visit of its own. It starts at the
+# run's first change and ends where the next run starts, so the visits are the changes that
+# start one, each ending at the next such change (lead over them, in the same order: one sort).
 
 STAGE_FUNNEL = VerifiedQuery(
     name="stage_funnel",
@@ -222,29 +226,15 @@ cohort AS (
 ),
 history AS (
     SELECT h.id, h.deal_id, c.pipeline_id, h.stage_id, h.entered_at,
-        lag(h.stage_id) OVER w AS previous, lead(h.stage_id) OVER w AS following,
-        lead(h.entered_at) OVER w AS next_at
+        lag(h.stage_id) OVER (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id) AS previous
     FROM deal_stage_history h JOIN cohort c ON c.id = h.deal_id
     WHERE h.deleted_at IS NULL AND h.entered_at IS NOT NULL
-    WINDOW w AS (PARTITION BY h.deal_id ORDER BY h.entered_at, h.id)
-),
-marked AS (
-    SELECT m.deal_id, m.pipeline_id, m.stage_id, m.entered_at, m.next_at, m.id,
-        m.previous IS NULL OR m.stage_id IS NULL OR m.previous <> m.stage_id AS starts,
-        m.following IS NULL OR m.stage_id IS NULL OR m.following <> m.stage_id AS ends
-    FROM history m
 ),
 visits AS (
-    SELECT v.deal_id, v.pipeline_id, v.stage_id, v.entered_at, v.next_at AS left_at
-    FROM marked v WHERE v.starts AND v.ends
-    UNION ALL
-    SELECT r.deal_id, r.pipeline_id, r.stage_id, r.entered_at, r.left_at
-    FROM (
-        SELECT v.deal_id, v.pipeline_id, v.stage_id, v.entered_at, v.starts,
-            lead(v.next_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
-        FROM marked v WHERE v.starts <> v.ends
-    ) r
-    WHERE r.starts
+    SELECT v.deal_id, v.pipeline_id, v.stage_id, v.entered_at,
+        lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
+    FROM history v
+    WHERE v.previous IS NULL OR v.stage_id IS NULL OR v.previous <> v.stage_id
 ),
 stages AS (
     SELECT s.id, s.pipeline_id, s.label, s.display_order,
