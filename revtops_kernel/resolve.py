@@ -122,6 +122,14 @@ SNAPSHOT_WRITTEN_SQL = "\nUNION ALL\n".join(
     for t in RESOLUTION_INPUTS
 )
 
+# Whether any row is marked (each branch a probe of the partial index of marks on PostgreSQL):
+# a sync that wrote nothing resolution reads skips the ~30 statements of an empty resolution.
+ANY_PENDING_SQL = " UNION ALL ".join(
+    f"SELECT 1 FROM (SELECT 1 FROM {t} WHERE organization_id = :org AND {PENDING_COLUMN} "
+    f"LIMIT 1) _{t}"
+    for t in RESOLUTION_INPUTS
+)
+
 _PARTICIPANT_SCOPE_COLUMNS = (
     "p.id, p.activity_id, lower(p.email), split_part(lower(p.email), '@', 2), p.is_internal"
 )
@@ -421,9 +429,13 @@ def resolve_identities(
         text("SELECT own_domains FROM identity_resolutions WHERE organization_id = :org"), params
     ).first()
     full = full or previous is None or previous.own_domains != own_text
-    # On an error the caller's transaction rolls back, and the scope tables with it.
-    _create_scope(conn)
-    report = _resolve_in_scope(conn, org, own, full=full)
+    if full or conn.execute(text(ANY_PENDING_SQL), params).first() is not None:
+        # On an error the caller's transaction rolls back, and the scope tables with it.
+        _create_scope(conn)
+        report = _resolve_in_scope(conn, org, own, full=full)
+        _drop_scope(conn)
+    else:  # nothing written since the last one: no scope tables, no statements over none
+        report = ResolveReport(consumer_domains=0, own_domains=tuple(own))
     if analyze:
         _analyze_cleared(conn, dict(report.marks_cleared))
     conn.execute(
@@ -436,7 +448,6 @@ def resolve_identities(
         ),
         {"org": org, "own": own_text, "now": utcnow(), "full_at": utcnow() if full else None},
     )
-    _drop_scope(conn)
     log.info(
         "identities resolved for %s (%s; own domains: %s): %d participants examined, "
         "%d updated; %d activities examined, %d updated",

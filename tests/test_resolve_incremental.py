@@ -4,12 +4,12 @@ resolution of the same data ends. Real syncs against the sandbox, on both backen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.resolve import ResolveReport, resolve_identities
@@ -73,6 +73,21 @@ def resolved(db: Database) -> set[tuple[Any, ...]]:
 def resolve(db: Database, *, full: bool = False) -> ResolveReport:
     with db.begin() as conn:
         return resolve_identities(conn, ORG, full=full)
+
+
+def _statements_of(db: Database, run: Callable[[Database], object]) -> list[str]:
+    """The SQL statements ``run(db)`` sent through ``db``'s engine."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        run(db)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return sent
 
 
 def assert_full_resolution_changes_nothing(db: Database) -> None:
@@ -140,9 +155,12 @@ def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
     assert report.participants_updated > 0  # the new meetings' attendees got resolved
     assert_full_resolution_changes_nothing(db)
 
-    # A re-run with nothing new looks at nothing.
+    # A re-run with nothing new looks at nothing, and runs none of the scope's statements.
+    statements = _statements_of(db, resolve)
     again = resolve(db)
     assert (again.full, again.participants_examined, again.activities_examined) == (False, 0, 0)
+    assert not [s for s in statements if "_resolve_" in s], statements
+    assert len(statements) <= 5, statements
 
 
 @pytest.mark.slow
