@@ -419,7 +419,10 @@ def main() -> int:
         ]
         if args.baseline:
             code = extract(args.baseline, Path(folder) / "baseline-code")
-            runs.append(("baseline", pool, code, OLD_QUESTION_BOX))
+            anywidget_chat = (code / "revtops_kernel" / "ui" / "static" / "chat.js").exists()
+            runs.append(
+                ("baseline", pool, code, QUESTION_BOX if anywidget_chat else OLD_QUESTION_BOX)
+            )
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # The floor as before (Voila's defaults: every lab extension), and with the app's
