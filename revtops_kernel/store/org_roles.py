@@ -131,13 +131,12 @@ def prepare_database(
     for name, table in readable_tables().items():
         quoted = preparer.format_table(table)
         _force_row_security(conn, quoted)
-        conn.execute(text(f"DROP POLICY IF EXISTS {SCOPE_POLICY} ON {quoted}"))
-        conn.execute(
-            text(
-                f"CREATE POLICY {SCOPE_POLICY} ON {quoted} FOR SELECT USING ("
-                f"{preparer.quote(scope_column(name))} = (SELECT m.organization_id FROM "
-                f"{MAPPING_TABLE} m WHERE m.role_name = current_user))"
-            )
+        _ensure_policy(
+            conn,
+            quoted,
+            SCOPE_POLICY,
+            f"FOR SELECT USING ({preparer.quote(scope_column(name))} = (SELECT m.organization_id "
+            f"FROM {MAPPING_TABLE} m WHERE m.role_name = current_user))",
         )
     _prepare_writer_policies(conn)
     warnings += _revoke_legacy_reader(conn)
@@ -183,12 +182,11 @@ def _prepare_writer_policies(conn: Connection) -> None:
             "WHERE w.role_name = current_user)"
         )
         column = preparer.quote(scope_column(name))
-        conn.execute(text(f"DROP POLICY IF EXISTS {WRITE_POLICY} ON {quoted}"))
-        conn.execute(
-            text(
-                f"CREATE POLICY {WRITE_POLICY} ON {quoted} FOR ALL "
-                f"USING ({column} = {mapped}) WITH CHECK ({column} = {mapped})"
-            )
+        _ensure_policy(
+            conn,
+            quoted,
+            WRITE_POLICY,
+            f"FOR ALL USING ({column} = {mapped}) WITH CHECK ({column} = {mapped})",
         )
 
 
@@ -202,36 +200,71 @@ def _create_mapping_table(conn: Connection, table: str, what: str) -> None:
             "created_at timestamptz NOT NULL DEFAULT now())"
         )
     )
-    conn.execute(
-        text(
-            f"COMMENT ON TABLE {table} IS 'Which organization each {what} "
-            "(row-level security keys on current_user through it).'"
-        )
+    comment = (
+        f"Which organization each {what} (row-level security keys on current_user through it)."
     )
-    conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
-    conn.execute(text(f"DROP POLICY IF EXISTS {MAPPING_POLICY} ON {table}"))
-    conn.execute(
+    current, enabled = conn.execute(
         text(
-            f"CREATE POLICY {MAPPING_POLICY} ON {table} FOR SELECT USING (role_name = current_user)"
-        )
-    )
+            "SELECT obj_description(oid, 'pg_class'), relrowsecurity FROM pg_class "
+            "WHERE oid = CAST(:t AS regclass)"
+        ),
+        {"t": table},
+    ).one()
+    if current != comment:
+        conn.execute(text(f"COMMENT ON TABLE {table} IS '{comment}'"))
+    # Every reader's row-level security reads this table: no lock on it unless something changes.
+    if not enabled:
+        conn.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+    _ensure_policy(conn, table, MAPPING_POLICY, "FOR SELECT USING (role_name = current_user)")
 
 
 def _force_row_security(conn: Connection, quoted: str) -> None:
-    """RLS on for everyone, the table owner included, who keeps full access by its policy."""
-    (owner,) = conn.execute(
-        text("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+    """RLS on for everyone, the table owner included, who keeps full access by its policy.
+
+    Each ALTER and policy DDL takes an ACCESS EXCLUSIVE lock on the table until the upgrade
+    commits; an upgrade against a live store that re-did them for every table deadlocked with
+    readers joining two tables. So what is already in place is left alone (read from the
+    catalog, no lock on the table).
+    """
+    owner, enabled, forced = conn.execute(
+        text(
+            "SELECT pg_get_userbyid(relowner), relrowsecurity, relforcerowsecurity "
+            "FROM pg_class WHERE oid = CAST(:t AS regclass)"
+        ),
         {"t": quoted},
     ).one()
-    conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
-    conn.execute(text(f"ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY"))
-    conn.execute(text(f"DROP POLICY IF EXISTS {OWNER_POLICY} ON {quoted}"))
-    conn.execute(
-        text(
-            f"CREATE POLICY {OWNER_POLICY} ON {quoted} FOR ALL "
-            f"TO {conn.dialect.identifier_preparer.quote(owner)} USING (true) WITH CHECK (true)"
-        )
+    if not enabled:
+        conn.execute(text(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY"))
+    if not forced:
+        conn.execute(text(f"ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY"))
+    _ensure_policy(
+        conn,
+        quoted,
+        OWNER_POLICY,
+        f"FOR ALL TO {conn.dialect.identifier_preparer.quote(owner)} "
+        "USING (true) WITH CHECK (true)",
     )
+
+
+def _ensure_policy(conn: Connection, quoted: str, name: str, definition: str) -> None:
+    """Create policy ``name`` on the table as ``definition`` unless it stands so already.
+
+    PostgreSQL keeps a policy's expressions rewritten, so what was created is recognized by a
+    digest of its definition kept as the policy's comment, not by comparing expressions.
+    """
+    digest = "revtops:" + hashlib.sha256(definition.encode()).hexdigest()[:32]
+    current = conn.execute(
+        text(
+            "SELECT obj_description(p.oid, 'pg_policy') FROM pg_policy p "
+            "WHERE p.polrelid = CAST(:t AS regclass) AND p.polname = :name"
+        ),
+        {"t": quoted, "name": name},
+    ).scalar_one_or_none()
+    if current == digest:
+        return
+    conn.execute(text(f"DROP POLICY IF EXISTS {name} ON {quoted}"))
+    conn.execute(text(f"CREATE POLICY {name} ON {quoted} {definition}"))
+    conn.execute(text(f"COMMENT ON POLICY {name} ON {quoted} IS '{digest}'"))
 
 
 def ensure_org_role(conn: Connection, org: str, *, password: str | None = None) -> str:
