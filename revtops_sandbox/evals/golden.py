@@ -670,15 +670,20 @@ WHERE {_OPEN_D}
         "single_threaded_open_deals",
         "How many open deals are single-threaded, i.e. exactly one distinct customer contact "
         "took part in the deal's activities?",
+        # One aggregation over the open deals' people, as an analyst writes it; the former
+        # correlated subquery joined activities and participants once per open deal (30k
+        # deals, 150k index probes at scale 10: 1.1 s).
         f"""
-SELECT count(*) AS deals FROM deals d
-WHERE {_OPEN_D}
-    AND (
-        SELECT count(DISTINCT ap.contact_id)
-        FROM activities a JOIN activity_participants ap ON ap.activity_id = a.id
-        WHERE a.deal_id = d.id AND a.deleted_at IS NULL AND ap.deleted_at IS NULL
-            AND ap.contact_id IS NOT NULL
-    ) = 1""",
+SELECT count(*) AS deals FROM (
+    SELECT a.deal_id
+    FROM deals d
+    JOIN activities a ON a.deal_id = d.id
+    JOIN activity_participants ap ON ap.activity_id = a.id
+    WHERE {_OPEN_D} AND a.deleted_at IS NULL AND ap.deleted_at IS NULL
+        AND ap.contact_id IS NOT NULL
+    GROUP BY a.deal_id
+    HAVING count(DISTINCT ap.contact_id) = 1
+) single_threaded""",
         _single_threaded,
         "hygiene",
     ),
