@@ -184,6 +184,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
         print(f"added column {column}")
     for migration in report.applied_migrations:
         print(f"applied migration {migration}")
+    for index in report.dropped_indexes:
+        print(f"dropped retired index {index}")
     if not report.changed:
         print("schema already up to date")
     print(f"schema version {report.version}")

@@ -81,7 +81,12 @@ class UpgradeReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.created_tables or self.added_columns or self.applied_migrations)
+        return bool(
+            self.created_tables
+            or self.added_columns
+            or self.applied_migrations
+            or self.dropped_indexes
+        )
 
 
 def target_version(migrations: list[Migration] | None = None) -> int:

@@ -43,6 +43,7 @@ def test_upgrade_drops_the_retired_indexes_and_keeps_one_added_by_hand(postgres_
                 conn.execute(text("CREATE INDEX ix_by_hand ON activities (channel)"))
             report = upgrade(db)
             assert report.dropped_indexes == sorted(RETIRED_INDEXES)
+            assert report.changed
             with db.connect() as conn:
                 present = set(
                     conn.execute(
