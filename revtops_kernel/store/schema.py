@@ -641,7 +641,7 @@ class Activity(SyncedRecord, Base):
         _pg_index("organization_id", "deal_id"),
         _pg_index("organization_id", "account_id"),
         # A deal's activities, newest last: single_threaded_deals (its activities' ids),
-        # deals_without_activity (the last one), deal_risks (last inbound/outbound/meeting),
+        # deals_without_activity (the last one), deal_risks (a deal's last reply and meeting),
         # gold no_activity_october, open_deals_never_touched, single_threaded_open_deals.
         _pg_live_covering_index(
             "ix_activities_live_deal_occurred",
@@ -653,9 +653,9 @@ class Activity(SyncedRecord, Base):
         # Activities in a time window: rep_leaderboard (per owner), meetings_by_account (per
         # account), deal_timeline's Slack messages since the deal's creation, gold
         # activities_by_type_october, meetings_per_rep_q3, accounts_with_most_meetings,
-        # call_hours_q3, inbound_emails_october; and deal_risks' one pass over every live
-        # activity (its `acts`: with `status` here an index-only scan of ~75 MB instead of the
-        # 1.2 GB of rows at scale 10, 2.26 -> 0.44 s).
+        # call_hours_q3, inbound_emails_october; and deal_risks' activities since its rules'
+        # earliest window start (its `recent`: with `status` here a range of the index, not of
+        # the 1.2 GB of rows at scale 10).
         _pg_live_covering_index(
             "ix_activities_live_occurred",
             "organization_id",
