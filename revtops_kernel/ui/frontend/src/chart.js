@@ -8,6 +8,13 @@ function render({ model, el }) {
   // the view's width, not the figure's default: a box in a flex column sizes to its content
   el.style.width = box.style.width = "100%";
   el.append(box);
+  let plotted = null; // [Plotly, div] once drawn
+  // A view rendered before it is laid out (a tab's content built on a click) is 0 px wide when
+  // Plotly measures it: redraw to the box's width once it has one, and whenever it changes.
+  const resized = new ResizeObserver(() => {
+    if (plotted && box.clientWidth) plotted[0].Plots.resize(plotted[1]);
+  });
+  resized.observe(box);
   const draw = () => {
     const figure = model.get("figure") || {};
     box.textContent = "Loading chart…";
@@ -15,6 +22,7 @@ function render({ model, el }) {
       const div = document.createElement("div");
       div.className = "rt-plot";
       box.replaceChildren(div);
+      plotted = [Plotly, div];
       return Plotly.newPlot(div, figure.data || [], themed(figure.layout || {}, el), {
         displaylogo: false, responsive: true,
       });
@@ -22,7 +30,7 @@ function render({ model, el }) {
   };
   model.on("change:figure", draw);
   draw();
-  return () => { model.off("change:figure", draw); box.remove(); };
+  return () => { model.off("change:figure", draw); resized.disconnect(); box.remove(); };
 }
 
 export default { render };
