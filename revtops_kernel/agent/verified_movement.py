@@ -454,18 +454,19 @@ changes AS (
         CASE WHEN s.is_won THEN 2 WHEN s.is_closed THEN 1 ELSE 0 END AS stage_state,
         1 AS has_stage, CAST(NULL AS NUMERIC(18, 2)) AS amount, 0 AS has_amount,
         CAST(NULL AS DATE) AS close_date, 0 AS has_close
-    FROM deal_stage_history h JOIN scoped c ON c.id = h.deal_id CROSS JOIN args
+    FROM deal_stage_history h CROSS JOIN args
     LEFT JOIN deal_stages s ON s.id = h.stage_id AND s.deleted_at IS NULL
     WHERE h.deleted_at IS NULL AND h.entered_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
+        AND h.deal_id IN (SELECT c.id FROM scoped c)
     UNION ALL
     SELECT f.deal_id, f.changed_at, NULL, NULL, 0,
         CASE WHEN f.field = 'amount' THEN f.amount END,
         CASE WHEN f.field = 'amount' THEN 1 ELSE 0 END,
         CASE WHEN f.field = 'close_date' THEN f.close_date END,
         CASE WHEN f.field = 'close_date' THEN 1 ELSE 0 END
-    FROM deal_field_history f JOIN scoped c ON c.id = f.deal_id CROSS JOIN args
+    FROM deal_field_history f CROSS JOIN args
     WHERE f.deleted_at IS NULL AND f.changed_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
-        AND f.field IN ('amount', 'close_date')
+        AND f.field IN ('amount', 'close_date') AND f.deal_id IN (SELECT c.id FROM scoped c)
     UNION ALL
     SELECT c.id, c.created_at, NULL, NULL, 0, NULL, 0, NULL, 0
     FROM scoped c
