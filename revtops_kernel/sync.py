@@ -71,13 +71,6 @@ COMMIT_EVERY_SECONDS = 5.0
 # sync's CPU. 10,000 kept most of the gain (scale 1: 6.6 -> 5.2 s of CPU) for ~25 MiB more
 # peak RSS; 100,000 saved no more and held 150 MiB.
 SYNC_GC_THRESHOLD = 10_000
-# DuckDB checkpoints at a commit that leaves more than this in the write-ahead log (its
-# default: 16 MB). A batch's file is closed without a checkpoint (store.database), so every
-# later open replayed the log: at scale 1 a 21 MB log after the contacts cost 140-160 ms of CPU
-# at each open. At 4 MB a full batch checkpoints as it commits (the rows are written to the
-# file once either way) and opens replay little: 0.44-0.53 -> 0.28-0.30 s of opening CPU at
-# scale 1. Small batches (an incremental re-sync's) stay in the log, as before.
-BATCH_CHECKPOINT_THRESHOLD = "4MB"
 
 
 def configured_providers(
@@ -458,8 +451,6 @@ class _StreamWriter:
         )
 
         def write(conn: Connection) -> dict[str, int]:
-            if conn.dialect.name == "duckdb":
-                conn.exec_driver_sql(f"SET checkpoint_threshold = '{BATCH_CHECKPOINT_THRESHOLD}'")
             written_by_table: dict[str, int] = {}
             for table, rows in pending.rows.items():
                 if rows:
