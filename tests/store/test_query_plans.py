@@ -379,3 +379,26 @@ def test_engagement_queries_read_the_resolved_people_from_their_index(
     for scan in scans:
         assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
         assert scan["Index Name"] == "ix_activity_participants_live_resolved", scan["Index Name"]
+
+
+def test_the_gold_single_threaded_count_aggregates_once_not_per_deal(engaged: Database) -> None:
+    """Gold single_threaded_open_deals groups the open deals' people once; the former SQL
+    counted each open deal's contacts in a correlated subquery (a SubPlan run per deal: 150k
+    index probes at scale 10)."""
+    from revtops_sandbox.evals.golden import GOLDEN
+
+    sql = next(q.sql for q in GOLDEN if q.id == "single_threaded_open_deals")
+    guarded = guard_sql(sql, dialect="postgres", org=ORG, max_rows=10_000)
+    with engaged.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {guarded.sql}")
+            (document,) = cursor.fetchone() or (None,)
+        conn.rollback()
+    plan = document if isinstance(document, list) else json.loads(document)
+    nodes = list(_nodes(plan[0]["Plan"]))
+    # Row-level security adds InitPlans (run once); a correlated count is a SubPlan.
+    assert not [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]
+    assert {"activities", "activity_participants"} <= {n.get("Relation Name") for n in nodes}
