@@ -106,10 +106,6 @@ def _pg_live_covering_index(name: str, *columns: str, include: tuple[str, ...]) 
 # them (store.migrate), so an existing store sheds their write cost too. Only these names are
 # dropped: an index an operator added by hand is left alone.
 RETIRED_INDEXES: tuple[str, ...] = (
-    # Unused once every time-window read went to ix_activities_live_occurred (no scan in a
-    # scale-1 first sync, re-sync, resolution and every verified query); one more index
-    # entry per activity row version written.
-    "ix_activities_organization_id_occurred_at",
     # Replaced by ix_activity_participants_live_resolved, its resolved rows only.
     "ix_activity_participants_live_activity",
 )
@@ -635,9 +631,10 @@ class Activity(SyncedRecord, Base):
     __tablename__ = "activities"
     __table_args__ = (
         UniqueConstraint("organization_id", "source_system", "source_id"),
-        # No plain (organization_id, occurred_at): every read of a time window filters the live
-        # rows and uses ix_activities_live_occurred, and neither the sync nor resolution looks
-        # activities up by time (RETIRED_INDEXES).
+        # The verified queries' windows read ix_activities_live_occurred (live rows); this one
+        # serves the SQL a model writes without `deleted_at IS NULL` (deleted records asked
+        # about, or the filter forgotten), which would otherwise scan every activity row.
+        _pg_index("organization_id", "occurred_at"),
         _pg_index("organization_id", "deal_id"),
         _pg_index("organization_id", "account_id"),
         # A deal's activities, newest last: single_threaded_deals (its activities' ids),
