@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,33 @@ def default_sigint() -> None:
     inherited across exec, and something run in-process earlier on the same worker can leave
     the worker ignoring it (an IPython kernel app does); the child would then never see Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def explain_as_org(
+    db: Database, org: str, sql: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """EXPLAIN (FORMAT JSON) of ``sql`` (already guarded; ``params`` bound as psycopg's) on
+    PostgreSQL as ``org``'s role, under row-level security, as the copilot's read path runs
+    it: the plan's root node."""
+    import json
+
+    from revtops_kernel.store import org_roles
+
+    with db.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"SET ROLE {org_roles.role_name(org)}")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            (document,) = cursor.fetchone() or (None,)
+        conn.rollback()
+    assert document is not None
+    plan = document if isinstance(document, list) else json.loads(document)
+    return dict(plan[0]["Plan"])
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of an EXPLAIN plan, depth first."""
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)

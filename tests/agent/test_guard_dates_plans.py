@@ -9,11 +9,11 @@ Each test also plans the SQL without the cast, to show it would fail without the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import explain_as_org
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -69,17 +69,7 @@ def store(postgres_url: str) -> Iterator[Database]:
 
 def _plan(db: Database, sql: str) -> dict[str, Any]:
     """EXPLAIN (FORMAT JSON) of ``sql`` (already guarded) as the organization's role."""
-    with db.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
-            (document,) = cursor.fetchone() or (None,)
-        conn.rollback()
-    assert document is not None
-    plan = document if isinstance(document, list) else json.loads(document)
-    return dict(plan[0]["Plan"])
+    return explain_as_org(db, ORG, sql)
 
 
 def _scans(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ timestamps with timestamps; these tests hold it to that on a table big enough to
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from helpers import explain_as_org, plan_nodes
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -73,27 +73,18 @@ def store(postgres_url: str) -> Iterator[Database]:
             db.dispose()
 
 
-def _plan(db: Database, name: str) -> dict[str, Any]:
+def _plan(db: Database, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """EXPLAIN (FORMAT JSON) of verified query ``name`` as the copilot sends it."""
     query = VERIFIED_QUERIES[name]
     guarded = guard_sql(query.sql, dialect="postgres", org=ORG, max_rows=10_000)
     with db.connect() as conn:
-        statement, bound = _bind(guarded.sql, resolve_params(name, None, today=TODAY), conn.dialect)
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", bound)
-            (document,) = cursor.fetchone() or (None,)
-        conn.rollback()
-    plan = document if isinstance(document, list) else json.loads(document)
-    return dict(plan[0]["Plan"])
+        statement, bound = _bind(
+            guarded.sql, resolve_params(name, params, today=TODAY), conn.dialect
+        )
+    return explain_as_org(db, ORG, statement, bound)
 
 
-def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _nodes(child)
+_nodes = plan_nodes
 
 
 def test_a_time_window_is_estimated_from_statistics_under_row_level_security(
@@ -131,24 +122,6 @@ def test_args_are_inlined_not_scanned(store: Database, name: str) -> None:
     assert "revtops_cte_1" not in scanned, scanned
 
 
-def _plan_with(db: Database, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``_plan`` with the question's parameters."""
-    query = VERIFIED_QUERIES[name]
-    guarded = guard_sql(query.sql, dialect="postgres", org=ORG, max_rows=10_000)
-    with db.connect() as conn:
-        bound_params = resolve_params(name, params, today=TODAY)
-        statement, bound = _bind(guarded.sql, bound_params, conn.dialect)
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", bound)
-            (document,) = cursor.fetchone() or (None,)
-        conn.rollback()
-    plan = document if isinstance(document, list) else json.loads(document)
-    return dict(plan[0]["Plan"])
-
-
 # What deal_risks may look activities up by besides the organization: a time (the window the
 # rules look at) or a deal, account or activity id (a deal's history, an account's meetings).
 _ACTIVITY_KEYS = ("occurred_at", "deal_id", "account_id", "id")
@@ -171,7 +144,7 @@ def test_deal_risks_reads_activities_by_window_and_by_deal_not_all_of_them(
             }
     scans = [
         n
-        for n in _nodes(_plan_with(vacuumed, "deal_risks", params))
+        for n in _nodes(_plan(vacuumed, "deal_risks", params))
         if n.get("Relation Name") == "activities"
     ]
     assert scans, "no scan of activities in the plan"
@@ -389,16 +362,7 @@ def test_the_gold_single_threaded_count_aggregates_once_not_per_deal(engaged: Da
 
     sql = next(q.sql for q in GOLDEN if q.id == "single_threaded_open_deals")
     guarded = guard_sql(sql, dialect="postgres", org=ORG, max_rows=10_000)
-    with engaged.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(f"SET ROLE {org_roles.role_name(ORG)}")
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {guarded.sql}")
-            (document,) = cursor.fetchone() or (None,)
-        conn.rollback()
-    plan = document if isinstance(document, list) else json.loads(document)
-    nodes = list(_nodes(plan[0]["Plan"]))
+    nodes = list(_nodes(explain_as_org(engaged, ORG, guarded.sql)))
     # Row-level security adds InitPlans (run once); a correlated count is a SubPlan.
     assert not [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]
     assert {"activities", "activity_participants"} <= {n.get("Relation Name") for n in nodes}
