@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 from tests.browser.app_server import CHROMIUM, CHROMIUM_ARGS
 from tests.ui.browser_env import LAB_TOKEN, jupyterlab, kernel_world, write_notebook
 from tests.ui.notebook_env import PIPELINE_QUESTION, pipeline_turns
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +52,15 @@ def shot(page: Any, name: str) -> None:
 def run_cell(page: Any, index: int) -> None:
     page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
     page.keyboard.press("Control+Enter")
+
+
+def assert_grows(page: Page, text: Locator) -> None:
+    """The text grows between looks: it streams, not all at once."""
+    seen = []
+    for _ in range(4):
+        page.wait_for_timeout(400)
+        seen.append(len(text.inner_text()))
+    assert seen == sorted(seen) and len(set(seen)) >= 3, seen
 
 
 def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
@@ -93,11 +105,7 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
             streaming = cell.locator(".revtops-chat.rt-answer-mode")
             text = streaming.locator(".rt-text").last
             expect(text).to_contain_text("w20")
-            seen = []
-            for _ in range(4):  # the text grows between looks: it streams, not all at once
-                page.wait_for_timeout(400)
-                seen.append(len(text.inner_text()))
-            assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+            assert_grows(page, text)
             stop = streaming.locator(".rt-stop")
             expect(stop).to_be_visible()
             shot(page, "ask_streaming")
@@ -121,11 +129,7 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
             box.press("Enter")
             text = chat.locator(".rt-text").last
             expect(text).to_contain_text("w20")
-            seen = []
-            for _ in range(4):  # the text grows between looks: it streams, not all at once
-                page.wait_for_timeout(400)
-                seen.append(len(text.inner_text()))
-            assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+            assert_grows(page, text)
             expect(chat.locator(".rt-stop")).to_be_enabled()
             chat.locator(".rt-stop").click()
             expect(chat.locator(".rt-stopped")).to_be_visible()
