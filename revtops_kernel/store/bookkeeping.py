@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.store.schema import metadata
@@ -280,6 +280,15 @@ def record_sync(
         .where(_integrations.c.organization_id == org, _integrations.c.provider == provider)
         .values(**values)
     )
+
+
+def last_synced_at(conn: Connection, org: str) -> datetime | None:
+    """When any of ``org``'s integrations last synced successfully (None: never): what a view
+    of derived numbers compares with its own reading time to know it is stale."""
+    value = conn.execute(
+        select(func.max(_integrations.c.last_sync_at)).where(_integrations.c.organization_id == org)
+    ).scalar_one_or_none()
+    return value if isinstance(value, datetime) else None
 
 
 def _jsonable(value: Any) -> Any:

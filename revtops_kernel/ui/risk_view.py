@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ipywidgets as widgets
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.intelligence.timeline import (
@@ -34,6 +36,7 @@ from revtops_kernel.intelligence.timeline import (
     Participant,
     deal_timeline,
 )
+from revtops_kernel.store.bookkeeping import last_synced_at
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import Deal
 from revtops_kernel.timeutil import as_day
@@ -523,6 +526,7 @@ class RiskView(widgets.VBox):
         self.page_size = page_size
         self.deals: list[RiskDeal] = []
         self.shown: list[RiskDeal] = []
+        self.synced_at: datetime | None = None  # the org's last sync when the list was read
         self.page = 0
         self._quiet = False
         self.as_of = as_of  # a fixed day to measure on (tests, a review of a past day)
@@ -572,6 +576,7 @@ class RiskView(widgets.VBox):
         """Re-run the rules (after a sync, or on another day) and redraw."""
         self.today = self.as_of or today_in(self.timezone)
         try:
+            self.synced_at = self._last_sync()
             self.deals = load_risk_deals(self.db, self.org, as_of=self.today)
         except RevtopsError as exc:  # e.g. a store not set up: say so in place of the table
             self.deals, self.shown = [], []
@@ -591,6 +596,24 @@ class RiskView(widgets.VBox):
         finally:
             self._quiet = False
         self._filter()
+
+    def refresh_if_stale(self) -> bool:
+        """Refresh when a sync (in any process: the app, a scheduled run, the CLI) finished
+        since the list was read, or the user's day changed; whether it did."""
+        stale = self._last_sync() != self.synced_at
+        if stale or (self.as_of or today_in(self.timezone)) != self.today:
+            self.refresh()
+            return True
+        return False
+
+    def _last_sync(self) -> datetime | None:
+        if self.db.is_duckdb and not Path(self.db.duckdb_path).exists():
+            return None  # opening would create an empty file; the read path says what to do
+        try:
+            with self.db.connect() as conn:
+                return last_synced_at(conn, self.org)
+        except (RevtopsError, SQLAlchemyError):  # a store not set up: refresh says so
+            return None
 
     def _on_filter(self, _change: dict[str, Any]) -> None:
         if not self._quiet:

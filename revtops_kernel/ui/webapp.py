@@ -109,9 +109,9 @@ class WebApp(widgets.VBox):
                 brief_url=self._brief_url if "VOILA_BASE_URL" in os.environ else None,
             )  # fmt: skip
             self._pages["At risk"].children = [self.at_risk]
-        elif self.at_risk.timezone != self.chat.timezone:
+        else:  # the user's day (their timezone) or the data may have moved since it was read
             self.at_risk.timezone = self.chat.timezone
-            self.at_risk.refresh()
+            self.at_risk.refresh_if_stale()
         return self.at_risk
 
     @staticmethod

@@ -312,3 +312,32 @@ def test_another_organizations_deal_does_not_open(
     page = RiskView(db, org="v-risk-other", author="Ann", as_of=AS_OF)
     page.open_deal(str(ids["pushed"]))
     assert "not at risk" in page.deal_view.children[0].value
+
+
+def test_the_list_reloads_when_a_sync_finished_since_it_was_read(
+    store: tuple[Database, dict[str, uuid.UUID]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reopening the tab re-reads the list only when a sync (in any process) finished since."""
+    from revtops_kernel.store.bookkeeping import record_sync
+    from revtops_kernel.ui import risk_view
+
+    db, _ = store
+    page = view(db)
+    reads: list[date] = []
+    real = risk_view.load_risk_deals
+
+    def counting(*args: Any, **kwargs: Any) -> list[RiskDeal]:
+        reads.append(kwargs["as_of"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(risk_view, "load_risk_deals", counting)
+    assert page.refresh_if_stale() is False and reads == []  # nothing moved
+    with db.begin() as conn:
+        record_sync(conn, ORG, "hubspot", succeeded_at=datetime(2026, 11, 2, 9, tzinfo=UTC),
+                    error=None)  # fmt: skip
+    assert page.refresh_if_stale() is True and reads == [AS_OF]
+    assert page.synced_at == datetime(2026, 11, 2, 9, tzinfo=UTC)
+    assert page.refresh_if_stale() is False and len(reads) == 1
+    with db.begin() as conn:  # a failed sync changes nothing the list reads
+        record_sync(conn, ORG, "slack", succeeded_at=None, error="boom")
+    assert page.refresh_if_stale() is False and len(reads) == 1
