@@ -69,13 +69,20 @@ def test_what_existed_before_is_frozen_during_the_sync_and_thawed_after(
 
 
 def test_a_process_that_froze_objects_itself_keeps_its_freeze(
-    thresholds: tuple[int, int, int],
+    thresholds: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
+        # Spied, not counted: frozen objects other threads of a busy process free meanwhile
+        # lower the count (seen in a parallel run: 10 of 928,411 went).
+        calls: list[str] = []
+        real_freeze, real_unfreeze = gc.freeze, gc.unfreeze
+        monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze") or real_freeze())
+        monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze") or real_unfreeze())
         with _CollectionPause()():
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0
+        assert calls == []
     finally:
+        monkeypatch.undo()
         gc.unfreeze()
