@@ -346,6 +346,13 @@ def change_one_percent(sandbox: Any) -> dict[str, int]:
     return changes
 
 
+BUSIEST_OPEN_DEAL = (
+    "SELECT d.id FROM deals d JOIN activities a ON a.deal_id = d.id "
+    "WHERE d.deleted_at IS NULL AND NOT d.is_closed AND a.deleted_at IS NULL "
+    "GROUP BY d.id ORDER BY count(*) DESC, CAST(d.id AS TEXT) LIMIT 1"
+)
+
+
 def time_queries(
     db: Database, runs: int, org: str = ORG, only: frozenset[str] = frozenset()
 ) -> list[QueryFigures]:
@@ -360,6 +367,18 @@ def time_queries(
         for name in VERIFIED_QUERIES
     ]
     jobs += [("gold", q.id, lambda sql=q.sql: run_guarded(db, sql, org=org)) for q in GOLDEN]
+    # One deal's flags, as the timeline, the brief and the At risk view ask for them: the open
+    # deal with the most activities (the most evidence to read).
+    busiest = run_guarded(db, BUSIEST_OPEN_DEAL, org=org).frame
+    if len(busiest):
+        one = {"deal_id": str(busiest.iloc[0, 0])}
+        jobs.append(
+            (
+                "verified",
+                "deal_risks:one_deal",
+                lambda: run_verified(db, "deal_risks", one, org=org, today=AS_OF),
+            )
+        )
     if only:
         jobs = [job for job in jobs if job[1] in only]
     for kind, name, run in jobs:
