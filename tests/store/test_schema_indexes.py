@@ -34,6 +34,15 @@ def test_upgrade_drops_the_retired_indexes_and_keeps_one_added_by_hand(postgres_
                         "INCLUDE (contact_id, account_id) WHERE deleted_at IS NULL"
                     )
                 )
+                conn.execute(
+                    text(
+                        "CREATE INDEX ix_activity_participants_live_external "
+                        "ON activity_participants (organization_id, activity_id) "
+                        "INCLUDE (contact_id, account_id) WHERE deleted_at IS NULL "
+                        "AND NOT COALESCE(is_internal, false) "
+                        "AND (contact_id IS NOT NULL OR account_id IS NOT NULL)"
+                    )
+                )
                 conn.execute(text("CREATE INDEX ix_by_hand ON activities (channel)"))
             report = upgrade(db)
             assert report.dropped_indexes == sorted(RETIRED_INDEXES)
