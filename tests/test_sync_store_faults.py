@@ -244,3 +244,29 @@ def test_a_sync_with_a_permanent_store_fault_fails_with_one_line_after_the_bound
     # What committed before the fault stays: the streams before deals are complete.
     assert scalar(db, "SELECT count(*) FROM deals") == 0
     assert scalar(db, "SELECT count(*) FROM contacts") > 0
+
+
+def test_ctrl_c_behind_a_failed_rollback_stops_instead_of_retrying() -> None:
+    """Ctrl-C mid-statement: psycopg raises KeyboardInterrupt, the rollback on the still-busy
+    connection fails, and that error (a connection error, "another command is already in
+    progress") replaced the interrupt: the batch was retried and the sync went on (seen in a
+    full run of the Ctrl-C CLI test). The interrupt is raised again, once, with no retry."""
+    attempts: list[int] = []
+
+    class Interrupted:
+        @contextmanager
+        def begin(self) -> Iterator[None]:
+            try:
+                yield None
+            except KeyboardInterrupt:
+                raise psycopg.OperationalError(
+                    "sending query failed: another command is already in progress"
+                ) from None  # as a failed rollback does: the interrupt is its __context__
+
+    def work(_conn: Any) -> None:
+        attempts.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        in_transaction(Interrupted(), work, what="hubspot meetings batch", sleep=lambda _s: None)  # type: ignore[arg-type]
+    assert attempts == [1]

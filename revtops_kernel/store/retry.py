@@ -118,6 +118,13 @@ def in_transaction(
             with db.begin() as conn:
                 return work(conn)
         except Exception as exc:
+            interrupt = _interrupt_behind(exc)
+            if interrupt is not None:
+                # Ctrl-C (or an exit) during a statement: psycopg cancels it and raises the
+                # interrupt, the transaction's rollback then fails on the busy connection and
+                # its error replaces the interrupt. That is the user stopping the sync, not a
+                # lost connection: no retry.
+                raise interrupt from None
             reason = transient_fault(exc)
             if reason is None:
                 raise
@@ -136,6 +143,18 @@ def in_transaction(
                 policy.attempts,
             )
             sleep(delay)
+
+
+def _interrupt_behind(exc: BaseException) -> BaseException | None:
+    """A KeyboardInterrupt or SystemExit that ``exc`` was raised while handling, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not isinstance(current, Exception):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
