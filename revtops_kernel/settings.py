@@ -36,6 +36,9 @@ DEFAULT_QUERY_TIMEOUT_SECONDS = 30.0
 # 80% of the machine's memory, which a scale-10 sync grows into as it scans big tables; above
 # the limit DuckDB spills joins and sorts to <file>.tmp. REVTOPS_DUCKDB_MEMORY_LIMIT.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "512MiB"
+# Seconds a sync waits for another process's sync of the same provider and organization
+# (PostgreSQL) before giving up: longer than a scale-10 first sync. REVTOPS_SYNC_LOCK_WAIT.
+DEFAULT_SYNC_LOCK_WAIT_SECONDS = 7200.0
 _MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B|bytes)?\s*$"  # as DuckDB reads it
 
 
@@ -83,7 +86,9 @@ class Settings(BaseSettings):
     # How long a sync waits for another process's sync of the same provider and organization
     # (PostgreSQL) before giving up with one line naming the holder: a killed holder releases
     # the lock at once, so a wait this long means a hung one. Longer than a scale-10 first sync.
-    sync_lock_wait: float = Field(default=7200.0, gt=0, validation_alias="REVTOPS_SYNC_LOCK_WAIT")
+    sync_lock_wait: float = Field(
+        default=DEFAULT_SYNC_LOCK_WAIT_SECONDS, gt=0, validation_alias="REVTOPS_SYNC_LOCK_WAIT"
+    )
     # A sync's batch hit by a transient store fault (lost connection, deadlock, serialization
     # failure) is retried on a fresh connection this many times in total (store.retry), the
     # backoff starting at this many seconds and doubling, jittered, up to 8 s.

@@ -89,6 +89,13 @@ _WEIGHT = (
     "CASE f.rule " + " ".join(f"WHEN '{r}' THEN {w}" for r, w in RISK_WEIGHTS.items()) + " END"
 )
 
+# A meeting that took place or is scheduled (``m``: an activity row): what the latest-meeting
+# lookups of no_recent_meeting read, by deal, by account and through resolved attendees.
+_HELD_MEETING = (
+    "m.deleted_at IS NULL AND m.activity_type IN ('meeting', 'calendar_event') "
+    "AND m.occurred_at IS NOT NULL AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')"
+)
+
 DEAL_RISKS_SQL = f"""
 WITH args AS NOT MATERIALIZED (
     SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}, CAST(:rule AS TEXT) AS rule,
@@ -258,18 +265,14 @@ unmet_accounts AS (
     FROM (
         SELECT m.account_id, m.occurred_at
         FROM activities m
-        WHERE m.deleted_at IS NULL AND m.account_id IN (SELECT u.account_id FROM unmet u)
-            AND m.activity_type IN ('meeting', 'calendar_event') AND m.occurred_at IS NOT NULL
-            AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
+        WHERE m.account_id IN (SELECT u.account_id FROM unmet u) AND {_HELD_MEETING}
         UNION ALL
         SELECT ap.account_id, m.occurred_at
         FROM activity_participants ap
         JOIN activities m ON m.id = ap.activity_id
         WHERE ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
             AND ap.account_id IN (SELECT u.account_id FROM unmet u)
-            AND NOT COALESCE(ap.is_internal, false)
-            AND m.deleted_at IS NULL AND m.activity_type IN ('meeting', 'calendar_event')
-            AND m.occurred_at IS NOT NULL AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
+            AND NOT COALESCE(ap.is_internal, false) AND {_HELD_MEETING}
     ) k
     GROUP BY k.account_id
 ),
@@ -279,9 +282,7 @@ meeting_dates AS (
     FROM (
         SELECT m.deal_id, m.occurred_at
         FROM activities m
-        WHERE m.deleted_at IS NULL AND m.deal_id IN (SELECT u.id FROM unmet u)
-            AND m.activity_type IN ('meeting', 'calendar_event') AND m.occurred_at IS NOT NULL
-            AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')
+        WHERE m.deal_id IN (SELECT u.id FROM unmet u) AND {_HELD_MEETING}
         UNION ALL
         SELECT u.id, ua.last_meeting
         FROM unmet u JOIN unmet_accounts ua ON ua.account_id = u.account_id

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
 from revtops_kernel.errors import SyncBusyError
+from revtops_kernel.settings import DEFAULT_SYNC_LOCK_WAIT_SECONDS
 from revtops_kernel.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,11 @@ def sync_lock_key(org: str, provider: str) -> str:
 
 @contextmanager
 def exclusive_sync(
-    db: Database, org: str, provider: str, *, wait_seconds: float = 7200.0
+    db: Database,
+    org: str,
+    provider: str,
+    *,
+    wait_seconds: float = DEFAULT_SYNC_LOCK_WAIT_SECONDS,
 ) -> Iterator[None]:
     """Hold the sync lock of ``provider`` for ``org`` while the block runs; a second sync
     waits for the first to finish (then reads only what changed since), whichever process

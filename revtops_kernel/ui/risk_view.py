@@ -572,11 +572,12 @@ class RiskView(widgets.VBox):
         # read, so opening the first deal does not wait for them.
         threading.Thread(target=_import_chart, name="revtops-risk-warm", daemon=True).start()
 
-    def refresh(self) -> None:
-        """Re-run the rules (after a sync, or on another day) and redraw."""
+    def refresh(self, *, synced_at: datetime | None = None) -> None:
+        """Re-run the rules (after a sync, or on another day) and redraw; ``synced_at``, the
+        organization's last sync when the caller already read it."""
         self.today = self.as_of or today_in(self.timezone)
         try:
-            self.synced_at = self._last_sync()
+            self.synced_at = synced_at or self._last_sync()
             self.deals = load_risk_deals(self.db, self.org, as_of=self.today)
         except RevtopsError as exc:  # e.g. a store not set up: say so in place of the table
             self.deals, self.shown = [], []
@@ -600,9 +601,9 @@ class RiskView(widgets.VBox):
     def refresh_if_stale(self) -> bool:
         """Refresh when a sync (in any process: the app, a scheduled run, the CLI) finished
         since the list was read, or the user's day changed; whether it did."""
-        stale = self._last_sync() != self.synced_at
-        if stale or (self.as_of or today_in(self.timezone)) != self.today:
-            self.refresh()
+        synced_at = self._last_sync()
+        if synced_at != self.synced_at or (self.as_of or today_in(self.timezone)) != self.today:
+            self.refresh(synced_at=synced_at)
             return True
         return False
 
