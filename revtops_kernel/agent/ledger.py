@@ -16,15 +16,24 @@ An organization without caps needs no reservation: its call's row is written onc
 call ends (on DuckDB each unit of work opens the file, ~0.1-0.3 s; ``bench/ledger.py``). Whether
 an organization has its own caps is read at most every ``CAPS_TTL`` seconds per ledger, so a
 cap an admin sets applies to kernels already running within that time.
+
+On DuckDB a write in this process closes the warm read-only handle (``store.duckdb_reader``), so
+a row written between the model's call and the tool calls it asked for made the round's first
+query reopen the file (0.1-0.2 s a round). The copilot's loop therefore ``hold``s the rows of a
+question's calls without a reservation and writes them together when the question ends, beside
+its messages; a reserved call (its organization has a cap) is still settled at once, since the
+next admission's check must see what it really cost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -80,6 +89,32 @@ class Ledger:
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
         self._own_caps: dict[str, tuple[float, bool]] = {}  # org -> (read at, has any)
+        self._lock = threading.Lock()
+        self._holds = 0  # open ``hold`` blocks
+        self._held: list[dict[str, Any]] = []  # rows of unreserved calls, written when they end
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the rows of calls without a reservation settled inside the block and write them
+        in one unit of work when it ends, however it ends (DuckDB; PostgreSQL writes at once:
+        a write there closes no reader)."""
+        if not self.db.is_duckdb:
+            yield
+            return
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+                rows, self._held = (self._held, []) if self._holds == 0 else ([], self._held)
+            if rows:
+                try:
+                    with self.db.begin() as connection:
+                        connection.execute(insert(LlmUsage), rows)
+                except Exception:  # the answer is already paid for and streamed: log this
+                    log.exception("could not write %d held ledger rows", len(rows))
 
     def meter(
         self, org: str, user_id: uuid.UUID | None, conversation_id: uuid.UUID | None
@@ -185,12 +220,17 @@ class Ledger:
             statement = update(LlmUsage).where(LlmUsage.id == ticket.row_id).values(**values)
         else:
             meter, price = ticket.meter, ticket.price
-            statement = insert(LlmUsage).values(
+            row = dict(
                 id=ticket.row_id, organization_id=meter.org, user_id=meter.user_id,
                 conversation_id=meter.conversation_id, model=ticket.model,
                 price_date=price.effective if price else None, started_at=ticket.started_at,
                 **values,
             )  # fmt: skip
+            with self._lock:
+                if self._holds:
+                    self._held.append(row)
+                    return cost
+            statement = insert(LlmUsage).values(**row)
         with self.db.begin() as connection:
             connection.execute(statement)
         return cost

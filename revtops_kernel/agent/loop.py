@@ -196,9 +196,10 @@ class Copilot:
         refused_kind: ErrorKind | None = None  # the API error's kind when a call failed
         try:
             try:
-                stop = yield from self._answer(
-                    question, timezone, cancel or threading.Event(), state
-                )
+                with self.ledger.hold():  # no ledger write between a call and its tool calls
+                    stop = yield from self._answer(
+                        question, timezone, cancel or threading.Event(), state
+                    )
             except CallFailed as failed:
                 yield failed.error
                 stop = AnswerStop.ERROR

@@ -27,9 +27,10 @@ The handle is given up:
 - when the file or its write-ahead log changed since it was opened (inode, size, mtime), which
   the shared lock should make impossible: a read never sees a store older than its last write.
 
-So a process that writes between its reads pays the open again after each write (the copilot's
-loop records every model call's usage before the tool calls run): DuckDB's own start, about
-what an in-memory connect costs, is the floor of that first read.
+So a process that writes between its reads pays the open again after each write: DuckDB's own
+start, about what an in-memory connect costs, is the floor of that first read. (The copilot's
+loop writes a question's ledger rows and messages when it ends, not between rounds:
+``agent.ledger.Ledger.hold``.)
 """
 
 from __future__ import annotations
