@@ -15,6 +15,7 @@ in the same run as the baseline: what the read-only path itself costs on this ma
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import statistics
 import sys
@@ -27,6 +28,7 @@ from sqlalchemy import text
 from revtops_kernel.agent.verified import run_verified
 from revtops_kernel.intelligence.quotas import import_quotas
 from revtops_kernel.store import Database
+from revtops_kernel.store.deal_states import refresh_deal_states
 from revtops_kernel.store.scratch import scratch_store
 
 ORG = "bench-movement"
@@ -56,12 +58,31 @@ def nearest_rank(runs: list[float], share: float) -> float:
     return ordered[math.ceil(share * len(ordered)) - 1]
 
 
+class _DerivedSteps(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def load(db: Database, scale: float, seed: int) -> dict[str, int]:
     from revtops_sandbox.evals.sandbox_store import sync_sandbox
 
     started = time.perf_counter()
+    steps = _DerivedSteps()
+    logging.getLogger("revtops_kernel.store.deal_states").addHandler(steps)
+    logging.getLogger("revtops_kernel.store.deal_states").setLevel(logging.INFO)
     sync_sandbox(db, org=ORG, scale=scale, seed=seed)
     progress(f"synced in {time.perf_counter() - started:.0f} s")
+    for line in steps.lines:  # the sync's deal_states / deal_stage_visits refresh
+        progress(f"  sync step: {line}")
+    with db.begin() as conn:  # what the next sync's refresh costs when nothing changed
+        began = time.perf_counter()
+        rows = refresh_deal_states(conn, ORG, "hubspot")
+    progress(f"  a re-sync's refresh with nothing new: {rows:,} rows (the mark's lookback) in "
+             f"{time.perf_counter() - began:.2f} s")  # fmt: skip
     with db.connect() as conn:
         emails = [
             r[0]
@@ -76,7 +97,13 @@ def load(db: Database, scale: float, seed: int) -> dict[str, int]:
                     text(f"SELECT count(*) FROM {table} WHERE organization_id = :o"), {"o": ORG}
                 ).scalar_one()
             )
-            for table in ("deals", "deal_stage_history", "deal_field_history")
+            for table in (
+                "deals",
+                "deal_stage_history",
+                "deal_field_history",
+                "deal_states",
+                "deal_stage_visits",
+            )
         }
     lines = ["owner_email,quarter,amount,team"]
     lines += [f"{e},2026-Q4,500000,Team {i % 5}" for i, e in enumerate(sorted(emails)) if e]

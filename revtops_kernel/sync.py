@@ -45,6 +45,7 @@ from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.deal_states import refresh_after_sync
 from revtops_kernel.store.locks import exclusive_sync
 from revtops_kernel.store.retry import RetryPolicy, in_transaction
 from revtops_kernel.store.schema import metadata
@@ -248,6 +249,7 @@ def _run_sync(
             http.close()
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
+    refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
     _refresh_statistics(statistics)
     _vacuum(statistics)
     result.statistics_seconds = statistics.seconds

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store import org_roles, statistics
+from revtops_kernel.store import deal_states, org_roles, statistics
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import RETIRED_INDEXES, metadata
 from revtops_kernel.timeutil import utcnow
@@ -120,6 +120,8 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 step.apply(conn)
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
+        if set(report.created_tables) & deal_states.DERIVED:  # built from the deals here
+            deal_states.build_all(conn)
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
             report.dropped_indexes = _drop_retired_indexes(conn)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -602,6 +603,96 @@ class DealFieldHistory(SyncedRecord, Base):
     changed_at: Mapped[datetime] = mapped_column(
         comment="When the deal took this value (UTC); the first row per deal and field is "
         "the value at creation."
+    )
+
+
+class DealState(Base):
+    """Derived, not synced: each deal's state from every moment something changed (creation,
+    a stage, amount or close-date change) to the next, with the state before it. Rebuilt by
+    the sync from deals, deal_stage_history and deal_field_history (store.deal_states); the
+    state at instant T is the row with valid_from <= T < valid_to (valid_to NULL: still so)."""
+
+    __tablename__ = "deal_states"
+    __table_args__ = (
+        # Rows overlapping a window: the waterfall reads the rows still valid at its start.
+        _pg_index("organization_id", "valid_to"),
+        {"info": {"readable": True}},
+    )
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization."
+    )
+    deal_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="The deal (deals.id).")
+    valid_from: Mapped[datetime] = mapped_column(
+        primary_key=True, comment="The moment this state began (UTC)."
+    )
+    source_system: Mapped[str] = mapped_column(
+        String(32), comment="The deal's provider: hubspot, salesforce."
+    )
+    valid_to: Mapped[datetime | None] = mapped_column(
+        comment="The deal's next moment (UTC), when this state ended; NULL: its current state."
+    )
+    seq: Mapped[int] = mapped_column(
+        comment="1 for the deal's first moment (usually its creation), then 2, 3, ..."
+    )
+    pipeline_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="Pipeline then (pipelines.id), from stage history; else the deal's current one."
+    )
+    stage_state: Mapped[int] = mapped_column(
+        SmallInteger, comment="0 open (or an unknown stage), 1 closed lost, 2 closed won, then."
+    )
+    amount: Mapped[Decimal | None] = mapped_column(comment="Amount then (amount history).")
+    close_date: Mapped[date | None] = mapped_column(
+        comment="Expected close date then (close-date history)."
+    )
+    prev_pipeline_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="pipeline_id of the state before (NULL when seq = 1)."
+    )
+    prev_stage_state: Mapped[int | None] = mapped_column(
+        SmallInteger, comment="stage_state of the state before (NULL when seq = 1)."
+    )
+    prev_amount: Mapped[Decimal | None] = mapped_column(comment="amount of the state before.")
+    prev_close_date: Mapped[date | None] = mapped_column(comment="close_date of the state before.")
+    source_mark: Mapped[datetime | None] = mapped_column(
+        comment="Bookkeeping: the newest provider updated_at the build of this row had seen."
+    )
+
+
+class DealStageVisit(Base):
+    """Derived, not synced: each stay of a deal in a stage, from entering it to entering the
+    next (store.deal_states, rebuilt by the sync beside deal_states). A visit is a run of stage
+    history rows into the same stage (Salesforce repeats a snapshot of an unchanged stage); an
+    unknown stage is a visit of its own. Days in stage: left_at - entered_at."""
+
+    __tablename__ = "deal_stage_visits"
+    __table_args__ = (
+        # The funnel's cohort joins it by deal, reading the index alone.
+        Index(
+            "ix_deal_stage_visits_deal",
+            "organization_id",
+            "deal_id",
+            "entered_at",
+            postgresql_include=["stage_id", "left_at"],
+        ).ddl_if(dialect="postgresql"),
+        {"info": {"readable": True}},
+    )
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization."
+    )
+    history_id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, comment="The stage change that began the visit (deal_stage_history.id)."
+    )
+    source_system: Mapped[str] = mapped_column(
+        String(32), comment="The deal's provider: hubspot, salesforce."
+    )
+    deal_id: Mapped[uuid.UUID] = mapped_column(comment="The deal (deals.id).")
+    stage_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="The stage (deal_stages.id); NULL: unknown."
+    )
+    entered_at: Mapped[datetime] = mapped_column(comment="When the deal entered it (UTC).")
+    left_at: Mapped[datetime | None] = mapped_column(
+        comment="When the deal entered its next stage (UTC); NULL: it is still there."
     )
 
 

@@ -539,7 +539,8 @@ WITH entry AS (
     SELECT f.deal_id, f.amount,
         row_number() OVER (PARTITION BY f.deal_id ORDER BY f.changed_at DESC) AS k
     FROM deal_field_history f JOIN deals d ON d.id = f.deal_id
-    WHERE f.deleted_at IS NULL AND f.field = 'amount' AND f.changed_at <= d.stage_entered_at
+    WHERE {OPEN_D} AND f.deleted_at IS NULL AND f.field = 'amount'
+        AND f.changed_at <= d.stage_entered_at
 )
 SELECT d.name AS deal, e.amount AS amount_at_stage_entry, d.amount AS amount_now
 FROM deals d JOIN entry e ON e.deal_id = d.id AND e.k = 1
@@ -769,90 +770,38 @@ FROM pushed_out o""",
         "amount won and the amount lost in October (deals moving to a closed stage, at their "
         "amount then); the net change of open deals' amounts (increases minus decreases); and "
         "the open amount at 2026-11-01 00:00 UTC.",
-        "WITH"
-        + _STATE_AT.format(day="2026-10-01")
-        + """,
-stage_end AS (
-    SELECT h.deal_id, h.stage_id,
-        row_number() OVER (PARTITION BY h.deal_id ORDER BY h.entered_at DESC) AS k
-    FROM deal_stage_history h
-    WHERE h.deleted_at IS NULL AND h.entered_at < DATE '2026-11-01'
-),
-amount_end AS (
-    SELECT f.deal_id, f.amount,
-        row_number() OVER (PARTITION BY f.deal_id ORDER BY f.changed_at DESC) AS k
-    FROM deal_field_history f
-    WHERE f.deleted_at IS NULL AND f.field = 'amount' AND f.changed_at < DATE '2026-11-01'
-),
-opening AS (
-    SELECT COALESCE(sum(a.amount), 0) AS amount
-    FROM deals d
-    JOIN stage_then st ON st.deal_id = d.id AND st.k = 1
-    JOIN deal_stages s ON s.id = st.stage_id
-    LEFT JOIN amount_then a ON a.deal_id = d.id AND a.k = 1
-    WHERE d.deleted_at IS NULL AND NOT s.is_closed
+        """
+WITH opening AS (
+    SELECT COALESCE(sum(st.amount), 0) AS amount
+    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
+    WHERE st.stage_state = 0 AND st.valid_from < DATE '2026-10-01'
+        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-10-01')
 ),
 closing AS (
-    SELECT COALESCE(sum(a.amount), 0) AS amount
-    FROM deals d
-    JOIN stage_end st ON st.deal_id = d.id AND st.k = 1
-    JOIN deal_stages s ON s.id = st.stage_id
-    LEFT JOIN amount_end a ON a.deal_id = d.id AND a.k = 1
-    WHERE d.deleted_at IS NULL AND NOT s.is_closed
+    SELECT COALESCE(sum(st.amount), 0) AS amount
+    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
+    WHERE st.stage_state = 0 AND st.valid_from < DATE '2026-11-01'
+        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-11-01')
 ),
-created AS (
-    -- deals created in October that started in an open stage, at their first amount
-    SELECT COALESCE(sum(f.amount), 0) AS amount
-    FROM deals d
-    JOIN deal_stage_history h ON h.deal_id = d.id AND h.deleted_at IS NULL
-        AND h.entered_at = d.created_at
-    JOIN deal_stages s ON s.id = h.stage_id AND NOT s.is_closed
-    JOIN deal_field_history f ON f.deal_id = d.id AND f.deleted_at IS NULL
-        AND f.field = 'amount' AND f.changed_at = d.created_at
-    WHERE d.deleted_at IS NULL
-        AND d.created_at >= DATE '2026-10-01' AND d.created_at < DATE '2026-11-01'
-),
-closings AS (
-    -- deals moving to a closed stage in October, with the amounts they had before
-    SELECT s.is_won, a.amount,
-        row_number() OVER (PARTITION BY h.id ORDER BY a.changed_at DESC) AS k
-    FROM deal_stage_history h
-    JOIN deal_stages s ON s.id = h.stage_id AND s.is_closed
-    JOIN deals d ON d.id = h.deal_id AND d.deleted_at IS NULL
-    LEFT JOIN deal_field_history a ON a.deal_id = h.deal_id AND a.deleted_at IS NULL
-        AND a.field = 'amount' AND a.changed_at < h.entered_at
-    WHERE h.deleted_at IS NULL
-        AND h.entered_at >= DATE '2026-10-01' AND h.entered_at < DATE '2026-11-01'
-),
-closed AS (
-    SELECT COALESCE(sum(amount) FILTER (WHERE is_won), 0) AS won,
-        COALESCE(sum(amount) FILTER (WHERE NOT is_won), 0) AS lost
-    FROM closings WHERE k = 1
-),
-amount_changes AS (
-    SELECT f.id, f.deal_id, f.changed_at, f.amount
-        - lag(f.amount) OVER (PARTITION BY f.deal_id ORDER BY f.changed_at) AS delta
-    FROM deal_field_history f
-    WHERE f.deleted_at IS NULL AND f.field = 'amount' AND f.changed_at < DATE '2026-11-01'
-),
-changes AS (
-    -- October's amount changes with the stages the deal had entered before each
-    SELECT c.delta, s.is_closed,
-        row_number() OVER (PARTITION BY c.id ORDER BY h.entered_at DESC) AS k
-    FROM amount_changes c
-    JOIN deals d ON d.id = c.deal_id AND d.deleted_at IS NULL
-    JOIN deal_stage_history h ON h.deal_id = c.deal_id AND h.deleted_at IS NULL
-        AND h.entered_at < c.changed_at
-    JOIN deal_stages s ON s.id = h.stage_id
-    WHERE c.changed_at >= DATE '2026-10-01' AND c.delta IS NOT NULL
-),
-changed AS (
-    -- of deals open at that moment
-    SELECT COALESCE(sum(delta), 0) AS amount FROM changes WHERE k = 1 AND NOT is_closed
+moves AS (
+    SELECT
+        -- deals created in October that started in an open stage, at their first amount
+        COALESCE(sum(st.amount) FILTER (WHERE st.valid_from = d.created_at
+            AND st.stage_state = 0), 0) AS created,
+        -- deals moving to a closed stage, at the amount they had just before
+        COALESCE(sum(st.prev_amount) FILTER (WHERE st.prev_stage_state = 0
+            AND st.stage_state = 2), 0) AS won,
+        COALESCE(sum(st.prev_amount) FILTER (WHERE st.prev_stage_state = 0
+            AND st.stage_state = 1), 0) AS lost,
+        -- amount changes of deals open just before them
+        COALESCE(sum(st.amount - st.prev_amount) FILTER (WHERE st.prev_stage_state = 0), 0)
+            AS net_amount_change
+    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
+    WHERE st.valid_from >= DATE '2026-10-01' AND st.valid_from < DATE '2026-11-01'
 )
-SELECT opening.amount AS opening, created.amount AS created, closed.won, closed.lost,
-    changed.amount AS net_amount_change, closing.amount AS closing
-FROM opening, created, closed, changed, closing""",
+SELECT opening.amount AS opening, moves.created, moves.won, moves.lost,
+    moves.net_amount_change, closing.amount AS closing
+FROM opening, moves, closing""",
         _october_walk,
         "waterfall",
         note="Opening + created − won − lost + net amount change = closing; the sandbox has no "

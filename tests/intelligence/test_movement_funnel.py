@@ -13,6 +13,7 @@ from sqlalchemy import insert
 
 from revtops_kernel.agent.verified import run_verified
 from revtops_kernel.store import Database
+from revtops_kernel.store.deal_states import refresh_deal_states
 from revtops_kernel.store.schema import metadata
 
 ORG = "funnel-test"
@@ -89,6 +90,7 @@ def load(db: Database) -> None:
         )  # fmt: skip
         conn.execute(insert(metadata.tables["deals"]), deals)
         conn.execute(insert(metadata.tables["deal_stage_history"]), history)
+        refresh_deal_states(conn, ORG, "hubspot")  # the stage visits, as the sync keeps them
 
 
 def test_reached_advanced_and_days_in_stage(db: Database) -> None:
@@ -140,6 +142,7 @@ def test_a_repeated_snapshot_is_not_a_new_visit(db: Database) -> None:
     }  # fmt: skip
     with db.begin() as conn:
         conn.execute(insert(metadata.tables["deal_stage_history"]), [repeat])
+        refresh_deal_states(conn, ORG, "hubspot", full=True)
     after = run_verified(db, "stage_funnel", params, org=ORG).frame
     columns = ["stage", "reached", "median_days_in_stage", "completed_visits"]
     assert after[columns].fillna(-1).to_dict("records") == before[columns].fillna(-1).to_dict(

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 
 from revtops_kernel.agent.verified import run_verified
 from revtops_kernel.store import Database
+from revtops_kernel.store.deal_states import refresh_deal_states
 from revtops_kernel.store.schema import metadata
 
 ORG = "waterfall-test"
@@ -171,6 +172,7 @@ def load(db: Database, deals: list[Deal]) -> None:
     with db.begin() as conn:
         for table, values in rows.items():
             conn.execute(insert(metadata.tables[table]), values)
+        refresh_deal_states(conn, ORG, "hubspot")  # as the sync does after writing them
 
 
 @pytest.fixture
