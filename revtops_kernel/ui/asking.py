@@ -1,9 +1,10 @@
 """``%%ask``: the chat component answering one question in a cell's output.
 
 The cell shows ``ChatWidget`` in "answer" mode, the same anywidget view as the panel (streamed
-text, SQL cards, tables, charts, Stop). The same display also carries the answer as static HTML
-(``text/html``, updated when the answer ends; ``AnswerRenderer`` over an ``HtmlSurface``) so
-nbconvert, papermill and GitHub, which have no widget front end, still show it.
+text, SQL cards, tables, charts, Stop). A second display carries the answer as static HTML
+(``text/html``, updated when the answer ends; ``AnswerRenderer`` over an ``HtmlSurface``): it
+hides itself while the widget draws, and shows where the widget cannot (nbconvert, papermill,
+GitHub, and JupyterLab reopening a notebook saved without its widgets' state).
 
 In a kernel the ``%%ask`` cell awaits its answer (``await_ask_cells`` rewrites it): ipykernel
 handles a widget's messages while an async cell waits, not while a cell blocks, so the view's
@@ -100,6 +101,7 @@ class CellAnswer:
         # the static copy needs the text once, at the end: 1 update a second is plenty
         self.renderer = AnswerRenderer(question, self.surface, max_rate=1.0)
         self.widget.listeners.append(self.renderer.handle)
+        display(self.widget.view_bundle(), raw=True)
         self.handle: DisplayHandle | None = display(
             self._bundle(self._pending_html()), raw=True, display_id=True
         )
@@ -107,14 +109,17 @@ class CellAnswer:
 
     def _pending_html(self) -> str:
         question = views.escape(self.question)
-        return f'<div class="revtops-answer"><p><em>Answering: {question}</em></p></div>'
+        return (
+            f'<div class="revtops-answer"><p><em>Answering: {question}</em></p>'
+            '<p class="rt-rerun">(run this cell again if the answer does not show)</p></div>'
+        )
 
     def _bundle(self, html: str) -> dict[str, Any]:
-        shown = self.widget._repr_mimebundle_()
-        data = dict(shown[0] if isinstance(shown, tuple) else shown or {})
-        data["text/html"] = html
-        data["text/plain"] = f"Revtops answer: {self.question}"
-        return data
+        """The static copy, the display after the widget's (see ``views.static_fallback``)."""
+        return {
+            "text/html": views.static_fallback(html),
+            "text/plain": f"Revtops answer: {self.question}",
+        }
 
     async def wait_async(self) -> Answer:
         """Wait while the kernel goes on handling the view's messages (Stop)."""
@@ -155,3 +160,34 @@ def await_ask_cells(lines: list[str]) -> list[str]:
     if lines and _ASK_CELL.match(lines[0]):
         return [_ASK_CELL.sub(lambda _: _ASK_ASYNC, lines[0], count=1), *lines[1:]]
     return lines
+
+
+# ``%ask question`` on a line of its own (not indented: an ``await`` is valid there in a cell)
+_ASK_LINE = re.compile(r"%ask[ \t]+(?P<question>.*?)\s*")
+_ASK_BLOCKING = "get_ipython().run_line_magic('ask', "
+
+
+def _rewrite_ask_lines(lines: list[str], call: str) -> list[str]:
+    if not lines or lines[0].startswith("%%"):  # a cell magic's body is its text, untouched
+        return lines
+    out = []
+    for line in lines:
+        found = _ASK_LINE.fullmatch(line.rstrip("\n"))
+        if found is None:
+            out.append(line)
+        else:
+            end = "\n" if line.endswith("\n") else ""
+            out.append(f"{call}{found['question']!r}){end}")
+    return out
+
+
+def await_ask_lines(lines: list[str]) -> list[str]:
+    """An IPython cleanup transformer (a kernel's): a ``%ask`` line awaits ``ask_async``, like a
+    ``%%ask`` cell, so the component's Stop works while it streams. It runs before IPython's
+    help syntax, which would read a question ending in "?" as ``pinfo`` of its last word."""
+    return _rewrite_ask_lines(lines, _ASK_ASYNC)
+
+
+def ask_lines(lines: list[str]) -> list[str]:
+    """The same outside a kernel (a terminal): the ``%ask`` line blocks, its "?" kept."""
+    return _rewrite_ask_lines(lines, _ASK_BLOCKING)

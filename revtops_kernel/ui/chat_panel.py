@@ -142,6 +142,29 @@ class ChatWidget(anywidget.AnyWidget):
         self.on_msg(self._on_message)
         self.refresh_conversations()
 
+    # --- display ---------------------------------------------------------------------------
+    def view_bundle(self) -> dict[str, Any]:
+        """The widget's view as a display bundle (its text/plain empty: the static copy that
+        follows says what it is)."""
+        shown = self._repr_mimebundle_()
+        data = dict(shown[0] if isinstance(shown, tuple) else shown or {})
+        data["text/plain"] = ""
+        return data
+
+    def _ipython_display_(self) -> None:
+        """The widget, then a line that shows only where the widget cannot draw (a notebook
+        reopened without its widgets' state): "re-run this cell", not "model not found"."""
+        from IPython.display import display
+
+        from revtops_kernel.ui import views
+
+        display(self.view_bundle(), raw=True)
+        text = "The Revtops chat: run this cell to show it."
+        display(
+            {"text/html": views.static_fallback(views.PANEL_FALLBACK), "text/plain": text},
+            raw=True,
+        )
+
     # --- the wire -------------------------------------------------------------------------
     def _emit(self, message: Message, buffers: list[bytes] | None = None) -> None:
         """Apply ``message`` to the kept state and send it to every view, atomically."""

@@ -10,7 +10,9 @@
 
 ``%%ask`` continues the notebook's last conversation (per organization); ``--new`` starts one.
 It shows the chat component answering in the cell (``ui/asking``); in a kernel the cell awaits
-the answer, so the component's Stop button works while it streams.
+the answer, so the component's Stop button works while it streams. ``%ask question`` on a line
+of its own does the same (a cleanup transformer rewrites it before IPython's help syntax could
+take a question ending in "?" for ``pinfo``).
 """
 
 from __future__ import annotations
@@ -84,8 +86,15 @@ class RevtopsMagics(Magics):
         from revtops_kernel.ui.asking import CellAnswer
         from revtops_kernel.ui.copilot_backend import CopilotBackend
 
-        options = _ask_parser().parse_args(shlex.split(line))
-        question = (cell if cell is not None else " ".join(options.question)).strip()
+        if cell is None:  # %ask: options first, then the question as written (quotes and all)
+            words, question = _leading_options(
+                line, takes_value=("--org", "--conversation", "-o", "--output")
+            )
+            options = _ask_parser().parse_args(words)
+        else:
+            options = _ask_parser().parse_args(shlex.split(line))
+            question = cell
+        question = question.strip()
         if not question:
             raise UsageError("%%ask: write the question in the cell (or after %ask)")
         try:
@@ -134,36 +143,53 @@ class RevtopsMagics(Magics):
     @staticmethod
     def _line_sql_options(line: str) -> argparse.Namespace:
         """Options come first on the line; the rest, quotes and all, is the query."""
-        rest = line.strip()
-        options: list[str] = []
-        while rest.startswith("-"):
-            word, _, rest = rest.partition(" ")
-            options.append(word)
-            if word in ("-o", "--output", "--org", "--max-rows"):
-                value, _, rest = rest.lstrip().partition(" ")
-                options.append(value)
-            rest = rest.lstrip()
+        options, rest = _leading_options(
+            line, takes_value=("-o", "--output", "--org", "--max-rows")
+        )
         parsed = _sql_parser().parse_args(options)
         parsed.query = rest
         return parsed
 
 
+def _leading_options(line: str, *, takes_value: tuple[str, ...]) -> tuple[list[str], str]:
+    """A magic's line: the options it starts with, and the rest as written (a query or a
+    question: "What's our pipeline?" holds a quote that shlex would refuse)."""
+    rest = line.strip()
+    options: list[str] = []
+    while rest.startswith("-"):
+        word, _, rest = rest.partition(" ")
+        options.append(word)
+        if word in takes_value:
+            value, _, rest = rest.lstrip().partition(" ")
+            options.append(value)
+        rest = rest.lstrip()
+    return options, rest
+
+
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext revtops_kernel``."""
-    ipython.register_magics(RevtopsMagics)
-    if getattr(ipython, "kernel", None) is not None and ipython.autoawait:
-        from revtops_kernel.ui.asking import await_ask_cells
+    from revtops_kernel.ui.asking import ask_lines, await_ask_cells, await_ask_lines
 
+    ipython.register_magics(RevtopsMagics)
+    lines = ipython.input_transformers_cleanup
+    if getattr(ipython, "kernel", None) is not None and ipython.autoawait:
         if await_ask_cells not in ipython.input_transformers_post:
             ipython.input_transformers_post.append(await_ask_cells)
+        if await_ask_lines not in lines:
+            lines.append(await_ask_lines)
+    elif ask_lines not in lines:
+        lines.append(ask_lines)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """``%unload_ext revtops_kernel``: the magics go away."""
-    from revtops_kernel.ui.asking import await_ask_cells
+    from revtops_kernel.ui.asking import ask_lines, await_ask_cells, await_ask_lines
 
     if await_ask_cells in ipython.input_transformers_post:
         ipython.input_transformers_post.remove(await_ask_cells)
+    for transformer in (await_ask_lines, ask_lines):
+        if transformer in ipython.input_transformers_cleanup:
+            ipython.input_transformers_cleanup.remove(transformer)
     registered = ipython.magics_manager.registry.pop("RevtopsMagics", None)
     if registered is None:
         return

@@ -153,3 +153,27 @@ def suggestions_card(suggestions: Suggestions) -> str:
     """What to ask instead: the closest verified questions, as text a user can copy."""
     items = "".join(f"<li>{html.escape(s.question)}</li>" for s in suggestions.questions)
     return f'<div class="rt-notice">{html.escape(suggestions.message)}</div><ul>{items}</ul>'
+
+
+# A chat's output is two displays: the widget, then a static copy (``static_fallback``). In
+# JupyterLab and Voila the copy hides itself while the widget beside it draws; when the widget
+# cannot draw (a notebook saved without its widgets' state, reopened: ipywidgets would say
+# "Error displaying widget: model not found"), the copy shows and that error is hidden. Pages
+# without a widget front end (nbconvert, GitHub) show the copy. The rules ride with the copy:
+# nothing else is loaded when the widget's model is gone.
+FALLBACK_STYLE = """<style>
+.jp-OutputArea-child:has(.revtops-chat) + .jp-OutputArea-child:has(.rt-static) { display: none; }
+.jp-OutputArea-child:not(:has(.revtops-chat)):has(+ .jp-OutputArea-child .rt-static):has(
+  > .jp-OutputArea-output.jupyter-widgets) { display: none; }
+.rt-static .rt-rerun { color: var(--jp-ui-font-color2, #57606a); font-style: italic; }
+</style>"""
+
+PANEL_FALLBACK = (
+    '<p class="rt-rerun">The Revtops chat shows here when this cell runs (the notebook was '
+    "saved without its widgets' state); its conversations are kept.</p>"
+)
+
+
+def static_fallback(body: str) -> str:
+    """``body`` (escaped HTML made here) as the static copy that follows a chat widget."""
+    return f'{FALLBACK_STYLE}<div class="rt-static">{body}</div>'

@@ -2,7 +2,9 @@
 ``%%ask`` in a cell (the chat component answering: its SQL card and its chart, the model's
 <script> as text; a long answer watched while it streams and stopped with the component's Stop
 while the cell runs, ``-o`` holding the stopped answer), and in ``ChatPanel()`` an answer
-stopped midway with the Stop button, then another with Esc. Screenshots: /tmp/chat_lab_*.png.
+stopped midway with the Stop button, then another with Esc; ``%ask`` (the line form) streaming
+and stopped the same way; the notebook saved without its widgets' state and reopened: static
+copies instead of "model not found". Screenshots: /tmp/chat_lab_*.png.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CELLS = [
     "%%ask -o cut --new\nTell me everything about every deal",
     "print('stop:', cut.stop_reason, len(cut.text.split()))",
     "from revtops_kernel import ChatPanel\nChatPanel()",
+    "%ask -o said --new What's everything about every deal?",
+    "print('line:', said.question, said.stop_reason, len(said.text.split()))",
 ]
 
 
@@ -72,7 +76,7 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
     root.mkdir()
     write_notebook(root / "chat.ipynb", CELLS)
     expect.set_options(timeout=120_000)
-    api.script(*pipeline_turns(), long_answer(), long_answer(), long_answer())
+    api.script(*pipeline_turns(), long_answer(), long_answer(), long_answer(), long_answer())
     with jupyterlab(root, tmp_path / "lab.log") as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -149,6 +153,52 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
             expect(chat.locator(".rt-stopped")).to_have_count(2)
             assert f"w{LONG_WORDS - 1}" not in chat.locator(".rt-messages").inner_text()
             shot(page, "escaped")
+
+            # %ask (the line form) shows the same component, streaming; its Stop works while
+            # the cell runs (the line awaits, as a %%ask cell does), its question kept whole.
+            run_cell(page, 5)
+            line = page.locator(".jp-Notebook .jp-Cell").nth(5)
+            streaming = line.locator(".revtops-chat.rt-answer-mode")
+            text = streaming.locator(".rt-text").last
+            expect(text).to_contain_text("w20")
+            assert_grows(page, text)
+            streaming.locator(".rt-stop").click()
+            expect(streaming.locator(".rt-stopped")).to_be_visible()
+            run_cell(page, 6)
+            printed = page.locator(".jp-Notebook .jp-Cell").nth(6).locator(".jp-OutputArea")
+            expect(printed).to_contain_text("line: What's everything about every deal? cancelled")
+            assert 20 < int(printed.inner_text().split()[-1]) < LONG_WORDS
+            shot(page, "ask_line")
+
+            # Saved without the widgets' state (JupyterLab's default) and reopened with a new
+            # kernel: the answers show as their static copies and the panel as a line saying to
+            # run its cell, not as "Error displaying widget: model not found".
+            page.keyboard.press("Control+s")
+            for _ in range(100):
+                saved = (root / "chat.ipynb").read_text()
+                if "line: What" in saved:
+                    break
+                page.wait_for_timeout(200)
+            assert "widget-state" not in saved and "rt-static" in saved
+            (root / "reopened.ipynb").write_text(saved)
+            page.goto(f"{base}/lab/tree/reopened.ipynb?reset&token={LAB_TOKEN}")
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            first = cells.nth(1).locator(".rt-static")
+            expect(first).to_contain_text("largest bucket")
+            expect(first.locator("table").first).to_be_visible()  # the result's rows
+            expect(cells.nth(2).locator(".rt-static .rt-stopped")).to_be_visible()
+            expect(cells.nth(4).locator(".rt-static")).to_contain_text("when this cell runs")
+            expect(cells.nth(5).locator(".rt-static")).to_be_visible()
+            page.wait_for_timeout(3000)  # the widget manager gives up on a model after 2 s
+            expect(page.get_by_text("model not found").first).to_be_hidden()
+            assert page.locator(".revtops-chat").count() == 0
+            shot(page, "reopened")
+
+            # Run the panel's cell again: the live chat shows and the line steps aside.
+            run_cell(page, 4)
+            expect(cells.nth(4).locator(".revtops-chat textarea.rt-input")).to_be_visible()
+            expect(cells.nth(4).locator(".rt-static")).to_be_hidden()
         except Exception:
             shot(page, "failure")
             raise

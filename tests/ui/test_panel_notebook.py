@@ -78,6 +78,10 @@ def test_panel_answers_in_a_real_kernel(
     assert printed[0].startswith("end_turn None")
     assert printed[1] == "America/New_York"  # no browser here: the configured zone
     assert notebook.cells[0].outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
+    # then the line a notebook reopened without its widgets' state shows instead
+    fallback = notebook.cells[0].outputs[1]["data"]
+    assert "when this cell runs" in fallback["text/html"]
+    assert set(fallback) == {"text/html", "text/plain"}
 
     # the page's widget state: one anywidget model, the module and the sanitizer's policy
     (model,) = [s for s in widget_states(notebook) if s["model_name"] == "AnyModel"]
@@ -109,6 +113,7 @@ def test_magics_in_a_real_kernel(
     api.script(
         Turn.tool("run_sql_query", {"sql": "SELECT COUNT(*) AS won FROM deals WHERE is_won"}),
         Turn.reply("**3** deals are won. " + "Streaming words. " * 60, event_delay=0.002),
+        Turn.reply("Said on one line."),
     )
     notebook = run_notebook(
         [
@@ -121,6 +126,10 @@ def test_magics_in_a_real_kernel(
             "print(reply.text_updates, reply.conversation_id is not None, reply.queries[0].ok)\n"
             "print(get_ipython().transform_cell('%%ask\\nWhy?').startswith('await '))",
             "# raises\n%sql DELETE FROM deals",
+            # the line form awaits too; its question keeps its quote and its "?"
+            "%ask -o said --new What's the one-line answer?",
+            "print(said.question, said.text, said.stop_reason)\n"
+            "print(get_ipython().transform_cell('%ask Why?').startswith('await '))",
         ],
         tmp_path,
     )
@@ -129,23 +138,34 @@ def test_magics_in_a_real_kernel(
 
     # %%ask shows the chat component (one answer); its display also carries the final answer as
     # static HTML for nbconvert and papermill, and the widget's state keeps the finished turn
+    # (a second display, the static copy, shows where the widget cannot draw)
     ask_outputs = notebook.cells[4].outputs
-    (shown,) = [o for o in ask_outputs if "data" in o]
-    view = shown["data"]["application/vnd.jupyter.widget-view+json"]
-    (model,) = [s["state"] for s in widget_states(notebook) if s["state"].get("mode") == "answer"]
+    widget_output, shown = [o for o in ask_outputs if "data" in o]
+    view = widget_output["data"]["application/vnd.jupyter.widget-view+json"]
+    assert "text/html" not in widget_output["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in shown["data"]
+    states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    model = states[view["model_id"]]["state"]
+    assert model["mode"] == "answer"
     (turn,) = model["saved"]["turns"]
     assert turn["q"] == "How many deals are won?" and turn["stop"] == "end_turn"
-    assert (
-        view["model_id"]
-        in notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    )
     html = shown["data"]["text/html"]
+    assert '<div class="rt-static">' in html and "Answering:" not in html
     assert "SELECT COUNT(*) AS won FROM deals WHERE is_won" in html
     assert "<strong>3</strong> deals are won." in html
     assert html.count("Streaming words.") == 60  # the last update replaced the streaming block
     updates, has_thread, ok, awaited = text_of(notebook.cells[5]).split()
     assert 1 <= int(updates) < 60 and has_thread == "True" and ok == "True"
     assert awaited == "True"  # in a kernel the cell awaits: the widget's Stop gets through
+
+    line_widget, line_static = [o for o in notebook.cells[7].outputs if "data" in o]
+    assert "application/vnd.jupyter.widget-view+json" in line_widget["data"]
+    assert "Said on one line." in line_static["data"]["text/html"]
+    assert text_of(notebook.cells[8]).split("\n") == [
+        "What's the one-line answer? Said on one line. end_turn",
+        "True",
+        "",
+    ]
 
     refusal = notebook.cells[6].outputs  # IPython prints a UsageError's message, no traceback
     assert [o.get("name") for o in refusal] == ["stderr"]
