@@ -13,7 +13,12 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    a preheated Voila page showing one ipywidgets button, with Voila's defaults (every lab
    extension) and with the app's page settings (its extension denylist: plotly's lab extension
    stays off the app's page). Goals: warm <= 1.2x the floor;
-   cold / warm >= 3. ``--baseline REF`` adds (d): the app at git REF, preheated, until its
+   cold / warm >= 3. Beside the live widget's box, each visit also times the first usable
+   question box: the app page's own (the shell its template draws: it takes typing at once and
+   keeps a question sent before the widget is there, which the widget sends when it takes over),
+   compared with plain Voila's first screen (its template's spinner) on the floor's page. Visits
+   start timing at navigation and stop at the selector (``goto`` waits for nothing else).
+   ``--baseline REF`` adds (d): the app at git REF, preheated, until its
    question box showed (run from a ``git archive`` of REF put first on the path).
    ``--profile`` adds one profiled visit per page: when the HTML, the scripts (count, bytes),
    stylesheets and fonts arrived, Chromium's JavaScript CPU time per file, the first
@@ -67,7 +72,13 @@ from tests.browser.app_server import (  # noqa: E402
 ORGS = [f"org{i}" for i in range(5)]
 MARKER = "Marker deal of "
 QUESTION_SQL = "SELECT name FROM deals ORDER BY name"
-QUESTION_BOX = ".revtops-chat textarea.rt-input"
+QUESTION_BOX = ".revtops-chat textarea.rt-input"  # the chat widget's box: live
+# The page template's question box (the shell): drawn with the page, it takes typing at once and
+# keeps a question sent before the widget is there; the widget takes it over. "Usable" is the
+# first of the two to show.
+SHELL_BOX = "#rt-shell textarea.rt-shell-input"
+USABLE_BOX = f"{SHELL_BOX}, {QUESTION_BOX}"
+VOILA_SPINNER = "#loading"  # plain Voila's first screen, drawn by its template: the floor's
 OLD_QUESTION_BOX = ".revtops-chat .rt-input input"  # the composite ipywidgets chat
 BUTTON_NOTEBOOK = {
     "cells": [{"cell_type": "code", "execution_count": None, "id": "b", "metadata": {},
@@ -143,10 +154,14 @@ def visit(
     email: str = "",
     before: Callable[[Any], None] | None = None,
     timeout_ms: int = 180_000,
+    first: str | None = None,
+    firsts: list[float] | None = None,
 ) -> tuple[Any, float]:
     """A new visitor (a fresh browser context, signed in as ``email`` when ``token`` mints
     sessions) opens ``url`` until ``selector`` shows. ``before(page)`` runs before the
-    navigation. Returns the page (close its context when done) and the seconds it took."""
+    navigation. Returns the page (close its context when done) and the seconds it took. With
+    ``first`` (an earlier screen, e.g. the page's own question box), the seconds until it showed
+    are appended to ``firsts``."""
     context = browser.new_context()
     if token is not None:
         context.add_cookies(
@@ -157,7 +172,10 @@ def visit(
     if before is not None:
         before(page)
     start = time.perf_counter()
-    page.goto(url + "/")
+    page.goto(url + "/", wait_until="commit")
+    if first is not None and firsts is not None:
+        page.locator(first).first.wait_for()
+        firsts.append(time.perf_counter() - start)
     page.locator(selector).wait_for()
     return page, time.perf_counter() - start
 
@@ -170,19 +188,25 @@ def first_render(
     selector: str,
     token: Any = None,
     server_pid: int | None = None,
+    first: str | None = None,
+    firsts: list[float] | None = None,
 ) -> list[float]:
     """Seconds from navigation to ``selector`` visible, for ``visits`` fresh visitors; with
-    ``server_pid``, each visit waits until the server's kernels are idle (the pool is ready)."""
+    ``server_pid``, each visit waits until the server's kernels are idle (the pool is ready).
+    With ``first``, the seconds until that earlier screen showed go to ``firsts``."""
     seconds = []
     for number in range(visits):
         if server_pid is not None:
             waited = settle(server_pid)
             progress(f"{label}: kernels idle after {waited:.1f} s")
         email = f"visitor{number}@{ORGS[number % len(ORGS)]}.com"
-        page, took = visit(browser, url, selector, token=token, email=email)
+        page, took = visit(
+            browser, url, selector, token=token, email=email, first=first, firsts=firsts
+        )
         seconds.append(took)
         page.context.close()
-        progress(f"{label} visit {number}: {took:.2f} s")
+        early = f" (first screen {firsts[-1]:.2f} s)" if first and firsts else ""
+        progress(f"{label} visit {number}: {took:.2f} s{early}")
         time.sleep(2.0)  # let the pool refill, as between real visitors
     return seconds
 
@@ -431,9 +455,12 @@ def main() -> int:
                 home = Path(folder) / floor
                 home.mkdir()
                 with button_page(home, pool, denylist) as (page_url, pid):
+                    firsts: list[float] = []
                     figures[floor] = first_render(
-                        page_url, browser, args.visits, floor, ".widget-button", server_pid=pid
-                    )
+                        page_url, browser, args.visits, floor, ".widget-button", server_pid=pid,
+                        first=VOILA_SPINNER, firsts=firsts,
+                    )  # fmt: skip
+                    figures[f"{floor}_first_screen"] = firsts
                     if args.profile:
                         settle(pid)
                         profiles.append(where_time_goes(page_url, browser, floor, ".widget-button"))
@@ -446,9 +473,12 @@ def main() -> int:
                     if size:
                         time.sleep(5.0)  # the pool fills after start
                     pid = app.process.pid if size else None  # cold: nothing to wait for
+                    firsts = []
                     figures[label] = first_render(
-                        app.url, browser, args.visits, label, selector, app.token, pid
-                    )
+                        app.url, browser, args.visits, label, selector, app.token, pid,
+                        first=USABLE_BOX, firsts=firsts,
+                    )  # fmt: skip
+                    figures[f"{label}_usable"] = firsts
                     if args.profile:
                         if pid is not None:
                             settle(pid)
@@ -479,6 +509,9 @@ def main() -> int:
     same = statistics.median(figures["button_app_settings"])
     warm = statistics.median(figures["warm"])
     cold = statistics.median(figures["cold"])
+    warm_usable = statistics.median(figures["warm_usable"])
+    cold_usable = statistics.median(figures["cold_usable"])
+    spinner = statistics.median(figures["button_first_screen"])
     print("\nweb app (revtops app, Voila + PostgreSQL, headless Chromium), medians")
     print(f"  one-button Voila page, preheated (the floor, Voila's defaults): {button:.2f} s")
     print(f"  the same page with the app's settings (denied: {EXTENSION_DENYLIST}): {same:.2f} s")
@@ -490,6 +523,16 @@ def main() -> int:
     print(
         f"  app cold {cold:.2f} s; cold/warm {cold / warm:.1f}x "
         f"(goal >= 3x) -> {'MET' if cold / warm >= 3 else 'MISSED'}"
+    )
+    print(
+        f"  the page's own question box (usable: typing, a kept question sent on takeover): "
+        f"preheated {warm_usable:.2f} s, cold {cold_usable:.2f} s (cold/warm "
+        f"{cold_usable / warm_usable:.1f}x); plain Voila's first screen (its spinner, also drawn "
+        f"by the template) {spinner:.2f} s: {warm_usable / spinner:.2f}x"
+    )
+    print(
+        f"  from the usable box to the live widget: preheated +{warm - warm_usable:.2f} s, "
+        f"cold +{cold - cold_usable:.2f} s"
     )
     if "baseline" in figures:
         before = statistics.median(figures["baseline"])

@@ -67,6 +67,24 @@ export function reduce(state, msg) {
   }
 }
 
+// --- the page's shell -------------------------------------------------------------------------
+// The web app's page (extensions/revtops_server/templates/index.html.j2) draws a question box
+// before any script loads. The first chat view takes it over once it is in the page: what was
+// typed, the caret and the focus move into the view's box, and a question sent from the shell
+// goes out now (after the view's hello: the kernel answers the hello first).
+export function takeOverShell(input, ask) {
+  const shell = globalThis.revtopsShell;
+  if (!shell || shell.taken || typeof shell.take !== "function") return false;
+  const taken = shell.take();
+  if (taken.text) {
+    input.value = taken.text;
+    input.setSelectionRange(taken.start ?? taken.text.length, taken.end ?? taken.text.length);
+  }
+  if (taken.focused) input.focus();
+  if (taken.pending) ask(taken.pending);
+  return true;
+}
+
 // --- the view --------------------------------------------------------------------------------
 function render({ model, el }) {
   const markdown = makeRenderer(model.get("policy"));
@@ -116,7 +134,7 @@ function render({ model, el }) {
   const ask = (question) => {
     const q = (question ?? input.value).trim();
     if (!q || state.running) return;
-    input.value = "";
+    if (question === undefined) input.value = "";  // a suggestion leaves the typed text alone
     follow = true;
     model.send({ t: "ask", q });
   };
@@ -358,6 +376,7 @@ function render({ model, el }) {
   drawAll();
   // a (re)connecting view asks for the whole state, and tells the kernel the browser's zone
   model.send({ t: "hello", tz: timezone });
+  if (!answerMode) requestAnimationFrame(() => takeOverShell(input, ask));
   return () => { root.remove(); };
 }
 

@@ -1,0 +1,98 @@
+"""The app's first screen, drawn by the page template before any script loads (the shell): its
+question box takes typing at once, a question sent from it is kept and goes out when the chat
+widget takes over, and what was being typed (with the caret and the focus) survives the swap.
+
+Voila's front end (voila.js) is held back by the test until the typing is done, so the box is
+used before the widget can exist, whatever the machine's speed. Screenshots: /tmp/chat_shell_*.png.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
+
+from .app_server import RunningApp
+from .pages import TIMEOUT_MS
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+QUEUED = "Which deals closed this month?"
+DRAFT = "and which of them came from referrals"
+REPLY = "Two deals closed this month."
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=f"/tmp/chat_shell_{name}.png", full_page=True)
+
+
+def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
+    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    app, api = world
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.add_cookies(
+        [
+            {
+                "name": "revtops_session",
+                "value": app.token("sol@globex.com", "Sol"),
+                "url": app.url + "/",
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    held: list[Any] = []
+    page.route(re.compile(r".*/voila/static/voila\.js(\?.*)?$"), lambda route: held.append(route))
+    try:
+        started = time.perf_counter()
+        page.goto(app.url + "/", wait_until="commit")
+        box = page.locator("#rt-shell textarea.rt-shell-input")
+        expect(box).to_be_visible()
+        shown = time.perf_counter() - started
+        expect(box).to_be_focused()  # typing goes in at once, no click needed
+        assert page.locator(".revtops-chat").count() == 0 and len(held) <= 1
+
+        # A question sent from the shell is kept and shown; then the next one is half typed.
+        api.script(Turn.reply(REPLY))
+        page.keyboard.type(QUEUED)
+        page.keyboard.press("Enter")
+        expect(page.locator("#rt-shell .rt-shell-queued")).to_have_text(QUEUED)
+        expect(box).to_have_value("")
+        page.keyboard.type(DRAFT)
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type("please")
+        shot(page, "01_typed")
+
+        # Voila's front end loads; the chat widget takes over the box.
+        while not held:  # the request for voila.js, held since the page asked for it
+            page.wait_for_timeout(100)
+        held[0].continue_()
+        chat = page.locator(".revtops-chat:not(.rt-answer-mode)")
+        live = chat.locator("textarea.rt-input")
+        expect(live).to_be_visible()
+        expect(page.locator("#rt-shell")).to_have_count(0)
+        expect(live).to_have_value(f"{DRAFT}\nplease")
+        expect(live).to_be_focused()
+        # the caret stayed at the end: typing on continues the draft
+        page.keyboard.type("!")
+        expect(live).to_have_value(f"{DRAFT}\nplease!")
+        # the kept question went out once the widget was connected, and was answered
+        expect(chat.locator(".rt-user").first).to_have_text(QUEUED)
+        expect(chat.locator(".rt-text").last).to_contain_text(REPLY)
+        assert chat.locator(".rt-user").count() == 1
+        expect(page.locator(".rt-header")).to_contain_text("Sol")
+        shot(page, "02_taken_over")
+        print(f"shell question box shown after {shown:.2f} s")
+    except Exception:
+        shot(page, "failure")
+        raise
+    finally:
+        context.close()
