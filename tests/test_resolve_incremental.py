@@ -4,6 +4,7 @@ resolution of the same data ends. Real syncs against the sandbox, on both backen
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 from sqlalchemy import event, text
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.resolve import ResolveReport, resolve_identities
+from revtops_kernel.resolve import ResolveReport, resolve_batch, resolve_identities
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
+from revtops_kernel.store.locks import lock_resolution
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.sync import run_sync
 from revtops_kernel.timeutil import utcnow
@@ -127,11 +129,18 @@ def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
     assert pending(db) == 0  # every mark a sync left was seen and cleared
     participants = synced_state(db, "activity_participants", PARTICIPANT_SYNCED)
     activities = synced_state(db, "activities", ACTIVITY_SYNCED)
-    # The first calendar sync resolved its own rows, not Slack's.
     calendar_participants = _count(
         db, "SELECT count(*) FROM activity_participants WHERE source_system = 'google_calendar'"
     )
-    assert first.resolution.participants_examined == calendar_participants
+    if db.is_duckdb:  # the first calendar sync's resolution resolved its own rows, not Slack's
+        assert first.resolution.participants_examined == calendar_participants
+    else:
+        # The first calendar sync's batches wrote its rows resolved (resolve.resolve_batch): the
+        # resolution after it had none of them to look at, and a full one changes none of them.
+        assert first.batch_resolved["activity_participants"] >= calendar_participants
+        resolution = first.resolution
+        assert (resolution.participants_examined, resolution.activities_examined) == (0, 0)
+    assert_full_resolution_changes_nothing(db)
 
     sandbox.mutate_calendar(moved=4, cancelled=3, new=3, seed=2)
     second = run_sync(db, settings, "google_calendar")
@@ -143,16 +152,29 @@ def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
     )
     new_activities = written_between(activities, synced_state(db, "activities", ACTIVITY_SYNCED))
     assert new_participants and new_activities
-    # Exactly the participants the sync wrote; their activities and the activities written.
-    assert report.participants_examined == len(new_participants)
     touched_activities = new_activities | {
         row[-1]
         for row_id, row in synced_state(db, "activity_participants", PARTICIPANT_SYNCED).items()
         if row_id in new_participants
     }
-    assert report.activities_examined == len(touched_activities)
-    assert report.participants_examined < len(participants) / 10
-    assert report.participants_updated > 0  # the new meetings' attendees got resolved
+    if db.is_duckdb:
+        # Exactly the participants the sync wrote; their activities and the activities written.
+        assert report.participants_examined == len(new_participants)
+        assert report.activities_examined == len(touched_activities)
+        assert report.participants_examined < len(participants) / 10
+        assert report.participants_updated > 0  # the new meetings' attendees got resolved
+    else:
+        # The sync's batches wrote the participants resolved; the activities whose stored
+        # participants they did not hold (moved events that lost attendees) were left marked,
+        # and the resolution after the sync looked at exactly those (and made the attendees
+        # they lost stale). Counts are of rows handed to the upsert: an event on two calendars,
+        # or one stored newer, counts without being written.
+        batch, left = second.batch_resolved, second.batch_left
+        assert batch["activity_participants"] == len(new_participants)
+        assert (left["activity_participants"], report.participants_examined) == (0, 0)
+        assert batch["activities"] + left["activities"] >= len(touched_activities)
+        assert 0 < report.activities_examined == report.written_rows <= left["activities"]
+        assert report.participants_stale > 0
     assert_full_resolution_changes_nothing(db)
 
     # A re-run with nothing new looks at nothing, and runs none of the scope's statements.
@@ -315,3 +337,37 @@ def test_a_deal_written_later_takes_over_its_accounts_meetings(
     taken = _count(db, "SELECT count(*) FROM activities WHERE deal_id = :d", d=deal_id)
     assert taken == report.meetings_updated
     assert_full_resolution_changes_nothing(db)
+
+
+def test_a_batch_resolved_before_its_write_waits_for_a_running_resolution(db: Database) -> None:
+    """A batch reads the CRM rows it resolves against, then commits: a resolution running
+    between the two would miss its rows (a contact it just committed, the participants not
+    yet there), so the batch takes the resolution lock shared and waits for one in progress."""
+    if db.is_duckdb:
+        pytest.skip("DuckDB: one writing transaction at a time in a process already")
+    activity = {
+        "id": record_id(ORG, "google_calendar", "activities", "e1"),
+        "organization_id": ORG,
+        "source_system": "google_calendar",
+        "source_id": "e1",
+        "activity_type": "calendar_event",
+        "occurred_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    done = threading.Event()
+
+    def batch() -> None:
+        with db.begin() as conn:
+            resolve_batch(conn, ORG, {"activities": [activity]})
+        done.set()
+
+    with db.engine.connect() as holder:
+        holder.begin()
+        lock_resolution(holder, ORG)
+        worker = threading.Thread(target=batch)
+        worker.start()
+        assert not done.wait(1.0)  # waits while the resolution holds the lock
+        holder.rollback()
+    assert done.wait(30)
+    worker.join()
+    assert activity["resolution_pending"] is False

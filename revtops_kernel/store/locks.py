@@ -30,6 +30,7 @@ _TRY = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
 _WAIT = text("SELECT pg_advisory_lock(hashtextextended(:key, 0))")
 _RELEASE = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
 _IN_TRANSACTION = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_SHARED_IN_TRANSACTION = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:key, 0))")
 _LOCK_NOT_AVAILABLE = "55P03"
 # Who holds the lock: a bigint advisory key shows in pg_locks as its high and low 32 bits.
 _HOLDER = text(
@@ -115,6 +116,15 @@ def _holder(session: Connection, key: dict[str, str]) -> str | None:
 def lock_resolution(conn: Connection, org: str) -> None:
     """Serialize ``org``'s identity resolutions until the caller's transaction ends."""
     _lock_in_transaction(conn, f"revtops:resolve:{org}")
+
+
+def share_resolution(conn: Connection, org: str) -> None:
+    """Keep ``org``'s identity resolutions out until the caller's transaction ends, beside other
+    holders of this shared lock (sync batches that resolve their own rows before writing them:
+    a resolution that started before such a batch committed would miss the batch's rows, the
+    batch having read the CRM rows before the ones this resolution looks at were committed)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_SHARED_IN_TRANSACTION, {"key": f"revtops:resolve:{org}"})
 
 
 def lock_admission(conn: Connection, domain: str) -> None:
