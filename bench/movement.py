@@ -80,7 +80,7 @@ def load(db: Database, scale: float, seed: int) -> dict[str, int]:
         progress(f"  sync step: {line}")
     with db.begin() as conn:  # what the next sync's refresh costs when nothing changed
         began = time.perf_counter()
-        rows = refresh_deal_states(conn, ORG, "hubspot")
+        rows = sum(refresh_deal_states(conn, ORG, "hubspot").values())
     progress(f"  a re-sync's refresh with nothing new: {rows:,} rows (the mark's lookback) in "
              f"{time.perf_counter() - began:.2f} s")  # fmt: skip
     with db.connect() as conn:

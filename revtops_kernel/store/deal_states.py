@@ -186,11 +186,14 @@ SELECT max(m) FROM (
 ) newest"""
 
 
-def refresh_deal_states(conn: Connection, org: str, system: str, *, full: bool = False) -> int:
-    """Bring ``org``'s deal states of provider ``system`` in line with its deals and their
-    histories (``full``: rebuild them all); returns the state rows written."""
+def refresh_deal_states(
+    conn: Connection, org: str, system: str, *, full: bool = False
+) -> dict[str, int]:
+    """Bring ``org``'s deal states and stage visits of provider ``system`` in line with its
+    deals and their histories (``full``: rebuild them all); returns the rows written per
+    table."""
     if system not in CRM_SYSTEMS:
-        return 0
+        return {}
     params: dict[str, Any] = {"org": org, "system": system}
     mark: datetime | None = None
     if not full:
@@ -210,15 +213,15 @@ def refresh_deal_states(conn: Connection, org: str, system: str, *, full: bool =
     stale = "source_system = :system" if mark is None else f"deal_id IN ({deals})"
     for table in (TABLE, VISITS):
         conn.execute(text(f"DELETE FROM {table} WHERE organization_id = :org AND {stale}"), params)
-    conn.execute(
+    visits = conn.execute(
         text(f"INSERT INTO {VISITS} ({_VISIT_COLUMNS}) " + _VISITS_SQL.format(deals=deals)),
         params,
     )
-    inserted = conn.execute(
+    states = conn.execute(
         text(f"INSERT INTO {TABLE} ({_COLUMNS}) " + _STATES_SQL.format(deals=deals)),
         {**params, "mark": newest},
     )
-    return max(inserted.rowcount or 0, 0)
+    return {TABLE: max(states.rowcount or 0, 0), VISITS: max(visits.rowcount or 0, 0)}
 
 
 def build_all(conn: Connection) -> int:
@@ -230,7 +233,9 @@ def build_all(conn: Connection) -> int:
             "WHERE source_system IN ('hubspot', 'salesforce')"
         )
     ).all()
-    return sum(refresh_deal_states(conn, org, system, full=True) for org, system in pairs)
+    return sum(
+        sum(refresh_deal_states(conn, org, system, full=True).values()) for org, system in pairs
+    )
 
 
 def refresh_after_sync(db: Database, result: Any, statistics: Any, *, full: bool) -> None:
@@ -243,11 +248,12 @@ def refresh_after_sync(db: Database, result: Any, statistics: Any, *, full: bool
     try:
         with db.begin() as conn:
             written = refresh_deal_states(conn, result.organization_id, result.provider, full=full)
-        statistics.note(TABLE, written)
+        for table, rows in written.items():
+            statistics.note(table, rows)
         log.info(
-            "deal states of %s: %d rows in %.2f s",
+            "deal states of %s: %s in %.2f s",
             result.provider,
-            written,
+            ", ".join(f"{rows:,} {table}" for table, rows in written.items()),
             time.monotonic() - started,
         )
     except Exception:

@@ -71,11 +71,11 @@ def test_an_incremental_refresh_equals_a_full_rebuild(db: Database) -> None:
             .where(f.c.id == uid("f", "C raised then lost", "amount", "2026-07-05"))
             .values(deleted_at=at(changed), updated_at=at(changed))
         )
-        written = refresh_deal_states(conn, ORG, "hubspot")
+        written = refresh_deal_states(conn, ORG, "hubspot")[TABLE]
     incremental = snapshot(db)
     assert incremental != built
     # Only the touched deals (and those stamped within LOOKBACK of the mark: F) were rebuilt.
-    assert 0 < written < len(built) / 2
+    assert 0 < written < len([row for row in built if len(row) > 5]) / 2
     with db.begin() as conn:
         build_all(conn)
     assert snapshot(db) == incremental
