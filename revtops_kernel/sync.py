@@ -55,6 +55,7 @@ from revtops_kernel.store.database import Database
 from revtops_kernel.store.deal_states import refresh_after_sync
 from revtops_kernel.store.locks import exclusive_sync
 from revtops_kernel.store.retry import RetryPolicy, in_transaction
+from revtops_kernel.store.risk_facts import refresh_after_sync as refresh_risk_facts_after_sync
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.statistics import BATCH_SHARE, REFRESH_SHARE, StatisticsRefresh
 from revtops_kernel.store.upsert import upsert
@@ -261,6 +262,7 @@ def _run_sync(
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
     refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
+    refresh_risk_facts_after_sync(db, org, statistics.note)  # store.risk_facts: deal_risks
     _refresh_statistics(statistics)
     _vacuum(statistics)
     result.statistics_seconds = statistics.seconds

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store import deal_states, org_roles, statistics
+from revtops_kernel.store import deal_states, org_roles, risk_facts, statistics
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import RETIRED_INDEXES, metadata
 from revtops_kernel.timeutil import utcnow
@@ -55,6 +55,12 @@ class Migration:
     name: str
     apply: Callable[[Connection], None]
 
+
+# Tables derived from others, built when an upgrade creates them (a store that predates them
+# holds the rows they derive from); the sync keeps them up to date afterwards.
+BUILT_ON_CREATE: dict[str, Callable[[Connection], object]] = {
+    risk_facts.TABLE: risk_facts.rebuild_all,
+}
 
 # Version 1 is the common schema as the models define it; later non-additive changes go here.
 BASELINE_VERSION = 1
@@ -112,6 +118,9 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             )
         report.created_tables = _create_missing_tables(conn)
         report.added_columns = _add_missing_columns(conn)
+        for name in report.created_tables:
+            if name in BUILT_ON_CREATE:  # derived from the rows already in the store
+                BUILT_ON_CREATE[name](conn)
         if BASELINE_VERSION not in applied:
             _record(conn, BASELINE_VERSION, "common schema")
         for step in steps:

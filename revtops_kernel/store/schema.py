@@ -938,6 +938,122 @@ class OrganizationRiskSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(comment="When they were set (UTC).")
 
 
+class DealRiskFacts(Base):
+    """What the deal-risk rules (``deal_risks``) read, rolled up by the sync after identity
+    resolution (``store.risk_facts``, which lists the kinds of rows): derived, never edited,
+    equal to a rebuild from the live activities, participants, deals and their histories.
+    Per deal and day (UTC): emails, calls and Slack messages out and in (``touch``), the
+    customer contacts engaged (``contact``); per deal and per account the latest meeting
+    (``meeting``); per won deal and stage its days there and rank (``won_stage``); a deal's
+    close-date pushes (``push``), first close date (``first_close``) and amount when it entered
+    its stage (``entry_amount``)."""
+
+    __tablename__ = "deal_risk_facts"
+    __table_args__ = (
+        # A window of days, every deal: ghosted's touches, single_threaded's contacts.
+        Index(
+            "ix_deal_risk_facts_kind_day",
+            "organization_id",
+            "kind",
+            "day",
+            postgresql_include=[
+                "deal_id",
+                "contact_id",
+                "emails_out",
+                "calls_out",
+                "messages_out",
+                "replies",
+                "first_out",
+            ],
+        ).ddl_if(dialect="postgresql"),
+        # A deal's rows by kind and day (its last reply, meeting, pushes, amounts).
+        Index(
+            "ix_deal_risk_facts_deal_kind",
+            "organization_id",
+            "deal_id",
+            "kind",
+            "day",
+            postgresql_include=[
+                "last_reply",
+                "last_meeting",
+                "changed_at",
+                "close_date",
+                "amount",
+            ],
+        ).ddl_if(dialect="postgresql"),
+        # An account's latest meeting; a stage's won deals by rank.
+        Index(
+            "ix_deal_risk_facts_account",
+            "organization_id",
+            "account_id",
+            postgresql_include=["last_meeting"],
+            postgresql_where=text("account_id IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_deal_risk_facts_stage_position",
+            "organization_id",
+            "stage_id",
+            "position",
+            postgresql_include=["days"],
+            postgresql_where=text("stage_id IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
+        _pg_index("organization_id", "fingerprint"),
+        {"info": {"readable": True}},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
+    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
+    kind: Mapped[str] = mapped_column(
+        String(16),
+        comment="touch, contact, meeting, won_stage, push, first_close or entry_amount.",
+    )
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="The deal (deals.id); NULL on an account's meeting row."
+    )
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="The account (accounts.id) of an account's meeting row; NULL otherwise."
+    )
+    stage_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="won_stage: the stage (deal_stages.id)."
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="contact: the customer contact engaged that day (contacts.id)."
+    )
+    day: Mapped[date | None] = mapped_column(comment="touch, contact, push: the day (UTC).")
+    position: Mapped[int | None] = mapped_column(
+        Integer, comment="won_stage: 0-based rank of the deal's days among the stage's won deals."
+    )
+    days: Mapped[int | None] = mapped_column(
+        Integer, comment="won_stage: whole days the won deal spent in the stage."
+    )
+    emails_out: Mapped[int | None] = mapped_column(Integer, comment="touch: outbound emails.")
+    calls_out: Mapped[int | None] = mapped_column(Integer, comment="touch: outbound calls.")
+    messages_out: Mapped[int | None] = mapped_column(
+        Integer, comment="touch: Slack messages by an internal author."
+    )
+    replies: Mapped[int | None] = mapped_column(
+        Integer,
+        comment="touch: inbound emails and calls, Slack messages by an external author.",
+    )
+    first_out: Mapped[datetime | None] = mapped_column(comment="touch: the first outbound.")
+    last_reply: Mapped[datetime | None] = mapped_column(comment="touch: the last inbound.")
+    last_meeting: Mapped[datetime | None] = mapped_column(
+        comment="meeting: the latest meeting's start (UTC), scheduled ones included."
+    )
+    changed_at: Mapped[datetime | None] = mapped_column(
+        comment="push: when the close date moved later; first_close: when it was first set."
+    )
+    close_date: Mapped[date | None] = mapped_column(comment="first_close: the first close date.")
+    amount: Mapped[Decimal | None] = mapped_column(
+        comment="entry_amount: the amount when the deal entered its current stage."
+    )
+    fingerprint: Mapped[str] = mapped_column(
+        comment="Bookkeeping: md5 of the row's values; a refresh writes only rows whose "
+        "fingerprint changed.",
+        info={"bookkeeping": True},
+    )
+
+
 # --- the assistant ----------------------------------------------------------------------------
 
 

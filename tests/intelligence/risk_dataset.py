@@ -17,6 +17,7 @@ from typing import Any
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.store import Database
+from revtops_kernel.store.risk_facts import refresh_risk_facts
 from revtops_kernel.store.upsert import upsert
 
 ORG = "risk-test"
@@ -199,6 +200,7 @@ class Builder:
                     shapes[tuple(sorted(row))].append(row)
                 for batch in shapes.values():
                     upsert(conn, table, batch)
+            refresh_risk_facts(conn, self.org)  # as a sync does after writing
 
 
 def build(db: Database) -> dict[str, uuid.UUID]:
