@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 STYLE = """<style>
 .rt-integrations { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px; }
-.rt-integration { border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 12px; margin: 6px 0;
+.rt-integration { border: 1px solid var(--jp-border-color1, #d0d7de); border-radius: 8px;
+  padding: 8px 12px; margin: 6px 0;
   align-items: center; }
 .rt-integration .rt-name { font-weight: 600; min-width: 140px; }
 .rt-state { border-radius: 10px; padding: 0 8px; font-size: 11px; font-weight: 600; }
@@ -34,7 +35,7 @@ STYLE = """<style>
 .rt-state-available { background: #eaeef2; color: #57606a; }
 .rt-state-error, .rt-state-failed { background: #ffebe9; color: #82071e; }
 .rt-state-syncing { background: #fff8c5; color: #7d4e00; }
-.rt-last { color: #57606a; font-size: 12px; }
+.rt-last { color: var(--jp-ui-font-color2, #57606a); font-size: 12px; }
 </style>"""
 
 

@@ -61,20 +61,22 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "
 
 STYLE = """<style>
 .rt-risk { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px;
-  color: #1f2328; }
-.rt-risk .rt-risk-count { color: #57606a; padding: 4px 8px; }
+  color: var(--jp-ui-font-color1, #1f2328); }
+.rt-risk .rt-risk-count { color: var(--jp-ui-font-color2, #57606a); padding: 4px 8px; }
 .rt-risk table.rt-risk-table { border-collapse: collapse; width: 100%; table-layout: fixed; }
-.rt-risk-table th { background: #f6f8fa; text-align: left; font-weight: 600; padding: 6px 8px;
-  border-bottom: 1px solid #d0d7de; white-space: nowrap; }
-.rt-risk-table td { padding: 6px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;
+.rt-risk-table th { background: var(--jp-layout-color2, #f6f8fa); text-align: left;
+  font-weight: 600; padding: 6px 8px;
+  border-bottom: 1px solid var(--jp-border-color1, #d0d7de); white-space: nowrap; }
+.rt-risk-table td { padding: 6px 8px; border-bottom: 1px solid var(--jp-border-color2, #eaeef2);
+  vertical-align: top;
   overflow-wrap: break-word; line-height: 1.4; }
-.rt-risk-table tr:hover td { background: #f6f8fa; }
+.rt-risk-table tr:hover td { background: var(--jp-layout-color2, #f6f8fa); }
 .rt-risk-table .rt-num { text-align: right; font-variant-numeric: tabular-nums;
   white-space: nowrap; }
-.rt-risk .rt-sub { color: #57606a; font-size: 12px; }
+.rt-risk .rt-sub { color: var(--jp-ui-font-color2, #57606a); font-size: 12px; }
 .rt-risk .rt-deal-name { font-weight: 600; }
 .rt-risk .rt-late { color: #cf222e; white-space: nowrap; }
-.rt-risk .rt-pick-label { color: #57606a; margin: 10px 0 2px; }
+.rt-risk .rt-pick-label { color: var(--jp-ui-font-color2, #57606a); margin: 10px 0 2px; }
 .rt-score { display: inline-block; min-width: 30px; text-align: center; border-radius: 10px;
   padding: 1px 6px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .rt-score-high { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
@@ -89,30 +91,34 @@ STYLE = """<style>
 .rt-chip-ghosted, .rt-chip-stalled { background: #ffebe9; color: #a40e26; border-color: #ff8182; }
 .rt-chip-close_date_pushed, .rt-chip-amount_dropped { background: #fff1e5; color: #9a3412;
   border-color: #fdba74; }
-.rt-risk .rt-empty { border: 1px dashed #d0d7de; border-radius: 6px; padding: 16px;
-  color: #57606a; text-align: center; margin: 8px 0; }
+.rt-risk .rt-empty { border: 1px dashed var(--jp-border-color1, #d0d7de); border-radius: 6px;
+  padding: 16px;
+  color: var(--jp-ui-font-color2, #57606a); text-align: center; margin: 8px 0; }
 .rt-deal-card h3 { margin: 4px 0; font-size: 16px; }
-.rt-deal-card .rt-facts { color: #57606a; margin-bottom: 6px; }
+.rt-deal-card .rt-facts { color: var(--jp-ui-font-color2, #57606a); margin-bottom: 6px; }
 .rt-deal-card a.rt-download { display: inline-block; margin: 6px 0; padding: 4px 12px;
   border-radius: 6px; background: #1f883d; color: #fff; text-decoration: none;
   font-weight: 600; }
-.rt-timeline { max-height: 420px; overflow-y: auto; border: 1px solid #eaeef2;
+.rt-timeline { max-height: 420px; overflow-y: auto;
+  border: 1px solid var(--jp-border-color2, #eaeef2);
   border-radius: 6px; }
 .rt-timeline table { border-collapse: collapse; width: 100%; }
-.rt-timeline td { padding: 4px 8px; border-bottom: 1px solid #eaeef2; vertical-align: top;
+.rt-timeline td { padding: 4px 8px; border-bottom: 1px solid var(--jp-border-color2, #eaeef2);
+  vertical-align: top;
   line-height: 1.4; }
 .rt-timeline td.rt-when { white-space: nowrap; color: #57606a;
   font-variant-numeric: tabular-nums; width: 1%; }
 .rt-timeline td.rt-kind-cell { width: 1%; }
 .rt-kind { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 11px;
-  background: #eaeef2; color: #1f2328; white-space: nowrap; }
+  background: #eaeef2; color: var(--jp-ui-font-color1, #1f2328); white-space: nowrap; }
 .rt-people-sides { display: flex; gap: 32px; flex-wrap: wrap; }
 .rt-people-sides > div { flex: 1 1 280px; }
 .rt-people { margin: 4px 0; padding-left: 18px; }
 .rt-deal-view { margin-top: 12px; }
 .rt-deal-view h4 { margin: 12px 0 4px; }
 .rt-deal-view .rt-deal-card, .rt-deal-view .rt-people-sides { line-height: 1.45; }
-.rt-deal-view .rt-deal-card { border-top: 2px solid #d0d7de; padding-top: 8px; }
+.rt-deal-view .rt-deal-card { border-top: 2px solid var(--jp-border-color1, #d0d7de);
+  padding-top: 8px; }
 </style>"""
 
 

@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # imported when the tab first opens: the first screen is the 
 HEADER_STYLE = """<style>
 .rt-header { display: flex; justify-content: space-between; align-items: center;
   font-family: var(--jp-ui-font-family, system-ui, sans-serif); padding: 6px 4px 10px;
-  border-bottom: 1px solid #d0d7de; margin-bottom: 8px; }
+  border-bottom: 1px solid var(--jp-border-color1, #d0d7de); margin-bottom: 8px;
+  color: var(--jp-ui-font-color1, #1f2328); }
 .rt-header .rt-brand { font-size: 18px; font-weight: 700; }
-.rt-header .rt-who { color: #57606a; font-size: 13px; }
-.rt-header .rt-org { font-weight: 600; color: #1f2328; }
+.rt-header .rt-who { color: var(--jp-ui-font-color2, #57606a); font-size: 13px; }
+.rt-header .rt-org { font-weight: 600; color: var(--jp-ui-font-color1, #1f2328); }
+.rt-header a { color: var(--jp-content-link-color, #0969da); }
 </style>"""
 
 TABS = ("Chat", "At risk", "Integrations", "Artifacts", "Usage")
