@@ -1,6 +1,7 @@
 """The app's first screen, drawn by the page template before any script loads (the shell): its
 question box takes typing at once, a question sent from it is kept and goes out when the chat
-widget takes over, and what was being typed (with the caret and the focus) survives the swap.
+widget takes over, and what was being typed (with the caret and the focus) survives the swap;
+a page whose notebook failed shows its error instead of the shell.
 
 Voila's front end (voila.js) is held back by the test until the typing is done, so the box is
 used before the widget can exist, whatever the machine's speed. Screenshots: /tmp/chat_shell_*.png.
@@ -8,15 +9,22 @@ used before the widget can exist, whatever the machine's speed. Screenshots: /tm
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
+import nbformat
 import pytest
 
 from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
+from tests.ui.notebook_env import prepare_store
 
-from .app_server import RunningApp
+from .app_server import RunningApp, free_port
 from .pages import TIMEOUT_MS
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -96,3 +104,50 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
         raise
     finally:
         context.close()
+
+
+def test_the_shell_steps_aside_for_a_failed_notebook(tmp_path: Path, browser: Any) -> None:
+    """A page whose notebook failed shows Voila's error, not a question box that never works."""
+    from playwright.sync_api import expect
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("raise RuntimeError('broken app')")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / "broken.ipynb")
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REVTOPS_", "SUPABASE_"))},
+        "REVTOPS_DATABASE_URL": prepare_store(tmp_path),
+        "REVTOPS_ORG": "acme",
+        "REVTOPS_HOME": str(tmp_path / "home"),
+        "JUPYTER_TOKEN": "broken",
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    command = [
+        sys.executable, "-c", "from revtops_server.voila_app import main; main()",
+        f"--port={port}", "--no-browser", "--VoilaConfiguration.default_pool_size=0",
+        str(tmp_path / "broken.ipynb"),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "voila.log").open("wb") as log:
+        server = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    page = browser.new_page()
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "no app"
+            time.sleep(0.3)
+        page.goto(f"{url}/?token=broken", wait_until="commit")
+        expect(page.locator("#rt-shell textarea")).to_be_visible()
+        # gone when Voila finished (the 60 s grace is for a widget that never comes)
+        expect(page.locator("#rt-shell")).to_have_count(0, timeout=45_000)
+        expect(page.get_by_text("There was an error when executing cell")).to_be_visible()
+    finally:
+        page.close()
+        server.terminate()
+        server.wait(20)
