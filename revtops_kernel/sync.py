@@ -186,7 +186,11 @@ def run_sync(
     org = org or settings.org
     started = time.monotonic()
     try:
-        with exclusive_sync(db, org, provider, wait_seconds=settings.sync_lock_wait):
+        # One DuckDB connection for the run's units of work (store.database.writer_held).
+        with (
+            exclusive_sync(db, org, provider, wait_seconds=settings.sync_lock_wait),
+            db.writer_held(),
+        ):
             return _run_sync(
                 db,
                 settings,
