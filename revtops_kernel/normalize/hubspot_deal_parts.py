@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from revtops_kernel.ids import record_id
 from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Row, StageInfo
 from revtops_kernel.normalize.hubspot_envelope import associated
 from revtops_kernel.normalize.values import is_object, link, parse_date, parse_money, parse_time
@@ -107,25 +108,43 @@ def field_versions(
     return versions
 
 
+def _epoch_ms(moment: datetime) -> int:
+    """``to_epoch_ms``; an aware time (what parse_time gives) skips its conversion to UTC,
+    which leaves the instant, and so the number, as it is."""
+    if moment.tzinfo is UTC:
+        return int(moment.timestamp() * 1000)
+    return to_epoch_ms(moment)
+
+
+# The part rows are built as dict literals (not ctx.base_row + update): a deal brings ~8 of
+# them, and the two calls and the keyword dict were a fifth of a deal's normalizing.
+
+
 def field_history_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
     rows = []
+    org, system = ctx.organization_id, ctx.source_system
+    deal_source, deal_id, deleted_at = deal["source_id"], deal["id"], deal["deleted_at"]
     for name, field in FIELD_PROPERTIES.items():
+        is_amount = field == "amount"
         for changed_at, value in field_versions(record, name):
-            row = ctx.base_row(
-                "deal_field_history", f"{deal['source_id']}:{name}:{to_epoch_ms(changed_at)}"
+            source_id = f"{deal_source}:{name}:{_epoch_ms(changed_at)}"
+            rows.append(
+                {
+                    "id": record_id(org, system, "deal_field_history", source_id),
+                    "organization_id": org,
+                    "source_system": system,
+                    "source_id": source_id,
+                    "deal_id": deal_id,
+                    "field": field,
+                    "amount": value if is_amount else None,
+                    "close_date": None if is_amount else value,
+                    "changed_at": changed_at,
+                    "created_at": changed_at,
+                    "updated_at": changed_at,  # a past value never changes
+                    "deleted_at": deleted_at,
+                    "raw": None,
+                }
             )
-            row.update(
-                deal_id=deal["id"],
-                field=field,
-                amount=value if field == "amount" else None,
-                close_date=value if field == "close_date" else None,
-                changed_at=changed_at,
-                created_at=changed_at,
-                updated_at=changed_at,  # a past value never changes
-                deleted_at=deal["deleted_at"],
-                raw=None,
-            )
-            rows.append(row)
     return rows
 
 
@@ -137,43 +156,58 @@ def history_rows(
     ctx: NormalizeContext,
 ) -> list[Row]:
     rows = []
+    org, system = ctx.organization_id, ctx.source_system
+    deal_source, deal_id, deleted_at = deal["source_id"], deal["id"], deal["deleted_at"]
     for entered_at, stage in versions:
         stage_id, info = find(stage)
-        row = ctx.base_row(
-            "deal_stage_history", f"{deal['source_id']}:{stage}:{to_epoch_ms(entered_at)}"
+        source_id = f"{deal_source}:{stage}:{_epoch_ms(entered_at)}"
+        rows.append(
+            {
+                "id": record_id(org, system, "deal_stage_history", source_id),
+                "organization_id": org,
+                "source_system": system,
+                "source_id": source_id,
+                "deal_id": deal_id,
+                "pipeline_id": (
+                    info.pipeline_id if info is not None else link(ctx, "pipelines", pipeline)
+                ),
+                "stage_id": stage_id,
+                "stage_name": info.label if info is not None else stage,
+                "entered_at": entered_at,
+                "amount": None,
+                "probability": None if info is None else info.probability,
+                "forecast_category": None if info is None else info.forecast_category,
+                "close_date": None,
+                "created_at": entered_at,
+                "updated_at": entered_at,  # a past stage change never changes
+                "deleted_at": deleted_at,
+                "raw": None,
+            }
         )
-        row.update(
-            deal_id=deal["id"],
-            pipeline_id=info.pipeline_id if info is not None else link(ctx, "pipelines", pipeline),
-            stage_id=stage_id,
-            stage_name=info.label if info is not None else stage,
-            entered_at=entered_at,
-            amount=None,
-            probability=None if info is None else info.probability,
-            forecast_category=None if info is None else info.forecast_category,
-            close_date=None,
-            created_at=entered_at,
-            updated_at=entered_at,  # a past stage change never changes
-            deleted_at=deal["deleted_at"],
-            raw=None,
-        )
-        rows.append(row)
     return rows
 
 
 def contact_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
     rows = []
+    org, system = ctx.organization_id, ctx.source_system
+    deal_source, deal_id = deal["source_id"], deal["id"]
+    created_at, updated_at, deleted_at = deal["created_at"], deal["updated_at"], deal["deleted_at"]
     for contact in associated(record, "contacts"):
-        row = ctx.base_row("deal_contacts", f"{deal['source_id']}:{contact}")
-        row.update(
-            deal_id=deal["id"],
-            contact_id=link(ctx, "contacts", contact),
-            role=None,
-            is_primary=None,
-            created_at=deal["created_at"],
-            updated_at=deal["updated_at"],
-            deleted_at=deal["deleted_at"],
-            raw=None,
+        source_id = f"{deal_source}:{contact}"
+        rows.append(
+            {
+                "id": record_id(org, system, "deal_contacts", source_id),
+                "organization_id": org,
+                "source_system": system,
+                "source_id": source_id,
+                "deal_id": deal_id,
+                "contact_id": link(ctx, "contacts", contact),
+                "role": None,
+                "is_primary": None,
+                "created_at": created_at,
+                "updated_at": updated_at,
+                "deleted_at": deleted_at,
+                "raw": None,
+            }
         )
-        rows.append(row)
     return rows

@@ -22,6 +22,8 @@ import operator
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -173,22 +175,40 @@ def _typed(values: list[Any], arrow_type: pa.DataType) -> pa.Array | list[Any]:
     """``values`` as an array of the column's Arrow type when they convert as they are (the
     normalizers' rows: no type inference, and prepare_batch's cast is then a no-op), else the
     list itself, which Arrow infers and prepare_batch casts as before, with the same errors."""
+    if arrow_type == _UTC_MICROS:
+        try:
+            return _utc_micros(values)
+        except (TypeError, pa.ArrowInvalid, OverflowError):
+            pass  # None, a naive or a non-datetime value: Arrow's own conversion below
     try:
         return pa.array(values, type=arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return values
 
 
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_micros(values: list[Any]) -> pa.Array:
+    """Aware datetimes as UTC microseconds, the same values as ``pa.array(values,
+    type=timestamp[us, UTC])``, a third of its time: Arrow asks each value's tzinfo for its
+    offset through Python, while ``value - epoch`` (in C) gives a timedelta Arrow reads
+    directly. Raises TypeError for None, naive datetimes and anything else."""
+    since = pa.array(list(map(operator.sub, values, repeat(_EPOCH))), pa.duration("us"))
+    return since.cast(pa.int64()).cast(_UTC_MICROS)
+
+
 def _uuid_texts(values: list[Any]) -> list[str | None]:
-    """Ids as text: record_id's ids carry theirs (ids.RecordId), read in C when every value is
-    one; otherwise one by one."""
+    """Ids as text: record_id's ids carry their hex digest (ids.RecordId; both backends read 32
+    hex digits as the UUID), read in C when every value is one; otherwise one by one."""
     try:
         return list(map(_ID_TEXT, values))
     except AttributeError:  # a None, a plain uuid.UUID, or text
         return [None if v is None else str(v) for v in values]
 
 
-_ID_TEXT = operator.attrgetter("_text")
+_ID_TEXT = operator.attrgetter("_hex")
 
 
 def _columns_of(records: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
