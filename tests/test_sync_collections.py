@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from revtops_kernel.sync import SYNC_GC_THRESHOLD, _CollectionPause
+from revtops_kernel.sync import SYNC_GC_MIDDLE_THRESHOLD, SYNC_GC_THRESHOLD, _CollectionPause
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_the_threshold_is_raised_while_streams_are_read_and_restored(
 ) -> None:
     pause = _CollectionPause()
     with pause():
-        assert gc.get_threshold() == (SYNC_GC_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (SYNC_GC_THRESHOLD, SYNC_GC_MIDDLE_THRESHOLD, 10)
     assert gc.get_threshold() == thresholds
     with pytest.raises(RuntimeError), pause():
         raise RuntimeError("a stream failed")
