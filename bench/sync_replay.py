@@ -1,0 +1,188 @@
+"""The HubSpot sync's client CPU offline: captured sandbox pages replayed into ``run_sync``.
+
+    python bench/sync_replay.py capture --scale 1 --out /tmp/hubspot-s1.pickle
+    python bench/sync_replay.py run --pages /tmp/hubspot-s1.pickle --backend duckdb [--runs 3]
+                                    [--profile out.prof] [--keep-store PATH]
+
+``capture`` serves a ``SandboxServer(scale, seed)`` and runs bench/sync.py's sync (companies,
+contacts, deals, pipelines; no rate budget) once, keeping every response (status, headers,
+body) by method and URL. ``run`` replays them through ``httpx.MockTransport`` into ``run_sync``
+in a fresh store: no sandbox and no network, so the CPU time measured is the client's alone
+(JSON decoding, httpx's own work per call, normalizing, Arrow, the store's statements) and does
+not move with another process's load as much as bench/sync.py's does. Each run is in its own
+child process (fresh interpreter, fresh store); it prints the run's CPU seconds and records
+per CPU-second. ``--keep-store`` keeps the DuckDB file (or, for PostgreSQL, the database named
+by ``--postgres-url`` must be empty and is kept) for comparing stored rows before and after a
+change (``compare``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import cpu_seconds, peak_rss_mib, progress
+from pydantic import SecretStr
+
+ORG = "bench"
+STREAMS = ("companies", "contacts", "deals")
+
+
+def capture(args: argparse.Namespace) -> None:
+    from revtops_kernel.connectors.credentials import StaticToken
+    from revtops_kernel.connectors.http import make_http_client
+    from revtops_kernel.connectors.hubspot import HubSpotClient, HubSpotConnector
+    from revtops_kernel.settings import Settings
+    from revtops_kernel.store import Database, upgrade
+    from revtops_kernel.sync import run_sync
+    from revtops_sandbox import SandboxServer
+
+    pages: dict[tuple[str, str], tuple[int, list[tuple[str, str]], bytes]] = {}
+
+    def keep(response: httpx.Response) -> None:
+        response.read()
+        request = response.request
+        pages[(request.method, str(request.url))] = (
+            response.status_code,
+            list(response.headers.multi_items()),
+            response.content,
+        )
+
+    with SandboxServer(scale=args.scale, seed=args.seed) as sb:
+        tokens = StaticToken("hubspot", SecretStr(sb.token))
+        http = make_http_client()
+        http.event_hooks = {"request": [], "response": [keep]}
+        client = HubSpotClient("hubspot", sb.hubspot_base_url, tokens, http, budgets={})
+        connector = HubSpotConnector(client)
+        db = Database(f"duckdb:///{args.out}.tmp.duckdb")
+        upgrade(db)
+        result = run_sync(
+            db,
+            Settings(_env_file=None),
+            "hubspot",
+            org=ORG,  # type: ignore[call-arg]
+            connector=connector,
+            streams=STREAMS,
+        )
+        db.dispose()
+        for suffix in ("", ".wal"):
+            Path(f"{args.out}.tmp.duckdb{suffix}").unlink(missing_ok=True)
+        http.close()
+    records = sum(result.streams[s].fetched for s in STREAMS)
+    Path(args.out).write_bytes(
+        pickle.dumps({"base_url": sb.hubspot_base_url, "token": sb.token, "pages": pages})
+    )
+    progress(f"captured {len(pages)} responses, {records:,} records -> {args.out}")
+
+
+def run_child(args: argparse.Namespace) -> dict[str, Any]:
+    from revtops_kernel.connectors.credentials import StaticToken
+    from revtops_kernel.connectors.http import make_http_client
+    from revtops_kernel.connectors.hubspot import HubSpotClient, HubSpotConnector
+    from revtops_kernel.settings import Settings
+    from revtops_kernel.store import Database, upgrade
+    from revtops_kernel.sync import run_sync
+
+    captured = pickle.loads(Path(args.pages).read_bytes())
+    pages = captured["pages"]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        status, headers, body = pages[(request.method, str(request.url))]
+        return httpx.Response(status, headers=headers, content=body)
+
+    http = make_http_client(transport=httpx.MockTransport(respond))
+    tokens = StaticToken("hubspot", SecretStr(captured["token"]))
+    client = HubSpotClient("hubspot", captured["base_url"], tokens, http, budgets={})
+    connector = HubSpotConnector(client)
+    if args.backend == "duckdb":
+        path = args.keep_store or f"/tmp/revtops_replay_{os.getpid()}.duckdb"
+        url = f"duckdb:///{path}"
+    else:
+        url = args.postgres_url
+    db = Database(url)
+    upgrade(db)
+    profiler = cProfile.Profile() if args.profile else None
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    result = run_sync(
+        db,
+        Settings(_env_file=None),
+        "hubspot",
+        org=ORG,  # type: ignore[call-arg]
+        connector=connector,
+        streams=STREAMS,
+    )
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+    db.dispose()
+    if args.backend == "duckdb" and not args.keep_store:
+        for suffix in ("", ".wal"):
+            Path(path + suffix).unlink(missing_ok=True)
+    records = sum(result.streams[s].fetched for s in STREAMS)
+    return {
+        "status": str(result.status),
+        "records": records,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "records_per_cpu_s": records / cpu,
+        "peak_rss_mib": peak_rss_mib(),
+        "api_calls": connector.stats.api_calls,
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    for index in range(args.runs):
+        command = [sys.executable, __file__, "child", "--pages", args.pages]
+        command += ["--backend", args.backend, "--postgres-url", args.postgres_url or ""]
+        if args.profile:
+            command += ["--profile", args.profile]
+        if args.keep_store:
+            command += ["--keep-store", args.keep_store]
+        out = subprocess.run(command, check=True, capture_output=True, text=True)
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        load = os.getloadavg()[0]
+        print(
+            f"{args.label} {args.backend} run {index + 1}: {figures['records']:,} records, "
+            f"CPU {figures['cpu_seconds']:.2f} s, {figures['records_per_cpu_s']:,.0f} rec/CPU-s, "
+            f"wall {figures['wall_seconds']:.2f} s, RSS {figures['peak_rss_mib']:.0f} MiB, "
+            f"{figures['api_calls']} calls, {figures['status']}, load {load:.1f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("capture", "run", "child"))
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="/tmp/hubspot-pages.pickle")
+    parser.add_argument("--pages", default="/tmp/hubspot-pages.pickle")
+    parser.add_argument("--backend", choices=("duckdb", "postgresql"), default="duckdb")
+    parser.add_argument("--postgres-url", default="")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--profile")
+    parser.add_argument("--keep-store")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    if args.mode == "capture":
+        capture(args)
+    elif args.mode == "run":
+        run(args)
+    else:
+        print(json.dumps(run_child(args)))
+
+
+if __name__ == "__main__":
+    main()
