@@ -95,6 +95,9 @@ class ProviderFigures:
     analyzed: dict[str, int] = field(default_factory=dict)
     steps_cpu_s: dict[str, float] = field(default_factory=dict)  # --profile: CPU per step
     server_cpu_s: float = 0.0  # PostgreSQL: CPU of the sync's server backends (pooled ones)
+    # Of resolution_s: the time batches spent resolving their own rows before writing them
+    # (PostgreSQL, resolve.resolve_batch); the rest is the resolution after the sync.
+    batch_resolution_s: float = 0.0
 
     @property
     def records_per_s(self) -> float:
@@ -203,7 +206,8 @@ def child_main(
                 fetched=result.counts.fetched,
                 written=result.counts.upserted,
                 api_calls=result.counts.api_calls,
-                resolution_s=result.resolution_seconds,
+                resolution_s=result.resolution_seconds + result.batch_resolution_seconds,
+                batch_resolution_s=result.batch_resolution_seconds,
                 statistics_s=result.statistics_seconds,
                 participants_examined=report.participants_examined if report else 0,
                 activities_examined=report.activities_examined if report else 0,
@@ -546,9 +550,15 @@ def print_sync(title: str, s: SyncFigures) -> None:
         print(f"  {p.provider:<16} {p.wall_s:8.1f} {p.cpu_s:7.1f} {p.fetched:9,} "
               f"{p.records_per_s:7,.0f} {p.api_calls:6,} {p.pipeline_s:8.1f} "
               f"{p.resolution_s:8.2f} {p.resolution_share:6.1%} {p.statistics_s:7.2f}  "
-              f"{p.participants_examined:>21,}  {p.status} "
+              f"{p.participants_examined:>21,}  {p.status}{_in_batches(p)} "
               f"(resolution goal <= {RESOLUTION_SHARE_GOAL:.0%}: "
               f"{verdict(p.resolution_share <= RESOLUTION_SHARE_GOAL)})", flush=True)  # fmt: skip
+
+
+def _in_batches(p: ProviderFigures) -> str:
+    if not p.batch_resolution_s:
+        return ""
+    return f" (resolution {p.batch_resolution_s:.2f} s of it in the batches)"
 
 
 def print_queries(queries: list[QueryFigures]) -> None:

@@ -656,6 +656,7 @@ def resolve_batch(
     org: str,
     rows: dict[str, list[dict[str, Any]]],
     normalized: dict[int, Any] | None = None,
+    lookups: BatchLookups | None = None,
 ) -> BatchResolution:
     """Resolve the Slack and Calendar participants and activities of a sync batch in place,
     before they are upserted in ``conn``'s transaction (module notes above); each such row gets
@@ -663,6 +664,10 @@ def resolve_batch(
 
     ``normalized`` keeps the normalizer's ``is_internal`` of each participant (by ``id(row)``)
     across calls on the same rows, as a batch retried on a fresh connection is resolved again.
+    ``lookups`` keeps what earlier batches of the same sync read of the store, valid while the
+    sync holds the resolution lock shared for all its batches (``store.locks.
+    resolution_shared``); without it, or once that lock is lost, this batch takes the lock in
+    its own transaction and reads afresh.
     """
     participants = rows.get("activity_participants") or []
     activities = rows.get("activities") or []
@@ -672,8 +677,11 @@ def resolve_batch(
         return BatchResolution()  # CRM rows in the same batch: left to the resolution
     if not all(r.get("source_system") in ACTIVITY_PROVIDERS for r in (*participants, *activities)):
         return BatchResolution()
-    share_resolution(conn, org)
-    lookup = _BatchLookup(conn, org)
+    if lookups is None or not lookups.bind(conn):
+        share_resolution(conn, org)
+        lookups = BatchLookups(org)
+        lookups.bind(conn)
+    lookup = lookups
     by_key = lookup.first_rows(participants)
     own = lookup.own_domains
     matched: dict[Any, tuple[Any, Any, Any, bool]] = {}  # per email: the rule's outcome
@@ -800,18 +808,59 @@ class _FirstRows:
     accounts: dict[str, Any]  # lower(domain) -> id
 
 
-class _BatchLookup:
-    """The store rows a batch's resolution reads, a few statements per batch."""
+class BatchLookups:
+    """The store rows batches' resolutions read: contacts and owners by email, accounts by
+    domain, deals by account, own domains. Kept across one sync's batches (each reads only the
+    keys it has not seen) while the sync holds the resolution lock shared for all of them: a CRM
+    row committed meanwhile stays marked, and the resolution that clears its mark runs after the
+    last batch and finds the participants it affects."""
 
-    def __init__(self, conn: Connection, org: str) -> None:
-        self.conn = conn
+    def __init__(self, org: str, lock_pid: int | None = None) -> None:
         self.org = org
+        self.lock_pid = lock_pid  # the backend holding the sync's shared resolution lock
+        self.conn: Connection | None = None
+        self.postgresql = True
+        self.own: set[str] | None = None
+        self.first = _FirstRows({}, {}, {})
+        self.emails_read: set[str] = set()
+        self.domains_read: set[str] = set()
+        self.deals: dict[str, list[DealFacts]] = {}
+        self.accounts_read: set[str] = set()
+
+    def bind(self, conn: Connection) -> bool:
+        """Use ``conn`` for this batch; False when the sync's shared lock is gone (its backend
+        ended: a dropped connection), so what was kept may be stale."""
+        self.conn = conn
         self.postgresql = conn.dialect.name == "postgresql"
-        owners = conn.execute(
-            text("SELECT DISTINCT lower(email) FROM owners WHERE organization_id = :org"),
-            {"org": org},
-        ).scalars()
-        self.own_domains = own_domains(owners)
+        if self.lock_pid is None:
+            return True
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = :pid"
+            ),
+            {"pid": self.lock_pid},
+        ).scalar_one()
+        if not held:
+            log.warning("the sync's shared resolution lock is gone; batches read afresh")
+            self.lock_pid = None
+            return False
+        return True
+
+    @property
+    def own_domains(self) -> set[str]:
+        if self.own is None:
+            owners = self._conn.execute(
+                text("SELECT DISTINCT lower(email) FROM owners WHERE organization_id = :org"),
+                {"org": self.org},
+            ).scalars()
+            self.own = own_domains(owners)
+        return self.own
+
+    @property
+    def _conn(self) -> Connection:
+        assert self.conn is not None, "bind a connection first"
+        return self.conn
 
     def _in(self, column: str, param: str, *, uuids: bool = False) -> str:
         if self.postgresql:
@@ -822,29 +871,31 @@ class _BatchLookup:
     def first_rows(self, participants: list[dict[str, Any]]) -> _FirstRows:
         keys = sorted(
             {e.lower() for p in participants if isinstance(e := p.get("email"), str) and e}
+            - self.emails_read
         )
-        domains = sorted({k.split("@")[1] for k in keys if "@" in k} - {""})
-        first = _FirstRows({}, {}, {})
-        if not keys:
-            return first
-        for table, target in (("contacts", first.contacts), ("owners", first.owners)):
-            account = "account_id" if table == "contacts" else "NULL"
-            ranked = self.conn.execute(
-                text(
-                    f"SELECT lower(email), id, {account}, {_PRECEDENCE} FROM {table} "
-                    "WHERE organization_id = :org AND deleted_at IS NULL "
-                    f"AND {self._in('lower(email)', 'keys')}"
-                ),
-                {"org": self.org, "keys": keys},
-            )
-            best: dict[str, tuple[Any, ...]] = {}
-            for key, row_id, account_id, precedence in ranked:
-                rank = (precedence, _uuid(row_id))
-                if key and (key not in best or rank < best[key][0]):
-                    best[key] = (rank, row_id, account_id)
-            target.update({k: (v[1], v[2]) for k, v in best.items()})
+        domains = sorted({k.split("@")[1] for k in keys if "@" in k} - {""} - self.domains_read)
+        first = self.first
+        self.emails_read.update(keys)
+        self.domains_read.update(domains)
+        if keys:
+            for table, target in (("contacts", first.contacts), ("owners", first.owners)):
+                account = "account_id" if table == "contacts" else "NULL"
+                ranked = self._conn.execute(
+                    text(
+                        f"SELECT lower(email), id, {account}, {_PRECEDENCE} FROM {table} "
+                        "WHERE organization_id = :org AND deleted_at IS NULL "
+                        f"AND {self._in('lower(email)', 'keys')}"
+                    ),
+                    {"org": self.org, "keys": keys},
+                )
+                best: dict[str, tuple[Any, ...]] = {}
+                for key, row_id, account_id, precedence in ranked:
+                    rank = (precedence, _uuid(row_id))
+                    if key and (key not in best or rank < best[key][0]):
+                        best[key] = (rank, row_id, account_id)
+                target.update({k: (v[1], v[2]) for k, v in best.items()})
         if domains:
-            ranked = self.conn.execute(
+            ranked = self._conn.execute(
                 text(
                     f"SELECT lower(domain), id, {_PRECEDENCE} FROM accounts "
                     "WHERE organization_id = :org AND deleted_at IS NULL "
@@ -868,7 +919,7 @@ class _BatchLookup:
         ids = [str(a["id"]) for a in activities]
         if not ids:
             return set()
-        stored = self.conn.execute(
+        stored = self._conn.execute(
             text(
                 "SELECT id, updated_at FROM activities WHERE organization_id = :org "
                 f"AND {self._in('id', 'ids', uuids=True)}"
@@ -884,7 +935,7 @@ class _BatchLookup:
             if updated_at is not None and (theirs is None or _utc(updated_at) > _utc(theirs)):
                 unsettled.add(str(row_id))
         batch_people = {str(p["id"]) for p in participants}
-        others = self.conn.execute(
+        others = self._conn.execute(
             text(
                 "SELECT activity_id, id FROM activity_participants WHERE organization_id = :org "
                 f"AND deleted_at IS NULL AND {self._in('activity_id', 'ids', uuids=True)}"
@@ -895,17 +946,18 @@ class _BatchLookup:
         return unsettled
 
     def deals_of(self, accounts: set[str]) -> dict[str, list[DealFacts]]:
-        if not accounts:
-            return {}
-        rows = self.conn.execute(
+        wanted = sorted(accounts - self.accounts_read)
+        self.accounts_read.update(wanted)
+        if not wanted:
+            return self.deals
+        rows = self._conn.execute(
             text(
                 "SELECT account_id, id, created_at, is_closed, close_date FROM deals "
                 "WHERE organization_id = :org AND deleted_at IS NULL "
                 f"AND {self._in('account_id', 'accounts', uuids=True)}"
             ),
-            {"org": self.org, "accounts": sorted(accounts)},
+            {"org": self.org, "accounts": wanted},
         )
-        deals: dict[str, list[DealFacts]] = {}
         for account_id, deal_id, created_at, is_closed, close_date in rows:
             facts = DealFacts(
                 _uuid(deal_id),
@@ -913,8 +965,8 @@ class _BatchLookup:
                 is_closed,
                 close_date,
             )
-            deals.setdefault(str(account_id), []).append(facts)
-        return deals
+            self.deals.setdefault(str(account_id), []).append(facts)
+        return self.deals
 
 
 def _utc(moment: datetime) -> datetime:

@@ -18,6 +18,7 @@ queries after it never plan from none (``store.statistics``).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import operator
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Connection, select
+from sqlalchemy import JSON, Connection, select
 from tqdm import tqdm
 
 from revtops_kernel.connectors.base import Connector, Page
@@ -46,18 +47,19 @@ from revtops_kernel.providers import (
     settings_token,
 )
 from revtops_kernel.registry import ProviderSpec, provider_spec
-from revtops_kernel.resolve import BatchResolution, resolve_batch
+from revtops_kernel.resolve import BatchLookups, BatchResolution, resolve_batch
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
 from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.deal_states import refresh_after_sync
-from revtops_kernel.store.locks import exclusive_sync
+from revtops_kernel.store.locks import exclusive_sync, resolution_shared
 from revtops_kernel.store.retry import RetryPolicy, in_transaction
 from revtops_kernel.store.risk_facts import refresh_after_sync as refresh_risk_facts_after_sync
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.statistics import BATCH_SHARE, REFRESH_SHARE, StatisticsRefresh
+from revtops_kernel.store.upsert import _dump_json as upsert_json_text
 from revtops_kernel.store.upsert import upsert
 from revtops_kernel.timeutil import utcnow
 
@@ -255,7 +257,7 @@ def _run_sync(
         )
         retry = RetryPolicy(settings.store_retry_attempts, settings.store_retry_delay)
         engine = _StreamWriter(db, result, spec, release_quarantine, statistics, retry, cursors)
-        with _fewer_collections():
+        with _fewer_collections(), _batch_lookups(db, engine):
             for stream in _selected(connector.streams(), streams, spec):
                 engine.sync_stream(connector, stream, progress=progress)
         _finish_streams(db, result, spec, connector)
@@ -340,6 +342,22 @@ class _CollectionPause:
 
 
 _fewer_collections = _CollectionPause()
+
+
+@contextmanager
+def _batch_lookups(db: Database, engine: _StreamWriter) -> Iterator[None]:
+    """While the streams are read, batches that resolve their rows keep what they read of the
+    store for the next ones, under the resolution lock held shared (resolve.BatchLookups)."""
+    if not engine.resolves_batches:
+        yield
+        return
+    org = engine.result.organization_id
+    with resolution_shared(db, org) as pid:
+        engine.lookups = BatchLookups(org, pid)
+        try:
+            yield
+        finally:
+            engine.lookups = None
 
 
 def _finish_streams(
@@ -435,6 +453,7 @@ class _StreamWriter:
         # per batch cost more than its set-based resolution (Calendar, scale 1: 7.2 s of
         # batch lookups against a 2.0 s resolution, same load).
         self.resolves_batches = result.provider in ACTIVITY_PROVIDERS and not db.is_duckdb
+        self.lookups: BatchLookups | None = None  # kept across batches (_batch_lookups)
 
     def sync_stream(self, connector: Connector, stream: str, *, progress: bool) -> None:
         provider = self.result.provider
@@ -453,7 +472,9 @@ class _StreamWriter:
                     # The stage map is built from normalized rows, so a malformed stage is
                     # quarantined once, here, and simply missing from the map.
                     stage_rows.extend(normalized.rows.get("deal_stages", []))
-                pending.add(page, normalized, self.spec.id_field)
+                # The stage stream's rows are read again as rows (the stage map): kept as is.
+                keep_json = stream == self.spec.stage_stream
+                pending.add(page, normalized, self.spec.id_field, keep_json=keep_json)
                 if pending.full():
                     self._commit(pending, counts)
                     pending = _Pending(stream)
@@ -486,7 +507,9 @@ class _StreamWriter:
         def write(conn: Connection) -> dict[str, int]:
             if self.resolves_batches:
                 started = time.monotonic()
-                pending.resolution = resolve_batch(conn, org, pending.rows, pending.normalized)
+                pending.resolution = resolve_batch(
+                    conn, org, pending.rows, pending.normalized, self.lookups
+                )
                 self.result.batch_resolution_seconds += time.monotonic() - started
             written_by_table: dict[str, int] = {}
             for table, rows in pending.rows.items():
@@ -546,8 +569,12 @@ class _Pending:
         self.resolution = BatchResolution()  # what resolve_batch settled at the commit
         self.normalized: dict[int, Any] = {}  # for resolve_batch
 
-    def add(self, page: Page, normalized: NormalizedPage, id_field: str) -> None:
+    def add(
+        self, page: Page, normalized: NormalizedPage, id_field: str, *, keep_json: bool = False
+    ) -> None:
         for table, rows in normalized.rows.items():
+            if not keep_json:
+                _json_as_text(table, rows)
             self.rows.setdefault(table, []).extend(rows)
         self.quarantined.extend(
             QuarantineEntry(q.stream, q.source_id, q.reason, q.raw) for q in normalized.quarantined
@@ -564,3 +591,24 @@ class _Pending:
             self.records >= COMMIT_EVERY_RECORDS
             or time.monotonic() - self.started >= COMMIT_EVERY_SECONDS
         )
+
+
+@functools.cache
+def _json_columns(table: str) -> tuple[str, ...]:
+    target = metadata.tables.get(table)
+    if target is None:
+        return ()
+    return tuple(c.name for c in target.columns if isinstance(c.type, JSON))
+
+
+def _json_as_text(table: str, rows: list[dict[str, Any]]) -> None:
+    """The rows' JSON values (the provider's ``raw`` payload) as the JSON text the upsert would
+    write, as soon as a page is normalized: a decoded record is ~5-10 times its text in Python
+    objects (a Calendar event ~10 KiB), and a batch held 25,000 of them until its commit. The
+    upsert takes text as already serialized; this is its own serializer, same text."""
+    columns = _json_columns(table)
+    for row in rows:
+        for column in columns:
+            value = row.get(column)
+            if value is not None and not isinstance(value, str):
+                row[column] = upsert_json_text(value)

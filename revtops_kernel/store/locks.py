@@ -30,6 +30,8 @@ _TRY = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
 _WAIT = text("SELECT pg_advisory_lock(hashtextextended(:key, 0))")
 _RELEASE = text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
 _IN_TRANSACTION = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_SHARED_SESSION = text("SELECT pg_advisory_lock_shared(hashtextextended(:key, 0))")
+_SHARED_RELEASE = text("SELECT pg_advisory_unlock_shared(hashtextextended(:key, 0))")
 _SHARED_IN_TRANSACTION = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:key, 0))")
 _LOCK_NOT_AVAILABLE = "55P03"
 # Who holds the lock: a bigint advisory key shows in pg_locks as its high and low 32 bits.
@@ -125,6 +127,29 @@ def share_resolution(conn: Connection, org: str) -> None:
     batch having read the CRM rows before the ones this resolution looks at were committed)."""
     if conn.dialect.name == "postgresql":
         conn.execute(_SHARED_IN_TRANSACTION, {"key": f"revtops:resolve:{org}"})
+
+
+@contextmanager
+def resolution_shared(db: Database, org: str) -> Iterator[int | None]:
+    """Hold ``org``'s resolution lock shared, on a session of its own, while the block runs:
+    resolutions wait for the block to end (``share_resolution``, for a whole sync's batches).
+    Yields the holding backend's pid (None on DuckDB, where there is nothing to hold)."""
+    if db.is_duckdb:
+        yield None
+        return
+    key = {"key": f"revtops:resolve:{org}"}
+    with db.engine.connect() as session:
+        session.execute(_SHARED_SESSION, key)
+        pid = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        session.commit()  # the session lock outlives the transaction that took it
+        try:
+            yield pid
+        finally:
+            try:
+                session.execute(_SHARED_RELEASE, key)
+                session.commit()
+            except Exception:  # a dropped session released it already
+                log.warning("releasing the shared resolution lock of %s failed", org)
 
 
 def lock_admission(conn: Connection, domain: str) -> None:

@@ -23,8 +23,8 @@ def _memory_limit(db: Database) -> str:
 def test_write_connections_carry_the_default_limit(tmp_path: Path) -> None:
     db = Database(f"duckdb:///{tmp_path / 'store.duckdb'}")
     try:
-        assert DEFAULT_DUCKDB_MEMORY_LIMIT == "512MiB"
-        assert _memory_limit(db) == "512.0 MiB"
+        assert DEFAULT_DUCKDB_MEMORY_LIMIT == "256MiB"
+        assert _memory_limit(db) == "256.0 MiB"
     finally:
         db.dispose()
 
@@ -32,11 +32,11 @@ def test_write_connections_carry_the_default_limit(tmp_path: Path) -> None:
 def test_the_setting_reaches_the_store(tmp_path: Path) -> None:
     settings = load_settings(
         REVTOPS_DATABASE_URL=f"duckdb:///{tmp_path / 'store.duckdb'}",
-        REVTOPS_DUCKDB_MEMORY_LIMIT="256MiB",
+        REVTOPS_DUCKDB_MEMORY_LIMIT="384MiB",
     )
     db = Database.from_settings(settings)
     try:
-        assert _memory_limit(db) == "256.0 MiB"
+        assert _memory_limit(db) == "384.0 MiB"
     finally:
         db.dispose()
 
