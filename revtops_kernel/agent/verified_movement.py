@@ -436,7 +436,7 @@ scoped AS (
 -- Each state that overlaps the window, beside the state before it (the _b columns). A closed
 -- deal whose last change came before the window is out of the pipeline throughout: its one
 -- overlapping state (its current one) is skipped.
-steps AS MATERIALIZED (
+steps AS (
     SELECT st.deal_id, st.valid_from AS at, st.seq, st.valid_to AS next_at, st.stage_state,
         COALESCE(st.amount, 0) AS amount,
         COALESCE(st.stage_state = 0 AND {_WINDOW_IN}, false) AS live,
@@ -456,57 +456,58 @@ steps AS MATERIALIZED (
     LEFT JOIN pipelines p ON p.id = st.pipeline_id AND p.deleted_at IS NULL
     LEFT JOIN pipelines pb ON pb.id = st.prev_pipeline_id AND pb.deleted_at IS NULL
     WHERE st.valid_from < CAST(args.end_date + 1 AS TIMESTAMPTZ)
-        AND (st.valid_to IS NULL OR st.valid_to >= CAST(args.start_date AS TIMESTAMPTZ))
+        AND (st.valid_to >= CAST(args.start_date AS TIMESTAMPTZ)
+            OR (st.valid_to IS NULL AND st.stage_state = 0)
+            OR (st.valid_to IS NULL AND st.valid_from >= CAST(args.start_date AS TIMESTAMPTZ)))
         AND NOT (c.is_closed AND st.valid_to IS NULL
             AND st.valid_from < CAST(args.start_date AS TIMESTAMPTZ))
 ),
-movements AS (
-    SELECT s.grouping, 'opening' AS movement, s.amount AS value
-    FROM steps s CROSS JOIN args
-    WHERE s.inside AND s.at < args.start_date
-        AND (s.next_at IS NULL OR s.next_at >= args.start_date)
+-- Each state on two sides: its own row (side 1: opening, closing, and what came in with it)
+-- and the row it left (side 2: amount changes and what went out with it). One pass, no
+-- materialized CTE scanned five times.
+sides AS (
+    SELECT 1 AS side
     UNION ALL
-    SELECT s.grouping, 'closing', s.amount
-    FROM steps s CROSS JOIN args
-    WHERE s.inside AND s.at < args.end_date + 1
-        AND (s.next_at IS NULL OR s.next_at >= args.end_date + 1)
-    UNION ALL
-    SELECT s.grouping_b, CASE WHEN s.amount > s.amount_b THEN 'increased' ELSE 'decreased' END,
-        abs(s.amount - s.amount_b)
-    FROM steps s CROSS JOIN args
-    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside_b
-        AND s.amount <> s.amount_b
-        AND ((s.inside AND s.grouping = s.grouping_b) OR NOT s.live)
-    UNION ALL
-    SELECT s.grouping_b, CASE WHEN s.live THEN 'moved_out' WHEN s.stage_state = 2 THEN 'won'
-            WHEN s.stage_state = 1 THEN 'lost' ELSE 'pushed_out' END,
-        CASE WHEN s.live THEN s.amount_b ELSE s.amount END
-    FROM steps s CROSS JOIN args
-    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside_b
-        AND NOT (s.inside AND s.grouping = s.grouping_b)
-    UNION ALL
-    SELECT s.grouping, CASE WHEN s.seq = 1 THEN 'created' WHEN s.live_b THEN 'moved_in'
-            WHEN s.state_b <> 0 THEN 'reopened' ELSE 'pulled_in' END,
-        s.amount
-    FROM steps s CROSS JOIN args
-    WHERE s.at >= args.start_date AND s.at < args.end_date + 1 AND s.inside
-        AND NOT (s.inside_b AND s.grouping = s.grouping_b)
+    SELECT 2
+),
+flows AS (
+    SELECT CASE x.side WHEN 1 THEN s.grouping ELSE s.grouping_b END AS grouping,
+        s.at >= args.start_date AND s.at < args.end_date + 1 AS in_window, s.amount,
+        CASE WHEN x.side = 1 AND s.inside AND s.at < args.start_date
+            AND (s.next_at IS NULL OR s.next_at >= args.start_date) THEN s.amount END AS opening,
+        CASE WHEN x.side = 1 AND s.inside AND s.at < args.end_date + 1
+            AND (s.next_at IS NULL OR s.next_at >= args.end_date + 1) THEN s.amount END AS closing,
+        CASE WHEN x.side = 1 AND s.inside AND NOT (s.inside_b AND s.grouping = s.grouping_b)
+            THEN CASE WHEN s.seq = 1 THEN 'created' WHEN s.live_b THEN 'moved_in'
+                WHEN s.state_b <> 0 THEN 'reopened' ELSE 'pulled_in' END END AS came,
+        CASE WHEN x.side = 2 AND s.inside_b AND s.amount <> s.amount_b
+            AND ((s.inside AND s.grouping = s.grouping_b) OR NOT s.live)
+            THEN s.amount - s.amount_b END AS change,
+        CASE WHEN x.side = 2 AND s.inside_b AND NOT (s.inside AND s.grouping = s.grouping_b)
+            THEN CASE WHEN s.live THEN 'moved_out' WHEN s.stage_state = 2 THEN 'won'
+                WHEN s.stage_state = 1 THEN 'lost' ELSE 'pushed_out' END END AS went,
+        CASE WHEN s.live THEN s.amount_b ELSE s.amount END AS went_value
+    FROM steps s CROSS JOIN args CROSS JOIN sides x
 ),
 totals AS (
     SELECT grouping,
-        COALESCE(sum(value) FILTER (WHERE movement = 'opening'), 0) AS opening,
-        COALESCE(sum(value) FILTER (WHERE movement = 'created'), 0) AS created,
-        COALESCE(sum(value) FILTER (WHERE movement = 'reopened'), 0) AS reopened,
-        COALESCE(sum(value) FILTER (WHERE movement = 'moved_in'), 0) AS moved_in,
-        COALESCE(sum(value) FILTER (WHERE movement = 'pulled_in'), 0) AS pulled_in,
-        COALESCE(sum(value) FILTER (WHERE movement = 'increased'), 0) AS increased,
-        COALESCE(sum(value) FILTER (WHERE movement = 'decreased'), 0) AS decreased,
-        COALESCE(sum(value) FILTER (WHERE movement = 'pushed_out'), 0) AS pushed_out,
-        COALESCE(sum(value) FILTER (WHERE movement = 'moved_out'), 0) AS moved_out,
-        COALESCE(sum(value) FILTER (WHERE movement = 'won'), 0) AS won,
-        COALESCE(sum(value) FILTER (WHERE movement = 'lost'), 0) AS lost,
-        COALESCE(sum(value) FILTER (WHERE movement = 'closing'), 0) AS closing
-    FROM movements
+        COALESCE(sum(opening), 0) AS opening,
+        COALESCE(sum(amount) FILTER (WHERE in_window AND came = 'created'), 0) AS created,
+        COALESCE(sum(amount) FILTER (WHERE in_window AND came = 'reopened'), 0) AS reopened,
+        COALESCE(sum(amount) FILTER (WHERE in_window AND came = 'moved_in'), 0) AS moved_in,
+        COALESCE(sum(amount) FILTER (WHERE in_window AND came = 'pulled_in'), 0) AS pulled_in,
+        COALESCE(sum(change) FILTER (WHERE in_window AND change > 0), 0) AS increased,
+        COALESCE(-sum(change) FILTER (WHERE in_window AND change < 0), 0) AS decreased,
+        COALESCE(sum(went_value) FILTER (WHERE in_window AND went = 'pushed_out'), 0)
+            AS pushed_out,
+        COALESCE(sum(went_value) FILTER (WHERE in_window AND went = 'moved_out'), 0)
+            AS moved_out,
+        COALESCE(sum(went_value) FILTER (WHERE in_window AND went = 'won'), 0) AS won,
+        COALESCE(sum(went_value) FILTER (WHERE in_window AND went = 'lost'), 0) AS lost,
+        COALESCE(sum(closing), 0) AS closing
+    FROM flows
+    WHERE opening IS NOT NULL OR closing IS NOT NULL
+        OR (in_window AND (came IS NOT NULL OR change IS NOT NULL OR went IS NOT NULL))
     GROUP BY grouping
 )
 SELECT grouping, opening, created, reopened, moved_in, pulled_in, increased, decreased,
