@@ -150,9 +150,10 @@ ghosting AS (
     SELECT e.deal_id, CAST(sum(e.emails_out) AS BIGINT) AS emails_out,
         CAST(sum(e.calls_out) AS BIGINT) AS calls_out,
         CAST(sum(e.messages_out) AS BIGINT) AS messages_out, min(e.first_out) AS first_out
-    FROM deal_risk_facts e CROSS JOIN bounds CROSS JOIN args
+    FROM deal_risk_facts e
+    JOIN od ON od.id = e.deal_id
+    CROSS JOIN bounds CROSS JOIN args
     WHERE e.kind = 'touch' AND e.day >= bounds.ghosted_from AND e.day <= args.as_of
-        AND e.deal_id IN (SELECT od.id FROM od)
     GROUP BY e.deal_id
     HAVING sum(e.emails_out + e.calls_out + e.messages_out) > 0 AND sum(e.replies) = 0
 ),
@@ -182,52 +183,76 @@ meeting_dates AS (
     WHERE m.created_at < args.as_of - th.no_meeting_days + 1
         AND (m.last_meeting IS NULL OR m.last_meeting < bounds.meetings_from)
 ),
-stage_counts AS (
-    -- The won deals that left each open deal's stage (one deal's flags: its stage alone).
-    SELECT w.stage_id, count(*) AS won_deals,
-        (count(*) - 1) * max(th.stalled_percentile) / 100.0 AS rank
-    FROM deal_risk_facts w CROSS JOIN th
-    WHERE w.kind = 'won_stage' AND w.stage_id IN (SELECT od.stage_id FROM od)
-    GROUP BY w.stage_id
+stage_counts AS MATERIALIZED (
+    -- How many won deals left each open deal's stage (one deal's flags: its stage alone): the
+    -- last rank kept in deal_risk_facts plus one, an index probe per stage, not a count of
+    -- them all (materialized: inlined, PostgreSQL ran the probe once per joined row), and the
+    -- two ranks the percentile lies between, as integers: a cast in the join would not be
+    -- leakproof, so under row-level security it could not seek the index.
+    SELECT r.stage_id, r.won_deals, r.rank, CAST(floor(r.rank) AS INTEGER) AS below,
+        CAST(floor(r.rank) AS INTEGER) + 1 AS above
+    FROM (
+        SELECT s.stage_id, s.won_deals,
+            (s.won_deals - 1) * th.stalled_percentile / 100.0 AS rank
+        FROM (
+            SELECT o.stage_id, CAST((
+                SELECT max(w.position) FROM deal_risk_facts w
+                WHERE w.kind = 'won_stage' AND w.stage_id = o.stage_id
+            ) + 1 AS BIGINT) AS won_deals
+            FROM (SELECT DISTINCT od.stage_id FROM od) o
+        ) s
+        CROSS JOIN th
+        WHERE s.won_deals IS NOT NULL
+    ) r
 ),
-stage_norms AS (
+stage_norms AS MATERIALIZED (
     -- percentile_cont by hand (linear between the two nearest ranks; the won deals' ranks by
     -- days are kept in deal_risk_facts): DuckDB's takes only a constant fraction, and the
-    -- percentile is a per-organization setting.
+    -- percentile is a per-organization setting. Materialized: a row per stage, computed once
+    -- (inlined, its rank lookups ran once per open deal).
     SELECT c.stage_id, c.won_deals,
         CAST(lo.days AS BIGINT) + (c.rank - floor(c.rank))
         * (COALESCE(CAST(hi.days AS BIGINT), CAST(lo.days AS BIGINT)) - CAST(lo.days AS BIGINT))
             AS norm_days
     FROM stage_counts c
     JOIN deal_risk_facts lo ON lo.kind = 'won_stage' AND lo.stage_id = c.stage_id
-        AND lo.position = floor(c.rank)
+        AND lo.position = c.below
     LEFT JOIN deal_risk_facts hi ON hi.kind = 'won_stage' AND hi.stage_id = c.stage_id
-        AND hi.position = floor(c.rank) + 1
+        AND hi.position = c.above
 ),
 engaged AS (
     -- The contact (min by text: PostgreSQL has no min(uuid)), named only where it is the one
-    -- contact: a lookup per such deal in the reason, not a join reading all contacts.
-    SELECT e.deal_id, count(DISTINCT e.contact_id) AS contacts,
-        CAST(min(CAST(e.contact_id AS TEXT)) AS UUID) AS contact_id
-    FROM deal_risk_facts e CROSS JOIN bounds CROSS JOIN args
-    WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
-        AND e.deal_id IN (SELECT od.id FROM od)
-    GROUP BY e.deal_id
+    -- contact: a lookup per such deal in the reason, not a join reading all contacts. Distinct
+    -- pairs first, then counted: two hash aggregates, not a sort for count(DISTINCT).
+    SELECT p.deal_id, count(*) AS contacts,
+        CAST(min(CAST(p.contact_id AS TEXT)) AS UUID) AS contact_id
+    FROM (
+        SELECT e.deal_id, e.contact_id
+        FROM deal_risk_facts e
+        JOIN od ON od.id = e.deal_id
+        CROSS JOIN bounds CROSS JOIN args
+        WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
+        GROUP BY e.deal_id, e.contact_id
+    ) p
+    GROUP BY p.deal_id
 ),
 pushes AS (
     -- Close-date moves later up to as_of, and the first close date (deal_risk_facts: a move
     -- is a push or not whatever as_of is).
     SELECT p.deal_id, count(*) AS pushes, max(p.changed_at) AS last_push,
         max(f.close_date) AS first_date
-    FROM deal_risk_facts p CROSS JOIN args
+    FROM deal_risk_facts p
+    JOIN od ON od.id = p.deal_id
+    CROSS JOIN args
     LEFT JOIN deal_risk_facts f ON f.kind = 'first_close' AND f.deal_id = p.deal_id
-    WHERE p.kind = 'push' AND p.deal_id IN (SELECT od.id FROM od) AND p.day <= args.as_of
+    WHERE p.kind = 'push' AND p.day <= args.as_of
     GROUP BY p.deal_id
 ),
 entry_amounts AS (
     SELECT e.deal_id, e.amount
     FROM deal_risk_facts e
-    WHERE e.kind = 'entry_amount' AND e.deal_id IN (SELECT od.id FROM od)
+    JOIN od ON od.id = e.deal_id
+    WHERE e.kind = 'entry_amount'
 ),
 flags AS (
     SELECT g.deal_id, 'ghosted' AS rule,
