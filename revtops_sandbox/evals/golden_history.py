@@ -536,15 +536,15 @@ WHERE {OPEN_D} AND p.pushes >= 2""",
         "amount now.",
         f"""
 WITH entry AS (
-    SELECT f.deal_id, f.amount,
+    SELECT d.name, d.amount AS amount_now, f.amount,
         row_number() OVER (PARTITION BY f.deal_id ORDER BY f.changed_at DESC) AS k
     FROM deal_field_history f JOIN deals d ON d.id = f.deal_id
     WHERE {OPEN_D} AND f.deleted_at IS NULL AND f.field = 'amount'
         AND f.changed_at <= d.stage_entered_at
 )
-SELECT d.name AS deal, e.amount AS amount_at_stage_entry, d.amount AS amount_now
-FROM deals d JOIN entry e ON e.deal_id = d.id AND e.k = 1
-WHERE {OPEN_D} AND e.amount > 0 AND d.amount <= 0.8 * e.amount""",
+SELECT name AS deal, amount AS amount_at_stage_entry, amount_now
+FROM entry
+WHERE k = 1 AND amount > 0 AND amount_now <= 0.8 * amount""",
         _amount_cut,
         "risk",
         note="The amount at stage entry is the one in effect when the deal entered its current "
@@ -771,37 +771,27 @@ FROM pushed_out o""",
         "amount then); the net change of open deals' amounts (increases minus decreases); and "
         "the open amount at 2026-11-01 00:00 UTC.",
         """
-WITH opening AS (
-    SELECT COALESCE(sum(st.amount), 0) AS amount
-    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
-    WHERE st.stage_state = 0 AND st.valid_from < DATE '2026-10-01'
-        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-10-01')
-),
-closing AS (
-    SELECT COALESCE(sum(st.amount), 0) AS amount
-    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
-    WHERE st.stage_state = 0 AND st.valid_from < DATE '2026-11-01'
-        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-11-01')
-),
-moves AS (
-    SELECT
-        -- deals created in October that started in an open stage, at their first amount
-        COALESCE(sum(st.amount) FILTER (WHERE st.valid_from = d.created_at
-            AND st.stage_state = 0), 0) AS created,
-        -- deals moving to a closed stage, at the amount they had just before
-        COALESCE(sum(st.prev_amount) FILTER (WHERE st.prev_stage_state = 0
-            AND st.stage_state = 2), 0) AS won,
-        COALESCE(sum(st.prev_amount) FILTER (WHERE st.prev_stage_state = 0
-            AND st.stage_state = 1), 0) AS lost,
-        -- amount changes of deals open just before them
-        COALESCE(sum(st.amount - st.prev_amount) FILTER (WHERE st.prev_stage_state = 0), 0)
-            AS net_amount_change
-    FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
-    WHERE st.valid_from >= DATE '2026-10-01' AND st.valid_from < DATE '2026-11-01'
-)
-SELECT opening.amount AS opening, moves.created, moves.won, moves.lost,
-    moves.net_amount_change, closing.amount AS closing
-FROM opening, moves, closing""",
+SELECT
+    COALESCE(sum(st.amount) FILTER (WHERE st.stage_state = 0
+        AND st.valid_from < DATE '2026-10-01'
+        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-10-01')), 0) AS opening,
+    -- deals created in October that started in an open stage, at their first amount
+    COALESCE(sum(st.amount) FILTER (WHERE st.valid_from = d.created_at AND st.stage_state = 0
+        AND st.valid_from >= DATE '2026-10-01'), 0) AS created,
+    -- deals moving to a closed stage in October, at the amount they had just before
+    COALESCE(sum(st.prev_amount) FILTER (WHERE st.valid_from >= DATE '2026-10-01'
+        AND st.prev_stage_state = 0 AND st.stage_state = 2), 0) AS won,
+    COALESCE(sum(st.prev_amount) FILTER (WHERE st.valid_from >= DATE '2026-10-01'
+        AND st.prev_stage_state = 0 AND st.stage_state = 1), 0) AS lost,
+    -- October's amount changes of deals open just before them
+    COALESCE(sum(st.amount - st.prev_amount) FILTER (WHERE st.valid_from >= DATE '2026-10-01'
+        AND st.prev_stage_state = 0), 0) AS net_amount_change,
+    COALESCE(sum(st.amount) FILTER (WHERE st.stage_state = 0
+        AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-11-01')), 0) AS closing
+FROM deal_states st JOIN deals d ON d.id = st.deal_id AND d.deleted_at IS NULL
+-- the states that overlap October: every term above reads one of them
+WHERE st.valid_from < DATE '2026-11-01'
+    AND (st.valid_to IS NULL OR st.valid_to >= DATE '2026-10-01')""",
         _october_walk,
         "waterfall",
         note="Opening + created − won − lost + net amount change = closing; the sandbox has no "
