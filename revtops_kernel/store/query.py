@@ -6,10 +6,14 @@ reach files, URLs or Python objects, and cannot run forever.
 
 PostgreSQL: a connection as the organization's own login role (``store.org_roles``: SELECT on
 readable tables only, row-level security keyed on ``current_user``, created on first use), a
-``READ ONLY`` transaction that is always rolled back (so even a ``set_config`` is undone),
-``statement_timeout``, and the query declared as a server-side cursor, which PostgreSQL only
-accepts for SELECT and VALUES. A timer cancels the query from the client if the server's
-timeout did not stop it.
+fresh session per query, a ``READ ONLY`` transaction that is always rolled back (so even a
+``set_config`` is undone), ``statement_timeout``, and the query sent as a prepared statement
+(the extended protocol: one statement only) and run to completion in one step, the way
+PostgreSQL may run it with parallel workers (a cursor fetched in portions never is). Only a
+SELECT's (or VALUES') rows come back: a statement whose command tag says otherwise (SHOW,
+EXPLAIN, SET...) is refused once it ran, its effects rolled back with the session. The guard's
+LIMIT (max_rows + 1) bounds what the server sends. A timer cancels the query from the client if
+the server's timeout did not stop it.
 
 DuckDB: a separate read-only handle with external access off (no files, URLs, ATTACH or
 extension installs), Python replacement scans off (no DataFrame in scope is reachable), its
@@ -221,10 +225,19 @@ def _read_postgresql(
                 setup.execute("SELECT set_config('jit', 'off', true)")
             with (
                 _deadline(timeout + CLIENT_GRACE_SECONDS, raw.cancel_safe) as fired,
-                raw.cursor(name="revtops_read_sql") as cursor,
+                raw.cursor() as cursor,
             ):
                 try:
-                    cursor.execute(statement, bound)
+                    # Prepared, so sent with the extended protocol (one statement, even without
+                    # parameters) and executed to the end at once: PostgreSQL may then run a
+                    # parallel plan, which it never does for a server-side cursor (DECLARE).
+                    cursor.execute(statement, bound, prepare=True)
+                    tag = cursor.statusmessage or ""
+                    if tag.split(" ", 1)[0] != "SELECT":  # VALUES says SELECT too
+                        raise QueryRefusedError(
+                            "only a single SELECT (or VALUES) query can run here, "
+                            f"not {tag or 'that'}"
+                        )
                     rows = cursor.fetchmany(max_rows + 1)
                     names = [column.name for column in cursor.description or []]
                 except psycopg.errors.QueryCanceled as exc:
@@ -244,7 +257,11 @@ def _read_postgresql(
         except (psycopg.Error, DBAPIError) as exc:
             raise QueryError(str(exc).strip()) from exc
         finally:
-            connection.rollback()  # undoes anything, set_config included
+            try:
+                connection.rollback()  # undoes anything, set_config included
+            except (psycopg.Error, DBAPIError):
+                # A COPY left the session mid-protocol: closed, not rolled back (NullPool).
+                connection.invalidate()
     truncated = len(rows) > max_rows
     return _Fetched(names, records=rows[:max_rows]), truncated
 
@@ -363,7 +380,8 @@ def _run_duckdb(
 
 def _require_single_select(handle: duckdb.DuckDBPyConnection, sql: str) -> None:
     # DuckDB runs every statement of a script and returns the last result; PostgreSQL's
-    # server-side cursor refuses anything but one SELECT. Hold DuckDB to the same rule.
+    # read path runs one prepared statement and returns only a SELECT's rows. Hold DuckDB to
+    # the same rule.
     try:
         statements = handle.extract_statements(sql)
     except duckdb.Error as exc:

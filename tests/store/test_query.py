@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -166,6 +167,72 @@ def test_attach_is_refused(loaded: Database, tmp_path: object) -> None:
 def test_settings_cannot_be_changed(loaded: Database, sql: str) -> None:
     with pytest.raises(QueryError):
         read_sql(loaded, sql, org="acme")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["EXPLAIN SELECT * FROM deals", "RESET ALL", "VALUES (1) ; SELECT 2"],
+)
+def test_only_a_selects_rows_come_back(loaded: Database, sql: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        read_sql(loaded, sql, org="acme")
+    if not loaded.is_duckdb:  # DuckDB's parser refuses some of them before that check
+        assert "only a single SELECT (or VALUES) query can run here" in str(caught.value)
+    assert read_sql(loaded, "VALUES (1), (2)", org="acme").row_count == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "sql", ["SHOW search_path", "COPY deals TO STDOUT", "COPY deals FROM STDIN"]
+)  # (DuckDB's SHOW is a SELECT of its settings)
+def test_a_show_or_copy_is_refused_and_the_next_query_runs(loaded: Database, sql: str) -> None:
+    with pytest.raises(QueryError):
+        read_sql(loaded, sql, org="acme")
+    assert read_sql(loaded, "SELECT count(*) AS n FROM deals", org="acme").frame["n"][0] == 30
+
+
+@pytest.mark.postgres
+def test_postgresql_may_run_the_query_with_parallel_workers(postgres_db: Database) -> None:
+    """The read path runs the statement to the end in one step, the way PostgreSQL may run
+    a parallel plan (a server-side cursor never does): with parallel query forced for the
+    organization's role, a worker appears beside the read's session while it runs."""
+    read_sql(postgres_db, "SELECT 1", org="acme")  # the role exists
+    role = role_name("acme")
+    with postgres_db.connect() as conn:
+        version = int(conn.execute(text("SHOW server_version_num")).scalar_one())
+    force = "debug_parallel_query" if version >= 160000 else "force_parallel_mode"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with postgres_db.connect() as conn:
+            while not done.is_set():
+                workers = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity w JOIN pg_stat_activity l "
+                        "ON l.pid = w.leader_pid WHERE w.backend_type = 'parallel worker' "
+                        "AND l.usename = :role"
+                    ),
+                    {"role": role},
+                ).scalar_one()
+                seen.append(int(workers))
+                conn.rollback()
+                time.sleep(0.02)
+
+    with postgres_db.begin() as conn:
+        conn.execute(text(f'ALTER ROLE "{role}" SET {force} = on'))
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        frame = read_sql(postgres_db, "SELECT pg_sleep(0.6) IS NULL AS slept", org="acme").frame
+    finally:
+        done.set()
+        watcher.join()
+        with postgres_db.begin() as conn:
+            conn.execute(text(f'ALTER ROLE "{role}" RESET {force}'))
+    assert frame["slept"].tolist() == [False]
+    assert max(seen) >= 1
 
 
 @pytest.mark.postgres
