@@ -137,25 +137,34 @@ def _calendar_orphans(conn: Connection, org: str, connector: Connector) -> int:
     """Events of a calendar read in full during this run that the read did not return: they
     are gone from the calendar (deleted while a sync token was invalid, say)."""
     full_reads = getattr(connector, "full_reads", [])
+    if not full_reads:
+        return 0
     activities = metadata.tables["activities"]
-    changed = 0
-    now = utcnow()
+    returned: dict[str, list[set[str]]] = {}
     for read in full_reads:
-        live = select(activities.c.id, activities.c.source_id).where(
-            activities.c.organization_id == org,
-            activities.c.source_system == Provider.GOOGLE_CALENDAR.value,
-            activities.c.channel == read.calendar_id,
-            activities.c.deleted_at.is_(None),
+        returned.setdefault(read.calendar_id, []).append(read.event_ids)
+    # One pass over the provider's live events, not one per calendar: no index leads to a
+    # calendar's events, and a query per calendar read all of them each time (500 calendars x
+    # 77,880 events at scale 10: 0.6-1.4 s a calendar, minutes in all).
+    live = select(activities.c.id, activities.c.source_id, activities.c.channel).where(
+        activities.c.organization_id == org,
+        activities.c.source_system == Provider.GOOGLE_CALENDAR.value,
+        activities.c.channel.in_(sorted(returned)),
+        activities.c.deleted_at.is_(None),
+    )
+    gone = [
+        row.id
+        for row in conn.execute(live)
+        if any(row.source_id not in ids for ids in returned[row.channel])
+    ]
+    now = utcnow()
+    for start in range(0, len(gone), 10_000):
+        conn.execute(
+            activities.update()
+            .where(activities.c.id.in_(gone[start : start + 10_000]))
+            .values(deleted_at=now, status="cancelled")
         )
-        gone = [row.id for row in conn.execute(live) if row.source_id not in read.event_ids]
-        if gone:
-            conn.execute(
-                activities.update()
-                .where(activities.c.id.in_(gone))
-                .values(deleted_at=now, status="cancelled")
-            )
-            changed += len(gone)
-    return changed
+    return len(gone)
 
 
 # Every provider in providers.PROVIDERS has one (a test holds the two lists equal).
