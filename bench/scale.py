@@ -27,9 +27,9 @@ both see the same data and the same changes) is served in a thread, and a fresh 
    **incremental re-sync** of the four providers in a second child, measured the same way;
 3. every **verified query** (default parameters, "today" the sandbox's anchor) and every
    **gold query** of the golden set, in a third child, through the SQL guard and the read-only
-   path the copilot uses (on PostgreSQL the organization's role under row-level security, a
-   server-side cursor), ``--runs`` times each after one warm-up: p50 and p95 (of 5 runs: the
-   slowest);
+   path the copilot uses (on PostgreSQL the organization's role under row-level security, one
+   prepared statement run to the end), ``--runs`` times each after one warm-up: p50 and p95 (of
+   5 runs: the slowest);
 4. a **full resolution** of the first organization beside the incremental ones the syncs ran,
    and the **database size**.
 
