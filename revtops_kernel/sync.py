@@ -274,7 +274,7 @@ def _run_sync(
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
     refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
-    refresh_risk_facts_after_sync(db, org, statistics.note)  # store.risk_facts: deal_risks
+    refresh_risk_facts_after_sync(db, org, statistics.note, run=result)  # store.risk_facts
     _refresh_statistics(statistics)
     _vacuum(statistics)
     result.statistics_seconds = statistics.seconds

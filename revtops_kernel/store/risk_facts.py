@@ -45,6 +45,13 @@ the table: ``revtops db upgrade`` builds it) is caught up by the next one. It re
 activity, participant and history row of the organization (its cost is in the README); it runs
 after identity resolution, whose links it reads.
 
+The sync skips the refresh when its run changed nothing the rows derive from
+(``refresh_after_sync``: no row inserted, changed or deleted by the run's batches or its
+provider's clean-up, and identity resolution rewrote no participant or activity): what was
+derived last is still what would be derived. A refresh that failed leaves a ``stale`` row (its
+own transaction, best effort), so the next sync refreshes whatever its run wrote; the refresh
+deletes that row like any other row no longer derived.
+
 Days are the session's time zone's, as the rules' date comparisons are (the store's sessions
 run in UTC).
 """
@@ -55,6 +62,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -300,18 +308,83 @@ def refresh_risk_facts(conn: Connection, org: str) -> RiskFactsReport:
     return report
 
 
+# The row a failed refresh leaves (not derived: the next refresh deletes it).
+STALE = "stale"
+
+
+def run_changed_sources(run: Any) -> bool:
+    """Whether a sync run (``sync.SyncResult``) may have changed what the rows derive from:
+    its batches inserted or changed rows (upserts write only rows that differ), it fetched or
+    cleaned up deleted records, or identity resolution rewrote participants or activities."""
+    counts = run.counts
+    if counts.upserted or counts.deleted:
+        return True
+    resolution = getattr(run, "resolution", None)
+    if resolution is None:
+        return False  # not run, or failed and rolled back: it changed nothing
+    return bool(
+        resolution.participants_updated
+        or resolution.participants_stale
+        or resolution.activities_updated
+        or resolution.meetings_updated
+    )
+
+
+def is_stale(conn: Connection, org: str) -> bool:
+    """Whether a refresh of ``org``'s rows failed since the last one that succeeded."""
+    found = conn.execute(
+        text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind = :stale LIMIT 1"),
+        {"org": org, "stale": STALE},
+    ).first()
+    return found is not None
+
+
+def _mark_stale(db: Database, org: str) -> None:
+    try:
+        with db.begin() as conn:
+            if not is_stale(conn, org):
+                conn.execute(
+                    text(
+                        f"INSERT INTO {TABLE} (id, organization_id, kind, fingerprint) "
+                        "VALUES (gen_random_uuid(), :org, :stale, :mark)"
+                    ),
+                    {"org": org, "stale": STALE, "mark": STALE},
+                )
+    except Exception:
+        log.exception("marking %s of %s stale failed", TABLE, org)
+
+
 def refresh_after_sync(
-    db: Database, org: str, note: Callable[[str, int], None] | None = None
+    db: Database,
+    org: str,
+    note: Callable[[str, int], None] | None = None,
+    *,
+    run: Any = None,
 ) -> RiskFactsReport | None:
     """The sync's call, right after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
-    vacuum). A failure is logged, never raised: the rows stay as the last refresh left them,
-    and the next sync's refresh, which derives everything again, catches up."""
+    vacuum). ``run`` (the sync's result): skipped when it changed nothing the rows derive from
+    (``run_changed_sources``) and no earlier refresh failed. A failure is logged, never raised:
+    the rows stay as the last refresh left them, marked stale, and the next sync's refresh,
+    which derives everything again, catches up."""
+    started = time.monotonic()
     try:
+        if run is not None and not run_changed_sources(run):
+            with db.connect() as conn:
+                stale = is_stale(conn, org)
+            if not stale:
+                log.info(
+                    "%s for %s: the run changed nothing it derives from (%.2f s)",
+                    TABLE,
+                    org,
+                    time.monotonic() - started,
+                )
+                return RiskFactsReport(seconds=time.monotonic() - started)
         with db.begin() as conn:
             report = refresh_risk_facts(conn, org)
     except Exception:
         log.exception("refreshing %s for %s failed", TABLE, org)
+        _mark_stale(db, org)
         return None
     if note is not None:
         note(TABLE, report.written)

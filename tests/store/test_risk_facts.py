@@ -5,14 +5,28 @@ the table for a store that predates it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from helpers import sandbox_settings
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.risk_facts import _COLUMNS, TABLE, refresh_risk_facts
+from revtops_kernel.resolve import ResolveReport
+from revtops_kernel.store import Database, risk_facts, upgrade
+from revtops_kernel.store.bookkeeping import RunCounts
+from revtops_kernel.store.risk_facts import (
+    _COLUMNS,
+    STALE,
+    TABLE,
+    is_stale,
+    refresh_after_sync,
+    refresh_risk_facts,
+)
 from revtops_kernel.store.upsert import upsert
+from revtops_kernel.sync import run_sync
+from revtops_sandbox import SandboxServer
 from tests.intelligence.risk_dataset import AS_OF, ORG, OTHER_ORG, SYSTEM, at, build
 
 _ROW = ", ".join(f"CAST({c} AS TEXT)" for c in ("organization_id", *_COLUMNS))
@@ -124,3 +138,125 @@ def test_days_are_whole_utc_days_of_the_windows(db: Database) -> None:
         (str(AS_OF - timedelta(days=1)), 1),
         (str(AS_OF), 1),
     ]
+
+
+def _run(resolution: ResolveReport | None = None, **counts: int) -> SimpleNamespace:
+    """What refresh_after_sync reads of a sync's result."""
+    return SimpleNamespace(counts=RunCounts(**counts), resolution=resolution)
+
+
+def _new_email(deal: Any) -> dict[str, Any]:
+    return {
+        "id": record_id(ORG, SYSTEM, "activities", "skip-email"),
+        "organization_id": ORG,
+        "source_system": SYSTEM,
+        "source_id": "skip-email",
+        "activity_type": "email",
+        "direction": "outbound",
+        "occurred_at": at(1),
+        "deal_id": deal,
+        "raw": {},
+    }
+
+
+def test_a_run_that_changed_nothing_skips_the_refresh(db: Database) -> None:
+    """No row written by the run's batches or clean-up and none rewritten by resolution: the
+    refresh reads nothing (derives no row); anything written, or rewritten by resolution, and
+    it runs and catches up."""
+    ids = build(db)
+    before = facts(db)
+    with db.begin() as conn:  # written behind the sync's back: a skip must not see it
+        upsert(conn, "activities", [_new_email(ids["healthy"])])
+
+    skipped = refresh_after_sync(db, ORG, run=_run(fetched=500))
+    assert skipped is not None and skipped.derived == 0 and skipped.written == 0
+    assert facts(db) == before
+
+    for run in (
+        _run(upserted=1),
+        _run(deleted=1),
+        _run(ResolveReport(0, (), participants_updated=1)),
+        _run(ResolveReport(0, (), meetings_updated=1)),
+    ):
+        with db.begin() as conn:
+            conn.execute(text(f"DELETE FROM {TABLE} WHERE deal_id = :d"), {"d": ids["healthy"]})
+        report = refresh_after_sync(db, ORG, run=run)
+        assert report is not None and report.derived > 0, run
+        with db.begin() as conn:
+            rebuilt = facts(db)
+            conn.execute(text(f"DELETE FROM {TABLE}"))
+            refresh_risk_facts(conn, ORG)
+            refresh_risk_facts(conn, OTHER_ORG)
+        assert facts(db) == rebuilt
+    assert str(ids["healthy"]) in deals_of(facts(db) - before)
+
+
+def test_a_failed_refresh_marks_the_rows_stale_until_one_succeeds(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = build(db)
+
+    def fail(conn: Any, org: str) -> Any:
+        raise RuntimeError("refresh broke")
+
+    with db.begin() as conn:
+        upsert(conn, "activities", [_new_email(ids["healthy"])])
+    with monkeypatch.context() as patch:
+        patch.setattr(risk_facts, "refresh_risk_facts", fail)
+        assert refresh_after_sync(db, ORG, run=_run(upserted=1)) is None
+        assert refresh_after_sync(db, ORG, run=_run(upserted=1)) is None  # one mark
+    with db.connect() as conn:
+        assert is_stale(conn, ORG) and not is_stale(conn, OTHER_ORG)
+        marks = conn.execute(
+            text(f"SELECT count(*) FROM {TABLE} WHERE kind = :k"), {"k": STALE}
+        ).scalar_one()
+    assert marks == 1
+
+    # The next run wrote nothing, but the rows are stale: it refreshes, and clears the mark.
+    report = refresh_after_sync(db, ORG, run=_run())
+    assert report is not None and report.derived > 0 and report.deleted >= 1
+    with db.connect() as conn:
+        assert not is_stale(conn, ORG)
+    expected = facts(db)
+    with db.begin() as conn:
+        conn.execute(text(f"DELETE FROM {TABLE}"))
+        refresh_risk_facts(conn, ORG)
+        refresh_risk_facts(conn, OTHER_ORG)
+    assert facts(db) == expected
+
+
+def test_the_sync_refreshes_after_a_change_and_skips_a_resync_that_changed_nothing(
+    db: Database, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through run_sync: a first sync and one after a change in the provider refresh (and
+    equal a rebuild); an immediate re-sync writes nothing and reads nothing of the store for
+    the rows."""
+    settings = sandbox_settings(sandbox, db, "hubspot", org="risk-sync")
+    refreshed: list[str] = []
+    real = risk_facts.refresh_risk_facts
+
+    def spy(conn: Any, org: str) -> Any:
+        refreshed.append(org)
+        return real(conn, org)
+
+    monkeypatch.setattr(risk_facts, "refresh_risk_facts", spy)
+    assert run_sync(db, settings, "hubspot").ok
+    assert refreshed == ["risk-sync"]
+    built = facts(db)
+    assert built
+
+    again = run_sync(db, settings, "hubspot")
+    assert again.ok, again.error
+    assert (again.counts.upserted, again.counts.deleted) == (0, 0)
+    assert refreshed == ["risk-sync"]  # skipped
+    assert facts(db) == built
+
+    sandbox.mutate(modified_pct=5.0, seed=11, object_types=["deals", "emails"])
+    changed = run_sync(db, settings, "hubspot")
+    assert changed.ok and changed.counts.upserted > 0
+    assert refreshed == ["risk-sync", "risk-sync"]
+    after = facts(db)
+    with db.begin() as conn:
+        conn.execute(text(f"DELETE FROM {TABLE}"))
+        real(conn, "risk-sync")
+    assert facts(db) == after
