@@ -35,8 +35,9 @@ DEFAULT_QUERY_TIMEOUT_SECONDS = 30.0
 # DuckDB's buffer manager on the store's write connections (a sync's): DuckDB's own default is
 # 80% of the machine's memory, which a scale-10 sync grows into as it scans big tables; above
 # the limit DuckDB spills joins and sorts to <file>.tmp. REVTOPS_DUCKDB_MEMORY_LIMIT. 256MiB:
-# Calendar's scale-10 first sync peaked at 623 MiB (874 with 512MiB) at the same CPU, and a
-# 25,000-activity upsert into the scale-10 store took no more CPU (bench/results).
+# Calendar's scale-10 first sync peaked at 623 MiB under load (874 with 512MiB, side by side,
+# same CPU) and 822 MiB on a quiet machine; a 25,000-activity upsert into the scale-10 store
+# took no more CPU (bench/results/scale-resolution-batch-rss-2026-12-06.txt).
 DEFAULT_DUCKDB_MEMORY_LIMIT = "256MiB"
 # Seconds a sync waits for another process's sync of the same provider and organization
 # (PostgreSQL) before giving up: longer than a scale-10 first sync. REVTOPS_SYNC_LOCK_WAIT.
