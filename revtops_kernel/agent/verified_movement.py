@@ -248,12 +248,27 @@ progress AS (
     FROM cohort c LEFT JOIN furthest f ON f.deal_id = c.id
     GROUP BY c.pipeline_id, c.is_won, COALESCE(f.furthest, c.current_order)
 ),
-stage_days AS MATERIALIZED (
-    SELECT v.stage_id, count(*) AS visits,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY {_DAYS_IN_STAGE}) AS median_days,
-        round(avg({_DAYS_IN_STAGE}), 1) AS avg_days
+day_counts AS (
+    SELECT v.stage_id, {_DAYS_IN_STAGE} AS days, count(*) AS n
     FROM visits v WHERE v.left_at IS NOT NULL
-    GROUP BY v.stage_id
+    GROUP BY v.stage_id, {_DAYS_IN_STAGE}
+),
+day_ranks AS (
+    SELECT dc.stage_id, dc.days, dc.n,
+        sum(dc.n) OVER (PARTITION BY dc.stage_id ORDER BY dc.days ROWS UNBOUNDED PRECEDING)
+            AS upto,
+        sum(dc.n) OVER (PARTITION BY dc.stage_id) AS total
+    FROM day_counts dc
+),
+-- percentile_cont(0.5) from the counts of visits per number of days: the days at ranks
+-- floor((N + 1) / 2) and floor(N / 2) + 1 (the same rank when N is odd), halfway between.
+stage_days AS MATERIALIZED (
+    SELECT r.stage_id, CAST(sum(r.n) AS BIGINT) AS visits,
+        CAST(min(r.days) FILTER (WHERE 2 * r.upto >= r.total) + min(r.days)
+            FILTER (WHERE 2 * r.upto > r.total) AS DOUBLE PRECISION) / 2 AS median_days,
+        round(CAST(sum(r.days * r.n) AS NUMERIC) / sum(r.n), 1) AS avg_days
+    FROM day_ranks r
+    GROUP BY r.stage_id
 ),
 funnel AS (
     SELECT st.pipeline_id, st.id AS stage_id, st.label, st.display_order,
