@@ -62,6 +62,21 @@ class RunningApp:
             raise RuntimeError(reply.text)
 
 
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll the app's health endpoint until it answers 200; fail with the log's tail if the
+    process exits or 300 s pass (a cold start beside xdist workers can take minutes)."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the app did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.3)
+
+
 @contextmanager
 def running_app(
     home: Path,
@@ -99,17 +114,7 @@ def running_app(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        # Polled: a cold start on a loaded machine (xdist workers beside it) can take minutes.
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"revtops app did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.3)
+        wait_until_healthy(url, process, log)
         yield RunningApp(url, process, log)
     finally:
         process.terminate()

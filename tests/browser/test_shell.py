@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 import pytest
 
 from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 from tests.ui.notebook_env import prepare_store
 
-from .app_server import RunningApp, free_port
+from .app_server import RunningApp, free_port, wait_until_healthy
 from .pages import TIMEOUT_MS
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -129,19 +128,12 @@ def test_the_shell_steps_aside_for_a_failed_notebook(tmp_path: Path, browser: An
         str(tmp_path / "broken.ipynb"),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "voila.log").open("wb") as log:
-        server = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "voila.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, env=environment, stdout=sink, stderr=subprocess.STDOUT)
     page = browser.new_page()
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/revtops/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "no app"
-            time.sleep(0.3)
+        wait_until_healthy(url, server, log)
         page.goto(f"{url}/?token=broken", wait_until="commit")
         expect(page.locator("#rt-shell textarea")).to_be_visible()
         # gone when Voila finished (the 60 s grace is for a widget that never comes)
