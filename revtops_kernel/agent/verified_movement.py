@@ -226,7 +226,7 @@ cohort AS (
         AND {OWNER_MATCH}
 ),
 visits AS (
-    SELECT v.deal_id, c.pipeline_id, v.stage_id, v.entered_at, v.left_at
+    SELECT v.deal_id, v.stage_id, v.entered_at, v.left_at, v.furthest_order
     FROM deal_stage_visits v JOIN cohort c ON c.id = v.deal_id
 ),
 stages AS (
@@ -238,9 +238,8 @@ stages AS (
         AND NOT COALESCE(s.is_closed, false)
 ),
 furthest AS (
-    SELECT v.deal_id, max(st.display_order) AS furthest
-    FROM visits v JOIN stages st ON st.id = v.stage_id AND st.pipeline_id = v.pipeline_id
-    GROUP BY v.deal_id
+    SELECT v.deal_id, v.furthest_order AS furthest FROM visits v
+    WHERE v.furthest_order IS NOT NULL
 ),
 progress AS (
     SELECT c.pipeline_id, c.is_won, COALESCE(f.furthest, c.current_order) AS furthest,

@@ -132,7 +132,11 @@ WINDOW w AS (PARTITION BY st.deal_id ORDER BY st.moment_at)
 
 # One row per stage visit of the deals of ``{deals}``: the stage changes that begin a run of
 # changes into the same stage (an unknown stage always begins one), each ending where the next
-# visit begins (stage_funnel's rule, the same order: entered_at, then id).
+# visit begins (stage_funnel's rule, the same order: entered_at, then id). The deal's first
+# visit carries its furthest stage (stage_funnel's "reached"): the highest display_order among
+# the open, active stages of the deal's current pipeline it visited. It depends on the deal's
+# pipeline and its stages' rows, whose changes stamp the deal for the next refresh
+# (_CHANGED_DEALS), like deal_states' stage state.
 _VISITS_SQL = """
 WITH history AS (
     SELECT h.id, h.deal_id, h.stage_id, h.entered_at,
@@ -143,14 +147,21 @@ WITH history AS (
 )
 SELECT :org AS organization_id, :system AS source_system, v.id AS history_id, v.deal_id,
     v.stage_id, v.entered_at,
-    lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at
+    lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at,
+    CASE WHEN row_number() OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) = 1
+        THEN max(o.display_order) OVER (PARTITION BY v.deal_id) END AS furthest_order
 FROM history v
+LEFT JOIN deals d ON d.id = v.deal_id AND d.organization_id = :org
+LEFT JOIN deal_stages o ON o.id = v.stage_id AND o.organization_id = :org
+    AND o.pipeline_id = d.pipeline_id AND o.deleted_at IS NULL AND COALESCE(o.is_active, true)
+    AND NOT COALESCE(o.is_closed, false)
 WHERE v.previous IS NULL OR v.stage_id IS NULL OR v.previous <> v.stage_id
 """
 VISITS = "deal_stage_visits"
 DERIVED = frozenset({TABLE, VISITS})
 _VISIT_COLUMNS = (
-    "organization_id, source_system, history_id, deal_id, stage_id, entered_at, left_at"
+    "organization_id, source_system, history_id, deal_id, stage_id, entered_at, left_at, "
+    "furthest_order"
 )
 
 _COLUMNS = (

@@ -129,8 +129,10 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 step.apply(conn)
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
-        if set(report.created_tables) & deal_states.DERIVED:  # built from the deals here
-            deal_states.build_all(conn)
+        added_to = {column.split(".")[0] for column in report.added_columns}
+        rebuilt = bool((set(report.created_tables) | added_to) & deal_states.DERIVED)
+        if rebuilt:
+            deal_states.build_all(conn)  # built (a new column filled) from the deals here
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
             report.dropped_indexes = _drop_retired_indexes(conn)
@@ -138,7 +140,8 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
-            statistics.analyze_tables(conn, [*report.created_tables, *indexed])
+            rebuilt_tables = sorted(deal_states.DERIVED) if rebuilt else []
+            statistics.analyze_tables(conn, [*report.created_tables, *indexed, *rebuilt_tables])
         report.version = target_version(steps)
     return report
 

@@ -117,6 +117,8 @@ RETIRED_INDEXES: tuple[str, ...] = (
     "ix_deal_risk_facts_kind_day",
     "ix_deal_risk_facts_account",
     "ix_deal_risk_facts_stage_position",
+    # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order.
+    "ix_deal_stage_visits_deal",
 )
 
 
@@ -673,11 +675,11 @@ class DealStageVisit(Base):
     __table_args__ = (
         # The funnel's cohort joins it by deal, reading the index alone.
         Index(
-            "ix_deal_stage_visits_deal",
+            "ix_deal_stage_visits_by_deal",
             "organization_id",
             "deal_id",
             "entered_at",
-            postgresql_include=["stage_id", "left_at"],
+            postgresql_include=["stage_id", "left_at", "furthest_order"],
         ).ddl_if(dialect="postgresql"),
         {"info": {"readable": True}},
     )
@@ -698,6 +700,11 @@ class DealStageVisit(Base):
     entered_at: Mapped[datetime] = mapped_column(comment="When the deal entered it (UTC).")
     left_at: Mapped[datetime | None] = mapped_column(
         comment="When the deal entered its next stage (UTC); NULL: it is still there."
+    )
+    furthest_order: Mapped[int | None] = mapped_column(
+        comment="On the deal's first visit only: the display_order of the furthest stage it "
+        "visited among the open, active stages of its current pipeline (NULL on its other "
+        "visits, or when it visited none)."
     )
 
 

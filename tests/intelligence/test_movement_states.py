@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, text, update
 
-from revtops_kernel.store import Database
+from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.deal_states import TABLE, VISITS, build_all, refresh_deal_states
 from revtops_kernel.store.schema import metadata
 from tests.intelligence.test_movement_waterfall import DEALS, NB, ORG, at, load, uid
@@ -19,7 +19,7 @@ _COLUMNS = (
     "deal_id, valid_from, valid_to, seq, pipeline_id, stage_state, amount, close_date, "
     "prev_pipeline_id, prev_stage_state, prev_amount, prev_close_date"
 )
-_VISIT_COLUMNS = "history_id, deal_id, stage_id, entered_at, left_at"
+_VISIT_COLUMNS = "history_id, deal_id, stage_id, entered_at, left_at, furthest_order"
 
 
 def snapshot(db: Database) -> list[tuple[str, ...]]:
@@ -47,7 +47,7 @@ def _history(deal: str, day: str, stage: str, updated: str) -> dict[str, Any]:
 def test_an_incremental_refresh_equals_a_full_rebuild(db: Database) -> None:
     load(db, DEALS)  # builds the states, as a sync would
     built = snapshot(db)
-    assert len({row[0] for row in built if len(row) > 5}) == len(DEALS)
+    assert len({row[0] for row in built if len(row) > 6}) == len(DEALS)
     changed = "2026-10-20"
     h, f, d = (metadata.tables[n] for n in ("deal_stage_history", "deal_field_history", "deals"))
     with db.begin() as conn:
@@ -75,14 +75,27 @@ def test_an_incremental_refresh_equals_a_full_rebuild(db: Database) -> None:
     incremental = snapshot(db)
     assert incremental != built
     # Only the touched deals (and those stamped within LOOKBACK of the mark: F) were rebuilt.
-    assert 0 < written < len([row for row in built if len(row) > 5]) / 2
+    assert 0 < written < len([row for row in built if len(row) > 6]) / 2
     with db.begin() as conn:
         build_all(conn)
     assert snapshot(db) == incremental
 
 
+def furthest(db: Database, deal: str) -> Any:
+    """The deal's furthest stage as the refresh left it (on its first visit only)."""
+    with db.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT max(furthest_order), count(furthest_order) "
+                f"FROM {VISITS} WHERE deal_id = :d"
+            ),
+            {"d": uid("d", deal)},
+        ).one()
+
+
 def test_a_stage_redefined_rebuilds_the_deals_that_entered_it(db: Database) -> None:
     load(db, DEALS)
+    before = furthest(db, "C raised then lost")
     s = metadata.tables["deal_stages"]
     with db.begin() as conn:  # Proposal becomes a closed stage
         conn.execute(
@@ -101,3 +114,18 @@ def test_a_stage_redefined_rebuilds_the_deals_that_entered_it(db: Database) -> N
             {"d": uid("d", "C raised then lost")},
         ).scalar_one()
     assert state == 1
+    # Its furthest stage (stage_funnel's "reached") no longer counts the now closed Proposal.
+    after = furthest(db, "C raised then lost")
+    assert before == (1, 1) and after == (None, 0), (before, after)
+
+
+def test_upgrade_adds_and_fills_the_furthest_stage_of_an_existing_store(db: Database) -> None:
+    """A store built before deal_stage_visits.furthest_order: ``db upgrade`` adds the column
+    and rebuilds the derived tables, so the funnel reads every deal's furthest stage."""
+    load(db, DEALS)
+    built = snapshot(db)
+    with db.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {VISITS} DROP COLUMN furthest_order"))
+    report = upgrade(db)
+    assert f"{VISITS}.furthest_order" in report.added_columns
+    assert snapshot(db) == built

@@ -271,14 +271,14 @@ def store_connection(db: Database) -> Any:
 
 def test_stage_funnel_reads_the_stage_visits_from_their_covering_index(staged: Database) -> None:
     """The funnel reads the cohort's stage visits (deal_stage_visits, kept by the sync) from
-    their index alone (schema: ix_deal_stage_visits_deal), and no stage history: no window
+    their index alone (schema: ix_deal_stage_visits_by_deal), and no stage history: no window
     pass over the history to find the visits (1.1 s at scale 10 before)."""
     require_all_visible(staged, ("deal_stage_visits",))
     nodes = list(_nodes(_plan(staged, "stage_funnel")))
     scans = [n for n in nodes if n.get("Relation Name") == "deal_stage_visits"]
     assert len(scans) == 1, [n["Node Type"] for n in scans]
     assert scans[0]["Node Type"] == "Index Only Scan", scans[0]["Node Type"]
-    assert scans[0]["Index Name"] == "ix_deal_stage_visits_deal"
+    assert scans[0]["Index Name"] == "ix_deal_stage_visits_by_deal"
     assert not [n for n in nodes if n.get("Relation Name") == "deal_stage_history"]
 
 
