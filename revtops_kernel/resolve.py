@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -797,6 +798,17 @@ def _links_of(participants: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
 _NO_LINKS = (None, None, None)
 
 
+def _first_by_precedence(ranked: Iterable[tuple[str, Any, Any, Any]]) -> dict[str, Any]:
+    """Per key, the value of the row that ranks first (rows as key, precedence, id, value):
+    lowest precedence, then lowest id, as the set-based rules order them."""
+    best: dict[str, tuple[tuple[Any, uuid.UUID], Any]] = {}
+    for key, precedence, row_id, value in ranked:
+        rank = (precedence, _uuid(row_id))
+        if key and (key not in best or rank < best[key][0]):
+            best[key] = (rank, value)
+    return {key: value for key, (_, value) in best.items()}
+
+
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
@@ -888,12 +900,12 @@ class BatchLookups:
                     ),
                     {"org": self.org, "keys": keys},
                 )
-                best: dict[str, tuple[Any, ...]] = {}
-                for key, row_id, account_id, precedence in ranked:
-                    rank = (precedence, _uuid(row_id))
-                    if key and (key not in best or rank < best[key][0]):
-                        best[key] = (rank, row_id, account_id)
-                target.update({k: (v[1], v[2]) for k, v in best.items()})
+                target.update(
+                    _first_by_precedence(
+                        (key, precedence, row_id, (row_id, account_id))
+                        for key, row_id, account_id, precedence in ranked
+                    )
+                )
         if domains:
             ranked = self._conn.execute(
                 text(
@@ -903,12 +915,11 @@ class BatchLookups:
                 ),
                 {"org": self.org, "domains": domains},
             )
-            best_account: dict[str, tuple[Any, Any]] = {}
-            for key, row_id, precedence in ranked:
-                rank = (precedence, _uuid(row_id))
-                if key and (key not in best_account or rank < best_account[key][0]):
-                    best_account[key] = (rank, row_id)
-            first.accounts.update({k: v[1] for k, v in best_account.items()})
+            first.accounts.update(
+                _first_by_precedence(
+                    (key, precedence, row_id, row_id) for key, row_id, precedence in ranked
+                )
+            )
         return first
 
     def unsettled_activities(
