@@ -958,7 +958,8 @@ class DealRiskFacts(Base):
     customer contacts engaged (``contact``); per deal and per account the latest meeting
     (``meeting``); per won deal and stage its days there and rank (``won_stage``); a deal's
     close-date pushes (``push``), first close date (``first_close``) and amount when it entered
-    its stage (``entry_amount``)."""
+    its stage (``entry_amount``). One bookkeeping row of kind ``stale`` marks a refresh that
+    failed, so the next sync refreshes whatever its run wrote; a refresh removes it."""
 
     __tablename__ = "deal_risk_facts"
     __table_args__ = (
