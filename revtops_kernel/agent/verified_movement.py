@@ -181,12 +181,13 @@ _COHORT_JOINS = """
 LEFT JOIN pipelines p ON p.id = d.pipeline_id AND p.deleted_at IS NULL
 LEFT JOIN deal_stages s ON s.id = d.stage_id AND s.deleted_at IS NULL
 LEFT JOIN owners o ON o.id = d.owner_id AND o.deleted_at IS NULL"""
-_DAYS_IN_STAGE = "CAST(v.left_at AS DATE) - CAST(v.entered_at AS DATE)"
 # A stage visit (deal_stage_visits, kept by the sync: store.deal_states) is a run of a deal's
 # stage changes into the same stage (Salesforce repeats a snapshot of an unchanged stage); an
 # unknown stage is a visit of its own. It ends where the next visit starts. Read from the table,
 # the funnel needs no window pass over the cohort's stage history (lag, then lead: 1.1 s at
-# scale 10 on PostgreSQL).
+# scale 10 on PostgreSQL). The refresh also keeps each deal's furthest stage (furthest_order, on
+# its first visit) and each visit's calendar days (days_in_stage), so the funnel neither groups
+# the cohort's visits by deal nor sorts them for the medians.
 
 STAGE_FUNNEL = VerifiedQuery(
     name="stage_funnel",
@@ -225,10 +226,6 @@ cohort AS (
         AND d.created_at < CAST(args.end_date + 1 AS TIMESTAMPTZ) AND {PIPELINE_MATCH}
         AND {OWNER_MATCH}
 ),
-visits AS (
-    SELECT v.deal_id, v.stage_id, v.entered_at, v.left_at, v.furthest_order
-    FROM deal_stage_visits v JOIN cohort c ON c.id = v.deal_id
-),
 stages AS (
     SELECT s.id, s.pipeline_id, s.label, s.display_order,
         lead(s.display_order) OVER (PARTITION BY s.pipeline_id ORDER BY s.display_order)
@@ -238,7 +235,7 @@ stages AS (
         AND NOT COALESCE(s.is_closed, false)
 ),
 furthest AS (
-    SELECT v.deal_id, v.furthest_order AS furthest FROM visits v
+    SELECT v.deal_id, v.furthest_order AS furthest FROM deal_stage_visits v
     WHERE v.furthest_order IS NOT NULL
 ),
 progress AS (
@@ -248,9 +245,10 @@ progress AS (
     GROUP BY c.pipeline_id, c.is_won, COALESCE(f.furthest, c.current_order)
 ),
 day_counts AS (
-    SELECT v.stage_id, {_DAYS_IN_STAGE} AS days, count(*) AS n
-    FROM visits v WHERE v.left_at IS NOT NULL
-    GROUP BY v.stage_id, {_DAYS_IN_STAGE}
+    SELECT v.stage_id, v.days_in_stage AS days, count(*) AS n
+    FROM deal_stage_visits v JOIN cohort c ON c.id = v.deal_id
+    WHERE v.days_in_stage IS NOT NULL
+    GROUP BY v.stage_id, v.days_in_stage
 ),
 day_ranks AS (
     SELECT dc.stage_id, dc.days, dc.n,

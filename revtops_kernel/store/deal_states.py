@@ -136,7 +136,8 @@ WINDOW w AS (PARTITION BY st.deal_id ORDER BY st.moment_at)
 # visit carries its furthest stage (stage_funnel's "reached"): the highest display_order among
 # the open, active stages of the deal's current pipeline it visited. It depends on the deal's
 # pipeline and its stages' rows, whose changes stamp the deal for the next refresh
-# (_CHANGED_DEALS), like deal_states' stage state.
+# (_CHANGED_DEALS), like deal_states' stage state. Days in stage are calendar days in UTC (the
+# store's sessions' time zone), as the funnel counted them.
 _VISITS_SQL = """
 WITH history AS (
     SELECT h.id, h.deal_id, h.stage_id, h.entered_at,
@@ -145,6 +146,8 @@ WITH history AS (
     WHERE h.organization_id = :org AND h.deleted_at IS NULL AND h.entered_at IS NOT NULL
         AND h.deal_id IN {deals}
 )
+SELECT r.*, CAST(r.left_at AS DATE) - CAST(r.entered_at AS DATE) AS days_in_stage
+FROM (
 SELECT :org AS organization_id, :system AS source_system, v.id AS history_id, v.deal_id,
     v.stage_id, v.entered_at,
     lead(v.entered_at) OVER (PARTITION BY v.deal_id ORDER BY v.entered_at, v.id) AS left_at,
@@ -156,12 +159,13 @@ LEFT JOIN deal_stages o ON o.id = v.stage_id AND o.organization_id = :org
     AND o.pipeline_id = d.pipeline_id AND o.deleted_at IS NULL AND COALESCE(o.is_active, true)
     AND NOT COALESCE(o.is_closed, false)
 WHERE v.previous IS NULL OR v.stage_id IS NULL OR v.previous <> v.stage_id
+) r
 """
 VISITS = "deal_stage_visits"
 DERIVED = frozenset({TABLE, VISITS})
 _VISIT_COLUMNS = (
     "organization_id, source_system, history_id, deal_id, stage_id, entered_at, left_at, "
-    "furthest_order"
+    "furthest_order, days_in_stage"
 )
 
 _COLUMNS = (

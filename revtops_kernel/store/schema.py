@@ -117,7 +117,8 @@ RETIRED_INDEXES: tuple[str, ...] = (
     "ix_deal_risk_facts_kind_day",
     "ix_deal_risk_facts_account",
     "ix_deal_risk_facts_stage_position",
-    # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order.
+    # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order and
+    # days_in_stage.
     "ix_deal_stage_visits_deal",
 )
 
@@ -679,7 +680,7 @@ class DealStageVisit(Base):
             "organization_id",
             "deal_id",
             "entered_at",
-            postgresql_include=["stage_id", "left_at", "furthest_order"],
+            postgresql_include=["stage_id", "left_at", "furthest_order", "days_in_stage"],
         ).ddl_if(dialect="postgresql"),
         {"info": {"readable": True}},
     )
@@ -700,6 +701,9 @@ class DealStageVisit(Base):
     entered_at: Mapped[datetime] = mapped_column(comment="When the deal entered it (UTC).")
     left_at: Mapped[datetime | None] = mapped_column(
         comment="When the deal entered its next stage (UTC); NULL: it is still there."
+    )
+    days_in_stage: Mapped[int | None] = mapped_column(
+        comment="Calendar days (UTC) from entered_at to left_at; NULL: it is still there."
     )
     furthest_order: Mapped[int | None] = mapped_column(
         comment="On the deal's first visit only: the display_order of the furthest stage it "

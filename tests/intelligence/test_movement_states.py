@@ -19,7 +19,7 @@ _COLUMNS = (
     "deal_id, valid_from, valid_to, seq, pipeline_id, stage_state, amount, close_date, "
     "prev_pipeline_id, prev_stage_state, prev_amount, prev_close_date"
 )
-_VISIT_COLUMNS = "history_id, deal_id, stage_id, entered_at, left_at, furthest_order"
+_VISIT_COLUMNS = "history_id, deal_id, stage_id, entered_at, left_at, furthest_order, days_in_stage"
 
 
 def snapshot(db: Database) -> list[tuple[str, ...]]:
@@ -47,7 +47,7 @@ def _history(deal: str, day: str, stage: str, updated: str) -> dict[str, Any]:
 def test_an_incremental_refresh_equals_a_full_rebuild(db: Database) -> None:
     load(db, DEALS)  # builds the states, as a sync would
     built = snapshot(db)
-    assert len({row[0] for row in built if len(row) > 6}) == len(DEALS)
+    assert len({row[0] for row in built if len(row) > 7}) == len(DEALS)
     changed = "2026-10-20"
     h, f, d = (metadata.tables[n] for n in ("deal_stage_history", "deal_field_history", "deals"))
     with db.begin() as conn:
@@ -75,7 +75,7 @@ def test_an_incremental_refresh_equals_a_full_rebuild(db: Database) -> None:
     incremental = snapshot(db)
     assert incremental != built
     # Only the touched deals (and those stamped within LOOKBACK of the mark: F) were rebuilt.
-    assert 0 < written < len([row for row in built if len(row) > 6]) / 2
+    assert 0 < written < len([row for row in built if len(row) > 7]) / 2
     with db.begin() as conn:
         build_all(conn)
     assert snapshot(db) == incremental
