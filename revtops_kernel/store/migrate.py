@@ -84,6 +84,9 @@ class UpgradeReport:
     version: int = 0
     warnings: list[str] = field(default_factory=list)
     dropped_indexes: list[str] = field(default_factory=list)
+    # Derived tables built or rebuilt here, then vacuumed (PostgreSQL), so the read path's
+    # index-only scans of them skip their rows from the first query, not after a sync.
+    vacuumed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -131,6 +134,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 report.applied_migrations.append(f"{step.version} {step.name}")
         added_to = {column.split(".")[0] for column in report.added_columns}
         rebuilt = bool((set(report.created_tables) | added_to) & deal_states.DERIVED)
+        rebuilt_tables = sorted(deal_states.DERIVED) if rebuilt else []
         if rebuilt:
             deal_states.build_all(conn)  # built (a new column filled) from the deals here
         if conn.dialect.name == "postgresql":
@@ -140,9 +144,10 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
-            rebuilt_tables = sorted(deal_states.DERIVED) if rebuilt else []
             statistics.analyze_tables(conn, [*report.created_tables, *indexed, *rebuilt_tables])
+        built = [name for name in report.created_tables if name in BUILT_ON_CREATE]
         report.version = target_version(steps)
+    report.vacuumed = statistics.vacuum_tables(db, [*built, *rebuilt_tables])
     return report
 
 

@@ -159,6 +159,39 @@ def _vacuumable(conn: Connection, tables: Iterable[str]) -> set[str]:
     return {str(name) for (name,) in rows}
 
 
+def vacuum_tables(db: Database, tables: Iterable[str]) -> list[str]:
+    """``VACUUM`` those of ``tables`` this role may (PostgreSQL; DuckDB: nothing), so that
+    index-only scans of freshly built tables skip their rows; return the ones vacuumed."""
+    if db.is_duckdb:
+        return []
+    with db.engine.connect() as conn:
+        mine = _vacuumable(conn, tables)
+        conn.rollback()  # VACUUM runs outside any transaction
+        return _vacuum(conn, [table for table in tables if table in mine])
+
+
+def _vacuum(conn: Connection, tables: list[str]) -> list[str]:
+    """VACUUM each table on ``conn`` (no transaction open), skipping one another session holds."""
+    if not tables:
+        return []
+    done: list[str] = []
+    vacuuming = conn.execution_options(isolation_level="AUTOCOMMIT")
+    # Wait for no autovacuum or other maintenance holding a table: skip it then.
+    # (A session setting: reset before the pooled connection serves anyone else.)
+    vacuuming.execute(text(f"SET lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'"))
+    try:
+        for table in tables:
+            try:
+                vacuuming.execute(text(f'VACUUM "{table}"'))
+            except OperationalError as exc:  # lock_timeout: left to autovacuum
+                log.info("VACUUM %s skipped: %s", table, exc.orig)
+                continue
+            done.append(table)
+    finally:
+        vacuuming.execute(text("RESET lock_timeout"))
+    return done
+
+
 def estimated_rows(conn: Connection, tables: Iterable[str]) -> dict[str, float]:
     """``pg_class.reltuples`` per table: -1 for a table never analyzed (or vacuumed)."""
     names = list(tables)
@@ -241,21 +274,7 @@ class StatisticsRefresh:
                 for table, rows in self.written_in_sync.items()
                 if table in mine and (sizes.get(table, -1.0) <= 0 or rows >= share * sizes[table])
             ]
-            if due:
-                vacuuming = conn.execution_options(isolation_level="AUTOCOMMIT")
-                # Wait for no autovacuum or other maintenance holding a table: skip it then.
-                # (A session setting: reset before the pooled connection serves anyone else.)
-                vacuuming.execute(text(f"SET lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'"))
-                try:
-                    for table in due:
-                        try:
-                            vacuuming.execute(text(f'VACUUM "{table}"'))
-                        except OperationalError as exc:  # lock_timeout: left to autovacuum
-                            log.info("VACUUM %s skipped: %s", table, exc.orig)
-                            continue
-                        self.vacuumed.append(table)
-                finally:
-                    vacuuming.execute(text("RESET lock_timeout"))
+            self.vacuumed += _vacuum(conn, due)
         self.written_in_sync.clear()
         self.seconds += time.monotonic() - started
         return due

@@ -194,3 +194,25 @@ def test_an_upgrade_beside_live_readers_takes_no_table_lock(postgres_url: str) -
         ).scalar_one()
     assert comment.startswith("revtops:")
     db.dispose()
+
+
+@pytest.mark.postgres
+def test_upgrade_vacuums_the_derived_tables_it_builds(postgres_url: str) -> None:
+    """Built or rebuilt derived tables are vacuumed by the upgrade (the visibility map is what
+    lets the read path's index-only scans skip their rows; autovacuum may be off or late)."""
+    from sqlalchemy.engine import make_url
+
+    from revtops_kernel.store import deal_states, risk_facts
+    from revtops_kernel.store.scratch import scratch_postgres
+
+    with scratch_postgres(make_url(postgres_url).set(database="postgres"), prefix="p_vac") as url:
+        db = Database(url)
+        try:
+            derived = {*deal_states.DERIVED, risk_facts.TABLE}
+            assert set(upgrade(db).vacuumed) == derived  # a fresh store builds them all
+            assert upgrade(db).vacuumed == []  # nothing built: nothing vacuumed
+            with db.begin() as conn:
+                conn.execute(text("ALTER TABLE deal_stage_visits DROP COLUMN days_in_stage"))
+            assert set(upgrade(db).vacuumed) == set(deal_states.DERIVED)  # rebuilt
+        finally:
+            db.dispose()
