@@ -33,12 +33,18 @@ The rules (open deals only; "in N days" means the N days up to the end of ``as_o
 
 Where the rules read: every rule but past_due reads ``deal_risk_facts``, the rollup the sync
 keeps after identity resolution (``store.risk_facts``: per deal and day the touches out and
-in and the contacts engaged, per deal and account the latest meeting, won deals' days and
-rank per stage, close-date pushes, the amount at stage entry), not the activities,
-participants and histories it is derived from: the same rows for any ``as_of`` and
-thresholds (whole-day windows; tests/store/test_risk_facts.py, and the rows compared with
-the former SQL's), in a fraction of the time (3.1 s at scale 10 on PostgreSQL before). The
-flags are therefore as of the last sync's refresh, like the synced data they come from.
+in and the contacts engaged, per open deal one row with its latest meeting or its account's,
+its close-date pushes, first close date and amount at stage entry, won deals' days and rank
+per stage), not the activities, participants and histories it is derived from: the same
+rows for any ``as_of`` and thresholds (whole-day windows; tests/store/test_risk_facts.py, and
+the rows compared with the former SQL's), in a fraction of the time (3.1 s at scale 10 on
+PostgreSQL before). The flags are therefore as of the last sync's refresh, like the synced
+data they come from.
+
+How it is shaped: each open deal is joined once to what the rules read (``judged``), its
+flags are filters of that row, its score the sum of their weights; the reasons are written
+in the final SELECT, so under the guard's LIMIT PostgreSQL writes them after the sort, for
+the rows it returns only.
 """
 
 from __future__ import annotations
@@ -94,9 +100,8 @@ def _day(value: str) -> str:
 
 
 _D = RISK_DEFAULTS
-_WEIGHT = (
-    "CASE f.rule " + " ".join(f"WHEN '{r}' THEN {w}" for r, w in RISK_WEIGHTS.items()) + " END"
-)
+# A deal's score: the weights of the rules that flag it (judged's columns are named after them).
+_SCORE = " + ".join(f"CASE WHEN j.{r} THEN {w} ELSE 0 END" for r, w in RISK_WEIGHTS.items())
 
 DEAL_RISKS_SQL = f"""
 WITH args AS NOT MATERIALIZED (
@@ -146,10 +151,13 @@ od AS (
 ),
 ghosting AS (
     -- Deals with something out and nothing in during the window (deal_risk_facts's touches:
-    -- emails and calls by direction, Slack messages by their author, per deal and day).
+    -- emails and calls by direction, Slack messages by their author, per deal and day), and
+    -- their last reply before it: no reply came in the window, so every touch row of it
+    -- carries the same last reply up to its day.
     SELECT e.deal_id, CAST(sum(e.emails_out) AS BIGINT) AS emails_out,
         CAST(sum(e.calls_out) AS BIGINT) AS calls_out,
-        CAST(sum(e.messages_out) AS BIGINT) AS messages_out, min(e.first_out) AS first_out
+        CAST(sum(e.messages_out) AS BIGINT) AS messages_out, min(e.first_out) AS first_out,
+        max(e.replied_through) AS last_in
     FROM deal_risk_facts e
     JOIN od ON od.id = e.deal_id
     CROSS JOIN bounds CROSS JOIN args
@@ -157,31 +165,32 @@ ghosting AS (
     GROUP BY e.deal_id
     HAVING sum(e.emails_out + e.calls_out + e.messages_out) > 0 AND sum(e.replies) = 0
 ),
-last_replies AS MATERIALIZED (
-    -- Their last reply ever (before the window, as none came in it), read by deal.
-    SELECT e.deal_id, max(e.last_reply) AS last_in
-    FROM deal_risk_facts e CROSS JOIN args
-    WHERE e.kind = 'touch' AND e.deal_id IN (SELECT g.deal_id FROM ghosting g)
-        AND e.day <= args.as_of AND e.last_reply IS NOT NULL
+engaged AS (
+    -- The customer contacts engaged in the window: a contact's first day in it is its row
+    -- with no earlier day in the window (previous_day), so they are counted without a
+    -- distinct. The contact (min by text: PostgreSQL has no min(uuid)) is named only where it
+    -- is the one contact, by a lookup after the sort.
+    SELECT e.deal_id, count(*) AS contacts,
+        CAST(min(CAST(e.contact_id AS TEXT)) AS UUID) AS contact_id
+    FROM deal_risk_facts e
+    JOIN od ON od.id = e.deal_id
+    CROSS JOIN bounds CROSS JOIN args
+    WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
+        AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)
     GROUP BY e.deal_id
 ),
-meetings AS (
-    -- Each open deal's latest meeting ever (scheduled ones included): its own, or its
-    -- account's (linked to it, or attended by an external person resolved to it).
-    SELECT od.id, od.created_at,
-        CASE WHEN am.last_meeting IS NULL OR dm.last_meeting > am.last_meeting
-            THEN dm.last_meeting ELSE am.last_meeting END AS last_meeting
-    FROM od
-    LEFT JOIN deal_risk_facts dm ON dm.kind = 'meeting' AND dm.deal_id = od.id
-    LEFT JOIN deal_risk_facts am ON am.kind = 'meeting' AND am.account_id = od.account_id
-),
-meeting_dates AS (
-    -- The deals no_recent_meeting flags: old enough, and no meeting since the window's start
-    -- (none recent, none scheduled).
-    SELECT m.id, m.last_meeting
-    FROM meetings m CROSS JOIN args CROSS JOIN th CROSS JOIN bounds
-    WHERE m.created_at < args.as_of - th.no_meeting_days + 1
-        AND (m.last_meeting IS NULL OR m.last_meeting < bounds.meetings_from)
+late_pushes AS (
+    -- Deals whose close date moved later after as_of (none when as_of is today): their moves
+    -- up to as_of, from their push rows. Every other deal's are all its moves, kept in its
+    -- deal row (a move is a push or not whatever as_of is).
+    SELECT p.deal_id, count(*) FILTER (WHERE p.day <= args.as_of) AS pushes,
+        max(p.changed_at) FILTER (WHERE p.day <= args.as_of) AS last_push
+    FROM deal_risk_facts p CROSS JOIN args
+    WHERE p.kind = 'push' AND p.deal_id IN (
+        SELECT q.deal_id FROM deal_risk_facts q CROSS JOIN args
+        WHERE q.kind = 'push' AND q.day > args.as_of
+    )
+    GROUP BY p.deal_id
 ),
 stage_counts AS MATERIALIZED (
     -- How many won deals left each open deal's stage (one deal's flags: its stage alone): the
@@ -220,135 +229,139 @@ stage_norms AS MATERIALIZED (
     LEFT JOIN deal_risk_facts hi ON hi.kind = 'won_stage' AND hi.stage_id = c.stage_id
         AND hi.position = c.above
 ),
-engaged AS (
-    -- The contact (min by text: PostgreSQL has no min(uuid)), named only where it is the one
-    -- contact: a lookup per such deal in the reason, not a join reading all contacts. Distinct
-    -- pairs first, then counted: two hash aggregates, not a sort for count(DISTINCT).
-    SELECT p.deal_id, count(*) AS contacts,
-        CAST(min(CAST(p.contact_id AS TEXT)) AS UUID) AS contact_id
+judged AS (
+    -- Every open deal with what the rules read (its deal row: the latest meeting of it or its
+    -- account, its close-date moves and first close date, its amount at stage entry; its
+    -- window's touches and contacts; its stage's norm) and which rules flag it: one join of
+    -- each to the open deals, then the flags are filters of this.
+    SELECT j.*, CAST({_SCORE} AS BIGINT) AS risk_score
     FROM (
-        SELECT e.deal_id, e.contact_id
-        FROM deal_risk_facts e
-        JOIN od ON od.id = e.deal_id
-        CROSS JOIN bounds CROSS JOIN args
-        WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
-        GROUP BY e.deal_id, e.contact_id
-    ) p
-    GROUP BY p.deal_id
-),
-pushes AS (
-    -- Close-date moves later up to as_of, and the first close date (deal_risk_facts: a move
-    -- is a push or not whatever as_of is).
-    SELECT p.deal_id, count(*) AS pushes, max(p.changed_at) AS last_push,
-        max(f.close_date) AS first_date
-    FROM deal_risk_facts p
-    JOIN od ON od.id = p.deal_id
-    CROSS JOIN args
-    LEFT JOIN deal_risk_facts f ON f.kind = 'first_close' AND f.deal_id = p.deal_id
-    WHERE p.kind = 'push' AND p.day <= args.as_of
-    GROUP BY p.deal_id
-),
-entry_amounts AS (
-    SELECT e.deal_id, e.amount
-    FROM deal_risk_facts e
-    JOIN od ON od.id = e.deal_id
-    WHERE e.kind = 'entry_amount'
+        SELECT od.id, od.deal_name, od.account_name, od.pipeline_name, od.stage,
+            od.owner_name, od.amount, od.close_date, od.stage_entered_at,
+            g.emails_out, g.calls_out, g.messages_out, g.first_out, g.last_in,
+            dr.last_meeting, COALESCE(e.contacts, 0) AS contacts, e.contact_id,
+            CASE WHEN lp.deal_id IS NULL THEN dr.pushes ELSE lp.pushes END AS pushes,
+            CASE WHEN lp.deal_id IS NULL THEN dr.changed_at ELSE lp.last_push END AS last_push,
+            dr.close_date AS first_date, dr.amount AS entry_amount, n.won_deals, n.norm_days,
+            g.deal_id IS NOT NULL AS ghosted,
+            COALESCE(od.created_at < args.as_of - th.no_meeting_days + 1
+                AND (dr.last_meeting IS NULL OR dr.last_meeting < bounds.meetings_from), false)
+                AS no_recent_meeting,
+            COALESCE(od.stage_entered_at IS NOT NULL AND n.won_deals >= th.stalled_min_won_deals
+                AND args.as_of - CAST(od.stage_entered_at AS DATE) > n.norm_days, false)
+                AS stalled,
+            COALESCE(e.contacts, 0) <= th.max_contacts AS single_threaded,
+            COALESCE(CASE WHEN lp.deal_id IS NULL THEN dr.pushes ELSE lp.pushes END
+                >= th.pushed_min_moves, false) AS close_date_pushed,
+            COALESCE(dr.amount > 0 AND od.amount IS NOT NULL
+                AND 100 * (dr.amount - od.amount) >= th.amount_drop_percent * dr.amount, false)
+                AS amount_dropped,
+            COALESCE(od.close_date < args.as_of, false) AS past_due
+        FROM od CROSS JOIN args CROSS JOIN th CROSS JOIN bounds
+        LEFT JOIN deal_risk_facts dr ON dr.kind = 'deal' AND dr.deal_id = od.id
+        LEFT JOIN ghosting g ON g.deal_id = od.id
+        LEFT JOIN engaged e ON e.deal_id = od.id
+        LEFT JOIN late_pushes lp ON lp.deal_id = od.id
+        LEFT JOIN stage_norms n ON n.stage_id = od.stage_id
+    ) j
 ),
 flags AS (
-    SELECT g.deal_id, 'ghosted' AS rule,
-        concat_ws(', ',
-            CASE WHEN g.emails_out > 0 THEN {_plural("g.emails_out", "email")} END,
-            CASE WHEN g.calls_out > 0 THEN {_plural("g.calls_out", "call")} END,
-            CASE WHEN g.messages_out > 0 THEN {_plural("g.messages_out", "message")} END)
-        || ' out since ' || {_day("g.first_out")} || ', no reply'
-        || CASE WHEN lr.last_in IS NULL THEN ' ever'
-            ELSE ' since ' || {_day("lr.last_in")} END AS reason,
-        CAST(g.emails_out + g.calls_out + g.messages_out AS NUMERIC) AS measured,
-        CAST(th.ghosted_days AS NUMERIC) AS threshold, CAST(g.first_out AS DATE) AS since
-    FROM ghosting g CROSS JOIN th
-    LEFT JOIN last_replies lr ON lr.deal_id = g.deal_id
+    -- One row per deal and rule that flags it, with the deal's facts: the reasons are
+    -- written in the final SELECT, so PostgreSQL writes them only for the rows the limit
+    -- keeps, after the sort.
+    SELECT j.*, 'ghosted' AS rule, {RISK_WEIGHTS["ghosted"]} AS weight,
+        CAST(j.emails_out + j.calls_out + j.messages_out AS NUMERIC) AS measured,
+        CAST(th.ghosted_days AS NUMERIC) AS threshold, CAST(j.first_out AS DATE) AS since,
+        th.ghosted_days AS days
+    FROM judged j CROSS JOIN th
+    WHERE j.ghosted
     UNION ALL
-    SELECT od.id, 'no_recent_meeting',
-        CASE WHEN md.last_meeting IS NULL THEN 'no meeting ever'
-            ELSE 'no meeting since ' || {_day("md.last_meeting")} || ' ('
-                || CAST(args.as_of - CAST(md.last_meeting AS DATE) AS TEXT) || ' days)' END
-        || ', none scheduled',
-        CAST(args.as_of - CAST(md.last_meeting AS DATE) AS NUMERIC),
-        CAST(th.no_meeting_days AS NUMERIC), CAST(md.last_meeting AS DATE)
-    FROM meeting_dates md JOIN od ON od.id = md.id CROSS JOIN args CROSS JOIN th
+    SELECT j.*, 'no_recent_meeting', {RISK_WEIGHTS["no_recent_meeting"]},
+        CAST(args.as_of - CAST(j.last_meeting AS DATE) AS NUMERIC),
+        CAST(th.no_meeting_days AS NUMERIC), CAST(j.last_meeting AS DATE), th.no_meeting_days
+    FROM judged j CROSS JOIN args CROSS JOIN th
+    WHERE j.no_recent_meeting
     UNION ALL
-    SELECT od.id, 'stalled',
-        CAST(args.as_of - CAST(od.stage_entered_at AS DATE) AS TEXT) || ' days in '
-        || COALESCE(od.stage, 'its stage') || ' since ' || {_day("od.stage_entered_at")}
-        || ', above the ' || {_number("n.norm_days")} || ' days of the '
-        || CAST(th.stalled_percentile AS TEXT) || 'th percentile of '
-        || CAST(n.won_deals AS TEXT) || ' won deals there',
-        CAST(args.as_of - CAST(od.stage_entered_at AS DATE) AS NUMERIC),
-        CAST(round(n.norm_days, 1) AS NUMERIC), CAST(od.stage_entered_at AS DATE)
-    FROM od CROSS JOIN args CROSS JOIN th
-    JOIN stage_norms n ON n.stage_id = od.stage_id
-    WHERE od.stage_entered_at IS NOT NULL AND n.won_deals >= th.stalled_min_won_deals
-        AND args.as_of - CAST(od.stage_entered_at AS DATE) > n.norm_days
+    SELECT j.*, 'stalled', {RISK_WEIGHTS["stalled"]},
+        CAST(args.as_of - CAST(j.stage_entered_at AS DATE) AS NUMERIC),
+        CAST(round(j.norm_days, 1) AS NUMERIC), CAST(j.stage_entered_at AS DATE),
+        th.stalled_percentile
+    FROM judged j CROSS JOIN args CROSS JOIN th
+    WHERE j.stalled
     UNION ALL
-    SELECT od.id, 'single_threaded',
-        CASE WHEN COALESCE(e.contacts, 0) = 0 THEN 'no customer contact'
-            WHEN e.contacts = 1
-                THEN 'only 1 customer contact (' || COALESCE((
-                    SELECT COALESCE(c.full_name, c.email) FROM contacts c
-                    WHERE c.id = e.contact_id AND c.deleted_at IS NULL
-                ), 'unnamed') || ')'
-            ELSE 'only ' || CAST(e.contacts AS TEXT) || ' customer contacts' END
-        || ' engaged in the last ' || CAST(th.single_threaded_days AS TEXT) || ' days',
-        CAST(COALESCE(e.contacts, 0) AS NUMERIC), CAST(th.max_contacts AS NUMERIC),
-        args.as_of - th.single_threaded_days + 1
-    FROM od CROSS JOIN args CROSS JOIN th
-    LEFT JOIN engaged e ON e.deal_id = od.id
-    WHERE COALESCE(e.contacts, 0) <= th.max_contacts
+    SELECT j.*, 'single_threaded', {RISK_WEIGHTS["single_threaded"]},
+        CAST(j.contacts AS NUMERIC), CAST(th.max_contacts AS NUMERIC),
+        args.as_of - th.single_threaded_days + 1, th.single_threaded_days
+    FROM judged j CROSS JOIN args CROSS JOIN th
+    WHERE j.single_threaded
     UNION ALL
-    SELECT p.deal_id, 'close_date_pushed',
-        'close date moved later ' || {_plural("p.pushes", "time")} || ', from '
-        || COALESCE(CAST(p.first_date AS TEXT), 'none') || ' to '
-        || COALESCE(CAST(od.close_date AS TEXT), 'none') || ' (last move '
-        || {_day("p.last_push")} || ')',
-        CAST(p.pushes AS NUMERIC), CAST(th.pushed_min_moves AS NUMERIC),
-        CAST(p.last_push AS DATE)
-    FROM pushes p JOIN od ON od.id = p.deal_id CROSS JOIN args CROSS JOIN th
-    WHERE p.pushes >= th.pushed_min_moves
+    SELECT j.*, 'close_date_pushed', {RISK_WEIGHTS["close_date_pushed"]},
+        CAST(j.pushes AS NUMERIC), CAST(th.pushed_min_moves AS NUMERIC),
+        CAST(j.last_push AS DATE), th.pushed_min_moves
+    FROM judged j CROSS JOIN th
+    WHERE j.close_date_pushed
     UNION ALL
-    SELECT od.id, 'amount_dropped',
-        'amount cut ' || CAST(CAST(floor(100 * (ea.amount - od.amount) / ea.amount) AS INTEGER)
-            AS TEXT) || '% since entering ' || COALESCE(od.stage, 'its stage') || ' on '
-        || {_day("od.stage_entered_at")} || ': ' || CAST(ea.amount AS TEXT) || ' to '
-        || CAST(od.amount AS TEXT),
-        CAST(floor(100 * (ea.amount - od.amount) / ea.amount) AS NUMERIC),
-        CAST(th.amount_drop_percent AS NUMERIC), CAST(od.stage_entered_at AS DATE)
-    FROM entry_amounts ea JOIN od ON od.id = ea.deal_id CROSS JOIN args CROSS JOIN th
-    WHERE ea.amount > 0 AND od.amount IS NOT NULL
-        AND 100 * (ea.amount - od.amount) >= th.amount_drop_percent * ea.amount
+    SELECT j.*, 'amount_dropped', {RISK_WEIGHTS["amount_dropped"]},
+        CAST(floor(100 * (j.entry_amount - j.amount) / j.entry_amount) AS NUMERIC),
+        CAST(th.amount_drop_percent AS NUMERIC), CAST(j.stage_entered_at AS DATE),
+        th.amount_drop_percent
+    FROM judged j CROSS JOIN th
+    WHERE j.amount_dropped
     UNION ALL
-    SELECT od.id, 'past_due',
-        'close date ' || CAST(od.close_date AS TEXT) || ' passed '
-        || {_plural("args.as_of - od.close_date", "day")} || ' ago, still open',
-        CAST(args.as_of - od.close_date AS NUMERIC), CAST(0 AS NUMERIC), od.close_date
-    FROM od CROSS JOIN args
-    WHERE od.close_date < args.as_of
-),
-scores AS (
-    -- Each flagged deal's score, the weights of its flags: a hash aggregate, not a window
-    -- sorting every flag with its reason by deal (a quarter of the query at scale 10).
-    SELECT f.deal_id, sum({_WEIGHT}) AS risk_score
-    FROM flags f
-    GROUP BY f.deal_id
+    SELECT j.*, 'past_due', {RISK_WEIGHTS["past_due"]},
+        CAST(args.as_of - j.close_date AS NUMERIC), CAST(0 AS NUMERIC), j.close_date, 0
+    FROM judged j CROSS JOIN args
+    WHERE j.past_due
 )
-SELECT od.deal_name AS deal, od.account_name AS account, od.pipeline_name AS pipeline,
-    od.stage, od.owner_name AS owner, od.amount, od.close_date, s.risk_score, f.rule,
-    f.reason, f.measured, f.threshold, f.since, {_WEIGHT} AS weight, od.id AS deal_id
+SELECT f.deal_name AS deal, f.account_name AS account, f.pipeline_name AS pipeline,
+    f.stage, f.owner_name AS owner, f.amount, f.close_date, f.risk_score, f.rule,
+    CASE f.rule
+        WHEN 'ghosted' THEN concat_ws(', ',
+            CASE WHEN f.emails_out > 0 THEN {_plural("f.emails_out", "email")} END,
+            CASE WHEN f.calls_out > 0 THEN {_plural("f.calls_out", "call")} END,
+            CASE WHEN f.messages_out > 0 THEN {_plural("f.messages_out", "message")} END)
+            || ' out since ' || {_day("f.first_out")} || ', no reply'
+            || CASE WHEN f.last_in IS NULL THEN ' ever'
+                ELSE ' since ' || {_day("f.last_in")} END
+        WHEN 'no_recent_meeting' THEN
+            CASE WHEN f.last_meeting IS NULL THEN 'no meeting ever'
+                ELSE 'no meeting since ' || {_day("f.last_meeting")} || ' ('
+                    || CAST(args.as_of - CAST(f.last_meeting AS DATE) AS TEXT) || ' days)' END
+            || ', none scheduled'
+        WHEN 'stalled' THEN
+            CAST(args.as_of - CAST(f.stage_entered_at AS DATE) AS TEXT) || ' days in '
+            || COALESCE(f.stage, 'its stage') || ' since ' || {_day("f.stage_entered_at")}
+            || ', above the ' || {_number("f.norm_days")} || ' days of the '
+            || CAST(f.days AS TEXT) || 'th percentile of '
+            || CAST(f.won_deals AS TEXT) || ' won deals there'
+        WHEN 'single_threaded' THEN
+            CASE WHEN f.contacts = 0 THEN 'no customer contact'
+                WHEN f.contacts = 1
+                    THEN 'only 1 customer contact (' || COALESCE((
+                        SELECT COALESCE(c.full_name, c.email) FROM contacts c
+                        WHERE c.id = f.contact_id AND c.deleted_at IS NULL
+                    ), 'unnamed') || ')'
+                ELSE 'only ' || CAST(f.contacts AS TEXT) || ' customer contacts' END
+            || ' engaged in the last ' || CAST(f.days AS TEXT) || ' days'
+        WHEN 'close_date_pushed' THEN
+            'close date moved later ' || {_plural("f.pushes", "time")} || ', from '
+            || COALESCE(CAST(f.first_date AS TEXT), 'none') || ' to '
+            || COALESCE(CAST(f.close_date AS TEXT), 'none') || ' (last move '
+            || {_day("f.last_push")} || ')'
+        WHEN 'amount_dropped' THEN
+            'amount cut ' || CAST(CAST(
+                floor(100 * (f.entry_amount - f.amount) / f.entry_amount) AS INTEGER) AS TEXT)
+            || '% since entering '
+            || COALESCE(f.stage, 'its stage') || ' on ' || {_day("f.stage_entered_at")} || ': '
+            || CAST(f.entry_amount AS TEXT) || ' to ' || CAST(f.amount AS TEXT)
+        ELSE 'close date ' || CAST(f.close_date AS TEXT) || ' passed '
+            || {_plural("args.as_of - f.close_date", "day")} || ' ago, still open'
+    END AS reason,
+    f.measured, f.threshold, f.since, f.weight, f.id AS deal_id
 FROM flags f
-JOIN scores s ON s.deal_id = f.deal_id
-JOIN od ON od.id = f.deal_id
 CROSS JOIN args
-WHERE (args.rule IS NULL OR f.rule = args.rule) AND s.risk_score >= args.min_score
-ORDER BY s.risk_score DESC, od.amount DESC NULLS LAST, deal, od.id, weight DESC, f.rule"""
+WHERE (args.rule IS NULL OR f.rule = args.rule) AND f.risk_score >= args.min_score
+ORDER BY f.risk_score DESC, f.amount DESC NULLS LAST, deal, f.id, f.weight DESC, f.rule"""
 
 
 def _days(name: str, what: str, low: int = 1, high: int = 365) -> Param:

@@ -121,9 +121,12 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             )
         report.created_tables = _create_missing_tables(conn)
         report.added_columns = _add_missing_columns(conn)
-        for name in report.created_tables:
-            if name in BUILT_ON_CREATE:  # derived from the rows already in the store
-                BUILT_ON_CREATE[name](conn)
+        added_to = {column.split(".")[0] for column in report.added_columns}
+        # Derived from the rows already in the store: built when created, and rebuilt when a
+        # column was added to them (the new column is filled, every row's fingerprint changes).
+        built = [n for n in BUILT_ON_CREATE if n in report.created_tables or n in added_to]
+        for name in built:
+            BUILT_ON_CREATE[name](conn)
         if BASELINE_VERSION not in applied:
             _record(conn, BASELINE_VERSION, "common schema")
         for step in steps:
@@ -132,7 +135,6 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 step.apply(conn)
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
-        added_to = {column.split(".")[0] for column in report.added_columns}
         rebuilt = bool((set(report.created_tables) | added_to) & deal_states.DERIVED)
         rebuilt_tables = sorted(deal_states.DERIVED) if rebuilt else []
         if rebuilt:
@@ -144,8 +146,9 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
-            statistics.analyze_tables(conn, [*report.created_tables, *indexed, *rebuilt_tables])
-        built = [name for name in report.created_tables if name in BUILT_ON_CREATE]
+            statistics.analyze_tables(
+                conn, [*report.created_tables, *indexed, *rebuilt_tables, *built]
+            )
         report.version = target_version(steps)
     report.vacuumed = statistics.vacuum_tables(db, [*built, *rebuilt_tables])
     return report

@@ -21,9 +21,11 @@ Rows (``schema.DealRiskFacts``), by ``kind``:
 
 - ``touch`` per deal and day (UTC) with emails, calls or Slack messages out or in: outbound
   ones by type, inbound ones (an ``inbound`` email or call, a Slack message by an external
-  author), the first outbound and the last inbound time;
+  author), the first outbound and the last inbound time, and the deal's last inbound up to
+  the end of the day (``replied_through``: a ghosted deal's last reply is on its window's rows);
 - ``contact`` per deal, day and contact: an external participant resolved to a contact,
-  engaged in one of the deal's activities that day;
+  engaged in one of the deal's activities that day, and the day before it the contact was
+  (``previous_day``: a window's distinct contacts are its rows whose previous day is not in it);
 - ``meeting`` per deal (``deal_id``) and per account (``account_id``): the latest meeting
   (CRM meeting or calendar event, live, not cancelled or a no-show) ever, scheduled ones
   included; an account's counts those linked to it and those attended by an external person
@@ -33,7 +35,11 @@ Rows (``schema.DealRiskFacts``), by ``kind``:
 - ``push`` per close-date move later (``deal_field_history``): when (``changed_at``, ``day``);
 - ``first_close`` per deal with close-date history: the first value and when;
 - ``entry_amount`` per deal with a stage entry and amount history: the amount in effect when
-  it entered its current stage.
+  it entered its current stage;
+- ``deal`` per open live deal, what the list reads of it in one row: the later of its and its
+  account's latest meeting, its close-date pushes (how many, the last), its first close date
+  and its amount at stage entry (derived from the deal as the refresh saw it, like
+  ``entry_amount`` and ``won_stage``; every sync that writes deals refreshes).
 
 The refresh (``refresh_risk_facts``) derives the organization's rows from the store, as the
 rules read it, and writes only the difference: each row carries a ``fingerprint`` (md5 of its
@@ -99,6 +105,9 @@ _TYPES = {
     "changed_at": "TIMESTAMPTZ",
     "close_date": "DATE",
     "amount": "NUMERIC(18, 2)",
+    "previous_day": "DATE",
+    "replied_through": "TIMESTAMPTZ",
+    "pushes": "INTEGER",
 }
 _COLUMNS = tuple(_TYPES)
 
@@ -145,6 +154,26 @@ account_meetings AS (
     WHERE ap.organization_id = :org AND ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
         AND NOT COALESCE(ap.is_internal, false) AND {HELD_MEETING}
 ),
+contact_days AS (
+    SELECT DISTINCT a.deal_id, CAST(a.occurred_at AS DATE) AS day, ap.contact_id
+    FROM activities a
+    JOIN activity_participants ap ON ap.activity_id = a.id AND ap.deleted_at IS NULL
+        AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
+        AND ap.organization_id = :org
+    WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
+        AND a.occurred_at IS NOT NULL
+),
+deal_meetings AS (
+    SELECT m.deal_id, max(m.occurred_at) AS last_meeting
+    FROM activities m
+    WHERE m.organization_id = :org AND m.deal_id IS NOT NULL AND {HELD_MEETING}
+    GROUP BY m.deal_id
+),
+account_latest AS (
+    SELECT k.account_id, max(k.occurred_at) AS last_meeting
+    FROM account_meetings k
+    GROUP BY k.account_id
+),
 stays AS (
     -- Each won deal's stays in its stages: entered, and left when the next stage began.
     SELECT h.deal_id, h.stage_id, h.entered_at,
@@ -190,34 +219,54 @@ derived AS (
         replies="count(*) FILTER (WHERE t.direction = 'inbound')",
         first_out=f"min(t.occurred_at) FILTER (WHERE {_OUT})",
         last_reply="max(t.occurred_at) FILTER (WHERE t.direction = 'inbound')",
+        replied_through="max(max(t.occurred_at) FILTER (WHERE t.direction = 'inbound')) "
+        "OVER (PARTITION BY t.deal_id ORDER BY CAST(t.occurred_at AS DATE))",
     )
 }
     FROM touches t
     GROUP BY t.deal_id, CAST(t.occurred_at AS DATE)
     UNION ALL
-    SELECT DISTINCT {
+    SELECT {
     _row(
         "contact",
-        deal_id="a.deal_id",
-        day="CAST(a.occurred_at AS DATE)",
-        contact_id="ap.contact_id",
+        deal_id="c.deal_id",
+        day="c.day",
+        contact_id="c.contact_id",
+        previous_day="lag(c.day) OVER (PARTITION BY c.deal_id, c.contact_id ORDER BY c.day)",
     )
 }
-    FROM activities a
-    JOIN activity_participants ap ON ap.activity_id = a.id AND ap.deleted_at IS NULL
-        AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
-        AND ap.organization_id = :org
-    WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
-        AND a.occurred_at IS NOT NULL
+    FROM contact_days c
     UNION ALL
-    SELECT {_row("meeting", deal_id="m.deal_id", last_meeting="max(m.occurred_at)")}
-    FROM activities m
-    WHERE m.organization_id = :org AND m.deal_id IS NOT NULL AND {HELD_MEETING}
-    GROUP BY m.deal_id
+    SELECT {_row("meeting", deal_id="m.deal_id", last_meeting="m.last_meeting")}
+    FROM deal_meetings m
     UNION ALL
-    SELECT {_row("meeting", account_id="k.account_id", last_meeting="max(k.occurred_at)")}
-    FROM account_meetings k
-    GROUP BY k.account_id
+    SELECT {_row("meeting", account_id="k.account_id", last_meeting="k.last_meeting")}
+    FROM account_latest k
+    UNION ALL
+    SELECT {
+    _row(
+        "deal",
+        deal_id="d.id",
+        last_meeting="CASE WHEN am.last_meeting IS NULL OR dm.last_meeting > am.last_meeting "
+        "THEN dm.last_meeting ELSE am.last_meeting END",
+        pushes="pt.pushes",
+        changed_at="pt.last_push",
+        close_date="fc.close_date",
+        amount="ea.amount",
+    )
+}
+    FROM deals d
+    LEFT JOIN deal_meetings dm ON dm.deal_id = d.id
+    LEFT JOIN account_latest am ON am.account_id = d.account_id
+    LEFT JOIN (
+        SELECT m.deal_id, count(*) AS pushes, max(m.changed_at) AS last_push
+        FROM close_moves m
+        WHERE m.close_date > m.previous
+        GROUP BY m.deal_id
+    ) pt ON pt.deal_id = d.id
+    LEFT JOIN close_moves fc ON fc.deal_id = d.id AND fc.k = 1
+    LEFT JOIN entry_amounts ea ON ea.deal_id = d.id AND ea.k = 1
+    WHERE d.organization_id = :org AND d.deleted_at IS NULL AND NOT COALESCE(d.is_closed, false)
     UNION ALL
     SELECT {
     _row(

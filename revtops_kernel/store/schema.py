@@ -117,6 +117,9 @@ RETIRED_INDEXES: tuple[str, ...] = (
     "ix_deal_risk_facts_kind_day",
     "ix_deal_risk_facts_account",
     "ix_deal_risk_facts_stage_position",
+    # Replaced by ix_deal_risk_facts_kind_reads (the per-deal rows' and the windows' new
+    # columns).
+    "ix_deal_risk_facts_by_kind",
     # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order and
     # days_in_stage.
     "ix_deal_stage_visits_deal",
@@ -972,20 +975,22 @@ class DealRiskFacts(Base):
         # it to the open deals by hash (probing another index once per open deal cost 20-40
         # µs a deal, 29,619 open deals at scale 10, for each of five kinds).
         Index(
-            "ix_deal_risk_facts_by_kind",
+            "ix_deal_risk_facts_kind_reads",
             "organization_id",
             "kind",
             "day",
             postgresql_include=[
                 "deal_id",
-                "account_id",
                 "contact_id",
+                "previous_day",
                 "emails_out",
                 "calls_out",
                 "messages_out",
                 "replies",
                 "first_out",
+                "replied_through",
                 "last_meeting",
+                "pushes",
                 "changed_at",
                 "close_date",
                 "amount",
@@ -1023,7 +1028,7 @@ class DealRiskFacts(Base):
     organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
     kind: Mapped[str] = mapped_column(
         String(16),
-        comment="touch, contact, meeting, won_stage, push, first_close or entry_amount.",
+        comment="touch, contact, meeting, won_stage, push, first_close, entry_amount or deal.",
     )
     deal_id: Mapped[uuid.UUID | None] = mapped_column(
         comment="The deal (deals.id); NULL on an account's meeting row."
@@ -1056,14 +1061,28 @@ class DealRiskFacts(Base):
     first_out: Mapped[datetime | None] = mapped_column(comment="touch: the first outbound.")
     last_reply: Mapped[datetime | None] = mapped_column(comment="touch: the last inbound.")
     last_meeting: Mapped[datetime | None] = mapped_column(
-        comment="meeting: the latest meeting's start (UTC), scheduled ones included."
+        comment="meeting: the latest meeting's start (UTC), scheduled ones included; deal: "
+        "the later of the deal's and its account's."
     )
     changed_at: Mapped[datetime | None] = mapped_column(
-        comment="push: when the close date moved later; first_close: when it was first set."
+        comment="push: when the close date moved later; first_close: when it was first set; "
+        "deal: the last push."
     )
-    close_date: Mapped[date | None] = mapped_column(comment="first_close: the first close date.")
+    close_date: Mapped[date | None] = mapped_column(
+        comment="first_close, deal: the first close date."
+    )
     amount: Mapped[Decimal | None] = mapped_column(
-        comment="entry_amount: the amount when the deal entered its current stage."
+        comment="entry_amount, deal: the amount when the deal entered its current stage."
+    )
+    previous_day: Mapped[date | None] = mapped_column(
+        comment="contact: the day before this one the contact was engaged in the deal (NULL: "
+        "none), so a window's distinct contacts are its rows with no earlier day in it."
+    )
+    replied_through: Mapped[datetime | None] = mapped_column(
+        comment="touch: the deal's last inbound up to the end of this day."
+    )
+    pushes: Mapped[int | None] = mapped_column(
+        Integer, comment="deal: how many times the close date moved later, ever."
     )
     fingerprint: Mapped[str] = mapped_column(
         comment="Bookkeeping: md5 of the row's values; a refresh writes only rows whose "
