@@ -141,7 +141,8 @@ bounds AS MATERIALIZED (
         CAST(args.as_of - th.no_meeting_days + 1 AS TIMESTAMPTZ) AS meetings_from
     FROM args CROSS JOIN th
 ),
-od AS (
+od AS MATERIALIZED (
+    -- The open deals, read once (DuckDB would inline an unmarked CTE into each of its uses).
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
         acc.name AS account_name, p.name AS pipeline_name, o.full_name AS owner_name
@@ -229,7 +230,7 @@ stage_norms AS MATERIALIZED (
     LEFT JOIN deal_risk_facts hi ON hi.kind = 'won_stage' AND hi.stage_id = c.stage_id
         AND hi.position = c.above
 ),
-judged AS (
+judged AS MATERIALIZED (
     -- Every open deal with what the rules read (its deal row: the latest meeting of it or its
     -- account, its close-date moves and first close date, its amount at stage entry; its
     -- window's touches and contacts; its stage's norm) and which rules flag it: one join of

@@ -251,9 +251,11 @@ def build(db: Database) -> dict[str, uuid.UUID]:
     b.deal("stalled_near", stage="Negotiation", entered=40)
 
     # single-threaded: one customer contact in 30 days (an internal attendee does not count,
-    # the other contact was engaged 40 days ago). Near-miss: the healthy deals (two).
+    # the other contact was engaged 40 days ago; the one engaged twice counts once). Near-miss:
+    # the healthy deals (two).
     single = b.deal("single", healthy_meeting=False)
     b.activity(single, "meeting", 5, contacts=b.contacts[single][:1], internal_participant=True)
+    b.activity(single, "email", 20, contacts=b.contacts[single][:1])
     b.activity(single, "meeting", 40, contacts=b.contacts[single][1:])
     b.activity(single, "meeting", -3)  # scheduled, so not "no recent meeting"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -108,6 +109,40 @@ def test_reasons_quote_the_evidence(store: tuple[Database, dict[str, uuid.UUID]]
     )
     assert reason(rows, "past_due", "past_due")["reason"] == (
         "close date 2026-10-31 passed 1 day ago, still open"
+    )
+
+
+def test_a_past_as_of_reads_only_what_came_before_it(
+    store: tuple[Database, dict[str, uuid.UUID]],
+) -> None:
+    """The windows end at as_of, and the close-date moves counted are those up to it (a deal
+    whose date moved after as_of is counted from its moves, every other from its deal row)."""
+    db, _ = store
+    before_second_push = AS_OF - timedelta(days=30)
+    rows = risks(db, as_of=before_second_push, pushed_min_moves=1, rule="close_date_pushed")
+    assert reason(rows, "pushed", "close_date_pushed")["reason"] == (
+        "close date moved later 1 time, from 2026-10-01 to 2026-12-15 (last move 2026-09-02)"
+    )
+    assert {r["deal"] for r in rows} == {"pushed", "pushed_near"}
+    # The last reply before the window: the window's rows carry it.
+    rows = risks(db, as_of=AS_OF - timedelta(days=4), rule="ghosted")
+    assert reason(rows, "ghosted", "ghosted")["reason"] == (
+        "1 email, 1 call out since 2026-10-22, no reply since 2026-10-12"
+    )
+    assert "ghosted_near" not in {r["deal"] for r in rows}
+    rows = risks(db, ghosted_days=7, rule="ghosted")
+    assert reason(rows, "ghosted", "ghosted")["reason"] == (
+        "1 email, 1 call out since 2026-10-27, no reply since 2026-10-12"
+    )
+    # Each contact once, however many days it was engaged in the window.
+    params = {"single_threaded_days": 45, "max_contacts": 2, "rule": "single_threaded"}
+    rows = risks(db, **params)
+    assert reason(rows, "single", "single_threaded")["reason"] == (
+        "only 2 customer contacts engaged in the last 45 days"
+    )
+    rows = risks(db, as_of=AS_OF - timedelta(days=25), **params)
+    assert reason(rows, "single", "single_threaded")["reason"] == (
+        "only 1 customer contact (champion of single) engaged in the last 45 days"
     )
 
 
