@@ -97,6 +97,9 @@ class ChatWidget(anywidget.AnyWidget):
     # a finished %%ask answer ({"turns": [...]}), so a notebook saved with its widget state
     # redraws it without a kernel; the panel's thread travels as messages only
     saved = traitlets.Dict().tag(sync=True)
+    # a setup notice (markdown) the empty chat shows under its first line: the web app's "no
+    # Claude key" lives inside the chat, so the page's first screen knows where the box is
+    notice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,

@@ -36,6 +36,11 @@ HEADER_STYLE = """<style>
 </style>"""
 
 TABS = ("Chat", "At risk", "Integrations", "Artifacts", "Usage")
+NO_KEY_NOTICE = (
+    "Without a Claude API key the chat answers the questions its verified queries cover (try a "
+    "suggestion); for any other question set `ANTHROPIC_API_KEY` where the app runs and restart "
+    "it. Integrations, sync and saved artifacts work without it."
+)
 
 
 def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
@@ -86,7 +91,8 @@ class WebApp(widgets.VBox):
         self.tabs.observe(self._on_tab, names="selected_index")
         sign_out = os.environ.get("VOILA_BASE_URL", "/") + "logout"
         header = widgets.HTML(header_html(identity, sign_out_url=sign_out))
-        self.children = [header, *self._notices(), self.tabs]
+        self.chat.notice = self._notice()
+        self.children = [header, self.tabs]
 
     def open_integrations(self) -> IntegrationsPanel:
         if self.integrations is None:
@@ -135,18 +141,13 @@ class WebApp(widgets.VBox):
         self.gallery.refresh()
         return self.gallery
 
-    def _notices(self) -> list[widgets.Widget]:
-        """Say up front what is not configured, instead of at the first question."""
+    def _notice(self) -> str:
+        """Say up front what is not configured, instead of at the first question. Shown by the
+        empty chat (under its first line), not above the tabs: the page's first screen draws
+        the chat where the live one will be, and a notice there pushed it down ~60 px."""
         if self.settings.anthropic_api_key is not None:
-            return []
-        return [
-            widgets.HTML(
-                '<div class="rt-notice">Without a Claude API key the chat answers the questions '
-                "its verified queries cover (try a suggestion); for any other question set "
-                "<code>ANTHROPIC_API_KEY</code> where the app runs and restart it. Integrations, "
-                "sync and saved artifacts work without it.</div>"
-            )
-        ]
+            return ""
+        return NO_KEY_NOTICE
 
     def __repr__(self) -> str:
         # The page's plain-text fallback (and what tests read without a browser).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.ui.test_markdown import XSS_CORPUS
@@ -24,6 +25,78 @@ def sign_in(browser: Any, app: RunningApp, email: str, name: str, **options: Any
     page.goto(app.url + "/")
     page.locator(".rt-header").wait_for()
     return page
+
+
+# The page's first screen (the shell its template draws) and the live page, box for box: the
+# chat widget takes the shell's place without moving anything (the question box above all).
+SHELL_BOXES = {
+    "header": ".rt-shell-header",
+    "tabs": ".rt-shell-tabs",
+    "chat": ".rt-shell-chat",
+    "conversations": ".rt-shell-conversations",
+    "new chat": ".rt-shell-conversations button",
+    "thread": "#rt-shell-messages",
+    "status": "#rt-shell-status",
+    "question box": "#rt-shell-input",
+    "send": "#rt-shell-send",
+}
+LIVE_BOXES = {
+    "header": ".rt-header",
+    "tabs": ".widget-tab > .lm-TabBar",
+    "chat": ".widget-tab > .widget-tab-contents",
+    "conversations": ".revtops-chat .rt-conversations",
+    "new chat": ".revtops-chat .rt-new",
+    "thread": ".revtops-chat .rt-scroller",
+    "status": ".revtops-chat .rt-status",
+    "question box": ".revtops-chat textarea.rt-input",
+    "send": ".revtops-chat .rt-send",
+}
+VOILA_JS = re.compile(r".*/voila/static/voila\.js(\?.*)?$")
+
+
+def boxes(page: Any, selectors: dict[str, str]) -> dict[str, tuple[float, ...]]:
+    """Each named element's bounding box (x, y, width, height) on the page as it is now."""
+    found = {}
+    for name, selector in selectors.items():
+        box = page.locator(selector).first.bounding_box()
+        assert box is not None, f"{name} ({selector}) is not drawn"
+        found[name] = (box["x"], box["y"], box["width"], box["height"])
+    return found
+
+
+def assert_nothing_moved(
+    shell: dict[str, tuple[float, ...]], live: dict[str, tuple[float, ...]], tolerance: float = 3
+) -> None:
+    moved = {
+        name: (shell[name], live[name])
+        for name in shell
+        if max(abs(a - b) for a, b in zip(shell[name], live[name], strict=True)) > tolerance
+    }
+    assert moved == {}, f"moved when the live chat replaced the shell (shell, live): {moved}"
+
+
+def sign_in_across_takeover(
+    browser: Any, app: RunningApp, email: str, name: str
+) -> tuple[Any, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
+    """``sign_in``, holding Voila's front end back until the shell's boxes are measured; returns
+    the page with the live chat drawn, and the shell's and the live page's boxes."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+    context.add_cookies(
+        [{"name": "revtops_session", "value": app.token(email, name), "url": app.url + "/"}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    held: list[Any] = []
+    page.route(VOILA_JS, lambda route: held.append(route))
+    page.goto(app.url + "/", wait_until="commit")
+    page.locator("#rt-shell-input").wait_for()
+    while not held:  # the page asked for voila.js: everything before it is drawn
+        page.wait_for_timeout(50)
+    shell = boxes(page, SHELL_BOXES)
+    held[0].continue_()
+    page.locator(LIVE_BOXES["question box"]).wait_for()
+    page.locator("#rt-shell").wait_for(state="detached")
+    return page, shell, boxes(page, LIVE_BOXES)
 
 
 # Beyond the sanitizer's corpus: CSS exfiltration, image beacons, mXSS, SVG and data: tricks.

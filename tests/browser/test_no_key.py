@@ -1,6 +1,7 @@
 """The web app without an Anthropic key, as a new user meets it: the empty chat's suggested
 question, clicked, answers from its verified query (table, chart, verified badge) with no model;
-a question no verified query answers says how to enable free-form questions."""
+a question no verified query answers says how to enable free-form questions. The notice that
+says so up front is in the empty chat, and the live page's boxes are where the shell drew them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from revtops_kernel.store.scratch import scratch_postgres
 from revtops_sandbox import SandboxServer
 
 from .app_server import RunningApp, running_app
-from .pages import sign_in
+from .pages import assert_nothing_moved, sign_in_across_takeover
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -41,8 +42,13 @@ def test_a_suggested_question_answers_without_a_key(keyless_app: RunningApp, bro
     from playwright.sync_api import expect
 
     expect.set_options(timeout=120_000)
-    page = sign_in(browser, keyless_app, "dana@acme.com", "Dana")
+    page, shell, live = sign_in_across_takeover(browser, keyless_app, "dana@acme.com", "Dana")
     try:
+        # The notice is in the empty chat, under its first line: the live page's question box
+        # is where the shell's was (a notice above the tabs pushed it down ~60 px).
+        notice = page.locator(".revtops-chat .rt-empty .rt-setup")
+        expect(notice).to_contain_text("ANTHROPIC_API_KEY")
+        assert_nothing_moved(shell, live)
         page.locator(".lm-TabBar-tab:has-text('Integrations')").click()
         hubspot = page.locator(".rt-provider-hubspot")
         hubspot.locator("button:has-text('Sync now')").click()

@@ -1,7 +1,8 @@
 """The app's first screen, drawn by the page template before any script loads (the shell): its
 question box takes typing at once, a question sent from it is kept and goes out when the chat
 widget takes over, and what was being typed (with the caret and the focus) survives the swap;
-a page whose notebook failed shows its error instead of the shell.
+a page whose notebook failed shows its error instead of the shell. The live page draws its
+header, tabs, conversation list and question box where the shell drew them (boxes compared).
 
 Voila's front end (voila.js) is held back by the test until the typing is done, so the box is
 used before the widget can exist, whatever the machine's speed. Screenshots: /tmp/chat_shell_*.png.
@@ -10,7 +11,6 @@ used before the widget can exist, whatever the machine's speed. Screenshots: /tm
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,7 +24,14 @@ from revtops_sandbox.anthropic import ScriptedMessagesServer, Turn
 from tests.ui.notebook_env import prepare_store
 
 from .app_server import RunningApp, free_port, wait_until_healthy
-from .pages import TIMEOUT_MS
+from .pages import (
+    LIVE_BOXES,
+    SHELL_BOXES,
+    TIMEOUT_MS,
+    VOILA_JS,
+    assert_nothing_moved,
+    boxes,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -57,7 +64,7 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     held: list[Any] = []
-    page.route(re.compile(r".*/voila/static/voila\.js(\?.*)?$"), lambda route: held.append(route))
+    page.route(VOILA_JS, lambda route: held.append(route))
     try:
         started = time.perf_counter()
         page.goto(app.url + "/", wait_until="commit")
@@ -77,6 +84,7 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
         page.keyboard.press("Shift+Enter")
         page.keyboard.type("please")
         shot(page, "01_typed")
+        shell = boxes(page, SHELL_BOXES)
 
         # Voila's front end loads; the chat widget takes over the box.
         while not held:  # the request for voila.js, held since the page asked for it
@@ -97,6 +105,8 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
         assert chat.locator(".rt-user").count() == 1
         expect(page.locator(".rt-header")).to_contain_text("Sol")
         shot(page, "02_taken_over")
+        # the live chat drew where the shell was: header, tabs, list, thread, box, Send
+        assert_nothing_moved(shell, boxes(page, LIVE_BOXES))
         print(f"shell question box shown after {shown:.2f} s")
     except Exception:
         shot(page, "failure")

@@ -34,9 +34,12 @@ def test_header_shows_the_verified_identity_escaped() -> None:
 
 def test_a_missing_api_key_is_said_up_front_and_only_then() -> None:
     without = build()
-    assert "ANTHROPIC_API_KEY" in without.children[1].value
+    # in the chat's empty state, not above the tabs (that pushed the question box down)
+    assert "ANTHROPIC_API_KEY" in without.chat.notice
+    assert without.children == (without.children[0], without.tabs)
     with_key = build(ANTHROPIC_API_KEY="sk-ant-test")
-    assert len(with_key.children) == 2  # header and tabs, no notice
+    assert with_key.chat.notice == ""
+    assert len(with_key.children) == 2  # header and tabs
 
 
 def test_the_usage_tab_is_built_when_opened_and_shows_the_ledger() -> None:

@@ -296,8 +296,17 @@ function render({ model, el }) {
       answer);
   };
 
+  const notice = () => {
+    const text = model.get("notice");
+    if (!text) return null;
+    const node = h("div", { class: "rt-notice rt-setup" });
+    node.append(markdown(text));
+    return node;
+  };
+
   const drawEmpty = () => answerMode ? h("div", { class: "rt-empty" }, "Asking…") : h("div", { class: "rt-empty" },
     h("p", {}, "Ask a question about your pipeline, deals, accounts or activity."),
+    notice(),
     state.suggestions.length ? h("p", { class: "rt-hint" }, "Answered from verified queries:") : null,
     h("div", { class: "rt-suggestions" }, state.suggestions.map((q) => h("button", {
       class: "rt-suggestion", type: "button", onclick: () => ask(q),
@@ -371,6 +380,7 @@ function render({ model, el }) {
 
   // a finished %%ask answer travels in the widget's state too: a notebook saved with its widget
   // state shows it without a kernel
+  model.on("change:notice", () => { if (!state.turns.length) drawAll(); });
   const saved = model.get("saved");
   if (saved && Array.isArray(saved.turns)) state = reduce(state, { ...saved, t: "state" });
   drawAll();
