@@ -1,0 +1,197 @@
+"""Resolution in the batch (``resolve.resolve_batch``, PostgreSQL): what a sync's batches know
+of the activities they wrote stands in for asking the store, and rows that come in a batch in
+two versions are settled as the upsert collapses them. Each scenario ends where a full
+resolution of the same data ends. Hand-made Calendar events through the real normalizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from revtops_kernel.ids import record_id
+from revtops_kernel.normalize.base import NormalizeContext
+from revtops_kernel.normalize.google_calendar import normalize_event
+from revtops_kernel.resolve import BatchLookups, resolve_batch, resolve_identities
+from revtops_kernel.store import Database
+from revtops_kernel.store.locks import resolution_shared
+from revtops_kernel.store.upsert import upsert
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("db", ["postgresql"], indirect=True),  # batches resolve there only
+]
+
+ORG = "northwind"
+CTX = NormalizeContext(ORG, "google_calendar")
+T0 = datetime(2026, 10, 5, 9, tzinfo=UTC)
+REP, BUYER, OTHER = "rep@northwind.example", "buyer@acme.example", "other@acme.example"
+# The probe of stored activities that the batches' own knowledge replaces.
+PROBE = "SELECT id, updated_at FROM activities"
+RESOLVED = (
+    "SELECT 'p', id, contact_id, account_id, owner_id, is_internal, deleted_at, NULL "
+    "FROM activity_participants WHERE organization_id = :org UNION ALL "
+    "SELECT 'a', id, contact_id, account_id, owner_id, NULL, NULL, deal_id "
+    "FROM activities WHERE organization_id = :org"
+)
+
+
+def crm(db: Database) -> None:
+    """A rep (owner), Acme (account, domain acme.example) with a contact and an open deal;
+    resolved once, so that no mark is left."""
+
+    def row(table: str, source_id: str, **values: Any) -> dict[str, Any]:
+        base = {"organization_id": ORG, "source_system": "hubspot", "source_id": source_id}
+        return {**base, "updated_at": T0 - timedelta(days=90), **values}
+
+    acme = record_id(ORG, "hubspot", "accounts", "acme")
+    with db.begin() as conn:
+        upsert(conn, "owners", [row("owners", "rep", email=REP)])
+        upsert(conn, "accounts", [row("accounts", "acme", name="Acme", domain="acme.example")])
+        upsert(conn, "contacts", [row("contacts", "buyer", email=BUYER, account_id=acme)])
+        deal = row("deals", "d1", name="Acme renewal", account_id=acme, is_closed=False)
+        upsert(conn, "deals", [{**deal, "created_at": T0 - timedelta(days=60)}])
+        resolve_identities(conn, ORG)
+
+
+def event_rows(event_id: str, updated: datetime, *emails: str) -> dict[str, list[Any]]:
+    """One Calendar event on one calendar, normalized: its activity and participants."""
+    payload = {
+        "id": event_id,
+        "status": "confirmed",
+        "summary": "Sync",
+        "start": {"dateTime": (T0 + timedelta(days=1)).isoformat()},
+        "end": {"dateTime": (T0 + timedelta(days=1, hours=1)).isoformat()},
+        "created": (T0 - timedelta(days=3)).isoformat(),
+        "updated": updated.isoformat(),
+        "organizer": {"email": REP},
+        "attendees": [{"email": email} for email in emails],
+    }
+    return normalize_event({"event": payload, "calendar": {"id": REP}}, CTX)
+
+
+def batch_of(*events: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    rows: dict[str, list[Any]] = {"activities": [], "activity_participants": []}
+    for one in events:
+        for table, table_rows in one.items():
+            rows[table].extend(table_rows)
+    return rows
+
+
+def pending_of(rows: dict[str, list[Any]], event_id: str) -> bool:
+    """The mark resolve_batch gave the event's activity (every copy gets the same)."""
+    marks = {a["resolution_pending"] for a in rows["activities"] if a["source_id"] == event_id}
+    assert len(marks) == 1, marks
+    return marks.pop()
+
+
+def write_batches(
+    db: Database, batches: list[dict[str, list[Any]]], *, kept: bool = True
+) -> list[str]:
+    """resolve_batch and upsert each batch in its transaction, as a sync does (lookups kept
+    across them under the shared lock when ``kept``); the SQL statements sent."""
+
+    def run() -> None:
+        with resolution_shared(db, ORG) as pid:
+            lookups = BatchLookups(ORG, pid) if kept else None
+            for rows in batches:
+                with db.begin() as conn:
+                    resolve_batch(conn, ORG, rows, {}, lookups)
+                    for table, table_rows in rows.items():
+                        upsert(conn, table, table_rows)
+
+    return statements_of(db, run)
+
+
+def statements_of(db: Database, run: Callable[[], object]) -> list[str]:
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return sent
+
+
+def resolved(db: Database) -> set[tuple[Any, ...]]:
+    with db.connect() as conn:
+        return {tuple(row) for row in conn.execute(text(RESOLVED), {"org": ORG})}
+
+
+def assert_full_resolution_agrees(db: Database) -> None:
+    """The resolution after the sync, then a full one: the full one changes nothing."""
+    with db.begin() as conn:
+        resolve_identities(conn, ORG)
+    after_sync = resolved(db)
+    with db.begin() as conn:
+        report = resolve_identities(conn, ORG, full=True)
+    assert report.rows_updated == 0, report
+    assert resolved(db) == after_sync
+
+
+@pytest.fixture
+def store(db: Database) -> Iterator[Database]:
+    crm(db)
+    yield db
+
+
+def test_a_first_load_knows_what_its_batches_wrote(store: Database) -> None:
+    """No activity of the provider in the store: no batch asks it about one, yet an event that
+    lost an attendee, or comes again in an older version, is left to the resolution."""
+    t0, t1, t2 = T0 - timedelta(hours=1), T0, T0 + timedelta(hours=2)
+    first = batch_of(event_rows("e1", t1, BUYER, OTHER), event_rows("e2", t1, BUYER))
+    # e1 again from a second calendar, the same version; e3 new.
+    second = batch_of(event_rows("e1", t1, BUYER, OTHER), event_rows("e3", t1, OTHER))
+    third = batch_of(event_rows("e1", t2, BUYER))  # a newer version: OTHER was removed
+    fourth = batch_of(event_rows("e2", t0, BUYER))  # a calendar behind: older than stored
+    statements = write_batches(store, [first, second, third, fourth])
+    assert not [s for s in statements if s.startswith(PROBE)], "the store was asked"
+    assert (pending_of(first, "e1"), pending_of(first, "e2")) == (False, False)
+    assert (pending_of(second, "e1"), pending_of(second, "e3")) == (False, False)
+    assert pending_of(third, "e1") is True  # a live participant the batch lacks
+    assert pending_of(fourth, "e2") is True  # stored newer
+    with store.connect() as conn:
+        deal = conn.execute(text("SELECT deal_id FROM activities WHERE source_id = 'e2'"))
+        assert deal.scalar_one() == record_id(ORG, "hubspot", "deals", "d1")
+    assert_full_resolution_agrees(store)
+    with store.connect() as conn:
+        stale = conn.execute(
+            text("SELECT deleted_at FROM activity_participants WHERE source_id = :s"),
+            {"s": f"e1:{OTHER}"},
+        ).scalar_one()
+    assert stale == t2  # rule 1 after the sync: OTHER left e1
+
+
+def test_two_versions_in_one_batch_and_a_store_that_held_events(store: Database) -> None:
+    """Within a batch: identical copies are settled, a newer copy that drops an attendee is
+    not. Across syncs: events a previous sync wrote are read from the store."""
+    t1, t2 = T0, T0 + timedelta(hours=2)
+    batch = batch_of(
+        event_rows("e1", t1, BUYER),
+        event_rows("e1", t1, BUYER),  # the same event on a second calendar
+        event_rows("e2", t2, BUYER),  # newer first: the upsert keeps it whatever the order
+        event_rows("e2", t1, BUYER, OTHER),
+    )
+    write_batches(store, [batch])
+    assert (pending_of(batch, "e1"), pending_of(batch, "e2")) == (False, True)
+    assert_full_resolution_agrees(store)
+
+    # A later sync: e1 is in the store with BUYER; a version without them is unsettled.
+    later = batch_of(event_rows("e1", t2), event_rows("e4", t2, OTHER))
+    statements = write_batches(store, [later])
+    assert [s for s in statements if s.startswith(PROBE)], "the store must be asked"
+    assert (pending_of(later, "e1"), pending_of(later, "e4")) == (True, False)
+    assert_full_resolution_agrees(store)
+
+    # Without kept lookups every batch reads afresh; the marks are the same.
+    again = batch_of(event_rows("e4", t2 + timedelta(hours=1), OTHER))
+    write_batches(store, [again], kept=False)
+    assert pending_of(again, "e4") is False
+    assert_full_resolution_agrees(store)
