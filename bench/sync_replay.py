@@ -13,7 +13,13 @@ not move with another process's load as much as bench/sync.py's does. Each run i
 child process (fresh interpreter, fresh store); it prints the run's CPU seconds and records
 per CPU-second. ``--keep-store`` keeps the DuckDB file (or, for PostgreSQL, the database named
 by ``--postgres-url`` must be empty and is kept) for comparing stored rows before and after a
-change (``compare``).
+change:
+
+    python bench/sync_replay.py compare --stores /tmp/old.duckdb /tmp/new.duckdb
+
+``compare`` reads every synced table of two stores (DuckDB paths or database URLs) in key
+order and prints, per table, the row counts and whether every column of every row is equal;
+it exits non-zero on any difference.
 """
 
 from __future__ import annotations
@@ -163,9 +169,58 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
+def _store_url(store: str) -> str:
+    return store if "://" in store else f"duckdb:///{store}"
+
+
+def _table_digest(db: Any, table: Any) -> tuple[int, str, dict[str, Any]]:
+    """(rows, SHA-256 of every row in key order, the first row of each key) of ``table``."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    digest, count, first = hashlib.sha256(), 0, {}
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(table).order_by(
+                table.c.organization_id, table.c.source_system, table.c.source_id
+            )
+        )
+        for row in rows:
+            values = row._tuple()
+            digest.update(repr(values).encode())
+            first.setdefault(row.source_id, values)
+            count += 1
+    return count, digest.hexdigest(), first
+
+
+def compare(args: argparse.Namespace) -> None:
+    from revtops_kernel.store import Database
+    from revtops_kernel.store.schema import synced_tables
+
+    left, right = (Database(_store_url(store)) for store in args.stores)
+    differ = 0
+    for name, table in sorted(synced_tables().items()):
+        (n1, d1, rows1), (n2, d2, rows2) = _table_digest(left, table), _table_digest(right, table)
+        same = n1 == n2 and d1 == d2
+        differ += not same
+        note = ""
+        if not same:
+            changed = [
+                key for key in rows1.keys() | rows2.keys() if rows1.get(key) != rows2.get(key)
+            ]
+            note = f" differing keys {len(changed)}, e.g. {sorted(changed)[:3]}"
+        print(f"{name:28s} {n1:8,} {n2:8,} {'equal' if same else 'DIFFERENT'}{note}", flush=True)
+    left.dispose()
+    right.dispose()
+    if differ:
+        sys.exit(f"{differ} table(s) differ")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("capture", "run", "child"))
+    parser.add_argument("mode", choices=("capture", "run", "child", "compare"))
+    parser.add_argument("--stores", nargs=2, help="compare: two DuckDB paths or database URLs")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/tmp/hubspot-pages.pickle")
@@ -181,6 +236,8 @@ def main() -> None:
         capture(args)
     elif args.mode == "run":
         run(args)
+    elif args.mode == "compare":
+        compare(args)
     else:
         print(json.dumps(run_child(args)))
 

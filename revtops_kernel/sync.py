@@ -39,7 +39,12 @@ from revtops_kernel.connectors.base import Connector, Page
 from revtops_kernel.connectors.credentials import NangoConnection, token_source
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.errors import RevtopsError, SyncBusyError
-from revtops_kernel.normalize.base import NormalizeContext, NormalizedPage, normalize_page
+from revtops_kernel.normalize.base import (
+    NormalizeContext,
+    NormalizedPage,
+    TableTuples,
+    normalize_page,
+)
 from revtops_kernel.providers import (
     ACTIVITY_PROVIDERS,
     ALL_PROVIDERS,
@@ -463,17 +468,25 @@ class _StreamWriter:
         stage_rows: list[dict[str, Any]] = []
         pending = _Pending(stream)
         bar = tqdm(desc=f"{provider} {stream}", unit=" rec", disable=not progress, leave=True)
+        # The stage stream's rows are read again as rows (the stage map): kept as is. Batches
+        # resolve_batch reads take dict rows too; others keep a columnar normalizer's tuples,
+        # their ``raw`` serialized as the record is normalized (_json_as_text's reason).
+        keep_json = stream == self.spec.stage_stream
+        raw = None if keep_json or self.resolves_batches else upsert_json_text
         try:
             for page in connector.read(stream, checkpoint):
                 normalized = normalize_page(
-                    stream, page.records, normalizer, self.ctx, id_field=self.spec.id_field
+                    stream,
+                    page.records,
+                    normalizer,
+                    self.ctx,
+                    id_field=self.spec.id_field,
+                    raw=raw,
                 )
                 if stream == self.spec.stage_stream:
                     # The stage map is built from normalized rows, so a malformed stage is
                     # quarantined once, here, and simply missing from the map.
                     stage_rows.extend(normalized.rows.get("deal_stages", []))
-                # The stage stream's rows are read again as rows (the stage map): kept as is.
-                keep_json = stream == self.spec.stage_stream
                 pending.add(page, normalized, self.spec.id_field, keep_json=keep_json)
                 if pending.full():
                     self._commit(pending, counts)
@@ -515,6 +528,9 @@ class _StreamWriter:
             for table, rows in pending.rows.items():
                 if rows:
                     written_by_table[table] = upsert(conn, table, rows).written
+            for table, tuples in pending.tuples.items():
+                written = upsert(conn, table, tuples).written
+                written_by_table[table] = written_by_table.get(table, 0) + written
             if self.release_quarantine:
                 bookkeeping.release(conn, org, provider, pending.stream, pending.source_ids)
             bookkeeping.quarantine(conn, org, provider, run_id, pending.quarantined)
@@ -531,7 +547,7 @@ class _StreamWriter:
         # Counted in C (map over dict.get): a generator over every row was 3% of a sync's CPU.
         deleted = sum(
             len(rows) - list(map(_DELETED_AT, rows)).count(None) for rows in pending.rows.values()
-        )
+        ) + sum(_deleted(tuples) for tuples in pending.tuples.values())
         # Committed: a sync killed from here on still leaves these rows' statistics behind.
         for table, count in written_by_table.items():
             self.statistics.note(table, count)
@@ -551,6 +567,14 @@ class _StreamWriter:
 _DELETED_AT = operator.methodcaller("get", "deleted_at")
 
 
+def _deleted(tuples: TableTuples) -> int:
+    """Rows with a ``deleted_at``, counted in C."""
+    if "deleted_at" not in tuples.names:
+        return 0
+    at = operator.itemgetter(tuples.names.index("deleted_at"))
+    return len(tuples.rows) - list(map(at, tuples.rows)).count(None)
+
+
 class _Pending:
     """Pages read but not yet committed: written together once there are enough of them.
 
@@ -561,6 +585,7 @@ class _Pending:
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.tuples: dict[str, TableTuples] = {}  # a columnar normalizer's tables
         self.quarantined: list[QuarantineEntry] = []
         self.source_ids: list[str] = []
         self.records = 0
@@ -576,6 +601,11 @@ class _Pending:
             if not keep_json:
                 _json_as_text(table, rows)
             self.rows.setdefault(table, []).extend(rows)
+        for table, tuples in normalized.tuples.items():
+            held = self.tuples.setdefault(table, TableTuples(tuples.names, []))
+            if held.names != tuples.names:  # one normalizer per stream: never
+                raise ValueError(f"{table}: pages with different columns in one batch")
+            held.rows.extend(tuples.rows)
         self.quarantined.extend(
             QuarantineEntry(q.stream, q.source_id, q.reason, q.raw) for q in normalized.quarantined
         )

@@ -8,6 +8,12 @@ act on; ``normalize_page`` turns that (and any ValueError, KeyError, TypeError, 
 decimal.InvalidOperation the function hits) into a quarantined record instead of a crash, so one
 bad record never stops a sync and is never dropped silently. The value parsers that name the
 failing field are in ``values``; rows both providers build alike are in ``rows``.
+
+A ``ColumnarNormalizer`` is a record normalizer whose rows are tuples in a declared column
+order. ``normalize_page(..., raw=...)`` keeps such a page as tuples (``NormalizedPage.tuples``):
+the sync's write path transposes them into Arrow columns in C (``store.upsert``) instead of
+building a dict per row and walking every dict again per column. Called on one record it gives
+dict rows like any normalizer (tests, stage maps, other callers).
 """
 
 from __future__ import annotations
@@ -80,10 +86,24 @@ class Quarantined:
     raw: Any
 
 
+@dataclass(frozen=True)
+class TableTuples:
+    """One table's rows as tuples in ``names`` order (what a ``ColumnarNormalizer`` makes)."""
+
+    names: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[Row]:
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in self.rows]
+
+
 @dataclass
 class NormalizedPage:
     rows: Rows = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
+    # Tables a ColumnarNormalizer gave as tuples (normalize_page with ``raw``); not in ``rows``.
+    tuples: dict[str, TableTuples] = field(default_factory=dict)
 
     def add(self, rows: Rows) -> None:
         for table, table_rows in rows.items():
@@ -91,7 +111,9 @@ class NormalizedPage:
 
     @property
     def row_count(self) -> int:
-        return sum(len(rows) for rows in self.rows.values())
+        return sum(len(rows) for rows in self.rows.values()) + sum(
+            len(table.rows) for table in self.tuples.values()
+        )
 
 
 RecordNormalizer: TypeAlias = Callable[[Mapping[str, Any], NormalizeContext], Rows]
@@ -106,6 +128,73 @@ _RECORD_FAILURES = (
 )
 
 
+# What a columnar normalizer stores in a ``raw`` column: the record itself for dict rows, or
+# (normalize_page's ``raw``) its JSON text, made while the record is at hand.
+RawValue: TypeAlias = Callable[[Any], Any]
+# (record, ctx, raw) -> one list of row tuples per table, in ColumnarNormalizer.tables' order.
+TupleParts: TypeAlias = Callable[
+    [Mapping[str, Any], NormalizeContext, RawValue], tuple[list[tuple[Any, ...]], ...]
+]
+
+
+def _itself(value: Any) -> Any:
+    return value
+
+
+class ColumnarNormalizer:
+    """A record normalizer whose rows are tuples in each table's declared column order.
+
+    ``tables`` maps each table it fills to its columns; ``parts(record, ctx, raw)`` gives the
+    record's rows of every table as tuples in that order, and raises, like any normalizer, for
+    a record it cannot read (every value is computed before a tuple is made, so a failing
+    record leaves nothing behind). A table whose columns leave ``id`` out gets it from the
+    store, which derives it from the natural key with ``record_id``'s formula in SQL
+    (``store.upsert``: an id nothing else points at need not cost an MD5 in Python); its dict
+    rows get it here.
+    """
+
+    def __init__(self, tables: Mapping[str, tuple[str, ...]], parts: TupleParts) -> None:
+        self.tables = tuple(tables.items())
+        self.parts = parts
+        self.__name__ = getattr(parts, "__name__", "columnar")
+
+    def __call__(self, record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+        produced = self.parts(record, ctx, _itself)
+        out: Rows = {}
+        for (table, names), rows in zip(self.tables, produced, strict=True):
+            out[table] = dicts = TableTuples(names, rows).dicts()
+            if "id" not in names:
+                for row in dicts:
+                    row["id"] = ctx.id_for(table, row["source_id"])
+        return out
+
+    def page(
+        self,
+        stream: str,
+        records: Iterable[Mapping[str, Any]],
+        ctx: NormalizeContext,
+        raw: RawValue,
+        id_field: str,
+    ) -> NormalizedPage:
+        page = NormalizedPage()
+        sinks: list[list[tuple[Any, ...]]] = [[] for _ in self.tables]
+        parts = self.parts
+        for record in records:
+            try:
+                produced = parts(record, ctx, raw)
+            except _RECORD_FAILURES as exc:
+                page.quarantined.append(_quarantined(stream, record, exc, id_field))
+                continue
+            for sink, rows in zip(sinks, produced):  # noqa: B905 (parts' contract; hot loop)
+                sink.extend(rows)
+        page.tuples = {
+            table: TableTuples(names, rows)
+            for (table, names), rows in zip(self.tables, sinks, strict=True)
+            if rows
+        }
+        return page
+
+
 def normalize_page(
     stream: str,
     records: Iterable[Mapping[str, Any]],
@@ -113,19 +202,28 @@ def normalize_page(
     ctx: NormalizeContext,
     *,
     id_field: str = "id",
+    raw: RawValue | None = None,
 ) -> NormalizedPage:
-    """Normalize every record of a page; quarantine the ones that fail, with the reason."""
+    """Normalize every record of a page; quarantine the ones that fail, with the reason.
+
+    With ``raw`` (the sync's JSON serializer), a ``ColumnarNormalizer``'s tables stay tuples
+    (``NormalizedPage.tuples``) with ``raw`` applied to the record for its ``raw`` column;
+    other normalizers, and every call without it, give dict rows (``NormalizedPage.rows``)."""
+    if raw is not None and isinstance(normalizer, ColumnarNormalizer):
+        return normalizer.page(stream, records, ctx, raw, id_field)
     page = NormalizedPage()
     for record in records:
         try:
             page.add(normalizer(record, ctx))
         except _RECORD_FAILURES as exc:
-            reason = exc.reason if isinstance(exc, RecordRejected) else _describe(exc)
-            source_id = record.get(id_field) if isinstance(record, Mapping) else None
-            page.quarantined.append(
-                Quarantined(stream, None if source_id is None else str(source_id), reason, record)
-            )
+            page.quarantined.append(_quarantined(stream, record, exc, id_field))
     return page
+
+
+def _quarantined(stream: str, record: Any, exc: Exception, id_field: str) -> Quarantined:
+    reason = exc.reason if isinstance(exc, RecordRejected) else _describe(exc)
+    source_id = record.get(id_field) if isinstance(record, Mapping) else None
+    return Quarantined(stream, None if source_id is None else str(source_id), reason, record)
 
 
 def _describe(exc: BaseException) -> str:

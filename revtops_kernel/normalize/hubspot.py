@@ -35,8 +35,11 @@ from decimal import Decimal
 from typing import Any
 
 from revtops_kernel.hubspot_properties import OBJECTS
+from revtops_kernel.ids import record_id
 from revtops_kernel.normalize.base import (
+    ColumnarNormalizer,
     NormalizeContext,
+    RawValue,
     RecordNormalizer,
     RecordRejected,
     Row,
@@ -44,6 +47,10 @@ from revtops_kernel.normalize.base import (
     StageInfo,
 )
 from revtops_kernel.normalize.hubspot_deal_parts import (
+    DEAL_CONTACT_COLUMNS,
+    FIELD_HISTORY_COLUMNS,
+    HISTORY_COLUMNS,
+    DealParent,
     contact_rows,
     field_history_rows,
     history_rows,
@@ -121,53 +128,88 @@ def normalize_owner(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     return {"owners": [row]}
 
 
-def normalize_company(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+# Column orders of the tuples the columnar normalizers below make (base.ColumnarNormalizer).
+ACCOUNT_COLUMNS = (
+    "id", "organization_id", "source_system", "source_id", "name", "domain", "industry",
+    "account_type", "website", "employee_count", "annual_revenue", "city", "country",
+    "owner_id", "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+CONTACT_COLUMNS = (
+    "id", "organization_id", "source_system", "source_id", "email", "first_name", "last_name",
+    "full_name", "title", "phone", "account_id", "owner_id", "created_at", "updated_at",
+    "deleted_at", "raw",
+)  # fmt: skip
+
+
+def _company_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
     source_id = hubspot_id(record)
     props = properties(record)
     website = props.get("website")
     updated_at = stamp(props, "hs_lastmodifieddate", record, "updatedAt")
-    row = ctx.base_row("accounts", source_id)
-    row.update(
-        name=props.get("name") or None,
-        domain=web_domain(props.get("domain")) or web_domain(website),
-        industry=props.get("industry") or None,
-        account_type=props.get("type") or None,
-        website=website or None,
-        employee_count=parse_count(props.get("numberofemployees"), "numberofemployees"),
-        annual_revenue=parse_money(props.get("annualrevenue"), "annualrevenue"),
-        city=props.get("city") or None,
-        country=props.get("country") or None,
-        owner_id=link(ctx, "owners", props.get("hubspot_owner_id")),
-        created_at=stamp(props, "createdate", record, "createdAt"),
-        updated_at=updated_at,
-        deleted_at=archived_at(record, updated_at),
-        raw=record,
+    org, system = ctx.organization_id, ctx.source_system
+    return (
+        [
+            (
+                record_id(org, system, "accounts", source_id),
+                org,
+                system,
+                source_id,
+                props.get("name") or None,
+                web_domain(props.get("domain")) or web_domain(website),
+                props.get("industry") or None,
+                props.get("type") or None,
+                website or None,
+                parse_count(props.get("numberofemployees"), "numberofemployees"),
+                parse_money(props.get("annualrevenue"), "annualrevenue"),
+                props.get("city") or None,
+                props.get("country") or None,
+                link(ctx, "owners", props.get("hubspot_owner_id")),
+                stamp(props, "createdate", record, "createdAt"),
+                updated_at,
+                archived_at(record, updated_at),
+                raw(record),
+            )
+        ],
     )
-    return {"accounts": [row]}
 
 
-def normalize_contact(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+def _contact_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
     source_id = hubspot_id(record)
     props = properties(record)
     first, last = props.get("firstname"), props.get("lastname")
     company = first_associated(record, "companies") or props.get("associatedcompanyid")
     updated_at = stamp(props, "lastmodifieddate", record, "updatedAt")
-    row = ctx.base_row("contacts", source_id)
-    row.update(
-        email=clean_email(props.get("email")),
-        first_name=first or None,
-        last_name=last or None,
-        full_name=full_name(first, last),
-        title=props.get("jobtitle") or None,
-        phone=props.get("phone") or props.get("mobilephone") or None,
-        account_id=link(ctx, "accounts", company),
-        owner_id=link(ctx, "owners", props.get("hubspot_owner_id")),
-        created_at=stamp(props, "createdate", record, "createdAt"),
-        updated_at=updated_at,
-        deleted_at=archived_at(record, updated_at),
-        raw=record,
+    org, system = ctx.organization_id, ctx.source_system
+    return (
+        [
+            (
+                record_id(org, system, "contacts", source_id),
+                org,
+                system,
+                source_id,
+                clean_email(props.get("email")),
+                first or None,
+                last or None,
+                full_name(first, last),
+                props.get("jobtitle") or None,
+                props.get("phone") or props.get("mobilephone") or None,
+                link(ctx, "accounts", company),
+                link(ctx, "owners", props.get("hubspot_owner_id")),
+                stamp(props, "createdate", record, "createdAt"),
+                updated_at,
+                archived_at(record, updated_at),
+                raw(record),
+            )
+        ],
     )
-    return {"contacts": [row]}
+
+
+normalize_company = ColumnarNormalizer({"accounts": ACCOUNT_COLUMNS}, _company_parts)
+normalize_contact = ColumnarNormalizer({"contacts": CONTACT_COLUMNS}, _contact_parts)
 
 
 # --- pipelines and stages ----------------------------------------------------------------------
@@ -273,36 +315,41 @@ def _find_stage(
     return stages.get(stage)
 
 
-def normalize_deal(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
+DEAL_COLUMNS = (
+    "id", "organization_id", "source_system", "source_id", "name", "amount", "currency",
+    "pipeline_id", "stage_id", "stage_name", "close_date", "owner_id", "account_id",
+    "is_closed", "is_won", "probability", "forecast_category", "deal_type", "lead_source",
+    "stage_entered_at", "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+
+
+def _deal_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]], ...]:
     source_id = hubspot_id(record)
     props = properties(record)
     stage_id, stage_name, is_closed, is_won, probability, forecast = _deal_stage(props, ctx)
     deal_type = props.get("dealtype")
     updated_at = stamp(props, "hs_lastmodifieddate", record, "updatedAt")
     versions = stage_versions(record)
-    row = ctx.base_row("deals", source_id)
-    row.update(
-        name=props.get("dealname") or None,
-        amount=parse_money(props.get("amount"), "amount"),
-        currency=props.get("deal_currency_code") or None,
-        pipeline_id=link(ctx, "pipelines", props.get("pipeline")),
-        stage_id=stage_id,
-        stage_name=stage_name,
-        close_date=parse_date(props.get("closedate"), "closedate"),
-        owner_id=link(ctx, "owners", props.get("hubspot_owner_id")),
-        account_id=link(ctx, "accounts", first_associated(record, "companies")),
-        is_closed=is_closed,
-        is_won=is_won,
-        probability=probability,
-        forecast_category=forecast,
-        deal_type=_DEAL_TYPES.get(deal_type, deal_type) if deal_type else None,
-        lead_source=props.get("leadsource") or props.get("hs_analytics_source") or None,
-        stage_entered_at=_stage_entered_at(props, versions),
-        created_at=stamp(props, "createdate", record, "createdAt"),
-        updated_at=updated_at,
-        deleted_at=archived_at(record, updated_at),
-        raw=record,
-    )
+    org, system = ctx.organization_id, ctx.source_system
+    deal_id = record_id(org, system, "deals", source_id)
+    name = props.get("dealname") or None
+    amount = parse_money(props.get("amount"), "amount")
+    currency = props.get("deal_currency_code") or None
+    pipeline_id = link(ctx, "pipelines", props.get("pipeline"))
+    close_date = parse_date(props.get("closedate"), "closedate")
+    owner_id = link(ctx, "owners", props.get("hubspot_owner_id"))
+    account_id = link(ctx, "accounts", first_associated(record, "companies"))
+    created_at = stamp(props, "createdate", record, "createdAt")
+    deleted_at = archived_at(record, updated_at)
+    deal = (
+        deal_id, org, system, source_id, name, amount, currency, pipeline_id, stage_id,
+        stage_name, close_date, owner_id, account_id, is_closed, is_won, probability, forecast,
+        _DEAL_TYPES.get(deal_type, deal_type) if deal_type else None,
+        props.get("leadsource") or props.get("hs_analytics_source") or None,
+        _stage_entered_at(props, versions), created_at, updated_at, deleted_at, raw(record),
+    )  # fmt: skip
     pipeline = props.get("pipeline") or None
 
     def find(stage: str) -> tuple[uuid.UUID | None, StageInfo | None]:
@@ -311,12 +358,24 @@ def normalize_deal(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
             return info.stage_id, info
         return (link(ctx, "deal_stages", f"{pipeline}:{stage}") if pipeline else None), None
 
-    return {
-        "deals": [row],
-        "deal_stage_history": history_rows(row, versions, pipeline, find, ctx),
-        "deal_field_history": field_history_rows(row, record, ctx),
-        "deal_contacts": contact_rows(row, record, ctx),
-    }
+    parent = DealParent(source_id, deal_id, created_at, updated_at, deleted_at)
+    return (
+        [deal],
+        history_rows(parent, versions, pipeline, find, ctx),
+        field_history_rows(parent, record, ctx),
+        contact_rows(parent, record, ctx),
+    )
+
+
+normalize_deal = ColumnarNormalizer(
+    {
+        "deals": DEAL_COLUMNS,
+        "deal_stage_history": HISTORY_COLUMNS,
+        "deal_field_history": FIELD_HISTORY_COLUMNS,
+        "deal_contacts": DEAL_CONTACT_COLUMNS,
+    },
+    _deal_parts,
+)
 
 
 def _stage_entered_at(

@@ -25,18 +25,19 @@ and its contacts.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from revtops_kernel.ids import record_id
-from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Row, StageInfo
+from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, StageInfo
 from revtops_kernel.normalize.hubspot_envelope import associated
 from revtops_kernel.normalize.values import is_object, link, parse_date, parse_money, parse_time
 from revtops_kernel.timeutil import to_epoch_ms
 
+_V = TypeVar("_V")
 StageLookup = Callable[[str], tuple[uuid.UUID | None, StageInfo | None]]
 
 
@@ -45,8 +46,8 @@ StageLookup = Callable[[str], tuple[uuid.UUID | None, StageInfo | None]]
 FIELD_PROPERTIES = {"amount": "amount", "closedate": "close_date"}
 
 
-def _versions(record: Mapping[str, Any], name: str) -> list[tuple[int, Mapping[str, Any]]]:
-    """The raw versions of property ``name`` with their positions (none when not sent)."""
+def _versions(record: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """The raw versions of property ``name`` (none when not sent)."""
     history = record.get("propertiesWithHistory")
     if not history:
         return []
@@ -60,13 +61,26 @@ def _versions(record: Mapping[str, Any], name: str) -> list[tuple[int, Mapping[s
     for i, version in enumerate(versions):
         if not is_object(version):
             raise RecordRejected(f"propertiesWithHistory.{name}[{i}] is not an object")
-    return list(enumerate(versions))
+    return versions
+
+
+# A value is parsed without its field's name first, and again with it only when it fails, so
+# the quarantine names the field while the names (three per version) are not built for every
+# value read (a tenth of a deal's normalizing).
+def _parsed(parse: Callable[[Any, str], _V], value: Any, name: str, i: int, part: str) -> _V:
+    try:
+        return parse(value, "")
+    except RecordRejected:
+        return parse(value, f"propertiesWithHistory.{name}[{i}].{part}")
+
+
+_WHEN = operator.itemgetter(0)
 
 
 def _collapsed(entries: list[tuple[datetime, Any]]) -> list[tuple[datetime, Any]]:
     """Oldest first; a version equal to the one before is no change (HubSpot records one when
     a value is set again)."""
-    entries.sort(key=lambda entry: entry[0])
+    entries.sort(key=_WHEN)
     collapsed: list[tuple[datetime, Any]] = []
     for when, value in entries:
         if not collapsed or collapsed[-1][1] != value:
@@ -77,11 +91,9 @@ def _collapsed(entries: list[tuple[datetime, Any]]) -> list[tuple[datetime, Any]
 def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
     """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
     entries: list[tuple[datetime, Any]] = []
-    for i, version in _versions(record, "dealstage"):
+    for i, version in enumerate(_versions(record, "dealstage")):
         value = version.get("value")
-        when = parse_time(
-            version.get("timestamp"), f"propertiesWithHistory.dealstage[{i}].timestamp"
-        )
+        when = _parsed(parse_time, version.get("timestamp"), "dealstage", i, "timestamp")
         if not value or when is None:
             continue  # a cleared stage is no stage entered
         entries.append((when, str(value)))
@@ -95,13 +107,13 @@ def field_versions(
     collapsed; None is a cleared value. A version without a time is malformed."""
     parse = parse_money if name == "amount" else parse_date
     entries: list[tuple[datetime, Any]] = []
-    for i, version in _versions(record, name):
-        where = f"propertiesWithHistory.{name}[{i}]"
-        when = parse_time(version.get("timestamp"), f"{where}.timestamp")
+    for i, version in enumerate(_versions(record, name)):
+        when = _parsed(parse_time, version.get("timestamp"), name, i, "timestamp")
         if when is None:
-            raise RecordRejected(f"{where} has no timestamp")
+            raise RecordRejected(f"propertiesWithHistory.{name}[{i}] has no timestamp")
         raw = version.get("value")
-        entries.append((when, parse(raw, f"{where}.value") if raw not in (None, "") else None))
+        value = None if raw is None or raw == "" else _parsed(parse, raw, name, i, "value")
+        entries.append((when, value))
     versions = _collapsed(entries)
     while versions and versions[0][1] is None:
         versions.pop(0)  # empty at creation: the history starts when a value is first set
@@ -116,98 +128,98 @@ def _epoch_ms(moment: datetime) -> int:
     return to_epoch_ms(moment)
 
 
-# The part rows are built as dict literals (not ctx.base_row + update): a deal brings ~8 of
-# them, and the two calls and the keyword dict were a fifth of a deal's normalizing.
+class DealParent(NamedTuple):
+    """What a deal's part rows take from the deal."""
+
+    source_id: str
+    id: uuid.UUID
+    created_at: datetime | None
+    updated_at: datetime | None
+    deleted_at: datetime | None
 
 
-def field_history_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
+# The parts' rows are tuples in these column orders (base.ColumnarNormalizer): a deal brings
+# ~8 of them, and building dicts for them (then reading each back per column) was most of a
+# deal's normalizing. No id: the store derives each from its key (base.ColumnarNormalizer).
+FIELD_HISTORY_COLUMNS = (
+    "organization_id", "source_system", "source_id", "deal_id", "field", "amount",
+    "close_date", "changed_at", "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+HISTORY_COLUMNS = (
+    "organization_id", "source_system", "source_id", "deal_id", "pipeline_id",
+    "stage_id", "stage_name", "entered_at", "amount", "probability", "forecast_category",
+    "close_date", "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+DEAL_CONTACT_COLUMNS = (
+    "organization_id", "source_system", "source_id", "deal_id", "contact_id", "role",
+    "is_primary", "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+
+
+def field_history_rows(
+    deal: DealParent, record: Mapping[str, Any], ctx: NormalizeContext
+) -> list[tuple[Any, ...]]:
     rows = []
     org, system = ctx.organization_id, ctx.source_system
-    deal_source, deal_id, deleted_at = deal["source_id"], deal["id"], deal["deleted_at"]
+    deal_source, deal_id, deleted_at = deal.source_id, deal.id, deal.deleted_at
     for name, field in FIELD_PROPERTIES.items():
         is_amount = field == "amount"
         for changed_at, value in field_versions(record, name):
             source_id = f"{deal_source}:{name}:{_epoch_ms(changed_at)}"
-            rows.append(
-                {
-                    "id": record_id(org, system, "deal_field_history", source_id),
-                    "organization_id": org,
-                    "source_system": system,
-                    "source_id": source_id,
-                    "deal_id": deal_id,
-                    "field": field,
-                    "amount": value if is_amount else None,
-                    "close_date": None if is_amount else value,
-                    "changed_at": changed_at,
-                    "created_at": changed_at,
-                    "updated_at": changed_at,  # a past value never changes
-                    "deleted_at": deleted_at,
-                    "raw": None,
-                }
-            )
+            # a past value never changes: created_at = updated_at = changed_at
+            row = (
+                org, system,
+                source_id, deal_id, field, value if is_amount else None,
+                None if is_amount else value, changed_at, changed_at, changed_at,
+                deleted_at, None,
+            )  # fmt: skip
+            rows.append(row)
     return rows
 
 
 def history_rows(
-    deal: Row,
+    deal: DealParent,
     versions: list[tuple[datetime, str]],
     pipeline: str | None,
     find: StageLookup,
     ctx: NormalizeContext,
-) -> list[Row]:
+) -> list[tuple[Any, ...]]:
     rows = []
     org, system = ctx.organization_id, ctx.source_system
-    deal_source, deal_id, deleted_at = deal["source_id"], deal["id"], deal["deleted_at"]
+    deal_source, deal_id, deleted_at = deal.source_id, deal.id, deal.deleted_at
     for entered_at, stage in versions:
         stage_id, info = find(stage)
         source_id = f"{deal_source}:{stage}:{_epoch_ms(entered_at)}"
-        rows.append(
-            {
-                "id": record_id(org, system, "deal_stage_history", source_id),
-                "organization_id": org,
-                "source_system": system,
-                "source_id": source_id,
-                "deal_id": deal_id,
-                "pipeline_id": (
-                    info.pipeline_id if info is not None else link(ctx, "pipelines", pipeline)
-                ),
-                "stage_id": stage_id,
-                "stage_name": info.label if info is not None else stage,
-                "entered_at": entered_at,
-                "amount": None,
-                "probability": None if info is None else info.probability,
-                "forecast_category": None if info is None else info.forecast_category,
-                "close_date": None,
-                "created_at": entered_at,
-                "updated_at": entered_at,  # a past stage change never changes
-                "deleted_at": deleted_at,
-                "raw": None,
-            }
-        )
+        # a past stage change never changes: created_at = updated_at = entered_at
+        if info is None:
+            pipeline_id, label, probability, forecast = (
+                link(ctx, "pipelines", pipeline), stage, None, None
+            )  # fmt: skip
+        else:
+            pipeline_id, label = info.pipeline_id, info.label
+            probability, forecast = info.probability, info.forecast_category
+        row = (
+            org, system, source_id,
+            deal_id, pipeline_id, stage_id, label, entered_at, None, probability, forecast,
+            None, entered_at, entered_at, deleted_at, None,
+        )  # fmt: skip
+        rows.append(row)
     return rows
 
 
-def contact_rows(deal: Row, record: Mapping[str, Any], ctx: NormalizeContext) -> list[Row]:
-    rows = []
+def contact_rows(
+    deal: DealParent, record: Mapping[str, Any], ctx: NormalizeContext
+) -> list[tuple[Any, ...]]:
     org, system = ctx.organization_id, ctx.source_system
-    deal_source, deal_id = deal["source_id"], deal["id"]
-    created_at, updated_at, deleted_at = deal["created_at"], deal["updated_at"], deal["deleted_at"]
+    deal_source, deal_id = deal.source_id, deal.id
+    created_at, updated_at, deleted_at = deal.created_at, deal.updated_at, deal.deleted_at
+    rows = []
     for contact in associated(record, "contacts"):
         source_id = f"{deal_source}:{contact}"
-        rows.append(
-            {
-                "id": record_id(org, system, "deal_contacts", source_id),
-                "organization_id": org,
-                "source_system": system,
-                "source_id": source_id,
-                "deal_id": deal_id,
-                "contact_id": link(ctx, "contacts", contact),
-                "role": None,
-                "is_primary": None,
-                "created_at": created_at,
-                "updated_at": updated_at,
-                "deleted_at": deleted_at,
-                "raw": None,
-            }
-        )
+        row = (
+            org, system, source_id,
+            deal_id, link(ctx, "contacts", contact), None, None, created_at, updated_at,
+            deleted_at, None,
+        )  # fmt: skip
+        rows.append(row)
     return rows

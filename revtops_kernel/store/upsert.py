@@ -48,6 +48,7 @@ from sqlalchemy.types import TypeEngine
 
 from revtops_kernel.errors import UpsertError
 from revtops_kernel.jsoncodec import dumps_sorted
+from revtops_kernel.normalize.base import TableTuples
 from revtops_kernel.store.database import driver_connection
 from revtops_kernel.store.schema import (
     NATURAL_KEY,
@@ -58,7 +59,8 @@ from revtops_kernel.store.schema import (
 
 log = logging.getLogger(__name__)
 
-Rows: TypeAlias = pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]]
+# TableTuples: rows as tuples in a declared column order (normalize.base.ColumnarNormalizer).
+Rows: TypeAlias = pa.Table | pd.DataFrame | TableTuples | Iterable[Mapping[str, Any]]
 
 ROW_ORDER = "__revtops_row"  # position in the batch: the tie-breaker between equal keys
 COPY_CHUNK_ROWS = 50_000
@@ -155,10 +157,15 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
             if frame[name].dtype == object:
                 frame[name] = [None if v is None else str(v) for v in frame[name]]
         return pa.Table.from_pandas(frame, preserve_index=False)
-    records: list[Mapping[str, Any]] = list(rows)
+    if isinstance(rows, TableTuples):
+        # Transposed in C: no dict per row to build or to read back per column.
+        transposed = map(list, zip(*rows.rows, strict=True))
+        lists = dict(zip(rows.names, transposed, strict=True)) if rows.rows else {}
+    else:
+        lists = _columns_of(list(rows))
     # Column lists, not pa.Table.from_pylist: JSON and ids become text on the way.
     columns: dict[str, pa.Array | list[Any]] = {}
-    for name, values in _columns_of(records).items():
+    for name, values in lists.items():
         if name in json_columns:
             values = [_dump_json(v) for v in values]
         elif name in uuid_columns:

@@ -20,7 +20,7 @@ from revtops_kernel.normalize import hubspot
 from revtops_kernel.normalize.base import NormalizeContext, Row, Rows, normalize_page
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
-from revtops_kernel.store.upsert import upsert
+from revtops_kernel.store.upsert import _dump_json, upsert
 from revtops_sandbox.server import SandboxServer
 
 ORG = "org_test"
@@ -875,3 +875,28 @@ def test_sandbox_archived_records_are_deleted_at_their_archive_time() -> None:
     rows = hubspot.normalize_call(calls[0], ctx())
     assert one(rows, "activities")["deleted_at"] == at(calls[0]["archivedAt"])
     assert {p["deleted_at"] for p in rows["activity_participants"]} == {at(calls[0]["archivedAt"])}
+
+
+def test_a_columnar_page_is_the_records_rows_as_tuples(
+    pages: dict[str, list[dict[str, Any]]], normalized: dict[str, Rows]
+) -> None:
+    """What the sync keeps of a page (tuples, ``raw`` as its JSON text, child ids left to the
+    store) is the same rows as normalizing record by record; a bad record among them is
+    quarantined with its reason and leaves no row of any table behind."""
+    base = NormalizeContext(ORG, "hubspot")
+    c = NormalizeContext(ORG, "hubspot", stages=hubspot.stage_map(pages["pipelines"], base))
+    for stream in ("companies", "contacts", "deals"):
+        bad = with_props(pages[stream][0], createdate="not a time")
+        bad["id"] = "bad-1"
+        records = [*pages[stream], bad]
+        page = normalize_page(stream, records, hubspot.NORMALIZERS[stream], c, raw=_dump_json)
+        assert page.rows == {}
+        assert [(q.source_id, q.reason) for q in page.quarantined] == [
+            ("bad-1", "createdate is not a date-time: 'not a time'")
+        ]
+        for table, rows in normalized[stream].items():
+            got = page.tuples[table].dicts()
+            for row in got:
+                row.setdefault("id", c.id_for(table, row["source_id"]))
+            expected = [{**row, "raw": _dump_json(row["raw"])} for row in rows]
+            assert got == expected, (stream, table)  # and so nothing of the bad record
