@@ -25,7 +25,8 @@ import orjson
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # Output orjson may spell differently from json.dumps: small floats (orjson 1e-7 / 0.00001,
 # json 1e-07 / 1e-05). Strings containing the same bytes are merely sent the slow way.
-_MAYBE_SMALL_FLOAT = re.compile(rb"[0-9]e-|0\.0000")
+_MAYBE_SMALL_FLOAT = re.compile(rb"[0-9]e-|0\.0000")  # what _maybe_small_float finds
+_DIGITS = frozenset(b"0123456789")
 # 19 digits in a row may be an integer past 64 bits (or just a long string of digits). Found
 # by mapping digits to "0" and the rest to " " (bytes.translate and ``in`` run at C speed; a
 # regular expression scanning every position cost more than orjson's decoding).
@@ -57,10 +58,16 @@ def dumps_sorted(value: Any) -> str:
 
 
 def _maybe_small_float(data: bytes) -> bool:
-    # Substring tests first: they are C-speed scans, the expression runs on few payloads.
-    if b"e-" not in data and b"0.0000" not in data:
-        return False
-    return _MAYBE_SMALL_FLOAT.search(data) is not None
+    """``_MAYBE_SMALL_FLOAT.search(data)``, by C-speed substring searches: one payload in ten
+    has an "e-" (in text), and the expression then cost ~15 µs where these cost ~1."""
+    if b"0.0000" in data:
+        return True
+    at = data.find(b"e-")
+    while at != -1:
+        if at and data[at - 1] in _DIGITS:
+            return True
+        at = data.find(b"e-", at + 2)
+    return False
 
 
 def _stdlib(value: Any) -> str:

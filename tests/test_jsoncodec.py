@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revtops_kernel.jsoncodec import dumps_sorted, loads
+from revtops_kernel.jsoncodec import _MAYBE_SMALL_FLOAT, _maybe_small_float, dumps_sorted, loads
 
 
 def stdlib(value: Any) -> str:
@@ -84,3 +84,9 @@ def test_loads_accepts_what_only_the_standard_library_reads() -> None:
     assert math.isnan(loads(b'{"a": NaN}')["a"])
     big = 123456789012345678901234567890
     assert loads(b'{"big": %d}' % big)["big"] == big  # orjson would give a float
+
+
+@given(st.binary(max_size=24) | st.text(alphabet="0123456789e-.a", max_size=24).map(str.encode))
+@settings(max_examples=300, deadline=None)
+def test_the_small_float_scan_finds_what_its_expression_finds(data: bytes) -> None:
+    assert _maybe_small_float(data) is (_MAYBE_SMALL_FLOAT.search(data) is not None)
