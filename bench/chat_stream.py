@@ -22,6 +22,12 @@ through a TCP proxy that counts what the server sends: the real bytes on the wir
 message headers included; without and with the websocket's permessage-deflate), the websocket
 payloads, and from each word's ``TextDelta`` in the kernel to the animation frame that paints it
 (wall clocks of one machine; goal p95 <= 100 ms) with the paints per second (goal <= 25).
+``--lab`` does the same in JupyterLab (the ``ChatPanel()`` cell run in a notebook), with
+Jupyter Server's default (``websocket_compression_options`` None: no compression) and with what
+the package's server extension sets when the server's config leaves it unset (``{}``:
+permessage-deflate). Both modes also report the server process's CPU time during the answer
+(what compressing costs) and the bytes of the websocket connections apart from the rest (Lab
+polls its REST API while the answer streams).
 
 The baseline, measured in the same run: this benchmark at git ``--baseline`` (default: the
 composite ipywidgets panel before the chat became one anywidget component), run from a
@@ -303,7 +309,8 @@ class CountingProxy:
         self.target_port = target_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.down: list[tuple[float, int]] = []
+        self.down: list[tuple[float, int, int]] = []  # time, bytes, connection
+        self.websockets: set[int] = set()  # connections the server upgraded (101)
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -314,15 +321,20 @@ class CountingProxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+            number = client.fileno()
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, number), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, count: bool) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, count: int | None) -> None:
+        first = True
         try:
             while data := source.recv(65536):
-                if count:
+                if count is not None:
                     with self.lock:
-                        self.down.append((time.time(), len(data)))
+                        if first and data.startswith(b"HTTP/1.1 101"):
+                            self.websockets.add(count)
+                        self.down.append((time.time(), len(data), count))
+                    first = False
                 sink.sendall(data)
         except OSError:
             pass
@@ -331,20 +343,56 @@ class CountingProxy:
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
 
-    def bytes_between(self, start: float, end: float) -> int:
+    def bytes_between(self, start: float, end: float, websockets_only: bool = False) -> int:
         with self.lock:
-            return sum(size for moment, size in self.down if start <= moment <= end)
+            return sum(
+                size
+                for moment, size, number in self.down
+                if start <= moment <= end and (not websockets_only or number in self.websockets)
+            )
 
     def close(self) -> None:
         self.listener.close()
 
 
+def server_command(where: str, port: int, folder: Path, compress: bool) -> list[str]:
+    """Voila serving the notebook, or JupyterLab on its folder, compressing the kernel
+    websocket or not. Lab reads the setting from a config file in its own config directory
+    (on the command line ``{}`` would arrive as a string), which overrides the installed
+    jupyter_server_config.d."""
+    if where == "voila":
+        settings = '{"websocket_compression_options": {}}' if compress else "{}"
+        return [
+            sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
+            "--Voila.ip=127.0.0.1", f"--Voila.tornado_settings={settings}",
+            str(folder / "stream.ipynb"),
+        ]  # fmt: skip
+    config = folder / "jupyter_config"
+    config.mkdir(exist_ok=True)
+    option: dict[str, Any] | None = {} if compress else None
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"websocket_compression_options": option}})
+    )
+    return [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={LAB_TOKEN}",
+        f"--ServerApp.root_dir={folder}", "--ServerApp.port_retries=0", "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]  # fmt: skip
+
+
+LAB_TOKEN = "revtops-bench"
+
+
 def browser_run(
-    tokens: int, event_delay: float, compress: bool, rate: float | None = None
+    tokens: int, event_delay: float, compress: bool, rate: float | None = None, where: str = "voila"
 ) -> dict[str, Any]:
-    """The same answer in Voila, read by headless Chromium: from each word's TextDelta in the
-    kernel to the animation frame that paints it, and the bytes the browser received."""
+    """The same answer in Voila (or JupyterLab, ``where="lab"``), read by headless Chromium:
+    from each word's TextDelta in the kernel to the animation frame that paints it, the bytes
+    the browser received and the server's CPU time while the answer streamed."""
     import nbformat
+    import psutil
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(ROOT))
@@ -374,17 +422,19 @@ def browser_run(
             "REVTOPS_HOME": str(folder / "home"),
             "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
         }
-        settings = '{"websocket_compression_options": {}}' if compress else "{}"
-        command = [
-            sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
-            "--Voila.ip=127.0.0.1", f"--Voila.tornado_settings={settings}",
-            str(folder / "stream.ipynb"),
-        ]  # fmt: skip
+        if where == "lab":  # Lab's own directories: no user settings, no news, no workspace
+            for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
+                         "JUPYTERLAB_WORKSPACES_DIR"):  # fmt: skip
+                env[name] = str(folder / name.lower())
+            env["JUPYTER_CONFIG_DIR"] = str(folder / "jupyter_config")
+        command = server_command(where, port, folder, compress)
         log = (folder / "voila.log").open("wb")
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         proxy = CountingProxy(port)
         try:
-            wait_for_http(f"http://127.0.0.1:{port}/voila/static/voila.js", process)
+            ready = "/voila/static/voila.js" if where == "voila" else "/api/status"
+            wait_for_http(f"http://127.0.0.1:{port}{ready}", process)
+            server = psutil.Process(process.pid)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page()
@@ -396,13 +446,22 @@ def browser_run(
 
                 page.on("websocket", on_socket)
                 page.add_init_script(PAINT_PROBE)
-                page.goto(f"http://127.0.0.1:{proxy.port}/")
+                if where == "voila":
+                    page.goto(f"http://127.0.0.1:{proxy.port}/")
+                else:  # open the notebook, wait for its kernel, run the panel's cell
+                    page.goto(
+                        f"http://127.0.0.1:{proxy.port}/lab/tree/stream.ipynb?token={LAB_TOKEN}"
+                    )
+                    page.get_by_text("| Idle").first.wait_for()
+                    page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first.click()
+                    page.keyboard.press("Control+Enter")
                 box = page.locator(".revtops-chat textarea.rt-input")
                 box.wait_for()
                 page.wait_for_timeout(3000)  # the page settles: nothing flows while idle
                 api.script(Turn.reply(text, event_delay=event_delay))
                 box.fill("Write a long answer.")
                 frames_before = len(frames)
+                cpu_before = sum(server.cpu_times()[:2])
                 started = time.time()
                 box.press("Enter")
                 last = max(int(m.group(1)) for m in WORD.finditer(text))
@@ -411,11 +470,13 @@ def browser_run(
                 )
                 page.wait_for_timeout(1500)  # the done message and the last frames
                 ended = time.time()
+                server_cpu = sum(server.cpu_times()[:2]) - cpu_before
                 paints: list[list[float]] = page.evaluate("window.__paints")
                 ws_bytes = sum(frames[frames_before:])
                 ws_frames = len(frames) - frames_before
                 browser.close()
             wire = proxy.bytes_between(started, ended)
+            wire_ws = proxy.bytes_between(started, ended, websockets_only=True)
         finally:
             proxy.close()
             process.terminate()
@@ -434,11 +495,16 @@ def browser_run(
     peak = max(sum(1 for t in moments if start <= t < start + 1.0) for start in moments)
     text_bytes = len(text.encode())
     return {
+        "where": where,
         "websocket_compression": compress,
         "text_bytes": text_bytes,
+        "server_cpu_s": round(server_cpu, 3),
         "words_painted": len(painted),
         "tcp_bytes_to_browser": wire,
         "tcp_bytes_over_text": round(wire / text_bytes, 2),
+        # the websocket connections alone (Lab also polls its REST API while the answer streams)
+        "tcp_websocket_bytes": wire_ws,
+        "tcp_websocket_over_text": round(wire_ws / text_bytes, 2),
         "ws_frames": ws_frames,
         "ws_payload_bytes": ws_bytes,
         "ws_payload_over_text": round(ws_bytes / text_bytes, 2),
@@ -479,33 +545,47 @@ def main() -> None:
         help="also stream into Voila in headless Chromium: delta-to-paint and the bytes the "
         "browser received, without and with websocket compression",
     )
+    parser.add_argument(
+        "--lab",
+        action="store_true",
+        help="the same in JupyterLab: Jupyter Server's default (no compression) and the "
+        "package's server extension's (permessage-deflate)",
+    )
+    parser.add_argument("--only-browser", action="store_true", help="skip the in-process run")
     options = parser.parse_args()
     before = (
         None
-        if options.no_baseline
+        if options.no_baseline or options.only_browser
         else baseline(options.baseline, options.tokens, options.event_delay)
     )
-    result = run(options.tokens, options.event_delay, options.rate)
-    print(f"{'':28} {'now':>12} {'baseline ' + options.baseline if before else ''}")
-    for name, value in result.items():
-        old = before.get(name, "") if before else ""
-        print(f"{name:28} {value!s:>12} {old!s}")
-    goals = {
-        # comm content without Jupyter's headers: the wire itself needs --browser
-        "comm content <= 2x text": result["content_bytes_over_text"] <= 2,
-        "<= 25 updates/s": result["updates_per_second_peak_1s"] <= 25,
-        "p95 to the comm <= 100 ms": result["latency_ms_p95"] <= 100,
-    }
-    for goal, met in goals.items():
-        print(f"goal {goal:26} {'met' if met else 'MISSED'}")
+    result: dict[str, Any] = {}
+    if not options.only_browser:
+        result = run(options.tokens, options.event_delay, options.rate)
+        print(f"{'':28} {'now':>12} {'baseline ' + options.baseline if before else ''}")
+        for name, value in result.items():
+            old = before.get(name, "") if before else ""
+            print(f"{name:28} {value!s:>12} {old!s}")
+        goals = {
+            # comm content without Jupyter's headers: the wire itself needs --browser
+            "comm content <= 2x text": result["content_bytes_over_text"] <= 2,
+            "<= 25 updates/s": result["updates_per_second_peak_1s"] <= 25,
+            "p95 to the comm <= 100 ms": result["latency_ms_p95"] <= 100,
+        }
+        for goal, met in goals.items():
+            print(f"goal {goal:26} {'met' if met else 'MISSED'}")
     browser = []
-    if options.browser:
-        for compress in (False, True):
-            browser.append(browser_run(options.tokens, options.event_delay, compress, options.rate))
-        print(f"\n{'in Chromium (Voila)':28} {'plain':>12} {'compressed':>12}")
-        for name in browser[0]:
-            print(f"{name:28} {browser[0][name]!s:>12} {browser[1][name]!s:>12}")
-        plain, packed = browser
+    places = [where for where, on in (("voila", options.browser), ("lab", options.lab)) if on]
+    for where in places:
+        pair = [
+            browser_run(options.tokens, options.event_delay, compress, options.rate, where)
+            for compress in (False, True)
+        ]
+        browser.extend(pair)
+        title = "in Chromium (Voila)" if where == "voila" else "in Chromium (JupyterLab)"
+        print(f"\n{title:28} {'plain':>12} {'compressed':>12}")
+        for name in pair[0]:
+            print(f"{name:28} {pair[0][name]!s:>12} {pair[1][name]!s:>12}")
+        plain, packed = pair
         checks = {
             "wire <= 2x text, plain": plain["tcp_bytes_over_text"] <= 2,
             "wire <= 2x text, deflate": packed["tcp_bytes_over_text"] <= 2,

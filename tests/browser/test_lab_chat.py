@@ -4,11 +4,13 @@
 while the cell runs, ``-o`` holding the stopped answer), and in ``ChatPanel()`` an answer
 stopped midway with the Stop button, then another with Esc; ``%ask`` (the line form) streaming
 and stopped the same way; the notebook saved without its widgets' state and reopened: static
-copies instead of "model not found". Screenshots: /tmp/chat_lab_*.png.
+copies instead of "model not found"; the kernel websocket compressed (permessage-deflate, from
+the package's server extension). Screenshots: /tmp/chat_lab_*.png.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 LONG_WORDS = 3000
+# ~640 SSE events of 24 characters: unstopped, an answer would stream for ~30 s. Every long
+# answer here is stopped midway; this only makes sure a slow browser (load 14) is still in the
+# middle of it when it clicks Stop (at 10 ms an event it could finish in ~6 s, before the click).
+LONG_EVENT_DELAY = 0.05
 
 
 @pytest.fixture
@@ -46,7 +52,7 @@ CELLS = [
 
 
 def long_answer() -> Turn:
-    return Turn.reply(" ".join(f"w{i}" for i in range(LONG_WORDS)), event_delay=0.01)
+    return Turn.reply(" ".join(f"w{i}" for i in range(LONG_WORDS)), event_delay=LONG_EVENT_DELAY)
 
 
 def shot(page: Any, name: str) -> None:
@@ -58,13 +64,36 @@ def run_cell(page: Any, index: int) -> None:
     page.keyboard.press("Control+Enter")
 
 
-def assert_grows(page: Page, text: Locator) -> None:
-    """The text grows between looks: it streams, not all at once."""
-    seen = []
-    for _ in range(4):
-        page.wait_for_timeout(400)
-        seen.append(len(text.inner_text()))
-    assert seen == sorted(seen) and len(set(seen)) >= 3, seen
+def websocket_extensions(page: Page) -> dict[str, str]:
+    """Filled as the page opens websockets: each one's URL and the extensions the server agreed
+    to in its handshake (``Sec-WebSocket-Extensions``), read from Chromium's network events."""
+    urls: dict[str, str] = {}
+    agreed: dict[str, str] = {}
+
+    def answered(event: dict[str, Any]) -> None:
+        headers = {k.lower(): v for k, v in event["response"]["headers"].items()}
+        url = urls.get(event["requestId"], event["requestId"])
+        agreed[url] = headers.get("sec-websocket-extensions", "")
+
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.on("Network.webSocketCreated", lambda e: urls.update({e["requestId"]: e["url"]}))
+    cdp.on("Network.webSocketHandshakeResponseReceived", answered)
+    return agreed
+
+
+def assert_grows(page: Page, text: Locator, steps: int = 3) -> None:
+    """The text grows ``steps`` times while we watch: it streams, not all at once. Waits on
+    the text itself, not on a clock (under load a fixed 400 ms look could see no change)."""
+    seen = [len(text.inner_text())]
+    deadline = time.monotonic() + 60
+    while len(seen) <= steps:
+        assert time.monotonic() < deadline, f"the answer stopped growing: {seen}"
+        page.wait_for_timeout(50)
+        length = len(text.inner_text())
+        assert length >= seen[-1], seen  # it only ever grows
+        if length > seen[-1]:
+            seen.append(length)
 
 
 def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
@@ -81,10 +110,14 @@ def test_ask_magic_streaming_stop_and_escape_in_jupyterlab(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        sockets = websocket_extensions(page)
         try:
             page.goto(f"{base}/lab/tree/chat.ipynb?token={LAB_TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            # the package's server extension compresses the kernel websocket (Jupyter default: off)
+            kernel = {url: agreed for url, agreed in sockets.items() if "/channels" in url}
+            assert kernel and all("permessage-deflate" in x for x in kernel.values()), sockets
 
             # %%ask: the chat component answers in the cell, with its SQL card and its chart.
             run_cell(page, 0)
