@@ -1009,28 +1009,33 @@ class BatchLookups:
         self.emails_read.update(keys)
         self.domains_read.update(domains)
         if keys:
-            contacts = self._conn.execute(
-                text(self._first_sql("contacts", "lower(email)", "account_id", "keys")),
-                {"org": self.org, "keys": keys},
+            # One round trip for the three (under load each waits for the server's turn).
+            ranked = self._conn.execute(
+                text(
+                    " UNION ALL ".join(
+                        f"SELECT '{table}', * FROM ({self._first_sql(table, *how)}) {table}"
+                        for table, how in (
+                            ("contacts", ("lower(email)", "account_id", "keys")),
+                            ("owners", ("lower(email)", "CAST(NULL AS UUID)", "keys")),
+                            ("accounts", ("lower(domain)", "CAST(NULL AS UUID)", "domains")),
+                        )
+                    )
+                ),
+                {"org": self.org, "keys": keys, "domains": domains},
             )
-            first.contacts.update((key, (row_id, account)) for key, row_id, account in contacts)
-            owners = self._conn.execute(
-                text(self._first_sql("owners", "lower(email)", "NULL", "keys")),
-                {"org": self.org, "keys": keys},
-            )
-            first.owners.update((key, row_id) for key, row_id, _ in owners)
-        if domains:
-            accounts = self._conn.execute(
-                text(self._first_sql("accounts", "lower(domain)", "NULL", "domains")),
-                {"org": self.org, "domains": domains},
-            )
-            first.accounts.update((key, row_id) for key, row_id, _ in accounts)
+            for table, key, row_id, account in ranked:
+                if table == "contacts":
+                    first.contacts[key] = (row_id, account)
+                elif table == "owners":
+                    first.owners[key] = row_id
+                else:
+                    first.accounts[key] = row_id
         return first
 
     def _first_sql(self, table: str, key: str, account: str, param: str) -> str:
         # Ranked by the server: one row per key comes back, not every candidate.
         return (
-            f"SELECT DISTINCT ON ({key}) {key}, id, {account} FROM {table} "
+            f"SELECT DISTINCT ON ({key}) {key} AS key, id, {account} AS account_id FROM {table} "
             f"{self._among(key, param)} WHERE organization_id = :org AND deleted_at IS NULL "
             f"ORDER BY {key}, {_PRECEDENCE}, id"
         )
