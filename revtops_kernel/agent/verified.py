@@ -379,12 +379,32 @@ WITH args AS NOT MATERIALIZED (
 engaged AS (
     SELECT pairs.deal_id, count(*) AS contacts_engaged
     FROM (
-        SELECT DISTINCT a.deal_id, ap.contact_id
+        -- Customer contacts of dated activities: deal_risk_facts rolls them up per deal, day
+        -- and contact at each sync's end, after resolution (120k rows for the open deals at
+        -- scale 10, where reading their activities' people meant scanning 600k resolved ones).
+        SELECT f.deal_id, f.contact_id
         FROM deals od
-        JOIN activities a ON a.deal_id = od.id
-        JOIN activity_participants ap ON ap.activity_id = a.id
+        JOIN deal_risk_facts f ON f.deal_id = od.id AND f.kind = 'contact'
+        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
+        UNION
+        -- What the rollup leaves out: the organization's own people resolved to a contact
+        -- (their partial index holds only them)...
+        SELECT a.deal_id, ap.contact_id
+        FROM activity_participants ap
+        JOIN activities a ON a.id = ap.activity_id
+        JOIN deals od ON od.id = a.deal_id
         WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
             AND a.deleted_at IS NULL AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
+            AND ap.is_internal
+        UNION
+        -- ...and the people of activities without a time.
+        SELECT a.deal_id, ap.contact_id
+        FROM activities a
+        JOIN deals od ON od.id = a.deal_id
+        JOIN activity_participants ap ON ap.activity_id = a.id
+        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
+            AND a.deleted_at IS NULL AND a.occurred_at IS NULL
+            AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
     ) pairs
     GROUP BY pairs.deal_id
 )

@@ -866,6 +866,17 @@ class ActivityParticipant(SyncedRecord, Base):
             postgresql_include=["activity_id", "is_internal"],
             postgresql_where=text("deleted_at IS NULL AND account_id IS NOT NULL"),
         ).ddl_if(dialect="postgresql"),
+        # The organization's own people resolved to a contact (rare: an employee who is also
+        # a CRM contact): single_threaded_deals counts them beside the customer contacts that
+        # deal_risk_facts rolls up, and finds them here instead of scanning every resolved
+        # participant. Partial on them, so it costs a write only for such a row.
+        Index(
+            "ix_activity_participants_live_internal_contact",
+            "organization_id",
+            "activity_id",
+            postgresql_include=["contact_id"],
+            postgresql_where=text("deleted_at IS NULL AND contact_id IS NOT NULL AND is_internal"),
+        ).ddl_if(dialect="postgresql"),
         {"info": {"synced": True, "readable": True}},
     )
 
