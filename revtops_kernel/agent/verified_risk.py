@@ -41,10 +41,11 @@ the rows compared with the former SQL's), in a fraction of the time (3.1 s at sc
 PostgreSQL before). The flags are therefore as of the last sync's refresh, like the synced
 data they come from.
 
-How it is shaped: each open deal is joined once to what the rules read (``judged``), its
-flags are filters of that row, its score the sum of their weights; the reasons are written
-in the final SELECT, so under the guard's LIMIT PostgreSQL writes them after the sort, for
-the rows it returns only.
+How it is shaped: each open deal is joined once to what the rules read (``judged``: its
+deal row with the names, its window's touches and contacts, its stage's norm) and to the
+rules it breaks (a join to the seven rules, one pass), its score the sum of their weights;
+the sorted rows are narrow and the reasons are written in the final SELECT, so under the
+guard's LIMIT PostgreSQL writes them after the sort, for the rows it returns only.
 """
 
 from __future__ import annotations
@@ -103,6 +104,77 @@ _D = RISK_DEFAULTS
 # A deal's score: the weights of the rules that flag it (judged's columns are named after them).
 _SCORE = " + ".join(f"CASE WHEN j.{r} THEN {w} ELSE 0 END" for r, w in RISK_WEIGHTS.items())
 
+# Each rule's flag: when it flags (a column of judged), its measured value, threshold and the
+# date its evidence dates from, and what its reason quotes beyond the output columns (the
+# since date stands for the first outbound, the latest meeting, the stage entry and the last
+# push: the reasons quote their day).
+_FLAG_FACTS: dict[str, dict[str, str]] = {
+    "ghosted": {
+        "measured": "j.emails_out + j.calls_out + j.messages_out",
+        "threshold": "th.ghosted_days",
+        "since": "CAST(j.first_out AS DATE)",
+        "n1": "j.emails_out",
+        "n2": "j.calls_out",
+        "n3": "j.messages_out",
+        "d1": "CAST(j.last_in AS DATE)",
+    },
+    "no_recent_meeting": {
+        "measured": "args.as_of - CAST(j.last_meeting AS DATE)",
+        "threshold": "th.no_meeting_days",
+        "since": "CAST(j.last_meeting AS DATE)",
+    },
+    "stalled": {
+        "measured": "args.as_of - CAST(j.stage_entered_at AS DATE)",
+        "threshold": "round(j.norm_days, 1)",
+        "since": "CAST(j.stage_entered_at AS DATE)",
+        "n1": "th.stalled_percentile",
+        "n2": "j.won_deals",
+        "x": "j.norm_days",
+    },
+    "single_threaded": {
+        "measured": "j.contacts",
+        "threshold": "th.max_contacts",
+        "since": "args.as_of - th.single_threaded_days + 1",
+        "n1": "j.contacts",
+        "n2": "th.single_threaded_days",
+        "u": "j.contact_id",
+    },
+    "close_date_pushed": {
+        "measured": "j.pushes",
+        "threshold": "th.pushed_min_moves",
+        "since": "CAST(j.last_push AS DATE)",
+        "n1": "j.pushes",
+        "d1": "j.first_date",
+    },
+    "amount_dropped": {
+        "measured": "floor(100 * (j.entry_amount - j.amount) / j.entry_amount)",
+        "threshold": "th.amount_drop_percent",
+        "since": "CAST(j.stage_entered_at AS DATE)",
+        "y": "j.entry_amount",
+    },
+    "past_due": {
+        "measured": "args.as_of - j.close_date",
+        "threshold": "0",
+        "since": "j.close_date",
+    },
+}
+
+
+def _by_rule(column: str, cast: str | None = None) -> str:
+    """A flag column: its value for the row's rule (``r.rule``), NULL for rules without one."""
+    whens = []
+    for rule, facts in _FLAG_FACTS.items():
+        value = facts.get(column)
+        if value is not None:
+            whens.append(f"WHEN '{rule}' THEN {f'CAST({value} AS {cast})' if cast else value}")
+    return f"CASE r.rule {' '.join(whens)} END"
+
+
+# The rules as rows (name, weight), joined to each judged deal where its column says it flags.
+_RULES = "(VALUES " + ", ".join(f"('{r}', {w})" for r, w in RISK_WEIGHTS.items()) + ")"
+_FLAGGED = "CASE r.rule " + " ".join(f"WHEN '{r}' THEN j.{r}" for r in RISK_WEIGHTS) + " END"
+
+
 DEAL_RISKS_SQL = f"""
 WITH args AS NOT MATERIALIZED (
     SELECT CAST(:as_of AS DATE) AS as_of, {FILTER_ARGS}, CAST(:rule AS TEXT) AS rule,
@@ -143,10 +215,16 @@ bounds AS MATERIALIZED (
 ),
 od AS MATERIALIZED (
     -- The open deals, read once (DuckDB would inline an unmarked CTE into each of its uses).
+    -- With its deal row (the latest meeting of it or its account, its close-date pushes and
+    -- first close date, its amount at stage entry), hashed like the names: joined to the
+    -- materialized deals instead, PostgreSQL sorted them for a merge join (spilling).
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
-        acc.name AS account_name, p.name AS pipeline_name, o.full_name AS owner_name
+        acc.name AS account_name, p.name AS pipeline_name, o.full_name AS owner_name,
+        dr.last_meeting, dr.pushes, dr.changed_at AS last_push, dr.close_date AS first_date,
+        dr.amount AS entry_amount
     FROM deals d CROSS JOIN args{DEAL_JOINS}
+    LEFT JOIN deal_risk_facts dr ON dr.kind = 'deal' AND dr.deal_id = d.id
     WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
         AND (args.deal_id IS NULL OR CAST(d.id AS TEXT) = args.deal_id)
 ),
@@ -170,15 +248,18 @@ engaged AS (
     -- The customer contacts engaged in the window: a contact's first day in it is its row
     -- with no earlier day in the window (previous_day), so they are counted without a
     -- distinct. The contact (min by text: PostgreSQL has no min(uuid)) is named only where it
-    -- is the one contact, by a lookup after the sort.
-    SELECT e.deal_id, count(*) AS contacts,
+    -- is the one contact, by a lookup after the sort (kept only there: DuckDB looks up every
+    -- distinct one the final rows carry).
+    -- Grouped by od.id (the same deal): PostgreSQL then hashes the groups; by e.deal_id it
+    -- guessed twice the groups there are, too many for work_mem, and sorted them (spilling).
+    SELECT od.id AS deal_id, count(*) AS contacts,
         CAST(min(CAST(e.contact_id AS TEXT)) AS UUID) AS contact_id
     FROM deal_risk_facts e
     JOIN od ON od.id = e.deal_id
     CROSS JOIN bounds CROSS JOIN args
     WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
         AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)
-    GROUP BY e.deal_id
+    GROUP BY od.id
 ),
 late_pushes AS (
     -- Deals whose close date moved later after as_of (none when as_of is today): their moves
@@ -230,36 +311,37 @@ stage_norms AS MATERIALIZED (
     LEFT JOIN deal_risk_facts hi ON hi.kind = 'won_stage' AND hi.stage_id = c.stage_id
         AND hi.position = c.above
 ),
-judged AS MATERIALIZED (
+judged AS (
     -- Every open deal with what the rules read (its deal row: the latest meeting of it or its
     -- account, its close-date moves and first close date, its amount at stage entry; its
     -- window's touches and contacts; its stage's norm) and which rules flag it: one join of
-    -- each to the open deals, then the flags are filters of this.
+    -- each to the open deals, then each flag is this row joined to its rule.
     SELECT j.*, CAST({_SCORE} AS BIGINT) AS risk_score
     FROM (
         SELECT od.id, od.deal_name, od.account_name, od.pipeline_name, od.stage,
             od.owner_name, od.amount, od.close_date, od.stage_entered_at,
             g.emails_out, g.calls_out, g.messages_out, g.first_out, g.last_in,
-            dr.last_meeting, COALESCE(e.contacts, 0) AS contacts, e.contact_id,
-            CASE WHEN lp.deal_id IS NULL THEN dr.pushes ELSE lp.pushes END AS pushes,
-            CASE WHEN lp.deal_id IS NULL THEN dr.changed_at ELSE lp.last_push END AS last_push,
-            dr.close_date AS first_date, dr.amount AS entry_amount, n.won_deals, n.norm_days,
+            od.last_meeting, COALESCE(e.contacts, 0) AS contacts,
+            CASE WHEN e.contacts = 1 THEN e.contact_id END AS contact_id,
+            CASE WHEN lp.deal_id IS NULL THEN od.pushes ELSE lp.pushes END AS pushes,
+            CASE WHEN lp.deal_id IS NULL THEN od.last_push ELSE lp.last_push END AS last_push,
+            od.first_date, od.entry_amount, n.won_deals, n.norm_days,
             g.deal_id IS NOT NULL AS ghosted,
             COALESCE(od.created_at < args.as_of - th.no_meeting_days + 1
-                AND (dr.last_meeting IS NULL OR dr.last_meeting < bounds.meetings_from), false)
+                AND (od.last_meeting IS NULL OR od.last_meeting < bounds.meetings_from), false)
                 AS no_recent_meeting,
             COALESCE(od.stage_entered_at IS NOT NULL AND n.won_deals >= th.stalled_min_won_deals
                 AND args.as_of - CAST(od.stage_entered_at AS DATE) > n.norm_days, false)
                 AS stalled,
             COALESCE(e.contacts, 0) <= th.max_contacts AS single_threaded,
-            COALESCE(CASE WHEN lp.deal_id IS NULL THEN dr.pushes ELSE lp.pushes END
+            COALESCE(CASE WHEN lp.deal_id IS NULL THEN od.pushes ELSE lp.pushes END
                 >= th.pushed_min_moves, false) AS close_date_pushed,
-            COALESCE(dr.amount > 0 AND od.amount IS NOT NULL
-                AND 100 * (dr.amount - od.amount) >= th.amount_drop_percent * dr.amount, false)
+            COALESCE(od.entry_amount > 0 AND od.amount IS NOT NULL
+                AND 100 * (od.entry_amount - od.amount) >= th.amount_drop_percent
+                * od.entry_amount, false)
                 AS amount_dropped,
             COALESCE(od.close_date < args.as_of, false) AS past_due
         FROM od CROSS JOIN args CROSS JOIN th CROSS JOIN bounds
-        LEFT JOIN deal_risk_facts dr ON dr.kind = 'deal' AND dr.deal_id = od.id
         LEFT JOIN ghosting g ON g.deal_id = od.id
         LEFT JOIN engaged e ON e.deal_id = od.id
         LEFT JOIN late_pushes lp ON lp.deal_id = od.id
@@ -267,94 +349,61 @@ judged AS MATERIALIZED (
     ) j
 ),
 flags AS (
-    -- One row per deal and rule that flags it, with the deal's facts: the reasons are
-    -- written in the final SELECT, so PostgreSQL writes them only for the rows the limit
-    -- keeps, after the sort.
-    SELECT j.*, 'ghosted' AS rule, {RISK_WEIGHTS["ghosted"]} AS weight,
-        CAST(j.emails_out + j.calls_out + j.messages_out AS NUMERIC) AS measured,
-        CAST(th.ghosted_days AS NUMERIC) AS threshold, CAST(j.first_out AS DATE) AS since,
-        th.ghosted_days AS days
-    FROM judged j CROSS JOIN th
-    WHERE j.ghosted
-    UNION ALL
-    SELECT j.*, 'no_recent_meeting', {RISK_WEIGHTS["no_recent_meeting"]},
-        CAST(args.as_of - CAST(j.last_meeting AS DATE) AS NUMERIC),
-        CAST(th.no_meeting_days AS NUMERIC), CAST(j.last_meeting AS DATE), th.no_meeting_days
-    FROM judged j CROSS JOIN args CROSS JOIN th
-    WHERE j.no_recent_meeting
-    UNION ALL
-    SELECT j.*, 'stalled', {RISK_WEIGHTS["stalled"]},
-        CAST(args.as_of - CAST(j.stage_entered_at AS DATE) AS NUMERIC),
-        CAST(round(j.norm_days, 1) AS NUMERIC), CAST(j.stage_entered_at AS DATE),
-        th.stalled_percentile
-    FROM judged j CROSS JOIN args CROSS JOIN th
-    WHERE j.stalled
-    UNION ALL
-    SELECT j.*, 'single_threaded', {RISK_WEIGHTS["single_threaded"]},
-        CAST(j.contacts AS NUMERIC), CAST(th.max_contacts AS NUMERIC),
-        args.as_of - th.single_threaded_days + 1, th.single_threaded_days
-    FROM judged j CROSS JOIN args CROSS JOIN th
-    WHERE j.single_threaded
-    UNION ALL
-    SELECT j.*, 'close_date_pushed', {RISK_WEIGHTS["close_date_pushed"]},
-        CAST(j.pushes AS NUMERIC), CAST(th.pushed_min_moves AS NUMERIC),
-        CAST(j.last_push AS DATE), th.pushed_min_moves
-    FROM judged j CROSS JOIN th
-    WHERE j.close_date_pushed
-    UNION ALL
-    SELECT j.*, 'amount_dropped', {RISK_WEIGHTS["amount_dropped"]},
-        CAST(floor(100 * (j.entry_amount - j.amount) / j.entry_amount) AS NUMERIC),
-        CAST(th.amount_drop_percent AS NUMERIC), CAST(j.stage_entered_at AS DATE),
-        th.amount_drop_percent
-    FROM judged j CROSS JOIN th
-    WHERE j.amount_dropped
-    UNION ALL
-    SELECT j.*, 'past_due', {RISK_WEIGHTS["past_due"]},
-        CAST(args.as_of - j.close_date AS NUMERIC), CAST(0 AS NUMERIC), j.close_date, 0
-    FROM judged j CROSS JOIN args
-    WHERE j.past_due
+    -- One row per deal and rule that flags it (each judged deal joined to the rules, in one
+    -- pass: judged is not stored and read once per rule), as narrow as the final SELECT
+    -- allows: what the output shows, and what its reason quotes beyond that (n1-n3, d1, x,
+    -- y, u; see _FLAG_FACTS). The reasons are written in the final SELECT, so PostgreSQL
+    -- writes them after the sort, for the rows the limit keeps only.
+    SELECT j.id, j.deal_name, j.account_name, j.pipeline_name, j.stage, j.owner_name,
+        j.amount, j.close_date, j.risk_score, r.rule, r.weight,
+        {_by_rule("measured", "NUMERIC")} AS measured,
+        {_by_rule("threshold", "NUMERIC")} AS threshold,
+        {_by_rule("since", "DATE")} AS since,
+        {_by_rule("n1", "BIGINT")} AS n1, {_by_rule("n2", "BIGINT")} AS n2,
+        {_by_rule("n3", "BIGINT")} AS n3, {_by_rule("d1", "DATE")} AS d1,
+        {_by_rule("x")} AS x, {_by_rule("y")} AS y, {_by_rule("u")} AS u
+    FROM judged j
+    CROSS JOIN args CROSS JOIN th
+    JOIN {_RULES} AS r (rule, weight) ON {_FLAGGED}
 )
 SELECT f.deal_name AS deal, f.account_name AS account, f.pipeline_name AS pipeline,
     f.stage, f.owner_name AS owner, f.amount, f.close_date, f.risk_score, f.rule,
     CASE f.rule
         WHEN 'ghosted' THEN concat_ws(', ',
-            CASE WHEN f.emails_out > 0 THEN {_plural("f.emails_out", "email")} END,
-            CASE WHEN f.calls_out > 0 THEN {_plural("f.calls_out", "call")} END,
-            CASE WHEN f.messages_out > 0 THEN {_plural("f.messages_out", "message")} END)
-            || ' out since ' || {_day("f.first_out")} || ', no reply'
-            || CASE WHEN f.last_in IS NULL THEN ' ever'
-                ELSE ' since ' || {_day("f.last_in")} END
+            CASE WHEN f.n1 > 0 THEN {_plural("f.n1", "email")} END,
+            CASE WHEN f.n2 > 0 THEN {_plural("f.n2", "call")} END,
+            CASE WHEN f.n3 > 0 THEN {_plural("f.n3", "message")} END)
+            || ' out since ' || CAST(f.since AS TEXT) || ', no reply'
+            || CASE WHEN f.d1 IS NULL THEN ' ever' ELSE ' since ' || CAST(f.d1 AS TEXT) END
         WHEN 'no_recent_meeting' THEN
-            CASE WHEN f.last_meeting IS NULL THEN 'no meeting ever'
-                ELSE 'no meeting since ' || {_day("f.last_meeting")} || ' ('
-                    || CAST(args.as_of - CAST(f.last_meeting AS DATE) AS TEXT) || ' days)' END
+            CASE WHEN f.since IS NULL THEN 'no meeting ever'
+                ELSE 'no meeting since ' || CAST(f.since AS TEXT) || ' ('
+                    || CAST(args.as_of - f.since AS TEXT) || ' days)' END
             || ', none scheduled'
         WHEN 'stalled' THEN
-            CAST(args.as_of - CAST(f.stage_entered_at AS DATE) AS TEXT) || ' days in '
-            || COALESCE(f.stage, 'its stage') || ' since ' || {_day("f.stage_entered_at")}
-            || ', above the ' || {_number("f.norm_days")} || ' days of the '
-            || CAST(f.days AS TEXT) || 'th percentile of '
-            || CAST(f.won_deals AS TEXT) || ' won deals there'
+            CAST(args.as_of - f.since AS TEXT) || ' days in ' || COALESCE(f.stage, 'its stage')
+            || ' since ' || CAST(f.since AS TEXT) || ', above the ' || {_number("f.x")}
+            || ' days of the ' || CAST(f.n1 AS TEXT) || 'th percentile of '
+            || CAST(f.n2 AS TEXT) || ' won deals there'
         WHEN 'single_threaded' THEN
-            CASE WHEN f.contacts = 0 THEN 'no customer contact'
-                WHEN f.contacts = 1
+            CASE WHEN f.n1 = 0 THEN 'no customer contact'
+                WHEN f.n1 = 1
                     THEN 'only 1 customer contact (' || COALESCE((
                         SELECT COALESCE(c.full_name, c.email) FROM contacts c
-                        WHERE c.id = f.contact_id AND c.deleted_at IS NULL
+                        WHERE c.id = f.u AND c.deleted_at IS NULL
                     ), 'unnamed') || ')'
-                ELSE 'only ' || CAST(f.contacts AS TEXT) || ' customer contacts' END
-            || ' engaged in the last ' || CAST(f.days AS TEXT) || ' days'
+                ELSE 'only ' || CAST(f.n1 AS TEXT) || ' customer contacts' END
+            || ' engaged in the last ' || CAST(f.n2 AS TEXT) || ' days'
         WHEN 'close_date_pushed' THEN
-            'close date moved later ' || {_plural("f.pushes", "time")} || ', from '
-            || COALESCE(CAST(f.first_date AS TEXT), 'none') || ' to '
+            'close date moved later ' || {_plural("f.n1", "time")} || ', from '
+            || COALESCE(CAST(f.d1 AS TEXT), 'none') || ' to '
             || COALESCE(CAST(f.close_date AS TEXT), 'none') || ' (last move '
-            || {_day("f.last_push")} || ')'
+            || CAST(f.since AS TEXT) || ')'
         WHEN 'amount_dropped' THEN
-            'amount cut ' || CAST(CAST(
-                floor(100 * (f.entry_amount - f.amount) / f.entry_amount) AS INTEGER) AS TEXT)
-            || '% since entering '
-            || COALESCE(f.stage, 'its stage') || ' on ' || {_day("f.stage_entered_at")} || ': '
-            || CAST(f.entry_amount AS TEXT) || ' to ' || CAST(f.amount AS TEXT)
+            'amount cut ' || CAST(CAST(floor(100 * (f.y - f.amount) / f.y) AS INTEGER) AS TEXT)
+            || '% since entering ' || COALESCE(f.stage, 'its stage') || ' on '
+            || CAST(f.since AS TEXT) || ': ' || CAST(f.y AS TEXT) || ' to '
+            || CAST(f.amount AS TEXT)
         ELSE 'close date ' || CAST(f.close_date AS TEXT) || ' passed '
             || {_plural("args.as_of - f.close_date", "day")} || ' ago, still open'
     END AS reason,
