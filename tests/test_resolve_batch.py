@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from revtops_kernel import resolve
 from revtops_kernel.ids import record_id
 from revtops_kernel.normalize.base import NormalizeContext
 from revtops_kernel.normalize.google_calendar import normalize_event
@@ -55,6 +56,7 @@ def crm(db: Database) -> None:
         deal = row("deals", "d1", name="Acme renewal", account_id=acme, is_closed=False)
         upsert(conn, "deals", [{**deal, "created_at": T0 - timedelta(days=60)}])
         resolve_identities(conn, ORG)
+        conn.execute(text("ANALYZE contacts"))  # resolve.READ_ALL_SHARE reads its estimate
 
 
 def event_rows(event_id: str, updated: datetime, *emails: str) -> dict[str, list[Any]]:
@@ -142,9 +144,14 @@ def store(db: Database) -> Iterator[Database]:
     yield db
 
 
-def test_a_first_load_knows_what_its_batches_wrote(store: Database) -> None:
+@pytest.mark.parametrize("read_all", [False, True], ids=["keys-looked-up", "all-read"])
+def test_a_first_load_knows_what_its_batches_wrote(
+    store: Database, read_all: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No activity of the provider in the store: no batch asks it about one, yet an event that
-    lost an attendee, or comes again in an older version, is left to the resolution."""
+    lost an attendee, or comes again in an older version, is left to the resolution. The same
+    whether the batches look up their emails or read every contact at once."""
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
     t0, t1, t2 = T0 - timedelta(hours=1), T0, T0 + timedelta(hours=2)
     first = batch_of(event_rows("e1", t1, BUYER, OTHER), event_rows("e2", t1, BUYER))
     # e1 again from a second calendar, the same version; e3 new.
@@ -153,6 +160,8 @@ def test_a_first_load_knows_what_its_batches_wrote(store: Database) -> None:
     fourth = batch_of(event_rows("e2", t0, BUYER))  # a calendar behind: older than stored
     statements = write_batches(store, [first, second, third, fourth])
     assert not [s for s in statements if s.startswith(PROBE)], "the store was asked"
+    keyed = [s for s in statements if "FROM contacts JOIN unnest" in s]
+    assert len(keyed) == (0 if read_all else 1), keyed  # the first batch met every email
     assert (pending_of(first, "e1"), pending_of(first, "e2")) == (False, False)
     assert (pending_of(second, "e1"), pending_of(second, "e3")) == (False, False)
     assert pending_of(third, "e1") is True  # a live participant the batch lacks
