@@ -450,8 +450,10 @@ def refresh_after_sync(
 
 
 def rebuild_all(conn: Connection) -> int:
-    """Every organization's rows (``revtops db upgrade`` on a store that predates the table);
-    returns the rows written."""
+    """Every organization's rows from nothing (``revtops db upgrade`` on a store that predates
+    the table, or a version that added a column: stored rows would keep their fingerprints
+    and an empty new column); returns the rows written."""
+    conn.execute(text(f"DELETE FROM {TABLE}"))
     orgs = [
         row[0]
         for row in conn.execute(

@@ -102,6 +102,18 @@ def test_db_upgrade_builds_the_table_for_a_store_that_predates_it(db: Database) 
     assert facts(db) == expected
 
 
+def test_db_upgrade_rebuilds_the_table_when_a_column_was_added(db: Database) -> None:
+    """A version that adds a column (previous_day here) rebuilds the rows on upgrade: they are
+    derived again, the new column filled, as a store built from nothing has them."""
+    build(db)
+    expected = facts(db)
+    with db.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} DROP COLUMN previous_day"))
+    report = upgrade(db)
+    assert f"{TABLE}.previous_day" in report.added_columns
+    assert facts(db) == expected
+
+
 def test_days_are_whole_utc_days_of_the_windows(db: Database) -> None:
     """A touch late on a day and one early the next are two days' rows: the rules' windows
     end at midnight (``occurred_at < as_of + 1``)."""
