@@ -649,7 +649,8 @@ _EMAIL = operator.methodcaller("get", "email")
 _SOURCE_SYSTEM = operator.methodcaller("get", "source_system")
 _UNKNOWN = object()  # an activity this sync has not written
 # New emails in one batch, as a share of the contacts (estimated), from which a sync's batches
-# read every contact, owner and account once rather than looking up their keys.
+# read every contact, owner and account once rather than looking up their keys (accounts whose
+# deals are wanted, as a share of the accounts: every deal).
 READ_ALL_SHARE = 0.05
 
 
@@ -927,6 +928,7 @@ class BatchLookups:
         self._outcomes: dict[Any, tuple[Any, Any, Any, bool]] = {}  # per email as written
         self.deals: dict[Any, list[_Deal]] = {}
         self.accounts_read: set[Any] = set()
+        self.deals_all_read = False  # every deal is in ``deals``
         # Per source system: whether the store held none of its activities and participants
         # before this sync's first batch (read then, before anything of this sync was written).
         self.empty_before: dict[str, bool] = {}
@@ -1016,7 +1018,7 @@ class BatchLookups:
         self.emails_read.update(keys)
         self.domains_read.update(domains)
         if keys:
-            self.all_read = self._many(len(keys))
+            self.all_read = self._many(len(keys), "contacts")
             keyed = not self.all_read
             # One round trip for the three (under load each waits for the server's turn).
             ranked = self._conn.execute(
@@ -1044,15 +1046,16 @@ class BatchLookups:
                     first.accounts[key] = row_id
         return first
 
-    def _many(self, keys: int) -> bool:
-        """Whether ``keys`` new emails are enough of the contacts to read them all at once: a
-        lookup of that many scans the table anyway (PostgreSQL's plan: a hash join over all
-        contacts from ~5% of them), once per batch; at scale 10 that was 11 of resolve_batch's
-        28 s. A small sync's batches keep looking up their own keys (index probes)."""
+    def _many(self, keys: int, table: str) -> bool:
+        """Whether ``keys`` new keys (emails; accounts whose deals are wanted) are enough of
+        ``table``'s rows (estimated) to read all of them at once: a lookup of that many scans
+        the table anyway (PostgreSQL's plan: a hash join over every contact from ~5% of them),
+        once per batch; at scale 10 the lookups were 11 of resolve_batch's 28 s, deals 4 s. A
+        small sync's batches keep looking up their own keys (index probes)."""
         if not self.postgresql:
             return False
-        contacts = estimated_rows(self._conn, ["contacts"]).get("contacts", -1.0)
-        return contacts >= 0 and keys >= READ_ALL_SHARE * contacts
+        rows = estimated_rows(self._conn, [table]).get(table, -1.0)
+        return rows >= 0 and keys >= READ_ALL_SHARE * rows
 
     def _first_sql(self, table: str, key: str, account: str, param: str | bool) -> str:
         # Ranked by the server: one row per key comes back, not every candidate.
@@ -1161,17 +1164,23 @@ class BatchLookups:
     def deals_of(self, accounts: set[Any]) -> dict[Any, list[_Deal]]:
         """The live deals of ``accounts`` with a creation time (rule 5 needs one), each
         account's latest created first, lowest id first on a tie."""
+        if self.deals_all_read:
+            return self.deals
         wanted = sorted(accounts - self.accounts_read)
         self.accounts_read.update(wanted)
         if not wanted:
             return self.deals
+        # Every deal at once when the accounts are many, as first_rows does.
+        self.deals_all_read = everything = self._many(len(wanted), "accounts")
+        among = "" if everything else self._among("account_id", "accounts", uuids=True)
         rows = self._conn.execute(
             text(
-                "SELECT account_id, id, created_at, is_closed, close_date FROM deals "
-                f"{self._among('account_id', 'accounts', uuids=True)} "
+                f"SELECT account_id, id, created_at, is_closed, close_date FROM deals {among} "
                 "WHERE organization_id = :org AND deleted_at IS NULL AND created_at IS NOT NULL"
             ),
-            {"org": self.org, "accounts": [str(a) for a in wanted]},
+            {"org": self.org}
+            if everything
+            else {"org": self.org, "accounts": [str(a) for a in wanted]},
         )
         fetched: dict[Any, list[_Deal]] = {}
         for account_id, deal_id, created_at, is_closed, close_date in rows:
