@@ -252,6 +252,25 @@ def test_a_set_config_inside_a_select_is_rolled_back(postgres_db: Database) -> N
 
 
 @pytest.mark.postgres
+def test_a_read_gets_work_mem_for_its_sorts_but_never_less_than_configured(
+    postgres_db: Database,
+) -> None:
+    def work_mem() -> str:
+        sql = "SELECT current_setting('work_mem') AS m"
+        return str(read_sql(postgres_db, sql, org="acme").frame["m"][0])
+
+    assert work_mem() == "16MB"  # the server's default is 4MB
+    role = role_name("acme")
+    with postgres_db.begin() as conn:
+        conn.execute(text(f"ALTER ROLE \"{role}\" SET work_mem = '64MB'"))
+    try:
+        assert work_mem() == "64MB"  # an operator's larger setting stands
+    finally:
+        with postgres_db.begin() as conn:
+            conn.execute(text(f'ALTER ROLE "{role}" RESET work_mem'))
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)
 def test_each_organization_reads_as_its_own_role(loaded: Database) -> None:
     for org in ("acme", "globex"):
