@@ -14,6 +14,7 @@ worker; the browser tests share one worker and one web app), slow modules first.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,13 @@ from typing import Any
 import bytecode_cache  # noqa: F401  (first: what follows is compiled once)
 import psycopg
 import pytest
-from helpers import SANDBOX_SCALE, SANDBOX_SEED, build_wheel
+from helpers import SANDBOX_SCALE, SANDBOX_SEED, build_wheel, empty_tables
 from private_postgres import find_bindir, private_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.migrate import BASELINE_VERSION, schema_versions
-from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.scratch import scratch_postgres
 from revtops_sandbox import SandboxServer
 
@@ -161,17 +161,34 @@ def postgres_db(postgres_url: str) -> Iterator[Database]:
 def _reset(db: Database) -> None:
     """Empty every table and forget versions that tests recorded past the baseline."""
     with db.begin() as conn:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        conn.execute(text(f"TRUNCATE {names}"))
+        empty_tables(conn)
         conn.execute(schema_versions.delete().where(schema_versions.c.version > BASELINE_VERSION))
+
+
+@pytest.fixture(scope="session")
+def duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An upgraded, empty DuckDB store, checkpointed into one file, that ``db`` copies: a copy
+    takes milliseconds where creating the schema takes ~0.4 s of CPU (and fsyncs) per test."""
+    path = tmp_path_factory.mktemp("duckdb-template") / "store.duckdb"
+    database = Database(f"duckdb:///{path}", lock_timeout=10)
+    try:
+        upgrade(database)
+        with database.begin() as conn:
+            conn.execute(text("CHECKPOINT"))
+    finally:
+        database.dispose()
+    assert not path.with_name(path.name + ".wal").exists(), "the template has a WAL left"
+    return path
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """The upgraded, empty store on each backend."""
     if request.param == "duckdb":
-        database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=10)
-        upgrade(database)
+        path = tmp_path / "store.duckdb"
+        shutil.copyfile(request.getfixturevalue("duckdb_template"), path)
+        database = Database(f"duckdb:///{path}", lock_timeout=10)
+        upgrade(database)  # a no-op on the template's copy, as on any upgraded store
         yield database
         database.dispose()
     else:

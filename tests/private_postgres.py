@@ -30,6 +30,7 @@ import psycopg
 SUPERUSER = "postgres"
 PR_SET_PDEATHSIG = 1
 STALE_AFTER = 600  # seconds: a data directory this old with no live server is left over
+OWNER = "revtops-test-worker.pid"  # the pid of the worker a data directory belongs to
 
 
 def find_bindir() -> Path | None:
@@ -108,8 +109,14 @@ def _die_with_parent() -> None:
 
 def _remove_stale(root: Path) -> None:
     """Data directories left by workers killed before they could remove them: no live
-    postmaster, and older than any server still starting (another run's may be)."""
+    worker (OWNER), no live postmaster, and older than any server still starting (another
+    run's may be)."""
     for data in root.glob("revtops-pg-gw*-*"):
+        try:
+            if _alive(int((data / OWNER).read_text())):
+                continue
+        except (OSError, ValueError):
+            pass  # no owner recorded (an older run's directory): age and postmaster decide
         try:
             if time.time() - data.stat().st_mtime < STALE_AFTER:
                 continue
@@ -118,8 +125,12 @@ def _remove_stale(root: Path) -> None:
             pid = None  # a clean stop removes postmaster.pid
         except (OSError, ValueError, IndexError):
             continue
-        if pid is None or not Path(f"/proc/{pid}").exists():
+        if pid is None or not _alive(pid):
             shutil.rmtree(data, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 @contextlib.contextmanager
@@ -129,6 +140,9 @@ def private_postgres(bindir: Path, name: str) -> Iterator[str]:
     template = _template(bindir, user)
     _remove_stale(Path(tempfile.gettempdir()))
     data = Path(tempfile.mkdtemp(prefix=f"revtops-pg-{name}-"))
+    # Before the copy: copytree gives the directory the template's (old) mtime, and until the
+    # postmaster writes its pid another worker's _remove_stale took it for a leftover.
+    (data / OWNER).write_text(str(os.getpid()))
     shutil.copytree(template, data, dirs_exist_ok=True, symlinks=True)
     if user is not None:
         entry = pwd.getpwnam(user)

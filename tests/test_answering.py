@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import duckdb_copy
 
 sys.path.insert(0, str(Path(__file__).parent / "agent"))
 from copilot_fixtures import NOW, ORG, load_crm, of_type, settings_for
@@ -167,9 +168,11 @@ def test_without_a_key_an_unrouted_question_gets_the_closest_verified_questions(
 
 
 @pytest.fixture
-def notebook_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+def notebook_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_template: Path
+) -> Iterator[Database]:
     """A store the notebook API and the magics open from the environment (no key)."""
-    url = f"duckdb:///{tmp_path / 'notebook.duckdb'}"
+    url = duckdb_copy(duckdb_template, tmp_path / "notebook.duckdb")
     db = Database(url, lock_timeout=10)
     upgrade(db)
     load_crm(db)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import duckdb_copy
 
 from revtops_kernel.cli import main
 from revtops_kernel.store import Database, upgrade
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ScriptedMessagesServer]:
-    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+def api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, duckdb_template: Path
+) -> Iterator[ScriptedMessagesServer]:
+    url = duckdb_copy(duckdb_template, tmp_path / "store.duckdb")
     db = Database(url)
     upgrade(db)
     t = datetime(2026, 11, 1, tzinfo=UTC)

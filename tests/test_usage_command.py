@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import duckdb_copy
 from sqlalchemy import insert
 
 from revtops_kernel.cli import main
@@ -20,8 +21,8 @@ ALICE = uuid.uuid4()
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    url = f"duckdb:///{tmp_path / 'usage.duckdb'}"
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_template: Path) -> Database:
+    url = duckdb_copy(duckdb_template, tmp_path / "usage.duckdb")
     monkeypatch.setenv("REVTOPS_DATABASE_URL", url)
     monkeypatch.setenv("REVTOPS_ORG", "acme")
     db = Database(url, lock_timeout=10)

@@ -9,9 +9,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import duckdb_copy
 from sqlalchemy import text
 
 from revtops_kernel.agent.events import AgentEvent
@@ -112,11 +114,11 @@ def answer_text(events: Iterable[AgentEvent]) -> str:
 
 
 @pytest.fixture
-def duck(tmp_path: Any) -> Iterator[Database]:
+def duck(tmp_path: Path, duckdb_template: Path) -> Iterator[Database]:
     """The store on DuckDB only: for loop behaviour that does not depend on the backend."""
     from revtops_kernel.store import upgrade
 
-    database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=10)
+    database = Database(duckdb_copy(duckdb_template, tmp_path / "store.duckdb"), lock_timeout=10)
     upgrade(database)
     yield database
     database.dispose()

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from artifact_samples import PIPELINE_CHART, load_sales, sample_conversation
+from helpers import duckdb_copy
 
 from revtops_kernel.artifacts import create_artifact
 from revtops_kernel.cli import main
@@ -15,8 +16,8 @@ from revtops_kernel.store import Database, upgrade
 
 
 @pytest.fixture
-def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_template: Path) -> Database:
+    url = duckdb_copy(duckdb_template, tmp_path / "store.duckdb")
     monkeypatch.setenv("REVTOPS_DATABASE_URL", url)
     monkeypatch.setenv("REVTOPS_ORG", "acme")
     database = Database(url)

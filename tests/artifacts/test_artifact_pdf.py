@@ -19,6 +19,7 @@ from artifact_samples import (
     many_deals,
     sample_conversation,
 )
+from helpers import duckdb_copy
 from test_artifact_markdown import assert_inert
 
 from revtops_kernel.artifacts import create_artifact
@@ -36,9 +37,9 @@ pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Database]:
+def store(tmp_path: Path, duckdb_template: Path) -> Iterator[Database]:
     """DuckDB only: the layout does not depend on the backend (round trips test both)."""
-    database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=10)
+    database = Database(duckdb_copy(duckdb_template, tmp_path / "store.duckdb"), lock_timeout=10)
     upgrade(database)
     load_sales(database)
     with database.begin() as conn:

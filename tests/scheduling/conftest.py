@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import duckdb_copy
 from scheduling_helpers import Processes
 from sqlalchemy import text
 
@@ -48,9 +49,9 @@ def store_env(db: Database, env_for: Callable[..., Settings]) -> Callable[..., S
 
 
 @pytest.fixture
-def duckdb_store(tmp_path: Path) -> Iterator[Database]:
+def duckdb_store(tmp_path: Path, duckdb_template: Path) -> Iterator[Database]:
     """An upgraded DuckDB store, for tests that need one backend only."""
-    database = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=30)
+    database = Database(duckdb_copy(duckdb_template, tmp_path / "store.duckdb"), lock_timeout=30)
     upgrade(database)
     yield database
     database.dispose()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import duckdb_copy
 from sqlalchemy import text
 
 from revtops_kernel.errors import QueryError
@@ -44,8 +45,8 @@ def deal_rows(org: str, first: int, count: int) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"duckdb:///{tmp_path / 'store.duckdb'}", lock_timeout=20)
+def store(tmp_path: Path, duckdb_template: Path) -> Iterator[Database]:
+    db = Database(duckdb_copy(duckdb_template, tmp_path / "store.duckdb"), lock_timeout=20)
     upgrade(db)
     with db.begin() as conn:
         upsert(conn, "deals", deal_rows("acme", 0, 30) + deal_rows("globex", 0, 7))
