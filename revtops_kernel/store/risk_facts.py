@@ -26,20 +26,20 @@ Rows (``schema.DealRiskFacts``), by ``kind``:
 - ``contact`` per deal, day and contact: an external participant resolved to a contact,
   engaged in one of the deal's activities that day, and the day before it the contact was
   (``previous_day``: a window's distinct contacts are its rows whose previous day is not in it);
-- ``meeting`` per deal (``deal_id``) and per account (``account_id``): the latest meeting
-  (CRM meeting or calendar event, live, not cancelled or a no-show) ever, scheduled ones
-  included; an account's counts those linked to it and those attended by an external person
-  resolved to it;
 - ``won_stage`` per won deal and stage it left: its whole days there, and its ``position``
   among the stage's won deals by days (0-based);
 - ``push`` per close-date move later (``deal_field_history``): when (``changed_at``, ``day``);
-- ``first_close`` per deal with close-date history: the first value and when;
-- ``entry_amount`` per deal with a stage entry and amount history: the amount in effect when
-  it entered its current stage;
 - ``deal`` per open live deal, what the list reads of it in one row: the later of its and its
-  account's latest meeting, its close-date pushes (how many, the last), its first close date
-  and its amount at stage entry (derived from the deal as the refresh saw it, like
-  ``entry_amount`` and ``won_stage``; every sync that writes deals refreshes).
+  account's latest meeting (CRM meeting or calendar event, live, not cancelled or a no-show,
+  scheduled ones included; an account's are those linked to it and those attended by an
+  external person resolved to it), its close-date pushes (how many, the last), its first close
+  date and its amount when it entered its current stage (derived from the deal as the refresh
+  saw it, like ``won_stage``; every sync that writes deals refreshes).
+
+Kinds no longer derived (``RETIRED_KINDS``: per-deal and per-account ``meeting``,
+``first_close``, ``entry_amount``; the ``deal`` row carries what the rules read of them) are
+deleted by the next refresh like any row no longer derived, and a sync whose run changed
+nothing still refreshes while a store holds some (``needs_refresh``).
 
 The refresh (``refresh_risk_facts``) derives the organization's rows from the store, as the
 rules read it, and writes only the difference: each row carries a ``fingerprint`` (md5 of its
@@ -85,7 +85,9 @@ HELD_MEETING = (
     "AND m.occurred_at IS NOT NULL AND COALESCE(m.status, '') NOT IN ('cancelled', 'no_show')"
 )
 
-# Column -> its SQL type, in the order every branch below lists them.
+# Column -> its SQL type, in the order every branch below lists them. (``account_id`` is
+# NULL on every derived row since the account ``meeting`` rows were retired; kept, as the
+# table has it, so the kept rows' fingerprints did not change.)
 _TYPES = {
     "kind": "TEXT",
     "deal_id": "UUID",
@@ -237,12 +239,6 @@ derived AS (
 }
     FROM contact_days c
     UNION ALL
-    SELECT {_row("meeting", deal_id="m.deal_id", last_meeting="m.last_meeting")}
-    FROM deal_meetings m
-    UNION ALL
-    SELECT {_row("meeting", account_id="k.account_id", last_meeting="k.last_meeting")}
-    FROM account_latest k
-    UNION ALL
     SELECT {
     _row(
         "deal",
@@ -284,16 +280,6 @@ derived AS (
 }
     FROM close_moves m
     WHERE m.close_date > m.previous
-    UNION ALL
-    SELECT {
-    _row("first_close", deal_id="m.deal_id", changed_at="m.changed_at", close_date="m.close_date")
-}
-    FROM close_moves m
-    WHERE m.k = 1
-    UNION ALL
-    SELECT {_row("entry_amount", deal_id="e.deal_id", amount="e.amount")}
-    FROM entry_amounts e
-    WHERE e.k = 1
 )
 SELECT d.*, md5({" || '|' || ".join(f"COALESCE(CAST(d.{c} AS TEXT), '')" for c in _COLUMNS)})
     AS fingerprint
@@ -379,11 +365,27 @@ def run_changed_sources(run: Any) -> bool:
     )
 
 
+# Kinds a former version derived and nothing reads any more: a refresh deletes them (they are
+# no longer derived); ``needs_refresh`` makes the next sync refresh while some are stored.
+RETIRED_KINDS = ("meeting", "first_close", "entry_amount")
+
+
 def is_stale(conn: Connection, org: str) -> bool:
     """Whether a refresh of ``org``'s rows failed since the last one that succeeded."""
     found = conn.execute(
         text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind = :stale LIMIT 1"),
         {"org": org, "stale": STALE},
+    ).first()
+    return found is not None
+
+
+def needs_refresh(conn: Connection, org: str) -> bool:
+    """Whether ``org``'s rows may differ from a rebuild whatever the store holds: a refresh
+    failed, or a former version's retired kinds are still stored."""
+    kinds = ", ".join(f"'{k}'" for k in (STALE, *RETIRED_KINDS))
+    found = conn.execute(
+        text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind IN ({kinds}) LIMIT 1"),
+        {"org": org},
     ).first()
     return found is not None
 
@@ -413,14 +415,15 @@ def refresh_after_sync(
     """The sync's call, right after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
     vacuum). ``run`` (the sync's result): skipped when it changed nothing the rows derive from
-    (``run_changed_sources``) and no earlier refresh failed. A failure is logged, never raised:
+    (``run_changed_sources``), no earlier refresh failed and no retired kind is stored
+    (``needs_refresh``). A failure is logged, never raised:
     the rows stay as the last refresh left them, marked stale, and the next sync's refresh,
     which derives everything again, catches up."""
     started = time.monotonic()
     try:
         if run is not None and not run_changed_sources(run):
             with db.connect() as conn:
-                stale = is_stale(conn, org)
+                stale = needs_refresh(conn, org)
             if not stale:
                 log.info(
                     "%s for %s: the run changed nothing it derives from (%.2f s)",

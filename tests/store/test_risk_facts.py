@@ -18,6 +18,7 @@ from revtops_kernel.store import Database, risk_facts, upgrade
 from revtops_kernel.store.bookkeeping import RunCounts
 from revtops_kernel.store.risk_facts import (
     _COLUMNS,
+    RETIRED_KINDS,
     STALE,
     TABLE,
     is_stale,
@@ -47,7 +48,7 @@ def test_a_refresh_writes_only_the_changed_deals_and_equals_a_rebuild(db: Databa
     ids = build(db)
     before = facts(db)
     kinds = {row[1] for row in before}
-    assert kinds >= {"touch", "contact", "meeting", "won_stage", "push", "first_close"}
+    assert kinds == {"touch", "contact", "won_stage", "push", "deal"}
     assert {row[0] for row in before} == {ORG, OTHER_ORG}
 
     healthy, ghosted = ids["healthy"], ids["ghosted"]
@@ -235,6 +236,28 @@ def test_a_failed_refresh_marks_the_rows_stale_until_one_succeeds(
         refresh_risk_facts(conn, ORG)
         refresh_risk_facts(conn, OTHER_ORG)
     assert facts(db) == expected
+
+
+def test_the_next_sync_deletes_the_kinds_a_former_version_wrote(db: Database) -> None:
+    """Rows of kinds nothing reads any more (a store refreshed by a former version): the next
+    sync refreshes even if its run changed nothing, deletes them and writes nothing else; the
+    one after skips again."""
+    ids = build(db)
+    expected = facts(db)
+    with db.begin() as conn:
+        for n, kind in enumerate(RETIRED_KINDS):
+            conn.execute(
+                text(
+                    f"INSERT INTO {TABLE} (id, organization_id, kind, deal_id, last_meeting, "
+                    "fingerprint) VALUES (gen_random_uuid(), :org, :kind, :deal, :at, :f)"
+                ),
+                {"org": ORG, "kind": kind, "deal": ids["healthy"], "at": at(1), "f": f"old{n}"},
+            )
+    report = refresh_after_sync(db, ORG, run=_run())
+    assert report is not None and (report.deleted, report.inserted) == (len(RETIRED_KINDS), 0)
+    assert facts(db) == expected
+    skipped = refresh_after_sync(db, ORG, run=_run())
+    assert skipped is not None and skipped.derived == 0
 
 
 def test_the_sync_refreshes_after_a_change_and_skips_a_resync_that_changed_nothing(
