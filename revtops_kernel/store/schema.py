@@ -973,10 +973,10 @@ class DealRiskFacts(Base):
     resolution (``store.risk_facts``, which lists the kinds of rows): derived, never edited,
     equal to a rebuild from the live activities, participants, deals and their histories.
     Per deal and day (UTC): emails, calls and Slack messages out and in (``touch``), the
-    customer contacts engaged (``contact``); per deal and per account the latest meeting
-    (``meeting``); per won deal and stage its days there and rank (``won_stage``); a deal's
-    close-date pushes (``push``), first close date (``first_close``) and amount when it entered
-    its stage (``entry_amount``). One bookkeeping row of kind ``stale`` marks a refresh that
+    customer contacts engaged (``contact``); per won deal and stage its days there and rank
+    (``won_stage``); a deal's close-date pushes (``push``); per open deal (``deal``) the later of
+    its and its account's latest meeting, its pushes, first close date and amount when it
+    entered its stage. One bookkeeping row of kind ``stale`` marks a refresh that
     failed, so the next sync refreshes whatever its run wrote; a refresh removes it."""
 
     __tablename__ = "deal_risk_facts"
@@ -1039,13 +1039,12 @@ class DealRiskFacts(Base):
     organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
     kind: Mapped[str] = mapped_column(
         String(16),
-        comment="touch, contact, meeting, won_stage, push, first_close, entry_amount or deal.",
+        comment="touch, contact, won_stage, push, deal or stale (rows of the retired kinds "
+        "meeting, first_close and entry_amount are deleted by the next refresh).",
     )
-    deal_id: Mapped[uuid.UUID | None] = mapped_column(
-        comment="The deal (deals.id); NULL on an account's meeting row."
-    )
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(comment="The deal (deals.id).")
     account_id: Mapped[uuid.UUID | None] = mapped_column(
-        comment="The account (accounts.id) of an account's meeting row; NULL otherwise."
+        comment="Unused since the account meeting rows were retired: always NULL."
     )
     stage_id: Mapped[uuid.UUID | None] = mapped_column(
         comment="won_stage: the stage (deal_stages.id)."
@@ -1072,18 +1071,15 @@ class DealRiskFacts(Base):
     first_out: Mapped[datetime | None] = mapped_column(comment="touch: the first outbound.")
     last_reply: Mapped[datetime | None] = mapped_column(comment="touch: the last inbound.")
     last_meeting: Mapped[datetime | None] = mapped_column(
-        comment="meeting: the latest meeting's start (UTC), scheduled ones included; deal: "
-        "the later of the deal's and its account's."
+        comment="deal: the latest meeting's start (UTC) of the deal or its account, scheduled "
+        "ones included."
     )
     changed_at: Mapped[datetime | None] = mapped_column(
-        comment="push: when the close date moved later; first_close: when it was first set; "
-        "deal: the last push."
+        comment="push: when the close date moved later; deal: the last push."
     )
-    close_date: Mapped[date | None] = mapped_column(
-        comment="first_close, deal: the first close date."
-    )
+    close_date: Mapped[date | None] = mapped_column(comment="deal: the first close date.")
     amount: Mapped[Decimal | None] = mapped_column(
-        comment="entry_amount, deal: the amount when the deal entered its current stage."
+        comment="deal: the amount when the deal entered its current stage."
     )
     previous_day: Mapped[date | None] = mapped_column(
         comment="contact: the day before this one the contact was engaged in the deal (NULL: "
