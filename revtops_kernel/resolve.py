@@ -51,7 +51,7 @@ import operator
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
@@ -59,7 +59,10 @@ from sqlalchemy import Connection, bindparam, text
 from revtops_kernel.email_domains import is_consumer_domain
 from revtops_kernel.normalize.identity import (
     CRM_PRECEDENCE,
+    DealFacts,
     consumer_domains,
+    latest_first,
+    open_deal_at,
     own_domains,
 )
 from revtops_kernel.providers import ACTIVITY_PROVIDERS
@@ -756,7 +759,7 @@ def resolve_batch(
             occurred = activity.get("occurred_at")
             deals = accounts_deals.get(account_id) if account_id is not None else None
             activity["deal_id"] = (
-                _open_deal_at(_utc(occurred).astimezone(UTC), deals)
+                open_deal_at(_utc(occurred).astimezone(UTC), deals)
                 if deals and occurred is not None
                 else None
             )
@@ -788,23 +791,6 @@ def _keys(ids: list[Any]) -> list[int]:
         return list(map(_INT, ids))
     except AttributeError:  # text ids (a caller's own rows)
         return [_key(value) for value in ids]
-
-
-# A deal of an account: (id, created_at, is_closed, close_date), an account's latest first.
-_Deal = tuple[uuid.UUID, datetime, bool | None, date | None]
-
-
-def _open_deal_at(moment: datetime, deals: list[_Deal]) -> uuid.UUID | None:
-    """Rule 5 (``normalize.identity.open_deal_at``) over an account's deals ordered latest
-    created first, lowest id first on a tie (``BatchLookups.deals_of``): the first open at
-    ``moment`` is the one rule 5 picks."""
-    day = moment.date()
-    for deal_id, created_at, is_closed, close_date in deals:
-        if created_at <= moment and (
-            not is_closed or (close_date is not None and close_date >= day)
-        ):
-            return deal_id
-    return None
 
 
 def _latest_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -926,7 +912,7 @@ class BatchLookups:
         self.all_read = False  # every contact, owner and account is in ``first``
         self.domains_read: set[str] = set()
         self._outcomes: dict[Any, tuple[Any, Any, Any, bool]] = {}  # per email as written
-        self.deals: dict[Any, list[_Deal]] = {}
+        self.deals: dict[Any, list[DealFacts]] = {}
         self.accounts_read: set[Any] = set()
         self.deals_all_read = False  # every deal is in ``deals``
         # Per source system: whether the store held none of its activities and participants
@@ -1161,9 +1147,9 @@ class BatchLookups:
         for activity_id in people.keys() - versions.keys():  # participants without their activity
             written[activity_id] = None
 
-    def deals_of(self, accounts: set[Any]) -> dict[Any, list[_Deal]]:
+    def deals_of(self, accounts: set[Any]) -> dict[Any, list[DealFacts]]:
         """The live deals of ``accounts`` with a creation time (rule 5 needs one), each
-        account's latest created first, lowest id first on a tie."""
+        account's in rule 5's order (``latest_first``)."""
         if self.deals_all_read:
             return self.deals
         wanted = sorted(accounts - self.accounts_read)
@@ -1182,14 +1168,12 @@ class BatchLookups:
             if everything
             else {"org": self.org, "accounts": [str(a) for a in wanted]},
         )
-        fetched: dict[Any, list[_Deal]] = {}
+        fetched: dict[Any, list[DealFacts]] = {}
         for account_id, deal_id, created_at, is_closed, close_date in rows:
-            deal = (_uuid(deal_id), _utc(created_at), is_closed, close_date)
+            deal = DealFacts(_uuid(deal_id), _utc(created_at), is_closed, close_date)
             fetched.setdefault(account_id, []).append(deal)
         for account_id, deals in fetched.items():
-            deals.sort(key=operator.itemgetter(0))
-            deals.sort(key=operator.itemgetter(1), reverse=True)  # stable: ids stay in order
-            self.deals[account_id] = deals
+            self.deals[account_id] = latest_first(deals)
         return self.deals
 
 

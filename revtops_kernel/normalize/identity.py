@@ -30,11 +30,12 @@ Rules:
 
 from __future__ import annotations
 
+import operator
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 from revtops_kernel.email_domains import is_consumer_domain
 from revtops_kernel.providers import CRM_PROVIDERS
@@ -76,8 +77,7 @@ def own_domains(owner_emails: Iterable[str | None]) -> set[str]:
     }
 
 
-@dataclass(frozen=True)
-class DealFacts:
+class DealFacts(NamedTuple):
     """What rule 5 reads of a deal."""
 
     id: uuid.UUID
@@ -86,16 +86,27 @@ class DealFacts:
     close_date: date | None
 
 
+_DEAL_ID = operator.attrgetter("id")
+_CREATED_AT = operator.attrgetter("created_at")
+
+
+def latest_first(deals: Iterable[DealFacts]) -> list[DealFacts]:
+    """An account's deals in the order rule 5 tries them: latest created first, the smallest id
+    first on a tie; those without a creation time (never open at any moment) left out."""
+    ordered = sorted((d for d in deals if d.created_at is not None), key=_DEAL_ID)
+    ordered.sort(key=_CREATED_AT, reverse=True)  # stable: ids stay in order on a tie
+    return ordered
+
+
 def open_deal_at(moment: datetime, deals: Iterable[DealFacts]) -> uuid.UUID | None:
-    """Rule 5: the deal of an account that was open at ``moment``, or None."""
-    candidates = [
-        d
-        for d in deals
-        if d.created_at is not None
-        and d.created_at <= moment
-        and (not d.is_closed or (d.close_date is not None and d.close_date >= moment.date()))
-    ]
-    if not candidates:
-        return None
-    latest = max(d.created_at for d in candidates if d.created_at is not None)
-    return min(d.id for d in candidates if d.created_at == latest)
+    """Rule 5: the deal of an account that was open at ``moment``, or None; ``deals`` in
+    ``latest_first`` order, so the first open one is the rule's."""
+    day = moment.date()
+    for deal_id, created_at, is_closed, close_date in deals:
+        if (
+            created_at is not None
+            and created_at <= moment
+            and (not is_closed or (close_date is not None and close_date >= day))
+        ):
+            return deal_id
+    return None

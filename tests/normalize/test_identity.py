@@ -14,6 +14,7 @@ from revtops_kernel.normalize.identity import (
     DealFacts,
     account_domain_allowed,
     consumer_domains,
+    latest_first,
     mentioned_user_ids,
     open_deal_at,
     own_domains,
@@ -54,12 +55,14 @@ def test_the_deal_open_at_meeting_time_is_the_latest_created_before_it() -> None
     closed_before = deal(2, -30, True, date(2026, 11, 1))
     closed_after = deal(3, -20, True, date(2026, 11, 20))  # still open at the meeting
     open_old = deal(4, -40, False, None)
-    assert open_deal_at(MEETING_AT, [later, closed_before, closed_after, open_old]) == (
-        closed_after.id
-    )
-    assert open_deal_at(MEETING_AT, [later, closed_before]) is None
+    in_order = latest_first([open_old, closed_after, later, closed_before])
+    assert in_order == [later, closed_after, closed_before, open_old]
+    assert open_deal_at(MEETING_AT, in_order) == closed_after.id
+    assert open_deal_at(MEETING_AT, latest_first([later, closed_before])) is None
     twin = deal(0, -20, False, None)  # same creation time: the smallest id
-    assert open_deal_at(MEETING_AT, [closed_after, twin]) == twin.id
+    assert open_deal_at(MEETING_AT, latest_first([closed_after, twin])) == twin.id
+    undated = DealFacts(uuid.UUID(int=5), None, False, None)  # never open at any moment
+    assert latest_first([undated, open_old]) == [open_old]
 
 
 # --- the SQL, on both backends ----------------------------------------------------------------
