@@ -56,9 +56,13 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-# Tables derived from others, built when an upgrade creates them (a store that predates them
-# holds the rows they derive from); the sync keeps them up to date afterwards.
+# Tables derived from others, and what builds them (deal_states' one function builds both of
+# its tables): built when an upgrade creates them (a store that predates them holds the rows
+# they derive from) and rebuilt when it adds a column to them (the new column filled, every
+# row's fingerprint changed); the sync keeps them up to date afterwards.
 BUILT_ON_CREATE: dict[str, Callable[[Connection], object]] = {
+    deal_states.TABLE: deal_states.build_all,
+    deal_states.VISITS: deal_states.build_all,
     risk_facts.TABLE: risk_facts.rebuild_all,
 }
 
@@ -121,12 +125,6 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             )
         report.created_tables = _create_missing_tables(conn)
         report.added_columns = _add_missing_columns(conn)
-        added_to = {column.split(".")[0] for column in report.added_columns}
-        # Derived from the rows already in the store: built when created, and rebuilt when a
-        # column was added to them (the new column is filled, every row's fingerprint changes).
-        built = [n for n in BUILT_ON_CREATE if n in report.created_tables or n in added_to]
-        for name in built:
-            BUILT_ON_CREATE[name](conn)
         if BASELINE_VERSION not in applied:
             _record(conn, BASELINE_VERSION, "common schema")
         for step in steps:
@@ -135,10 +133,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 step.apply(conn)
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
-        rebuilt = bool((set(report.created_tables) | added_to) & deal_states.DERIVED)
-        rebuilt_tables = sorted(deal_states.DERIVED) if rebuilt else []
-        if rebuilt:
-            deal_states.build_all(conn)  # built (a new column filled) from the deals here
+        built = _build_derived(conn, report)
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
             report.dropped_indexes = _drop_retired_indexes(conn)
@@ -146,12 +141,21 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
-            statistics.analyze_tables(
-                conn, [*report.created_tables, *indexed, *rebuilt_tables, *built]
-            )
+            statistics.analyze_tables(conn, [*report.created_tables, *indexed, *built])
         report.version = target_version(steps)
-    report.vacuumed = statistics.vacuum_tables(db, [*built, *rebuilt_tables])
+    report.vacuumed = statistics.vacuum_tables(db, built)
     return report
+
+
+def _build_derived(conn: Connection, report: UpgradeReport) -> list[str]:
+    """Build the derived tables this upgrade created or added a column to, each builder once,
+    from the rows in the store (after the migrations); return every table they built."""
+    added_to = {column.split(".")[0] for column in report.added_columns}
+    touched = set(report.created_tables) | added_to
+    builders = list(dict.fromkeys(b for n, b in BUILT_ON_CREATE.items() if n in touched))
+    for build in builders:
+        build(conn)
+    return [name for name, build in BUILT_ON_CREATE.items() if build in builders]
 
 
 def current_version(db: Database) -> int | None:
