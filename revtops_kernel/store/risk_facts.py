@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.store.database import Database
 
@@ -372,20 +372,22 @@ RETIRED_KINDS = ("meeting", "first_close", "entry_amount")
 
 def is_stale(conn: Connection, org: str) -> bool:
     """Whether a refresh of ``org``'s rows failed since the last one that succeeded."""
-    found = conn.execute(
-        text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind = :stale LIMIT 1"),
-        {"org": org, "stale": STALE},
-    ).first()
-    return found is not None
+    return _holds(conn, org, (STALE,))
 
 
 def needs_refresh(conn: Connection, org: str) -> bool:
     """Whether ``org``'s rows may differ from a rebuild whatever the store holds: a refresh
     failed, or a former version's retired kinds are still stored."""
-    kinds = ", ".join(f"'{k}'" for k in (STALE, *RETIRED_KINDS))
+    return _holds(conn, org, (STALE, *RETIRED_KINDS))
+
+
+def _holds(conn: Connection, org: str, kinds: tuple[str, ...]) -> bool:
+    """Whether ``org`` has a row of one of ``kinds``."""
     found = conn.execute(
-        text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind IN ({kinds}) LIMIT 1"),
-        {"org": org},
+        text(
+            f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind IN :kinds LIMIT 1"
+        ).bindparams(bindparam("kinds", expanding=True)),
+        {"org": org, "kinds": list(kinds)},
     ).first()
     return found is not None
 
