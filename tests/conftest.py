@@ -14,7 +14,6 @@ worker; the browser tests share one worker and one web app), slow modules first.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import bytecode_cache  # noqa: F401  (first: what follows is compiled once)
 import psycopg
 import pytest
-from helpers import SANDBOX_SCALE, SANDBOX_SEED, build_wheel, empty_tables
+from helpers import SANDBOX_SCALE, SANDBOX_SEED, build_wheel, duckdb_copy, empty_tables
 from private_postgres import find_bindir, private_postgres
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -185,9 +184,8 @@ def duckdb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """The upgraded, empty store on each backend."""
     if request.param == "duckdb":
-        path = tmp_path / "store.duckdb"
-        shutil.copyfile(request.getfixturevalue("duckdb_template"), path)
-        database = Database(f"duckdb:///{path}", lock_timeout=10)
+        template = request.getfixturevalue("duckdb_template")
+        database = Database(duckdb_copy(template, tmp_path / "store.duckdb"), lock_timeout=10)
         upgrade(database)  # a no-op on the template's copy, as on any upgraded store
         yield database
         database.dispose()
