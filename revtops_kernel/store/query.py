@@ -6,12 +6,15 @@ reach files, URLs or Python objects, and cannot run forever.
 
 PostgreSQL: a connection as the organization's own login role (``store.org_roles``: SELECT on
 readable tables only, row-level security keyed on ``current_user``, created on first use), a
-fresh session per query, a ``READ ONLY`` transaction that is always rolled back (so even a
-``set_config`` is undone), ``statement_timeout``, and the query sent as a prepared statement
-(the extended protocol: one statement only) and run to completion in one step, the way
-PostgreSQL may run it with parallel workers (a cursor fetched in portions never is). Only a
+session of that role's pool (one kept idle per role, reset with ``DISCARD ALL`` after each query:
+settings, prepared statements, temporary tables, advisory locks; one whose query the client's
+timer cancelled is closed, not reused), a ``READ ONLY`` transaction that is always rolled
+back (so even a ``set_config`` is undone), ``statement_timeout``, and the query sent as a
+prepared statement (the extended protocol: one statement only) and run to completion in one
+step, the way PostgreSQL may run it with parallel workers (a cursor fetched in portions never
+is). Only a
 SELECT's (or VALUES') rows come back: a statement whose command tag says otherwise (SHOW,
-EXPLAIN, SET...) is refused once it ran, its effects rolled back with the session. The guard's
+EXPLAIN, SET...) is refused once it ran, its effects rolled back and reset. The guard's
 LIMIT (max_rows + 1) bounds what the server sends. A timer cancels the query from the client if
 the server's timeout did not stop it.
 
@@ -191,6 +194,9 @@ def _deadline(seconds: float, cancel: Callable[[], None]) -> Iterator[threading.
         yield fired
     finally:
         timer.cancel()
+        # A timer already firing finishes first: after the block, ``fired`` is final (a
+        # session it cancelled a query on is not reused).
+        timer.join()
 
 
 def _bind(sql: str, params: dict[str, Any], dialect: Any) -> tuple[str, Any]:
@@ -212,6 +218,7 @@ def _read_postgresql(
     import psycopg
 
     connection = _connect_as_org(db, org)
+    timer: threading.Event | None = None  # set if the client's timer fired (and cancelled)
     with connection:
         raw: psycopg.Connection[Any] = driver_connection(connection)
         statement, bound = _bind(sql, params, connection.dialect)
@@ -236,6 +243,7 @@ def _read_postgresql(
                 _deadline(timeout + CLIENT_GRACE_SECONDS, raw.cancel_safe) as fired,
                 raw.cursor() as cursor,
             ):
+                timer = fired
                 try:
                     # Prepared, so sent with the extended protocol (one statement, even without
                     # parameters) and executed to the end at once: PostgreSQL may then run a
@@ -266,11 +274,17 @@ def _read_postgresql(
         except (psycopg.Error, DBAPIError) as exc:
             raise QueryError(str(exc).strip()) from exc
         finally:
-            try:
-                connection.rollback()  # undoes anything, set_config included
-            except (psycopg.Error, DBAPIError):
-                # A COPY left the session mid-protocol: closed, not rolled back (NullPool).
+            if timer is not None and timer.is_set():
+                # A cancel may still reach the session's next statement: closed, not pooled.
                 connection.invalidate()
+            else:
+                try:
+                    # Undoes anything, set_config included; going back to the pool the session
+                    # is reset as a new one (database._reset_reader_session: DISCARD ALL).
+                    raw.rollback()
+                except (psycopg.Error, DBAPIError):
+                    # A COPY left the session mid-protocol: closed, not rolled back.
+                    connection.invalidate()
     truncated = len(rows) > max_rows
     return _Fetched(names, records=rows[:max_rows]), truncated
 

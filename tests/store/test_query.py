@@ -222,6 +222,7 @@ def test_postgresql_may_run_the_query_with_parallel_workers(postgres_db: Databas
 
     with postgres_db.begin() as conn:
         conn.execute(text(f'ALTER ROLE "{role}" SET {force} = on'))
+    postgres_db.dispose()  # a role's settings reach new sessions: not the pooled one
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
@@ -263,11 +264,13 @@ def test_a_read_gets_work_mem_for_its_sorts_but_never_less_than_configured(
     role = role_name("acme")
     with postgres_db.begin() as conn:
         conn.execute(text(f"ALTER ROLE \"{role}\" SET work_mem = '64MB'"))
+    postgres_db.dispose()  # a role's settings reach new sessions: not the pooled one
     try:
         assert work_mem() == "64MB"  # an operator's larger setting stands
     finally:
         with postgres_db.begin() as conn:
             conn.execute(text(f'ALTER ROLE "{role}" RESET work_mem'))
+        postgres_db.dispose()
 
 
 @pytest.mark.postgres
@@ -300,6 +303,81 @@ def test_session_state_does_not_outlive_a_query(postgres_db: Database) -> None:
             )
         )
         assert held.scalar_one() == 0
+
+
+def _session(db: Database, org: str = "acme") -> int:
+    return int(read_sql(db, "SELECT pg_backend_pid() AS pid", org=org).frame["pid"][0])
+
+
+@pytest.mark.postgres
+def test_the_read_session_is_reused_and_nothing_a_query_left_survives_to_the_next(
+    postgres_db: Database,
+) -> None:
+    """One session serves the organization's reads one after another (so these checks look at
+    the very session the earlier queries ran on), reset between them as a new one would be."""
+    first = _session(postgres_db)
+    assert _session(postgres_db) == first
+    read_sql(postgres_db, "SELECT pg_advisory_lock(43), pg_advisory_lock_shared(44)", org="acme")
+    read_sql(postgres_db, "SELECT set_config('my.flag', 'left', false)", org="acme")
+    read_sql(postgres_db, "SELECT set_config('application_name', 'left', false)", org="acme")
+    for sql in (
+        "SET work_mem = '1MB'",
+        "SET SESSION statement_timeout = 0",
+        "CREATE TEMP TABLE left_behind AS SELECT 1 AS x",
+        "PREPARE left_behind AS SELECT 1",
+        "DECLARE left_behind CURSOR WITH HOLD FOR SELECT 1",
+        "LISTEN left_behind",
+    ):
+        with pytest.raises(QueryError):
+            read_sql(postgres_db, sql, org="acme")
+    state = read_sql(
+        postgres_db,
+        "SELECT pg_backend_pid() AS pid, "
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND pid = pg_backend_pid()) AS locks, "
+        # The read's own statement is the one prepared now.
+        "(SELECT count(*) FROM pg_prepared_statements) AS prepared, "
+        "(SELECT count(*) FROM pg_cursors WHERE is_holdable) AS cursors, "
+        "(SELECT count(*) FROM pg_listening_channels()) AS listening, "
+        "to_regclass('pg_temp.left_behind') IS NULL AS no_temp, "
+        "current_setting('my.flag', true) AS flag, current_setting('work_mem') AS work_mem, "
+        "current_setting('statement_timeout') AS timeout, "
+        "current_setting('application_name') AS app, current_user AS who",
+        org="acme",
+        timeout=9,
+    ).frame.to_dict("records")[0]
+    assert state["pid"] == first
+    assert (state["locks"], state["prepared"], state["cursors"], state["listening"]) == (0, 1, 0, 0)
+    assert state["no_temp"]
+    assert state["flag"] in ("", None)
+    assert (state["work_mem"], state["timeout"], state["app"]) == ("16MB", "9s", "")
+    assert state["who"] == role_name("acme")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_organizations_never_share_a_read_session(loaded: Database) -> None:
+    acme, globex = _session(loaded, "acme"), _session(loaded, "globex")
+    assert acme != globex
+    assert _session(loaded, "acme") == acme
+    assert read_sql(loaded, "SELECT count(*) AS n FROM deals", org="globex").frame["n"][0] == 7
+    assert read_sql(loaded, "SELECT count(*) AS n FROM deals", org="acme").frame["n"][0] == 30
+
+
+@pytest.mark.postgres
+def test_a_session_the_client_timer_cancelled_is_not_reused(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's cancel may land after the query ended, on whatever the session runs next:
+    that session is closed, and the next read gets a new one."""
+    from revtops_kernel.store import query
+
+    before = _session(postgres_db)
+    monkeypatch.setattr(query, "CLIENT_GRACE_SECONDS", -0.7)  # the client's timer fires first
+    with pytest.raises(QueryTimeoutError):
+        read_sql(postgres_db, "SELECT pg_sleep(3)", org="acme", timeout=1.0)
+    monkeypatch.undo()
+    assert _session(postgres_db) != before
 
 
 def test_a_runaway_cross_join_stops_at_the_timeout(loaded: Database) -> None:
