@@ -60,6 +60,9 @@ from revtops_kernel.store.bookkeeping import QuarantineEntry, RunCounts
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.deal_states import refresh_after_sync
 from revtops_kernel.store.locks import exclusive_sync, resolution_shared
+from revtops_kernel.store.meeting_accounts import (
+    refresh_after_sync as refresh_meeting_accounts_after_sync,
+)
 from revtops_kernel.store.retry import RetryPolicy, in_transaction
 from revtops_kernel.store.risk_facts import refresh_after_sync as refresh_risk_facts_after_sync
 from revtops_kernel.store.schema import metadata
@@ -280,6 +283,7 @@ def _run_sync(
     _resolve(db, result, statistics)
     refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
     refresh_risk_facts_after_sync(db, org, statistics.note, run=result)  # store.risk_facts
+    refresh_meeting_accounts_after_sync(db, org, statistics.note, run=result)
     _refresh_statistics(statistics)
     _vacuum(statistics)
     result.statistics_seconds = statistics.seconds

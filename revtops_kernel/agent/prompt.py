@@ -26,7 +26,10 @@ CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
 # Columns every business table shares; described once instead of once per table.
 SHARED_COLUMNS = ("id", "organization_id", "source_system", "source_id", "created_at",
                   "updated_at", "deleted_at", "raw")  # fmt: skip
-HIDDEN_TABLES = ("organizations",)  # readable but not useful to the model
+# Readable but not shown to the model: organizations is not useful to it; meeting_accounts is
+# meetings_by_account's rollup (store.meeting_accounts: a row per meeting, account and contact,
+# so counting its rows counts none of them), and the activities answer any meeting question.
+HIDDEN_TABLES = ("organizations", "meeting_accounts")
 
 DIALECT_NOTES: dict[str, str] = {
     Backend.POSTGRESQL: (

@@ -440,31 +440,17 @@ ORDER BY d.amount DESC NULLS LAST, deal""",
 WITH args AS NOT MATERIALIZED (
     SELECT CAST(:start_date AS DATE) AS start_date, CAST(:end_date AS DATE) AS end_date,
         CAST(:min_meetings AS INTEGER) AS min_meetings
-),
-meetings AS (
-    SELECT a.id, a.occurred_at, a.account_id
-    FROM activities a CROSS JOIN args
-    WHERE a.deleted_at IS NULL AND a.activity_type IN ('meeting', 'calendar_event')
-        AND a.occurred_at >= CAST(args.start_date AS TIMESTAMPTZ)
-        AND a.occurred_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
-),
-people AS (
-    SELECT ap.activity_id, ap.account_id, ap.contact_id
-    FROM activity_participants ap JOIN meetings m ON m.id = ap.activity_id
-    WHERE ap.deleted_at IS NULL AND (ap.account_id IS NOT NULL OR ap.contact_id IS NOT NULL)
-),
-meeting_accounts AS (
-    SELECT m.id AS meeting_id, m.account_id FROM meetings m WHERE m.account_id IS NOT NULL
-    UNION
-    SELECT pe.activity_id, pe.account_id FROM people pe WHERE pe.account_id IS NOT NULL
 )
+-- meeting_accounts (kept by the sync after identity resolution: store.meeting_accounts) has a
+-- row per live meeting, account it counts for and contact among its live participants, at the
+-- meeting's start: the window is a range of it, not every meeting's resolved participants.
 SELECT acc.name AS account, count(DISTINCT ma.meeting_id) AS meetings,
-    count(DISTINCT pe.contact_id) AS contacts_met, max(m.occurred_at) AS last_meeting_at
+    count(DISTINCT ma.contact_id) AS contacts_met, max(ma.occurred_at) AS last_meeting_at
 FROM meeting_accounts ma
-JOIN meetings m ON m.id = ma.meeting_id
-JOIN accounts acc ON acc.id = ma.account_id AND acc.deleted_at IS NULL
-LEFT JOIN people pe ON pe.activity_id = ma.meeting_id AND pe.contact_id IS NOT NULL
 CROSS JOIN args
+JOIN accounts acc ON acc.id = ma.account_id AND acc.deleted_at IS NULL
+WHERE ma.occurred_at >= CAST(args.start_date AS TIMESTAMPTZ)
+    AND ma.occurred_at < CAST(args.end_date + 1 AS TIMESTAMPTZ)
 GROUP BY acc.id, acc.name, args.min_meetings
 HAVING count(DISTINCT ma.meeting_id) >= args.min_meetings
 ORDER BY meetings DESC, last_meeting_at DESC, account""",

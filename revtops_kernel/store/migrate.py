@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store import deal_states, org_roles, risk_facts, statistics
+from revtops_kernel.store import deal_states, meeting_accounts, org_roles, risk_facts, statistics
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import RETIRED_INDEXES, metadata
 from revtops_kernel.timeutil import utcnow
@@ -64,6 +64,7 @@ BUILT_ON_CREATE: dict[str, Callable[[Connection], object]] = {
     deal_states.TABLE: deal_states.build_all,
     deal_states.VISITS: deal_states.build_all,
     risk_facts.TABLE: risk_facts.rebuild_all,
+    meeting_accounts.TABLE: meeting_accounts.rebuild_all,
 }
 
 # Version 1 is the common schema as the models define it; later non-additive changes go here.

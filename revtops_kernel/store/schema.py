@@ -1098,6 +1098,40 @@ class DealRiskFacts(Base):
     )
 
 
+class MeetingAccount(Base):
+    """Derived, not synced: each live, dated meeting (CRM meeting or calendar event) with each
+    account it counts for (the one it is linked to, and those its live participants resolve
+    to) and each contact among its live participants (one row with contact_id NULL when it has
+    none), at the meeting's start. Rolled up by the sync after identity resolution
+    (store.meeting_accounts); meetings_by_account reads a window of it instead of every
+    resolved participant. A row with meeting_id NULL marks a refresh that failed."""
+
+    __tablename__ = "meeting_accounts"
+    __table_args__ = (
+        # meetings_by_account's window, read from the index alone.
+        Index(
+            "ix_meeting_accounts_window",
+            "organization_id",
+            "occurred_at",
+            postgresql_include=["account_id", "meeting_id", "contact_id"],
+        ).ddl_if(dialect="postgresql"),
+        {"info": {"readable": True}},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
+    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
+    meeting_id: Mapped[uuid.UUID | None] = mapped_column(comment="The meeting (activities.id).")
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="An account the meeting counts for (accounts.id)."
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="A contact among the meeting's participants (contacts.id); NULL: none."
+    )
+    occurred_at: Mapped[datetime | None] = mapped_column(
+        comment="When the meeting took place or starts (UTC)."
+    )
+
+
 # --- the assistant ----------------------------------------------------------------------------
 
 

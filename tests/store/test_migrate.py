@@ -202,13 +202,13 @@ def test_upgrade_vacuums_the_derived_tables_it_builds(postgres_url: str) -> None
     lets the read path's index-only scans skip their rows; autovacuum may be off or late)."""
     from sqlalchemy.engine import make_url
 
-    from revtops_kernel.store import deal_states, risk_facts
+    from revtops_kernel.store import deal_states, meeting_accounts, risk_facts
     from revtops_kernel.store.scratch import scratch_postgres
 
     with scratch_postgres(make_url(postgres_url).set(database="postgres"), prefix="p_vac") as url:
         db = Database(url)
         try:
-            derived = {*deal_states.DERIVED, risk_facts.TABLE}
+            derived = {*deal_states.DERIVED, risk_facts.TABLE, meeting_accounts.TABLE}
             assert set(upgrade(db).vacuumed) == derived  # a fresh store builds them all
             assert upgrade(db).vacuumed == []  # nothing built: nothing vacuumed
             with db.begin() as conn:

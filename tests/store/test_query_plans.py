@@ -25,6 +25,7 @@ from revtops_kernel.agent.verified import VERIFIED_QUERIES, resolve_params
 from revtops_kernel.store import Database, org_roles, upgrade
 from revtops_kernel.store.bookkeeping import ensure_organization
 from revtops_kernel.store.deal_states import refresh_deal_states
+from revtops_kernel.store.meeting_accounts import refresh_meeting_accounts
 from revtops_kernel.store.query import _bind
 from revtops_kernel.store.scratch import scratch_postgres
 
@@ -90,12 +91,14 @@ _nodes = plan_nodes
 def test_a_time_window_is_estimated_from_statistics_under_row_level_security(
     store: Database,
 ) -> None:
-    """meetings_by_account's 90-day window of meetings: estimated near its true size, not 1."""
-    with store.connect() as conn:
+    """meetings_by_account's 90-day window of meetings (rows of meeting_accounts, rolled up
+    from the activities by the sync): estimated near its true size, not 1."""
+    with store.begin() as conn:
+        refresh_meeting_accounts(conn, ORG)  # as the sync does after writing activities
+        conn.execute(text("ANALYZE meeting_accounts"))
         actual = conn.execute(
             text(
-                "SELECT count(*) FROM activities WHERE organization_id = :org "
-                "AND activity_type IN ('meeting', 'calendar_event') "
+                "SELECT count(*) FROM meeting_accounts WHERE organization_id = :org "
                 "AND occurred_at >= :start AND occurred_at < :end"
             ),
             {"org": ORG, "start": date(2026, 8, 3), "end": date(2026, 11, 2)},
@@ -103,9 +106,9 @@ def test_a_time_window_is_estimated_from_statistics_under_row_level_security(
     scans = [
         n
         for n in _nodes(_plan(store, "meetings_by_account"))
-        if n.get("Relation Name") == "activities"
+        if n.get("Relation Name") == "meeting_accounts"
     ]
-    assert scans, "no scan of activities in the plan"
+    assert scans, "no scan of meeting_accounts in the plan"
     assert actual > 2_000
     for scan in scans:
         # Under RLS a date comparison was estimated at 1 row (0.005 of the default range).
@@ -323,23 +326,24 @@ def engaged(vacuumed: Database) -> Database:
     return vacuumed
 
 
-def test_meetings_by_account_reads_the_resolved_people_from_their_index(
+def test_meetings_by_account_reads_its_window_of_the_rollup_from_its_index(
     engaged: Database,
 ) -> None:
-    """meetings_by_account (accounts and contacts met) reads the people resolved to a contact
-    or an account from the partial index of those (schema:
-    ix_activity_participants_live_resolved), not from the participants' rows (a sequential
-    scan of the whole table at scale 10: 1.25M rows)."""
-    require_all_visible(engaged, ("activity_participants",))
-    scans = [
-        n
-        for n in _nodes(_plan(engaged, "meetings_by_account"))
-        if n.get("Relation Name") == "activity_participants"
-    ]
-    assert scans, "no scan of activity_participants in the plan"
-    for scan in scans:
-        assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
-        assert scan["Index Name"] == "ix_activity_participants_live_resolved", scan["Index Name"]
+    """meetings_by_account (accounts and contacts met) reads the window's rows of
+    meeting_accounts (rolled up by the sync: store.meeting_accounts) from their covering index
+    (schema: ix_meeting_accounts_window), and neither the activities nor the participants (it
+    read every resolved participant before: 600k index entries at scale 10)."""
+    with store_connection(engaged) as conn:
+        with conn.begin():
+            refresh_meeting_accounts(conn, ORG)  # as the sync does after resolution
+        vacuum_until_all_visible(conn, ("meeting_accounts",))
+    require_all_visible(engaged, ("meeting_accounts",))
+    nodes = list(_nodes(_plan(engaged, "meetings_by_account")))
+    read = {n.get("Relation Name") for n in nodes} - {None}
+    assert not read & {"activities", "activity_participants"}, read
+    scans = [n for n in nodes if n.get("Relation Name") == "meeting_accounts"]
+    assert [n["Node Type"] for n in scans] == ["Index Only Scan"], scans
+    assert scans[0]["Index Name"] == "ix_meeting_accounts_window"
 
 
 def test_single_threaded_deals_reads_the_rollup_not_every_resolved_person(
