@@ -43,6 +43,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -50,6 +51,7 @@ from revtops_kernel.errors import UpsertError
 from revtops_kernel.jsoncodec import dumps_sorted
 from revtops_kernel.normalize.base import TableTuples
 from revtops_kernel.store.database import driver_connection
+from revtops_kernel.store.locks import share_resolution
 from revtops_kernel.store.schema import (
     NATURAL_KEY,
     PENDING_COLUMN,
@@ -93,6 +95,8 @@ def upsert(conn: Connection, table: str | Table, rows: Rows) -> UpsertResult:
     # Collapsing equal keys costs a sort; a batch without duplicates (the usual page) skips it.
     collapse = unique < batch.num_rows
     pending = _pending_condition(target, columns)
+    if pending == _ALWAYS and _before_first_resolution(conn, batch):
+        pending = "FALSE"
     if conn.dialect.name == "postgresql":
         written = _upsert_postgresql(conn, target, batch, columns, collapse, pending)
     else:
@@ -315,6 +319,31 @@ def _pending_condition(target: Table, columns: list[str]) -> str | None:
     return RESOLUTION_INPUTS.get(target.name)
 
 
+_ALWAYS = "TRUE"  # RESOLUTION_INPUTS' condition of the CRM tables: every written row
+_RESOLVED = "SELECT 1 FROM identity_resolutions WHERE organization_id = :org"
+
+
+def _before_first_resolution(conn: Connection, batch: pa.Table) -> bool:
+    """Whether the batch's one organization was never resolved (PostgreSQL): its first
+    resolution is then a full pass (``resolve.resolve_identities``), which reads every row
+    whatever its mark, so the CRM rows written before it need none. Marked, they cost that
+    pass an UPDATE of each (a new version of a wide row, an entry in each index): 359k rows
+    after HubSpot's first load at scale 10, most of its resolution. Checked again under the
+    resolution lock held shared until this transaction ends: a resolution that started
+    first has committed by then (the rows are marked), and none starts before the commit.
+    DuckDB keeps the marks: clearing them in place costs little there."""
+    if conn.dialect.name != "postgresql":
+        return False
+    orgs = pc.unique(batch.column("organization_id"))
+    if len(orgs) != 1:
+        return False
+    params = {"org": orgs[0].as_py()}
+    if conn.execute(text(_RESOLVED), params).first() is not None:
+        return False
+    share_resolution(conn, params["org"])
+    return conn.execute(text(_RESOLVED), params).first() is None
+
+
 def _id_expression(target: Table, source: str) -> str:
     # Same formula as revtops_kernel.ids.record_id.
     return (
@@ -440,20 +469,35 @@ def _upsert_duckdb(
     # The stored row's columns the batch does not set: kept when the row is written again.
     kept = [c.name for c in target.columns if c.name not in written_columns]
     key = " AND ".join(f"t.{k} = i.{k}" for k in NATURAL_KEY)
+    # The batch's rows as the table's types, each with its position (the join key below).
+    incoming = f"(SELECT {select}, {view}.{ROW_ORDER} FROM {view} {latest_only}) AS i"
     raw.register(view, batch)
     try:
         raw.execute(f"DROP TABLE IF EXISTS temp.{_CHANGED}")
-        # New rows, and stored rows the batch changes (upsert's rules, as _conflict_clause).
+        # Which rows are new and which stored ones the batch changes (upsert's rules, as
+        # _conflict_clause): only positions and what a rewritten row keeps of the stored one
+        # are set aside, not the batch's own columns (copying those, raw included, into the
+        # temp table was half the statements' time on a first load).
         raw.execute(
             f"CREATE TEMP TABLE {_CHANGED} AS "
-            f"SELECT i.*, t.rowid AS {_OLD_ROW}, t.id AS __revtops_old_id"
+            f"SELECT i.{ROW_ORDER}, t.rowid AS {_OLD_ROW}, t.id AS __revtops_old_id"
             + "".join(f", t.{c} AS __revtops_kept_{c}" for c in kept)
-            + f" FROM (SELECT {select} FROM {view} {latest_only}) AS i "
-            f"LEFT JOIN {target.name} AS t ON {key} "
+            + f" FROM {incoming} LEFT JOIN {target.name} AS t ON {key} "
             f"WHERE t.rowid IS NULL OR ({_changed_condition(columns)})"
         )
-        written = int(raw.execute(f"SELECT count(*) FROM {_CHANGED}").fetchone()[0])
-        if written:
+        written, rewritten = raw.execute(
+            f"SELECT count(*), count({_OLD_ROW}) FROM {_CHANGED}"
+        ).fetchone()
+
+        def chosen(which: str) -> str:
+            # The batch's rows the temp table names, converted after the join: only they go
+            # through the casts and the id formula again.
+            return (
+                f"(SELECT {select}, c.* FROM {view} JOIN {_CHANGED} AS c "
+                f"ON c.{ROW_ORDER} = {view}.{ROW_ORDER} WHERE c.{_OLD_ROW} {which}) AS i"
+            )
+
+        if rewritten:
             stored = f"SELECT {_OLD_ROW} FROM {_CHANGED} WHERE {_OLD_ROW} IS NOT NULL"
             raw.execute(f"DELETE FROM {target.name} WHERE rowid IN ({stored})")
             # A stored row keeps its id (derived from the same key) and the columns not given.
@@ -462,16 +506,17 @@ def _upsert_duckdb(
             ]
             raw.execute(
                 f"INSERT INTO {target.name} ({', '.join(written_columns + kept)}) "
-                f"SELECT {', '.join(values)} FROM {_CHANGED} WHERE {_OLD_ROW} IS NOT NULL"
+                f"SELECT {', '.join(values)} FROM {chosen('IS NOT NULL')}"
             )
+        if written > rewritten:
             raw.execute(
                 f"INSERT INTO {target.name} ({', '.join(written_columns)}) "
-                f"SELECT {', '.join(written_columns)} FROM {_CHANGED} WHERE {_OLD_ROW} IS NULL"
+                f"SELECT {', '.join(written_columns)} FROM {chosen('IS NULL')}"
             )
         raw.execute(f"DROP TABLE {_CHANGED}")
     finally:
         raw.unregister(view)
-    return written
+    return int(written)
 
 
 def _changed_condition(columns: list[str]) -> str:
