@@ -371,3 +371,84 @@ def test_a_batch_resolved_before_its_write_waits_for_a_running_resolution(db: Da
     assert done.wait(30)
     worker.join()
     assert activity["resolution_pending"] is False
+
+
+def _crm_row(source_id: str, **values: Any) -> dict[str, Any]:
+    base = {"organization_id": ORG, "source_system": "hubspot", "source_id": source_id}
+    return {**base, "updated_at": utcnow(), **values}
+
+
+def _marked(db: Database, table: str) -> int:
+    return _count(db, f"SELECT count(*) FROM {table} WHERE resolution_pending")
+
+
+def test_crm_rows_written_before_the_first_resolution_are_left_unmarked(db: Database) -> None:
+    """On PostgreSQL a CRM load into an organization never resolved writes its rows unmarked:
+    the first resolution is a full pass, which reads every row anyway, and clearing the marks
+    was most of it after a first load (an UPDATE of each wide row). It resolves as before, and
+    rows written after it are marked again. DuckDB marks them all (cheap to clear there)."""
+    acme = record_id(ORG, "hubspot", "accounts", "acme")
+    event = record_id(ORG, "google_calendar", "activities", "e1")
+    buyer = "buyer@acme.example"
+    with db.begin() as conn:
+        upsert(conn, "owners", [_crm_row("rep", email="rep@northwind.example")])
+        upsert(conn, "accounts", [_crm_row("acme", name="Acme", domain="acme.example")])
+        upsert(conn, "contacts", [_crm_row("buyer", email=buyer, account_id=acme)])
+        activity = {"id": event, "activity_type": "calendar_event", "occurred_at": utcnow()}
+        upsert(
+            conn, "activities", [{**_crm_row("e1", **activity), "source_system": "google_calendar"}]
+        )
+        attendee = {"activity_id": event, "email": buyer, "role": "attendee"}
+        upsert(
+            conn,
+            "activity_participants",
+            [{**_crm_row("e1:buyer", **attendee), "source_system": "google_calendar"}],
+        )
+    crm = ("owners", "accounts", "contacts")
+    assert [_marked(db, t) for t in crm] == ([1, 1, 1] if db.is_duckdb else [0, 0, 0])
+    assert _marked(db, "activity_participants") == 1  # Calendar rows are marked all the same
+    report = resolve(db)
+    assert report.full
+    assert report.participants_updated == 1
+    contact = record_id(ORG, "hubspot", "contacts", "buyer")
+    linked = "SELECT count(*) FROM activity_participants WHERE contact_id = :c AND account_id = :a"
+    assert _count(db, linked, c=contact, a=acme) == 1
+    assert pending(db) == 0
+    with db.begin() as conn:  # resolved once: a CRM write is marked again
+        upsert(conn, "contacts", [_crm_row("buyer", email=buyer, account_id=acme, title="VP")])
+    assert _marked(db, "contacts") == 1
+    report = resolve(db)
+    assert not report.full and report.written_rows == 1
+    assert_full_resolution_changes_nothing(db)
+
+
+def test_an_unmarked_crm_write_waits_for_a_first_resolution_in_progress(db: Database) -> None:
+    """A CRM batch that finds the organization never resolved takes the resolution lock shared
+    before it decides to leave its rows unmarked: a first resolution running meanwhile (it
+    would not see the batch's rows) ends first, and the batch then marks them."""
+    if db.is_duckdb:
+        pytest.skip("PostgreSQL only: DuckDB always marks")
+    done = threading.Event()
+
+    def batch() -> None:
+        with db.begin() as conn:
+            upsert(conn, "contacts", [_crm_row("late", email="late@acme.example")])
+        done.set()
+
+    with db.engine.connect() as holder:
+        holder.begin()
+        lock_resolution(holder, ORG)  # a first resolution, about to record itself
+        worker = threading.Thread(target=batch)
+        worker.start()
+        assert not done.wait(1.0)
+        holder.execute(
+            text(
+                "INSERT INTO identity_resolutions (organization_id, own_domains, resolved_at) "
+                "VALUES (:org, '', :now)"
+            ),
+            {"org": ORG, "now": utcnow()},
+        )
+        holder.commit()
+    assert done.wait(30)
+    worker.join()
+    assert _marked(db, "contacts") == 1

@@ -43,6 +43,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -50,6 +51,7 @@ from revtops_kernel.errors import UpsertError
 from revtops_kernel.jsoncodec import dumps_sorted
 from revtops_kernel.normalize.base import TableTuples
 from revtops_kernel.store.database import driver_connection
+from revtops_kernel.store.locks import share_resolution
 from revtops_kernel.store.schema import (
     NATURAL_KEY,
     PENDING_COLUMN,
@@ -93,6 +95,8 @@ def upsert(conn: Connection, table: str | Table, rows: Rows) -> UpsertResult:
     # Collapsing equal keys costs a sort; a batch without duplicates (the usual page) skips it.
     collapse = unique < batch.num_rows
     pending = _pending_condition(target, columns)
+    if pending == _ALWAYS and _before_first_resolution(conn, batch):
+        pending = "FALSE"
     if conn.dialect.name == "postgresql":
         written = _upsert_postgresql(conn, target, batch, columns, collapse, pending)
     else:
@@ -313,6 +317,31 @@ def _pending_condition(target: Table, columns: list[str]) -> str | None:
     if PENDING_COLUMN in columns:
         return None  # the caller sets it (a test, a backfill)
     return RESOLUTION_INPUTS.get(target.name)
+
+
+_ALWAYS = "TRUE"  # RESOLUTION_INPUTS' condition of the CRM tables: every written row
+_RESOLVED = "SELECT 1 FROM identity_resolutions WHERE organization_id = :org"
+
+
+def _before_first_resolution(conn: Connection, batch: pa.Table) -> bool:
+    """Whether the batch's one organization was never resolved (PostgreSQL): its first
+    resolution is then a full pass (``resolve.resolve_identities``), which reads every row
+    whatever its mark, so the CRM rows written before it need none. Marked, they cost that
+    pass an UPDATE of each (a new version of a wide row, an entry in each index): 359k rows
+    after HubSpot's first load at scale 10, most of its resolution. Checked again under the
+    resolution lock held shared until this transaction ends: a resolution that started
+    first has committed by then (the rows are marked), and none starts before the commit.
+    DuckDB keeps the marks: clearing them in place costs little there."""
+    if conn.dialect.name != "postgresql":
+        return False
+    orgs = pc.unique(batch.column("organization_id"))
+    if len(orgs) != 1:
+        return False
+    params = {"org": orgs[0].as_py()}
+    if conn.execute(text(_RESOLVED), params).first() is not None:
+        return False
+    share_resolution(conn, params["org"])
+    return conn.execute(text(_RESOLVED), params).first() is None
 
 
 def _id_expression(target: Table, source: str) -> str:
