@@ -204,3 +204,46 @@ def test_two_versions_in_one_batch_and_a_store_that_held_events(store: Database)
     write_batches(store, [again], kept=False)
     assert pending_of(again, "e4") is False
     assert_full_resolution_agrees(store)
+
+
+@pytest.mark.parametrize("read_all", [False, True], ids=["keys-looked-up", "all-read"])
+def test_ties_are_broken_as_the_full_resolution_breaks_them(
+    store: Database, read_all: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event with one attendee at each of two accounts takes the smaller account id, and of
+    two deals opened at the same moment on it the smaller deal id: the batch reads ids as text
+    and deals in the server's order, and must agree with the full resolution's SQL. The read
+    of every contact raises work_mem for itself only."""
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
+    acme = record_id(ORG, "hubspot", "accounts", "acme")
+    beta = record_id(ORG, "hubspot", "accounts", "beta")
+    winner = min(acme, beta)
+    opened = T0 - timedelta(days=10)
+    base = {"organization_id": ORG, "source_system": "hubspot", "updated_at": opened}
+    with store.begin() as conn:
+        upsert(conn, "accounts", [{**base, "source_id": "beta", "domain": "beta.example"}])
+        upsert(
+            conn,
+            "contacts",
+            [{**base, "source_id": "b1", "email": "b1@beta.example", "account_id": beta}],
+        )
+        deals = [
+            {**base, "source_id": f"tie{n}", "account_id": winner, "is_closed": False}
+            for n in range(4)
+        ]
+        upsert(conn, "deals", [{**d, "created_at": opened} for d in deals])
+        resolve_identities(conn, ORG)
+    batch = batch_of(event_rows("e1", T0, BUYER, "b1@beta.example"))
+    write_batches(store, [batch])
+    assert pending_of(batch, "e1") is False
+    tied = min(record_id(ORG, "hubspot", "deals", f"tie{n}") for n in range(4))
+    with store.connect() as conn:
+        links = conn.execute(text("SELECT account_id, deal_id FROM activities")).one()
+    assert tuple(links) == (winner, tied)
+    assert_full_resolution_agrees(store)
+
+    with store.begin() as conn:
+        before = conn.execute(text("SHOW work_mem")).scalar_one()
+        again = batch_of(event_rows("e2", T0, "new@beta.example"))
+        resolve_batch(conn, ORG, again, {}, None)
+        assert conn.execute(text("SHOW work_mem")).scalar_one() == before
