@@ -139,6 +139,43 @@ def test_only_the_given_columns_are_updated(db: Database) -> None:
     assert fetch(db, "SELECT name, amount FROM deals")[0] == ("keep me", Decimal("20.00"))
 
 
+def test_one_batch_of_new_changed_unchanged_and_stale_rows(db: Database) -> None:
+    # New and rewritten rows take separate statements on DuckDB (store.upsert): one batch
+    # mixing every case writes exactly the new and the changed rows, and a rewritten row keeps
+    # its id and the stored columns the batch does not give.
+    with db.begin() as conn:
+        upsert(conn, "deals", [deal(str(i), name=f"stored {i}") for i in range(4)])
+    ids_before = {r.source_id: r.id for r in fetch(db, "SELECT source_id, id FROM deals")}
+    later = T0 + timedelta(hours=1)
+    given = ("organization_id", "source_system", "source_id", "amount", "updated_at")
+
+    def part(source_id: str, **overrides: Any) -> dict[str, Any]:
+        return {k: v for k, v in deal(source_id, **overrides).items() if k in given}
+
+    batch = [
+        part("0", amount=Decimal("99"), updated_at=later),  # changed
+        part("1"),  # unchanged
+        part("2", amount=Decimal("1"), updated_at=T0 - timedelta(hours=1)),  # stale
+        part("5", amount=Decimal("5")),  # new, twice: the later one lands
+        part("5", amount=Decimal("6"), updated_at=later),
+        part("6", amount=None),  # new
+    ]
+    with db.begin() as conn:
+        result = upsert(conn, "deals", batch)
+    assert (result.received, result.unique, result.written) == (6, 5, 3)
+    rows = {r.source_id: r for r in fetch(db, "SELECT source_id, id, name, amount FROM deals")}
+    assert sorted(rows) == ["0", "1", "2", "3", "5", "6"]
+    assert (rows["0"].name, rows["0"].amount, rows["0"].id) == (
+        "stored 0",
+        Decimal("99.00"),
+        ids_before["0"],
+    )
+    assert (rows["1"].name, rows["2"].amount) == ("stored 1", Decimal("1250.50"))
+    assert (rows["5"].name, rows["5"].amount) == (None, Decimal("6.00"))
+    assert rows["5"].id == record_id("acme", "hubspot", "deals", "5")
+    assert rows["6"].amount is None
+
+
 def test_keys_are_per_organization_and_per_source(db: Database) -> None:
     with db.begin() as conn:
         upsert(
