@@ -42,10 +42,11 @@ PostgreSQL before). The flags are therefore as of the last sync's refresh, like 
 data they come from.
 
 How it is shaped: each open deal is joined once to what the rules read (``judged``: its
-deal row with the names, its window's touches and contacts, its stage's norm) and to the
-rules it breaks (a join to the seven rules, one pass), its score the sum of their weights;
-the sorted rows are narrow and the reasons are written in the final SELECT, so under the
-guard's LIMIT PostgreSQL writes them after the sort, for the rows it returns only.
+deal row with the names it is sorted or filtered by, its window's touches and contacts, its
+stage's norm) and to the rules it breaks (a join to the seven rules, one pass), its score the
+sum of their weights; the sorted rows are narrow, and the reasons and the account's name are
+written in the final SELECT, so under the guard's LIMIT PostgreSQL computes them after the
+sort, for the rows it returns only.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ from __future__ import annotations
 from revtops_kernel.agent.verified_base import (
     DEAL_JOINS,
     FILTER_ARGS,
-    OPEN,
     OWNER_MATCH,
     PIPELINE_MATCH,
     VerifiedQuery,
@@ -76,12 +76,33 @@ RISK_WEIGHTS: dict[str, int] = {
 RISK_RULES = tuple(RISK_WEIGHTS)
 
 
-def _threshold(param: str, column: str, default: int) -> str:
-    """The threshold as the question gave it, else the organization's, else the default."""
-    return (
-        f"CAST(COALESCE(CAST(:{param} AS INTEGER), "
-        f"(SELECT max(rs.{column}) FROM organization_risk_settings rs), {default}) AS INTEGER)"
+# Each threshold: its parameter, its column of organization_risk_settings and its default.
+_THRESHOLDS: dict[str, tuple[str, int]] = {
+    "ghosted_days": ("ghosted_days", RISK_DEFAULTS.risk_ghosted_days),
+    "no_meeting_days": ("no_meeting_days", RISK_DEFAULTS.risk_no_meeting_days),
+    "stalled_percentile": ("stalled_percentile", RISK_DEFAULTS.risk_stalled_percentile),
+    "stalled_min_won_deals": ("stalled_min_won_deals", RISK_DEFAULTS.risk_stalled_min_won_deals),
+    "single_threaded_days": ("single_threaded_days", RISK_DEFAULTS.risk_single_threaded_days),
+    "max_contacts": (
+        "single_threaded_max_contacts",
+        RISK_DEFAULTS.risk_single_threaded_max_contacts,
+    ),
+    "pushed_min_moves": ("pushed_min_moves", RISK_DEFAULTS.risk_pushed_min_moves),
+    "amount_drop_percent": ("amount_drop_percent", RISK_DEFAULTS.risk_amount_drop_percent),
+}
+# The thresholds, one row: the question's, else the organization's (its settings row read
+# once: one scan, where a subquery per threshold made eight, each with row-level security's
+# own lookups to plan), else the default.
+_TH = (
+    "SELECT "
+    + ",\n        ".join(
+        f"CAST(COALESCE(CAST(:{param} AS INTEGER), rs.{param}, {default}) AS INTEGER) AS {param}"
+        for param, (_column, default) in _THRESHOLDS.items()
     )
+    + "\n    FROM (SELECT "
+    + ", ".join(f"max(rs.{column}) AS {param}" for param, (column, _d) in _THRESHOLDS.items())
+    + " FROM organization_risk_settings rs) rs"
+)
 
 
 def _plural(count: str, word: str) -> str:
@@ -100,7 +121,6 @@ def _day(value: str) -> str:
     return f"CAST(CAST({value} AS DATE) AS TEXT)"
 
 
-_D = RISK_DEFAULTS
 # A deal's score: the weights of the rules that flag it (judged's columns are named after them).
 _SCORE = " + ".join(f"CASE WHEN j.{r} THEN {w} ELSE 0 END" for r, w in RISK_WEIGHTS.items())
 
@@ -170,9 +190,20 @@ def _by_rule(column: str, cast: str | None = None) -> str:
     return f"CASE r.rule {' '.join(whens)} END"
 
 
+# The deal's joins without its account: the account's name is looked up in the final SELECT,
+# for the rows returned only (PostgreSQL evaluates it after the sort and the guard's LIMIT), not
+# hashed for every account of the organization (50k at scale 10) for every open deal.
+_DEAL_JOINS = "\n".join(j for j in DEAL_JOINS.splitlines() if " accounts acc " not in j)
+assert _DEAL_JOINS != DEAL_JOINS
+
+# What od reads of a deal (the index of live deals by is_closed holds them all).
+_OD_COLUMNS = (
+    "id, account_id, stage_id, amount, close_date, created_at, stage_entered_at, stage_name, "
+    "name, pipeline_id, owner_id"
+)
+
 # The rules as rows (name, weight), joined to each judged deal where its column says it flags.
-_RULES = "(VALUES " + ", ".join(f"('{r}', {w})" for r, w in RISK_WEIGHTS.items()) + ")"
-_FLAGGED = "CASE r.rule " + " ".join(f"WHEN '{r}' THEN j.{r}" for r in RISK_WEIGHTS) + " END"
+_RULES = "(VALUES " + ", ".join(f"('{r}', {w}, j.{r})" for r, w in RISK_WEIGHTS.items()) + ")"
 
 
 DEAL_RISKS_SQL = f"""
@@ -184,25 +215,7 @@ th AS MATERIALIZED (
     -- The thresholds, one row: materialized, as DuckDB plans each inlined copy's scalar
     -- subqueries as joins (its join-order search took 0.5 s of the query); only the bound
     -- parameters above need inlining (PostgreSQL folds them into the plan).
-    SELECT {_threshold("ghosted_days", "ghosted_days", _D.risk_ghosted_days)} AS ghosted_days,
-        {_threshold("no_meeting_days", "no_meeting_days", _D.risk_no_meeting_days)}
-            AS no_meeting_days,
-        {_threshold("stalled_percentile", "stalled_percentile", _D.risk_stalled_percentile)}
-            AS stalled_percentile,
-        {
-    _threshold("stalled_min_won_deals", "stalled_min_won_deals", _D.risk_stalled_min_won_deals)
-} AS stalled_min_won_deals,
-        {
-    _threshold("single_threaded_days", "single_threaded_days", _D.risk_single_threaded_days)
-} AS single_threaded_days,
-        {
-    _threshold("max_contacts", "single_threaded_max_contacts", _D.risk_single_threaded_max_contacts)
-} AS max_contacts,
-        {_threshold("pushed_min_moves", "pushed_min_moves", _D.risk_pushed_min_moves)}
-            AS pushed_min_moves,
-        {
-    _threshold("amount_drop_percent", "amount_drop_percent", _D.risk_amount_drop_percent)
-} AS amount_drop_percent
+    {_TH}
 ),
 bounds AS MATERIALIZED (
     -- Where each window of the activity rules starts, computed once: bounds the index of
@@ -216,16 +229,26 @@ bounds AS MATERIALIZED (
 od AS MATERIALIZED (
     -- The open deals, read once (DuckDB would inline an unmarked CTE into each of its uses).
     -- With its deal row (the latest meeting of it or its account, its close-date pushes and
-    -- first close date, its amount at stage entry), hashed like the names: joined to the
-    -- materialized deals instead, PostgreSQL sorted them for a merge join (spilling).
+    -- first close date, its amount at stage entry), joined here: joined to the materialized
+    -- deals instead, PostgreSQL sorted them for a merge join (spilling). The names it is not
+    -- sorted or filtered by are the tiny tables' (pipelines, stages, owners); the account's
+    -- is looked up for the rows returned (the final SELECT).
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
-        acc.name AS account_name, p.name AS pipeline_name, o.full_name AS owner_name,
+        p.name AS pipeline_name, o.full_name AS owner_name,
         dr.last_meeting, dr.pushes, dr.changed_at AS last_push, dr.close_date AS first_date,
         dr.amount AS entry_amount
-    FROM deals d CROSS JOIN args{DEAL_JOINS}
+    FROM (
+        -- The open live deals as two ranges of the live deals' index by is_closed (false,
+        -- then unknown), not every live deal filtered (two thirds are closed at scale 10).
+        SELECT {_OD_COLUMNS} FROM deals
+        WHERE deleted_at IS NULL AND is_closed = false
+        UNION ALL
+        SELECT {_OD_COLUMNS} FROM deals
+        WHERE deleted_at IS NULL AND is_closed IS NULL
+    ) d CROSS JOIN args{_DEAL_JOINS}
     LEFT JOIN deal_risk_facts dr ON dr.kind = 'deal' AND dr.deal_id = d.id
-    WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
+    WHERE {PIPELINE_MATCH} AND {OWNER_MATCH}
         AND (args.deal_id IS NULL OR CAST(d.id AS TEXT) = args.deal_id)
 ),
 ghosting AS (
@@ -315,10 +338,14 @@ judged AS (
     -- Every open deal with what the rules read (its deal row: the latest meeting of it or its
     -- account, its close-date moves and first close date, its amount at stage entry; its
     -- window's touches and contacts; its stage's norm) and which rules flag it: one join of
-    -- each to the open deals, then each flag is this row joined to its rule.
+    -- each to the open deals, then each flag is this row joined to its rule. OFFSET 0 keeps
+    -- PostgreSQL from flattening the two levels into the flags: flattened, it evaluated every
+    -- rule's condition (numeric arithmetic) again in the score of each flag row and in the
+    -- join to the rules; here once per deal (server CPU at scale 10, with the rules' join
+    -- below: 665-695 -> 550-590 ms, medians of 8-10 alternated runs under load 7-11).
     SELECT j.*, CAST({_SCORE} AS BIGINT) AS risk_score
     FROM (
-        SELECT od.id, od.deal_name, od.account_name, od.pipeline_name, od.stage,
+        SELECT od.id, od.deal_name, od.account_id, od.pipeline_name, od.stage,
             od.owner_name, od.amount, od.close_date, od.stage_entered_at,
             g.emails_out, g.calls_out, g.messages_out, g.first_out, g.last_in,
             od.last_meeting, COALESCE(e.contacts, 0) AS contacts,
@@ -346,15 +373,19 @@ judged AS (
         LEFT JOIN engaged e ON e.deal_id = od.id
         LEFT JOIN late_pushes lp ON lp.deal_id = od.id
         LEFT JOIN stage_norms n ON n.stage_id = od.stage_id
+        OFFSET 0
     ) j
+    OFFSET 0
 ),
 flags AS (
     -- One row per deal and rule that flags it (each judged deal joined to the rules, in one
     -- pass: judged is not stored and read once per rule), as narrow as the final SELECT
     -- allows: what the output shows, and what its reason quotes beyond that (n1-n3, d1, x,
     -- y, u; see _FLAG_FACTS). The reasons are written in the final SELECT, so PostgreSQL
-    -- writes them after the sort, for the rows the limit keeps only.
-    SELECT j.id, j.deal_name, j.account_name, j.pipeline_name, j.stage, j.owner_name,
+    -- writes them after the sort, for the rows the limit keeps only. The rules are a LATERAL
+    -- VALUES of (rule, weight, its flag column): no CASE over the rule's name per deal and rule
+    -- (PostgreSQL memoizes the VALUES by the flags: ~85 distinct sets at scale 10).
+    SELECT j.id, j.deal_name, j.account_id, j.pipeline_name, j.stage, j.owner_name,
         j.amount, j.close_date, j.risk_score, r.rule, r.weight,
         {_by_rule("measured", "NUMERIC")} AS measured,
         {_by_rule("threshold", "NUMERIC")} AS threshold,
@@ -364,9 +395,12 @@ flags AS (
         {_by_rule("x")} AS x, {_by_rule("y")} AS y, {_by_rule("u")} AS u
     FROM judged j
     CROSS JOIN args CROSS JOIN th
-    JOIN {_RULES} AS r (rule, weight) ON {_FLAGGED}
+    CROSS JOIN LATERAL {_RULES} AS r (rule, weight, flagged)
+    WHERE r.flagged
 )
-SELECT f.deal_name AS deal, f.account_name AS account, f.pipeline_name AS pipeline,
+SELECT f.deal_name AS deal, (
+        SELECT acc.name FROM accounts acc WHERE acc.id = f.account_id AND acc.deleted_at IS NULL
+    ) AS account, f.pipeline_name AS pipeline,
     f.stage, f.owner_name AS owner, f.amount, f.close_date, f.risk_score, f.rule,
     CASE f.rule
         WHEN 'ghosted' THEN concat_ws(', ',
