@@ -28,6 +28,7 @@ import pandas as pd
 from revtops_kernel.agent import verified
 from revtops_kernel.agent.events import ArtifactCreated, TablePreview, ToolResult
 from revtops_kernel.agent.guard import guard_sql, run_guarded
+from revtops_kernel.agent.prompt import HIDDEN_TABLES
 from revtops_kernel.artifacts.specs import ARTIFACT_INPUT_SCHEMA
 from revtops_kernel.errors import RevtopsError
 from revtops_kernel.settings import Settings
@@ -306,8 +307,8 @@ def _rows_outcome(
 def _describe(context: ToolContext, tool_id: str, tool_input: dict[str, Any]) -> ToolOutcome:
     name = str(tool_input.get("table", "")).strip().lower()
     tables = readable_tables()
-    if name not in tables or name == "organizations":
-        known = ", ".join(sorted(t for t in tables if t != "organizations"))
+    if name not in tables or name in HIDDEN_TABLES:  # as the schema prompt shows them
+        known = ", ".join(sorted(t for t in tables if t not in HIDDEN_TABLES))
         return _error(tool_id, "describe_table", f"no table {name!r}; tables: {known}")
     table = tables[name]
     columns = [

@@ -39,6 +39,9 @@ def test_describe_table_gives_columns_and_org_scoped_values(duck: Database) -> N
 def test_errors_go_back_to_the_model_with_the_reason(duck: Database) -> None:
     unknown_table = run_tool(context(duck), "t1", "describe_table", {"table": "pg_authid"})
     assert unknown_table.is_error and "no table 'pg_authid'" in unknown_table.content
+    assert "deals" in unknown_table.content and "meeting_accounts" not in unknown_table.content
+    hidden = run_tool(context(duck), "t1", "describe_table", {"table": "meeting_accounts"})
+    assert hidden.is_error  # a rollup the schema prompt does not show either
     assert unknown_table.block("t1") == {
         "type": "tool_result", "tool_use_id": "t1",
         "content": unknown_table.content, "is_error": True,
