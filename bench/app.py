@@ -11,8 +11,9 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    textarea), for signed-in visitors one after another, (a) with preheated kernels (the default
    ``revtops app``), (b) cold (``--pool-size 0``: a kernel starts per visit), and the floor: (c)
    a preheated Voila page showing one ipywidgets button, with Voila's defaults (every lab
-   extension) and with the app's page settings (its extension denylist: plotly's lab extension
-   stays off the app's page). Goals: warm <= 1.2x the floor;
+   extension) and with the app's page settings (`voila_app.page_settings`: only the lab
+   extensions the app loads, and the head's preload hints for the front end's scripts, through
+   the same template partial). Goals: warm <= 1.2x the floor;
    cold / warm >= 3. Beside the live widget's box, each visit also times the first usable
    question box: the app page's own (the shell its template draws: it takes typing at once and
    keeps a question sent before the widget is there, which the widget sends when it takes over),
@@ -23,6 +24,9 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    ``--profile`` adds one profiled visit per page: when the HTML, the scripts (count, bytes),
    stylesheets and fonts arrived, Chromium's JavaScript CPU time per file, the first
    websocket frame and the question box: where a first render's time goes.
+   ``--record-preload`` instead visits the app once with its preload hints stripped from the
+   page and writes the scripts its front end fetched to the list the template preloads
+   (``revtops_server/page_preload.py``): run it after upgrading Voila, ipywidgets or anywidget.
 2. ``--sessions`` users of five organizations, signed in at once, each asks a question (the
    scripted Messages API answers with a tool call, then with what the tool returned): all
    answered, none with another organization's data. Reports wall time, per-answer p50/p95/max
@@ -37,6 +41,7 @@ import argparse
 import io
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -55,7 +60,8 @@ from _common import progress
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from revtops_server.voila_app import EXTENSION_DENYLIST  # noqa: E402
+from revtops_server.page_preload import write_preloads  # noqa: E402
+from revtops_server.voila_app import EXTENSION_ALLOWLIST, TEMPLATES, page_settings  # noqa: E402
 
 from revtops_kernel.store import Database, upgrade  # noqa: E402
 from revtops_kernel.store.scratch import scratch_postgres  # noqa: E402
@@ -297,21 +303,42 @@ def where_time_goes(
     }
 
 
+FLOOR_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block notebook_css -%}{{ super() }}{% include 'preload.html.j2' %}{%- endblock notebook_css -%}
+"""  # Voila's lab template with the app's preload partial, for the floor with the app's settings
+
+
+def app_settings_template(folder: Path) -> tuple[dict[str, str], list[str]]:
+    """The environment and Voila arguments that give a plain Voila page the app's page settings:
+    its extension allowlist, its preload list, and a template that is Voila's lab template with
+    the app's preload partial (the app's own template adds the shell, which the floor has not)."""
+    template = folder / "jupyter" / "voila" / "templates" / "revtops-floor"
+    template.mkdir(parents=True)
+    (template / "conf.json").write_text(json.dumps({"base_template": "lab"}))
+    (template / "index.html.j2").write_text(FLOOR_TEMPLATE)
+    (template / "preload.html.j2").write_text((TEMPLATES / "preload.html.j2").read_text())
+    args = [f"--VoilaConfiguration.{name}={value!r}" for name, value in page_settings().items()]
+    paths = [str(folder / "jupyter"), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    env = {"JUPYTER_PATH": os.pathsep.join(paths)}
+    return env, [*args, "--template=revtops-floor"]
+
+
 @contextmanager
-def button_page(
-    folder: Path, pool: int, denylist: tuple[str, ...] = ()
-) -> Iterator[tuple[str, int]]:
+def button_page(folder: Path, pool: int, app_settings: bool = False) -> Iterator[tuple[str, int]]:
     """Plain Voila, preheated, serving a notebook that shows one button: the floor. With
-    ``denylist``, those lab extensions stay off its page (as the app's settings do)."""
+    ``app_settings``, its page has the app's page settings (`app_settings_template`)."""
     notebook = folder / "button.ipynb"
     notebook.write_text(json.dumps(BUTTON_NOTEBOOK))
     port = free_port()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(folder / "runtime")}
-    deny = [f"--VoilaConfiguration.extension_denylist={list(denylist)!r}"] if denylist else []
+    settings: list[str] = []
+    if app_settings:
+        extra_env, settings = app_settings_template(folder)
+        env.update(extra_env)
     command = [
         sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
         "--VoilaConfiguration.preheat_kernel=True",
-        f"--VoilaConfiguration.default_pool_size={pool}", *deny, str(notebook),
+        f"--VoilaConfiguration.default_pool_size={pool}", *settings, str(notebook),
     ]  # fmt: skip
     with (folder / "voila.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -334,6 +361,39 @@ def button_page(
     finally:
         process.terminate()
         process.wait(20)
+
+
+def record_preload(app: RunningApp, browser: Any) -> list[str]:
+    """One warm visit with the page's preload hints stripped (so the list records what the front
+    end asks for, not what was announced): the scripts it fetched, in order, written to the list
+    the template preloads. Returns their paths."""
+    context = browser.new_context()
+    email = f"recorder@{ORGS[0]}.com"
+    context.add_cookies(
+        [{"name": "revtops_session", "value": app.token(email, "R"), "url": app.url + "/"}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(180_000)
+
+    def without_preloads(route: Any) -> None:
+        response = route.fetch()
+        body = re.sub(r'<link rel="preload" as="script"[^>]*>', "", response.text())
+        route.fulfill(response=response, body=body)
+
+    page.route(app.url + "/", without_preloads)
+    page.goto(app.url + "/", wait_until="commit")
+    page.locator(QUESTION_BOX).wait_for()
+    page.wait_for_timeout(2000)  # the views' late chunks
+    fetched: list[str] = page.evaluate(
+        """() => performance.getEntriesByType('resource')
+              .filter((r) => r.initiatorType === 'script')
+              .sort((a, b) => a.startTime - b.startTime)
+              .map((r) => { const u = new URL(r.name); return u.pathname + u.search; })"""
+    )
+    context.close()
+    base = "/"  # revtops app serves at the server's root
+    entries = write_preloads([path.removeprefix(base) for path in fetched])
+    return [entry["path"] for entry in entries]
 
 
 def extract(ref: str, folder: Path) -> Path:
@@ -418,6 +478,11 @@ def main() -> int:
         action="store_true",
         help="one more visit per page, profiled: where the first render's time goes",
     )
+    parser.add_argument(
+        "--record-preload",
+        action="store_true",
+        help="record the scripts a first render fetches into the template's preload list",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -437,6 +502,22 @@ def main() -> int:
             "ANTHROPIC_API_KEY": api.api_key,
             "ANTHROPIC_BASE_URL": api.base_url,
         }
+        if args.record_preload:
+            home = Path(folder) / "record"
+            home.mkdir()
+            with running_app(home, pool_size=2, **env) as app, sync_playwright() as playwright:
+                app.create_org(ORGS[0], f"{ORGS[0]}.com")
+                settle(app.process.pid)
+                # A page fulfilled by Playwright has no address space of its own, and Chromium's
+                # local network access checks then block its websocket to 127.0.0.1.
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=[*CHROMIUM_ARGS, "--disable-features=LocalNetworkAccessChecks"],
+                )
+                paths = record_preload(app, browser)
+                browser.close()
+            print(f"{len(paths)} scripts recorded:", *paths, sep="\n  ")
+            return 0
         runs: list[tuple[str, int, Path | None, str]] = [
             ("warm", pool, None, QUESTION_BOX),
             ("cold", 0, None, QUESTION_BOX),
@@ -450,11 +531,11 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # The floor as before (Voila's defaults: every lab extension), and with the app's
-            # page settings (its extension denylist): the app is compared with both.
-            for floor, denylist in (("button", ()), ("button_app_settings", EXTENSION_DENYLIST)):
+            # page settings (its extensions, its preloads): the app is compared with both.
+            for floor, app_settings in (("button", False), ("button_app_settings", True)):
                 home = Path(folder) / floor
                 home.mkdir()
-                with button_page(home, pool, denylist) as (page_url, pid):
+                with button_page(home, pool, app_settings) as (page_url, pid):
                     firsts: list[float] = []
                     figures[floor] = first_render(
                         page_url, browser, args.visits, floor, ".widget-button", server_pid=pid,
@@ -514,7 +595,10 @@ def main() -> int:
     spinner = statistics.median(figures["button_first_screen"])
     print("\nweb app (revtops app, Voila + PostgreSQL, headless Chromium), medians")
     print(f"  one-button Voila page, preheated (the floor, Voila's defaults): {button:.2f} s")
-    print(f"  the same page with the app's settings (denied: {EXTENSION_DENYLIST}): {same:.2f} s")
+    print(
+        f"  the same page with the app's settings (extensions {EXTENSION_ALLOWLIST}, preloads): "
+        f"{same:.2f} s"
+    )
     print(
         f"  app to the question box, preheated: {warm:.2f} s = {warm / button:.2f}x the floor "
         f"(goal <= 1.2x) -> {'MET' if warm <= 1.2 * button else 'MISSED'}; "

@@ -28,6 +28,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets.config import Config
 from voila.app import Voila
+from voila.paths import collect_static_paths
 from voila.tornado.handler import TornadoVoilaHandler
 
 from revtops_kernel import app_identity
@@ -40,21 +41,40 @@ from .kernel_binding import LOCAL_OWNER, KernelBindings, KernelOwner, bindings_o
 from .kernel_binding import SETTINGS_KEY as BINDINGS_KEY
 from .kernel_routes import guard_kernel_routes
 from .no_cors import NoCorsMixin
+from .page_preload import load_preloads
 from .routes import routes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
-# Lab extensions the app's page does not load. The app draws its charts with plotly.js from the
-# kernel, on the first chart (ui/chart_widget, the chat), so plotly's lab extension, a 4.8 MB
-# script that every first render parsed whether or not a chart ever showed, stays off the page.
-EXTENSION_DENYLIST = ("jupyterlab-plotly",)
+# The only lab extensions the app's page loads: the widget managers (JupyterLab's, for the
+# widgets' views, and Voila's own for ipywidgets 8, which Voila would inject but an allowlist
+# must name) and anywidget (the chat). Every other extension installed in the environment stays
+# off the page: plotly's (a 4.8 MB script every first render parsed, although the app draws its
+# charts with plotly.js from the kernel: ui/chart_widget, the chat), jupyterlab_pygments (code
+# highlighting: the page shows no code cells) and whatever else gets installed later.
+EXTENSION_ALLOWLIST = (
+    "@jupyter-widgets/jupyterlab-manager",
+    "@voila-dashboards/widgets-manager8",
+    "anywidget",
+)
 
 REFUSED_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Revtops Workbench</title><style>body{{font:16px/1.5 system-ui,sans-serif;display:grid;
 place-items:center;min-height:100vh;margin:0;background:#f6f7f9}}main{{background:#fff;
 padding:2rem 3rem;border-radius:12px;max-width:30rem}}</style></head><body><main>
 <h1>{title}</h1><p>{message}</p><p><a href="{logout}">Sign out</a></p></main></body></html>"""
+
+
+def page_settings() -> dict[str, Any]:
+    """The page's share of the app's ``VoilaConfiguration``: which lab extensions it loads and
+    the scripts its template preloads (`page_preload`). bench/app.py gives its floor page the
+    same settings, so the two are compared on the same front end."""
+    static = [Path(p) for p in collect_static_paths(["voila", "nbconvert"], "lab")]
+    return {
+        "extension_allowlist": list(EXTENSION_ALLOWLIST),
+        "resources": {"revtops_preload": load_preloads(static)},
+    }
 
 
 class HandingOverKernelManager:
@@ -198,7 +218,7 @@ class RevtopsVoila(Voila):
                 "preheat_kernel": True,
                 "default_pool_size": 2,
                 "show_tracebacks": False,
-                "extension_denylist": list(EXTENSION_DENYLIST),
+                **page_settings(),
             },
             # permessage-deflate on the kernel websocket: every widget message carries ~550
             # bytes of Jupyter headers; compressed, a streamed answer costs 0.8x its text on the

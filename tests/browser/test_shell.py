@@ -11,6 +11,7 @@ used before the widget can exist, whatever the machine's speed. Screenshots: /tm
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -153,3 +154,47 @@ def test_the_shell_steps_aside_for_a_failed_notebook(tmp_path: Path, browser: An
         page.close()
         server.terminate()
         server.wait(20)
+
+
+def test_the_page_preloads_every_script_of_its_front_end(
+    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any
+) -> None:
+    """The head announces the front end's scripts (revtops_server/page_preload.py), so none of
+    them waits for the script before it: each one the page used came from a preload, none was
+    fetched twice, and the lab extensions the app does not load (plotly's, pygments') are not
+    fetched at all. A failure after upgrading Voila, ipywidgets or anywidget means: re-record
+    the list (bench/app.py --record-preload)."""
+    app, _ = world
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.add_cookies(
+        [
+            {
+                "name": "revtops_session",
+                "value": app.token("pia@globex.com", "Pia"),
+                "url": app.url + "/",
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app.url + "/", wait_until="commit")
+        page.locator(LIVE_BOXES["question box"]).wait_for()
+        page.wait_for_timeout(1000)  # any late chunk of the views
+        fetched = page.evaluate(
+            """() => performance.getEntriesByType('resource').map((r) => {
+                 const u = new URL(r.name); return [u.pathname + u.search, r.initiatorType]; })"""
+        )
+        preloaded = page.evaluate(
+            """() => [...document.querySelectorAll('link[rel=preload][as=script]')]
+                 .map((l) => { const u = new URL(l.href); return u.pathname + u.search; })"""
+        )
+    finally:
+        context.close()
+    front_end = [path for path, _ in fetched if re.match(r"/voila/(static|labextensions)/", path)]
+    assert len(preloaded) > 50 and preloaded[0] == "/voila/static/voila.js"
+    not_preloaded = [p for p, kind in fetched if p in front_end and kind == "script"]
+    assert not not_preloaded, f"fetched without a preload: {not_preloaded}"
+    assert len(front_end) == len(set(front_end)), "a script was fetched twice"
+    assert set(front_end) == set(preloaded)
+    assert not [p for p in front_end if "plotly" in p or "pygments" in p]
