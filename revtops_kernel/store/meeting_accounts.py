@@ -108,6 +108,12 @@ def refresh_meeting_accounts(conn: Connection, org: str) -> MeetingAccountsRepor
     report = MeetingAccountsReport()
     bound = {"org": org}
     if conn.dialect.name == "postgresql":
+        # Two syncs of one organization (different providers) refresh one at a time: side by
+        # side, both would insert the rows both found missing. (DuckDB has one writer.)
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"revtops:{TABLE}:{org}"},
+        )
         # At scale 10 the derivation's cost passes jit_above_cost: compiling it took longer
         # than running it (as on the read path, which turns JIT off too). Local: until commit.
         conn.execute(text("SET LOCAL jit = off"))

@@ -6,6 +6,7 @@ rebuild from nothing; the sync's call skips a run that changed nothing unless a 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -283,3 +284,31 @@ def test_db_upgrade_builds_the_table_for_a_store_that_predates_it(db: Database) 
     report = upgrade(db)
     assert TABLE in report.created_tables
     assert rows(db) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_two_refreshes_of_one_organization_take_turns(db: Database) -> None:
+    """Syncs of two providers of one organization refresh one after the other: side by side,
+    each would insert the rows it found missing, the other's too (duplicates)."""
+    build(db)
+    expected = rows(db)
+    with db.begin() as conn:
+        conn.execute(text(f"DELETE FROM {TABLE} WHERE organization_id = :org"), {"org": ORG})
+    done: list[int] = []
+    with db.begin() as first:
+        assert refresh_meeting_accounts(first, ORG).inserted > 0  # uncommitted till the block ends
+
+        def second() -> None:
+            with db.begin() as conn:
+                done.append(refresh_meeting_accounts(conn, ORG).inserted)
+
+        thread = threading.Thread(target=second, daemon=True)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and not done, "the second refresh did not wait for the first"
+    thread.join(60)
+    assert done == [0]  # it saw the first one's rows: nothing left to insert
+    with db.connect() as conn:
+        stored = conn.execute(text(f"SELECT count(*) FROM {TABLE}")).scalar_one()
+    assert rows(db) == expected and stored == len(expected)
