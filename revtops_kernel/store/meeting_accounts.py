@@ -22,7 +22,11 @@ writes only the difference: rows no longer derived are deleted, derived ones not
 inserted (a row is its values, the meeting's time included), so it equals a rebuild by
 construction whatever changed: a meeting moved, cancelled or deleted, a participant added,
 removed or resolved to another contact or account. It reads every live meeting and their
-resolved participants (covering indexes on PostgreSQL; cost in the README).
+resolved participants (covering indexes on PostgreSQL). Scale 10 (186k rows for 135k meetings,
+47 MB with its index), load ~8: PostgreSQL ~1.9 s of server CPU when nothing changed (~1 s of
+it the derivation), ~4 s from an empty table; DuckDB ~0.4 s and ~0.9 s of CPU. Refreshes of one
+organization take turns on PostgreSQL (an advisory lock), so two providers' syncs never both
+insert a missing row.
 
 Not incremental in what it reads, on purpose: what changes the rows is mostly identity
 resolution rewriting a participant's ``contact_id``/``account_id`` (a contact or account synced
