@@ -879,18 +879,21 @@ def _links_of(participants: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
     contact_key: tuple[Any, ...] | None = None
     counts: dict[Any, int] = {}
     for p in participants:
+        owner_id, contact_id, account_id = p["owner_id"], p["contact_id"], p["account_id"]
+        if owner_id is None and contact_id is None and account_id is None:
+            continue  # counts for none of the three (an attendee nothing matched)
         if p.get("deleted_at") is not None:
             continue
         email = p.get("email")
-        if (owner_id := p["owner_id"]) is not None:
+        if owner_id is not None:
             key = (p.get("role") not in _AUTHOR_ROLES, email is None, email or "", p["id"])
             if owner_key is None or key < owner_key:
                 owner_key, owner = key, owner_id
-        if (contact_id := p["contact_id"]) is not None:
+        if contact_id is not None:
             by_email = (email is None, email or "", p["id"])
             if contact_key is None or by_email < contact_key:
                 contact_key, contact = by_email, contact_id
-        if (account_id := p["account_id"]) is not None and not p["is_internal"]:
+        if account_id is not None and not p["is_internal"]:
             counts[account_id] = counts.get(account_id, 0) + 1
     if not counts:
         return owner, contact, None
@@ -942,6 +945,7 @@ class BatchLookups:
         self.deals: dict[Any, list[DealFacts]] = {}
         self.accounts_read: set[Any] = set()
         self.deals_all_read = False  # every deal is in ``deals``
+        self.sizes: dict[str, float] = {}  # estimated rows per table (``_many``)
         # Per source system: whether the store held none of its activities and participants
         # before this sync's first batch (read then, before anything of this sync was written).
         self.empty_before: dict[str, bool] = {}
@@ -1067,7 +1071,9 @@ class BatchLookups:
         small sync's batches keep looking up their own keys (index probes)."""
         if not self.postgresql:
             return False
-        rows = estimated_rows(self._conn, [table]).get(table, -1.0)
+        if table not in self.sizes:  # once per sync: a round trip less per batch
+            self.sizes[table] = estimated_rows(self._conn, [table]).get(table, -1.0)
+        rows = self.sizes[table]
         return rows >= 0 and keys >= READ_ALL_SHARE * rows
 
     def _first_sql(self, table: str, key: str, account: str, param: str | bool) -> str:
@@ -1228,6 +1234,9 @@ class BatchLookups:
                 else {"org": self.org, "accounts": [str(a) for a in wanted]},
             ).all()
         for account_id, deals in itertools.groupby(rows, _FIRST):
+            if self.postgresql:  # psycopg's UUIDs and aware datetimes, taken as they come
+                self.deals[account_id] = list(map(DealFacts._make, map(_DEAL_FACTS, deals)))
+                continue
             self.deals[account_id] = [
                 DealFacts(_uuid(deal_id), _utc(created_at), is_closed, close_date)
                 for _, deal_id, created_at, is_closed, close_date in deals
@@ -1236,6 +1245,7 @@ class BatchLookups:
 
 
 _FIRST = operator.itemgetter(0)
+_DEAL_FACTS = operator.itemgetter(1, 2, 3, 4)  # a deal row's DealFacts
 
 
 def _utc(moment: datetime) -> datetime:
