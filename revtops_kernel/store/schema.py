@@ -1373,7 +1373,9 @@ NATURAL_KEY = ("organization_id", "source_system", "source_id")
 # The tables identity resolution reads, and which of their rows it must look at again once a
 # sync wrote them (``{row}`` is the row's alias): ``store.upsert`` sets ``resolution_pending``
 # to this condition on every insert and every actual change; resolution clears it. CRM
-# activities are never resolved, so their writes leave nothing pending.
+# activities are never resolved, so their writes leave nothing pending. On PostgreSQL the CRM
+# rows written before an organization's first resolution (a full pass) are left unmarked
+# (``upsert._before_first_resolution``).
 _ACTIVITY_ROWS = "{row}.source_system IN (" + ", ".join(f"'{p}'" for p in ACTIVITY_PROVIDERS) + ")"
 RESOLUTION_INPUTS: dict[str, str] = {
     "owners": "TRUE",
