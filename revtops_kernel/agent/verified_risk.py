@@ -393,7 +393,14 @@ flags AS (
         {_by_rule("n1", "BIGINT")} AS n1, {_by_rule("n2", "BIGINT")} AS n2,
         {_by_rule("n3", "BIGINT")} AS n3, {_by_rule("d1", "DATE")} AS d1,
         {_by_rule("x")} AS x, {_by_rule("y")} AS y, {_by_rule("u")} AS u
-    FROM judged j
+    FROM (
+        -- The deals in the final order's leading keys (a deal's flags share them): PostgreSQL
+        -- sorts the 29.6k deals (scale 10) once and orders each deal's few flags as they come
+        -- (an incremental sort, stopped by the guard's LIMIT), where a top-N sort of all 58k
+        -- flags copied each one in (server CPU 495 -> 420 ms, medians of 10 alternated runs).
+        SELECT * FROM judged
+        ORDER BY risk_score DESC, amount DESC NULLS LAST, deal_name, id
+    ) j
     CROSS JOIN args CROSS JOIN th
     CROSS JOIN LATERAL {_RULES} AS r (rule, weight, flagged)
     WHERE r.flagged
