@@ -36,9 +36,10 @@ written without marks at all. A scope of "meetings written since the last refres
 miss rows a rebuild has.
 
 As ``deal_risk_facts``: the sync skips the refresh when its run changed nothing the rows derive
-from (``risk_facts.run_changed_sources``), and a refresh that failed leaves a marker row
+from (``derived.run_changed_sources``), and a refresh that failed leaves a marker row
 (``meeting_id`` NULL, no time: in no window) so the next sync refreshes whatever its run wrote;
-the refresh deletes that row like any row no longer derived.
+the refresh deletes that row like any row no longer derived. A sync leaves the marker before it
+writes too (``mark_pending``): a run killed before its refresh is caught up by the next.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.risk_facts import run_changed_sources
+from revtops_kernel.store.derived import others_running, run_changed_sources, take_turns
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,8 @@ def refresh_meeting_accounts(conn: Connection, org: str) -> MeetingAccountsRepor
     started = time.monotonic()
     report = MeetingAccountsReport()
     bound = {"org": org}
+    take_turns(conn, TABLE, org)
     if conn.dialect.name == "postgresql":
-        # Two syncs of one organization (different providers) refresh one at a time: side by
-        # side, both would insert the rows both found missing. (DuckDB has one writer.)
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"revtops:{TABLE}:{org}"},
-        )
         # At scale 10 the derivation's cost passes jit_above_cost: compiling it took longer
         # than running it (as on the read path, which turns JIT off too). Local: until commit.
         conn.execute(text("SET LOCAL jit = off"))
@@ -164,17 +160,32 @@ def is_stale(conn: Connection, org: str) -> bool:
     return found is not None
 
 
+def mark_pending(conn: Connection, org: str) -> bool:
+    """Leave ``org``'s stale row (in ``conn``'s transaction) unless one is there; return whether
+    one was. A sync calls it before it writes (``store.derived``): a run killed before its
+    refresh leaves the rows marked, and the next sync refreshes whatever it changes."""
+    if is_stale(conn, org):
+        return True
+    conn.execute(
+        text(f"INSERT INTO {TABLE} (id, organization_id) VALUES (gen_random_uuid(), :org)"),
+        {"org": org},
+    )
+    return False
+
+
+def _clear_pending(conn: Connection, org: str, run: Any) -> None:
+    """Drop the stale row unless another sync of ``org`` is running (it may write still)."""
+    if not others_running(conn, org, run):
+        conn.execute(
+            text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND meeting_id IS NULL"),
+            {"org": org},
+        )
+
+
 def _mark_stale(db: Database, org: str) -> None:
     try:
         with db.begin() as conn:
-            if not is_stale(conn, org):
-                conn.execute(
-                    text(
-                        f"INSERT INTO {TABLE} (id, organization_id) "
-                        "VALUES (gen_random_uuid(), :org)"
-                    ),
-                    {"org": org},
-                )
+            mark_pending(conn, org)
     except Exception:
         log.exception("marking %s of %s stale failed", TABLE, org)
 
@@ -185,22 +196,32 @@ def refresh_after_sync(
     note: Callable[[str, int], None] | None = None,
     *,
     run: Any = None,
+    pending_before: bool | None = None,
 ) -> MeetingAccountsReport | None:
     """The sync's call after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
     vacuum). Skipped when ``run`` (the sync's result) changed nothing the rows derive from and
-    no earlier refresh failed. A failure is logged, never raised: the rows stay as the last
-    refresh left them, marked stale, and the next sync's refresh catches up."""
+    no earlier refresh failed; ``pending_before``: what ``mark_pending`` returned when the sync
+    started (the stale row then found is not this run's own; ``None``: not marked at start).
+    A failure is logged, never raised: the rows stay as the last refresh left them, marked
+    stale, and the next sync's refresh catches up."""
     started = time.monotonic()
     try:
         if run is not None and not run_changed_sources(run):
-            with db.connect() as conn:
-                stale = is_stale(conn, org)
+            with db.begin() as conn:
+                if pending_before is None:
+                    stale = is_stale(conn, org)
+                else:  # the mark is this run's own unless one was there before it
+                    stale = pending_before
+                    if not stale:
+                        _clear_pending(conn, org, run)
             if not stale:
                 log.info("%s for %s: the run changed nothing it derives from", TABLE, org)
                 return MeetingAccountsReport(seconds=time.monotonic() - started)
         with db.begin() as conn:
-            report = refresh_meeting_accounts(conn, org)
+            report = refresh_meeting_accounts(conn, org)  # drops the stale row: not derived
+            if others_running(conn, org, run):
+                mark_pending(conn, org)  # that sync may still write, and die before its refresh
     except Exception:
         log.exception("refreshing %s for %s failed", TABLE, org)
         _mark_stale(db, org)

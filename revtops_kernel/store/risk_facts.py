@@ -56,7 +56,8 @@ The sync skips the refresh when its run changed nothing the rows derive from
 provider's clean-up, and identity resolution rewrote no participant or activity): what was
 derived last is still what would be derived. A refresh that failed leaves a ``stale`` row (its
 own transaction, best effort), so the next sync refreshes whatever its run wrote; the refresh
-deletes that row like any other row no longer derived.
+deletes that row like any other row no longer derived. A sync also leaves it before it writes
+(``mark_pending``), so a run killed before its refresh is caught up by the next (``store.derived``).
 
 Days are the session's time zone's, as the rules' date comparisons are (the store's sessions
 run in UTC).
@@ -73,6 +74,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.derived import others_running, run_changed_sources, take_turns
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +308,7 @@ def refresh_risk_facts(conn: Connection, org: str) -> RiskFactsReport:
     started = time.monotonic()
     report = RiskFactsReport()
     bound = {"org": org}
+    take_turns(conn, TABLE, org)
     conn.execute(text(f"DROP TABLE IF EXISTS {_NEW}"))
     conn.execute(text(f"CREATE TEMPORARY TABLE {_NEW} AS {DERIVED_SQL}"), bound)
     if conn.dialect.name == "postgresql":
@@ -347,24 +350,6 @@ def refresh_risk_facts(conn: Connection, org: str) -> RiskFactsReport:
 STALE = "stale"
 
 
-def run_changed_sources(run: Any) -> bool:
-    """Whether a sync run (``sync.SyncResult``) may have changed what the rows derive from:
-    its batches inserted or changed rows (upserts write only rows that differ), it fetched or
-    cleaned up deleted records, or identity resolution rewrote participants or activities."""
-    counts = run.counts
-    if counts.upserted or counts.deleted:
-        return True
-    resolution = getattr(run, "resolution", None)
-    if resolution is None:
-        return False  # not run, or failed and rolled back: it changed nothing
-    return bool(
-        resolution.participants_updated
-        or resolution.participants_stale
-        or resolution.activities_updated
-        or resolution.meetings_updated
-    )
-
-
 # Kinds a former version derived and nothing reads any more: a refresh deletes them (they are
 # no longer derived); ``needs_refresh`` makes the next sync refresh while some are stored.
 RETIRED_KINDS = ("meeting", "first_close", "entry_amount")
@@ -392,17 +377,35 @@ def _holds(conn: Connection, org: str, kinds: tuple[str, ...]) -> bool:
     return found is not None
 
 
+def mark_pending(conn: Connection, org: str) -> bool:
+    """Leave ``org``'s stale row (in ``conn``'s transaction) unless one is there; return whether
+    one was. A sync calls it before it writes (``store.derived``): a run killed before its
+    refresh leaves the rows marked, and the next sync refreshes whatever it changes."""
+    if is_stale(conn, org):
+        return True
+    conn.execute(
+        text(
+            f"INSERT INTO {TABLE} (id, organization_id, kind, fingerprint) "
+            "VALUES (gen_random_uuid(), :org, :stale, :mark)"
+        ),
+        {"org": org, "stale": STALE, "mark": STALE},
+    )
+    return False
+
+
+def _clear_pending(conn: Connection, org: str, run: Any) -> None:
+    """Drop the stale row unless another sync of ``org`` is running (it may write still)."""
+    if not others_running(conn, org, run):
+        conn.execute(
+            text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND kind = :stale"),
+            {"org": org, "stale": STALE},
+        )
+
+
 def _mark_stale(db: Database, org: str) -> None:
     try:
         with db.begin() as conn:
-            if not is_stale(conn, org):
-                conn.execute(
-                    text(
-                        f"INSERT INTO {TABLE} (id, organization_id, kind, fingerprint) "
-                        "VALUES (gen_random_uuid(), :org, :stale, :mark)"
-                    ),
-                    {"org": org, "stale": STALE, "mark": STALE},
-                )
+            mark_pending(conn, org)
     except Exception:
         log.exception("marking %s of %s stale failed", TABLE, org)
 
@@ -413,19 +416,26 @@ def refresh_after_sync(
     note: Callable[[str, int], None] | None = None,
     *,
     run: Any = None,
+    pending_before: bool | None = None,
 ) -> RiskFactsReport | None:
     """The sync's call, right after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
     vacuum). ``run`` (the sync's result): skipped when it changed nothing the rows derive from
     (``run_changed_sources``), no earlier refresh failed and no retired kind is stored
-    (``needs_refresh``). A failure is logged, never raised:
-    the rows stay as the last refresh left them, marked stale, and the next sync's refresh,
-    which derives everything again, catches up."""
+    (``needs_refresh``); ``pending_before``: what ``mark_pending`` returned when the sync
+    started (the stale row then found is not this run's own; ``None``: not marked at start).
+    A failure is logged, never raised: the rows stay as the last refresh left them, marked
+    stale, and the next sync's refresh, which derives everything again, catches up."""
     started = time.monotonic()
     try:
         if run is not None and not run_changed_sources(run):
-            with db.connect() as conn:
-                stale = needs_refresh(conn, org)
+            with db.begin() as conn:
+                if pending_before is None:
+                    stale = needs_refresh(conn, org)
+                else:  # the mark is this run's own unless one was there before it
+                    stale = pending_before or _holds(conn, org, RETIRED_KINDS)
+                    if not stale:
+                        _clear_pending(conn, org, run)
             if not stale:
                 log.info(
                     "%s for %s: the run changed nothing it derives from (%.2f s)",
@@ -435,7 +445,9 @@ def refresh_after_sync(
                 )
                 return RiskFactsReport(seconds=time.monotonic() - started)
         with db.begin() as conn:
-            report = refresh_risk_facts(conn, org)
+            report = refresh_risk_facts(conn, org)  # drops the stale row: it is not derived
+            if others_running(conn, org, run):
+                mark_pending(conn, org)  # that sync may still write, and die before its refresh
     except Exception:
         log.exception("refreshing %s for %s failed", TABLE, org)
         _mark_stale(db, org)
