@@ -13,12 +13,113 @@ write, and may die before its own refresh).
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, text
 
 from revtops_kernel.run_status import SyncRunStatus
+from revtops_kernel.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class RefreshReport(Protocol):
+    derived: int  # the organization's rows now
+    deleted: int  # rows no longer derived
+    inserted: int  # rows derived and not stored
+    seconds: float
+
+    @property
+    def written(self) -> int: ...
+
+
+Report = TypeVar("Report", bound=RefreshReport)
+
+
+@dataclass(frozen=True)
+class Rollup(Generic[Report]):
+    """One derived table as the sync refreshes it. The callables take (connection, org); each
+    module passes lambdas, so a test that replaces a module's function is heard."""
+
+    table: str
+    refresh: Callable[[Connection, str], Report]  # in the caller's transaction
+    skipped: Callable[[float], Report]  # the report of a skipped refresh, after these seconds
+    has_mark: Callable[[Connection, str], bool]  # the pending (stale) row is there
+    add_mark: Callable[[Connection, str], None]
+    drop_mark: Callable[[Connection, str], None]
+    # Anything else stored that a rebuild would not hold (a former version's rows): refresh.
+    holds_outdated: Callable[[Connection, str], bool] = lambda conn, org: False
+
+
+def mark_pending(conn: Connection, org: str, rollup: Rollup[Any]) -> bool:
+    """Leave ``org``'s pending row (in ``conn``'s transaction) unless one is there; return
+    whether one was. A sync calls it before it writes."""
+    if rollup.has_mark(conn, org):
+        return True
+    rollup.add_mark(conn, org)
+    return False
+
+
+def refresh_after_sync(
+    db: Database,
+    org: str,
+    rollup: Rollup[Report],
+    note: Callable[[str, int], None] | None = None,
+    *,
+    run: Any = None,
+    pending_before: bool | None = None,
+) -> Report | None:
+    """The sync's call after identity resolution: refresh ``org``'s rows in their own
+    transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
+    vacuum). Skipped when ``run`` (the sync's result) changed nothing the rows derive from
+    (``run_changed_sources``), nothing is marked pending and nothing outdated is stored;
+    ``pending_before``: what ``mark_pending`` returned when the sync started (the mark found
+    then is not this run's own; ``None``: the run did not mark at its start). A failure is
+    logged, never raised: the rows stay as the last refresh left them, marked, and the next
+    sync's refresh, which derives everything again, catches up."""
+    started = time.monotonic()
+    try:
+        if run is not None and not run_changed_sources(run):
+            with db.begin() as conn:
+                if pending_before is None:
+                    stale = rollup.has_mark(conn, org) or rollup.holds_outdated(conn, org)
+                else:  # the mark is this run's own unless one was there before it
+                    stale = pending_before or rollup.holds_outdated(conn, org)
+                    if not stale and not others_running(conn, org, run):
+                        rollup.drop_mark(conn, org)
+            if not stale:
+                seconds = time.monotonic() - started
+                log.info("%s for %s: the run changed nothing it derives from", rollup.table, org)
+                return rollup.skipped(seconds)
+        with db.begin() as conn:
+            report = rollup.refresh(conn, org)  # drops the mark: it is not derived
+            if others_running(conn, org, run):
+                rollup.add_mark(conn, org)  # that sync may still write, and die before its refresh
+    except Exception:
+        log.exception("refreshing %s for %s failed", rollup.table, org)
+        try:
+            with db.begin() as conn:
+                mark_pending(conn, org, rollup)
+        except Exception:
+            log.exception("marking %s of %s stale failed", rollup.table, org)
+        return None
+    if note is not None:
+        note(rollup.table, report.written)
+    log.info(
+        "%s for %s: %d rows, %d deleted, %d inserted in %.2f s",
+        rollup.table,
+        org,
+        report.derived,
+        report.deleted,
+        report.inserted,
+        report.seconds,
+    )
+    return report
 
 
 def run_changed_sources(run: Any) -> bool:

@@ -52,8 +52,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from revtops_kernel.store import derived
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.derived import others_running, run_changed_sources, take_turns
+from revtops_kernel.store.derived import Rollup, take_turns
 
 log = logging.getLogger(__name__)
 
@@ -160,34 +161,35 @@ def is_stale(conn: Connection, org: str) -> bool:
     return found is not None
 
 
-def mark_pending(conn: Connection, org: str) -> bool:
-    """Leave ``org``'s stale row (in ``conn``'s transaction) unless one is there; return whether
-    one was. A sync calls it before it writes (``store.derived``): a run killed before its
-    refresh leaves the rows marked, and the next sync refreshes whatever it changes."""
-    if is_stale(conn, org):
-        return True
+def _add_mark(conn: Connection, org: str) -> None:
     conn.execute(
         text(f"INSERT INTO {TABLE} (id, organization_id) VALUES (gen_random_uuid(), :org)"),
         {"org": org},
     )
-    return False
 
 
-def _clear_pending(conn: Connection, org: str, run: Any) -> None:
-    """Drop the stale row unless another sync of ``org`` is running (it may write still)."""
-    if not others_running(conn, org, run):
-        conn.execute(
-            text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND meeting_id IS NULL"),
-            {"org": org},
-        )
+def _drop_mark(conn: Connection, org: str) -> None:
+    conn.execute(
+        text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND meeting_id IS NULL"),
+        {"org": org},
+    )
 
 
-def _mark_stale(db: Database, org: str) -> None:
-    try:
-        with db.begin() as conn:
-            mark_pending(conn, org)
-    except Exception:
-        log.exception("marking %s of %s stale failed", TABLE, org)
+# Lambdas, not the functions: a test that replaces refresh_meeting_accounts is heard.
+ROLLUP: Rollup[MeetingAccountsReport] = Rollup(
+    table=TABLE,
+    refresh=lambda conn, org: refresh_meeting_accounts(conn, org),
+    skipped=lambda seconds: MeetingAccountsReport(seconds=seconds),
+    has_mark=lambda conn, org: is_stale(conn, org),
+    add_mark=lambda conn, org: _add_mark(conn, org),
+    drop_mark=lambda conn, org: _drop_mark(conn, org),
+)
+
+
+def mark_pending(conn: Connection, org: str) -> bool:
+    """Leave ``org``'s marker row (in ``conn``'s transaction) unless one is there; return
+    whether one was. A sync calls it before it writes (``store.derived``)."""
+    return derived.mark_pending(conn, org, ROLLUP)
 
 
 def refresh_after_sync(
@@ -198,46 +200,9 @@ def refresh_after_sync(
     run: Any = None,
     pending_before: bool | None = None,
 ) -> MeetingAccountsReport | None:
-    """The sync's call after identity resolution: refresh ``org``'s rows in their own
-    transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
-    vacuum). Skipped when ``run`` (the sync's result) changed nothing the rows derive from and
-    no earlier refresh failed; ``pending_before``: what ``mark_pending`` returned when the sync
-    started (the stale row then found is not this run's own; ``None``: not marked at start).
-    A failure is logged, never raised: the rows stay as the last refresh left them, marked
-    stale, and the next sync's refresh catches up."""
-    started = time.monotonic()
-    try:
-        if run is not None and not run_changed_sources(run):
-            with db.begin() as conn:
-                if pending_before is None:
-                    stale = is_stale(conn, org)
-                else:  # the mark is this run's own unless one was there before it
-                    stale = pending_before
-                    if not stale:
-                        _clear_pending(conn, org, run)
-            if not stale:
-                log.info("%s for %s: the run changed nothing it derives from", TABLE, org)
-                return MeetingAccountsReport(seconds=time.monotonic() - started)
-        with db.begin() as conn:
-            report = refresh_meeting_accounts(conn, org)  # drops the stale row: not derived
-            if others_running(conn, org, run):
-                mark_pending(conn, org)  # that sync may still write, and die before its refresh
-    except Exception:
-        log.exception("refreshing %s for %s failed", TABLE, org)
-        _mark_stale(db, org)
-        return None
-    if note is not None:
-        note(TABLE, report.written)
-    log.info(
-        "%s for %s: %d rows, %d deleted, %d inserted in %.2f s",
-        TABLE,
-        org,
-        report.derived,
-        report.deleted,
-        report.inserted,
-        report.seconds,
-    )
-    return report
+    """The sync's call after identity resolution (``derived.refresh_after_sync``): skipped
+    when ``run`` changed nothing the rows derive from and no refresh is pending."""
+    return derived.refresh_after_sync(db, org, ROLLUP, note, run=run, pending_before=pending_before)
 
 
 def rebuild_all(conn: Connection) -> int:
