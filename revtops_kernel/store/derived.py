@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -28,27 +28,25 @@ from revtops_kernel.store.database import Database
 log = logging.getLogger(__name__)
 
 
-class RefreshReport(Protocol):
-    derived: int  # the organization's rows now
-    deleted: int  # rows no longer derived
-    inserted: int  # rows derived and not stored
-    seconds: float
+@dataclass
+class RefreshReport:
+    derived: int = 0  # the organization's rows now
+    deleted: int = 0  # stored rows no longer derived (changed or gone)
+    inserted: int = 0  # derived rows not stored (new or changed)
+    seconds: float = 0.0
 
     @property
-    def written(self) -> int: ...
-
-
-Report = TypeVar("Report", bound=RefreshReport)
+    def written(self) -> int:
+        return self.deleted + self.inserted
 
 
 @dataclass(frozen=True)
-class Rollup(Generic[Report]):
+class Rollup:
     """One derived table as the sync refreshes it. The callables take (connection, org); each
     module passes lambdas, so a test that replaces a module's function is heard."""
 
     table: str
-    refresh: Callable[[Connection, str], Report]  # in the caller's transaction
-    skipped: Callable[[float], Report]  # the report of a skipped refresh, after these seconds
+    refresh: Callable[[Connection, str], RefreshReport]  # in the caller's transaction
     has_mark: Callable[[Connection, str], bool]  # the pending (stale) row is there
     add_mark: Callable[[Connection, str], None]
     drop_mark: Callable[[Connection, str], None]
@@ -56,7 +54,7 @@ class Rollup(Generic[Report]):
     holds_outdated: Callable[[Connection, str], bool] = lambda conn, org: False
 
 
-def mark_pending(conn: Connection, org: str, rollup: Rollup[Any]) -> bool:
+def mark_pending(conn: Connection, org: str, rollup: Rollup) -> bool:
     """Leave ``org``'s pending row (in ``conn``'s transaction) unless one is there; return
     whether one was. A sync calls it before it writes."""
     if rollup.has_mark(conn, org):
@@ -68,12 +66,12 @@ def mark_pending(conn: Connection, org: str, rollup: Rollup[Any]) -> bool:
 def refresh_after_sync(
     db: Database,
     org: str,
-    rollup: Rollup[Report],
+    rollup: Rollup,
     note: Callable[[str, int], None] | None = None,
     *,
     run: Any = None,
     pending_before: bool | None = None,
-) -> Report | None:
+) -> RefreshReport | None:
     """The sync's call after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
     vacuum). Skipped when ``run`` (the sync's result) changed nothing the rows derive from
@@ -95,7 +93,7 @@ def refresh_after_sync(
             if not stale:
                 seconds = time.monotonic() - started
                 log.info("%s for %s: the run changed nothing it derives from", rollup.table, org)
-                return rollup.skipped(seconds)
+                return RefreshReport(seconds=seconds)
         with db.begin() as conn:
             report = rollup.refresh(conn, org)  # drops the mark: it is not derived
             if others_running(conn, org, run):
@@ -120,6 +118,66 @@ def refresh_after_sync(
         report.seconds,
     )
     return report
+
+
+def write_difference(
+    conn: Connection,
+    org: str,
+    *,
+    table: str,
+    derived_sql: str,
+    scratch: str,
+    same: str,
+    columns: str,
+    index_on: str | None = None,
+) -> RefreshReport:
+    """Bring ``org``'s rows of ``table`` in line with ``derived_sql`` (its rows now, for
+    ``:org``) writing only the difference, in ``conn``'s transaction: what is derived goes into
+    the temporary table ``scratch``; stored rows with no derived twin (``same``: a condition on
+    ``n``, the derived row, and ``t``, the stored one) are deleted; the derived rows not stored
+    are inserted with ``columns``. It equals a rebuild by construction. ``index_on``: a column
+    of ``scratch`` to index on PostgreSQL (what ``same`` matches on)."""
+    started = time.monotonic()
+    bound = {"org": org}
+    take_turns(conn, table, org)
+    conn.execute(text(f"DROP TABLE IF EXISTS {scratch}"))
+    conn.execute(text(f"CREATE TEMPORARY TABLE {scratch} AS {derived_sql}"), bound)
+    if conn.dialect.name == "postgresql":
+        if index_on is not None:
+            conn.execute(text(f"CREATE INDEX ON {scratch} ({index_on})"))
+        conn.execute(text(f"ANALYZE {scratch}"))
+    derived = int(conn.execute(text(f"SELECT count(*) FROM {scratch}")).scalar_one())
+    # Each count read before the next statement: duckdb-engine's results share one cursor.
+    deleted = conn.execute(
+        text(
+            f"DELETE FROM {table} t WHERE t.organization_id = :org "
+            f"AND NOT EXISTS (SELECT 1 FROM {scratch} n WHERE {same})"
+        ),
+        bound,
+    ).rowcount
+    # Stored rows stay; what is left of the derived ones is new. (Not an anti-join inside the
+    # INSERT: PostgreSQL took minutes for it on an empty table.)
+    conn.execute(
+        text(
+            f"DELETE FROM {scratch} n WHERE EXISTS "
+            f"(SELECT 1 FROM {table} t WHERE t.organization_id = :org AND {same})"
+        ),
+        bound,
+    )
+    inserted = conn.execute(
+        text(
+            f"INSERT INTO {table} (id, organization_id, {columns}) "
+            f"SELECT gen_random_uuid(), CAST(:org AS VARCHAR(63)), {columns} FROM {scratch}"
+        ),
+        bound,
+    ).rowcount
+    conn.execute(text(f"DROP TABLE {scratch}"))
+    return RefreshReport(
+        derived,
+        max(deleted or 0, 0),
+        max(inserted or 0, 0),
+        time.monotonic() - started,
+    )
 
 
 def run_changed_sources(run: Any) -> bool:

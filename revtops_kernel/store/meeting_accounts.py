@@ -45,16 +45,14 @@ writes too (``mark_pending``): a run killed before its refresh is caught up by t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from revtops_kernel.store import derived
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.derived import Rollup, take_turns
+from revtops_kernel.store.derived import RefreshReport, Rollup, write_difference
 
 log = logging.getLogger(__name__)
 
@@ -95,61 +93,16 @@ _SAME = (
 )
 
 
-@dataclass
-class MeetingAccountsReport:
-    derived: int = 0  # the organization's rows now
-    deleted: int = 0  # rows no longer derived
-    inserted: int = 0  # rows derived and not stored
-    seconds: float = 0.0
-
-    @property
-    def written(self) -> int:
-        return self.deleted + self.inserted
-
-
-def refresh_meeting_accounts(conn: Connection, org: str) -> MeetingAccountsReport:
+def refresh_meeting_accounts(conn: Connection, org: str) -> RefreshReport:
     """Bring ``org``'s rows in line with the store, writing only the rows that changed (in
     ``conn``'s transaction)."""
-    started = time.monotonic()
-    report = MeetingAccountsReport()
-    bound = {"org": org}
-    take_turns(conn, TABLE, org)
     if conn.dialect.name == "postgresql":
         # At scale 10 the derivation's cost passes jit_above_cost: compiling it took longer
         # than running it (as on the read path, which turns JIT off too). Local: until commit.
         conn.execute(text("SET LOCAL jit = off"))
-    conn.execute(text(f"DROP TABLE IF EXISTS {_NEW}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {_NEW} AS {DERIVED_SQL}"), bound)
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"ANALYZE {_NEW}"))
-    report.derived = int(conn.execute(text(f"SELECT count(*) FROM {_NEW}")).scalar_one())
-    deleted = conn.execute(
-        text(
-            f"DELETE FROM {TABLE} t WHERE t.organization_id = :org "
-            f"AND NOT EXISTS (SELECT 1 FROM {_NEW} n WHERE {_SAME})"
-        ),
-        bound,
+    return write_difference(
+        conn, org, table=TABLE, derived_sql=DERIVED_SQL, scratch=_NEW, same=_SAME, columns=_LIST
     )
-    report.deleted = max(deleted.rowcount or 0, 0)
-    # Stored rows stay; what is left of the derived ones is new.
-    conn.execute(
-        text(
-            f"DELETE FROM {_NEW} n WHERE EXISTS "
-            f"(SELECT 1 FROM {TABLE} t WHERE t.organization_id = :org AND {_SAME})"
-        ),
-        bound,
-    )
-    inserted = conn.execute(
-        text(
-            f"INSERT INTO {TABLE} (id, organization_id, {_LIST}) "
-            f"SELECT gen_random_uuid(), CAST(:org AS VARCHAR(63)), {_LIST} FROM {_NEW}"
-        ),
-        bound,
-    )
-    report.inserted = max(inserted.rowcount or 0, 0)
-    conn.execute(text(f"DROP TABLE {_NEW}"))
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def is_stale(conn: Connection, org: str) -> bool:
@@ -176,10 +129,9 @@ def _drop_mark(conn: Connection, org: str) -> None:
 
 
 # Lambdas, not the functions: a test that replaces refresh_meeting_accounts is heard.
-ROLLUP: Rollup[MeetingAccountsReport] = Rollup(
+ROLLUP = Rollup(
     table=TABLE,
     refresh=lambda conn, org: refresh_meeting_accounts(conn, org),
-    skipped=lambda seconds: MeetingAccountsReport(seconds=seconds),
     has_mark=lambda conn, org: is_stale(conn, org),
     add_mark=lambda conn, org: _add_mark(conn, org),
     drop_mark=lambda conn, org: _drop_mark(conn, org),
@@ -199,7 +151,7 @@ def refresh_after_sync(
     *,
     run: Any = None,
     pending_before: bool | None = None,
-) -> MeetingAccountsReport | None:
+) -> RefreshReport | None:
     """The sync's call after identity resolution (``derived.refresh_after_sync``): skipped
     when ``run`` changed nothing the rows derive from and no refresh is pending."""
     return derived.refresh_after_sync(db, org, ROLLUP, note, run=run, pending_before=pending_before)

@@ -66,16 +66,14 @@ run in UTC).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.store import derived
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.derived import Rollup, take_turns
+from revtops_kernel.store.derived import RefreshReport, Rollup, write_difference
 
 log = logging.getLogger(__name__)
 
@@ -291,60 +289,19 @@ FROM derived d"""
 _LIST = ", ".join(_COLUMNS)
 
 
-@dataclass
-class RiskFactsReport:
-    derived: int = 0  # the organization's rows now
-    deleted: int = 0  # rows no longer derived (changed or gone)
-    inserted: int = 0  # rows derived and not stored (new or changed)
-    seconds: float = 0.0
-
-    @property
-    def written(self) -> int:
-        return self.deleted + self.inserted
-
-
-def refresh_risk_facts(conn: Connection, org: str) -> RiskFactsReport:
+def refresh_risk_facts(conn: Connection, org: str) -> RefreshReport:
     """Bring ``org``'s ``deal_risk_facts`` rows in line with the store, writing only the rows
-    that changed (in ``conn``'s transaction)."""
-    started = time.monotonic()
-    report = RiskFactsReport()
-    bound = {"org": org}
-    take_turns(conn, TABLE, org)
-    conn.execute(text(f"DROP TABLE IF EXISTS {_NEW}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {_NEW} AS {DERIVED_SQL}"), bound)
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"CREATE INDEX ON {_NEW} (fingerprint)"))
-        conn.execute(text(f"ANALYZE {_NEW}"))
-    report.derived = int(conn.execute(text(f"SELECT count(*) FROM {_NEW}")).scalar_one())
-    deleted = conn.execute(
-        text(
-            f"DELETE FROM {TABLE} WHERE organization_id = :org AND NOT EXISTS "
-            f"(SELECT 1 FROM {_NEW} n WHERE n.fingerprint = {TABLE}.fingerprint)"
-        ),
-        bound,
+    whose fingerprint changed (in ``conn``'s transaction)."""
+    return write_difference(
+        conn,
+        org,
+        table=TABLE,
+        derived_sql=DERIVED_SQL,
+        scratch=_NEW,
+        same="n.fingerprint = t.fingerprint",
+        columns=f"{_LIST}, fingerprint",
+        index_on="fingerprint",
     )
-    report.deleted = max(deleted.rowcount or 0, 0)
-    # What is stored already stays; the rest of the derived rows is new or changed. (Not an
-    # anti-join inside the INSERT: PostgreSQL took minutes for it on an empty table.)
-    conn.execute(
-        text(
-            f"DELETE FROM {_NEW} WHERE EXISTS (SELECT 1 FROM {TABLE} e "
-            f"WHERE e.organization_id = :org AND e.fingerprint = {_NEW}.fingerprint)"
-        ),
-        bound,
-    )
-    inserted = conn.execute(
-        text(
-            f"INSERT INTO {TABLE} (id, organization_id, {_LIST}, fingerprint) "
-            f"SELECT gen_random_uuid(), CAST(:org AS VARCHAR(63)), {_LIST}, fingerprint "
-            f"FROM {_NEW}"
-        ),
-        bound,
-    )
-    report.inserted = max(inserted.rowcount or 0, 0)
-    conn.execute(text(f"DROP TABLE {_NEW}"))
-    report.seconds = time.monotonic() - started
-    return report
 
 
 # The row a failed refresh leaves (not derived: the next refresh deletes it).
@@ -396,10 +353,9 @@ def _drop_mark(conn: Connection, org: str) -> None:
 
 
 # Lambdas, not the functions: a test that replaces refresh_risk_facts is heard.
-ROLLUP: Rollup[RiskFactsReport] = Rollup(
+ROLLUP = Rollup(
     table=TABLE,
     refresh=lambda conn, org: refresh_risk_facts(conn, org),
-    skipped=lambda seconds: RiskFactsReport(seconds=seconds),
     has_mark=lambda conn, org: is_stale(conn, org),
     add_mark=lambda conn, org: _add_mark(conn, org),
     drop_mark=lambda conn, org: _drop_mark(conn, org),
@@ -421,7 +377,7 @@ def refresh_after_sync(
     *,
     run: Any = None,
     pending_before: bool | None = None,
-) -> RiskFactsReport | None:
+) -> RefreshReport | None:
     """The sync's call, right after identity resolution (``derived.refresh_after_sync``):
     skipped when ``run`` changed nothing the rows derive from, no refresh is pending and no
     retired kind is stored (``needs_refresh``)."""
