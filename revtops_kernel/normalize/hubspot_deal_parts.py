@@ -88,8 +88,42 @@ def _collapsed(entries: list[tuple[datetime, Any]]) -> list[tuple[datetime, Any]
     return collapsed
 
 
+# The shape HubSpot sends (every version an object whose time is ISO text ending in "Z") is read
+# by a fast path with no call per value; anything else, and any value that does not parse, is
+# read again by the checked path below, which gives the same versions or the same reason.
+_fromisoformat = datetime.fromisoformat
+_UNUSUAL = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError)
+
+
+class _Unusual(ValueError):
+    """A version the fast path leaves to the checked path."""
+
+
 def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
     """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
+    history = record.get("propertiesWithHistory")
+    versions = history.get("dealstage") if history.__class__ is dict else None
+    if versions.__class__ is list:
+        entries: list[tuple[datetime, Any]] = []
+        try:
+            for version in versions:
+                stamp = version["timestamp"]
+                if stamp.__class__ is not str or stamp[-1] != "Z":
+                    raise _Unusual
+                when = _fromisoformat(stamp)
+                if when.tzinfo is None:
+                    raise _Unusual
+                value = version.get("value")
+                if value:
+                    entries.append((when, str(value)))
+        except _UNUSUAL:
+            pass
+        else:
+            return _collapsed(entries)
+    return _checked_stage_versions(record)
+
+
+def _checked_stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
     entries: list[tuple[datetime, Any]] = []
     for i, version in enumerate(_versions(record, "dealstage")):
         value = version.get("value")
@@ -105,6 +139,31 @@ def field_versions(
 ) -> list[tuple[datetime, Decimal | date | None]]:
     """(time, value) of every value ``amount`` or ``closedate`` took, oldest first, repeats
     collapsed; None is a cleared value. A version without a time is malformed."""
+    history = record.get("propertiesWithHistory")
+    versions = history.get(name) if history.__class__ is dict else None
+    if versions.__class__ is list:
+        parse = parse_money if name == "amount" else parse_date
+        entries: list[tuple[datetime, Any]] = []
+        try:
+            for version in versions:
+                stamp = version["timestamp"]
+                if stamp.__class__ is not str or stamp[-1] != "Z":
+                    raise _Unusual
+                when = _fromisoformat(stamp)
+                if when.tzinfo is None:
+                    raise _Unusual
+                raw = version.get("value")
+                entries.append((when, None if raw is None or raw == "" else parse(raw, "")))
+        except _UNUSUAL:  # RecordRejected too: the checked path names the version
+            pass
+        else:
+            return _from_first_value(_collapsed(entries))
+    return _checked_field_versions(record, name)
+
+
+def _checked_field_versions(
+    record: Mapping[str, Any], name: str
+) -> list[tuple[datetime, Decimal | date | None]]:
     parse = parse_money if name == "amount" else parse_date
     entries: list[tuple[datetime, Any]] = []
     for i, version in enumerate(_versions(record, name)):
@@ -114,18 +173,17 @@ def field_versions(
         raw = version.get("value")
         value = None if raw is None or raw == "" else _parsed(parse, raw, name, i, "value")
         entries.append((when, value))
-    versions = _collapsed(entries)
-    while versions and versions[0][1] is None:
-        versions.pop(0)  # empty at creation: the history starts when a value is first set
-    return versions
+    return _from_first_value(_collapsed(entries))
 
 
-def _epoch_ms(moment: datetime) -> int:
-    """``to_epoch_ms``; an aware time (what parse_time gives) skips its conversion to UTC,
-    which leaves the instant, and so the number, as it is."""
-    if moment.tzinfo is UTC:
-        return int(moment.timestamp() * 1000)
-    return to_epoch_ms(moment)
+def _from_first_value(
+    versions: list[tuple[datetime, Any]],
+) -> list[tuple[datetime, Any]]:
+    """Empty at creation: the history starts when a value is first set."""
+    start = 0
+    while start < len(versions) and versions[start][1] is None:
+        start += 1
+    return versions[start:] if start else versions
 
 
 class DealParent(NamedTuple):
@@ -165,7 +223,12 @@ def field_history_rows(
     for name, field in FIELD_PROPERTIES.items():
         is_amount = field == "amount"
         for changed_at, value in field_versions(record, name):
-            source_id = f"{deal_source}:{name}:{_epoch_ms(changed_at)}"
+            ms = (
+                int(changed_at.timestamp() * 1000)
+                if changed_at.tzinfo is UTC
+                else to_epoch_ms(changed_at)
+            )  # to_epoch_ms; an aware time (parse_time's) needs no conversion to UTC
+            source_id = f"{deal_source}:{name}:{ms}"
             # a past value never changes: created_at = updated_at = changed_at
             row = (
                 org, system,
@@ -189,7 +252,12 @@ def history_rows(
     deal_source, deal_id, deleted_at = deal.source_id, deal.id, deal.deleted_at
     for entered_at, stage in versions:
         stage_id, info = find(stage)
-        source_id = f"{deal_source}:{stage}:{_epoch_ms(entered_at)}"
+        ms = (
+            int(entered_at.timestamp() * 1000)
+            if entered_at.tzinfo is UTC
+            else to_epoch_ms(entered_at)
+        )  # as in field_history_rows
+        source_id = f"{deal_source}:{stage}:{ms}"
         # a past stage change never changes: created_at = updated_at = entered_at
         if info is None:
             pipeline_id, label, probability, forecast = (
