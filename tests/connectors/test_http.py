@@ -16,9 +16,11 @@ from revtops_kernel.connectors.http import (
     make_http_client,
     paginate,
     retry_after_seconds,
+    with_params,
 )
 from revtops_kernel.errors import (
     ConnectorError,
+    ForeignOriginError,
     ProviderAuthError,
     ProviderUnavailableError,
     RateLimitError,
@@ -246,3 +248,87 @@ def test_paginate_refuses_a_cursor_that_repeats() -> None:
     fetch = {None: (1, "a"), "a": (2, "b"), "b": (3, "a")}
     with pytest.raises(ConnectorError, match="repeated the page cursor 'a'"):
         list(paginate(lambda c: fetch[c], provider="p", endpoint="e"))
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://api.example.test/crm/v3/objects/deals",
+        "http://127.0.0.1:8765/hubspot/crm/v3/objects/deals",
+        "https://example.test/a%20b/c%2Fd/caf%C3%A9",
+        "https://user@example.test:8443/x",
+        "https://example.test",
+    ],
+)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 100},
+        {"limit": 50, "properties": "dealname,amount,closedate", "archived": "false"},
+        {"after": "9870009401", "q": "a b&c=d/é?#%", "empty": "", "n": -3, "zero": 0},
+        {"names": "ü€😀", "plus": "1+1", "tilde": "~._-", "brackets": "[x]{y}|\\^`"},
+        {"flag": "true", "limit": 10, "LIMIT": "10"},
+    ],
+)
+def test_with_params_makes_the_url_httpx_makes(base: str, params: dict[str, object]) -> None:
+    url = httpx.URL(base)
+    fast = with_params(url, params)
+    expected = url.copy_merge_params(params)  # type: ignore[arg-type]
+    assert fast is not None
+    assert fast == expected
+    assert str(fast) == str(expected)
+    assert fast.raw_path == expected.raw_path
+    assert fast.params == expected.params
+    request = httpx.Request("GET", fast)
+    assert str(request.url) == str(httpx.Request("GET", url, params=params).url)  # type: ignore[arg-type]
+    assert with_params(url, params) == expected  # encoded pairs reused
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        ("https://example.test/x?a=1", {"b": "2"}),  # a query of its own: httpx merges
+        ("https://example.test/x?", {"b": "2"}),
+        ("https://example.test/x", {"b": True}),  # True is not 1: httpx writes "true"
+        ("https://example.test/x", {"b": None}),
+        ("https://example.test/x", {"b": ["1", "2"]}),
+        ("https://example.test/x", {"b": 1.5}),
+        ("https://example.test/x", [("b", "1")]),
+    ],
+)
+def test_with_params_leaves_other_shapes_to_httpx(url: str, params: object) -> None:
+    assert with_params(httpx.URL(url), params) is None
+
+
+def test_list_pages_send_the_query_httpx_would() -> None:
+    transport, seen = scripted(ok())
+    provider, _ = client(transport)
+    for after in (None, "10", "20"):
+        query = {"limit": 100, "properties": "name,domain", "archived": "false"}
+        if after:
+            query["after"] = after
+        provider.get("/crm/v3/objects/companies", params=query)
+        provider.get("/crm/v3/objects/companies", params={"flag": True, "after": after})
+    assert [str(r.url) for r in seen] == [
+        "https://api.example.test/crm/v3/objects/companies?limit=100&properties=name%2Cdomain&archived=false",
+        "https://api.example.test/crm/v3/objects/companies?flag=true&after=",
+        "https://api.example.test/crm/v3/objects/companies?limit=100&properties=name%2Cdomain&archived=false&after=10",
+        "https://api.example.test/crm/v3/objects/companies?flag=true&after=10",
+        "https://api.example.test/crm/v3/objects/companies?limit=100&properties=name%2Cdomain&archived=false&after=20",
+        "https://api.example.test/crm/v3/objects/companies?flag=true&after=20",
+    ]
+
+
+def test_a_checked_path_is_kept_but_a_refused_one_is_refused_every_time() -> None:
+    transport, seen = scripted(ok())
+    provider, _ = client(transport)
+    provider.get("/x")
+    provider.get("/x")
+    assert [str(r.url) for r in seen] == ["https://api.example.test/x"] * 2
+    for _ in range(2):
+        with pytest.raises(ForeignOriginError):
+            provider.get("https://elsewhere.test/x")
+    provider.base_url = "https://other.example.test"  # a changed base is checked again
+    with pytest.raises(ForeignOriginError):
+        provider.get("/x")
+    assert len(seen) == 2
