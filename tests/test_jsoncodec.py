@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from revtops_kernel import jsoncodec
 from revtops_kernel.jsoncodec import _MAYBE_SMALL_FLOAT, _maybe_small_float, dumps_sorted, loads
 
 
@@ -90,3 +91,22 @@ def test_loads_accepts_what_only_the_standard_library_reads() -> None:
 @settings(max_examples=300, deadline=None)
 def test_the_small_float_scan_finds_what_its_expression_finds(data: bytes) -> None:
     assert _maybe_small_float(data) is (_MAYBE_SMALL_FLOAT.search(data) is not None)
+
+
+def test_non_ascii_and_del_are_escaped_in_orjsons_output(monkeypatch: Any) -> None:
+    value = {
+        "é": "café ☕ 😀 \x7f",
+        "e": ["ü", "\u2028", "\U0010ffff", "\U00010000", "\ud7ff", "\ue000"],
+        "z": "a\x7fb",
+        "Z": {"ñ": 1, "n": "日本語", "😀": [1.5, None, True]},
+        "\x7f": "del key",
+    }
+    expected = stdlib(value)
+
+    def refused(value: Any) -> str:
+        raise AssertionError("dumped by the standard library")
+
+    # Escaped from orjson's bytes, not dumped again by json.dumps.
+    monkeypatch.setattr(jsoncodec, "_stdlib", refused)
+    assert dumps_sorted(value) == expected
+    assert dumps_sorted({"a": "\x7f"}) == '{"a":"\\u007f"}'
