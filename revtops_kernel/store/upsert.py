@@ -407,7 +407,8 @@ def _upsert_postgresql(
             for chunk in _naive_utc(batch.select(staged)).to_batches(max_chunksize=COPY_CHUNK_ROWS):
                 sink = pa.BufferOutputStream()
                 pa_csv.write_csv(chunk, sink, write_options=options)
-                copy.write(sink.getvalue().to_pybytes())
+                # Arrow's buffer itself: no copy into bytes, nor of each slice psycopg sends.
+                copy.write(memoryview(sink.getvalue()))
         select = ", ".join(columns)
         if "id" not in columns:
             select += f", {_id_expression(target, 'latest')}"
