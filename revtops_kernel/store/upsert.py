@@ -170,7 +170,8 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
     # Column lists, not pa.Table.from_pylist: JSON and ids become text on the way.
     columns: dict[str, pa.Array | list[Any]] = {}
     for name, values in lists.items():
-        if name in json_columns:
+        if name in json_columns and not _TEXT_OR_NONE.issuperset(map(type, values)):
+            # (A sync's columnar rows carry raw as text already: no pass over them then.)
             values = [_dump_json(v) for v in values]
         elif name in uuid_columns:
             values = _uuid_texts(values)
@@ -198,6 +199,7 @@ def _typed(values: list[Any], arrow_type: pa.DataType) -> pa.Array | list[Any]:
 
 
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
+_TEXT_OR_NONE = frozenset((str, type(None)))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -474,6 +476,14 @@ def _upsert_duckdb(
     incoming = f"(SELECT {select}, {view}.{ROW_ORDER} FROM {view} {latest_only}) AS i"
     raw.register(view, batch)
     try:
+        if _nothing_stored(raw, target, batch):
+            # Every row is new (a first load): inserted as they are, without the join that
+            # finds the changed ones (a temp table and a join back: ~0.2 s of scale 1's load).
+            inserted = raw.execute(
+                f"INSERT INTO {target.name} ({', '.join(written_columns)}) "
+                f"SELECT {select} FROM {view} {latest_only}"
+            ).fetchone()
+            return int(inserted[0]) if inserted else 0
         raw.execute(f"DROP TABLE IF EXISTS temp.{_CHANGED}")
         # Which rows are new and which stored ones the batch changes (upsert's rules, as
         # _conflict_clause): only positions and what a rewritten row keeps of the stored one
@@ -518,6 +528,22 @@ def _upsert_duckdb(
     finally:
         raw.unregister(view)
     return int(written)
+
+
+def _nothing_stored(raw: Any, target: Table, batch: pa.Table) -> bool:
+    """Whether ``target`` holds no row of the batch's one organization and source system, so
+    that no row of the batch can match a stored one."""
+    keys = []
+    for name in ("organization_id", "source_system"):
+        values = pc.unique(batch.column(name))
+        if len(values) != 1:
+            return False
+        keys.append(values[0].as_py())
+    stored = raw.execute(
+        f"SELECT 1 FROM {target.name} WHERE organization_id = ? AND source_system = ? LIMIT 1",
+        keys,
+    ).fetchone()
+    return stored is None
 
 
 def _changed_condition(columns: list[str]) -> str:

@@ -336,3 +336,46 @@ def test_a_batch_converts_each_value_shape_to_the_column_type() -> None:
         prepare_batch(deals, [deal("7", amount=Decimal("1.005"))])
     with pytest.raises(UpsertError, match="mixed value types"):
         prepare_batch(deals, [deal("8", amount=Decimal(1)), deal("9", amount=0.5)])
+
+
+def test_a_first_load_stores_what_a_load_beside_stored_rows_stores(db: Database) -> None:
+    # acme has nothing stored (DuckDB inserts the batch as it is); globex has a row already
+    # (every row goes through the comparison with stored ones). Same rows either way.
+    def batch(org: str) -> list[dict[str, Any]]:
+        rows = [
+            deal(str(i), organization_id=org, name=f"d{i}", updated_at=T0 + timedelta(hours=i))
+            for i in range(40)
+        ]
+        day, hour = timedelta(days=1), timedelta(hours=1)
+        rows += [deal("3", organization_id=org, name="later", updated_at=T0 + 9 * day)]
+        rows += [deal("5", organization_id=org, name="older", updated_at=T0 - 9 * day)]
+        rows += [deal("7", organization_id=org, name="tie, last", updated_at=T0 + 7 * hour)]
+        return rows
+
+    with db.begin() as conn:
+        upsert(conn, "deals", [deal("seed", organization_id="globex")])
+    results = {}
+    for org in ("acme", "globex"):
+        with db.begin() as conn:
+            results[org] = upsert(conn, "deals", batch(org))
+    assert results["acme"] == results["globex"]
+    acme = results["acme"]
+    assert (acme.received, acme.unique, acme.written) == (43, 40, 40)
+    columns = [c.name for c in metadata.tables["deals"].columns if c.name != "organization_id"]
+    stored = {
+        org: fetch(
+            db,
+            f"SELECT {', '.join(columns)} FROM deals WHERE organization_id = '{org}' "
+            "AND source_id <> 'seed' ORDER BY source_id",
+        )
+        for org in ("acme", "globex")
+    }
+    ids = {org: [r.id for r in rows] for org, rows in stored.items()}
+    for org in ("acme", "globex"):
+        assert ids[org] == [record_id(org, "hubspot", "deals", r.source_id) for r in stored[org]]
+    strip = [c for c in columns if c != "id"]
+    assert [tuple(getattr(r, c) for c in strip) for r in stored["acme"]] == [
+        tuple(getattr(r, c) for c in strip) for r in stored["globex"]
+    ]
+    names = {r.source_id: r.name for r in stored["acme"]}
+    assert (names["3"], names["5"], names["7"]) == ("later", "d5", "tie, last")
