@@ -207,7 +207,13 @@ def parse_status(value: Any) -> str | None:
 
 def full_name(first: Any, last: Any, name: Any = None) -> str | None:
     """``name`` when the record has one, else first and last name joined."""
-    return name or " ".join(part for part in (first, last) if part) or None
+    if name:
+        return name
+    if first.__class__ is str and last.__class__ is str:  # the usual pair: no generator
+        if first and last:
+            return f"{first} {last}"
+        return first or last or None
+    return " ".join(part for part in (first, last) if part) or None
 
 
 def web_domain(value: Any) -> str | None:
