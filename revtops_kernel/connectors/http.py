@@ -366,6 +366,9 @@ _CHECKED_URLS = 256
 # a list walk sends the same names and values page after page, but for its cursor.
 _ENCODED_PARAMS: dict[tuple[str, type, str | int], str] = {}
 _ENCODED_PARAMS_MAX = 4096
+# httpx's parsed URL (a named tuple of its parts), which with_params copies with a query; a
+# version without it leaves every URL to httpx.
+_URL_PARTS = hasattr(getattr(httpx.URL(), "_uri_reference", None), "_replace")
 
 
 def with_params(url: httpx.URL, params: Any) -> httpx.URL | None:
@@ -375,8 +378,10 @@ def with_params(url: httpx.URL, params: Any) -> httpx.URL | None:
     checks the whole URL again, ~0.2 ms a call; here each ``name=value`` is encoded once, by
     httpx, and the URL takes the query as httpx would have written it (already escaped, so
     its check would leave it as it is)."""
-    reference = getattr(url, "_uri_reference", None)
-    if reference is None or reference.query is not None or not isinstance(params, Mapping):
+    if not _URL_PARTS:
+        return None
+    reference = url._uri_reference
+    if reference.query is not None or not isinstance(params, Mapping):
         return None
     parts = []
     for name, value in params.items():
