@@ -26,6 +26,7 @@ from revtops_sandbox.company import (
     MEETING,
     SF_PREFIX,
     Company,
+    sf_datetime,
     sf_id,
     sf_seq,
 )
@@ -187,7 +188,12 @@ class SalesforceAPI:
     def _page(self, cursor: Cursor, offset: int, locator: str) -> dict[str, Any]:
         chunk = cursor.rows[offset : offset + cursor.batch]
         rate = self.state.faults.salesforce.malformed_rate
-        records = [self.render(cursor.sobject, cursor.tree, r, cursor.version, rate) for r in chunk]
+        if rate > 0:  # records are corrupted one by one
+            records = [
+                self.render(cursor.sobject, cursor.tree, r, cursor.version, rate) for r in chunk
+            ]
+        else:
+            records = self._render_columns(cursor.sobject, cursor.tree, chunk, cursor.version)
         end = offset + len(chunk)
         page: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
         if not page["done"]:
@@ -293,6 +299,41 @@ class SalesforceAPI:
         if rate > 0:
             _corrupt(so, r, out, rate, self.state.company.seed)
         return out
+
+    def _render_columns(
+        self, so: SObject, tree: Tree, chunk: list[Any], version: str
+    ) -> list[dict[str, Any]]:
+        """``render`` of every row of ``chunk`` (no corruption), column by column: one map()
+        per field instead of a Python call per row and field, as the Bulk API renders its CSV
+        (a full read of a million Tasks renders a million records on either API)."""
+        names = list(tree)
+        columns = [list(map(self._wire_getter(node, version), chunk)) for node in tree.values()]
+        url = f"/services/data/{version}/sobjects/{so.name}/"
+        attributes = [{"type": so.name, "url": url + rid} for rid in map(so.id_of, chunk)]
+        records: list[dict[str, Any]] = []
+        append = records.append
+        for attrs, values in zip(attributes, zip(*columns, strict=True), strict=True):
+            record = {"attributes": attrs}
+            record.update(zip(names, values))  # noqa: B905 (one value per name: zip(*columns))
+            append(record)
+        return records
+
+    def _wire_getter(self, node: Any, version: str) -> Callable[[Any], Any]:
+        """Row -> its JSON value for one node of the SELECT tree (what ``render`` writes)."""
+        if isinstance(node, tuple):
+            rel, sub = node
+            target = self.schema[rel.target.lower()]
+            get_related, render = rel.get, self.render
+            return lambda r: (
+                None if (related := get_related(r)) is None
+                else render(target, sub, related, version, 0)
+            )  # fmt: skip
+        get, ftype = node.get, node.type
+        if ftype == "datetime":
+            return lambda r: None if (v := get(r)) is None else sf_datetime(v)
+        if ftype in ("date", "currency", "percent", "double"):
+            return lambda r: _wire(ftype, get(r))
+        return get  # text, ids, booleans, ints: as the getter gives them
 
     # -- other endpoints ----------------------------------------------------------------------
 
