@@ -32,7 +32,6 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from itertools import islice
 from typing import Any
 
 import httpx
@@ -46,7 +45,7 @@ from revtops_kernel.connectors.http import (
     TokenSource,
     paginate,
 )
-from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, read_csv
+from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, CsvSet
 from revtops_kernel.errors import ConnectorError, ForeignOriginError
 from revtops_kernel.salesforce_fields import OBJECTS
 from revtops_kernel.settings import Settings
@@ -191,14 +190,16 @@ class SalesforceConnector:
         with a checkpoint that resumes right after it (see the module docstring)."""
         job_id, start_at, skip, highest = self._bulk_job(spec, position)
         convert = CsvRecords(spec.name, self._types(spec), self.api_version)
-        for locator, text, next_locator in self.bulk.result_sets(job_id, start_at):
-            header, reader = read_csv(text)
-            to_record = convert.converter(header)
-            rows = islice(reader, skip, None)  # a resumed set: the rows stored before are skipped
-            chunk = [to_record(row) for row in islice(rows, BULK_PAGE_RECORDS)]
+        for locator, body, next_locator in self.bulk.result_sets(job_id, start_at):
+            results = CsvSet(body)
+
+            def records(start: int, results: CsvSet = results) -> list[dict[str, Any]]:
+                return convert.from_set(results, start, start + BULK_PAGE_RECORDS)
+
+            chunk = records(skip)  # a resumed set: the rows stored before are skipped
             consumed = skip
             while True:
-                following = [to_record(row) for row in islice(rows, BULK_PAGE_RECORDS)]
+                following = records(consumed + len(chunk))
                 stamps = [r["SystemModstamp"] for r in chunk if r.get("SystemModstamp")]
                 highest = max([*stamps, *([highest] if highest else [])], default=None)
                 consumed += len(chunk)
