@@ -36,15 +36,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import repeat
 from typing import Any
 
+from revtops_kernel.ids import record_id
 from revtops_kernel.normalize.base import (
+    ColumnarNormalizer,
     NormalizeContext,
+    NormalizedPage,
+    RawValue,
     RecordNormalizer,
     RecordRejected,
     Row,
     Rows,
     StageInfo,
+    TableTuples,
 )
 from revtops_kernel.normalize.rows import (
     participant_row,
@@ -321,23 +327,243 @@ def normalize_contact_role(record: Mapping[str, Any], ctx: NormalizeContext) -> 
 # --- tasks and events --------------------------------------------------------------------------
 
 
-def normalize_task(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _activity_row(record, ctx)
+# Column orders of Task's tuples (base.ColumnarNormalizer). Participants leave ``id`` to the
+# store (record_id's formula in SQL): nothing points at a participant row.
+ACTIVITY_COLUMNS = (
+    "id", "organization_id", "source_system", "source_id", "created_at", "updated_at",
+    "deleted_at", "raw", "subject", "body", "owner_id", "deal_id", "account_id", "contact_id",
+    "channel", "thread_id", "activity_type", "occurred_at", "ended_at", "is_all_day",
+    "duration_seconds", "direction", "status",
+)  # fmt: skip
+PARTICIPANT_COLUMNS = (
+    "organization_id", "source_system", "source_id", "activity_id", "email", "display_name",
+    "role", "response_status", "is_internal", "contact_id", "account_id", "owner_id",
+    "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+_TASK_TABLES = {"activities": ACTIVITY_COLUMNS, "activity_participants": PARTICIPANT_COLUMNS}
+
+
+def _task_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One Task's activity and participants as tuples (what ``normalize_task`` is on one
+    record, and on a page ``TaskNormalizer.page`` falls back to)."""
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record)
+    org, system = ctx.organization_id, ctx.source_system
+    what = record.get("WhatId")
+    account = record.get("AccountId") or _prefixed(what, _ACCOUNT_PREFIX)
+    activity_id = record_id(org, system, "activities", source_id)
+    owner_id = link(ctx, "owners", record.get("OwnerId"))
+    contact = _prefixed(record.get("WhoId"), _CONTACT_PREFIX)
+    contact_id = link(ctx, "contacts", contact)
     activity_type = _TASK_TYPES.get(record.get("TaskSubtype") or "", "task")
     # ActivityDate is the due date (the day of a logged call); a completion time is better.
     due = _midnight(parse_iso_date(record.get("ActivityDate"), "ActivityDate"))
     occurred_at = parse_time(record.get("CompletedDateTime"), "CompletedDateTime") or due
     call_type = record.get("CallType")
-    row.update(
-        activity_type=activity_type,
-        occurred_at=occurred_at,
-        ended_at=None,
-        is_all_day=None,
-        duration_seconds=parse_count(record.get("CallDurationInSeconds"), "CallDurationInSeconds"),
-        direction=_DIRECTIONS.get(call_type) if call_type.__class__ is str else None,
-        status=parse_status(record.get("Status")),
+    raw_value = raw(record)
+    activity = (
+        activity_id, org, system, source_id, created_at, updated_at, deleted_at, raw_value,
+        record.get("Subject") or None, record.get("Description") or None, owner_id,
+        link(ctx, "deals", _prefixed(what, _OPPORTUNITY_PREFIX)),
+        link(ctx, "accounts", account), contact_id, None, None, activity_type, occurred_at,
+        None, None,
+        parse_count(record.get("CallDurationInSeconds"), "CallDurationInSeconds"),
+        _DIRECTIONS.get(call_type) if call_type.__class__ is str else None,
+        parse_status(record.get("Status")),
+    )  # fmt: skip
+    participants = []
+    if contact is not None:
+        participants.append(
+            (org, system, f"{source_id}:contact:{contact}", activity_id, None, None,
+             "participant", None, False, contact_id, None, None, created_at, updated_at,
+             deleted_at, None)
+        )  # fmt: skip
+    owner = record.get("OwnerId")
+    if owner:
+        participants.append(
+            (org, system, f"{source_id}:owner:{owner}", activity_id, None, None, "owner", None,
+             True, None, None, owner_id, created_at, updated_at, deleted_at, None)
+        )  # fmt: skip
+    return [activity], participants
+
+
+class TaskNormalizer(ColumnarNormalizer):
+    """Tasks, normalized a page at a time column by column (``page``): a full read brings a
+    million of them, in Bulk API result sets of 50,000 or REST pages of 2,000. Each column is
+    one pass of a parser over the page's values instead of a Python call per record and field;
+    the rows are the same tuples ``_task_parts`` makes one record at a time. A page holding a
+    record some parser refuses is normalized again in slices of ``FALLBACK_SLICE`` records, and
+    a slice that fails record by record (``_task_parts``), which quarantines the bad record
+    with its reason exactly as before."""
+
+    FALLBACK_SLICE = 500
+
+    def __init__(self) -> None:
+        super().__init__(_TASK_TABLES, _task_parts)
+        self.__name__ = "normalize_task"
+
+    def page(
+        self,
+        stream: str,
+        records: Iterable[Mapping[str, Any]],
+        ctx: NormalizeContext,
+        raw: RawValue,
+        id_field: str,
+    ) -> NormalizedPage:
+        records = records if isinstance(records, list) else list(records)
+        try:
+            activities, participants = _task_columns(records, ctx, raw)
+        except _COLUMN_FAILURES:
+            return self._slices(stream, records, ctx, raw, id_field)
+        page = NormalizedPage()
+        if activities:
+            page.tuples["activities"] = TableTuples(ACTIVITY_COLUMNS, activities)
+        if participants:
+            page.tuples["activity_participants"] = TableTuples(PARTICIPANT_COLUMNS, participants)
+        return page
+
+    def _slices(
+        self,
+        stream: str,
+        records: list[Mapping[str, Any]],
+        ctx: NormalizeContext,
+        raw: RawValue,
+        id_field: str,
+    ) -> NormalizedPage:
+        step = self.FALLBACK_SLICE
+        if len(records) <= step:
+            return super().page(stream, records, ctx, raw, id_field)
+        out = NormalizedPage()
+        sinks: dict[str, list[tuple[Any, ...]]] = {table: [] for table in _TASK_TABLES}
+        for start in range(0, len(records), step):
+            part = self.page(stream, records[start : start + step], ctx, raw, id_field)
+            out.quarantined.extend(part.quarantined)
+            for table, tuples in part.tuples.items():
+                sinks[table].extend(tuples.rows)
+        out.tuples = {
+            table: TableTuples(_TASK_TABLES[table], rows) for table, rows in sinks.items() if rows
+        }
+        return out
+
+
+# What a column pass may raise on a record it cannot read (the record-by-record pass then
+# finds which, and why): the parsers' RecordRejected (a ValueError), and what a value of the
+# wrong type raises (.get on a string, an unhashable TaskSubtype, a number where text goes).
+_COLUMN_FAILURES = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError)
+_fromiso = datetime.fromisoformat
+_UTC_ENDINGS = ("Z", "+0000")
+
+
+def _times(values: list[Any], field: str) -> list[datetime | None]:
+    """``parse_time`` of every value: the providers' UTC strings through ``fromisoformat`` in
+    one pass, else value by value."""
+    try:
+        if all(v is None or v.endswith(_UTC_ENDINGS) for v in values):
+            moments = [None if v is None else _fromiso(v) for v in values]
+            if all(m is None or m.tzinfo is not None for m in moments):
+                return moments
+    except (AttributeError, TypeError, ValueError):  # not a string, or not ISO: the slow way
+        pass
+    return [parse_time(v, field) for v in values]
+
+
+def _task_columns(
+    records: list[Mapping[str, Any]], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``_task_parts`` of every record, column by column; raises when a record is unreadable
+    (every check ``_task_parts`` makes is made here too)."""
+    if not all(r.__class__ is dict for r in records):
+        raise TypeError("a record is not a JSON object")
+    n = len(records)
+
+    def column(name: str) -> list[Any]:
+        return list(map(dict.get, records, repeat(name, n)))  # type: ignore[arg-type]
+
+    source_ids = column("Id")
+    if not all(v.__class__ is str and v for v in source_ids):
+        raise RecordRejected("missing Id")
+    org, system = ctx.organization_id, ctx.source_system
+    # _audit: SystemModstamp, else LastModifiedDate; IsDeleted; CreatedDate.
+    updated = _times(column("SystemModstamp"), "SystemModstamp")
+    if None in updated:
+        modified = column("LastModifiedDate")
+        updated = [
+            parse_time(m, "LastModifiedDate") if u is None else u
+            for u, m in zip(updated, modified, strict=True)
+        ]
+    deleted_at = [
+        u if d is not None and d is not False and parse_bool(d, "IsDeleted") else None
+        for u, d in zip(updated, column("IsDeleted"), strict=True)
+    ]
+    created = _times(column("CreatedDate"), "CreatedDate")
+    whats = column("WhatId")
+    accounts = [
+        a or _prefixed(w, _ACCOUNT_PREFIX) for a, w in zip(column("AccountId"), whats, strict=True)
+    ]
+    activity_ids = [record_id(org, system, "activities", s) for s in source_ids]
+    owners = column("OwnerId")
+    owner_ids = [link(ctx, "owners", v) for v in owners]
+    contacts = [_prefixed(v, _CONTACT_PREFIX) for v in column("WhoId")]
+    contact_ids = [link(ctx, "contacts", v) for v in contacts]
+    types = [_TASK_TYPES.get(v or "", "task") for v in column("TaskSubtype")]
+    dues = [
+        _midnight(parse_iso_date(v, "ActivityDate")) if v is not None else None
+        for v in column("ActivityDate")
+    ]
+    completed = _times(column("CompletedDateTime"), "CompletedDateTime")
+    occurred = [c or d for c, d in zip(completed, dues, strict=True)]
+    statuses = column("Status")
+    # Few distinct statuses: each string parsed once (other values, as they come).
+    status_of = {v: parse_status(v) for v in {v for v in statuses if v.__class__ is str}}
+    activities = list(
+        zip(
+            activity_ids,
+            repeat(org, n),
+            repeat(system, n),
+            source_ids,
+            created,
+            updated,
+            deleted_at,
+            list(map(raw, records)),
+            [v or None for v in column("Subject")],
+            [v or None for v in column("Description")],
+            owner_ids,
+            [link(ctx, "deals", _prefixed(w, _OPPORTUNITY_PREFIX)) for w in whats],
+            [link(ctx, "accounts", a) for a in accounts],
+            contact_ids,
+            repeat(None, n),
+            repeat(None, n),
+            types,
+            occurred,
+            repeat(None, n),
+            repeat(None, n),
+            [
+                None if v is None else parse_count(v, "CallDurationInSeconds")
+                for v in column("CallDurationInSeconds")
+            ],
+            [_DIRECTIONS.get(v) if v.__class__ is str else None for v in column("CallType")],
+            [status_of[v] if v.__class__ is str else parse_status(v) for v in statuses],
+            strict=True,
+        )
     )
-    return _with_participants(row, record, ctx, "participant")
+    participants: list[tuple[Any, ...]] = []
+    add = participants.append
+    for sid, aid, contact, contact_id, owner, owner_id, c, u, d in zip(
+        source_ids, activity_ids, contacts, contact_ids, owners, owner_ids, created, updated,
+        deleted_at, strict=True,
+    ):  # fmt: skip
+        if contact is not None:
+            add((org, system, f"{sid}:contact:{contact}", aid, None, None, "participant", None,
+                 False, contact_id, None, None, c, u, d, None))  # fmt: skip
+        if owner:
+            add((org, system, f"{sid}:owner:{owner}", aid, None, None, "owner", None, True,
+                 None, None, owner_id, c, u, d, None))  # fmt: skip
+    return activities, participants
+
+
+normalize_task = TaskNormalizer()
 
 
 def normalize_event(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
