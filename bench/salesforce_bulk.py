@@ -11,7 +11,8 @@ the other. Each child builds a ``SalesforceConnector`` (REST: ``bulk_threshold=0
 ``bulk_threshold=1``, so the Bulk run pays its ``COUNT()`` and ``describe`` calls too) and
 
 - ``--mode read`` (default): reads the Task stream and normalizes every page
-  (``normalize_page``): what a sync spends outside the store, which is the same code for both;
+  (``normalize_page`` with ``raw`` as ``run_sync`` passes it: each record's JSON text for the
+  ``raw`` column): what a sync spends outside the store, which is the same code for both;
 - ``--mode sync``: ``run_sync`` of the Task stream (and OpportunityStage, which deals need) into
   a fresh DuckDB file: fetch, normalize, upsert, statistics, identity resolution.
 
@@ -77,11 +78,16 @@ def child(path: str, instance_url: str, token: str, mode: str) -> dict[str, Any]
 def _read_and_normalize(conn: Any) -> int:
     from revtops_kernel.normalize.base import NormalizeContext, normalize_page
     from revtops_kernel.normalize.salesforce import NORMALIZERS
+    from revtops_kernel.store.upsert import _dump_json
 
     ctx = NormalizeContext("bench", "salesforce")
     records = 0
     for page in conn.read("Task", None):
-        normalize_page("Task", page.records, NORMALIZERS["Task"], ctx, id_field="Id")
+        # raw as run_sync passes it for Salesforce streams: each record's JSON text is made
+        # as it is normalized (a columnar normalizer's rows then stay tuples for the upsert)
+        normalize_page(
+            "Task", page.records, NORMALIZERS["Task"], ctx, id_field="Id", raw=_dump_json
+        )
         records += len(page.records)
     return records
 
