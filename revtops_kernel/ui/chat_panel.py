@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 UNEXPECTED_ERROR = "Something went wrong while answering; the details are in the kernel log."
 STATIC = Path(__file__).parent / "static"
 MAX_SUGGESTIONS = 6
+# How long a view's message waits for a deferred chat's backend (`ChatWidget.attach`).
+READY_TIMEOUT = 60.0
 
 # The browser sanitizes with the server's allowlist: one policy, sent once as widget state.
 POLICY = {
@@ -114,6 +116,7 @@ class ChatWidget(anywidget.AnyWidget):
         max_rate: float = DELTA_RATE,
         suggestions: list[str] | None = None,
         mode: str = "panel",
+        deferred: bool = False,
     ) -> None:
         super().__init__(mode=mode)
         self._max_rate = max_rate
@@ -130,20 +133,52 @@ class ChatWidget(anywidget.AnyWidget):
         self._suggestions_due = suggestions is None  # loaded when a view first asks (hello)
         self.status: str | None = None
         self.backend: ChatBackend | None = backend
-        if self.backend is None:
-            try:
-                from revtops_kernel.ui.copilot_backend import CopilotBackend
-
-                copilot = CopilotBackend.create(
-                    db=db, settings=settings, org=org, user_id=user_id, author=author
-                )
-                self.backend = copilot
-                if timezone is None:
-                    self._default_timezone = copilot.default_timezone
-            except RevtopsError as exc:
-                self._show_status(str(exc), error=True)
+        # Set once the chat knows whom it answers for; until then the view's messages wait.
+        self._ready = threading.Event()
         self.on_msg(self._on_message)
-        self.refresh_conversations()
+        if not deferred:
+            self.attach(backend, db=db, settings=settings, org=org, user_id=user_id,
+                        author=author, timezone=timezone)  # fmt: skip
+
+    def attach(
+        self,
+        backend: ChatBackend | None = None,
+        *,
+        db: Any = None,
+        settings: Any = None,
+        org: str | None = None,
+        user_id: Any = None,
+        author: str | None = None,
+        timezone: str | None = None,
+    ) -> None:
+        """Give a chat built with ``deferred=True`` its backend (the web app builds the chat
+        before its visitor is known, and attaches the visitor's organization when their
+        signed identity arrives). Then the conversations are listed, and the view's messages,
+        which waited, are handled."""
+        try:
+            self.backend = backend
+            if self.backend is None:
+                try:
+                    from revtops_kernel.ui.copilot_backend import CopilotBackend
+
+                    copilot = CopilotBackend.create(
+                        db=db, settings=settings, org=org, user_id=user_id, author=author
+                    )
+                    self.backend = copilot
+                    if timezone is None:
+                        self._default_timezone = copilot.default_timezone
+                except RevtopsError as exc:
+                    self._show_status(str(exc), error=True)
+            self.refresh_conversations()
+        finally:
+            self._ready.set()
+
+    def fail(self, message: str) -> None:
+        """A deferred chat that will get no backend: say why, and stop holding the view."""
+        try:
+            self._show_status(message, error=True)
+        finally:
+            self._ready.set()
 
     # --- display ---------------------------------------------------------------------------
     def view_bundle(self) -> dict[str, Any]:
@@ -199,6 +234,9 @@ class ChatWidget(anywidget.AnyWidget):
 
     def _on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
         if not isinstance(content, dict):
+            return
+        if not self._ready.wait(READY_TIMEOUT):  # deferred, and its backend is not there yet
+            self._show_status("Still connecting to your workspace; try again.", error=True)
             return
         actions: dict[str, Callable[[dict[str, Any]], object]] = {
             "hello": self._hello,

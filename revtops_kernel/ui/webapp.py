@@ -7,13 +7,16 @@ Everything on it works as the organization of the identity the server signed for
 from __future__ import annotations
 
 import html
+import logging
 import os
+import threading
 import urllib.parse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from revtops_kernel.app_identity import AppIdentity, kernel_identity
+from revtops_kernel.app_identity import HEADER_ENV, AppIdentity, kernel_identity
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store.database import Database
 from revtops_kernel.ui.chat_panel import ChatPanel
@@ -35,6 +38,12 @@ HEADER_STYLE = """<style>
 .rt-header a { color: var(--jp-content-link-color, #0969da); }
 </style>"""
 
+log = logging.getLogger(__name__)
+# How long a front end's first request for the widgets' state waits for the visitor's app to be
+# bound (`WebApp.for_kernel`): under the 4 s after which ipywidgets' front end stops waiting.
+STATE_WAIT_SECONDS = 3.0
+VISITOR_WAIT_SECONDS = 60.0  # what a tab opened while the app is being bound waits for it
+
 TABS = ("Chat", "At risk", "Integrations", "Artifacts", "Usage")
 NO_KEY_NOTICE = (
     "Without a Claude API key the chat answers the questions its verified queries cover (try a "
@@ -43,7 +52,12 @@ NO_KEY_NOTICE = (
 )
 
 
-def header_html(identity: AppIdentity, *, sign_out_url: str) -> str:
+def header_html(identity: AppIdentity | None, *, sign_out_url: str) -> str:
+    """The page's header: the brand, and who is signed in at which organization (the brand
+    alone until the visitor is known)."""
+    if identity is None:
+        brand = '<span class="rt-brand">Revtops Workbench</span>'
+        return f'{HEADER_STYLE}<div class="rt-header">{brand}</div>'
     who = html.escape(identity.name or identity.email or "Signed in")
     email = f" · {html.escape(identity.email)}" if identity.email else ""
     return (
@@ -67,20 +81,25 @@ def preload() -> None:
 
 class WebApp(widgets.VBox):
     """The header and the chat first; At risk, Integrations, Artifacts and Usage are built
-    when opened (the first screen carries one chat widget instead of every tab's widgets)."""
+    when opened (the first screen carries one chat widget instead of every tab's widgets).
+
+    Built for an identity, or built without one and bound later (`bind`): a preheated kernel
+    builds the page before its visitor is known, holding no organization's data until then."""
 
     def __init__(
-        self, identity: AppIdentity, *, db: Database | None = None, settings: Settings | None = None
+        self,
+        identity: AppIdentity | None,
+        *,
+        db: Database | None = None,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__()
         self.add_class("revtops-app")
-        self.identity = identity
+        self.identity: AppIdentity | None = None
+        self._bound = threading.Event()  # set by bind, whether it worked or not
         self.settings = settings or load_settings()
         self.db = db or Database.from_settings(self.settings)
-        org = identity.organization_id
-        self.chat = ChatPanel(
-            db=self.db, settings=self.settings, org=org, user_id=identity.user_uuid
-        )
+        self.chat = ChatPanel(deferred=True)  # its organization comes with the identity
         self.gallery: ArtifactsGallery | None = None
         self.integrations: IntegrationsPanel | None = None
         self.at_risk: RiskView | None = None
@@ -89,16 +108,52 @@ class WebApp(widgets.VBox):
         for index, title in enumerate(TABS):
             self.tabs.set_title(index, title)
         self.tabs.observe(self._on_tab, names="selected_index")
-        sign_out = os.environ.get("VOILA_BASE_URL", "/") + "logout"
-        header = widgets.HTML(header_html(identity, sign_out_url=sign_out))
+        self.header = widgets.HTML(header_html(None, sign_out_url=self._sign_out_url()))
         self.chat.notice = self._notice()
-        self.children = [header, self.tabs]
+        self.children = [self.header, self.tabs]
+        if identity is not None:
+            self.bind(identity)
+
+    @staticmethod
+    def _sign_out_url() -> str:
+        return os.environ.get("VOILA_BASE_URL", "/") + "logout"
+
+    def bind(self, identity: AppIdentity) -> None:
+        """Work as ``identity`` from now on: the header says who, the chat lists their
+        conversations and answers for their organization. Once per app: a kernel serves one
+        visitor."""
+        if self.identity is not None or self._bound.is_set():
+            raise RuntimeError("this app is bound to its visitor already")
+        try:
+            self.identity = identity
+            self.header.value = header_html(identity, sign_out_url=self._sign_out_url())
+            self.chat.attach(
+                db=self.db,
+                settings=self.settings,
+                org=identity.organization_id,
+                user_id=identity.user_uuid,
+            )
+        finally:
+            self._bound.set()
+
+    def fail(self, message: str) -> None:
+        """No visitor can be bound (their identity did not verify): say so in the chat."""
+        self._bound.set()
+        self.chat.fail(message)
+
+    def _visitor(self) -> AppIdentity:
+        """The bound identity, waiting for it if the page is being bound right now."""
+        self._bound.wait(VISITOR_WAIT_SECONDS)
+        if self.identity is None:
+            raise RuntimeError("no signed-in identity reached this kernel")
+        return self.identity
 
     def open_integrations(self) -> IntegrationsPanel:
         if self.integrations is None:
+            identity = self._visitor()
             self.integrations = IntegrationsPanel(
-                self.db, self.settings, org=self.identity.organization_id,
-                user_email=self.identity.email or None,
+                self.db, self.settings, org=identity.organization_id,
+                user_email=identity.email or None,
             )  # fmt: skip
             self._pages["Integrations"].children = [self.integrations]
         else:
@@ -110,9 +165,10 @@ class WebApp(widgets.VBox):
         from revtops_kernel.ui.risk_view import RiskView
 
         if self.at_risk is None:
-            org = self.identity.organization_id
+            identity = self._visitor()
+            org = identity.organization_id
             self.at_risk = RiskView(
-                self.db, org=org, author=self.identity.name or self.identity.email or org,
+                self.db, org=org, author=identity.name or identity.email or org,
                 timezone=self.chat.timezone,
                 brief_url=self._brief_url if "VOILA_BASE_URL" in os.environ else None,
             )  # fmt: skip
@@ -132,9 +188,10 @@ class WebApp(widgets.VBox):
 
     def open_artifacts(self) -> ArtifactsGallery:
         if self.gallery is None:
-            org = self.identity.organization_id
+            identity = self._visitor()
+            org = identity.organization_id
             self.gallery = ArtifactsGallery(
-                self.db, org=org, author=self.identity.name or self.identity.email or org
+                self.db, org=org, author=identity.name or identity.email or org
             )
             self._pages["Artifacts"].children = [self.gallery]
         self.gallery.timezone = self.chat.timezone
@@ -151,22 +208,54 @@ class WebApp(widgets.VBox):
 
     def __repr__(self) -> str:
         # The page's plain-text fallback (and what tests read without a browser).
+        if self.identity is None:
+            return "<Revtops Workbench>"
         who = self.identity.email or self.identity.name
         return f"<Revtops Workbench: {who} at {self.identity.organization_id}>"
 
     @classmethod
     def for_kernel(cls) -> WebApp:
-        """The app for the visitor this kernel serves (verified by the server)."""
-        preload()  # a preheated kernel waits for its visitor below: the slow part goes first
-        return cls(kernel_identity())
+        """The app for the visitor this kernel serves (verified by the server).
+
+        A preheated kernel builds the page before its visitor exists, so the page is served
+        at once when they arrive: the header, the tabs and an empty chat, none of it any
+        organization's. A thread waits for the visitor's signed identity (`kernel_identity`:
+        Voila's request-info socket, which the server fills when it hands this kernel to the
+        visitor) and binds the app to it while the browser loads Voila's front end. Until
+        then the widgets' state (`hold_widget_state`), the chat's messages and the tabs wait.
+        A kernel started for its visitor (cold) has the identity already and binds at once."""
+        preload()  # the slow imports go first, before any visitor
+        preheated = os.environ.get("VOILA_PREHEAT") == "True" and not os.environ.get(HEADER_ENV)
+        if not preheated:
+            return cls(kernel_identity())
+        app = cls(None)
+        hold_widget_state(app._bound.wait)
+        threading.Thread(target=app._bind_visitor, name="revtops-visitor", daemon=True).start()
+        return app
+
+    def _bind_visitor(self) -> None:
+        try:
+            identity = kernel_identity()
+        except Exception as exc:  # IdentityError, or the socket: the page says it
+            log.warning("no visitor's identity for this kernel: %s", exc)
+            self.fail(str(exc))
+            return
+        try:
+            self.bind(identity)
+        except Exception:
+            log.exception("the web app could not be built for its visitor")
+            self.fail("The workspace could not be opened; the details are in the kernel log.")
 
     def open_usage(self) -> widgets.HTML:
         """What the model cost the organization, by day, with its caps (read at each opening)."""
-        view = usage_view(self.db, self.settings, self.identity.organization_id, by="day")
+        org = self._visitor().organization_id
+        view = usage_view(self.db, self.settings, org, by="day")
         self._pages["Usage"].children = [view]
         return view
 
     def _on_tab(self, change: dict[str, object]) -> None:
+        if self.identity is None:
+            self._visitor()  # a tab opened while the page is being bound: wait for it
         if change.get("new") == TABS.index("Usage"):
             self.open_usage()
         elif change.get("new") == TABS.index("Artifacts"):
@@ -175,3 +264,25 @@ class WebApp(widgets.VBox):
             self.open_integrations()
         elif change.get("new") == TABS.index("At risk"):
             self.open_at_risk()
+
+
+def hold_widget_state(ready: Callable[[float], Any], timeout: float = STATE_WAIT_SECONDS) -> None:
+    """Make a front end's first request for the widgets' state wait (up to ``timeout``) until
+    ``ready``: the state it gets then is the bound app's. Updates sent before a front end has
+    its models are dropped by it, so without the wait a page that connected while the app was
+    being bound could keep the header without its visitor. ipywidgets' front end opens its
+    control comm, then asks for every widget's state on it; the wait is in the comm's opening,
+    on the kernel's main thread, so the request is answered after it."""
+    from ipywidgets import Widget
+    from ipywidgets.comm import get_comm_manager
+
+    manager = get_comm_manager()
+    if manager is None:  # not in a kernel
+        return
+    opened = Widget.handle_control_comm_opened
+
+    def wait_then_open(comm: Any, message: Any) -> None:
+        ready(timeout)
+        opened(comm, message)
+
+    manager.register_target("jupyter.widget.control", wait_then_open)
