@@ -44,9 +44,13 @@ data they come from.
 How it is shaped: each open deal is joined once to what the rules read (``judged``: its
 deal row with the names it is sorted or filtered by, its window's touches and contacts, its
 stage's norm) and to the rules it breaks (a join to the seven rules, one pass), its score the
-sum of their weights; the sorted rows are narrow, and the reasons and the account's name are
-written in the final SELECT, so under the guard's LIMIT PostgreSQL computes them after the
-sort, for the rows it returns only.
+sum of their weights. The deals are sorted by score alone, then by amount, name and id
+within a score only as far as the guard's LIMIT reads (an incremental sort: the names of the
+2.4k deals that fill 10,000 rows at scale 10 are compared, not those of all 29.6k: 2,325
+distinct amounts there, so most comparisons reached the collation); the account's name is
+looked up per deal read, and the reasons are written in the final SELECT from the deal's
+columns, for the rows returned only. The list's window aggregates group the window's rows by
+deal without joining the open deals (judged joins them); one deal's probe its rows.
 """
 
 from __future__ import annotations
@@ -124,75 +128,116 @@ def _day(value: str) -> str:
 # A deal's score: the weights of the rules that flag it (judged's columns are named after them).
 _SCORE = " + ".join(f"CASE WHEN j.{r} THEN {w} ELSE 0 END" for r, w in RISK_WEIGHTS.items())
 
-# Each rule's flag: when it flags (a column of judged), its measured value, threshold and the
-# date its evidence dates from, and what its reason quotes beyond the output columns (the
-# since date stands for the first outbound, the latest meeting, the stage entry and the last
-# push: the reasons quote their day).
+# Each rule's measured value, threshold and the date its evidence dates from, over a flag row
+# (``f``: the deal's judged columns, its rule and weight), and its reason quoting the evidence
+# (the since date stands for the first outbound, the latest meeting, the stage entry and the
+# last push: the reasons quote their day). Each reason reads the deal's columns directly, not
+# through per-rule columns of its own (a CASE over the rule's name per column per row).
 _FLAG_FACTS: dict[str, dict[str, str]] = {
     "ghosted": {
-        "measured": "j.emails_out + j.calls_out + j.messages_out",
+        "measured": "f.emails_out + f.calls_out + f.messages_out",
         "threshold": "th.ghosted_days",
-        "since": "CAST(j.first_out AS DATE)",
-        "n1": "j.emails_out",
-        "n2": "j.calls_out",
-        "n3": "j.messages_out",
-        "d1": "CAST(j.last_in AS DATE)",
+        "since": "CAST(f.first_out AS DATE)",
     },
     "no_recent_meeting": {
-        "measured": "args.as_of - CAST(j.last_meeting AS DATE)",
+        "measured": "args.as_of - CAST(f.last_meeting AS DATE)",
         "threshold": "th.no_meeting_days",
-        "since": "CAST(j.last_meeting AS DATE)",
+        "since": "CAST(f.last_meeting AS DATE)",
     },
     "stalled": {
-        "measured": "args.as_of - CAST(j.stage_entered_at AS DATE)",
-        "threshold": "round(j.norm_days, 1)",
-        "since": "CAST(j.stage_entered_at AS DATE)",
-        "n1": "th.stalled_percentile",
-        "n2": "j.won_deals",
-        "x": "j.norm_days",
+        "measured": "args.as_of - CAST(f.stage_entered_at AS DATE)",
+        "threshold": "round(f.norm_days, 1)",
+        "since": "CAST(f.stage_entered_at AS DATE)",
     },
     "single_threaded": {
-        "measured": "j.contacts",
+        "measured": "f.contacts",
         "threshold": "th.max_contacts",
         "since": "args.as_of - th.single_threaded_days + 1",
-        "n1": "j.contacts",
-        "n2": "th.single_threaded_days",
-        "u": "j.contact_id",
     },
     "close_date_pushed": {
-        "measured": "j.pushes",
+        "measured": "f.pushes",
         "threshold": "th.pushed_min_moves",
-        "since": "CAST(j.last_push AS DATE)",
-        "n1": "j.pushes",
-        "d1": "j.first_date",
+        "since": "CAST(f.last_push AS DATE)",
     },
     "amount_dropped": {
-        "measured": "floor(100 * (j.entry_amount - j.amount) / j.entry_amount)",
+        "measured": "floor(100 * (f.entry_amount - f.amount) / f.entry_amount)",
         "threshold": "th.amount_drop_percent",
-        "since": "CAST(j.stage_entered_at AS DATE)",
-        "y": "j.entry_amount",
+        "since": "CAST(f.stage_entered_at AS DATE)",
     },
     "past_due": {
-        "measured": "args.as_of - j.close_date",
+        "measured": "args.as_of - f.close_date",
         "threshold": "0",
-        "since": "j.close_date",
+        "since": "f.close_date",
     },
 }
 
+_STAGE_ENTRY = _day("f.stage_entered_at")
+_REASONS: dict[str, str] = {
+    "ghosted": f"""concat_ws(', ',
+            CASE WHEN f.emails_out > 0 THEN {_plural("f.emails_out", "email")} END,
+            CASE WHEN f.calls_out > 0 THEN {_plural("f.calls_out", "call")} END,
+            CASE WHEN f.messages_out > 0 THEN {_plural("f.messages_out", "message")} END)
+            || ' out since ' || {_day("f.first_out")} || ', no reply'
+            || CASE WHEN f.last_in IS NULL THEN ' ever'
+                ELSE ' since ' || {_day("f.last_in")} END""",
+    "no_recent_meeting": f"""CASE WHEN f.last_meeting IS NULL THEN 'no meeting ever'
+                ELSE 'no meeting since ' || {_day("f.last_meeting")} || ' ('
+                    || CAST(args.as_of - CAST(f.last_meeting AS DATE) AS TEXT) || ' days)' END
+            || ', none scheduled'""",
+    "stalled": f"""CAST(args.as_of - CAST(f.stage_entered_at AS DATE) AS TEXT) || ' days in '
+            || COALESCE(f.stage, 'its stage') || ' since ' || {_STAGE_ENTRY} || ', above the '
+            || {_number("f.norm_days")} || ' days of the '
+            || CAST(th.stalled_percentile AS TEXT) || 'th percentile of '
+            || CAST(f.won_deals AS TEXT) || ' won deals there'""",
+    "single_threaded": """CASE WHEN f.contacts = 0 THEN 'no customer contact'
+                WHEN f.contacts = 1
+                    THEN 'only 1 customer contact (' || COALESCE((
+                        -- The deal's one row counted in engaged (min: DuckDB plans the
+                        -- subquery for every row, where it may find several).
+                        SELECT min(COALESCE(c.full_name, c.email))
+                        FROM deal_risk_facts e
+                        JOIN contacts c ON c.id = e.contact_id AND c.deleted_at IS NULL
+                        WHERE e.kind = 'contact' AND e.deal_id = f.id
+                            AND e.day >= bounds.contacts_from AND e.day <= args.as_of
+                            AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)
+                    ), 'unnamed') || ')'
+                ELSE 'only ' || CAST(f.contacts AS TEXT) || ' customer contacts' END
+            || ' engaged in the last ' || CAST(th.single_threaded_days AS TEXT) || ' days'""",
+    "close_date_pushed": f"""'close date moved later ' || {_plural("f.pushes", "time")} || ', from '
+            || COALESCE(CAST(f.first_date AS TEXT), 'none') || ' to '
+            || COALESCE(CAST(f.close_date AS TEXT), 'none') || ' (last move '
+            || {_day("f.last_push")} || ')'""",
+    "amount_dropped": f"""'amount cut '
+            || CAST(CAST(floor(100 * (f.entry_amount - f.amount) / f.entry_amount) AS INTEGER)
+                AS TEXT)
+            || '% since entering ' || COALESCE(f.stage, 'its stage') || ' on '
+            || {_STAGE_ENTRY} || ': ' || CAST(f.entry_amount AS TEXT) || ' to '
+            || CAST(f.amount AS TEXT)""",
+    "past_due": f"""'close date ' || CAST(f.close_date AS TEXT) || ' passed '
+            || {_plural("args.as_of - f.close_date", "day")} || ' ago, still open'""",
+}
+assert set(_REASONS) == set(_FLAG_FACTS) == set(RISK_WEIGHTS)
+
 
 def _by_rule(column: str, cast: str | None = None) -> str:
-    """A flag column: its value for the row's rule (``r.rule``), NULL for rules without one."""
+    """An output column: its value for the flag row's rule (``f.rule``)."""
     whens = []
     for rule, facts in _FLAG_FACTS.items():
-        value = facts.get(column)
-        if value is not None:
-            whens.append(f"WHEN '{rule}' THEN {f'CAST({value} AS {cast})' if cast else value}")
-    return f"CASE r.rule {' '.join(whens)} END"
+        value = facts[column]
+        whens.append(f"WHEN '{rule}' THEN {f'CAST({value} AS {cast})' if cast else value}")
+    return f"CASE f.rule {' '.join(whens)} END"
 
 
-# The deal's joins without its account: the account's name is looked up in the final SELECT,
-# for the rows returned only (PostgreSQL evaluates it after the sort and the guard's LIMIT), not
-# hashed for every account of the organization (50k at scale 10) for every open deal.
+_REASON = (
+    "CASE f.rule\n        "
+    + "\n        ".join(f"WHEN '{rule}' THEN {reason}" for rule, reason in _REASONS.items())
+    + "\n    END"
+)
+
+
+# The deal's joins without its account: the account's name is looked up after the sort, for
+# the deals the guard's LIMIT reads only (flags), not hashed for every account of the
+# organization (50k at scale 10) for every open deal.
 _DEAL_JOINS = "\n".join(j for j in DEAL_JOINS.splitlines() if " accounts acc " not in j)
 assert _DEAL_JOINS != DEAL_JOINS
 
@@ -204,6 +249,44 @@ _OD_COLUMNS = (
 
 # The rules as rows (name, weight), joined to each judged deal where its column says it flags.
 _RULES = "(VALUES " + ", ".join(f"('{r}', {w}, j.{r})" for r, w in RISK_WEIGHTS.items()) + ")"
+
+
+def _window(columns: str, where: str, having: str = "") -> str:
+    """A window aggregate of deal_risk_facts per deal: for the whole list every row of the
+    window grouped by its deal (no join to the open deals: judged joins them; the join cost
+    PostgreSQL a hash of the window's rows probed by every open deal), for one deal
+    (``deal_id``) its rows joined to it (an index probe). The branch the question does not
+    take is constant-false and planned away."""
+    group = f"GROUP BY e.deal_id\n    {having}" if having else "GROUP BY e.deal_id"
+    return f"""SELECT {columns}
+    FROM deal_risk_facts e
+    CROSS JOIN bounds CROSS JOIN args
+    WHERE args.deal_id IS NULL
+        AND {where}
+    {group}
+    UNION ALL
+    SELECT {columns}
+    FROM deal_risk_facts e
+    JOIN od ON od.id = e.deal_id
+    CROSS JOIN bounds CROSS JOIN args
+    WHERE args.deal_id IS NOT NULL
+        AND {where}
+    {group}"""
+
+
+_GHOSTING = _window(
+    """e.deal_id, CAST(sum(e.emails_out) AS BIGINT) AS emails_out,
+        CAST(sum(e.calls_out) AS BIGINT) AS calls_out,
+        CAST(sum(e.messages_out) AS BIGINT) AS messages_out, min(e.first_out) AS first_out,
+        max(e.replied_through) AS last_in""",
+    "e.kind = 'touch' AND e.day >= bounds.ghosted_from AND e.day <= args.as_of",
+    "HAVING sum(e.emails_out + e.calls_out + e.messages_out) > 0 AND sum(e.replies) = 0",
+)
+_ENGAGED = _window(
+    "e.deal_id, count(*) AS contacts",
+    """e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
+        AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)""",
+)
 
 
 DEAL_RISKS_SQL = f"""
@@ -232,7 +315,7 @@ od AS MATERIALIZED (
     -- first close date, its amount at stage entry), joined here: joined to the materialized
     -- deals instead, PostgreSQL sorted them for a merge join (spilling). The names it is not
     -- sorted or filtered by are the tiny tables' (pipelines, stages, owners); the account's
-    -- is looked up for the rows returned (the final SELECT).
+    -- is looked up for the deals returned (flags).
     SELECT d.id, d.account_id, d.stage_id, d.amount, d.close_date, d.created_at,
         d.stage_entered_at, COALESCE(s.label, d.stage_name) AS stage, d.name AS deal_name,
         p.name AS pipeline_name, o.full_name AS owner_name,
@@ -256,33 +339,16 @@ ghosting AS (
     -- emails and calls by direction, Slack messages by their author, per deal and day), and
     -- their last reply before it: no reply came in the window, so every touch row of it
     -- carries the same last reply up to its day.
-    SELECT e.deal_id, CAST(sum(e.emails_out) AS BIGINT) AS emails_out,
-        CAST(sum(e.calls_out) AS BIGINT) AS calls_out,
-        CAST(sum(e.messages_out) AS BIGINT) AS messages_out, min(e.first_out) AS first_out,
-        max(e.replied_through) AS last_in
-    FROM deal_risk_facts e
-    JOIN od ON od.id = e.deal_id
-    CROSS JOIN bounds CROSS JOIN args
-    WHERE e.kind = 'touch' AND e.day >= bounds.ghosted_from AND e.day <= args.as_of
-    GROUP BY e.deal_id
-    HAVING sum(e.emails_out + e.calls_out + e.messages_out) > 0 AND sum(e.replies) = 0
+    {_GHOSTING}
 ),
 engaged AS (
     -- The customer contacts engaged in the window: a contact's first day in it is its row
     -- with no earlier day in the window (previous_day), so they are counted without a
-    -- distinct. The contact (min by text: PostgreSQL has no min(uuid)) is named only where it
-    -- is the one contact, by a lookup after the sort (kept only there: DuckDB looks up every
-    -- distinct one the final rows carry).
-    -- Grouped by od.id (the same deal): PostgreSQL then hashes the groups; by e.deal_id it
-    -- guessed twice the groups there are, too many for work_mem, and sorted them (spilling).
-    SELECT od.id AS deal_id, count(*) AS contacts,
-        CAST(min(CAST(e.contact_id AS TEXT)) AS UUID) AS contact_id
-    FROM deal_risk_facts e
-    JOIN od ON od.id = e.deal_id
-    CROSS JOIN bounds CROSS JOIN args
-    WHERE e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
-        AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)
-    GROUP BY od.id
+    -- distinct. Which contact it is, where it is the one contact, is looked up by the reason
+    -- for the rows returned (the deal's one such row), not carried for every deal (a min by
+    -- text, as PostgreSQL has no min(uuid): each of the 45k rows at scale 10 written as text
+    -- and compared by the collation).
+    {_ENGAGED}
 ),
 late_pushes AS (
     -- Deals whose close date moved later after as_of (none when as_of is today): their moves
@@ -349,7 +415,6 @@ judged AS (
             od.owner_name, od.amount, od.close_date, od.stage_entered_at,
             g.emails_out, g.calls_out, g.messages_out, g.first_out, g.last_in,
             od.last_meeting, COALESCE(e.contacts, 0) AS contacts,
-            CASE WHEN e.contacts = 1 THEN e.contact_id END AS contact_id,
             CASE WHEN lp.deal_id IS NULL THEN od.pushes ELSE lp.pushes END AS pushes,
             CASE WHEN lp.deal_id IS NULL THEN od.last_push ELSE lp.last_push END AS last_push,
             od.first_date, od.entry_amount, n.won_deals, n.norm_days,
@@ -379,78 +444,43 @@ judged AS (
 ),
 flags AS (
     -- One row per deal and rule that flags it (each judged deal joined to the rules, in one
-    -- pass: judged is not stored and read once per rule), as narrow as the final SELECT
-    -- allows: what the output shows, and what its reason quotes beyond that (n1-n3, d1, x,
-    -- y, u; see _FLAG_FACTS). The reasons are written in the final SELECT, so PostgreSQL
+    -- pass: judged is not stored and read once per rule): the deal's columns and the rule's
+    -- name and weight. The values and reasons are written in the final SELECT, so PostgreSQL
     -- writes them after the sort, for the rows the limit keeps only. The rules are a LATERAL
     -- VALUES of (rule, weight, its flag column): no CASE over the rule's name per deal and rule
     -- (PostgreSQL memoizes the VALUES by the flags: ~85 distinct sets at scale 10).
-    SELECT j.id, j.deal_name, j.account_id, j.pipeline_name, j.stage, j.owner_name,
-        j.amount, j.close_date, j.risk_score, r.rule, r.weight,
-        {_by_rule("measured", "NUMERIC")} AS measured,
-        {_by_rule("threshold", "NUMERIC")} AS threshold,
-        {_by_rule("since", "DATE")} AS since,
-        {_by_rule("n1", "BIGINT")} AS n1, {_by_rule("n2", "BIGINT")} AS n2,
-        {_by_rule("n3", "BIGINT")} AS n3, {_by_rule("d1", "DATE")} AS d1,
-        {_by_rule("x")} AS x, {_by_rule("y")} AS y, {_by_rule("u")} AS u
+    SELECT j.*, a.account_name, r.rule, r.weight
     FROM (
         -- The deals in the final order's leading keys (a deal's flags share them): PostgreSQL
-        -- sorts the 29.6k deals (scale 10) once and orders each deal's few flags as they come
-        -- (an incremental sort, stopped by the guard's LIMIT), where a top-N sort of all 58k
-        -- flags copied each one in (server CPU 495 -> 420 ms, medians of 10 alternated runs).
-        SELECT * FROM judged
+        -- sorts the 29.6k deals (scale 10) and orders each deal's few flags as they come (an
+        -- incremental sort, stopped by the guard's LIMIT), where a top-N sort of all 58k flags
+        -- copied each one in. Sorted by the score alone first (OFFSET 0 keeps that sort), the
+        -- amount, name and id are compared within a score as the LIMIT reads on (another
+        -- incremental sort): with 2,325 distinct amounts among the 29.6k deals, sorting them
+        -- all by name compared most of them through the collation.
+        SELECT * FROM (
+            SELECT * FROM judged ORDER BY risk_score DESC OFFSET 0
+        ) k
         ORDER BY risk_score DESC, amount DESC NULLS LAST, deal_name, id
     ) j
-    CROSS JOIN args CROSS JOIN th
+    -- The account's name, once per deal the LIMIT reads (a nested loop over the sorted deals
+    -- keeps their order): a subquery in the final SELECT looked it up once per flag, and one
+    -- above the sort made PostgreSQL sort all the flags instead.
+    LEFT JOIN LATERAL (
+        SELECT acc.name AS account_name FROM accounts acc
+        WHERE acc.id = j.account_id AND acc.deleted_at IS NULL
+    ) a ON true
     CROSS JOIN LATERAL {_RULES} AS r (rule, weight, flagged)
     WHERE r.flagged
 )
-SELECT f.deal_name AS deal, (
-        SELECT acc.name FROM accounts acc WHERE acc.id = f.account_id AND acc.deleted_at IS NULL
-    ) AS account, f.pipeline_name AS pipeline,
+SELECT f.deal_name AS deal, f.account_name AS account, f.pipeline_name AS pipeline,
     f.stage, f.owner_name AS owner, f.amount, f.close_date, f.risk_score, f.rule,
-    CASE f.rule
-        WHEN 'ghosted' THEN concat_ws(', ',
-            CASE WHEN f.n1 > 0 THEN {_plural("f.n1", "email")} END,
-            CASE WHEN f.n2 > 0 THEN {_plural("f.n2", "call")} END,
-            CASE WHEN f.n3 > 0 THEN {_plural("f.n3", "message")} END)
-            || ' out since ' || CAST(f.since AS TEXT) || ', no reply'
-            || CASE WHEN f.d1 IS NULL THEN ' ever' ELSE ' since ' || CAST(f.d1 AS TEXT) END
-        WHEN 'no_recent_meeting' THEN
-            CASE WHEN f.since IS NULL THEN 'no meeting ever'
-                ELSE 'no meeting since ' || CAST(f.since AS TEXT) || ' ('
-                    || CAST(args.as_of - f.since AS TEXT) || ' days)' END
-            || ', none scheduled'
-        WHEN 'stalled' THEN
-            CAST(args.as_of - f.since AS TEXT) || ' days in ' || COALESCE(f.stage, 'its stage')
-            || ' since ' || CAST(f.since AS TEXT) || ', above the ' || {_number("f.x")}
-            || ' days of the ' || CAST(f.n1 AS TEXT) || 'th percentile of '
-            || CAST(f.n2 AS TEXT) || ' won deals there'
-        WHEN 'single_threaded' THEN
-            CASE WHEN f.n1 = 0 THEN 'no customer contact'
-                WHEN f.n1 = 1
-                    THEN 'only 1 customer contact (' || COALESCE((
-                        SELECT COALESCE(c.full_name, c.email) FROM contacts c
-                        WHERE c.id = f.u AND c.deleted_at IS NULL
-                    ), 'unnamed') || ')'
-                ELSE 'only ' || CAST(f.n1 AS TEXT) || ' customer contacts' END
-            || ' engaged in the last ' || CAST(f.n2 AS TEXT) || ' days'
-        WHEN 'close_date_pushed' THEN
-            'close date moved later ' || {_plural("f.n1", "time")} || ', from '
-            || COALESCE(CAST(f.d1 AS TEXT), 'none') || ' to '
-            || COALESCE(CAST(f.close_date AS TEXT), 'none') || ' (last move '
-            || CAST(f.since AS TEXT) || ')'
-        WHEN 'amount_dropped' THEN
-            'amount cut ' || CAST(CAST(floor(100 * (f.y - f.amount) / f.y) AS INTEGER) AS TEXT)
-            || '% since entering ' || COALESCE(f.stage, 'its stage') || ' on '
-            || CAST(f.since AS TEXT) || ': ' || CAST(f.y AS TEXT) || ' to '
-            || CAST(f.amount AS TEXT)
-        ELSE 'close date ' || CAST(f.close_date AS TEXT) || ' passed '
-            || {_plural("args.as_of - f.close_date", "day")} || ' ago, still open'
-    END AS reason,
-    f.measured, f.threshold, f.since, f.weight, f.id AS deal_id
+    {_REASON} AS reason,
+    {_by_rule("measured", "NUMERIC")} AS measured,
+    {_by_rule("threshold", "NUMERIC")} AS threshold,
+    {_by_rule("since", "DATE")} AS since, f.weight, f.id AS deal_id
 FROM flags f
-CROSS JOIN args
+CROSS JOIN args CROSS JOIN th CROSS JOIN bounds
 WHERE (args.rule IS NULL OR f.rule = args.rule) AND f.risk_score >= args.min_score
 ORDER BY f.risk_score DESC, f.amount DESC NULLS LAST, deal, f.id, f.weight DESC, f.rule"""
 
