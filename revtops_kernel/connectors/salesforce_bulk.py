@@ -332,7 +332,7 @@ class CsvRecords:
         for relation, subs in nested.items():
             keys.append(relation)
             names = [sub for sub, _ in subs]
-            related = []
+            related: list[dict[str, Any] | None] = []
             for row_values in zip(*[column for _, column in subs], strict=True):
                 if any(row_values):
                     related.append(dict(zip(names, [v or None for v in row_values], strict=True)))

@@ -373,7 +373,7 @@ def _task_parts(
         _DIRECTIONS.get(call_type) if call_type.__class__ is str else None,
         parse_status(record.get("Status")),
     )  # fmt: skip
-    participants = []
+    participants: list[tuple[Any, ...]] = []
     if contact is not None:
         participants.append(
             (org, system, f"{source_id}:contact:{contact}", activity_id, None, None,

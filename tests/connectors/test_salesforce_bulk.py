@@ -4,6 +4,8 @@ incremental reads and the origin check."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from revtops_kernel.connectors.base import Page
 from revtops_kernel.connectors.credentials import StaticToken
 from revtops_kernel.connectors.http import make_http_client
 from revtops_kernel.connectors.salesforce import API_VERSION, STREAMS_BY_NAME, SalesforceConnector
-from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, PollPolicy
+from revtops_kernel.connectors.salesforce_bulk import BulkQuery, CsvRecords, CsvSet, PollPolicy
 from revtops_kernel.errors import ConnectorError, ForeignOriginError
 from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
@@ -325,6 +327,40 @@ def test_csv_rows_become_rest_records() -> None:
     }
     corrupt = convert(["006B", "false", "12,5O0", "7", "", "2025-02-31", "x", "", "", ""])
     assert corrupt["Amount"] == "12,5O0" and corrupt["N"] == 7 and corrupt["IsDeleted"] is False
+
+
+@pytest.mark.parametrize("line_ending", ["\n", "\r\n"])
+def test_a_results_set_is_parsed_as_the_csv_module_reads_it(line_ending: str) -> None:
+    """CsvSet (pyarrow's CSV reader) reads what the csv module reads: quoted commas, quotes and
+    line breaks kept, empty values "", non-ASCII text; then pages of records equal the rows'."""
+    types = {"Id": "id", "Name": "string", "N": "int", "IsDeleted": "boolean",
+             "SystemModstamp": "datetime"}  # fmt: skip
+    header = ["Id", "Name", "N", "IsDeleted", "SystemModstamp", "Owner.Name"]
+    rows = [
+        ["001A", 'a "quoted", comma\nnew line\r\nx', "3", "true", "2024-01-15T10:22:33.000Z", ""],
+        ["", "", "", "", "", "é — ü"],
+        ["001C", "  spaced ", "x", "maybe", "2024-01-15T10:22:33.000+0000", '"'],
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator=line_ending).writerows([header, *rows])
+    results = CsvSet(buffer.getvalue().encode())
+    assert (results.header, results.num_rows) == (header, 3)
+    assert results.columns(0, 3) == [list(column) for column in zip(*rows, strict=True)]
+    convert = CsvRecords("Account", types, "v59.0")
+    expected = [convert.converter(header)(row) for row in rows]
+    assert convert.from_set(results, 0, 2) + convert.from_set(results, 2, 9) == expected
+    assert expected[0]["SystemModstamp"] == "2024-01-15T10:22:33.000+0000"
+    assert expected[1]["Owner"] == {"Name": "é — ü"} and expected[0]["Owner"] is None
+    assert convert.from_set(results, 3, 9) == []
+
+
+def test_an_empty_or_ragged_results_set() -> None:
+    empty = CsvSet(b'"Id","Name"\n')
+    assert (empty.header, empty.num_rows, empty.columns(0, 10)) == (["Id", "Name"], 0, [[], []])
+    assert CsvRecords("Account", {}, "v59.0").from_set(empty, 0, 10) == []
+    assert CsvSet(b"").num_rows == 0
+    with pytest.raises(ValueError, match="not the CSV expected"):
+        CsvSet(b'"Id","Name"\n"1","a"\n"2"\n')
 
 
 def test_the_threshold_setting_reaches_the_syncs_own_connector(

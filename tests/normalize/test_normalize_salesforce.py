@@ -27,6 +27,7 @@ from revtops_kernel.normalize.base import (
 )
 from revtops_kernel.store import Database
 from revtops_kernel.store.schema import PENDING_COLUMN, metadata
+from revtops_kernel.store.upsert import _dump_json as upsert_json_text
 from revtops_kernel.store.upsert import upsert
 from revtops_sandbox.server import SandboxServer
 
@@ -608,6 +609,98 @@ def test_malformed_activities_are_quarantined_with_the_reason() -> None:
         ("e1", "EndDateTime is not a date-time: 'soon'")
     ]
     assert len(result.rows["activities"]) == 1
+
+
+def _page_rows(page: NormalizedPage) -> dict[str, list[Row]]:
+    """A page's tuples as the dict rows ``normalize_task`` gives one record: ids the store
+    would derive filled in, ``raw`` as its JSON text."""
+    out: dict[str, list[Row]] = {}
+    for table, tuples in page.tuples.items():
+        rows = tuples.dicts()
+        if "id" not in tuples.names:
+            for row in rows:
+                row["id"] = rid(table, row["source_id"])
+        out[table] = rows
+    return out
+
+
+def _as_stored(rows: Rows) -> dict[str, list[Row]]:
+    return {
+        table: [{**row, "raw": upsert_json_text(row["raw"])} for row in table_rows]
+        for table, table_rows in rows.items()
+    }
+
+
+def test_a_task_page_with_raw_is_normalized_column_by_column_into_the_same_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``raw`` (as run_sync passes it) a page of Tasks is normalized column by column:
+    not one record through the record-by-record parts, and the same rows as record by record
+    (``raw`` then the record's JSON text)."""
+    page = [
+        changed(CALL_TASK, Id=f"00T5g00000000{i:02d}AAA", WhoId=who, CallType=call, Status=status)
+        for i, (who, call, status) in enumerate(
+            [("003D000000QwErTIAZ", "Inbound", "Completed"), (None, None, "Not Started"),
+             ("00Q5g000001LeadIAA", "Outbound", None)] * 3
+        )
+    ]  # fmt: skip
+    expected = normalize_page("Task", page, salesforce.normalize_task, ctx(), id_field="Id")
+    used: list[Any] = []
+    monkeypatch.setattr(salesforce.normalize_task, "parts", lambda *a: used.append(a))
+    result = normalize_page(
+        "Task", page, salesforce.normalize_task, ctx(), id_field="Id", raw=upsert_json_text
+    )
+    assert used == [] and result.quarantined == [] and result.rows == {}
+    assert _page_rows(result) == _as_stored(expected.rows)
+    assert len(result.tuples["activity_participants"].rows) == 9 + 3  # owners + 3 contacts
+
+
+def test_a_task_page_with_raw_still_quarantines_a_malformed_record_with_the_reason() -> None:
+    good = [changed(CALL_TASK, Id=f"00T5g0000000{i:03d}AAA") for i in range(1200)]
+    bad = [
+        (7, changed(CALL_TASK, Id="t1", ActivityDate="2025-02-31")),
+        (600, changed(CALL_TASK, Id="t2", SystemModstamp="yesterday")),
+        (900, changed(CALL_TASK, Id=None)),
+        (1000, changed(CALL_TASK, Id="t4", TaskSubtype=["Call"])),
+    ]
+    page: list[Any] = list(good)
+    for at, record in bad:
+        page.insert(at, record)
+    result = normalize_page(
+        "Task", page, salesforce.normalize_task, ctx(), id_field="Id", raw=upsert_json_text
+    )
+    assert [(q.source_id, q.reason) for q in result.quarantined] == [
+        ("t1", "ActivityDate is not a date: '2025-02-31'"),
+        ("t2", "SystemModstamp is not a date-time: 'yesterday'"),
+        (None, "missing Id"),
+        ("t4", "TypeError: unhashable type: 'list'"),
+    ]
+    assert [q.raw for q in result.quarantined] == [record for _, record in bad]
+    expected = normalize_page("Task", good, salesforce.normalize_task, ctx(), id_field="Id")
+    assert _page_rows(result) == _as_stored(expected.rows)
+
+
+def test_sandbox_task_pages_with_raw_equal_the_record_by_record_rows() -> None:
+    """The sandbox's Tasks, deleted and malformed ones included, in pages of several sizes:
+    column by column (with ``raw``) and record by record give the same rows and quarantine."""
+    with SandboxServer(scale=0.02, seed=5, freeze_gc=False) as sb:
+        sb.mutate(modified_pct=0.0, archived_pct=10, object_types=("calls", "emails", "tasks"))
+        sb.faults.salesforce.malformed_rate = 0.1
+        tasks = salesforce_records(sb, "Task", query_all=True)
+    assert any(t.get("IsDeleted") for t in tasks)
+    for size in (2000, 333):
+        for start in range(0, len(tasks), size):
+            chunk = tasks[start : start + size]
+            columns = normalize_page(
+                "Task", chunk, salesforce.normalize_task, ctx(), id_field="Id", raw=upsert_json_text
+            )
+            records = normalize_page("Task", chunk, salesforce.normalize_task, ctx(), id_field="Id")
+            assert _page_rows(columns) == _as_stored(records.rows)
+            assert [(q.source_id, q.reason) for q in columns.quarantined] == [
+                (q.source_id, q.reason) for q in records.quarantined
+            ]
+    every = normalize_page("Task", tasks, salesforce.normalize_task, ctx(), id_field="Id")
+    assert every.quarantined  # the malformed ones were among them
 
 
 # --- every row fits the schema -------------------------------------------------------------
