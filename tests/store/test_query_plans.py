@@ -382,3 +382,52 @@ def test_the_gold_single_threaded_count_aggregates_once_not_per_deal(engaged: Da
     # Row-level security adds InitPlans (run once); a correlated count is a SubPlan.
     assert not [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]
     assert {"activities", "activity_participants"} <= {n.get("Relation Name") for n in nodes}
+
+
+def _gold_plan(db: Database, question: str) -> list[dict[str, Any]]:
+    from revtops_sandbox.evals.golden import GOLDEN
+
+    sql = next(q.sql for q in GOLDEN if q.id == question)
+    guarded = guard_sql(sql, dialect="postgres", org=ORG, max_rows=10_000)
+    return list(_nodes(explain_as_org(db, ORG, guarded.sql)))
+
+
+def test_the_gold_single_threaded_count_reads_the_narrow_index_of_deal_activities(
+    engaged: Database,
+) -> None:
+    """Gold single_threaded_open_deals reads of the open deals' activities only their ids:
+    from ix_activities_live_deal_ids (deal and id of the live deal-linked activities), a
+    third of the size of ix_activities_live_deal_occurred (scale 10: 27 vs 76 MB)."""
+    require_all_visible(engaged, ("activities",))
+    scans = [n for n in _gold_plan(engaged, "single_threaded_open_deals")]
+    scans = [n for n in scans if n.get("Relation Name") == "activities"]
+    assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [
+        ("Index Only Scan", "ix_activities_live_deal_ids")
+    ]
+
+
+def test_the_state_at_a_moment_reads_the_histories_newest_first_without_a_sort(
+    staged: Database,
+) -> None:
+    """Gold waterfall_opening_q4_by_pipeline takes each deal's latest stage and amount before
+    a date (row_number() OVER (PARTITION BY deal_id ORDER BY ... DESC) = 1): both histories
+    come from indexes in that order (schema: ix_deal_stage_history_live_deal_latest,
+    ix_deal_field_history_live_field_deal_latest, the field's rows a range of it), so neither
+    window sorts its input (at scale 10 the stage history's 284k rows were sorted again per
+    deal and the amount rows read from the table and sorted)."""
+    require_all_visible(staged, ("deal_stage_history", "deal_field_history"))
+    nodes = _gold_plan(staged, "waterfall_opening_q4_by_pipeline")
+    windows = [n for n in nodes if n["Node Type"] == "WindowAgg"]
+    assert len(windows) == 2, [n["Node Type"] for n in nodes]
+    for window in windows:
+        below = list(_nodes(window))[1:]
+        assert not [n for n in below if "Sort" in n["Node Type"]], [n["Node Type"] for n in below]
+    indexes = {
+        n.get("Relation Name"): (n["Node Type"], n.get("Index Name"))
+        for n in nodes
+        if n.get("Relation Name") in {"deal_stage_history", "deal_field_history"}
+    }
+    assert indexes == {
+        "deal_stage_history": ("Index Only Scan", "ix_deal_stage_history_live_deal_latest"),
+        "deal_field_history": ("Index Only Scan", "ix_deal_field_history_live_field_deal_latest"),
+    }
