@@ -247,3 +247,56 @@ def test_ties_are_broken_as_the_full_resolution_breaks_them(
         again = batch_of(event_rows("e2", T0, "new@beta.example"))
         resolve_batch(conn, ORG, again, {}, None)
         assert conn.execute(text("SHOW work_mem")).scalar_one() == before
+
+
+@pytest.mark.parametrize("read_all", [False, True], ids=["keys-looked-up", "all-read"])
+def test_an_email_or_domain_on_several_rows_takes_the_first_by_precedence_then_id(
+    store: Database, read_all: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same email on contacts of two CRMs and twice in one, and a domain on two accounts:
+    the batch takes the CRM first in precedence, then the smallest id, as the full resolution's
+    SQL ranks them, whether it looked the keys up (ranked by the server) or read every row
+    unsorted (ranked in Python)."""
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
+    opened = T0 - timedelta(days=10)
+    shared, twice = "pat@gamma.example", "lee@delta.example"
+
+    def crm_row(system: str, source_id: str, **values: Any) -> dict[str, Any]:
+        base = {"organization_id": ORG, "source_system": system, "source_id": source_id}
+        return {**base, "updated_at": opened, **values}
+
+    accounts = {
+        (system, name): record_id(ORG, system, "accounts", name)
+        for system in ("hubspot", "salesforce")
+        for name in ("g1", "g2", "d1", "d2")
+    }
+    with store.begin() as conn:
+        for (system, name), _ in accounts.items():
+            domain = "gamma.example" if name.startswith("g") else "delta.example"
+            upsert(conn, "accounts", [crm_row(system, name, domain=domain)])
+        contacts = [
+            crm_row(
+                "salesforce",
+                "sf-pat",
+                email=shared.upper(),
+                account_id=accounts["salesforce", "g1"],
+            ),
+            crm_row("hubspot", "hs-pat", email=shared, account_id=accounts["hubspot", "g2"]),
+            crm_row("hubspot", "lee-a", email=twice, account_id=accounts["hubspot", "d1"]),
+            crm_row("hubspot", "lee-b", email=twice, account_id=accounts["hubspot", "d2"]),
+        ]
+        for contact in contacts:
+            upsert(conn, "contacts", [contact])
+        resolve_identities(conn, ORG)
+    batch = batch_of(event_rows("e1", T0, shared, twice, "new@gamma.example"))
+    write_batches(store, [batch])
+    assert pending_of(batch, "e1") is False
+    by_email = {p["email"]: p for p in batch["activity_participants"]}
+    pat = record_id(ORG, "hubspot", "contacts", "hs-pat")
+    assert str(by_email[shared]["contact_id"]) == str(pat)
+    assert str(by_email[shared]["account_id"]) == str(accounts["hubspot", "g2"])
+    lee = min(record_id(ORG, "hubspot", "contacts", s) for s in ("lee-a", "lee-b"))
+    assert str(by_email[twice]["contact_id"]) == str(lee)
+    gamma = min(accounts["hubspot", "g1"], accounts["hubspot", "g2"])  # by domain
+    assert str(by_email["new@gamma.example"]["account_id"]) == str(gamma)
+    assert_full_resolution_agrees(store)
