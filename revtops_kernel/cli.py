@@ -186,6 +186,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied migration {migration}")
     for index in report.dropped_indexes:
         print(f"dropped retired index {index}")
+    for index in report.created_indexes:
+        print(f"created index {index}")
     if report.vacuumed:
         print(f"built and vacuumed {', '.join(report.vacuumed)}")
     if not report.changed:

@@ -89,6 +89,8 @@ class UpgradeReport:
     version: int = 0
     warnings: list[str] = field(default_factory=list)
     dropped_indexes: list[str] = field(default_factory=list)
+    # Indexes the models gained since their table was created (PostgreSQL), created here.
+    created_indexes: list[str] = field(default_factory=list)
     # Derived tables built or rebuilt here, then vacuumed (PostgreSQL), so the read path's
     # index-only scans of them skip their rows from the first query, not after a sync.
     vacuumed: list[str] = field(default_factory=list)
@@ -100,6 +102,7 @@ class UpgradeReport:
             or self.added_columns
             or self.applied_migrations
             or self.dropped_indexes
+            or self.created_indexes
         )
 
 
@@ -138,7 +141,7 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)
             report.dropped_indexes = _drop_retired_indexes(conn)
-            indexed = _create_missing_indexes(conn)
+            report.created_indexes, indexed = _create_missing_indexes(conn)
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             for statement in statistics.analyze_function_sql(schema):
                 conn.execute(text(statement))
@@ -239,11 +242,11 @@ def _drop_retired_indexes(conn: Connection) -> list[str]:
     return dropped
 
 
-def _create_missing_indexes(conn: Connection) -> list[str]:
+def _create_missing_indexes(conn: Connection) -> tuple[list[str], list[str]]:
     """Indexes added to the models after their table was created (``create_all`` only builds
     a new table's). PostgreSQL only: DuckDB gets no secondary indexes (``schema._pg_index``).
-    Returns the tables that got one: an expression index (``lower(email)``) has no statistics
-    until its table is analyzed again."""
+    Returns the indexes created and the tables that got one: an expression index
+    (``lower(email)``) has no statistics until its table is analyzed again."""
     existing = set(
         conn.execute(
             text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
@@ -257,11 +260,13 @@ def _create_missing_indexes(conn: Connection) -> list[str]:
             )
         ).scalars()
     )
+    created: list[str] = []
     grown: list[str] = []
     for table in metadata.sorted_tables:
         for index in table.indexes:
             if index.name not in existing:
                 index.create(conn, checkfirst=True)
+                created.append(str(index.name))
                 grown.append(table.name)
             # The store analyzes a column list (statistics.analyzed_columns: no JSON), and
             # PostgreSQL gathers an expression index's statistics only in a whole-table
@@ -274,4 +279,4 @@ def _create_missing_indexes(conn: Connection) -> list[str]:
                     )
                     statistics_objects.add(name)
                     grown.append(table.name)
-    return list(dict.fromkeys(grown))
+    return created, list(dict.fromkeys(grown))

@@ -67,5 +67,14 @@ def test_upgrade_drops_the_retired_indexes_and_keeps_one_added_by_hand(postgres_
                 "ix_activities_organization_id_occurred_at",  # defined again: kept
             } <= present
             assert upgrade(db).dropped_indexes == []
+            # An index the models define and the store lacks is created, and said so (an
+            # upgrade that only created indexes used to print "schema already up to date").
+            with db.begin() as conn:
+                conn.execute(text("DROP INDEX ix_activity_participants_live_resolved"))
+            report = upgrade(db)
+            assert report.created_indexes == ["ix_activity_participants_live_resolved"]
+            assert report.changed
+            again = upgrade(db)
+            assert again.created_indexes == [] and not again.changed
         finally:
             db.dispose()
