@@ -95,32 +95,36 @@ _fromisoformat = datetime.fromisoformat
 _UNUSUAL = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
-class _Unusual(ValueError):
-    """A version the fast path leaves to the checked path."""
-
-
 def stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
     """(time, stage id) of every stage the deal entered, oldest first, repeats collapsed."""
+    versions = _usual_versions(record, "dealstage")
+    if versions is None:
+        return _checked_stage_versions(record)
+    return _collapsed([(when, str(value)) for when, value in versions if value])
+
+
+def _usual_versions(record: Mapping[str, Any], name: str) -> list[tuple[datetime, Any]] | None:
+    """(time, raw value) of each version of ``name`` when the history has the shape HubSpot
+    sends (every version an object, its time ISO text ending in Z), read with no call per
+    value; None when anything is unusual: the checked path then reads it and names the
+    version at fault."""
     history = record.get("propertiesWithHistory")
-    versions = history.get("dealstage") if history.__class__ is dict else None
-    if versions.__class__ is list:
-        entries: list[tuple[datetime, Any]] = []
-        try:
-            for version in versions:
-                stamp = version["timestamp"]
-                if stamp.__class__ is not str or stamp[-1] != "Z":
-                    raise _Unusual
-                when = _fromisoformat(stamp)
-                if when.tzinfo is None:
-                    raise _Unusual
-                value = version.get("value")
-                if value:
-                    entries.append((when, str(value)))
-        except _UNUSUAL:
-            pass
-        else:
-            return _collapsed(entries)
-    return _checked_stage_versions(record)
+    versions = history.get(name) if history.__class__ is dict else None
+    if versions.__class__ is not list:
+        return None
+    entries: list[tuple[datetime, Any]] = []
+    try:
+        for version in versions:
+            stamp = version["timestamp"]
+            if stamp.__class__ is not str or stamp[-1] != "Z":
+                return None
+            when = _fromisoformat(stamp)
+            if when.tzinfo is None:
+                return None
+            entries.append((when, version.get("value")))
+    except _UNUSUAL:
+        return None
+    return entries
 
 
 def _checked_stage_versions(record: Mapping[str, Any]) -> list[tuple[datetime, str]]:
@@ -139,21 +143,14 @@ def field_versions(
 ) -> list[tuple[datetime, Decimal | date | None]]:
     """(time, value) of every value ``amount`` or ``closedate`` took, oldest first, repeats
     collapsed; None is a cleared value. A version without a time is malformed."""
-    history = record.get("propertiesWithHistory")
-    versions = history.get(name) if history.__class__ is dict else None
-    if versions.__class__ is list:
+    versions = _usual_versions(record, name)
+    if versions is not None:
         parse = parse_money if name == "amount" else parse_date
-        entries: list[tuple[datetime, Any]] = []
         try:
-            for version in versions:
-                stamp = version["timestamp"]
-                if stamp.__class__ is not str or stamp[-1] != "Z":
-                    raise _Unusual
-                when = _fromisoformat(stamp)
-                if when.tzinfo is None:
-                    raise _Unusual
-                raw = version.get("value")
-                entries.append((when, None if raw is None or raw == "" else parse(raw, "")))
+            entries = [
+                (when, None if raw is None or raw == "" else parse(raw, ""))
+                for when, raw in versions
+            ]
         except _UNUSUAL:  # RecordRejected too: the checked path names the version
             pass
         else:
