@@ -5,18 +5,25 @@ Shared by the browser tests and bench/app.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from revtops_server.supabase import mint_token
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 SECRET = "browser-test-jwt-secret-with-32-bytes-or-more"
 SUPABASE_URL = "http://127.0.0.1:9/supabase"  # never contacted: HS256 tokens verify locally
@@ -122,3 +129,77 @@ def running_app(
             process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def kernel_message(
+    msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> str:
+    """A kernel message for a kernel's websocket (shell channel, the legacy JSON protocol)."""
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "username": "attacker",
+        "session": uuid.uuid4().hex,
+        "version": "5.3",
+        "date": "",
+    }
+    return json.dumps(
+        {
+            "header": header,
+            "parent_header": {},
+            "metadata": metadata or {},
+            "content": content,
+            "channel": "shell",
+            "buffers": [],
+        }
+    )
+
+
+def decode(raw: str | bytes) -> dict[str, Any]:
+    """A kernel message from the websocket's legacy protocol (JSON, or binary with buffers)."""
+    if isinstance(raw, str):
+        return dict(json.loads(raw))
+    count = struct.unpack("!I", raw[:4])[0]
+    offsets = struct.unpack("!" + "I" * count, raw[4 : 4 + 4 * count])
+    end = offsets[1] if count > 1 else len(raw)
+    return dict(json.loads(raw[offsets[0] : end]))
+
+
+def widget_states(app_url: str, kernel_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    """What a page's own widget manager asks its kernel for: every widget's state (by model
+    id), over the kernel's websocket with ``headers`` (the visitor's credentials)."""
+
+    async def ask() -> dict[str, Any]:
+        url = app_url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+        conn = await websocket_connect(HTTPRequest(url, headers=headers, connect_timeout=30))
+        comm_id = uuid.uuid4().hex
+        opening = {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}}
+        # As ipywidgets' front end opens it (control protocol 1.x), then asks for every state.
+        await conn.write_message(kernel_message("comm_open", opening, {"version": "1.0.0"}))
+        request = {"comm_id": comm_id, "data": {"method": "request_states"}}
+        await conn.write_message(kernel_message("comm_msg", request))
+        try:
+            while True:
+                raw = await asyncio.wait_for(conn.read_message(), timeout=30)
+                assert raw is not None, "the kernel's websocket closed"
+                message = decode(raw)
+                data = message.get("content", {}).get("data", {})
+                if message["header"]["msg_type"] == "comm_msg" and "states" in data:
+                    return dict(data["states"])
+        finally:
+            conn.close()
+
+    return asyncio.run(ask())
+
+
+def visitor_header(states: dict[str, Any]) -> str:
+    """The app's header among a page's widget states: a preheated kernel builds the page before
+    its visitor arrives and binds them after it is served, so who the page works for is in the
+    widgets' state, not in the served HTML."""
+    found = [
+        str(state["state"].get("value", ""))
+        for state in states.values()
+        if 'class="rt-header"' in str(state["state"].get("value", ""))
+    ]
+    assert len(found) == 1, found
+    return found[0]

@@ -13,12 +13,10 @@ import hashlib
 import hmac
 import json
 import re
-import struct
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +40,14 @@ from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 from revtops_kernel import app_identity
 from revtops_kernel.errors import KernelBindingError
 from revtops_kernel.store.scratch import scratch_postgres
-from tests.browser.app_server import RunningApp, running_app
+from tests.browser.app_server import (
+    RunningApp,
+    decode,
+    kernel_message,
+    running_app,
+    visitor_header,
+)
+from tests.browser.app_server import widget_states as app_widget_states
 
 KERNEL_ID = re.compile(r'"kernelId": "([0-9a-f-]{36})"')
 ENVELOPE = re.compile(r"[A-Za-z0-9_-]{40,}={0,2}\.[0-9a-f]{64}")  # app_identity.sign's shape
@@ -193,80 +198,12 @@ def refused(world: World, path: str, email: str | None, **headers: str) -> int:
     return asyncio.run(attempt())
 
 
-def kernel_message(
-    msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
-) -> str:
-    header = {
-        "msg_id": uuid.uuid4().hex,
-        "msg_type": msg_type,
-        "username": "attacker",
-        "session": uuid.uuid4().hex,
-        "version": "5.3",
-        "date": "",
-    }
-    return json.dumps(
-        {
-            "header": header,
-            "parent_header": {},
-            "metadata": metadata or {},
-            "content": content,
-            "channel": "shell",
-            "buffers": [],
-        }
-    )
-
-
-def decode(raw: str | bytes) -> dict[str, Any]:
-    """A kernel message from the websocket's legacy protocol (JSON, or binary with buffers)."""
-    if isinstance(raw, str):
-        return dict(json.loads(raw))
-    count = struct.unpack("!I", raw[:4])[0]
-    offsets = struct.unpack("!" + "I" * count, raw[4 : 4 + 4 * count])
-    end = offsets[1] if count > 1 else len(raw)
-    return dict(json.loads(raw[offsets[0] : end]))
-
-
 def widget_states(
     world: World, kernel_id: str, email: str | None, headers: dict[str, str] | None = None
 ) -> str:
     """What the page's own widget manager asks for: every widget's state, as one string."""
-
-    async def ask() -> str:
-        conn = await connect(world, f"/api/kernels/{kernel_id}/channels", email, headers)
-        comm_id = uuid.uuid4().hex
-        opening = {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}}
-        # As ipywidgets' front end opens it (control protocol 1.x).
-        await conn.write_message(kernel_message("comm_open", opening, {"version": "1.0.0"}))
-        request = {"comm_id": comm_id, "data": {"method": "request_states"}}
-        await conn.write_message(kernel_message("comm_msg", request))
-        try:
-            while True:
-                raw = await asyncio.wait_for(conn.read_message(), timeout=30)
-                assert raw is not None, "the owner's channel closed"
-                message = decode(raw)
-                data = message.get("content", {}).get("data", {})
-                if message["header"]["msg_type"] == "comm_msg" and "states" in data:
-                    return json.dumps(data["states"])
-        finally:
-            conn.close()
-
-    return asyncio.run(ask())
-
-
-def visitor_header(
-    world: World, kernel_id: str, email: str | None, headers: dict[str, str] | None = None
-) -> str:
-    """The page's header as its kernel holds it: a preheated kernel builds the page before its
-    visitor arrives and binds them after it is served, so who it works for is in the widgets'
-    state (asked for as the page's front end does), not in the served HTML."""
-    states = json.loads(widget_states(world, kernel_id, email, headers))
-    found = [
-        str(state["state"].get("value", ""))
-        for state in states.values()
-        if 'class="rt-header"' in str(state["state"].get("value", ""))
-    ]
-    assert len(found) == 1, found
-    return found[0]
+    states = app_widget_states(world.url, kernel_id, {**world.bearer(email), **(headers or {})})
+    return json.dumps(states)
 
 
 def kernel_info(world: World, kernel_id: str, email: str | None) -> str:
@@ -373,7 +310,7 @@ def test_the_query_socket_answers_only_its_kernel_and_the_pool_survives(world: W
         elapsed = time.monotonic() - started
         assert elapsed < HANG_BOUND_SECONDS, f"{email}'s page took {elapsed:.1f} s"
         assert page.status_code == 200
-        header = visitor_header(world, kernel_id, email)
+        header = visitor_header(app_widget_states(world.url, kernel_id, world.bearer(email)))
         assert email in header and f'<span class="rt-org">{org}</span>' in header, header
         assert kernel_info(world, kernel_id, email) == "kernel_info_reply"
         served.add(kernel_id)
@@ -409,7 +346,7 @@ def test_local_mode_the_token_holder_owns_the_kernels_handed_to_them(
         found = KERNEL_ID.search(page.text)
         assert found
         kernel_id = found.group(1)
-        header = visitor_header(world, kernel_id, None, auth)
+        header = visitor_header(app_widget_states(app.url, kernel_id, auth))
         assert "Local analyst" in header and '<span class="rt-org">' in header, header
         assert httpx.get(f"{app.url}/api/kernels/{kernel_id}", headers=auth).status_code == 200
         assert httpx.get(f"{app.url}/api/kernels/{kernel_id}").status_code in (302, 403)

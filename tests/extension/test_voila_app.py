@@ -8,14 +8,13 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.browser.app_server import RunningApp, running_app
+from tests.browser.app_server import RunningApp, running_app, visitor_header, widget_states
 
 pytestmark = pytest.mark.slow
 
@@ -43,50 +42,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 
 
 def header_of(app: App, token: str, page: httpx.Response) -> str:
-    """The page's header as the visitor's kernel holds it: the page is built before its visitor
-    arrives (a preheated kernel), and bound to them after it is served, so the identity is in
-    the widgets' state, which a front end asks for over the kernel's websocket."""
+    """The page's header as the visitor's kernel holds it (bound after the page is served)."""
     kernel_id = re.search(r'"kernelId": "([0-9a-f-]{36})"', page.text)
     assert kernel_id, page.text[-3000:]
-
-    async def widget_states() -> dict[str, Any]:
-        ws_url = app.url.replace("http", "ws") + f"/api/kernels/{kernel_id.group(1)}/channels"
-        conn = await websocket_connect(
-            HTTPRequest(ws_url, headers={"Authorization": f"Bearer {token}"})
-        )
-        session, comm_id = uuid.uuid4().hex, uuid.uuid4().hex
-
-        def message(msg_type: str, content: dict[str, Any]) -> str:
-            header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "x",
-                      "session": session, "version": "5.3", "date": ""}  # fmt: skip
-            return json.dumps({"header": header, "parent_header": {}, "content": content,
-                               "metadata": {"version": "1.0.0"}, "channel": "shell",
-                               "buffers": []})  # fmt: skip
-
-        # what ipywidgets' front end does: open the control comm, ask for every state
-        open_ = {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}}
-        await conn.write_message(message("comm_open", open_))
-        ask = {"comm_id": comm_id, "data": {"method": "request_states"}}
-        await conn.write_message(message("comm_msg", ask))
-        try:
-            while True:
-                reply = await asyncio.wait_for(conn.read_message(), timeout=30)
-                assert reply is not None, "the kernel's websocket closed"
-                if isinstance(reply, str):
-                    data = json.loads(reply)["content"].get("data", {})
-                    if data.get("method") == "update_states":
-                        return dict(data["states"])
-        finally:
-            conn.close()
-
-    states = asyncio.run(widget_states())
-    headers = [
-        str(s["state"].get("value", ""))
-        for s in states.values()
-        if 'class="rt-header"' in str(s["state"].get("value", ""))
-    ]
-    assert len(headers) == 1, headers
-    return headers[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    return visitor_header(widget_states(app.url, kernel_id.group(1), headers))
 
 
 def test_the_page_links_nothing_outside_the_app(app: App) -> None:
