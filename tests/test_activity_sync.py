@@ -155,8 +155,11 @@ def test_calendar_full_incremental_and_410_resync_with_identities_resolved(
 
 def test_calendar_quota_errors_are_retried(db: Database, sandbox: SandboxServer) -> None:
     sandbox.faults.google_calendar.rate_limits = True
-    sandbox.faults.google_calendar.window_s = 0.5
-    sandbox.faults.google_calendar.per_window_limit = 2
+    # One call per 0.6 s: the events listing follows the calendar list at once, so the quota
+    # refuses it however slow a loaded machine makes the writes between pages (two calls in
+    # 0.5 s were not always made under load).
+    sandbox.faults.google_calendar.window_s = 0.6
+    sandbox.faults.google_calendar.per_window_limit = 1
     result = run_sync(db, settings_for(sandbox, db), "google_calendar")
     assert result.ok, result.error
     assert result.counts.rate_limited > 0
