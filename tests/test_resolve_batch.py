@@ -300,3 +300,42 @@ def test_an_email_or_domain_on_several_rows_takes_the_first_by_precedence_then_i
     gamma = min(accounts["hubspot", "g1"], accounts["hubspot", "g2"])  # by domain
     assert str(by_email["new@gamma.example"]["account_id"]) == str(gamma)
     assert_full_resolution_agrees(store)
+
+
+SET_BY_RESOLUTION = ("contact_id", "account_id", "owner_id", "is_internal", "resolution_pending")
+
+
+def set_values(rows: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    """What resolve_batch set on each row, in batch order."""
+    activity_links = ("owner_id", "contact_id", "account_id", "deal_id", "resolution_pending")
+    return [tuple(p.get(k) for k in SET_BY_RESOLUTION) for p in rows["activity_participants"]] + [
+        tuple(a.get(k) for k in activity_links) for a in rows["activities"]
+    ]
+
+
+def test_a_retried_batch_and_rows_without_optional_fields_are_resolved_alike(
+    store: Database,
+) -> None:
+    """resolve_batch reads each row's fields in one pass (``_columns``): rows lacking the fields
+    a caller may leave out (role, deleted_at, is_internal) are read as None, like dict.get; a
+    batch resolved again (a retry on a fresh connection) gets the same values."""
+    crm(store)
+    batch = batch_of(event_rows("e1", T0, BUYER, "new@acme.example", "x@gmail.com"))
+    sparse = batch_of(event_rows("e1", T0, BUYER, "new@acme.example", "x@gmail.com"))
+    for participant in sparse["activity_participants"]:
+        for field in ("role", "deleted_at", "is_internal"):
+            del participant[field]
+    # The rep (organizer) is the only owner: a role read as None changes no link here.
+    normalized: dict[int, Any] = {}
+    with store.begin() as conn:
+        resolve_batch(conn, ORG, batch, normalized, None)
+        first = set_values(batch)
+        resolve_batch(conn, ORG, batch, normalized, None)  # the retry: same rows again
+        assert set_values(batch) == first
+        resolve_batch(conn, ORG, sparse, {}, None)
+        assert set_values(sparse) == first
+    by_email = {p["email"]: p for p in batch["activity_participants"]}
+    assert by_email[REP]["is_internal"] is True and by_email[BUYER]["is_internal"] is False
+    assert by_email[BUYER]["contact_id"] is not None
+    assert by_email["new@acme.example"]["account_id"] is not None
+    assert batch["activities"][0]["deal_id"] is not None
