@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from revtops_server.page_preload import write_preloads  # noqa: E402
+from revtops_server.pool_refill import REFILL_HOLD_SECONDS  # noqa: E402
 from revtops_server.voila_app import EXTENSION_ALLOWLIST, TEMPLATES, page_settings  # noqa: E402
 
 from revtops_kernel.store import Database, upgrade  # noqa: E402
@@ -127,13 +128,20 @@ def answer(request: RecordedRequest) -> Turn:
     return Turn.reply("markers seen: " + ", ".join(f"{org}-com" for org in found))
 
 
+LAST_VISIT = [float("-inf")]  # time.monotonic() when the latest visit() navigated
+
+
 def settle(server_pid: int, timeout: float = 300.0) -> float:
     """Wait until the server's kernels are idle (each under 5% of a CPU for a second): a
     preheated pool has finished preheating (on a loaded machine a kernel's imports and preload
-    take 20-30 s, and a visitor arriving earlier waits for them). Returns the seconds waited."""
+    take 20-30 s, and a visitor arriving earlier waits for them). The app refills its pool only
+    `REFILL_HOLD_SECONDS` after a visit (`revtops_server.pool_refill`), so that long after the
+    latest visit is waited out first: the refill's kernel has started, and is waited for.
+    Returns the seconds waited."""
     import psutil
 
     started = time.monotonic()
+    time.sleep(max(0.0, LAST_VISIT[0] + REFILL_HOLD_SECONDS + 1.0 - started))
     while time.monotonic() - started < timeout:
         kernels = [
             child
@@ -178,6 +186,7 @@ def visit(
     if before is not None:
         before(page)
     start = time.perf_counter()
+    LAST_VISIT[0] = time.monotonic()
     page.goto(url + "/", wait_until="commit")
     if first is not None and firsts is not None:
         page.locator(first).first.wait_for()

@@ -42,9 +42,11 @@ from .kernel_binding import SETTINGS_KEY as BINDINGS_KEY
 from .kernel_routes import guard_kernel_routes
 from .no_cors import NoCorsMixin
 from .page_preload import load_preloads
+from .pool_refill import RefillGate
 from .routes import routes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+REFILLS_KEY = "revtops_pool_refills"  # the app's RefillGate in the tornado settings
 NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
 # The only lab extensions the app's page loads: the widget managers (JupyterLab's, for the
@@ -85,12 +87,21 @@ class HandingOverKernelManager:
     kernel before its id can reach the page. Everything else is the real manager's.
     """
 
-    def __init__(self, manager: Any, bindings: KernelBindings, owner: KernelOwner | None) -> None:
+    def __init__(
+        self,
+        manager: Any,
+        bindings: KernelBindings,
+        owner: KernelOwner | None,
+        refills: RefillGate | None = None,
+    ) -> None:
         self._manager = manager
         self._bindings = bindings
         self._owner = owner
+        self._refills = refills
 
     async def get_rendered_notebook(self, *args: Any, **kwargs: Any) -> Any:
+        if self._refills is not None:  # the refill this visit triggers waits for its page
+            self._refills.visitor_arrived()
         render_task, rendered_cache, kernel_id = await self._manager.get_rendered_notebook(
             *args, **kwargs
         )
@@ -128,7 +139,10 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
         if bindings is None:
             raise web.HTTPError(500, "the kernel binding registry is missing")
         return HandingOverKernelManager(
-            self.settings["kernel_manager"], bindings, self._kernel_owner
+            self.settings["kernel_manager"],
+            bindings,
+            self._kernel_owner,
+            self.settings.get(REFILLS_KEY),
         )
 
     async def prepare(self) -> None:
@@ -224,6 +238,9 @@ class RevtopsVoila(Voila):
             # bytes of Jupyter headers; compressed, a streamed answer costs 0.8x its text on the
             # wire instead of 6.9x (bench/chat_stream.py --browser).
             "Voila": {"tornado_settings": {"websocket_compression_options": {}}},
+            # The pool refills when the visitor's page has started (`pool_refill`), not 1 s
+            # after the page was served, which is when its front end starts.
+            "VoilaKernelManager": {"fill_delay": 0.0},
         }
         settings = load_settings()
         if settings.kernel_idle_timeout > 0:
@@ -259,6 +276,9 @@ class RevtopsVoila(Voila):
         settings: dict[str, Any] = super().init_settings()
         settings[SETTINGS_KEY] = Context.create()
         settings[BINDINGS_KEY] = KernelBindings()
+        if self.voila_configuration.preheat_kernel:
+            refills = settings[REFILLS_KEY] = RefillGate()
+            refills.install(self.kernel_manager)
         self.authorizer.allow_kernels = True
         return settings
 
