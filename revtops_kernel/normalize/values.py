@@ -10,7 +10,7 @@ range would make the store's cast fail for the whole batch, not just for its rec
 
 Speed (a sync normalizes hundreds of thousands of records): the ISO times providers send
 (``...Z``, ``...+0000``) and calendar dates take ``fromisoformat`` directly, dates and
-probabilities are memoized per distinct string, and so are the ids of linked records.
+probabilities and amounts are memoized per distinct string, and so are the ids of linked records.
 """
 
 from __future__ import annotations
@@ -130,8 +130,11 @@ def parse_decimal(value: Any, field: str) -> Decimal | None:
     return number
 
 
+@_memo_strings
 def parse_money(value: Any, field: str) -> Decimal | None:
-    """An amount, rounded to cents; NUMERIC(18,2) bounds it."""
+    """An amount, rounded to cents; NUMERIC(18,2) bounds it. Memoized: a deal's amount
+    history repeats its few values (scale 1: 12,941 versions, 1,777 distinct texts), and the
+    deal's own amount is its latest version's."""
     number = parse_decimal(value, field)
     if number is None:
         return None

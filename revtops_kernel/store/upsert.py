@@ -169,6 +169,7 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
         lists = _columns_of(list(rows))
     # Column lists, not pa.Table.from_pylist: JSON and ids become text on the way.
     columns: dict[str, pa.Array | list[Any]] = {}
+    times: list[tuple[list[Any], pa.Array | list[Any]]] = []  # timestamp columns converted
     for name, values in lists.items():
         if name in json_columns and not _TEXT_OR_NONE.issuperset(map(type, values)):
             # (A sync's columnar rows carry raw as text already: no pass over them then.)
@@ -176,7 +177,18 @@ def _as_arrow(target: Table, rows: Rows) -> pa.Table:
         elif name in uuid_columns:
             values = _uuid_texts(values)
         column = target.columns.get(name)
-        columns[name] = values if column is None else _typed(values, _arrow_type(column.type))
+        if column is None:
+            columns[name] = values
+            continue
+        arrow_type = _arrow_type(column.type)
+        if arrow_type != _UTC_MICROS:
+            columns[name] = _typed(values, arrow_type)
+            continue
+        # A history row's times are often one value thrice (entered_at = created_at =
+        # updated_at): equal lists (compared in C, mostly by identity) are converted once.
+        same = next((array for earlier, array in times if earlier == values), None)
+        columns[name] = same if same is not None else _typed(values, arrow_type)
+        times.append((values, columns[name]))
     try:
         return pa.table(columns)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
