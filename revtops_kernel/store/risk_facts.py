@@ -34,7 +34,11 @@ Rows (``schema.DealRiskFacts``), by ``kind``:
   scheduled ones included; an account's are those linked to it and those attended by an
   external person resolved to it), its close-date pushes (how many, the last), its first close
   date and its amount when it entered its current stage (derived from the deal as the refresh
-  saw it, like ``won_stage``; every sync that writes deals refreshes).
+  saw it, like ``won_stage``; every sync that writes deals refreshes); a summary of its touch
+  rows, the last day with any, with something out and with something in (ghosted in a window
+  that ends on or after its last touch is "something out since the window's start, nothing in":
+  deal_risks reads no window of touches then); and its distinct contacts (``contacts``, the
+  count of its contact rows' contacts: single_threaded_deals).
 
 Kinds no longer derived (``RETIRED_KINDS``: per-deal and per-account ``meeting``,
 ``first_close``, ``entry_amount``; the ``deal`` row carries what the rules read of them) are
@@ -111,6 +115,10 @@ _TYPES = {
     "previous_day": "DATE",
     "replied_through": "TIMESTAMPTZ",
     "pushes": "INTEGER",
+    "contacts": "INTEGER",
+    "last_touch_day": "DATE",
+    "last_out_day": "DATE",
+    "last_reply_day": "DATE",
 }
 _COLUMNS = tuple(_TYPES)
 
@@ -145,6 +153,26 @@ WITH touches AS (
         AND au.role = 'author' AND au.is_internal IS NOT NULL AND au.organization_id = :org
     WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
         AND a.occurred_at IS NOT NULL AND a.activity_type = 'slack_message'
+),
+touch_days AS (
+    SELECT t.deal_id, CAST(t.occurred_at AS DATE) AS day,
+        count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'email') AS emails_out,
+        count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'call') AS calls_out,
+        count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'slack_message') AS messages_out,
+        count(*) FILTER (WHERE t.direction = 'inbound') AS replies,
+        min(t.occurred_at) FILTER (WHERE {_OUT}) AS first_out,
+        max(t.occurred_at) FILTER (WHERE t.direction = 'inbound') AS last_reply
+    FROM touches t
+    GROUP BY t.deal_id, CAST(t.occurred_at AS DATE)
+),
+deal_touches AS (
+    -- A deal's last day with a touch, with one out and with one in: its ghosted flag for any
+    -- window ending on or after its last touch (deal_risks).
+    SELECT t.deal_id, max(t.day) AS last_touch_day,
+        max(t.day) FILTER (WHERE t.emails_out + t.calls_out + t.messages_out > 0) AS last_out_day,
+        max(t.day) FILTER (WHERE t.replies > 0) AS last_reply_day
+    FROM touch_days t
+    GROUP BY t.deal_id
 ),
 account_meetings AS (
     SELECT m.account_id, m.occurred_at
@@ -215,19 +243,17 @@ derived AS (
     _row(
         "touch",
         deal_id="t.deal_id",
-        day="CAST(t.occurred_at AS DATE)",
-        emails_out=f"count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'email')",
-        calls_out=f"count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'call')",
-        messages_out=f"count(*) FILTER (WHERE {_OUT} AND t.activity_type = 'slack_message')",
-        replies="count(*) FILTER (WHERE t.direction = 'inbound')",
-        first_out=f"min(t.occurred_at) FILTER (WHERE {_OUT})",
-        last_reply="max(t.occurred_at) FILTER (WHERE t.direction = 'inbound')",
-        replied_through="max(max(t.occurred_at) FILTER (WHERE t.direction = 'inbound')) "
-        "OVER (PARTITION BY t.deal_id ORDER BY CAST(t.occurred_at AS DATE))",
+        day="t.day",
+        emails_out="t.emails_out",
+        calls_out="t.calls_out",
+        messages_out="t.messages_out",
+        replies="t.replies",
+        first_out="t.first_out",
+        last_reply="t.last_reply",
+        replied_through="max(t.last_reply) OVER (PARTITION BY t.deal_id ORDER BY t.day)",
     )
 }
-    FROM touches t
-    GROUP BY t.deal_id, CAST(t.occurred_at AS DATE)
+    FROM touch_days t
     UNION ALL
     SELECT {
     _row(
@@ -250,10 +276,20 @@ derived AS (
         changed_at="pt.last_push",
         close_date="fc.close_date",
         amount="ea.amount",
+        contacts="COALESCE(dc.contacts, 0)",
+        last_touch_day="dt.last_touch_day",
+        last_out_day="dt.last_out_day",
+        last_reply_day="dt.last_reply_day",
     )
 }
     FROM deals d
     LEFT JOIN deal_meetings dm ON dm.deal_id = d.id
+    LEFT JOIN deal_touches dt ON dt.deal_id = d.id
+    LEFT JOIN (
+        SELECT c.deal_id, count(DISTINCT c.contact_id) AS contacts
+        FROM contact_days c
+        GROUP BY c.deal_id
+    ) dc ON dc.deal_id = d.id
     LEFT JOIN account_latest am ON am.account_id = d.account_id
     LEFT JOIN (
         SELECT m.deal_id, count(*) AS pushes, max(m.changed_at) AS last_push

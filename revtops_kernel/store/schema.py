@@ -121,6 +121,10 @@ RETIRED_INDEXES: tuple[str, ...] = (
     # Replaced by ix_deal_risk_facts_kind_reads (the per-deal rows' and the windows' new
     # columns).
     "ix_deal_risk_facts_by_kind",
+    # Replaced by ix_deal_risk_facts_kind_cover and ix_deal_risk_facts_deal_reads (the deal
+    # row's summary of its touches and contacts; a deal's contacts and touch counts).
+    "ix_deal_risk_facts_kind_reads",
+    "ix_deal_risk_facts_deal_kind",
     # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order and
     # days_in_stage.
     "ix_deal_stage_visits_deal",
@@ -1029,7 +1033,7 @@ class DealRiskFacts(Base):
         # it to the open deals by hash (probing another index once per open deal cost 20-40
         # µs a deal, 29,619 open deals at scale 10, for each of five kinds).
         Index(
-            "ix_deal_risk_facts_kind_reads",
+            "ix_deal_risk_facts_kind_cover",
             "organization_id",
             "kind",
             "day",
@@ -1048,21 +1052,39 @@ class DealRiskFacts(Base):
                 "changed_at",
                 "close_date",
                 "amount",
+                "contacts",
+                "last_touch_day",
+                "last_out_day",
+                "last_reply_day",
             ],
         ).ddl_if(dialect="postgresql"),
-        # A deal's rows by kind and day: one deal's flags, ghosted deals' last reply.
+        # A deal's rows by kind and day, with what is read of them: one deal's flags, the
+        # evidence of the ghosted deals the list returns, the one contact of a single-threaded
+        # deal, whether a pair single_threaded_deals counts is among a deal's contacts.
         Index(
-            "ix_deal_risk_facts_deal_kind",
+            "ix_deal_risk_facts_deal_reads",
             "organization_id",
             "deal_id",
             "kind",
             "day",
             postgresql_include=[
-                "last_reply",
+                "contact_id",
+                "previous_day",
+                "emails_out",
+                "calls_out",
+                "messages_out",
+                "replies",
+                "first_out",
+                "replied_through",
                 "last_meeting",
+                "pushes",
                 "changed_at",
                 "close_date",
                 "amount",
+                "contacts",
+                "last_touch_day",
+                "last_out_day",
+                "last_reply_day",
             ],
         ).ddl_if(dialect="postgresql"),
         # A stage's won deals by rank: how many (the last rank), the days at a rank.
@@ -1133,6 +1155,18 @@ class DealRiskFacts(Base):
     )
     pushes: Mapped[int | None] = mapped_column(
         Integer, comment="deal: how many times the close date moved later, ever."
+    )
+    contacts: Mapped[int | None] = mapped_column(
+        Integer, comment="deal: the distinct customer contacts of its contact rows, ever."
+    )
+    last_touch_day: Mapped[date | None] = mapped_column(
+        comment="deal: the last day of its touch rows (NULL: none)."
+    )
+    last_out_day: Mapped[date | None] = mapped_column(
+        comment="deal: the last day of its touch rows with something out (NULL: none)."
+    )
+    last_reply_day: Mapped[date | None] = mapped_column(
+        comment="deal: the last day of its touch rows with something in (NULL: none)."
     )
     fingerprint: Mapped[str] = mapped_column(
         comment="Bookkeeping: md5 of the row's values; a refresh writes only rows whose "
