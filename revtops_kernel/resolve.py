@@ -913,25 +913,33 @@ def _not_older(moment: datetime | None, than: datetime | None) -> bool:
 
 
 def _participants_links(
-    emails: Collection[Any], first: _FirstRows, own: set[str]
+    emails: Collection[Any],
+    first: _FirstRows,
+    own: set[str],
+    by_domain: dict[str, tuple[Any, bool]],
 ) -> dict[Any, tuple[Any, Any, Any, bool]]:
     """Rules 2-3 for each email: email -> (contact_id, owner_id, account_id, internal by them).
-    Column by column (the lookups in C), each domain's tests once (emails share domains)."""
+    Column by column (the lookups in C); each domain's tests once per sync, kept in
+    ``by_domain`` (domain -> (account by domain, own); emails share domains, and a domain's
+    account is read with its first email)."""
     own_match = own or {""}  # as the SQL: an empty list is bound as ('')
     texts = [email for email in emails if isinstance(email, str)]
     found: dict[Any, tuple[Any, Any, Any, bool]] = dict.fromkeys(emails, _NO_MATCH)
     keys = list(map(str.lower, texts))
     domains = [key.split("@")[1] if "@" in key else "" for key in keys]  # split_part(key, '@', 2)
     accounts = first.accounts
-    by_domain = {  # domain -> (account by domain, own)
-        domain: (
-            accounts.get(domain)
-            if domain and not is_consumer_domain(domain) and domain not in own
-            else None,
-            domain in own_match,
+    by_domain.update(
+        (
+            domain,
+            (
+                accounts.get(domain)
+                if domain and not is_consumer_domain(domain) and domain not in own
+                else None,
+                domain in own_match,
+            ),
         )
-        for domain in set(domains)
-    }
+        for domain in set(domains).difference(by_domain)
+    )
     contacts = map(first.contacts.get, keys)
     owners = map(first.owners.get, keys)
     rows = zip(texts, contacts, owners, map(by_domain.__getitem__, domains), strict=True)
@@ -983,7 +991,14 @@ class _Rule3:
         """(owner, contact, account) of one activity from its participants at the positions
         ``group`` (ACTIVITY_LINKS_SQL's orders, in Python; UUIDs order as PostgreSQL orders
         them, and emails compare as text in the C collation), and the ids of its live ones."""
-        found, ids, deleted = self.found, self.ids, self.deleted
+        found, ids, deleted, emails, roles, given = (
+            self.found,
+            self.ids,
+            self.deleted,
+            self.emails,
+            self.roles,
+            self.given,
+        )
         owner = contact = None
         owner_key: tuple[Any, ...] | None = None
         contact_key: tuple[Any, ...] | None = None
@@ -997,16 +1012,16 @@ class _Rule3:
             contact_id, owner_id, account_id, internal = found[i]
             if owner_id is None and contact_id is None and account_id is None:
                 continue  # counts for none of the three (an attendee nothing matched)
-            email = self.emails[i]
+            email = emails[i]
             if owner_id is not None:
-                key = (self.roles[i] not in _AUTHOR_ROLES, email is None, email or "", row_id)
+                key = (roles[i] not in _AUTHOR_ROLES, email is None, email or "", row_id)
                 if owner_key is None or key < owner_key:
                     owner_key, owner = key, owner_id
             if contact_id is not None:
                 by_email = (email is None, email or "", row_id)
                 if contact_key is None or by_email < contact_key:
                     contact_key, contact = by_email, contact_id
-            if account_id is not None and not (internal or self.given[i]):
+            if account_id is not None and not (internal or given[i]):
                 counts[account_id] = counts.get(account_id, 0) + 1
         if not counts:
             return (owner, contact, None), live
@@ -1079,6 +1094,7 @@ class BatchLookups:
         self.domains_read: set[str] = set()
         self._outcomes: dict[Any, tuple[Any, Any, Any, bool]] = {}  # per email as written
         self.values: dict[Any, dict[str, Any]] = {}  # per email: what its rows get (_values)
+        self.by_domain: dict[str, tuple[Any, bool]] = {}  # per domain (_participants_links)
         self.deals: dict[Any, list[DealFacts]] = {}
         self.accounts_read: set[Any] = set()
         self.deals_all_read = False  # every deal is in ``deals``
@@ -1156,7 +1172,8 @@ class BatchLookups:
         known = self._outcomes
         new = set(emails).difference(known)
         if new:
-            found = _participants_links(new, self.first_rows(new), self.own_domains)
+            first = self.first_rows(new)
+            found = _participants_links(new, first, self.own_domains, self.by_domain)
             known.update(found)
             self.values.update(zip(found, map(_values, found.values()), strict=True))
         return known
