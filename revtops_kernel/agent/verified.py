@@ -376,19 +376,14 @@ ORDER BY t.last_activity_at NULLS FIRST, d.amount DESC NULLS LAST, deal""",
 WITH args AS NOT MATERIALIZED (
     SELECT CAST(:max_contacts AS INTEGER) AS max_contacts, {FILTER_ARGS}
 ),
-engaged AS (
-    SELECT pairs.deal_id, count(*) AS contacts_engaged
+others AS (
+    -- What the rollup leaves out, and not among the deal's rolled-up contacts already: rare
+    -- people, each looked up among the deal's contact rows (a count, not NOT EXISTS: as an
+    -- anti-join PostgreSQL would hash every contact row of the organization for them)...
+    SELECT pairs.deal_id, count(*) AS contacts
     FROM (
-        -- Customer contacts of dated activities: deal_risk_facts rolls them up per deal, day
-        -- and contact at each sync's end, after resolution (120k rows for the open deals at
-        -- scale 10, where reading their activities' people meant scanning 600k resolved ones).
-        SELECT f.deal_id, f.contact_id
-        FROM deals od
-        JOIN deal_risk_facts f ON f.deal_id = od.id AND f.kind = 'contact'
-        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
-        UNION
-        -- What the rollup leaves out: the organization's own people resolved to a contact
-        -- (their partial index holds only them)...
+        -- ...the organization's own people resolved to a contact (their partial index holds
+        -- only them)...
         SELECT a.deal_id, ap.contact_id
         FROM activity_participants ap
         JOIN activities a ON a.id = ap.activity_id
@@ -406,13 +401,33 @@ engaged AS (
             AND a.deleted_at IS NULL AND a.occurred_at IS NULL
             AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
     ) pairs
+    WHERE (
+        SELECT count(*) FROM deal_risk_facts f
+        WHERE f.kind = 'contact' AND f.deal_id = pairs.deal_id AND f.contact_id = pairs.contact_id
+    ) = 0
     GROUP BY pairs.deal_id
+),
+engaged AS (
+    -- Customer contacts of dated activities: deal_risk_facts rolls them up per deal, day and
+    -- contact at each sync's end, after resolution, and counts each open deal's distinct
+    -- ones in its deal row (one row per open deal at scale 10's 29.6k, where counting its
+    -- 120k contact rows read 413k, and its activities' people meant scanning 600k). A deal
+    -- without a deal row (opened since the last refresh) counts its contact rows: each
+    -- contact's first one has no previous day.
+    SELECT d.id AS deal_id, COALESCE(dr.contacts, (
+            SELECT count(*) FROM deal_risk_facts c
+            WHERE c.kind = 'contact' AND c.deal_id = d.id AND c.previous_day IS NULL
+        )) + COALESCE(x.contacts, 0) AS contacts_engaged
+    FROM deals d
+    LEFT JOIN deal_risk_facts dr ON dr.kind = 'deal' AND dr.deal_id = d.id
+    LEFT JOIN others x ON x.deal_id = d.id
+    WHERE {OPEN}
 )
-SELECT {DEAL_COLUMNS}, COALESCE(e.contacts_engaged, 0) AS contacts_engaged
+SELECT {DEAL_COLUMNS}, e.contacts_engaged
 FROM deals d CROSS JOIN args{DEAL_JOINS}
-LEFT JOIN engaged e ON e.deal_id = d.id
+JOIN engaged e ON e.deal_id = d.id
 WHERE {OPEN} AND {PIPELINE_MATCH} AND {OWNER_MATCH}
-    AND COALESCE(e.contacts_engaged, 0) <= args.max_contacts
+    AND e.contacts_engaged <= args.max_contacts
 ORDER BY d.amount DESC NULLS LAST, deal""",
         note="Engaged = a participant, resolved to a contact, of an activity linked to the deal.",
     ),
