@@ -370,6 +370,54 @@ def test_single_threaded_deals_reads_the_rollup_not_every_resolved_person(
             assert "activity_id" in scan.get("Index Cond", ""), scan.get("Index Cond")
 
 
+@pytest.fixture(scope="module")
+def risk_facts_built(engaged: Database) -> Database:
+    """The engaged store with deal_risk_facts derived from it (the sync's refresh), vacuumed:
+    contact rows for the customers of the deals' activities, a deal row per open deal."""
+    from revtops_kernel.store.risk_facts import refresh_risk_facts
+
+    with engaged.begin() as conn:
+        refresh_risk_facts(conn, ORG)
+    with store_connection(engaged) as conn:
+        vacuum_until_all_visible(conn, ("deal_risk_facts",))
+    return engaged
+
+
+def test_single_threaded_deals_counts_from_the_deal_rows_not_every_contact_row(
+    risk_facts_built: Database,
+) -> None:
+    """single_threaded_deals reads each open deal's count of contacts from its deal row (one
+    range of the covering index by kind), and the contact rows only by deal (the people the
+    rollup leaves out, looked up among their deal's rows): it read every contact row of the
+    open deals (413k read, 120k kept at scale 10)."""
+    require_all_visible(risk_facts_built, ("deal_risk_facts",))
+    nodes = list(_nodes(_plan(risk_facts_built, "single_threaded_deals")))
+    scans = [n for n in nodes if n.get("Relation Name") == "deal_risk_facts"]
+    assert scans
+    for scan in scans:
+        assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
+        cond = scan.get("Index Cond", "")
+        by_deal = scan["Index Name"] == "ix_deal_risk_facts_deal_reads" and "deal_id" in cond
+        deal_rows = scan["Index Name"] == "ix_deal_risk_facts_kind_cover" and "'deal'" in cond
+        assert by_deal or deal_rows, (scan["Index Name"], cond)
+
+
+def test_deal_risks_reads_ghosted_deals_evidence_by_deal_not_the_window(
+    risk_facts_built: Database,
+) -> None:
+    """deal_risks flags ghosted deals from their deal rows (the last days with a touch out and
+    in) when no touch is after as_of, and reads a ghosted deal's window of touches by deal for
+    the rows returned: no range of touch rows is read (the window's 36.5k at scale 10)."""
+    require_all_visible(risk_facts_built, ("deal_risk_facts",))
+    nodes = list(_nodes(_plan(risk_facts_built, "deal_risks")))
+    for scan in (n for n in nodes if n.get("Relation Name") == "deal_risk_facts"):
+        cond = scan.get("Index Cond", "")
+        if "'touch'" in cond and "deal_id" not in cond:
+            # The window read for deals the deal rows cannot answer, behind a one-time check.
+            gated = [n for n in nodes if "One-Time Filter" in n and scan in list(_nodes(n))]
+            assert gated, cond
+
+
 def test_the_gold_single_threaded_count_aggregates_once_not_per_deal(engaged: Database) -> None:
     """Gold single_threaded_open_deals groups the open deals' people once; the former SQL
     counted each open deal's contacts in a correlated subquery (a SubPlan run per deal: 150k
