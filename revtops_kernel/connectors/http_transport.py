@@ -194,6 +194,8 @@ def _readable(sock: socket.socket | None) -> bool:
     sent bytes no request asked for); either way it is not reused."""
     if sock is None or sock.fileno() < 0:
         return True
+    if not hasattr(select, "poll"):  # Windows: select() has no descriptor limit there
+        return bool(select.select([sock], [], [], 0)[0])
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
