@@ -46,6 +46,7 @@ a join (``ACCOUNTS_MET_SQL``).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import operator
@@ -690,8 +691,39 @@ def resolve_batch(
 
     Each row is read once (the fields the rules use, as columns: ``_columns``) and written
     once (all it gets in one ``dict.update``): a batch's rows are memory-bound to walk at
-    scale 10, where ~15 passes over its participants were most of this step's CPU.
+    scale 10, where ~15 passes over its participants were most of this step's CPU. The cyclic
+    garbage collector is paused meanwhile (``_collector_paused``).
     """
+    with _collector_paused():
+        return _resolve_batch(conn, org, rows, normalized, lookups)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block, if it was on. Resolving a scale-10
+    batch allocates ~1.3M containers per sync (rows' fields, groups, links), most freed by
+    their reference counts within the step: they set off ~130 young collections (each walking
+    the last 10,000 objects) and the middle ones those count towards (~0.2 s each, walking
+    everything young collections promoted), 0.7 of the step's 3.4 s of CPU. Afterwards one
+    young collection walks what the step kept. Syncs in threads side by side: the first to
+    end turns it back on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _resolve_batch(
+    conn: Connection,
+    org: str,
+    rows: dict[str, list[dict[str, Any]]],
+    normalized: dict[int, Any] | None,
+    lookups: BatchLookups | None,
+) -> BatchResolution:
     participants = rows.get("activity_participants") or []
     activities = rows.get("activities") or []
     if not participants and not activities:
