@@ -904,9 +904,6 @@ class ActivityParticipant(SyncedRecord, Base):
                 "deleted_at IS NULL AND (contact_id IS NOT NULL OR account_id IS NOT NULL)"
             ),
         ).ddl_if(dialect="postgresql"),
-        # The people resolved to an account, and the activity they took part in: deal_risks'
-        # meetings attended by an open deal's account (partial: most people resolve to none).
-        Index(
         # An activity's people resolved to a contact, keyed by the activity id alone: gold
         # single_threaded_open_deals and risk_single_threaded_30_days probe it once per
         # activity (153k and 110k probes at scale 10). The organization is included, not a
@@ -920,6 +917,9 @@ class ActivityParticipant(SyncedRecord, Base):
             postgresql_include=["organization_id", "contact_id"],
             postgresql_where=text("deleted_at IS NULL AND contact_id IS NOT NULL"),
         ).ddl_if(dialect="postgresql"),
+        # The people resolved to an account, and the activity they took part in: deal_risks'
+        # meetings attended by an open deal's account (partial: most people resolve to none).
+        Index(
             "ix_activity_participants_live_account",
             "organization_id",
             "account_id",
