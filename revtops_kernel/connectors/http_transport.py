@@ -1,11 +1,12 @@
 """The connectors' wire: HTTP/1.1 on the standard library's ``http.client``, as an httpx transport.
 
-A sync makes hundreds of calls for pages of 50-100 KB, and httpx's own transport (httpcore and
-h11, pure Python state machines over each chunk read) cost ~0.6-0.8 ms of CPU a call there,
-a fifth of a HubSpot sync's client CPU on PostgreSQL (bench/README.md). ``http.client`` reads
-the status line and headers through a C-buffered file and a body in one read. Everything above
-the wire stays httpx's: ``ProviderClient``, event hooks, cookies, the Request and Response
-objects, and the tests' ``MockTransport``.
+A sync makes hundreds of calls for pages of 50-100 KB. With httpx's own transport (httpcore
+and h11, pure Python state machines over each chunk read) a call cost 0.6-0.9 ms of CPU, a
+fifth of a HubSpot sync's client CPU on PostgreSQL; ``http.client`` reads the status line and
+headers through a C-buffered file and a body in one read: 0.45-0.55 ms a call with httpx's
+client above it (bench/README.md). Everything above the wire stays httpx's:
+``ProviderClient``, event hooks, cookies, the Request and Response objects, and the tests'
+``MockTransport``.
 
 What the transport keeps of httpcore's behaviour:
 
