@@ -1,4 +1,4 @@
-"""``deal_risks`` answers in 29 cases, saved once and compared row for row after a change.
+"""``deal_risks`` answers in 33 cases, saved once and compared row for row after a change.
 
     python bench/risk_cases.py save --database-url URL --out DIR [--org bench]
     python bench/risk_cases.py compare --database-url URL --out DIR [--org bench]
@@ -13,7 +13,7 @@ store rebuilt by it) and asserts each answer equal to the saved one (pandas
 So a change to the query or to ``deal_risk_facts`` is checked on any store, at any scale:
 defaults; four other as_of; four sets of every threshold; rule filters (one at another as_of);
 min_score; a short-window set; an owner; a pipeline at another as_of; ten single deals and
-three of them at another as_of with other thresholds.
+three of them at another as_of with other thresholds; four around the store's last touch.
 """
 
 from __future__ import annotations
@@ -94,6 +94,14 @@ def make_cases(db: Database, org: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
     cases += [{"deal_id": d} for d in deals]
     cases += [{"deal_id": d, "as_of": "2026-07-01", **THRESHOLD_SETS[0]} for d in deals[:3]]
+    # Around the store's last touch (the deal rows' summaries split the contact rows there):
+    # the day itself, the anchor with meetings on it, a week later, the widest windows.
+    cases += [
+        {"as_of": "2026-10-31"},
+        {"as_of": "2026-11-02", "max_contacts": 3, "single_threaded_days": 7},
+        {"as_of": "2026-11-08", "ghosted_days": 3, "max_contacts": 0},
+        {"ghosted_days": 365, "single_threaded_days": 365, "max_contacts": 10},
+    ]  # fmt: skip
     return cases
 
 

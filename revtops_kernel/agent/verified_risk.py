@@ -42,15 +42,21 @@ PostgreSQL before). The flags are therefore as of the last sync's refresh, like 
 data they come from.
 
 How it is shaped: each open deal is joined once to what the rules read (``judged``: its
-deal row with the names it is sorted or filtered by, its window's contacts, its stage's
-norm) and to the rules it breaks (a join to the seven rules, one pass), its score the
+deal row with the names it is sorted or filtered by, its stage's norm) and to the rules it breaks (a join to the seven rules, one pass), its score the
 sum of their weights. The deals are sorted by score alone, then by amount, name and id
 within a score only as far as the guard's LIMIT reads (an incremental sort: the names of the
 2.4k deals that fill 10,000 rows at scale 10 are compared, not those of all 29.6k: 2,325
 distinct amounts there, so most comparisons reached the collation); the account's name is
 looked up per deal read, and the reasons are written in the final SELECT from the deal's
-columns, for the rows returned only. The list's window of contacts groups the window's rows
-by deal without joining the open deals (judged joins them); one deal's probes its rows.
+columns, for the rows returned only.
+
+Single-threaded is read from the deal row when its contact rows up to as_of are those its
+summary covers (none after the store's last touch up to as_of, none of its summarized ones
+after as_of): more than max_contacts were engaged in the window when the (max_contacts+1)th
+latest of its contacts' last days is in it (or it has at most max_contacts contacts at all).
+Only the other deals' contact rows in the window are counted, probed by deal (578 of 29.6k
+open deals at scale 10: those with a meeting on the anchor day), where the window aggregate
+read 49k contact rows for every deal; the count quoted is the summary's, for the rows read.
 
 Ghosted is read from the deal row when the deal has no touch after ``as_of`` (the deal row's
 last days with a touch out and in: out since the window's start, nothing in), and the touch
@@ -73,6 +79,7 @@ from revtops_kernel.agent.verified_base import (
 )
 from revtops_kernel.agent.verified_params import Param, as_of_param, owner_param, pipeline_param
 from revtops_kernel.settings import RISK_DEFAULTS
+from revtops_kernel.store.risk_facts import LATEST_CONTACT_DAYS
 
 # What each flag adds to a deal's risk score: the one place the weights live. They sum to 100,
 # so the score reads as a percentage of "everything is wrong". Ghosting and a stalled stage
@@ -284,10 +291,28 @@ _GHOSTING = _window(
         AND EXISTS (SELECT 1 FROM od WHERE NOT od.touches_known)""",
     "HAVING sum(e.emails_out + e.calls_out + e.messages_out) > 0 AND sum(e.replies) = 0",
 )
-_ENGAGED = _window(
-    "e.deal_id, count(*) AS contacts",
-    """e.kind = 'contact' AND e.day >= bounds.contacts_from AND e.day <= args.as_of
-        AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)""",
+
+
+# A deal's customer contacts engaged in the window, from its contact rows (``{deal}``: its id):
+# a contact's first day in the window is its row with no earlier day in it (previous_day).
+_WINDOW_CONTACTS = """(
+                    SELECT count(*) FROM deal_risk_facts e
+                    WHERE e.kind = 'contact' AND e.deal_id = {deal}
+                        AND e.day >= {start} AND e.day <= {end}
+                        AND (e.previous_day IS NULL OR e.previous_day < {start})
+                )"""
+_OD_WINDOW_CONTACTS = _WINDOW_CONTACTS.format(
+    deal="od.id", start="bounds.contacts_from", end="args.as_of"
+)
+# ...and from its deal row (``j``), when its contact rows up to as_of are those its summary
+# covers: its contacts' last days in the window.
+_LATEST_IN_WINDOW = (
+    "("
+    + " + ".join(
+        f"CASE WHEN j.latest_contact_days[{k}] >= j.contacts_from THEN 1 ELSE 0 END"
+        for k in range(1, LATEST_CONTACT_DAYS + 1)
+    )
+    + ")"
 )
 
 
@@ -324,7 +349,10 @@ od AS MATERIALIZED (
         dr.last_meeting, dr.pushes, dr.changed_at AS last_push, dr.close_date AS first_date,
         dr.amount AS entry_amount, dr.last_out_day, dr.last_reply_day,
         dr.deal_id IS NOT NULL AND COALESCE(dr.last_touch_day <= args.as_of, true)
-            AS touches_known
+            AS touches_known,
+        dr.contacts AS contacts_ever, dr.latest_contact_days,
+        dr.deal_id IS NOT NULL AND COALESCE(dr.past_contact_day <= args.as_of, true)
+            AND COALESCE(dr.next_contact_day > args.as_of, true) AS contacts_known
     FROM (
         -- The open live deals as two ranges of the live deals' index by is_closed (false,
         -- then unknown), not every live deal filtered (two thirds are closed at scale 10).
@@ -344,15 +372,6 @@ ghosting AS (
     -- only when some open deal's row cannot tell (a touch after as_of, or no deal row): the
     -- others' flag is their deal row's (judged).
     {_GHOSTING}
-),
-engaged AS (
-    -- The customer contacts engaged in the window: a contact's first day in it is its row
-    -- with no earlier day in the window (previous_day), so they are counted without a
-    -- distinct. Which contact it is, where it is the one contact, is looked up by the reason
-    -- for the rows returned (the deal's one such row), not carried for every deal (a min by
-    -- text, as PostgreSQL has no min(uuid): each of the 45k rows at scale 10 written as text
-    -- and compared by the collation).
-    {_ENGAGED}
 ),
 late_pushes AS (
     -- Deals whose close date moved later after as_of (none when as_of is today): their moves
@@ -417,7 +436,9 @@ judged AS (
     FROM (
         SELECT od.id, od.deal_name, od.account_id, od.pipeline_name, od.stage,
             od.owner_name, od.amount, od.close_date, od.stage_entered_at,
-            od.last_meeting, COALESCE(e.contacts, 0) AS contacts,
+            od.last_meeting, od.latest_contact_days, bounds.contacts_from,
+            COALESCE(e.contacts, 0) AS window_contacts,
+            od.contacts_known AND th.max_contacts < {LATEST_CONTACT_DAYS} AS contacts_known,
             CASE WHEN lp.deal_id IS NULL THEN od.pushes ELSE lp.pushes END AS pushes,
             CASE WHEN lp.deal_id IS NULL THEN od.last_push ELSE lp.last_push END AS last_push,
             od.first_date, od.entry_amount, n.won_deals, n.norm_days,
@@ -432,7 +453,12 @@ judged AS (
             COALESCE(od.stage_entered_at IS NOT NULL AND n.won_deals >= th.stalled_min_won_deals
                 AND args.as_of - CAST(od.stage_entered_at AS DATE) > n.norm_days, false)
                 AS stalled,
-            COALESCE(e.contacts, 0) <= th.max_contacts AS single_threaded,
+            CASE WHEN od.contacts_ever <= th.max_contacts THEN true
+                WHEN od.contacts_known AND th.max_contacts < {LATEST_CONTACT_DAYS}
+                    THEN NOT COALESCE(od.latest_contact_days[th.max_contacts + 1]
+                        >= bounds.contacts_from, false)
+                ELSE COALESCE(e.contacts, 0) <= th.max_contacts
+                END AS single_threaded,
             COALESCE(CASE WHEN lp.deal_id IS NULL THEN od.pushes ELSE lp.pushes END
                 >= th.pushed_min_moves, false) AS close_date_pushed,
             COALESCE(od.entry_amount > 0 AND od.amount IS NOT NULL
@@ -442,7 +468,16 @@ judged AS (
             COALESCE(od.close_date < args.as_of, false) AS past_due
         FROM od CROSS JOIN args CROSS JOIN th CROSS JOIN bounds
         LEFT JOIN ghosting g ON g.deal_id = od.id
-        LEFT JOIN engaged e ON e.deal_id = od.id
+        LEFT JOIN LATERAL (
+            -- The customer contacts engaged in the window of a deal whose row cannot tell (no
+            -- deal row, or a contact row between its summary's end and as_of: a meeting since
+            -- the last touch), probed by deal; the others' are read from their deal row.
+            SELECT count(*) AS contacts FROM deal_risk_facts c
+            WHERE NOT (od.contacts_known AND th.max_contacts < {LATEST_CONTACT_DAYS})
+                AND c.kind = 'contact' AND c.deal_id = od.id
+                AND c.day >= bounds.contacts_from AND c.day <= args.as_of
+                AND (c.previous_day IS NULL OR c.previous_day < bounds.contacts_from)
+        ) e ON true
         LEFT JOIN late_pushes lp ON lp.deal_id = od.id
         LEFT JOIN stage_norms n ON n.stage_id = od.stage_id
         OFFSET 0
@@ -457,7 +492,13 @@ flags AS (
     -- VALUES of (rule, weight, its flag column): no CASE over the rule's name per deal and rule
     -- (PostgreSQL memoizes the VALUES by the flags: ~85 distinct sets at scale 10).
     SELECT j.*, a.account_name, g.emails_out, g.calls_out, g.messages_out, g.first_out,
-        g.last_in, r.rule, r.weight
+        g.last_in,
+        -- A single-threaded deal's contacts in the window: from its deal row when it can tell
+        -- (at most LATEST_CONTACT_DAYS - 1 of them), else from its contact rows (engaged).
+        CASE WHEN NOT j.single_threaded THEN NULL
+            WHEN j.contacts_known THEN {_LATEST_IN_WINDOW}
+            ELSE j.window_contacts END AS contacts,
+        r.rule, r.weight
     FROM (
         -- The deals in the final order's leading keys (a deal's flags share them): PostgreSQL
         -- sorts the 29.6k deals (scale 10) and orders each deal's few flags as they come (an

@@ -37,8 +37,14 @@ Rows (``schema.DealRiskFacts``), by ``kind``:
   saw it, like ``won_stage``; every sync that writes deals refreshes); a summary of its touch
   rows, the last day with any, with something out and with something in (ghosted in a window
   that ends on or after its last touch is "something out since the window's start, nothing in":
-  deal_risks reads no window of touches then); and its distinct contacts (``contacts``, the
-  count of its contact rows' contacts: single_threaded_deals).
+  deal_risks reads no window of touches then); its distinct contacts (``contacts``, the
+  count of its contact rows' contacts: single_threaded_deals); and its contact rows split at
+  the organization's last day with a touch (what has happened; contact rows after it are
+  scheduled meetings): the last contact day up to it, the first after it, and the last day of
+  each contact up to it, latest first (the first ``LATEST_CONTACT_DAYS``). A window ending
+  between those two days holds exactly the contacts whose last day is in it, so deal_risks
+  reads whether more than ``max_contacts`` were engaged from the row; for other as_of (a
+  meeting since the last touch, a past as_of) it counts the deal's contact rows.
 
 Kinds no longer derived (``RETIRED_KINDS``: per-deal and per-account ``meeting``,
 ``first_close``, ``entry_amount``; the ``deal`` row carries what the rules read of them) are
@@ -119,6 +125,9 @@ _TYPES = {
     "last_touch_day": "DATE",
     "last_out_day": "DATE",
     "last_reply_day": "DATE",
+    "past_contact_day": "DATE",
+    "next_contact_day": "DATE",
+    "latest_contact_days": "DATE[]",
 }
 _COLUMNS = tuple(_TYPES)
 
@@ -134,6 +143,11 @@ def _row(kind: str, **values: str) -> str:
 
 
 _OUT = "t.direction = 'outbound'"
+
+# How many of a deal's contacts' last days its deal row keeps, latest first: one more than the
+# most contacts single_threaded accepts (``max_contacts``, at most 10), so whether more than
+# that many were engaged in a window is read from the row (deal_risks).
+LATEST_CONTACT_DAYS = 11
 
 # The organization's rows as the rules would read them now (``:org``).
 DERIVED_SQL = f"""
@@ -280,15 +294,32 @@ derived AS (
         last_touch_day="dt.last_touch_day",
         last_out_day="dt.last_out_day",
         last_reply_day="dt.last_reply_day",
+        past_contact_day="dc.past_day",
+        next_contact_day="dc.next_day",
+        latest_contact_days="dc.days",
     )
 }
     FROM deals d
     LEFT JOIN deal_meetings dm ON dm.deal_id = d.id
     LEFT JOIN deal_touches dt ON dt.deal_id = d.id
     LEFT JOIN (
-        SELECT c.deal_id, count(DISTINCT c.contact_id) AS contacts
-        FROM contact_days c
-        GROUP BY c.deal_id
+        -- Its contacts; and, split at the organization's last day with a touch (what has
+        -- happened: contact rows after it are scheduled meetings), its last contact day up to
+        -- it, its first after it, and the last day of each contact up to it, latest first
+        -- (the first LATEST_CONTACT_DAYS): a window ending between the two reads them.
+        SELECT p.deal_id, count(DISTINCT p.contact_id) AS contacts,
+            max(p.last_day) AS past_day, min(p.next_day) AS next_day,
+            (array_agg(p.last_day ORDER BY p.last_day DESC)
+                FILTER (WHERE p.last_day IS NOT NULL))[1:{LATEST_CONTACT_DAYS}] AS days
+        FROM (
+            SELECT c.deal_id, c.contact_id,
+                max(c.day) FILTER (WHERE h.day IS NULL OR c.day <= h.day) AS last_day,
+                min(c.day) FILTER (WHERE c.day > h.day) AS next_day
+            FROM contact_days c
+            CROSS JOIN (SELECT max(t.day) AS day FROM touch_days t) h
+            GROUP BY c.deal_id, c.contact_id
+        ) p
+        GROUP BY p.deal_id
     ) dc ON dc.deal_id = d.id
     LEFT JOIN account_latest am ON am.account_id = d.account_id
     LEFT JOIN (

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
@@ -125,6 +126,8 @@ RETIRED_INDEXES: tuple[str, ...] = (
     # row's summary of its touches and contacts; a deal's contacts and touch counts).
     "ix_deal_risk_facts_kind_reads",
     "ix_deal_risk_facts_deal_kind",
+    # Replaced by ix_deal_risk_facts_kind_summary (the deal row's summary of its contacts).
+    "ix_deal_risk_facts_kind_cover",
     # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order and
     # days_in_stage.
     "ix_deal_stage_visits_deal",
@@ -1046,7 +1049,7 @@ class DealRiskFacts(Base):
         # it to the open deals by hash (probing another index once per open deal cost 20-40
         # µs a deal, 29,619 open deals at scale 10, for each of five kinds).
         Index(
-            "ix_deal_risk_facts_kind_cover",
+            "ix_deal_risk_facts_kind_summary",
             "organization_id",
             "kind",
             "day",
@@ -1069,6 +1072,9 @@ class DealRiskFacts(Base):
                 "last_touch_day",
                 "last_out_day",
                 "last_reply_day",
+                "past_contact_day",
+                "next_contact_day",
+                "latest_contact_days",
             ],
         ).ddl_if(dialect="postgresql"),
         # A deal's rows by kind and day, with what is read of them: one deal's flags, the
@@ -1180,6 +1186,19 @@ class DealRiskFacts(Base):
     )
     last_reply_day: Mapped[date | None] = mapped_column(
         comment="deal: the last day of its touch rows with something in (NULL: none)."
+    )
+    past_contact_day: Mapped[date | None] = mapped_column(
+        comment="deal: the last day of its contact rows up to the organization's last day "
+        "with a touch (NULL: none)."
+    )
+    next_contact_day: Mapped[date | None] = mapped_column(
+        comment="deal: the first day of its contact rows after the organization's last day "
+        "with a touch (scheduled meetings; NULL: none)."
+    )
+    latest_contact_days: Mapped[list[date] | None] = mapped_column(
+        ARRAY(Date),
+        comment="deal: the last day of each of its contacts up to past_contact_day, latest "
+        "first, the first 11 (one more than single_threaded's most contacts).",
     )
     fingerprint: Mapped[str] = mapped_column(
         comment="Bookkeeping: md5 of the row's values; a refresh writes only rows whose "

@@ -257,7 +257,9 @@ def build(db: Database) -> dict[str, uuid.UUID]:
     b.activity(single, "meeting", 5, contacts=b.contacts[single][:1], internal_participant=True)
     b.activity(single, "email", 20, contacts=b.contacts[single][:1])
     b.activity(single, "meeting", 40, contacts=b.contacts[single][1:])
-    b.activity(single, "meeting", -3)  # scheduled, so not "no recent meeting"
+    # Scheduled, so not "no recent meeting"; with the other contact: engaged once as_of reaches
+    # it (after the store's last touch: the deal row's summary of contacts stops before it).
+    b.activity(single, "meeting", -3, contacts=b.contacts[single][1:])
 
     # close date pushed: later, earlier, later again = 2 pushes; near-miss: 1.
     pushed = b.deal("pushed")

@@ -146,6 +146,29 @@ def test_a_past_as_of_reads_only_what_came_before_it(
     )
 
 
+def test_a_scheduled_meeting_engages_its_contacts_once_as_of_reaches_it(
+    store: tuple[Database, dict[str, uuid.UUID]],
+) -> None:
+    """The single-threaded deal's other contact is at a meeting 3 days after AS_OF, after the
+    store's last touch (deal_risk_facts' deal row summarizes the contacts up to that day):
+    before the meeting it does not count, from its day it does, read from the contact rows."""
+    db, ids = store
+    params = {"rule": "single_threaded", "max_contacts": 2, "single_threaded_days": 30}
+    for days, contacts in ((2, "only 1 customer contact (buyer of single)"),
+                           (3, "only 2 customer contacts"), (26, "only 1 customer contact "
+                           "(champion of single)")):  # fmt: skip
+        as_of = AS_OF + timedelta(days=days)
+        rows = risks(db, as_of=as_of, **params)
+        assert reason(rows, "single", "single_threaded")["reason"] == (
+            f"{contacts} engaged in the last 30 days"
+        ), days
+        # One deal's flags say the same.
+        own = risks(db, as_of=as_of, deal_id=str(ids["single"]), **params)
+        assert own == [r for r in rows if r["deal"] == "single"]
+    rows = risks(db, as_of=AS_OF + timedelta(days=3), single_threaded_days=30, max_contacts=1)
+    assert "single" not in {r["deal"] for r in rows if r["rule"] == "single_threaded"}
+
+
 @pytest.mark.parametrize(
     "params",
     [{}, {"no_meeting_days": 5, "ghosted_days": 40, "single_threaded_days": 90}],

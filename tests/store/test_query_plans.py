@@ -398,7 +398,7 @@ def test_single_threaded_deals_counts_from_the_deal_rows_not_every_contact_row(
         assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
         cond = scan.get("Index Cond", "")
         by_deal = scan["Index Name"] == "ix_deal_risk_facts_deal_reads" and "deal_id" in cond
-        deal_rows = scan["Index Name"] == "ix_deal_risk_facts_kind_cover" and "'deal'" in cond
+        deal_rows = scan["Index Name"] == "ix_deal_risk_facts_kind_summary" and "'deal'" in cond
         assert by_deal or deal_rows, (scan["Index Name"], cond)
 
 
