@@ -383,22 +383,20 @@ others AS (
     SELECT pairs.deal_id, count(*) AS contacts
     FROM (
         -- ...the organization's own people resolved to a contact (their partial index holds
-        -- only them)...
+        -- only them), each one's activity looked up...
         SELECT a.deal_id, ap.contact_id
         FROM activity_participants ap
         JOIN activities a ON a.id = ap.activity_id
-        JOIN deals od ON od.id = a.deal_id
-        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
-            AND a.deleted_at IS NULL AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
-            AND ap.is_internal
+        WHERE a.deleted_at IS NULL AND a.deal_id IS NOT NULL AND ap.deleted_at IS NULL
+            AND ap.contact_id IS NOT NULL AND ap.is_internal
         UNION
-        -- ...and the people of activities without a time.
+        -- ...and the people of activities without a time. Not joined to the open deals here
+        -- (engaged joins them): joined, PostgreSQL read every open deal's activities to probe
+        -- the few internal people by activity (150k probes at scale 10).
         SELECT a.deal_id, ap.contact_id
         FROM activities a
-        JOIN deals od ON od.id = a.deal_id
         JOIN activity_participants ap ON ap.activity_id = a.id
-        WHERE od.deleted_at IS NULL AND NOT COALESCE(od.is_closed, false)
-            AND a.deleted_at IS NULL AND a.occurred_at IS NULL
+        WHERE a.deleted_at IS NULL AND a.occurred_at IS NULL AND a.deal_id IS NOT NULL
             AND ap.deleted_at IS NULL AND ap.contact_id IS NOT NULL
     ) pairs
     WHERE (
