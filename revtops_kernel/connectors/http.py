@@ -25,7 +25,6 @@ import logging
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -33,7 +32,6 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from revtops_kernel import __version__, jsoncodec
-from revtops_kernel.connectors.http_transport import StdlibTransport
 from revtops_kernel.connectors.origins import (
     Origin,
     join,
@@ -61,28 +59,16 @@ T = TypeVar("T")
 def make_http_client(
     *, transport: httpx.BaseTransport | None = None, max_connections: int = 8
 ) -> httpx.Client:
-    """The pooled client every connector shares (one per sync run). Its wire is
-    ``StdlibTransport`` (http.client: ~0.2-0.3 ms of CPU a call less than httpx's own
-    transport), or httpx's own when the environment names a proxy, which only that one
-    speaks to."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    if transport is None and not _environment_proxies():
-        transport = StdlibTransport(limits)
+    """The pooled client every connector shares (one per sync run)."""
     return httpx.Client(
         timeout=DEFAULT_TIMEOUT,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        limits=limits,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         transport=transport,
         follow_redirects=False,
     )
-
-
-def _environment_proxies() -> bool:
-    """Whether the environment names a proxy httpx would use (``HTTP_PROXY``, ``HTTPS_PROXY``,
-    ``ALL_PROXY``, ...; ``NO_PROXY`` alone names none)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 class ProviderResponse(httpx.Response):
