@@ -41,14 +41,14 @@ the rows compared with the former SQL's), in a fraction of the time (3.1 s at sc
 PostgreSQL before). The flags are therefore as of the last sync's refresh, like the synced
 data they come from.
 
-How it is shaped: each open deal is joined once to what the rules read (``judged``: its
-deal row with the names it is sorted or filtered by, its stage's norm) and to the rules it breaks (a join to the seven rules, one pass), its score the
-sum of their weights. The deals are sorted by score alone, then by amount, name and id
-within a score only as far as the guard's LIMIT reads (an incremental sort: the names of the
-2.4k deals that fill 10,000 rows at scale 10 are compared, not those of all 29.6k: 2,325
-distinct amounts there, so most comparisons reached the collation); the account's name is
-looked up per deal read, and the reasons are written in the final SELECT from the deal's
-columns, for the rows returned only.
+How it is shaped: each open deal is joined once to what the rules read (``judged``: its deal
+row with the names it is sorted or filtered by, its stage's norm) and to the rules it breaks
+(a join to the seven rules, one pass), its score the sum of their weights. The deals are
+sorted by score alone, then by amount, name and id within a score only as far as the guard's
+LIMIT reads (an incremental sort: the names of the 2.4k deals that fill 10,000 rows at scale
+10 are compared, not those of all 29.6k: 2,325 distinct amounts there, so most comparisons
+reached the collation); the account's name is looked up per deal read, and the reasons are
+written in the final SELECT from the deal's columns, for the rows returned only.
 
 Single-threaded is read from the deal row when its contact rows up to as_of are those its
 summary covers (none after the store's last touch up to as_of, none of its summarized ones
