@@ -346,6 +346,12 @@ def test_meetings_by_account_reads_its_window_of_the_rollup_from_its_index(
     assert scans[0]["Index Name"] == "ix_meeting_accounts_window"
 
 
+PROBED_BY_ACTIVITY = (
+    "ix_activity_participants_live_contact_by_activity",
+    "ix_activity_participants_live_resolved",
+)
+
+
 def test_single_threaded_deals_reads_the_rollup_not_every_resolved_person(
     engaged: Database,
 ) -> None:
@@ -359,15 +365,20 @@ def test_single_threaded_deals_reads_the_rollup_not_every_resolved_person(
     nodes = list(_nodes(_plan(engaged, "single_threaded_deals")))
     assert "deal_risk_facts" in {n.get("Relation Name") for n in nodes}
     scans = [n for n in nodes if n.get("Relation Name") == "activity_participants"]
-    assert {n["Index Name"] for n in scans} == {
-        "ix_activity_participants_live_internal_contact",
-        "ix_activity_participants_live_contact_by_activity",
-    }, [(n["Node Type"], n.get("Index Name")) for n in scans]
-    for scan in scans:
-        assert scan["Node Type"] == "Index Only Scan", scan["Node Type"]
-        if scan["Index Name"] == "ix_activity_participants_live_contact_by_activity":
-            # Probed by activity (the undated ones), not read whole.
-            assert "activity_id" in scan.get("Index Cond", ""), scan.get("Index Cond")
+    seen = [(n["Node Type"], n.get("Index Name"), n.get("Index Cond")) for n in scans]
+    assert all(n["Node Type"] == "Index Only Scan" for n in scans), seen
+    internal = [
+        n for n in scans if n["Index Name"] == "ix_activity_participants_live_internal_contact"
+    ]
+    assert len(internal) == 1, seen
+    # The undated activities' people are probed by activity, not read whole. At this size the
+    # planner picks either index keyed by the activity (the id-first one, or the
+    # organization-then-activity one), by a hair of estimated cost: both are probes.
+    probes = [n for n in scans if n is not internal[0]]
+    assert probes, seen
+    for scan in probes:
+        assert scan["Index Name"] in PROBED_BY_ACTIVITY, seen
+        assert "activity_id" in scan.get("Index Cond", ""), seen
 
 
 @pytest.fixture(scope="module")
