@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 # entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet.)
 DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'"
 POSTGRES_APPLICATION_NAME = "revtops"
+# How often a PostgreSQL backend running one of the store's statements checks that its client
+# is still there (client_connection_check_interval, PostgreSQL 14+). Without it, a sync killed
+# mid-statement leaves its backend running to the end: a scale-10 refresh's INSERT ran ~55 min
+# after its process died, holding its locks and blocking CREATE DATABASE ... TEMPLATE.
+DEAD_CLIENT_CHECK = "10s"
 
 T = TypeVar("T")
 
@@ -357,7 +362,9 @@ class Database:
             # Names the store's sessions in pg_stat_activity (an operator, or a test, can tell
             # a sync's backend from others); a URL's own application_name wins.
             connect_args["application_name"] = POSTGRES_APPLICATION_NAME
-        return create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+        event.listen(engine, "connect", _check_for_dead_client)
+        return engine
 
     def org_reader_engine(self, role: str) -> Engine:
         """PostgreSQL engine for an organization's queries, connected as its login role.
@@ -523,3 +530,15 @@ class Database:
                 engine.dispose()
         self._engine = None
         self._reader_engines = {}
+
+
+def _check_for_dead_client(dbapi_connection: Any, _record: Any) -> None:
+    """Have the store's PostgreSQL backend end a statement whose client has gone
+    (``DEAD_CLIENT_CHECK``). Set after connecting, not in the startup options: a server
+    before 14 refuses the connection over a parameter it does not know."""
+    if dbapi_connection.info.server_version < 140000:
+        return
+    dbapi_connection.execute(
+        "SELECT set_config('client_connection_check_interval', %s, false)", (DEAD_CLIENT_CHECK,)
+    )
+    dbapi_connection.commit()  # a session setting made in a transaction ends with it
