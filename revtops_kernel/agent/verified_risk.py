@@ -187,6 +187,16 @@ _FLAG_FACTS: dict[str, dict[str, str]] = {
     },
 }
 
+
+def _contact_rows_in_window(alias: str, deal: str) -> str:
+    """The condition for deal ``deal``'s customer contacts engaged in the window, as
+    deal_risk_facts' contact rows under ``alias``: a contact's first day in the window is its
+    row with no earlier day in it (previous_day), so they are counted without a distinct."""
+    return f"""{alias}.kind = 'contact' AND {alias}.deal_id = {deal}
+                AND {alias}.day >= bounds.contacts_from AND {alias}.day <= args.as_of
+                AND ({alias}.previous_day IS NULL OR {alias}.previous_day < bounds.contacts_from)"""
+
+
 _STAGE_ENTRY = _day("f.stage_entered_at")
 _REASONS: dict[str, str] = {
     "ghosted": f"""concat_ws(', ',
@@ -205,7 +215,7 @@ _REASONS: dict[str, str] = {
             || {_number("f.norm_days")} || ' days of the '
             || CAST(th.stalled_percentile AS TEXT) || 'th percentile of '
             || CAST(f.won_deals AS TEXT) || ' won deals there'""",
-    "single_threaded": """CASE WHEN f.contacts = 0 THEN 'no customer contact'
+    "single_threaded": f"""CASE WHEN f.contacts = 0 THEN 'no customer contact'
                 WHEN f.contacts = 1
                     THEN 'only 1 customer contact (' || COALESCE((
                         -- The deal's one row counted in engaged (min: DuckDB plans the
@@ -213,9 +223,7 @@ _REASONS: dict[str, str] = {
                         SELECT min(COALESCE(c.full_name, c.email))
                         FROM deal_risk_facts e
                         JOIN contacts c ON c.id = e.contact_id AND c.deleted_at IS NULL
-                        WHERE e.kind = 'contact' AND e.deal_id = f.id
-                            AND e.day >= bounds.contacts_from AND e.day <= args.as_of
-                            AND (e.previous_day IS NULL OR e.previous_day < bounds.contacts_from)
+                        WHERE {_contact_rows_in_window("e", "f.id")}
                     ), 'unnamed') || ')'
                 ELSE 'only ' || CAST(f.contacts AS TEXT) || ' customer contacts' END
             || ' engaged in the last ' || CAST(th.single_threaded_days AS TEXT) || ' days'""",
@@ -293,19 +301,8 @@ _GHOSTING = _window(
 )
 
 
-# A deal's customer contacts engaged in the window, from its contact rows (``{deal}``: its id):
-# a contact's first day in the window is its row with no earlier day in it (previous_day).
-_WINDOW_CONTACTS = """(
-                    SELECT count(*) FROM deal_risk_facts e
-                    WHERE e.kind = 'contact' AND e.deal_id = {deal}
-                        AND e.day >= {start} AND e.day <= {end}
-                        AND (e.previous_day IS NULL OR e.previous_day < {start})
-                )"""
-_OD_WINDOW_CONTACTS = _WINDOW_CONTACTS.format(
-    deal="od.id", start="bounds.contacts_from", end="args.as_of"
-)
-# ...and from its deal row (``j``), when its contact rows up to as_of are those its summary
-# covers: its contacts' last days in the window.
+# A deal's customer contacts engaged in the window from its deal row (``j``), when its contact
+# rows up to as_of are those its summary covers: its contacts' last days in the window.
 _LATEST_IN_WINDOW = (
     "("
     + " + ".join(
@@ -474,9 +471,7 @@ judged AS (
             -- the last touch), probed by deal; the others' are read from their deal row.
             SELECT count(*) AS contacts FROM deal_risk_facts c
             WHERE NOT (od.contacts_known AND th.max_contacts < {LATEST_CONTACT_DAYS})
-                AND c.kind = 'contact' AND c.deal_id = od.id
-                AND c.day >= bounds.contacts_from AND c.day <= args.as_of
-                AND (c.previous_day IS NULL OR c.previous_day < bounds.contacts_from)
+                AND {_contact_rows_in_window("c", "od.id")}
         ) e ON true
         LEFT JOIN late_pushes lp ON lp.deal_id = od.id
         LEFT JOIN stage_norms n ON n.stage_id = od.stage_id
