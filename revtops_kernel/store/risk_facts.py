@@ -303,10 +303,11 @@ derived AS (
     LEFT JOIN deal_meetings dm ON dm.deal_id = d.id
     LEFT JOIN deal_touches dt ON dt.deal_id = d.id
     LEFT JOIN (
-        -- Its contacts (p has one row each); and, split at the last day with a touch (what has
-        -- happened: contact rows after it are scheduled meetings), its last contact day up to
-        -- it, its first after it, and the last day of each contact up to it, latest first
-        -- (the first LATEST_CONTACT_DAYS): a window ending between the two reads them.
+        -- Its contacts (p has one row each); and, split at the organization's last day with a
+        -- touch (what has happened: contact rows after it are scheduled meetings), its last
+        -- contact day up to it, its first after it, and the last day of each contact up to it,
+        -- latest first (the first LATEST_CONTACT_DAYS): a window ending between the two reads
+        -- them.
         SELECT p.deal_id, count(p.contact_id) AS contacts,
             max(p.last_day) AS past_day, min(p.next_day) AS next_day,
             (array_agg(p.last_day ORDER BY p.last_day DESC)
