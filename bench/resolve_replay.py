@@ -27,9 +27,11 @@ reports both).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -123,7 +125,16 @@ def build(backend: str, scale: float, location: str, seed: int) -> None:
             "resolution_s": result.resolution_seconds,
         }
 
+    batches: dict[str, list[bytes]] = {}
+    original_batch = sync_module.resolve_batch
+
+    def capturing(conn: Connection, org: str, rows: Any, *args: Any, **kwargs: Any) -> Any:
+        if current[0].startswith("first"):  # a first load's batches, as resolve_batch gets them
+            batches.setdefault(current[0], []).append(pickle.dumps(rows))
+        return original_batch(conn, org, rows, *args, **kwargs)
+
     sync_module._resolve = recording  # type: ignore[assignment]
+    sync_module.resolve_batch = capturing  # type: ignore[assignment]
     try:
         with SandboxServer(scale=scale, seed=seed) as sandbox:
             upgrade(db)
@@ -140,8 +151,11 @@ def build(backend: str, scale: float, location: str, seed: int) -> None:
                     scenarios[current[0]]["sync_wall_s"] = result.seconds
     finally:
         sync_module._resolve = original  # type: ignore[assignment]
+        sync_module.resolve_batch = original_batch  # type: ignore[assignment]
         db.dispose()
     _scenarios_path(location).write_text(json.dumps(scenarios))
+    if batches:
+        _batches_path(location).write_bytes(pickle.dumps(batches))
     for name, scenario in scenarios.items():
         marked = {t: len(rows) for t, rows in scenario["state"].items() if rows}
         print(f"{name:<28} full={scenario['full']!s:<5} sync {scenario['sync_wall_s']:.2f} s "
@@ -154,6 +168,10 @@ def _scenarios_path(location: str) -> Path:
         name = location.split("?")[0].rsplit("/", 1)[-1]
         return Path(f"{name}.scenarios.json")
     return Path(f"{location}.scenarios.json")
+
+
+def _batches_path(location: str) -> Path:
+    return _scenarios_path(location).with_suffix(".batches.pickle")
 
 
 def _restore(conn: Connection, state: dict[str, Any]) -> None:
@@ -292,6 +310,61 @@ def run(location: str, old_path: str, rounds: int, only: set[str], statements: i
     db.dispose()
 
 
+def _batch_once(db: Database, module: Any, batches: list[bytes]) -> tuple[float, float, str]:
+    """resolve_batch over a sync's captured batches, with fresh lookups, as a first load
+    (nothing of the provider stored before), in a transaction rolled back: wall and process
+    CPU seconds, and a digest of what it set on the rows."""
+    everything = [pickle.loads(batch) for batch in batches]  # fresh rows: it sets them in place
+    with db.connect() as conn:
+        conn.begin()
+        lookups = module.BatchLookups(ORG)
+        lookups.bind(conn)
+        systems = {
+            row["source_system"] for rows in everything for row in rows.get("activities", [])
+        }
+        lookups.empty_before = dict.fromkeys(systems, True)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for rows in everything:
+            module.resolve_batch(conn, ORG, rows, {}, lookups)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        conn.rollback()
+    digest = hashlib.sha256()
+    for rows in everything:
+        for table, columns in RESOLVED_COLUMNS.items():
+            for row in rows.get(table, []):
+                values = (row["id"], row.get(PENDING_COLUMN), *(row.get(c) for c in columns))
+                digest.update(repr(values).encode())
+    return wall, cpu, digest.hexdigest()[:16]
+
+
+def run_batches(location: str, old_path: str, rounds: int) -> None:
+    from revtops_kernel import resolve as new_module
+
+    path = _batches_path(location)
+    if not path.exists():
+        return
+    old_module = sys.modules.get("revtops_resolve_old") or _load_old(old_path)
+    db = _store(location)
+    for name, batches in pickle.loads(path.read_bytes()).items():
+        results: dict[str, list[tuple[float, float, str]]] = {"old": [], "new": []}
+        for i in range(rounds):
+            order = (("old", old_module), ("new", new_module))
+            for label, module in order if i % 2 == 0 else reversed(order):
+                results[label].append(_batch_once(db, module, batches))
+        wall = {k: statistics.median(r[0] for r in v) * 1000 for k, v in results.items()}
+        cpu = {k: statistics.median(r[1] for r in v) * 1000 for k, v in results.items()}
+        digests = {k: {r[2] for r in v} for k, v in results.items()}
+        same = "same rows" if digests["old"] == digests["new"] and len(digests["old"]) == 1 else (
+            f"ROWS DIFFER: {digests}")  # fmt: skip
+        print(f"resolve_batch, {name} ({len(batches)} batches): wall old {wall['old']:.1f} new "
+              f"{wall['new']:.1f} ms ({wall['new'] / wall['old'] - 1:+.1%}), process CPU old "
+              f"{cpu['old']:.1f} new {cpu['new']:.1f} ms ({cpu['new'] / cpu['old'] - 1:+.1%}); "
+              f"{same}; load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+        print(f"    old wall {[round(r[0] * 1000, 1) for r in results['old']]}, new wall "
+              f"{[round(r[0] * 1000, 1) for r in results['new']]}", flush=True)  # fmt: skip
+    db.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("build", "run"))
@@ -302,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", help="the resolve.py to compare with (run)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated scenario names (run)")
+    parser.add_argument("--batches-only", action="store_true", help="only resolve_batch (run)")
     parser.add_argument("--statements", type=int, default=0, help="print the N costliest (run)")
     args = parser.parse_args(argv)
     if args.mode == "build":
@@ -310,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.old:
         parser.error("run needs --old")
     only = {name.strip() for name in args.only.split(",") if name.strip()}
-    run(args.store, args.old, args.rounds, only, args.statements)
+    if not args.batches_only:
+        run(args.store, args.old, args.rounds, only, args.statements)
+    run_batches(args.store, args.old, args.rounds)
     return 0
 
 

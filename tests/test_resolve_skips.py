@@ -9,8 +9,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 
+from revtops_kernel import resolve
 from revtops_kernel.ids import record_id
 from revtops_kernel.resolve import ResolveReport, resolve_identities
 from revtops_kernel.store import Database
@@ -189,4 +191,56 @@ def test_an_unchanged_rewrite_sends_no_activity_update(db: Database) -> None:
     with db.connect() as conn:
         marked = conn.execute(text("SELECT count(*) FROM activities WHERE resolution_pending"))
         assert marked.scalar_one() == 0
+    _a_full_resolution_changes_nothing(db)
+
+
+def test_the_affected_participants_one_scan_finds_what_the_union_finds(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small CRM write finds the participants it affects in one scan (hashed sets of the
+    written rows); a large one through the union of index-friendly branches. Both reach the
+    same participants and write the same links: a contact whose email changed (its old
+    participants let go, by contact_id), a new contact with an attendee's email, an account
+    whose domain an attendee has."""
+    _company(db)
+    with db.begin() as conn:
+        upsert(
+            conn,
+            "activity_participants",
+            [
+                _attendee("e1:new", "new@acme.example", T0),
+                _attendee("e1:beta", "ceo@beta.example", T0),
+            ],
+        )
+    _resolve(db)
+    with db.begin() as conn:
+        upsert(conn, "contacts", [_row("buyer", email="buyer@acme-corp.example", account_id=ACME)])
+        upsert(conn, "contacts", [_row("new", email="new@acme.example", account_id=ACME)])
+        upsert(conn, "accounts", [_row("beta", name="Beta", domain="beta.example")])
+
+    def resolved_with(one_scan_max: int) -> tuple[tuple[Any, ...], set[tuple[Any, ...]], list[str]]:
+        monkeypatch.setattr(resolve, "AFFECTED_ONE_SCAN_MAX", one_scan_max)
+        reports: list[ResolveReport] = []
+        rows: set[tuple[Any, ...]] = set()
+
+        def run(d: Database) -> None:
+            with d.connect() as conn:
+                conn.begin()
+                reports.append(resolve_identities(conn, ORG))
+                rows.update(tuple(r) for r in conn.execute(text(RESOLVED), {"org": ORG}))
+                conn.rollback()  # the next form starts from the same marks
+
+        statements = _statements_of(db, run)
+        r = reports[0]
+        essence = (r.participants_examined, r.participants_updated, r.activities_updated)
+        return essence, rows, [s for s in statements if "INSERT INTO _resolve_participants" in s]
+
+    one_scan = resolved_with(resolve.AFFECTED_ONE_SCAN_MAX)
+    union = resolved_with(0)
+    assert any("OR split_part" in s for s in one_scan[2])
+    assert not any("OR split_part" in s for s in union[2])
+    assert one_scan[:2] == union[:2]
+    # The old buyer row let go of, the new contact's and Beta's attendees matched.
+    assert one_scan[0][0] == 3 and one_scan[0][1] == 3
+    assert _resolve(db).participants_updated == 3
     _a_full_resolution_changes_nothing(db)
