@@ -514,7 +514,10 @@ def main() -> int:
         if args.record_preload:
             home = Path(folder) / "record"
             home.mkdir()
-            with running_app(home, pool_size=2, **env) as app, sync_playwright() as playwright:
+            # what Voila's front end fetches (the app's fallback, REVTOPS_APP_FRONTEND=voila):
+            # the light front end's page loads one module and preloads nothing
+            voila = {**env, "REVTOPS_APP_FRONTEND": "voila"}
+            with running_app(home, pool_size=2, **voila) as app, sync_playwright() as playwright:
                 app.create_org(ORGS[0], f"{ORGS[0]}.com")
                 settle(app.process.pid)
                 # A page fulfilled by Playwright has no address space of its own, and Chromium's

@@ -17,6 +17,7 @@ organization (`kernel_binding`), and every kernel route asks that binding (`kern
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,12 @@ from .pool_refill import RefillGate
 from .routes import routes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# The page's light front end (frontend/, bundled into static/app.js and app.css), served at
+# /revtops/static/. REVTOPS_APP_FRONTEND=voila gives the page Voila's own front end back.
+STATIC = Path(__file__).resolve().parent / "static"
+STATIC_ROUTE = "revtops/static/"
+FRONTEND_ENV = "REVTOPS_APP_FRONTEND"
+FRONTENDS = ("light", "voila")
 REFILLS_KEY = "revtops_pool_refills"  # the app's RefillGate in the tornado settings
 NOTEBOOK = stock_notebook("app")  # the package's copy when installed, else the checkout's
 
@@ -68,14 +75,37 @@ padding:2rem 3rem;border-radius:12px;max-width:30rem}}</style></head><body><main
 <h1>{title}</h1><p>{message}</p><p><a href="{logout}">Sign out</a></p></main></body></html>"""
 
 
+def front_end() -> str:
+    """Which front end the page loads: ``light`` (the default) or ``voila``."""
+    chosen = os.environ.get(FRONTEND_ENV, "").strip().lower() or "light"
+    if chosen not in FRONTENDS:
+        raise ValueError(f"{FRONTEND_ENV} must be one of {', '.join(FRONTENDS)}, not {chosen!r}")
+    return chosen
+
+
+def asset_urls() -> dict[str, str]:
+    """The light front end's module and stylesheet, relative to the base URL, each with its
+    content's hash as version (so a browser caches them until they change)."""
+    urls = {}
+    for kind, name in (("js", "app.js"), ("css", "app.css")):
+        digest = hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:16]
+        urls[kind] = f"{STATIC_ROUTE}{name}?v={digest}"
+    return urls
+
+
 def page_settings() -> dict[str, Any]:
-    """The page's share of the app's ``VoilaConfiguration``: which lab extensions it loads and
-    the scripts its template preloads (`page_preload`). bench/app.py gives its floor page the
-    same settings, so the two are compared on the same front end."""
+    """The page's share of the app's ``VoilaConfiguration``: which front end it loads (its
+    template reads ``revtops_frontend``), which lab extensions Voila's front end loads and the
+    scripts the template preloads for it (`page_preload`). bench/app.py gives its floor page
+    the same settings, so the two are compared on the same front end."""
     static = [Path(p) for p in collect_static_paths(["voila", "nbconvert"], "lab")]
     return {
         "extension_allowlist": list(EXTENSION_ALLOWLIST),
-        "resources": {"revtops_preload": load_preloads(static)},
+        "resources": {
+            "revtops_preload": load_preloads(static),
+            "revtops_frontend": front_end(),
+            "revtops_assets": asset_urls(),
+        },
     }
 
 
@@ -283,7 +313,12 @@ class RevtopsVoila(Voila):
         return settings
 
     def init_handlers(self) -> list[Any]:
-        api = [(url_path_join(self.server_url, path), handler) for path, handler in routes()]
+        api: list[Any] = [
+            (url_path_join(self.server_url, path), handler) for path, handler in routes()
+        ]
+        # the light front end's module, stylesheet and fonts (public: the page's code)
+        static = url_path_join(self.server_url, STATIC_ROUTE, "(.*)")
+        api.append((static, web.StaticFileHandler, {"path": str(STATIC)}))
         handlers = []
         for route in guard_kernel_routes(super().init_handlers()):
             if len(route) > 1 and route[1] is TornadoVoilaHandler:

@@ -51,7 +51,8 @@ LIVE_BOXES = {
     "question box": ".revtops-chat textarea.rt-input",
     "send": ".revtops-chat .rt-send",
 }
-VOILA_JS = re.compile(r".*/voila/static/voila\.js(\?.*)?$")
+# The page's front end: the light one's module (the default) or Voila's (REVTOPS_APP_FRONTEND=voila)
+FRONT_END_JS = re.compile(r".*/(revtops/static/app|voila/static/voila)\.js(\?.*)?$")
 
 
 def boxes(page: Any, selectors: dict[str, str]) -> dict[str, tuple[float, ...]]:
@@ -78,7 +79,7 @@ def assert_nothing_moved(
 def sign_in_across_takeover(
     browser: Any, app: RunningApp, email: str, name: str
 ) -> tuple[Any, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
-    """``sign_in``, holding Voila's front end back until the shell's boxes are measured; returns
+    """``sign_in``, holding the page's front end back until the shell's boxes are measured; returns
     the page with the live chat drawn, and the shell's and the live page's boxes."""
     context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
     context.add_cookies(
@@ -87,10 +88,10 @@ def sign_in_across_takeover(
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     held: list[Any] = []
-    page.route(VOILA_JS, lambda route: held.append(route))
+    page.route(FRONT_END_JS, lambda route: held.append(route))
     page.goto(app.url + "/", wait_until="commit")
     page.locator("#rt-shell-input").wait_for()
-    while not held:  # the page asked for voila.js: everything before it is drawn
+    while not held:  # the page asked for its front end: everything before it is drawn
         page.wait_for_timeout(50)
     shell = boxes(page, SHELL_BOXES)
     held[0].continue_()

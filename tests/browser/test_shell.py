@@ -4,14 +4,14 @@ widget takes over, and what was being typed (with the caret and the focus) survi
 a page whose notebook failed shows its error instead of the shell. The live page draws its
 header, tabs, conversation list and question box where the shell drew them (boxes compared).
 
-Voila's front end (voila.js) is held back by the test until the typing is done, so the box is
-used before the widget can exist, whatever the machine's speed. Screenshots: /tmp/chat_shell_*.png.
+The page's front end (its module, or voila.js with Voila's front end) is held back by the test
+until the typing is done, so the box is used before the widget can exist, whatever the
+machine's speed. Screenshots: /tmp/chat_shell_*.png.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -26,10 +26,10 @@ from tests.ui.notebook_env import prepare_store
 
 from .app_server import RunningApp, free_port, wait_until_healthy
 from .pages import (
+    FRONT_END_JS,
     LIVE_BOXES,
     SHELL_BOXES,
     TIMEOUT_MS,
-    VOILA_JS,
     assert_nothing_moved,
     boxes,
 )
@@ -65,7 +65,7 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     held: list[Any] = []
-    page.route(VOILA_JS, lambda route: held.append(route))
+    page.route(FRONT_END_JS, lambda route: held.append(route))
     try:
         started = time.perf_counter()
         page.goto(app.url + "/", wait_until="commit")
@@ -87,8 +87,8 @@ def test_the_shell_takes_typing_before_the_widget_and_hands_it_over(
         shot(page, "01_typed")
         shell = boxes(page, SHELL_BOXES)
 
-        # Voila's front end loads; the chat widget takes over the box.
-        while not held:  # the request for voila.js, held since the page asked for it
+        # The front end loads; the chat widget takes over the box.
+        while not held:  # the request for the front end, held since the page asked for it
             page.wait_for_timeout(100)
         held[0].continue_()
         chat = page.locator(".revtops-chat:not(.rt-answer-mode)")
@@ -158,47 +158,3 @@ def test_the_shell_steps_aside_for_a_failed_notebook(tmp_path: Path, browser: An
         page.close()
         server.terminate()
         server.wait(20)
-
-
-def test_the_page_preloads_every_script_of_its_front_end(
-    world: tuple[RunningApp, ScriptedMessagesServer], browser: Any
-) -> None:
-    """The head announces the front end's scripts (revtops_server/page_preload.py), so none of
-    them waits for the script before it: each one the page used came from a preload, none was
-    fetched twice, and the lab extensions the app does not load (plotly's, pygments') are not
-    fetched at all. A failure after upgrading Voila, ipywidgets or anywidget means: re-record
-    the list (bench/app.py --record-preload)."""
-    app, _ = world
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    context.add_cookies(
-        [
-            {
-                "name": "revtops_session",
-                "value": app.token("pia@globex.com", "Pia"),
-                "url": app.url + "/",
-            }
-        ]
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
-        page.goto(app.url + "/", wait_until="commit")
-        page.locator(LIVE_BOXES["question box"]).wait_for()
-        page.wait_for_timeout(1000)  # any late chunk of the views
-        fetched = page.evaluate(
-            """() => performance.getEntriesByType('resource').map((r) => {
-                 const u = new URL(r.name); return [u.pathname + u.search, r.initiatorType]; })"""
-        )
-        preloaded = page.evaluate(
-            """() => [...document.querySelectorAll('link[rel=preload][as=script]')]
-                 .map((l) => { const u = new URL(l.href); return u.pathname + u.search; })"""
-        )
-    finally:
-        context.close()
-    front_end = [path for path, _ in fetched if re.match(r"/voila/(static|labextensions)/", path)]
-    assert len(preloaded) > 50 and preloaded[0] == "/voila/static/voila.js"
-    not_preloaded = [p for p, kind in fetched if p in front_end and kind == "script"]
-    assert not not_preloaded, f"fetched without a preload: {not_preloaded}"
-    assert len(front_end) == len(set(front_end)), "a script was fetched twice"
-    assert set(front_end) == set(preloaded)
-    assert not [p for p in front_end if "plotly" in p or "pygments" in p]

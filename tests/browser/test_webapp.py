@@ -40,8 +40,10 @@ def test_sign_in_sync_ask_chart_artifact_pdf(
     header = ana.locator(".rt-header").inner_text()
     assert "Ana Lopez" in header and "acme-com" in header
     # No plotly lab extension on the page (4.8 MB): charts draw with plotly.js from the kernel.
+    # The chat's front end came from the page's own bundle (the light front end, the default)
+    # or, with Voila's front end (REVTOPS_APP_FRONTEND=voila), from anywidget's lab extension.
     loaded = ana.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)")
-    assert any("anywidget" in url for url in loaded), loaded
+    assert any("anywidget" in url or "/revtops/static/app.js" in url for url in loaded), loaded
     assert not [url for url in loaded if "jupyterlab-plotly" in url]
     shot(ana, "01-signed-in")
 
