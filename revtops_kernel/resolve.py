@@ -37,8 +37,9 @@ the upsert compares the stored row with what the normalizer produced.
 On PostgreSQL a sync's Slack and Calendar rows are resolved in their batch before they are
 written (``resolve_batch``, at the end of this module), from the CRM rows already in the store,
 and written unmarked: this step then only sees what a batch could not settle and what later CRM
-writes affect. On DuckDB rows freshly upserted by a sync carry NULLs in these columns until this
-step commits (a few seconds): the normalizers never guess them.
+writes affect. DuckDB does the same for an incremental sync's small batches
+(``DUCKDB_BATCH_MAX``); after a first load, rows freshly upserted by a sync carry NULLs in these
+columns until this step commits (a few seconds): the normalizers never guess them.
 
 The question "which accounts did we meet last week, and what is their open pipeline?" is then
 a join (``ACCOUNTS_MET_SQL``).
@@ -707,6 +708,10 @@ _UNKNOWN = object()  # an activity this sync has not written
 # read every contact, owner and account once rather than looking up their keys (accounts whose
 # deals are wanted, as a share of the accounts: every deal).
 READ_ALL_SHARE = 0.05
+# DuckDB resolves an incremental sync's batches (sync._StreamWriter) up to this many
+# participants each; a larger batch is left to the set-based resolution after the sync, cheaper
+# there for many rows (its lookups by key scan the tables: no index serves them).
+DUCKDB_BATCH_MAX = 2_000
 SORT_MEMORY = "64MB"  # work_mem for the statements that read all contacts or deals
 
 
@@ -782,7 +787,8 @@ def _resolve_batch(
     systems = set(people_columns.source_system)
     systems.update(activity_columns.source_system)
     crm_rows = any(rows.get(t) for t in RESOLUTION_INPUTS if t not in MARKS_CLEARED_BY_RULES)
-    if crm_rows or not systems <= _ACTIVITY_PROVIDERS:
+    large = conn.dialect.name == "duckdb" and len(participants) > DUCKDB_BATCH_MAX
+    if crm_rows or large or not systems <= _ACTIVITY_PROVIDERS:
         if lookups is not None:
             lookups.forget_written()  # these rows are written without it knowing
         return BatchResolution()  # left to the resolution

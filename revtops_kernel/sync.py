@@ -368,7 +368,10 @@ _fewer_collections = _CollectionPause()
 def _batch_lookups(db: Database, engine: _StreamWriter) -> Iterator[None]:
     """While the streams are read, batches that resolve their rows keep what they read of the
     store for the next ones, under the resolution lock held shared (resolve.BatchLookups)."""
-    if not engine.resolves_batches:
+    if not engine.resolves_batches or db.is_duckdb:
+        # DuckDB: nothing holds other processes' resolutions off between the sync's units of
+        # work (the file is let go between them), so each batch reads afresh, in its own
+        # transaction, which no other writer interleaves.
         yield
         return
     org = engine.result.organization_id
@@ -469,10 +472,14 @@ class _StreamWriter:
         self.release_quarantine = release_quarantine
         self.ctx = NormalizeContext(result.organization_id, result.provider)
         # Slack and Calendar rows are written resolved on PostgreSQL (resolve.resolve_batch),
-        # where the resolution after the sync rewrote each of them. Not on DuckDB: its lookups
-        # per batch cost more than its set-based resolution (Calendar, scale 1: 7.2 s of
-        # batch lookups against a 2.0 s resolution, same load).
-        self.resolves_batches = result.provider in ACTIVITY_PROVIDERS and not db.is_duckdb
+        # where the resolution after the sync rewrote each of them. On DuckDB only after the
+        # first load (cursors kept): its lookups per batch cost more than its set-based
+        # resolution for a first load (Calendar, scale 1: 7.2 s of batch lookups against a
+        # 2.0 s resolution, same load), while an incremental sync's few small batches cost a
+        # few lookups against the ~17 statements of a resolution (resolve.DUCKDB_BATCH_MAX).
+        self.resolves_batches = result.provider in ACTIVITY_PROVIDERS and (
+            not db.is_duckdb or bool(cursors)
+        )
         self.lookups: BatchLookups | None = None  # kept across batches (_batch_lookups)
 
     def sync_stream(self, connector: Connector, stream: str, *, progress: bool) -> None:
