@@ -723,6 +723,7 @@ class BatchResolution:
     activities: int = 0
     left_participants: int = 0  # left marked for the resolution after the sync
     left_activities: int = 0
+    stale: int = 0  # stored participants its activities no longer have, made stale (rule 1)
 
 
 def resolve_batch(
@@ -844,6 +845,7 @@ def _resolve_batch(
         return list(map(row_ids.__getitem__, held(activity_id, ())))
 
     unsettled = lookups.unsettled(system, versions, ids_of) | stale
+    made_stale = lookups.make_stale(unsettled)
     # Rule 3 per activity from its live participants (the batch's), and the ids of those
     # participants for ``remember``, in one pass over each activity's positions.
     rule_3 = _Rule3(found, given, row_ids, deleted, emails, people_columns.role)
@@ -894,6 +896,7 @@ def _resolve_batch(
         activities=len(activities) - left_activities,
         left_participants=left_participants,
         left_activities=left_activities,
+        stale=made_stale,
     )
 
 
@@ -1196,6 +1199,10 @@ class BatchLookups:
         # The ids are kept as the rows hold them (turned into ints only for an activity met
         # again): a set per activity cost a tenth of resolve_batch's CPU at scale 1.
         self.written: dict[int, tuple[Any, Sequence[Any]] | None] = {}
+        # The updated_at of the stored live participants this batch's ``_stored`` read (by the
+        # int of their id), and the stale ones it found (activity, participant id, time): rule 1.
+        self.participant_times: dict[int, Any] = {}
+        self.to_stale: list[tuple[int, Any, Any]] = []
 
     def bind(self, conn: Connection) -> bool:
         """Use ``conn`` for this batch; False when the sync's shared lock is gone (its backend
@@ -1432,17 +1439,65 @@ class BatchLookups:
                 ask.append(str(uuid.UUID(int=activity_id)))
             elif known is not _UNKNOWN:
                 stored[activity_id] = known  # type: ignore[assignment]
+        self.participant_times = {}
+        probed: set[int] = set()
         if ask:
-            stored.update(self._stored(ask))
+            asked = self._stored(ask)
+            stored.update(asked)
+            probed.update(asked)
         unsettled = set()
+        to_stale: list[tuple[int, Any, Any]] = []
+        self.to_stale = to_stale
         for activity_id, (updated_at, live) in stored.items():
             theirs = versions[activity_id]
             newer = updated_at is not None and (theirs is None or _utc(updated_at) > _utc(theirs))
-            if newer or (
-                live and not set(_keys(ids_of(activity_id))).issuperset(_keys(list(live)))
+            if newer:
+                unsettled.add(activity_id)
+                continue
+            if not live:
+                continue
+            held = set(_keys(ids_of(activity_id)))
+            missing = [p for p, key in zip(live, _keys(list(live)), strict=True) if key not in held]
+            if not missing:
+                continue
+            # Stored participants the batch's version of the activity no longer has (an
+            # attendee removed from a moved event): rule 1 makes each stale once this version
+            # is written, if it is older than the version (its time read with it, ``_stored``).
+            # Then the batch settles the activity: its live participants are the batch's, and
+            # it writes their ``deleted_at`` itself (``make_stale``). Otherwise (a time
+            # unknown or not older) the resolution after the sync sees to it, as before.
+            times = list(map(self.participant_times.get, map(_key, missing)))
+            if (
+                activity_id in probed  # times read just now (not known from an earlier batch)
+                and theirs is not None
+                and all(t is not None and _utc(t) < _utc(theirs) for t in times)
             ):
+                to_stale.extend((activity_id, p, theirs) for p in missing)
+            else:
                 unsettled.add(activity_id)
         return unsettled
+
+    def make_stale(self, unsettled: set[int]) -> int:
+        """Rule 1 for the stored participants ``unsettled`` found stale in the batch's settled
+        activities (``deleted_at`` = the activity's new ``updated_at``, the same statement's
+        conditions as STALE_PARTICIPANTS_SQL); the number of rows it changed."""
+        rows = [(p, at) for activity_id, p, at in self.to_stale if activity_id not in unsettled]
+        self.to_stale = []
+        if not rows:
+            return 0
+        changed = self._conn.execute(
+            text(
+                "UPDATE activity_participants SET deleted_at = v.at FROM (SELECT "
+                "CAST(unnest(CAST(:ids AS VARCHAR[])) AS UUID) AS id, "
+                "unnest(CAST(:ats AS TIMESTAMPTZ[])) AS at) v "
+                "WHERE activity_participants.id = v.id "
+                "AND activity_participants.organization_id = :org "
+                "AND activity_participants.deleted_at IS NULL "
+                "AND activity_participants.updated_at < v.at"
+            ),
+            {"org": self.org, "ids": [str(p) for p, _ in rows], "ats": [at for _, at in rows]},
+        ).rowcount
+        return int(changed)
 
     def _stored(self, ids: list[str]) -> dict[int, tuple[Any, Sequence[Any]]]:
         """The version and live participants the store holds of the activities ``ids``."""
@@ -1458,14 +1513,16 @@ class BatchLookups:
         live: dict[int, list[Any]] = {}
         participants = self._conn.execute(
             text(
-                "SELECT activity_id, id FROM activity_participants "
+                "SELECT activity_id, id, updated_at FROM activity_participants "
                 f"{self._among('activity_id', 'ids', uuids=True)} "
                 "WHERE organization_id = :org AND deleted_at IS NULL"
             ),
             {"org": self.org, "ids": [str(row_id) for row_id, _ in found]},
         )
-        for activity_id, row_id in participants:
+        times = self.participant_times
+        for activity_id, row_id, updated_at in participants:
             live.setdefault(_key(activity_id), []).append(row_id)
+            times[_key(row_id)] = updated_at
         return {
             _key(row_id): (updated_at, live.get(_key(row_id), ())) for row_id, updated_at in found
         }

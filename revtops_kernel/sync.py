@@ -177,6 +177,7 @@ class SyncResult:
     # Rows its batches wrote resolved (resolve.resolve_batch), left out of the resolution after.
     batch_resolved: Counter[str] = field(default_factory=Counter)
     batch_left: Counter[str] = field(default_factory=Counter)  # ... and left to it
+    batch_stale: int = 0  # stored participants its batches made stale (rule 1)
     batch_resolution_seconds: float = 0.0  # resolve_batch's time in the batches
 
     @property
@@ -579,6 +580,7 @@ class _StreamWriter:
         self.result.batch_resolved["activities"] += done.activities
         self.result.batch_left["activity_participants"] += done.left_participants
         self.result.batch_left["activities"] += done.left_activities
+        self.result.batch_stale += done.stale
         for bucket in (counts, self.result.counts):
             bucket.fetched += pending.records
             bucket.upserted += written

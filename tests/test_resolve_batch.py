@@ -192,11 +192,27 @@ def test_two_versions_in_one_batch_and_a_store_that_held_events(store: Database)
     assert (pending_of(batch, "e1"), pending_of(batch, "e2")) == (False, True)
     assert_full_resolution_agrees(store)
 
-    # A later sync: e1 is in the store with BUYER; a version without them is unsettled.
+    # A later sync: e1 is in the store with BUYER; a newer version without them is settled in
+    # the batch, which makes BUYER's stored row stale itself (rule 1: older than the version).
     later = batch_of(event_rows("e1", t2), event_rows("e4", t2, OTHER))
     statements = write_batches(store, [later])
     assert [s for s in statements if s.startswith(PROBE)], "the store must be asked"
-    assert (pending_of(later, "e1"), pending_of(later, "e4")) == (True, False)
+    assert (pending_of(later, "e1"), pending_of(later, "e4")) == (False, False)
+    assert [s for s in statements if s.startswith("UPDATE activity_participants SET deleted_at")]
+    with store.connect() as conn:
+        stale = conn.execute(
+            text("SELECT deleted_at FROM activity_participants WHERE source_id = :s"),
+            {"s": f"e1:{BUYER}"},
+        ).scalar_one()
+    assert stale == t2
+    assert_full_resolution_agrees(store)
+
+    # A version as old as the attendee it drops: rule 1 leaves them live (not older than it),
+    # so the batch cannot settle the event alone and leaves it to the resolution after.
+    write_batches(store, [batch_of(event_rows("e5", t2, BUYER, OTHER))])
+    same_time = batch_of(event_rows("e5", t2, OTHER))
+    write_batches(store, [same_time])
+    assert pending_of(same_time, "e5") is True
     assert_full_resolution_agrees(store)
 
     # Without kept lookups every batch reads afresh; the marks are the same.

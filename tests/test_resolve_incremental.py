@@ -158,17 +158,17 @@ def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
         if row_id in new_participants
     }
     # The sync's batches wrote the participants resolved (DuckDB too: an incremental sync's
-    # batches are resolved there as well); the activities whose stored participants they did
-    # not hold (moved events that lost attendees) were left marked, and the resolution after
-    # the sync looked at exactly those (and made the attendees they lost stale). Counts are of
-    # rows handed to the upsert: an event on two calendars, or one stored newer, counts
-    # without being written.
+    # batches are resolved there as well), and made the stored attendees that moved events no
+    # longer have stale themselves (rule 1); what they could not settle was left marked, and
+    # the resolution after the sync looked at exactly that. Counts are of rows handed to the
+    # upsert: an event on two calendars, or one stored newer, counts without being written.
     batch, left = second.batch_resolved, second.batch_left
     assert batch["activity_participants"] == len(new_participants)
     assert (left["activity_participants"], report.participants_examined) == (0, 0)
     assert batch["activities"] + left["activities"] >= len(touched_activities)
-    assert 0 < report.activities_examined == report.written_rows <= left["activities"]
-    assert report.participants_stale > 0
+    assert report.activities_examined == report.written_rows <= left["activities"]
+    assert second.batch_stale + report.participants_stale > 0
+    assert second.batch_stale > 0
     assert_full_resolution_changes_nothing(db)
 
     # A re-run with nothing new looks at nothing, and runs none of the scope's statements.
