@@ -131,6 +131,9 @@ async function start() {
   const kernel = new KernelConnection({
     model: { id: config.kernelId, name: "python3" },
     serverSettings,
+    // the websocket carries comm and kernel_info messages only (Voila refuses the rest, e.g.
+    // the subshell requests @jupyterlab/services would send for comms)
+    commsOverSubshells: "disabled",
   });
   const manager = new PageManager(kernel);
   window.addEventListener("beforeunload", () => {
