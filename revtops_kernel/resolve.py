@@ -1279,13 +1279,15 @@ class BatchLookups:
         first = self.first
         if self.all_read:
             return first
-        keys = sorted({e.lower() for e in emails if isinstance(e, str) and e} - self.emails_read)
-        domains = sorted({k.split("@")[1] for k in keys if "@" in k} - {""} - self.domains_read)
-        self.emails_read.update(keys)
-        self.domains_read.update(domains)
-        if keys and self._many(len(keys), "contacts"):
-            self._read_all()
-        elif keys:
+        wanted = set(map(str.lower, filter(None, filter(_is_text, emails))))
+        wanted.difference_update(self.emails_read)
+        if wanted and self._many(len(wanted), "contacts"):
+            self._read_all()  # every key: which ones were wanted no longer matters
+        elif wanted:
+            keys = sorted(wanted)
+            domains = sorted({k.split("@")[1] for k in keys if "@" in k} - {""} - self.domains_read)
+            self.emails_read.update(keys)
+            self.domains_read.update(domains)
             statement = " UNION ALL ".join(
                 f"SELECT '{table}', * FROM ({self._first_sql(table, *how)}) {table}"
                 for table, how in (
@@ -1580,6 +1582,12 @@ class BatchLookups:
 
 
 _FIRST = operator.itemgetter(0)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
 _DEAL_FACTS = operator.itemgetter(1, 2, 3, 4)  # a deal row's DealFacts
 
 
