@@ -712,6 +712,10 @@ READ_ALL_SHARE = 0.05
 # participants each; a larger batch is left to the set-based resolution after the sync, cheaper
 # there for many rows (its lookups by key scan the tables: no index serves them).
 DUCKDB_BATCH_MAX = 2_000
+# ... and its first this many batches only: each batch's lookups scan the tables there, so a
+# long incremental sync (a commit every 5 s of a slow provider: ~13 for Calendar at scale 10)
+# leaves the rest to the one resolution after it.
+DUCKDB_BATCHES = 2
 SORT_MEMORY = "64MB"  # work_mem for the statements that read all contacts or deals
 
 

@@ -52,7 +52,7 @@ from revtops_kernel.providers import (
     settings_token,
 )
 from revtops_kernel.registry import ProviderSpec, provider_spec
-from revtops_kernel.resolve import BatchLookups, BatchResolution, resolve_batch
+from revtops_kernel.resolve import DUCKDB_BATCHES, BatchLookups, BatchResolution, resolve_batch
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.settings import Settings
 from revtops_kernel.store import bookkeeping
@@ -482,6 +482,7 @@ class _StreamWriter:
             not db.is_duckdb or bool(cursors)
         )
         self.lookups: BatchLookups | None = None  # kept across batches (_batch_lookups)
+        self.resolved_batches = 0
 
     def sync_stream(self, connector: Connector, stream: str, *, progress: bool) -> None:
         provider = self.result.provider
@@ -575,6 +576,9 @@ class _StreamWriter:
         for table, count in written_by_table.items():
             self.statistics.note(table, count)
         _refresh_statistics(self.statistics, BATCH_SHARE)
+        if self.resolves_batches and self.db.is_duckdb:
+            self.resolved_batches += 1
+            self.resolves_batches = self.resolved_batches < DUCKDB_BATCHES
         done = pending.resolution
         self.result.batch_resolved["activity_participants"] += done.participants
         self.result.batch_resolved["activities"] += done.activities

@@ -484,3 +484,15 @@ def test_an_incremental_slack_sync_is_resolved_in_its_batches(
     assert third.resolution is not None and third.resolution.participants_examined > 0
     assert pending(db) == 0
     assert_full_resolution_changes_nothing(db)
+    # A long incremental sync (here a commit every 2 records): its first DUCKDB_BATCHES
+    # batches are resolved in the batch, the rest left to the resolution after the sync.
+    monkeypatch.undo()
+    monkeypatch.setattr("revtops_kernel.sync.COMMIT_EVERY_RECORDS", 2)
+    monkeypatch.setattr("revtops_kernel.sync.DUCKDB_BATCHES", 1)
+    sandbox.mutate_slack(new_messages=6, late_replies=3, seed=7)
+    fourth = run_sync(db, settings, "slack")
+    assert fourth.ok, fourth.error
+    assert fourth.batch_resolved["activity_participants"] > 0
+    assert fourth.resolution is not None and fourth.resolution.participants_examined > 0
+    assert pending(db) == 0
+    assert_full_resolution_changes_nothing(db)
