@@ -21,12 +21,16 @@ Figures (same run, same machine, PostgreSQL store; medians of ``--visits`` visit
    start timing at navigation and stop at the selector (``goto`` waits for nothing else).
    ``--baseline REF`` adds (d): the app at git REF, preheated, until its
    question box showed (run from a ``git archive`` of REF put first on the path).
+   The app runs with its default front end (since 2026-12-07 the light one: one bundled module,
+   `revtops_server/frontend`); ``--front-end voila`` times Voila's front end instead (the
+   app's fallback, ``REVTOPS_APP_FRONTEND``). The floor stays Voila's one-button page.
    ``--profile`` adds one profiled visit per page: when the HTML, the scripts (count, bytes),
    stylesheets and fonts arrived, Chromium's JavaScript CPU time per file, the first
    websocket frame and the question box: where a first render's time goes.
-   ``--record-preload`` instead visits the app once with its preload hints stripped from the
-   page and writes the scripts its front end fetched to the list the template preloads
-   (``revtops_server/page_preload.py``): run it after upgrading Voila, ipywidgets or anywidget.
+   ``--record-preload`` instead visits the app (with Voila's front end, the one that preloads)
+   once with its preload hints stripped from the page and writes the scripts its front end
+   fetched to the list the template preloads (``revtops_server/page_preload.py``): run it
+   after upgrading Voila, ipywidgets or anywidget.
 2. ``--sessions`` users of five organizations, signed in at once, each asks a question (the
    scripted Messages API answers with a tool call, then with what the tool returned): all
    answered, none with another organization's data. Reports wall time, per-answer p50/p95/max
@@ -62,7 +66,13 @@ sys.path.insert(0, str(ROOT))
 
 from revtops_server.page_preload import write_preloads  # noqa: E402
 from revtops_server.pool_refill import REFILL_HOLD_SECONDS  # noqa: E402
-from revtops_server.voila_app import EXTENSION_ALLOWLIST, TEMPLATES, page_settings  # noqa: E402
+from revtops_server.voila_app import (  # noqa: E402
+    EXTENSION_ALLOWLIST,
+    FRONTEND_ENV,
+    FRONTENDS,
+    TEMPLATES,
+    page_settings,
+)
 
 from revtops_kernel.store import Database, upgrade  # noqa: E402
 from revtops_kernel.store.scratch import scratch_postgres  # noqa: E402
@@ -477,6 +487,9 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10, help="concurrent askers (0: skip)")
     parser.add_argument("--visits", type=int, default=4, help="first renders per mode")
     parser.add_argument("--baseline", help="also measure the app at this git ref (warm)")
+    parser.add_argument(
+        "--front-end", choices=FRONTENDS, help="the app page's front end (default: the app's)"
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -510,6 +523,7 @@ def main() -> int:
             "REVTOPS_DATABASE_URL": url,
             "ANTHROPIC_API_KEY": api.api_key,
             "ANTHROPIC_BASE_URL": api.base_url,
+            **({FRONTEND_ENV: args.front_end} if args.front_end else {}),
         }
         if args.record_preload:
             home = Path(folder) / "record"
@@ -605,7 +619,10 @@ def main() -> int:
     warm_usable = statistics.median(figures["warm_usable"])
     cold_usable = statistics.median(figures["cold_usable"])
     spinner = statistics.median(figures["button_first_screen"])
-    print("\nweb app (revtops app, Voila + PostgreSQL, headless Chromium), medians")
+    print(
+        f"\nweb app (revtops app, Voila + PostgreSQL, headless Chromium; the page's front end: "
+        f"{args.front_end or 'the default'}), medians"
+    )
     print(f"  one-button Voila page, preheated (the floor, Voila's defaults): {button:.2f} s")
     print(
         f"  the same page with the app's settings (extensions {EXTENSION_ALLOWLIST}, preloads): "
