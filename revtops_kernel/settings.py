@@ -42,7 +42,7 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "256MiB"
 # Seconds a sync waits for another process's sync of the same provider and organization
 # (PostgreSQL) before giving up: longer than a scale-10 first sync. REVTOPS_SYNC_LOCK_WAIT.
 DEFAULT_SYNC_LOCK_WAIT_SECONDS = 7200.0
-_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B|bytes)?\s*$"  # as DuckDB reads it
+_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B|bytes)\s*$"  # as DuckDB reads it: a unit
 
 
 def _http_url(value: str | None) -> str | None:

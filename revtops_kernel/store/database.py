@@ -29,19 +29,21 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from revtops_kernel.errors import DatabaseLockedError, StoreError
@@ -61,6 +63,95 @@ POSTGRES_APPLICATION_NAME = "revtops"
 # mid-statement leaves its backend running to the end: a scale-10 refresh's INSERT ran ~55 min
 # after its process died, holding its locks and blocking CREATE DATABASE ... TEMPLATE.
 DEAD_CLIENT_CHECK = "10s"
+
+# DuckDB's memory on a write connection. REVTOPS_DUCKDB_MEMORY_LIMIT bounds what DuckDB can
+# evict or spill (its cache of table blocks, joins, sorts). An ART index (every primary key
+# and UNIQUE constraint) is different: the nodes a write loads stay pinned until a checkpoint
+# writes the index out, counted against memory_limit but never evicted, and a batch of
+# changed rows at random keys loads most of a table's index (~120 bytes a row for a synced
+# table's two). A scale-10 re-sync pinned more than 256MiB that way and every statement after
+# it failed with "Out of Memory". So a write connection's limit is its base plus what its
+# indexes pin (``fit_duckdb_memory_limit``, at each unit of work and before each upsert), and
+# a unit that still runs out (one statement loading more index than the base leaves free) is
+# retried with the base doubled, up to DuckDB's own default of 80% of RAM (store.retry).
+DUCKDB_BASE_LIMIT_KEY = "revtops_duckdb_base_limit"  # on the DBAPI connection's record info
+DUCKDB_MEMORY_CAP_SHARE = 0.8  # DuckDB's default memory_limit: 80% of physical memory
+# A limit this near what is wanted (or an eighth of the base, if less) is left as it is.
+DUCKDB_LIMIT_SLACK = 16 * 2**20
+_PINNED_SQL = (
+    "SELECT (SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+    "WHERE tag = 'ART_INDEX'), current_setting('memory_limit')"
+)
+_SIZE = re.compile(r"(?i)^\s*(\d+(?:\.\d+)?)\s*(%|[KMGTP]i?B|B|bytes)?\s*$")
+_UNITS = {"B": 1, "BYTES": 1}
+_UNITS.update({f"{p}B": 1000 ** (i + 1) for i, p in enumerate("KMGTP")})
+_UNITS.update({f"{p}IB": 1024 ** (i + 1) for i, p in enumerate("KMGTP")})
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_size_bytes(value: str) -> int:
+    """A DuckDB memory size (``256MiB``, ``1GB``, ``50%`` of RAM, or DuckDB's own rendering
+    such as ``256.0 MiB``) in bytes."""
+    match = _SIZE.match(value)
+    if match is None or match.group(2) is None:
+        raise ValueError(f"not a memory size: {value!r}")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    if unit == "%":
+        return int(physical_memory_bytes() * number / 100)
+    return int(number * _UNITS[unit])
+
+
+def out_of_memory(exc: BaseException) -> duckdb.OutOfMemoryException | None:
+    """The DuckDB out-of-memory error behind ``exc`` (itself, as SQLAlchemy wrapped it, a
+    cause or a context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, duckdb.OutOfMemoryException):
+            return current
+        if isinstance(current, DBAPIError) and isinstance(
+            current.orig, duckdb.OutOfMemoryException
+        ):
+            return current.orig
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _replay_out_of_memory(exc: BaseException) -> bool:
+    # DuckDB reports it as a TransactionException: 'Failure while replaying WAL file ...:
+    # Failed to commit: could not allocate block of size ...'.
+    message = str(exc)
+    return "replaying WAL" in message and (
+        "allocate" in message or "pin block" in message or "Out of Memory" in message
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def fit_duckdb_memory_limit(connection: Connection) -> None:
+    """Set a DuckDB write connection's memory_limit to its base plus the index memory pinned
+    now (the database instance's, shared by its connections): what is not pinned keeps the
+    base to spill within. No-op on PostgreSQL and on handles the store did not open."""
+    base = connection.info.get(DUCKDB_BASE_LIMIT_KEY)
+    if base is None:
+        return
+    raw = driver_connection(connection)
+    ((pinned, current),) = raw.execute(_PINNED_SQL).fetchall()
+    wanted, limit = base + int(pinned), memory_size_bytes(current)
+    if abs(wanted - limit) <= min(DUCKDB_LIMIT_SLACK, base // 8):
+        return  # near enough: no SET for every unit
+    try:
+        raw.execute(f"SET memory_limit = '{wanted}B'")
+    except duckdb.OutOfMemoryException:  # lowering: what is in use would not fit; keep it
+        log.debug("DuckDB memory_limit kept at %s (wanted %d bytes)", current, wanted)
+
 
 T = TypeVar("T")
 
@@ -289,6 +380,12 @@ class Database:
         self.backend = Backend(backend)
         self.lock_timeout = lock_timeout
         self.duckdb_memory_limit = duckdb_memory_limit
+        # The base of a write connection's memory_limit (fit_duckdb_memory_limit): the setting,
+        # doubled by raise_duckdb_memory_base after a unit ran out, up to the cap.
+        self.duckdb_memory_base = (
+            memory_size_bytes(duckdb_memory_limit) if self.backend is Backend.DUCKDB else 0
+        )
+        self.duckdb_memory_cap = int(physical_memory_bytes() * DUCKDB_MEMORY_CAP_SHARE)
         self._readonly_url = make_url(readonly_url) if readonly_url else None
         self._engine: Engine | None = None
         self._reader_engines: dict[str, Engine] = {}
@@ -331,7 +428,8 @@ class Database:
             Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
             # Bounds DuckDB's buffer cache (its default: 80% of the machine) from the open on,
             # the write-ahead log's replay included: a sync's peak RSS stays its own batches
-            # plus this (joins and sorts above it spill to <file>.tmp).
+            # plus this (joins and sorts above it spill to <file>.tmp). The base, raised after
+            # a unit ran out of memory, is set at each open (_connect_when_unlocked).
             engine = create_engine(
                 self.url,
                 poolclass=NullPool,
@@ -343,13 +441,24 @@ class Database:
             def _connect_when_unlocked(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
                 with _file_lock(path):
                     release_warm_reader(path)  # one configuration per file in a process
-                    return retry_while_locked(
-                        lambda: dialect.connect(*cargs, **cparams), path, timeout, writer=True
-                    )
+                    while True:
+                        config = {**cparams.get("config", {})}
+                        config["memory_limit"] = f"{self.duckdb_memory_base}B"
+                        params = {**cparams, "config": config}
+                        try:
+                            opening = partial(dialect.connect, *cargs, **params)
+                            return retry_while_locked(opening, path, timeout, writer=True)
+                        except duckdb.Error as exc:
+                            # Replaying the write-ahead log inserts its rows into the indexes
+                            # too, pinning them: a log of changes all over a big table can
+                            # need more than the base at the open itself.
+                            if not _replay_out_of_memory(exc) or not self.ran_out_of_memory(exc):
+                                raise
 
             @event.listens_for(engine, "connect")
-            def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+            def _utc_session(dbapi_connection: Any, record: Any) -> None:
                 dbapi_connection.execute(DUCKDB_SESSION_SQL)
+                record.info[DUCKDB_BASE_LIMIT_KEY] = self.duckdb_memory_base
                 # Each unit of work closes the file; by default that checkpoints, rewriting
                 # whole compressed columns (raw JSON) for a few changed rows. Leave changes in
                 # the write-ahead log instead and let DuckDB checkpoint once the log passes its
@@ -365,6 +474,14 @@ class Database:
         engine = create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         event.listen(engine, "connect", _check_for_dead_client)
         return engine
+
+    def raise_duckdb_memory_base(self) -> int | None:
+        """Double the base of the write connections' memory_limit for this store's next
+        connections (up to ``duckdb_memory_cap``); the new base, or None at the cap."""
+        if self.duckdb_memory_base >= self.duckdb_memory_cap:
+            return None
+        self.duckdb_memory_base = min(self.duckdb_memory_base * 2, self.duckdb_memory_cap)
+        return self.duckdb_memory_base
 
     def org_reader_engine(self, role: str) -> Engine:
         """PostgreSQL engine for an organization's queries, connected as its login role.
@@ -465,10 +582,30 @@ class Database:
                 held = None
             if held is not None:
                 with self._held_unit(held) as connection:
+                    fit_duckdb_memory_limit(connection)
                     yield connection
                 return
             with self._open() as connection:
+                fit_duckdb_memory_limit(connection)
                 yield connection
+
+    def ran_out_of_memory(self, exc: BaseException) -> bool:
+        """After ``exc``, DuckDB running out of memory: the next connections get twice the
+        base (a retried unit among them: store.retry), up to ``duckdb_memory_cap``; whether it
+        was raised (False at the cap)."""
+        failed = self.duckdb_memory_base
+        raised = self.raise_duckdb_memory_base()
+        if raised is not None:
+            log.warning(
+                "DuckDB ran out of memory with a memory_limit base of %.0f MiB (%s); the next "
+                "connections to %s get %.0f MiB (REVTOPS_DUCKDB_MEMORY_LIMIT=%s)",
+                failed / 2**20,
+                first_line(out_of_memory(exc) or exc),
+                self.display_url,
+                raised / 2**20,
+                self.duckdb_memory_limit,
+            )
+        return raised is not None
 
     @contextmanager
     def _open(self) -> Iterator[Connection]:

@@ -17,6 +17,12 @@ Transient, by SQLSTATE or exception type:
   by another process already waits ``lock_timeout`` when opening (``DatabaseLockedError``):
   that is not retried again here.
 
+DuckDB running out of memory (``OutOfMemoryException``) is retried differently: at once, on a
+fresh connection whose memory_limit base is doubled (``Database.raise_duckdb_memory_base``,
+kept for the store's later connections), up to 80% of RAM; past that, a ``StoreError`` of one
+line names ``REVTOPS_DUCKDB_MEMORY_LIMIT``. What a write needs beyond the limit is index memory
+DuckDB cannot spill (store.database), so a larger limit is the remedy, not a wait.
+
 Anything else (a constraint, a bad value, a statement timeout) would fail again identically
 and is raised at once.
 """
@@ -36,7 +42,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from revtops_kernel.errors import DatabaseLockedError, StoreError
-from revtops_kernel.store.database import Database
+from revtops_kernel.store.database import Database, first_line, out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +131,11 @@ def in_transaction(
                 # its error replaces the interrupt. That is the user stopping the sync, not a
                 # lost connection: no retry.
                 raise interrupt from None
+            if db.is_duckdb and out_of_memory(exc) is not None:
+                if not db.ran_out_of_memory(exc):  # the base is at its cap
+                    raise _memory_cap_error(db, exc, what) from exc
+                attempt -= 1  # not a transient fault's: bounded by the limit's cap
+                continue  # at once, on a fresh connection with the raised base
             reason = transient_fault(exc)
             if reason is None:
                 raise
@@ -143,6 +154,16 @@ def in_transaction(
                 policy.attempts,
             )
             sleep(delay)
+
+
+def _memory_cap_error(db: Database, exc: BaseException, what: str) -> StoreError:
+    return StoreError(
+        f"{what}: DuckDB ran out of memory with a memory_limit base of "
+        f"{db.duckdb_memory_base / 2**20:,.0f} MiB (REVTOPS_DUCKDB_MEMORY_LIMIT="
+        f"{db.duckdb_memory_limit}, raised up to its cap, 80% of RAM) plus the indexes it "
+        f"pinned; free memory or set REVTOPS_DUCKDB_MEMORY_LIMIT higher "
+        f"({first_line(out_of_memory(exc) or exc)})"
+    )
 
 
 def _interrupt_behind(exc: BaseException) -> BaseException | None:

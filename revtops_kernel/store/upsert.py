@@ -21,11 +21,13 @@ import logging
 import operator
 import uuid
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any, TypeAlias
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -50,7 +52,7 @@ from sqlalchemy.types import TypeEngine
 from revtops_kernel.errors import UpsertError
 from revtops_kernel.jsoncodec import dumps_sorted
 from revtops_kernel.normalize.base import TableTuples
-from revtops_kernel.store.database import driver_connection
+from revtops_kernel.store.database import driver_connection, fit_duckdb_memory_limit
 from revtops_kernel.store.locks import share_resolution
 from revtops_kernel.store.schema import (
     NATURAL_KEY,
@@ -481,11 +483,11 @@ def _upsert_duckdb(
         else ""
     )
     written_columns = _insert_columns(columns, pending)
-    # The stored row's columns the batch does not set: kept when the row is written again.
-    kept = [c.name for c in target.columns if c.name not in written_columns]
-    key = " AND ".join(f"t.{k} = i.{k}" for k in NATURAL_KEY)
     # The batch's rows as the table's types, each with its position (the join key below).
     incoming = f"(SELECT {select}, {view}.{ROW_ORDER} FROM {view} {latest_only}) AS i"
+    # The indexes earlier writes of this connection pinned get room on top of the base limit
+    # (store.database): this upsert's own join and index loads keep the base.
+    fit_duckdb_memory_limit(conn)
     raw.register(view, batch)
     try:
         if _nothing_stored(raw, target, batch):
@@ -495,50 +497,77 @@ def _upsert_duckdb(
                 f"INSERT INTO {target.name} ({', '.join(written_columns)}) "
                 f"SELECT {select} FROM {view} {latest_only}"
             ).fetchone()
-            return int(inserted[0]) if inserted else 0
-        raw.execute(f"DROP TABLE IF EXISTS temp.{_CHANGED}")
-        # Which rows are new and which stored ones the batch changes (upsert's rules, as
-        # _conflict_clause): only positions and what a rewritten row keeps of the stored one
-        # are set aside, not the batch's own columns (copying those, raw included, into the
-        # temp table was half the statements' time on a first load).
-        raw.execute(
-            f"CREATE TEMP TABLE {_CHANGED} AS "
-            f"SELECT i.{ROW_ORDER}, t.rowid AS {_OLD_ROW}, t.id AS __revtops_old_id"
-            + "".join(f", t.{c} AS __revtops_kept_{c}" for c in kept)
-            + f" FROM {incoming} LEFT JOIN {target.name} AS t ON {key} "
-            f"WHERE t.rowid IS NULL OR ({_changed_condition(columns)})"
+            written = int(inserted[0]) if inserted else 0
+        else:
+            written = _write_changed(raw, target, view, select, incoming, columns, pending)
+    except BaseException:
+        # A failed statement aborts DuckDB's transaction, and unregistering then fails with
+        # "transaction is aborted", which would replace the real error (an out-of-memory
+        # one, say): the first error is the one raised. The failed unit's rollback, or its
+        # connection's close, drops the view anyway.
+        with suppress(duckdb.Error):
+            raw.unregister(view)
+        raise
+    raw.unregister(view)
+    return written
+
+
+def _write_changed(
+    raw: Any,
+    target: Table,
+    view: str,
+    select: str,
+    incoming: str,
+    columns: list[str],
+    pending: str | None,
+) -> int:
+    """The batch's new rows inserted and the stored rows it changes rewritten (deleted and
+    inserted again); the number of rows written."""
+    written_columns = _insert_columns(columns, pending)
+    # The stored row's columns the batch does not set: kept when the row is written again.
+    kept = [c.name for c in target.columns if c.name not in written_columns]
+    key = " AND ".join(f"t.{k} = i.{k}" for k in NATURAL_KEY)
+    raw.execute(f"DROP TABLE IF EXISTS temp.{_CHANGED}")
+    # Which rows are new and which stored ones the batch changes (upsert's rules, as
+    # _conflict_clause): only positions and what a rewritten row keeps of the stored one
+    # are set aside, not the batch's own columns (copying those, raw included, into the
+    # temp table was half the statements' time on a first load).
+    raw.execute(
+        f"CREATE TEMP TABLE {_CHANGED} AS "
+        f"SELECT i.{ROW_ORDER}, t.rowid AS {_OLD_ROW}, t.id AS __revtops_old_id"
+        + "".join(f", t.{c} AS __revtops_kept_{c}" for c in kept)
+        + f" FROM {incoming} LEFT JOIN {target.name} AS t ON {key} "
+        f"WHERE t.rowid IS NULL OR ({_changed_condition(columns)})"
+    )
+    written, rewritten = raw.execute(
+        f"SELECT count(*), count({_OLD_ROW}) FROM {_CHANGED}"
+    ).fetchone()
+
+    def chosen(which: str) -> str:
+        # The batch's rows the temp table names, converted after the join: only they go
+        # through the casts and the id formula again.
+        return (
+            f"(SELECT {select}, c.* FROM {view} JOIN {_CHANGED} AS c "
+            f"ON c.{ROW_ORDER} = {view}.{ROW_ORDER} WHERE c.{_OLD_ROW} {which}) AS i"
         )
-        written, rewritten = raw.execute(
-            f"SELECT count(*), count({_OLD_ROW}) FROM {_CHANGED}"
-        ).fetchone()
 
-        def chosen(which: str) -> str:
-            # The batch's rows the temp table names, converted after the join: only they go
-            # through the casts and the id formula again.
-            return (
-                f"(SELECT {select}, c.* FROM {view} JOIN {_CHANGED} AS c "
-                f"ON c.{ROW_ORDER} = {view}.{ROW_ORDER} WHERE c.{_OLD_ROW} {which}) AS i"
-            )
-
-        if rewritten:
-            stored = f"SELECT {_OLD_ROW} FROM {_CHANGED} WHERE {_OLD_ROW} IS NOT NULL"
-            raw.execute(f"DELETE FROM {target.name} WHERE rowid IN ({stored})")
-            # A stored row keeps its id (derived from the same key) and the columns not given.
-            values = ["__revtops_old_id" if c == "id" else c for c in written_columns] + [
-                f"__revtops_kept_{c}" for c in kept
-            ]
-            raw.execute(
-                f"INSERT INTO {target.name} ({', '.join(written_columns + kept)}) "
-                f"SELECT {', '.join(values)} FROM {chosen('IS NOT NULL')}"
-            )
-        if written > rewritten:
-            raw.execute(
-                f"INSERT INTO {target.name} ({', '.join(written_columns)}) "
-                f"SELECT {', '.join(written_columns)} FROM {chosen('IS NULL')}"
-            )
-        raw.execute(f"DROP TABLE {_CHANGED}")
-    finally:
-        raw.unregister(view)
+    if rewritten:
+        stored = f"SELECT {_OLD_ROW} FROM {_CHANGED} WHERE {_OLD_ROW} IS NOT NULL"
+        raw.execute(f"DELETE FROM {target.name} WHERE rowid IN ({stored})")
+        # A stored row keeps its id (derived from the same key) and the columns not given.
+        values = ["__revtops_old_id" if c == "id" else c for c in written_columns] + [
+            f"__revtops_kept_{c}" for c in kept
+        ]
+        raw.execute(
+            f"INSERT INTO {target.name} ({', '.join(written_columns + kept)}) "
+            f"SELECT {', '.join(values)} FROM {chosen('IS NOT NULL')}"
+        )
+    if written > rewritten:
+        raw.execute(
+            f"INSERT INTO {target.name} ({', '.join(written_columns)}) "
+            f"SELECT {', '.join(written_columns)} FROM {chosen('IS NULL')}"
+        )
+    raw.execute(f"DROP TABLE {_CHANGED}")
     return int(written)
 
 
