@@ -151,7 +151,6 @@ async function start() {
       MessageLoop.sendMessage(renderer, Widget.ResizeMessage.UnknownSize);
     }
   });
-  window.revtopsPage = { manager, kernel };
 }
 
 start().catch((error) => {
