@@ -71,6 +71,7 @@ from revtops_server.voila_app import (  # noqa: E402
     FRONTEND_ENV,
     FRONTENDS,
     TEMPLATES,
+    front_end,
     page_settings,
 )
 
@@ -490,6 +491,11 @@ def main() -> int:
     parser.add_argument(
         "--front-end", choices=FRONTENDS, help="the app page's front end (default: the app's)"
     )
+    parser.add_argument(
+        "--other-front-end",
+        action="store_true",
+        help="also time the app with its other front end, warm and cold, in the same run",
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -544,15 +550,22 @@ def main() -> int:
                 browser.close()
             print(f"{len(paths)} scripts recorded:", *paths, sep="\n  ")
             return 0
-        runs: list[tuple[str, int, Path | None, str]] = [
-            ("warm", pool, None, QUESTION_BOX),
-            ("cold", 0, None, QUESTION_BOX),
+        runs: list[tuple[str, int, Path | None, str, dict[str, str]]] = [
+            ("warm", pool, None, QUESTION_BOX, {}),
+            ("cold", 0, None, QUESTION_BOX, {}),
         ]
+        if args.other_front_end:
+            # the same code with the page's other front end, warm and cold (same run)
+            chosen = args.front_end or front_end()
+            other = {FRONTEND_ENV: next(name for name in FRONTENDS if name != chosen)}
+            runs += [("other_warm", pool, None, QUESTION_BOX, other)]
+            runs += [("other_cold", 0, None, QUESTION_BOX, other)]
+            figures["other_front_end"] = other[FRONTEND_ENV]
         if args.baseline:
             code = extract(args.baseline, Path(folder) / "baseline-code")
             anywidget_chat = (code / "revtops_kernel" / "ui" / "static" / "chat.js").exists()
             runs.append(
-                ("baseline", pool, code, QUESTION_BOX if anywidget_chat else OLD_QUESTION_BOX)
+                ("baseline", pool, code, QUESTION_BOX if anywidget_chat else OLD_QUESTION_BOX, {})
             )
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -571,10 +584,10 @@ def main() -> int:
                     if args.profile:
                         settle(pid)
                         profiles.append(where_time_goes(page_url, browser, floor, ".widget-button"))
-            for label, size, code, selector in runs:
+            for label, size, code, selector, run_env in runs:
                 home = Path(folder) / label
                 home.mkdir()
-                with running_app(home, pool_size=size, code=code, **env) as app:
+                with running_app(home, pool_size=size, code=code, **{**env, **run_env}) as app:
                     for org in ORGS:
                         app.create_org(org, f"{org}.com")
                     if size:
@@ -647,6 +660,14 @@ def main() -> int:
         f"  from the usable box to the live widget: preheated +{warm - warm_usable:.2f} s, "
         f"cold +{cold - cold_usable:.2f} s"
     )
+    if "other_warm" in figures:
+        other_warm = statistics.median(figures["other_warm"])
+        other_cold = statistics.median(figures["other_cold"])
+        print(
+            f"  the same code with the {figures['other_front_end']} front end: preheated "
+            f"{other_warm:.2f} s ({other_warm / button:.2f}x the floor), cold {other_cold:.2f} s; "
+            f"cold/warm {other_cold / other_warm:.1f}x"
+        )
     if "baseline" in figures:
         before = statistics.median(figures["baseline"])
         print(
