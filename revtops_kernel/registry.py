@@ -44,6 +44,9 @@ class ProviderSpec:
     stage_stream: str | None = None  # read first: deals are normalized with its stage map
     stage_map: Callable[[list[dict[str, Any]]], dict[str, StageInfo]] | None = None
     after_streams: AfterStreams | None = None
+    # The table after_streams writes: its rows count toward that table's planner statistics
+    # like a batch's (a Salesforce first load derives ~2.6 rows of field history per deal there)
+    after_streams_table: str | None = None
 
 
 def provider_spec(provider: str) -> ProviderSpec:
@@ -72,6 +75,7 @@ def _hubspot(info: ProviderInfo) -> ProviderSpec:
         stage_stream="pipelines",
         stage_map=hubspot.stage_map,
         after_streams=prune_removed_deal_contacts,
+        after_streams_table="deal_contacts",
     )
 
 
@@ -102,6 +106,7 @@ def _salesforce(info: ProviderInfo) -> ProviderSpec:
         stage_stream="OpportunityStage",
         stage_map=salesforce.stage_map,
         after_streams=derive_salesforce_field_history,
+        after_streams_table="deal_field_history",
     )
 
 

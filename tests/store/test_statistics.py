@@ -221,6 +221,42 @@ def test_a_sync_leaves_the_tables_it_wrote_analyzed(fresh: Database) -> None:
 
 
 @pytest.mark.slow
+def test_a_second_crm_first_load_leaves_its_derived_history_analyzed(fresh: Database) -> None:
+    """Salesforce's field history is written by the pass after its streams, not by a batch.
+    Uncounted, a Salesforce first load into a store where HubSpot's history already stood left
+    the table analyzed without the new organization: the planner took its 260k rows (scale 10)
+    for one, and the deal-states refresh right after planned a nested loop over them (stuck
+    for 17 min before it was cancelled)."""
+    other = "acme-sf"
+    with SandboxServer(scale=0.02, seed=3) as sandbox:
+        settings = load_settings(
+            REVTOPS_DATABASE_URL=fresh.url.render_as_string(hide_password=False),
+            REVTOPS_ORG=ORG,
+            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
+            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
+        )
+        crm = run_sync(fresh, settings, "hubspot")
+        started = utcnow()
+        salesforce = run_sync(fresh, settings, "salesforce", org=other)
+    assert crm.ok and salesforce.ok, (crm.error, salesforce.error)
+    assert "deal_field_history" in salesforce.analyzed
+    assert_analyzed_since(fresh, ("deal_field_history",), started)
+    with fresh.connect() as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM deal_field_history WHERE organization_id = :o"),
+            {"o": other},
+        ).scalar_one()
+    assert stored > 0
+    estimated = scan_estimate(
+        plan(fresh, f"SELECT * FROM deal_field_history WHERE organization_id = '{other}'"),
+        "deal_field_history",
+    )
+    assert estimated > stored / 2, (estimated, stored)
+
+
+@pytest.mark.slow
 def test_a_sync_killed_midway_leaves_what_it_committed_analyzed(fresh: Database) -> None:
     started = utcnow()
     with SandboxServer(scale=0.05, seed=9) as sandbox:
