@@ -25,7 +25,8 @@ both see the same data and the same changes) is served in a thread, and a fresh 
 2. **1% changes** in the sandbox (``mutate``: 1% of every CRM object modified; new Slack
    messages and late replies, moved, cancelled and new meetings, each ~1% of its kind), then an
    **incremental re-sync** of the four providers in a second child, measured the same way;
-3. every **verified query** (default parameters, "today" the sandbox's anchor) and every
+3. the eval's **quota plan** imported as a user would (no CRM holds quotas), then every
+   **verified query** (default parameters, "today" the sandbox's anchor) and every
    **gold query** of the golden set, in a third child, through the SQL guard and the read-only
    path the copilot uses (on PostgreSQL the organization's role under row-level security, one
    prepared statement run to the end), ``--runs`` times each after one warm-up: p50 and p95 (of
@@ -441,6 +442,7 @@ def run_backend(
 ) -> BackendFigures:
     from revtops_kernel.resolve import resolve_identities
     from revtops_sandbox import SandboxServer
+    from revtops_sandbox.evals.quota_plan import load_quota_plan
 
     progress(f"scale {scale:g} {backend}: generating the sandbox company")
     with (
@@ -455,7 +457,10 @@ def run_backend(
         progress(f"scale {scale:g} {backend}: incremental sync after {changes}")
         incremental = sync_in_child(environment, upgrade_first=False)
         print_sync(f"scale {scale:g} {backend} incremental re-sync after 1% changes", incremental)
-        progress(f"scale {scale:g} {backend}: queries")
+        # Quotas come from a file a user imports, not from a CRM: the eval's plan, imported as a
+        # user would, so the quota and forecast questions are timed on a team's real quotas.
+        quotas = load_quota_plan(db, ORG, sandbox.state.company)
+        progress(f"scale {scale:g} {backend}: queries ({quotas.imported} quotas imported)")
         queries = queries_in_child(db, runs)
         started = time.monotonic()
         with db.begin() as conn:
@@ -630,6 +635,10 @@ def summary(results: list[BackendFigures]) -> list[tuple[str, str, str, str]]:
                      f"({worst.provider}, {worst.resolution_s:.2f} s)",
                      f"<= {RESOLUTION_SHARE_GOAL:.0%}",
                      verdict(worst.resolution_share <= RESOLUTION_SHARE_GOAL)))  # fmt: skip
+        failed = [f"{which} {p.provider}" for which, syncs in (("first", f), ("incremental", inc))
+                  for p in syncs.providers if p.status != "succeeded"]  # fmt: skip
+        rows.append((f"{tag}: syncs that did not succeed", ", ".join(failed) or "none",
+                     "none", verdict(not failed)))  # fmt: skip
         share = inc.wall_s / f.wall_s
         rows.append((f"{tag}: incremental re-sync after 1%", f"{inc.wall_s:,.1f} s "
                      f"({share:.1%} of first)", f"<= {INCREMENTAL_SHARE_GOAL:.0%}",
