@@ -152,6 +152,27 @@ def test_a_later_unit_gets_the_base_on_top_of_the_pinned_indexes(store: Path) ->
         db.dispose()
 
 
+def test_the_limit_comes_back_to_the_base_once_a_checkpoint_unpins(store: Path) -> None:
+    """A checkpoint writes the indexes out and lets go of their memory: the next unit's limit
+    is the base again, so the cache does not keep the room the indexes had."""
+    db = Database(f"duckdb:///{store}", duckdb_memory_limit="64MiB")
+    try:
+        with db.writer_held():
+            with db.begin() as conn:
+                assert _write(conn) == CHANGED + NEW
+            with db.connect() as conn:
+                raised = conn.execute(text("SELECT current_setting('memory_limit')")).scalar_one()
+                driver_connection(conn).execute("CHECKPOINT")
+            with db.begin() as conn:
+                pinned = _art_mib(conn)
+                limit = conn.execute(text("SELECT current_setting('memory_limit')")).scalar_one()
+        assert memory_size_bytes(str(raised)) > memory_size_bytes("64MiB") + 20 * 2**20
+        assert pinned < 1
+        assert memory_size_bytes(str(limit)) == memory_size_bytes("64MiB")
+    finally:
+        db.dispose()
+
+
 def test_the_out_of_memory_error_is_the_one_raised(store: Path) -> None:
     """Outside the retry, the statement's own error reaches the caller, not the "transaction
     is aborted" of unregistering the batch afterwards."""
