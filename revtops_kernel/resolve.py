@@ -469,7 +469,8 @@ class ResolveReport:
 def resolve_identities(
     conn: Connection, org: str, *, full: bool = False, analyze: bool = True
 ) -> ResolveReport:
-    """Apply the resolution rules to ``org``'s rows, in the caller's transaction.
+    """Apply the resolution rules to ``org``'s rows, in the caller's transaction, and record
+    the run in ``identity_resolutions`` (not when nothing was marked: the record stands).
 
     Incremental by default: only rows written since the last resolution and what they affect
     (module docstring). ``full=True`` resolves every row, e.g. after a change of the rules.
@@ -488,8 +489,11 @@ def resolve_identities(
         # On an error the caller's transaction rolls back, and the scope tables with it.
         _create_scope(conn)
         report = _resolve_in_scope(conn, org, own, full=full)  # drops them at its end
-    else:  # nothing written since the last one: no scope tables, no statements over none
-        report = ResolveReport(consumer_domains=0, own_domains=tuple(own))
+    else:
+        # Nothing written since the last one, same own domains: no scope tables, no statement
+        # over none, and nothing to record (its record stands), so the transaction writes
+        # nothing (on DuckDB a commit that wrote flushes the write-ahead log).
+        return ResolveReport(consumer_domains=0, own_domains=tuple(own))
     if analyze:
         _analyze_cleared(conn, dict(report.marks_cleared))
     conn.execute(
@@ -800,6 +804,10 @@ def _resolve_batch(
     if lookups is None or not lookups.bind(conn):
         share_resolution(conn, org)
         lookups = BatchLookups(org)
+        # This batch's alone: it asks the store about each of its activities, without first
+        # asking whether the store held any of the provider's (a statement less; on DuckDB,
+        # where an incremental sync's batches read afresh, the answer is yes anyway).
+        lookups.complete = False
         lookups.bind(conn)
     emails = people_columns.email
     outcomes = lookups.outcomes(emails)
