@@ -112,15 +112,15 @@ _SCOPE_DDL = {
 }
 
 # The first live row per email (contacts, owners) or domain (accounts), by CRM precedence,
-# among the keys of the participants in scope.
+# among the keys of the participants in scope. DISTINCT ON rather than row_number() over a
+# window (both backends have it): DuckDB sorts each window partition, 1.4-2.4x the time of
+# DISTINCT ON's ordered first row at scale 0.1; PostgreSQL sorts for either.
 _FIRST_BY = """
-    SELECT key, id, account_id FROM (
-        SELECT {key} AS key, id, {account} AS account_id,
-               row_number() OVER (PARTITION BY {key} ORDER BY {precedence}, id) AS rn
-        FROM {table}
-        WHERE organization_id = :org AND deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''
-          AND {key} IN (SELECT {scope_key} FROM {scope})
-    ) ranked WHERE rn = 1
+    SELECT DISTINCT ON ({key}) {key} AS key, id, {account} AS account_id
+    FROM {table}
+    WHERE organization_id = :org AND deleted_at IS NULL AND {key} IS NOT NULL AND {key} <> ''
+      AND {key} IN (SELECT {scope_key} FROM {scope})
+    ORDER BY {key}, {precedence}, id
 """
 
 
@@ -304,24 +304,24 @@ SELECT a.id, {_MEETING}, a.occurred_at,
        CASE WHEN {_MEETING} THEN NULL ELSE a.deal_id END
 FROM activities a
 LEFT JOIN (
-    SELECT activity_id, owner_id, row_number() OVER (
-        PARTITION BY activity_id
-        ORDER BY CASE WHEN role IN ('organizer', 'author') THEN 0 ELSE 1 END,
-                 email NULLS LAST, id) AS rn
+    SELECT DISTINCT ON (activity_id) activity_id, owner_id
     FROM {SCOPE_LIVE} WHERE owner_id IS NOT NULL
-) o ON o.activity_id = a.id AND o.rn = 1
+    ORDER BY activity_id, CASE WHEN role IN ('organizer', 'author') THEN 0 ELSE 1 END,
+             email NULLS LAST, id
+) o ON o.activity_id = a.id
 LEFT JOIN (
-    SELECT activity_id, contact_id, row_number() OVER (
-        PARTITION BY activity_id ORDER BY email NULLS LAST, id) AS rn
+    SELECT DISTINCT ON (activity_id) activity_id, contact_id
     FROM {SCOPE_LIVE} WHERE contact_id IS NOT NULL
-) c ON c.activity_id = a.id AND c.rn = 1
+    ORDER BY activity_id, email NULLS LAST, id
+) c ON c.activity_id = a.id
 LEFT JOIN (
-    SELECT activity_id, account_id, row_number() OVER (
-        PARTITION BY activity_id ORDER BY count(*) DESC, account_id) AS rn
-    FROM {SCOPE_LIVE}
-    WHERE account_id IS NOT NULL AND NOT COALESCE(is_internal, FALSE)
-    GROUP BY activity_id, account_id
-) acc ON acc.activity_id = a.id AND acc.rn = 1
+    SELECT DISTINCT ON (activity_id) activity_id, account_id FROM (
+        SELECT activity_id, account_id, count(*) AS n FROM {SCOPE_LIVE}
+        WHERE account_id IS NOT NULL AND NOT COALESCE(is_internal, FALSE)
+        GROUP BY activity_id, account_id
+    ) counted
+    ORDER BY activity_id, n DESC, account_id
+) acc ON acc.activity_id = a.id
 WHERE a.organization_id = :org AND a.source_system IN ({_ACTIVITY_SYSTEMS})
   AND a.id IN (SELECT id FROM {SCOPE_ACTIVITIES})
 """
@@ -351,8 +351,7 @@ WHERE {_MEETING_ROWS} AND NOT EXISTS (SELECT 1 FROM {SCOPE_LINKS} s WHERE s.id =
 MEETING_DEALS_SQL = f"""
 UPDATE {SCOPE_LINKS} SET deal_id = d.deal_id
 FROM (
-    SELECT m.id, deals.id AS deal_id, row_number() OVER (
-        PARTITION BY m.id ORDER BY deals.created_at DESC, deals.id) AS rn
+    SELECT DISTINCT ON (m.id) m.id, deals.id AS deal_id
     FROM {SCOPE_LINKS} m
     JOIN deals ON deals.organization_id = :org
               AND deals.account_id = m.account_id
@@ -361,8 +360,9 @@ FROM (
               AND (NOT COALESCE(deals.is_closed, FALSE)
                    OR deals.close_date >= CAST(m.occurred_at AS DATE))
     WHERE m.is_meeting
+    ORDER BY m.id, deals.created_at DESC, deals.id
 ) d
-WHERE {SCOPE_LINKS}.id = d.id AND d.rn = 1
+WHERE {SCOPE_LINKS}.id = d.id
 """
 
 _LINKS_CHANGED = (
