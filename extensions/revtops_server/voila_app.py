@@ -245,6 +245,10 @@ class RevtopsVoilaHandler(TornadoVoilaHandler):
     def _hand_over(self, identity: app_identity.AppIdentity) -> None:
         secret = os.environ[app_identity.SECRET_ENV]
         self.request.headers[app_identity.HEADER] = app_identity.sign(identity, secret)
+        # Sets the _xsrf cookie (tornado does when the token is first read): the page's
+        # shutdown-on-leave beacon posts it, and without the cookie Voila's shutdown handler
+        # refused the beacon (403), leaving the kernel to the idle culler.
+        _ = self.xsrf_token
 
 
 class RevtopsVoila(Voila):

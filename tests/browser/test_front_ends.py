@@ -3,8 +3,9 @@
 The light one (the default: `extensions/revtops_server/frontend/`, one bundled module) loads
 no voila.js and no JupyterLab chunk (asserted from the browser's network log), renders the app,
 answers a question and restores the conversation after a reload, over the same kernel websocket
-(which still refuses code). Voila's own front end (``REVTOPS_APP_FRONTEND=voila``, an
-operator's fallback) still renders and answers, and its head preloads every script it uses.
+(which still refuses code); leaving the page shuts its kernel down. Voila's own front end
+(``REVTOPS_APP_FRONTEND=voila``, an operator's fallback) still renders and answers, and its head
+preloads every script it uses.
 
 Screenshots: /tmp/front_end_*.png (look at them).
 """
@@ -12,6 +13,7 @@ Screenshots: /tmp/front_end_*.png (look at them).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,19 @@ def visit(browser: Any, app: RunningApp, email: str, name: str) -> tuple[Any, li
     page.goto(app.url + "/", wait_until="commit")
     page.locator(LIVE_BOXES["question box"]).wait_for()
     return page, requests
+
+
+def assert_kernel_ends_with_the_page(page: Any, app: RunningApp) -> None:
+    """Leaving the page shuts its kernel down (the page's beacon, with the _xsrf cookie the
+    page handler sets), instead of leaving it to the idle culler."""
+    kernel_id = page.evaluate(
+        "() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId"
+    )
+    page.goto("about:blank")
+    deadline = time.monotonic() + 30
+    while f"Kernel shutdown: {kernel_id}" not in app.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"kernel {kernel_id} still running after the page left"
+        time.sleep(0.2)
 
 
 def ask_and_restore(page: Any, api: ScriptedMessagesServer, name: str) -> None:
@@ -102,6 +117,7 @@ def test_the_light_page_loads_one_module_and_works(
         page.locator(".lm-TabBar-tab:has-text('Chat')").click()
         shot(page, "light_first")
         ask_and_restore(page, api, "light")
+        assert_kernel_ends_with_the_page(page, app)
     except Exception:
         shot(page, "light_failure")
         raise
@@ -159,6 +175,7 @@ def test_voilas_front_end_stays_available_and_preloads_its_scripts(
         assert not [p for p in front_end if "plotly" in p or "pygments" in p]
         assert not [p for p, _ in fetched if p.startswith("/revtops/static/")]
         ask_and_restore(page, api, "voila")
+        assert_kernel_ends_with_the_page(page, app)
     except Exception:
         shot(page, "voila_failure")
         raise
