@@ -97,6 +97,9 @@ QUESTION_BOX = ".revtops-chat textarea.rt-input"  # the chat widget's box: live
 SHELL_BOX = "#rt-shell textarea.rt-shell-input"
 USABLE_BOX = f"{SHELL_BOX}, {QUESTION_BOX}"
 VOILA_SPINNER = "#loading"  # plain Voila's first screen, drawn by its template: the floor's
+# the floor's first screen: its spinner, or its widget when the spinner was gone before it was
+# seen (a preheated page can drop it at once; waiting for it alone then never ended)
+FLOOR_FIRST = f"{VOILA_SPINNER}, .widget-button"
 OLD_QUESTION_BOX = ".revtops-chat .rt-input input"  # the composite ipywidgets chat
 BUTTON_NOTEBOOK = {
     "cells": [{"cell_type": "code", "execution_count": None, "id": "b", "metadata": {},
@@ -578,7 +581,7 @@ def main() -> int:
                     firsts: list[float] = []
                     figures[floor] = first_render(
                         page_url, browser, args.visits, floor, ".widget-button", server_pid=pid,
-                        first=VOILA_SPINNER, firsts=firsts,
+                        first=FLOOR_FIRST, firsts=firsts,
                     )  # fmt: skip
                     figures[f"{floor}_first_screen"] = firsts
                     if args.profile:
