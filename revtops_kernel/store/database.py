@@ -68,9 +68,10 @@ DEAD_CLIENT_CHECK = "10s"
 # evict or spill (its cache of table blocks, joins, sorts). An ART index (every primary key
 # and UNIQUE constraint) is different: the nodes a write loads stay pinned until a checkpoint
 # writes the index out, counted against memory_limit but never evicted, and a batch of
-# changed rows at random keys loads most of a table's index (~120 bytes a row for a synced
-# table's two). A scale-10 re-sync pinned more than 256MiB that way and every statement after
-# it failed with "Out of Memory". So a write connection's limit is its base plus what its
+# changed rows at random keys loads most of a table's index (~100 bytes a row for a synced
+# table's two: 203 MiB for 2.26M participants at scale 10). A scale-10 HubSpot re-sync pins
+# ~520 MiB that way; under a fixed 256MiB its statements failed with "Out of Memory" once
+# the pinned indexes filled it. So a write connection's limit is its base plus what its
 # indexes pin (``fit_duckdb_memory_limit``, at each unit of work and before each upsert), and
 # a unit that still runs out (one statement loading more index than the base leaves free) is
 # retried with the base doubled, up to DuckDB's own default of 80% of RAM (store.retry).
