@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import SANDBOX_SCALE, SANDBOX_SEED, sandbox_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from revtops_kernel.settings import load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.schema import metadata
 from revtops_kernel.store.scratch import scratch_postgres
@@ -187,15 +187,8 @@ def test_vacuum_follows_the_share_of_rows_one_sync_wrote(fresh: Database) -> Non
 @pytest.mark.slow
 def test_a_sync_leaves_the_tables_it_wrote_analyzed(fresh: Database) -> None:
     started = utcnow()
-    with SandboxServer(scale=0.02, seed=3) as sandbox:
-        settings = load_settings(
-            REVTOPS_DATABASE_URL=fresh.url.render_as_string(hide_password=False),
-            REVTOPS_ORG=ORG,
-            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
-            REVTOPS_GOOGLE_CALENDAR_TOKEN=sandbox.token,
-        )
+    with SandboxServer(scale=SANDBOX_SCALE, seed=SANDBOX_SEED) as sandbox:
+        settings = sandbox_settings(sandbox, fresh, "hubspot", "google_calendar", org=ORG)
         crm = run_sync(fresh, settings, "hubspot", streams=CRM_STREAMS)
         calendar = run_sync(fresh, settings, "google_calendar")
     assert crm.ok and calendar.ok, (crm.error, calendar.error)
@@ -228,15 +221,8 @@ def test_a_second_crm_first_load_leaves_its_derived_history_analyzed(fresh: Data
     for one, and the deal-states refresh right after planned a nested loop over them (stuck
     for 17 min before it was cancelled)."""
     other = "acme-sf"
-    with SandboxServer(scale=0.02, seed=3) as sandbox:
-        settings = load_settings(
-            REVTOPS_DATABASE_URL=fresh.url.render_as_string(hide_password=False),
-            REVTOPS_ORG=ORG,
-            REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-            REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
-            REVTOPS_SALESFORCE_TOKEN=sandbox.token,
-        )
+    with SandboxServer(scale=SANDBOX_SCALE, seed=SANDBOX_SEED) as sandbox:
+        settings = sandbox_settings(sandbox, fresh, "hubspot", "salesforce", org=ORG)
         crm = run_sync(fresh, settings, "hubspot")
         started = utcnow()
         salesforce = run_sync(fresh, settings, "salesforce", org=other)
