@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.providers import provider_info
@@ -207,3 +207,18 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
         yield from plan_nodes(child)
+
+
+def statements_of(db: Database, run: Callable[[Database], object]) -> list[str]:
+    """The SQL statements ``run(db)`` sent through ``db``'s engine."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        run(db)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return sent

@@ -5,12 +5,13 @@ resolution of the same data ends. Real syncs against the sandbox, on both backen
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from helpers import statements_of
+from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
 from revtops_kernel.resolve import ResolveReport, resolve_batch, resolve_identities
@@ -75,21 +76,6 @@ def resolved(db: Database) -> set[tuple[Any, ...]]:
 def resolve(db: Database, *, full: bool = False) -> ResolveReport:
     with db.begin() as conn:
         return resolve_identities(conn, ORG, full=full)
-
-
-def _statements_of(db: Database, run: Callable[[Database], object]) -> list[str]:
-    """The SQL statements ``run(db)`` sent through ``db``'s engine."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        run(db)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return sent
 
 
 def assert_full_resolution_changes_nothing(db: Database) -> None:
@@ -172,7 +158,7 @@ def test_resolution_after_an_incremental_sync_touches_only_what_it_wrote(
     assert_full_resolution_changes_nothing(db)
 
     # A re-run with nothing new looks at nothing, and runs none of the scope's statements.
-    statements = _statements_of(db, resolve)
+    statements = statements_of(db, resolve)
     again = resolve(db)
     assert (again.full, again.participants_examined, again.activities_examined) == (False, 0, 0)
     assert not [s for s in statements if "_resolve_" in s], statements
@@ -465,7 +451,7 @@ def test_an_incremental_slack_sync_is_resolved_in_its_batches(
         assert not first.batch_resolved["activity_participants"]
     sandbox.mutate_slack(new_messages=6, late_replies=3, seed=5)
     results: list[Any] = []
-    statements = _statements_of(db, lambda d: results.append(run_sync(d, settings, "slack")))
+    statements = statements_of(db, lambda d: results.append(run_sync(d, settings, "slack")))
     second = results[0]
     assert second.ok, second.error
     assert second.batch_resolved["activity_participants"] > 0

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from helpers import statements_of
+from sqlalchemy import text
 
 from revtops_kernel import resolve
 from revtops_kernel.ids import record_id
@@ -77,17 +78,8 @@ def _resolve(db: Database, *, full: bool = False) -> ResolveReport:
 
 
 def _statements_of(db: Database, run: Callable[[Database], object]) -> list[str]:
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(" ".join(statement.split()))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        run(db)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return sent
+    """The statements sent, each on one line (the steps below are matched as substrings)."""
+    return [" ".join(statement.split()) for statement in statements_of(db, run)]
 
 
 def _sent(statements: list[str], steps: tuple[str, ...]) -> list[str]:
