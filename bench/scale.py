@@ -358,36 +358,56 @@ BUSIEST_OPEN_DEAL = (
 )
 
 
-def time_queries(
-    db: Database, runs: int, org: str = ORG, only: frozenset[str] = frozenset()
-) -> list[QueryFigures]:
-    """Run in a child too: a fresh interpreter reads the query modules as they are now."""
+@dataclass(frozen=True)
+class QuerySpec:
+    """One timed query: its SQL as the copilot sends it to the guard, and its parameters."""
+
+    kind: str  # verified | gold
+    name: str
+    sql: str
+    params: dict[str, Any] | None = None
+
+
+def query_specs(
+    db: Database, org: str = ORG, only: frozenset[str] = frozenset()
+) -> list[QuerySpec]:
+    """Every verified query (default parameters, "today" the sandbox's anchor), every gold
+    query, and ``deal_risks`` for one deal; or the ``only`` ones."""
     from revtops_kernel.agent.guard import run_guarded
-    from revtops_kernel.agent.verified import VERIFIED_QUERIES, run_verified
+    from revtops_kernel.agent.verified import VERIFIED_QUERIES, resolve_params
     from revtops_sandbox.evals.golden import GOLDEN
 
-    measured: list[QueryFigures] = []
-    jobs: list[tuple[str, str, Any]] = [
-        ("verified", name, lambda n=name: run_verified(db, n, None, org=org, today=AS_OF))
-        for name in VERIFIED_QUERIES
+    specs = [
+        QuerySpec("verified", name, query.sql, resolve_params(name, None, today=AS_OF))
+        for name, query in VERIFIED_QUERIES.items()
     ]
-    jobs += [("gold", q.id, lambda sql=q.sql: run_guarded(db, sql, org=org)) for q in GOLDEN]
+    specs += [QuerySpec("gold", q.id, q.sql) for q in GOLDEN]
     # One deal's flags, as the timeline, the brief and the At risk view ask for them: the open
     # deal with the most activities (the most evidence to read).
     busiest = run_guarded(db, BUSIEST_OPEN_DEAL, org=org).frame
     if len(busiest):
         one = {"deal_id": str(busiest.iloc[0, 0])}
-        jobs.append(
-            (
-                "verified",
-                "deal_risks:one_deal",
-                lambda: run_verified(db, "deal_risks", one, org=org, today=AS_OF),
-            )
-        )
-    if only:
-        jobs = [job for job in jobs if job[1] in only]
-    for kind, name, run in jobs:
-        figures = QueryFigures(kind, name, 0, [])
+        sql = VERIFIED_QUERIES["deal_risks"].sql
+        params = resolve_params("deal_risks", one, today=AS_OF)
+        specs.append(QuerySpec("verified", "deal_risks:one_deal", sql, params))
+    return [spec for spec in specs if spec.name in only] if only else specs
+
+
+def time_queries(
+    db: Database, runs: int, org: str = ORG, only: frozenset[str] = frozenset()
+) -> list[QueryFigures]:
+    """Run in a child too: a fresh interpreter reads the query modules as they are now.
+
+    Each runs as ``run_verified`` / the copilot's SQL tool run it: ``run_guarded``."""
+    from revtops_kernel.agent.guard import run_guarded
+
+    measured: list[QueryFigures] = []
+    for spec in query_specs(db, org, only):
+        figures = QueryFigures(spec.kind, spec.name, 0, [])
+
+        def run(spec: QuerySpec = spec) -> Any:
+            return run_guarded(db, spec.sql, org=org, params=spec.params)
+
         try:
             figures.rows = len(run().frame)  # warm-up: caches, the org role, the guard
             for _ in range(runs):
