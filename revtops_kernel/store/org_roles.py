@@ -62,7 +62,12 @@ MAPPING_TABLE = "revtops_org_roles"
 WRITER_MAPPING_TABLE = "revtops_org_writers"
 WRITE_POLICY = "revtops_org_write"
 # Tables of a sync's own state that the assistant does not read but a sync writes.
-SYNC_BOOKKEEPING_TABLES = ("sync_cursors", "quarantined_records", "identity_resolutions")
+SYNC_BOOKKEEPING_TABLES = (
+    "sync_cursors",
+    "quarantined_records",
+    "identity_resolutions",
+    "derived_changes",  # store.change_journal: its triggers write it as the writer
+)
 SCHEMA_VERSIONS_TABLE = "revtops_schema"  # store.migrate's; org writers read the version
 # Beyond the synced tables, what a writer may do, column by column where it matters: add its own
 # organization (a sync ensures it), record a sync on its integration (never its Nango

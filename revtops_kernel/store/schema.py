@@ -1476,6 +1476,22 @@ class IdentityResolution(Base):
     )
 
 
+class DerivedChange(Base):
+    """A deal or account whose rows a write changed since ``deal_risk_facts``' last refresh,
+    journaled by PostgreSQL triggers (``store.change_journal``): the next refresh derives
+    only those deals. Empty on DuckDB (no triggers: its refresh derives every deal)."""
+
+    __tablename__ = "derived_changes"
+    __table_args__ = (_pg_index("organization_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, comment="Id.")
+    organization_id: Mapped[str] = mapped_column(String(63), comment="Organization.")
+    deal_id: Mapped[uuid.UUID | None] = mapped_column(comment="A deal whose inputs changed.")
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="An account whose meetings changed (its deals' latest meeting)."
+    )
+
+
 metadata = Base.metadata
 NATURAL_KEY = ("organization_id", "source_system", "source_id")
 
