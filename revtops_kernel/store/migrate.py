@@ -13,7 +13,10 @@ migration histories. Instead the models are the truth and the upgrade reconciles
 5. on PostgreSQL, indexes the models gained since a table was created, those they retired
    (``schema.RETIRED_INDEXES``) dropped, the ``revtops_analyze`` function
    (``store.statistics``), and statistics of the tables just created, so the planner never
-   works from none.
+   works from none;
+6. on DuckDB, synced tables that still have the natural key's UNIQUE constraint (created
+   before the primary key on ``id`` became their one unique index: ``schema._natural_key``)
+   rebuilt without it, since DuckDB cannot drop a constraint, then a checkpoint.
 
 The applied version is recorded in ``revtops_schema``; a database newer than this code is
 refused rather than silently written to.
@@ -22,6 +25,7 @@ refused rather than silently written to.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,7 +45,7 @@ from sqlalchemy.schema import SetColumnComment
 from revtops_kernel.errors import SchemaError
 from revtops_kernel.store import deal_states, meeting_accounts, org_roles, risk_facts, statistics
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.schema import RETIRED_INDEXES, metadata
+from revtops_kernel.store.schema import NATURAL_KEY, RETIRED_INDEXES, metadata, synced_tables
 from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,8 @@ class UpgradeReport:
     # Derived tables built or rebuilt here, then vacuumed (PostgreSQL), so the read path's
     # index-only scans of them skip their rows from the first query, not after a sync.
     vacuumed: list[str] = field(default_factory=list)
+    # Synced tables rebuilt without the natural key's UNIQUE constraint (DuckDB).
+    rebuilt_tables: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -103,6 +109,7 @@ class UpgradeReport:
             or self.applied_migrations
             or self.dropped_indexes
             or self.created_indexes
+            or self.rebuilt_tables
         )
 
 
@@ -129,6 +136,8 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             )
         report.created_tables = _create_missing_tables(conn)
         report.added_columns = _add_missing_columns(conn)
+        if conn.dialect.name == "duckdb":
+            report.rebuilt_tables = _rebuild_duckdb_natural_keys(conn)
         if BASELINE_VERSION not in applied:
             _record(conn, BASELINE_VERSION, "common schema")
         for step in steps:
@@ -147,6 +156,11 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 conn.execute(text(statement))
             statistics.analyze_tables(conn, [*report.created_tables, *indexed, *built])
         report.version = target_version(steps)
+    if report.rebuilt_tables:
+        # Writes the rebuilt indexes out (they stay pinned in memory until a checkpoint) and
+        # frees the old tables' blocks for reuse.
+        with db.connect() as conn:
+            conn.execute(text("CHECKPOINT"))
     report.vacuumed = statistics.vacuum_tables(db, built)
     return report
 
@@ -280,3 +294,80 @@ def _create_missing_indexes(conn: Connection) -> tuple[list[str], list[str]]:
                     statistics_objects.add(name)
                     grown.append(table.name)
     return created, list(dict.fromkeys(grown))
+
+
+# --- DuckDB: synced tables without the natural key's UNIQUE constraint -----------------------
+
+_OLD_SUFFIX = "__revtops_old"
+
+
+def _rebuild_duckdb_natural_keys(conn: Connection) -> list[str]:
+    """Rebuild the synced tables that still carry the UNIQUE constraint on the natural key
+    (``schema._natural_key``: on DuckDB the primary key on ``id`` is their one unique index).
+    DuckDB cannot drop a constraint, so each is renamed, created again from the model, filled
+    from the old one and the old one dropped, in the upgrade's transaction; an index added by
+    hand is created again. Returns the tables rebuilt (none once done: idempotent)."""
+    found = conn.execute(
+        text(
+            "SELECT table_name FROM duckdb_constraints() "
+            "WHERE database_name = current_database() AND schema_name = current_schema() "
+            "AND constraint_type = 'UNIQUE' AND constraint_column_names = :key"
+        ),
+        {"key": list(NATURAL_KEY)},
+    ).scalars()
+    tables = synced_tables()
+    stale = sorted(name for name in set(found) if name in tables)
+    if stale:
+        log.warning(
+            "rebuilding %d synced tables without their redundant UNIQUE index (once; the "
+            "larger ones take a while): %s",
+            len(stale),
+            ", ".join(stale),
+        )
+    for name in stale:
+        _rebuild_table(conn, tables[name])
+    return stale
+
+
+def _rebuild_table(conn: Connection, table: Table) -> None:
+    """``table`` created again from its model, with every row and column of the stored one."""
+    started = time.monotonic()
+    quote = conn.dialect.identifier_preparer.quote
+    name, old = table.name, f"{table.name}{_OLD_SUFFIX}"
+    params = {"table": name}
+    scope = (
+        "database_name = current_database() AND schema_name = current_schema() "
+        "AND table_name = :table"
+    )
+    # An index on the table (added by hand: the models create none on DuckDB) blocks the
+    # rename; it is dropped and created again on the new table.
+    indexes = conn.execute(
+        text(f"SELECT index_name, sql FROM duckdb_indexes() WHERE {scope}"), params
+    ).all()
+    stored = conn.execute(
+        text(f"SELECT column_name, data_type, comment FROM duckdb_columns() WHERE {scope} "
+             "ORDER BY column_index"),
+        params,
+    ).all()  # fmt: skip
+    rows = conn.execute(text(f"SELECT count(*) FROM {quote(name)}")).scalar_one()
+    log.warning("rebuilding %s (%d rows)", name, rows)
+    for index_name, _sql in indexes:
+        conn.execute(text(f"DROP INDEX {quote(index_name)}"))
+    conn.execute(text(f"ALTER TABLE {quote(name)} RENAME TO {quote(old)}"))
+    table.create(conn, checkfirst=False)  # the model's columns, comments and constraints
+    for column, data_type, comment in stored:
+        if column not in table.columns:  # not the models': kept, data and comment
+            conn.execute(text(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {data_type}"))
+            if comment:
+                literal = "'" + comment.replace("'", "''") + "'"  # no parameters in COMMENT
+                conn.execute(text(f"COMMENT ON COLUMN {quote(name)}.{quote(column)} IS {literal}"))
+    columns = ", ".join(quote(column) for column, _type, _comment in stored)
+    conn.execute(text(f"INSERT INTO {quote(name)} ({columns}) SELECT {columns} FROM {quote(old)}"))
+    copied = conn.execute(text(f"SELECT count(*) FROM {quote(name)}")).scalar_one()
+    if copied != rows:  # cannot happen short of a DuckDB bug: the transaction rolls back
+        raise SchemaError(f"rebuilding {name}: {copied} rows copied of {rows}")
+    conn.execute(text(f"DROP TABLE {quote(old)}"))
+    for _index_name, sql in indexes:
+        if sql:
+            conn.execute(text(sql))
+    log.info("rebuilt %s in %.1f s", name, time.monotonic() - started)

@@ -3,7 +3,8 @@
 Business tables (synced from a provider) share ``SyncedRecord``'s columns and are unique on
 ``(organization_id, source_system, source_id)``. Their ``id`` is derived from that key
 (``revtops_kernel.ids.record_id``), so a normalizer can link a deal to its account without a
-lookup and a re-sync upserts onto the same row. Links between records are plain columns, not
+lookup and a re-sync upserts onto the same row. On DuckDB the primary key on ``id`` is their one
+unique index (``_natural_key``). Links between records are plain columns, not
 foreign keys: records arrive in any order from several providers, and DuckDB's foreign keys
 block the updates an upsert makes.
 
@@ -144,13 +145,32 @@ def _pg_lower_index(table: str, column: str) -> Index:
     ).ddl_if(dialect="postgresql")
 
 
+NATURAL_KEY = ("organization_id", "source_system", "source_id")
+
+
+def _natural_key() -> UniqueConstraint:
+    """A synced table's UNIQUE natural key, created on PostgreSQL only.
+
+    PostgreSQL needs it: it is the upsert's ON CONFLICT target. DuckDB's upsert matches stored
+    rows with a hash join on the key instead (store.upsert), and there the index would cost
+    more than it gives: DuckDB keeps the ART nodes a write loads pinned in memory until a
+    checkpoint (store.database), and a constraint cannot be dropped later. So on DuckDB the
+    primary key on ``id`` is the table's one unique index: ``id`` is the md5 of the natural key
+    (ids.record_id), so two rows with one key have one id; its 16-byte keys pin ~48 MiB per
+    million rows a batch of scattered changes touches, the three-text key ~69 MiB, both
+    ~117 MiB; and reads that seek a row by id use it. The upsert collapses a batch's equal keys
+    and rewrites a stored row under its stored id, so it never makes a second row of a key.
+    """
+    return UniqueConstraint(*NATURAL_KEY).ddl_if(dialect="postgresql")
+
+
 class SyncedRecord:
     """Columns every business table shares, and its natural key."""
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
         return (
-            UniqueConstraint("organization_id", "source_system", "source_id"),
+            _natural_key(),
             {"info": {"synced": True, "readable": True}},
         )
 
@@ -349,7 +369,7 @@ class Owner(SyncedRecord, Base):
 
     __tablename__ = "owners"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_lower_index("owners", "email"),
         {"info": {"synced": True, "readable": True}},
     )
@@ -366,7 +386,7 @@ class Account(SyncedRecord, Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_lower_index("accounts", "domain"),
         # An account's name by id, without its ~2 kB row: every deal list (DEAL_COLUMNS),
         # meetings_by_account, gold accounts_without_deals, avg_contacts_per_account,
@@ -396,7 +416,7 @@ class Contact(SyncedRecord, Base):
 
     __tablename__ = "contacts"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "email"),
         _pg_lower_index("contacts", "email"),
         # An account's contacts: gold avg_contacts_per_account.
@@ -455,7 +475,7 @@ class Deal(SyncedRecord, Base):
 
     __tablename__ = "deals"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "account_id"),
         _pg_index("organization_id", "owner_id"),
         _pg_index("organization_id", "close_date"),
@@ -535,7 +555,7 @@ class DealStageHistory(SyncedRecord, Base):
 
     __tablename__ = "deal_stage_history"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "deal_id", "entered_at"),
         # Each deal's live stage changes in order, with what the movement queries read (a row
         # carries Salesforce's raw snapshot): stage_funnel (lag/lead per deal) and
@@ -605,7 +625,7 @@ class DealFieldHistory(SyncedRecord, Base):
 
     __tablename__ = "deal_field_history"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "deal_id", "field", "changed_at"),
         # Each deal's live amounts and close dates in order, with the values: the waterfall's
         # changes and the gold waterfall_* amounts then (latest per deal before a date, lag per
@@ -759,7 +779,7 @@ class DealContact(SyncedRecord, Base):
 
     __tablename__ = "deal_contacts"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "deal_id"),
         _pg_index("organization_id", "contact_id"),
         {"info": {"synced": True, "readable": True}},
@@ -781,7 +801,7 @@ class Activity(SyncedRecord, Base):
 
     __tablename__ = "activities"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         # The verified queries' windows read ix_activities_live_occurred (live rows); this one
         # serves the SQL a model writes without `deleted_at IS NULL` (deleted records asked
         # about, or the filter forgotten), which would otherwise scan every activity row.
@@ -884,7 +904,7 @@ class ActivityParticipant(SyncedRecord, Base):
 
     __tablename__ = "activity_participants"
     __table_args__ = (
-        UniqueConstraint("organization_id", "source_system", "source_id"),
+        _natural_key(),
         _pg_index("organization_id", "activity_id"),
         _pg_index("organization_id", "email"),
         _pg_lower_index("activity_participants", "email"),
@@ -1493,7 +1513,6 @@ class DerivedChange(Base):
 
 
 metadata = Base.metadata
-NATURAL_KEY = ("organization_id", "source_system", "source_id")
 
 # The tables identity resolution reads, and which of their rows it must look at again once a
 # sync wrote them (``{row}`` is the row's alias): ``store.upsert`` sets ``resolution_pending``
