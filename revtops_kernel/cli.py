@@ -188,6 +188,8 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
         print(f"dropped retired index {index}")
     for index in report.created_indexes:
         print(f"created index {index}")
+    for table in report.rebuilt_tables:
+        print(f"rebuilt {table} without its natural key's UNIQUE index (DuckDB: id's is enough)")
     if report.vacuumed:
         print(f"built and vacuumed {', '.join(report.vacuumed)}")
     if not report.changed:

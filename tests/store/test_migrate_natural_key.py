@@ -6,6 +6,10 @@ before, which DuckDB cannot alter in place."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -223,3 +227,22 @@ def test_a_rebuilt_table_pins_less_index_memory_for_scattered_changes(tmp_path: 
         new.dispose()
     assert with_both > 0
     assert with_one < 0.6 * with_both, (with_one, with_both)
+
+
+def test_revtops_db_upgrade_says_what_it_rebuilds(tmp_path: Path) -> None:
+    """The command a user runs: a line per table while it works, and what it rebuilt."""
+    path = tmp_path / "old.duckdb"
+    _old_schema_store(path).dispose()
+    revtops = shutil.which("revtops") or str(Path(sys.executable).with_name("revtops"))
+    env = {**os.environ, "REVTOPS_DATABASE_URL": f"duckdb:///{path}"}
+    first = subprocess.run(
+        [revtops, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert first.returncode == 0, first.stderr
+    assert "rebuilding activities (0 rows)" in first.stderr
+    assert "rebuilt activities without its natural key's UNIQUE index" in first.stdout
+    again = subprocess.run(
+        [revtops, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "rebuil" not in again.stdout + again.stderr
+    assert "schema already up to date" in again.stdout
