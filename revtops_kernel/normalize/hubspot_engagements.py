@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Rows
+from revtops_kernel.ids import record_id
+from revtops_kernel.normalize.base import (
+    ColumnarNormalizer,
+    NormalizeContext,
+    RawValue,
+    RecordRejected,
+)
 from revtops_kernel.normalize.hubspot_envelope import (
     archived_at,
     associated,
@@ -23,7 +29,7 @@ from revtops_kernel.normalize.hubspot_envelope import (
     properties,
     stamp,
 )
-from revtops_kernel.normalize.rows import participant_row
+from revtops_kernel.normalize.rows import ACTIVITY_COLUMNS, PARTICIPANT_COLUMNS
 from revtops_kernel.normalize.values import (
     INT_LIMIT,
     link,
@@ -116,7 +122,12 @@ def _timing(
     return occurred_at, None, None
 
 
-def _engagement(record: Mapping[str, Any], ctx: NormalizeContext, kind: _Engagement) -> Rows:
+def _engagement_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue, kind: _Engagement
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """One engagement's activity and participants as tuples (``ACTIVITY_COLUMNS``,
+    ``PARTICIPANT_COLUMNS``). The values are read in the order the dict rows once were, so a
+    record with several faults is quarantined for the same one."""
     source_id = f"{kind.activity_type}:{hubspot_id(record)}"
     props = properties(record)
     occurred_at, ended_at, duration = _timing(props, kind)
@@ -124,49 +135,52 @@ def _engagement(record: Mapping[str, Any], ctx: NormalizeContext, kind: _Engagem
     owner = props.get("hubspot_owner_id") or None
     direction = props.get(kind.direction) if kind.direction else None
     updated_at = stamp(props, "hs_lastmodifieddate", record, "updatedAt")
-    row = ctx.base_row("activities", source_id)
-    row.update(
-        activity_type=kind.activity_type,
-        subject=(props.get(kind.subject) or None) if kind.subject else None,
-        body=_body(props, kind.body),
-        occurred_at=occurred_at,
-        ended_at=ended_at,
-        is_all_day=None,
-        duration_seconds=duration,
-        direction=_DIRECTIONS.get(direction) if direction else None,
-        status=parse_status(props.get(kind.status)) if kind.status else None,
-        owner_id=link(ctx, "owners", owner),
-        deal_id=link(ctx, "deals", first_associated(record, "deals")),
-        account_id=link(ctx, "accounts", first_associated(record, "companies")),
-        contact_id=link(ctx, "contacts", contacts[0] if contacts else None),
-        channel=None,
-        thread_id=None,
-        created_at=stamp(props, "hs_createdate", record, "createdAt"),
-        updated_at=updated_at,
-        deleted_at=archived_at(record, updated_at),
-        raw=record,
-    )
-    participants = [participant_row(row, ctx, "contact", c, kind.contact_role) for c in contacts]
+    org, system = ctx.organization_id, ctx.source_system
+    activity_id = record_id(org, system, "activities", source_id)
+    subject = (props.get(kind.subject) or None) if kind.subject else None
+    body = _body(props, kind.body)
+    direction = _DIRECTIONS.get(direction) if direction else None
+    status = parse_status(props.get(kind.status)) if kind.status else None
+    owner_id = link(ctx, "owners", owner)
+    deal_id = link(ctx, "deals", first_associated(record, "deals"))
+    account_id = link(ctx, "accounts", first_associated(record, "companies"))
+    contact_ids = [link(ctx, "contacts", contact) for contact in contacts]
+    created_at = stamp(props, "hs_createdate", record, "createdAt")
+    deleted_at = archived_at(record, updated_at)
+    activity = (
+        activity_id, org, system, source_id, created_at, updated_at, deleted_at, raw(record),
+        subject, body, owner_id, deal_id, account_id, contact_ids[0] if contact_ids else None,
+        None, None, kind.activity_type, occurred_at, ended_at, None, duration, direction, status,
+    )  # fmt: skip
+    role = kind.contact_role
+    participants = [
+        (org, system, f"{source_id}:contact:{contact}", activity_id, None, None, role, None,
+         False, contact_id, None, None, created_at, updated_at, deleted_at, None)
+        for contact, contact_id in zip(contacts, contact_ids, strict=True)
+    ]  # fmt: skip
     if owner is not None:
-        participants.append(participant_row(row, ctx, "owner", str(owner), "owner"))
-    return {"activities": [row], "activity_participants": participants}
+        participants.append(
+            (org, system, f"{source_id}:owner:{owner}", activity_id, None, None, "owner", None,
+             True, None, None, owner_id, created_at, updated_at, deleted_at, None)
+        )  # fmt: skip
+    return [activity], participants
 
 
-def normalize_meeting(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    return _engagement(record, ctx, _MEETING)
+def _normalizer(kind: _Engagement) -> ColumnarNormalizer:
+    def parts(
+        record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return _engagement_parts(record, ctx, raw, kind)
+
+    parts.__name__ = f"normalize_{kind.activity_type}"
+    return ColumnarNormalizer(_TABLES, parts)
 
 
-def normalize_call(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    return _engagement(record, ctx, _CALL)
-
-
-def normalize_email(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    return _engagement(record, ctx, _EMAIL)
-
-
-def normalize_note(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    return _engagement(record, ctx, _NOTE)
-
-
-def normalize_task(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    return _engagement(record, ctx, _TASK)
+# Columnar (base.ColumnarNormalizer): a sync keeps an engagement page as tuples; called on one
+# record each gives dict rows, the participants' ids filled in.
+_TABLES = {"activities": ACTIVITY_COLUMNS, "activity_participants": PARTICIPANT_COLUMNS}
+normalize_meeting = _normalizer(_MEETING)
+normalize_call = _normalizer(_CALL)
+normalize_email = _normalizer(_EMAIL)
+normalize_note = _normalizer(_NOTE)
+normalize_task = _normalizer(_TASK)

@@ -9,6 +9,21 @@ from typing import Any
 from revtops_kernel.normalize.base import NormalizeContext, RecordRejected, Row, Rows, StageInfo
 from revtops_kernel.normalize.values import link
 
+# Column orders of activities' and participants' tuples (base.ColumnarNormalizer: Salesforce
+# Tasks, HubSpot engagements). Participants leave ``id`` to the store (record_id's formula in
+# SQL): nothing points at a participant row.
+ACTIVITY_COLUMNS = (
+    "id", "organization_id", "source_system", "source_id", "created_at", "updated_at",
+    "deleted_at", "raw", "subject", "body", "owner_id", "deal_id", "account_id", "contact_id",
+    "channel", "thread_id", "activity_type", "occurred_at", "ended_at", "is_all_day",
+    "duration_seconds", "direction", "status",
+)  # fmt: skip
+PARTICIPANT_COLUMNS = (
+    "organization_id", "source_system", "source_id", "activity_id", "email", "display_name",
+    "role", "response_status", "is_internal", "contact_id", "account_id", "owner_id",
+    "created_at", "updated_at", "deleted_at", "raw",
+)  # fmt: skip
+
 
 def source_id_reader(field: str, *, integers: bool = False) -> Callable[[Any], str]:
     """A function reading a record's own id, ``record[field]``: a non-empty string (or, with

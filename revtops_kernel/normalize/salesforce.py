@@ -53,6 +53,8 @@ from revtops_kernel.normalize.base import (
     TableTuples,
 )
 from revtops_kernel.normalize.rows import (
+    ACTIVITY_COLUMNS,
+    PARTICIPANT_COLUMNS,
     participant_row,
     source_id_reader,
     stage_info,
@@ -327,19 +329,6 @@ def normalize_contact_role(record: Mapping[str, Any], ctx: NormalizeContext) -> 
 # --- tasks and events --------------------------------------------------------------------------
 
 
-# Column orders of Task's tuples (base.ColumnarNormalizer). Participants leave ``id`` to the
-# store (record_id's formula in SQL): nothing points at a participant row.
-ACTIVITY_COLUMNS = (
-    "id", "organization_id", "source_system", "source_id", "created_at", "updated_at",
-    "deleted_at", "raw", "subject", "body", "owner_id", "deal_id", "account_id", "contact_id",
-    "channel", "thread_id", "activity_type", "occurred_at", "ended_at", "is_all_day",
-    "duration_seconds", "direction", "status",
-)  # fmt: skip
-PARTICIPANT_COLUMNS = (
-    "organization_id", "source_system", "source_id", "activity_id", "email", "display_name",
-    "role", "response_status", "is_internal", "contact_id", "account_id", "owner_id",
-    "created_at", "updated_at", "deleted_at", "raw",
-)  # fmt: skip
 _TASK_TABLES = {"activities": ACTIVITY_COLUMNS, "activity_participants": PARTICIPANT_COLUMNS}
 
 

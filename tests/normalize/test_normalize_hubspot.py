@@ -900,3 +900,38 @@ def test_a_columnar_page_is_the_records_rows_as_tuples(
                 row.setdefault("id", c.id_for(table, row["source_id"]))
             expected = [{**row, "raw": _dump_json(row["raw"])} for row in rows]
             assert got == expected, (stream, table)  # and so nothing of the bad record
+
+
+def test_an_engagement_page_is_the_records_rows_as_tuples(
+    pages: dict[str, list[dict[str, Any]]], normalized: dict[str, Rows]
+) -> None:
+    """Engagements are columnar too: a page the sync keeps (tuples, ``raw`` as its JSON text,
+    participants' ids left to the store) is the rows of normalizing record by record; a record
+    with several faults is quarantined for the first one the dict rows named, and leaves no
+    activity or participant behind."""
+    c = ctx()
+    for stream in ENGAGEMENTS:
+        template = pages[stream][0]
+        bad = with_props(template, hs_timestamp="31/02/2025", hs_createdate="not a time")
+        bad.update(id="bad-1", associations={"companies": {"results": "no list"}})
+        late = with_props(template, hs_createdate="not a time")  # read after the associations
+        late.update(id="bad-2", associations={"companies": {"results": "no list"}})
+        records = [*pages[stream], bad, late]
+        page = normalize_page(stream, records, hubspot.NORMALIZERS[stream], c, raw=_dump_json)
+        assert page.rows == {}
+        assert [(q.source_id, q.reason) for q in page.quarantined] == [
+            ("bad-1", "hs_timestamp is not a date-time: '31/02/2025'"),
+            ("bad-2", "associations.companies.results is not a list"),
+        ]
+        assert (
+            set(page.tuples) == set(normalized[stream]) == {"activities", "activity_participants"}
+        )
+        for table, rows in normalized[stream].items():
+            got = page.tuples[table].dicts()
+            for row in got:
+                row.setdefault("id", c.id_for(table, row["source_id"]))
+            raw = _dump_json
+            expected = [
+                {**row, "raw": None if row["raw"] is None else raw(row["raw"])} for row in rows
+            ]
+            assert got == expected, (stream, table)
