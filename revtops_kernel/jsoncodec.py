@@ -27,9 +27,15 @@ import orjson
 
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 # Output orjson may spell differently from json.dumps: small floats (orjson 1e-7 / 0.00001,
-# json 1e-07 / 1e-05). Strings containing the same bytes are merely sent the slow way.
-_MAYBE_SMALL_FLOAT = re.compile(rb"[0-9]e-|0\.0000")  # what _maybe_small_float finds
+# json 1e-07 / 1e-05) where a number may start. Strings containing the same bytes are merely
+# sent the slow way.
+_MAYBE_SMALL_FLOAT = re.compile(
+    rb"(?:\A|[:,\[])-?(?:[0-9.]*[0-9]e-|0\.0000)"
+)  # = _maybe_small_float
 _DIGITS = frozenset(b"0123456789")
+_MANTISSA = frozenset(b"0123456789.")
+_MINUS = ord("-")
+_BEFORE_NUMBER = frozenset(b":,[")  # what precedes a value in compact output
 # 19 digits in a row may be an integer past 64 bits (or just a long string of digits). Found
 # by mapping digits to "0" and the rest to " " (bytes.translate and ``in`` run at C speed; a
 # regular expression scanning every position cost more than orjson's decoding).
@@ -87,16 +93,35 @@ codecs.register_error(_ESCAPE_NON_ASCII, _escape_non_ascii)
 
 
 def _maybe_small_float(data: bytes) -> bool:
-    """``_MAYBE_SMALL_FLOAT.search(data)``, by C-speed substring searches: one payload in ten
-    has an "e-" (in text), and the expression then cost ~15 µs where these cost ~1."""
-    if b"0.0000" in data:
-        return True
+    """Whether ``data`` may hold a number orjson spells unlike the standard library (a float
+    below 1e-4: ``1e-7``, ``0.00001``), by C-speed substring searches (a regular expression
+    over every payload cost more than orjson). A hit counts only where a number can start in
+    orjson's compact output (the payload's start, or after ``:``, ``,`` or ``[``, with its
+    sign): ids such as HubSpot's call dispositions (``...-4f6e-bf70-...``) hold ``6e-`` in a
+    string, and sent every call the slow way. A string that merely looks like such a number
+    (``":1e-5"``) still goes the slow way, which gives the same text."""
+    at = data.find(b"0.0000")
+    while at != -1:
+        if _number_starts(data, at):
+            return True
+        at = data.find(b"0.0000", at + 1)
     at = data.find(b"e-")
     while at != -1:
         if at and data[at - 1] in _DIGITS:
-            return True
+            start = at - 1
+            while start and data[start - 1] in _MANTISSA:
+                start -= 1
+            if _number_starts(data, start):
+                return True
         at = data.find(b"e-", at + 2)
     return False
+
+
+def _number_starts(data: bytes, at: int) -> bool:
+    """Whether a JSON number may start at ``at`` (or at its minus sign just before)."""
+    if at and data[at - 1] == _MINUS:
+        at -= 1
+    return at == 0 or data[at - 1] in _BEFORE_NUMBER
 
 
 def _stdlib(value: Any) -> str:

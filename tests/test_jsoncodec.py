@@ -87,10 +87,21 @@ def test_loads_accepts_what_only_the_standard_library_reads() -> None:
     assert loads(b'{"big": %d}' % big)["big"] == big  # orjson would give a float
 
 
-@given(st.binary(max_size=24) | st.text(alphabet="0123456789e-.a", max_size=24).map(str.encode))
+@given(st.binary(max_size=24) | st.text(alphabet="0123456789e-.a:,[", max_size=24).map(str.encode))
 @settings(max_examples=300, deadline=None)
 def test_the_small_float_scan_finds_what_its_expression_finds(data: bytes) -> None:
     assert _maybe_small_float(data) is (_MAYBE_SMALL_FLOAT.search(data) is not None)
+
+
+def test_ids_with_digit_e_dash_in_strings_are_not_dumped_again(monkeypatch: Any) -> None:
+    """A HubSpot call's disposition is a GUID (``...-4f6e-bf70-...``): ``6e-`` in a string is
+    no number, and the payload keeps orjson's text; a small float beside it still does not."""
+    value = {"hs_call_disposition": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "n": [1, "9e-"]}
+    expected = stdlib(value)
+    monkeypatch.setattr(jsoncodec, "_stdlib", lambda value: "dumped by the standard library")
+    assert dumps_sorted(value) == expected
+    for small in (1e-7, -2.5e-5, [0.00001]):
+        assert dumps_sorted({**value, "x": small}) == "dumped by the standard library"
 
 
 def test_non_ascii_and_del_are_escaped_in_orjsons_output(monkeypatch: Any) -> None:
