@@ -12,7 +12,10 @@ writes passes here before it reaches the store.
    (so a cut result is detectable). One rewrite is about plans, not access: a timestamptz
    column compared with a date constant gets the constant cast to TIMESTAMPTZ, the same value,
    so PostgreSQL can use the column's statistics under row-level security, and
-   ``CAST(column AS DATE) = d`` becomes the same range on the column (``guard_dates``).
+   ``CAST(column AS DATE) = d`` becomes the same range on the column (``guard_dates``); on
+   PostgreSQL a group's first row picked by ``row_number() OVER (PARTITION BY ... ORDER BY ...)
+   = 1`` becomes the same ``DISTINCT ON``, which the planner can estimate
+   (``guard_first_rows``).
 3. The SQL that runs is generated from the checked, rewritten tree, never the input string.
 
 ``run_guarded`` then executes it on the read-only path (``store.query.read_sql``), which adds
@@ -38,6 +41,7 @@ from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError, Uns
 
 from revtops_kernel.agent.guard_dates import cast_date_constants, int_literal, is_comparison
 from revtops_kernel.agent.guard_errors import in_user_terms
+from revtops_kernel.agent.guard_first_rows import first_rows_as_distinct_on
 from revtops_kernel.agent.guard_rules import (
     ALLOWED_FUNCTIONS,
     ALLOWED_NODES,
@@ -101,6 +105,9 @@ def _guard_sql(sql: str, dialect: str, org: str, max_rows: int) -> GuardedQuery:
         tree = _parse_one(sql, dialect)
         comparisons, cte_names = _check_nodes(tree)
         cast_date_constants(comparisons, cte_names)
+        if dialect == Backend.POSTGRESQL.sqlglot_dialect:
+            # Plans, not answers: PostgreSQL estimates DISTINCT ON, never `row_number() = 1`.
+            first_rows_as_distinct_on(tree)
         rewriter = _Rewriter(org=org, readable=_readable_scopes())
         tree = rewriter.rewrite(tree)
         tree, limit = _cap_rows(tree, max_rows + 1)
