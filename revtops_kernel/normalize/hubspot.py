@@ -47,9 +47,7 @@ from revtops_kernel.normalize.base import (
     StageInfo,
 )
 from revtops_kernel.normalize.hubspot_deal_parts import (
-    DEAL_CONTACT_COLUMNS,
     FIELD_HISTORY_COLUMNS,
-    HISTORY_COLUMNS,
     DealParent,
     contact_rows,
     field_history_rows,
@@ -70,7 +68,15 @@ from revtops_kernel.normalize.hubspot_envelope import (
     properties,
     stamp,
 )
-from revtops_kernel.normalize.rows import stage_info, stage_rows
+from revtops_kernel.normalize.rows import (
+    ACCOUNT_COLUMNS,
+    CONTACT_COLUMNS,
+    DEAL_COLUMNS,
+    DEAL_CONTACT_COLUMNS,
+    HISTORY_COLUMNS,
+    stage_info,
+    stage_rows,
+)
 from revtops_kernel.normalize.values import (
     clean_email,
     full_name,
@@ -128,19 +134,7 @@ def normalize_owner(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     return {"owners": [row]}
 
 
-# Column orders of the tuples the columnar normalizers below make (base.ColumnarNormalizer).
-# No id for accounts and contacts: nothing in their page points at them, so the store derives
-# it from the key (an MD5 a record less in Python). Deals keep theirs: their parts carry it.
-ACCOUNT_COLUMNS = (
-    "organization_id", "source_system", "source_id", "name", "domain", "industry",
-    "account_type", "website", "employee_count", "annual_revenue", "city", "country",
-    "owner_id", "created_at", "updated_at", "deleted_at", "raw",
-)  # fmt: skip
-CONTACT_COLUMNS = (
-    "organization_id", "source_system", "source_id", "email", "first_name", "last_name",
-    "full_name", "title", "phone", "account_id", "owner_id", "created_at", "updated_at",
-    "deleted_at", "raw",
-)  # fmt: skip
+# The tuples the columnar normalizers below make are in normalize.rows' column orders.
 
 
 def _company_parts(
@@ -313,14 +307,6 @@ def _find_stage(
         if info is not None:
             return info
     return stages.get(stage)
-
-
-DEAL_COLUMNS = (
-    "id", "organization_id", "source_system", "source_id", "name", "amount", "currency",
-    "pipeline_id", "stage_id", "stage_name", "close_date", "owner_id", "account_id",
-    "is_closed", "is_won", "probability", "forecast_category", "deal_type", "lead_source",
-    "stage_entered_at", "created_at", "updated_at", "deleted_at", "raw",
-)  # fmt: skip
 
 
 def _deal_parts(

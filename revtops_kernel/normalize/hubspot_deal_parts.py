@@ -193,21 +193,13 @@ class DealParent(NamedTuple):
     deleted_at: datetime | None
 
 
-# The parts' rows are tuples in these column orders (base.ColumnarNormalizer): a deal brings
-# ~8 of them, and building dicts for them (then reading each back per column) was most of a
-# deal's normalizing. No id: the store derives each from its key (base.ColumnarNormalizer).
+# The parts' rows are tuples in column orders (base.ColumnarNormalizer; the stage history's and
+# deal contacts' are in normalize.rows): a deal brings ~8 of them, and building dicts for them
+# (then reading each back per column) was most of a deal's normalizing. No id: the store
+# derives each from its key (base.ColumnarNormalizer).
 FIELD_HISTORY_COLUMNS = (
     "organization_id", "source_system", "source_id", "deal_id", "field", "amount",
     "close_date", "changed_at", "created_at", "updated_at", "deleted_at", "raw",
-)  # fmt: skip
-HISTORY_COLUMNS = (
-    "organization_id", "source_system", "source_id", "deal_id", "pipeline_id",
-    "stage_id", "stage_name", "entered_at", "amount", "probability", "forecast_category",
-    "close_date", "created_at", "updated_at", "deleted_at", "raw",
-)  # fmt: skip
-DEAL_CONTACT_COLUMNS = (
-    "organization_id", "source_system", "source_id", "deal_id", "contact_id", "role",
-    "is_primary", "created_at", "updated_at", "deleted_at", "raw",
 )  # fmt: skip
 
 

@@ -53,7 +53,12 @@ from revtops_kernel.normalize.base import (
     TableTuples,
 )
 from revtops_kernel.normalize.rows import (
+    ACCOUNT_COLUMNS,
     ACTIVITY_COLUMNS,
+    CONTACT_COLUMNS,
+    DEAL_COLUMNS,
+    DEAL_CONTACT_COLUMNS,
+    HISTORY_COLUMNS,
     PARTICIPANT_COLUMNS,
     participant_row,
     source_id_reader,
@@ -157,38 +162,56 @@ def normalize_user(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
     return {"owners": [row]}
 
 
-def normalize_account(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("accounts", _source_id(record), record, ctx)
+def _account_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record)
     website = record.get("Website")
-    row.update(
-        name=record.get("Name") or None,
-        domain=web_domain(website),
-        industry=record.get("Industry") or None,
-        account_type=record.get("Type") or None,
-        website=website or None,
-        employee_count=parse_count(record.get("NumberOfEmployees"), "NumberOfEmployees"),
-        annual_revenue=parse_money(record.get("AnnualRevenue"), "AnnualRevenue"),
-        city=record.get("BillingCity") or None,
-        country=record.get("BillingCountry") or None,
-        owner_id=link(ctx, "owners", record.get("OwnerId")),
-    )
-    return {"accounts": [row]}
+    org, system = ctx.organization_id, ctx.source_system
+    return (
+        [
+            (
+                org, system, source_id, record.get("Name") or None, web_domain(website),
+                record.get("Industry") or None, record.get("Type") or None, website or None,
+                parse_count(record.get("NumberOfEmployees"), "NumberOfEmployees"),
+                parse_money(record.get("AnnualRevenue"), "AnnualRevenue"),
+                record.get("BillingCity") or None, record.get("BillingCountry") or None,
+                link(ctx, "owners", record.get("OwnerId")), created_at, updated_at,
+                deleted_at, raw(record),
+            )
+        ],
+    )  # fmt: skip
 
 
-def normalize_contact(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("contacts", _source_id(record), record, ctx)
+def _contact_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record)
     first, last = record.get("FirstName"), record.get("LastName")
-    row.update(
-        email=clean_email(record.get("Email")),
-        first_name=first or None,
-        last_name=last or None,
-        full_name=full_name(first, last, record.get("Name")),
-        title=record.get("Title") or None,
-        phone=record.get("Phone") or record.get("MobilePhone") or None,
-        account_id=link(ctx, "accounts", record.get("AccountId")),
-        owner_id=link(ctx, "owners", record.get("OwnerId")),
-    )
-    return {"contacts": [row]}
+    org, system = ctx.organization_id, ctx.source_system
+    return (
+        [
+            (
+                org, system, source_id, clean_email(record.get("Email")), first or None,
+                last or None, full_name(first, last, record.get("Name")),
+                record.get("Title") or None,
+                record.get("Phone") or record.get("MobilePhone") or None,
+                link(ctx, "accounts", record.get("AccountId")),
+                link(ctx, "owners", record.get("OwnerId")), created_at, updated_at,
+                deleted_at, raw(record),
+            )
+        ],
+    )  # fmt: skip
+
+
+# Columnar (base.ColumnarNormalizer), as HubSpot's: a sync keeps a page as tuples in
+# normalize.rows' column orders; called on one record each gives dict rows. The values are
+# read in the order the dict rows once read them, so a record with several faults is
+# quarantined for the same one.
+normalize_account = ColumnarNormalizer({"accounts": ACCOUNT_COLUMNS}, _account_parts)
+normalize_contact = ColumnarNormalizer({"contacts": CONTACT_COLUMNS}, _contact_parts)
 
 
 # --- stages ------------------------------------------------------------------------------------
@@ -253,8 +276,11 @@ def stage_map(
 # --- opportunities -----------------------------------------------------------------------------
 
 
-def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("deals", _source_id(record), record, ctx)
+def _opportunity_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record)
     stage_name = record.get("StageName") or None
     info = ctx.stages.get(stage_name) if stage_name else None
     is_closed = parse_bool(record.get("IsClosed"), "IsClosed")
@@ -266,64 +292,91 @@ def normalize_opportunity(record: Mapping[str, Any], ctx: NormalizeContext) -> R
         is_won = info.is_won if is_won is None else is_won
         probability = info.probability if probability is None else probability
         forecast = forecast or info.forecast_category
-    row.update(
-        name=record.get("Name") or None,
-        amount=parse_money(record.get("Amount"), "Amount"),
-        currency=record.get("CurrencyIsoCode") or None,
-        pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
-        # Stage rows are keyed by their Id, which an opportunity does not carry: an unknown
-        # stage keeps its name and the opportunity's own flags, and no stage_id.
-        stage_id=None if info is None else info.stage_id,
-        stage_name=stage_name,
-        close_date=parse_iso_date(record.get("CloseDate"), "CloseDate"),
-        owner_id=link(ctx, "owners", record.get("OwnerId")),
-        account_id=link(ctx, "accounts", record.get("AccountId")),
-        is_closed=is_closed,
-        is_won=is_won,
-        probability=probability,
-        forecast_category=forecast,
-        deal_type=record.get("Type") or None,
-        lead_source=record.get("LeadSource") or None,
-        stage_entered_at=parse_time(record.get("LastStageChangeDate"), "LastStageChangeDate")
-        or row["created_at"],
+    org, system = ctx.organization_id, ctx.source_system
+    name = record.get("Name") or None
+    amount = parse_money(record.get("Amount"), "Amount")
+    currency = record.get("CurrencyIsoCode") or None
+    pipeline_id = link(ctx, "pipelines", PIPELINE_SOURCE_ID)
+    # Stage rows are keyed by their Id, which an opportunity does not carry: an unknown
+    # stage keeps its name and the opportunity's own flags, and no stage_id.
+    stage_id = None if info is None else info.stage_id
+    close_date = parse_iso_date(record.get("CloseDate"), "CloseDate")
+    owner_id = link(ctx, "owners", record.get("OwnerId"))
+    account_id = link(ctx, "accounts", record.get("AccountId"))
+    stage_entered_at = (
+        parse_time(record.get("LastStageChangeDate"), "LastStageChangeDate") or created_at
     )
-    return {"deals": [row]}
+    return (
+        [
+            (
+                record_id(org, system, "deals", source_id), org, system, source_id, name,
+                amount, currency, pipeline_id, stage_id, stage_name, close_date, owner_id,
+                account_id, is_closed, is_won, probability, forecast,
+                record.get("Type") or None, record.get("LeadSource") or None,
+                stage_entered_at, created_at, updated_at, deleted_at, raw(record),
+            )
+        ],
+    )  # fmt: skip
 
 
-def normalize_opportunity_history(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("deal_stage_history", _source_id(record), record, ctx, edited=False)
+def _opportunity_history_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record, edited=False)
     opportunity = record.get("OpportunityId")
     if not opportunity:
         raise RecordRejected("missing OpportunityId")
     stage_name = record.get("StageName") or None
     info = ctx.stages.get(stage_name) if stage_name else None
     forecast = record.get("ForecastCategory") or None
-    row.update(
-        deal_id=link(ctx, "deals", opportunity),
-        pipeline_id=link(ctx, "pipelines", PIPELINE_SOURCE_ID),
-        stage_id=None if info is None else info.stage_id,
-        stage_name=stage_name,
-        entered_at=row["created_at"],
-        amount=parse_money(record.get("Amount"), "Amount"),
-        probability=parse_percent(record.get("Probability"), "Probability"),
-        forecast_category=_FORECAST_LABELS.get(forecast, forecast) if forecast else None,
-        close_date=parse_iso_date(record.get("CloseDate"), "CloseDate"),
-    )
-    return {"deal_stage_history": [row]}
+    org, system = ctx.organization_id, ctx.source_system
+    deal_id = link(ctx, "deals", opportunity)
+    pipeline_id = link(ctx, "pipelines", PIPELINE_SOURCE_ID)
+    amount = parse_money(record.get("Amount"), "Amount")
+    probability = parse_percent(record.get("Probability"), "Probability")
+    return (
+        [
+            (
+                org, system, source_id, deal_id, pipeline_id,
+                None if info is None else info.stage_id, stage_name, created_at, amount,
+                probability,
+                _FORECAST_LABELS.get(forecast, forecast) if forecast else None,
+                parse_iso_date(record.get("CloseDate"), "CloseDate"), created_at, updated_at,
+                deleted_at, raw(record),
+            )
+        ],
+    )  # fmt: skip
 
 
-def normalize_contact_role(record: Mapping[str, Any], ctx: NormalizeContext) -> Rows:
-    row = _row("deal_contacts", _source_id(record), record, ctx)
+def _contact_role_parts(
+    record: Mapping[str, Any], ctx: NormalizeContext, raw: RawValue
+) -> tuple[list[tuple[Any, ...]]]:
+    source_id = _source_id(record)
+    created_at, updated_at, deleted_at = _audit(record)
     opportunity, contact = record.get("OpportunityId"), record.get("ContactId")
     if not opportunity or not contact:
         raise RecordRejected("missing OpportunityId or ContactId")
-    row.update(
-        deal_id=link(ctx, "deals", opportunity),
-        contact_id=link(ctx, "contacts", contact),
-        role=record.get("Role") or None,
-        is_primary=parse_bool(record.get("IsPrimary"), "IsPrimary"),
-    )
-    return {"deal_contacts": [row]}
+    org, system = ctx.organization_id, ctx.source_system
+    return (
+        [
+            (
+                org, system, source_id, link(ctx, "deals", opportunity),
+                link(ctx, "contacts", contact), record.get("Role") or None,
+                parse_bool(record.get("IsPrimary"), "IsPrimary"), created_at, updated_at,
+                deleted_at, raw(record),
+            )
+        ],
+    )  # fmt: skip
+
+
+normalize_opportunity = ColumnarNormalizer({"deals": DEAL_COLUMNS}, _opportunity_parts)
+normalize_opportunity_history = ColumnarNormalizer(
+    {"deal_stage_history": HISTORY_COLUMNS}, _opportunity_history_parts
+)
+normalize_contact_role = ColumnarNormalizer(
+    {"deal_contacts": DEAL_CONTACT_COLUMNS}, _contact_role_parts
+)
 
 
 # --- tasks and events --------------------------------------------------------------------------

@@ -849,3 +849,42 @@ def test_sandbox_rows_upsert_into_the_store(db: Database, normalized: dict[str, 
     assert written["pipelines"] == 1  # one pipeline, however many stages named it
     with db.begin() as conn:
         assert upsert(conn, "activities", normalized["Task"]["activities"]).written == 0
+
+
+# Fields whose faults are found in this order, one record with several of them per stream:
+# the first one the dict rows named is the quarantine's reason.
+_FAULTS = {
+    "Account": ({"NumberOfEmployees": "many", "AnnualRevenue": "lots"}, "NumberOfEmployees"),
+    "Contact": ({"CreatedDate": "then", "SystemModstamp": "now"}, "SystemModstamp"),
+    "Opportunity": ({"CloseDate": "2025-02-31", "LastStageChangeDate": "x"}, "CloseDate"),
+    "OpportunityHistory": ({"Amount": "12,5O0", "CloseDate": "soon"}, "Amount"),
+    "OpportunityContactRole": ({"IsPrimary": "maybe", "ContactId": None}, "ContactId"),
+}
+
+
+def test_crm_pages_with_raw_are_tuples_of_the_record_by_record_rows(
+    pages: dict[str, list[dict[str, Any]]], normalized: dict[str, Rows]
+) -> None:
+    """Accounts, contacts, opportunities, their stage history and contact roles are columnar:
+    a page the sync keeps (tuples, ``raw`` as its JSON text, ids the store derives left out)
+    is the rows of normalizing record by record, and a record with several faults is
+    quarantined for the first of them and leaves no row behind."""
+    base = NormalizeContext(ORG, "salesforce")
+    c = NormalizeContext(
+        ORG, "salesforce", stages=salesforce.stage_map(pages["OpportunityStage"], base)
+    )
+    for sobject, (faults, first) in _FAULTS.items():
+        bad = changed(pages[sobject][0], Id="bad-1", **faults)
+        records = [*pages[sobject], bad]
+        page = normalize_page(
+            sobject,
+            records,
+            salesforce.NORMALIZERS[sobject],
+            c,
+            id_field="Id",
+            raw=upsert_json_text,
+        )
+        assert page.rows == {}
+        assert [q.source_id for q in page.quarantined] == ["bad-1"]
+        assert first in page.quarantined[0].reason, (sobject, page.quarantined[0].reason)
+        assert _page_rows(page) == _as_stored(normalized[sobject]), sobject
