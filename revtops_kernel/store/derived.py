@@ -34,6 +34,7 @@ class RefreshReport:
     deleted: int = 0  # stored rows no longer derived (changed or gone)
     inserted: int = 0  # derived rows not stored (new or changed)
     seconds: float = 0.0
+    scope: int | None = None  # the deals derived again (None: every deal)
 
     @property
     def written(self) -> int:
@@ -109,10 +110,11 @@ def refresh_after_sync(
     if note is not None:
         note(rollup.table, report.written)
     log.info(
-        "%s for %s: %d rows, %d deleted, %d inserted in %.2f s",
+        "%s for %s: %d rows (%s), %d deleted, %d inserted in %.2f s",
         rollup.table,
         org,
         report.derived,
+        "every deal" if report.scope is None else f"{report.scope:,} deals",
         report.deleted,
         report.inserted,
         report.seconds,
@@ -130,18 +132,26 @@ def write_difference(
     same: str,
     columns: str,
     index_on: str | None = None,
+    params: dict[str, Any] | None = None,
+    stored: str | None = None,
 ) -> RefreshReport:
     """Bring ``org``'s rows of ``table`` in line with ``derived_sql`` (its rows now, for
     ``:org``) writing only the difference, in ``conn``'s transaction: what is derived goes into
     the temporary table ``scratch``; stored rows with no derived twin (``same``: a condition on
     ``n``, the derived row, and ``t``, the stored one) are deleted; the derived rows not stored
     are inserted with ``columns``. It equals a rebuild by construction. ``index_on``: a column
-    of ``scratch`` to index on PostgreSQL (what ``same`` matches on)."""
+    of ``scratch`` to index on PostgreSQL (what ``same`` matches on). ``params``: more
+    parameters of ``derived_sql``; ``stored``: a condition on ``t`` when ``derived_sql`` derives
+    only part of the rows (a scope): the stored rows outside it are neither compared nor
+    deleted."""
     started = time.monotonic()
     bound = {"org": org}
+    scope = "" if stored is None else f" AND {stored}"
     take_turns(conn, table, org)
     conn.execute(text(f"DROP TABLE IF EXISTS {scratch}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {scratch} AS {derived_sql}"), bound)
+    conn.execute(
+        text(f"CREATE TEMPORARY TABLE {scratch} AS {derived_sql}"), {**bound, **(params or {})}
+    )
     if conn.dialect.name == "postgresql":
         if index_on is not None:
             conn.execute(text(f"CREATE INDEX ON {scratch} ({index_on})"))
@@ -150,7 +160,7 @@ def write_difference(
     # Each count read before the next statement: duckdb-engine's results share one cursor.
     deleted = conn.execute(
         text(
-            f"DELETE FROM {table} t WHERE t.organization_id = :org "
+            f"DELETE FROM {table} t WHERE t.organization_id = :org{scope} "
             f"AND NOT EXISTS (SELECT 1 FROM {scratch} n WHERE {same})"
         ),
         bound,

@@ -43,7 +43,14 @@ from sqlalchemy import (
 from sqlalchemy.schema import SetColumnComment
 
 from revtops_kernel.errors import SchemaError
-from revtops_kernel.store import deal_states, meeting_accounts, org_roles, risk_facts, statistics
+from revtops_kernel.store import (
+    change_journal,
+    deal_states,
+    meeting_accounts,
+    org_roles,
+    risk_facts,
+    statistics,
+)
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.schema import NATURAL_KEY, RETIRED_INDEXES, metadata, synced_tables
 from revtops_kernel.timeutil import utcnow
@@ -146,6 +153,9 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 step.apply(conn)
                 _record(conn, step.version, step.name)
                 report.applied_migrations.append(f"{step.version} {step.name}")
+        # Before the derived tables are built: a store whose triggers are new has writes they
+        # never saw, so its organizations' next refreshes derive every deal (change_journal).
+        change_journal.install(conn)
         built = _build_derived(conn, report)
         if conn.dialect.name == "postgresql":
             report.warnings += org_roles.prepare_database(conn, password_for=db.org_reader_password)

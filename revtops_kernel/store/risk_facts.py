@@ -57,9 +57,20 @@ values); rows whose fingerprint is no longer derived are deleted, derived ones n
 inserted. So it equals a full rebuild by construction whatever changed (an activity, a link, a
 participant's resolution, a deletion, a stage or field history row), a re-sync that changed a
 few deals writes only their rows, and a refresh that failed or never ran (a store that predates
-the table: ``revtops db upgrade`` builds it) is caught up by the next one. It reads every live
-activity, participant and history row of the organization (its cost is in the README); it runs
-after identity resolution, whose links it reads.
+the table: ``revtops db upgrade`` builds it) is caught up by the next one. It runs after
+identity resolution, whose links it reads.
+
+On PostgreSQL it derives only the deals the writes since the last refresh touched: triggers
+journal them, old values and new (``store.change_journal``: an activity moved from deal X to
+Y, a participant resolved to another contact, a meeting of an account, a deal closed), and
+the refresh takes the journal and derives those deals, every deal of a journaled account,
+and, when the organization's last touch day moved, the deals with contact rows after the
+earlier of the two days (their split moved); it compares only their stored rows (and every
+row of the other kinds: the won deals' stage ranks span every won deal, so ``won_stage`` is
+derived in full). A journal naming more than ``SCOPE_MAX_SHARE`` of the deals, one written
+before the triggers existed, ``full=True`` and DuckDB (no triggers) derive every deal: that
+reads every live activity, participant and history row of the organization (its cost is in
+the README).
 
 The sync skips the refresh when its run changed nothing the rows derive from
 (``refresh_after_sync``: no row inserted, changed or deleted by the run's batches or its
@@ -76,14 +87,16 @@ run in UTC).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
-from revtops_kernel.store import derived
+from revtops_kernel.store import change_journal, derived
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.derived import RefreshReport, Rollup, write_difference
+from revtops_kernel.store.derived import RefreshReport, Rollup, take_turns, write_difference
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +162,15 @@ _OUT = "t.direction = 'outbound'"
 # that many were engaged in a window is read from the row (deal_risks).
 LATEST_CONTACT_DAYS = 11
 
-# The organization's rows as the rules would read them now (``:org``).
-DERIVED_SQL = f"""
+# The organization's rows as the rules would read them now (``:org``); ``{deals}``, ``{accounts}``
+# and ``{last_touch}`` are filled by ``_derived_sql`` (every deal, or the scope's).
+_DERIVED_TEMPLATE = f"""
 WITH touches AS (
     SELECT a.deal_id, a.activity_type, a.direction, a.occurred_at
     FROM activities a
     WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
         AND a.occurred_at IS NOT NULL AND a.activity_type IN ('email', 'call')
-        AND a.direction IN ('inbound', 'outbound')
+        AND a.direction IN ('inbound', 'outbound'){{deals:a.deal_id}}
     UNION ALL
     -- A Slack message is ours or theirs by its author (one row per author row, as the rule
     -- joins them; no author, or one not known to be internal or not: neither way).
@@ -166,7 +180,7 @@ WITH touches AS (
     JOIN activity_participants au ON au.activity_id = a.id AND au.deleted_at IS NULL
         AND au.role = 'author' AND au.is_internal IS NOT NULL AND au.organization_id = :org
     WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
-        AND a.occurred_at IS NOT NULL AND a.activity_type = 'slack_message'
+        AND a.occurred_at IS NOT NULL AND a.activity_type = 'slack_message'{{deals:a.deal_id}}
 ),
 touch_days AS (
     SELECT t.deal_id, CAST(t.occurred_at AS DATE) AS day,
@@ -191,13 +205,15 @@ deal_touches AS (
 account_meetings AS (
     SELECT m.account_id, m.occurred_at
     FROM activities m
-    WHERE m.organization_id = :org AND m.account_id IS NOT NULL AND {HELD_MEETING}
+    WHERE m.organization_id = :org AND m.account_id IS NOT NULL AND {
+    HELD_MEETING
+}{{accounts:m.account_id}}
     UNION ALL
     SELECT ap.account_id, m.occurred_at
     FROM activity_participants ap
     JOIN activities m ON m.id = ap.activity_id AND m.organization_id = :org
     WHERE ap.organization_id = :org AND ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
-        AND NOT COALESCE(ap.is_internal, false) AND {HELD_MEETING}
+        AND NOT COALESCE(ap.is_internal, false) AND {HELD_MEETING}{{accounts:ap.account_id}}
 ),
 contact_days AS (
     SELECT DISTINCT a.deal_id, CAST(a.occurred_at AS DATE) AS day, ap.contact_id
@@ -206,12 +222,12 @@ contact_days AS (
         AND ap.contact_id IS NOT NULL AND NOT COALESCE(ap.is_internal, false)
         AND ap.organization_id = :org
     WHERE a.organization_id = :org AND a.deleted_at IS NULL AND a.deal_id IS NOT NULL
-        AND a.occurred_at IS NOT NULL
+        AND a.occurred_at IS NOT NULL{{deals:a.deal_id}}
 ),
 deal_meetings AS (
     SELECT m.deal_id, max(m.occurred_at) AS last_meeting
     FROM activities m
-    WHERE m.organization_id = :org AND m.deal_id IS NOT NULL AND {HELD_MEETING}
+    WHERE m.organization_id = :org AND m.deal_id IS NOT NULL AND {HELD_MEETING}{{deals:m.deal_id}}
     GROUP BY m.deal_id
 ),
 account_latest AS (
@@ -242,6 +258,7 @@ close_moves AS (
         row_number() OVER (PARTITION BY h.deal_id ORDER BY h.changed_at, h.source_id) AS k
     FROM deal_field_history h
     WHERE h.organization_id = :org AND h.deleted_at IS NULL AND h.field = 'close_date'
+        {{deals:h.deal_id}}
 ),
 entry_amounts AS (
     SELECT h.deal_id, h.amount,
@@ -250,7 +267,7 @@ entry_amounts AS (
     FROM deal_field_history h
     JOIN deals d ON d.id = h.deal_id AND d.organization_id = :org
     WHERE h.organization_id = :org AND h.deleted_at IS NULL AND h.field = 'amount'
-        AND h.changed_at <= d.stage_entered_at
+        AND h.changed_at <= d.stage_entered_at{{deals:h.deal_id}}
 ),
 derived AS (
     SELECT {
@@ -317,7 +334,7 @@ derived AS (
                 max(c.day) FILTER (WHERE h.day IS NULL OR c.day <= h.day) AS last_day,
                 min(c.day) FILTER (WHERE c.day > h.day) AS next_day
             FROM contact_days c
-            CROSS JOIN (SELECT max(t.day) AS day FROM touch_days t) h
+            CROSS JOIN ({{last_touch}}) h
             GROUP BY c.deal_id, c.contact_id
         ) p
         GROUP BY p.deal_id
@@ -332,6 +349,7 @@ derived AS (
     LEFT JOIN close_moves fc ON fc.deal_id = d.id AND fc.k = 1
     LEFT JOIN entry_amounts ea ON ea.deal_id = d.id AND ea.k = 1
     WHERE d.organization_id = :org AND d.deleted_at IS NULL AND NOT COALESCE(d.is_closed, false)
+        {{deals:d.id}}
     UNION ALL
     SELECT {
     _row(
@@ -354,22 +372,121 @@ SELECT d.*, md5({" || '|' || ".join(f"COALESCE(CAST(d.{c} AS TEXT), '')" for c i
     AS fingerprint
 FROM derived d"""
 
+_MARKER = re.compile(r"\{(deals|accounts):([a-z_.]+)\}")
+_IN_SCOPE = f"SELECT s.deal_id FROM {change_journal.SCOPE} s"
+_SCOPE_ACCOUNTS = (
+    f"SELECT d.account_id FROM deals d JOIN {change_journal.SCOPE} s ON s.deal_id = d.id "
+    "WHERE d.organization_id = :org AND d.account_id IS NOT NULL"
+)
+
+
+def _derived_sql(scoped: bool) -> str:
+    """The derivation of every deal's rows, or (``scoped``) of the deals in the journal's scope
+    table (``change_journal.SCOPE``) with the organization's last touch day bound as
+    ``:last_touch_day``; the won deals' stage rows are derived in full either way (a rank
+    spans every won deal of a stage)."""
+
+    def fill(match: re.Match[str]) -> str:
+        if not scoped:
+            return ""
+        kind, column = match.groups()
+        return f" AND {column} IN ({_IN_SCOPE if kind == 'deals' else _SCOPE_ACCOUNTS})"
+
+    last_touch = (
+        "SELECT CAST(:last_touch_day AS DATE) AS day"
+        if scoped
+        else "SELECT max(t.day) AS day FROM touch_days t"
+    )
+    return _MARKER.sub(fill, _DERIVED_TEMPLATE.replace("{last_touch}", last_touch))
+
+
+DERIVED_SQL = _derived_sql(scoped=False)
+_SCOPED_SQL = _derived_sql(scoped=True)
+# The scope's touches alone (the template's first CTE): their last day.
+_SCOPED_LAST_TOUCH = (
+    _SCOPED_SQL.split("\ntouch_days AS (")[0].rstrip().rstrip(",")
+    + "\nSELECT max(CAST(t.occurred_at AS DATE)) FROM touches t"
+)
+# Kinds derived per deal: a scoped refresh compares the stored rows of these kinds for the
+# scope's deals only, and every row of the other kinds (won_stage; stale and retired ones).
+_PER_DEAL = ("touch", "contact", "deal", "push")
+_STORED_IN_SCOPE = (
+    f"(t.kind NOT IN ({', '.join(repr(k) for k in _PER_DEAL)}) OR t.deal_id IN ({_IN_SCOPE}))"
+)
+# A journal that names more than this share of the organization's deals is cheaper to derive
+# in full than deal by deal.
+SCOPE_MAX_SHARE = 0.3
+
 _LIST = ", ".join(_COLUMNS)
 
 
-def refresh_risk_facts(conn: Connection, org: str) -> RefreshReport:
+def refresh_risk_facts(conn: Connection, org: str, *, full: bool = False) -> RefreshReport:
     """Bring ``org``'s ``deal_risk_facts`` rows in line with the store, writing only the rows
-    whose fingerprint changed (in ``conn``'s transaction)."""
-    return write_difference(
+    whose fingerprint changed (in ``conn``'s transaction). On PostgreSQL with the change
+    journal (``store.change_journal``), only the deals the writes since the last refresh
+    touched are derived again, with those the moved last touch day re-splits; ``full``, a
+    journal that asks for it or names too many deals, DuckDB: every deal."""
+    take_turns(conn, TABLE, org)  # before taking the journal: refreshes take it in turns
+    params: dict[str, Any] = {}
+    scope: int | None = None
+    if conn.dialect.name == "postgresql" and change_journal.installed(conn):
+        if full or _holds(conn, org, RETIRED_KINDS):
+            change_journal.discard(conn, org)
+        else:
+            taken = change_journal.take(conn, org)
+            deals = conn.execute(
+                text("SELECT count(*) FROM deals WHERE organization_id = :org"), {"org": org}
+            ).scalar_one()
+            if not taken.everything and taken.deals <= SCOPE_MAX_SHARE * max(deals, 1):
+                params["last_touch_day"], scope = _widen_scope(conn, org, taken.deals)
+    report = write_difference(
         conn,
         org,
         table=TABLE,
-        derived_sql=DERIVED_SQL,
+        derived_sql=DERIVED_SQL if scope is None else _SCOPED_SQL,
         scratch=_NEW,
         same="n.fingerprint = t.fingerprint",
         columns=f"{_LIST}, fingerprint",
         index_on="fingerprint",
+        params=params,
+        stored=None if scope is None else _STORED_IN_SCOPE,
     )
+    if scope is not None:  # the organization's rows, not only the scope's
+        report.scope = scope
+        report.derived = conn.execute(
+            text(f"SELECT count(*) FROM {TABLE} WHERE organization_id = :org"), {"org": org}
+        ).scalar_one()
+    return report
+
+
+def _widen_scope(conn: Connection, org: str, deals: int) -> tuple[date | None, int]:
+    """The organization's last touch day after the writes, and the scope's deals once those
+    whose deal row splits its contact days at it are added: when the day moved, the deals
+    with contact rows after the earlier of the two (their split changed, nothing else)."""
+    bound = {"org": org}
+    before = conn.execute(
+        text(f"SELECT max(day) FROM {TABLE} WHERE organization_id = :org AND kind = 'touch'"),
+        bound,
+    ).scalar_one()
+    rest = conn.execute(
+        text(
+            f"SELECT max(f.day) FROM {TABLE} f WHERE f.organization_id = :org "
+            f"AND f.kind = 'touch' AND NOT EXISTS "
+            f"(SELECT 1 FROM {change_journal.SCOPE} s WHERE s.deal_id = f.deal_id)"
+        ),
+        bound,
+    ).scalar_one()
+    scoped = conn.execute(text(_SCOPED_LAST_TOUCH), bound).scalar_one()
+    after = max((d for d in (rest, scoped) if d is not None), default=None)
+    if before != after:
+        since = min(d for d in (before, after) if d is not None)
+        deals += change_journal.widen(
+            conn,
+            f"SELECT DISTINCT f.deal_id FROM {TABLE} f WHERE f.organization_id = :org "
+            "AND f.kind = 'contact' AND f.day > :since",
+            {**bound, "since": since},
+        )
+    return after, deals
 
 
 # The row a failed refresh leaves (not derived: the next refresh deletes it).
@@ -466,4 +583,4 @@ def rebuild_all(conn: Connection) -> int:
             )
         )
     ]
-    return sum(refresh_risk_facts(conn, org).written for org in orgs)
+    return sum(refresh_risk_facts(conn, org, full=True).written for org in orgs)

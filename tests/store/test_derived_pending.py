@@ -44,7 +44,7 @@ def _rebuilt(db: Database) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
     with db.begin() as conn:
         for table in (risk_facts.TABLE, meeting_accounts.TABLE):
             conn.execute(text(f"DELETE FROM {table} WHERE organization_id = :org"), {"org": ORG})
-        risk_facts.refresh_risk_facts(conn, ORG)
+        risk_facts.refresh_risk_facts(conn, ORG, full=True)
         meeting_accounts.refresh_meeting_accounts(conn, ORG)
     return _both(db)
 

@@ -86,7 +86,8 @@ def test_a_refresh_writes_only_the_changed_deals_and_equals_a_rebuild(db: Databa
         assert refresh_risk_facts(conn, ORG).written == 0
         conn.execute(text(f"DELETE FROM {TABLE}"))
         rebuilt = (
-            refresh_risk_facts(conn, ORG).inserted + refresh_risk_facts(conn, OTHER_ORG).inserted
+            refresh_risk_facts(conn, ORG, full=True).inserted
+            + refresh_risk_facts(conn, OTHER_ORG, full=True).inserted
         )
     assert facts(db) == after
     assert rebuilt == len(after)
@@ -185,22 +186,28 @@ def test_a_run_that_changed_nothing_skips_the_refresh(db: Database) -> None:
     assert skipped is not None and skipped.derived == 0 and skipped.written == 0
     assert facts(db) == before
 
-    for run in (
-        _run(upserted=1),
-        _run(deleted=1),
-        _run(ResolveReport(0, (), participants_updated=1)),
-        _run(ResolveReport(0, (), meetings_updated=1)),
+    for days, run in enumerate(
+        (
+            _run(upserted=1),
+            _run(deleted=1),
+            _run(ResolveReport(0, (), participants_updated=1)),
+            _run(ResolveReport(0, (), meetings_updated=1)),
+        ),
+        start=2,
     ):
-        with db.begin() as conn:
-            conn.execute(text(f"DELETE FROM {TABLE} WHERE deal_id = :d"), {"d": ids["healthy"]})
+        with db.begin() as conn:  # the email moves a day: the deal's touch rows change
+            conn.execute(
+                text("UPDATE activities SET occurred_at = :at WHERE id = :id"),
+                {"at": at(days), "id": _new_email(ids["healthy"])["id"]},
+            )
         report = refresh_after_sync(db, ORG, run=run)
-        assert report is not None and report.derived > 0, run
+        assert report is not None and report.derived > 0 and report.written > 0, run
         with db.begin() as conn:
-            rebuilt = facts(db)
+            refreshed = facts(db)
             conn.execute(text(f"DELETE FROM {TABLE}"))
-            refresh_risk_facts(conn, ORG)
-            refresh_risk_facts(conn, OTHER_ORG)
-        assert facts(db) == rebuilt
+            refresh_risk_facts(conn, ORG, full=True)
+            refresh_risk_facts(conn, OTHER_ORG, full=True)
+        assert facts(db) == refreshed
     assert str(ids["healthy"]) in deals_of(facts(db) - before)
 
 
@@ -233,8 +240,8 @@ def test_a_failed_refresh_marks_the_rows_stale_until_one_succeeds(
     expected = facts(db)
     with db.begin() as conn:
         conn.execute(text(f"DELETE FROM {TABLE}"))
-        refresh_risk_facts(conn, ORG)
-        refresh_risk_facts(conn, OTHER_ORG)
+        refresh_risk_facts(conn, ORG, full=True)
+        refresh_risk_facts(conn, OTHER_ORG, full=True)
     assert facts(db) == expected
 
 
@@ -293,5 +300,5 @@ def test_the_sync_refreshes_after_a_change_and_skips_a_resync_that_changed_nothi
     after = facts(db)
     with db.begin() as conn:
         conn.execute(text(f"DELETE FROM {TABLE}"))
-        real(conn, "risk-sync")
+        real(conn, "risk-sync", full=True)
     assert facts(db) == after
