@@ -4,6 +4,7 @@ first-synced store: does it succeed under REVTOPS_DUCKDB_MEMORY_LIMIT, and at wh
     python bench/resync_memory.py --scale 10 --store /tmp/d1_s10.duckdb
                                   --trees old=/tmp/d1_old,new=/tmp/d1_new
                                   [--rounds 2] [--reuse] [--providers hubspot,...]
+                                  [--first-per-tree]
 
 The sandbox (``--scale``, seed 0) is served by this process. Unless ``--reuse`` finds the store,
 the four providers' first sync runs into ``--store`` (a child on the last of ``--trees``, as
@@ -13,6 +14,10 @@ re-syncs the four providers in a child per tree (each a frozen worktree, first o
 the trees' order reversed every other round. A child reports, per provider, the status and how
 much ART index memory DuckDB held pinned after each upsert (the most), and its own peak RSS
 (VmHWM) and CPU time.
+
+``--first-per-tree``: each tree makes its own first-synced store (``<store>_<name>.duckdb``,
+kept with ``--reuse``), measured the same way, and re-syncs copies of it: for a change to the
+schema or to the first load, whose store the other tree's code would not have made.
 """
 
 from __future__ import annotations
@@ -153,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep --store if it exists")
     parser.add_argument("--providers", default=",".join(PROVIDERS))
+    parser.add_argument(
+        "--first-per-tree", action="store_true", help="a first-synced store per tree"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--upgrade", action="store_true", help=argparse.SUPPRESS)
@@ -169,23 +177,33 @@ def main(argv: list[str] | None = None) -> int:
           f"REVTOPS_DUCKDB_MEMORY_LIMIT {os.environ.get('REVTOPS_DUCKDB_MEMORY_LIMIT', 'unset')}",
           flush=True)  # fmt: skip
     run_path = args.store.with_name(args.store.stem + "_run.duckdb")
+    # Each tree's first-synced store: one for all (synced by the last tree), or one per tree.
+    stores = {
+        name: args.store.with_name(f"{args.store.stem}_{name}.duckdb")
+        if args.first_per_tree
+        else args.store
+        for name, _tree in trees
+    }
     progress(f"scale {args.scale:g}: generating the sandbox company")
     with SandboxServer(scale=args.scale, seed=0) as sandbox:
-        first_db = Database(f"duckdb:///{args.store}")
-        environment = environment_for(sandbox, first_db)
+        environment = environment_for(sandbox, Database(f"duckdb:///{args.store}"))
         environment["PROVIDERS"] = args.providers
-        if not (args.reuse and args.store.exists()):
-            copy_store(Path("/nonexistent"), args.store)  # removes a stale file and log
-            name, tree = trees[-1]
+        for name, tree in trees if args.first_per_tree else trees[-1:]:
+            store = stores[name]
+            if args.reuse and store.exists():
+                print(f"\nfirst sync ({name} tree): reusing {store}", flush=True)
+                continue
+            copy_store(Path("/nonexistent"), store)  # removes a stale file and log
             progress(f"first sync ({name} tree)")
-            first = run_child(environment, Path(tree), upgrade_first=True)
+            first_env = {**environment, "REVTOPS_DATABASE_URL": f"duckdb:///{store}"}
+            first = run_child(first_env, Path(tree), upgrade_first=True)
             print_figures(f"first sync ({name} tree)", first)
         changes = change_one_percent(sandbox)
         print(f"changes: {changes}", flush=True)
         run_env = {**environment, "REVTOPS_DATABASE_URL": f"duckdb:///{run_path}"}
         for round_ in range(args.rounds):
             for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
-                copy_store(args.store, run_path)
+                copy_store(stores[name], run_path)
                 progress(f"round {round_ + 1}: incremental re-sync, {name} tree")
                 figures = run_child(run_env, Path(tree), upgrade_first=False)
                 print_figures(f"round {round_ + 1} {name}: incremental re-sync", figures)
