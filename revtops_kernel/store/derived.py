@@ -133,7 +133,7 @@ def write_difference(
     columns: str,
     index_on: str | None = None,
     params: dict[str, Any] | None = None,
-    stored: str | None = None,
+    stored: tuple[str, ...] | None = None,
 ) -> RefreshReport:
     """Bring ``org``'s rows of ``table`` in line with ``derived_sql`` (its rows now, for
     ``:org``) writing only the difference, in ``conn``'s transaction: what is derived goes into
@@ -141,12 +141,13 @@ def write_difference(
     ``n``, the derived row, and ``t``, the stored one) are deleted; the derived rows not stored
     are inserted with ``columns``. It equals a rebuild by construction. ``index_on``: a column
     of ``scratch`` to index on PostgreSQL (what ``same`` matches on). ``params``: more
-    parameters of ``derived_sql``; ``stored``: a condition on ``t`` when ``derived_sql`` derives
-    only part of the rows (a scope): the stored rows outside it are neither compared nor
+    parameters of ``derived_sql``; ``stored``: when ``derived_sql`` derives only part of the
+    rows (a scope), disjoint conditions on ``t`` whose union is that part (one statement each,
+    so each can use its own index): the stored rows outside them are neither compared nor
     deleted."""
     started = time.monotonic()
     bound = {"org": org}
-    scope = "" if stored is None else f" AND {stored}"
+    parts = [""] if stored is None else [f" AND {condition}" for condition in stored]
     take_turns(conn, table, org)
     conn.execute(text(f"DROP TABLE IF EXISTS {scratch}"))
     conn.execute(
@@ -158,22 +159,29 @@ def write_difference(
         conn.execute(text(f"ANALYZE {scratch}"))
     derived = int(conn.execute(text(f"SELECT count(*) FROM {scratch}")).scalar_one())
     # Each count read before the next statement: duckdb-engine's results share one cursor.
-    deleted = conn.execute(
-        text(
-            f"DELETE FROM {table} t WHERE t.organization_id = :org{scope} "
-            f"AND NOT EXISTS (SELECT 1 FROM {scratch} n WHERE {same})"
-        ),
-        bound,
-    ).rowcount
+    deleted = 0
+    for part in parts:
+        deleted += max(
+            conn.execute(
+                text(
+                    f"DELETE FROM {table} t WHERE t.organization_id = :org{part} "
+                    f"AND NOT EXISTS (SELECT 1 FROM {scratch} n WHERE {same})"
+                ),
+                bound,
+            ).rowcount
+            or 0,
+            0,
+        )
     # Stored rows stay; what is left of the derived ones is new. (Not an anti-join inside the
     # INSERT: PostgreSQL took minutes for it on an empty table.)
-    conn.execute(
-        text(
-            f"DELETE FROM {scratch} n WHERE EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE t.organization_id = :org AND {same})"
-        ),
-        bound,
-    )
+    for part in parts:
+        conn.execute(
+            text(
+                f"DELETE FROM {scratch} n WHERE EXISTS "
+                f"(SELECT 1 FROM {table} t WHERE t.organization_id = :org{part} AND {same})"
+            ),
+            bound,
+        )
     inserted = conn.execute(
         text(
             f"INSERT INTO {table} (id, organization_id, {columns}) "
@@ -184,7 +192,7 @@ def write_difference(
     conn.execute(text(f"DROP TABLE {scratch}"))
     return RefreshReport(
         derived,
-        max(deleted or 0, 0),
+        deleted,
         max(inserted or 0, 0),
         time.monotonic() - started,
     )

@@ -408,11 +408,23 @@ _SCOPED_LAST_TOUCH = (
     + "\nSELECT max(CAST(t.occurred_at AS DATE)) FROM touches t"
 )
 # Kinds derived per deal: a scoped refresh compares the stored rows of these kinds for the
-# scope's deals only, and every row of the other kinds (won_stage; stale and retired ones).
+# scope's deals only, and every row of the other kinds (``_WHOLE``: won_stage, whose ranks
+# span every won deal, and the stale and retired ones), each list an index range.
 _PER_DEAL = ("touch", "contact", "deal", "push")
-_STORED_IN_SCOPE = (
-    f"(t.kind NOT IN ({', '.join(repr(k) for k in _PER_DEAL)}) OR t.deal_id IN ({_IN_SCOPE}))"
-)
+_WHOLE_KINDS = ("won_stage",)
+
+
+def _stored_in_scope() -> tuple[str, str]:
+    def listed(kinds: tuple[str, ...]) -> str:
+        return ", ".join(f"'{k}'" for k in kinds)
+
+    whole = (*_WHOLE_KINDS, STALE, *RETIRED_KINDS)
+    return (
+        f"t.kind IN ({listed(whole)})",
+        f"t.deal_id IN ({_IN_SCOPE}) AND t.kind IN ({listed(_PER_DEAL)})",
+    )
+
+
 # A journal that names more than this share of the organization's deals is cheaper to derive
 # in full than deal by deal.
 SCOPE_MAX_SHARE = 0.3
@@ -449,7 +461,7 @@ def refresh_risk_facts(conn: Connection, org: str, *, full: bool = False) -> Ref
         columns=f"{_LIST}, fingerprint",
         index_on="fingerprint",
         params=params,
-        stored=None if scope is None else _STORED_IN_SCOPE,
+        stored=None if scope is None else _stored_in_scope(),
     )
     if scope is not None:  # the organization's rows, not only the scope's
         report.scope = scope
@@ -468,14 +480,15 @@ def _widen_scope(conn: Connection, org: str, deals: int) -> tuple[date | None, i
         text(f"SELECT max(day) FROM {TABLE} WHERE organization_id = :org AND kind = 'touch'"),
         bound,
     ).scalar_one()
-    rest = conn.execute(
+    rest = conn.execute(  # the latest first, by index: it stops at the first deal not in scope
         text(
-            f"SELECT max(f.day) FROM {TABLE} f WHERE f.organization_id = :org "
-            f"AND f.kind = 'touch' AND NOT EXISTS "
-            f"(SELECT 1 FROM {change_journal.SCOPE} s WHERE s.deal_id = f.deal_id)"
+            f"SELECT f.day FROM {TABLE} f WHERE f.organization_id = :org "
+            f"AND f.kind = 'touch' AND f.day IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {change_journal.SCOPE} s WHERE s.deal_id = f.deal_id) "
+            "ORDER BY f.day DESC LIMIT 1"
         ),
         bound,
-    ).scalar_one()
+    ).scalar()
     scoped = conn.execute(text(_SCOPED_LAST_TOUCH), bound).scalar_one()
     after = max((d for d in (rest, scoped) if d is not None), default=None)
     if before != after:

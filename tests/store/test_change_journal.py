@@ -6,6 +6,7 @@ equals a rebuild from nothing; on DuckDB (no triggers) every refresh derives eve
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -266,3 +267,17 @@ def _insert_participant(conn: Connection, activity: uuid.UUID, contact: Any) -> 
             "contact": contact,
         },
     )
+
+
+def test_every_kind_is_compared_by_a_scoped_refresh() -> None:
+    """A scoped refresh compares the scope's rows of the per-deal kinds and every row of the
+    others: each kind the derivation writes, and the bookkeeping ones, is in one list."""
+    from revtops_kernel.store import risk_facts
+
+    derived = set(re.findall(r"'([a-z_]+)' AS kind", risk_facts.DERIVED_SQL))
+    assert derived == {"touch", "contact", "deal", "won_stage", "push"}
+    per_deal, whole = set(risk_facts._PER_DEAL), set(risk_facts._WHOLE_KINDS)
+    assert not per_deal & whole
+    assert derived <= per_deal | whole
+    listed = risk_facts._stored_in_scope()[0]
+    assert all(f"'{k}'" in listed for k in (risk_facts.STALE, *risk_facts.RETIRED_KINDS))
