@@ -115,19 +115,21 @@ def _entries_sql(table: str, op: str) -> str:
         rows = "new_rows" if op == "INSERT" else "old_rows"
         org, deal, account = _entry(table, "r", "a")
         return f"SELECT {org}, {deal}, {account} FROM {rows} r{_activity_join(table, 'r', 'a')}"
-    # An UPDATE: the rows whose watched columns changed, old and new values (one join: the
-    # transition tables have no index).
+    # An UPDATE: the rows whose watched columns changed, with their old and their new values:
+    # each side's watched tuples (with the id) that the other side does not have. A set
+    # difference (hashed), not a join of the transition tables, which have no statistics: the
+    # planner nested-looped them, 15 s instead of 2-4 s for 20k rows in 2,000-row batches.
     columns, _, _ = _WATCHED[table]
-    old = ", ".join(f"o.{c}" for c in columns)
-    new = ", ".join(f"n.{c}" for c in columns)
-    before, after = _entry(table, "o", "ao"), _entry(table, "n", "an")
-    return (
-        "SELECT x.* FROM old_rows o JOIN new_rows n ON n.id = o.id"
-        f"{_activity_join(table, 'o', 'ao')}{_activity_join(table, 'n', 'an')} "
-        f"CROSS JOIN LATERAL (VALUES ({', '.join(before)}), ({', '.join(after)})) "
-        "AS x (organization_id, deal_id, account_id) "
-        f"WHERE ({old}) IS DISTINCT FROM ({new})"
-    )
+    watched = ", ".join(("id", *columns))
+    changed = []
+    for rows, other in (("old_rows", "new_rows"), ("new_rows", "old_rows")):
+        org, deal, account = _entry(table, "r", "a")
+        changed.append(
+            f"SELECT {org}, {deal}, {account} FROM "
+            f"(SELECT {watched} FROM {rows} EXCEPT SELECT {watched} FROM {other}) r"
+            f"{_activity_join(table, 'r', 'a')}"
+        )
+    return " UNION ALL ".join(changed)
 
 
 def _function_sql(table: str) -> str:
