@@ -396,7 +396,10 @@ def _finish_streams(
         return
     with db.begin() as conn:
         changed = spec.after_streams(conn, result.organization_id, connector)
-    result.counts.deleted += changed
+    if spec.after_streams_counts == "written":
+        result.counts.upserted += changed
+    else:
+        result.counts.deleted += changed
     # Counted like a batch's rows: uncounted, Salesforce's first field history (260k rows at
     # scale 10) went unanalyzed, and the deal-states refresh after it planned a nested loop
     # for a table it took to hold one row of the organization (17 min and counting).
