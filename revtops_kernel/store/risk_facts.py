@@ -68,7 +68,8 @@ and, when the organization's last touch day moved, the deals with contact rows a
 earlier of the two days (their split moved); it compares only their stored rows (and every
 row of the other kinds: the won deals' stage ranks span every won deal, so ``won_stage`` is
 derived in full). A journal naming more than ``SCOPE_MAX_SHARE`` of the deals, one written
-before the triggers existed, ``full=True`` and DuckDB (no triggers) derive every deal: that
+before the triggers existed, an organization with no row stored, ``full=True`` and DuckDB (no
+triggers) derive every deal: that
 reads every live activity, participant and history row of the organization (its cost is in
 the README).
 
@@ -442,7 +443,7 @@ def refresh_risk_facts(conn: Connection, org: str, *, full: bool = False) -> Ref
     params: dict[str, Any] = {}
     scope: int | None = None
     if conn.dialect.name == "postgresql" and change_journal.installed(conn):
-        if full or _holds(conn, org, RETIRED_KINDS):
+        if full or _holds(conn, org, RETIRED_KINDS) or not _holds_any(conn, org):
             change_journal.discard(conn, org)
         else:
             taken = change_journal.take(conn, org)
@@ -529,6 +530,14 @@ def _holds(conn: Connection, org: str, kinds: tuple[str, ...]) -> bool:
             f"SELECT 1 FROM {TABLE} WHERE organization_id = :org AND kind IN :kinds LIMIT 1"
         ).bindparams(bindparam("kinds", expanding=True)),
         {"org": org, "kinds": list(kinds)},
+    ).first()
+    return found is not None
+
+
+def _holds_any(conn: Connection, org: str) -> bool:
+    """Whether ``org`` has any row (none stored: nothing to scope a refresh against)."""
+    found = conn.execute(
+        text(f"SELECT 1 FROM {TABLE} WHERE organization_id = :org LIMIT 1"), {"org": org}
     ).first()
     return found is not None
 

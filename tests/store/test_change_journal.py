@@ -281,3 +281,15 @@ def test_every_kind_is_compared_by_a_scoped_refresh() -> None:
     assert derived <= per_deal | whole
     listed = risk_facts._stored_in_scope()[0]
     assert all(f"'{k}'" in listed for k in (risk_facts.STALE, *risk_facts.RETIRED_KINDS))
+
+
+def test_an_organization_with_no_rows_stored_is_derived_in_full(db: Database) -> None:
+    """Nothing stored to scope against (rows lost, a table emptied): every deal again."""
+    build(db)
+    expected = _rebuilt(db)
+    with db.begin() as conn:
+        conn.execute(text(f"DELETE FROM {TABLE} WHERE organization_id = :org"), {"org": ORG})
+    report = _refresh(db)
+    assert report.scope is None
+    with db.connect() as conn:
+        assert _facts(conn) == expected
