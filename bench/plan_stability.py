@@ -130,8 +130,10 @@ def explain(db: Database, sql: str, params: dict[str, Any] | None, org: str) -> 
                 (document,) = cursor.fetchone() or (None,)
         finally:
             raw.rollback()
-    document = json.loads(document) if isinstance(document, str) else document
-    return dict(document[0]["Plan"])
+    if document is None:
+        raise RuntimeError(f"EXPLAIN gave no plan for {sql[:60]!r}")
+    parsed: Any = json.loads(document) if isinstance(document, str) else document
+    return dict(parsed[0]["Plan"])
 
 
 def child_main(
@@ -222,18 +224,24 @@ def import_quotas(db: Database, org: str, scale: float, seed: int) -> int:
 def report(rounds: list[Round], trees: list[str]) -> list[dict[str, Any]]:
     goal_ms = QUERY_P95_GOAL_S * 1000
     shapes = {k: v for r in rounds for k, v in r.shapes.items()}
-    names = list(dict.fromkeys(s.name for r in rounds for s in r.samples))
-    kinds = {s.name: s.kind for r in rounds for s in r.samples}
+    # A verified and a gold query may share a name (slipped_deals): keyed by both.
+    keys = list(dict.fromkeys((s.kind, s.name) for r in rounds for s in r.samples))
     rows: list[dict[str, Any]] = []
     print(f"\nper query and tree, over {len({r.index for r in rounds})} ANALYZE rounds: each "
           f"round's best run (ms), rounds slower than {goal_ms:.0f} ms, plan shapes")  # fmt: skip
-    for name in names:
+    for kind, name in keys:
         for tree in trees:
-            samples = [s for r in rounds if r.tree == tree for s in r.samples if s.name == name]
+            samples = [
+                s
+                for r in rounds
+                if r.tree == tree
+                for s in r.samples
+                if (s.kind, s.name) == (kind, name)
+            ]
             failed = [s.error for s in samples if s.error]
             best = [s.best_s * 1000 for s in samples if not s.error and s.runs_s]
             if not best:
-                print(f"  {kinds[name]:<8} {name:<40} {Path(tree).name:<10} FAILED: {failed[:1]}")
+                print(f"  {kind:<8} {name:<40} {Path(tree).name:<10} FAILED: {failed[:1]}")
                 continue
             slow = sum(b > goal_ms for b in best)
             by_plan: dict[str, list[float]] = {}
@@ -245,12 +253,12 @@ def report(rounds: list[Round], trees: list[str]) -> list[dict[str, Any]]:
                 for p, t in sorted(by_plan.items(), key=lambda kv: -len(kv[1]))
             )
             timeouts = sum(s.timed_out for s in samples)
-            print(f"  {kinds[name]:<8} {name:<40} {Path(tree).name:<10} min {min(best):8,.0f} "
+            print(f"  {kind:<8} {name:<40} {Path(tree).name:<10} min {min(best):8,.0f} "
                   f"med {statistics.median(best):8,.0f} max {max(best):8,.0f}  slow {slow}/"
                   f"{len(best)}{f' (timeouts {timeouts})' if timeouts else ''}  plans "
                   f"{len(by_plan)}: {plans}{'  FAILED ' + str(len(failed)) if failed else ''}",
                   flush=True)  # fmt: skip
-            rows.append({"name": name, "kind": kinds[name], "tree": tree, "best_ms": best,
+            rows.append({"name": name, "kind": kind, "tree": tree, "best_ms": best,
                          "slow": slow, "plans": by_plan, "failed": len(failed)})  # fmt: skip
     print("\n| tree | queries | with a round > 500 ms | rounds > 500 ms | with > 1 plan shape |")
     print("| --- | --- | --- | --- | --- |")
