@@ -153,7 +153,7 @@ def _engagement_parts(
         None, None, kind.activity_type, occurred_at, ended_at, None, duration, direction, status,
     )  # fmt: skip
     role = kind.contact_role
-    participants = [
+    participants: list[tuple[Any, ...]] = [
         (org, system, f"{source_id}:contact:{contact}", activity_id, None, None, role, None,
          False, contact_id, None, None, created_at, updated_at, deleted_at, None)
         for contact, contact_id in zip(contacts, contact_ids, strict=True)
