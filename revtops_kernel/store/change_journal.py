@@ -199,15 +199,14 @@ def install(conn: Connection) -> None:
 
 def _functions_current(conn: Connection) -> bool:
     """Whether the trigger functions are this version's (their source unchanged)."""
-    stored = dict(
-        conn.execute(
-            text(
-                "SELECT proname, prosrc FROM pg_proc "
-                "WHERE proname LIKE 'revtops\\_journal\\_%' AND pronamespace = "
-                "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
-            )
-        ).all()
-    )
+    rows = conn.execute(
+        text(
+            "SELECT proname, prosrc FROM pg_proc "
+            "WHERE proname LIKE 'revtops\\_journal\\_%' AND pronamespace = "
+            "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+        )
+    ).all()
+    stored: dict[str, str] = {str(name): str(source) for name, source in rows}
     return all(stored.get(_FUNCTION.format(table=t)) == _body_of(t) for t in JOURNALED)
 
 
