@@ -105,21 +105,29 @@ def memory_size_bytes(value: str) -> int:
     return int(number * _UNITS[unit])
 
 
-def out_of_memory(exc: BaseException) -> duckdb.OutOfMemoryException | None:
+def out_of_memory(exc: BaseException) -> duckdb.Error | None:
     """The DuckDB out-of-memory error behind ``exc`` (itself, as SQLAlchemy wrapped it, a
-    cause or a context), if any."""
+    cause or a context), if any: an ``OutOfMemoryException``, or a commit that could not
+    allocate (a ``TransactionException``: 'Failed to commit: could not allocate block ...',
+    seen when a transaction's new index outgrew the limit as it was written)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, duckdb.OutOfMemoryException):
-            return current
-        if isinstance(current, DBAPIError) and isinstance(
-            current.orig, duckdb.OutOfMemoryException
+        error = current.orig if isinstance(current, DBAPIError) else current
+        if isinstance(error, duckdb.OutOfMemoryException) or (
+            isinstance(error, duckdb.TransactionException) and _commit_out_of_memory(error)
         ):
-            return current.orig
+            return error
         current = current.__cause__ or current.__context__
     return None
+
+
+def _commit_out_of_memory(exc: BaseException) -> bool:
+    message = str(exc)
+    return "Failed to commit" in message and (
+        "could not allocate" in message or "pin block" in message or "Out of Memory" in message
+    )
 
 
 def _replay_out_of_memory(exc: BaseException) -> bool:

@@ -14,9 +14,10 @@ migration histories. Instead the models are the truth and the upgrade reconciles
    (``schema.RETIRED_INDEXES``) dropped, the ``revtops_analyze`` function
    (``store.statistics``), and statistics of the tables just created, so the planner never
    works from none;
-6. on DuckDB, synced tables that still have the natural key's UNIQUE constraint (created
-   before the primary key on ``id`` became their one unique index: ``schema._natural_key``)
-   rebuilt without it, since DuckDB cannot drop a constraint, then a checkpoint.
+6. on DuckDB, after that transaction, synced tables whose unique constraints are not the
+   models' (made before the primary key on ``id`` became their one unique index:
+   ``schema._natural_key``) rebuilt, since DuckDB cannot drop a constraint: each table in its
+   own transaction (retried with more memory if DuckDB runs out), then a checkpoint.
 
 The applied version is recorded in ``revtops_schema``; a database newer than this code is
 refused rather than silently written to.
@@ -35,9 +36,11 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     TextClause,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.schema import SetColumnComment
@@ -52,7 +55,8 @@ from revtops_kernel.store import (
     statistics,
 )
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.schema import NATURAL_KEY, RETIRED_INDEXES, metadata, synced_tables
+from revtops_kernel.store.retry import in_transaction
+from revtops_kernel.store.schema import RETIRED_INDEXES, metadata, synced_tables
 from revtops_kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -143,8 +147,6 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
             )
         report.created_tables = _create_missing_tables(conn)
         report.added_columns = _add_missing_columns(conn)
-        if conn.dialect.name == "duckdb":
-            report.rebuilt_tables = _rebuild_duckdb_natural_keys(conn)
         if BASELINE_VERSION not in applied:
             _record(conn, BASELINE_VERSION, "common schema")
         for step in steps:
@@ -166,11 +168,8 @@ def upgrade(db: Database, migrations: list[Migration] | None = None) -> UpgradeR
                 conn.execute(text(statement))
             statistics.analyze_tables(conn, [*report.created_tables, *indexed, *built])
         report.version = target_version(steps)
-    if report.rebuilt_tables:
-        # Writes the rebuilt indexes out (they stay pinned in memory until a checkpoint) and
-        # frees the old tables' blocks for reuse.
-        with db.connect() as conn:
-            conn.execute(text("CHECKPOINT"))
+    if db.is_duckdb:
+        report.rebuilt_tables = rebuild_duckdb_unique_keys(db)
     report.vacuumed = statistics.vacuum_tables(db, built)
     return report
 
@@ -306,42 +305,75 @@ def _create_missing_indexes(conn: Connection) -> tuple[list[str], list[str]]:
     return created, list(dict.fromkeys(grown))
 
 
-# --- DuckDB: synced tables without the natural key's UNIQUE constraint -----------------------
+# --- DuckDB: synced tables with the models' unique constraints ------------------------------
 
 _OLD_SUFFIX = "__revtops_old"
 
 
-def _rebuild_duckdb_natural_keys(conn: Connection) -> list[str]:
-    """Rebuild the synced tables that still carry the UNIQUE constraint on the natural key
-    (``schema._natural_key``: on DuckDB the primary key on ``id`` is their one unique index).
-    DuckDB cannot drop a constraint, so each is renamed, created again from the model, filled
-    from the old one and the old one dropped, in the upgrade's transaction; an index added by
-    hand is created again. Returns the tables rebuilt (none once done: idempotent)."""
-    found = conn.execute(
-        text(
-            "SELECT table_name FROM duckdb_constraints() "
-            "WHERE database_name = current_database() AND schema_name = current_schema() "
-            "AND constraint_type = 'UNIQUE' AND constraint_column_names = :key"
-        ),
-        {"key": list(NATURAL_KEY)},
-    ).scalars()
-    tables = synced_tables()
-    stale = sorted(name for name in set(found) if name in tables)
+def rebuild_duckdb_unique_keys(db: Database) -> list[str]:
+    """Rebuild the synced tables whose PRIMARY KEY and UNIQUE constraints are not the ones the
+    models create on DuckDB (a store made when the natural key's UNIQUE index stood beside the
+    primary key: ``schema._natural_key``). DuckDB cannot drop a constraint, so each is renamed,
+    created again from the model, filled from the old one and the old one dropped, in a
+    transaction of its own, then checkpointed: a rebuilt table's new index stays pinned in
+    memory until a checkpoint, and at scale 10 all of them in one transaction outgrew the
+    256MiB limit. A table that still runs out is retried with the limit's base doubled
+    (store.retry). Returns the tables rebuilt; none once done, or after a run stopped midway
+    has been run again."""
+    with db.connect() as conn:
+        stale = _stale_unique_keys(conn)
     if stale:
         log.warning(
-            "rebuilding %d synced tables without their redundant UNIQUE index (once; the "
-            "larger ones take a while): %s",
+            "rebuilding %d synced tables whose unique indexes changed (once; the larger ones "
+            "take a while): %s",
             len(stale),
             ", ".join(stale),
         )
+    tables = synced_tables()
     for name in stale:
-        _rebuild_table(conn, tables[name])
+        started = time.monotonic()
+        in_transaction(
+            db, lambda conn, t=tables[name]: _rebuild_table(conn, t), what=f"rebuilding {name}"
+        )
+        with db.connect() as conn:
+            conn.execute(text("CHECKPOINT"))  # the new index written out, its memory let go
+        log.info("rebuilt %s in %.1f s", name, time.monotonic() - started)
+    return stale
+
+
+def _stale_unique_keys(conn: Connection) -> list[str]:
+    """Synced tables whose stored PRIMARY KEY and UNIQUE constraints differ from those the
+    models create on this backend."""
+    found: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    for table, kind, columns in conn.execute(
+        text(
+            "SELECT table_name, constraint_type, constraint_column_names "
+            "FROM duckdb_constraints() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() "
+            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+        )
+    ):
+        found.setdefault(table, set()).add((kind, tuple(columns)))
+    compiler = conn.dialect.ddl_compiler(conn.dialect, None)
+    stale = []
+    for name, table in sorted(synced_tables().items()):
+        if name not in found:
+            continue  # not created yet: create_all makes it as the model says
+        wanted = {
+            ("PRIMARY KEY" if isinstance(c, PrimaryKeyConstraint) else "UNIQUE",
+             tuple(column.name for column in c.columns))
+            for c in table.constraints
+            if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)
+            and c.columns
+            and c._should_create_for_compiler(compiler)  # ddl_if: this backend's only
+        }  # fmt: skip
+        if found[name] != wanted:
+            stale.append(name)
     return stale
 
 
 def _rebuild_table(conn: Connection, table: Table) -> None:
     """``table`` created again from its model, with every row and column of the stored one."""
-    started = time.monotonic()
     quote = conn.dialect.identifier_preparer.quote
     name, old = table.name, f"{table.name}{_OLD_SUFFIX}"
     params = {"table": name}
@@ -380,4 +412,3 @@ def _rebuild_table(conn: Connection, table: Table) -> None:
     for _index_name, sql in indexes:
         if sql:
             conn.execute(text(sql))
-    log.info("rebuilt %s in %.1f s", name, time.monotonic() - started)

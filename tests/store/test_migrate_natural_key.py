@@ -246,3 +246,34 @@ def test_revtops_db_upgrade_says_what_it_rebuilds(tmp_path: Path) -> None:
     )
     assert "rebuil" not in again.stdout + again.stderr
     assert "schema already up to date" in again.stdout
+
+
+def test_a_rebuild_that_outgrows_the_memory_limit_is_retried_table_by_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At scale 10 all the tables in one transaction pinned their new indexes together and ran
+    out of the 256MiB limit; each table is its own transaction, checkpointed, and one that
+    still runs out is retried with the base doubled."""
+    path = tmp_path / "old.duckdb"
+    old = _old_schema_store(path)
+    try:
+        with old.begin() as conn:
+            upsert(conn, "contacts", _contacts([f"c{i}" for i in range(200_000)], "old", T0))
+            upsert(conn, "accounts", [{"organization_id": "acme", "source_system": "hubspot",
+                                       "source_id": f"a{i}"} for i in range(50_000)])  # fmt: skip
+    finally:
+        old.dispose()
+    db = Database(f"duckdb:///{path}", duckdb_memory_limit="4MiB")
+    try:
+        with caplog.at_level(logging.WARNING):
+            report = upgrade(db)
+        assert report.rebuilt_tables == SYNCED
+        assert "DuckDB ran out of memory" in caplog.text  # it did need the retry
+        assert _unique_keys(db) == {}
+        with db.connect() as conn:
+            assert _rows(conn, "SELECT count(*), count(DISTINCT id) FROM contacts") == [
+                (200_000, 200_000)
+            ]
+            assert _rows(conn, "SELECT count(*) FROM accounts") == [(50_000,)]
+    finally:
+        db.dispose()
