@@ -68,13 +68,15 @@ DEAD_CLIENT_CHECK = "10s"
 # evict or spill (its cache of table blocks, joins, sorts). An ART index (every primary key
 # and UNIQUE constraint) is different: the nodes a write loads stay pinned until a checkpoint
 # writes the index out, counted against memory_limit but never evicted, and a batch of
-# changed rows at random keys loads most of a table's index (~100 bytes a row for a synced
-# table's two: 203 MiB for 2.26M participants at scale 10). A scale-10 HubSpot re-sync pins
-# ~520 MiB that way; under a fixed 256MiB its statements failed with "Out of Memory" once
-# the pinned indexes filled it. So a write connection's limit is its base plus what its
-# indexes pin (``fit_duckdb_memory_limit``, at each unit of work and before each upsert), and
-# a unit that still runs out (one statement loading more index than the base leaves free) is
-# retried with the base doubled, up to DuckDB's own default of 80% of RAM (store.retry).
+# changed rows at random keys loads most of a table's index (~45 bytes a row for a synced
+# table's one, its primary key on id: 100 MiB for 2.26M participants at scale 10; 203 MiB
+# while the natural key's UNIQUE index stood beside it, schema._natural_key). A scale-10
+# HubSpot re-sync pins ~246 MiB that way (~520 MiB with both indexes); under a fixed 256MiB
+# its statements failed with "Out of Memory" once the pinned indexes filled it. So a write
+# connection's limit is its base plus what its indexes pin (``fit_duckdb_memory_limit``, at
+# each unit of work and before each upsert), and a unit that still runs out (one statement
+# loading more index than the base leaves free) is retried with the base doubled, up to
+# DuckDB's own default of 80% of RAM (store.retry).
 DUCKDB_BASE_LIMIT_KEY = "revtops_duckdb_base_limit"  # on the DBAPI connection's record info
 DUCKDB_MEMORY_CAP_SHARE = 0.8  # DuckDB's default memory_limit: 80% of physical memory
 # A limit this near what is wanted (or an eighth of the base, if less) is left as it is.
