@@ -93,28 +93,26 @@ _FUNCTION = "revtops_journal_{table}"
 _TRIGGER = "revtops_journal_{table}_{op}"
 
 
-def _entry(table: str, row: str, activity: str) -> tuple[str, str, str]:
-    """The (organization, deal, account) of a row aliased ``row`` (its activity ``activity``)."""
+def _entry(table: str) -> tuple[str, str, str]:
+    """The (organization, deal, account) of a row ``r`` (and its activity ``a``)."""
     _, deal, account = _WATCHED[table]
+    return ("r.organization_id", deal, account)
+
+
+def _activity_join(table: str) -> str:
     return (
-        f"{row}.organization_id",
-        deal.replace("r.", f"{row}.").replace("a.", f"{activity}."),
-        account.replace("r.", f"{row}.").replace("a.", f"{activity}."),
+        " LEFT JOIN activities a ON a.id = r.activity_id"
+        if table == "activity_participants"
+        else ""
     )
-
-
-def _activity_join(table: str, row: str, activity: str) -> str:
-    if table != "activity_participants":
-        return ""
-    return f" LEFT JOIN activities {activity} ON {activity}.id = {row}.activity_id"
 
 
 def _entries_sql(table: str, op: str) -> str:
     """The journal entries of a statement's transition tables (``new_rows``, ``old_rows``)."""
+    org, deal, account = _entry(table)
     if op in ("INSERT", "DELETE"):
         rows = "new_rows" if op == "INSERT" else "old_rows"
-        org, deal, account = _entry(table, "r", "a")
-        return f"SELECT {org}, {deal}, {account} FROM {rows} r{_activity_join(table, 'r', 'a')}"
+        return f"SELECT {org}, {deal}, {account} FROM {rows} r{_activity_join(table)}"
     # An UPDATE: the rows whose watched columns changed, with their old and their new values:
     # each side's watched tuples (with the id) that the other side does not have. A set
     # difference (hashed), not a join of the transition tables, which have no statistics: the
@@ -123,11 +121,10 @@ def _entries_sql(table: str, op: str) -> str:
     watched = ", ".join(("id", *columns))
     changed = []
     for rows, other in (("old_rows", "new_rows"), ("new_rows", "old_rows")):
-        org, deal, account = _entry(table, "r", "a")
         changed.append(
             f"SELECT {org}, {deal}, {account} FROM "
             f"(SELECT {watched} FROM {rows} EXCEPT SELECT {watched} FROM {other}) r"
-            f"{_activity_join(table, 'r', 'a')}"
+            f"{_activity_join(table)}"
         )
     return " UNION ALL ".join(changed)
 
