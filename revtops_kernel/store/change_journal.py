@@ -1,5 +1,7 @@
-"""``derived_changes``: which deals and accounts the store's writes touched since the rollups'
-last refresh, kept by PostgreSQL triggers, so ``deal_risk_facts`` is refreshed for them alone.
+"""``derived_changes``: which deals, accounts and meetings the store's writes touched since the
+rollups' last refresh, kept by PostgreSQL triggers, so ``deal_risk_facts`` and
+``meeting_accounts`` are refreshed for them alone (each takes its own entries: a deal or an
+account for the first, a meeting for the second).
 
 Why triggers: a refresh scoped from the rows as they are now would miss the deals that *lost*
 something (an activity moved from deal X to deal Y leaves only Y in the store), and identity
@@ -9,8 +11,9 @@ workflow's writer role), with its old and new rows (transition tables), and cost
 set-based INSERT per statement. Each trigger journals only writes that change what the rollup
 reads (resolution clearing its ``resolution_pending`` marks journals nothing):
 
-- ``activities``: the deal (old and new), and a meeting's account (old and new);
-- ``activity_participants``: their activity's deal, and a meeting participant's account;
+- ``activities``: the deal (old and new), and a meeting's account and the meeting itself;
+- ``activity_participants``: their activity's deal, and a meeting participant's account and
+  meeting;
 - ``deals``: the deal (its account, open/won/deleted, when it entered its stage);
 - ``deal_field_history``: the deal. (``deal_stage_history`` only feeds the won deals' days per
   stage, whose ranks span every won deal: a scoped refresh derives those in full.)
@@ -29,11 +32,15 @@ from sqlalchemy import Connection, text
 
 TABLE = "derived_changes"
 SCOPE = "_derived_scope"  # the deals a scoped refresh derives (a temporary table)
+MEETING_SCOPE = "_meeting_scope"  # the meetings a scoped meeting_accounts refresh derives
+EVERY_MEETING = "00000000-0000-0000-0000-000000000000"  # a meeting entry asking for all
 
 # What each journaled table's rows mean to the rollups: (columns whose change matters, the
-# deal, the account) as SQL over the row ``r`` (for participants: and its activity ``a``).
+# deal, the account, the meeting) as SQL over the row ``r`` (for participants: and its
+# activity ``a``).
 _MEETING = "a.activity_type IN ('meeting', 'calendar_event')"
-_WATCHED: dict[str, tuple[tuple[str, ...], str, str]] = {
+_NONE = "CAST(NULL AS UUID)"
+_WATCHED: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "activities": (
         (
             "organization_id",
@@ -47,6 +54,7 @@ _WATCHED: dict[str, tuple[tuple[str, ...], str, str]] = {
         ),
         "r.deal_id",
         f"CASE WHEN {_MEETING.replace('a.', 'r.')} THEN r.account_id END",
+        f"CASE WHEN {_MEETING.replace('a.', 'r.')} THEN r.id END",
     ),
     "activity_participants": (
         (
@@ -60,6 +68,7 @@ _WATCHED: dict[str, tuple[tuple[str, ...], str, str]] = {
         ),
         "a.deal_id",
         f"CASE WHEN {_MEETING} THEN r.account_id END",
+        f"CASE WHEN {_MEETING} THEN r.activity_id END",
     ),
     "deals": (
         (
@@ -71,7 +80,8 @@ _WATCHED: dict[str, tuple[tuple[str, ...], str, str]] = {
             "stage_entered_at",
         ),
         "r.id",
-        "CAST(NULL AS UUID)",
+        _NONE,
+        _NONE,
     ),
     "deal_field_history": (
         (
@@ -85,7 +95,8 @@ _WATCHED: dict[str, tuple[tuple[str, ...], str, str]] = {
             "deleted_at",
         ),
         "r.deal_id",
-        "CAST(NULL AS UUID)",
+        _NONE,
+        _NONE,
     ),
 }
 JOURNALED = tuple(_WATCHED)
@@ -93,10 +104,10 @@ _FUNCTION = "revtops_journal_{table}"
 _TRIGGER = "revtops_journal_{table}_{op}"
 
 
-def _entry(table: str) -> tuple[str, str, str]:
-    """The (organization, deal, account) of a row ``r`` (and its activity ``a``)."""
-    _, deal, account = _WATCHED[table]
-    return ("r.organization_id", deal, account)
+def _entry(table: str) -> str:
+    """The organization, deal, account and meeting of a row ``r`` (and its activity ``a``)."""
+    _, deal, account, meeting = _WATCHED[table]
+    return f"r.organization_id, {deal}, {account}, {meeting}"
 
 
 def _activity_join(table: str) -> str:
@@ -109,20 +120,20 @@ def _activity_join(table: str) -> str:
 
 def _entries_sql(table: str, op: str) -> str:
     """The journal entries of a statement's transition tables (``new_rows``, ``old_rows``)."""
-    org, deal, account = _entry(table)
+    entry = _entry(table)
     if op in ("INSERT", "DELETE"):
         rows = "new_rows" if op == "INSERT" else "old_rows"
-        return f"SELECT {org}, {deal}, {account} FROM {rows} r{_activity_join(table)}"
+        return f"SELECT {entry} FROM {rows} r{_activity_join(table)}"
     # An UPDATE: the rows whose watched columns changed, with their old and their new values:
     # each side's watched tuples (with the id) that the other side does not have. A set
     # difference (hashed), not a join of the transition tables, which have no statistics: the
     # planner nested-looped them, 15 s instead of 2-4 s for 20k rows in 2,000-row batches.
-    columns, _, _ = _WATCHED[table]
+    columns = _WATCHED[table][0]
     watched = ", ".join(("id", *columns))
     changed = []
     for rows, other in (("old_rows", "new_rows"), ("new_rows", "old_rows")):
         changed.append(
-            f"SELECT {org}, {deal}, {account} FROM "
+            f"SELECT {entry} FROM "
             f"(SELECT {watched} FROM {rows} EXCEPT SELECT {watched} FROM {other}) r"
             f"{_activity_join(table)}"
         )
@@ -130,13 +141,19 @@ def _entries_sql(table: str, op: str) -> str:
 
 
 def _function_sql(table: str) -> str:
+    # Two kinds of entries from one pass: deal_risk_facts' (a deal or an account, no meeting)
+    # and meeting_accounts' (a meeting alone).
     branches = "\n".join(
         f"""    {"IF" if i == 0 else "ELSIF"} TG_OP = '{op}' THEN
-        INSERT INTO {TABLE} (id, organization_id, deal_id, account_id)
-        SELECT gen_random_uuid(), e.organization_id, e.deal_id, e.account_id
-        FROM (SELECT DISTINCT s.* FROM ({_entries_sql(table, op)}) AS s
-            (organization_id, deal_id, account_id)) e
-        WHERE e.deal_id IS NOT NULL OR e.account_id IS NOT NULL;"""
+        INSERT INTO {TABLE} (id, organization_id, deal_id, account_id, meeting_id)
+        WITH e (organization_id, deal_id, account_id, meeting_id) AS (
+            {_entries_sql(table, op)})
+        SELECT gen_random_uuid(), x.* FROM (
+            SELECT DISTINCT e.organization_id, e.deal_id, e.account_id, {_NONE} FROM e
+            WHERE e.deal_id IS NOT NULL OR e.account_id IS NOT NULL
+            UNION
+            SELECT DISTINCT e.organization_id, {_NONE}, {_NONE}, e.meeting_id FROM e
+            WHERE e.meeting_id IS NOT NULL) x;"""
         for i, op in enumerate(("INSERT", "UPDATE", "DELETE"))
     )
     return f"""
@@ -175,23 +192,28 @@ def install_sql() -> list[str]:
 
 def install(conn: Connection) -> None:
     """Create or replace the journal's triggers (PostgreSQL; nothing on DuckDB). Where they
-    are new, writes before them went unjournaled: every organization with rollup rows gets an
-    entry that makes its next refresh derive every deal."""
+    are new or changed, writes before them went unjournaled (or journaled otherwise): every
+    organization with rollup rows gets an entry per rollup that makes its next refresh derive
+    everything."""
     if conn.dialect.name != "postgresql":
         return
-    new = not installed(conn)
-    if not new and _functions_current(conn):
+    if installed(conn) and _functions_current(conn):
         return  # no DDL: CREATE TRIGGER would lock the tables against writers
     for statement in install_sql():
         conn.execute(text(statement))
-    if new:
-        conn.execute(
-            text(
-                f"INSERT INTO {TABLE} (id, organization_id) "
-                "SELECT gen_random_uuid(), o.organization_id "
-                "FROM (SELECT DISTINCT organization_id FROM deal_risk_facts) o"
-            )
+    conn.execute(
+        text(
+            f"INSERT INTO {TABLE} (id, organization_id) SELECT gen_random_uuid(), "
+            "o.organization_id FROM (SELECT DISTINCT organization_id FROM deal_risk_facts) o"
         )
+    )
+    conn.execute(
+        text(
+            f"INSERT INTO {TABLE} (id, organization_id, meeting_id) SELECT gen_random_uuid(), "
+            f"o.organization_id, CAST('{EVERY_MEETING}' AS UUID) "
+            "FROM (SELECT DISTINCT organization_id FROM meeting_accounts) o"
+        )
+    )
 
 
 def _functions_current(conn: Connection) -> bool:
@@ -235,45 +257,72 @@ def installed(conn: Connection) -> bool:
 @dataclass
 class Taken:
     entries: int  # journal rows taken
-    deals: int  # distinct deals in the scope (journaled ones and their accounts')
-    everything: bool  # an entry with neither: derive every deal (``install``'s first run)
+    scope: int  # distinct deals (or meetings) in the scope
+    everything: bool  # an entry asking for everything (``install``'s, on new triggers)
 
 
 def take(conn: Connection, org: str) -> Taken:
-    """Take ``org``'s journal (in ``conn``'s transaction: a rollback puts it back) into the
-    temporary table ``_derived_scope`` (``deal_id``): the journaled deals and every deal of a
-    journaled account."""
-    conn.execute(text(f"DROP TABLE IF EXISTS {SCOPE}"))
+    """Take ``org``'s deal_risk_facts entries (in ``conn``'s transaction: a rollback puts them
+    back) into the temporary table ``_derived_scope`` (``deal_id``): the journaled deals and
+    every deal of a journaled account."""
+    taken = _take(conn, org, "meeting_id IS NULL", "deal_id, account_id")
+    entries, everything = conn.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE deal_id IS NULL AND account_id IS NULL) "
+            f"FROM {taken}"
+        )
+    ).one()
+    _scope_table(
+        conn,
+        SCOPE,
+        "deal_id",
+        f"SELECT deal_id FROM {taken} WHERE deal_id IS NOT NULL "
+        "UNION SELECT d.id FROM deals d WHERE d.organization_id = :org AND d.account_id IN "
+        f"(SELECT account_id FROM {taken} WHERE account_id IS NOT NULL)",
+        org,
+    )
+    conn.execute(text(f"DROP TABLE {taken}"))
+    return Taken(int(entries), _count(conn, SCOPE), bool(everything))
+
+
+def take_meetings(conn: Connection, org: str) -> Taken:
+    """Take ``org``'s meeting_accounts entries into the temporary table ``_meeting_scope``
+    (``meeting_id``), as ``take``."""
+    taken = _take(conn, org, "meeting_id IS NOT NULL", "meeting_id")
+    entries, everything = conn.execute(
+        text(
+            "SELECT count(*), count(*) FILTER "
+            f"(WHERE meeting_id = CAST('{EVERY_MEETING}' AS UUID)) FROM {taken}"
+        )
+    ).one()
+    _scope_table(conn, MEETING_SCOPE, "meeting_id", f"SELECT DISTINCT meeting_id FROM {taken}", org)
+    conn.execute(text(f"DROP TABLE {taken}"))
+    return Taken(int(entries), _count(conn, MEETING_SCOPE), bool(everything))
+
+
+def _take(conn: Connection, org: str, which: str, columns: str) -> str:
+    """Delete ``org``'s entries matching ``which`` into a temporary table; return its name."""
     conn.execute(text("DROP TABLE IF EXISTS _derived_taken"))
     conn.execute(
         text(
             "CREATE TEMPORARY TABLE _derived_taken AS WITH taken AS ("
-            f"DELETE FROM {TABLE} WHERE organization_id = :org RETURNING deal_id, account_id) "
-            "SELECT deal_id, account_id FROM taken"
+            f"DELETE FROM {TABLE} WHERE organization_id = :org AND {which} "
+            f"RETURNING {columns}) SELECT {columns} FROM taken"
         ),
         {"org": org},
     )
-    entries, everything = conn.execute(
-        text(
-            "SELECT count(*), count(*) FILTER (WHERE deal_id IS NULL AND account_id IS NULL) "
-            "FROM _derived_taken"
-        )
-    ).one()
-    conn.execute(
-        text(
-            f"CREATE TEMPORARY TABLE {SCOPE} AS "
-            "SELECT deal_id FROM _derived_taken WHERE deal_id IS NOT NULL "
-            "UNION SELECT d.id FROM deals d "
-            "WHERE d.organization_id = :org AND d.account_id IN "
-            "(SELECT account_id FROM _derived_taken WHERE account_id IS NOT NULL)"
-        ),
-        {"org": org},
-    )
-    conn.execute(text("DROP TABLE _derived_taken"))
-    conn.execute(text(f"CREATE UNIQUE INDEX ON {SCOPE} (deal_id)"))
-    conn.execute(text(f"ANALYZE {SCOPE}"))
-    deals = int(conn.execute(text(f"SELECT count(*) FROM {SCOPE}")).scalar_one())
-    return Taken(int(entries), deals, bool(everything))
+    return "_derived_taken"
+
+
+def _scope_table(conn: Connection, name: str, column: str, select: str, org: str) -> None:
+    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    conn.execute(text(f"CREATE TEMPORARY TABLE {name} AS {select}"), {"org": org})
+    conn.execute(text(f"CREATE UNIQUE INDEX ON {name} ({column})"))
+    conn.execute(text(f"ANALYZE {name}"))
+
+
+def _count(conn: Connection, name: str) -> int:
+    return int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
 
 
 def widen(conn: Connection, sql: str, params: dict[str, object]) -> int:
@@ -290,5 +339,16 @@ def widen(conn: Connection, sql: str, params: dict[str, object]) -> int:
 
 
 def discard(conn: Connection, org: str) -> None:
-    """Drop ``org``'s journal (a full refresh derives everything it would have scoped)."""
-    conn.execute(text(f"DELETE FROM {TABLE} WHERE organization_id = :org"), {"org": org})
+    """Drop ``org``'s deal_risk_facts entries (a full refresh derives all they would scope)."""
+    conn.execute(
+        text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND meeting_id IS NULL"),
+        {"org": org},
+    )
+
+
+def discard_meetings(conn: Connection, org: str) -> None:
+    """Drop ``org``'s meeting_accounts entries (a full refresh derives them all)."""
+    conn.execute(
+        text(f"DELETE FROM {TABLE} WHERE organization_id = :org AND meeting_id IS NOT NULL"),
+        {"org": org},
+    )

@@ -34,7 +34,7 @@ class RefreshReport:
     deleted: int = 0  # stored rows no longer derived (changed or gone)
     inserted: int = 0  # derived rows not stored (new or changed)
     seconds: float = 0.0
-    scope: int | None = None  # the deals derived again (None: every deal)
+    scope: int | None = None  # the deals (meetings) derived again; None: every one
 
     @property
     def written(self) -> int:
@@ -114,7 +114,7 @@ def refresh_after_sync(
         rollup.table,
         org,
         report.derived,
-        "every deal" if report.scope is None else f"{report.scope:,} deals",
+        "derived in full" if report.scope is None else f"{report.scope:,} journaled derived",
         report.deleted,
         report.inserted,
         report.seconds,

@@ -28,12 +28,15 @@ it the derivation), ~4 s from an empty table; DuckDB ~0.4 s and ~0.9 s of CPU. R
 organization take turns on PostgreSQL (an advisory lock), so two providers' syncs never both
 insert a missing row.
 
-Not incremental in what it reads, on purpose: what changes the rows is mostly identity
-resolution rewriting a participant's ``contact_id``/``account_id`` (a contact or account synced
-later), which leaves no stamp on the row (``updated_at`` is the provider's) and whose marks
-(``resolution_pending``) are cleared before this runs; on PostgreSQL batch-resolved rows are
-written without marks at all. A scope of "meetings written since the last refresh" would then
-miss rows a rebuild has.
+On PostgreSQL it derives only the meetings the writes since the last refresh touched:
+resolution rewriting a participant's ``contact_id``/``account_id`` leaves no stamp on the row
+(``updated_at`` is the provider's, and its ``resolution_pending`` marks are cleared before this
+runs), so a scope of "meetings written since" would miss rows; the change journal's triggers
+(``store.change_journal``) see every write, old row and new, and journal the meeting of each
+changed meeting or meeting participant. The refresh takes those entries and compares only
+their meetings' stored rows. A journal naming more than ``SCOPE_MAX_SHARE`` of the rows, one
+written before the triggers existed, an organization with no row stored, ``full=True`` and
+DuckDB (no triggers) derive every meeting.
 
 As ``deal_risk_facts``: the sync skips the refresh when its run changed nothing the rows derive
 from (``derived.run_changed_sources``), and a refresh that failed leaves a marker row
@@ -50,9 +53,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from revtops_kernel.store import derived
+from revtops_kernel.store import change_journal, derived
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.derived import RefreshReport, Rollup, write_difference
+from revtops_kernel.store.derived import RefreshReport, Rollup, take_turns, write_difference
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +72,29 @@ _MEETING = (
     "m.organization_id = :org AND m.deleted_at IS NULL "
     "AND m.activity_type IN ('meeting', 'calendar_event') AND m.occurred_at IS NOT NULL"
 )
-DERIVED_SQL = f"""
+_DERIVED_TEMPLATE = f"""
 SELECT DISTINCT p.meeting_id, p.account_id, c.contact_id, p.occurred_at
 FROM (
     SELECT m.id AS meeting_id, m.account_id, m.occurred_at
     FROM activities m
-    WHERE {_MEETING} AND m.account_id IS NOT NULL
+    WHERE {_MEETING} AND m.account_id IS NOT NULL{{scope}}
     UNION
     SELECT m.id, ap.account_id, m.occurred_at
     FROM activities m
     JOIN activity_participants ap ON ap.activity_id = m.id AND ap.organization_id = :org
         AND ap.deleted_at IS NULL AND ap.account_id IS NOT NULL
-    WHERE {_MEETING}
+    WHERE {_MEETING}{{scope}}
 ) p
 LEFT JOIN activity_participants c ON c.activity_id = p.meeting_id AND c.organization_id = :org
     AND c.deleted_at IS NULL AND c.contact_id IS NOT NULL"""
+_IN_SCOPE = f"SELECT s.meeting_id FROM {change_journal.MEETING_SCOPE} s"
+DERIVED_SQL = _DERIVED_TEMPLATE.replace("{scope}", "")
+# The journaled meetings' rows alone (store.change_journal), and the stored rows they replace:
+# the marker rows and the journaled meetings' (disjoint: one index range each).
+_SCOPED_SQL = _DERIVED_TEMPLATE.replace("{scope}", f" AND m.id IN ({_IN_SCOPE})")
+_STORED_IN_SCOPE = ("t.meeting_id IS NULL", f"t.meeting_id IN ({_IN_SCOPE})")
+# A journal naming more meetings than this share of the organization's rows: derive them all.
+SCOPE_MAX_SHARE = 0.3
 
 # ``t`` and ``n`` hold the same row: every column equal, a missing contact equal to another.
 _SAME = (
@@ -93,16 +104,47 @@ _SAME = (
 )
 
 
-def refresh_meeting_accounts(conn: Connection, org: str) -> RefreshReport:
+def refresh_meeting_accounts(conn: Connection, org: str, *, full: bool = False) -> RefreshReport:
     """Bring ``org``'s rows in line with the store, writing only the rows that changed (in
-    ``conn``'s transaction)."""
+    ``conn``'s transaction). On PostgreSQL with the change journal, only the meetings the
+    writes since the last refresh touched are derived again; ``full``, a journal that asks
+    for it or names too many, an organization with no row stored, DuckDB: every meeting."""
+    scope: int | None = None
     if conn.dialect.name == "postgresql":
         # At scale 10 the derivation's cost passes jit_above_cost: compiling it took longer
         # than running it (as on the read path, which turns JIT off too). Local: until commit.
         conn.execute(text("SET LOCAL jit = off"))
-    return write_difference(
-        conn, org, table=TABLE, derived_sql=DERIVED_SQL, scratch=_NEW, same=_SAME, columns=_LIST
+        take_turns(conn, TABLE, org)  # before taking the journal: refreshes take it in turns
+        if change_journal.installed(conn):
+            stored = conn.execute(
+                text(f"SELECT count(*) FROM {TABLE} WHERE organization_id = :org"), {"org": org}
+            ).scalar_one()
+            if full or not stored:
+                change_journal.discard_meetings(conn, org)
+            else:
+                taken = change_journal.take_meetings(conn, org)
+                if not taken.everything and taken.scope <= SCOPE_MAX_SHARE * stored:
+                    scope = taken.scope
+    report = write_difference(
+        conn,
+        org,
+        table=TABLE,
+        derived_sql=DERIVED_SQL if scope is None else _SCOPED_SQL,
+        scratch=_NEW,
+        same=_SAME,
+        columns=_LIST,
+        stored=None if scope is None else _STORED_IN_SCOPE,
     )
+    if scope is not None:  # the organization's rows, not only the scope's
+        report.scope = scope
+        report.derived = conn.execute(
+            text(
+                f"SELECT count(*) FROM {TABLE} WHERE organization_id = :org "
+                "AND meeting_id IS NOT NULL"
+            ),
+            {"org": org},
+        ).scalar_one()
+    return report
 
 
 def is_stale(conn: Connection, org: str) -> bool:
@@ -165,4 +207,4 @@ def rebuild_all(conn: Connection) -> int:
         row[0]
         for row in conn.execute(text("SELECT DISTINCT organization_id FROM activities ORDER BY 1"))
     ]
-    return sum(refresh_meeting_accounts(conn, org).written for org in orgs)
+    return sum(refresh_meeting_accounts(conn, org, full=True).written for org in orgs)

@@ -450,8 +450,8 @@ def refresh_risk_facts(conn: Connection, org: str, *, full: bool = False) -> Ref
             deals = conn.execute(
                 text("SELECT count(*) FROM deals WHERE organization_id = :org"), {"org": org}
             ).scalar_one()
-            if not taken.everything and taken.deals <= SCOPE_MAX_SHARE * max(deals, 1):
-                params["last_touch_day"], scope = _widen_scope(conn, org, taken.deals)
+            if not taken.everything and taken.scope <= SCOPE_MAX_SHARE * max(deals, 1):
+                params["last_touch_day"], scope = _widen_scope(conn, org, taken.scope)
     report = write_difference(
         conn,
         org,

@@ -1498,8 +1498,9 @@ class IdentityResolution(Base):
 
 class DerivedChange(Base):
     """A deal or account whose rows a write changed since ``deal_risk_facts``' last refresh,
-    journaled by PostgreSQL triggers (``store.change_journal``): the next refresh derives
-    only those deals. Empty on DuckDB (no triggers: its refresh derives every deal)."""
+    or a meeting since ``meeting_accounts``' last one, journaled by PostgreSQL triggers
+    (``store.change_journal``): the next refresh derives only those. Empty on DuckDB (no
+    triggers: its refreshes derive everything)."""
 
     __tablename__ = "derived_changes"
     __table_args__ = (_pg_index("organization_id"),)
@@ -1509,6 +1510,10 @@ class DerivedChange(Base):
     deal_id: Mapped[uuid.UUID | None] = mapped_column(comment="A deal whose inputs changed.")
     account_id: Mapped[uuid.UUID | None] = mapped_column(
         comment="An account whose meetings changed (its deals' latest meeting)."
+    )
+    meeting_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="meeting_accounts' entries: a meeting whose rows changed (the nil UUID: every "
+        "meeting); deal_risk_facts' entries leave it empty."
     )
 
 

@@ -1,7 +1,8 @@
-"""The change journal (store.change_journal) and the scoped ``deal_risk_facts`` refresh it
-allows: on PostgreSQL, triggers journal the deals (and meeting accounts) a write touches, old
-values and new, and a refresh derives only those deals again. Whatever the writes, the result
-equals a rebuild from nothing; on DuckDB (no triggers) every refresh derives every deal."""
+"""The change journal (store.change_journal) and the scoped ``deal_risk_facts`` and
+``meeting_accounts`` refreshes it allows: on PostgreSQL, triggers journal the deals, meeting
+accounts and meetings a write touches, old values and new, and a refresh derives only those
+again. Whatever the writes, the result equals a rebuild from nothing; on DuckDB (no triggers)
+every refresh derives everything."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
-from revtops_kernel.store import Database, change_journal, upgrade
+from revtops_kernel.store import Database, change_journal, meeting_accounts, upgrade
+from revtops_kernel.store.meeting_accounts import refresh_meeting_accounts
 from revtops_kernel.store.risk_facts import _COLUMNS, TABLE, refresh_risk_facts
 from tests.intelligence.risk_dataset import ORG, at, build
 
@@ -36,14 +38,38 @@ def _rebuilt(db: Database) -> set[tuple[Any, ...]]:
     return rows
 
 
-def _journal(db: Database) -> int:
+def _journal(db: Database, which: str = "meeting_id IS NULL") -> int:
+    """The organization's entries: deal_risk_facts' (by default), meeting_accounts' or all."""
     with db.connect() as conn:
         return int(
             conn.execute(
-                text(f"SELECT count(*) FROM {change_journal.TABLE} WHERE organization_id = :org"),
+                text(
+                    f"SELECT count(*) FROM {change_journal.TABLE} "
+                    f"WHERE organization_id = :org AND {which}"
+                ),
                 {"org": ORG},
             ).scalar_one()
         )
+
+
+def _meetings(conn: Connection) -> set[tuple[Any, ...]]:
+    columns = ", ".join(f"CAST({c} AS TEXT)" for c in meeting_accounts.COLUMNS)
+    return {
+        tuple(r)
+        for r in conn.execute(
+            text(f"SELECT {columns} FROM {meeting_accounts.TABLE} WHERE organization_id = :org"),
+            {"org": ORG},
+        )
+    }
+
+
+def _meetings_rebuilt(db: Database) -> set[tuple[Any, ...]]:
+    with db.connect() as conn:
+        transaction = conn.begin()
+        refresh_meeting_accounts(conn, ORG, full=True)
+        rows = _meetings(conn)
+        transaction.rollback()
+    return rows
 
 
 def _postgres(db: Database) -> bool:
@@ -53,6 +79,11 @@ def _postgres(db: Database) -> bool:
 def _refresh(db: Database) -> Any:
     with db.begin() as conn:
         return refresh_risk_facts(conn, ORG)
+
+
+def _refresh_meetings(db: Database) -> Any:
+    with db.begin() as conn:
+        return refresh_meeting_accounts(conn, ORG)
 
 
 def test_an_activity_moved_to_another_deal_refreshes_both(db: Database) -> None:
@@ -87,15 +118,17 @@ def test_writes_that_change_nothing_the_rows_read_journal_nothing(db: Database) 
     """Resolution clearing its marks, a provider stamp moving: no entry, nothing derived."""
     build(db)
     _refresh(db)
+    _refresh_meetings(db)
+    assert _journal(db, "TRUE") == 0
     with db.begin() as conn:
         conn.execute(text("UPDATE activities SET resolution_pending = NOT resolution_pending"))
         conn.execute(text("UPDATE deals SET updated_at = updated_at + INTERVAL '1 hour'"))
         conn.execute(text("UPDATE activity_participants SET resolution_pending = true"))
-    assert _journal(db) == 0
-    report = _refresh(db)
-    assert report.written == 0
+    assert _journal(db, "TRUE") == 0
+    report, meetings = _refresh(db), _refresh_meetings(db)
+    assert report.written == 0 and meetings.written == 0
     if _postgres(db):
-        assert report.scope == 0
+        assert report.scope == 0 and meetings.scope == 0
 
 
 def test_a_later_touch_re_splits_deals_with_scheduled_meetings(db: Database) -> None:
@@ -152,8 +185,10 @@ _WRITES = (
 def test_random_writes_then_a_scoped_refresh_equal_a_rebuild(db: Database) -> None:
     build(db)
     _refresh(db)
+    _refresh_meetings(db)
     pick = random.Random(20261207)
     scopes: list[int | None] = []
+    meeting_scopes: list[int | None] = []
     for round_ in range(24):
         with db.begin() as conn:
             for _ in range(pick.randint(1, 3)):
@@ -161,13 +196,16 @@ def test_random_writes_then_a_scoped_refresh_equal_a_rebuild(db: Database) -> No
             if round_ % 4 == 0:  # a new dated touch now and then: the last touch day moves
                 deal = _one(conn, "deals", pick)
                 _insert_activity(conn, deal, "call", at(pick.randint(-5, 30)), direction="outbound")
-        expected = _rebuilt(db)
-        report = _refresh(db)
+        expected, expected_meetings = _rebuilt(db), _meetings_rebuilt(db)
+        report, meetings = _refresh(db), _refresh_meetings(db)
         scopes.append(report.scope)
+        meeting_scopes.append(meetings.scope)
         with db.connect() as conn:
             assert _facts(conn) == expected, f"round {round_}"
+            assert _meetings(conn) == expected_meetings, f"round {round_}"
     if _postgres(db):
         assert all(s is not None for s in scopes)  # never fell back to every deal
+        assert any(s is not None for s in meeting_scopes)  # few meetings: some rounds are 30%
         with db.connect() as conn:
             deals = conn.execute(text("SELECT count(*) FROM deals")).scalar_one()
         assert min(s for s in scopes if s is not None) < deals / 3
@@ -196,10 +234,11 @@ def test_new_triggers_make_the_next_refresh_derive_every_deal(db: Database) -> N
     expected = _rebuilt(db)
     report = _refresh(db)
     assert report.scope is None and report.written > 0
+    assert _refresh_meetings(db).scope is None  # every meeting, as asked
     with db.connect() as conn:
         assert _facts(conn) == expected
     upgrade(db)
-    assert _journal(db) == 0
+    assert _journal(db, "TRUE") == 0
 
 
 def _random_write(conn: Connection, pick: random.Random) -> None:
