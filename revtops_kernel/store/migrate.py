@@ -56,7 +56,6 @@ from revtops_kernel.store import (
     statistics,
 )
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.retry import in_transaction
 from revtops_kernel.store.schema import RETIRED_INDEXES, metadata, synced_tables
 from revtops_kernel.timeutil import utcnow
 
@@ -323,13 +322,18 @@ def rebuild_duckdb_unique_keys(db: Database) -> list[str]:
     has been run again."""
     with db.connect() as conn:
         stale = _stale_unique_keys(conn)
-    if stale:
-        log.warning(
-            "rebuilding %d synced tables whose unique indexes changed (once; the larger ones "
-            "take a while): %s",
-            len(stale),
-            ", ".join(stale),
-        )
+    if not stale:
+        return stale
+    # Here, not at the top: store.retry imports psycopg, which `revtops sql` on DuckDB (every
+    # command imports this module through revtops_kernel.store) must not load.
+    from revtops_kernel.store.retry import in_transaction
+
+    log.warning(
+        "rebuilding %d synced tables whose unique indexes changed (once; the larger ones "
+        "take a while): %s",
+        len(stale),
+        ", ".join(stale),
+    )
     tables = synced_tables()
     for name in stale:
         started = time.monotonic()
