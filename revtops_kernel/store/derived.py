@@ -144,7 +144,7 @@ def write_difference(
     parameters of ``derived_sql``; ``stored``: when ``derived_sql`` derives only part of the
     rows (a scope), disjoint conditions on ``t`` whose union is that part (one statement each,
     so each can use its own index): the stored rows outside them are neither compared nor
-    deleted."""
+    deleted, and the report counts the organization's rows after the write."""
     started = time.monotonic()
     bound = {"org": org}
     parts = [""] if stored is None else [f" AND {condition}" for condition in stored]
@@ -190,6 +190,12 @@ def write_difference(
         bound,
     ).rowcount
     conn.execute(text(f"DROP TABLE {scratch}"))
+    if stored is not None:  # derived a part: the organization's rows are the report's
+        derived = int(
+            conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE organization_id = :org"), bound
+            ).scalar_one()
+        )
     return RefreshReport(
         derived,
         deleted,
