@@ -265,43 +265,49 @@ def take(conn: Connection, org: str) -> Taken:
     """Take ``org``'s deal_risk_facts entries (in ``conn``'s transaction: a rollback puts them
     back) into the temporary table ``_derived_scope`` (``deal_id``): the journaled deals and
     every deal of a journaled account."""
-    taken = _take(conn, org, "meeting_id IS NULL", "deal_id, account_id")
-    entries, everything = conn.execute(
-        text(
-            "SELECT count(*), count(*) FILTER (WHERE deal_id IS NULL AND account_id IS NULL) "
-            f"FROM {taken}"
-        )
-    ).one()
-    _scope_table(
+    return _take(
         conn,
-        SCOPE,
-        "deal_id",
-        f"SELECT deal_id FROM {taken} WHERE deal_id IS NOT NULL "
-        "UNION SELECT d.id FROM deals d WHERE d.organization_id = :org AND d.account_id IN "
-        f"(SELECT account_id FROM {taken} WHERE account_id IS NOT NULL)",
         org,
+        which="meeting_id IS NULL",
+        columns="deal_id, account_id",
+        everything="deal_id IS NULL AND account_id IS NULL",
+        scope=SCOPE,
+        column="deal_id",
+        select="SELECT deal_id FROM _derived_taken WHERE deal_id IS NOT NULL "
+        "UNION SELECT d.id FROM deals d WHERE d.organization_id = :org AND d.account_id IN "
+        "(SELECT account_id FROM _derived_taken WHERE account_id IS NOT NULL)",
     )
-    conn.execute(text(f"DROP TABLE {taken}"))
-    return Taken(int(entries), _count(conn, SCOPE), bool(everything))
 
 
 def take_meetings(conn: Connection, org: str) -> Taken:
     """Take ``org``'s meeting_accounts entries into the temporary table ``_meeting_scope``
     (``meeting_id``), as ``take``."""
-    taken = _take(conn, org, "meeting_id IS NOT NULL", "meeting_id")
-    entries, everything = conn.execute(
-        text(
-            "SELECT count(*), count(*) FILTER "
-            f"(WHERE meeting_id = CAST('{EVERY_MEETING}' AS UUID)) FROM {taken}"
-        )
-    ).one()
-    _scope_table(conn, MEETING_SCOPE, "meeting_id", f"SELECT DISTINCT meeting_id FROM {taken}", org)
-    conn.execute(text(f"DROP TABLE {taken}"))
-    return Taken(int(entries), _count(conn, MEETING_SCOPE), bool(everything))
+    return _take(
+        conn,
+        org,
+        which="meeting_id IS NOT NULL",
+        columns="meeting_id",
+        everything=f"meeting_id = CAST('{EVERY_MEETING}' AS UUID)",
+        scope=MEETING_SCOPE,
+        column="meeting_id",
+        select="SELECT DISTINCT meeting_id FROM _derived_taken",
+    )
 
 
-def _take(conn: Connection, org: str, which: str, columns: str) -> str:
-    """Delete ``org``'s entries matching ``which`` into a temporary table; return its name."""
+def _take(
+    conn: Connection,
+    org: str,
+    *,
+    which: str,
+    columns: str,
+    everything: str,
+    scope: str,
+    column: str,
+    select: str,
+) -> Taken:
+    """Delete ``org``'s entries matching ``which`` (their ``columns``) into ``_derived_taken``,
+    and make the temporary table ``scope`` (``column``, indexed and analyzed) of ``select``
+    over them; ``everything``: the condition of an entry asking for every row."""
     conn.execute(text("DROP TABLE IF EXISTS _derived_taken"))
     conn.execute(
         text(
@@ -311,14 +317,15 @@ def _take(conn: Connection, org: str, which: str, columns: str) -> str:
         ),
         {"org": org},
     )
-    return "_derived_taken"
-
-
-def _scope_table(conn: Connection, name: str, column: str, select: str, org: str) -> None:
-    conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {name} AS {select}"), {"org": org})
-    conn.execute(text(f"CREATE UNIQUE INDEX ON {name} ({column})"))
-    conn.execute(text(f"ANALYZE {name}"))
+    entries, asks_all = conn.execute(
+        text(f"SELECT count(*), count(*) FILTER (WHERE {everything}) FROM _derived_taken")
+    ).one()
+    conn.execute(text(f"DROP TABLE IF EXISTS {scope}"))
+    conn.execute(text(f"CREATE TEMPORARY TABLE {scope} AS {select}"), {"org": org})
+    conn.execute(text(f"CREATE UNIQUE INDEX ON {scope} ({column})"))
+    conn.execute(text(f"ANALYZE {scope}"))
+    conn.execute(text("DROP TABLE _derived_taken"))
+    return Taken(int(entries), _count(conn, scope), bool(asks_all))
 
 
 def _count(conn: Connection, name: str) -> int:
