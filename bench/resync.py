@@ -1,0 +1,259 @@
+"""An incremental re-sync after 1% changes on copies of one first-synced store, DuckDB or
+PostgreSQL, code trees alternated: where a re-sync's time goes, per provider and per step.
+
+    python bench/resync.py --scale 10 --backend postgresql --store revtops_s10
+                           --trees old=/tmp/wt_old,new=/tmp/wt_new [--rounds 2]
+                           [--seed 1] [--org default] [--other-org default-salesforce]
+                           [--providers hubspot,...] [--postgres-url URL]
+    python bench/resync.py --scale 1 --backend duckdb --store /tmp/s1.duckdb --trees ...
+
+``--store`` is the first-synced store: a PostgreSQL database name (copied for each round with
+``CREATE DATABASE … TEMPLATE``, so nobody may be connected to it) or a DuckDB file (copied).
+When it does not exist, the four providers' first sync runs into it first (a child on the last
+tree; Salesforce into ``--other-org``, as ``revtops demo`` and bench/scale.py do). A store made
+by ``revtops demo --no-app --scale 10`` is ``--seed 1 --org default --other-org
+default-salesforce`` (the defaults here); bench/scale.py's stores are seed 0, orgs ``bench`` and
+``bench-salesforce``.
+
+The sandbox (``--scale``, ``--seed``, the default anchor) is served by this process: a fresh
+server over the same company, so the stored cursors (HubSpot's modification times, Salesforce's
+SystemModstamps, Slack's timestamps, Calendar's sync tokens) read only what changed. Then ~1% of
+everything changes (bench/scale.py's ``change_one_percent``) and each round copies the store and
+re-syncs the providers in a child per tree (each a frozen worktree, first on PYTHONPATH), the
+trees' order reversed every other round. A child prints, per provider: wall and CPU time, the
+records fetched and written, the API calls, identity resolution, planner statistics, and the two
+rollups' refreshes (``deal_risk_facts``, ``meeting_accounts``) with the rows they wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import cpu_seconds, peak_rss_mib, progress
+from scale import PROVIDERS, change_one_percent, environment_for, server_cpu_seconds
+
+from revtops_kernel.store import Database
+
+
+def child_main(environment_file: Path, out: Path) -> int:
+    import revtops_kernel.sync as sync_module
+    from revtops_kernel.settings import load_settings
+
+    environment: dict[str, str] = json.loads(environment_file.read_text())
+    settings = load_settings(**environment)
+    db = Database.from_settings(settings)
+    refreshes: dict[str, tuple[float, int]] = {}
+
+    def timed(name: str, refresh: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            report = refresh(*args, **kwargs)
+            written = getattr(report, "written", 0) if report is not None else -1
+            refreshes[name] = (time.monotonic() - started, written)
+            return report
+
+        return call
+
+    sync_module.refresh_risk_facts_after_sync = timed(  # type: ignore[assignment]
+        "risk", sync_module.refresh_risk_facts_after_sync
+    )
+    sync_module.refresh_meeting_accounts_after_sync = timed(  # type: ignore[assignment]
+        "meetings", sync_module.refresh_meeting_accounts_after_sync
+    )
+    providers = []
+    for provider in environment["PROVIDERS"].split(","):
+        refreshes.clear()
+        cpu0, server0 = cpu_seconds(), server_cpu_seconds(db)
+        org = environment["OTHER_ORG"] if provider == "salesforce" else environment["ORG"]
+        result = sync_module.run_sync(db, settings, provider, org=org)
+        providers.append(
+            {
+                "provider": provider,
+                "status": str(result.status) if result.ok else f"{result.status}: {result.error}",
+                "wall_s": result.seconds,
+                "cpu_s": cpu_seconds() - cpu0,
+                "server_cpu_s": server_cpu_seconds(db) - server0,
+                "fetched": result.counts.fetched,
+                "written": result.counts.upserted,
+                "calls": result.counts.api_calls,
+                "resolution_s": result.resolution_seconds + result.batch_resolution_seconds,
+                "statistics_s": result.statistics_seconds,
+                "refreshes": dict(refreshes),
+            }
+        )
+    db.dispose()
+    figures = {"providers": providers, "peak_rss_mib": peak_rss_mib(), "cpu_s": cpu_seconds()}
+    out.write_text(json.dumps(figures))
+    return 0
+
+
+def first_sync_child(environment: dict[str, str], tree: Path) -> None:
+    """The first sync into the store, as ``revtops demo --no-app`` runs it (db upgrade first)."""
+    code = (
+        "import json, sys\n"
+        "from revtops_kernel.settings import load_settings\n"
+        "from revtops_kernel.store import Database, upgrade\n"
+        "from revtops_kernel.sync import run_sync\n"
+        "env = json.loads(sys.argv[1])\n"
+        "settings = load_settings(**{k: v for k, v in env.items() if k.startswith('REVTOPS_')})\n"
+        "db = Database.from_settings(settings)\n"
+        "upgrade(db)\n"
+        "for provider in env['PROVIDERS'].split(','):\n"
+        "    org = env['OTHER_ORG'] if provider == 'salesforce' else env['ORG']\n"
+        "    result = run_sync(db, settings, provider, org=org)\n"
+        "    print(f'first sync {provider}: {result.status} {result.seconds:.1f} s', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", code, json.dumps(environment)], check=True, env=env)
+
+
+def run_child(environment: dict[str, str], tree: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="revtops_resync_") as folder:
+        env_file, out = Path(folder) / "environment.json", Path(folder) / "figures.json"
+        env_file.write_text(json.dumps(environment))
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", str(env_file)]
+        command += ["--child-out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        started = time.monotonic()
+        completed = subprocess.run(command, check=False, env=env)
+        if completed.returncode != 0 or not out.exists():
+            raise SystemExit(f"the child exited with {completed.returncode}")
+        figures: dict[str, Any] = json.loads(out.read_text())
+    figures["wall_s"] = time.monotonic() - started
+    return figures
+
+
+def print_figures(title: str, figures: dict[str, Any]) -> None:
+    load = os.getloadavg()[0]
+    print(f"\n{title}: {figures['wall_s']:.1f} s wall, client CPU {figures['cpu_s']:.1f} s, "
+          f"peak RSS {figures['peak_rss_mib']:,.0f} MiB, load {load:.1f}")  # fmt: skip
+    columns = ("wall s", "CPU s", "srv CPU", "fetched", "written", "calls", "resol s", "stats s")
+    header = " ".join(f"{c:>8}" for c in columns)
+    print(f"  {'provider':<16} {header}  refreshes (s, rows)")
+    for p in figures["providers"]:
+        refreshes = ", ".join(
+            f"{name} {seconds:.2f} s {rows:,}" for name, (seconds, rows) in p["refreshes"].items()
+        )
+        print(f"  {p['provider']:<16} {p['wall_s']:8.1f} {p['cpu_s']:8.1f} "
+              f"{p['server_cpu_s']:8.1f} {p['fetched']:8,} {p['written']:8,} {p['calls']:8,} "
+              f"{p['resolution_s']:8.2f} {p['statistics_s']:8.2f}  {refreshes or '-'}  "
+              f"{p['status']}")  # fmt: skip
+    sys.stdout.flush()
+
+
+class Stores:
+    """The first-synced store and its per-round copy, on either backend."""
+
+    def __init__(self, backend: str, store: str, postgres_url: str) -> None:
+        self.backend, self.store, self.postgres_url = backend, store, postgres_url
+        if backend == "postgresql":
+            self.copy_name = f"{store}_resync_{os.getpid()}"
+        else:
+            path = Path(store)
+            self.copy_name = str(path.with_name(path.stem + "_resync.duckdb"))
+
+    def url(self, name: str) -> str:
+        if self.backend == "duckdb":
+            return f"duckdb:///{name}"
+        base = self.postgres_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        return f"{base}/{name}"
+
+    def _admin(self, statement: str) -> Any:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(
+            self.postgres_url.replace("postgresql://", "postgresql+psycopg://"),
+            isolation_level="AUTOCOMMIT",
+        )
+        with engine.connect() as conn:
+            result = conn.execute(text(statement)).all() if statement.startswith("SELECT") else []
+        engine.dispose()
+        return result
+
+    def exists(self) -> bool:
+        if self.backend == "duckdb":
+            return Path(self.store).exists()
+        return bool(self._admin(f"SELECT 1 FROM pg_database WHERE datname = '{self.store}'"))
+
+    def create_first(self) -> None:
+        if self.backend == "postgresql":
+            self._admin(f'CREATE DATABASE "{self.store}"')
+
+    def copy(self) -> str:
+        self.drop_copy()
+        if self.backend == "postgresql":
+            self._admin(f'CREATE DATABASE "{self.copy_name}" TEMPLATE "{self.store}"')
+        else:
+            for suffix in ("", ".wal"):
+                source = Path(f"{self.store}{suffix}")
+                if source.exists():
+                    shutil.copyfile(source, f"{self.copy_name}{suffix}")
+        return self.copy_name
+
+    def drop_copy(self) -> None:
+        if self.backend == "postgresql":
+            self._admin(f'DROP DATABASE IF EXISTS "{self.copy_name}" WITH (FORCE)')
+        else:
+            for suffix in ("", ".wal"):
+                Path(f"{self.copy_name}{suffix}").unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=10.0)
+    parser.add_argument("--backend", choices=("postgresql", "duckdb"), default="postgresql")
+    parser.add_argument("--store", help="first-synced store: database name or DuckDB file")
+    parser.add_argument("--trees", default="", help="name=worktree,... (old first)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1, help="the sandbox seed of the store")
+    parser.add_argument("--org", default="default")
+    parser.add_argument("--other-org", default="default-salesforce", help="Salesforce's org")
+    parser.add_argument("--providers", default=",".join(PROVIDERS))
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args.child, args.child_out)
+    trees = [tuple(item.split("=", 1)) for item in args.trees.split(",") if "=" in item]
+    if args.store is None or not trees:
+        parser.error("--store and --trees are needed")
+    from revtops_sandbox import SandboxServer
+
+    print(f"bench/resync.py {time.strftime('%Y-%m-%d %H:%M')} UTC: scale {args.scale:g} "
+          f"{args.backend}, store {args.store}, seed {args.seed}, trees {trees}, "
+          f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    stores = Stores(args.backend, args.store, args.postgres_url)
+    progress(f"scale {args.scale:g}: generating the sandbox company")
+    with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
+        environment = environment_for(sandbox, Database(stores.url(args.store)))
+        environment.update(PROVIDERS=args.providers, ORG=args.org, OTHER_ORG=args.other_org)
+        if not stores.exists():
+            progress(f"first sync into {args.store} ({trees[-1][0]} tree)")
+            stores.create_first()
+            first_sync_child(environment, Path(trees[-1][1]))
+        changes = change_one_percent(sandbox)
+        print(f"changes: {changes}", flush=True)
+        try:
+            for round_ in range(args.rounds):
+                for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
+                    run_env = {**environment, "REVTOPS_DATABASE_URL": stores.url(stores.copy())}
+                    progress(f"round {round_ + 1}: incremental re-sync, {name} tree")
+                    figures = run_child(run_env, Path(tree))
+                    print_figures(f"round {round_ + 1} {name}: incremental re-sync", figures)
+        finally:
+            stores.drop_copy()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
