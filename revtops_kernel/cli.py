@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--stream", action="append", dest="streams", help="only this stream (repeatable)"
     )
+    sync.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="sync the providers one after the other (default: incremental syncs side by side, "
+        "first loads one at a time beside them)",
+    )
     sync.set_defaults(handler=cmd_sync)
 
     for module in COMMAND_MODULES:
@@ -243,7 +249,8 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from revtops_kernel.store import Database, upgrade
-    from revtops_kernel.sync import configured_providers, run_sync
+    from revtops_kernel.sync import configured_providers
+    from revtops_kernel.sync_all import SyncJob, run_syncs
 
     db = Database.from_settings(settings)
     upgrade(db)
@@ -251,26 +258,33 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     everything = args.provider == "all"
     providers = configured_providers(settings, db, args.org) if everything else (args.provider,)
-    failed = False
+    streams = tuple(args.streams) if args.streams else None
+    jobs = [
+        SyncJob(p, args.org, full_refresh=args.full_refresh, streams=streams) for p in providers
+    ]
+    side_by_side = not args.one_at_a_time and len(jobs) > 1
     try:
-        for provider in providers:
-            result = run_sync(
-                db,
-                settings,
-                provider,
-                org=args.org,
-                full_refresh=args.full_refresh,
-                streams=tuple(args.streams) if args.streams else None,
-                progress=True,
-            )
-            print(summarize_sync(result))
-            failed = failed or not result.ok
+        results = run_syncs(
+            db,
+            settings,
+            jobs,
+            side_by_side=side_by_side,
+            progress=True,
+            on_result=lambda result: _print_above_bars(summarize_sync(result)),
+        )
     except KeyboardInterrupt:
-        return _sync_interrupted(db)
-    return 1 if failed else 0
+        return sync_interrupted(db)
+    return 0 if all(result.ok for result in results) else 1
 
 
-def _sync_interrupted(db: Database) -> int:
+def _print_above_bars(line: str) -> None:
+    """A line on stdout above the progress bars on stderr (tqdm clears and redraws them)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+
+
+def sync_interrupted(db: Database) -> int:
     """Ctrl-C: record the run as interrupted (not 'running' until the next sync), one line."""
     from revtops_kernel.store.bookkeeping import interrupt_own_runs
 

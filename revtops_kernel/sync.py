@@ -151,6 +151,18 @@ def build_connector(
     return provider_spec(provider).connect(settings, tokens, http)
 
 
+class SyncStopped(KeyboardInterrupt):
+    """Raised in a sync told to stop (``run_sync``'s ``stop`` set: Ctrl-C in a process running
+    syncs side by side, whose threads a signal never reaches) at its next page or step. Like a
+    Ctrl-C in a lone sync it leaves the run 'running', its committed pages kept, for the caller
+    to record as interrupted (``bookkeeping.interrupt_own_runs``); the next sync resumes."""
+
+
+def _stop_point(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise SyncStopped
+
+
 @dataclass
 class StreamCounts:
     fetched: int = 0
@@ -195,6 +207,8 @@ def run_sync(
     connector: Connector | None = None,
     streams: tuple[str, ...] | None = None,
     progress: bool = False,
+    progress_line: int | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncResult:
     """Sync one provider into ``db`` for ``org``; never raises for a provider failure.
 
@@ -203,6 +217,10 @@ def run_sync(
     provider per organization runs at a time across processes (``store.locks``): a second one
     waits for the first, then reads what changed since; past ``REVTOPS_SYNC_LOCK_WAIT`` it
     gives up, FAILED with the holder named, and records no run (the holder's is in progress).
+
+    Side by side with others (``revtops_kernel.sync_all``): ``progress_line`` draws the bar of
+    the stream being read on that line (tqdm's ``position``), cleared when the stream ends, and
+    ``stop``, once set, ends the sync at its next page or step with ``SyncStopped``.
     """
     org = org or settings.org
     started = time.monotonic()
@@ -221,6 +239,8 @@ def run_sync(
                 connector=connector,
                 streams=streams,
                 progress=progress,
+                progress_line=progress_line,
+                stop=stop,
             )
     except SyncBusyError as exc:
         log.error("sync %s for %s did not run: %s", provider, org, exc)
@@ -241,6 +261,8 @@ def _run_sync(
     connector: Connector | None,
     streams: tuple[str, ...] | None,
     progress: bool,
+    progress_line: int | None,
+    stop: threading.Event | None,
 ) -> SyncResult:
     spec = provider_spec(provider)
     started = time.monotonic()
@@ -273,6 +295,7 @@ def _run_sync(
         )
         retry = RetryPolicy(settings.store_retry_attempts, settings.store_retry_delay)
         engine = _StreamWriter(db, result, spec, release_quarantine, statistics, retry, cursors)
+        engine.stop, engine.progress_line = stop, progress_line
         with _fewer_collections(), _batch_lookups(db, engine):
             for stream in _selected(connector.streams(), streams, spec):
                 engine.sync_stream(connector, stream, progress=progress)
@@ -287,12 +310,18 @@ def _run_sync(
     finally:
         if http is not None:
             http.close()
+    # Told to stop, between steps: what is left (resolution, the rollups) is marked and done by
+    # the next sync, as after a Ctrl-C in any of them.
+    _stop_point(stop)
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
+    _stop_point(stop)
     refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
+    _stop_point(stop)
     refresh_risk_facts_after_sync(  # store.risk_facts
         db, org, statistics.note, run=result, pending_before=risk_facts_pending
     )
+    _stop_point(stop)
     refresh_meeting_accounts_after_sync(
         db, org, statistics.note, run=result, pending_before=meetings_pending
     )
@@ -496,6 +525,8 @@ class _StreamWriter:
         )
         self.lookups: BatchLookups | None = None  # kept across batches (_batch_lookups)
         self.resolved_batches = 0
+        self.stop: threading.Event | None = None  # run_sync's
+        self.progress_line: int | None = None  # run_sync's
 
     def sync_stream(self, connector: Connector, stream: str, *, progress: bool) -> None:
         provider = self.result.provider
@@ -504,7 +535,13 @@ class _StreamWriter:
         normalizer = self.spec.normalizers[stream]
         stage_rows: list[dict[str, Any]] = []
         pending = _Pending(stream)
-        bar = tqdm(desc=f"{provider} {stream}", unit=" rec", disable=not progress, leave=True)
+        bar = tqdm(
+            desc=f"{provider} {stream}",
+            unit=" rec",
+            disable=not progress,
+            leave=self.progress_line is None,
+            position=self.progress_line,
+        )
         # The stage stream's rows are read again as rows (the stage map): kept as is. Batches
         # resolve_batch reads take dict rows too; others keep a columnar normalizer's tuples,
         # their ``raw`` serialized as the record is normalized (_json_as_text's reason).
@@ -512,6 +549,7 @@ class _StreamWriter:
         raw = None if keep_json or self.resolves_batches else upsert_json_text
         try:
             for page in connector.read(stream, checkpoint):
+                _stop_point(self.stop)  # the pages read since the last commit are read again
                 normalized = normalize_page(
                     stream,
                     page.records,

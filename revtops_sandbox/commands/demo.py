@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from revtops_kernel.cli import cmd_info, summarize_sync
+from revtops_kernel.cli import cmd_info, summarize_sync, sync_interrupted
 from revtops_kernel.demo_record import DemoRecord, write_demo_record
 from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
 from revtops_sandbox.options import add_anchor_argument, add_cli_arguments
+
+if TYPE_CHECKING:
+    from revtops_kernel.sync import SyncResult
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,6 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--crm", choices=CRM_PROVIDERS, default="hubspot", help="which CRM the company uses"
     )
     demo.add_argument("--port", type=int, default=8866, help="the web app's port")
+    demo.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="sync the providers one after the other (default: as `revtops sync` does)",
+    )
     add_anchor_argument(demo)
     demo.set_defaults(handler=cmd_demo)
 
@@ -43,9 +52,12 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     import os
+    import sys
+
+    from tqdm import tqdm
 
     from revtops_kernel.store import Database, upgrade
-    from revtops_kernel.sync import run_sync
+    from revtops_kernel.sync_all import SyncJob, run_syncs
     from revtops_sandbox import SandboxServer
 
     print(
@@ -75,8 +87,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         demo_settings = load_settings(**environment)
         db = Database.from_settings(demo_settings)
         upgrade(db)
-        for provider in connected:
-            print(summarize_sync(run_sync(db, demo_settings, provider, progress=True)))
         # The other CRM's view of the same company goes to an organization of its own, so all
         # four providers are loaded and nothing is counted twice.
         other_crm = next(crm for crm in CRM_PROVIDERS if crm != args.crm)
@@ -87,8 +97,26 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             REVTOPS_SALESFORCE_INSTANCE_URL=sandbox.salesforce_instance_url,
             REVTOPS_SALESFORCE_TOKEN=sandbox.token,
         )
-        other = run_sync(db, other_settings, other_crm, org=other_org, progress=True)
-        print(summarize_sync(other) + f"  (organization {other_org})")
+        jobs = [SyncJob(provider) for provider in connected]
+        jobs.append(SyncJob(other_crm, other_org, other_settings))
+
+        def summary(result: SyncResult) -> None:
+            other = f"  (organization {other_org})" if result.organization_id == other_org else ""
+            tqdm.write(summarize_sync(result) + other, file=sys.stdout)
+
+        # As `revtops sync` runs them (revtops_kernel.sync_all): into a new store, the first
+        # loads one at a time; into one synced before, side by side.
+        try:
+            run_syncs(
+                db,
+                demo_settings,
+                jobs,
+                side_by_side=not args.one_at_a_time,
+                progress=True,
+                on_result=summary,
+            )
+        except KeyboardInterrupt:
+            return sync_interrupted(db)
         write_demo_record(
             demo_settings,
             DemoRecord(
