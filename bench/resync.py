@@ -39,59 +39,94 @@ from pathlib import Path
 from typing import Any
 
 from _common import cpu_seconds, peak_rss_mib, progress
-from scale import PROVIDERS, change_one_percent, environment_for, server_cpu_seconds
+from scale import PROVIDERS, SYNC_MODES, change_one_percent, environment_for, server_cpu_seconds
 
 from revtops_kernel.store import Database
 
 
 def child_main(environment_file: Path, out: Path) -> int:
+    import threading
+
     import revtops_kernel.sync as sync_module
     from revtops_kernel.settings import load_settings
 
     environment: dict[str, str] = json.loads(environment_file.read_text())
     settings = load_settings(**environment)
     db = Database.from_settings(settings)
-    refreshes: dict[str, tuple[float, int]] = {}
+    mode = environment.get("SYNC_MODE", "one-at-a-time")
+    alone = mode == "one-at-a-time"
+    refreshes: dict[str, dict[str, tuple[float, int]]] = {}  # provider -> its refreshes
 
     def timed(name: str, refresh: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
             started = time.monotonic()
             report = refresh(*args, **kwargs)
             written = getattr(report, "written", 0) if report is not None else -1
-            refreshes[name] = (time.monotonic() - started, written)
+            provider = kwargs["run"].provider
+            refreshes.setdefault(provider, {})[name] = (time.monotonic() - started, written)
             return report
 
         return call
 
-    sync_module.refresh_risk_facts_after_sync = timed(  # type: ignore[assignment]
+    sync_module.refresh_risk_facts_after_sync = timed(
         "risk", sync_module.refresh_risk_facts_after_sync
     )
-    sync_module.refresh_meeting_accounts_after_sync = timed(  # type: ignore[assignment]
+    sync_module.refresh_meeting_accounts_after_sync = timed(
         "meetings", sync_module.refresh_meeting_accounts_after_sync
     )
-    providers = []
-    for provider in environment["PROVIDERS"].split(","):
-        refreshes.clear()
-        cpu0, server0 = cpu_seconds(), server_cpu_seconds(db)
-        org = environment["OTHER_ORG"] if provider == "salesforce" else environment["ORG"]
-        result = sync_module.run_sync(db, settings, provider, org=org)
-        providers.append(
-            {
+    figures_of: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def measured(db: Database, settings: Any, provider: str, **kwargs: Any) -> Any:
+        """run_sync, measured: alone, the process's CPU and its backends'; side by side, the
+        sync's thread CPU (the backends' only in the child's total)."""
+        clock = cpu_seconds if alone else time.thread_time
+        cpu0, server0 = clock(), server_cpu_seconds(db) if alone else 0.0
+        result = sync_module.run_sync(db, settings, provider, **kwargs)
+        with lock:
+            figures_of[provider] = {
                 "provider": provider,
                 "status": str(result.status) if result.ok else f"{result.status}: {result.error}",
                 "wall_s": result.seconds,
-                "cpu_s": cpu_seconds() - cpu0,
-                "server_cpu_s": server_cpu_seconds(db) - server0,
+                "cpu_s": clock() - cpu0,
+                "server_cpu_s": server_cpu_seconds(db) - server0 if alone else 0.0,
                 "fetched": result.counts.fetched,
                 "written": result.counts.upserted,
                 "calls": result.counts.api_calls,
                 "resolution_s": result.resolution_seconds + result.batch_resolution_seconds,
                 "statistics_s": result.statistics_seconds,
-                "refreshes": dict(refreshes),
+                "refreshes": refreshes.get(provider, {}),
             }
+        return result
+
+    providers = environment["PROVIDERS"].split(",")
+    orgs = {
+        p: environment["OTHER_ORG"] if p == "salesforce" else environment["ORG"] for p in providers
+    }
+    server0, started = server_cpu_seconds(db), time.monotonic()
+    if alone:  # as before sync_all, so that frozen trees without it run too
+        for provider in providers:
+            measured(db, settings, provider, org=orgs[provider])
+    else:
+        from revtops_kernel.sync_all import SyncJob, run_syncs
+
+        run_syncs(
+            db,
+            settings,
+            [SyncJob(p, orgs[p]) for p in providers],
+            first_loads_side_by_side=mode == "all-side-by-side",
+            runner=measured,
         )
+    elapsed, server_cpu = time.monotonic() - started, server_cpu_seconds(db) - server0
     db.dispose()
-    figures = {"providers": providers, "peak_rss_mib": peak_rss_mib(), "cpu_s": cpu_seconds()}
+    figures = {
+        "providers": [figures_of[p] for p in providers],
+        "peak_rss_mib": peak_rss_mib(),
+        "cpu_s": cpu_seconds(),
+        "syncs_s": elapsed,
+        "server_cpu_s": server_cpu,
+        "mode": mode,
+    }
     out.write_text(json.dumps(figures))
     return 0
 
@@ -134,9 +169,14 @@ def run_child(environment: dict[str, str], tree: Path) -> dict[str, Any]:
 
 def print_figures(title: str, figures: dict[str, Any]) -> None:
     load = os.getloadavg()[0]
-    print(f"\n{title}: {figures['wall_s']:.1f} s wall, client CPU {figures['cpu_s']:.1f} s, "
-          f"peak RSS {figures['peak_rss_mib']:,.0f} MiB, load {load:.1f}")  # fmt: skip
-    columns = ("wall s", "CPU s", "srv CPU", "fetched", "written", "calls", "resol s", "stats s")
+    syncs = f"syncs {figures['syncs_s']:.1f} s wall, " if "syncs_s" in figures else ""
+    server = f"server CPU {figures['server_cpu_s']:.1f} s, " if "server_cpu_s" in figures else ""
+    print(f"\n{title}: {syncs}child {figures['wall_s']:.1f} s wall, client CPU "
+          f"{figures['cpu_s']:.1f} s, {server}peak RSS {figures['peak_rss_mib']:,.0f} MiB, "
+          f"load {load:.1f}")  # fmt: skip
+    alone = figures.get("mode", "one-at-a-time") == "one-at-a-time"
+    cpu = "CPU s" if alone else "thr CPU"  # side by side: the sync's thread's
+    columns = ("wall s", cpu, "srv CPU", "fetched", "written", "calls", "resol s", "stats s")
     header = " ".join(f"{c:>8}" for c in columns)
     print(f"  {'provider':<16} {header}  refreshes (s, rows)")
     for p in figures["providers"]:
@@ -218,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--org", default="default")
     parser.add_argument("--other-org", default="default-salesforce", help="Salesforce's org")
     parser.add_argument("--providers", default=",".join(PROVIDERS))
+    parser.add_argument(
+        "--modes",
+        default="one-at-a-time",
+        help=f"how the children run the providers, each tree in each ({', '.join(SYNC_MODES)}; "
+        "revtops-sync: as `revtops sync` does, which trees without sync_all cannot)",
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -225,12 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main(args.child, args.child_out)
     trees = [tuple(item.split("=", 1)) for item in args.trees.split(",") if "=" in item]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.store is None or not trees:
         parser.error("--store and --trees are needed")
+    if not modes or set(modes) - set(SYNC_MODES):
+        parser.error(f"--modes takes {', '.join(SYNC_MODES)}")
+    # Every tree in every mode, alternated as the trees are.
+    contenders = [
+        (name if len(modes) == 1 else f"{name} {mode}", tree, mode)
+        for name, tree in trees
+        for mode in modes
+    ]
     from revtops_sandbox import SandboxServer
 
     print(f"bench/resync.py {time.strftime('%Y-%m-%d %H:%M')} UTC: scale {args.scale:g} "
-          f"{args.backend}, store {args.store}, seed {args.seed}, trees {trees}, "
+          f"{args.backend}, store {args.store}, seed {args.seed}, trees {trees}, modes {modes}, "
           f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     stores = Stores(args.backend, args.store, args.postgres_url)
     progress(f"scale {args.scale:g}: generating the sandbox company")
@@ -245,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"changes: {changes}", flush=True)
         try:
             for round_ in range(args.rounds):
-                for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
+                for name, tree, mode in contenders if round_ % 2 == 0 else contenders[::-1]:
                     run_env = {**environment, "REVTOPS_DATABASE_URL": stores.url(stores.copy())}
+                    run_env["SYNC_MODE"] = mode
                     progress(f"round {round_ + 1}: incremental re-sync, {name} tree")
                     figures = run_child(run_env, Path(tree))
                     print_figures(f"round {round_ + 1} {name}: incremental re-sync", figures)

@@ -124,10 +124,15 @@ class SyncFigures:
     peak_rss_mib: float
     sandbox_cpu_s: float = 0.0  # the parent's meanwhile: the sandbox serving the pages
     start_rss_mib: float = 0.0  # the child's RSS before its first sync: imports, the engine
+    # How the child ran the providers (SYNC_MODES), and its wall time from the first sync's
+    # start to the last one's end (side by side: less than the syncs' own times added up).
+    mode: str = "one-at-a-time"
+    elapsed_s: float = 0.0
+    server_cpu_s: float = 0.0  # PostgreSQL: the child's backends' CPU over all its syncs
 
     @property
     def wall_s(self) -> float:
-        return sum(p.wall_s for p in self.providers)
+        return self.elapsed_s or sum(p.wall_s for p in self.providers)
 
     @property
     def fetched(self) -> int:
@@ -168,12 +173,19 @@ class BackendFigures:
 # --- the child: one round of syncs ---------------------------------------------------------------
 
 
+# How a child runs the providers: as `revtops sync --provider all` does (sync_all.run_syncs'
+# policy: incremental syncs side by side, first loads one at a time beside them), one after the
+# other (`--one-at-a-time`), or every sync side by side, first loads too.
+SYNC_MODES = ("revtops-sync", "one-at-a-time", "all-side-by-side")
+
+
 def child_main(
     environment_file: Path,
     out: Path,
     upgrade_first: bool,
     providers_run: tuple[str, ...] = PROVIDERS,
     profile: bool = False,
+    mode: str = "revtops-sync",
 ) -> int:
     from revtops_kernel.store import upgrade
     from revtops_kernel.sync import run_sync
@@ -186,40 +198,71 @@ def child_main(
         upgrade(db)
     upgrade_s = time.monotonic() - started
     start_rss = peak_rss_mib()
-    providers = []
-    for provider in providers_run:
-        cpu0, server0 = cpu_seconds(), server_cpu_seconds(db)
-        profiler = cProfile.Profile(time.process_time) if profile else None
-        if profiler is not None:
+    alone = mode == "one-at-a-time"
+    figures_of: dict[str, ProviderFigures] = {}
+
+    def timed_sync(db: Database, settings: Settings, provider: str, **kwargs: Any) -> Any:
+        """run_sync, measured: one at a time the process's CPU and its backends' over the
+        sync; side by side the sync's thread CPU (its own Python and driver calls: DuckDB's
+        worker threads and the server's backends only in the child's totals)."""
+        clock = cpu_seconds if alone else time.thread_time
+        cpu0, server0 = clock(), server_cpu_seconds(db) if alone else 0.0
+        profiler = cProfile.Profile(time.process_time if alone else time.thread_time)
+        if profile:
             profiler.enable()
-        result = run_sync(
-            db, settings, provider, org=OTHER_ORG if provider == "salesforce" else ORG
-        )
-        if profiler is not None:
+        result = run_sync(db, settings, provider, **kwargs)
+        if profile:
             profiler.disable()
         report = result.resolution
-        providers.append(
-            ProviderFigures(
-                provider=provider,
-                status=result.status if result.ok else f"{result.status}: {result.error}",
-                wall_s=result.seconds,
-                cpu_s=cpu_seconds() - cpu0,
-                fetched=result.counts.fetched,
-                written=result.counts.upserted,
-                api_calls=result.counts.api_calls,
-                resolution_s=result.resolution_seconds + result.batch_resolution_seconds,
-                batch_resolution_s=result.batch_resolution_seconds,
-                statistics_s=result.statistics_seconds,
-                participants_examined=report.participants_examined if report else 0,
-                activities_examined=report.activities_examined if report else 0,
-                analyzed=result.analyzed,
-                steps_cpu_s=steps_cpu(profiler) if profiler is not None else {},
-                server_cpu_s=server_cpu_seconds(db) - server0,
-            )
+        figures_of[provider] = ProviderFigures(
+            provider=provider,
+            status=result.status if result.ok else f"{result.status}: {result.error}",
+            wall_s=result.seconds,
+            cpu_s=clock() - cpu0,
+            fetched=result.counts.fetched,
+            written=result.counts.upserted,
+            api_calls=result.counts.api_calls,
+            resolution_s=result.resolution_seconds + result.batch_resolution_seconds,
+            batch_resolution_s=result.batch_resolution_seconds,
+            statistics_s=result.statistics_seconds,
+            participants_examined=report.participants_examined if report else 0,
+            activities_examined=report.activities_examined if report else 0,
+            analyzed=result.analyzed,
+            steps_cpu_s=steps_cpu(profiler) if profile else {},
+            server_cpu_s=server_cpu_seconds(db) - server0 if alone else 0.0,
         )
+        return result
+
+    jobs = [(p, OTHER_ORG if p == "salesforce" else ORG) for p in providers_run]
+    server0, started = server_cpu_seconds(db), time.monotonic()
+    try:
+        from revtops_kernel.sync_all import SyncJob, run_syncs
+    except ImportError:  # an older tree (bench/resync.py runs this beside frozen ones)
+        if not alone:
+            raise
+        for provider, org in jobs:
+            timed_sync(db, settings, provider, org=org)
+    else:
+        run_syncs(
+            db,
+            settings,
+            [SyncJob(provider, org) for provider, org in jobs],
+            side_by_side=not alone,
+            first_loads_side_by_side=mode == "all-side-by-side",
+            runner=timed_sync,
+        )
+    elapsed = time.monotonic() - started
+    server_cpu = server_cpu_seconds(db) - server0
     db.dispose()
     figures = SyncFigures(
-        upgrade_s, providers, cpu_seconds(), peak_rss_mib(), start_rss_mib=start_rss
+        upgrade_s,
+        [figures_of[provider] for provider in providers_run],
+        cpu_seconds(),
+        peak_rss_mib(),
+        start_rss_mib=start_rss,
+        mode=mode,
+        elapsed_s=elapsed,
+        server_cpu_s=server_cpu,
     )
     payload = asdict(figures)
     for provider_figures in payload["providers"]:  # a parent of before the field reads it too
@@ -289,6 +332,7 @@ def sync_in_child(
     providers: tuple[str, ...] = PROVIDERS,
     profile: bool = False,
     nice: int = 0,
+    mode: str = "revtops-sync",
 ) -> SyncFigures:
     with tempfile.TemporaryDirectory(prefix="revtops_bench_") as folder:
         env_file, out = Path(folder) / "environment.json", Path(folder) / "figures.json"
@@ -296,6 +340,7 @@ def sync_in_child(
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(env_file)]
         command += ["--child-out", str(out)] + (["--upgrade"] if upgrade_first else [])
         command += ["--providers", ",".join(providers)] + (["--profile"] if profile else [])
+        command += ["--sync-mode", mode]
         command = ["nice", "-n", str(nice), *command] if nice else command
         parent_cpu = time.process_time()
         completed = subprocess.run(command, check=False)
@@ -458,7 +503,7 @@ def database_mib(db: Database) -> float:
 
 
 def run_backend(
-    scale: float, seed: int, backend: str, postgres_url: str, runs: int
+    scale: float, seed: int, backend: str, postgres_url: str, runs: int, mode: str = "revtops-sync"
 ) -> BackendFigures:
     from revtops_kernel.resolve import resolve_identities
     from revtops_sandbox import SandboxServer
@@ -471,11 +516,11 @@ def run_backend(
     ):
         environment = environment_for(sandbox, db)
         progress(f"scale {scale:g} {backend}: first sync")
-        first = sync_in_child(environment, upgrade_first=True)
+        first = sync_in_child(environment, upgrade_first=True, mode=mode)
         print_sync(f"scale {scale:g} {backend} first sync", first)
         changes = change_one_percent(sandbox)
         progress(f"scale {scale:g} {backend}: incremental sync after {changes}")
-        incremental = sync_in_child(environment, upgrade_first=False)
+        incremental = sync_in_child(environment, upgrade_first=False, mode=mode)
         print_sync(f"scale {scale:g} {backend} incremental re-sync after 1% changes", incremental)
         # Quotas come from a file a user imports, not from a CRM: the eval's plan, imported as a
         # user would, so the quota and forecast questions are timed on a team's real quotas.
@@ -526,6 +571,7 @@ def run_syncs_only(
                 providers=(provider,),
                 profile=profile,
                 nice=nice,
+                mode="one-at-a-time",  # alone anyway: its CPU is the process's
             )
             print_sync(f"scale {scale:g} {backend} first sync of {provider}, load "
                        f"{os.getloadavg()[0]:.1f}", figures)  # fmt: skip
@@ -563,12 +609,18 @@ def verdict(ok: bool) -> str:
 
 
 def print_sync(title: str, s: SyncFigures) -> None:
-    print(f"\n{title}: {s.wall_s:,.1f} s wall, {s.fetched:,} records "
+    added = sum(p.wall_s for p in s.providers)
+    side = f" (the syncs' own {added:,.1f} s added up)" if s.mode != "one-at-a-time" else ""
+    server = f", server CPU {s.server_cpu_s:,.1f} s" if s.server_cpu_s else ""
+    print(f"\n{title}, {s.mode}: {s.wall_s:,.1f} s wall{side}, load "
+          f"{os.getloadavg()[0]:.1f}{server}")  # fmt: skip
+    print(f"  {s.fetched:,} records "
           f"({s.fetched / s.wall_s if s.wall_s else 0:,.0f}/s), client CPU {s.cpu_s:,.1f} s "
           f"({s.fetched / s.cpu_s if s.cpu_s else 0:,.0f} records/CPU-s), sandbox CPU "
           f"{s.sandbox_cpu_s:,.1f} s, peak RSS {s.peak_rss_mib:,.0f} MiB, upgrade "
           f"{s.upgrade_s:.1f} s", flush=True)  # fmt: skip
-    print(f"  {'provider':<16} {'wall s':>8} {'CPU s':>7} {'records':>9} {'rec/s':>7} "
+    cpu = "CPU s" if s.mode == "one-at-a-time" else "thr CPU"  # side by side: its thread's
+    print(f"  {'provider':<16} {'wall s':>8} {cpu:>7} {'records':>9} {'rec/s':>7} "
           f"{'calls':>6} {'f/n/w s':>8} {'resol. s':>8} {'share':>6} {'stats s':>7}  "
           "participants examined  status")  # fmt: skip
     for p in s.providers:
@@ -734,14 +786,34 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="CPU per step of each sync (cProfile; slower)"
     )
     parser.add_argument("--nice", type=int, default=0, help="run the sync children at this nice")
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="run the providers one after the other (default: as `revtops sync` does)",
+    )
+    parser.add_argument(
+        "--all-side-by-side",
+        action="store_true",
+        help="run every sync side by side, first loads too",
+    )
+    parser.add_argument("--sync-mode", choices=SYNC_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-queries", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--upgrade", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     providers = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    if args.one_at_a_time and args.all_side_by_side:
+        parser.error("--one-at-a-time or --all-side-by-side, not both")
+    mode = args.sync_mode or (
+        "one-at-a-time"
+        if args.one_at_a_time
+        else "all-side-by-side"
+        if args.all_side_by_side
+        else "revtops-sync"
+    )
     if args.child:
-        return child_main(args.child, args.child_out, args.upgrade, providers, args.profile)
+        return child_main(args.child, args.child_out, args.upgrade, providers, args.profile, mode)
     only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
     if args.child_queries:
         return queries_child_main(args.child_queries, args.runs, args.child_out, args.org, only)
@@ -792,10 +864,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(per_round, indent=2, default=str))
         return 0
     print(f"bench/scale.py {time.strftime('%Y-%m-%d %H:%M')} UTC: scales {scales}, backends "
-          f"{backends}, seed {args.seed}, load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
+          f"{backends}, seed {args.seed}, providers run {mode}, load average "
+          f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     results = [
-        run_backend(scale, args.seed, backend, args.postgres_url, args.runs)
+        run_backend(scale, args.seed, backend, args.postgres_url, args.runs, mode)
         for scale in scales
         for backend in backends
     ]
