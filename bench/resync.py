@@ -193,10 +193,10 @@ def print_figures(title: str, figures: dict[str, Any]) -> None:
 class Stores:
     """The first-synced store and its per-round copy, on either backend."""
 
-    def __init__(self, backend: str, store: str, postgres_url: str) -> None:
+    def __init__(self, backend: str, store: str, postgres_url: str, prefix: str = "") -> None:
         self.backend, self.store, self.postgres_url = backend, store, postgres_url
         if backend == "postgresql":
-            self.copy_name = f"{store}_resync_{os.getpid()}"
+            self.copy_name = f"{prefix}{store}_resync_{os.getpid()}"
         else:
             path = Path(store)
             self.copy_name = str(path.with_name(path.stem + "_resync.duckdb"))
@@ -231,7 +231,19 @@ class Stores:
     def copy(self) -> str:
         self.drop_copy()
         if self.backend == "postgresql":
-            self._admin(f'CREATE DATABASE "{self.copy_name}" TEMPLATE "{self.store}"')
+            from sqlalchemy.exc import OperationalError
+
+            # Nobody may be connected to the template, another bench's copy neither: retry.
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    self._admin(f'CREATE DATABASE "{self.copy_name}" TEMPLATE "{self.store}"')
+                    break
+                except OperationalError as exc:
+                    if "being accessed" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    progress(f"{self.store} is in use; copying it again in 10 s")
+                    time.sleep(10)
         else:
             for suffix in ("", ".wal"):
                 source = Path(f"{self.store}{suffix}")
@@ -265,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "revtops-sync: as `revtops sync` does, which trees without sync_all cannot)",
     )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--copy-prefix", default="", help="prefix of the copies' database names")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -287,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench/resync.py {time.strftime('%Y-%m-%d %H:%M')} UTC: scale {args.scale:g} "
           f"{args.backend}, store {args.store}, seed {args.seed}, trees {trees}, modes {modes}, "
           f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)  # fmt: skip
-    stores = Stores(args.backend, args.store, args.postgres_url)
+    stores = Stores(args.backend, args.store, args.postgres_url, args.copy_prefix)
     progress(f"scale {args.scale:g}: generating the sandbox company")
     with SandboxServer(scale=args.scale, seed=args.seed) as sandbox:
         environment = environment_for(sandbox, Database(stores.url(args.store)))
