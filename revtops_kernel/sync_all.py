@@ -13,18 +13,28 @@ concurrent syncs safe is the sync's own: one sync per provider and organization 
 (``store.locks.exclusive_sync``), resolution's locks (a sync's batches hold it shared; a
 resolution holds it exclusively), the rollups' refreshes taking turns.
 
-**The policy** (``run_syncs``' defaults, measured in bench/results/parallel-2026-12-07f.txt):
-incremental syncs run side by side; first loads (no cursor yet, or a full refresh) take turns,
-one at a time, beside the incremental ones. A first load is CPU- and memory-bound: two side by
-side would add their peaks (a scale-10 first load alone peaks at ~850 MiB on PostgreSQL and
-1.0-1.2 GiB on DuckDB, against a 1 GiB goal), for little wall time on a machine whose cores the
-one load and its database already keep busy.
+**The policy** (``run_syncs``' defaults; bench/results/parallel-2026-12-07f.txt, measured at load
+5-12 on 2 cores): incremental syncs run side by side, first loads (no cursor yet, or a full
+refresh) one at a time in one more thread beside them.
+
+- Re-syncs after 1% changes, four providers: scale 10 PostgreSQL 161.5 and 163.6 s side by side
+  against 428.1 s one at a time (server CPU 32-37 s against 62 s: the organization's rollups are
+  refreshed once for the syncs that end together, not after each), peak RSS 407-450 MiB; scale 1
+  PostgreSQL 14.5-19.8 s against 32.6 s, DuckDB 23.9-50.2 s against 54.0 s (DuckDB's units of
+  work take turns on its one writer: only the fetching and normalizing overlap).
+- First loads side by side at scale 1: PostgreSQL 774 s against 336 s one at a time, its server
+  CPU 389 s against 63 s (each sync's batches resolve and refresh statistics against tables the
+  others are filling); DuckDB 122 s against 204-210 s at the same peak RSS (813 MiB), but a
+  scale-10 DuckDB first load alone already peaks at 1.0-1.2 GiB (goal < 1 GiB), and side by side
+  the loads' batches add up. One at a time is the safe choice on both backends.
 
 **Stopping.** A signal reaches the main thread only, and a thread cannot be interrupted: on
 Ctrl-C the main thread sets a stop flag that every sync looks at between pages and between its
 steps (``run_sync``'s ``stop``: it raises ``SyncStopped`` there, leaving its run 'running'), waits
 for them (a second Ctrl-C stops waiting), then raises ``KeyboardInterrupt`` for the caller to
-record the runs as interrupted, as after a Ctrl-C in a lone sync.
+record the runs as interrupted, as after a Ctrl-C in a lone sync. A sync inside a long step (one
+statement, a provider's Retry-After) stops when the step returns: a second Ctrl-C leaves it
+(daemon threads end with the process; the next sync reaps its run, its cursors safe).
 
 **Progress.** Side by side, each sync draws the bar of the stream it reads on a line of its own
 (tqdm's ``position``: the job's place among those running side by side), cleared when the stream
