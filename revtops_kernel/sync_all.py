@@ -19,7 +19,9 @@ refresh) one at a time in one more thread beside them.
 
 - Re-syncs after 1% changes, four providers: scale 10 PostgreSQL 161.5 and 163.6 s side by side
   against 428.1 s one at a time (server CPU 32-37 s against 62 s: the organization's rollups are
-  refreshed once for the syncs that end together, not after each), peak RSS 407-450 MiB; scale 1
+  refreshed once for the syncs that end together, not after each), peak RSS 407-450 MiB; scale 10
+  DuckDB, HubSpot, Slack and Calendar, 89.9 and 106.2 s against 122.2 and 212.1 s (peak RSS
+  713-714 MiB against 678-686, client CPU 50-52 s against 40-48); scale 1
   PostgreSQL 14.5-19.8 s against 32.6 s, DuckDB 23.9-50.2 s against 54.0 s (DuckDB's units of
   work take turns on its one writer: only the fetching and normalizing overlap).
 - First loads side by side at scale 1: PostgreSQL 774 s against 336 s one at a time, its server
