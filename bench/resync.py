@@ -23,8 +23,8 @@ re-syncs the providers in a child per tree (each a frozen worktree, first on PYT
 trees' order reversed every other round. A child first runs ``db upgrade`` as ``revtops sync``
 does (timed apart: a tree with a newer schema migrates its copy), then prints, per provider:
 wall and CPU time, the records fetched and written, the API calls, identity resolution, planner
-statistics, and the two rollups' refreshes (``deal_risk_facts``, ``meeting_accounts``) with the
-rows they wrote.
+statistics, and the rollups' refreshes (``deal_risk_facts`` and ``meeting_accounts`` with the
+rows they wrote, ``deal_states`` whose rows are not reported: -1).
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def child_main(environment_file: Path, out: Path) -> int:
     )
     sync_module.refresh_meeting_accounts_after_sync = timed(  # type: ignore[assignment]
         "meetings", sync_module.refresh_meeting_accounts_after_sync
+    )
+    sync_module.refresh_after_sync = timed(  # type: ignore[assignment]
+        "states",
+        sync_module.refresh_after_sync,  # store.deal_states (rows not reported: -1)
     )
     providers = []
     for provider in environment["PROVIDERS"].split(","):
