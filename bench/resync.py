@@ -192,7 +192,8 @@ class Stores:
             isolation_level="AUTOCOMMIT",
         )
         with engine.connect() as conn:
-            result = conn.execute(text(statement)).all() if statement.startswith("SELECT") else []
+            executed = conn.execute(text(statement))
+            result = executed.all() if executed.returns_rows else []
         engine.dispose()
         return result
 
