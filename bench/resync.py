@@ -10,7 +10,8 @@ PostgreSQL, code trees alternated: where a re-sync's time goes, per provider and
 ``--store`` is the first-synced store: a PostgreSQL database name (copied for each round with
 ``CREATE DATABASE … TEMPLATE``, so nobody may be connected to it) or a DuckDB file (copied).
 When it does not exist, the four providers' first sync runs into it first (a child on the last
-tree; Salesforce into ``--other-org``, as ``revtops demo`` and bench/scale.py do). A store made
+tree; Salesforce into ``--other-org``, as ``revtops demo`` and bench/scale.py do): name the tree
+with the older schema last, since an older tree refuses a store a newer one has migrated. A store made
 by ``revtops demo --no-app --scale 10`` is ``--seed 1 --org default --other-org
 default-salesforce`` (the defaults here); bench/scale.py's stores are seed 0, orgs ``bench`` and
 ``bench-salesforce``.
