@@ -10,8 +10,9 @@ PostgreSQL, code trees alternated: where a re-sync's time goes, per provider and
 ``--store`` is the first-synced store: a PostgreSQL database name (copied for each round with
 ``CREATE DATABASE … TEMPLATE``, so nobody may be connected to it) or a DuckDB file (copied).
 When it does not exist, the four providers' first sync runs into it first (a child on the last
-tree; Salesforce into ``--other-org``, as ``revtops demo`` and bench/scale.py do). A store made
-by ``revtops demo --no-app --scale 10`` is ``--seed 1 --org default --other-org
+tree; Salesforce into ``--other-org``, as ``revtops demo`` and bench/scale.py do): name the tree
+with the older schema last, since an older tree refuses a store a newer one has migrated. A store
+made by ``revtops demo --no-app --scale 10`` is ``--seed 1 --org default --other-org
 default-salesforce`` (the defaults here); bench/scale.py's stores are seed 0, orgs ``bench`` and
 ``bench-salesforce``.
 
@@ -20,9 +21,11 @@ server over the same company, so the stored cursors (HubSpot's modification time
 SystemModstamps, Slack's timestamps, Calendar's sync tokens) read only what changed. Then ~1% of
 everything changes (bench/scale.py's ``change_one_percent``) and each round copies the store and
 re-syncs the providers in a child per tree (each a frozen worktree, first on PYTHONPATH), the
-trees' order reversed every other round. A child prints, per provider: wall and CPU time, the
-records fetched and written, the API calls, identity resolution, planner statistics, and the two
-rollups' refreshes (``deal_risk_facts``, ``meeting_accounts``) with the rows they wrote.
+trees' order reversed every other round. A child first runs ``db upgrade`` as ``revtops sync``
+does (timed apart: a tree with a newer schema migrates its copy), then prints, per provider:
+wall and CPU time, the records fetched and written, the API calls, identity resolution, planner
+statistics, and the rollups' refreshes (``deal_risk_facts`` and ``meeting_accounts`` with the
+rows they wrote, ``deal_states`` whose rows are not reported: -1).
 """
 
 from __future__ import annotations
@@ -49,10 +52,14 @@ def child_main(environment_file: Path, out: Path) -> int:
 
     import revtops_kernel.sync as sync_module
     from revtops_kernel.settings import load_settings
+    from revtops_kernel.store import upgrade
 
     environment: dict[str, str] = json.loads(environment_file.read_text())
     settings = load_settings(**environment)
     db = Database.from_settings(settings)
+    started = time.monotonic()
+    upgrade(db)  # as `revtops sync` does first: a tree whose schema is newer migrates the copy
+    upgrade_s = time.monotonic() - started
     mode = environment.get("SYNC_MODE", "one-at-a-time")
     alone = mode == "one-at-a-time"
     refreshes: dict[str, dict[str, tuple[float, int]]] = {}  # provider -> its refreshes
@@ -62,7 +69,8 @@ def child_main(environment_file: Path, out: Path) -> int:
             started = time.monotonic()
             report = refresh(*args, **kwargs)
             written = getattr(report, "written", 0) if report is not None else -1
-            provider = kwargs["run"].provider
+            run = kwargs.get("run") or args[1]  # deal_states' refresh takes it second
+            provider = run.provider
             refreshes.setdefault(provider, {})[name] = (time.monotonic() - started, written)
             return report
 
@@ -73,6 +81,10 @@ def child_main(environment_file: Path, out: Path) -> int:
     )
     sync_module.refresh_meeting_accounts_after_sync = timed(
         "meetings", sync_module.refresh_meeting_accounts_after_sync
+    )
+    sync_module.refresh_after_sync = timed(
+        "states",
+        sync_module.refresh_after_sync,  # store.deal_states (rows not reported: -1)
     )
     figures_of: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
@@ -123,6 +135,7 @@ def child_main(environment_file: Path, out: Path) -> int:
         "providers": [figures_of[p] for p in providers],
         "peak_rss_mib": peak_rss_mib(),
         "cpu_s": cpu_seconds(),
+        "upgrade_s": upgrade_s,
         "syncs_s": elapsed,
         "server_cpu_s": server_cpu,
         "mode": mode,
@@ -171,9 +184,9 @@ def print_figures(title: str, figures: dict[str, Any]) -> None:
     load = os.getloadavg()[0]
     syncs = f"syncs {figures['syncs_s']:.1f} s wall, " if "syncs_s" in figures else ""
     server = f"server CPU {figures['server_cpu_s']:.1f} s, " if "server_cpu_s" in figures else ""
-    print(f"\n{title}: {syncs}child {figures['wall_s']:.1f} s wall, client CPU "
-          f"{figures['cpu_s']:.1f} s, {server}peak RSS {figures['peak_rss_mib']:,.0f} MiB, "
-          f"load {load:.1f}")  # fmt: skip
+    print(f"\n{title}: {syncs}child {figures['wall_s']:.1f} s wall (its start and a "
+          f"{figures['upgrade_s']:.1f} s db upgrade too), client CPU {figures['cpu_s']:.1f} s, "
+          f"{server}peak RSS {figures['peak_rss_mib']:,.0f} MiB, load {load:.1f}")  # fmt: skip
     alone = figures.get("mode", "one-at-a-time") == "one-at-a-time"
     cpu = "CPU s" if alone else "thr CPU"  # side by side: the sync's thread's
     columns = ("wall s", cpu, "srv CPU", "fetched", "written", "calls", "resol s", "stats s")
@@ -215,8 +228,8 @@ class Stores:
             isolation_level="AUTOCOMMIT",
         )
         with engine.connect() as conn:
-            executed = conn.execute(text(statement))  # CREATE and DROP too, not only SELECT
-            result = executed.all() if statement.startswith("SELECT") else []
+            executed = conn.execute(text(statement))
+            result = executed.all() if executed.returns_rows else []
         engine.dispose()
         return result
 
