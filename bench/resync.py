@@ -175,7 +175,8 @@ class Stores:
             isolation_level="AUTOCOMMIT",
         )
         with engine.connect() as conn:
-            result = conn.execute(text(statement)).all() if statement.startswith("SELECT") else []
+            executed = conn.execute(text(statement))
+            result = executed.all() if statement.startswith("SELECT") else []
         engine.dispose()
         return result
 

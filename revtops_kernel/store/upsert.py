@@ -58,6 +58,7 @@ from revtops_kernel.store.schema import (
     NATURAL_KEY,
     PENDING_COLUMN,
     RESOLUTION_INPUTS,
+    RESOLUTION_READS,
     synced_tables,
 )
 
@@ -374,7 +375,7 @@ def _conflict_clause(target: Table, columns: list[str], pending: str | None = No
         return f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO NOTHING"
     assignments = ", ".join(f"{c} = excluded.{c}" for c in updatable)
     if pending is not None:  # only rows that actually change get here (the WHERE below)
-        assignments += f", {PENDING_COLUMN} = {pending.format(row='excluded')}"
+        assignments += f", {PENDING_COLUMN} = {_pending_update(target, updatable, pending)}"
     stored = ", ".join(f"{target.name}.{c}" for c in updatable)
     incoming = ", ".join(f"excluded.{c}" for c in updatable)
     conditions = [f"ROW({stored}) IS DISTINCT FROM ROW({incoming})"]
@@ -385,6 +386,23 @@ def _conflict_clause(target: Table, columns: list[str], pending: str | None = No
         f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO UPDATE SET {assignments} "
         f"WHERE {' AND '.join(conditions)}"
     )
+
+
+def _pending_update(target: Table, updatable: list[str], pending: str) -> str:
+    """The mark of a stored row the batch changes: a CRM row stays as it was unless a column
+    resolution reads changed (``schema.RESOLUTION_READS``; a row still marked stays marked),
+    so a re-read that rewrote a contact's title or a deal's amount gives its resolution
+    nothing to do. Other tables: the condition, as on an insert."""
+    reads = RESOLUTION_READS.get(target.name)
+    if reads is None or pending != _ALWAYS:
+        return pending.format(row="excluded")
+    read = [c for c in reads if c in updatable]
+    kept = f"COALESCE({target.name}.{PENDING_COLUMN}, FALSE)"
+    if not read:
+        return kept
+    stored = ", ".join(f"{target.name}.{c}" for c in read)
+    incoming = ", ".join(f"excluded.{c}" for c in read)
+    return f"({kept} OR ROW({stored}) IS DISTINCT FROM ROW({incoming}))"
 
 
 def _latest_first(columns: list[str]) -> str:
