@@ -1,9 +1,8 @@
 """A CRM row is marked for identity resolution only when a column resolution reads changes
-(``schema.RESOLUTION_READS``, ``upsert._pending_update``; PostgreSQL): an incremental CRM sync
+(``schema.RESOLUTION_READS``, ``upsert._kept_mark``, both backends): an incremental CRM sync
 rewrites mostly other fields (a contact's title, an account's size, a deal's amount), and each
 marked row cost the resolution after it a search of the participants and meetings it might
-affect. Each case ends where a full resolution of the same data ends. DuckDB marks every write
-(its upsert rewrites a changed row whole; clearing the marks costs little there)."""
+affect. Each case ends where a full resolution of the same data ends."""
 
 from __future__ import annotations
 
@@ -138,10 +137,9 @@ def test_a_crm_write_of_columns_resolution_does_not_read_leaves_no_mark(
     with db.connect() as conn:  # written all the same
         updated = conn.execute(text(f"SELECT max(updated_at) FROM {table}")).scalar_one()
         assert updated.replace(tzinfo=UTC) == T0
-    assert _marked(db, table) == (1 if db.is_duckdb else 0)
+    assert _marked(db, table) == 0
     report = _resolve(db)
-    if not db.is_duckdb:
-        assert report == ResolveReport(consumer_domains=0, own_domains=report.own_domains)
+    assert report == ResolveReport(consumer_domains=0, own_domains=report.own_domains)
     _a_full_resolution_changes_nothing(db)
 
 

@@ -1536,8 +1536,8 @@ RESOLUTION_INPUTS: dict[str, str] = {
 }
 PENDING_COLUMN = "resolution_pending"
 # The columns resolution reads of a CRM table's rows (besides their natural key and id, which a
-# write never changes): on PostgreSQL an update that changes none of them leaves the row's mark
-# as it was (``upsert._conflict_clause``). An incremental CRM sync rewrites mostly other fields
+# write never changes): an update that changes none of them leaves the row's mark as it was
+# (``upsert._kept_mark``). An incremental CRM sync rewrites mostly other fields
 # (a contact's title, a deal's amount), and each marked row cost its resolution a search of the
 # participants and meetings it might affect (a scan of every Slack and Calendar participant).
 RESOLUTION_READS: dict[str, tuple[str, ...]] = {
