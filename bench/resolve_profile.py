@@ -161,9 +161,13 @@ def first(args: argparse.Namespace) -> None:
     spent = {"wall": 0.0, "cpu": 0.0, "server": 0.0, "calls": 0}
     profiler = cProfile.Profile(time.process_time) if args.profile else None
 
+    statements = Timer()
+
     def timed(conn: Any, *rest: Any, **kwargs: Any) -> Any:
         pid = driver_connection(conn).info.backend_pid
         server0, cpu0, wall0 = _backend_cpu(pid), time.process_time(), time.perf_counter()
+        event.listen(conn, "before_cursor_execute", statements.before)
+        event.listen(conn, "after_cursor_execute", statements.after)
         if profiler is not None:
             profiler.enable()
         try:
@@ -171,6 +175,8 @@ def first(args: argparse.Namespace) -> None:
         finally:
             if profiler is not None:
                 profiler.disable()
+            event.remove(conn, "before_cursor_execute", statements.before)
+            event.remove(conn, "after_cursor_execute", statements.after)
             spent["wall"] += time.perf_counter() - wall0
             spent["cpu"] += time.process_time() - cpu0
             spent["server"] += _backend_cpu(pid) - server0
@@ -193,6 +199,7 @@ def first(args: argparse.Namespace) -> None:
             url = db.url.render_as_string(hide_password=False)
             settings = load_settings(**{**environment, "REVTOPS_DATABASE_URL": url})
             spent.update(wall=0.0, cpu=0.0, server=0.0, calls=0)
+            statements.rows.clear()
             load0, cpu0 = os.getloadavg()[0], time.process_time()
             result = sync_module.run_sync(db, settings, args.provider, org=args.org)
             cpu = time.process_time() - cpu0
@@ -208,6 +215,12 @@ def first(args: argparse.Namespace) -> None:
                 f"CPU {spent['server']:.2f} s",
                 flush=True,
             )
+            by_kind: dict[str, list[float]] = {}
+            for seconds, _, statement in statements.rows:
+                by_kind.setdefault(statement[:70], []).append(seconds)
+            print(f"  resolve_batch's statements (SQLAlchemy's): {len(statements.rows)}")
+            for kind, times in sorted(by_kind.items(), key=lambda item: -sum(item[1])):
+                print(f"  {sum(times):7.2f} s {len(times):5} x  {kind}")
             db.dispose()
             admin(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
     finally:
