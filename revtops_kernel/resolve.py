@@ -12,8 +12,10 @@ nothing. The rules are stated in ``normalize.identity``; here they are applied i
 4. calendar events -> the deal open on their account when they took place.
 
 Incremental: ``store.upsert`` marks every row of the tables read here that a sync inserts or
-changes (``resolution_pending``, see ``schema.RESOLUTION_INPUTS``). A resolution snapshots the
-marked rows and works on a scope derived from them, held in temporary tables:
+changes (``resolution_pending``, see ``schema.RESOLUTION_INPUTS``); a CRM row it rewrites stays
+as it was unless a column read here changed (``schema.RESOLUTION_READS``: a contact's new
+title leaves its resolution nothing to do). A resolution snapshots the marked rows and works
+on a scope derived from them, held in temporary tables (those its steps may use):
 
 - participants: the written ones, plus those a written contact, owner or account may now match
   or no longer match (same email or domain, or linked to it);
