@@ -383,42 +383,26 @@ late_pushes AS (
     )
     GROUP BY p.deal_id
 ),
-stage_counts AS MATERIALIZED (
-    -- How many won deals left each open deal's stage (one deal's flags: its stage alone): the
-    -- last rank kept in deal_risk_facts plus one, an index probe per stage, not a count of
-    -- them all (materialized: inlined, PostgreSQL ran the probe once per joined row), and the
-    -- two ranks the percentile lies between, as integers: a cast in the join would not be
-    -- leakproof, so under row-level security it could not seek the index.
-    SELECT r.stage_id, r.won_deals, r.rank, CAST(floor(r.rank) AS INTEGER) AS below,
-        CAST(floor(r.rank) AS INTEGER) + 1 AS above
-    FROM (
-        SELECT s.stage_id, s.won_deals,
-            (s.won_deals - 1) * th.stalled_percentile / 100.0 AS rank
-        FROM (
-            SELECT o.stage_id, CAST((
-                SELECT max(w.position) FROM deal_risk_facts w
-                WHERE w.kind = 'won_stage' AND w.stage_id = o.stage_id
-            ) + 1 AS BIGINT) AS won_deals
-            FROM (SELECT DISTINCT od.stage_id FROM od) o
-        ) s
-        CROSS JOIN th
-        WHERE s.won_deals IS NOT NULL
-    ) r
-),
 stage_norms AS MATERIALIZED (
-    -- percentile_cont by hand (linear between the two nearest ranks; the won deals' ranks by
-    -- days are kept in deal_risk_facts): DuckDB's takes only a constant fraction, and the
-    -- percentile is a per-organization setting. Materialized: a row per stage, computed once
-    -- (inlined, its rank lookups ran once per open deal).
-    SELECT c.stage_id, c.won_deals,
-        CAST(lo.days AS BIGINT) + (c.rank - floor(c.rank))
-        * (COALESCE(CAST(hi.days AS BIGINT), CAST(lo.days AS BIGINT)) - CAST(lo.days AS BIGINT))
-            AS norm_days
-    FROM stage_counts c
-    JOIN deal_risk_facts lo ON lo.kind = 'won_stage' AND lo.stage_id = c.stage_id
-        AND lo.position = c.below
-    LEFT JOIN deal_risk_facts hi ON hi.kind = 'won_stage' AND hi.stage_id = c.stage_id
-        AND hi.position = c.above
+    -- Each open deal's stage's norm: percentile_cont by hand (linear between the two nearest
+    -- ranks) over the days its won deals spent there, which deal_risk_facts keeps sorted in
+    -- one row per stage (won_days, 1-based): DuckDB's percentile_cont takes only a constant
+    -- fraction, and the percentile is a per-organization setting. Materialized: a row per
+    -- stage, computed once (inlined, it ran once per open deal).
+    SELECT r.stage_id, r.won_deals,
+        CAST(r.won_days[r.below + 1] AS BIGINT) + (r.rank - r.below)
+        * (COALESCE(CAST(r.won_days[r.below + 2] AS BIGINT), CAST(r.won_days[r.below + 1]
+            AS BIGINT)) - CAST(r.won_days[r.below + 1] AS BIGINT)) AS norm_days
+    FROM (
+        SELECT s.stage_id, s.won_days, s.won_deals, s.rank, CAST(floor(s.rank) AS INTEGER)
+            AS below
+        FROM (
+            SELECT w.stage_id, w.won_days, CAST(cardinality(w.won_days) AS BIGINT) AS won_deals,
+                (cardinality(w.won_days) - 1) * th.stalled_percentile / 100.0 AS rank
+            FROM deal_risk_facts w CROSS JOIN th
+            WHERE w.kind = 'won_stage' AND w.stage_id IN (SELECT od.stage_id FROM od)
+        ) s
+    ) r
 ),
 judged AS (
     -- Every open deal with what the rules read (its deal row: the latest meeting of it or its

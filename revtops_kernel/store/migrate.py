@@ -82,9 +82,21 @@ BUILT_ON_CREATE: dict[str, Callable[[Connection], object]] = {
     meeting_accounts.TABLE: meeting_accounts.rebuild_all,
 }
 
+
+def _drop_won_stage_ranks(conn: Connection) -> None:
+    """deal_risk_facts' won_stage rows became one per stage (its won deals' days as a sorted
+    ``won_days``) instead of one per won deal and stage with its rank: a deal won re-ranked
+    thousands of rows. Their ``position`` and ``days`` go (the index on them with them); the
+    added ``won_days`` makes this upgrade rebuild the table (``BUILT_ON_CREATE``)."""
+    for column in ("position", "days"):
+        conn.execute(text(f"ALTER TABLE {risk_facts.TABLE} DROP COLUMN IF EXISTS {column}"))
+
+
 # Version 1 is the common schema as the models define it; later non-additive changes go here.
 BASELINE_VERSION = 1
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [
+    Migration(2, "deal_risk_facts: a won_stage row per stage", _drop_won_stage_ranks),
+]
 
 _bookkeeping = MetaData()
 schema_versions = Table(

@@ -132,6 +132,9 @@ RETIRED_INDEXES: tuple[str, ...] = (
     # Replaced by ix_deal_stage_visits_by_deal, which also holds furthest_order and
     # days_in_stage.
     "ix_deal_stage_visits_deal",
+    # deal_risk_facts' won_stage rows by stage and rank: a stage's row now holds its won deals'
+    # days as one sorted array, a range of ix_deal_risk_facts_kind_summary.
+    "ix_deal_risk_facts_stage_rank",
 )
 
 
@@ -1056,10 +1059,10 @@ class DealRiskFacts(Base):
     resolution (``store.risk_facts``, which lists the kinds of rows): derived, never edited,
     equal to a rebuild from the live activities, participants, deals and their histories.
     Per deal and day (UTC): emails, calls and Slack messages out and in (``touch``), the
-    customer contacts engaged (``contact``); per won deal and stage its days there and rank
-    (``won_stage``); a deal's close-date pushes (``push``); per open deal (``deal``) the later of
-    its and its account's latest meeting, its pushes, first close date and amount when it
-    entered its stage. One bookkeeping row of kind ``stale`` marks a refresh that
+    customer contacts engaged (``contact``); per stage the days each won deal spent there,
+    sorted (``won_stage``); a deal's close-date pushes (``push``); per open deal (``deal``) the
+    later of its and its account's latest meeting, its pushes, first close date and amount when
+    it entered its stage. One bookkeeping row of kind ``stale`` marks a refresh that
     failed, so the next sync refreshes whatever its run wrote; a refresh removes it."""
 
     __tablename__ = "deal_risk_facts"
@@ -1126,15 +1129,6 @@ class DealRiskFacts(Base):
                 "last_reply_day",
             ],
         ).ddl_if(dialect="postgresql"),
-        # A stage's won deals by rank: how many (the last rank), the days at a rank.
-        Index(
-            "ix_deal_risk_facts_stage_rank",
-            "organization_id",
-            "stage_id",
-            "position",
-            postgresql_include=["kind", "days"],
-            postgresql_where=text("stage_id IS NOT NULL"),
-        ).ddl_if(dialect="postgresql"),
         _pg_index("organization_id", "fingerprint"),
         {"info": {"readable": True}},
     )
@@ -1157,12 +1151,6 @@ class DealRiskFacts(Base):
         comment="contact: the customer contact engaged that day (contacts.id)."
     )
     day: Mapped[date | None] = mapped_column(comment="touch, contact, push: the day (UTC).")
-    position: Mapped[int | None] = mapped_column(
-        Integer, comment="won_stage: 0-based rank of the deal's days among the stage's won deals."
-    )
-    days: Mapped[int | None] = mapped_column(
-        Integer, comment="won_stage: whole days the won deal spent in the stage."
-    )
     emails_out: Mapped[int | None] = mapped_column(Integer, comment="touch: outbound emails.")
     calls_out: Mapped[int | None] = mapped_column(Integer, comment="touch: outbound calls.")
     messages_out: Mapped[int | None] = mapped_column(
@@ -1219,6 +1207,11 @@ class DealRiskFacts(Base):
         ARRAY(Date),
         comment="deal: the last day of each of its contacts up to past_contact_day, latest "
         "first, the first 11 (one more than single_threaded's most contacts).",
+    )
+    won_days: Mapped[list[int] | None] = mapped_column(
+        ARRAY(Integer),
+        comment="won_stage: the whole days each won deal that left the stage spent in it, "
+        "ascending (a percentile of them is the stage's norm: deal_risks' stalled rule).",
     )
     fingerprint: Mapped[str] = mapped_column(
         comment="Bookkeeping: md5 of the row's values; a refresh writes only rows whose "

@@ -116,6 +116,43 @@ def test_db_upgrade_rebuilds_the_table_when_a_column_was_added(db: Database) -> 
     assert facts(db) == expected
 
 
+def test_db_upgrade_turns_won_deal_ranks_into_a_row_per_stage(db: Database) -> None:
+    """A store from before migration 2 kept a won_stage row per won deal and stage with its
+    rank (``position``, ``days``): the upgrade drops those columns and rebuilds the rows, one
+    per stage with its won deals' days sorted, as a store built from nothing has them."""
+    build(db)
+    expected = facts(db)
+    stages = {row[1 + _COLUMNS.index("stage_id")] for row in expected if row[1] == "won_stage"}
+    days = [row[1 + _COLUMNS.index("won_days")] for row in expected if row[1] == "won_stage"]
+    assert len(stages) == len(days) > 0  # one row per stage, each with its deals' days
+    with db.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} DROP COLUMN won_days"))
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD COLUMN position INTEGER"))
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD COLUMN days INTEGER"))
+        conn.execute(
+            text(  # an old per-deal row, which the rebuild must not keep
+                f"INSERT INTO {TABLE} (id, organization_id, kind, deal_id, stage_id, position, "
+                f"days, fingerprint) VALUES (:id, :org, 'won_stage', :id, :id, 0, 12, 'old')"
+            ),
+            {"id": record_id(ORG, SYSTEM, "deals", "won-before"), "org": ORG},
+        )
+        conn.execute(text("DELETE FROM revtops_schema WHERE version = 2"))
+    report = upgrade(db)
+    assert report.applied_migrations == ["2 deal_risk_facts: a won_stage row per stage"]
+    assert f"{TABLE}.won_days" in report.added_columns
+    with db.connect() as conn:
+        columns = set(
+            conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    f"WHERE table_name = '{TABLE}' AND table_schema = current_schema()"
+                )
+            ).scalars()
+        )
+    assert not {"position", "days"} & columns
+    assert facts(db) == expected
+
+
 def test_days_are_whole_utc_days_of_the_windows(db: Database) -> None:
     """A touch late on a day and one early the next are two days' rows: the rules' windows
     end at midnight (``occurred_at < as_of + 1``)."""
