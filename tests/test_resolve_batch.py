@@ -151,7 +151,9 @@ def test_a_first_load_knows_what_its_batches_wrote(
     """No activity of the provider in the store: no batch asks it about one, yet an event that
     lost an attendee, or comes again in an older version, is left to the resolution. The same
     whether the batches look up their emails or read every contact at once."""
-    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
+    share = 0.0 if read_all else float("inf")
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", share)
+    monkeypatch.setattr(resolve, "READ_ALL_FIRST_LOAD_SHARE", share)  # a first load's batches
     t0, t1, t2 = T0 - timedelta(hours=1), T0, T0 + timedelta(hours=2)
     first = batch_of(event_rows("e1", t1, BUYER, OTHER), event_rows("e2", t1, BUYER))
     # e1 again from a second calendar, the same version; e3 new.
@@ -176,6 +178,23 @@ def test_a_first_load_knows_what_its_batches_wrote(
             {"s": f"e1:{OTHER}"},
         ).scalar_one()
     assert stale == t2  # rule 1 after the sync: OTHER left e1
+
+
+def test_a_first_loads_batches_read_every_row_at_their_own_share(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's first load reads every contact, owner, account and deal once its batch's
+    new keys reach ``READ_ALL_FIRST_LOAD_SHARE`` (its batches go on to meet most of them;
+    looked up batch by batch, scale 10's cost 20 s of waits on a fresh store); a later sync's
+    batches keep looking up their keys below ``READ_ALL_SHARE``. The same links either way."""
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", float("inf"))
+    monkeypatch.setattr(resolve, "READ_ALL_FIRST_LOAD_SHARE", 0.0)
+    first = write_batches(store, [batch_of(event_rows("e1", T0, BUYER, OTHER, REP))])
+    assert not [s for s in first if "FROM contacts JOIN unnest" in s], first
+    assert [s for s in first if "array_agg(lower(email))" in s], first  # every contact read
+    later = write_batches(store, [batch_of(event_rows("e2", T0, BUYER))])
+    assert [s for s in later if "FROM contacts JOIN unnest" in s], later
+    assert_full_resolution_agrees(store)
 
 
 def test_two_versions_in_one_batch_and_a_store_that_held_events(store: Database) -> None:
@@ -230,7 +249,9 @@ def test_ties_are_broken_as_the_full_resolution_breaks_them(
     two deals opened at the same moment on it the smaller deal id: the batch reads ids as text
     and deals in the server's order, and must agree with the full resolution's SQL. The read
     of every contact raises work_mem for itself only."""
-    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
+    share = 0.0 if read_all else float("inf")
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", share)
+    monkeypatch.setattr(resolve, "READ_ALL_FIRST_LOAD_SHARE", share)  # a first load's batches
     acme = record_id(ORG, "hubspot", "accounts", "acme")
     beta = record_id(ORG, "hubspot", "accounts", "beta")
     winner = min(acme, beta)
@@ -273,7 +294,9 @@ def test_an_email_or_domain_on_several_rows_takes_the_first_by_precedence_then_i
     the batch takes the CRM first in precedence, then the smallest id, as the full resolution's
     SQL ranks them, whether it looked the keys up (ranked by the server) or read every row
     unsorted (ranked in Python)."""
-    monkeypatch.setattr(resolve, "READ_ALL_SHARE", 0.0 if read_all else float("inf"))
+    share = 0.0 if read_all else float("inf")
+    monkeypatch.setattr(resolve, "READ_ALL_SHARE", share)
+    monkeypatch.setattr(resolve, "READ_ALL_FIRST_LOAD_SHARE", share)  # a first load's batches
     opened = T0 - timedelta(days=10)
     shared, twice = "pat@gamma.example", "lee@delta.example"
 

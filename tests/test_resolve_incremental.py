@@ -394,8 +394,12 @@ def test_crm_rows_written_before_the_first_resolution_are_left_unmarked(db: Data
     linked = "SELECT count(*) FROM activity_participants WHERE contact_id = :c AND account_id = :a"
     assert _count(db, linked, c=contact, a=acme) == 1
     assert pending(db) == 0
-    with db.begin() as conn:  # resolved once: a CRM write is marked again
+    with db.begin() as conn:  # resolved once: a title, which resolution does not read
         upsert(conn, "contacts", [_crm_row("buyer", email=buyer, account_id=acme, title="VP")])
+    assert _marked(db, "contacts") == 0
+    with db.begin() as conn:  # ... and an email it reads: marked again
+        new_email = "Buyer@acme.example"
+        upsert(conn, "contacts", [_crm_row("buyer", email=new_email, account_id=acme, title="VP")])
     assert _marked(db, "contacts") == 1
     report = resolve(db)
     assert not report.full and report.written_rows == 1

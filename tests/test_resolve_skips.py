@@ -141,6 +141,9 @@ def test_a_deal_written_runs_the_meetings_steps_only(db: Database) -> None:
     report = reports[0]
     assert not _sent(statements, PARTICIPANT_STEPS + ACTIVITY_STEPS), statements
     assert (report.meetings_examined, report.meetings_updated) == (1, 1)
+    # Only the scope tables those steps use are created: the written rows' and the links'.
+    created = [c.split()[0] for s in statements for c in s.split("CREATE TEMPORARY TABLE ")[1:]]
+    assert created == ["_resolve_written", "_resolve_links"], statements
     with db.connect() as conn:
         deal = conn.execute(text("SELECT deal_id FROM activities WHERE id = :e"), {"e": EVENT})
         assert deal.scalar_one() == record_id(ORG, "hubspot", "deals", "d2")

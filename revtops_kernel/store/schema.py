@@ -1528,6 +1528,17 @@ RESOLUTION_INPUTS: dict[str, str] = {
     "activity_participants": _ACTIVITY_ROWS,
 }
 PENDING_COLUMN = "resolution_pending"
+# The columns resolution reads of a CRM table's rows (besides their natural key and id, which a
+# write never changes): an update that changes none of them leaves the row's mark as it was
+# (``upsert._kept_mark``). An incremental CRM sync rewrites mostly other fields
+# (a contact's title, a deal's amount), and each marked row cost its resolution a search of the
+# participants and meetings it might affect (a scan of every Slack and Calendar participant).
+RESOLUTION_READS: dict[str, tuple[str, ...]] = {
+    "owners": ("email", "deleted_at"),
+    "accounts": ("domain", "deleted_at"),
+    "contacts": ("email", "account_id", "deleted_at"),
+    "deals": ("account_id", "created_at", "is_closed", "close_date", "deleted_at"),
+}
 
 
 def _add_resolution_bookkeeping(table: Table) -> None:

@@ -58,6 +58,7 @@ from revtops_kernel.store.schema import (
     NATURAL_KEY,
     PENDING_COLUMN,
     RESOLUTION_INPUTS,
+    RESOLUTION_READS,
     synced_tables,
 )
 
@@ -374,7 +375,7 @@ def _conflict_clause(target: Table, columns: list[str], pending: str | None = No
         return f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO NOTHING"
     assignments = ", ".join(f"{c} = excluded.{c}" for c in updatable)
     if pending is not None:  # only rows that actually change get here (the WHERE below)
-        assignments += f", {PENDING_COLUMN} = {pending.format(row='excluded')}"
+        assignments += f", {PENDING_COLUMN} = {_pending_update(target, updatable, pending)}"
     stored = ", ".join(f"{target.name}.{c}" for c in updatable)
     incoming = ", ".join(f"excluded.{c}" for c in updatable)
     conditions = [f"ROW({stored}) IS DISTINCT FROM ROW({incoming})"]
@@ -385,6 +386,32 @@ def _conflict_clause(target: Table, columns: list[str], pending: str | None = No
         f"ON CONFLICT ({', '.join(NATURAL_KEY)}) DO UPDATE SET {assignments} "
         f"WHERE {' AND '.join(conditions)}"
     )
+
+
+def _pending_update(target: Table, updatable: list[str], pending: str) -> str:
+    """The mark of a stored row the batch changes (PostgreSQL's ON CONFLICT DO UPDATE)."""
+    kept = _kept_mark(target, updatable, pending, target.name, "excluded")
+    return pending.format(row="excluded") if kept is None else kept
+
+
+def _kept_mark(
+    target: Table, updatable: list[str], pending: str, stored: str, incoming: str
+) -> str | None:
+    """The mark of stored row ``stored`` that row ``incoming`` rewrites, for a CRM table: as
+    it was, unless a column resolution reads changed (``schema.RESOLUTION_READS``; a row
+    still marked stays marked), so a re-read that rewrote a contact's title or a deal's
+    amount gives its resolution nothing to do. None for other tables (marked by their
+    condition, as on an insert) and while the organization was never resolved."""
+    reads = RESOLUTION_READS.get(target.name)
+    if reads is None or pending != _ALWAYS:
+        return None
+    read = [c for c in reads if c in updatable]
+    kept = f"COALESCE({stored}.{PENDING_COLUMN}, FALSE)"
+    if not read:
+        return kept
+    before = ", ".join(f"{stored}.{c}" for c in read)
+    after = ", ".join(f"{incoming}.{c}" for c in read)
+    return f"({kept} OR ROW({before}) IS DISTINCT FROM ROW({after}))"
 
 
 def _latest_first(columns: list[str]) -> str:
@@ -456,6 +483,7 @@ def _upsert_postgresql(
 # of a scale-0.5 HubSpot re-sync's activity streams). A delete only marks the old row and the
 # insert appends the new one: the same 300 rows cost 0.08 s to checkpoint and nothing to open.
 _CHANGED = "_revtops_changed"
+_KEPT_MARK = "__revtops_kept_mark"
 _OLD_ROW = "__revtops_old_row"
 
 
@@ -527,6 +555,10 @@ def _write_changed(
     # The stored row's columns the batch does not set: kept when the row is written again.
     kept = [c.name for c in target.columns if c.name not in written_columns]
     key = " AND ".join(f"t.{k} = i.{k}" for k in NATURAL_KEY)
+    # A rewritten CRM row's mark, from the stored row (as PostgreSQL's _pending_update).
+    updatable = [c for c in columns if c not in (*NATURAL_KEY, "id")]
+    mark = None if pending is None else _kept_mark(target, updatable, pending, "t", "i")
+    kept_mark = "" if mark is None else f", {mark} AS {_KEPT_MARK}"
     raw.execute(f"DROP TABLE IF EXISTS temp.{_CHANGED}")
     # Which rows are new and which stored ones the batch changes (upsert's rules, as
     # _conflict_clause): only positions and what a rewritten row keeps of the stored one
@@ -536,6 +568,7 @@ def _write_changed(
         f"CREATE TEMP TABLE {_CHANGED} AS "
         f"SELECT i.{ROW_ORDER}, t.rowid AS {_OLD_ROW}, t.id AS __revtops_old_id"
         + "".join(f", t.{c} AS __revtops_kept_{c}" for c in kept)
+        + kept_mark
         + f" FROM {incoming} LEFT JOIN {target.name} AS t ON {key} "
         f"WHERE t.rowid IS NULL OR ({_changed_condition(columns)})"
     )
@@ -555,7 +588,8 @@ def _write_changed(
         stored = f"SELECT {_OLD_ROW} FROM {_CHANGED} WHERE {_OLD_ROW} IS NOT NULL"
         raw.execute(f"DELETE FROM {target.name} WHERE rowid IN ({stored})")
         # A stored row keeps its id (derived from the same key) and the columns not given.
-        values = ["__revtops_old_id" if c == "id" else c for c in written_columns] + [
+        renamed = {"id": "__revtops_old_id", **({PENDING_COLUMN: _KEPT_MARK} if mark else {})}
+        values = [renamed.get(c, c) for c in written_columns] + [
             f"__revtops_kept_{c}" for c in kept
         ]
         raw.execute(
