@@ -1,14 +1,28 @@
 """Salesforce REST: SOQL over ``queryAll`` by ``SystemModstamp``, following ``nextRecordsUrl``.
 
-Each object is read with ``WHERE SystemModstamp >= <last seen> ORDER BY SystemModstamp`` (no
-WHERE on the first read). ``>=`` re-reads the records that share the boundary timestamp rather
-than skipping any; the upsert makes that a no-op. ``queryAll`` includes deleted records
-(``IsDeleted = true``), which become soft deletes. OpportunityStage is small and read whole
-every time (deals need it to know order, probability, closed and won). OpportunityHistory
-(stage history; its rows are never edited, so SystemModstamp is their creation time) and
-OpportunityContactRole (deal-contact links; a removed link comes back with ``IsDeleted``) are
-incremental like the others. A checkpoint names the field list it was read with: when an
-upgrade adds fields (``LastStageChangeDate``), the object is read once more from the start.
+Each object is read with ``WHERE SystemModstamp >= <cursor> ORDER BY SystemModstamp`` (no
+WHERE on the first read). Salesforce compares datetimes to the second, so ``>=`` re-reads the
+records that share the cursor's second rather than skipping any; the upsert makes that a no-op.
+``queryAll`` includes deleted records (``IsDeleted = true``), which become soft deletes.
+
+The cursor a complete read leaves is not the newest SystemModstamp it saw but the moment its
+query ran (the first response's ``Date``: Salesforce's clock) less ``SETTLE_SECONDS``. A change
+becomes visible when its transaction commits, so a record the query could not see can carry a
+stamp a little before it, never more than that margin before: older seconds are complete. So
+the next read does not fetch again the records sharing a quiet object's newest second (after a
+first sync of data that ends on one second, thousands of them, most of the re-read), and a
+record committed late with a slightly earlier stamp is still seen (a cursor at the newest stamp
+would skip it). Pages before the last carry the newest stamp read (records come in stamp
+order), capped at that settled moment, so a stopped read resumes there. Without a ``Date``, or
+from a server that stamped a record later than its own ``Date`` (a clock running ahead), the
+cursor is the newest stamp read, as before.
+
+OpportunityStage is small and read whole every time (deals need it to know order, probability,
+closed and won). OpportunityHistory (stage history; its rows are never edited, so
+SystemModstamp is their creation time) and OpportunityContactRole (deal-contact links; a
+removed link comes back with ``IsDeleted``) are incremental like the others. A checkpoint names
+the field list it was read with: when an upgrade adds fields (``LastStageChangeDate``), the
+object is read once more from the start.
 
 A full read (no cursor) of an object with more records than ``bulk_threshold`` (the setting
 ``REVTOPS_SALESFORCE_BULK_THRESHOLD``; counted with ``SELECT COUNT()`` on ``queryAll``) goes
@@ -16,10 +30,10 @@ through a Bulk API 2.0 ``queryAll`` job instead (`salesforce_bulk`): sets of 50,
 call instead of 2,000 records. Its rows come in no order, so the cursor cannot move while they
 arrive: each page's checkpoint names the job (and its API version), the results set
 (``Sforce-Locator``) and the rows of it already stored, plus the highest SystemModstamp seen;
-only the last page's checkpoint is the usual ``{"since": highest SystemModstamp}``. A sync that
-stops midway resumes the same job at that set (results stay readable while the job exists), or,
-once the job is gone, failed or from another API version, starts a new full read. Incremental
-reads stay on REST.
+only the last page's checkpoint is the usual ``{"since": ...}``, settled as above from the
+job's ``createdDate`` (its query runs after that). A sync that stops midway resumes the same
+job at that set (results stay readable while the job exists), or, once the job is gone, failed
+or from another API version, starts a new full read. Incremental reads stay on REST.
 
 ``nextRecordsUrl`` is a path on the instance; the client refuses one on any other origin (a
 misconfigured instance, a proxy or a forged answer must not collect the token). With a Nango
@@ -32,7 +46,9 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -58,6 +74,10 @@ DEFAULT_BULK_THRESHOLD = Settings.model_fields["salesforce_bulk_threshold"].defa
 BULK_PAGE_RECORDS = 10_000  # records per page the sync commits (a results set holds 50,000)
 # Salesforce counts a daily allowance, not a rate; stay polite on bursts anyway.
 REQUESTS_PER_10_SECONDS = 200
+# How long before a query a record it did not see can have been stamped: its transaction was
+# still open (Apex, flows, a Bulk API chunk), the response took a while, app servers' clocks
+# differ a little. Seconds older than the query less this are complete (see the docstring).
+SETTLE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -156,17 +176,21 @@ class SalesforceConnector:
             if bulk_position is not None or self._count(spec) > self.bulk_threshold:
                 yield from self._read_bulk(spec, bulk_position)
                 return
-        last_seen: str | None = since
-        for records in self._query(soql(spec, since)):
-            if spec.incremental:
-                stamps = [r["SystemModstamp"] for r in records if r.get("SystemModstamp")]
-                last_seen = max([*stamps, *([last_seen] if last_seen else [])], default=None)
-            position = (
-                dump_checkpoint({"since": last_seen, "fields": spec.fingerprint})
-                if last_seen
+        cursor = ModstampCursor(since)
+        for page in self._query(soql(spec, since)):
+            if not spec.incremental:
+                yield Page(page.records, None)
+                continue
+            if page.server_time is not None and cursor.server_time is None:
+                cursor.server_time = page.server_time  # the first response: when the query ran
+            cursor.saw(page.records)
+            position = cursor.complete() if page.done else cursor.partial()
+            checkpoint = (
+                dump_checkpoint({"since": position, "fields": spec.fingerprint})
+                if position
                 else None
             )
-            yield Page(records, position)
+            yield Page(page.records, checkpoint)
 
     def _with_optional(self, spec: SObjectStream) -> SObjectStream:
         """``spec`` with the optional fields this org's object has (one describe call, only
@@ -188,7 +212,7 @@ class SalesforceConnector:
     def _read_bulk(self, spec: SObjectStream, position: dict[str, Any] | None) -> Iterator[Page]:
         """The object's full read through a query job: pages of ``BULK_PAGE_RECORDS``, each
         with a checkpoint that resumes right after it (see the module docstring)."""
-        job_id, start_at, skip, highest = self._bulk_job(spec, position)
+        job_id, start_at, skip, highest, created = self._bulk_job(spec, position)
         convert = CsvRecords(spec.name, self._types(spec), self.api_version)
         for locator, body, next_locator in self.bulk.result_sets(job_id, start_at):
             results = CsvSet(body)
@@ -209,7 +233,7 @@ class SalesforceConnector:
                 elif next_locator is not None:
                     state = {**job, "locator": next_locator, "skip": 0}
                 else:
-                    yield Page(chunk, self._bulk_done(spec, highest))
+                    yield Page(chunk, self._bulk_done(spec, highest, created))
                     return
                 if chunk:
                     checkpoint = dump_checkpoint(
@@ -223,9 +247,10 @@ class SalesforceConnector:
 
     def _bulk_job(
         self, spec: SObjectStream, position: dict[str, Any] | None
-    ) -> tuple[str, str | None, int, str | None]:
-        """(job id, results set to read, rows of it already stored, highest SystemModstamp):
-        the interrupted job when it can still be read, else a new one, waited for."""
+    ) -> tuple[str, str | None, int, str | None, datetime | None]:
+        """(job id, results set to read, rows of it already stored, highest SystemModstamp,
+        the job's ``createdDate``): the interrupted job when it can still be read, else a new
+        one, waited for."""
         if position is not None and position.get("version") != self.api_version:
             # Results are only served to the API version that created the job (409).
             log.info("salesforce %s: bulk job of another API version; new job", spec.name)
@@ -241,6 +266,7 @@ class SalesforceConnector:
                         str(locator) if locator else None,
                         int(position.get("skip", 0)),
                         position.get("highest"),
+                        _datetime(info.get("createdDate")),
                     )
                 reason = f"it is {info.get('state')}"
             except ConnectorError as exc:
@@ -250,12 +276,18 @@ class SalesforceConnector:
             log.info("salesforce %s: bulk job %s cannot resume (%s); new job", spec.name,
                      job_id, reason)  # fmt: skip
         job_id = self.bulk.create(f"SELECT {', '.join(spec.fields)} FROM {spec.name}")
-        self.bulk.wait(job_id)
-        return job_id, None, 0, None
+        info = self.bulk.wait(job_id)
+        return job_id, None, 0, None, _datetime(info.get("createdDate"))
 
-    def _bulk_done(self, spec: SObjectStream, highest: str | None) -> str | None:
-        """The checkpoint after a complete bulk read: incremental from here, as after REST."""
-        return dump_checkpoint({"since": highest, "fields": spec.fingerprint}) if highest else None
+    def _bulk_done(
+        self, spec: SObjectStream, highest: str | None, created: datetime | None
+    ) -> str | None:
+        """The checkpoint after a complete bulk read: incremental from here, as after REST
+        (settled from the job's creation, when its query was not yet run)."""
+        cursor = ModstampCursor(None, server_time=created)
+        cursor.last_seen = highest
+        since = cursor.complete()
+        return dump_checkpoint({"since": since, "fields": spec.fingerprint}) if since else None
 
     def _types(self, spec: SObjectStream) -> dict[str, str]:
         """Field name -> Salesforce type, from the object's describe (once per connector)."""
@@ -271,18 +303,102 @@ class SalesforceConnector:
             self._field_types[spec.name] = types
         return types
 
-    def _query(self, query: str) -> Iterator[list[dict[str, Any]]]:
+    def _query(self, query: str) -> Iterator[QueryPage]:
         first = f"/services/data/{self.api_version}/queryAll"
 
-        def fetch(next_url: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        def fetch(next_url: str | None) -> tuple[QueryPage, str | None]:
             if next_url is None:
-                data = self.client.get(first, params={"q": query}).json()
+                response = self.client.get(first, params={"q": query})
             else:
                 # A path on the instance; the client refuses any other origin.
-                data = self.client.get(next_url).json()
-            return data.get("records", []), (None if data.get("done") else data["nextRecordsUrl"])
+                response = self.client.get(next_url)
+            data = response.json()
+            following = None if data.get("done") else data["nextRecordsUrl"]
+            served = _http_date(response.headers.get("date"))
+            return QueryPage(data.get("records", []), following is None, served), following
 
         yield from paginate(fetch, provider="salesforce", endpoint=f"GET {first}")
+
+
+class QueryPage(NamedTuple):
+    records: list[dict[str, Any]]
+    done: bool  # the query's last page
+    server_time: datetime | None  # the response's Date: Salesforce's clock when it answered
+
+
+class ModstampCursor:
+    """Where an incremental read of one object has got to (see the module docstring).
+
+    ``since``: the checkpoint's cursor the read started from; ``server_time``: when the query
+    ran, by the server's clock (None: unknown); ``last_seen``: the newest SystemModstamp read.
+    """
+
+    def __init__(self, since: str | None, *, server_time: datetime | None = None) -> None:
+        self.since = since
+        self.server_time = server_time
+        self.last_seen = since
+
+    def saw(self, records: list[dict[str, Any]]) -> None:
+        # One format throughout (UTC, "+0000"): the newest of a page is the greatest text.
+        stamps = [r["SystemModstamp"] for r in records if r.get("SystemModstamp")]
+        newest = max(stamps, default=None)
+        if newest is not None and (
+            self.last_seen is None or to_utc(newest) > to_utc(self.last_seen)
+        ):
+            self.last_seen = newest
+
+    def _settled(self) -> datetime | None:
+        """The second before which the server's records are complete, when it can be told:
+        not for a server that stamped a record later than its own clock said."""
+        if self.server_time is None:
+            return None
+        if self.last_seen is not None and to_utc(self.last_seen) > self.server_time:
+            return None
+        return self.server_time - timedelta(seconds=SETTLE_SECONDS)
+
+    def partial(self) -> str | None:
+        """After a page with more to come: the newest stamp read (``>=`` re-reads its second),
+        no later than the settled point, never before where the read started."""
+        settled = self._settled()
+        if settled is None or self.last_seen is None or to_utc(self.last_seen) <= settled:
+            return self.last_seen
+        return self._at_least_since(settled)
+
+    def complete(self) -> str | None:
+        """After the last page: the settled point (or the newest stamp read, if it cannot be
+        told), never before where the read started."""
+        settled = self._settled()
+        return self.last_seen if settled is None else self._at_least_since(settled)
+
+    def _at_least_since(self, moment: datetime) -> str:
+        if self.since is not None and to_utc(self.since) >= moment:
+            return self.since
+        return sf_stamp(moment)
+
+
+def sf_stamp(moment: datetime) -> str:
+    """A datetime as Salesforce writes SystemModstamp (UTC, to the second)."""
+    return to_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as a UTC datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return to_utc(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _datetime(value: Any) -> datetime | None:
+    """A Salesforce datetime (a job's ``createdDate``) as UTC; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return to_utc(value)
+    except ValueError:
+        return None
 
 
 def soql(stream: SObjectStream, since: str | None) -> str:
