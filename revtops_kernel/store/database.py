@@ -54,9 +54,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Run on every DuckDB handle: times in UTC like the rest of the project. (A SET, not a config
-# entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet.)
-DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'"
+# Run on every DuckDB handle: times in UTC like the rest of the project (a SET, not a config
+# entry: at connect time the built-in ICU extension that owns TimeZone is not loaded yet), and
+# no progress bar of DuckDB's own: a long statement drew one into the sync's output.
+DUCKDB_SESSION_SQL = "SET TimeZone = 'UTC'; SET enable_progress_bar = false"
 POSTGRES_APPLICATION_NAME = "revtops"
 # How often a PostgreSQL backend running one of the store's statements checks that its client
 # is still there (client_connection_check_interval, PostgreSQL 14+). Without it, a sync killed
