@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from revtops_kernel.store import Database
+from revtops_kernel.store.migrate import target_version
 from revtops_kernel.store.schema import metadata
 
 REVTOPS = shutil.which("revtops") or str(Path(os.sys.executable).with_name("revtops"))
@@ -43,7 +44,7 @@ def test_db_upgrade_twice_then_info_on_the_embedded_default(isolated_environment
     facts = json.loads(info.stdout)
     assert facts["backend"] == "duckdb"
     assert facts["database"] == f"duckdb:///{database}"
-    assert facts["schema_version"] == 1
+    assert facts["schema_version"] == target_version()
     assert facts["tables"]["deals"] == 0
     assert len(facts["tables"]) == len(metadata.tables)
 
@@ -63,7 +64,7 @@ def test_db_upgrade_on_postgresql(postgres_url: str) -> None:
     assert "schema already up to date" in again.stdout
     facts = json.loads(revtops("info", "--json", **env).stdout)
     assert facts["backend"] == "postgresql"
-    assert facts["schema_version"] == 1
+    assert facts["schema_version"] == target_version()
 
 
 def test_a_bad_setting_stops_the_command_naming_the_variable() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import pytest
@@ -121,6 +122,15 @@ def tall(page: Any, take: Any) -> None:
         page.set_viewport_size(size)
 
 
+def rows_settle(page: Any, wanted: list[str], seconds: float = 30.0) -> list[str]:
+    """The rows shown once they are the first of ``wanted``, or after ``seconds`` (then the
+    caller's assertion says what was shown)."""
+    deadline = monotonic() + seconds
+    while (shown := row_ids(page)) != wanted[: len(shown)] and monotonic() < deadline:
+        page.wait_for_timeout(200)
+    return shown
+
+
 def row_ids(page: Any) -> list[str]:
     return page.eval_on_selector_all(
         ".rt-risk-table tbody tr", "rows => rows.map(r => r.dataset.dealId)"
@@ -163,7 +173,9 @@ def test_at_risk_filter_by_owner_open_a_timeline_download_its_brief(
         mine = owners[owner]
         page.locator(".rt-filter-owner select").select_option(label=f"{owner} ({len(mine)})")
         expect(count).to_contain_text(f"{len(mine)} deal{'s' if len(mine) != 1 else ''} at risk")
-        shown = row_ids(page)
+        # The count and the rows are two nodes the view redraws: under load the count was
+        # seen before the rows changed (the unfiltered first page read as the owner's).
+        shown = rows_settle(page, [d.deal_id for d in mine])
         assert shown == [d.deal_id for d in mine[: len(shown)]]
         cells = page.eval_on_selector_all(
             ".rt-risk-table td.rt-owner", "cells => cells.map(c => c.innerText)"
