@@ -138,16 +138,9 @@ def run_syncs(
                 return
             job = jobs[index]
             try:
-                result = runner(
-                    db,
-                    job.settings or settings,
-                    job.provider,
-                    org=job.org,
-                    full_refresh=job.full_refresh,
-                    streams=job.streams,
-                    progress=progress,
-                    progress_line=line if progress else None,
-                    stop=stop,
+                line_drawn = line if progress else None
+                result = _run_job(
+                    runner, db, settings, job, progress, progress_line=line_drawn, stop=stop
                 )
             except KeyboardInterrupt:  # SyncStopped: stopped, not failed
                 return
@@ -176,6 +169,30 @@ def run_syncs(
     return [r if r is not None else _never_ran(jobs[i], settings) for i, r in enumerate(results)]
 
 
+def _run_job(
+    runner: SyncRunner,
+    db: Database,
+    settings: Settings,
+    job: SyncJob,
+    progress: bool,
+    *,
+    progress_line: int | None = None,
+    stop: threading.Event | None = None,
+) -> SyncResult:
+    """``job`` through ``runner``, with its own settings when it has them."""
+    return runner(
+        db,
+        job.settings or settings,
+        job.provider,
+        org=job.org,
+        full_refresh=job.full_refresh,
+        streams=job.streams,
+        progress=progress,
+        progress_line=progress_line,
+        stop=stop,
+    )
+
+
 def _one_at_a_time(
     db: Database,
     settings: Settings,
@@ -186,15 +203,7 @@ def _one_at_a_time(
 ) -> list[SyncResult]:
     results = []
     for job in jobs:
-        result = runner(
-            db,
-            job.settings or settings,
-            job.provider,
-            org=job.org,
-            full_refresh=job.full_refresh,
-            streams=job.streams,
-            progress=progress,
-        )
+        result = _run_job(runner, db, settings, job, progress)
         if on_result is not None:
             on_result(result)
         results.append(result)
