@@ -68,7 +68,14 @@ def child_main(environment_file: Path, out: Path) -> int:
         def call(*args: Any, **kwargs: Any) -> Any:
             started = time.monotonic()
             report = refresh(*args, **kwargs)
-            written = getattr(report, "written", 0) if report is not None else -1
+            # deal_states' refresh returns its rows; the others a report with them.
+            written = (
+                report
+                if isinstance(report, int)
+                else -1
+                if report is None
+                else getattr(report, "written", 0)
+            )
             run = kwargs.get("run") or args[1]  # deal_states' refresh takes it second
             provider = run.provider
             refreshes.setdefault(provider, {})[name] = (time.monotonic() - started, written)
@@ -84,7 +91,7 @@ def child_main(environment_file: Path, out: Path) -> int:
     )
     sync_module.refresh_after_sync = timed(
         "states",
-        sync_module.refresh_after_sync,  # store.deal_states (rows not reported: -1)
+        sync_module.refresh_after_sync,  # store.deal_states
     )
     figures_of: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()

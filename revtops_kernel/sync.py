@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -316,7 +317,13 @@ def _run_sync(
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
     _resolve(db, result, statistics)
     _stop_point(stop)
-    refresh_after_sync(db, result, statistics, full=full_refresh)  # store.deal_states
+    refresh_after_sync(  # store.deal_states
+        db,
+        result,
+        statistics,
+        full=full_refresh,
+        elapsed=timedelta(seconds=time.monotonic() - started),
+    )
     _stop_point(stop)
     refresh_risk_facts_after_sync(  # store.risk_facts
         db, org, statistics.note, run=result, pending_before=risk_facts_pending

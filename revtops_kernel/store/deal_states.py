@@ -17,13 +17,20 @@ current value (the ``deals`` row) throughout. Pipeline and stage state come from
 (the stage's pipeline when the row has none; an unknown stage counts as open), amount and close
 date from field history. Deals without ``created_at`` have no states.
 
-Kept up to date incrementally and crash-safe, like ``deal_field_history``'s Salesforce pass:
-every row records ``source_mark``, the newest provider ``updated_at`` of the deal's provider
-the build saw; the next refresh rebuilds (delete + insert) only the deals whose deal row or
-history rows changed since (``updated_at`` at or after the mark less ``LOOKBACK``), so a sync
-that changed nothing costs three small queries, and a sync killed before the refresh leaves
-its changes to the next one. ``refresh_deal_states(..., full=True)`` (``revtops db upgrade``
-for existing stores, a full-refresh sync) rebuilds the provider's deals from scratch.
+Kept up to date incrementally and crash-safe: the next refresh rebuilds (delete + insert) only
+the deals whose deal row or history rows were stamped (provider ``updated_at``) at or after the
+mark this refresh leaves in ``derived_marks``, so a sync that changed nothing costs a few small
+queries, and a sync killed before the refresh leaves its changes to the next one.
+
+Where the mark stands: a row the next syncs bring was changed after this sync read its table,
+so it is stamped at most a commit's lag before the sync began; the newest stamp this refresh
+sees is at most the sync's running time after that. The mark is therefore the newest stamp less
+the sync's running time and ``LOOKBACK`` (the commit lag, twice). It used to be the newest
+stamp less a day for every refresh, so each rebuilt a day of deals again; a sync's running
+time is minutes. A refresh that is not a sync's (``elapsed`` unknown) and a store from before
+the marks (each row's ``source_mark``, the newest stamp its build saw) keep the day.
+``refresh_deal_states(..., full=True)`` (``revtops db upgrade`` for existing stores, a
+full-refresh sync) rebuilds the provider's deals from scratch.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -41,9 +48,14 @@ log = logging.getLogger(__name__)
 
 TABLE = "deal_states"
 CRM_SYSTEMS = ("hubspot", "salesforce")
-# Rows stamped this long before the mark are looked at again: a provider's modification stamp
-# is taken before its transaction commits, so a row may appear late.
-LOOKBACK = timedelta(days=1)
+# A provider's modification stamp is taken before its transaction commits, so a row may appear
+# up to this long after its stamp: the connectors read again 5 minutes before their cursors
+# for the same reason (Salesforce's SETTLE_SECONDS, HubSpot's SEARCH_INDEX_LAG_MS). Twice that
+# leaves room for the provider's clock and ours to disagree.
+LOOKBACK = timedelta(minutes=10)
+# How far back a refresh looks when it cannot tell how long its sync ran.
+LEGACY_LOOKBACK = timedelta(days=1)
+MARKS = "derived_marks"
 # Up to this many changed deals are bound as a list of ids; more are selected again by stamp.
 MAX_LISTED = 20_000
 
@@ -204,28 +216,67 @@ SELECT max(m) FROM (
 ) newest"""
 
 
+def _since(conn: Connection, org: str, system: str) -> datetime | None:
+    """The last refresh's mark; for a store from before the marks, its rows' newest
+    ``source_mark`` less ``LEGACY_LOOKBACK``; None: nothing derived yet."""
+    params = {"org": org, "system": system, "derived": TABLE}
+    mark = conn.execute(
+        text(
+            f"SELECT since FROM {MARKS} WHERE organization_id = :org "
+            "AND derived_table = :derived AND source_system = :system"
+        ),
+        params,
+    ).scalar_one_or_none()
+    if mark is not None:
+        return cast(datetime, mark)
+    legacy = conn.execute(
+        text(
+            f"SELECT max(source_mark) FROM {TABLE} "
+            "WHERE organization_id = :org AND source_system = :system"
+        ),
+        params,
+    ).scalar_one()
+    return None if legacy is None else legacy - LEGACY_LOOKBACK
+
+
+def _save_mark(conn: Connection, org: str, system: str, since: datetime) -> None:
+    params = {"org": org, "system": system, "derived": TABLE, "since": since}
+    where = "organization_id = :org AND derived_table = :derived AND source_system = :system"
+    conn.execute(text(f"DELETE FROM {MARKS} WHERE {where}"), params)
+    conn.execute(
+        text(
+            f"INSERT INTO {MARKS} (organization_id, derived_table, source_system, since) "
+            "VALUES (:org, :derived, :system, :since)"
+        ),
+        params,
+    )
+
+
 def refresh_deal_states(
-    conn: Connection, org: str, system: str, *, full: bool = False
+    conn: Connection,
+    org: str,
+    system: str,
+    *,
+    full: bool = False,
+    elapsed: timedelta | None = None,
 ) -> dict[str, int]:
     """Bring ``org``'s deal states and stage visits of provider ``system`` in line with its
     deals and their histories (``full``: rebuild them all); returns the rows written per
-    table."""
+    table. ``elapsed``: how long the sync whose refresh this is had been running (it decides
+    how far back the next refresh looks; unknown: ``LEGACY_LOOKBACK``)."""
     if system not in CRM_SYSTEMS:
         return {}
     params: dict[str, Any] = {"org": org, "system": system}
-    mark: datetime | None = None
-    if not full:
-        mark = conn.execute(
-            text(
-                f"SELECT max(source_mark) FROM {TABLE} "
-                "WHERE organization_id = :org AND source_system = :system"
-            ),
-            params,
-        ).scalar_one()
-    if mark is None:
+    since = None if full else _since(conn, org, system)
+    # Read before the changed deals: a row committed after this is the next refresh's.
+    newest = conn.execute(text(_NEWEST), params).scalar_one()
+    if newest is not None:
+        reach = LEGACY_LOOKBACK if elapsed is None else elapsed + LOOKBACK
+        _save_mark(conn, org, system, newest - reach)
+    if since is None:
         deals = f"({_ALL_DEALS})"
     else:
-        params["since"] = mark - LOOKBACK
+        params["since"] = since
         # The changed deals once, by id: each statement below then looks them up by key
         # instead of scanning the deals and histories for stamps again (4 times).
         changed = [row[0] for row in conn.execute(text(_CHANGED_DEALS), params)]
@@ -234,8 +285,7 @@ def refresh_deal_states(
         deals = ":ids" if len(changed) <= MAX_LISTED else f"({_CHANGED_DEALS})"
         if deals == ":ids":
             params["ids"] = changed
-    newest = conn.execute(text(_NEWEST), params).scalar_one()
-    stale = "source_system = :system" if mark is None else f"deal_id IN {deals}"
+    stale = "source_system = :system" if since is None else f"deal_id IN {deals}"
 
     def statement(sql: str) -> Any:
         clause = text(sql)
@@ -272,16 +322,21 @@ def build_all(conn: Connection) -> int:
     )
 
 
-def refresh_after_sync(db: Database, result: Any, statistics: Any, *, full: bool) -> None:
-    """The sync's step after identity resolution (``sync._run_sync``): refresh the synced
-    provider's deal states in their own transaction. Never fails the sync: a failed refresh
-    leaves the mark where it was, so the next sync's refresh redoes it."""
+def refresh_after_sync(
+    db: Database, result: Any, statistics: Any, *, full: bool, elapsed: timedelta
+) -> int:
+    """The sync's step after identity resolution (``sync._run_sync``, running for
+    ``elapsed``): refresh the synced provider's deal states in their own transaction; returns
+    the rows written (-1: the refresh failed). Never fails the sync: a failed refresh leaves
+    the mark where it was, so the next sync's refresh redoes it."""
     if result.provider not in CRM_SYSTEMS:
-        return
+        return 0
     started = time.monotonic()
     try:
         with db.begin() as conn:
-            written = refresh_deal_states(conn, result.organization_id, result.provider, full=full)
+            written = refresh_deal_states(
+                conn, result.organization_id, result.provider, full=full, elapsed=elapsed
+            )
         for table, rows in written.items():
             statistics.note(table, rows)
         log.info(
@@ -290,5 +345,7 @@ def refresh_after_sync(db: Database, result: Any, statistics: Any, *, full: bool
             ", ".join(f"{rows:,} {table}" for table, rows in written.items()),
             time.monotonic() - started,
         )
+        return sum(written.values())
     except Exception:
         log.exception("refreshing deal states for %s failed", result.organization_id)
+        return -1

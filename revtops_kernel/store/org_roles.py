@@ -67,6 +67,7 @@ SYNC_BOOKKEEPING_TABLES = (
     "quarantined_records",
     "identity_resolutions",
     "derived_changes",  # store.change_journal: its triggers write it as the writer
+    "derived_marks",  # store.deal_states: a sync's refresh moves them
 )
 SCHEMA_VERSIONS_TABLE = "revtops_schema"  # store.migrate's; org writers read the version
 # Beyond the synced tables, what a writer may do, column by column where it matters: add its own

@@ -1489,6 +1489,27 @@ class IdentityResolution(Base):
     )
 
 
+class DerivedMark(Base):
+    """Per organization, rollup and provider: the provider modification stamp from which the
+    rollup's next refresh looks at rows again (``store.deal_states``)."""
+
+    __tablename__ = "derived_marks"
+
+    organization_id: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="Organization."
+    )
+    derived_table: Mapped[str] = mapped_column(
+        String(63), primary_key=True, comment="The rollup, e.g. deal_states."
+    )
+    source_system: Mapped[str] = mapped_column(
+        String(32), primary_key=True, comment="Provider of the rows, e.g. hubspot."
+    )
+    since: Mapped[datetime] = mapped_column(
+        comment="The next refresh derives again the deals with rows stamped (updated_at) at "
+        "or after this."
+    )
+
+
 class DerivedChange(Base):
     """A deal or account whose rows a write changed since ``deal_risk_facts``' last refresh,
     or a meeting since ``meeting_accounts``' last one, journaled by PostgreSQL triggers

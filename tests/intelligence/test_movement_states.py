@@ -5,13 +5,20 @@ deals they touch."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, text, update
 
 from revtops_kernel.store import Database, upgrade
-from revtops_kernel.store.deal_states import TABLE, VISITS, build_all, refresh_deal_states
+from revtops_kernel.store.deal_states import (
+    LOOKBACK,
+    TABLE,
+    VISITS,
+    build_all,
+    refresh_deal_states,
+)
 from revtops_kernel.store.schema import metadata
 from tests.intelligence.test_movement_waterfall import DEALS, NB, ORG, at, load, uid
 
@@ -129,3 +136,61 @@ def test_upgrade_adds_and_fills_the_furthest_stage_of_an_existing_store(db: Data
     report = upgrade(db)
     assert f"{VISITS}.furthest_order" in report.added_columns
     assert snapshot(db) == built
+
+
+def _newest(db: Database) -> Any:
+    with db.connect() as conn:
+        return conn.execute(
+            text("SELECT max(updated_at) FROM deals WHERE organization_id = :org"), {"org": ORG}
+        ).scalar_one()
+
+
+def test_a_syncs_refresh_looks_back_its_running_time_not_a_day(db: Database) -> None:
+    """A refresh that knows how long its sync ran leaves the mark at the newest stamp less
+    that time and ``LOOKBACK``: the next one rebuilds the deals stamped since, not a day of
+    them, and still sees a row that commits late (stamped just before the newest)."""
+    load(db, DEALS)  # not a sync's refresh: the next one looks back a day
+    newest = _newest(db)
+    ran = timedelta(minutes=3)
+    d = metadata.tables["deals"]
+    with db.begin() as conn:  # G was edited two hours before the newest stamp
+        conn.execute(
+            update(d)
+            .where(d.c.id == uid("d", "G without history"))
+            .values(amount=Decimal(55), updated_at=newest - timedelta(hours=2))
+        )
+    with db.begin() as conn:
+        a_day = refresh_deal_states(conn, ORG, "hubspot", elapsed=ran)[TABLE]
+    with db.connect() as conn:
+        since = conn.execute(text("SELECT since FROM derived_marks")).scalar_one()
+        # The states of the deals stamped since the mark: the newest deal's alone.
+        within = conn.execute(
+            text(
+                f"SELECT count(*) FROM {TABLE} WHERE deal_id IN "
+                "(SELECT id FROM deals WHERE updated_at >= :since)"
+            ),
+            {"since": since},
+        ).scalar_one()
+    assert since.replace(tzinfo=None) == (newest - ran - LOOKBACK).replace(tzinfo=None)
+    with db.begin() as conn:
+        assert refresh_deal_states(conn, ORG, "hubspot", elapsed=ran)[TABLE] == within
+    assert 0 < within < a_day, (within, a_day)  # G, stamped hours before, is left alone now
+    late = newest - timedelta(minutes=4)  # committed after that sync read the deals
+    h = metadata.tables["deal_stage_history"]
+    with db.begin() as conn:
+        conn.execute(
+            insert(h),
+            [_history("B pushed out then pulled in", "2026-10-15", "Closed Won", "2026-10-20")
+             | {"updated_at": late}],
+        )  # fmt: skip
+        written = refresh_deal_states(conn, ORG, "hubspot", elapsed=ran)[TABLE]
+    incremental = snapshot(db)
+    with db.connect() as conn:
+        b_states = conn.execute(
+            text(f"SELECT count(*) FROM {TABLE} WHERE deal_id = :d"),
+            {"d": uid("d", "B pushed out then pulled in")},
+        ).scalar_one()
+    assert written == within + b_states, (written, within, b_states)  # and B's alone
+    with db.begin() as conn:
+        build_all(conn)
+    assert snapshot(db) == incremental
