@@ -223,7 +223,6 @@ def build_schema(company: Company) -> dict[str, SObject]:
             ("LastStageChangeDate", "datetime", lambda r: _sec(r.history[-1])),
             ("FiscalYear", "int", lambda r: int(day_iso(r.close_day)[:4])),
             ("FiscalQuarter", "int", lambda r: (int(day_iso(r.close_day)[5:7]) + 2) // 3),
-            ("LastStageChangeDate", "datetime", lambda r: _sec(r.history[-1])),
             owner_field,
             *_audit(lambda r: user_id(r.owner)),
         ),
