@@ -36,12 +36,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_seconds, peak_rss_mib, progress
+from _common import cpu_seconds, peak_rss_mib, progress, run_child
 from scale import PROVIDERS, SYNC_MODES, change_one_percent, environment_for, server_cpu_seconds
 
 from revtops_kernel.store import Database
@@ -169,22 +168,6 @@ def first_sync_child(environment: dict[str, str], tree: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([sys.executable, "-c", code, json.dumps(environment)], check=True, env=env)
-
-
-def run_child(environment: dict[str, str], tree: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="revtops_resync_") as folder:
-        env_file, out = Path(folder) / "environment.json", Path(folder) / "figures.json"
-        env_file.write_text(json.dumps(environment))
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", str(env_file)]
-        command += ["--child-out", str(out)]
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        started = time.monotonic()
-        completed = subprocess.run(command, check=False, env=env)
-        if completed.returncode != 0 or not out.exists():
-            raise SystemExit(f"the child exited with {completed.returncode}")
-        figures: dict[str, Any] = json.loads(out.read_text())
-    figures["wall_s"] = time.monotonic() - started
-    return figures
 
 
 def print_figures(title: str, figures: dict[str, Any]) -> None:
@@ -338,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_env = {**environment, "REVTOPS_DATABASE_URL": stores.url(stores.copy())}
                     run_env["SYNC_MODE"] = mode
                     progress(f"round {round_ + 1}: incremental re-sync, {name} tree")
-                    figures = run_child(run_env, Path(tree))
+                    figures = run_child(__file__, run_env, Path(tree))
                     print_figures(f"round {round_ + 1} {name}: incremental re-sync", figures)
         finally:
             stores.drop_copy()

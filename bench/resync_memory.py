@@ -26,14 +26,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_seconds, peak_rss_mib, progress
+from _common import cpu_seconds, peak_rss_mib, progress, run_child
 from scale import ORG, OTHER_ORG, PROVIDERS, change_one_percent, environment_for
 
 from revtops_kernel.store import Database
@@ -109,22 +107,6 @@ def child_main(environment_file: Path, out: Path, upgrade_first: bool) -> int:
     return 0
 
 
-def run_child(environment: dict[str, str], tree: Path, *, upgrade_first: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="revtops_resync_") as folder:
-        env_file, out = Path(folder) / "environment.json", Path(folder) / "figures.json"
-        env_file.write_text(json.dumps(environment))
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", str(env_file)]
-        command += ["--child-out", str(out)] + (["--upgrade"] if upgrade_first else [])
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        started = time.monotonic()
-        completed = subprocess.run(command, check=False, env=env)
-        if completed.returncode != 0 or not out.exists():
-            raise SystemExit(f"the child exited with {completed.returncode}")
-        figures: dict[str, Any] = json.loads(out.read_text())
-    figures["wall_s"] = time.monotonic() - started
-    return figures
-
-
 def print_figures(title: str, figures: dict[str, Any]) -> None:
     base = figures.get("memory_base_mib")
     print(f"\n{title}: {figures['wall_s']:.1f} s wall, client CPU {figures['cpu_s']:.1f} s, "
@@ -196,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             copy_store(Path("/nonexistent"), store)  # removes a stale file and log
             progress(f"first sync ({name} tree)")
             first_env = {**environment, "REVTOPS_DATABASE_URL": f"duckdb:///{store}"}
-            first = run_child(first_env, Path(tree), upgrade_first=True)
+            first = run_child(__file__, first_env, Path(tree), "--upgrade")
             print_figures(f"first sync ({name} tree)", first)
         changes = change_one_percent(sandbox)
         print(f"changes: {changes}", flush=True)
@@ -205,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
                 copy_store(stores[name], run_path)
                 progress(f"round {round_ + 1}: incremental re-sync, {name} tree")
-                figures = run_child(run_env, Path(tree), upgrade_first=False)
+                figures = run_child(__file__, run_env, Path(tree))
                 print_figures(f"round {round_ + 1} {name}: incremental re-sync", figures)
         copy_store(Path("/nonexistent"), run_path)
     return 0
