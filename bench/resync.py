@@ -24,8 +24,9 @@ re-syncs the providers in a child per tree (each a frozen worktree, first on PYT
 trees' order reversed every other round. A child first runs ``db upgrade`` as ``revtops sync``
 does (timed apart: a tree with a newer schema migrates its copy), then prints, per provider:
 wall and CPU time, the records fetched and written, the API calls, identity resolution, planner
-statistics, and the rollups' refreshes (``deal_risk_facts`` and ``meeting_accounts`` with the
-rows they wrote, ``deal_states`` whose rows are not reported: -1).
+statistics, and the rollups' refreshes (``deal_states``, ``deal_risk_facts`` and
+``meeting_accounts``, each with the rows it wrote; a tree whose ``deal_states`` refresh returns
+nothing shows -1).
 """
 
 from __future__ import annotations
