@@ -185,8 +185,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """The upgraded, empty store on each backend."""
     if request.param == "duckdb":
         template = request.getfixturevalue("duckdb_template")
+        # The template is upgraded by this code: no upgrade() here (~0.09 s of a no-op's
+        # checks, in 560 tests).
         database = Database(duckdb_copy(template, tmp_path / "store.duckdb"), lock_timeout=10)
-        upgrade(database)  # a no-op on the template's copy, as on any upgraded store
         yield database
         database.dispose()
     else:
