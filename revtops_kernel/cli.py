@@ -6,8 +6,11 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,18 +266,44 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         SyncJob(p, args.org, full_refresh=args.full_refresh, streams=streams) for p in providers
     ]
     side_by_side = not args.one_at_a_time and len(jobs) > 1
+    stop = threading.Event()
     try:
-        results = run_syncs(
-            db,
-            settings,
-            jobs,
-            side_by_side=side_by_side,
-            progress=True,
-            on_result=lambda result: _print_above_bars(summarize_sync(result)),
-        )
+        with ctrl_c_stops(stop):
+            results = run_syncs(
+                db,
+                settings,
+                jobs,
+                side_by_side=side_by_side,
+                progress=True,
+                on_result=lambda result: _print_above_bars(summarize_sync(result)),
+                stop=stop,
+            )
     except KeyboardInterrupt:
         return sync_interrupted(db)
     return 0 if all(result.ok for result in results) else 1
+
+
+@contextmanager
+def ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C sets ``stop``: the syncs end at their next page or step; a second one
+    leaves at once. Python's own handler raises KeyboardInterrupt in whatever line runs, a
+    finalizer's too (a progress bar's ``__del__``), where it is swallowed ("Exception ignored
+    in ...") and the sync went on to the end."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nrevtops: stopping the sync at its next page (Ctrl-C again to leave now)",
+            file=sys.stderr,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_above_bars(line: str) -> None:

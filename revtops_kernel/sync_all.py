@@ -108,6 +108,7 @@ def run_syncs(
     progress: bool = False,
     on_result: Callable[[SyncResult], None] | None = None,
     runner: SyncRunner = run_sync,
+    stop: threading.Event | None = None,
 ) -> list[SyncResult]:
     """Run ``jobs`` and return their results in the order given; ``on_result`` gets each as it
     ends (from the sync's thread, one at a time).
@@ -117,13 +118,14 @@ def run_syncs(
     the other in one more (the module's policy), or each in its own too with
     ``first_loads_side_by_side``. A provider that fails, or a sync that raises, does not stop
     the others: the failure is its result (a sync that raised records no run). Ctrl-C stops
-    them all at their next page or step and raises ``KeyboardInterrupt`` once they have.
+    them all at their next page or step and raises ``KeyboardInterrupt`` once they have; so
+    does ``stop`` once set (a caller's Ctrl-C handler sets it: ``cli``), one at a time too.
     """
+    stop = stop if stop is not None else threading.Event()
     if not side_by_side or len(jobs) <= 1:
-        return _one_at_a_time(db, settings, jobs, progress, on_result, runner)
+        return _one_at_a_time(db, settings, jobs, progress, on_result, runner, stop)
     lanes = _lanes(db, settings, jobs, first_loads_side_by_side=first_loads_side_by_side)
     results: list[SyncResult | None] = [None] * len(jobs)
-    stop = threading.Event()
     reporting = threading.Lock()
 
     def report(result: SyncResult) -> None:
@@ -166,6 +168,8 @@ def run_syncs(
             stop.set()
             _stop_waiting_on_second_interrupt(threads)
             raise
+    if stop.is_set():
+        raise KeyboardInterrupt
     return [r if r is not None else _never_ran(jobs[i], settings) for i, r in enumerate(results)]
 
 
@@ -200,10 +204,13 @@ def _one_at_a_time(
     progress: bool,
     on_result: Callable[[SyncResult], None] | None,
     runner: SyncRunner,
+    stop: threading.Event,
 ) -> list[SyncResult]:
     results = []
     for job in jobs:
-        result = _run_job(runner, db, settings, job, progress)
+        if stop.is_set():
+            raise KeyboardInterrupt
+        result = _run_job(runner, db, settings, job, progress, stop=stop)
         if on_result is not None:
             on_result(result)
         results.append(result)

@@ -19,7 +19,7 @@ from helpers import default_sigint, sandbox_env
 from sqlalchemy import text
 from test_sync_resilience import BUSINESS_TABLES, contents, second_store  # noqa: F401
 
-from revtops_kernel.cli import build_parser, sync_interrupted
+from revtops_kernel.cli import build_parser, ctrl_c_stops, sync_interrupted
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database
@@ -146,6 +146,36 @@ def test_ctrl_c_stops_the_syncs_side_by_side_within_a_second(db: Database) -> No
         run_syncs(db, _settings(db), [SyncJob(p) for p in ACTIVITY], runner=runner)
     assert time.monotonic() - started < 2.0
     assert all(end - start < 2.0 for start, end in runner.spans.values())  # all stopped
+
+
+@pytest.mark.parametrize("side_by_side", [True, False])
+def test_a_stop_set_by_the_callers_ctrl_c_ends_the_syncs_either_way(
+    db: Database, side_by_side: bool
+) -> None:
+    """``revtops sync``'s Ctrl-C handler (``cli.ctrl_c_stops``) sets ``stop`` instead of raising
+    wherever Python happens to be: one at a time too, the sync in hand ends at its next page
+    and the ones after it never start."""
+    _has_cursors(db, *ACTIVITY)
+    runner = FakeRunner({p: 30.0 for p in ACTIVITY})
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_syncs(db, _settings(db), [SyncJob(p) for p in ACTIVITY], runner=runner,
+                  side_by_side=side_by_side, stop=stop)  # fmt: skip
+    assert time.monotonic() - started < 2.0
+    assert len(runner.spans) == (len(ACTIVITY) if side_by_side else 1), runner.spans
+
+
+def test_ctrl_c_sets_the_stop_flag_and_a_second_one_leaves() -> None:
+    stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
+    with ctrl_c_stops(stop):
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the next line
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # not reached: the handler raises here
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_the_sync_option_to_run_one_at_a_time() -> None:

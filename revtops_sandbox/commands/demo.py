@@ -4,10 +4,11 @@ organization synced from it."""
 from __future__ import annotations
 
 import argparse
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from revtops_kernel.cli import cmd_info, summarize_sync, sync_interrupted
+from revtops_kernel.cli import cmd_info, ctrl_c_stops, summarize_sync, sync_interrupted
 from revtops_kernel.demo_record import DemoRecord, write_demo_record
 from revtops_kernel.providers import CRM_PROVIDERS
 from revtops_kernel.settings import Settings, load_settings
@@ -106,15 +107,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
         # As `revtops sync` runs them (revtops_kernel.sync_all): into a new store, the first
         # loads one at a time; into one synced before, side by side.
+        stop = threading.Event()
         try:
-            run_syncs(
-                db,
-                demo_settings,
-                jobs,
-                side_by_side=not args.one_at_a_time,
-                progress=True,
-                on_result=summary,
-            )
+            with ctrl_c_stops(stop):
+                run_syncs(
+                    db,
+                    demo_settings,
+                    jobs,
+                    side_by_side=not args.one_at_a_time,
+                    progress=True,
+                    on_result=summary,
+                    stop=stop,
+                )
         except KeyboardInterrupt:
             return sync_interrupted(db)
         write_demo_record(
