@@ -355,6 +355,16 @@ def test_a_nango_sync_runs_under_the_writer_role_and_writes_its_org_only(
         deals = conn.execute(
             text("SELECT count(*) FROM deals WHERE organization_id = :o"), {"o": own}
         ).scalar_one()
+        # The sync's own bookkeeping written as the writer too (a refresh that lacked the
+        # grant would only have logged it): the deal states and the mark their refresh left.
+        derived = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM deal_states WHERE organization_id = :o), "
+                "(SELECT count(*) FROM derived_marks WHERE organization_id = :o)"
+            ),
+            {"o": own},
+        ).one()
+    assert derived[0] > 0 and derived[1] == 1, derived
     assert [(o, p, s) for o, p, s, _ in synced if o in (own, victim)] == [
         (own, "hubspot", "succeeded")
     ]
