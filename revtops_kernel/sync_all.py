@@ -165,6 +165,8 @@ def run_syncs(
         try:
             _join(threads)
         except KeyboardInterrupt:
+            if stop.is_set():  # the second Ctrl-C: the caller's handler set stop on the first
+                raise
             stop.set()
             _stop_waiting_on_second_interrupt(threads)
             raise

@@ -167,6 +167,29 @@ def test_a_stop_set_by_the_callers_ctrl_c_ends_the_syncs_either_way(
     assert len(runner.spans) == (len(ACTIVITY) if side_by_side else 1), runner.spans
 
 
+def test_after_a_stop_a_ctrl_c_leaves_the_syncs_side_by_side_at_once(db: Database) -> None:
+    """The caller's handler set ``stop`` on the first Ctrl-C; the second raises in the waiting
+    thread, which leaves the syncs (daemon threads) instead of waiting for them again."""
+    _has_cursors(db, *ACTIVITY)
+
+    released = threading.Event()  # ends the left threads with the test, not 30 s later
+
+    def deaf(db: Database, settings: Settings, provider: str, **kwargs: Any) -> SyncResult:
+        released.wait(30)  # a Retry-After wait: it never looks at stop
+        return SyncResult(uuid.uuid4(), ORG, provider, SyncRunStatus.SUCCEEDED, RunCounts(), 0.0)
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    threading.Timer(0.4, _thread.interrupt_main).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_syncs(db, _settings(db), [SyncJob(p) for p in ACTIVITY], runner=deaf, stop=stop)
+        assert time.monotonic() - started < 2.0
+    finally:
+        released.set()
+
+
 def test_ctrl_c_sets_the_stop_flag_and_a_second_one_leaves() -> None:
     stop, before = threading.Event(), signal.getsignal(signal.SIGINT)
     with ctrl_c_stops(stop):
