@@ -240,15 +240,14 @@ def _since(conn: Connection, org: str, system: str) -> datetime | None:
 
 
 def _save_mark(conn: Connection, org: str, system: str, since: datetime) -> None:
-    params = {"org": org, "system": system, "derived": TABLE, "since": since}
-    where = "organization_id = :org AND derived_table = :derived AND source_system = :system"
-    conn.execute(text(f"DELETE FROM {MARKS} WHERE {where}"), params)
     conn.execute(
         text(
             f"INSERT INTO {MARKS} (organization_id, derived_table, source_system, since) "
-            "VALUES (:org, :derived, :system, :since)"
+            "VALUES (:org, :derived, :system, :since) "
+            "ON CONFLICT (organization_id, derived_table, source_system) "
+            "DO UPDATE SET since = excluded.since"
         ),
-        params,
+        {"org": org, "system": system, "derived": TABLE, "since": since},
     )
 
 
