@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from revtops_kernel.ids import record_id
-from revtops_kernel.store import Database
+from revtops_kernel.store import Database, deal_field_history
 from revtops_kernel.store.deal_field_history import derive_salesforce_field_history
 from revtops_kernel.store.upsert import upsert
 
@@ -62,6 +63,14 @@ def history(db: Database) -> list[tuple[Any, ...]]:
         FROM deal_field_history WHERE organization_id = :org ORDER BY source_id"""
     with db.connect() as conn:
         return [tuple(r) for r in conn.execute(text(sql), {"org": ORG})]
+
+
+@pytest.fixture(autouse=True, params=[1, deal_field_history.DEALS_PER_PASS], ids=["1", "default"])
+def deals_per_pass(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every test once with the deals derived one at a time (a range per deal, as a large
+    organization's are in ranges of DEALS_PER_PASS) and once in one range."""
+    monkeypatch.setattr(deal_field_history, "DEALS_PER_PASS", request.param)
+    return int(request.param)
 
 
 def run_pass(db: Database) -> int:
@@ -127,3 +136,20 @@ def test_deleted_snapshots_take_their_rows_along(db: Database) -> None:
         assert derive_salesforce_field_history(conn, ORG, full=True) == 1
     assert history(db)[-1][0] == "0085g0000000006AAA:amount" and history(db)[-1][-1] is True
     assert run_pass(db) == 0
+
+
+def test_a_full_pass_retires_the_rows_of_a_deal_whose_snapshots_are_all_gone(
+    db: Database, deals_per_pass: int
+) -> None:
+    """The ranges cover every deal id, so a deal that has no snapshot left (not listed by
+    any range's bounds) still has its derived rows retired, one deal per range too."""
+    with db.begin() as conn:
+        upsert(conn, "deal_stage_history", [*SNAPSHOTS, snapshot(8, "C", 96, "9.00", D2)])
+    assert run_pass(db) == 8
+    with db.begin() as conn:
+        assert len(deal_field_history.deal_ranges(conn, ORG)) == (4 if deals_per_pass == 1 else 1)
+        conn.execute(text("DELETE FROM deal_stage_history WHERE deal_id = :a"),
+                     {"a": record_id(ORG, "salesforce", "deals", "A")})  # fmt: skip
+        assert derive_salesforce_field_history(conn, ORG, full=True) == 4  # A's four rows
+    gone = {source_id[:18] for source_id, *_, deleted in history(db) if deleted}
+    assert gone == {"0085g0000000001AAA", "0085g0000000003AAA", "0085g0000000004AAA"}
