@@ -290,17 +290,17 @@ def _run_sync(
     # to reach the refresh share, yet statistics that have never seen their source_system or
     # organization_id estimate them as one row: a first load refreshes every table it wrote.
     statistics = StatisticsRefresh(db, share=0.0 if first_load else REFRESH_SHARE)
+    retry = RetryPolicy(settings.store_retry_attempts, settings.store_retry_delay)
     try:
         connector = connector or build_connector(
             settings, provider, _require(http), nango_connection=nango
         )
-        retry = RetryPolicy(settings.store_retry_attempts, settings.store_retry_delay)
         engine = _StreamWriter(db, result, spec, release_quarantine, statistics, retry, cursors)
         engine.stop, engine.progress_line = stop, progress_line
         with _fewer_collections(), _batch_lookups(db, engine):
             for stream in _selected(connector.streams(), streams, spec):
                 engine.sync_stream(connector, stream, progress=progress)
-        _finish_streams(db, result, spec, connector, statistics)
+        _finish_streams(db, result, spec, connector, statistics, retry)
         result.status = SyncRunStatus.SUCCEEDED
     except RevtopsError as exc:
         result.status, result.error = SyncRunStatus.FAILED, str(exc)
@@ -315,7 +315,7 @@ def _run_sync(
     # the next sync, as after a Ctrl-C in any of them.
     _stop_point(stop)
     _refresh_statistics(statistics)  # before resolution: its joins are where a bad plan hurts
-    _resolve(db, result, statistics)
+    _resolve(db, result, statistics, retry)
     _stop_point(stop)
     refresh_after_sync(  # store.deal_states
         db,
@@ -426,12 +426,18 @@ def _finish_streams(
     spec: ProviderSpec,
     connector: Connector,
     statistics: StatisticsRefresh,
+    retry: RetryPolicy,
 ) -> None:
     """The provider's clean-up once every stream is read (only after a complete read)."""
-    if spec.after_streams is None:
+    after_streams = spec.after_streams
+    if after_streams is None:
         return
-    with db.begin() as conn:
-        changed = spec.after_streams(conn, result.organization_id, connector)
+    changed = in_transaction(  # a whole organization's pass on a first load: retried as a batch
+        db,
+        lambda conn: after_streams(conn, result.organization_id, connector),
+        what=f"{result.provider} clean-up after its streams",
+        policy=retry,
+    )
     if spec.after_streams_counts == "written":
         result.counts.upserted += changed
     else:
@@ -457,18 +463,27 @@ def _vacuum(statistics: StatisticsRefresh) -> None:
         log.exception("vacuuming the tables the sync wrote failed")
 
 
-def _resolve(db: Database, result: SyncResult, statistics: StatisticsRefresh) -> None:
+def _resolve(
+    db: Database, result: SyncResult, statistics: StatisticsRefresh, retry: RetryPolicy
+) -> None:
     """Identity resolution over the rows written since the last one, after every run, failed
     ones too: the pages a failed run committed are data like any other."""
     from revtops_kernel.resolve import resolve_identities
 
     started = time.monotonic()
+    org = result.organization_id
     try:
-        with db.begin() as conn:
-            # Its tables' statistics are refreshed with the sync's, below: resolution rewrites
-            # most of what a first load of Slack or Calendar wrote, and analyzing those tables
-            # inside it too took a fifth of its time at scale 0.3 on PostgreSQL.
-            report = resolve_identities(conn, result.organization_id, analyze=False)
+        # Its tables' statistics are refreshed with the sync's, below: resolution rewrites
+        # most of what a first load of Slack or Calendar wrote, and analyzing those tables
+        # inside it too took a fifth of its time at scale 0.3 on PostgreSQL. All of it is in
+        # its transaction, so a transient fault or DuckDB running out of memory (a full
+        # resolution at scale 10 under the 256MiB default) retries it (store.retry).
+        report = in_transaction(
+            db,
+            lambda conn: resolve_identities(conn, org, analyze=False),
+            what=f"identity resolution of {org}",
+            policy=retry,
+        )
         result.resolution = report
         statistics.note("activity_participants", report.participants_updated)
         statistics.note("activity_participants", report.participants_stale)

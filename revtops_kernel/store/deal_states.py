@@ -43,6 +43,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.retry import in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -332,10 +333,13 @@ def refresh_after_sync(
         return 0
     started = time.monotonic()
     try:
-        with db.begin() as conn:
-            written = refresh_deal_states(
+        written = in_transaction(  # retried on a transient fault or DuckDB out of memory
+            db,
+            lambda conn: refresh_deal_states(
                 conn, result.organization_id, result.provider, full=full, elapsed=elapsed
-            )
+            ),
+            what=f"deal states of {result.organization_id}",
+        )
         for table, rows in written.items():
             statistics.note(table, rows)
         log.info(

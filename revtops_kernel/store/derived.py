@@ -24,6 +24,7 @@ from sqlalchemy import Connection, text
 
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.store.database import Database
+from revtops_kernel.store.retry import in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,16 @@ def refresh_after_sync(
                 seconds = time.monotonic() - started
                 log.info("%s for %s: the run changed nothing it derives from", rollup.table, org)
                 return RefreshReport(seconds=seconds)
-        with db.begin() as conn:
+
+        def refresh(conn: Connection) -> RefreshReport:
             report = rollup.refresh(conn, org)  # drops the mark: it is not derived
             if others_running(conn, org, run):
                 rollup.add_mark(conn, org)  # that sync may still write, and die before its refresh
+            return report
+
+        # Retried on a transient fault or DuckDB running out of memory (store.retry): a
+        # refresh in full at scale 10 outgrows the 256MiB default there.
+        report = in_transaction(db, refresh, what=f"{rollup.table} of {org}")
     except Exception:
         log.exception("refreshing %s for %s failed", rollup.table, org)
         try:

@@ -246,3 +246,50 @@ def test_an_incremental_sync_under_a_small_limit_succeeds(tmp_path: Path) -> Non
             assert result.counts.upserted >= 100
         finally:
             db.dispose()
+
+
+def test_a_syncs_steps_after_its_streams_outgrow_the_limit_and_succeed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Identity resolution and the derived tables' refreshes run in transactions of their own
+    after the streams; one that outgrows the limit is retried with a raised base, as a batch
+    is. A full resolution at scale 10 ran out at the 256MiB default and failed the sync, and
+    with no resolution recorded every later sync resolved in full and failed again."""
+    path = tmp_path / "store.duckdb"
+    with SandboxServer(scale=0.2, seed=3) as sandbox:
+
+        def settings(limit: str) -> object:
+            return load_settings(
+                REVTOPS_DATABASE_URL=f"duckdb:///{path}",
+                REVTOPS_DUCKDB_MEMORY_LIMIT=limit,
+                REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+                REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+                REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
+                REVTOPS_GOOGLE_CALENDAR_TOKEN=sandbox.token,
+            )
+
+        first_settings = settings("256MiB")
+        db = Database.from_settings(first_settings)  # type: ignore[arg-type]
+        try:
+            upgrade(db)
+            for provider in ("hubspot", "google_calendar"):
+                first = run_sync(db, first_settings, provider, org="acme")  # type: ignore[arg-type]
+                assert first.ok, first.error
+            with db.begin() as conn:  # as if the rules changed: the next resolution is full
+                conn.execute(text("DELETE FROM identity_resolutions"))
+                conn.execute(text("DELETE FROM derived_marks"))  # deal states rebuilt too
+        finally:
+            db.dispose()
+        low = settings("1MiB")
+        db = Database.from_settings(low)  # type: ignore[arg-type]
+        try:
+            with caplog.at_level(logging.WARNING):
+                result = run_sync(db, low, "hubspot", org="acme")  # type: ignore[arg-type]
+            assert result.ok, result.error
+            assert result.resolution is not None and result.resolution.full
+            assert result.resolution.participants_examined > 1_000
+            assert db.duckdb_memory_base > memory_size_bytes("1MiB")  # raised on the way
+            failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert failures == []
+        finally:
+            db.dispose()
