@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from revtops_kernel.errors import SettingsError, StoreError
-from revtops_kernel.settings import load_settings
+from revtops_kernel.settings import Settings, load_settings
 from revtops_kernel.store import Database, upgrade
 from revtops_kernel.store.database import driver_connection, memory_size_bytes
 from revtops_kernel.store.retry import in_transaction
@@ -214,34 +214,42 @@ def test_a_limit_without_a_unit_is_refused_by_name() -> None:
         load_settings(REVTOPS_DUCKDB_MEMORY_LIMIT="512")  # DuckDB refuses it too
 
 
+def _settings(path: Path, sandbox: SandboxServer, limit: str) -> Settings:
+    """The DuckDB store at ``path`` under ``limit``; HubSpot and Google Calendar from
+    ``sandbox``."""
+    return load_settings(
+        REVTOPS_DATABASE_URL=f"duckdb:///{path}",
+        REVTOPS_DUCKDB_MEMORY_LIMIT=limit,
+        REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
+        REVTOPS_HUBSPOT_TOKEN=sandbox.token,
+        REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
+        REVTOPS_GOOGLE_CALENDAR_TOKEN=sandbox.token,
+    )
+
+
+def _first_syncs(path: Path, sandbox: SandboxServer, *providers: str) -> Database:
+    """A new store at ``path``, first-synced from ``providers`` at the default limit."""
+    settings = _settings(path, sandbox, "256MiB")
+    db = Database.from_settings(settings)
+    upgrade(db)
+    for provider in providers:
+        first = run_sync(db, settings, provider, org="acme")
+        assert first.ok, first.error
+    return db
+
+
 def test_an_incremental_sync_under_a_small_limit_succeeds(tmp_path: Path) -> None:
     """The whole path: a HubSpot first sync, 1% of the CRM changed, and the re-sync under a
     limit below what its writes pin in indexes over its units of work (~17 MiB here)."""
     path = tmp_path / "store.duckdb"
     with SandboxServer(scale=0.2, seed=3) as sandbox:
-
-        def settings(limit: str) -> object:
-            return load_settings(
-                REVTOPS_DATABASE_URL=f"duckdb:///{path}",
-                REVTOPS_DUCKDB_MEMORY_LIMIT=limit,
-                REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-                REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-            )
-
-        first_settings = settings("256MiB")
-        db = Database.from_settings(first_settings)  # type: ignore[arg-type]
-        try:
-            upgrade(db)
-            first = run_sync(db, first_settings, "hubspot", org="acme")  # type: ignore[arg-type]
-            assert first.ok, first.error
-        finally:
-            db.dispose()
+        _first_syncs(path, sandbox, "hubspot").dispose()
         changed = sandbox.mutate(modified_pct=1.0, seed=13)
         assert sum(len(ids) for ids in changed.modified.values()) > 100
-        low = settings("12MiB")
-        db = Database.from_settings(low)  # type: ignore[arg-type]
+        low = _settings(path, sandbox, "12MiB")
+        db = Database.from_settings(low)
         try:
-            result = run_sync(db, low, "hubspot", org="acme")  # type: ignore[arg-type]
+            result = run_sync(db, low, "hubspot", org="acme")
             assert result.ok, result.error
             assert result.counts.upserted >= 100
         finally:
@@ -257,38 +265,22 @@ def test_a_syncs_steps_after_its_streams_outgrow_the_limit_and_succeed(
     with no resolution recorded every later sync resolved in full and failed again."""
     path = tmp_path / "store.duckdb"
     with SandboxServer(scale=0.2, seed=3) as sandbox:
-
-        def settings(limit: str) -> object:
-            return load_settings(
-                REVTOPS_DATABASE_URL=f"duckdb:///{path}",
-                REVTOPS_DUCKDB_MEMORY_LIMIT=limit,
-                REVTOPS_HUBSPOT_BASE_URL=sandbox.hubspot_base_url,
-                REVTOPS_HUBSPOT_TOKEN=sandbox.token,
-                REVTOPS_GOOGLE_CALENDAR_BASE_URL=sandbox.google_calendar_base_url,
-                REVTOPS_GOOGLE_CALENDAR_TOKEN=sandbox.token,
-            )
-
-        first_settings = settings("256MiB")
-        db = Database.from_settings(first_settings)  # type: ignore[arg-type]
+        db = _first_syncs(path, sandbox, "hubspot", "google_calendar")
         try:
-            upgrade(db)
-            for provider in ("hubspot", "google_calendar"):
-                first = run_sync(db, first_settings, provider, org="acme")  # type: ignore[arg-type]
-                assert first.ok, first.error
             with db.begin() as conn:  # as if the rules changed: the next resolution is full
                 conn.execute(text("DELETE FROM identity_resolutions"))
                 conn.execute(text("DELETE FROM derived_marks"))  # deal states rebuilt too
         finally:
             db.dispose()
-        low = settings("1MiB")
-        db = Database.from_settings(low)  # type: ignore[arg-type]
+        low = _settings(path, sandbox, "8MiB")
+        db = Database.from_settings(low)
         try:
             with caplog.at_level(logging.WARNING):
-                result = run_sync(db, low, "hubspot", org="acme")  # type: ignore[arg-type]
+                result = run_sync(db, low, "hubspot", org="acme")
             assert result.ok, result.error
             assert result.resolution is not None and result.resolution.full
             assert result.resolution.participants_examined > 1_000
-            assert db.duckdb_memory_base > memory_size_bytes("1MiB")  # raised on the way
+            assert db.duckdb_memory_base > memory_size_bytes("8MiB")  # raised on the way
             failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             assert failures == []
         finally:
