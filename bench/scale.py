@@ -506,6 +506,7 @@ def run_backend(
     scale: float, seed: int, backend: str, postgres_url: str, runs: int, mode: str = "revtops-sync"
 ) -> BackendFigures:
     from revtops_kernel.resolve import resolve_identities
+    from revtops_kernel.store.retry import in_transaction
     from revtops_sandbox import SandboxServer
     from revtops_sandbox.evals.quota_plan import load_quota_plan
 
@@ -528,8 +529,11 @@ def run_backend(
         progress(f"scale {scale:g} {backend}: queries ({quotas.imported} quotas imported)")
         queries = queries_in_child(db, runs)
         started = time.monotonic()
-        with db.begin() as conn:
-            full = resolve_identities(conn, ORG, full=True)
+        # As a sync runs it (store.retry): on DuckDB a full resolution at scale 10 outgrows the
+        # 256MiB default and is retried with a raised memory base.
+        full = in_transaction(
+            db, lambda conn: resolve_identities(conn, ORG, full=True), what="full resolution"
+        )
         full_s = time.monotonic() - started
         size = database_mib(db)
         db.dispose()
