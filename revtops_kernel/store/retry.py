@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import duckdb
-import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -89,7 +89,10 @@ def transient_fault(exc: BaseException) -> str | None:
 def _own_reason(exc: BaseException) -> str | None:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "connection lost"
-    if isinstance(exc, psycopg.Error):
+    # psycopg as loaded, if it is: a process that never loaded it (``revtops sql`` on DuckDB
+    # keeps it off its start-up path) cannot be holding one of its errors.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
         state = exc.sqlstate
         if state in TRANSIENT_SQLSTATES:
             return f"{TRANSIENT_SQLSTATES[state]} ({state})"
