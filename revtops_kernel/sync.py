@@ -323,14 +323,15 @@ def _run_sync(
         statistics,
         full=full_refresh,
         elapsed=timedelta(seconds=time.monotonic() - started),
+        policy=retry,
     )
     _stop_point(stop)
     refresh_risk_facts_after_sync(  # store.risk_facts
-        db, org, statistics.note, run=result, pending_before=risk_facts_pending
+        db, org, statistics.note, run=result, pending_before=risk_facts_pending, policy=retry
     )
     _stop_point(stop)
     refresh_meeting_accounts_after_sync(
-        db, org, statistics.note, run=result, pending_before=meetings_pending
+        db, org, statistics.note, run=result, pending_before=meetings_pending, policy=retry
     )
     _refresh_statistics(statistics)
     _vacuum(statistics)

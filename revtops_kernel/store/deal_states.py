@@ -43,7 +43,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, bindparam, text
 
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.retry import in_transaction
+from revtops_kernel.store.retry import RetryPolicy, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,13 @@ def build_all(conn: Connection) -> int:
 
 
 def refresh_after_sync(
-    db: Database, result: Any, statistics: Any, *, full: bool, elapsed: timedelta
+    db: Database,
+    result: Any,
+    statistics: Any,
+    *,
+    full: bool,
+    elapsed: timedelta,
+    policy: RetryPolicy | None = None,
 ) -> int:
     """The sync's step after identity resolution (``sync._run_sync``, running for
     ``elapsed``): refresh the synced provider's deal states in their own transaction; returns
@@ -339,6 +345,7 @@ def refresh_after_sync(
                 conn, result.organization_id, result.provider, full=full, elapsed=elapsed
             ),
             what=f"deal states of {result.organization_id}",
+            policy=policy or RetryPolicy(),
         )
         for table, rows in written.items():
             statistics.note(table, rows)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, text
 
 from revtops_kernel.run_status import SyncRunStatus
 from revtops_kernel.store.database import Database
-from revtops_kernel.store.retry import in_transaction
+from revtops_kernel.store.retry import RetryPolicy, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def refresh_after_sync(
     *,
     run: Any = None,
     pending_before: bool | None = None,
+    policy: RetryPolicy | None = None,
 ) -> RefreshReport | None:
     """The sync's call after identity resolution: refresh ``org``'s rows in their own
     transaction; ``note`` hears how many rows were written (the sync's statistics refresh and
@@ -105,7 +106,9 @@ def refresh_after_sync(
 
         # Retried on a transient fault or DuckDB running out of memory (store.retry): a
         # refresh in full at scale 10 outgrows the 256MiB default there.
-        report = in_transaction(db, refresh, what=f"{rollup.table} of {org}")
+        report = in_transaction(
+            db, refresh, what=f"{rollup.table} of {org}", policy=policy or RetryPolicy()
+        )
     except Exception:
         log.exception("refreshing %s for %s failed", rollup.table, org)
         try:

@@ -56,6 +56,7 @@ from sqlalchemy import Connection, text
 from revtops_kernel.store import change_journal, derived
 from revtops_kernel.store.database import Database
 from revtops_kernel.store.derived import RefreshReport, Rollup, take_turns, write_difference
+from revtops_kernel.store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,13 @@ def refresh_after_sync(
     *,
     run: Any = None,
     pending_before: bool | None = None,
+    policy: RetryPolicy | None = None,
 ) -> RefreshReport | None:
     """The sync's call after identity resolution (``derived.refresh_after_sync``): skipped
     when ``run`` changed nothing the rows derive from and no refresh is pending."""
-    return derived.refresh_after_sync(db, org, ROLLUP, note, run=run, pending_before=pending_before)
+    return derived.refresh_after_sync(
+        db, org, ROLLUP, note, run=run, pending_before=pending_before, policy=policy
+    )
 
 
 def rebuild_all(conn: Connection) -> int:
